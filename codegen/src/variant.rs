@@ -1,0 +1,168 @@
+//! The variant space: one type per kernel family and the one name function.
+//!
+//! A variant's name is the key everywhere (generated file, registry entry, `extern "C"`
+//! symbol, snapshot, JIT cache key, tuning table), so it is produced by `Display` alone and
+//! parsed back by `FromStr`; a test checks the round trip over every variant.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// What the reconstructive matmul reads as its weight operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Pipeline {
+    /// Sign-mantissa bytes + real exponent bytes (escapes already applied).
+    Exponent,
+    /// Sign-mantissa bytes + 4-bit palette indices + escape groups.
+    Palette,
+    /// Plain BF16 weights through the same template (the bit-exact reference).
+    Raw,
+}
+
+/// What a Huffman preprocess kernel writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HuffOutput {
+    Bf16,
+    Exponent,
+    Palette,
+}
+
+/// Reconstructive matmul `Y[m, n_out] = X[m, k] · W[n_out, k]ᵀ`, swap-AB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RmmVariant {
+    pub pipeline: Pipeline,
+    /// Batch tile = WGMMA N.
+    pub tile_n: u32,
+    /// Ring stages.
+    pub stages: u32,
+    /// Weights encoded as Wᵀ [k, n_out] (groups along n_out).
+    pub transpose: bool,
+}
+
+/// Huffman index stream → `output`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HuffVariant {
+    pub output: HuffOutput,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Variant {
+    Rmm(RmmVariant),
+    Huff(HuffVariant),
+}
+
+impl Pipeline {
+    pub const ALL: [Pipeline; 3] = [Pipeline::Exponent, Pipeline::Palette, Pipeline::Raw];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pipeline::Exponent => "exponent",
+            Pipeline::Palette => "palette",
+            Pipeline::Raw => "raw",
+        }
+    }
+}
+
+impl HuffOutput {
+    pub const ALL: [HuffOutput; 3] = [HuffOutput::Bf16, HuffOutput::Exponent, HuffOutput::Palette];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HuffOutput::Bf16 => "bf16",
+            HuffOutput::Exponent => "exponent",
+            HuffOutput::Palette => "palette",
+        }
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Variant::Rmm(v) => write!(
+                f,
+                "rmm_{}_n{}_s{}_{}",
+                v.pipeline.as_str(),
+                v.tile_n,
+                v.stages,
+                if v.transpose { "t" } else { "nt" }
+            ),
+            Variant::Huff(v) => write!(f, "huff_{}", v.output.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for RmmVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Variant::Rmm(*self).fmt(f)
+    }
+}
+
+impl fmt::Display for HuffVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Variant::Huff(*self).fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseVariantError(pub String);
+
+impl fmt::Display for ParseVariantError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not a variant name: {:?}", self.0)
+    }
+}
+
+impl std::error::Error for ParseVariantError {}
+
+impl FromStr for Variant {
+    type Err = ParseVariantError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseVariantError(s.to_string());
+        let parts: Vec<&str> = s.split('_').collect();
+        match parts.as_slice() {
+            ["huff", out] => {
+                let output = HuffOutput::ALL.into_iter().find(|o| o.as_str() == *out).ok_or_else(err)?;
+                Ok(Variant::Huff(HuffVariant { output }))
+            }
+            ["rmm", pipe, n, st, t] => {
+                let pipeline = Pipeline::ALL.into_iter().find(|p| p.as_str() == *pipe).ok_or_else(err)?;
+                let tile_n = n.strip_prefix('n').and_then(|x| x.parse().ok()).ok_or_else(err)?;
+                let stages = st.strip_prefix('s').and_then(|x| x.parse().ok()).ok_or_else(err)?;
+                let transpose = match *t {
+                    "t" => true,
+                    "nt" => false,
+                    _ => return Err(err()),
+                };
+                let v = Variant::Rmm(RmmVariant { pipeline, tile_n, stages, transpose });
+                // Reject non-canonical spellings such as "n064" so the name stays a unique key.
+                if v.to_string() != s {
+                    return Err(err());
+                }
+                Ok(v)
+            }
+            _ => Err(err()),
+        }
+    }
+}
+
+/// How the runtime sizes the grid of a variant's launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GridRule {
+    /// `(n_out / 128, ceil(m / tile_n), 1)`: one CTA per 128 weight rows and batch tile.
+    RmmTiles { rows_per_cta: u32, tile_n: u32 },
+    /// `(ceil(chunks / chunks_per_block), 1, 1)`: Huffman chunks spread over blocks.
+    HuffChunks { chunks_per_block: u32 },
+}
+
+/// One generated kernel, as `generated/registry.rs` lists it.
+#[derive(Clone, Copy, Debug)]
+pub struct RegistryEntry {
+    pub variant: Variant,
+    /// `variant.to_string()`; also the `extern "C"` symbol and the file stem in generated/.
+    pub name: &'static str,
+    pub block: [u32; 3],
+    pub grid: GridRule,
+    /// Dynamic shared memory to request at launch (bytes, includes alignment slack).
+    pub dynamic_smem: u32,
+    /// xxh64 of `source`, for cache keys and snapshots.
+    pub source_hash: u64,
+    pub source: &'static str,
+}
