@@ -1,4 +1,3 @@
-fn main() {
-    eprintln!("unweight: CLI not built yet");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    unweight::cli::main()
 }

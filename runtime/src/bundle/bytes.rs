@@ -1,0 +1,58 @@
+//! BF16 bits ⇄ little-endian bytes without copying where the layout allows it.
+
+use std::borrow::Cow;
+
+/// The BF16 bit patterns stored little-endian in `data` (an odd trailing byte is ignored;
+/// callers pass whole tensors).
+pub fn bits_of(data: &[u8]) -> Cow<'_, [u16]> {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: every bit pattern is a valid u16; align_to only yields the aligned middle.
+        let (pre, mid, post) = unsafe { data.align_to::<u16>() };
+        if pre.is_empty() && post.is_empty() {
+            return Cow::Borrowed(mid);
+        }
+    }
+    Cow::Owned(data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect())
+}
+
+/// The little-endian bytes of `bits`.
+pub fn bytes_of(bits: &[u16]) -> Cow<'_, [u8]> {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: u8 has alignment 1 and the length covers exactly the u16 slice's bytes.
+        return Cow::Borrowed(unsafe { std::slice::from_raw_parts(bits.as_ptr().cast::<u8>(), bits.len() * 2) });
+    }
+    #[allow(unreachable_code)]
+    Cow::Owned(bits.iter().flat_map(|b| b.to_le_bytes()).collect())
+}
+
+/// Processes `items` in windows of bounded input size: `work` runs in parallel within a window,
+/// `sink` consumes results in item order. Memory stays at a window's worth of results, and the
+/// output order (hence the written file) is deterministic.
+pub fn windowed<T: Sync, R: Send, E: Send>(
+    items: &[T],
+    weight: impl Fn(&T) -> usize,
+    work: impl Fn(&T) -> Result<R, E> + Sync,
+    mut sink: impl FnMut(&T, R) -> Result<(), E>,
+) -> Result<(), E> {
+    use rayon::prelude::*;
+    const BUDGET: usize = 1 << 30;
+    let max_items = 2 * rayon::current_num_threads();
+    let mut start = 0;
+    while start < items.len() {
+        let mut end = start;
+        let mut size = 0usize;
+        while end < items.len() && (end == start || (size < BUDGET && end - start < max_items)) {
+            size = size.saturating_add(weight(&items[end]));
+            end += 1;
+        }
+        let window = &items[start..end];
+        let results: Vec<Result<R, E>> = window.par_iter().map(&work).collect();
+        for (item, r) in window.iter().zip(results) {
+            sink(item, r?)?;
+        }
+        start = end;
+    }
+    Ok(())
+}

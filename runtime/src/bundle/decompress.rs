@@ -1,0 +1,103 @@
+//! `decompress`: a bundle → the original tensors and metadata.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use safetensors::Dtype;
+
+use super::bytes::{bytes_of, windowed};
+use super::error::{BundleError, Problem};
+use super::reader::{Bundle, CompressedEntry};
+use super::writer::{byte_len, header_json, HeaderEntry, OutputFile};
+use super::{check_output, sort_for_alignment};
+use crate::codec;
+
+/// A tensor of the decompressed file: stored as is, or to decode.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Plain(&'a [u8]),
+    Compressed(&'a CompressedEntry),
+}
+
+struct Item<'a> {
+    name: &'a str,
+    dtype: Dtype,
+    shape: &'a [usize],
+    source: Source<'a>,
+}
+
+/// Decodes one compressed tensor of an open bundle to its original BF16 bits (hash checked).
+pub fn decode_entry(bundle: &Bundle, e: &CompressedEntry) -> Result<Vec<u16>, BundleError> {
+    let ct = e.parts.load(&e.name, bundle.bytes(), &e.meta).map_err(|err| err.at(&bundle.path))?;
+    codec::decompress(&ct).map_err(|err| BundleError::tensor(&bundle.path, &e.name, err))
+}
+
+/// The counts of [`decompress_file`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecompressReport {
+    pub decoded: usize,
+    pub passed_through: usize,
+}
+
+/// Restores every tensor of the bundle `input` and the original metadata into `output`.
+pub fn decompress_file(
+    input: &Path,
+    output: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<DecompressReport, BundleError> {
+    let src = Bundle::open(input)?;
+    check_output(input, output)?;
+    if !src.layout.is_bundle() {
+        return Err(BundleError::file(input, Problem::NotBundle));
+    }
+    let mut items: Vec<Item> = src
+        .layout
+        .plain
+        .iter()
+        .map(|t| Item { name: &t.name, dtype: t.dtype, shape: &t.shape, source: Source::Plain(src.slice(&t.range)) })
+        .chain(src.layout.compressed.iter().map(|c| Item {
+            name: &c.name,
+            dtype: Dtype::BF16,
+            shape: &c.parts.shape,
+            source: Source::Compressed(c),
+        }))
+        .collect();
+    sort_for_alignment(&mut items, |i| (i.dtype, i.name));
+
+    // Every size is known: the header is exact.
+    let mut entries = Vec::with_capacity(items.len());
+    let mut pos = 0usize;
+    for i in &items {
+        let len = byte_len(i.dtype, i.shape)
+            .ok_or_else(|| BundleError::tensor(input, i.name, Problem::Overflow("tensor size".into())))?;
+        entries.push(HeaderEntry { name: i.name.to_string(), dtype: i.dtype, shape: i.shape.to_vec(), offsets: (pos, pos + len) });
+        pos += len;
+    }
+    let header_len = header_json(src.layout.metadata.as_ref(), &entries).len();
+
+    let mut out = OutputFile::create(output, header_len)?;
+    windowed(
+        &items,
+        |i| match i.source {
+            Source::Plain(b) => b.len(),
+            Source::Compressed(c) => c.parts.rows * c.parts.cols * 2,
+        },
+        |i| -> Result<Cow<[u16]>, BundleError> {
+            Ok(match i.source {
+                Source::Plain(_) => Cow::Borrowed(&[]),
+                Source::Compressed(c) => Cow::Owned(decode_entry(&src, c)?),
+            })
+        },
+        |i, decoded| {
+            let bytes = match i.source {
+                Source::Plain(b) => Cow::Borrowed(b),
+                Source::Compressed(_) => bytes_of(&decoded),
+            };
+            out.append(i.name, i.dtype, i.shape, &bytes)?;
+            progress(bytes.len() as u64);
+            Ok(())
+        },
+    )?;
+    out.finish(src.layout.metadata.as_ref())?;
+    Ok(DecompressReport { decoded: src.layout.compressed.len(), passed_through: src.layout.plain.len() })
+}

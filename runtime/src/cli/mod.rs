@@ -1,0 +1,110 @@
+//! The `unweight` command-line tool: argument parsing (clap) and one module per command.
+
+mod bench;
+mod compress;
+mod demo;
+mod inspect;
+mod progress;
+mod table;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub use bench::BenchArgs;
+
+#[derive(Debug, Parser)]
+#[command(name = "unweight", version, about = "Lossless compression of BF16 LLM weights")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Index encodings offered for bundles (the exponent encoding is an in-memory scratch format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EncodingArg {
+    /// Canonical Huffman over palette indices: smallest, for distribution.
+    Huffman,
+    /// 4-bit palette indices: what GPU kernels compute from directly.
+    Palette,
+}
+
+impl From<EncodingArg> for crate::codec::Encoding {
+    fn from(e: EncodingArg) -> Self {
+        match e {
+            EncodingArg::Huffman => Self::Huffman,
+            EncodingArg::Palette => Self::Palette,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compress the selected BF16 tensors of a .safetensors file into a bundle.
+    Compress {
+        /// Input .safetensors file.
+        input: PathBuf,
+        /// Output bundle (a .safetensors file).
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, value_enum, default_value = "huffman")]
+        encoding: EncodingArg,
+        /// Regex searched within each tensor name; replaces the default selection (MLP projection
+        /// weights by their usual names).
+        #[arg(long, value_name = "REGEX")]
+        tensors: Option<String>,
+        /// Regex choosing the selected tensors to encode transposed (e.g. down projections).
+        #[arg(long, value_name = "REGEX")]
+        transpose: Option<String>,
+    },
+    /// Restore every tensor and the original metadata from a bundle.
+    Decompress {
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Per BF16 tensor: palette, exponent histogram, entropy, escape rate, sizes.
+    Inspect { file: PathBuf },
+    /// Decode every compressed tensor and check its hash (and, with --against, equality with the original).
+    Verify {
+        file: PathBuf,
+        /// The uncompressed original: every tensor and the metadata must match it exactly.
+        #[arg(long, value_name = "ORIGINAL")]
+        against: Option<PathBuf>,
+    },
+    /// Build a Llama-3.1-8B-shaped MLP layer in memory, compress it both ways, verify, report.
+    Demo {
+        /// Seed of the synthetic weights.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// GPU benchmark of the decode pipelines against cuBLAS (needs an sm_90 GPU).
+    Bench(BenchArgs),
+}
+
+/// Runs the tool; errors are printed as one line and give exit status 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("unweight: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Compress { input, output, encoding, tensors, transpose } => {
+            compress::run(&input, &output, encoding.into(), tensors.as_deref(), transpose.as_deref())
+        }
+        Command::Decompress { input, output } => compress::run_decompress(&input, &output),
+        Command::Inspect { file } => inspect::run(&file),
+        Command::Verify { file, against } => verify::run(&file, against.as_deref()),
+        Command::Demo { seed } => demo::run(seed),
+        Command::Bench(args) => bench::run(args),
+    }
+}
