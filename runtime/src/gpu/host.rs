@@ -1,0 +1,208 @@
+//! Host images of device-resident weights: exactly the bytes each kernel reads, prepared on the
+//! CPU from a codec [`CompressedTensor`] so the layout rules are unit-tested without a GPU.
+
+use crate::codec::{self, CompressedTensor, Indices, Orientation, GROUP};
+
+use super::error::GpuError;
+use super::tile_esc;
+
+/// Zero bytes appended to the Huffman bitstream: a thread peeks up to 12 bits (and reads whole
+/// words) past its last code, so the tail must be readable and decode as zeros.
+pub const BITS_TAIL: usize = 16;
+
+/// Geometry shared by every residency: the weight `n_out × k` and its encoded matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub n_out: usize,
+    pub k: usize,
+    pub orientation: Orientation,
+    /// Encoded matrix (`Wᵀ` when transposed).
+    pub rows: usize,
+    pub cols: usize,
+    pub padded_cols: usize,
+}
+
+impl Geometry {
+    pub fn of(t: &CompressedTensor) -> Result<Self, GpuError> {
+        let (n_out, k) = match t.orientation {
+            Orientation::Standard => (t.rows, t.cols),
+            Orientation::Transposed => (t.cols, t.rows),
+        };
+        Ok(Geometry { n_out, k, orientation: t.orientation, rows: t.rows, cols: t.cols, padded_cols: t.padded_cols() })
+    }
+
+    /// Geometry of an uncompressed bf16 weight `n_out × k`, stored in `orientation`.
+    pub fn raw(n_out: usize, k: usize, orientation: Orientation) -> Self {
+        let (rows, cols) = match orientation {
+            Orientation::Standard => (n_out, k),
+            Orientation::Transposed => (k, n_out),
+        };
+        Geometry { n_out, k, orientation, rows, cols, padded_cols: cols.div_ceil(GROUP) * GROUP }
+    }
+
+    /// Whether the rmm kernels take this shape (else the runtime falls back to full decode).
+    pub fn rmm_ok(&self) -> bool {
+        self.n_out % 128 == 0 && self.k % 64 == 0 && self.n_out > 0 && self.k > 0
+    }
+
+    pub fn shape_text(&self) -> String {
+        format!("{}x{} ({})", self.n_out, self.k, self.orientation)
+    }
+
+    /// Scratch bytes each preprocess output needs: (bf16, exponent, palette nibbles).
+    pub fn scratch_bytes(&self) -> (usize, usize, usize) {
+        (self.rows * self.cols * 2, self.rows * self.padded_cols, self.rows * self.padded_cols / 2)
+    }
+}
+
+/// What `huff_*` kernels read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HuffmanImage {
+    pub geometry: Geometry,
+    /// Bitstream followed by at least [`BITS_TAIL`] zero bytes, length a multiple of 16.
+    pub bits: Vec<u8>,
+    pub chunk_offsets: Vec<u32>,
+    pub lut: Vec<u16>,
+    pub palette: [u8; 16],
+    pub sm: Vec<u8>,
+    pub esc_bitmap: Vec<u64>,
+    pub esc_prefix: Vec<u32>,
+    pub esc_exp: Vec<u8>,
+    pub chunk_symbols: u32,
+    pub n_chunks: u32,
+}
+
+/// What `rmm_palette_*` reads (direct palette).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaletteImage {
+    pub geometry: Geometry,
+    pub sm: Vec<u8>,
+    pub nibbles: Vec<u8>,
+    pub tile_esc: Vec<u8>,
+    pub esc_exp: Vec<u8>,
+    pub palette: [u8; 16],
+}
+
+fn weights_err(t: &CompressedTensor, reason: impl Into<String>) -> GpuError {
+    GpuError::Weights { tensor: format!("{:?} {}", t.shape, t.orientation), reason: reason.into() }
+}
+
+impl HuffmanImage {
+    pub fn new(t: &CompressedTensor) -> Result<Self, GpuError> {
+        let Indices::Huffman(h) = &t.indices else {
+            return Err(weights_err(t, format!("Huffman residency needs the huffman encoding, got {}", t.encoding())));
+        };
+        let geometry = Geometry::of(t)?;
+        let symbols = geometry.rows * geometry.padded_cols;
+        let n_chunks = symbols.div_ceil(h.chunk_symbols.max(1) as usize);
+        if h.chunk_offsets.len() != n_chunks {
+            return Err(weights_err(t, format!("{} chunk offsets for {n_chunks} chunks", h.chunk_offsets.len())));
+        }
+        if t.sm.len() != symbols {
+            return Err(weights_err(t, format!("{} sign-mantissa bytes, expected {symbols}", t.sm.len())));
+        }
+        let mut bits = h.bits.clone();
+        bits.resize((h.bits.len() + BITS_TAIL).div_ceil(16) * 16, 0);
+        Ok(HuffmanImage {
+            geometry,
+            bits,
+            chunk_offsets: h.chunk_offsets.clone(),
+            lut: h.decode_lut(),
+            palette: t.palette,
+            sm: t.sm.clone(),
+            esc_bitmap: t.escapes.bitmap.clone(),
+            esc_prefix: t.escapes.prefix.clone(),
+            esc_exp: t.escapes.exponents.clone(),
+            chunk_symbols: h.chunk_symbols,
+            n_chunks: n_chunks as u32,
+        })
+    }
+}
+
+impl PaletteImage {
+    /// From a palette- or Huffman-encoded tensor (Huffman is transcoded on the CPU).
+    pub fn new(t: &CompressedTensor) -> Result<Self, GpuError> {
+        let geometry = Geometry::of(t)?;
+        if !geometry.rmm_ok() {
+            return Err(weights_err(
+                t,
+                format!(
+                    "palette residency needs n_out % 128 == 0 and k % 64 == 0 (got {}); keep it Huffman-resident",
+                    geometry.shape_text()
+                ),
+            ));
+        }
+        let nibbles = match &t.indices {
+            Indices::Palette(n) => n.clone(),
+            _ => codec::decode_palette_indices(t)?,
+        };
+        let tiles = tile_esc::build(&t.escapes, t.orientation, geometry.n_out, geometry.k)
+            .map_err(|e| weights_err(t, e.0))?;
+        Ok(PaletteImage {
+            geometry,
+            sm: t.sm.clone(),
+            nibbles,
+            tile_esc: tiles.records,
+            esc_exp: tiles.exponents,
+            palette: t.palette,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{compress, Encoding};
+
+    fn bits(n: usize) -> Vec<u16> {
+        (0..n).map(|i| ((((i * 31) % 20) as u16 + 110) << 7) | (i as u16 & 0x807f)).collect()
+    }
+
+    #[test]
+    fn huffman_image_pads_the_stream() {
+        let b = bits(128 * 100);
+        let t = compress(&b, &[128, 100], Orientation::Standard, Encoding::Huffman).unwrap();
+        let img = HuffmanImage::new(&t).unwrap();
+        let Indices::Huffman(h) = &t.indices else { unreachable!() };
+        assert!(img.bits.len() >= h.bits.len() + BITS_TAIL);
+        assert_eq!(img.bits.len() % 16, 0);
+        assert!(img.bits[h.bits.len()..].iter().all(|&x| x == 0));
+        assert_eq!(&img.bits[..h.bits.len()], &h.bits[..]);
+        assert_eq!(img.lut.len(), 4096);
+        assert_eq!(img.geometry.padded_cols, 128);
+        assert_eq!(img.n_chunks as usize, (128 * 128usize).div_ceil(h.chunk_symbols as usize));
+        assert!(!img.geometry.rmm_ok());
+    }
+
+    #[test]
+    fn geometry_of_transposed() {
+        let b = bits(256 * 192);
+        let t = compress(&b, &[256, 192], Orientation::Transposed, Encoding::Palette).unwrap();
+        let g = Geometry::of(&t).unwrap();
+        assert_eq!((g.n_out, g.k, g.rows, g.cols), (256, 192, 192, 256));
+        assert_eq!(g, Geometry::raw(256, 192, Orientation::Transposed));
+        assert!(g.rmm_ok());
+        assert_eq!(g.scratch_bytes(), (192 * 256 * 2, 192 * 256, 192 * 128));
+    }
+
+    #[test]
+    fn palette_image_from_huffman_equals_from_palette() {
+        let b = bits(256 * 128);
+        for o in [Orientation::Standard, Orientation::Transposed] {
+            let a = PaletteImage::new(&compress(&b, &[256, 128], o, Encoding::Huffman).unwrap()).unwrap();
+            let p = PaletteImage::new(&compress(&b, &[256, 128], o, Encoding::Palette).unwrap()).unwrap();
+            assert_eq!(a, p);
+            assert_eq!(a.tile_esc.len(), 2 * 2 * 32);
+        }
+    }
+
+    #[test]
+    fn palette_image_rejects_rmm_incompatible_shapes() {
+        let b = bits(100 * 64);
+        let t = compress(&b, &[100, 64], Orientation::Standard, Encoding::Palette).unwrap();
+        let e = PaletteImage::new(&t).unwrap_err().to_string();
+        assert!(e.contains("keep it Huffman-resident"), "{e}");
+        let h = compress(&b, &[100, 64], Orientation::Standard, Encoding::Palette).unwrap();
+        assert!(HuffmanImage::new(&h).unwrap_err().to_string().contains("needs the huffman encoding"));
+    }
+}

@@ -1,0 +1,149 @@
+//! Kernel launches with the contract's ABIs (docs/CONTRACT.md). Geometry comes from the
+//! registry entry; arguments are raw device addresses so a caller's buffers and streams need
+//! not be cudarc-tracked.
+
+use cudarc::driver::{CudaStream, LaunchConfig, PushKernelArg};
+use unweight_codegen::variant::{GridRule, RegistryEntry};
+
+use super::error::{DriverContext, GpuError};
+use super::jit::Kernel;
+use super::tma::TmaDesc;
+
+fn shape_err(entry: &RegistryEntry, reason: String) -> GpuError {
+    GpuError::Shape { what: format!("launch of {}", entry.name), reason }
+}
+
+/// Grid of an rmm launch: `(n_out / 128, ceil(m / tile_n), 1)`.
+pub fn rmm_grid(entry: &RegistryEntry, n_out: usize, m: usize) -> Result<(u32, u32, u32), GpuError> {
+    let GridRule::RmmTiles { rows_per_cta, tile_n } = entry.grid else {
+        return Err(shape_err(entry, "not an rmm kernel".into()));
+    };
+    if m == 0 || n_out == 0 || n_out % rows_per_cta as usize != 0 {
+        return Err(shape_err(entry, format!("n_out {n_out} must be a positive multiple of {rows_per_cta}, m {m} positive")));
+    }
+    let (gx, gy) = (n_out / rows_per_cta as usize, m.div_ceil(tile_n as usize));
+    if gx > i32::MAX as usize || gy > 65535 {
+        return Err(shape_err(entry, format!("grid ({gx}, {gy}) exceeds the launch limits")));
+    }
+    Ok((gx as u32, gy as u32, 1))
+}
+
+/// Grid of a Huffman preprocess launch: `(ceil(n_chunks / chunks_per_block), 1, 1)`.
+pub fn huff_grid(entry: &RegistryEntry, n_chunks: u32) -> Result<(u32, u32, u32), GpuError> {
+    let GridRule::HuffChunks { chunks_per_block } = entry.grid else {
+        return Err(shape_err(entry, "not a Huffman kernel".into()));
+    };
+    if n_chunks == 0 || chunks_per_block == 0 {
+        return Err(shape_err(entry, "no chunks to decode".into()));
+    }
+    Ok((n_chunks.div_ceil(chunks_per_block), 1, 1))
+}
+
+fn config(entry: &RegistryEntry, grid: (u32, u32, u32)) -> LaunchConfig {
+    LaunchConfig { grid_dim: grid, block_dim: (entry.block[0], entry.block[1], entry.block[2]), shared_mem_bytes: entry.dynamic_smem }
+}
+
+/// Arguments of `rmm_*` in ABI order.
+pub struct RmmArgs {
+    pub tm_x: TmaDesc,
+    pub tm_w0: TmaDesc,
+    pub tm_w1: TmaDesc,
+    pub tile_esc: u64,
+    pub esc_exp: u64,
+    pub palette: u64,
+    pub y: u64,
+    pub n_out: i32,
+    pub k: i32,
+    pub m: i32,
+}
+
+/// # Safety
+/// Every address must be a live device buffer of the size the tensor maps and shape describe.
+pub unsafe fn rmm(stream: &CudaStream, kernel: &Kernel, a: &RmmArgs) -> Result<(), GpuError> {
+    let grid = rmm_grid(kernel.entry, a.n_out as usize, a.m as usize)?;
+    let mut b = stream.launch_builder(&kernel.function);
+    b.arg(&a.tm_x).arg(&a.tm_w0).arg(&a.tm_w1);
+    b.arg(&a.tile_esc).arg(&a.esc_exp).arg(&a.palette).arg(&a.y);
+    b.arg(&a.n_out).arg(&a.k).arg(&a.m);
+    // SAFETY: argument order and types follow the rmm ABI; the caller vouches for the buffers.
+    unsafe { b.launch(config(kernel.entry, grid)) }.ctx(|| format!("launching {}", kernel.entry.name))?;
+    Ok(())
+}
+
+/// Arguments of `huff_*` in ABI order.
+pub struct HuffArgs {
+    pub bits: u64,
+    pub chunk_offsets: u64,
+    pub lut: u64,
+    pub palette: u64,
+    pub sm: u64,
+    pub esc_bitmap: u64,
+    pub esc_prefix: u64,
+    pub esc_exp: u64,
+    pub out: u64,
+    pub rows: u64,
+    pub cols: u64,
+    pub padded_cols: u64,
+    pub chunk_symbols: u32,
+    pub n_chunks: u32,
+}
+
+/// # Safety
+/// Every address must be a live device buffer of the size the shape describes; `out` must hold
+/// the kernel's whole output.
+pub unsafe fn huff(stream: &CudaStream, kernel: &Kernel, a: &HuffArgs) -> Result<(), GpuError> {
+    let grid = huff_grid(kernel.entry, a.n_chunks)?;
+    let mut b = stream.launch_builder(&kernel.function);
+    b.arg(&a.bits).arg(&a.chunk_offsets).arg(&a.lut).arg(&a.palette).arg(&a.sm);
+    b.arg(&a.esc_bitmap).arg(&a.esc_prefix).arg(&a.esc_exp).arg(&a.out);
+    b.arg(&a.rows).arg(&a.cols).arg(&a.padded_cols).arg(&a.chunk_symbols).arg(&a.n_chunks);
+    // SAFETY: argument order and types follow the Huffman ABI; the caller vouches for the buffers.
+    unsafe { b.launch(config(kernel.entry, grid)) }.ctx(|| format!("launching {}", kernel.entry.name))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use unweight_codegen::variant::{HuffOutput, HuffVariant, Pipeline, RmmVariant, Variant};
+
+    fn rmm_entry(tile_n: u32) -> RegistryEntry {
+        RegistryEntry {
+            variant: Variant::Rmm(RmmVariant { pipeline: Pipeline::Raw, tile_n, stages: 4, transpose: false }),
+            name: "rmm_raw_test",
+            block: [384, 1, 1],
+            grid: GridRule::RmmTiles { rows_per_cta: 128, tile_n },
+            dynamic_smem: 100_000,
+            source_hash: 0,
+            source: "",
+        }
+    }
+
+    #[test]
+    fn rmm_grid_follows_the_contract() {
+        assert_eq!(rmm_grid(&rmm_entry(8), 128, 1).unwrap(), (1, 1, 1));
+        assert_eq!(rmm_grid(&rmm_entry(8), 14336, 7).unwrap(), (112, 1, 1));
+        assert_eq!(rmm_grid(&rmm_entry(64), 4096, 200).unwrap(), (32, 4, 1));
+        assert_eq!(rmm_grid(&rmm_entry(256), 4096, 1024).unwrap(), (32, 4, 1));
+        assert!(rmm_grid(&rmm_entry(8), 100, 1).is_err());
+        assert!(rmm_grid(&rmm_entry(8), 128, 0).is_err());
+        assert!(rmm_grid(&rmm_entry(8), 128, 8 * 65536).is_err());
+    }
+
+    #[test]
+    fn huff_grid_rounds_up() {
+        let e = RegistryEntry {
+            variant: Variant::Huff(HuffVariant { output: HuffOutput::Bf16 }),
+            name: "huff_bf16",
+            block: [256, 1, 1],
+            grid: GridRule::HuffChunks { chunks_per_block: 256 },
+            dynamic_smem: 8192,
+            source_hash: 0,
+            source: "",
+        };
+        assert_eq!(huff_grid(&e, 1).unwrap(), (1, 1, 1));
+        assert_eq!(huff_grid(&e, 257).unwrap(), (2, 1, 1));
+        assert!(huff_grid(&e, 0).is_err());
+        assert!(rmm_grid(&e, 128, 1).is_err());
+    }
+}

@@ -1,0 +1,262 @@
+//! The linear-layer API an inference engine calls: `y = x·Wᵀ` on the engine's stream, with the
+//! engine's device buffers (`x` bf16 `[m][k]`, `y` bf16 `[m][n_out]`, row-major).
+//!
+//! ```ignore
+//! let dev = GpuDevice::from_context(ctx)?;                 // once per GPU
+//! let lin = Linear::new(DeviceWeights::palette(&dev, "mlp.up", &tensor)?)?;
+//! let plan = lin.plan(ExecPipeline::DirectPalette, m)?;    // per batch size; cheap, cacheable
+//! lin.forward(&stream, &x, &mut y, &plan)?;                // enqueues, does not synchronize
+//! ```
+
+use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut};
+use unweight_codegen::variant::{HuffOutput, RegistryEntry};
+
+use super::cublas::gemm_params;
+use super::error::GpuError;
+use super::launch::{self, HuffArgs, RmmArgs};
+use super::pipelines::{self, ExecPipeline, Plan};
+use super::tma;
+use super::weights::{DeviceWeights, HuffmanDev, Resident};
+use crate::codec::Orientation;
+
+/// The scratch slot the linear API uses (the MLP scheduler alternates both).
+const SLOT: usize = 0;
+
+pub struct Linear {
+    weights: DeviceWeights,
+}
+
+impl Linear {
+    /// Wraps uploaded weights; Huffman-resident ones reserve preprocess scratch now, so no
+    /// call allocates.
+    pub fn new(weights: DeviceWeights) -> Result<Self, GpuError> {
+        if let Resident::Huffman(_) = weights.resident {
+            let (a, b, c) = weights.geometry.scratch_bytes();
+            weights.device().scratch.reserve(a.max(b).max(c))?;
+        }
+        Ok(Linear { weights })
+    }
+
+    pub fn weights(&self) -> &DeviceWeights {
+        &self.weights
+    }
+
+    pub fn n_out(&self) -> usize {
+        self.weights.geometry.n_out
+    }
+
+    pub fn k(&self) -> usize {
+        self.weights.geometry.k
+    }
+
+    /// The default plan of `pipeline` at batch `m` (see [`pipelines::default_variant`]).
+    pub fn plan(&self, pipeline: ExecPipeline, m: usize) -> Result<Plan, GpuError> {
+        self.check_residency(pipeline)?;
+        pipelines::plan(&self.weights.geometry, pipeline, m, None)
+    }
+
+    /// A plan with an explicit rmm variant (the benchmark's search, a tuning table).
+    pub fn plan_with(&self, pipeline: ExecPipeline, m: usize, rmm: &'static RegistryEntry) -> Result<Plan, GpuError> {
+        self.check_residency(pipeline)?;
+        pipelines::plan(&self.weights.geometry, pipeline, m, Some(rmm))
+    }
+
+    fn check_residency(&self, pipeline: ExecPipeline) -> Result<(), GpuError> {
+        let actual = self.weights.resident.kind();
+        if pipeline.residency() != actual {
+            return Err(GpuError::Residency {
+                pipeline: pipeline.as_str(),
+                needs: pipeline.residency(),
+                actual,
+                tensor: self.weights.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Enqueues `y = x·Wᵀ` on `stream`; `x` holds at least `plan.m × k` values, `y` at least
+    /// `plan.m × n_out`.
+    pub fn forward(
+        &self,
+        stream: &CudaStream,
+        x: &impl DevicePtr<u16>,
+        y: &mut impl DevicePtrMut<u16>,
+        plan: &Plan,
+    ) -> Result<(), GpuError> {
+        let (m, k, n) = (plan.m, self.k(), self.n_out());
+        let short = |what: &str, have: usize, need: usize| GpuError::Shape {
+            what: format!("{what} of {} (m={m})", self.weights.name),
+            reason: format!("{have} values, need {need}"),
+        };
+        if x.len() < m * k {
+            return Err(short("x", x.len(), m * k));
+        }
+        if y.len() < m * n {
+            return Err(short("y", y.len(), m * n));
+        }
+        let (xp, _x_read) = x.device_ptr(stream);
+        let (yp, _y_write) = y.device_ptr_mut(stream);
+        // SAFETY: both buffers were checked to hold the plan's shapes; the guards keep cudarc's
+        // event tracking informed until the work is enqueued.
+        unsafe { self.forward_raw(stream, xp, yp, plan) }
+    }
+
+    /// [`Linear::forward`] on raw device addresses.
+    ///
+    /// # Safety
+    /// `x` must address `plan.m × k` bf16 values and `y` `plan.m × n_out`, both live until the
+    /// enqueued work completes, and be 16-byte aligned.
+    pub unsafe fn forward_raw(&self, stream: &CudaStream, x: u64, y: u64, plan: &Plan) -> Result<(), GpuError> {
+        self.check_residency(plan.pipeline)?;
+        let g = &self.weights.geometry;
+        let (m, k, n_out) = (plan.m, g.k, g.n_out);
+        if m == 0 {
+            return Ok(());
+        }
+        let dev = self.weights.device();
+        let transpose = g.orientation == Orientation::Transposed;
+        let x_bytes = (m * k * 2) as u64;
+        match (&self.weights.resident, plan.pipeline) {
+            (Resident::Raw(r), ExecPipeline::Cublas) => {
+                let p = gemm_params(g.orientation, m, n_out, k)?;
+                unsafe { dev.blas.gemm_bf16(stream, &p, r.w.ptr, x, y) }
+            }
+            (Resident::Raw(r), ExecPipeline::Raw) => {
+                let [w0, _] = tma::weight_maps(unweight_codegen::variant::Pipeline::Raw, transpose, n_out, k);
+                let w = w0.encode(r.w.ptr, r.w.bytes() as u64)?;
+                unsafe { self.rmm(stream, plan, x, x_bytes, y, w, w, 0, 0, 0) }
+            }
+            (Resident::Palette(p), ExecPipeline::DirectPalette) => {
+                let [s0, s1] = tma::weight_maps(unweight_codegen::variant::Pipeline::Palette, transpose, n_out, k);
+                let w0 = s0.encode(p.sm.ptr, p.sm.bytes() as u64)?;
+                let w1 = s1.encode(p.nibbles.ptr, p.nibbles.bytes() as u64)?;
+                unsafe { self.rmm(stream, plan, x, x_bytes, y, w0, w1, p.tile_esc.ptr, p.esc_exp.ptr, p.palette.ptr) }
+            }
+            (Resident::Huffman(h), pipe) => {
+                let slot = dev.scratch.slot(SLOT);
+                slot.acquire_on(stream)?;
+                let out = plan.preprocess.map(|e| e.variant);
+                let output = match out {
+                    Some(unweight_codegen::variant::Variant::Huff(v)) => v.output,
+                    _ => return Err(GpuError::UnknownVariant { name: format!("preprocess of {pipe}") }),
+                };
+                unsafe { self.decode(stream, h, output, slot.ptr(), slot.capacity())? };
+                let r = match pipe {
+                    ExecPipeline::FullDecode => {
+                        let p = gemm_params(g.orientation, m, n_out, k)?;
+                        unsafe { dev.blas.gemm_bf16(stream, &p, slot.ptr(), x, y) }
+                    }
+                    ExecPipeline::Exponent | ExecPipeline::PaletteTranscode => {
+                        let fam = pipe.rmm().expect("rmm pipeline");
+                        let [s0, s1] = tma::weight_maps(fam, transpose, n_out, k);
+                        let w0 = s0.encode(h.sm.ptr, h.sm.bytes() as u64)?;
+                        let w1 = s1.encode(slot.ptr(), slot.capacity() as u64)?;
+                        let (te, ee, pal) = match (&h.tiles, pipe) {
+                            (Some(t), ExecPipeline::PaletteTranscode) => (t.records.ptr, t.esc_exp.ptr, h.palette.ptr),
+                            (None, ExecPipeline::PaletteTranscode) => {
+                                return Err(GpuError::NoVariantFits { shape: g.shape_text(), reason: "no tile escape tables".into() })
+                            }
+                            _ => (0, 0, 0),
+                        };
+                        unsafe { self.rmm(stream, plan, x, x_bytes, y, w0, w1, te, ee, pal) }
+                    }
+                    other => Err(GpuError::Residency {
+                        pipeline: other.as_str(),
+                        needs: other.residency(),
+                        actual: "huffman",
+                        tensor: self.weights.name.clone(),
+                    }),
+                };
+                slot.release_on(stream)?;
+                r
+            }
+            (res, pipe) => Err(GpuError::Residency {
+                pipeline: pipe.as_str(),
+                needs: pipe.residency(),
+                actual: res.kind(),
+                tensor: self.weights.name.clone(),
+            }),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rmm(
+        &self,
+        stream: &CudaStream,
+        plan: &Plan,
+        x: u64,
+        x_bytes: u64,
+        y: u64,
+        tm_w0: tma::TmaDesc,
+        tm_w1: tma::TmaDesc,
+        tile_esc: u64,
+        esc_exp: u64,
+        palette: u64,
+    ) -> Result<(), GpuError> {
+        let entry = plan.rmm.ok_or_else(|| GpuError::UnknownVariant { name: format!("rmm of {}", plan.pipeline) })?;
+        let unweight_codegen::variant::Variant::Rmm(v) = entry.variant else {
+            return Err(GpuError::UnknownVariant { name: entry.name.to_string() });
+        };
+        let g = &self.weights.geometry;
+        let tm_x = tma::x_map(g.k, plan.m, v.tile_n).encode(x, x_bytes)?;
+        let kernel = self.weights.device().kernels.get_entry(entry)?;
+        let int = |v: usize| v as i32;
+        let args = RmmArgs { tm_x, tm_w0, tm_w1, tile_esc, esc_exp, palette, y, n_out: int(g.n_out), k: int(g.k), m: int(plan.m) };
+        unsafe { launch::rmm(stream, &kernel, &args) }
+    }
+
+    /// Output bytes of `huff_<output>` for this weight.
+    pub fn decode_bytes(&self, output: HuffOutput) -> usize {
+        let (bf16, exp, pal) = self.weights.geometry.scratch_bytes();
+        match output {
+            HuffOutput::Bf16 => bf16,
+            HuffOutput::Exponent => exp,
+            HuffOutput::Palette => pal,
+        }
+    }
+
+    /// Runs the Huffman preprocess `output` into a caller buffer (tests, decode benchmarks).
+    pub fn decode_into<T>(&self, stream: &CudaStream, output: HuffOutput, out: &mut impl DevicePtrMut<T>) -> Result<(), GpuError> {
+        let Resident::Huffman(h) = &self.weights.resident else {
+            return Err(GpuError::Residency {
+                pipeline: "huffman decode",
+                needs: "huffman",
+                actual: self.weights.resident.kind(),
+                tensor: self.weights.name.clone(),
+            });
+        };
+        let have = out.len() * std::mem::size_of::<T>();
+        let (p, _write) = out.device_ptr_mut(stream);
+        // SAFETY: `decode` checks `have` against the output size before launching.
+        unsafe { self.decode(stream, h, output, p, have) }
+    }
+
+    unsafe fn decode(&self, stream: &CudaStream, h: &HuffmanDev, output: HuffOutput, out: u64, out_bytes: usize) -> Result<(), GpuError> {
+        let need = self.decode_bytes(output);
+        if out_bytes < need || out == 0 {
+            return Err(GpuError::Shape {
+                what: format!("huff_{} output for {}", output.as_str(), self.weights.name),
+                reason: format!("buffer holds {out_bytes} bytes, need {need}"),
+            });
+        }
+        let g = &self.weights.geometry;
+        let kernel = self.weights.device().kernels.get_entry(pipelines::huff_entry(output)?)?;
+        let args = HuffArgs {
+            bits: h.bits.ptr,
+            chunk_offsets: h.chunk_offsets.ptr,
+            lut: h.lut.ptr,
+            palette: h.palette.ptr,
+            sm: h.sm.ptr,
+            esc_bitmap: h.esc_bitmap.ptr,
+            esc_prefix: h.esc_prefix.ptr,
+            esc_exp: h.esc_exp.ptr,
+            out,
+            rows: g.rows as u64,
+            cols: g.cols as u64,
+            padded_cols: g.padded_cols as u64,
+            chunk_symbols: h.chunk_symbols,
+            n_chunks: h.n_chunks,
+        };
+        unsafe { launch::huff(stream, &kernel, &args) }
+    }
+}

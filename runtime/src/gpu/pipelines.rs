@@ -1,0 +1,263 @@
+//! The execution pipelines of `y = x·Wᵀ`, the default variant per batch size, and the plan of
+//! one call (which kernels run, after any fallback).
+//!
+//! | pipeline | weights | preprocess | matmul |
+//! |---|---|---|---|
+//! | full_decode | huffman | huff_bf16 → scratch | cuBLAS |
+//! | exponent | huffman | huff_exponent → scratch | rmm_exponent |
+//! | palette_transcode | huffman | huff_palette → scratch | rmm_palette |
+//! | direct_palette | palette | none | rmm_palette |
+//! | raw | raw bf16 | none | rmm_raw |
+//! | cublas | raw bf16 | none | cuBLAS |
+//!
+//! Fallback: the rmm kernels need `n_out % 128 == 0` and `k % 64 == 0`. For other shapes
+//! exponent and palette_transcode run as full_decode, raw runs as cublas; palette residency is
+//! refused at upload for such shapes, so direct_palette never needs one.
+
+use std::fmt;
+use std::str::FromStr;
+
+use unweight_codegen::variant::{HuffOutput, HuffVariant, Pipeline, RegistryEntry, RmmVariant, Variant};
+
+use super::error::GpuError;
+use super::host::Geometry;
+use crate::kernels;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ExecPipeline {
+    FullDecode,
+    Exponent,
+    PaletteTranscode,
+    DirectPalette,
+    Raw,
+    Cublas,
+}
+
+impl ExecPipeline {
+    pub const ALL: [ExecPipeline; 6] = [
+        ExecPipeline::FullDecode,
+        ExecPipeline::Exponent,
+        ExecPipeline::PaletteTranscode,
+        ExecPipeline::DirectPalette,
+        ExecPipeline::Raw,
+        ExecPipeline::Cublas,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecPipeline::FullDecode => "full_decode",
+            ExecPipeline::Exponent => "exponent",
+            ExecPipeline::PaletteTranscode => "palette_transcode",
+            ExecPipeline::DirectPalette => "direct_palette",
+            ExecPipeline::Raw => "raw",
+            ExecPipeline::Cublas => "cublas",
+        }
+    }
+
+    /// The residency the weights must have ("huffman", "palette" or "raw").
+    pub fn residency(self) -> &'static str {
+        match self {
+            ExecPipeline::FullDecode | ExecPipeline::Exponent | ExecPipeline::PaletteTranscode => "huffman",
+            ExecPipeline::DirectPalette => "palette",
+            ExecPipeline::Raw | ExecPipeline::Cublas => "raw",
+        }
+    }
+
+    /// The rmm kernel family it launches, if any.
+    pub fn rmm(self) -> Option<Pipeline> {
+        match self {
+            ExecPipeline::Exponent => Some(Pipeline::Exponent),
+            ExecPipeline::PaletteTranscode | ExecPipeline::DirectPalette => Some(Pipeline::Palette),
+            ExecPipeline::Raw => Some(Pipeline::Raw),
+            ExecPipeline::FullDecode | ExecPipeline::Cublas => None,
+        }
+    }
+
+    /// The Huffman preprocess it launches, if any.
+    pub fn preprocess(self) -> Option<HuffOutput> {
+        match self {
+            ExecPipeline::FullDecode => Some(HuffOutput::Bf16),
+            ExecPipeline::Exponent => Some(HuffOutput::Exponent),
+            ExecPipeline::PaletteTranscode => Some(HuffOutput::Palette),
+            _ => None,
+        }
+    }
+
+    /// What runs instead when the rmm cannot take the shape.
+    pub fn fallback(self) -> ExecPipeline {
+        match self {
+            ExecPipeline::Exponent | ExecPipeline::PaletteTranscode => ExecPipeline::FullDecode,
+            ExecPipeline::Raw => ExecPipeline::Cublas,
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for ExecPipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ExecPipeline {
+    type Err = GpuError;
+    fn from_str(s: &str) -> Result<Self, GpuError> {
+        ExecPipeline::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| GpuError::Shape {
+            what: format!("pipeline `{s}`"),
+            reason: "expected one of full_decode, exponent, palette_transcode, direct_palette, raw, cublas".into(),
+        })
+    }
+}
+
+/// The rmm variants of `pipeline` and orientation in `entries`.
+pub fn rmm_candidates(entries: &'static [RegistryEntry], pipeline: Pipeline, transpose: bool) -> Vec<(&'static RegistryEntry, RmmVariant)> {
+    entries
+        .iter()
+        .filter_map(|e| match e.variant {
+            Variant::Rmm(v) if v.pipeline == pipeline && v.transpose == transpose => Some((e, v)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The default variant among `entries` until the autotuner exists: the smallest batch tile
+/// that covers `m` in one tile (the largest tile when none does), with the deepest ring the
+/// registry kept for that tile (more bytes in flight, which small batches need most).
+pub fn default_variant_in(entries: &'static [RegistryEntry], pipeline: Pipeline, transpose: bool, m: usize) -> Option<&'static RegistryEntry> {
+    let c = rmm_candidates(entries, pipeline, transpose);
+    let tile = c
+        .iter()
+        .map(|(_, v)| v.tile_n)
+        .filter(|&n| n as usize >= m)
+        .min()
+        .or_else(|| c.iter().map(|(_, v)| v.tile_n).max())?;
+    c.into_iter().filter(|(_, v)| v.tile_n == tile).max_by_key(|(_, v)| v.stages).map(|(e, _)| e)
+}
+
+/// [`default_variant_in`] over the generated registry; `Ok(None)` for pipelines without an rmm.
+pub fn default_variant(pipeline: ExecPipeline, transpose: bool, m: usize) -> Result<Option<&'static RegistryEntry>, GpuError> {
+    let Some(p) = pipeline.rmm() else { return Ok(None) };
+    default_variant_in(kernels::VARIANTS, p, transpose, m).map(Some).ok_or_else(|| GpuError::NoVariantFits {
+        shape: format!("m={m} transpose={transpose}"),
+        reason: format!("the registry has no rmm_{}_*_{} variant", p.as_str(), if transpose { "t" } else { "nt" }),
+    })
+}
+
+/// The Huffman kernel writing `output`.
+pub fn huff_entry(output: HuffOutput) -> Result<&'static RegistryEntry, GpuError> {
+    let v = Variant::Huff(HuffVariant { output });
+    kernels::entry(&v).ok_or_else(|| GpuError::UnknownVariant { name: v.to_string() })
+}
+
+/// What one call runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// What the caller asked for.
+    pub requested: ExecPipeline,
+    /// What runs (differs after a fallback).
+    pub pipeline: ExecPipeline,
+    pub m: usize,
+    pub preprocess: Option<&'static RegistryEntry>,
+    pub rmm: Option<&'static RegistryEntry>,
+}
+
+impl Plan {
+    /// The variant name to report (rmm, else the preprocess kernel + "cublas", else "cublas").
+    pub fn variant_name(&self) -> String {
+        match (self.rmm, self.preprocess) {
+            (Some(r), _) => r.name.to_string(),
+            (None, Some(p)) => format!("{}+cublas", p.name),
+            (None, None) => "cublas".to_string(),
+        }
+    }
+}
+
+/// Plans `pipeline` for a weight of `geometry` at batch `m`, with `rmm` overriding the default
+/// variant (it must be of the pipeline's family and orientation).
+pub fn plan(geometry: &Geometry, pipeline: ExecPipeline, m: usize, rmm: Option<&'static RegistryEntry>) -> Result<Plan, GpuError> {
+    let transpose = geometry.orientation == crate::codec::Orientation::Transposed;
+    let effective = if pipeline.rmm().is_some() && !geometry.rmm_ok() { pipeline.fallback() } else { pipeline };
+    if effective.rmm().is_some() && !geometry.rmm_ok() {
+        return Err(GpuError::NoVariantFits {
+            shape: geometry.shape_text(),
+            reason: format!("{pipeline} needs n_out % 128 == 0 and k % 64 == 0"),
+        });
+    }
+    let rmm = match (effective.rmm(), rmm) {
+        (None, _) => None,
+        (Some(_), None) => default_variant(effective, transpose, m)?,
+        (Some(fam), Some(e)) => match e.variant {
+            Variant::Rmm(v) if v.pipeline == fam && v.transpose == transpose => Some(e),
+            _ => {
+                return Err(GpuError::NoVariantFits {
+                    shape: geometry.shape_text(),
+                    reason: format!("{} is not an rmm_{}_*_{} variant", e.name, fam.as_str(), if transpose { "t" } else { "nt" }),
+                })
+            }
+        },
+    };
+    let preprocess = effective.preprocess().map(huff_entry).transpose()?;
+    Ok(Plan { requested: pipeline, pipeline: effective, m, preprocess, rmm })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use unweight_codegen::variant::GridRule;
+
+    fn entries() -> &'static [RegistryEntry] {
+        let mut v = Vec::new();
+        for pipeline in Pipeline::ALL {
+            for transpose in [false, true] {
+                for tile_n in [8, 16, 32, 64, 128, 256] {
+                    // Deep rings only fit narrow tiles, as the generator's pruning would have it.
+                    let max_stages = if tile_n >= 128 { 3 } else { 6 };
+                    for stages in 2..=max_stages {
+                        let variant = Variant::Rmm(RmmVariant { pipeline, tile_n, stages, transpose });
+                        v.push(RegistryEntry {
+                            variant,
+                            name: Box::leak(variant.to_string().into_boxed_str()),
+                            block: [384, 1, 1],
+                            grid: GridRule::RmmTiles { rows_per_cta: 128, tile_n },
+                            dynamic_smem: 1000,
+                            source_hash: 0,
+                            source: "",
+                        });
+                    }
+                }
+            }
+        }
+        Box::leak(v.into_boxed_slice())
+    }
+
+    #[test]
+    fn default_picks_the_smallest_covering_tile_and_deepest_ring() {
+        let e = entries();
+        let name = |p, t, m| default_variant_in(e, p, t, m).unwrap().name;
+        assert_eq!(name(Pipeline::Palette, false, 1), "rmm_palette_n8_s6_nt");
+        assert_eq!(name(Pipeline::Palette, true, 7), "rmm_palette_n8_s6_t");
+        assert_eq!(name(Pipeline::Raw, false, 16), "rmm_raw_n16_s6_nt");
+        assert_eq!(name(Pipeline::Exponent, false, 17), "rmm_exponent_n32_s6_nt");
+        assert_eq!(name(Pipeline::Exponent, true, 200), "rmm_exponent_n256_s3_t");
+        assert_eq!(name(Pipeline::Raw, true, 1024), "rmm_raw_n256_s3_t");
+        assert!(default_variant_in(&[], Pipeline::Raw, true, 1).is_none());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for p in ExecPipeline::ALL {
+            assert_eq!(p.as_str().parse::<ExecPipeline>().unwrap(), p);
+        }
+        assert!("palette".parse::<ExecPipeline>().is_err());
+    }
+
+    #[test]
+    fn fallback_rules() {
+        use ExecPipeline::*;
+        assert_eq!([Exponent.fallback(), PaletteTranscode.fallback(), Raw.fallback()], [FullDecode, FullDecode, Cublas]);
+        for p in ExecPipeline::ALL {
+            assert!(p.fallback().rmm().is_none() || p == DirectPalette, "{p} falls back to another rmm");
+            assert_eq!(p.fallback().residency(), p.residency(), "{p} fallback changes residency");
+        }
+    }
+}

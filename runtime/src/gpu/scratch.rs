@@ -1,0 +1,157 @@
+//! Preprocess scratch owned by the runtime: sized when a weight is registered for the largest
+//! one seen, reused by every call, never allocated on the call path.
+//!
+//! Each slot carries an event recorded after its last use; a call on any stream first waits on
+//! it, so two streams sharing a slot are ordered on the GPU without host synchronization.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr};
+
+use super::error::{DriverContext, GpuError};
+
+/// Scratch addresses are aligned to this (TMA needs 16; 256 keeps every view cache-line aligned).
+pub const ALIGN: usize = 256;
+
+/// Capacity bookkeeping of one slot, separate from the device buffer so it is testable on CPU.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScratchPlan {
+    capacity: usize,
+    allocations: usize,
+}
+
+impl ScratchPlan {
+    /// Makes room for `bytes`; returns the capacity to allocate when the current one is too small.
+    pub fn reserve(&mut self, bytes: usize) -> Option<usize> {
+        if bytes <= self.capacity {
+            return None;
+        }
+        self.capacity = bytes.div_ceil(ALIGN) * ALIGN;
+        self.allocations += 1;
+        Some(self.capacity)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// How many times the slot was (re)allocated.
+    pub fn allocations(&self) -> usize {
+        self.allocations
+    }
+}
+
+/// One preprocess buffer and the event that marks its last use.
+pub struct ScratchSlot {
+    plan: ScratchPlan,
+    buf: Option<CudaSlice<u8>>,
+    ptr: u64,
+    last_use: CudaEvent,
+}
+
+impl ScratchSlot {
+    pub fn capacity(&self) -> usize {
+        self.plan.capacity()
+    }
+
+    pub fn allocations(&self) -> usize {
+        self.plan.allocations()
+    }
+
+    /// Device address of the buffer (0 while nothing is reserved).
+    pub fn ptr(&self) -> u64 {
+        self.ptr
+    }
+
+    /// Orders `stream` after the slot's previous user.
+    pub fn acquire_on(&self, stream: &CudaStream) -> Result<(), GpuError> {
+        stream.wait(&self.last_use).ctx(|| "waiting for the scratch slot's previous user".into())
+    }
+
+    /// Marks the slot as used by `stream` up to the work enqueued so far.
+    pub fn release_on(&self, stream: &CudaStream) -> Result<(), GpuError> {
+        self.last_use.record(stream).ctx(|| "recording the scratch slot's release".into())
+    }
+}
+
+/// The runtime's preprocess slots (two, so a scheduler can decode one layer while the
+/// previous one computes).
+pub struct ScratchPool {
+    ctx: Arc<CudaContext>,
+    slots: Vec<Mutex<ScratchSlot>>,
+}
+
+/// Preprocess slots per device.
+pub const SLOTS: usize = 2;
+
+impl ScratchPool {
+    pub fn new(ctx: &Arc<CudaContext>) -> Result<Self, GpuError> {
+        let slots = (0..SLOTS)
+            .map(|_| {
+                let last_use = ctx.new_event(None).ctx(|| "creating a scratch event".into())?;
+                Ok(Mutex::new(ScratchSlot { plan: ScratchPlan::default(), buf: None, ptr: 0, last_use }))
+            })
+            .collect::<Result<_, GpuError>>()?;
+        Ok(ScratchPool { ctx: ctx.clone(), slots })
+    }
+
+    /// Grows every slot to hold `bytes` (called when a weight is registered, never per call).
+    /// A reallocation synchronizes the context first, so no queued kernel still uses the old buffer.
+    pub fn reserve(&self, bytes: usize) -> Result<(), GpuError> {
+        for slot in &self.slots {
+            let mut s = slot.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(cap) = s.plan.reserve(bytes) {
+                self.ctx.synchronize().ctx(|| "synchronizing before growing scratch".into())?;
+                s.buf = None;
+                let stream = self.ctx.default_stream();
+                // SAFETY: scratch is written by a preprocess kernel before any read.
+                let buf = unsafe { stream.alloc::<u8>(cap) }.ctx(|| format!("allocating {cap} bytes of scratch"))?;
+                let (ptr, _sync) = buf.device_ptr(&stream);
+                s.ptr = ptr;
+                drop(_sync);
+                s.buf = Some(buf);
+                stream.synchronize().ctx(|| "allocating scratch".into())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Locks slot `i` for one call (slot 0 for the linear API; the scheduler alternates).
+    pub fn slot(&self, i: usize) -> MutexGuard<'_, ScratchSlot> {
+        self.slots[i % self.slots.len()].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Total (re)allocations over all slots.
+    pub fn allocations(&self) -> usize {
+        self.slots.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).allocations()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_only_for_a_larger_matrix() {
+        let mut p = ScratchPlan::default();
+        assert_eq!(p.reserve(1000), Some(1024));
+        assert_eq!(p.reserve(1024), None);
+        assert_eq!(p.reserve(10), None);
+        assert_eq!(p.reserve(5000), Some(5120));
+        // Many calls after registration never allocate.
+        for _ in 0..1000 {
+            assert_eq!(p.reserve(4000), None);
+        }
+        assert_eq!((p.capacity(), p.allocations()), (5120, 2));
+    }
+
+    #[test]
+    fn llama_mlp_registration_allocates_once() {
+        // Registering the largest first: later (smaller or equal) registrations reuse it.
+        let mut p = ScratchPlan::default();
+        let bf16 = 14336 * 4096 * 2;
+        let sizes = [bf16, bf16, 4096 * 14336 * 2, 14336 * 4096];
+        let allocs: usize = sizes.iter().filter_map(|&b| p.reserve(b)).count();
+        assert_eq!(allocs, 1);
+    }
+}

@@ -1,0 +1,209 @@
+//! Device-resident weights: Huffman-resident (preprocessed per call), palette-resident (read by
+//! the direct-palette rmm) or raw bf16 (the raw rmm and the cuBLAS reference).
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr};
+
+use crate::codec::{CompressedTensor, Orientation};
+
+use super::device::GpuDevice;
+use super::error::{DriverContext, GpuError};
+use super::host::{Geometry, HuffmanImage, PaletteImage};
+use super::tile_esc;
+
+/// A device buffer and its address, taken once at upload (weights never move).
+pub struct DevBuf<T> {
+    slice: CudaSlice<T>,
+    pub ptr: u64,
+    /// Elements the caller asked for (the allocation may hold a few more: never zero-sized).
+    pub len: usize,
+}
+
+impl<T> DevBuf<T> {
+    pub fn bytes(&self) -> usize {
+        self.len * std::mem::size_of::<T>()
+    }
+    pub fn slice(&self) -> &CudaSlice<T> {
+        &self.slice
+    }
+}
+
+fn upload<T: DeviceRepr + Copy + Default>(stream: &Arc<CudaStream>, data: &[T], what: &str) -> Result<DevBuf<T>, GpuError> {
+    // An empty table (no escapes) still gets a small buffer so its address is valid and aligned.
+    let padded;
+    let src = if data.is_empty() {
+        padded = vec![T::default(); 16];
+        &padded[..]
+    } else {
+        data
+    };
+    let slice = stream.clone_htod(src).ctx(|| format!("uploading {what} ({} elements)", src.len()))?;
+    let ptr = slice.device_ptr(stream).0;
+    Ok(DevBuf { slice, ptr, len: data.len() })
+}
+
+pub struct HuffmanDev {
+    pub bits: DevBuf<u8>,
+    pub chunk_offsets: DevBuf<u32>,
+    pub lut: DevBuf<u16>,
+    pub palette: DevBuf<u8>,
+    pub sm: DevBuf<u8>,
+    pub esc_bitmap: DevBuf<u64>,
+    pub esc_prefix: DevBuf<u32>,
+    pub esc_exp: DevBuf<u8>,
+    pub chunk_symbols: u32,
+    pub n_chunks: u32,
+    /// Per-tile escape tables for palette transcode (present when the rmm takes the shape).
+    pub tiles: Option<TileTables>,
+}
+
+/// `tile_esc` records and tile-ordered escape exponents on the device.
+pub struct TileTables {
+    pub records: DevBuf<u8>,
+    pub esc_exp: DevBuf<u8>,
+}
+
+pub struct PaletteDev {
+    pub sm: DevBuf<u8>,
+    pub nibbles: DevBuf<u8>,
+    pub tile_esc: DevBuf<u8>,
+    pub esc_exp: DevBuf<u8>,
+    pub palette: DevBuf<u8>,
+}
+
+pub struct RawDev {
+    /// bf16 bits of the encoded matrix (`Wᵀ [k][n_out]` when transposed).
+    pub w: DevBuf<u16>,
+}
+
+pub enum Resident {
+    Huffman(HuffmanDev),
+    Palette(PaletteDev),
+    Raw(RawDev),
+}
+
+impl Resident {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Resident::Huffman(_) => "huffman",
+            Resident::Palette(_) => "palette",
+            Resident::Raw(_) => "raw",
+        }
+    }
+}
+
+/// One weight matrix on the GPU.
+pub struct DeviceWeights {
+    pub name: String,
+    pub geometry: Geometry,
+    pub resident: Resident,
+    dev: Arc<GpuDevice>,
+}
+
+impl DeviceWeights {
+    /// Huffman-resident: the codec's bitstream, tables and escapes as the `huff_*` kernels read them.
+    pub fn huffman(dev: &Arc<GpuDevice>, name: &str, t: &CompressedTensor) -> Result<Self, GpuError> {
+        let img = HuffmanImage::new(t).map_err(|e| rename(e, name))?;
+        let s = &dev.stream;
+        let h = HuffmanDev {
+            bits: upload(s, &img.bits, "huffman bits")?,
+            chunk_offsets: upload(s, &img.chunk_offsets, "chunk offsets")?,
+            lut: upload(s, &img.lut, "decode table")?,
+            palette: upload(s, &img.palette, "palette")?,
+            sm: upload(s, &img.sm, "sign-mantissa bytes")?,
+            esc_bitmap: upload(s, &img.esc_bitmap, "escape bitmap")?,
+            esc_prefix: upload(s, &img.esc_prefix, "escape prefix")?,
+            esc_exp: upload(s, &img.esc_exp, "escape exponents")?,
+            chunk_symbols: img.chunk_symbols,
+            n_chunks: img.n_chunks,
+            tiles: match img.geometry.rmm_ok() {
+                true => {
+                    let t = tile_esc::build(&t.escapes, t.orientation, img.geometry.n_out, img.geometry.k)
+                        .map_err(|e| GpuError::Weights { tensor: name.to_string(), reason: e.0 })?;
+                    Some(TileTables {
+                        records: upload(s, &t.records, "tile escape records")?,
+                        esc_exp: upload(s, &t.exponents, "tile-ordered escape exponents")?,
+                    })
+                }
+                false => None,
+            },
+        };
+        Self::finish(dev, name, img.geometry, Resident::Huffman(h))
+    }
+
+    /// Palette-resident: sm bytes, nibbles and per-tile escape tables for the direct-palette rmm.
+    /// Needs an rmm-compatible shape (n_out % 128 == 0, k % 64 == 0).
+    pub fn palette(dev: &Arc<GpuDevice>, name: &str, t: &CompressedTensor) -> Result<Self, GpuError> {
+        let img = PaletteImage::new(t).map_err(|e| rename(e, name))?;
+        let s = &dev.stream;
+        let p = PaletteDev {
+            sm: upload(s, &img.sm, "sign-mantissa bytes")?,
+            nibbles: upload(s, &img.nibbles, "palette nibbles")?,
+            tile_esc: upload(s, &img.tile_esc, "tile escape records")?,
+            esc_exp: upload(s, &img.esc_exp, "tile-ordered escape exponents")?,
+            palette: upload(s, &img.palette, "palette")?,
+        };
+        Self::finish(dev, name, img.geometry, Resident::Palette(p))
+    }
+
+    /// Raw bf16 weights `W[n_out][k]` (row-major bits), stored in `orientation`
+    /// (transposed stores `Wᵀ [k][n_out]`, as the transposed rmm and cuBLAS path read it).
+    pub fn raw(dev: &Arc<GpuDevice>, name: &str, w: &[u16], n_out: usize, k: usize, orientation: Orientation) -> Result<Self, GpuError> {
+        if w.len() != n_out * k {
+            return Err(GpuError::Weights { tensor: name.to_string(), reason: format!("{} values for {n_out}x{k}", w.len()) });
+        }
+        let geometry = Geometry::raw(n_out, k, orientation);
+        let stored = match orientation {
+            Orientation::Standard => w.to_vec(),
+            Orientation::Transposed => transpose(w, n_out, k),
+        };
+        let r = RawDev { w: upload(&dev.stream, &stored, "bf16 weights")? };
+        Self::finish(dev, name, geometry, Resident::Raw(r))
+    }
+
+    fn finish(dev: &Arc<GpuDevice>, name: &str, geometry: Geometry, resident: Resident) -> Result<Self, GpuError> {
+        dev.stream.synchronize().ctx(|| format!("uploading {name}"))?;
+        Ok(DeviceWeights { name: name.to_string(), geometry, resident, dev: dev.clone() })
+    }
+
+    pub fn device(&self) -> &Arc<GpuDevice> {
+        &self.dev
+    }
+
+    /// Device bytes the weight occupies (what a decode reads from HBM).
+    pub fn resident_bytes(&self) -> usize {
+        match &self.resident {
+            Resident::Huffman(h) => {
+                h.bits.bytes() + h.chunk_offsets.bytes() + h.lut.bytes() + 16 + h.sm.bytes()
+                    + h.esc_bitmap.bytes() + h.esc_prefix.bytes() + h.esc_exp.bytes()
+            }
+            Resident::Palette(p) => p.sm.bytes() + p.nibbles.bytes() + p.tile_esc.bytes() + p.esc_exp.bytes() + 16,
+            Resident::Raw(r) => r.w.bytes(),
+        }
+    }
+}
+
+impl Drop for DeviceWeights {
+    fn drop(&mut self) {
+        // Kernels read these buffers through raw addresses, outside cudarc's event tracking:
+        // wait for queued work before the buffers are freed.
+        let _ = self.dev.ctx.synchronize();
+    }
+}
+
+fn rename(e: GpuError, name: &str) -> GpuError {
+    match e {
+        GpuError::Weights { reason, .. } => GpuError::Weights { tensor: name.to_string(), reason },
+        other => other,
+    }
+}
+
+/// Row-major `[rows][cols]` → `[cols][rows]`.
+pub fn transpose<T: Copy>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(src.len());
+    for c in 0..cols {
+        out.extend((0..rows).map(|r| src[r * cols + c]));
+    }
+    out
+}
