@@ -101,3 +101,27 @@ pub fn decompress_file(
     out.finish(src.layout.metadata.as_ref())?;
     Ok(DecompressReport { decoded: src.layout.compressed.len(), passed_through: src.layout.plain.len() })
 }
+
+/// Every tensor of a file, decoded: what decompression would write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
+    /// name → (dtype, shape, bytes).
+    pub tensors: std::collections::BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>,
+}
+
+/// Parses a file held in memory and decodes every compressed tensor (hash checked); the
+/// in-memory counterpart of [`decompress_file`], used by the fuzz target and tests.
+pub fn decode_bytes(bytes: &[u8]) -> Result<Decoded, super::ParseError> {
+    let layout = super::parse(bytes)?;
+    let mut tensors = std::collections::BTreeMap::new();
+    for t in &layout.plain {
+        tensors.insert(t.name.clone(), (t.dtype, t.shape.clone(), bytes[t.range.clone()].to_vec()));
+    }
+    for c in &layout.compressed {
+        let ct = c.parts.load(&c.name, bytes, &c.meta)?;
+        let bits = codec::decompress(&ct).map_err(|e| super::ParseError::tensor(&c.name, e))?;
+        tensors.insert(c.name.clone(), (Dtype::BF16, c.parts.shape.clone(), bytes_of(&bits).into_owned()));
+    }
+    Ok(Decoded { metadata: layout.metadata, tensors })
+}

@@ -29,10 +29,11 @@ pub struct Selection {
 
 impl Selection {
     /// `tensors`: a regex searched within each name (None: [`DEFAULT_TENSORS`]).
-    pub fn new(tensors: Option<&str>, transpose: Option<&str>) -> Result<Self, regex::Error> {
+    /// Errors are one line: `invalid --tensors regex `(x`: unclosed group`.
+    pub fn new(tensors: Option<&str>, transpose: Option<&str>) -> Result<Self, String> {
         Ok(Self {
-            tensors: Regex::new(tensors.unwrap_or(DEFAULT_TENSORS))?,
-            transpose: transpose.map(Regex::new).transpose()?,
+            tensors: compile("--tensors", tensors.unwrap_or(DEFAULT_TENSORS))?,
+            transpose: transpose.map(|t| compile("--transpose", t)).transpose()?,
         })
     }
 
@@ -43,6 +44,15 @@ impl Selection {
     pub fn transposes(&self, name: &str) -> bool {
         self.transpose.as_ref().is_some_and(|r| r.is_match(name))
     }
+}
+
+fn compile(flag: &str, pattern: &str) -> Result<Regex, String> {
+    Regex::new(pattern).map_err(|e| {
+        // regex's message draws a caret under the pattern on several lines; keep the last one.
+        let text = e.to_string();
+        let reason = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        format!("invalid {flag} regex `{pattern}`: {}", reason.trim_start_matches("error: "))
+    })
 }
 
 #[cfg(test)]

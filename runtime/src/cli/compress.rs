@@ -3,8 +3,6 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use super::{progress, table};
 use crate::bundle::{self, CompressOptions, Selection, TensorReport};
 use crate::codec::Encoding;
@@ -57,7 +55,7 @@ pub fn run(
     tensors: Option<&str>,
     transpose: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let selection = Selection::new(tensors, transpose).context("invalid selection regex")?;
+    let selection = Selection::new(tensors, transpose).map_err(anyhow::Error::msg)?;
     let bar = progress::bytes("compressing", file_len(input));
     let report = bundle::compress_file(input, output, &CompressOptions { encoding, selection }, &|n| bar.inc(n));
     bar.finish_and_clear();

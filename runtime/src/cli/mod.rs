@@ -90,7 +90,9 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("unweight: error: {e:#}");
+            // One line, whatever the error's text holds.
+            let msg = format!("{e:#}");
+            eprintln!("unweight: error: {}", msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; "));
             ExitCode::FAILURE
         }
     }
