@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod cache;
+pub mod check;
 pub mod cublas;
 pub mod device;
 pub mod error;

@@ -1,0 +1,249 @@
+//! The GPU correctness harness behind tests/tests/gpu_*.rs: fresh random inputs, outputs
+//! poisoned before every launch, every pipeline compared bit for bit with its reference
+//! (compressed rmm vs the raw rmm of the same tile and ring; full decode vs cuBLAS on the
+//! original weights) and with cuBLAS to BF16 tolerance. Functions return the list of failures
+//! (empty = pass) so a test prints all of them, not only the first.
+
+use std::sync::Arc;
+
+use cudarc::driver::CudaStream;
+use unweight_codegen::variant::{HuffOutput, Pipeline, RegistryEntry, RmmVariant, Variant};
+
+use super::device::GpuDevice;
+use super::error::GpuError;
+use super::linear::Linear;
+use super::pipelines::{ExecPipeline, Plan};
+use super::synth::{self, Rng, WeightSpec};
+use super::weights::DeviceWeights;
+use crate::codec::{self, CompressedTensor, Encoding, Orientation};
+use crate::kernels;
+
+/// The poison written into every output before a launch (a bf16 NaN; 0xFF bytes).
+pub const POISON: u16 = 0xFFFF;
+
+/// Relative Frobenius error allowed against cuBLAS.
+pub const TOLERANCE: f64 = 1e-2;
+
+/// A device and a stream for checks; prints the GPU's name once when opened.
+pub struct Harness {
+    pub dev: Arc<GpuDevice>,
+    pub stream: Arc<CudaStream>,
+}
+
+impl Harness {
+    pub fn open() -> Result<Self, GpuError> {
+        let dev = GpuDevice::new(0)?;
+        println!(
+            "GPU: {} (sm_{}{}, {} SMs, {:.0} GiB); JIT cache {}",
+            dev.info.name,
+            dev.info.major,
+            dev.info.minor,
+            dev.info.sm_count,
+            dev.info.total_mem as f64 / (1u64 << 30) as f64,
+            dev.kernels.cache_dir().display()
+        );
+        let stream = dev.ctx.new_stream().map_err(|source| GpuError::Driver { context: "creating the test stream".into(), source })?;
+        Ok(Harness { dev, stream })
+    }
+
+    fn drv<T>(&self, r: Result<T, cudarc::driver::DriverError>, what: &str) -> Result<T, GpuError> {
+        r.map_err(|source| GpuError::Driver { context: what.to_string(), source })
+    }
+
+    /// Runs `plan` on `x` (bf16 `[m][k]`) into a poisoned `y` and returns `y`.
+    pub fn run(&self, lin: &Linear, plan: &Plan, x: &[u16]) -> Result<Vec<u16>, GpuError> {
+        let xd = self.drv(self.stream.clone_htod(x), "uploading x")?;
+        let mut y = self.drv(self.stream.clone_htod(&vec![POISON; plan.m * lin.n_out()]), "poisoning y")?;
+        lin.forward(&self.stream, &xd, &mut y, plan)?;
+        self.drv(self.stream.synchronize(), &format!("running {} ({})", plan.pipeline, plan.variant_name()))?;
+        self.drv(self.stream.clone_dtoh(&y), "downloading y")
+    }
+
+    /// Runs `huff_<output>` into a buffer poisoned with `poison` and returns its bytes.
+    pub fn decode(&self, lin: &Linear, output: HuffOutput, poison: u8) -> Result<Vec<u8>, GpuError> {
+        let mut out = self.drv(self.stream.clone_htod(&vec![poison; lin.decode_bytes(output)]), "poisoning decode output")?;
+        lin.decode_into(&self.stream, output, &mut out)?;
+        self.drv(self.stream.synchronize(), &format!("running huff_{}", output.as_str()))?;
+        self.drv(self.stream.clone_dtoh(&out), "downloading decode output")
+    }
+}
+
+/// First differing index of two slices, with both values, or a length mismatch.
+fn first_diff<T: PartialEq + Copy + std::fmt::Debug>(a: &[T], b: &[T]) -> Option<String> {
+    if a.len() != b.len() {
+        return Some(format!("length {} vs {}", a.len(), b.len()));
+    }
+    let bad = a.iter().zip(b).filter(|(x, y)| x != y).count();
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .map(|i| format!("{bad} of {} differ; first at {i}: {:?} vs {:?}", a.len(), a[i], b[i]))
+}
+
+/// GPU Huffman decode of `t` equals the CPU decoders for all three outputs (twice, with two
+/// poisons, so an unwritten byte cannot match by luck).
+pub fn check_decode(h: &Harness, name: &str, t: &CompressedTensor) -> Result<Vec<String>, GpuError> {
+    let lin = Linear::new(DeviceWeights::huffman(&h.dev, name, t)?)?;
+    let want_bf16: Vec<u8> = codec::decode_bf16_encoded(t)?.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let wants = [
+        (HuffOutput::Bf16, want_bf16),
+        (HuffOutput::Exponent, codec::decode_exponents(t)?),
+        (HuffOutput::Palette, codec::decode_palette_indices(t)?),
+    ];
+    let mut failures = Vec::new();
+    for (output, want) in wants {
+        for poison in [0xFF, 0x00] {
+            let got = h.decode(&lin, output, poison)?;
+            if let Some(d) = first_diff(&got, &want) {
+                failures.push(format!("{name} {:?} {} huff_{} (poison {poison:#04x}): {d}", t.shape, t.orientation, output.as_str()));
+            }
+        }
+    }
+    Ok(failures)
+}
+
+/// One pipeline's outcome at one batch size.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub pipeline: ExecPipeline,
+    pub m: usize,
+    pub variant: String,
+    /// The reference it must equal bit for bit.
+    pub reference: String,
+    pub rel_err: f64,
+}
+
+/// The raw variant with the same tile and ring as `e` (same accumulation order), else the
+/// same tile with the deepest ring the registry kept.
+pub fn raw_twin(e: &'static RegistryEntry) -> Option<&'static RegistryEntry> {
+    let Variant::Rmm(v) = e.variant else { return None };
+    let same = Variant::Rmm(RmmVariant { pipeline: Pipeline::Raw, ..v });
+    kernels::entry(&same).or_else(|| {
+        kernels::VARIANTS
+            .iter()
+            .filter(|c| matches!(c.variant, Variant::Rmm(r) if r.pipeline == Pipeline::Raw && r.tile_n == v.tile_n && r.transpose == v.transpose))
+            .max_by_key(|c| match c.variant {
+                Variant::Rmm(r) => r.stages,
+                _ => 0,
+            })
+    })
+}
+
+/// Every pipeline on an `n_out × k` weight stored in `orientation`, for each batch size in `ms`.
+/// Returns the outcomes and the failures.
+pub fn check_linear(
+    h: &Harness,
+    rng: &mut Rng,
+    n_out: usize,
+    k: usize,
+    orientation: Orientation,
+    ms: &[usize],
+    escape_groups: f64,
+) -> Result<(Vec<Outcome>, Vec<String>), GpuError> {
+    let label = format!("{n_out}x{k} {orientation}");
+    let w = synth::weights(rng, n_out, k, WeightSpec { escape_groups, specials: false });
+    let t = codec::compress(&w, &[n_out, k], orientation, Encoding::Huffman)?;
+    let raw = Linear::new(DeviceWeights::raw(&h.dev, &label, &w, n_out, k, orientation)?)?;
+    let huff = Linear::new(DeviceWeights::huffman(&h.dev, &label, &t)?)?;
+    let pal = if raw.weights().geometry.rmm_ok() {
+        Some(Linear::new(DeviceWeights::palette(&h.dev, &label, &t)?)?)
+    } else {
+        None
+    };
+    let mut outcomes = Vec::new();
+    let mut failures = Vec::new();
+    for &m in ms {
+        let x = synth::activations(rng, m, k);
+        let y_ref = h.run(&raw, &raw.plan(ExecPipeline::Cublas, m)?, &x)?;
+        if n_out * k * m <= 1 << 24 {
+            if let Some(f) = cpu_check(&w, &x, &y_ref, n_out, k, m) {
+                failures.push(format!("{label} m={m} cublas vs CPU: {f}"));
+            }
+        }
+        for p in ExecPipeline::ALL {
+            let lin = match p.residency() {
+                "huffman" => &huff,
+                "palette" => match &pal {
+                    Some(l) => l,
+                    None => continue, // palette residency is refused for this shape (documented)
+                },
+                _ => &raw,
+            };
+            let plan = lin.plan(p, m)?;
+            let y = h.run(lin, &plan, &x)?;
+            let case = format!("{label} m={m} {p} ({})", plan.variant_name());
+            // Bit-exact reference: cuBLAS for full decode, the raw rmm twin for rmm pipelines.
+            let (reference, y_exact) = match plan.rmm {
+                Some(e) if plan.pipeline != ExecPipeline::Raw => match raw_twin(e) {
+                    Some(twin) => (twin.name.to_string(), Some(h.run(&raw, &raw.plan_with(ExecPipeline::Raw, m, twin)?, &x)?)),
+                    None => {
+                        failures.push(format!("{case}: no raw variant with tile {e:?}"));
+                        ("none".into(), None)
+                    }
+                },
+                Some(_) => ("cuBLAS (tolerance only)".into(), None),
+                // Full decode and cublas (incl. raw's fallback) run the reference's exact GEMM.
+                None => ("cublas".into(), Some(y_ref.clone())),
+            };
+            if let Some(ye) = &y_exact {
+                if let Some(d) = first_diff(&y, ye) {
+                    failures.push(format!("{case} not bit-identical to {reference}: {d}"));
+                }
+            }
+            let (rel, nan) = synth::rel_frobenius(&y, &y_ref);
+            if nan {
+                failures.push(format!("{case}: non-finite output where cuBLAS is finite"));
+            }
+            if !(rel <= TOLERANCE) {
+                failures.push(format!("{case}: relative Frobenius error {rel:.3e} vs cuBLAS > {TOLERANCE:e}"));
+            }
+            outcomes.push(Outcome { pipeline: p, m, variant: plan.variant_name(), reference, rel_err: rel });
+        }
+    }
+    Ok((outcomes, failures))
+}
+
+/// cuBLAS's result against an f64 CPU product (catches a wrong GEMM orientation).
+fn cpu_check(w: &[u16], x: &[u16], y: &[u16], n_out: usize, k: usize, m: usize) -> Option<String> {
+    let f = |b: u16| half::bf16::from_bits(b).to_f64();
+    let mut want = vec![0u16; m * n_out];
+    for r in 0..m {
+        for c in 0..n_out {
+            let s: f64 = (0..k).map(|l| f(x[r * k + l]) * f(w[c * k + l])).sum();
+            want[r * n_out + c] = half::bf16::from_f64(s).to_bits();
+        }
+    }
+    let (rel, nan) = synth::rel_frobenius(y, &want);
+    (nan || !(rel <= TOLERANCE)).then(|| format!("relative error {rel:.3e}, non-finite {nan}"))
+}
+
+/// Prints outcomes as a compact table (shown with `--nocapture` and in the committed log).
+pub fn print_outcomes(outcomes: &[Outcome]) {
+    for o in outcomes {
+        println!("  m={:<5} {:<18} {:<28} ref {:<24} rel_err {:.2e}", o.m, o.pipeline.as_str(), o.variant, o.reference, o.rel_err);
+    }
+}
+
+/// MiniLM weights (fp32 safetensors at `path`) as bf16 (round to nearest even), with names and
+/// shapes; 1-D tensors included.
+pub fn load_minilm_bf16(path: &std::path::Path) -> Result<Vec<(String, Vec<usize>, Vec<u16>)>, GpuError> {
+    let werr = |reason: String| GpuError::Weights { tensor: path.display().to_string(), reason };
+    let bytes = std::fs::read(path).map_err(|e| werr(format!("cannot read: {e}")))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| werr(format!("not safetensors: {e}")))?;
+    let mut out = Vec::new();
+    let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+    names.sort();
+    for name in names {
+        let v = st.tensor(&name).map_err(|e| werr(format!("{name}: {e}")))?;
+        if v.dtype() != safetensors::Dtype::F32 || v.data().is_empty() {
+            continue;
+        }
+        let bits = v
+            .data()
+            .chunks_exact(4)
+            .map(|c| half::bf16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_bits())
+            .collect();
+        out.push((name, v.shape().to_vec(), bits));
+    }
+    Ok(out)
+}

@@ -1,0 +1,25 @@
+//! A small case for `compute-sanitizer --tool memcheck` (scripts/gpu-run.sh runs it alone):
+//! every kernel family once, both orientations, a partial batch tile.
+
+use unweight::codec::{compress, Encoding, Orientation};
+use unweight::gpu::check::{check_decode, check_linear, print_outcomes, Harness};
+use unweight::gpu::synth::{self, Rng, WeightSpec};
+
+#[test]
+#[ignore = "needs an sm_90 GPU"]
+fn gpu_sanitizer_small() {
+    let h = Harness::open().expect("opening GPU 0");
+    let seed = Rng::fresh_seed();
+    println!("seed {seed}");
+    let mut rng = Rng::new(seed);
+    let mut failures = Vec::new();
+    for o in [Orientation::Standard, Orientation::Transposed] {
+        let (outcomes, f) = check_linear(&h, &mut rng, 256, 128, o, &[7], 0.05).expect("running pipelines");
+        print_outcomes(&outcomes);
+        failures.extend(f);
+        let w = synth::weights(&mut rng, 130, 70, WeightSpec { escape_groups: 0.05, specials: true });
+        let t = compress(&w, &[130, 70], o, Encoding::Huffman).unwrap();
+        failures.extend(check_decode(&h, "sanitizer 130x70", &t).expect("decoding"));
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}

@@ -1,0 +1,40 @@
+//! Runs first on the H100 (scripts/gpu-run.sh): the smallest shapes, one CTA, so a kernel bug
+//! shows up small. `cargo test -p unweight-tests --test gpu_smoke -- --ignored`.
+
+use unweight::codec::Orientation;
+use unweight::gpu::check::{check_linear, print_outcomes, Harness};
+use unweight::gpu::synth::Rng;
+
+#[test]
+#[ignore = "needs an sm_90 GPU"]
+fn gpu_00_one_cta_all_pipelines() {
+    let h = Harness::open().expect("opening GPU 0");
+    let seed = Rng::fresh_seed();
+    println!("seed {seed}");
+    let mut rng = Rng::new(seed);
+    let mut failures = Vec::new();
+    for o in [Orientation::Standard, Orientation::Transposed] {
+        // n_out = 128, k = 64: one CTA, one k block; m = 1: one batch row.
+        let (outcomes, f) = check_linear(&h, &mut rng, 128, 64, o, &[1], 0.05).expect("running one CTA");
+        print_outcomes(&outcomes);
+        failures.extend(f);
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+#[ignore = "needs an sm_90 GPU"]
+fn gpu_01_few_ctas_all_pipelines() {
+    let h = Harness::open().expect("opening GPU 0");
+    let seed = Rng::fresh_seed();
+    println!("seed {seed}");
+    let mut rng = Rng::new(seed);
+    let mut failures = Vec::new();
+    for o in [Orientation::Standard, Orientation::Transposed] {
+        // Two row tiles × three k blocks, two batch tiles at the smallest tile width.
+        let (outcomes, f) = check_linear(&h, &mut rng, 256, 192, o, &[1, 7, 9], 0.05).expect("running a few CTAs");
+        print_outcomes(&outcomes);
+        failures.extend(f);
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
