@@ -27,11 +27,11 @@ impl CompressedTensor {
         self.escapes.count()
     }
 
-    /// Bytes of every stored component: sm, indices (+ chunk offsets), escape bitmap, prefix and
+    /// Bytes of every stored component: sm, indices (+ chunk offsets and code lengths), escape bitmap, prefix and
     /// exponents, and the palette.
     pub fn stored_bytes(&self) -> usize {
         let idx = match &self.indices {
-            Indices::Huffman(h) => h.bits.len() + 4 * h.chunk_offsets.len(),
+            Indices::Huffman(h) => h.bits.len() + 4 * h.chunk_offsets.len() + h.code_lengths.len(),
             Indices::Palette(v) | Indices::Exponent(v) => v.len(),
         };
         self.sm.len()
