@@ -1,2 +1,20 @@
 //! unweight-codegen: the kernel variant space, template rendering and registry emission.
+//!
+//! - [`variant`]: the variant types and the one name function (no dependencies; the runtime uses it).
+//! - [`space`]: the axes, their product, the budget check that prunes it and every derived constant.
+//! - `render`, `registry`, `generate` (feature `generator`): templates/ → generated/.
+//! - `compile` (feature `nvrtc`): NVRTC + cuobjdump compile check of generated kernels, no GPU needed.
+pub mod space;
 pub mod variant;
+
+#[cfg(feature = "nvrtc")]
+pub mod compile;
+#[cfg(feature = "generator")]
+pub mod generate;
+#[cfg(feature = "generator")]
+pub mod registry;
+#[cfg(feature = "generator")]
+pub mod render;
+
+#[cfg(feature = "generator")]
+pub use generate::{generate, Mode};

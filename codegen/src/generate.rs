@@ -1,0 +1,259 @@
+//! Writing and checking `generated/`: every file goes through [`ensure_file_contents`], which
+//! normalizes newlines, writes only when the bytes differ and, in check mode, names each stale
+//! file and the command that fixes it. Files in generated/ that nothing produces fail too.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::render::{workspace_root, Templates};
+use crate::space::{self, Budget, Pruned, VariantSet};
+use crate::variant::Variant;
+
+/// The command that regenerates generated/.
+pub const FIX: &str = "cargo xtask gen-kernels";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Write what differs, delete orphans.
+    Write,
+    /// Change nothing; fail on any difference.
+    Check,
+}
+
+/// One rendered kernel.
+#[derive(Clone, Debug)]
+pub struct Generated {
+    pub variant: Variant,
+    pub budget: Budget,
+    pub source: String,
+    /// xxh64 (seed 0) of `source`.
+    pub hash: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub kernels: usize,
+    pub pruned: Vec<(Variant, Pruned)>,
+    /// Files written (write mode) — relative to the workspace root.
+    pub written: Vec<String>,
+    /// Orphans deleted (write mode).
+    pub deleted: Vec<String>,
+    /// Whether registry.rs and manifest.txt were part of the run (only for the `all` set).
+    pub registry: bool,
+}
+
+#[derive(Debug)]
+pub enum GenError {
+    /// A template failed to load, lint or render.
+    Render(String),
+    Io { path: String, error: String },
+    /// Check mode: files that differ from what the templates produce, and orphans.
+    Stale { stale: Vec<String>, orphans: Vec<String> },
+}
+
+impl fmt::Display for GenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GenError::Render(e) => write!(f, "{e}"),
+            GenError::Io { path, error } => write!(f, "{path}: {error}"),
+            GenError::Stale { stale, orphans } => {
+                let mut first = true;
+                for s in stale {
+                    if !first {
+                        writeln!(f)?;
+                    }
+                    first = false;
+                    write!(f, "{s} is out of date; run `{FIX}` and commit the result")?;
+                }
+                for o in orphans {
+                    if !first {
+                        writeln!(f)?;
+                    }
+                    first = false;
+                    write!(f, "{o} is not produced by any variant; run `{FIX}` to delete it")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for GenError {}
+
+/// generated/ in this workspace.
+pub fn generated_dir() -> PathBuf {
+    workspace_root().join("generated")
+}
+
+/// templates/ in this workspace.
+pub fn templates_dir() -> PathBuf {
+    workspace_root().join("templates")
+}
+
+/// Renders every kept variant in `set`, in variant order.
+pub fn render_set(set: &VariantSet) -> Result<Vec<Generated>, GenError> {
+    let templates = Templates::load(&templates_dir()).map_err(GenError::Render)?;
+    let mut out = Vec::new();
+    for (variant, budget) in space::kept() {
+        if !set.contains(&variant) {
+            continue;
+        }
+        let source = templates.render(&variant, &budget).map_err(GenError::Render)?;
+        let hash = xxhash_rust::xxh64::xxh64(source.as_bytes(), 0);
+        out.push(Generated { variant, budget, source, hash });
+    }
+    Ok(out)
+}
+
+/// Renders one variant by name (kept variants only).
+pub fn render_one(name: &str) -> Result<Generated, GenError> {
+    let variant: Variant = name.parse().map_err(|e| GenError::Render(format!("{e}")))?;
+    let budget = space::check(&variant).map_err(|p| GenError::Render(format!("{variant} is pruned: {p}")))?;
+    let templates = Templates::load(&templates_dir()).map_err(GenError::Render)?;
+    let source = templates.render(&variant, &budget).map_err(GenError::Render)?;
+    let hash = xxhash_rust::xxh64::xxh64(source.as_bytes(), 0);
+    Ok(Generated { variant, budget, source, hash })
+}
+
+/// `generate(Mode::Check)` is the staleness test; `generate(Mode::Write)` is `cargo xtask gen-kernels`.
+pub fn generate(mode: Mode) -> Result<Report, GenError> {
+    generate_set(mode, &VariantSet::All)
+}
+
+/// Like [`generate`] for a subset: only the selected kernels' files are written or checked;
+/// registry.rs, manifest.txt and the orphan check need the full set and are skipped otherwise.
+pub fn generate_set(mode: Mode, set: &VariantSet) -> Result<Report, GenError> {
+    let kernels = render_set(set)?;
+    let dir = generated_dir();
+    let root = workspace_root();
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    for k in &kernels {
+        files.insert(format!("{}.cu", k.variant), k.source.clone());
+    }
+    let full = *set == VariantSet::All;
+    let pruned = space::pruned();
+    if full {
+        files.insert("registry.rs".into(), crate::registry::registry_source(&kernels));
+        files.insert("manifest.txt".into(), manifest(&kernels, &pruned));
+    }
+    let mut report = Report { kernels: kernels.len(), pruned, registry: full, ..Report::default() };
+    let mut stale = Vec::new();
+    if mode == Mode::Write {
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    }
+    for (name, contents) in &files {
+        let path = dir.join(name);
+        match ensure_file_contents(&path, contents, mode)? {
+            Outcome::Unchanged => {}
+            Outcome::Written => report.written.push(rel(&root, &path)),
+            Outcome::Stale => stale.push(rel(&root, &path)),
+        }
+    }
+    let mut orphans = Vec::new();
+    if full && dir.exists() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| io(&dir, e))?;
+        let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        names.sort();
+        for path in names {
+            let known = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| files.contains_key(n));
+            if !known {
+                orphans.push(path);
+            }
+        }
+    }
+    match mode {
+        Mode::Check => {
+            if !stale.is_empty() || !orphans.is_empty() {
+                return Err(GenError::Stale { stale, orphans: orphans.iter().map(|p| rel(&root, p)).collect() });
+            }
+        }
+        Mode::Write => {
+            for path in orphans {
+                let r = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                r.map_err(|e| io(&path, e))?;
+                report.deleted.push(rel(&root, &path));
+            }
+        }
+    }
+    Ok(report)
+}
+
+enum Outcome {
+    Unchanged,
+    Written,
+    Stale,
+}
+
+/// The only way generated/ is written: `\r\n` → `\n`, compare bytes, write when different (check
+/// mode reports instead of writing).
+fn ensure_file_contents(path: &Path, contents: &str, mode: Mode) -> Result<Outcome, GenError> {
+    let contents = contents.replace("\r\n", "\n");
+    if let Ok(old) = std::fs::read_to_string(path) {
+        if old.replace("\r\n", "\n") == contents {
+            return Ok(Outcome::Unchanged);
+        }
+    }
+    match mode {
+        Mode::Check => Ok(Outcome::Stale),
+        Mode::Write => {
+            std::fs::write(path, contents).map_err(|e| io(path, e))?;
+            Ok(Outcome::Written)
+        }
+    }
+}
+
+fn io(path: &Path, e: std::io::Error) -> GenError {
+    GenError::Io { path: path.display().to_string(), error: e.to_string() }
+}
+
+fn rel(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/")
+}
+
+/// generated/manifest.txt: what was generated and what was pruned, with the reason.
+pub fn manifest(kernels: &[Generated], pruned: &[(Variant, Pruned)]) -> String {
+    let mut s = String::from(
+        "# Generated by `cargo xtask gen-kernels` from codegen/src/space.rs; do not edit by hand.\n",
+    );
+    s.push_str(&format!("# {} kernels generated, {} combinations pruned.\n", kernels.len(), pruned.len()));
+    for k in kernels {
+        let [x, y, z] = k.budget.block();
+        s.push_str(&format!(
+            "generated {:<24} block [{x},{y},{z}] dynamic_smem {:>7} total_smem {:>7}\n",
+            k.variant.to_string(),
+            space::thousands(k.budget.dynamic_smem()),
+            space::thousands(k.budget.total_smem())
+        ));
+    }
+    for (v, p) in pruned {
+        s.push_str(&format!("pruned    {:<24} {p}\n", v.to_string()));
+    }
+    s
+}
+
+/// The variant table reviewers see in the snapshot: every kept variant with its parameters,
+/// launch geometry, SMEM, source hash and derived constants, then every pruned combination.
+pub fn variant_table(kernels: &[Generated], pruned: &[(Variant, Pruned)]) -> String {
+    let mut s = String::new();
+    for k in kernels {
+        let [x, y, z] = k.budget.block();
+        s.push_str(&format!(
+            "{}\n  grid {:?} block [{x},{y},{z}] dynamic_smem {} total_smem {} hash {:016x}\n  ",
+            k.variant,
+            k.budget.grid(),
+            k.budget.dynamic_smem(),
+            k.budget.total_smem(),
+            k.hash
+        ));
+        let consts: Vec<String> =
+            k.budget.constants().into_iter().filter(|(key, _)| *key != "name").map(|(key, v)| format!("{key}={v}")).collect();
+        s.push_str(&consts.join(" "));
+        s.push('\n');
+    }
+    for (v, p) in pruned {
+        s.push_str(&format!("{v}\n  PRUNED: {p}\n"));
+    }
+    s
+}

@@ -1,0 +1,543 @@
+//! The variant space as an explicit product of axes, and the budget check that prunes it.
+//!
+//! Every derived constant a template needs (shared-memory offsets, expect-tx bytes, accumulator
+//! registers, launch geometry) is computed here, once, and handed to the template as a typed
+//! context; the templates only substitute values and re-check them with `static_assert`s.
+//! No dependencies, so the runtime can size launches from the same numbers.
+
+use std::fmt;
+
+use crate::variant::{GridRule, HuffOutput, HuffVariant, Pipeline, RmmVariant, Variant};
+
+/// Opt-in dynamic shared memory per block on sm_90 (227 KB).
+pub const SMEM_LIMIT: u32 = 232_448;
+/// Registers per thread of a 384-thread block with `__launch_bounds__(384, 1)`.
+pub const RMM_REGS_PER_THREAD: u32 = 168;
+
+/// Tile widths (WGMMA N = batch tile).
+pub const TILE_N: [u32; 6] = [8, 16, 32, 64, 128, 256];
+/// Ring depths.
+pub const STAGES: [u32; 7] = [2, 3, 4, 5, 6, 7, 8];
+/// Transpose axis, `false` first.
+pub const TRANSPOSE: [bool; 2] = [false, true];
+
+/// Every combination of the axes, in the one variant order used everywhere (registry, manifest,
+/// snapshots): rmm by pipeline, transpose, tile width, stages; then the Huffman kernels.
+/// Includes combinations that [`check`] prunes.
+pub fn variants() -> impl Iterator<Item = Variant> {
+    let rmm = Pipeline::ALL.into_iter().flat_map(|pipeline| {
+        TRANSPOSE.into_iter().flat_map(move |transpose| {
+            TILE_N.into_iter().flat_map(move |tile_n| {
+                STAGES
+                    .into_iter()
+                    .map(move |stages| Variant::Rmm(RmmVariant { pipeline, tile_n, stages, transpose }))
+            })
+        })
+    });
+    let huff = HuffOutput::ALL.into_iter().map(|output| Variant::Huff(HuffVariant { output }));
+    rmm.chain(huff)
+}
+
+/// The variants that pass [`check`], with their budgets, in variant order.
+pub fn kept() -> Vec<(Variant, Budget)> {
+    variants().filter_map(|v| check(&v).ok().map(|b| (v, b))).collect()
+}
+
+/// The combinations [`check`] rejects, with the reason, in variant order.
+pub fn pruned() -> Vec<(Variant, Pruned)> {
+    variants().filter_map(|v| check(&v).err().map(|p| (v, p))).collect()
+}
+
+/// What a variant costs, and every constant derived from its parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Budget {
+    Rmm(RmmLayout),
+    Huff(HuffLayout),
+}
+
+/// Why a combination is not generated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pruned {
+    /// The shared-memory layout does not fit the per-block limit.
+    Smem { dynamic_smem: u32, breakdown: String, limit: u32 },
+    /// Accumulators plus working registers exceed what a consumer thread gets after `setmaxnreg`.
+    Registers { acc_regs: u32, overhead: u32, budget: u32 },
+    /// An axis value the template cannot express.
+    Unsupported { reason: String },
+}
+
+impl fmt::Display for Pruned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pruned::Smem { dynamic_smem, breakdown, limit } => write!(
+                f,
+                "smem {} B = {breakdown} > {} B (227 KB)",
+                thousands(*dynamic_smem),
+                thousands(*limit)
+            ),
+            Pruned::Registers { acc_regs, overhead, budget } => write!(
+                f,
+                "registers {acc_regs} accumulators + {overhead} working = {} > {budget} per consumer thread",
+                acc_regs + overhead
+            ),
+            Pruned::Unsupported { reason } => write!(f, "unsupported: {reason}"),
+        }
+    }
+}
+
+/// Checks a variant against the hardware budget; on success returns its derived constants.
+pub fn check(v: &Variant) -> Result<Budget, Pruned> {
+    match v {
+        Variant::Rmm(r) => RmmLayout::new(r).map(Budget::Rmm),
+        Variant::Huff(h) => Ok(Budget::Huff(HuffLayout::new(h))),
+    }
+}
+
+/// A derived constant as the templates and the variant table see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Int(u64),
+    Bool(bool),
+    Str(String),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Int(x) => write!(f, "{x}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Str(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// Shared-memory layout and register budget of one reconstructive-matmul variant
+/// (the Tera context of templates/rmm.cu.tera; see docs in that template's header).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RmmLayout {
+    pub variant: RmmVariant,
+    pub bm: u32,
+    pub bk: u32,
+    pub consumers: u32,
+    pub threads: u32,
+    /// A tiles (reconstructed / TMA'd bf16, 128 × 64): one per stage for raw (TMA writes them),
+    /// two for compressed pipelines (consumers write them, double-buffered).
+    pub a_bufs: u32,
+    pub a_bytes: u32,
+    /// Per stage: sign-mantissa bytes.
+    pub w0_bytes: u32,
+    /// Per stage: exponent bytes or nibbles.
+    pub w1_bytes: u32,
+    /// Per stage: `esc_cap` staged escape groups (64 B each); palette only.
+    pub esc_bytes: u32,
+    /// Escaped groups per stage staged in shared memory; more are read from global memory.
+    pub esc_cap: u32,
+    /// Palette: the CTA's tile_esc records (32 B per k block), copied once; a split of k has at
+    /// most `max_kb` k blocks (the runtime splits k accordingly).
+    pub rec_bytes: u32,
+    pub max_kb: u32,
+    /// Per stage: the x tile (tile_n rows × 64 bf16).
+    pub b_bytes: u32,
+    pub off_a: u32,
+    pub off_b: u32,
+    pub off_w0: u32,
+    pub off_w1: u32,
+    pub off_esc: u32,
+    pub off_rec: u32,
+    pub off_bar: u32,
+    pub smem_bytes: u32,
+    /// `smem_bytes` + 1024 bytes of slack to align the window to 1024.
+    pub dynamic_smem: u32,
+    /// expect_tx bytes per stage.
+    pub tx_bytes: u32,
+    pub acc_regs: u32,
+    pub producer_regs: u32,
+    pub consumer_regs: u32,
+}
+
+/// Escaped groups staged per palette stage: escapes are ~1% of groups, so a 128-group tile
+/// rarely has more than 4.
+pub const RMM_ESC_CAP: u32 = 4;
+/// k blocks (of 64) per split whose escape records a palette CTA keeps in shared memory
+/// (k ≤ 8192 per split; the runtime splits longer k).
+pub const RMM_MAX_KB: u32 = 128;
+/// Bytes of one tile_esc record (docs/CONTRACT.md).
+pub const ESC_RECORD_BYTES: u32 = 32;
+
+/// Registers a consumer thread needs besides its accumulators (addresses, loop state, one
+/// 16-byte reconstruction chunk, palette and escape mask).
+pub const RMM_WORKING_REGS: u32 = 72;
+
+impl RmmLayout {
+    pub fn new(v: &RmmVariant) -> Result<RmmLayout, Pruned> {
+        if !TILE_N.contains(&v.tile_n) || !STAGES.contains(&v.stages) {
+            return Err(Pruned::Unsupported {
+                reason: format!("tile_n {} / stages {} outside the axes", v.tile_n, v.stages),
+            });
+        }
+        let (bm, bk) = (128, 64);
+        let raw = v.pipeline == Pipeline::Raw;
+        let a_bytes = bm * bk * 2;
+        let a_bufs = if raw { v.stages } else { 2 };
+        let w0_bytes = if raw { 0 } else { bm * bk };
+        let w1_bytes = match v.pipeline {
+            Pipeline::Raw => 0,
+            Pipeline::Exponent => bm * bk,
+            Pipeline::Palette => bm * bk / 2,
+        };
+        let palette = v.pipeline == Pipeline::Palette;
+        let esc_cap = if palette { RMM_ESC_CAP } else { 0 };
+        let esc_bytes = 64 * esc_cap;
+        let max_kb = if palette { RMM_MAX_KB } else { 0 };
+        let rec_bytes = ESC_RECORD_BYTES * max_kb;
+        let b_bytes = v.tile_n * bk * 2;
+        let off_a = 0;
+        let off_b = off_a + a_bufs * a_bytes;
+        let off_w0 = off_b + v.stages * b_bytes;
+        let off_w1 = off_w0 + v.stages * w0_bytes;
+        let off_esc = off_w1 + v.stages * w1_bytes;
+        let off_rec = off_esc + v.stages * esc_bytes;
+        let off_bar = off_rec + rec_bytes;
+        // full[stages], empty[stages], then one barrier for the records.
+        let smem_bytes = off_bar + 16 * v.stages + 16;
+        let dynamic_smem = smem_bytes + 1024;
+        // The staged escape exponents vary per stage; the producer adds them to this at run time.
+        let tx_bytes = if raw { a_bytes + b_bytes } else { w0_bytes + w1_bytes + b_bytes };
+        let layout = RmmLayout {
+            variant: *v,
+            bm,
+            bk,
+            consumers: 2,
+            threads: 384,
+            a_bufs,
+            a_bytes,
+            w0_bytes,
+            w1_bytes,
+            esc_bytes,
+            esc_cap,
+            rec_bytes,
+            max_kb,
+            b_bytes,
+            off_a,
+            off_b,
+            off_w0,
+            off_w1,
+            off_esc,
+            off_rec,
+            off_bar,
+            smem_bytes,
+            dynamic_smem,
+            tx_bytes,
+            acc_regs: v.tile_n / 2,
+            producer_regs: 40,
+            consumer_regs: 232,
+        };
+        if dynamic_smem > SMEM_LIMIT {
+            return Err(Pruned::Smem { dynamic_smem, breakdown: layout.smem_breakdown(), limit: SMEM_LIMIT });
+        }
+        if layout.acc_regs + RMM_WORKING_REGS > layout.consumer_regs {
+            return Err(Pruned::Registers {
+                acc_regs: layout.acc_regs,
+                overhead: RMM_WORKING_REGS,
+                budget: layout.consumer_regs,
+            });
+        }
+        Ok(layout)
+    }
+
+    /// "A 2x16384 + B 4x8192 + ..." — the terms of `dynamic_smem`, for pruning reasons.
+    pub fn smem_breakdown(&self) -> String {
+        let s = self.variant.stages;
+        let mut parts = vec![format!("A {}x{}", self.a_bufs, self.a_bytes), format!("B {s}x{}", self.b_bytes)];
+        for (label, bytes) in [("W0", self.w0_bytes), ("W1", self.w1_bytes), ("esc", self.esc_bytes)] {
+            if bytes > 0 {
+                parts.push(format!("{label} {s}x{bytes}"));
+            }
+        }
+        if self.rec_bytes > 0 {
+            parts.push(format!("records {}", self.rec_bytes));
+        }
+        parts.push(format!("barriers {s}x16+16"));
+        parts.push("align 1024".to_string());
+        parts.join(" + ")
+    }
+
+    /// Every context key of templates/rmm.cu.tera, in a fixed order.
+    pub fn constants(&self) -> Vec<(&'static str, Value)> {
+        let v = &self.variant;
+        let int = |x: u32| Value::Int(x as u64);
+        vec![
+            ("name", Value::Str(Variant::Rmm(*v).to_string())),
+            ("pipeline", Value::Str(v.pipeline.as_str().to_string())),
+            ("is_raw", Value::Bool(v.pipeline == Pipeline::Raw)),
+            ("is_palette", Value::Bool(v.pipeline == Pipeline::Palette)),
+            ("is_exponent", Value::Bool(v.pipeline == Pipeline::Exponent)),
+            ("transpose", Value::Bool(v.transpose)),
+            ("tile_n", int(v.tile_n)),
+            ("stages", int(v.stages)),
+            ("bm", int(self.bm)),
+            ("bk", int(self.bk)),
+            ("consumers", int(self.consumers)),
+            ("threads", int(self.threads)),
+            ("a_bufs", int(self.a_bufs)),
+            ("a_bytes", int(self.a_bytes)),
+            ("w0_bytes", int(self.w0_bytes)),
+            ("w1_bytes", int(self.w1_bytes)),
+            ("esc_bytes", int(self.esc_bytes)),
+            ("esc_cap", int(self.esc_cap)),
+            ("rec_bytes", int(self.rec_bytes)),
+            ("max_kb", int(self.max_kb)),
+            ("b_bytes", int(self.b_bytes)),
+            ("off_a", int(self.off_a)),
+            ("off_b", int(self.off_b)),
+            ("off_w0", int(self.off_w0)),
+            ("off_w1", int(self.off_w1)),
+            ("off_esc", int(self.off_esc)),
+            ("off_rec", int(self.off_rec)),
+            ("off_bar", int(self.off_bar)),
+            ("smem_bytes", int(self.smem_bytes)),
+            ("dynamic_smem", int(self.dynamic_smem)),
+            ("tx_bytes", int(self.tx_bytes)),
+            ("acc_regs", int(self.acc_regs)),
+            ("producer_regs", int(self.producer_regs)),
+            ("consumer_regs", int(self.consumer_regs)),
+        ]
+    }
+}
+
+/// Geometry of one Huffman preprocess kernel (the Tera context of templates/huff.cu.tera).
+///
+/// One thread decodes one chunk; a warp decodes 32 chunks group by group (64 symbols), stages the
+/// group's indices in shared memory and writes the 32 groups out cooperatively.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HuffLayout {
+    pub variant: HuffVariant,
+    pub threads: u32,
+    pub warps: u32,
+    /// One chunk per thread.
+    pub chunks_per_block: u32,
+    /// Elements per group (escape and output unit); chunks must hold whole groups.
+    pub group: u32,
+    /// Longest code and the decode table it implies.
+    pub max_code_len: u32,
+    pub lut_entries: u32,
+    /// Shared memory: decode table (u16 per entry).
+    pub lut_bytes: u32,
+    /// Shared memory: byte → two exponent bytes (palette of two nibbles), u16 per entry.
+    pub pal2_bytes: u32,
+    /// Shared memory per warp: 32 groups of nibbles (32 B each) + 32 escape slots (u32).
+    pub stage_bytes_per_warp: u32,
+    /// Output bytes per group, and the bytes each lane stores per write (16).
+    pub out_group_bytes: u32,
+    pub lanes_per_group: u32,
+    /// Total static shared memory.
+    pub smem_bytes: u32,
+}
+
+impl HuffLayout {
+    pub fn new(v: &HuffVariant) -> HuffLayout {
+        let threads = 128;
+        let warps = threads / 32;
+        let group = 64;
+        let max_code_len = 12;
+        let lut_entries = 1 << max_code_len;
+        let lut_bytes = lut_entries * 2;
+        let pal2_bytes = 256 * 2;
+        let stage_bytes_per_warp = 32 * (group / 2) + 32 * 4;
+        let out_group_bytes = match v.output {
+            HuffOutput::Bf16 => group * 2,
+            HuffOutput::Exponent => group,
+            HuffOutput::Palette => group / 2,
+        };
+        HuffLayout {
+            variant: *v,
+            threads,
+            warps,
+            chunks_per_block: threads,
+            group,
+            max_code_len,
+            lut_entries,
+            lut_bytes,
+            pal2_bytes,
+            stage_bytes_per_warp,
+            out_group_bytes,
+            lanes_per_group: out_group_bytes / 16,
+            smem_bytes: lut_bytes + pal2_bytes + warps * stage_bytes_per_warp,
+        }
+    }
+
+    /// Every context key of templates/huff.cu.tera, in a fixed order.
+    pub fn constants(&self) -> Vec<(&'static str, Value)> {
+        let v = &self.variant;
+        let int = |x: u32| Value::Int(x as u64);
+        vec![
+            ("name", Value::Str(Variant::Huff(*v).to_string())),
+            ("output", Value::Str(v.output.as_str().to_string())),
+            ("is_bf16", Value::Bool(v.output == HuffOutput::Bf16)),
+            ("is_exponent", Value::Bool(v.output == HuffOutput::Exponent)),
+            ("is_palette", Value::Bool(v.output == HuffOutput::Palette)),
+            ("threads", int(self.threads)),
+            ("warps", int(self.warps)),
+            ("chunks_per_block", int(self.chunks_per_block)),
+            ("group", int(self.group)),
+            ("max_code_len", int(self.max_code_len)),
+            ("lut_entries", int(self.lut_entries)),
+            ("lut_bytes", int(self.lut_bytes)),
+            ("pal2_bytes", int(self.pal2_bytes)),
+            ("stage_bytes_per_warp", int(self.stage_bytes_per_warp)),
+            ("out_group_bytes", int(self.out_group_bytes)),
+            ("lanes_per_group", int(self.lanes_per_group)),
+            ("smem_bytes", int(self.smem_bytes)),
+        ]
+    }
+}
+
+impl Budget {
+    /// The template context: every key, every time.
+    pub fn constants(&self) -> Vec<(&'static str, Value)> {
+        match self {
+            Budget::Rmm(l) => l.constants(),
+            Budget::Huff(l) => l.constants(),
+        }
+    }
+
+    /// The template file (under templates/) that renders this family.
+    pub fn template(&self) -> &'static str {
+        match self {
+            Budget::Rmm(_) => "rmm.cu.tera",
+            Budget::Huff(_) => "huff.cu.tera",
+        }
+    }
+
+    pub fn block(&self) -> [u32; 3] {
+        match self {
+            Budget::Rmm(l) => [l.threads, 1, 1],
+            Budget::Huff(l) => [l.threads, 1, 1],
+        }
+    }
+
+    pub fn grid(&self) -> GridRule {
+        match self {
+            Budget::Rmm(l) => GridRule::RmmTiles { rows_per_cta: l.bm, tile_n: l.variant.tile_n },
+            Budget::Huff(l) => GridRule::HuffChunks { chunks_per_block: l.chunks_per_block },
+        }
+    }
+
+    /// Dynamic shared memory to request at launch (the Huffman kernels use static smem only).
+    pub fn dynamic_smem(&self) -> u32 {
+        match self {
+            Budget::Rmm(l) => l.dynamic_smem,
+            Budget::Huff(_) => 0,
+        }
+    }
+
+    /// All shared memory of a block (static + dynamic), what the compile check compares to the limit.
+    pub fn total_smem(&self) -> u32 {
+        match self {
+            Budget::Rmm(l) => l.dynamic_smem,
+            Budget::Huff(l) => l.smem_bytes,
+        }
+    }
+}
+
+/// Named variant sets for `--filter`: `all`, `smoke`, or comma-separated name globs (`*`, `?`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VariantSet {
+    All,
+    /// One of each family and orientation at a middle tile width, plus the tile-width and depth
+    /// extremes: quick to compile, touches every template branch.
+    Smoke,
+    Globs(Vec<String>),
+}
+
+impl VariantSet {
+    pub fn parse(s: &str) -> VariantSet {
+        match s {
+            "all" => VariantSet::All,
+            "smoke" => VariantSet::Smoke,
+            _ => VariantSet::Globs(s.split(',').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect()),
+        }
+    }
+
+    pub fn contains(&self, v: &Variant) -> bool {
+        match self {
+            VariantSet::All => true,
+            VariantSet::Smoke => match v {
+                Variant::Huff(_) => true,
+                Variant::Rmm(r) => matches!((r.tile_n, r.stages), (64, 4) | (8, 2) | (256, 2)),
+            },
+            VariantSet::Globs(globs) => {
+                let name = v.to_string();
+                globs.iter().any(|g| glob_match(g, &name))
+            }
+        }
+    }
+}
+
+/// Shell-style match of the whole name: `*` any run of characters, `?` one character.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // Iterative matcher with one backtrack point for the last `*` (linear in practice).
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// 232448 → "232,448".
+pub fn thousands(x: u32) -> String {
+    let s = x.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob() {
+        assert!(glob_match("rmm_palette_*_t", "rmm_palette_n64_s4_t"));
+        assert!(!glob_match("rmm_palette_*_t", "rmm_palette_n64_s4_nt"));
+        assert!(glob_match("huff_*", "huff_bf16"));
+        assert!(glob_match("rmm_?aw_*", "rmm_raw_n8_s2_nt"));
+        assert!(!glob_match("rmm", "rmm_raw_n8_s2_nt"));
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(232448), "232,448");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+    }
+
+    #[test]
+    fn smem_pruning_names_the_terms() {
+        let v = RmmVariant { pipeline: Pipeline::Raw, tile_n: 256, stages: 8, transpose: false };
+        let err = RmmLayout::new(&v).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "smem 394,384 B = A 8x16384 + B 8x32768 + barriers 8x16+16 + align 1024 > 232,448 B (227 KB)"
+        );
+    }
+}
