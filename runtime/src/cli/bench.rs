@@ -1,47 +1,70 @@
 //! `bench`: arguments of the GPU benchmark. The benchmark itself lives in the GPU runtime
-//! (`unweight::gpu::bench`), which this command hands its arguments to.
+//! (`unweight::gpu::bench::run`), which this command hands its options to.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// A weight shape `N×K` (`y = x·Wᵀ`, W is N rows of K).
+use crate::codec::Orientation;
+
+/// A weight shape `N×K` (`y = x·Wᵀ`, W is N rows of K); a `t` suffix encodes it transposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
     pub n: usize,
     pub k: usize,
+    pub orientation: Orientation,
 }
 
 impl std::str::FromStr for Shape {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (n, k) = s.split_once(['x', '×']).ok_or_else(|| format!("shape `{s}` is not NxK"))?;
+        let (body, orientation) = match s.strip_suffix('t') {
+            Some(b) => (b, Orientation::Transposed),
+            None => (s, Orientation::Standard),
+        };
+        let (n, k) = body.split_once(['x', '×']).ok_or_else(|| format!("shape `{s}` is not NxK or NxKt"))?;
         let parse = |v: &str| v.trim().parse::<usize>().map_err(|e| format!("shape `{s}`: {e}"));
-        Ok(Self { n: parse(n)?, k: parse(k)? })
+        Ok(Self { n: parse(n)?, k: parse(k)?, orientation })
     }
 }
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Weight shapes N×K, comma-separated (default: Llama-3.1-8B's MLP projections).
-    #[arg(long, value_delimiter = ',', default_value = "14336x4096,4096x14336")]
+    /// Weight shapes N×K, comma-separated; a `t` suffix benchmarks the transposed orientation
+    /// (default: Llama-3.1-8B's gate/up and down projections, down also transposed).
+    #[arg(long, value_delimiter = ',', default_value = "14336x4096,4096x14336,4096x14336t")]
     pub shapes: Vec<Shape>,
     /// Batch sizes M, comma-separated.
-    #[arg(long = "m", value_delimiter = ',', default_value = "1,8,16,32,64,128,256,512,1024")]
+    #[arg(long = "m", value_delimiter = ',', default_value = "1,16,64,256,1024")]
     pub m: Vec<usize>,
-    /// Directory for the results (CSV/JSON).
+    /// Directory for the results.
     #[arg(long, default_value = "bench/results")]
     pub out: PathBuf,
-    /// Timed repetitions per measurement.
-    #[arg(long, default_value_t = 20)]
+    /// Timed repetitions per measurement (the median is reported).
+    #[arg(long, default_value_t = 50)]
     pub reps: usize,
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    pub device: usize,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    // The GPU runtime registers the benchmark here once it is linked into the tool.
     anyhow::bail!(
-        "`bench` runs on an sm_90 GPU through unweight::gpu::bench, which this build does not include \
-         (shapes {:?}, m {:?})",
-        args.shapes,
+        "`bench` needs the GPU runtime (unweight::gpu::bench), which is not linked into this build \
+         (asked for shapes {:?}, m {:?})",
+        args.shapes.iter().map(|s| format!("{}x{} {}", s.n, s.k, s.orientation)).collect::<Vec<_>>(),
         args.m
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_parse() {
+        assert_eq!("14336x4096".parse::<Shape>().unwrap(), Shape { n: 14336, k: 4096, orientation: Orientation::Standard });
+        assert_eq!("4096×14336t".parse::<Shape>().unwrap(), Shape { n: 4096, k: 14336, orientation: Orientation::Transposed });
+        assert!("4096".parse::<Shape>().is_err());
+        assert!("ax3".parse::<Shape>().is_err());
+    }
 }

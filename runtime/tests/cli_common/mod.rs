@@ -145,3 +145,33 @@ pub fn edit_unweight(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
         h["__metadata__"]["unweight"] = serde_json::Value::String(u.to_string());
     });
 }
+
+/// all-MiniLM-L6-v2 (fp32) converted to a BF16 safetensors file in `dir`: every F32 tensor
+/// rounded to nearest even, other tensors and the metadata kept.
+pub fn minilm_bf16(dir: &Path) -> PathBuf {
+    let src = std::env::var("UNWEIGHT_MINILM").unwrap_or_else(|_| {
+        panic!("UNWEIGHT_MINILM is not set: run `source $(scripts/setup-tools.sh)` first (it fetches all-MiniLM-L6-v2)")
+    });
+    let bytes = std::fs::read(&src).unwrap_or_else(|e| panic!("{src}: {e} (run scripts/setup-tools.sh)"));
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    let tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| match v.dtype() {
+            Dtype::F32 => {
+                let bits: Vec<u16> = v
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| half::bf16::from_f32(f32::from_le_bytes(c.try_into().unwrap())).to_bits())
+                    .collect();
+                (name, Dtype::BF16, v.shape().to_vec(), le_bytes(&bits))
+            }
+            d => (name, d, v.shape().to_vec(), v.data().to_vec()),
+        })
+        .collect();
+    let refs: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = tensors.iter().map(|(n, d, s, b)| (n.as_str(), *d, s.clone(), b.clone())).collect();
+    let path = dir.join("minilm-bf16.safetensors");
+    write_safetensors(&path, &refs, meta.metadata().clone());
+    path
+}
