@@ -3,3 +3,5 @@ pub mod bundle;
 pub mod cli;
 pub mod codec;
 pub mod demo;
+pub mod gpu;
+pub mod kernels;

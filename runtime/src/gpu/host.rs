@@ -94,6 +94,13 @@ impl HuffmanImage {
         };
         let geometry = Geometry::of(t)?;
         let symbols = geometry.rows * geometry.padded_cols;
+        // The huff kernels decode whole groups per chunk and index with 32-bit positions.
+        if h.chunk_symbols == 0 || h.chunk_symbols as usize % GROUP != 0 {
+            return Err(weights_err(t, format!("chunk of {} symbols is not a positive multiple of {GROUP}", h.chunk_symbols)));
+        }
+        if symbols as u64 >= 1 << 32 {
+            return Err(weights_err(t, format!("{symbols} symbols exceed the GPU decoder's 2^32 limit")));
+        }
         let n_chunks = symbols.div_ceil(h.chunk_symbols.max(1) as usize);
         if h.chunk_offsets.len() != n_chunks {
             return Err(weights_err(t, format!("{} chunk offsets for {n_chunks} chunks", h.chunk_offsets.len())));

@@ -13,8 +13,8 @@ fn shape_err(entry: &RegistryEntry, reason: String) -> GpuError {
     GpuError::Shape { what: format!("launch of {}", entry.name), reason }
 }
 
-/// Grid of an rmm launch: `(n_out / 128, ceil(m / tile_n), 1)`.
-pub fn rmm_grid(entry: &RegistryEntry, n_out: usize, m: usize) -> Result<(u32, u32, u32), GpuError> {
+/// Grid of an rmm launch: `(n_out / 128, ceil(m / tile_n), splits)`.
+pub fn rmm_grid(entry: &RegistryEntry, n_out: usize, m: usize, splits: u32) -> Result<(u32, u32, u32), GpuError> {
     let GridRule::RmmTiles { rows_per_cta, tile_n } = entry.grid else {
         return Err(shape_err(entry, "not an rmm kernel".into()));
     };
@@ -22,10 +22,10 @@ pub fn rmm_grid(entry: &RegistryEntry, n_out: usize, m: usize) -> Result<(u32, u
         return Err(shape_err(entry, format!("n_out {n_out} must be a positive multiple of {rows_per_cta}, m {m} positive")));
     }
     let (gx, gy) = (n_out / rows_per_cta as usize, m.div_ceil(tile_n as usize));
-    if gx > i32::MAX as usize || gy > 65535 {
-        return Err(shape_err(entry, format!("grid ({gx}, {gy}) exceeds the launch limits")));
+    if gx > i32::MAX as usize || gy > 65535 || splits == 0 || splits > 65535 {
+        return Err(shape_err(entry, format!("grid ({gx}, {gy}, {splits}) exceeds the launch limits")));
     }
-    Ok((gx as u32, gy as u32, 1))
+    Ok((gx as u32, gy as u32, splits))
 }
 
 /// Grid of a Huffman preprocess launch: `(ceil(n_chunks / chunks_per_block), 1, 1)`.
@@ -52,18 +52,22 @@ pub struct RmmArgs {
     pub esc_exp: u64,
     pub palette: u64,
     pub y: u64,
+    /// Split-K partials and per-tile flags (unused when `splits == 1`).
+    pub ws: u64,
+    pub flags: u64,
     pub n_out: i32,
     pub k: i32,
     pub m: i32,
+    pub splits: u32,
 }
 
 /// # Safety
 /// Every address must be a live device buffer of the size the tensor maps and shape describe.
 pub unsafe fn rmm(stream: &CudaStream, kernel: &Kernel, a: &RmmArgs) -> Result<(), GpuError> {
-    let grid = rmm_grid(kernel.entry, a.n_out as usize, a.m as usize)?;
+    let grid = rmm_grid(kernel.entry, a.n_out as usize, a.m as usize, a.splits)?;
     let mut b = stream.launch_builder(&kernel.function);
     b.arg(&a.tm_x).arg(&a.tm_w0).arg(&a.tm_w1);
-    b.arg(&a.tile_esc).arg(&a.esc_exp).arg(&a.palette).arg(&a.y);
+    b.arg(&a.tile_esc).arg(&a.esc_exp).arg(&a.palette).arg(&a.y).arg(&a.ws).arg(&a.flags);
     b.arg(&a.n_out).arg(&a.k).arg(&a.m);
     // SAFETY: argument order and types follow the rmm ABI; the caller vouches for the buffers.
     unsafe { b.launch(config(kernel.entry, grid)) }.ctx(|| format!("launching {}", kernel.entry.name))?;
@@ -121,13 +125,15 @@ mod tests {
 
     #[test]
     fn rmm_grid_follows_the_contract() {
-        assert_eq!(rmm_grid(&rmm_entry(8), 128, 1).unwrap(), (1, 1, 1));
-        assert_eq!(rmm_grid(&rmm_entry(8), 14336, 7).unwrap(), (112, 1, 1));
-        assert_eq!(rmm_grid(&rmm_entry(64), 4096, 200).unwrap(), (32, 4, 1));
-        assert_eq!(rmm_grid(&rmm_entry(256), 4096, 1024).unwrap(), (32, 4, 1));
-        assert!(rmm_grid(&rmm_entry(8), 100, 1).is_err());
-        assert!(rmm_grid(&rmm_entry(8), 128, 0).is_err());
-        assert!(rmm_grid(&rmm_entry(8), 128, 8 * 65536).is_err());
+        assert_eq!(rmm_grid(&rmm_entry(8), 128, 1, 1).unwrap(), (1, 1, 1));
+        assert_eq!(rmm_grid(&rmm_entry(8), 14336, 7, 1).unwrap(), (112, 1, 1));
+        assert_eq!(rmm_grid(&rmm_entry(64), 4096, 200, 1).unwrap(), (32, 4, 1));
+        assert_eq!(rmm_grid(&rmm_entry(256), 4096, 1024, 1).unwrap(), (32, 4, 1));
+        assert!(rmm_grid(&rmm_entry(8), 100, 1, 1).is_err());
+        assert!(rmm_grid(&rmm_entry(8), 128, 0, 1).is_err());
+        assert!(rmm_grid(&rmm_entry(8), 128, 8 * 65536, 1).is_err());
+        assert_eq!(rmm_grid(&rmm_entry(8), 4096, 1, 4).unwrap(), (32, 1, 4));
+        assert!(rmm_grid(&rmm_entry(8), 4096, 1, 0).is_err());
     }
 
     #[test]
@@ -144,6 +150,6 @@ mod tests {
         assert_eq!(huff_grid(&e, 1).unwrap(), (1, 1, 1));
         assert_eq!(huff_grid(&e, 257).unwrap(), (2, 1, 1));
         assert!(huff_grid(&e, 0).is_err());
-        assert!(rmm_grid(&e, 128, 1).is_err());
+        assert!(rmm_grid(&e, 128, 1, 1).is_err());
     }
 }

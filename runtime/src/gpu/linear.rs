@@ -16,11 +16,16 @@ use super::error::GpuError;
 use super::launch::{self, HuffArgs, RmmArgs};
 use super::pipelines::{self, ExecPipeline, Plan};
 use super::tma;
+use super::scratch::ScratchSlot;
 use super::weights::{DeviceWeights, HuffmanDev, Resident};
 use crate::codec::Orientation;
 
 /// The scratch slot the linear API uses (the MLP scheduler alternates both).
 const SLOT: usize = 0;
+
+/// Batch size the split-K buffers are sized for at registration. A larger batch grows them
+/// once, with a device synchronization, on its first call.
+pub const DEFAULT_MAX_BATCH: usize = 1024;
 
 pub struct Linear {
     weights: DeviceWeights,
@@ -30,9 +35,14 @@ impl Linear {
     /// Wraps uploaded weights; Huffman-resident ones reserve preprocess scratch now, so no
     /// call allocates.
     pub fn new(weights: DeviceWeights) -> Result<Self, GpuError> {
+        let scratch = &weights.device().scratch;
         if let Resident::Huffman(_) = weights.resident {
             let (a, b, c) = weights.geometry.scratch_bytes();
-            weights.device().scratch.reserve(a.max(b).max(c))?;
+            scratch.reserve(a.max(b).max(c))?;
+        }
+        if weights.geometry.rmm_ok() {
+            let (ws, flags) = pipelines::split_buffers_bound(weights.geometry.n_out, DEFAULT_MAX_BATCH);
+            scratch.reserve_split(ws, flags)?;
         }
         Ok(Linear { weights })
     }
@@ -52,13 +62,13 @@ impl Linear {
     /// The default plan of `pipeline` at batch `m` (see [`pipelines::default_variant`]).
     pub fn plan(&self, pipeline: ExecPipeline, m: usize) -> Result<Plan, GpuError> {
         self.check_residency(pipeline)?;
-        pipelines::plan(&self.weights.geometry, pipeline, m, None)
+        pipelines::plan(&self.weights.geometry, pipeline, m, None, self.weights.device().info.sm_count)
     }
 
     /// A plan with an explicit rmm variant (the benchmark's search, a tuning table).
     pub fn plan_with(&self, pipeline: ExecPipeline, m: usize, rmm: &'static RegistryEntry) -> Result<Plan, GpuError> {
         self.check_residency(pipeline)?;
-        pipelines::plan(&self.weights.geometry, pipeline, m, Some(rmm))
+        pipelines::plan(&self.weights.geometry, pipeline, m, Some(rmm), self.weights.device().info.sm_count)
     }
 
     fn check_residency(&self, pipeline: ExecPipeline) -> Result<(), GpuError> {
@@ -116,92 +126,136 @@ impl Linear {
         let dev = self.weights.device();
         let transpose = g.orientation == Orientation::Transposed;
         let x_bytes = (m * k * 2) as u64;
-        match (&self.weights.resident, plan.pipeline) {
-            (Resident::Raw(r), ExecPipeline::Cublas) => {
-                let p = gemm_params(g.orientation, m, n_out, k)?;
-                unsafe { dev.blas.gemm_bf16(stream, &p, r.w.ptr, x, y) }
-            }
+        if let Some(e) = plan.rmm {
+            let (ws, flags) = pipelines::split_buffers(e, n_out, m, plan.splits);
+            dev.scratch.reserve_split(ws, flags)?; // no-op unless m exceeds DEFAULT_MAX_BATCH
+        }
+        if plan.pipeline == ExecPipeline::Cublas {
+            let Resident::Raw(r) = &self.weights.resident else { unreachable!("residency checked above") };
+            let p = gemm_params(g.orientation, m, n_out, k)?;
+            return unsafe { dev.blas.gemm_bf16(stream, &p, r.w.ptr, x, y) };
+        }
+        // Everything else uses a scratch slot (preprocess output and/or split-K buffers); its
+        // event orders this stream after the slot's previous user.
+        let slot = dev.scratch.slot(SLOT);
+        slot.acquire_on(stream)?;
+        let s = &*slot;
+        let r = match (&self.weights.resident, plan.pipeline) {
             (Resident::Raw(r), ExecPipeline::Raw) => {
                 let [w0, _] = tma::weight_maps(unweight_codegen::variant::Pipeline::Raw, transpose, n_out, k);
                 let w = w0.encode(r.w.ptr, r.w.bytes() as u64)?;
-                unsafe { self.rmm(stream, plan, x, x_bytes, y, w, w, 0, 0, 0) }
+                unsafe { self.rmm(stream, s, plan, x, x_bytes, y, [w, w], [0, 0, 0]) }
             }
             (Resident::Palette(p), ExecPipeline::DirectPalette) => {
                 let [s0, s1] = tma::weight_maps(unweight_codegen::variant::Pipeline::Palette, transpose, n_out, k);
                 let w0 = s0.encode(p.sm.ptr, p.sm.bytes() as u64)?;
                 let w1 = s1.encode(p.nibbles.ptr, p.nibbles.bytes() as u64)?;
-                unsafe { self.rmm(stream, plan, x, x_bytes, y, w0, w1, p.tile_esc.ptr, p.esc_exp.ptr, p.palette.ptr) }
+                unsafe { self.rmm(stream, s, plan, x, x_bytes, y, [w0, w1], [p.tile_esc.ptr, p.esc_exp.ptr, p.palette.ptr]) }
             }
-            (Resident::Huffman(h), pipe) => {
-                let slot = dev.scratch.slot(SLOT);
-                slot.acquire_on(stream)?;
-                let out = plan.preprocess.map(|e| e.variant);
-                let output = match out {
-                    Some(unweight_codegen::variant::Variant::Huff(v)) => v.output,
-                    _ => return Err(GpuError::UnknownVariant { name: format!("preprocess of {pipe}") }),
-                };
-                unsafe { self.decode(stream, h, output, slot.ptr(), slot.capacity())? };
-                let r = match pipe {
-                    ExecPipeline::FullDecode => {
-                        let p = gemm_params(g.orientation, m, n_out, k)?;
-                        unsafe { dev.blas.gemm_bf16(stream, &p, slot.ptr(), x, y) }
-                    }
-                    ExecPipeline::Exponent | ExecPipeline::PaletteTranscode => {
-                        let fam = pipe.rmm().expect("rmm pipeline");
-                        let [s0, s1] = tma::weight_maps(fam, transpose, n_out, k);
-                        let w0 = s0.encode(h.sm.ptr, h.sm.bytes() as u64)?;
-                        let w1 = s1.encode(slot.ptr(), slot.capacity() as u64)?;
-                        let (te, ee, pal) = match (&h.tiles, pipe) {
-                            (Some(t), ExecPipeline::PaletteTranscode) => (t.records.ptr, t.esc_exp.ptr, h.palette.ptr),
-                            (None, ExecPipeline::PaletteTranscode) => {
-                                return Err(GpuError::NoVariantFits { shape: g.shape_text(), reason: "no tile escape tables".into() })
-                            }
-                            _ => (0, 0, 0),
-                        };
-                        unsafe { self.rmm(stream, plan, x, x_bytes, y, w0, w1, te, ee, pal) }
-                    }
-                    other => Err(GpuError::Residency {
-                        pipeline: other.as_str(),
-                        needs: other.residency(),
-                        actual: "huffman",
-                        tensor: self.weights.name.clone(),
-                    }),
-                };
-                slot.release_on(stream)?;
-                r
-            }
+            (Resident::Huffman(h), pipe) => unsafe { self.huffman_pipeline(stream, s, h, pipe, plan, x, x_bytes, y) },
             (res, pipe) => Err(GpuError::Residency {
                 pipeline: pipe.as_str(),
                 needs: pipe.residency(),
                 actual: res.kind(),
                 tensor: self.weights.name.clone(),
             }),
-        }
+        };
+        slot.release_on(stream)?;
+        r
     }
 
     #[allow(clippy::too_many_arguments)]
-    unsafe fn rmm(
+    unsafe fn huffman_pipeline(
         &self,
         stream: &CudaStream,
+        slot: &ScratchSlot,
+        h: &HuffmanDev,
+        pipe: ExecPipeline,
         plan: &Plan,
         x: u64,
         x_bytes: u64,
         y: u64,
-        tm_w0: tma::TmaDesc,
-        tm_w1: tma::TmaDesc,
-        tile_esc: u64,
-        esc_exp: u64,
-        palette: u64,
+    ) -> Result<(), GpuError> {
+        let g = &self.weights.geometry;
+        let (m, k, n_out) = (plan.m, g.k, g.n_out);
+        let transpose = g.orientation == Orientation::Transposed;
+        let output = match plan.preprocess.map(|e| e.variant) {
+            Some(unweight_codegen::variant::Variant::Huff(v)) => v.output,
+            _ => return Err(GpuError::UnknownVariant { name: format!("preprocess of {pipe}") }),
+        };
+        unsafe { self.decode(stream, h, output, slot.ptr(), slot.capacity())? };
+        match pipe {
+            ExecPipeline::FullDecode => {
+                let p = gemm_params(g.orientation, m, n_out, k)?;
+                unsafe { self.weights.device().blas.gemm_bf16(stream, &p, slot.ptr(), x, y) }
+            }
+            ExecPipeline::Exponent | ExecPipeline::PaletteTranscode => {
+                let fam = pipe.rmm().expect("rmm pipeline");
+                let [s0, s1] = tma::weight_maps(fam, transpose, n_out, k);
+                let w0 = s0.encode(h.sm.ptr, h.sm.bytes() as u64)?;
+                let w1 = s1.encode(slot.ptr(), slot.capacity() as u64)?;
+                let esc = match (&h.tiles, pipe) {
+                    (Some(t), ExecPipeline::PaletteTranscode) => [t.records.ptr, t.esc_exp.ptr, h.palette.ptr],
+                    (None, ExecPipeline::PaletteTranscode) => {
+                        return Err(GpuError::NoVariantFits { shape: g.shape_text(), reason: "no tile escape tables".into() })
+                    }
+                    _ => [0, 0, 0],
+                };
+                unsafe { self.rmm(stream, slot, plan, x, x_bytes, y, [w0, w1], esc) }
+            }
+            other => Err(GpuError::Residency {
+                pipeline: other.as_str(),
+                needs: other.residency(),
+                actual: "huffman",
+                tensor: self.weights.name.clone(),
+            }),
+        }
+    }
+
+    /// Launches the plan's rmm; `esc` = (tile_esc, esc_exp, palette) addresses, 0 when unused.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rmm(
+        &self,
+        stream: &CudaStream,
+        slot: &ScratchSlot,
+        plan: &Plan,
+        x: u64,
+        x_bytes: u64,
+        y: u64,
+        w: [tma::TmaDesc; 2],
+        esc: [u64; 3],
     ) -> Result<(), GpuError> {
         let entry = plan.rmm.ok_or_else(|| GpuError::UnknownVariant { name: format!("rmm of {}", plan.pipeline) })?;
         let unweight_codegen::variant::Variant::Rmm(v) = entry.variant else {
             return Err(GpuError::UnknownVariant { name: entry.name.to_string() });
         };
         let g = &self.weights.geometry;
+        let (need_ws, need_flags) = pipelines::split_buffers(entry, g.n_out, plan.m, plan.splits);
+        let ((ws, ws_cap), (flags, flags_cap)) = (slot.ws(), slot.flags());
+        if need_ws > ws_cap || need_flags > flags_cap {
+            return Err(GpuError::Shape {
+                what: format!("split-K buffers for {}", entry.name),
+                reason: format!("need {need_ws} + {need_flags} bytes, have {ws_cap} + {flags_cap}"),
+            });
+        }
         let tm_x = tma::x_map(g.k, plan.m, v.tile_n).encode(x, x_bytes)?;
         let kernel = self.weights.device().kernels.get_entry(entry)?;
         let int = |v: usize| v as i32;
-        let args = RmmArgs { tm_x, tm_w0, tm_w1, tile_esc, esc_exp, palette, y, n_out: int(g.n_out), k: int(g.k), m: int(plan.m) };
+        let args = RmmArgs {
+            tm_x,
+            tm_w0: w[0],
+            tm_w1: w[1],
+            tile_esc: esc[0],
+            esc_exp: esc[1],
+            palette: esc[2],
+            y,
+            ws,
+            flags,
+            n_out: int(g.n_out),
+            k: int(g.k),
+            m: int(plan.m),
+            splits: plan.splits,
+        };
         unsafe { launch::rmm(stream, &kernel, &args) }
     }
 

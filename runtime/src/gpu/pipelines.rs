@@ -159,6 +159,8 @@ pub struct Plan {
     pub m: usize,
     pub preprocess: Option<&'static RegistryEntry>,
     pub rmm: Option<&'static RegistryEntry>,
+    /// Serial split-K factor of the rmm launch (grid z); 1 without split.
+    pub splits: u32,
 }
 
 impl Plan {
@@ -174,7 +176,13 @@ impl Plan {
 
 /// Plans `pipeline` for a weight of `geometry` at batch `m`, with `rmm` overriding the default
 /// variant (it must be of the pipeline's family and orientation).
-pub fn plan(geometry: &Geometry, pipeline: ExecPipeline, m: usize, rmm: Option<&'static RegistryEntry>) -> Result<Plan, GpuError> {
+pub fn plan(
+    geometry: &Geometry,
+    pipeline: ExecPipeline,
+    m: usize,
+    rmm: Option<&'static RegistryEntry>,
+    sm_count: u32,
+) -> Result<Plan, GpuError> {
     let transpose = geometry.orientation == crate::codec::Orientation::Transposed;
     let effective = if pipeline.rmm().is_some() && !geometry.rmm_ok() { pipeline.fallback() } else { pipeline };
     if effective.rmm().is_some() && !geometry.rmm_ok() {
@@ -197,7 +205,63 @@ pub fn plan(geometry: &Geometry, pipeline: ExecPipeline, m: usize, rmm: Option<&
         },
     };
     let preprocess = effective.preprocess().map(huff_entry).transpose()?;
-    Ok(Plan { requested: pipeline, pipeline: effective, m, preprocess, rmm })
+    let splits = match rmm {
+        Some(e) => {
+            let tiles = rmm_tiles(e, geometry.n_out, m);
+            choose_splits((geometry.k / 64) as u32, tiles, sm_count, max_kb(e))
+        }
+        None => 1,
+    };
+    Ok(Plan { requested: pipeline, pipeline: effective, m, preprocess, rmm, splits })
+}
+
+/// Output tiles (CTAs per split) of an rmm launch: `(n_out / 128) × ceil(m / tile_n)`.
+pub fn rmm_tiles(e: &RegistryEntry, n_out: usize, m: usize) -> u32 {
+    match e.variant {
+        Variant::Rmm(v) => ((n_out / 128) * m.div_ceil(v.tile_n as usize)) as u32,
+        Variant::Huff(_) => 0,
+    }
+}
+
+/// Split-K workspace bytes and flag bytes a launch of `e` needs with `splits` splits:
+/// f32 `[tile][tile_n / 2][256]` partials and one u32 flag per tile.
+pub fn split_buffers(e: &RegistryEntry, n_out: usize, m: usize, splits: u32) -> (usize, usize) {
+    let Variant::Rmm(v) = e.variant else { return (0, 0) };
+    if splits <= 1 {
+        return (0, 0);
+    }
+    let tiles = rmm_tiles(e, n_out, m) as usize;
+    (tiles * (v.tile_n as usize / 2) * 256 * 4, tiles * 4)
+}
+
+/// Upper bound of [`split_buffers`] over every variant and batch up to `max_m`.
+pub fn split_buffers_bound(n_out: usize, max_m: usize) -> (usize, usize) {
+    let gx = n_out / 128;
+    // tiles * tile_n = gx * ceil(m / tile_n) * tile_n < gx * (m + 256); one tile per 8 rows at most.
+    (gx * (max_m + 256) * 512, gx * max_m.div_ceil(8) * 4)
+}
+
+/// `MAX_KB` of a variant (k blocks one split may hold), read from its source; `None` when the
+/// kernel has no such limit. The registry entry does not carry it, the generated source does.
+pub fn max_kb(e: &RegistryEntry) -> Option<u32> {
+    let at = e.source.find("MAX_KB = ")? + "MAX_KB = ".len();
+    let digits: String = e.source[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok().filter(|&v: &u32| v > 0)
+}
+
+/// Serial split-K factor: when the output tiles alone leave most SMs idle (few row tiles, small
+/// batch), k is split so about one CTA runs per SM; each split keeps at least 4 k blocks (ring
+/// fill amortized), none is empty, and none holds more than `max_kb` k blocks.
+pub fn choose_splits(kblocks: u32, tiles: u32, sm_count: u32, max_kb: Option<u32>) -> u32 {
+    if kblocks == 0 {
+        return 1;
+    }
+    let want = (sm_count / tiles.max(1)).max(1).min((kblocks / 4).max(1));
+    let mut per = kblocks.div_ceil(want);
+    if let Some(cap) = max_kb {
+        per = per.min(cap.max(1));
+    }
+    kblocks.div_ceil(per)
 }
 
 #[cfg(test)]
@@ -241,6 +305,56 @@ mod tests {
         assert_eq!(name(Pipeline::Exponent, true, 200), "rmm_exponent_n256_s3_t");
         assert_eq!(name(Pipeline::Raw, true, 1024), "rmm_raw_n256_s3_t");
         assert!(default_variant_in(&[], Pipeline::Raw, true, 1).is_none());
+    }
+
+    #[test]
+    fn splits_fill_the_gpu_and_respect_limits() {
+        // 4096 x 14336 at m = 1: 32 tiles on 132 SMs → 4 splits of 56 k blocks.
+        assert_eq!(choose_splits(224, 32, 132, None), 4);
+        // 14336 x 4096: 112 tiles already fill the GPU.
+        assert_eq!(choose_splits(64, 112, 132, None), 1);
+        // One CTA, one k block: nothing to split.
+        assert_eq!(choose_splits(1, 1, 132, None), 1);
+        // Small k: at least 4 k blocks per split.
+        assert_eq!(choose_splits(8, 1, 132, None), 2);
+        // A MAX_KB cap forces more splits even when tiles fill the GPU.
+        assert_eq!(choose_splits(224, 448, 132, Some(64)), 4);
+        // Every split non-empty: per = ceil(kb / splits), splits = ceil(kb / per).
+        for kb in 1..300u32 {
+            for tiles in [1u32, 3, 32, 200] {
+                for cap in [None, Some(16), Some(64)] {
+                    let s = choose_splits(kb, tiles, 132, cap);
+                    let per = kb.div_ceil(s);
+                    assert!((s - 1) * per < kb, "kb {kb} tiles {tiles}: split {s} empty");
+                    if let Some(c) = cap {
+                        assert!(per <= c, "kb {kb}: {per} > MAX_KB {c}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn split_buffer_bound_covers_every_variant() {
+        let e = entries();
+        for n_out in [128, 4096, 14336] {
+            for m in [1, 7, 200, 1024] {
+                let (wb, fb) = split_buffers_bound(n_out, 1024);
+                for v in e.iter().filter(|v| matches!(v.variant, Variant::Rmm(_))) {
+                    let (w, f) = split_buffers(v, n_out, m, 2);
+                    assert!(w <= wb && f <= fb, "{} {n_out} m={m}", v.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn max_kb_is_read_from_the_source() {
+        let mut e = entries()[0];
+        e.source = "constexpr u32 REC_BYTES = 2048, MAX_KB = 64;  // x";
+        assert_eq!(max_kb(&e), Some(64));
+        e.source = "constexpr u32 ESC_CAP = 4;";
+        assert_eq!(max_kb(&e), None);
     }
 
     #[test]

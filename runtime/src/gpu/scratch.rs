@@ -41,26 +41,58 @@ impl ScratchPlan {
     }
 }
 
-/// One preprocess buffer and the event that marks its last use.
-pub struct ScratchSlot {
+/// A device buffer grown only by [`ScratchPool::reserve`] / [`ScratchPool::reserve_split`].
+#[derive(Default)]
+struct Grown {
     plan: ScratchPlan,
     buf: Option<CudaSlice<u8>>,
     ptr: u64,
+}
+
+impl Grown {
+    /// Grows to `bytes` (zero-filled: split-K flags must start at 0). The caller has synchronized.
+    fn grow(&mut self, stream: &Arc<CudaStream>, bytes: usize, what: &str) -> Result<bool, GpuError> {
+        let Some(cap) = self.plan.reserve(bytes) else { return Ok(false) };
+        self.buf = None;
+        let buf = stream.alloc_zeros::<u8>(cap).ctx(|| format!("allocating {cap} bytes of {what}"))?;
+        self.ptr = buf.device_ptr(stream).0;
+        self.buf = Some(buf);
+        Ok(true)
+    }
+}
+
+/// One preprocess buffer, the split-K workspace and flags, and the event that marks the
+/// slot's last use.
+pub struct ScratchSlot {
+    pre: Grown,
+    ws: Grown,
+    flags: Grown,
     last_use: CudaEvent,
 }
 
 impl ScratchSlot {
     pub fn capacity(&self) -> usize {
-        self.plan.capacity()
+        self.pre.plan.capacity()
     }
 
+    /// (Re)allocations of all the slot's buffers.
     pub fn allocations(&self) -> usize {
-        self.plan.allocations()
+        self.pre.plan.allocations() + self.ws.plan.allocations() + self.flags.plan.allocations()
     }
 
-    /// Device address of the buffer (0 while nothing is reserved).
+    /// Device address of the preprocess buffer (0 while nothing is reserved).
     pub fn ptr(&self) -> u64 {
-        self.ptr
+        self.pre.ptr
+    }
+
+    /// Split-K workspace (f32 partials) address and bytes.
+    pub fn ws(&self) -> (u64, usize) {
+        (self.ws.ptr, self.ws.plan.capacity())
+    }
+
+    /// Split-K flags (u32 per output tile, zero between launches) address and bytes.
+    pub fn flags(&self) -> (u64, usize) {
+        (self.flags.ptr, self.flags.plan.capacity())
     }
 
     /// Orders `stream` after the slot's previous user.
@@ -89,29 +121,35 @@ impl ScratchPool {
         let slots = (0..SLOTS)
             .map(|_| {
                 let last_use = ctx.new_event(None).ctx(|| "creating a scratch event".into())?;
-                Ok(Mutex::new(ScratchSlot { plan: ScratchPlan::default(), buf: None, ptr: 0, last_use }))
+                Ok(Mutex::new(ScratchSlot { pre: Grown::default(), ws: Grown::default(), flags: Grown::default(), last_use }))
             })
             .collect::<Result<_, GpuError>>()?;
         Ok(ScratchPool { ctx: ctx.clone(), slots })
     }
 
-    /// Grows every slot to hold `bytes` (called when a weight is registered, never per call).
-    /// A reallocation synchronizes the context first, so no queued kernel still uses the old buffer.
+    /// Grows every slot's preprocess buffer to hold `bytes` (called when a weight is registered,
+    /// never per call). A reallocation synchronizes the context first, so no queued kernel
+    /// still uses the old buffer.
     pub fn reserve(&self, bytes: usize) -> Result<(), GpuError> {
+        self.grow_all(|s| &mut s.pre, bytes, "preprocess scratch")
+    }
+
+    /// Grows every slot's split-K workspace and flags.
+    pub fn reserve_split(&self, ws_bytes: usize, flag_bytes: usize) -> Result<(), GpuError> {
+        self.grow_all(|s| &mut s.ws, ws_bytes, "split-K workspace")?;
+        self.grow_all(|s| &mut s.flags, flag_bytes, "split-K flags")
+    }
+
+    fn grow_all(&self, pick: impl Fn(&mut ScratchSlot) -> &mut Grown, bytes: usize, what: &str) -> Result<(), GpuError> {
         for slot in &self.slots {
             let mut s = slot.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(cap) = s.plan.reserve(bytes) {
-                self.ctx.synchronize().ctx(|| "synchronizing before growing scratch".into())?;
-                s.buf = None;
-                let stream = self.ctx.default_stream();
-                // SAFETY: scratch is written by a preprocess kernel before any read.
-                let buf = unsafe { stream.alloc::<u8>(cap) }.ctx(|| format!("allocating {cap} bytes of scratch"))?;
-                let (ptr, _sync) = buf.device_ptr(&stream);
-                s.ptr = ptr;
-                drop(_sync);
-                s.buf = Some(buf);
-                stream.synchronize().ctx(|| "allocating scratch".into())?;
+            if pick(&mut s).plan.capacity() >= bytes {
+                continue;
             }
+            self.ctx.synchronize().ctx(|| format!("synchronizing before growing {what}"))?;
+            let stream = self.ctx.default_stream();
+            pick(&mut s).grow(&stream, bytes, what)?;
+            stream.synchronize().ctx(|| format!("allocating {what}"))?;
         }
         Ok(())
     }

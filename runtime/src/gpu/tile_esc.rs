@@ -1,10 +1,12 @@
 //! The palette rmm's escape tables, rebuilt per CTA tile on the CPU at upload
-//! (docs/CONTRACT.md, "tile_esc record").
+//! (docs/CONTRACT.md, "tile_esc record"; bytes 20..24 also hold the tile's escape count, which
+//! the rmm template reads as `rec[5]` to size the stage's escape copy).
 //!
 //! The codec keeps escaped groups in group order over the encoded matrix; a CTA of the rmm
 //! covers 128 weight rows × one 64-wide k block, so it wants its escape mask and its escape
 //! exponents together. Record `(i, b)` at `(i * (k/64) + b) * 32`: 128-bit mask of local groups
-//! (u32 words little-endian), then the u32 slot of the tile's first escaped group in `esc_exp`.
+//! (u32 words little-endian), the u32 slot of the tile's first escaped group in `esc_exp`, the
+//! u32 count of its escaped groups, zeros.
 //! `esc_exp` lists escaped groups tile by tile in `(i, b)` order and by `j` within a tile.
 
 use crate::codec::{Escapes, Orientation, GROUP};
@@ -96,6 +98,7 @@ pub fn build(esc: &Escapes, orientation: Orientation, n_out: usize, k: usize) ->
             }
             rec[..16].copy_from_slice(&mask.to_le_bytes());
             rec[16..20].copy_from_slice(&first.to_le_bytes());
+            rec[20..24].copy_from_slice(&mask.count_ones().to_le_bytes());
         }
     }
     Ok(TileEscapes { records, exponents })
@@ -129,6 +132,9 @@ mod tests {
     fn first(rec: &[u8]) -> u32 {
         u32::from_le_bytes(rec[16..20].try_into().unwrap())
     }
+    fn count(rec: &[u8]) -> u32 {
+        u32::from_le_bytes(rec[20..24].try_into().unwrap())
+    }
 
     #[test]
     fn standard_layout() {
@@ -143,7 +149,8 @@ mod tests {
         assert_eq!(mask(r(1, 0)), 1 << 2); // row 130 = local 2, block 0
         assert_eq!(mask(r(1, 1)), 1 << 127); // row 255 = local 127, block 1
         assert_eq!([first(r(0, 0)), first(r(0, 1)), first(r(1, 0)), first(r(1, 1))], [0, 1, 2, 3]);
-        assert!(r(0, 0)[20..].iter().all(|&x| x == 0));
+        assert_eq!(count(r(1, 1)), 1);
+        assert!(r(0, 0)[24..].iter().all(|&x| x == 0));
         // Tile order (i, b) differs from group order: group 2 comes before group 1.
         let order: Vec<u8> = t.exponents.chunks(64).map(|c| c[0]).collect();
         assert_eq!(order, vec![2, 1, (260 % 256) as u8, (511 % 256) as u8]);
@@ -189,6 +196,7 @@ mod tests {
             let mut running = 0u32;
             for r in t.records.chunks(32) {
                 assert_eq!(first(r), running);
+                assert_eq!(count(r), mask(r).count_ones());
                 running += mask(r).count_ones();
             }
         }
