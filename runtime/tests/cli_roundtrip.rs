@@ -30,6 +30,12 @@ fn round_trip(extra: &[&str]) -> (String, Vec<(String, Dtype, Vec<usize>, Vec<u8
     assert!(o.status.success(), "{}", stderr(&o));
 
     assert!(snapshot(&input) == before, "the input changed");
+    // New outputs get ordinary permissions (the umask's), not the temporary file's 0600.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(dir.path().join("plain"), b"x").unwrap();
+    let mode = |p: &str| std::fs::metadata(dir.path().join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("b.safetensors"), mode("plain"));
+    assert_eq!(mode("back.safetensors"), mode("plain"));
     let (bundle, meta) = read_all(&dir.path().join("b.safetensors"));
     assert_eq!(meta.as_ref().unwrap()["format"], "pt");
     assert!(meta.unwrap().contains_key("unweight"));

@@ -65,9 +65,12 @@ impl OutputFile {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
+        // Temporary files are created 0600; ask for 0666 so the kernel applies the umask and
+        // the output gets the same permissions as any other new file.
         let tmp = tempfile::Builder::new()
             .prefix(".unweight-")
             .suffix(".tmp")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(dir)
             .map_err(|e| BundleError::io(dest, "cannot create the output file", e))?;
         let reserved = header_bound.next_multiple_of(8);
