@@ -108,3 +108,22 @@ fn compile_error_carries_variant_options_and_text_log() {
     assert!(text.contains("error"), "{text}");
     assert!(!text.contains("\\n"), "log rendered via Debug: {text}");
 }
+
+#[test]
+fn registry_kernels_compile_with_the_runtime_options() {
+    // One rmm and one Huffman kernel from the generated registry, through the runtime's own
+    // compile path (options, CUBIN extraction, log beside it).
+    use unweight::gpu::pipelines::{default_variant, huff_entry, ExecPipeline};
+    let dir = tempfile::tempdir().unwrap();
+    let rmm = default_variant(ExecPipeline::DirectPalette, true, 7).unwrap().expect("an rmm_palette_*_t variant");
+    for e in [rmm, huff_entry(HuffOutput::Bf16).unwrap()] {
+        let t0 = std::time::Instant::now();
+        let (cubin, outcome) = compile_cached(e, dir.path()).unwrap_or_else(|err| panic!("{err}"));
+        println!("{} compiled in {:.1}s ({} bytes)", e.name, t0.elapsed().as_secs_f64(), cubin.len());
+        assert_eq!(outcome, CacheOutcome::Compiled);
+        assert_eq!(&cubin[..4], b"\x7fELF");
+        let key = cache_key(e.name, e.source, &nvrtc::compile_options(), nvrtc::version().unwrap());
+        let log = std::fs::read_to_string(cubin_path(dir.path(), e.name, key).with_extension("log")).unwrap();
+        assert!(log.contains("registers"), "ptxas resource report missing from the log:\n{log}");
+    }
+}

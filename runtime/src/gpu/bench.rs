@@ -80,6 +80,8 @@ pub struct Row {
     pub m: usize,
     pub pipeline: String,
     pub variant: String,
+    /// Serial split-K factor of the rmm launch (1 = none).
+    pub splits: u32,
     pub us: f64,
     pub cublas_us: f64,
 }
@@ -157,14 +159,19 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
         for &m in &opts.batch {
             let cublas = time_plans(&stream, &set.raw, |l| l.plan(ExecPipeline::Cublas, m), &x, &mut y, opts.warmup, opts.iters)?;
             for p in PIPELINES {
-                let (plan_name, us) = best(&stream, &set, p, m, orientation, &x, &mut y, &opts)?;
-                println!("  {shape} {orientation} m={m:<5} {:<18} {:<26} {us:>9.1} us  (cuBLAS {cublas:.1} us)", p.as_str(), plan_name);
+                let (plan_name, splits, us) = best(&stream, &set, p, m, orientation, &x, &mut y, &opts)?;
+                println!(
+                    "  {shape} {orientation} m={m:<5} {:<18} {:<26} z{splits:<2} {us:>9.1} us  (cuBLAS {cublas:.1} us)",
+                    p.as_str(),
+                    plan_name
+                );
                 rows.push(Row {
                     shape: shape.clone(),
                     orientation: orientation.to_string(),
                     m,
                     pipeline: p.as_str().to_string(),
                     variant: plan_name,
+                    splits,
                     us,
                     cublas_us: cublas,
                 });
@@ -249,13 +256,13 @@ fn best(
     x: &CudaSlice<u16>,
     y: &mut CudaSlice<u16>,
     opts: &BenchOptions,
-) -> anyhow::Result<(String, f64)> {
+) -> anyhow::Result<(String, u32, f64)> {
     let lins = set.for_pipeline(p);
     let cands = candidates(p, o == Orientation::Transposed, m, opts.tile_candidates, opts.stage_candidates);
     if cands.is_empty() {
         let plan = lins[0].plan(p, m)?;
         let us = time_plans(stream, lins, |l| l.plan(p, m), x, y, opts.warmup, opts.iters)?;
-        return Ok((plan.variant_name(), us));
+        return Ok((plan.variant_name(), plan.splits, us));
     }
     let mut scored = Vec::new();
     for e in cands {
@@ -266,7 +273,7 @@ fn best(
     let winner = scored[0].1;
     let us = time_plans(stream, lins, |l| l.plan_with(p, m, winner), x, y, opts.warmup, opts.iters)?;
     let plan = lins[0].plan_with(p, m, winner)?;
-    Ok((plan.variant_name(), us))
+    Ok((plan.variant_name(), plan.splits, us))
 }
 
 /// Median µs of one call, rotating over `lins` (one weight set per iteration).
@@ -346,17 +353,18 @@ pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# unweight bench — {} — {}\n", r.device, r.date);
     let _ = writeln!(s, "`{}`\n", r.command);
-    let _ = writeln!(s, "| shape | orientation | m | pipeline | variant | µs | cuBLAS µs | vs cuBLAS |");
-    let _ = writeln!(s, "|---|---|---:|---|---|---:|---:|---:|");
+    let _ = writeln!(s, "| shape | orientation | m | pipeline | variant | split | µs | cuBLAS µs | vs cuBLAS |");
+    let _ = writeln!(s, "|---|---|---:|---|---|---:|---:|---:|---:|");
     for row in &r.rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.2}x |",
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.2}x |",
             row.shape,
             row.orientation,
             row.m,
             row.pipeline,
             row.variant,
+            row.splits,
             row.us,
             row.cublas_us,
             row.cublas_us / row.us
@@ -429,13 +437,14 @@ mod tests {
                 m: 1,
                 pipeline: "direct_palette".into(),
                 variant: "rmm_palette_n8_s6_nt".into(),
+                splits: 1,
                 us: 50.0,
                 cublas_us: 60.0,
             }],
             decode: vec![],
         };
         let md = markdown(&r);
-        assert!(md.contains("| 14336x4096 | standard | 1 | direct_palette | rmm_palette_n8_s6_nt | 50.0 | 60.0 | 1.20x |"), "{md}");
+        assert!(md.contains("| 14336x4096 | standard | 1 | direct_palette | rmm_palette_n8_s6_nt | 1 | 50.0 | 60.0 | 1.20x |"), "{md}");
         let json: serde_json::Value = serde_json::to_value(&r).unwrap();
         for key in ["device", "date", "command", "rows"] {
             assert!(json.get(key).is_some());

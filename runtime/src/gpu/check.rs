@@ -43,6 +43,11 @@ impl Harness {
             dev.kernels.cache_dir().display()
         );
         let stream = dev.ctx.new_stream().map_err(|source| GpuError::Driver { context: "creating the test stream".into(), source })?;
+        // Compile what the default plans use on all cores now; later loads hit the disk cache.
+        let t0 = std::time::Instant::now();
+        let set = super::pipelines::default_set();
+        dev.kernels.precompile(&set)?;
+        println!("{} kernels ready in {:.1}s", set.len(), t0.elapsed().as_secs_f64());
         Ok(Harness { dev, stream })
     }
 
@@ -175,7 +180,12 @@ pub fn check_linear(
             // Bit-exact reference: cuBLAS for full decode, the raw rmm twin for rmm pipelines.
             let (reference, y_exact) = match plan.rmm {
                 Some(e) if plan.pipeline != ExecPipeline::Raw => match raw_twin(e) {
-                    Some(twin) => (twin.name.to_string(), Some(h.run(&raw, &raw.plan_with(ExecPipeline::Raw, m, twin)?, &x)?)),
+                    Some(twin) => {
+                        // Same tile, ring and k split: the same accumulation order.
+                        let mut tp = raw.plan_with(ExecPipeline::Raw, m, twin)?;
+                        tp.splits = plan.splits;
+                        (format!("{} z{}", twin.name, tp.splits), Some(h.run(&raw, &tp, &x)?))
+                    }
                     None => {
                         failures.push(format!("{case}: no raw variant with tile {e:?}"));
                         ("none".into(), None)
@@ -197,7 +207,8 @@ pub fn check_linear(
             if !(rel <= TOLERANCE) {
                 failures.push(format!("{case}: relative Frobenius error {rel:.3e} vs cuBLAS > {TOLERANCE:e}"));
             }
-            outcomes.push(Outcome { pipeline: p, m, variant: plan.variant_name(), reference, rel_err: rel });
+            let variant = if plan.splits > 1 { format!("{} z{}", plan.variant_name(), plan.splits) } else { plan.variant_name() };
+            outcomes.push(Outcome { pipeline: p, m, variant, reference, rel_err: rel });
         }
     }
     Ok((outcomes, failures))
@@ -220,12 +231,12 @@ fn cpu_check(w: &[u16], x: &[u16], y: &[u16], n_out: usize, k: usize, m: usize) 
 /// Prints outcomes as a compact table (shown with `--nocapture` and in the committed log).
 pub fn print_outcomes(outcomes: &[Outcome]) {
     for o in outcomes {
-        println!("  m={:<5} {:<18} {:<28} ref {:<24} rel_err {:.2e}", o.m, o.pipeline.as_str(), o.variant, o.reference, o.rel_err);
+        println!("  m={:<5} {:<18} {:<32} ref {:<28} rel_err {:.2e}", o.m, o.pipeline.as_str(), o.variant, o.reference, o.rel_err);
     }
 }
 
-/// MiniLM weights (fp32 safetensors at `path`) as bf16 (round to nearest even), with names and
-/// shapes; 1-D tensors included.
+/// MiniLM weights (fp32 or bf16 safetensors at `path`) as bf16 (fp32 rounded to nearest even),
+/// with names and shapes; 1-D tensors included.
 pub fn load_minilm_bf16(path: &std::path::Path) -> Result<Vec<(String, Vec<usize>, Vec<u16>)>, GpuError> {
     let werr = |reason: String| GpuError::Weights { tensor: path.display().to_string(), reason };
     let bytes = std::fs::read(path).map_err(|e| werr(format!("cannot read: {e}")))?;
@@ -235,14 +246,19 @@ pub fn load_minilm_bf16(path: &std::path::Path) -> Result<Vec<(String, Vec<usize
     names.sort();
     for name in names {
         let v = st.tensor(&name).map_err(|e| werr(format!("{name}: {e}")))?;
-        if v.dtype() != safetensors::Dtype::F32 || v.data().is_empty() {
+        let bits: Vec<u16> = match v.dtype() {
+            safetensors::Dtype::F32 => v
+                .data()
+                .chunks_exact(4)
+                .map(|c| half::bf16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_bits())
+                .collect(),
+            // scripts/gpu-pack.sh carries a bf16 copy (half the bytes).
+            safetensors::Dtype::BF16 => v.data().chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect(),
+            _ => continue,
+        };
+        if bits.is_empty() {
             continue;
         }
-        let bits = v
-            .data()
-            .chunks_exact(4)
-            .map(|c| half::bf16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_bits())
-            .collect();
         out.push((name, v.shape().to_vec(), bits));
     }
     Ok(out)

@@ -143,6 +143,25 @@ pub fn default_variant(pipeline: ExecPipeline, transpose: bool, m: usize) -> Res
     })
 }
 
+/// Every variant [`default_variant`] can pick (deepest ring per family, orientation and tile)
+/// plus the Huffman kernels: what a process compiles ahead, in parallel, before its first call.
+pub fn default_set() -> Vec<&'static RegistryEntry> {
+    let mut out: Vec<&'static RegistryEntry> = Vec::new();
+    for fam in Pipeline::ALL {
+        for t in [false, true] {
+            let c = rmm_candidates(kernels::VARIANTS, fam, t);
+            let mut tiles: Vec<u32> = c.iter().map(|(_, v)| v.tile_n).collect();
+            tiles.sort();
+            tiles.dedup();
+            for tile in tiles {
+                out.extend(default_variant_in(kernels::VARIANTS, fam, t, tile as usize));
+            }
+        }
+    }
+    out.extend(HuffOutput::ALL.into_iter().filter_map(|o| huff_entry(o).ok()));
+    out
+}
+
 /// The Huffman kernel writing `output`.
 pub fn huff_entry(output: HuffOutput) -> Result<&'static RegistryEntry, GpuError> {
     let v = Variant::Huff(HuffVariant { output });

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The one script to run on the H100 machine (no cargo there), from the repository root, with
+# .device/ carried (build it here with scripts/gpu-pack.sh). Steps, in order:
+#   tests      the ignored GPU tests, smallest first (--include-ignored --test-threads=1),
+#              tee'd to $OUT/gpu-tests.log
+#   sanitizer  compute-sanitizer memcheck on gpu_sanitizer_small ($OUT/sanitizer.log)
+#   bench      `unweight bench` ($OUT/bench/results/<date>-<gpu>.{json,md}, $OUT/bench.log)
+# Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench]   (default: all three)
+# One device command may run 10 minutes: run `tests sanitizer` and `bench` as two commands.
+# Each step has a timeout (a hung kernel must not eat the session): UNWEIGHT_STEP_TIMEOUT (s).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+dev="$root/.device"
+OUT="${OUT:-$root/gpu-out}"
+mkdir -p "$OUT"
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(tests sanitizer bench)
+step_timeout="${UNWEIGHT_STEP_TIMEOUT:-420}"
+[ -x "$dev/unweight" ] || { echo "gpu-run: $dev/unweight missing; run scripts/gpu-pack.sh on the dev machine and carry .device" >&2; exit 2; }
+
+# The JIT cache lives on the machine's disk: the first test process compiles, the rest load.
+export UNWEIGHT_CACHE_DIR="${UNWEIGHT_CACHE_DIR:-/tmp/unweight-jit}"
+export RUST_BACKTRACE=1
+if [ -f "$dev/minilm.safetensors.xz" ] && [ ! -f /tmp/minilm.safetensors ]; then
+  xz -dc "$dev/minilm.safetensors.xz" > /tmp/minilm.safetensors 2>/dev/null \
+    || python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' \
+         "$dev/minilm.safetensors.xz" /tmp/minilm.safetensors
+fi
+export UNWEIGHT_MINILM="${UNWEIGHT_MINILM:-/tmp/minilm.safetensors}"
+
+summary=()
+note() { summary+=("$1"); }
+
+run_tests() {
+  local log="$OUT/gpu-tests.log"
+  {
+    echo "# unweight GPU tests, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
+  } | tee "$log"
+  # Smallest first: one CTA, then the decoders, then every pipeline, then the JIT cache.
+  for t in gpu_smoke gpu_huffman gpu_linear gpu_sanitizer jit_cache; do
+    local exe="$dev/tests/$t"
+    [ -x "$exe" ] || { note "$t: MISSING"; continue; }
+    echo "## $t" | tee -a "$log"
+    timeout -k 10 "$step_timeout" "$exe" --include-ignored --test-threads=1 2>&1 | tee -a "$log"
+    local rc=${PIPESTATUS[0]}
+    local res
+    res=$(grep -E "^test result:" "$log" | tail -1)
+    [ "$rc" -eq 124 ] && res="TIMED OUT after ${step_timeout}s"
+    note "$t: rc=$rc ${res#test result: }"
+  done
+}
+
+run_sanitizer() {
+  local exe="$dev/tests/gpu_sanitizer"
+  [ -x "$exe" ] || { note "sanitizer: gpu_sanitizer MISSING"; return; }
+  command -v compute-sanitizer >/dev/null || { note "sanitizer: compute-sanitizer not on PATH"; return; }
+  timeout -k 10 "$step_timeout" compute-sanitizer --tool memcheck --error-exitcode 86 \
+    "$exe" --ignored --exact gpu_sanitizer_small --test-threads=1 2>&1 | tee "$OUT/sanitizer.log"
+  local rc=${PIPESTATUS[0]}
+  note "sanitizer: rc=$rc $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1)"
+}
+
+run_bench() {
+  mkdir -p "$OUT/bench/results"
+  # `unweight bench` writes bench/results/ under its working directory: run it inside $OUT.
+  ( cd "$OUT" && timeout -k 10 "$step_timeout" "$dev/unweight" bench ) 2>&1 | tee "$OUT/bench.log"
+  local rc=${PIPESTATUS[0]}
+  if [ "$rc" -ne 0 ] && grep -qiE "unrecognized subcommand|unexpected argument|not built yet" "$OUT/bench.log"; then
+    echo "gpu-run: this unweight has no bench subcommand; running the gpu_bench test instead" | tee -a "$OUT/bench.log"
+    UNWEIGHT_BENCH_OUT="$OUT/bench/results" timeout -k 10 "$step_timeout" "$dev/tests/gpu_bench" --ignored --nocapture \
+      --test-threads=1 2>&1 | tee -a "$OUT/bench.log"
+    rc=${PIPESTATUS[0]}
+  fi
+  note "bench: rc=$rc $(ls "$OUT"/bench/results/*.md 2>/dev/null | tr '\n' ' ')"
+}
+
+for s in "${steps[@]}"; do
+  case "$s" in
+    tests) run_tests ;;
+    sanitizer) run_sanitizer ;;
+    bench) run_bench ;;
+    *) echo "gpu-run: unknown step $s (tests, sanitizer, bench)" >&2; exit 2 ;;
+  esac
+done
+
+echo
+echo "== gpu-run summary =="
+printf '%s\n' "${summary[@]}"
+md=$(ls "$OUT"/bench/results/*.md 2>/dev/null | tail -1)
+if [ -n "$md" ]; then
+  echo
+  grep -E "^\| " "$md" | head -60
+fi
