@@ -9,7 +9,8 @@
 use std::collections::BTreeSet;
 
 use unweight_codegen::generate::{render_set, variant_table};
-use unweight_codegen::space::{self, VariantSet};
+use insta::internals::Content;
+use unweight_codegen::space::{self, Value, VariantSet};
 
 /// Representative full sources: rmm in both orientations, and the Huffman family.
 const SOURCES: [&str; 3] = ["rmm_palette_n64_s4_nt", "rmm_palette_n64_s4_t", "huff_bf16"];
@@ -29,7 +30,10 @@ fn variant_table_snapshot() {
     let kernels = render_set(&VariantSet::All).unwrap();
     let pruned = space::pruned();
     let mut s = settings();
-    s.set_info(&format!("{} kernels, {} pruned combinations", kernels.len(), pruned.len()));
+    s.set_raw_info(&Content::Map(vec![
+        ("kernels".into(), (kernels.len() as u64).into()),
+        ("pruned".into(), (pruned.len() as u64).into()),
+    ]));
     s.bind(|| insta::assert_snapshot!(TABLE, variant_table(&kernels, &pruned)));
 }
 
@@ -40,9 +44,15 @@ fn representative_sources_snapshot() {
     assert_eq!(kernels.len(), SOURCES.len(), "every representative variant is kept");
     for k in kernels {
         let mut s = settings();
-        let params: Vec<String> =
-            k.budget.constants().into_iter().map(|(key, v)| format!("{key}={v}")).collect();
-        s.set_info(&params.join(" "));
+        let params = k.budget.constants().into_iter().map(|(key, v)| {
+            let v: Content = match v {
+                Value::Int(x) => x.into(),
+                Value::Bool(b) => b.into(),
+                Value::Str(t) => t.into(),
+            };
+            (key.into(), v)
+        });
+        s.set_raw_info(&Content::Map(params.collect()));
         let name = k.variant.to_string();
         s.bind(|| insta::assert_snapshot!(name, k.source));
     }
