@@ -5,7 +5,11 @@
 //! - `check-kernels [--filter SET] [--jobs N] [--verbose]`: compile kernels with NVRTC for sm_90a and
 //!   print ptxas/SASS facts per variant (needs `source $(scripts/setup-tools.sh)`).
 //!
+//! - `bench-codec [--runs N] [--out DIR] [--minilm PATH]`: CPU codec throughput (xtask/src/bench_codec.rs).
+//!
 //! SET is `all` (default), `smoke`, or comma-separated name globs such as `rmm_palette_*_t`.
+
+mod bench_codec;
 
 use std::process::ExitCode;
 
@@ -15,6 +19,7 @@ use unweight_codegen::space::VariantSet;
 
 const USAGE: &str = "usage: cargo xtask gen-kernels [--check] [--filter SET]\n\
                      \x20      cargo xtask check-kernels [--filter SET] [--jobs N] [--verbose]\n\
+                     \x20      cargo xtask bench-codec [--runs N] [--out DIR] [--minilm PATH]\n\
                      SET: all (default) | smoke | comma-separated globs, e.g. 'rmm_palette_*_t,huff_*'";
 
 fn main() -> ExitCode {
@@ -22,6 +27,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("gen-kernels") => gen_kernels(&args[1..]),
         Some("check-kernels") => check_kernels(&args[1..]),
+        Some("bench-codec") => bench_codec::run(&args[1..]).map_err(|e| format!("bench-codec: {e:#}")),
         _ => Err(USAGE.to_string()),
     };
     match result {
