@@ -18,90 +18,6 @@ typedef unsigned short u16;
 typedef unsigned int u32;
 typedef unsigned long long u64;
 struct alignas(64) TmaDesc { u64 opaque[16]; };  // CUtensorMap bytes; the driver needs >= 64-byte alignment
-// ---- ptx: shared-window addresses, mbarrier, TMA / bulk copies, fences (sm_90) ----
-__device__ __forceinline__ u32 smem_addr(const void* p) {  // generic -> 32-bit shared-window address
-  u32 r;
-  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
-  return r;
-}
-__device__ __forceinline__ void mbar_init(u32 bar, u32 count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_init_fence() {  // make inits visible to the async proxy (TMA)
-  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-}
-__device__ __forceinline__ void mbar_arrive(u32 bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(bar) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive_tx(u32 bar, u32 bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(u32 bar, u32 parity) {  // try_wait may suspend; loop until the phase flips
-  u32 done = 0;
-  while (!done) {
-    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.b32 %0, 1, 0, p; }"
-                 : "=r"(done) : "r"(bar), "r"(parity) : "memory");
-  }
-}
-__device__ __forceinline__ void tma_prefetch_desc(const TmaDesc* m) {
-  asm volatile("prefetch.tensormap [%0];" :: "l"(m) : "memory");
-}
-// 2-D tensor copy global -> shared; completes `bytes` of the box on `bar` (full box counted even if clipped).
-__device__ __forceinline__ void tma_load_2d(u32 dst, const TmaDesc* m, u32 bar, int c0, int c1) {
-  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, { %3, %4}], [%2];"
-               :: "r"(dst), "l"(m), "r"(bar), "r"(c0), "r"(c1) : "memory");
-}
-// 1-D bulk copy (size and both addresses multiples of 16 bytes).
-__device__ __forceinline__ void bulk_load(u32 dst, const void* src, u32 bytes, u32 bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-               :: "r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
-}
-__device__ __forceinline__ void fence_proxy_async_smem() {  // generic-proxy smem writes -> async proxy (wgmma) reads
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-}
-__device__ __forceinline__ void named_barrier(u32 id, u32 threads) {
-  asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(threads) : "memory");
-}
-__device__ __forceinline__ u32 prmt(u32 a, u32 b, u32 sel) {  // bytes of {b, a} picked by sel's nibbles
-  u32 r;
-  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
-  return r;
-}
-// ---- reconstruct: BF16 from sign-mantissa bytes + exponent bytes / 4-bit palette indices ----
-// bf16 = (sm & 0x80) << 8 | e << 7 | (sm & 0x7F); two results per u32, lower k in the low half.
-
-// Interleaved byte pairs {sm, e} -> two bf16.
-__device__ __forceinline__ u32 bf16x2_from_pairs(u32 v) {
-  return ((v >> 1) & 0x7F807F80u) | (v & 0x007F007Fu) | ((v & 0x00800080u) << 8);
-}
-// Four sm bytes + four exponent bytes -> four bf16 in two u32.
-__device__ __forceinline__ void bf16x4(u32 sm4, u32 ex4, u32& r01, u32& r23) {
-  r01 = bf16x2_from_pairs(prmt(sm4, ex4, 0x5140));
-  r23 = bf16x2_from_pairs(prmt(sm4, ex4, 0x7362));
-}
-// Four 4-bit indices (nibble k = element k) -> four exponent bytes, palette held in registers p[0..3].
-// prmt only sees 8 bytes, so look up entries 0-7 and 8-15 separately and pick by index bit 3.
-__device__ __forceinline__ u32 palette_lookup4(const u32 (&p)[4], u32 n4) {
-  const u32 sel = n4 & 0x7777u;
-  const u32 lo = prmt(p[0], p[1], sel), hi = prmt(p[2], p[3], sel);
-  return prmt(lo, hi, 0x3210u | (((n4 >> 3) & 0x1111u) << 2));
-}
-// Bit j of a 128-bit mask held in registers (selects instead of indexing, which would spill to local memory).
-__device__ __forceinline__ u32 mask_bit(const u32 (&mask)[4], u32 j) {
-  const u32 w = j >> 5;
-  const u32 word = w == 0 ? mask[0] : (w == 1 ? mask[1] : (w == 2 ? mask[2] : mask[3]));
-  return (word >> (j & 31)) & 1u;
-}
-// Slot of local group j among the escaped groups of a tile, from its 128-bit mask.
-__device__ __forceinline__ u32 escape_rank(const u32 (&mask)[4], u32 j) {
-  u32 r = 0;
-#pragma unroll
-  for (int w = 0; w < 4; ++w) {
-    const u32 below = (u32)w < (j >> 5) ? mask[w] : ((u32)w == (j >> 5) ? (mask[w] & ((1u << (j & 31)) - 1u)) : 0u);
-    r += __popc(below);
-  }
-  return r;
-}
 
 // ---- constants (computed by unweight-codegen; checked again here) ----
 constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 128;
@@ -122,6 +38,17 @@ static_assert(SMEM_BYTES == LUT_BYTES + PAL2_BYTES + WARPS * STAGE_BYTES && SMEM
 static_assert(2 * MAX_CODE_LEN <= 32, "two codes fit the 33 bits guaranteed after a refill");
 
 struct alignas(16) v4u { u32 x, y, z, w; };
+
+// No inline PTX in this family: the kernels are plain CUDA C++, so a host build with a small shim
+// can run them on the CPU (tests/tests/huff_emulated.rs). Same formula as partials/reconstruct.cuh.tera:
+// bf16 = (sm & 0x80) << 8 | e << 7 | (sm & 0x7F), from interleaved {sm, e} byte pairs.
+__device__ __forceinline__ u32 bf16x2_from_pairs(u32 v) {
+  return ((v >> 1) & 0x7F807F80u) | (v & 0x007F007Fu) | ((v & 0x00800080u) << 8);
+}
+__device__ __forceinline__ void bf16x4(u32 sm4, u32 ex4, u32& r01, u32& r23) {  // lower element in the low half
+  r01 = bf16x2_from_pairs(__byte_perm(sm4, ex4, 0x5140));
+  r23 = bf16x2_from_pairs(__byte_perm(sm4, ex4, 0x7362));
+}
 
 // MSB-first bit reader over 32-bit words: `buf` holds `nbits` valid bits at its top, `ahead` is the next
 // word, loaded one refill early so the global-load latency hides behind decoding.

@@ -16,7 +16,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 68656,
-        source_hash: 0xd49de6d6325ad279,
+        source_hash: 0x0c3908eb7c6d4ee9,
         source: include_str!("rmm_exponent_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -33,7 +33,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 86080,
-        source_hash: 0x94b1bcf70b9cd89b,
+        source_hash: 0x8ef2cb143814cab1,
         source: include_str!("rmm_exponent_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -50,7 +50,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 103504,
-        source_hash: 0xb10b68c442b1727a,
+        source_hash: 0x424e1f93ef622963,
         source: include_str!("rmm_exponent_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -67,7 +67,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 120928,
-        source_hash: 0x56f3abcdf0d666c1,
+        source_hash: 0xd114f6fcbf501393,
         source: include_str!("rmm_exponent_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -84,7 +84,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 138352,
-        source_hash: 0xfeeda56b3cd3808f,
+        source_hash: 0x34b92f2782bc25e3,
         source: include_str!("rmm_exponent_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -101,7 +101,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 155776,
-        source_hash: 0xdcb199eab5b5a128,
+        source_hash: 0xfee539aedb531b88,
         source: include_str!("rmm_exponent_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -118,7 +118,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 173200,
-        source_hash: 0xde61be59a43a5c3b,
+        source_hash: 0x9242701356958e9d,
         source: include_str!("rmm_exponent_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -135,7 +135,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 70704,
-        source_hash: 0xf35b65b14095a528,
+        source_hash: 0xab06ab3c769f969b,
         source: include_str!("rmm_exponent_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -152,7 +152,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 89152,
-        source_hash: 0xb9576b4f274c0d3f,
+        source_hash: 0x8f35ce2d7d4f2b54,
         source: include_str!("rmm_exponent_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -169,7 +169,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 107600,
-        source_hash: 0x038973dc12190485,
+        source_hash: 0x395694e75c1c1ff0,
         source: include_str!("rmm_exponent_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -186,7 +186,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 126048,
-        source_hash: 0x216c366ad720a184,
+        source_hash: 0xf3df74a6f86d8b16,
         source: include_str!("rmm_exponent_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -203,7 +203,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 144496,
-        source_hash: 0x49fc382d29899deb,
+        source_hash: 0x3a2cc028755d9a17,
         source: include_str!("rmm_exponent_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -220,7 +220,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 162944,
-        source_hash: 0xa7f63e017b1d8a42,
+        source_hash: 0xc42ebc9b3579530b,
         source: include_str!("rmm_exponent_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -237,7 +237,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 181392,
-        source_hash: 0x880fb0b2460d51ba,
+        source_hash: 0x6a9408cf26364baf,
         source: include_str!("rmm_exponent_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -254,7 +254,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 74800,
-        source_hash: 0xc788b4e31f5c4e73,
+        source_hash: 0xc02beab332a81503,
         source: include_str!("rmm_exponent_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -271,7 +271,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 95296,
-        source_hash: 0xfc94c62c35af54ec,
+        source_hash: 0xc6e7ddb7c68f1c63,
         source: include_str!("rmm_exponent_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -288,7 +288,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 115792,
-        source_hash: 0xd218c21c793cbeaa,
+        source_hash: 0xb65be6a65abf8051,
         source: include_str!("rmm_exponent_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -305,7 +305,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 136288,
-        source_hash: 0x04aa0d64882d6326,
+        source_hash: 0x06481dc5e58f5f5a,
         source: include_str!("rmm_exponent_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -322,7 +322,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 156784,
-        source_hash: 0xcef78bfc39e19353,
+        source_hash: 0xc52ec4f6c55356ec,
         source: include_str!("rmm_exponent_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -339,7 +339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 177280,
-        source_hash: 0x027d5fea774fa418,
+        source_hash: 0xc9cc818ace7a3e5d,
         source: include_str!("rmm_exponent_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -356,7 +356,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 197776,
-        source_hash: 0x015ffb4845cd56a3,
+        source_hash: 0xef1e6f687d6749ea,
         source: include_str!("rmm_exponent_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -373,7 +373,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 82992,
-        source_hash: 0x425dce391cdd6d72,
+        source_hash: 0x7920b0c2ee129609,
         source: include_str!("rmm_exponent_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -390,7 +390,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 107584,
-        source_hash: 0xec022f9f9b31bbf1,
+        source_hash: 0x6c431c44feaadd75,
         source: include_str!("rmm_exponent_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -407,7 +407,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 132176,
-        source_hash: 0xde6dbd0116d26fca,
+        source_hash: 0xf3fd28f101dd3570,
         source: include_str!("rmm_exponent_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -424,7 +424,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 156768,
-        source_hash: 0x57180363d09a225b,
+        source_hash: 0xcc5919e4c6b2409b,
         source: include_str!("rmm_exponent_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -441,7 +441,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 181360,
-        source_hash: 0x5ed397f1233a5f95,
+        source_hash: 0x30a80b8ae3bf6f52,
         source: include_str!("rmm_exponent_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -458,7 +458,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 205952,
-        source_hash: 0xe4b77d83c5e43018,
+        source_hash: 0xace4001d9a474115,
         source: include_str!("rmm_exponent_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -475,7 +475,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 230544,
-        source_hash: 0x6d8cb9b7e6340700,
+        source_hash: 0x549ee6506d181791,
         source: include_str!("rmm_exponent_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -492,7 +492,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99376,
-        source_hash: 0xcab66852924574d7,
+        source_hash: 0x5faa069114a0f1d7,
         source: include_str!("rmm_exponent_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -509,7 +509,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132160,
-        source_hash: 0xa3220b6110eb2d89,
+        source_hash: 0x71d2fc694f3588c2,
         source: include_str!("rmm_exponent_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -526,7 +526,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164944,
-        source_hash: 0x7f003dbdcc241813,
+        source_hash: 0xc3c537c51ad60a72,
         source: include_str!("rmm_exponent_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -543,7 +543,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197728,
-        source_hash: 0x47e6f029d93fb773,
+        source_hash: 0x34cf62097596286a,
         source: include_str!("rmm_exponent_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -560,7 +560,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230512,
-        source_hash: 0x28bfae98990e777a,
+        source_hash: 0x7ce179444cacd033,
         source: include_str!("rmm_exponent_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -577,7 +577,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 132144,
-        source_hash: 0x26cd61733224c6c9,
+        source_hash: 0xb29e36e2b02c5938,
         source: include_str!("rmm_exponent_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -594,7 +594,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 181312,
-        source_hash: 0x98897906e43b2de0,
+        source_hash: 0x04311c0eb4ec32b3,
         source: include_str!("rmm_exponent_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -611,7 +611,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 230480,
-        source_hash: 0x35763dc4ad0d73a7,
+        source_hash: 0x9fc02037793d8cd3,
         source: include_str!("rmm_exponent_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -628,7 +628,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 68656,
-        source_hash: 0x01d565653f89c7f3,
+        source_hash: 0x3f06e0289ac71096,
         source: include_str!("rmm_exponent_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -645,7 +645,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 86080,
-        source_hash: 0x6aa616c415fcb666,
+        source_hash: 0x556016057ad3c86b,
         source: include_str!("rmm_exponent_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -662,7 +662,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 103504,
-        source_hash: 0x54ea6e181cc3c2a0,
+        source_hash: 0x147ca81abe310a56,
         source: include_str!("rmm_exponent_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -679,7 +679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 120928,
-        source_hash: 0x7ae80d85fb380af7,
+        source_hash: 0x40a93cbc95f5a6eb,
         source: include_str!("rmm_exponent_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -696,7 +696,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 138352,
-        source_hash: 0x10671efefd23d032,
+        source_hash: 0x92dae20b599588ea,
         source: include_str!("rmm_exponent_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -713,7 +713,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 155776,
-        source_hash: 0xea627c5293ddbd63,
+        source_hash: 0xdb747dee665124cc,
         source: include_str!("rmm_exponent_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -730,7 +730,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 173200,
-        source_hash: 0xcee0a1d95db3665f,
+        source_hash: 0x787531e530c4164d,
         source: include_str!("rmm_exponent_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -747,7 +747,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 70704,
-        source_hash: 0xfa64e621344f597f,
+        source_hash: 0x842333c7bd94998f,
         source: include_str!("rmm_exponent_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -764,7 +764,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 89152,
-        source_hash: 0xe4eb72049bf7d4c4,
+        source_hash: 0xa721b550e506178d,
         source: include_str!("rmm_exponent_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -781,7 +781,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 107600,
-        source_hash: 0x89c1e0c243bd48d5,
+        source_hash: 0x59999b8f57b98e5e,
         source: include_str!("rmm_exponent_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -798,7 +798,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 126048,
-        source_hash: 0xeac4f59d78433a2f,
+        source_hash: 0x91a03e7007306321,
         source: include_str!("rmm_exponent_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -815,7 +815,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 144496,
-        source_hash: 0xaf3335339565a648,
+        source_hash: 0x17528f35f5e20e19,
         source: include_str!("rmm_exponent_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -832,7 +832,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 162944,
-        source_hash: 0x2f6b9cc77ed2b9f3,
+        source_hash: 0xb79621dba4c8232a,
         source: include_str!("rmm_exponent_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -849,7 +849,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 181392,
-        source_hash: 0x496f0ce402f2a7cd,
+        source_hash: 0xe46825df1cf88141,
         source: include_str!("rmm_exponent_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -866,7 +866,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 74800,
-        source_hash: 0xf8458f8aa6ed3d2e,
+        source_hash: 0xcf32d5be7dbcce77,
         source: include_str!("rmm_exponent_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -883,7 +883,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 95296,
-        source_hash: 0xf3fef26cb77ba13d,
+        source_hash: 0x183872676ed7faea,
         source: include_str!("rmm_exponent_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -900,7 +900,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 115792,
-        source_hash: 0x435f686c63ab9b82,
+        source_hash: 0xe54c41a0715c6bda,
         source: include_str!("rmm_exponent_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -917,7 +917,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 136288,
-        source_hash: 0x7dd1cb435974d159,
+        source_hash: 0x2c4422d83217f642,
         source: include_str!("rmm_exponent_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -934,7 +934,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 156784,
-        source_hash: 0x8b2d2e04cf0cee1d,
+        source_hash: 0x17510cf41c19dd1c,
         source: include_str!("rmm_exponent_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -951,7 +951,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 177280,
-        source_hash: 0x222ebb3178f692ed,
+        source_hash: 0xd009ce396f3a30e8,
         source: include_str!("rmm_exponent_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -968,7 +968,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 197776,
-        source_hash: 0x72f83185e3b63264,
+        source_hash: 0x7cfc9c51928e23cf,
         source: include_str!("rmm_exponent_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -985,7 +985,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 82992,
-        source_hash: 0x95e1f4f4d267622a,
+        source_hash: 0x6ba91fd1f32afcc0,
         source: include_str!("rmm_exponent_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -1002,7 +1002,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 107584,
-        source_hash: 0xda24c35a3ce43690,
+        source_hash: 0x94e656785ff2d21d,
         source: include_str!("rmm_exponent_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -1019,7 +1019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 132176,
-        source_hash: 0x29af451bc3b6fdb9,
+        source_hash: 0x8b33f86ee1d1fdbb,
         source: include_str!("rmm_exponent_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -1036,7 +1036,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 156768,
-        source_hash: 0x4a10c2611b8a61a5,
+        source_hash: 0x8cd1f7c84a0976bc,
         source: include_str!("rmm_exponent_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -1053,7 +1053,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 181360,
-        source_hash: 0x92bfdba1cf0681c7,
+        source_hash: 0xf5b9e81ceffc8ffe,
         source: include_str!("rmm_exponent_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -1070,7 +1070,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 205952,
-        source_hash: 0xcfc6eb0becfb8094,
+        source_hash: 0x6ada1957f4107eed,
         source: include_str!("rmm_exponent_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -1087,7 +1087,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 230544,
-        source_hash: 0xf27bae8d3880e233,
+        source_hash: 0x668259ffd22bdbed,
         source: include_str!("rmm_exponent_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -1104,7 +1104,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99376,
-        source_hash: 0x6994f53295cb0d80,
+        source_hash: 0x26910c0ed6c79c5f,
         source: include_str!("rmm_exponent_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -1121,7 +1121,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132160,
-        source_hash: 0xef527d59bc43e5e5,
+        source_hash: 0x299137e42141390d,
         source: include_str!("rmm_exponent_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -1138,7 +1138,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164944,
-        source_hash: 0x39c8b6a597669c79,
+        source_hash: 0x927a6f775543640d,
         source: include_str!("rmm_exponent_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -1155,7 +1155,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197728,
-        source_hash: 0xf1080a69e644386a,
+        source_hash: 0x07bb4761b1072ed1,
         source: include_str!("rmm_exponent_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -1172,7 +1172,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230512,
-        source_hash: 0x5ccc3722a9a84646,
+        source_hash: 0xfa77cf65fb30de30,
         source: include_str!("rmm_exponent_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -1189,7 +1189,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 132144,
-        source_hash: 0xcf7c8fc4d5389b41,
+        source_hash: 0x842983a609b0c2f6,
         source: include_str!("rmm_exponent_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -1206,7 +1206,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 181312,
-        source_hash: 0x25a0602aa841e7f1,
+        source_hash: 0xa8ac01775438ecf8,
         source: include_str!("rmm_exponent_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -1223,7 +1223,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 230480,
-        source_hash: 0x9a4528b5f1e34a99,
+        source_hash: 0x7a683befc7307479,
         source: include_str!("rmm_exponent_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -1240,7 +1240,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 65072,
-        source_hash: 0xfae9908b0421998a,
+        source_hash: 0x5d00df8acc48ee82,
         source: include_str!("rmm_palette_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1257,7 +1257,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 78656,
-        source_hash: 0xd01c52bc92df8524,
+        source_hash: 0x0e5b6285603c8df8,
         source: include_str!("rmm_palette_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1274,7 +1274,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 92240,
-        source_hash: 0x1fe84e9152396af8,
+        source_hash: 0xf3e9fc788758c540,
         source: include_str!("rmm_palette_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1291,7 +1291,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 105824,
-        source_hash: 0xcfcbdb04fc1847bd,
+        source_hash: 0x1deeac590fbec5f5,
         source: include_str!("rmm_palette_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1308,7 +1308,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 119408,
-        source_hash: 0x5c782fc4baf7c173,
+        source_hash: 0x5f3e36df650944a4,
         source: include_str!("rmm_palette_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1325,7 +1325,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 132992,
-        source_hash: 0x18b65f6e97511b92,
+        source_hash: 0xd018788ffb0fa7b5,
         source: include_str!("rmm_palette_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1342,7 +1342,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 146576,
-        source_hash: 0x434e94a67a6fb52f,
+        source_hash: 0x924c9a120a8237a9,
         source: include_str!("rmm_palette_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1359,7 +1359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 67120,
-        source_hash: 0x2328cdf4a0c7c84b,
+        source_hash: 0xb2addb8b68de9bb0,
         source: include_str!("rmm_palette_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1376,7 +1376,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 81728,
-        source_hash: 0x359dcab08ce9349b,
+        source_hash: 0x5004be9c8594ddc3,
         source: include_str!("rmm_palette_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1393,7 +1393,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 96336,
-        source_hash: 0x040590fc594c18b2,
+        source_hash: 0x95be4886b52a6d7e,
         source: include_str!("rmm_palette_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1410,7 +1410,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 110944,
-        source_hash: 0x8cb51633c667e6de,
+        source_hash: 0x575374c76bc1f191,
         source: include_str!("rmm_palette_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1427,7 +1427,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 125552,
-        source_hash: 0xfe676bf586dcfddc,
+        source_hash: 0x8fe7a1040b67599e,
         source: include_str!("rmm_palette_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1444,7 +1444,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 140160,
-        source_hash: 0x90231555e5e16f8a,
+        source_hash: 0x3a01a733a24d835e,
         source: include_str!("rmm_palette_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1461,7 +1461,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 154768,
-        source_hash: 0x48a192d0f2f2e946,
+        source_hash: 0xef5fc4625735920d,
         source: include_str!("rmm_palette_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1478,7 +1478,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 71216,
-        source_hash: 0xdef09b55467a4b7b,
+        source_hash: 0x1916b29c290e29c2,
         source: include_str!("rmm_palette_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1495,7 +1495,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 87872,
-        source_hash: 0xf38808ec545bca81,
+        source_hash: 0xa2002dbddf67de6c,
         source: include_str!("rmm_palette_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1512,7 +1512,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 104528,
-        source_hash: 0x603dbef14a7cd800,
+        source_hash: 0xfdc07a1a80ca6476,
         source: include_str!("rmm_palette_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1529,7 +1529,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 121184,
-        source_hash: 0x59016b25517f6539,
+        source_hash: 0x43ea0c173a024d81,
         source: include_str!("rmm_palette_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1546,7 +1546,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 137840,
-        source_hash: 0x77315d088a33b944,
+        source_hash: 0x2f36a8652506cffb,
         source: include_str!("rmm_palette_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1563,7 +1563,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 154496,
-        source_hash: 0x22df911d04a5d805,
+        source_hash: 0xc0f9fda9802a0c04,
         source: include_str!("rmm_palette_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1580,7 +1580,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 171152,
-        source_hash: 0x26c7a35384805764,
+        source_hash: 0xb87e95d8fc232b2c,
         source: include_str!("rmm_palette_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1597,7 +1597,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 79408,
-        source_hash: 0xbb6803184a4305f8,
+        source_hash: 0x4c38c1d485fff567,
         source: include_str!("rmm_palette_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1614,7 +1614,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 100160,
-        source_hash: 0x9562d0dfe2353f76,
+        source_hash: 0x235dd04bb51f40eb,
         source: include_str!("rmm_palette_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1631,7 +1631,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 120912,
-        source_hash: 0x28d26506b678016a,
+        source_hash: 0xdf1588f70322de9e,
         source: include_str!("rmm_palette_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1648,7 +1648,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 141664,
-        source_hash: 0x459b4aed141dfdcb,
+        source_hash: 0x2d003ab11bfa1d32,
         source: include_str!("rmm_palette_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1665,7 +1665,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 162416,
-        source_hash: 0xececc9ebea17414a,
+        source_hash: 0xc9d644f63dd44746,
         source: include_str!("rmm_palette_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1682,7 +1682,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 183168,
-        source_hash: 0xbe7b402496cafbbd,
+        source_hash: 0x220ffc67fcfcbae4,
         source: include_str!("rmm_palette_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1699,7 +1699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 203920,
-        source_hash: 0x77be63b10b794ec5,
+        source_hash: 0xadf8dc05327e3919,
         source: include_str!("rmm_palette_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1716,7 +1716,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 95792,
-        source_hash: 0xb5b2f6db7e889bc6,
+        source_hash: 0x54cabb36d6625b25,
         source: include_str!("rmm_palette_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1733,7 +1733,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 124736,
-        source_hash: 0x27d5213ec8eb3d2c,
+        source_hash: 0x6f4b89557477a713,
         source: include_str!("rmm_palette_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1750,7 +1750,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 153680,
-        source_hash: 0x008b3a63d28692f1,
+        source_hash: 0x6affef235bb4c5c1,
         source: include_str!("rmm_palette_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1767,7 +1767,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 182624,
-        source_hash: 0x022e9a1317bef6fa,
+        source_hash: 0x4e133663890faf12,
         source: include_str!("rmm_palette_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1784,7 +1784,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 211568,
-        source_hash: 0xaea871e2e4c2312b,
+        source_hash: 0xc19dec819b0239a4,
         source: include_str!("rmm_palette_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1801,7 +1801,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 128560,
-        source_hash: 0xf10fba92d70d3799,
+        source_hash: 0xe7f410e7fd7b4bb8,
         source: include_str!("rmm_palette_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1818,7 +1818,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 173888,
-        source_hash: 0xea2a1c60dff81da3,
+        source_hash: 0x2ecc7b421eaa2985,
         source: include_str!("rmm_palette_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1835,7 +1835,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 219216,
-        source_hash: 0x9c3ae412a0f4455d,
+        source_hash: 0xab4cff0825ec0182,
         source: include_str!("rmm_palette_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1852,7 +1852,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 65072,
-        source_hash: 0x9c7ca9fe91cd37ad,
+        source_hash: 0x0c1dbe772ad63c3e,
         source: include_str!("rmm_palette_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -1869,7 +1869,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 78656,
-        source_hash: 0xc1028a2c6a43ba9f,
+        source_hash: 0x1adfcfa37f1041dc,
         source: include_str!("rmm_palette_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -1886,7 +1886,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 92240,
-        source_hash: 0x60ba0bec4543bcc0,
+        source_hash: 0xeb3ae9588320e72f,
         source: include_str!("rmm_palette_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -1903,7 +1903,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 105824,
-        source_hash: 0x5f57f0b4a7e84210,
+        source_hash: 0x5f7db2073e136156,
         source: include_str!("rmm_palette_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -1920,7 +1920,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 119408,
-        source_hash: 0x4b4fa6c0a14449e9,
+        source_hash: 0xa7bbc902252d8c4c,
         source: include_str!("rmm_palette_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -1937,7 +1937,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 132992,
-        source_hash: 0x5ebda3fd27f260de,
+        source_hash: 0x244f0cfee8ac12f9,
         source: include_str!("rmm_palette_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -1954,7 +1954,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 146576,
-        source_hash: 0x2f30184127a3862e,
+        source_hash: 0xc88f4965e8ec13a7,
         source: include_str!("rmm_palette_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -1971,7 +1971,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 67120,
-        source_hash: 0x1edb777ebfcca6ff,
+        source_hash: 0xf90b79126f1b6abe,
         source: include_str!("rmm_palette_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -1988,7 +1988,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 81728,
-        source_hash: 0x0871590d92491b78,
+        source_hash: 0x8756b80d4c119cba,
         source: include_str!("rmm_palette_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -2005,7 +2005,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 96336,
-        source_hash: 0x7649cde0d0107142,
+        source_hash: 0x534f471ad94ceeac,
         source: include_str!("rmm_palette_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -2022,7 +2022,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 110944,
-        source_hash: 0xafaf2ba8b2868660,
+        source_hash: 0x5ba25f3aa2a869e9,
         source: include_str!("rmm_palette_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -2039,7 +2039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 125552,
-        source_hash: 0x957404303809eaa1,
+        source_hash: 0x61605649d861d9b5,
         source: include_str!("rmm_palette_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -2056,7 +2056,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 140160,
-        source_hash: 0x4264c77dce91db8a,
+        source_hash: 0xf0253be6994e6e27,
         source: include_str!("rmm_palette_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -2073,7 +2073,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 154768,
-        source_hash: 0x5d744a5fa4bba9a9,
+        source_hash: 0x269ab1e7ac62772f,
         source: include_str!("rmm_palette_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -2090,7 +2090,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 71216,
-        source_hash: 0xe4a560f793002cc9,
+        source_hash: 0xb3c903e86ab113f3,
         source: include_str!("rmm_palette_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -2107,7 +2107,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 87872,
-        source_hash: 0xc3e7409284e83457,
+        source_hash: 0x6c6df2608474dd56,
         source: include_str!("rmm_palette_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -2124,7 +2124,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 104528,
-        source_hash: 0x8e8eecb2065654bc,
+        source_hash: 0x3db21e2d0a8f9473,
         source: include_str!("rmm_palette_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -2141,7 +2141,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 121184,
-        source_hash: 0x242c5f28b7fc9d33,
+        source_hash: 0xb5dd67ea7c8dfc10,
         source: include_str!("rmm_palette_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -2158,7 +2158,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 137840,
-        source_hash: 0x5458debb41bd6128,
+        source_hash: 0x8e619167c851edd3,
         source: include_str!("rmm_palette_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -2175,7 +2175,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 154496,
-        source_hash: 0xeffa2d0aee38f896,
+        source_hash: 0xedb05269a4498d44,
         source: include_str!("rmm_palette_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -2192,7 +2192,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 171152,
-        source_hash: 0x9c30adab3eec6f58,
+        source_hash: 0x3e7c7774601e75fe,
         source: include_str!("rmm_palette_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -2209,7 +2209,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 79408,
-        source_hash: 0x3f30b23e20d64244,
+        source_hash: 0x6cd5cff4adfec4ee,
         source: include_str!("rmm_palette_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -2226,7 +2226,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 100160,
-        source_hash: 0x65752a4fc6c6db30,
+        source_hash: 0x060750a3eb97bec6,
         source: include_str!("rmm_palette_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -2243,7 +2243,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 120912,
-        source_hash: 0x4d5784be15d60759,
+        source_hash: 0x86ab04e2253ede5b,
         source: include_str!("rmm_palette_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -2260,7 +2260,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 141664,
-        source_hash: 0xa19d1a758243e647,
+        source_hash: 0x2064596b2662be23,
         source: include_str!("rmm_palette_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -2277,7 +2277,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 162416,
-        source_hash: 0x1a92b8ddf3360c5f,
+        source_hash: 0x95d685bfc8d4102e,
         source: include_str!("rmm_palette_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -2294,7 +2294,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 183168,
-        source_hash: 0x0a77cdf03f5c6e7b,
+        source_hash: 0x8763e5b471b02e3d,
         source: include_str!("rmm_palette_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -2311,7 +2311,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 203920,
-        source_hash: 0x4a44cb1987cd2c90,
+        source_hash: 0xbec1e17a03c845ee,
         source: include_str!("rmm_palette_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -2328,7 +2328,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 95792,
-        source_hash: 0x4eb6d80cdb057be0,
+        source_hash: 0xedd503b44f6b72cc,
         source: include_str!("rmm_palette_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -2345,7 +2345,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 124736,
-        source_hash: 0x41156a181d55ab7d,
+        source_hash: 0x31c40ca37eb261fb,
         source: include_str!("rmm_palette_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -2362,7 +2362,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 153680,
-        source_hash: 0x4bbf525829ac6e3c,
+        source_hash: 0x2e4a6f301971532a,
         source: include_str!("rmm_palette_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -2379,7 +2379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 182624,
-        source_hash: 0x3d1a9d5e7c5c13d2,
+        source_hash: 0xfb9564cdc80c6a4a,
         source: include_str!("rmm_palette_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -2396,7 +2396,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 211568,
-        source_hash: 0xc557f9c7272c94e7,
+        source_hash: 0xd9cb7ccab09adf55,
         source: include_str!("rmm_palette_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -2413,7 +2413,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 128560,
-        source_hash: 0x324c7847deaddbd7,
+        source_hash: 0x79811264f066472d,
         source: include_str!("rmm_palette_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -2430,7 +2430,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 173888,
-        source_hash: 0x16127cc89d91a235,
+        source_hash: 0x9607cc1f9ae6daa3,
         source: include_str!("rmm_palette_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -2447,7 +2447,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 219216,
-        source_hash: 0x36fe6a2d1e132973,
+        source_hash: 0xaf9c4454bb6571c0,
         source: include_str!("rmm_palette_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -2464,7 +2464,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 35888,
-        source_hash: 0x0b6f660a22ba05c1,
+        source_hash: 0xcf85fe40f7edc084,
         source: include_str!("rmm_raw_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2481,7 +2481,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 53312,
-        source_hash: 0x6c5159b4c46d9feb,
+        source_hash: 0x0f08ba64bfc84fed,
         source: include_str!("rmm_raw_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2498,7 +2498,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 70736,
-        source_hash: 0x47b81de0f8ddd5bc,
+        source_hash: 0xd1eb1da53ffc55a2,
         source: include_str!("rmm_raw_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2515,7 +2515,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 88160,
-        source_hash: 0x6778b6df0e52373d,
+        source_hash: 0x3c03560b548b9964,
         source: include_str!("rmm_raw_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2532,7 +2532,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 105584,
-        source_hash: 0x1f2a4170097e42cd,
+        source_hash: 0x8ac9a38b8d964d0e,
         source: include_str!("rmm_raw_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2549,7 +2549,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 123008,
-        source_hash: 0xed08eea00ca546c5,
+        source_hash: 0xc9615084e6565ad3,
         source: include_str!("rmm_raw_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2566,7 +2566,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 140432,
-        source_hash: 0x0b8f9d201876d6e5,
+        source_hash: 0xb2e67c7c213a0504,
         source: include_str!("rmm_raw_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2583,7 +2583,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 37936,
-        source_hash: 0x561c17e7a105954c,
+        source_hash: 0x9a9640237abf5844,
         source: include_str!("rmm_raw_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2600,7 +2600,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 56384,
-        source_hash: 0x93fe19228b7f831a,
+        source_hash: 0x0ceb026b3fc9131a,
         source: include_str!("rmm_raw_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2617,7 +2617,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 74832,
-        source_hash: 0x6a0772419641d93e,
+        source_hash: 0x52dc971466743d15,
         source: include_str!("rmm_raw_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2634,7 +2634,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 93280,
-        source_hash: 0xe4d5c6e7239761b7,
+        source_hash: 0x0313e348a689be3e,
         source: include_str!("rmm_raw_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2651,7 +2651,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 111728,
-        source_hash: 0x30d53dd9e8c71dbd,
+        source_hash: 0xa8af2fa5107de809,
         source: include_str!("rmm_raw_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2668,7 +2668,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 130176,
-        source_hash: 0x8f1fe0067e6b5764,
+        source_hash: 0xc7caeb62e91ac4f1,
         source: include_str!("rmm_raw_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2685,7 +2685,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 148624,
-        source_hash: 0xde73cc61b0ef51c6,
+        source_hash: 0x2beb828603f52c2c,
         source: include_str!("rmm_raw_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2702,7 +2702,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 42032,
-        source_hash: 0xba682a97d113d586,
+        source_hash: 0xedeebcd147b0641c,
         source: include_str!("rmm_raw_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2719,7 +2719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 62528,
-        source_hash: 0x375c6c545e0895cf,
+        source_hash: 0xd72b34659c9815da,
         source: include_str!("rmm_raw_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2736,7 +2736,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 83024,
-        source_hash: 0xbd2dfcfabb991b40,
+        source_hash: 0x7eb05003d9c97640,
         source: include_str!("rmm_raw_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2753,7 +2753,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 103520,
-        source_hash: 0x106b107186fb8da3,
+        source_hash: 0x979812e5e0ecd215,
         source: include_str!("rmm_raw_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2770,7 +2770,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 124016,
-        source_hash: 0x5dd92031ce5f2482,
+        source_hash: 0xa05bb0b1b70922a2,
         source: include_str!("rmm_raw_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2787,7 +2787,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144512,
-        source_hash: 0xba32201a35d0b7d5,
+        source_hash: 0x5d11e261372c8fb0,
         source: include_str!("rmm_raw_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2804,7 +2804,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 165008,
-        source_hash: 0x1419e2c555072881,
+        source_hash: 0x5df5b7c27c62eae1,
         source: include_str!("rmm_raw_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2821,7 +2821,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 50224,
-        source_hash: 0xddce8623cf7525de,
+        source_hash: 0xe02a57479e1fda14,
         source: include_str!("rmm_raw_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2838,7 +2838,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 74816,
-        source_hash: 0xdc5b97cdc507a67e,
+        source_hash: 0x746b1105ebc27c5b,
         source: include_str!("rmm_raw_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2855,7 +2855,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 99408,
-        source_hash: 0x17dc3190bb5031a7,
+        source_hash: 0x1df66f98815d77d3,
         source: include_str!("rmm_raw_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2872,7 +2872,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 124000,
-        source_hash: 0x7833bea2a7a03772,
+        source_hash: 0xa3248695bddd2649,
         source: include_str!("rmm_raw_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2889,7 +2889,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 148592,
-        source_hash: 0xdc14146561377a5d,
+        source_hash: 0x3fc7a0b21a214122,
         source: include_str!("rmm_raw_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2906,7 +2906,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 173184,
-        source_hash: 0x21f911d397791c04,
+        source_hash: 0xc4756001bb76a99c,
         source: include_str!("rmm_raw_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2923,7 +2923,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 197776,
-        source_hash: 0xb86f25703564e5d9,
+        source_hash: 0x35df5866a9666c2e,
         source: include_str!("rmm_raw_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2940,7 +2940,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 66608,
-        source_hash: 0xad5646a5496df130,
+        source_hash: 0x0f6ca3c3f6eb2859,
         source: include_str!("rmm_raw_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2957,7 +2957,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99392,
-        source_hash: 0xb57b41036495e564,
+        source_hash: 0xcab789289c441a13,
         source: include_str!("rmm_raw_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2974,7 +2974,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132176,
-        source_hash: 0x842474dee0fea1fa,
+        source_hash: 0xf47575af0a19e778,
         source: include_str!("rmm_raw_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2991,7 +2991,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164960,
-        source_hash: 0xe05e887717ac0cc7,
+        source_hash: 0x2e3bd180a9f83794,
         source: include_str!("rmm_raw_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3008,7 +3008,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197744,
-        source_hash: 0xd7a2ba1c26bcd314,
+        source_hash: 0x5eda2e60c7ce9b68,
         source: include_str!("rmm_raw_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3025,7 +3025,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230528,
-        source_hash: 0x1058cb0413d5817f,
+        source_hash: 0xa96f89fae21209e1,
         source: include_str!("rmm_raw_n128_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3042,7 +3042,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 99376,
-        source_hash: 0x95bac6038e5fc62a,
+        source_hash: 0x2382e19fe0ced30d,
         source: include_str!("rmm_raw_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3059,7 +3059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 148544,
-        source_hash: 0xd5d2a510658b67e7,
+        source_hash: 0x347490766e95c980,
         source: include_str!("rmm_raw_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3076,7 +3076,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 197712,
-        source_hash: 0xc6ad647cc173161b,
+        source_hash: 0xda88a06f51f69852,
         source: include_str!("rmm_raw_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3093,7 +3093,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 35888,
-        source_hash: 0xe3ffa8ae1400ae91,
+        source_hash: 0xb2aafd1044740f6b,
         source: include_str!("rmm_raw_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -3110,7 +3110,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 53312,
-        source_hash: 0xc65df90ca3232b96,
+        source_hash: 0x70ff6283a59b603a,
         source: include_str!("rmm_raw_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -3127,7 +3127,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 70736,
-        source_hash: 0x8f6d61d4c1d3f809,
+        source_hash: 0x2aa872531393120c,
         source: include_str!("rmm_raw_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -3144,7 +3144,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 88160,
-        source_hash: 0x7f3ddd66306809d1,
+        source_hash: 0x2bb5dcc24f0f8533,
         source: include_str!("rmm_raw_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -3161,7 +3161,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 105584,
-        source_hash: 0x2850793f790ff4b9,
+        source_hash: 0xa3f5f042b9f57569,
         source: include_str!("rmm_raw_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -3178,7 +3178,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 123008,
-        source_hash: 0xdfd1b74b272e1053,
+        source_hash: 0x94fdd065339d657e,
         source: include_str!("rmm_raw_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -3195,7 +3195,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 140432,
-        source_hash: 0x9ff1eac1f9ead4f3,
+        source_hash: 0x5ad9e1fe8a5922df,
         source: include_str!("rmm_raw_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -3212,7 +3212,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 37936,
-        source_hash: 0x0ee5da3549537299,
+        source_hash: 0x54f25fb0e9c726ae,
         source: include_str!("rmm_raw_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -3229,7 +3229,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 56384,
-        source_hash: 0xb2d4ab88e14664ac,
+        source_hash: 0x143d1c864df90a24,
         source: include_str!("rmm_raw_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -3246,7 +3246,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 74832,
-        source_hash: 0x57bf91fd0c5731d3,
+        source_hash: 0xd99319c3b46d15ae,
         source: include_str!("rmm_raw_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -3263,7 +3263,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 93280,
-        source_hash: 0xf984615b582150aa,
+        source_hash: 0x0e0ef7ed0112d06d,
         source: include_str!("rmm_raw_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -3280,7 +3280,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 111728,
-        source_hash: 0xaddc2f83f7278e49,
+        source_hash: 0x19dbb6489d2eeba3,
         source: include_str!("rmm_raw_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -3297,7 +3297,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 130176,
-        source_hash: 0x794192bc9b6505bb,
+        source_hash: 0xc052f734eb939916,
         source: include_str!("rmm_raw_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -3314,7 +3314,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 148624,
-        source_hash: 0xba09249fc9b39cba,
+        source_hash: 0x069f2e4704883130,
         source: include_str!("rmm_raw_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -3331,7 +3331,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 42032,
-        source_hash: 0xca5418c24a4df880,
+        source_hash: 0xb698004ec85f2a7e,
         source: include_str!("rmm_raw_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -3348,7 +3348,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 62528,
-        source_hash: 0x3264cc041e31b436,
+        source_hash: 0xcd648032a6499761,
         source: include_str!("rmm_raw_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -3365,7 +3365,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 83024,
-        source_hash: 0x0a154508a0dad911,
+        source_hash: 0x7b3860d1a571158a,
         source: include_str!("rmm_raw_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -3382,7 +3382,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 103520,
-        source_hash: 0x32e69cd11297577c,
+        source_hash: 0xe98583dd01dbe8c0,
         source: include_str!("rmm_raw_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -3399,7 +3399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 124016,
-        source_hash: 0xe9a9fd809ba941c5,
+        source_hash: 0xed27d1b1a7d572c4,
         source: include_str!("rmm_raw_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -3416,7 +3416,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144512,
-        source_hash: 0x8559fc34d772c613,
+        source_hash: 0x9f6b49df42159266,
         source: include_str!("rmm_raw_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -3433,7 +3433,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 165008,
-        source_hash: 0x74c387eb7848f691,
+        source_hash: 0xcd5765827ea741e6,
         source: include_str!("rmm_raw_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -3450,7 +3450,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 50224,
-        source_hash: 0xa6fbfab37db46cc4,
+        source_hash: 0x96b127d075a5c17d,
         source: include_str!("rmm_raw_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -3467,7 +3467,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 74816,
-        source_hash: 0x6e6ba557361bb7c5,
+        source_hash: 0x4a08c00cd1ec2e69,
         source: include_str!("rmm_raw_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -3484,7 +3484,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 99408,
-        source_hash: 0xb6f0d35e1f7c95d9,
+        source_hash: 0x3bf2a0faaa332db6,
         source: include_str!("rmm_raw_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -3501,7 +3501,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 124000,
-        source_hash: 0x045cf4142a772f6a,
+        source_hash: 0x606f70a9f673ef55,
         source: include_str!("rmm_raw_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -3518,7 +3518,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 148592,
-        source_hash: 0x235141209dc5e556,
+        source_hash: 0x535fd9c6480cf07f,
         source: include_str!("rmm_raw_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -3535,7 +3535,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 173184,
-        source_hash: 0x64f4f1ee316b1af7,
+        source_hash: 0xa90bb9c679df9af4,
         source: include_str!("rmm_raw_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -3552,7 +3552,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 197776,
-        source_hash: 0xe817c67cad9c4cc2,
+        source_hash: 0x7338d5e42092b127,
         source: include_str!("rmm_raw_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -3569,7 +3569,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 66608,
-        source_hash: 0x2155253d28c2c404,
+        source_hash: 0x2a70a817473b3cb1,
         source: include_str!("rmm_raw_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -3586,7 +3586,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99392,
-        source_hash: 0xbd3bbdd78b2fbda6,
+        source_hash: 0xafac5eee09e02bed,
         source: include_str!("rmm_raw_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -3603,7 +3603,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132176,
-        source_hash: 0x1e144a13a82cea94,
+        source_hash: 0x64f86b81a6cd826b,
         source: include_str!("rmm_raw_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -3620,7 +3620,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164960,
-        source_hash: 0xa9acc3f32631090e,
+        source_hash: 0x7914d5c683d93fd8,
         source: include_str!("rmm_raw_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -3637,7 +3637,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197744,
-        source_hash: 0x3bec5f5f1bfa2d48,
+        source_hash: 0xe38874b87f1436fa,
         source: include_str!("rmm_raw_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -3654,7 +3654,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230528,
-        source_hash: 0xc75eeac1ee5e72cc,
+        source_hash: 0x396ad6314242e1bc,
         source: include_str!("rmm_raw_n128_s7_t.cu"),
     },
     RegistryEntry {
@@ -3671,7 +3671,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 99376,
-        source_hash: 0xb383ee6e0de17eb5,
+        source_hash: 0x499b726caf8f17ce,
         source: include_str!("rmm_raw_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -3688,7 +3688,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 148544,
-        source_hash: 0x684ff5b0c3498503,
+        source_hash: 0xa89640e47e35d908,
         source: include_str!("rmm_raw_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -3705,7 +3705,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 197712,
-        source_hash: 0x218f526ab5d6fb25,
+        source_hash: 0x8eeb7cec54b6168d,
         source: include_str!("rmm_raw_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -3718,7 +3718,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0xe00eda08647fcb4e,
+        source_hash: 0x23dad709aa947e05,
         source: include_str!("huff_bf16.cu"),
     },
     RegistryEntry {
@@ -3731,7 +3731,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0xa5c0b43e7ad33b3f,
+        source_hash: 0x4b250a971fd76039,
         source: include_str!("huff_exponent.cu"),
     },
     RegistryEntry {
@@ -3744,7 +3744,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0xaea1e3b708ba816d,
+        source_hash: 0x29c239e66ad00233,
         source: include_str!("huff_palette.cu"),
     },
 ];

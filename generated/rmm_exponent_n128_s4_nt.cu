@@ -123,6 +123,8 @@ static_assert(REC_BYTES == 0 || REC_BYTES == 32 * MAX_KB, "one 32-byte record pe
 static_assert(OFF_B % 1024 == 0 && B_BYTES % 1024 == 0, "swizzled tiles start on 1024-byte atoms");
 static_assert(OFF_W0 % 128 == 0 && OFF_W1 % 128 == 0 && OFF_ESC % 16 == 0 && OFF_REC % 16 == 0 && OFF_BAR % 8 == 0, "TMA/bulk/mbarrier alignment");
 static_assert(SMEM_BYTES + 1024 <= 232448, "227 KB per block");
+static_assert(1 == 1 || 2 * (SMEM_BYTES + 2048) <= 233472, "two CTAs share the SM's 228 KB");
+static_assert(40 * 128 + 232 * 256 <= 65536 / 1, "setmaxnreg split fits the register file");
 static_assert(TX_BYTES < (1u << 20), "mbarrier tx-count limit");
 static_assert(ACC == BN / 2, "m64nNk16 f32 accumulators per thread");
 static_assert(ESC_BYTES == 64 * ESC_CAP, "staged escape exponents per stage");
@@ -159,7 +161,7 @@ __device__ __forceinline__ u16 f32_to_bf16(float f) {
 }
 
 // ---- producer: one thread streams x tiles and weight tiles into the ring ----
-__device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w0, const TmaDesc* tm_w1,
+__device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, const u8* w_tiles,
                                      const u8* tile_esc, const u8* esc_exp, u8* smem, u32 full0, u32 empty0,
                                      int kb_begin, int kb_end, int kblocks) {
   const int n0 = blockIdx.x * BM, m0 = blockIdx.y * BN;
@@ -169,8 +171,11 @@ __device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w0, 
     mbar_wait(empty0 + 8 * s, ((it / STAGES) & 1) ^ 1);  // first lap passes: the "previous" phase counts as done
     mbar_arrive_tx(full, TX_BYTES);
     tma_load_2d(smem_addr(smem + OFF_B + s * B_BYTES), tm_x, full, kb * BK, m0);
-    tma_load_2d(smem_addr(smem + OFF_W0 + s * W0_BYTES), tm_w0, full, kb * BK, n0);             // sm [128 n][64 k]
-    tma_load_2d(smem_addr(smem + OFF_W1 + s * W1_BYTES), tm_w1, full, kb * BK, n0);
+    // One contiguous record per CTA tile and k block (built at upload or by the preprocess kernels): narrow
+    // strided TMA boxes (32-64 B rows) waste DRAM bursts, whole records stream at full bandwidth.
+    const u8* tile = w_tiles + ((u64)blockIdx.x * kblocks + kb) * (W0_BYTES + W1_BYTES);
+    bulk_load(smem_addr(smem + OFF_W0 + s * W0_BYTES), tile, W0_BYTES, full);             // sm bytes
+    bulk_load(smem_addr(smem + OFF_W1 + s * W1_BYTES), tile + W0_BYTES, W1_BYTES, full);  // exponents
   }
 }
 
@@ -285,9 +290,9 @@ __device__ __forceinline__ void finish(float (&acc)[ACC], u16* y, float* ws, u32
   }
 }
 
-extern "C" __global__ void __launch_bounds__(384, 1)
-rmm_exponent_n128_s4_nt(const __grid_constant__ TmaDesc tm_x, const __grid_constant__ TmaDesc tm_w0,
-    const __grid_constant__ TmaDesc tm_w1, const u8* __restrict__ tile_esc, const u8* __restrict__ esc_exp,
+extern "C" __global__ void __launch_bounds__(384, 1)  // 2 CTAs/SM hide the rebuild latency of narrow tiles
+rmm_exponent_n128_s4_nt(const __grid_constant__ TmaDesc tm_x, const __grid_constant__ TmaDesc tm_w, const u8* __restrict__ w_tiles,
+    const u8* __restrict__ tile_esc, const u8* __restrict__ esc_exp,
     const u8* __restrict__ palette, u16* __restrict__ y, float* __restrict__ ws, u32* __restrict__ flags,
     int n_out, int k, int m) {
   extern __shared__ __align__(1024) u8 smem_raw[];
@@ -309,8 +314,7 @@ rmm_exponent_n128_s4_nt(const __grid_constant__ TmaDesc tm_x, const __grid_const
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");   // hand registers to the consumers
     if (t == 0) {
       tma_prefetch_desc(&tm_x);
-      tma_prefetch_desc(&tm_w0);
-      load(&tm_x, &tm_w0, &tm_w1, tile_esc, esc_exp, smem, full0, empty0, kb_begin, kb_end, kblocks);
+      load(&tm_x, &tm_w, w_tiles, tile_esc, esc_exp, smem, full0, empty0, kb_begin, kb_end, kblocks);
     }
   } else {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");

@@ -11,8 +11,18 @@ use crate::variant::{GridRule, HuffOutput, HuffVariant, Pipeline, RmmVariant, Va
 
 /// Opt-in dynamic shared memory per block on sm_90 (227 KB).
 pub const SMEM_LIMIT: u32 = 232_448;
-/// Registers per thread of a 384-thread block with `__launch_bounds__(384, 1)`.
-pub const RMM_REGS_PER_THREAD: u32 = 168;
+/// Shared memory per SM (228 KB); two co-resident CTAs also pay 1 KB of reserved smem each.
+pub const SM_SMEM: u32 = 233_472;
+/// 32-bit registers per SM.
+pub const SM_REGS: u32 = 65_536;
+/// Widest tile that runs two CTAs per SM (when both fit the SM's shared memory): narrow tiles do
+/// little wgmma work per stage, so a second CTA hides the rebuild latency.
+pub const RMM_TWO_CTA_MAX_TILE_N: u32 = 32;
+
+/// Registers per thread ptxas allocates under `__launch_bounds__(threads, ctas)` (a multiple of 8).
+pub fn regs_per_thread(threads: u32, ctas: u32) -> u32 {
+    (SM_REGS / (threads * ctas)).min(255) / 8 * 8
+}
 
 /// Tile widths (WGMMA N = batch tile).
 pub const TILE_N: [u32; 6] = [8, 16, 32, 64, 128, 256];
@@ -151,6 +161,10 @@ pub struct RmmLayout {
     /// expect_tx bytes per stage.
     pub tx_bytes: u32,
     pub acc_regs: u32,
+    /// CTAs per SM (`__launch_bounds__` min blocks): 2 for narrow tiles whose SMEM fits twice.
+    pub ctas_per_sm: u32,
+    /// Registers per thread at launch (ptxas), and the `setmaxnreg` split of that pool.
+    pub regs_per_thread: u32,
     pub producer_regs: u32,
     pub consumer_regs: u32,
 }
@@ -203,7 +217,7 @@ impl RmmLayout {
         let dynamic_smem = smem_bytes + 1024;
         // The staged escape exponents vary per stage; the producer adds them to this at run time.
         let tx_bytes = if raw { a_bytes + b_bytes } else { w0_bytes + w1_bytes + b_bytes };
-        let layout = RmmLayout {
+        let mut layout = RmmLayout {
             variant: *v,
             bm,
             bk,
@@ -229,9 +243,19 @@ impl RmmLayout {
             dynamic_smem,
             tx_bytes,
             acc_regs: v.tile_n / 2,
-            producer_regs: 40,
-            consumer_regs: 232,
+            ctas_per_sm: 1,
+            regs_per_thread: 0,
+            producer_regs: 0,
+            consumer_regs: 0,
         };
+        let two = v.tile_n <= RMM_TWO_CTA_MAX_TILE_N && 2 * (smem_bytes + 2048) <= SM_SMEM;
+        layout.ctas_per_sm = if two { 2 } else { 1 };
+        layout.regs_per_thread = regs_per_thread(layout.threads, layout.ctas_per_sm);
+        // The producer keeps the minimum that still issues copies (CUTLASS: 40, or 24 under pressure);
+        // consumers get the rest of the CTA's pool, rounded down to setmaxnreg's multiple of 8.
+        layout.producer_regs = if two { 24 } else { 40 };
+        let pool = layout.regs_per_thread * layout.threads;
+        layout.consumer_regs = ((pool - layout.producer_regs * 128) / 256 / 8 * 8).min(256);
         if dynamic_smem > SMEM_LIMIT {
             return Err(Pruned::Smem { dynamic_smem, breakdown: layout.smem_breakdown(), limit: SMEM_LIMIT });
         }
@@ -299,6 +323,8 @@ impl RmmLayout {
             ("dynamic_smem", int(self.dynamic_smem)),
             ("tx_bytes", int(self.tx_bytes)),
             ("acc_regs", int(self.acc_regs)),
+            ("ctas_per_sm", int(self.ctas_per_sm)),
+            ("regs_per_thread", int(self.regs_per_thread)),
             ("producer_regs", int(self.producer_regs)),
             ("consumer_regs", int(self.consumer_regs)),
         ]

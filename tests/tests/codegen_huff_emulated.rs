@@ -1,0 +1,153 @@
+//! The generated Huffman preprocess kernels, run on the CPU, equal the codec's reference decoders
+//! bit for bit. The kernels are plain CUDA C++ (no inline PTX), so the host C++ compiler builds them
+//! with a small shim (codegen_huff_emulated/shim.h: one std::thread per CUDA thread, barriers for
+//! __syncthreads/__syncwarp). This checks the decode, escape patching, padding and write-out logic in
+//! CI without a GPU; the GPU tests check the same outputs on an H100.
+//!
+//! Needs a C++20 compiler (`$CXX`, default `g++`); without one the test fails and says so.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use unweight::codec::{self, CompressedTensor, Encoding, Indices, Orientation};
+use unweight_codegen::generate::{render_set, Generated};
+use unweight_codegen::space::{Budget, VariantSet};
+use unweight_codegen::variant::{HuffOutput, Variant};
+
+fn harness_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("codegen_huff_emulated")
+}
+
+/// Builds the host binary for one kernel.
+fn build(k: &Generated, dir: &Path) -> PathBuf {
+    let name = k.variant.to_string();
+    let src = dir.join(format!("{name}.cu"));
+    std::fs::write(&src, &k.source).unwrap();
+    let bin = dir.join(format!("{name}.bin"));
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
+    let out = Command::new(&cxx)
+        .args(["-std=c++20", "-O1", "-fno-strict-aliasing", "-w", "-pthread", "-x", "c++"])
+        .arg(format!("-DKERNEL={name}"))
+        .arg(format!("-DKERNEL_SOURCE=\"{}\"", src.display()))
+        .arg("-I")
+        .arg(harness_dir())
+        .arg(harness_dir().join("harness.cpp"))
+        .arg("-o")
+        .arg(&bin)
+        .output()
+        .unwrap_or_else(|e| panic!("`{cxx}`: {e}; this test needs a C++20 compiler (set CXX or install g++)"));
+    assert!(out.status.success(), "{cxx} failed for {name}:\n{}", String::from_utf8_lossy(&out.stderr));
+    bin
+}
+
+fn le<T: Copy, const N: usize>(v: &[T], f: fn(T) -> [u8; N]) -> Vec<u8> {
+    v.iter().flat_map(|&x| f(x)).collect()
+}
+
+/// Writes the kernel's inputs for `t` into `dir`, as the runtime uploads them.
+fn write_inputs(t: &CompressedTensor, dir: &Path) {
+    let Indices::Huffman(h) = &t.indices else { panic!("not huffman") };
+    let mut bits = h.bits.clone();
+    bits.extend_from_slice(&[0u8; 16]); // the upload pads the stream by 16 bytes
+    let w = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
+    w("bits", &bits);
+    w("offsets", &le(&h.chunk_offsets, u32::to_le_bytes));
+    w("lut", &le(&h.decode_lut(), u16::to_le_bytes));
+    w("palette", &t.palette);
+    w("sm", &t.sm);
+    w("bitmap", &le(&t.escapes.bitmap, u64::to_le_bytes));
+    w("prefix", &le(&t.escapes.prefix, u32::to_le_bytes));
+    w("esc_exp", &t.escapes.exponents);
+}
+
+fn run(bin: &Path, budget: &Budget, t: &CompressedTensor, dir: &Path, out_bytes: usize) -> Vec<u8> {
+    let Indices::Huffman(h) = &t.indices else { panic!("not huffman") };
+    let status = Command::new(bin)
+        .arg(dir)
+        .args([t.rows, t.cols, t.padded_cols()].map(|x| x.to_string()))
+        .arg(h.chunk_symbols.to_string())
+        .arg(h.chunk_offsets.len().to_string())
+        .arg(budget.block()[0].to_string())
+        .arg(out_bytes.to_string())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{} exited with {status} (3 = wrote past the output)", bin.display());
+    std::fs::read(dir.join("out")).unwrap()
+}
+
+/// Deterministic BF16 bits: mostly a narrow exponent range (as in trained weights), ~0.1% anything
+/// (NaN payloads, ±Inf, subnormals, zeros: escape groups).
+fn tensor(rows: usize, cols: usize, seed: u64) -> Vec<u16> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rnd = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    (0..rows * cols)
+        .map(|_| {
+            let r = rnd();
+            if r % 997 == 0 {
+                (r >> 16) as u16
+            } else {
+                let e = 118 + ((r >> 8) % 8) as u16 + ((r >> 20) % 3) as u16 * ((r >> 30) % 5) as u16;
+                ((r >> 40) as u16 & 0x8000) | (e << 7) | ((r >> 50) as u16 & 0x7F)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn huffman_kernels_match_the_codec_on_the_cpu() {
+    let kernels = render_set(&VariantSet::Globs(vec!["huff_*".into()])).unwrap();
+    assert_eq!(kernels.len(), 3);
+    let tmp = tempfile::tempdir().unwrap();
+    let bins: Vec<PathBuf> = kernels.iter().map(|k| build(k, tmp.path())).collect();
+    // Shapes: row length not a multiple of 64 (padding dropped in bf16), one short chunk, several
+    // blocks with a partial last warp, 1x1, a transposed encoding, and a single-symbol code.
+    let mut cases: Vec<(String, CompressedTensor)> = Vec::new();
+    for (i, &(rows, cols, orientation)) in [
+        (37, 200, Orientation::Standard),
+        (64, 4096, Orientation::Standard),
+        (3, 64, Orientation::Standard),
+        (300, 1000, Orientation::Standard),
+        (1, 1, Orientation::Standard),
+        (129, 512, Orientation::Standard),
+        (200, 96, Orientation::Transposed),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let bits = tensor(rows, cols, i as u64 + 1);
+        let t = codec::compress(&bits, &[rows, cols], orientation, Encoding::Huffman).unwrap();
+        cases.push((format!("{rows}x{cols} {orientation:?}"), t));
+    }
+    let same = vec![0x3F80u16; 70 * 130];
+    cases.push(("70x130 constant".into(), codec::compress(&same, &[70, 130], Orientation::Standard, Encoding::Huffman).unwrap()));
+    assert!(cases.iter().any(|(_, t)| t.escape_count() > 0), "some case has escape groups");
+
+    for (label, t) in &cases {
+        let dir = tmp.path().join(label.replace([' ', 'x'], "_"));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_inputs(t, &dir);
+        for (k, bin) in kernels.iter().zip(&bins) {
+            let Variant::Huff(h) = k.variant else { unreachable!() };
+            let expected: Vec<u8> = match h.output {
+                HuffOutput::Bf16 => le(&codec::decode_bf16_encoded(t).unwrap(), u16::to_le_bytes),
+                HuffOutput::Exponent => codec::decode_exponents(t).unwrap(),
+                HuffOutput::Palette => codec::decode_palette_indices(t).unwrap(),
+            };
+            let got = run(bin, &k.budget, t, &dir, expected.len());
+            let first = got.iter().zip(&expected).position(|(a, b)| a != b);
+            assert!(
+                first.is_none(),
+                "{} on {label} ({} escapes): first difference at byte {:?} of {}",
+                k.variant,
+                t.escape_count(),
+                first,
+                expected.len()
+            );
+        }
+    }
+}

@@ -1,0 +1,32 @@
+// Host shim for running the Huffman preprocess kernels (plain CUDA C++, no inline PTX) on the CPU:
+// one std::thread per CUDA thread, std::barrier for __syncthreads / __syncwarp, blocks one after another
+// (so `__shared__` can be a function-local static).
+#pragma once
+#include <barrier>
+#include <cstdint>
+
+#define __device__
+#define __forceinline__ inline
+#define __global__
+#define __launch_bounds__(...)
+#define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
+#define __restrict__ __restrict
+
+struct dim3 { unsigned x, y, z; };
+inline thread_local dim3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
+inline std::barrier<>* g_block_barrier;
+inline std::barrier<>* g_warp_barrier[32];
+
+inline void __syncthreads() { g_block_barrier->arrive_and_wait(); }
+inline void __syncwarp() { g_warp_barrier[threadIdx.x / 32]->arrive_and_wait(); }
+// Bytes of {y, x} picked by the low 3 bits of each selector nibble (CUDA's __byte_perm).
+inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
+  const unsigned long long v = ((unsigned long long)y << 32) | x;
+  unsigned r = 0;
+  for (int i = 0; i < 4; ++i) r |= (unsigned)((v >> (8 * ((s >> (4 * i)) & 7))) & 0xFF) << (8 * i);
+  return r;
+}
+inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
