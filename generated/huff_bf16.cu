@@ -10,7 +10,9 @@
 // 16-byte aligned. rows * padded_cols < 2^32 (the codec's 2^32-bit stream limit implies it).
 // Work split: one thread decodes one chunk; a warp decodes its 32 chunks in lockstep, one group (64 symbols)
 // per step, stages the 32 groups' indices in shared memory and writes them out cooperatively, so every
-// output line is written whole by neighbouring lanes.
+// output line is written whole by neighbouring lanes. Decoding: each block first expands the 4096-entry
+// table into a multi-symbol table (up to 3 whole codes per 12-bit peek), so one shared-memory
+// lookup yields ~3 symbols of a typical weight stream instead of one.
 
 // ---- common: header-free types (NVRTC compiles with no include paths) ----
 typedef unsigned char u8;
@@ -22,20 +24,23 @@ struct alignas(64) TmaDesc { u64 opaque[16]; };  // CUtensorMap bytes; the drive
 // ---- constants (computed by unweight-codegen; checked again here) ----
 constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 128;
 constexpr u32 GROUP = 64, MAX_CODE_LEN = 12, LUT_ENTRIES = 4096;
-constexpr u32 LUT_BYTES = 8192, PAL2_BYTES = 512, STAGE_BYTES = 1152;
+constexpr u32 LUT_BYTES = 8192, MULTI_BYTES = 16384, MULTI_SYMS = 3;
+constexpr u32 PAL2_BYTES = 512, STAGE_STRIDE = 9, STAGE_BYTES = 1280;
 constexpr u32 OUT_GROUP_BYTES = 128, LANES_PER_GROUP = 8;
-constexpr u32 SMEM_BYTES = 13312;
+constexpr u32 SMEM_BYTES = 30208;
 constexpr u32 GROUPS_PER_PASS = 32 / LANES_PER_GROUP, PASSES = 32 / GROUPS_PER_PASS;  // write phase
 static_assert(WARPS * 32 == THREADS && CHUNKS_PER_BLOCK == THREADS, "one chunk per thread");
 static_assert(GROUP == 64, "a group's nibbles are 8 u32 words");
 static_assert(LUT_ENTRIES == (1u << MAX_CODE_LEN) && LUT_BYTES == 2 * LUT_ENTRIES, "peek MAX_CODE_LEN bits");
 static_assert(LUT_BYTES % (16 * THREADS) == 0, "the table is staged with 16-byte loads");
 static_assert(PAL2_BYTES == 256 * 2, "byte of two indices -> two exponent bytes");
-static_assert(STAGE_BYTES == 32 * (GROUP / 2) + 32 * 4, "per warp: 32 groups of nibbles + 32 escape slots");
+static_assert(MULTI_BYTES == 4 * LUT_ENTRIES && MULTI_SYMS * 4 <= 12, "multi entry: symbols in bits 0-11, length 12-15, count 16-17");
+static_assert(STAGE_STRIDE == GROUP / 8 + 1, "8 words of nibbles per group, +1 so lanes storing the same word hit distinct banks");
+static_assert(STAGE_BYTES == 32 * STAGE_STRIDE * 4 + 32 * 4, "per warp: 32 groups of nibbles + 32 escape slots");
 static_assert(OUT_GROUP_BYTES == GROUP * 2, "output bytes per group");
 static_assert(LANES_PER_GROUP * 16 == OUT_GROUP_BYTES && 32 % LANES_PER_GROUP == 0, "16 bytes per lane and pass");
-static_assert(SMEM_BYTES == LUT_BYTES + PAL2_BYTES + WARPS * STAGE_BYTES && SMEM_BYTES <= 48 * 1024, "static smem");
-static_assert(2 * MAX_CODE_LEN <= 32, "two codes fit the 33 bits guaranteed after a refill");
+static_assert(SMEM_BYTES == LUT_BYTES + MULTI_BYTES + PAL2_BYTES + WARPS * STAGE_BYTES && SMEM_BYTES <= 48 * 1024, "static smem");
+static_assert(2 * MAX_CODE_LEN <= 32, "two lookups fit the 33 bits guaranteed after a refill");
 
 struct alignas(16) v4u { u32 x, y, z, w; };
 
@@ -73,32 +78,59 @@ __device__ __forceinline__ void reader_refill(BitReader& r) {  // afterwards nbi
     r.ahead = be32(*r.next++);
   }
 }
-// One symbol: peek MAX_CODE_LEN bits, table entry = (len << 8) | symbol, consume len bits.
-__device__ __forceinline__ u32 decode_one(BitReader& r, const u16* lut) {
-  const u32 e = lut[(u32)(r.buf >> (64 - MAX_CODE_LEN))];
-  r.buf <<= (e >> 8);
-  r.nbits -= (int)(e >> 8);
-  return e & 15u;
+// Multi-symbol table entry for a peek p: the codes that lie wholly inside p's MAX_CODE_LEN bits, at most
+// MULTI_SYMS: symbols (first in the low nibble), total length << 12, count << 16. An entry whose first code
+// is invalid (length 0: only in corrupt streams or past a stream's end) counts one symbol of length 0,
+// so decoding always advances and terminates.
+__device__ __forceinline__ u32 multi_entry(const u16* lut, u32 p) {
+  const u32 e = lut[p];
+  u32 syms = e & 15u, total = e >> 8, count = 1;
+#pragma unroll
+  for (u32 i = 1; i < MULTI_SYMS; ++i) {
+    const u32 e2 = lut[(p << total) & (LUT_ENTRIES - 1)], len2 = e2 >> 8;
+    if (count == i && total != 0 && len2 != 0 && total + len2 <= MAX_CODE_LEN) {
+      syms |= (e2 & 15u) << (4 * i);
+      total += len2;
+      ++count;
+    }
+  }
+  return syms | (total << 12) | (count << 16);
 }
 
-// ---- decode: the next group (64 symbols) of this lane's chunk -> 8 words of nibbles (element i at nibble i) ----
-__device__ __forceinline__ void decode_group(BitReader& r, const u16* lut, u32 (&nib)[8]) {
-#pragma unroll
-  for (int w = 0; w < 8; ++w) {
-    u32 acc = 0;
-#pragma unroll
-    for (int i = 0; i < 8; i += 2) {
-      reader_refill(r);                      // >= 33 bits: two codes need no further check
-      acc |= decode_one(r, lut) << (4 * i);
-      acc |= decode_one(r, lut) << (4 * i + 4);
-    }
-    nib[w] = acc;
+// Nibbles decoded but not yet stored: `pending` holds `npend` (< 8) symbols, element order = nibble order.
+struct Pending {
+  u64 bits;
+  u32 n;
+};
+
+// One lookup: up to MULTI_SYMS symbols; a completed word of 8 nibbles goes to the stage.
+__device__ __forceinline__ void decode_step(BitReader& r, const u32* multi, Pending& pend, u32* row, u32& words) {
+  const u32 e = multi[(u32)(r.buf >> (64 - MAX_CODE_LEN))];
+  const u32 len = (e >> 12) & 15u;
+  r.buf <<= len;
+  r.nbits -= (int)len;
+  pend.bits |= (u64)(e & 0xFFFu) << (4 * pend.n);
+  pend.n += e >> 16;
+  if (pend.n >= 8) {
+    row[words++] = (u32)pend.bits;
+    pend.bits >>= 32;
+    pend.n -= 8;
   }
 }
 
-// Staging: lane q's group at [q][32 B], its two 16-byte halves swapped for lanes with bit 2 set, so the
-// decode-side v4 stores of 8 neighbouring lanes hit 8 different bank groups.
-__device__ __forceinline__ u32 stage_word(u32 q, u32 w) { return q * 8 + ((((w >> 2) ^ (q >> 2)) & 1) << 2) + (w & 3); }
+// ---- decode: the next group (64 symbols) of this lane's chunk -> its row of 8 nibble words in the stage.
+// Symbols decoded past the group stay pending for the next one (past the chunk's end they are discarded).
+__device__ __forceinline__ void decode_group(BitReader& r, const u32* multi, Pending& pend, u32* row) {
+  u32 words = 0;
+  while (words < GROUP / 8) {
+    reader_refill(r);                        // >= 33 bits: two lookups need no further check
+    decode_step(r, multi, pend, row, words);
+    if (words < GROUP / 8) decode_step(r, multi, pend, row, words);
+  }
+}
+
+// Stage layout: lane q's group at words [q * STAGE_STRIDE, + 8).
+__device__ __forceinline__ u32 stage_word(u32 q, u32 w) { return q * STAGE_STRIDE + w; }
 
 // ---- write: 32 groups of bf16, 8 lanes x 16 B per group; sm bytes were loaded before decoding ----
 __device__ __forceinline__ void write_groups(const u32* stage, const u32* slots, const u16* pal2, const u8* esc_exp,
@@ -142,15 +174,19 @@ huff_bf16(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, co
     const u8* __restrict__ palette, const u8* __restrict__ sm, const u64* __restrict__ esc_bitmap,
     const u32* __restrict__ esc_prefix, const u8* __restrict__ esc_exp, void* __restrict__ out,
     u64 rows, u64 cols, u64 padded_cols, u32 chunk_symbols, u32 n_chunks) {
-  __shared__ __align__(16) u16 s_lut[LUT_ENTRIES];            // decode table, random access per symbol
+  __shared__ __align__(16) u16 s_lut[LUT_ENTRIES];            // the one-symbol table, to build the next
+  __shared__ __align__(16) u32 s_multi[LUT_ENTRIES];          // multi-symbol table, random access per lookup
   __shared__ __align__(16) u16 s_pal2[256];                   // two indices -> two exponent bytes
-  __shared__ __align__(16) u32 s_stage[WARPS][32 * GROUP / 8]; // per warp: 32 groups of nibbles
+  __shared__ __align__(16) u32 s_stage[WARPS][32 * STAGE_STRIDE]; // per warp: 32 groups of nibbles
   __shared__ u32 s_slot[WARPS][32];                           // per warp: escape slot of each lane's group, or ~0
   if (chunk_symbols == 0 || chunk_symbols % GROUP != 0) return;  // the runtime falls back to the CPU decoder
 #pragma unroll
   for (u32 i = threadIdx.x; i < LUT_BYTES / 16; i += THREADS) ((v4u*)s_lut)[i] = ((const v4u*)lut)[i];
   for (u32 i = threadIdx.x; i < 256; i += THREADS) s_pal2[i] = palette[i & 15] | ((u16)palette[i >> 4] << 8);
-  __syncthreads();                                            // the only block-wide barrier: warps run freely after it
+  __syncthreads();
+#pragma unroll 4
+  for (u32 p = threadIdx.x; p < LUT_ENTRIES; p += THREADS) s_multi[p] = multi_entry(s_lut, p);
+  __syncthreads();                                            // the last block-wide barrier: warps run freely after it
 
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const u32 chunk0 = blockIdx.x * CHUNKS_PER_BLOCK + warp * 32;
@@ -160,6 +196,7 @@ huff_bf16(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, co
   u32* stage = s_stage[warp];
   u32* slots = s_slot[warp];
   BitReader r = {0, 0, 0, (const u32*)bits};
+  Pending pend = {0, 0};
   if (chunk < n_chunks) reader_init(r, bits, chunk_offsets[chunk]);
   const u32 groups_per_row = (u32)(padded_cols / GROUP);
   const bool dense = cols == padded_cols;
@@ -178,10 +215,7 @@ huff_bf16(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, co
       const u64 word = esc_bitmap[g / 64];                    // O(1) escape lookup: bitmap + prefix counts
       const u32 bit = (u32)(g % 64);
       const u32 slot = ((word >> bit) & 1) ? esc_prefix[g / 64] + (u32)__popcll(word & ((1ull << bit) - 1)) : 0xFFFFFFFFu;
-      u32 nib[8];
-      decode_group(r, s_lut, nib);
-      *(v4u*)(stage + stage_word(lane, 0)) = v4u{nib[0], nib[1], nib[2], nib[3]};
-      *(v4u*)(stage + stage_word(lane, 4)) = v4u{nib[4], nib[5], nib[6], nib[7]};
+      decode_group(r, s_multi, pend, stage + stage_word(lane, 0));
       slots[lane] = slot;
     }
     __syncwarp();                                             // staged groups visible to the whole warp

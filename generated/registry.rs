@@ -3718,7 +3718,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0x23dad709aa947e05,
+        source_hash: 0x38239a1ef8a26ba6,
         source: include_str!("huff_bf16.cu"),
     },
     RegistryEntry {
@@ -3731,7 +3731,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0x4b250a971fd76039,
+        source_hash: 0x71d1d320a307e3d9,
         source: include_str!("huff_exponent.cu"),
     },
     RegistryEntry {
@@ -3744,7 +3744,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0x29c239e66ad00233,
+        source_hash: 0x653b533dd277b314,
         source: include_str!("huff_palette.cu"),
     },
 ];

@@ -349,9 +349,15 @@ pub struct HuffLayout {
     pub lut_entries: u32,
     /// Shared memory: decode table (u16 per entry).
     pub lut_bytes: u32,
+    /// Shared memory: the multi-symbol table (u32 per entry) built from the decode table per block,
+    /// with up to `multi_syms` whole codes per peek.
+    pub multi_bytes: u32,
+    pub multi_syms: u32,
     /// Shared memory: byte → two exponent bytes (palette of two nibbles), u16 per entry.
     pub pal2_bytes: u32,
-    /// Shared memory per warp: 32 groups of nibbles (32 B each) + 32 escape slots (u32).
+    /// Shared memory per warp: 32 groups of nibbles (8 words each, rows padded to `stage_stride_words`
+    /// against bank conflicts) + 32 escape slots (u32).
+    pub stage_stride_words: u32,
     pub stage_bytes_per_warp: u32,
     /// Output bytes per group, and the bytes each lane stores per write (16).
     pub out_group_bytes: u32,
@@ -369,7 +375,10 @@ impl HuffLayout {
         let lut_entries = 1 << max_code_len;
         let lut_bytes = lut_entries * 2;
         let pal2_bytes = 256 * 2;
-        let stage_bytes_per_warp = 32 * (group / 2) + 32 * 4;
+        let multi_bytes = lut_entries * 4;
+        let multi_syms = 3;
+        let stage_stride_words = group / 8 + 1;
+        let stage_bytes_per_warp = 32 * stage_stride_words * 4 + 32 * 4;
         let out_group_bytes = match v.output {
             HuffOutput::Bf16 => group * 2,
             HuffOutput::Exponent => group,
@@ -384,11 +393,14 @@ impl HuffLayout {
             max_code_len,
             lut_entries,
             lut_bytes,
+            multi_bytes,
+            multi_syms,
             pal2_bytes,
+            stage_stride_words,
             stage_bytes_per_warp,
             out_group_bytes,
             lanes_per_group: out_group_bytes / 16,
-            smem_bytes: lut_bytes + pal2_bytes + warps * stage_bytes_per_warp,
+            smem_bytes: lut_bytes + multi_bytes + pal2_bytes + warps * stage_bytes_per_warp,
         }
     }
 
@@ -409,7 +421,10 @@ impl HuffLayout {
             ("max_code_len", int(self.max_code_len)),
             ("lut_entries", int(self.lut_entries)),
             ("lut_bytes", int(self.lut_bytes)),
+            ("multi_bytes", int(self.multi_bytes)),
+            ("multi_syms", int(self.multi_syms)),
             ("pal2_bytes", int(self.pal2_bytes)),
+            ("stage_stride_words", int(self.stage_stride_words)),
             ("stage_bytes_per_warp", int(self.stage_bytes_per_warp)),
             ("out_group_bytes", int(self.out_group_bytes)),
             ("lanes_per_group", int(self.lanes_per_group)),

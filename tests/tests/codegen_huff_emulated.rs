@@ -123,6 +123,21 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
         let t = codec::compress(&bits, &[rows, cols], orientation, Encoding::Huffman).unwrap();
         cases.push((format!("{rows}x{cols} {orientation:?}"), t));
     }
+    // Exponent frequencies halving from one to the next: the longest codes (the 12-bit limit).
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let skewed: Vec<u16> = (0..64 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let e = 100 + (x | (1 << 40)).trailing_zeros() as u16 % 40;
+            ((x >> 48) as u16 & 0x807F) | (e << 7)
+        })
+        .collect();
+    let t = codec::compress(&skewed, &[64, 1024], Orientation::Standard, Encoding::Huffman).unwrap();
+    let Indices::Huffman(h) = &t.indices else { unreachable!() };
+    assert_eq!(h.code_lengths.iter().max(), Some(&12), "skewed case reaches the length limit");
+    cases.push(("64x1024 skewed".into(), t));
     let same = vec![0x3F80u16; 70 * 130];
     cases.push(("70x130 constant".into(), codec::compress(&same, &[70, 130], Orientation::Standard, Encoding::Huffman).unwrap()));
     assert!(cases.iter().any(|(_, t)| t.escape_count() > 0), "some case has escape groups");
