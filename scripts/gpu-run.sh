@@ -17,15 +17,26 @@ mkdir -p "$OUT"
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(tests sanitizer bench)
 step_timeout="${UNWEIGHT_STEP_TIMEOUT:-420}"
-[ -x "$dev/unweight" ] || { echo "gpu-run: $dev/unweight missing; run scripts/gpu-pack.sh on the dev machine and carry .device" >&2; exit 2; }
+[ -f "$dev/unweight.xz" ] || { echo "gpu-run: $dev/unweight.xz missing; run scripts/gpu-pack.sh on the dev machine and carry .device" >&2; exit 2; }
+
+# Unpack the xz-packed executables (gpu-pack.sh) to the machine's disk.
+unxz_to() {
+  xz -dc "$1" > "$2" 2>/dev/null \
+    || python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"
+}
+bin=/tmp/unweight-bin
+mkdir -p "$bin/tests"
+unxz_to "$dev/unweight.xz" "$bin/unweight" && chmod +x "$bin/unweight"
+for f in "$dev"/tests/*.xz; do
+  n=$(basename "$f" .xz)
+  unxz_to "$f" "$bin/tests/$n" && chmod +x "$bin/tests/$n"
+done
 
 # The JIT cache lives on the machine's disk: the first test process compiles, the rest load.
 export UNWEIGHT_CACHE_DIR="${UNWEIGHT_CACHE_DIR:-/tmp/unweight-jit}"
 export RUST_BACKTRACE=1
 if [ -f "$dev/minilm.safetensors.xz" ] && [ ! -f /tmp/minilm.safetensors ]; then
-  xz -dc "$dev/minilm.safetensors.xz" > /tmp/minilm.safetensors 2>/dev/null \
-    || python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' \
-         "$dev/minilm.safetensors.xz" /tmp/minilm.safetensors
+  unxz_to "$dev/minilm.safetensors.xz" /tmp/minilm.safetensors
 fi
 export UNWEIGHT_MINILM="${UNWEIGHT_MINILM:-/tmp/minilm.safetensors}"
 
@@ -40,7 +51,7 @@ run_tests() {
   } | tee "$log"
   # Smallest first: one CTA, then the decoders, then every pipeline, then the JIT cache.
   for t in gpu_smoke gpu_huffman gpu_linear gpu_sanitizer jit_cache; do
-    local exe="$dev/tests/$t"
+    local exe="$bin/tests/$t"
     [ -x "$exe" ] || { note "$t: MISSING"; continue; }
     echo "## $t" | tee -a "$log"
     timeout -k 10 "$step_timeout" "$exe" --include-ignored --test-threads=1 2>&1 | tee -a "$log"
@@ -53,7 +64,7 @@ run_tests() {
 }
 
 run_sanitizer() {
-  local exe="$dev/tests/gpu_sanitizer"
+  local exe="$bin/tests/gpu_sanitizer"
   [ -x "$exe" ] || { note "sanitizer: gpu_sanitizer MISSING"; return; }
   command -v compute-sanitizer >/dev/null || { note "sanitizer: compute-sanitizer not on PATH"; return; }
   timeout -k 10 "$step_timeout" compute-sanitizer --tool memcheck --error-exitcode 86 \
@@ -65,11 +76,11 @@ run_sanitizer() {
 run_bench() {
   mkdir -p "$OUT/bench/results"
   # `unweight bench` writes bench/results/ under its working directory: run it inside $OUT.
-  ( cd "$OUT" && timeout -k 10 "$step_timeout" "$dev/unweight" bench ) 2>&1 | tee "$OUT/bench.log"
+  ( cd "$OUT" && timeout -k 10 "$step_timeout" "$bin/unweight" bench ) 2>&1 | tee "$OUT/bench.log"
   local rc=${PIPESTATUS[0]}
-  if [ "$rc" -ne 0 ] && grep -qiE "unrecognized subcommand|unexpected argument|not built yet" "$OUT/bench.log"; then
+  if [ "$rc" -ne 0 ] && grep -qiE "unrecognized subcommand|unexpected argument|not built yet|not linked into this build" "$OUT/bench.log"; then
     echo "gpu-run: this unweight has no bench subcommand; running the gpu_bench test instead" | tee -a "$OUT/bench.log"
-    UNWEIGHT_BENCH_OUT="$OUT/bench/results" timeout -k 10 "$step_timeout" "$dev/tests/gpu_bench" --ignored --nocapture \
+    UNWEIGHT_BENCH_OUT="$OUT/bench/results" timeout -k 10 "$step_timeout" "$bin/tests/gpu_bench" --ignored --nocapture \
       --test-threads=1 2>&1 | tee -a "$OUT/bench.log"
     rc=${PIPESTATUS[0]}
   fi

@@ -27,16 +27,52 @@ pub struct Kernel {
     pub outcome: CacheOutcome,
 }
 
+/// A name → value map filled at most once per name: looked up under the read lock, and again
+/// under the write lock before loading, so concurrent first uses load once.
+pub struct OnceMap<V> {
+    map: RwLock<HashMap<&'static str, V>>,
+}
+
+impl<V: Clone> Default for OnceMap<V> {
+    fn default() -> Self {
+        OnceMap { map: RwLock::new(HashMap::new()) }
+    }
+}
+
+impl<V: Clone> OnceMap<V> {
+    pub fn get_or_load<E>(&self, name: &'static str, load: impl FnOnce() -> Result<V, E>) -> Result<V, E> {
+        if let Some(v) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(v.clone());
+        }
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        // Second check: another thread may have loaded it between the two locks.
+        if let Some(v) = map.get(name) {
+            return Ok(v.clone());
+        }
+        let v = load()?;
+        map.insert(name, v.clone());
+        Ok(v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Kernels loaded into one context, by variant name.
 pub struct KernelCache {
     ctx: Arc<CudaContext>,
     dir: PathBuf,
-    loaded: RwLock<HashMap<&'static str, Kernel>>,
+    loaded: OnceMap<Kernel>,
 }
 
 impl KernelCache {
     pub fn new(ctx: Arc<CudaContext>, dir: PathBuf) -> Self {
-        KernelCache { ctx, dir, loaded: RwLock::new(HashMap::new()) }
+        KernelCache { ctx, dir, loaded: OnceMap::default() }
     }
 
     pub fn cache_dir(&self) -> &Path {
@@ -51,17 +87,7 @@ impl KernelCache {
 
     /// The kernel of `entry`, loading it on first use.
     pub fn get_entry(&self, entry: &'static RegistryEntry) -> Result<Kernel, GpuError> {
-        if let Some(k) = self.loaded.read().unwrap_or_else(|e| e.into_inner()).get(entry.name) {
-            return Ok(k.clone());
-        }
-        let mut map = self.loaded.write().unwrap_or_else(|e| e.into_inner());
-        // Second check: another thread may have loaded it between the two locks.
-        if let Some(k) = map.get(entry.name) {
-            return Ok(k.clone());
-        }
-        let kernel = self.load(entry)?;
-        map.insert(entry.name, kernel.clone());
-        Ok(kernel)
+        self.loaded.get_or_load(entry.name, || self.load(entry))
     }
 
     /// Compiles (or finds on disk) every entry in parallel without loading, so a later
@@ -84,5 +110,41 @@ impl KernelCache {
             )
             .map_err(load_err)?;
         Ok(Kernel { entry, function, outcome })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn concurrent_first_uses_load_once() {
+        let map = OnceMap::<u32>::default();
+        let loads = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    let v = map
+                        .get_or_load("rmm_raw_n8_s2_nt", || {
+                            loads.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            Ok::<u32, ()>(7)
+                        })
+                        .unwrap();
+                    assert_eq!(v, 7);
+                });
+            }
+        });
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert_eq!(map.len(), 1);
+    }
+
+    #[test]
+    fn a_failed_load_is_retried() {
+        let map = OnceMap::<u32>::default();
+        assert!(map.get_or_load("huff_bf16", || Err("nvrtc missing")).is_err());
+        assert!(map.is_empty());
+        assert_eq!(map.get_or_load("huff_bf16", || Ok::<u32, &str>(3)).unwrap(), 3);
     }
 }
