@@ -204,7 +204,7 @@ pub fn check_linear(
             if nan {
                 failures.push(format!("{case}: non-finite output where cuBLAS is finite"));
             }
-            if !(rel <= TOLERANCE) {
+            if rel.is_nan() || rel > TOLERANCE {
                 failures.push(format!("{case}: relative Frobenius error {rel:.3e} vs cuBLAS > {TOLERANCE:e}"));
             }
             let variant = if plan.splits > 1 { format!("{} z{}", plan.variant_name(), plan.splits) } else { plan.variant_name() };
@@ -225,7 +225,7 @@ fn cpu_check(w: &[u16], x: &[u16], y: &[u16], n_out: usize, k: usize, m: usize) 
         }
     }
     let (rel, nan) = synth::rel_frobenius(y, &want);
-    (nan || !(rel <= TOLERANCE)).then(|| format!("relative error {rel:.3e}, non-finite {nan}"))
+    (nan || rel.is_nan() || rel > TOLERANCE).then(|| format!("relative error {rel:.3e}, non-finite {nan}"))
 }
 
 /// Prints outcomes as a compact table (shown with `--nocapture` and in the committed log).
@@ -235,9 +235,12 @@ pub fn print_outcomes(outcomes: &[Outcome]) {
     }
 }
 
+/// A named tensor: name, shape, bf16 bits.
+pub type NamedBf16 = (String, Vec<usize>, Vec<u16>);
+
 /// MiniLM weights (fp32 or bf16 safetensors at `path`) as bf16 (fp32 rounded to nearest even),
 /// with names and shapes; 1-D tensors included.
-pub fn load_minilm_bf16(path: &std::path::Path) -> Result<Vec<(String, Vec<usize>, Vec<u16>)>, GpuError> {
+pub fn load_minilm_bf16(path: &std::path::Path) -> Result<Vec<NamedBf16>, GpuError> {
     let werr = |reason: String| GpuError::Weights { tensor: path.display().to_string(), reason };
     let bytes = std::fs::read(path).map_err(|e| werr(format!("cannot read: {e}")))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| werr(format!("not safetensors: {e}")))?;

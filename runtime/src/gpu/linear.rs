@@ -127,13 +127,23 @@ impl Linear {
         let transpose = g.orientation == Orientation::Transposed;
         let x_bytes = (m * k * 2) as u64;
         if let Some(e) = plan.rmm {
+            // A plan made for another weight must not launch a kernel of the wrong orientation.
+            let fits = matches!(e.variant, unweight_codegen::variant::Variant::Rmm(v)
+                if v.transpose == transpose && Some(v.pipeline) == plan.pipeline.rmm());
+            if !fits || !g.rmm_ok() {
+                return Err(GpuError::NoVariantFits {
+                    shape: g.shape_text(),
+                    reason: format!("plan {} ({}) was made for another weight", plan.pipeline, e.name),
+                });
+            }
             let (ws, flags) = pipelines::split_buffers(e, n_out, m, plan.splits);
             dev.scratch.reserve_split(ws, flags)?; // no-op unless m exceeds DEFAULT_MAX_BATCH
         }
         if plan.pipeline == ExecPipeline::Cublas {
-            let Resident::Raw(r) = &self.weights.resident else { unreachable!("residency checked above") };
-            let p = gemm_params(g.orientation, m, n_out, k)?;
-            return unsafe { dev.blas.gemm_bf16(stream, &p, r.w.ptr, x, y) };
+            if let Resident::Raw(r) = &self.weights.resident {
+                let p = gemm_params(g.orientation, m, n_out, k)?;
+                return unsafe { dev.blas.gemm_bf16(stream, &p, r.w.ptr, x, y) };
+            }
         }
         // Everything else uses a scratch slot (preprocess output and/or split-K buffers); its
         // event orders this stream after the slot's previous user.

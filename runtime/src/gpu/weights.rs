@@ -78,8 +78,8 @@ pub struct RawDev {
 }
 
 pub enum Resident {
-    Huffman(HuffmanDev),
-    Palette(PaletteDev),
+    Huffman(Box<HuffmanDev>),
+    Palette(Box<PaletteDev>),
     Raw(RawDev),
 }
 
@@ -129,7 +129,7 @@ impl DeviceWeights {
                 false => None,
             },
         };
-        Self::finish(dev, name, img.geometry, Resident::Huffman(h))
+        Self::finish(dev, name, img.geometry, Resident::Huffman(Box::new(h)))
     }
 
     /// Palette-resident: sm bytes, nibbles and per-tile escape tables for the direct-palette rmm.
@@ -144,7 +144,7 @@ impl DeviceWeights {
             esc_exp: upload(s, &img.esc_exp, "tile-ordered escape exponents")?,
             palette: upload(s, &img.palette, "palette")?,
         };
-        Self::finish(dev, name, img.geometry, Resident::Palette(p))
+        Self::finish(dev, name, img.geometry, Resident::Palette(Box::new(p)))
     }
 
     /// Raw bf16 weights `W[n_out][k]` (row-major bits), stored in `orientation`
