@@ -54,10 +54,12 @@ run_tests() {
     local exe="$bin/tests/$t"
     [ -x "$exe" ] || { note "$t: MISSING"; continue; }
     echo "## $t" | tee -a "$log"
-    timeout -k 10 "$step_timeout" "$exe" --include-ignored --test-threads=1 2>&1 | tee -a "$log"
+    timeout -k 10 "$step_timeout" "$exe" --include-ignored --test-threads=1 2>&1 | tee /tmp/unweight-step.log
     local rc=${PIPESTATUS[0]}
+    cat /tmp/unweight-step.log >> "$log"
     local res
-    res=$(grep -E "^test result:" "$log" | tail -1)
+    res=$(grep -E "^test result:" /tmp/unweight-step.log | tail -1)
+    [ -z "$res" ] && res="no test summary (crashed?)"
     [ "$rc" -eq 124 ] && res="TIMED OUT after ${step_timeout}s"
     note "$t: rc=$rc ${res#test result: }"
   done
