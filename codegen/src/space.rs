@@ -541,15 +541,11 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 
 /// 232448 → "232,448".
 pub fn thousands(x: u32) -> String {
-    let s = x.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    let digits = x.to_string();
+    let head = digits.len() % 3;
+    let mut groups: Vec<&str> = if head > 0 { vec![&digits[..head]] } else { vec![] };
+    groups.extend(digits.as_bytes()[head..].chunks(3).map(|c| std::str::from_utf8(c).expect("ASCII digits")));
+    groups.join(",")
 }
 
 #[cfg(test)]

@@ -142,7 +142,7 @@ fn registry_parses_back_and_matches_the_space() {
         assert_eq!(e.dynamic_smem, budget.dynamic_smem(), "{name}");
         let source = std::fs::read_to_string(generated_dir().join(&e.source_file)).unwrap();
         assert_eq!(e.source_hash, xxhash_rust::xxh64::xxh64(source.as_bytes(), 0), "{name}: source_hash");
-        assert!(source.contains(&format!("extern \"C\" __global__")), "{name}: no kernel");
+        assert!(source.contains("extern \"C\" __global__"), "{name}: no kernel");
         assert!(source.contains(&format!("\n{name}(")) || source.contains(&format!(" {name}(")), "{name}: symbol");
         match v {
             Variant::Rmm(r) => {
