@@ -14,9 +14,12 @@ fn gpu_sanitizer_small() {
     let mut rng = Rng::new(seed);
     let mut failures = Vec::new();
     for o in [Orientation::Standard, Orientation::Transposed] {
-        let (outcomes, f) = check_linear(&h, &mut rng, 256, 128, o, &[7], 0.05).expect("running pipelines");
-        print_outcomes(&outcomes);
-        failures.extend(f);
+        // 256x128: two row tiles, no split; 128x512: one row tile, k split in two.
+        for (n_out, k) in [(256, 128), (128, 512)] {
+            let (outcomes, f) = check_linear(&h, &mut rng, n_out, k, o, &[7], 0.05).expect("running pipelines");
+            print_outcomes(&outcomes);
+            failures.extend(f);
+        }
         let w = synth::weights(&mut rng, 130, 70, WeightSpec { escape_groups: 0.05, specials: true });
         let t = compress(&w, &[130, 70], o, Encoding::Huffman).unwrap();
         failures.extend(check_decode(&h, "sanitizer 130x70", &t).expect("decoding"));

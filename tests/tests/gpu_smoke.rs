@@ -31,10 +31,13 @@ fn gpu_01_few_ctas_all_pipelines() {
     let mut rng = Rng::new(seed);
     let mut failures = Vec::new();
     for o in [Orientation::Standard, Orientation::Transposed] {
-        // Two row tiles × three k blocks, two batch tiles at the smallest tile width.
-        let (outcomes, f) = check_linear(&h, &mut rng, 256, 192, o, &[1, 7, 9], 0.05).expect("running a few CTAs");
-        print_outcomes(&outcomes);
-        failures.extend(f);
+        // Two row tiles × three k blocks, two batch tiles at the smallest tile width; then one
+        // row tile × eight k blocks, which the runtime splits in two (serial split-K).
+        for (n_out, k) in [(256, 192), (128, 512)] {
+            let (outcomes, f) = check_linear(&h, &mut rng, n_out, k, o, &[1, 7, 9], 0.05).expect("running a few CTAs");
+            print_outcomes(&outcomes);
+            failures.extend(f);
+        }
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
