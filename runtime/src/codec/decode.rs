@@ -3,19 +3,42 @@
 use rayon::prelude::*;
 
 use super::split::{self, rebuild};
-use super::{huffman, nibbles, palette, CodecError, CompressedTensor, Escapes, Indices, Orientation, GROUP};
+use super::multilut::{MultiLut, LANES, SLACK};
+use super::{nibbles, palette, CodecError, CompressedTensor, Escapes, Indices, Orientation, GROUP};
 
 /// Elements per parallel task for the nibble and exponent planes (a multiple of 64).
 const BLOCK_ELEMS: usize = 1 << 14;
+/// Elements decoded before the hash catches up (the hash runs beside the next wave's decoding).
+const WAVE_ELEMS: usize = 1 << 22;
 
 /// Decompress to the original layout and shape; checks the hash.
 pub fn decompress(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
+    let total = t.validate()?;
+    if t.orientation == Orientation::Standard && t.padded_cols() == t.cols {
+        // The decoded padded matrix is the output: hash each wave while decoding the next.
+        let dec = Decoder::new(t)?;
+        let mut out = vec![0u16; total];
+        let wave = WAVE_ELEMS.div_ceil(dec.unit) * dec.unit;
+        let mut hasher = xxhash_rust::xxh64::Xxh64::new(0);
+        let mut done: &[u16] = &[];
+        for (w, chunk) in out.chunks_mut(wave).enumerate() {
+            let (_, r) = rayon::join(|| super::hash::update(&mut hasher, done), || dec.decode(w * wave, chunk));
+            r?;
+            done = chunk;
+        }
+        super::hash::update(&mut hasher, done);
+        return check_hash(t, out, hasher.digest());
+    }
     let enc = decode_bf16_encoded(t)?;
     let out = match t.orientation {
         Orientation::Standard => enc,
         Orientation::Transposed => split::transpose(&enc, t.rows, t.cols),
     };
     let actual = super::hash_bits(&out);
+    check_hash(t, out, actual)
+}
+
+fn check_hash(t: &CompressedTensor, out: Vec<u16>, actual: u64) -> Result<Vec<u16>, CodecError> {
     if actual != t.hash {
         return Err(CodecError::HashMismatch { stored: t.hash, actual });
     }
@@ -27,69 +50,88 @@ pub fn decompress(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
 pub fn decode_bf16_encoded(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
     let total = t.validate()?;
     let mut out = vec![0u16; total];
-    let (sm, pal, esc) = (&t.sm[..], &t.palette, &t.escapes);
-    match &t.indices {
-        Indices::Exponent(e) => {
-            out.par_chunks_mut(BLOCK_ELEMS).zip(sm.par_chunks(BLOCK_ELEMS)).zip(e.par_chunks(BLOCK_ELEMS)).for_each(
-                |((o, s), e)| {
-                    for ((o, &s), &e) in o.iter_mut().zip(s).zip(e) {
-                        *o = rebuild(s, e);
-                    }
-                },
-            );
-        }
-        Indices::Palette(nib) => {
-            out.par_chunks_mut(BLOCK_ELEMS).enumerate().for_each_init(
-                || vec![0u8; BLOCK_ELEMS],
-                |idx, (b, o)| {
-                    let start = b * BLOCK_ELEMS;
-                    let idx = &mut idx[..o.len()];
-                    nibbles::unpack_into(&nib[start / 2..(start + o.len()) / 2], idx);
-                    rebuild_span(start, idx, &sm[start..start + o.len()], pal, esc, o);
-                },
-            );
-        }
-        Indices::Huffman(h) => {
-            let lut = huffman::build_lut(&h.code_lengths)?;
-            let cs = h.chunk_symbols as usize;
-            out.par_chunks_mut(cs).enumerate().with_min_len(8).try_for_each_init(
-                || vec![0u8; cs.min(total)],
-                |idx, (c, o)| {
-                    let start = c * cs;
-                    let idx = &mut idx[..o.len()];
-                    h.decode_chunk(c, &lut, idx)?;
-                    rebuild_span(start, idx, &sm[start..start + o.len()], pal, esc, o);
-                    Ok::<(), CodecError>(())
-                },
-            )?;
-        }
-    }
+    Decoder::new(t)?.decode(0, &mut out)?;
     Ok(drop_padding(out, t.rows, t.cols, t.padded_cols()))
 }
 
-/// Rebuild BF16 for the elements at flat positions `start..start + idx.len()` of the padded
-/// matrix from their palette indices, applying escape groups.
+/// Tables for decoding a validated tensor, and the element count of one parallel task.
+struct Decoder<'a> {
+    t: &'a CompressedTensor,
+    unit: usize,
+    /// Huffman: symbols → exponents, several per step.
+    multi: Option<MultiLut>,
+    /// Palette: nibble byte → its two exponents (low byte first).
+    pairs: [u16; 256],
+}
+
+impl<'a> Decoder<'a> {
+    /// `t` must have passed `validate`.
+    fn new(t: &'a CompressedTensor) -> Result<Self, CodecError> {
+        let pal = &t.palette;
+        let pairs = std::array::from_fn(|b| pal[b & 15] as u16 | (pal[b >> 4] as u16) << 8);
+        let (unit, multi) = match &t.indices {
+            Indices::Huffman(h) => {
+                (h.chunk_symbols.max(1) as usize * LANES, Some(MultiLut::new(&h.code_lengths, pal)?))
+            }
+            _ => (BLOCK_ELEMS, None),
+        };
+        Ok(Decoder { t, unit, multi, pairs })
+    }
+
+    /// Decode padded elements `start .. start + out.len()` (`start` a multiple of `unit`).
+    fn decode(&self, start: usize, out: &mut [u16]) -> Result<(), CodecError> {
+        let t = self.t;
+        let unit = self.unit;
+        let scratch = unit.min(out.len()) + SLACK;
+        out.par_chunks_mut(unit).enumerate().with_min_len((1 << 14) / unit + 1).try_for_each_init(
+            || vec![0u8; scratch],
+            |exps, (k, o)| {
+                let at = start + k * unit;
+                let n = o.len();
+                let sm = &t.sm[at..at + n];
+                match &t.indices {
+                    Indices::Exponent(e) => {
+                        rebuild_all(sm, &e[at..at + n], o);
+                        return Ok(());
+                    }
+                    Indices::Palette(nib) => {
+                        for (pair, &b) in exps[..n].chunks_exact_mut(2).zip(&nib[at / 2..(at + n) / 2]) {
+                            pair.copy_from_slice(&self.pairs[b as usize].to_le_bytes());
+                        }
+                    }
+                    Indices::Huffman(h) => {
+                        let multi = self.multi.as_ref().ok_or_else(|| CodecError::Stream { problem: "no table".into() })?;
+                        h.decode_chunks_mapped(at / unit * LANES, multi, n, exps)?;
+                    }
+                }
+                apply_escapes(at, &mut exps[..n], &t.escapes);
+                rebuild_all(sm, &exps[..n], o);
+                Ok(())
+            },
+        )
+    }
+}
+
+/// Overwrite the exponents of escaped groups among padded elements `start .. start + exps.len()`.
 #[inline]
-fn rebuild_span(start: usize, idx: &[u8], sm: &[u8], pal: &[u8; 16], esc: &Escapes, out: &mut [u16]) {
-    let mut i = 0;
-    while i < idx.len() {
-        let g = (start + i) / GROUP;
-        let end = ((g + 1) * GROUP - start).min(idx.len());
-        let (o, s, x) = (&mut out[i..end], &sm[i..end], &idx[i..end]);
-        match esc.group_exponents(g) {
-            Some(ex) => {
-                let ex = &ex[(start + i) % GROUP..];
-                for ((o, &s), &e) in o.iter_mut().zip(s).zip(ex) {
-                    *o = rebuild(s, e);
-                }
-            }
-            None => {
-                for ((o, &s), &x) in o.iter_mut().zip(s).zip(x) {
-                    *o = rebuild(s, pal[(x & 15) as usize]);
-                }
-            }
+fn apply_escapes(start: usize, exps: &mut [u8], esc: &Escapes) {
+    if esc.exponents.is_empty() || exps.is_empty() {
+        return;
+    }
+    let end = start + exps.len();
+    for g in start / GROUP..end.div_ceil(GROUP) {
+        if let Some(ex) = esc.group_exponents(g) {
+            let (lo, hi) = ((g * GROUP).max(start), ((g + 1) * GROUP).min(end));
+            exps[lo - start..hi - start].copy_from_slice(&ex[lo - g * GROUP..hi - g * GROUP]);
         }
-        i = end;
+    }
+}
+
+/// `out[i] = rebuild(sm[i], exps[i])`, written so it vectorizes.
+#[inline]
+fn rebuild_all(sm: &[u8], exps: &[u8], out: &mut [u16]) {
+    for ((o, &s), &e) in out.iter_mut().zip(sm).zip(exps) {
+        *o = rebuild(s, e);
     }
 }
 

@@ -47,12 +47,9 @@ pub fn compress(
     let planes = split_planes(src, rows, cols, pc, &pal, encoding);
     let (escapes, indices) = match encoding {
         Encoding::Exponent => (Escapes::empty(), Indices::Exponent(planes.plane)),
-        Encoding::Palette => {
-            (Escapes::from_flags(&planes.flags, planes.escaped), Indices::Palette(nibbles::pack(&planes.plane)))
-        }
+        Encoding::Palette => (Escapes::from_flags(&planes.flags, planes.escaped), Indices::Palette(planes.plane)),
         Encoding::Huffman => {
-            let lengths = huffman::code_lengths(&planes.freq);
-            let stream = huffman::encode(&planes.plane, lengths, CHUNK_SYMBOLS)?;
+            let stream = huffman::encode(&planes.plane, CHUNK_SYMBOLS)?;
             (Escapes::from_flags(&planes.flags, planes.escaped), Indices::Huffman(stream))
         }
     };
@@ -72,51 +69,68 @@ pub fn compress(
 /// The split of the padded encoded matrix.
 struct Planes {
     sm: Vec<u8>,
-    /// Palette indices (escaped groups and padding: 0), or exponents for `Encoding::Exponent`
-    /// (padding: palette[0]).
+    /// Palette nibbles (escaped groups and padding: index 0), or for `Encoding::Exponent` the
+    /// exponent bytes (padding: palette[0]).
     plane: Vec<u8>,
     /// One flag per group (empty for `Encoding::Exponent`).
     flags: Vec<bool>,
     /// 64 exponents per escaped group.
     escaped: Vec<u8>,
-    /// Symbol counts of `plane` (Huffman only).
-    freq: [u64; 16],
 }
 
 fn split_planes(src: &[u16], rows: usize, cols: usize, pc: usize, pal: &[u8; 16], encoding: Encoding) -> Planes {
     let total = rows * pc;
     let map = palette::index_map(pal);
     let exp_mode = encoding == Encoding::Exponent;
+    // Bytes of `plane` per element, times 2.
+    let per2 = if exp_mode { 2 } else { 1 };
     let mut sm = vec![0u8; total];
-    let mut plane = vec![0u8; total];
+    let mut plane = vec![0u8; total * per2 / 2];
     if total == 0 {
-        return Planes { sm, plane, flags: Vec::new(), escaped: Vec::new(), freq: [0; 16] };
+        return Planes { sm, plane, flags: Vec::new(), escaped: Vec::new() };
     }
     let block_rows = (BLOCK_ELEMS / pc).max(1);
-    let parts: Vec<(Vec<bool>, Vec<u8>, [u64; 16])> = sm
+    let parts: Vec<(Vec<bool>, Vec<u8>)> = sm
         .par_chunks_mut(block_rows * pc)
-        .zip(plane.par_chunks_mut(block_rows * pc))
+        .zip(plane.par_chunks_mut(block_rows * pc * per2 / 2))
         .enumerate()
         .map(|(b, (sm_blk, pl_blk))| {
             let mut flags = Vec::new();
             let mut escaped = Vec::new();
             let r_first = b * block_rows;
-            for (r, (sm_row, pl_row)) in sm_blk.chunks_exact_mut(pc).zip(pl_blk.chunks_exact_mut(pc)).enumerate() {
+            let pl_row_len = pc * per2 / 2;
+            for (r, (sm_row, pl_row)) in sm_blk.chunks_exact_mut(pc).zip(pl_blk.chunks_exact_mut(pl_row_len)).enumerate() {
                 let row = &src[(r_first + r) * cols..(r_first + r + 1) * cols];
-                for (g, (sm_g, pl_g)) in sm_row.chunks_exact_mut(GROUP).zip(pl_row.chunks_exact_mut(GROUP)).enumerate() {
+                let pl_groups = pl_row.chunks_exact_mut(GROUP * per2 / 2);
+                for (g, (sm_g, pl_g)) in sm_row.chunks_exact_mut(GROUP).zip(pl_groups).enumerate() {
                     let real = &row[g * GROUP..cols.min((g + 1) * GROUP)];
-                    // NOT_IN_PALETTE is 0xFF and indices are < 16: bit 7 of the OR flags a miss.
-                    let mut miss = 0u8;
-                    for ((s, p), &v) in sm_g.iter_mut().zip(pl_g.iter_mut()).zip(real) {
-                        let e = split::exponent(v);
-                        let i = map[e as usize];
+                    for (s, &v) in sm_g.iter_mut().zip(real) {
                         *s = split::sign_mantissa(v);
-                        *p = if exp_mode { e } else { i };
-                        miss |= i;
                     }
                     if exp_mode {
+                        for (p, &v) in pl_g.iter_mut().zip(real) {
+                            *p = split::exponent(v);
+                        }
                         pl_g[real.len()..].fill(pal[0]);
                         continue;
+                    }
+                    // NOT_IN_PALETTE is 0xFF and indices are < 16: bit 7 of the OR flags a miss.
+                    let mut miss = 0u8;
+                    if real.len() == GROUP {
+                        for (p, v) in pl_g.iter_mut().zip(real.chunks_exact(2)) {
+                            let (i0, i1) = (map[split::exponent(v[0]) as usize], map[split::exponent(v[1]) as usize]);
+                            miss |= i0 | i1;
+                            *p = i0 | (i1 << 4);
+                        }
+                    } else {
+                        let mut idx = [0u8; GROUP];
+                        for (i, &v) in idx.iter_mut().zip(real) {
+                            *i = map[split::exponent(v) as usize];
+                            miss |= *i;
+                        }
+                        for (p, i) in pl_g.iter_mut().zip(idx.chunks_exact(2)) {
+                            *p = i[0] | (i[1] << 4);
+                        }
                     }
                     let esc = miss & 0x80 != 0;
                     flags.push(esc);
@@ -127,43 +141,16 @@ fn split_planes(src: &[u16], rows: usize, cols: usize, pc: usize, pal: &[u8; 16]
                     }
                 }
             }
-            let freq = if encoding == Encoding::Huffman { count_symbols(pl_blk) } else { [0; 16] };
-            (flags, escaped, freq)
+            (flags, escaped)
         })
         .collect();
     let mut flags = Vec::with_capacity(if exp_mode { 0 } else { total / GROUP });
     let mut escaped = Vec::new();
-    let mut freq = [0u64; 16];
-    for (f, e, q) in parts {
+    for (f, e) in parts {
         flags.extend(f);
         escaped.extend(e);
-        for (a, b) in freq.iter_mut().zip(q) {
-            *a += b;
-        }
     }
-    Planes { sm, plane, flags, escaped, freq }
-}
-
-/// Counts of each symbol (< 16) in `syms`.
-fn count_symbols(syms: &[u8]) -> [u64; 16] {
-    let mut h = [[0u32; 16]; 4];
-    let mut quads = syms.chunks_exact(4);
-    for q in &mut quads {
-        h[0][(q[0] & 15) as usize] += 1;
-        h[1][(q[1] & 15) as usize] += 1;
-        h[2][(q[2] & 15) as usize] += 1;
-        h[3][(q[3] & 15) as usize] += 1;
-    }
-    for &s in quads.remainder() {
-        h[0][(s & 15) as usize] += 1;
-    }
-    let mut out = [0u64; 16];
-    for sub in &h {
-        for (o, &c) in out.iter_mut().zip(sub) {
-            *o += c as u64;
-        }
-    }
-    out
+    Planes { sm, plane, flags, escaped }
 }
 
 /// Re-encode the index stream of `t` as `to`. The result equals `compress` of the same tensor
@@ -180,17 +167,14 @@ pub fn transcode(t: &CompressedTensor, to: Encoding) -> Result<CompressedTensor,
             (escapes, Indices::Palette(nibbles::pack(&plane)))
         }
         Encoding::Huffman => {
-            let (plane, escapes) = index_plane(t)?;
-            let freq = plane
-                .par_chunks(BLOCK_ELEMS)
-                .map(count_symbols)
-                .reduce(|| [0; 16], |mut a, b| {
-                    for (x, y) in a.iter_mut().zip(b) {
-                        *x += y;
-                    }
-                    a
-                });
-            let stream = huffman::encode(&plane, huffman::code_lengths(&freq), CHUNK_SYMBOLS)?;
+            let (nib, escapes) = match &t.indices {
+                Indices::Palette(nib) => (nib.clone(), t.escapes.clone()),
+                _ => {
+                    let (plane, escapes) = index_plane(t)?;
+                    (nibbles::pack(&plane), escapes)
+                }
+            };
+            let stream = huffman::encode(&nib, CHUNK_SYMBOLS)?;
             (escapes, Indices::Huffman(stream))
         }
     };

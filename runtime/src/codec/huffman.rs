@@ -205,18 +205,25 @@ impl HuffmanStream {
     /// Decode all `n_symbols` symbols (validates first).
     pub fn decode_symbols(&self, n_symbols: usize) -> Result<Vec<u8>, CodecError> {
         self.validate(n_symbols)?;
-        let lut = build_lut(&self.code_lengths)?;
+        let identity: [u8; 16] = std::array::from_fn(|s| s as u8);
+        let table = super::multilut::MultiLut::new(&self.code_lengths, &identity)?;
+        let unit = (self.chunk_symbols as usize).saturating_mul(super::multilut::LANES);
         let mut out = vec![0u8; n_symbols];
-        out.par_chunks_mut(self.chunk_symbols as usize)
-            .enumerate()
-            .try_for_each(|(c, o)| self.decode_chunk(c, &lut, o))?;
+        out.par_chunks_mut(unit).enumerate().with_min_len(2).try_for_each_init(
+            || vec![0u8; unit.min(n_symbols) + super::multilut::SLACK],
+            |buf, (u, o)| {
+                self.decode_chunks_mapped(u * super::multilut::LANES, &table, o.len(), buf)?;
+                o.copy_from_slice(&buf[..o.len()]);
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 }
 
 /// 8 bytes big-endian from `bytes[at..]`, zero past the end.
 #[inline(always)]
-fn load_be_u64(bytes: &[u8], at: usize) -> u64 {
+pub(super) fn load_be_u64(bytes: &[u8], at: usize) -> u64 {
     match bytes.get(at..at + 8) {
         Some(b) => u64::from_be_bytes(b.try_into().unwrap_or([0; 8])),
         None => {
@@ -231,80 +238,118 @@ fn load_be_u64(bytes: &[u8], at: usize) -> u64 {
 /// Chunks per parallel encode task.
 const SEGMENT_CHUNKS: usize = 64;
 
-/// One independently encoded run of chunks, starting at bit 0 of `bytes`.
+/// One run of chunks encoded by one task; its bytes start at byte `start / 8` of the stream.
 struct Segment {
     bytes: Vec<u8>,
-    bits: u64,
     chunk_offsets: Vec<u64>,
 }
 
-fn encode_segment(symbols: &[u8], chunk_symbols: usize, lengths: &[u8; 16], codes: &[u16; 16]) -> Segment {
-    let mut bytes = Vec::with_capacity(symbols.len() / 2 + 8);
-    let mut chunk_offsets = Vec::with_capacity(symbols.len().div_ceil(chunk_symbols));
-    let (mut acc, mut nacc, mut written) = (0u64, 0u32, 0u64);
-    for chunk in symbols.chunks(chunk_symbols) {
-        chunk_offsets.push(written + nacc as u64);
-        for &s in chunk {
-            let s = (s & 15) as usize;
-            let len = lengths[s] as u32;
-            acc = (acc << len) | codes[s] as u64;
-            nacc += len;
-            if nacc >= 32 {
-                nacc -= 32;
-                bytes.extend_from_slice(&((acc >> nacc) as u32).to_be_bytes());
-                written += 32;
-            }
-        }
-    }
-    let bits = written + nacc as u64;
-    // Flush the remaining bits left-aligned, zero-filled.
-    let mut rest = if nacc == 0 { 0 } else { acc << (64 - nacc) };
-    for _ in 0..nacc.div_ceil(8) {
-        bytes.push((rest >> 56) as u8);
-        rest <<= 8;
-    }
-    Segment { bytes, bits, chunk_offsets }
+/// Code (bits 8..32) and length (bits 0..8) of both symbols of each nibble byte (low nibble
+/// first in the stream), so the encoder does one table step per two symbols.
+fn pair_table(lengths: &[u8; 16], codes: &[u16; 16]) -> [u32; 256] {
+    std::array::from_fn(|b| {
+        let (lo, hi) = (b & 15, b >> 4);
+        let code = (codes[lo] as u32) << lengths[hi] | codes[hi] as u32;
+        code << 8 | (lengths[lo] as u32 + lengths[hi] as u32)
+    })
 }
 
-/// Encode `symbols` (each < 16, all with non-zero length) with `lengths` in chunks of `chunk_symbols`.
-pub fn encode(symbols: &[u8], lengths: [u8; 16], chunk_symbols: u32) -> Result<HuffmanStream, CodecError> {
+/// Histogram of byte values of `nib` (= symbol pairs); four sub-histograms avoid store-to-load
+/// stalls on runs of equal bytes.
+fn pair_histogram(nib: &[u8]) -> [u64; 256] {
+    let mut h = [[0u32; 256]; 4];
+    let mut quads = nib.chunks_exact(4);
+    for q in &mut quads {
+        h[0][q[0] as usize] += 1;
+        h[1][q[1] as usize] += 1;
+        h[2][q[2] as usize] += 1;
+        h[3][q[3] as usize] += 1;
+    }
+    for &b in quads.remainder() {
+        h[0][b as usize] += 1;
+    }
+    std::array::from_fn(|b| h.iter().map(|sub| sub[b] as u64).sum())
+}
+
+/// Encode one segment whose first bit lands at bit `shift` (< 8) of its first byte; the bits
+/// before it are zero so segments can be ORed together. `bits` is its exact length.
+fn encode_segment(nib: &[u8], chunk_bytes: usize, pairs: &[u32; 256], shift: u32, bits: u64) -> Segment {
+    let nbytes = (shift as u64 + bits).div_ceil(8) as usize;
+    // Each step stores 8 bytes at the first byte that still has free bits; slack for the last.
+    let mut bytes = vec![0u8; nbytes + 8];
+    let mut chunk_offsets = Vec::with_capacity(nib.len().div_ceil(chunk_bytes));
+    // `acc` holds `nacc` pending bits in its low end; after each store fewer than 8 remain.
+    let (mut acc, mut nacc, mut at) = (0u64, shift, 0usize);
+    let mut put = |acc: u64, nacc: &mut u32, at: &mut usize| {
+        // nacc >= 1 here: every used symbol has a code of at least one bit.
+        bytes[*at..*at + 8].copy_from_slice(&(acc << (64 - *nacc)).to_be_bytes());
+        *at += (*nacc / 8) as usize;
+        *nacc %= 8;
+    };
+    for chunk in nib.chunks(chunk_bytes) {
+        chunk_offsets.push(8 * at as u64 + nacc as u64);
+        let mut two = chunk.chunks_exact(2);
+        // Two pairs (<= 48 bits) plus < 8 pending bits fit the 64-bit container.
+        for t in &mut two {
+            let (p0, p1) = (pairs[t[0] as usize], pairs[t[1] as usize]);
+            acc = (acc << (p0 & 0xFF)) | (p0 >> 8) as u64;
+            acc = (acc << (p1 & 0xFF)) | (p1 >> 8) as u64;
+            nacc += (p0 & 0xFF) + (p1 & 0xFF);
+            put(acc, &mut nacc, &mut at);
+        }
+        for &b in two.remainder() {
+            let p = pairs[b as usize];
+            acc = (acc << (p & 0xFF)) | (p >> 8) as u64;
+            nacc += p & 0xFF;
+            put(acc, &mut nacc, &mut at);
+        }
+    }
+    if nacc > 0 {
+        put(acc, &mut nacc, &mut at);
+    }
+    bytes.truncate(nbytes);
+    Segment { bytes, chunk_offsets }
+}
+
+/// Encode the symbols held as nibbles (`nib`, element `2j` in the low nibble of byte `j`) with
+/// the optimal length-limited code for their counts, in chunks of `chunk_symbols` (even).
+pub fn encode(nib: &[u8], chunk_symbols: u32) -> Result<HuffmanStream, CodecError> {
+    debug_assert!(chunk_symbols >= 2 && chunk_symbols % 2 == 0);
+    let chunk_bytes = (chunk_symbols / 2).max(1) as usize;
+    let seg_bytes = chunk_bytes * SEGMENT_CHUNKS;
+    // Counting first gives the code and every segment's exact bit length, hence its start, so
+    // the segments encode in parallel straight at their final bit alignment.
+    let hists: Vec<[u64; 256]> = nib.par_chunks(seg_bytes).map(pair_histogram).collect();
+    let mut freq = [0u64; 16];
+    for h in &hists {
+        for (b, &c) in h.iter().enumerate() {
+            freq[b & 15] += c;
+            freq[b >> 4] += c;
+        }
+    }
+    let lengths = code_lengths(&freq);
     let codes = canonical_codes(&lengths)?;
-    let cs = chunk_symbols.max(1) as usize;
-    let segments: Vec<Segment> = symbols
-        .par_chunks(cs * SEGMENT_CHUNKS)
-        .map(|seg| encode_segment(seg, cs, &lengths, &codes))
-        .collect();
-    let total_bits: u64 = segments.iter().map(|s| s.bits).sum();
+    let pairs = pair_table(&lengths, &codes);
+    let seg_bits: Vec<u64> = hists.iter().map(|h| h.iter().zip(&pairs).map(|(&c, p)| c * (p & 0xFF) as u64).sum()).collect();
+    let total_bits: u64 = seg_bits.iter().sum();
     if total_bits > 1 << 32 {
         return Err(CodecError::Overflow { what: format!("huffman stream of {total_bits} bits (limit 2^32)") });
     }
+    let starts: Vec<u64> = seg_bits.iter().scan(0u64, |acc, &b| Some(std::mem::replace(acc, *acc + b))).collect();
+    let segments: Vec<Segment> = nib
+        .par_chunks(seg_bytes)
+        .zip(starts.par_iter().zip(&seg_bits))
+        .map(|(seg, (&start, &bits))| encode_segment(seg, chunk_bytes, &pairs, (start % 8) as u32, bits))
+        .collect();
     let mut bits = vec![0u8; total_bits.div_ceil(8) as usize];
-    let mut chunk_offsets = Vec::with_capacity(symbols.len().div_ceil(cs));
-    let mut start = 0u64;
-    for seg in &segments {
-        chunk_offsets.extend(seg.chunk_offsets.iter().map(|&o| (start + o) as u32));
-        place_bits(&mut bits, start, &seg.bytes, seg.bits);
-        start += seg.bits;
+    let mut chunk_offsets = Vec::with_capacity(nib.len().div_ceil(chunk_bytes));
+    for (seg, &start) in segments.iter().zip(&starts) {
+        let at = (start / 8) as usize;
+        chunk_offsets.extend(seg.chunk_offsets.iter().map(|&o| (8 * at as u64 + o) as u32));
+        if let Some((&first, rest)) = seg.bytes.split_first() {
+            bits[at] |= first;
+            bits[at + 1..at + 1 + rest.len()].copy_from_slice(rest);
+        }
     }
-    Ok(HuffmanStream { code_lengths: lengths, chunk_symbols: cs as u32, chunk_offsets, bits, total_bits })
-}
-
-/// OR `nbits` bits of `src` (starting at its bit 0) into `dst` at bit `start`.
-fn place_bits(dst: &mut [u8], start: u64, src: &[u8], nbits: u64) {
-    let nbytes = nbits.div_ceil(8) as usize;
-    let at = (start / 8) as usize;
-    let shift = (start % 8) as u32;
-    if shift == 0 {
-        dst[at..at + nbytes].copy_from_slice(&src[..nbytes]);
-        return;
-    }
-    let mut carry = 0u8;
-    for (i, &b) in src[..nbytes].iter().enumerate() {
-        dst[at + i] |= carry | (b >> shift);
-        carry = b << (8 - shift);
-    }
-    // The carry holds only bits past nbits when they fit in the last byte already.
-    if let Some(d) = dst.get_mut(at + nbytes) {
-        *d |= carry;
-    }
+    Ok(HuffmanStream { code_lengths: lengths, chunk_symbols: 2 * chunk_bytes as u32, chunk_offsets, bits, total_bits })
 }

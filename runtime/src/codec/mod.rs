@@ -9,6 +9,7 @@ mod encode;
 mod escapes;
 mod hash;
 mod huffman;
+mod multilut;
 mod nibbles;
 mod palette;
 mod split;
