@@ -45,7 +45,7 @@ static_assert(2 * MAX_CODE_LEN <= 32, "two lookups fit the 33 bits guaranteed af
 struct alignas(16) v4u { u32 x, y, z, w; };
 
 // No inline PTX in this family: the kernels are plain CUDA C++, so a host build with a small shim
-// can run them on the CPU (tests/tests/huff_emulated.rs). Same formula as partials/reconstruct.cuh.tera:
+// can run them on the CPU (tests/tests/codegen_huff_emulated.rs). Same formula as partials/reconstruct.cuh.tera:
 // bf16 = (sm & 0x80) << 8 | e << 7 | (sm & 0x7F), from interleaved {sm, e} byte pairs.
 __device__ __forceinline__ u32 bf16x2_from_pairs(u32 v) {
   return ((v >> 1) & 0x7F807F80u) | (v & 0x007F007Fu) | ((v & 0x00800080u) << 8);

@@ -16,7 +16,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 68656,
-        source_hash: 0x0c3908eb7c6d4ee9,
+        source_hash: 0xf0c0a6d423f2758a,
         source: include_str!("rmm_exponent_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -33,7 +33,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 86080,
-        source_hash: 0x8ef2cb143814cab1,
+        source_hash: 0x964101ea756f5163,
         source: include_str!("rmm_exponent_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -50,7 +50,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 103504,
-        source_hash: 0x424e1f93ef622963,
+        source_hash: 0x9bdceac80e09d865,
         source: include_str!("rmm_exponent_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -67,7 +67,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 120928,
-        source_hash: 0xd114f6fcbf501393,
+        source_hash: 0xd4fe92826cf76a9e,
         source: include_str!("rmm_exponent_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -84,7 +84,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 138352,
-        source_hash: 0x34b92f2782bc25e3,
+        source_hash: 0xeb133213fc91a104,
         source: include_str!("rmm_exponent_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -101,7 +101,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 155776,
-        source_hash: 0xfee539aedb531b88,
+        source_hash: 0x0c87df3c70846c90,
         source: include_str!("rmm_exponent_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -118,7 +118,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 173200,
-        source_hash: 0x9242701356958e9d,
+        source_hash: 0xf28258998e817d63,
         source: include_str!("rmm_exponent_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -135,7 +135,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 70704,
-        source_hash: 0xab06ab3c769f969b,
+        source_hash: 0xf973771b6b76f315,
         source: include_str!("rmm_exponent_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -152,7 +152,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 89152,
-        source_hash: 0x8f35ce2d7d4f2b54,
+        source_hash: 0x9133593e1677b044,
         source: include_str!("rmm_exponent_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -169,7 +169,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 107600,
-        source_hash: 0x395694e75c1c1ff0,
+        source_hash: 0x8b35f230f557fa2a,
         source: include_str!("rmm_exponent_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -186,7 +186,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 126048,
-        source_hash: 0xf3df74a6f86d8b16,
+        source_hash: 0xb1dbeaf993dc10c6,
         source: include_str!("rmm_exponent_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -203,7 +203,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 144496,
-        source_hash: 0x3a2cc028755d9a17,
+        source_hash: 0xc34786d43d1d82bd,
         source: include_str!("rmm_exponent_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -220,7 +220,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 162944,
-        source_hash: 0xc42ebc9b3579530b,
+        source_hash: 0x9d7adc64d16bc1c8,
         source: include_str!("rmm_exponent_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -237,7 +237,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 181392,
-        source_hash: 0x6a9408cf26364baf,
+        source_hash: 0x1430ecce90445a0a,
         source: include_str!("rmm_exponent_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -254,7 +254,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 74800,
-        source_hash: 0xc02beab332a81503,
+        source_hash: 0x3310583b4e195b0e,
         source: include_str!("rmm_exponent_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -271,7 +271,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 95296,
-        source_hash: 0xc6e7ddb7c68f1c63,
+        source_hash: 0xe4f6f256c5db562b,
         source: include_str!("rmm_exponent_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -288,7 +288,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 115792,
-        source_hash: 0xb65be6a65abf8051,
+        source_hash: 0x82eec7fc70e5d851,
         source: include_str!("rmm_exponent_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -305,7 +305,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 136288,
-        source_hash: 0x06481dc5e58f5f5a,
+        source_hash: 0xb8e2217b53895949,
         source: include_str!("rmm_exponent_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -322,7 +322,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 156784,
-        source_hash: 0xc52ec4f6c55356ec,
+        source_hash: 0x9184f7bb50ea41c5,
         source: include_str!("rmm_exponent_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -339,7 +339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 177280,
-        source_hash: 0xc9cc818ace7a3e5d,
+        source_hash: 0x3aa0a2a2c4d7c782,
         source: include_str!("rmm_exponent_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -356,7 +356,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 197776,
-        source_hash: 0xef1e6f687d6749ea,
+        source_hash: 0x61b36745c83b918b,
         source: include_str!("rmm_exponent_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -373,7 +373,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 82992,
-        source_hash: 0x7920b0c2ee129609,
+        source_hash: 0x25961c325b2dc94b,
         source: include_str!("rmm_exponent_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -390,7 +390,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 107584,
-        source_hash: 0x6c431c44feaadd75,
+        source_hash: 0xc9bf8ec84fe04b87,
         source: include_str!("rmm_exponent_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -407,7 +407,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 132176,
-        source_hash: 0xf3fd28f101dd3570,
+        source_hash: 0xcb910bbdbeee4103,
         source: include_str!("rmm_exponent_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -424,7 +424,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 156768,
-        source_hash: 0xcc5919e4c6b2409b,
+        source_hash: 0x19d5411a2c59e7b5,
         source: include_str!("rmm_exponent_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -441,7 +441,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 181360,
-        source_hash: 0x30a80b8ae3bf6f52,
+        source_hash: 0xbaea10f40e8ba11e,
         source: include_str!("rmm_exponent_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -458,7 +458,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 205952,
-        source_hash: 0xace4001d9a474115,
+        source_hash: 0x06ec711987f66c64,
         source: include_str!("rmm_exponent_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -475,7 +475,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 230544,
-        source_hash: 0x549ee6506d181791,
+        source_hash: 0xb25f3f6e483f5aff,
         source: include_str!("rmm_exponent_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -492,7 +492,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99376,
-        source_hash: 0x5faa069114a0f1d7,
+        source_hash: 0xcf8b17bec20b78f6,
         source: include_str!("rmm_exponent_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -509,7 +509,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132160,
-        source_hash: 0x71d2fc694f3588c2,
+        source_hash: 0x33c4d97680c94191,
         source: include_str!("rmm_exponent_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -526,7 +526,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164944,
-        source_hash: 0xc3c537c51ad60a72,
+        source_hash: 0x48549f6f1dbd1917,
         source: include_str!("rmm_exponent_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -543,7 +543,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197728,
-        source_hash: 0x34cf62097596286a,
+        source_hash: 0xa64f318593e9c0cc,
         source: include_str!("rmm_exponent_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -560,7 +560,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230512,
-        source_hash: 0x7ce179444cacd033,
+        source_hash: 0xcbe82a573c623c5d,
         source: include_str!("rmm_exponent_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -577,7 +577,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 132144,
-        source_hash: 0xb29e36e2b02c5938,
+        source_hash: 0x8a36064b47b3dee7,
         source: include_str!("rmm_exponent_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -594,7 +594,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 181312,
-        source_hash: 0x04311c0eb4ec32b3,
+        source_hash: 0x8d79f478980334d9,
         source: include_str!("rmm_exponent_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -611,7 +611,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 230480,
-        source_hash: 0x9fc02037793d8cd3,
+        source_hash: 0x87c50e255500ba72,
         source: include_str!("rmm_exponent_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -628,7 +628,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 68656,
-        source_hash: 0x3f06e0289ac71096,
+        source_hash: 0xd89b5f68f43d5ec3,
         source: include_str!("rmm_exponent_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -645,7 +645,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 86080,
-        source_hash: 0x556016057ad3c86b,
+        source_hash: 0x001ffe3cc9cdad9f,
         source: include_str!("rmm_exponent_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -662,7 +662,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 103504,
-        source_hash: 0x147ca81abe310a56,
+        source_hash: 0x61eb86ccb10dbdc8,
         source: include_str!("rmm_exponent_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -679,7 +679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 120928,
-        source_hash: 0x40a93cbc95f5a6eb,
+        source_hash: 0xdef183ba3075a9e5,
         source: include_str!("rmm_exponent_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -696,7 +696,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 138352,
-        source_hash: 0x92dae20b599588ea,
+        source_hash: 0x03444b83b13dfbb3,
         source: include_str!("rmm_exponent_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -713,7 +713,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 155776,
-        source_hash: 0xdb747dee665124cc,
+        source_hash: 0x5f68b2ee5c830a4a,
         source: include_str!("rmm_exponent_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -730,7 +730,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 173200,
-        source_hash: 0x787531e530c4164d,
+        source_hash: 0xbb7a4c4547b901be,
         source: include_str!("rmm_exponent_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -747,7 +747,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 70704,
-        source_hash: 0x842333c7bd94998f,
+        source_hash: 0xfce7b3a8a5da2979,
         source: include_str!("rmm_exponent_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -764,7 +764,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 89152,
-        source_hash: 0xa721b550e506178d,
+        source_hash: 0x47b560bee693599a,
         source: include_str!("rmm_exponent_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -781,7 +781,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 107600,
-        source_hash: 0x59999b8f57b98e5e,
+        source_hash: 0x2d6ce19ef2b0b594,
         source: include_str!("rmm_exponent_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -798,7 +798,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 126048,
-        source_hash: 0x91a03e7007306321,
+        source_hash: 0x2985bb5bcbafc481,
         source: include_str!("rmm_exponent_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -815,7 +815,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 144496,
-        source_hash: 0x17528f35f5e20e19,
+        source_hash: 0xa21c9ab44242e424,
         source: include_str!("rmm_exponent_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -832,7 +832,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 162944,
-        source_hash: 0xb79621dba4c8232a,
+        source_hash: 0x3cdc8abedf438449,
         source: include_str!("rmm_exponent_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -849,7 +849,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 181392,
-        source_hash: 0xe46825df1cf88141,
+        source_hash: 0xd0f8eafbcb0bbbfc,
         source: include_str!("rmm_exponent_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -866,7 +866,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 74800,
-        source_hash: 0xcf32d5be7dbcce77,
+        source_hash: 0x05b2596216bd0672,
         source: include_str!("rmm_exponent_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -883,7 +883,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 95296,
-        source_hash: 0x183872676ed7faea,
+        source_hash: 0x5e289fdc850933bc,
         source: include_str!("rmm_exponent_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -900,7 +900,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 115792,
-        source_hash: 0xe54c41a0715c6bda,
+        source_hash: 0x711c3495cd8d5de7,
         source: include_str!("rmm_exponent_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -917,7 +917,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 136288,
-        source_hash: 0x2c4422d83217f642,
+        source_hash: 0xfdca15cc7c6f4de3,
         source: include_str!("rmm_exponent_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -934,7 +934,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 156784,
-        source_hash: 0x17510cf41c19dd1c,
+        source_hash: 0xd4c489a32ef29f0d,
         source: include_str!("rmm_exponent_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -951,7 +951,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 177280,
-        source_hash: 0xd009ce396f3a30e8,
+        source_hash: 0x24109dc1e282f657,
         source: include_str!("rmm_exponent_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -968,7 +968,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 197776,
-        source_hash: 0x7cfc9c51928e23cf,
+        source_hash: 0x2d752f6863c3582d,
         source: include_str!("rmm_exponent_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -985,7 +985,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 82992,
-        source_hash: 0x6ba91fd1f32afcc0,
+        source_hash: 0xf86767194b3383a9,
         source: include_str!("rmm_exponent_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -1002,7 +1002,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 107584,
-        source_hash: 0x94e656785ff2d21d,
+        source_hash: 0x0fc78ca04d63f969,
         source: include_str!("rmm_exponent_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -1019,7 +1019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 132176,
-        source_hash: 0x8b33f86ee1d1fdbb,
+        source_hash: 0x0b1aec438ee36a09,
         source: include_str!("rmm_exponent_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -1036,7 +1036,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 156768,
-        source_hash: 0x8cd1f7c84a0976bc,
+        source_hash: 0x711ec268f4d6ee4b,
         source: include_str!("rmm_exponent_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -1053,7 +1053,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 181360,
-        source_hash: 0xf5b9e81ceffc8ffe,
+        source_hash: 0x3a5d967f9fdf743b,
         source: include_str!("rmm_exponent_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -1070,7 +1070,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 205952,
-        source_hash: 0x6ada1957f4107eed,
+        source_hash: 0xf2946669dbbe6b1f,
         source: include_str!("rmm_exponent_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -1087,7 +1087,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 230544,
-        source_hash: 0x668259ffd22bdbed,
+        source_hash: 0x9610d77777402c51,
         source: include_str!("rmm_exponent_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -1104,7 +1104,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99376,
-        source_hash: 0x26910c0ed6c79c5f,
+        source_hash: 0xf9c58f4c4dced733,
         source: include_str!("rmm_exponent_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -1121,7 +1121,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132160,
-        source_hash: 0x299137e42141390d,
+        source_hash: 0x371d22d664d08057,
         source: include_str!("rmm_exponent_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -1138,7 +1138,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164944,
-        source_hash: 0x927a6f775543640d,
+        source_hash: 0xdf4eb53878cfbe53,
         source: include_str!("rmm_exponent_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -1155,7 +1155,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197728,
-        source_hash: 0x07bb4761b1072ed1,
+        source_hash: 0x7fac3a7adcfdd07a,
         source: include_str!("rmm_exponent_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -1172,7 +1172,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230512,
-        source_hash: 0xfa77cf65fb30de30,
+        source_hash: 0x76df191f7fd95753,
         source: include_str!("rmm_exponent_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -1189,7 +1189,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 132144,
-        source_hash: 0x842983a609b0c2f6,
+        source_hash: 0xa72e65a137ea1aed,
         source: include_str!("rmm_exponent_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -1206,7 +1206,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 181312,
-        source_hash: 0xa8ac01775438ecf8,
+        source_hash: 0x15ae51ba03d3126e,
         source: include_str!("rmm_exponent_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -1223,7 +1223,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 230480,
-        source_hash: 0x7a683befc7307479,
+        source_hash: 0xe0f1355ffb6f5c18,
         source: include_str!("rmm_exponent_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -1240,7 +1240,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 65072,
-        source_hash: 0x5d00df8acc48ee82,
+        source_hash: 0x2c6a691c391ec490,
         source: include_str!("rmm_palette_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1257,7 +1257,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 78656,
-        source_hash: 0x0e5b6285603c8df8,
+        source_hash: 0x6f9f8884b9bb3d15,
         source: include_str!("rmm_palette_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1274,7 +1274,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 92240,
-        source_hash: 0xf3e9fc788758c540,
+        source_hash: 0x9a86c6446318d7f3,
         source: include_str!("rmm_palette_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1291,7 +1291,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 105824,
-        source_hash: 0x1deeac590fbec5f5,
+        source_hash: 0xa97a393bb50fd5e5,
         source: include_str!("rmm_palette_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1308,7 +1308,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 119408,
-        source_hash: 0x5f3e36df650944a4,
+        source_hash: 0x8ce3a9f1b3f63e1b,
         source: include_str!("rmm_palette_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1325,7 +1325,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 132992,
-        source_hash: 0xd018788ffb0fa7b5,
+        source_hash: 0xaff86c5608179ed7,
         source: include_str!("rmm_palette_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1342,7 +1342,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 146576,
-        source_hash: 0x924c9a120a8237a9,
+        source_hash: 0xb0dcc67e41cc0d02,
         source: include_str!("rmm_palette_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1359,7 +1359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 67120,
-        source_hash: 0xb2addb8b68de9bb0,
+        source_hash: 0xd6d25f1bd75bf5a5,
         source: include_str!("rmm_palette_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1376,7 +1376,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 81728,
-        source_hash: 0x5004be9c8594ddc3,
+        source_hash: 0x1d81f50b4eb788a1,
         source: include_str!("rmm_palette_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1393,7 +1393,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 96336,
-        source_hash: 0x95be4886b52a6d7e,
+        source_hash: 0x3201307bb104edc6,
         source: include_str!("rmm_palette_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1410,7 +1410,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 110944,
-        source_hash: 0x575374c76bc1f191,
+        source_hash: 0xd4090b5080b7db44,
         source: include_str!("rmm_palette_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1427,7 +1427,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 125552,
-        source_hash: 0x8fe7a1040b67599e,
+        source_hash: 0xe9c07b8a8ec2f2bf,
         source: include_str!("rmm_palette_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1444,7 +1444,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 140160,
-        source_hash: 0x3a01a733a24d835e,
+        source_hash: 0xaa6dc5d2abb21302,
         source: include_str!("rmm_palette_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1461,7 +1461,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 154768,
-        source_hash: 0xef5fc4625735920d,
+        source_hash: 0xd935242e45631908,
         source: include_str!("rmm_palette_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1478,7 +1478,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 71216,
-        source_hash: 0x1916b29c290e29c2,
+        source_hash: 0x0246851014306b22,
         source: include_str!("rmm_palette_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1495,7 +1495,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 87872,
-        source_hash: 0xa2002dbddf67de6c,
+        source_hash: 0xe9fd015edc45e84c,
         source: include_str!("rmm_palette_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1512,7 +1512,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 104528,
-        source_hash: 0xfdc07a1a80ca6476,
+        source_hash: 0x7fb0d8c7a086d511,
         source: include_str!("rmm_palette_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1529,7 +1529,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 121184,
-        source_hash: 0x43ea0c173a024d81,
+        source_hash: 0xf4d95ad1a8e0e4ff,
         source: include_str!("rmm_palette_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1546,7 +1546,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 137840,
-        source_hash: 0x2f36a8652506cffb,
+        source_hash: 0x801f456e8a2c4bb8,
         source: include_str!("rmm_palette_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1563,7 +1563,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 154496,
-        source_hash: 0xc0f9fda9802a0c04,
+        source_hash: 0xfa2176fb42797b0f,
         source: include_str!("rmm_palette_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1580,7 +1580,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 171152,
-        source_hash: 0xb87e95d8fc232b2c,
+        source_hash: 0xcc4cdd7305f0e28c,
         source: include_str!("rmm_palette_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1597,7 +1597,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 79408,
-        source_hash: 0x4c38c1d485fff567,
+        source_hash: 0xf4632b6fb58e9d35,
         source: include_str!("rmm_palette_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1614,7 +1614,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 100160,
-        source_hash: 0x235dd04bb51f40eb,
+        source_hash: 0x3b21c04530f3710d,
         source: include_str!("rmm_palette_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1631,7 +1631,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 120912,
-        source_hash: 0xdf1588f70322de9e,
+        source_hash: 0x7e9e76ff021da83a,
         source: include_str!("rmm_palette_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1648,7 +1648,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 141664,
-        source_hash: 0x2d003ab11bfa1d32,
+        source_hash: 0xac1105d706b28c3d,
         source: include_str!("rmm_palette_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1665,7 +1665,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 162416,
-        source_hash: 0xc9d644f63dd44746,
+        source_hash: 0xa85737ba55261ff7,
         source: include_str!("rmm_palette_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1682,7 +1682,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 183168,
-        source_hash: 0x220ffc67fcfcbae4,
+        source_hash: 0x98630a56a086b872,
         source: include_str!("rmm_palette_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1699,7 +1699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 203920,
-        source_hash: 0xadf8dc05327e3919,
+        source_hash: 0x951e7c59444b2bb3,
         source: include_str!("rmm_palette_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1716,7 +1716,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 95792,
-        source_hash: 0x54cabb36d6625b25,
+        source_hash: 0x1d698cf061bfa763,
         source: include_str!("rmm_palette_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1733,7 +1733,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 124736,
-        source_hash: 0x6f4b89557477a713,
+        source_hash: 0xf95e8768f1339878,
         source: include_str!("rmm_palette_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1750,7 +1750,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 153680,
-        source_hash: 0x6affef235bb4c5c1,
+        source_hash: 0xb41a97cb9a612500,
         source: include_str!("rmm_palette_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1767,7 +1767,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 182624,
-        source_hash: 0x4e133663890faf12,
+        source_hash: 0xa44267418664b30c,
         source: include_str!("rmm_palette_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1784,7 +1784,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 211568,
-        source_hash: 0xc19dec819b0239a4,
+        source_hash: 0x5fcb0641e558fbf6,
         source: include_str!("rmm_palette_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1801,7 +1801,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 128560,
-        source_hash: 0xe7f410e7fd7b4bb8,
+        source_hash: 0x55b762af641196c3,
         source: include_str!("rmm_palette_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1818,7 +1818,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 173888,
-        source_hash: 0x2ecc7b421eaa2985,
+        source_hash: 0x49fe8b2123ad1ba5,
         source: include_str!("rmm_palette_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1835,7 +1835,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 219216,
-        source_hash: 0xab4cff0825ec0182,
+        source_hash: 0x9b00a5659dd980c0,
         source: include_str!("rmm_palette_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1852,7 +1852,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 65072,
-        source_hash: 0x0c1dbe772ad63c3e,
+        source_hash: 0x260202cadd32a4f9,
         source: include_str!("rmm_palette_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -1869,7 +1869,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 78656,
-        source_hash: 0x1adfcfa37f1041dc,
+        source_hash: 0x7cb21cc8f6332288,
         source: include_str!("rmm_palette_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -1886,7 +1886,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 92240,
-        source_hash: 0xeb3ae9588320e72f,
+        source_hash: 0x015e9ea339634870,
         source: include_str!("rmm_palette_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -1903,7 +1903,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 105824,
-        source_hash: 0x5f7db2073e136156,
+        source_hash: 0x9c29a6de9395c3c5,
         source: include_str!("rmm_palette_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -1920,7 +1920,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 119408,
-        source_hash: 0xa7bbc902252d8c4c,
+        source_hash: 0x490e7582a0f6a2cb,
         source: include_str!("rmm_palette_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -1937,7 +1937,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 132992,
-        source_hash: 0x244f0cfee8ac12f9,
+        source_hash: 0x0aef0b8278543faa,
         source: include_str!("rmm_palette_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -1954,7 +1954,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 146576,
-        source_hash: 0xc88f4965e8ec13a7,
+        source_hash: 0x9e1b5478b446b661,
         source: include_str!("rmm_palette_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -1971,7 +1971,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 67120,
-        source_hash: 0xf90b79126f1b6abe,
+        source_hash: 0xf18e4c037aa1e99e,
         source: include_str!("rmm_palette_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -1988,7 +1988,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 81728,
-        source_hash: 0x8756b80d4c119cba,
+        source_hash: 0x56af30d25136b233,
         source: include_str!("rmm_palette_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -2005,7 +2005,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 96336,
-        source_hash: 0x534f471ad94ceeac,
+        source_hash: 0xd92da9aa0a8220b8,
         source: include_str!("rmm_palette_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -2022,7 +2022,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 110944,
-        source_hash: 0x5ba25f3aa2a869e9,
+        source_hash: 0xb64c1783b62fbba6,
         source: include_str!("rmm_palette_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -2039,7 +2039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 125552,
-        source_hash: 0x61605649d861d9b5,
+        source_hash: 0x3ff65120fbdfeaae,
         source: include_str!("rmm_palette_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -2056,7 +2056,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 140160,
-        source_hash: 0xf0253be6994e6e27,
+        source_hash: 0x414ca8249758ca41,
         source: include_str!("rmm_palette_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -2073,7 +2073,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 154768,
-        source_hash: 0x269ab1e7ac62772f,
+        source_hash: 0x1842414e4d0c1947,
         source: include_str!("rmm_palette_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -2090,7 +2090,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 71216,
-        source_hash: 0xb3c903e86ab113f3,
+        source_hash: 0xc7b430439f80998b,
         source: include_str!("rmm_palette_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -2107,7 +2107,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 87872,
-        source_hash: 0x6c6df2608474dd56,
+        source_hash: 0x714697b67ba77bcd,
         source: include_str!("rmm_palette_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -2124,7 +2124,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 104528,
-        source_hash: 0x3db21e2d0a8f9473,
+        source_hash: 0xb05cdd0b0c0b3c3a,
         source: include_str!("rmm_palette_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -2141,7 +2141,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 121184,
-        source_hash: 0xb5dd67ea7c8dfc10,
+        source_hash: 0xf423a5dcee38f261,
         source: include_str!("rmm_palette_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -2158,7 +2158,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 137840,
-        source_hash: 0x8e619167c851edd3,
+        source_hash: 0x2c87889adce782c5,
         source: include_str!("rmm_palette_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -2175,7 +2175,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 154496,
-        source_hash: 0xedb05269a4498d44,
+        source_hash: 0x79593dd8aba80da3,
         source: include_str!("rmm_palette_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -2192,7 +2192,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 171152,
-        source_hash: 0x3e7c7774601e75fe,
+        source_hash: 0xf819ea3c10f6da38,
         source: include_str!("rmm_palette_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -2209,7 +2209,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 79408,
-        source_hash: 0x6cd5cff4adfec4ee,
+        source_hash: 0x67c14a69ee21191b,
         source: include_str!("rmm_palette_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -2226,7 +2226,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 100160,
-        source_hash: 0x060750a3eb97bec6,
+        source_hash: 0x9520bba280ceed22,
         source: include_str!("rmm_palette_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -2243,7 +2243,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 120912,
-        source_hash: 0x86ab04e2253ede5b,
+        source_hash: 0x23c64a446e385d71,
         source: include_str!("rmm_palette_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -2260,7 +2260,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 141664,
-        source_hash: 0x2064596b2662be23,
+        source_hash: 0xd47452ecf620eb24,
         source: include_str!("rmm_palette_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -2277,7 +2277,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 162416,
-        source_hash: 0x95d685bfc8d4102e,
+        source_hash: 0x367868c4aa1b1e55,
         source: include_str!("rmm_palette_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -2294,7 +2294,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 183168,
-        source_hash: 0x8763e5b471b02e3d,
+        source_hash: 0x17b100f11f6fc4d5,
         source: include_str!("rmm_palette_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -2311,7 +2311,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 203920,
-        source_hash: 0xbec1e17a03c845ee,
+        source_hash: 0xe00290a02a10d75d,
         source: include_str!("rmm_palette_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -2328,7 +2328,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 95792,
-        source_hash: 0xedd503b44f6b72cc,
+        source_hash: 0x6fca58c55bc23344,
         source: include_str!("rmm_palette_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -2345,7 +2345,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 124736,
-        source_hash: 0x31c40ca37eb261fb,
+        source_hash: 0xbd8b12e73cdd3b38,
         source: include_str!("rmm_palette_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -2362,7 +2362,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 153680,
-        source_hash: 0x2e4a6f301971532a,
+        source_hash: 0xa05dda2da1742459,
         source: include_str!("rmm_palette_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -2379,7 +2379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 182624,
-        source_hash: 0xfb9564cdc80c6a4a,
+        source_hash: 0x4c58ff728f2f876b,
         source: include_str!("rmm_palette_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -2396,7 +2396,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 211568,
-        source_hash: 0xd9cb7ccab09adf55,
+        source_hash: 0x93822d621f168af8,
         source: include_str!("rmm_palette_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -2413,7 +2413,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 128560,
-        source_hash: 0x79811264f066472d,
+        source_hash: 0x2a48040bbb59c3ec,
         source: include_str!("rmm_palette_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -2430,7 +2430,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 173888,
-        source_hash: 0x9607cc1f9ae6daa3,
+        source_hash: 0xc01ea5f53fd0f903,
         source: include_str!("rmm_palette_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -2447,7 +2447,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 219216,
-        source_hash: 0xaf9c4454bb6571c0,
+        source_hash: 0x2a3e3209c9ea4362,
         source: include_str!("rmm_palette_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -2464,7 +2464,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 35888,
-        source_hash: 0xcf85fe40f7edc084,
+        source_hash: 0x35bf05ebf33b4369,
         source: include_str!("rmm_raw_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2481,7 +2481,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 53312,
-        source_hash: 0x0f08ba64bfc84fed,
+        source_hash: 0x77f8f3424f407202,
         source: include_str!("rmm_raw_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2498,7 +2498,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 70736,
-        source_hash: 0xd1eb1da53ffc55a2,
+        source_hash: 0x6e1b75f95e9f95e3,
         source: include_str!("rmm_raw_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2515,7 +2515,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 88160,
-        source_hash: 0x3c03560b548b9964,
+        source_hash: 0xf876a8985f63e352,
         source: include_str!("rmm_raw_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2532,7 +2532,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 105584,
-        source_hash: 0x8ac9a38b8d964d0e,
+        source_hash: 0xeea5bf00c22ccc17,
         source: include_str!("rmm_raw_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2549,7 +2549,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 123008,
-        source_hash: 0xc9615084e6565ad3,
+        source_hash: 0x7c15151d6127edb2,
         source: include_str!("rmm_raw_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2566,7 +2566,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 140432,
-        source_hash: 0xb2e67c7c213a0504,
+        source_hash: 0x8b167ee063840455,
         source: include_str!("rmm_raw_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2583,7 +2583,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 37936,
-        source_hash: 0x9a9640237abf5844,
+        source_hash: 0x07e117d7e2a90b83,
         source: include_str!("rmm_raw_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2600,7 +2600,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 56384,
-        source_hash: 0x0ceb026b3fc9131a,
+        source_hash: 0x9494976c1b864869,
         source: include_str!("rmm_raw_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2617,7 +2617,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 74832,
-        source_hash: 0x52dc971466743d15,
+        source_hash: 0x3570a60cbc5f187b,
         source: include_str!("rmm_raw_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2634,7 +2634,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 93280,
-        source_hash: 0x0313e348a689be3e,
+        source_hash: 0xcbe619c25f3fb0ad,
         source: include_str!("rmm_raw_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2651,7 +2651,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 111728,
-        source_hash: 0xa8af2fa5107de809,
+        source_hash: 0x03441a549037fd4f,
         source: include_str!("rmm_raw_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2668,7 +2668,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 130176,
-        source_hash: 0xc7caeb62e91ac4f1,
+        source_hash: 0xa5ec7b974c846df8,
         source: include_str!("rmm_raw_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2685,7 +2685,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 148624,
-        source_hash: 0x2beb828603f52c2c,
+        source_hash: 0xde3630b466c37f10,
         source: include_str!("rmm_raw_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2702,7 +2702,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 42032,
-        source_hash: 0xedeebcd147b0641c,
+        source_hash: 0xf5e63224c65a120a,
         source: include_str!("rmm_raw_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2719,7 +2719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 62528,
-        source_hash: 0xd72b34659c9815da,
+        source_hash: 0x66bd56ea9f3b8f7d,
         source: include_str!("rmm_raw_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2736,7 +2736,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 83024,
-        source_hash: 0x7eb05003d9c97640,
+        source_hash: 0xbc4100e7abe76ae0,
         source: include_str!("rmm_raw_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2753,7 +2753,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 103520,
-        source_hash: 0x979812e5e0ecd215,
+        source_hash: 0x30d366c3b8dfa3b2,
         source: include_str!("rmm_raw_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2770,7 +2770,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 124016,
-        source_hash: 0xa05bb0b1b70922a2,
+        source_hash: 0x28e4c2d452597a27,
         source: include_str!("rmm_raw_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2787,7 +2787,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144512,
-        source_hash: 0x5d11e261372c8fb0,
+        source_hash: 0xf7b27be642a3a357,
         source: include_str!("rmm_raw_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2804,7 +2804,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 165008,
-        source_hash: 0x5df5b7c27c62eae1,
+        source_hash: 0x83d179339036e6d9,
         source: include_str!("rmm_raw_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2821,7 +2821,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 50224,
-        source_hash: 0xe02a57479e1fda14,
+        source_hash: 0x8efd880575da0c28,
         source: include_str!("rmm_raw_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2838,7 +2838,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 74816,
-        source_hash: 0x746b1105ebc27c5b,
+        source_hash: 0x38ccaa48b0bf110d,
         source: include_str!("rmm_raw_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2855,7 +2855,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 99408,
-        source_hash: 0x1df66f98815d77d3,
+        source_hash: 0x6e386ea5267b3acb,
         source: include_str!("rmm_raw_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2872,7 +2872,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 124000,
-        source_hash: 0xa3248695bddd2649,
+        source_hash: 0x0d6ef1f03db8f9b6,
         source: include_str!("rmm_raw_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2889,7 +2889,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 148592,
-        source_hash: 0x3fc7a0b21a214122,
+        source_hash: 0x7e95d1051f408b1f,
         source: include_str!("rmm_raw_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2906,7 +2906,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 173184,
-        source_hash: 0xc4756001bb76a99c,
+        source_hash: 0xc5dbcc680908d748,
         source: include_str!("rmm_raw_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2923,7 +2923,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 197776,
-        source_hash: 0x35df5866a9666c2e,
+        source_hash: 0xf7808f458c345d56,
         source: include_str!("rmm_raw_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2940,7 +2940,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 66608,
-        source_hash: 0x0f6ca3c3f6eb2859,
+        source_hash: 0x0e1058620eb6cc9e,
         source: include_str!("rmm_raw_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2957,7 +2957,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99392,
-        source_hash: 0xcab789289c441a13,
+        source_hash: 0x4eb5bd1ff7ad0412,
         source: include_str!("rmm_raw_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2974,7 +2974,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132176,
-        source_hash: 0xf47575af0a19e778,
+        source_hash: 0x62278f176d29c34b,
         source: include_str!("rmm_raw_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2991,7 +2991,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164960,
-        source_hash: 0x2e3bd180a9f83794,
+        source_hash: 0xe79936345387b19a,
         source: include_str!("rmm_raw_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3008,7 +3008,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197744,
-        source_hash: 0x5eda2e60c7ce9b68,
+        source_hash: 0xd4e0efb97b2fd7b4,
         source: include_str!("rmm_raw_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3025,7 +3025,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230528,
-        source_hash: 0xa96f89fae21209e1,
+        source_hash: 0xb6fcab4f9e4c75ff,
         source: include_str!("rmm_raw_n128_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3042,7 +3042,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 99376,
-        source_hash: 0x2382e19fe0ced30d,
+        source_hash: 0x86093da22d39562b,
         source: include_str!("rmm_raw_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3059,7 +3059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 148544,
-        source_hash: 0x347490766e95c980,
+        source_hash: 0xbe3979ea0af86969,
         source: include_str!("rmm_raw_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3076,7 +3076,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 197712,
-        source_hash: 0xda88a06f51f69852,
+        source_hash: 0x0b337fc74e0f26a9,
         source: include_str!("rmm_raw_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3093,7 +3093,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 35888,
-        source_hash: 0xb2aafd1044740f6b,
+        source_hash: 0x18312f80699234bd,
         source: include_str!("rmm_raw_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -3110,7 +3110,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 53312,
-        source_hash: 0x70ff6283a59b603a,
+        source_hash: 0x1033523021ba007d,
         source: include_str!("rmm_raw_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -3127,7 +3127,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 70736,
-        source_hash: 0x2aa872531393120c,
+        source_hash: 0xfd3f346bc8b19542,
         source: include_str!("rmm_raw_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -3144,7 +3144,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 88160,
-        source_hash: 0x2bb5dcc24f0f8533,
+        source_hash: 0x8a6a08d25d525dcc,
         source: include_str!("rmm_raw_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -3161,7 +3161,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 105584,
-        source_hash: 0xa3f5f042b9f57569,
+        source_hash: 0x1f8d91217229324f,
         source: include_str!("rmm_raw_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -3178,7 +3178,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 123008,
-        source_hash: 0x94fdd065339d657e,
+        source_hash: 0xbb8ba38c67f8fc1f,
         source: include_str!("rmm_raw_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -3195,7 +3195,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 140432,
-        source_hash: 0x5ad9e1fe8a5922df,
+        source_hash: 0xb180ab77d2959bca,
         source: include_str!("rmm_raw_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -3212,7 +3212,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 37936,
-        source_hash: 0x54f25fb0e9c726ae,
+        source_hash: 0xd1e2734b173cb130,
         source: include_str!("rmm_raw_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -3229,7 +3229,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 56384,
-        source_hash: 0x143d1c864df90a24,
+        source_hash: 0x24ce6a1df1683bbd,
         source: include_str!("rmm_raw_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -3246,7 +3246,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 74832,
-        source_hash: 0xd99319c3b46d15ae,
+        source_hash: 0x6a05caead184a7bf,
         source: include_str!("rmm_raw_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -3263,7 +3263,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 93280,
-        source_hash: 0x0e0ef7ed0112d06d,
+        source_hash: 0x6dd7623fb20460d3,
         source: include_str!("rmm_raw_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -3280,7 +3280,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 111728,
-        source_hash: 0x19dbb6489d2eeba3,
+        source_hash: 0x0664bef94076dc04,
         source: include_str!("rmm_raw_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -3297,7 +3297,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 130176,
-        source_hash: 0xc052f734eb939916,
+        source_hash: 0x95f89cacc690a442,
         source: include_str!("rmm_raw_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -3314,7 +3314,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 148624,
-        source_hash: 0x069f2e4704883130,
+        source_hash: 0xad3a7125251b4a90,
         source: include_str!("rmm_raw_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -3331,7 +3331,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 42032,
-        source_hash: 0xb698004ec85f2a7e,
+        source_hash: 0xc89304d78432cc7c,
         source: include_str!("rmm_raw_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -3348,7 +3348,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 62528,
-        source_hash: 0xcd648032a6499761,
+        source_hash: 0xb8cb3265a03320d9,
         source: include_str!("rmm_raw_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -3365,7 +3365,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 83024,
-        source_hash: 0x7b3860d1a571158a,
+        source_hash: 0xaffa1b7ea3e18522,
         source: include_str!("rmm_raw_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -3382,7 +3382,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 103520,
-        source_hash: 0xe98583dd01dbe8c0,
+        source_hash: 0x30ab9bfdcd456e5f,
         source: include_str!("rmm_raw_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -3399,7 +3399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 124016,
-        source_hash: 0xed27d1b1a7d572c4,
+        source_hash: 0x90c740a4c6fccbb6,
         source: include_str!("rmm_raw_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -3416,7 +3416,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144512,
-        source_hash: 0x9f6b49df42159266,
+        source_hash: 0x55d244a8d780fabc,
         source: include_str!("rmm_raw_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -3433,7 +3433,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 165008,
-        source_hash: 0xcd5765827ea741e6,
+        source_hash: 0xc385263777b545e9,
         source: include_str!("rmm_raw_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -3450,7 +3450,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 50224,
-        source_hash: 0x96b127d075a5c17d,
+        source_hash: 0x7089aaf0e340cf00,
         source: include_str!("rmm_raw_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -3467,7 +3467,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 74816,
-        source_hash: 0x4a08c00cd1ec2e69,
+        source_hash: 0xe86885ed4ed74d1d,
         source: include_str!("rmm_raw_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -3484,7 +3484,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 99408,
-        source_hash: 0x3bf2a0faaa332db6,
+        source_hash: 0xc2fd32cc0e8473e8,
         source: include_str!("rmm_raw_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -3501,7 +3501,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 124000,
-        source_hash: 0x606f70a9f673ef55,
+        source_hash: 0xf21b718ecce9ae62,
         source: include_str!("rmm_raw_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -3518,7 +3518,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 148592,
-        source_hash: 0x535fd9c6480cf07f,
+        source_hash: 0x89b7b506a7cdcfc0,
         source: include_str!("rmm_raw_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -3535,7 +3535,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 173184,
-        source_hash: 0xa90bb9c679df9af4,
+        source_hash: 0xafd7d4fe56f65cbf,
         source: include_str!("rmm_raw_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -3552,7 +3552,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 197776,
-        source_hash: 0x7338d5e42092b127,
+        source_hash: 0x63dc7bc9442b4a94,
         source: include_str!("rmm_raw_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -3569,7 +3569,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 66608,
-        source_hash: 0x2a70a817473b3cb1,
+        source_hash: 0x7828cbed029f1d37,
         source: include_str!("rmm_raw_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -3586,7 +3586,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99392,
-        source_hash: 0xafac5eee09e02bed,
+        source_hash: 0x5f0e4507766b2100,
         source: include_str!("rmm_raw_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -3603,7 +3603,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132176,
-        source_hash: 0x64f86b81a6cd826b,
+        source_hash: 0xd8c9130f31bc1c1e,
         source: include_str!("rmm_raw_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -3620,7 +3620,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164960,
-        source_hash: 0x7914d5c683d93fd8,
+        source_hash: 0x4b55e63ca7f63968,
         source: include_str!("rmm_raw_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -3637,7 +3637,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197744,
-        source_hash: 0xe38874b87f1436fa,
+        source_hash: 0x55260ac15e480378,
         source: include_str!("rmm_raw_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -3654,7 +3654,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230528,
-        source_hash: 0x396ad6314242e1bc,
+        source_hash: 0xb9c4e3047694badf,
         source: include_str!("rmm_raw_n128_s7_t.cu"),
     },
     RegistryEntry {
@@ -3671,7 +3671,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 99376,
-        source_hash: 0x499b726caf8f17ce,
+        source_hash: 0xafdd9db0501787cb,
         source: include_str!("rmm_raw_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -3688,7 +3688,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 148544,
-        source_hash: 0xa89640e47e35d908,
+        source_hash: 0xdd6e6d9ff4d239b0,
         source: include_str!("rmm_raw_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -3705,7 +3705,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 197712,
-        source_hash: 0x8eeb7cec54b6168d,
+        source_hash: 0x0be3b2c5fd52e5e9,
         source: include_str!("rmm_raw_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -3718,7 +3718,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0x38239a1ef8a26ba6,
+        source_hash: 0x5ef050a6a38563f9,
         source: include_str!("huff_bf16.cu"),
     },
     RegistryEntry {
@@ -3731,7 +3731,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0x71d1d320a307e3d9,
+        source_hash: 0xa34c53ae9bc2eaed,
         source: include_str!("huff_exponent.cu"),
     },
     RegistryEntry {
@@ -3744,7 +3744,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0x653b533dd277b314,
+        source_hash: 0xb5d9e8bec151a485,
         source: include_str!("huff_palette.cu"),
     },
 ];

@@ -3,11 +3,12 @@
 // Reconstructive matmul, swap-AB:  y[m][n_out] = x[m][k] · W[n_out][k]ᵀ   (bf16 in/out, f32 accumulate)
 // Variant rmm_palette_n32_s2_nt: pipeline = palette, tile_n = 32, stages = 2, transpose = false.
 //
-// Axes read: pipeline (raw: W bf16 arrives by TMA straight into the A tile; exponent / palette: sign-mantissa
-// bytes + exponent bytes / 4-bit indices arrive by TMA into a staging ring and consumers rebuild BF16 into a
-// 128B-swizzled A tile), tile_n (WGMMA N = batch tile), stages (ring depth), transpose (weights encoded as
+// Axes read: pipeline (raw: W bf16 arrives by TMA straight into the A tile; exponent / palette: tiled blocks of
+// sign-mantissa bytes + exponent bytes / 4-bit indices arrive by 1-D bulk copies into a staging ring and consumers
+// rebuild BF16 into a 128B-swizzled A tile), tile_n (WGMMA N = batch tile), stages (ring depth), transpose (weights encoded as
 // Wᵀ[k][n_out]: the A tile is M-major, WGMMA's imm-trans-a = 1, TMA boxes swapped).
-// Invariants: n_out % 128 == 0, k % 64 == 0 (the runtime falls back to full decode otherwise); m rows past
+// Invariants: n_out % 128 == 0, k % 64 == 0 (the runtime falls back to full decode otherwise); k is split over
+// gridDim.z (serial split-K, deterministic); palette: at most MAX_KB k blocks per split; m rows past
 // the end of x are zero-filled by TMA and never stored. Roles: warpgroup 0 = producer (one thread issues
 // copies), warpgroups 1 and 2 = consumers, each owning 64 of the CTA's 128 weight rows.
 // Same wgmma sequence and epilogue for every pipeline, so compressed and raw weights give bit-identical y.
@@ -70,37 +71,29 @@ __device__ __forceinline__ u32 prmt(u32 a, u32 b, u32 sel) {  // bytes of {b, a}
 // ---- reconstruct: BF16 from sign-mantissa bytes + exponent bytes / 4-bit palette indices ----
 // bf16 = (sm & 0x80) << 8 | e << 7 | (sm & 0x7F); two results per u32, lower k in the low half.
 
-// Interleaved byte pairs {sm, e} -> two bf16.
-__device__ __forceinline__ u32 bf16x2_from_pairs(u32 v) {
-  return ((v >> 1) & 0x7F807F80u) | (v & 0x007F007Fu) | ((v & 0x00800080u) << 8);
-}
-// Four sm bytes + four exponent bytes -> four bf16 in two u32.
+// Four sm bytes + four exponent bytes -> four bf16 in two u32. Gather each result's low bytes (exponent bit 0,
+// mantissa) and high bytes (sign, exponent bits 7..1) in two words, then interleave: 6 ops for 4 elements.
 __device__ __forceinline__ void bf16x4(u32 sm4, u32 ex4, u32& r01, u32& r23) {
-  r01 = bf16x2_from_pairs(prmt(sm4, ex4, 0x5140));
-  r23 = bf16x2_from_pairs(prmt(sm4, ex4, 0x7362));
+  const u32 lo = ((ex4 << 7) & 0x80808080u) | (sm4 & 0x7F7F7F7Fu);
+  const u32 hi = ((ex4 >> 1) & 0x7F7F7F7Fu) | (sm4 & 0x80808080u);
+  r01 = prmt(lo, hi, 0x5140);
+  r23 = prmt(lo, hi, 0x7362);
 }
-// Four 4-bit indices (nibble k = element k) -> four exponent bytes, palette held in registers p[0..3].
-// prmt only sees 8 bytes, so look up entries 0-7 and 8-15 separately and pick by index bit 3.
-__device__ __forceinline__ u32 palette_lookup4(const u32 (&p)[4], u32 n4) {
-  const u32 sel = n4 & 0x7777u;
-  const u32 lo = prmt(p[0], p[1], sel), hi = prmt(p[2], p[3], sel);
-  return prmt(lo, hi, 0x3210u | (((n4 >> 3) & 0x1111u) << 2));
+// Eight 4-bit indices (nibble k = element k) -> eight exponent bytes, palette held in registers p[0..3].
+// prmt only sees 8 bytes (and the low 16 selector bits), so look up entries 0-7 and 8-15 separately and
+// pick by index bit 3; the selector arithmetic is shared by both halves.
+__device__ __forceinline__ void palette_lookup8(const u32 (&p)[4], u32 nib, u32& ex_lo, u32& ex_hi) {
+  const u32 sel = nib & 0x77777777u, sel_hi = sel >> 16;
+  const u32 pick = ((nib >> 1) & 0x44444444u) | 0x32103210u, pick_hi = pick >> 16;
+  ex_lo = prmt(prmt(p[0], p[1], sel), prmt(p[2], p[3], sel), pick);
+  ex_hi = prmt(prmt(p[0], p[1], sel_hi), prmt(p[2], p[3], sel_hi), pick_hi);
 }
-// Bit j of a 128-bit mask held in registers (selects instead of indexing, which would spill to local memory).
-__device__ __forceinline__ u32 mask_bit(const u32 (&mask)[4], u32 j) {
-  const u32 w = j >> 5;
-  const u32 word = w == 0 ? mask[0] : (w == 1 ? mask[1] : (w == 2 ? mask[2] : mask[3]));
-  return (word >> (j & 31)) & 1u;
-}
-// Slot of local group j among the escaped groups of a tile, from its 128-bit mask.
-__device__ __forceinline__ u32 escape_rank(const u32 (&mask)[4], u32 j) {
-  u32 r = 0;
-#pragma unroll
-  for (int w = 0; w < 4; ++w) {
-    const u32 below = (u32)w < (j >> 5) ? mask[w] : ((u32)w == (j >> 5) ? (mask[w] & ((1u << (j & 31)) - 1u)) : 0u);
-    r += __popc(below);
-  }
-  return r;
+// Slot of local group j among the escaped groups of a tile: escaped groups below j in its 128-bit mask.
+// Scalar words, not an array: an array passed by reference ended up in local memory.
+__device__ __forceinline__ u32 escape_rank(u32 m0, u32 m1, u32 m2, u32 m3, u32 j) {
+  const u32 w = j >> 5, below = (1u << (j & 31)) - 1u;
+  const u32 cur = w == 0 ? m0 : (w == 1 ? m1 : (w == 2 ? m2 : m3));
+  return __popc(cur & below) + (w > 0 ? __popc(m0) : 0u) + (w > 1 ? __popc(m1) : 0u) + (w > 2 ? __popc(m2) : 0u);
 }
 
 // ---- constants (computed by unweight-codegen; checked again here) ----
@@ -123,8 +116,6 @@ static_assert(REC_BYTES == 0 || REC_BYTES == 32 * MAX_KB, "one 32-byte record pe
 static_assert(OFF_B % 1024 == 0 && B_BYTES % 1024 == 0, "swizzled tiles start on 1024-byte atoms");
 static_assert(OFF_W0 % 128 == 0 && OFF_W1 % 128 == 0 && OFF_ESC % 16 == 0 && OFF_REC % 16 == 0 && OFF_BAR % 8 == 0, "TMA/bulk/mbarrier alignment");
 static_assert(SMEM_BYTES + 1024 <= 232448, "227 KB per block");
-static_assert(2 == 1 || 2 * (SMEM_BYTES + 2048) <= 233472, "two CTAs share the SM's 228 KB");
-static_assert(24 * 128 + 104 * 256 <= 65536 / 2, "setmaxnreg split fits the register file");
 static_assert(TX_BYTES < (1u << 20), "mbarrier tx-count limit");
 static_assert(ACC == BN / 2, "m64nNk16 f32 accumulators per thread");
 static_assert(ESC_BYTES == 64 * ESC_CAP, "staged escape exponents per stage");
@@ -161,7 +152,7 @@ __device__ __forceinline__ u16 f32_to_bf16(float f) {
 }
 
 // ---- producer: one thread streams x tiles and weight tiles into the ring ----
-__device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, const u8* w_tiles,
+__device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, const u8* w0_tiles, const u8* w1_tiles,
                                      const u8* tile_esc, const u8* esc_exp, u8* smem, u32 full0, u32 empty0,
                                      int kb_begin, int kb_end, int kblocks) {
   const int n0 = blockIdx.x * BM, m0 = blockIdx.y * BN;
@@ -179,11 +170,11 @@ __device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, c
     mbar_wait(empty0 + 8 * s, ((it / STAGES) & 1) ^ 1);  // first lap passes: the "previous" phase counts as done
     mbar_arrive_tx(full, TX_BYTES + 64 * staged);
     tma_load_2d(smem_addr(smem + OFF_B + s * B_BYTES), tm_x, full, kb * BK, m0);
-    // One contiguous record per CTA tile and k block (built at upload or by the preprocess kernels): narrow
-    // strided TMA boxes (32-64 B rows) waste DRAM bursts, whole records stream at full bandwidth.
-    const u8* tile = w_tiles + ((u64)blockIdx.x * kblocks + kb) * (W0_BYTES + W1_BYTES);
-    bulk_load(smem_addr(smem + OFF_W0 + s * W0_BYTES), tile, W0_BYTES, full);             // sm bytes
-    bulk_load(smem_addr(smem + OFF_W1 + s * W1_BYTES), tile + W0_BYTES, W1_BYTES, full);  // nibbles
+    // One contiguous block per CTA tile and k block in each array (tiled at upload or by the preprocess kernels):
+    // narrow strided TMA boxes (32-64 B rows) waste DRAM bursts, whole blocks stream at full bandwidth.
+    const u64 tile = (u64)blockIdx.x * kblocks + kb;
+    bulk_load(smem_addr(smem + OFF_W0 + s * W0_BYTES), w0_tiles + tile * W0_BYTES, W0_BYTES, full);  // sm bytes
+    bulk_load(smem_addr(smem + OFF_W1 + s * W1_BYTES), w1_tiles + tile * W1_BYTES, W1_BYTES, full);  // nibbles
     if (staged) bulk_load(smem_addr(smem + OFF_ESC + s * ESC_BYTES), esc_exp + (u64)base * 64, 64 * staged, full);
   }
 }
@@ -200,7 +191,7 @@ __device__ __forceinline__ void reconstruct(const u8* smem, int s, int it, u8* a
   u64 sm8[4];
   u32 nib[4];
   const u32* esc = (const u32*)(smem + OFF_REC) + 8 * it;   // record of this k block
-  const u32 mask[4] = {esc[0], esc[1], esc[2], esc[3]};
+  const u32 m0 = esc[0], m1 = esc[1], m2 = esc[2], m3 = esc[3];   // 128-bit escape mask of the tile
   const u32 esc_base = esc[4];
 #pragma unroll
   for (int p = 0; p < 4; ++p) {
@@ -208,14 +199,19 @@ __device__ __forceinline__ void reconstruct(const u8* smem, int s, int it, u8* a
     sm8[p] = *(const u64*)(w0 + (64 * cw + r) * 64 + q * 8);          // staged sm [128 n][64 k]
     nib[p] = *(const u32*)(w1 + (64 * cw + r) * 32 + q * 4);          // staged nibbles [128 n][32 B]
   }
+  // Escape bits of this thread's 4 chunks: chunk p sits in local group j(p) = 64 cw + t / 8 + 16 p,
+  // so their bits come from fixed words; one rarely taken branch per chunk handles escapes.
+  const u32 wa = cw ? m2 : m0, wb = cw ? m3 : m1;
+  const u32 esc4 = ((wa >> (t >> 3)) & 1u) | (((wa >> ((t >> 3) + 16)) & 1u) << 1) | (((wb >> (t >> 3)) & 1u) << 2) | (((wb >> ((t >> 3) + 16)) & 1u) << 3);
   u32 v[4][4];
 #pragma unroll
   for (int p = 0; p < 4; ++p) {
     const int j = t + 128 * p, r = j >> 3, q = j & 7;
-    u32 ex_lo = palette_lookup4(pal, nib[p] & 0xFFFFu), ex_hi = palette_lookup4(pal, nib[p] >> 16);
-    const u32 group = 64 * cw + r;                     // groups run along k: one per row and k block
-    if (mask_bit(mask, group)) {                       // escape group (~1%): real exponents, staged by the producer
-      const u32 rank = escape_rank(mask, group);
+    u32 ex_lo, ex_hi;
+    palette_lookup8(pal, nib[p], ex_lo, ex_hi);
+    if (esc4 & (1u << p)) {                            // escape group (~1%): real exponents, staged by the producer
+      const u32 group = 64 * cw + r;                   // groups run along k: one per row and k block
+      const u32 rank = escape_rank(m0, m1, m2, m3, group);
       const u8* e = (rank < ESC_CAP ? smem + OFF_ESC + s * ESC_BYTES + rank * 64 : esc_exp + (u64)(esc_base + rank) * 64) + q * 8;
       ex_lo = *(const u32*)e;
       ex_hi = *(const u32*)(e + 4);
@@ -309,13 +305,15 @@ __device__ __forceinline__ void finish(float (&acc)[ACC], u16* y, float* ws, u32
   }
 }
 
-extern "C" __global__ void __launch_bounds__(384, 2)  // 2 CTAs/SM hide the rebuild latency of narrow tiles
-rmm_palette_n32_s2_nt(const __grid_constant__ TmaDesc tm_x, const __grid_constant__ TmaDesc tm_w, const u8* __restrict__ w_tiles,
-    const u8* __restrict__ tile_esc, const u8* __restrict__ esc_exp,
+extern "C" __global__ void __launch_bounds__(384, 1)
+rmm_palette_n32_s2_nt(const __grid_constant__ TmaDesc tm_x, const __grid_constant__ TmaDesc tm_w, const u8* __restrict__ w0_tiles,
+    const u8* __restrict__ w1_tiles, const u8* __restrict__ tile_esc, const u8* __restrict__ esc_exp,
     const u8* __restrict__ palette, u16* __restrict__ y, float* __restrict__ ws, u32* __restrict__ flags,
     int n_out, int k, int m) {
   extern __shared__ __align__(1024) u8 smem_raw[];
-  u8* smem = (u8*)(((u64)smem_raw + 1023) & ~1023ull);  // the window is not guaranteed 1024-aligned
+  // The window is not guaranteed 1024-aligned; offset the pointer (not an integer cast) so the compiler keeps
+  // knowing it is shared memory and emits LDS rather than generic loads.
+  u8* smem = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
   const u32 full0 = smem_addr(smem + OFF_BAR), empty0 = full0 + 8 * STAGES;
   const int kblocks = k / BK, per_split = (kblocks + gridDim.z - 1) / gridDim.z;
   const int kb_begin = blockIdx.z * per_split, kb_end = min(kblocks, kb_begin + per_split);  // runtime: every split non-empty
@@ -334,7 +332,7 @@ rmm_palette_n32_s2_nt(const __grid_constant__ TmaDesc tm_x, const __grid_constan
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;");   // hand registers to the consumers
     if (t == 0) {
       tma_prefetch_desc(&tm_x);
-      load(&tm_x, &tm_w, w_tiles, tile_esc, esc_exp, smem, full0, empty0, kb_begin, kb_end, kblocks);
+      load(&tm_x, &tm_w, w0_tiles, w1_tiles, tile_esc, esc_exp, smem, full0, empty0, kb_begin, kb_end, kblocks);
     }
   } else {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 104;");
