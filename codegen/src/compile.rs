@@ -16,9 +16,14 @@ use crate::space::SMEM_LIMIT;
 use crate::variant::Variant;
 
 /// NVRTC options every variant is compiled with (the JIT uses the same arch and standard).
-pub const OPTIONS: [&str; 3] = ["--gpu-architecture=sm_90a", "--ptxas-options=-v", "-std=c++17"];
+pub const OPTIONS: [&str; 3] = [
+    "--gpu-architecture=sm_90a",
+    "--ptxas-options=-v",
+    "-std=c++17",
+];
 
-const SETUP: &str = "run `source $(scripts/setup-tools.sh)` first (it installs NVRTC 13.0, cuobjdump and nvdisasm)";
+const SETUP: &str =
+    "run `source $(scripts/setup-tools.sh)` first (it installs NVRTC 13.0, cuobjdump and nvdisasm)";
 
 /// Fails with a hint when NVRTC or the SASS tools cannot be found.
 pub fn tools_available() -> Result<(), String> {
@@ -27,7 +32,11 @@ pub fn tools_available() -> Result<(), String> {
         return Err(format!("libnvrtc.so.13 is not on the loader path: {SETUP}"));
     }
     for tool in ["cuobjdump", "nvdisasm"] {
-        let ok = Command::new(tool).arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+        let ok = Command::new(tool)
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
         if !ok {
             return Err(format!("`{tool}` is not on PATH: {SETUP}"));
         }
@@ -39,7 +48,9 @@ pub fn tools_available() -> Result<(), String> {
 pub fn nvrtc_version() -> Result<(i32, i32), String> {
     let (mut major, mut minor) = (0, 0);
     // SAFETY: plain out-parameters.
-    unsafe { sys::nvrtcVersion(&mut major, &mut minor) }.result().map_err(|e| format!("nvrtcVersion: {e:?}"))?;
+    unsafe { sys::nvrtcVersion(&mut major, &mut minor) }
+        .result()
+        .map_err(|e| format!("nvrtcVersion: {e:?}"))?;
     Ok((major, minor))
 }
 
@@ -63,7 +74,9 @@ pub fn parse_ptxas(log: &str) -> PtxasInfo {
         let l = line.trim();
         if l.contains("bytes stack frame") {
             info.stack_frame = info.stack_frame.max(number_before(l, "bytes stack frame"));
-            info.spill_stores = info.spill_stores.max(number_before(l, "bytes spill stores"));
+            info.spill_stores = info
+                .spill_stores
+                .max(number_before(l, "bytes spill stores"));
             info.spill_loads = info.spill_loads.max(number_before(l, "bytes spill loads"));
         }
         if l.contains("Used") && l.contains("registers") {
@@ -79,10 +92,21 @@ pub fn parse_ptxas(log: &str) -> PtxasInfo {
 
 /// The integer right before `marker` ("168 registers" → 168); 0 when absent.
 fn number_before(line: &str, marker: &str) -> u32 {
-    let Some(pos) = line.find(marker) else { return 0 };
+    let Some(pos) = line.find(marker) else {
+        return 0;
+    };
     let head = line[..pos].trim_end();
-    let digits: String = head.chars().rev().take_while(|c| c.is_ascii_digit()).collect();
-    digits.chars().rev().collect::<String>().parse().unwrap_or(0)
+    let digits: String = head
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits
+        .chars()
+        .rev()
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// A compiled kernel.
@@ -96,18 +120,26 @@ pub struct Compiled {
 pub fn compile(name: &str, source: &str) -> Result<Compiled, String> {
     let src = CString::new(source).map_err(|_| format!("{name}: source contains a NUL byte"))?;
     let cname = CString::new(format!("{name}.cu")).expect("variant names have no NUL");
-    let prog = result::create_program(&src, Some(&cname)).map_err(|e| format!("{name}: nvrtcCreateProgram: {e:?}"))?;
+    let prog = result::create_program(&src, Some(&cname))
+        .map_err(|e| format!("{name}: nvrtcCreateProgram: {e:?}"))?;
     // SAFETY: `prog` was just created and is destroyed exactly once below; `src`/`cname` outlive it.
     let compiled = unsafe { result::compile_program(prog, &OPTIONS) };
-    let log = unsafe { result::get_program_log(prog) }.map(|l| c_chars(&l)).unwrap_or_default();
+    let log = unsafe { result::get_program_log(prog) }
+        .map(|l| c_chars(&l))
+        .unwrap_or_default();
     let out = match compiled {
         Err(e) => Err(format!("{name}: NVRTC failed ({e:?}):\n{log}")),
         Ok(()) => unsafe { cubin(prog) }
-            .map(|cubin| Compiled { ptxas: parse_ptxas(&log), log, cubin })
+            .map(|cubin| Compiled {
+                ptxas: parse_ptxas(&log),
+                log,
+                cubin,
+            })
             .map_err(|e| format!("{name}: {e}")),
     };
     // SAFETY: created above, not destroyed before.
-    unsafe { result::destroy_program(prog) }.map_err(|e| format!("{name}: nvrtcDestroyProgram: {e:?}"))?;
+    unsafe { result::destroy_program(prog) }
+        .map_err(|e| format!("{name}: nvrtcDestroyProgram: {e:?}"))?;
     out
 }
 
@@ -115,9 +147,13 @@ pub fn compile(name: &str, source: &str) -> Result<Compiled, String> {
 /// `prog` must be a successfully compiled, live program.
 unsafe fn cubin(prog: sys::nvrtcProgram) -> Result<Vec<u8>, String> {
     let mut size = 0usize;
-    sys::nvrtcGetCUBINSize(prog, &mut size).result().map_err(|e| format!("nvrtcGetCUBINSize: {e:?}"))?;
+    sys::nvrtcGetCUBINSize(prog, &mut size)
+        .result()
+        .map_err(|e| format!("nvrtcGetCUBINSize: {e:?}"))?;
     let mut buf = vec![0u8; size];
-    sys::nvrtcGetCUBIN(prog, buf.as_mut_ptr().cast()).result().map_err(|e| format!("nvrtcGetCUBIN: {e:?}"))?;
+    sys::nvrtcGetCUBIN(prog, buf.as_mut_ptr().cast())
+        .result()
+        .map_err(|e| format!("nvrtcGetCUBIN: {e:?}"))?;
     Ok(buf)
 }
 
@@ -145,7 +181,11 @@ pub fn sass(name: &str, cubin: &[u8], dir: &Path) -> Result<String, String> {
         .output()
         .map_err(|e| format!("cuobjdump: {e}: {SETUP}"))?;
     if !out.status.success() {
-        return Err(format!("cuobjdump --dump-sass {}: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "cuobjdump --dump-sass {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -154,11 +194,18 @@ pub fn sass_stats(sass: &str) -> SassStats {
     let mut s = SassStats::default();
     for line in sass.lines() {
         // `/*0230*/   @P0 HGMMA.64x64x16.F32.BF16 R24, gdesc[UR4], R24 ;`
-        let Some(rest) = line.trim().strip_prefix("/*").and_then(|r| r.split_once("*/")).map(|(_, r)| r) else {
+        let Some(rest) = line
+            .trim()
+            .strip_prefix("/*")
+            .and_then(|r| r.split_once("*/"))
+            .map(|(_, r)| r)
+        else {
             continue;
         };
         let mut tokens = rest.split_whitespace();
-        let Some(mut op) = tokens.next() else { continue };
+        let Some(mut op) = tokens.next() else {
+            continue;
+        };
         if op.starts_with('@') {
             let Some(next) = tokens.next() else { continue };
             op = next;
@@ -207,24 +254,41 @@ pub fn check_kernel(k: &Generated, dir: &Path) -> Checked {
             return checked;
         }
     };
-    checked.ptxas_lines =
-        compiled.log.lines().filter(|l| l.contains("ptxas") || l.contains("bytes stack")).map(|l| l.trim().to_string()).collect();
+    checked.ptxas_lines = compiled
+        .log
+        .lines()
+        .filter(|l| l.contains("ptxas") || l.contains("bytes stack"))
+        .map(|l| l.trim().to_string())
+        .collect();
     let p = &compiled.ptxas;
     if p.registers == 0 {
-        checked.problems.push(format!("{name}: no ptxas resource report in the NVRTC log:\n{}", compiled.log));
+        checked.problems.push(format!(
+            "{name}: no ptxas resource report in the NVRTC log:\n{}",
+            compiled.log
+        ));
     }
     if p.spill_stores > 0 || p.spill_loads > 0 {
-        checked.problems.push(format!("{name}: {} bytes spill stores, {} bytes spill loads", p.spill_stores, p.spill_loads));
+        checked.problems.push(format!(
+            "{name}: {} bytes spill stores, {} bytes spill loads",
+            p.spill_stores, p.spill_loads
+        ));
     }
     if p.stack_frame > 0 {
-        checked.problems.push(format!("{name}: {} bytes stack frame", p.stack_frame));
+        checked
+            .problems
+            .push(format!("{name}: {} bytes stack frame", p.stack_frame));
     }
     for w in &p.perf_warnings {
         checked.problems.push(format!("{name}: {w}"));
     }
     checked.smem_total = p.smem + k.budget.dynamic_smem();
     if checked.smem_total > SMEM_LIMIT {
-        checked.problems.push(format!("{name}: smem {} B (static {} + dynamic {}) > {SMEM_LIMIT} B", checked.smem_total, p.smem, k.budget.dynamic_smem()));
+        checked.problems.push(format!(
+            "{name}: smem {} B (static {} + dynamic {}) > {SMEM_LIMIT} B",
+            checked.smem_total,
+            p.smem,
+            k.budget.dynamic_smem()
+        ));
     }
     checked.ptxas = compiled.ptxas.clone();
     match sass(&name, &compiled.cubin, dir) {
@@ -232,13 +296,20 @@ pub fn check_kernel(k: &Generated, dir: &Path) -> Checked {
         Ok(text) => {
             let s = sass_stats(&text);
             if s.instructions == 0 {
-                checked.problems.push(format!("{name}: cuobjdump printed no SASS instructions"));
+                checked
+                    .problems
+                    .push(format!("{name}: cuobjdump printed no SASS instructions"));
             }
             if matches!(k.variant, Variant::Rmm(_)) && s.hgmma == 0 {
-                checked.problems.push(format!("{name}: no HGMMA in the SASS (wgmma was serialized or removed)"));
+                checked.problems.push(format!(
+                    "{name}: no HGMMA in the SASS (wgmma was serialized or removed)"
+                ));
             }
             if s.local_loads > 0 || s.local_stores > 0 {
-                checked.problems.push(format!("{name}: {} LDL and {} STL in the SASS (local memory)", s.local_loads, s.local_stores));
+                checked.problems.push(format!(
+                    "{name}: {} LDL and {} STL in the SASS (local memory)",
+                    s.local_loads, s.local_stores
+                ));
             }
             checked.sass = s;
         }
@@ -256,11 +327,18 @@ pub fn check_all(kernels: &[Generated], threads: usize, dir: &Path) -> Vec<Check
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(k) = kernels.get(i) else { break };
                 let c = check_kernel(k, dir);
-                results.lock().expect("no thread panics while holding the lock")[i] = Some(c);
+                results
+                    .lock()
+                    .expect("no thread panics while holding the lock")[i] = Some(c);
             });
         }
     });
-    results.into_inner().expect("threads joined").into_iter().map(|c| c.expect("every index checked")).collect()
+    results
+        .into_inner()
+        .expect("threads joined")
+        .into_iter()
+        .map(|c| c.expect("every index checked"))
+        .collect()
 }
 
 /// A fresh directory for CUBINs under the system temp dir (removed by the caller).
@@ -305,17 +383,30 @@ mod tests {
                    ptxas info    : Used 168 registers, used 1 barriers, 13824 bytes smem, 400 bytes cmem[0]\n\
                    ptxas info (C7508) Potential Performance Loss: setmaxnreg ignored\n";
         let p = parse_ptxas(log);
-        assert_eq!((p.registers, p.stack_frame, p.spill_stores, p.spill_loads, p.smem), (168, 8, 4, 12, 13824));
+        assert_eq!(
+            (
+                p.registers,
+                p.stack_frame,
+                p.spill_stores,
+                p.spill_loads,
+                p.smem
+            ),
+            (168, 8, 4, 12, 13824)
+        );
         assert_eq!(p.perf_warnings.len(), 1);
     }
 
     #[test]
     fn counts_sass_opcodes() {
-        let sass = "        /*0230*/                   HGMMA.64x64x16.F32.BF16 R24, gdesc[UR4], R24 ;\n\
+        let sass =
+            "        /*0230*/                   HGMMA.64x64x16.F32.BF16 R24, gdesc[UR4], R24 ;\n\
                     \x20       /*0240*/               @P0 LDL.64 R2, [R1+0x8] ;\n\
                     \x20       /*0250*/                   STL [R1], R3 ;\n\
                     \x20       /*0260*/                   STS [R1], R3 ;\n";
         let s = sass_stats(sass);
-        assert_eq!((s.hgmma, s.local_loads, s.local_stores, s.instructions), (1, 1, 1, 4));
+        assert_eq!(
+            (s.hgmma, s.local_loads, s.local_stores, s.instructions),
+            (1, 1, 1, 4)
+        );
     }
 }

@@ -48,9 +48,15 @@ pub struct Report {
 pub enum GenError {
     /// A template failed to load, lint or render.
     Render(String),
-    Io { path: String, error: String },
+    Io {
+        path: String,
+        error: String,
+    },
     /// Check mode: files that differ from what the templates produce, and orphans.
-    Stale { stale: Vec<String>, orphans: Vec<String> },
+    Stale {
+        stale: Vec<String>,
+        orphans: Vec<String>,
+    },
 }
 
 impl fmt::Display for GenError {
@@ -72,7 +78,10 @@ impl fmt::Display for GenError {
                         writeln!(f)?;
                     }
                     first = false;
-                    write!(f, "{o} is not produced by any variant; run `{FIX}` to delete it")?;
+                    write!(
+                        f,
+                        "{o} is not produced by any variant; run `{FIX}` to delete it"
+                    )?;
                 }
                 Ok(())
             }
@@ -100,9 +109,16 @@ pub fn render_set(set: &VariantSet) -> Result<Vec<Generated>, GenError> {
         if !set.contains(&variant) {
             continue;
         }
-        let source = templates.render(&variant, &budget).map_err(GenError::Render)?;
+        let source = templates
+            .render(&variant, &budget)
+            .map_err(GenError::Render)?;
         let hash = xxhash_rust::xxh64::xxh64(source.as_bytes(), 0);
-        out.push(Generated { variant, budget, source, hash });
+        out.push(Generated {
+            variant,
+            budget,
+            source,
+            hash,
+        });
     }
     Ok(out)
 }
@@ -110,11 +126,19 @@ pub fn render_set(set: &VariantSet) -> Result<Vec<Generated>, GenError> {
 /// Renders one variant by name (kept variants only).
 pub fn render_one(name: &str) -> Result<Generated, GenError> {
     let variant: Variant = name.parse().map_err(|e| GenError::Render(format!("{e}")))?;
-    let budget = space::check(&variant).map_err(|p| GenError::Render(format!("{variant} is pruned: {p}")))?;
+    let budget = space::check(&variant)
+        .map_err(|p| GenError::Render(format!("{variant} is pruned: {p}")))?;
     let templates = Templates::load(&templates_dir()).map_err(GenError::Render)?;
-    let source = templates.render(&variant, &budget).map_err(GenError::Render)?;
+    let source = templates
+        .render(&variant, &budget)
+        .map_err(GenError::Render)?;
     let hash = xxhash_rust::xxh64::xxh64(source.as_bytes(), 0);
-    Ok(Generated { variant, budget, source, hash })
+    Ok(Generated {
+        variant,
+        budget,
+        source,
+        hash,
+    })
 }
 
 /// `generate(Mode::Check)` is the staleness test; `generate(Mode::Write)` is `cargo xtask gen-kernels`.
@@ -135,10 +159,18 @@ pub fn generate_set(mode: Mode, set: &VariantSet) -> Result<Report, GenError> {
     let full = *set == VariantSet::All;
     let pruned = space::pruned();
     if full {
-        files.insert("registry.rs".into(), crate::registry::registry_source(&kernels));
+        files.insert(
+            "registry.rs".into(),
+            crate::registry::registry_source(&kernels),
+        );
         files.insert("manifest.txt".into(), manifest(&kernels, &pruned));
     }
-    let mut report = Report { kernels: kernels.len(), pruned, registry: full, ..Report::default() };
+    let mut report = Report {
+        kernels: kernels.len(),
+        pruned,
+        registry: full,
+        ..Report::default()
+    };
     let mut stale = Vec::new();
     if mode == Mode::Write {
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
@@ -157,7 +189,10 @@ pub fn generate_set(mode: Mode, set: &VariantSet) -> Result<Report, GenError> {
         let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         names.sort();
         for path in names {
-            let known = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| files.contains_key(n));
+            let known = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| files.contains_key(n));
             if !known {
                 orphans.push(path);
             }
@@ -166,12 +201,19 @@ pub fn generate_set(mode: Mode, set: &VariantSet) -> Result<Report, GenError> {
     match mode {
         Mode::Check => {
             if !stale.is_empty() || !orphans.is_empty() {
-                return Err(GenError::Stale { stale, orphans: orphans.iter().map(|p| rel(&root, p)).collect() });
+                return Err(GenError::Stale {
+                    stale,
+                    orphans: orphans.iter().map(|p| rel(&root, p)).collect(),
+                });
             }
         }
         Mode::Write => {
             for path in orphans {
-                let r = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                let r = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
                 r.map_err(|e| io(&path, e))?;
                 report.deleted.push(rel(&root, &path));
             }
@@ -205,11 +247,17 @@ fn ensure_file_contents(path: &Path, contents: &str, mode: Mode) -> Result<Outco
 }
 
 fn io(path: &Path, e: std::io::Error) -> GenError {
-    GenError::Io { path: path.display().to_string(), error: e.to_string() }
+    GenError::Io {
+        path: path.display().to_string(),
+        error: e.to_string(),
+    }
 }
 
 fn rel(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/")
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/")
 }
 
 /// generated/manifest.txt: what was generated and what was pruned, with the reason.
@@ -217,7 +265,11 @@ pub fn manifest(kernels: &[Generated], pruned: &[(Variant, Pruned)]) -> String {
     let mut s = String::from(
         "# Generated by `cargo xtask gen-kernels` from codegen/src/space.rs; do not edit by hand.\n",
     );
-    s.push_str(&format!("# {} kernels generated, {} combinations pruned.\n", kernels.len(), pruned.len()));
+    s.push_str(&format!(
+        "# {} kernels generated, {} combinations pruned.\n",
+        kernels.len(),
+        pruned.len()
+    ));
     for k in kernels {
         let [x, y, z] = k.budget.block();
         s.push_str(&format!(
@@ -247,8 +299,13 @@ pub fn variant_table(kernels: &[Generated], pruned: &[(Variant, Pruned)]) -> Str
             k.budget.total_smem(),
             k.hash
         ));
-        let consts: Vec<String> =
-            k.budget.constants().into_iter().filter(|(key, _)| *key != "name").map(|(key, v)| format!("{key}={v}")).collect();
+        let consts: Vec<String> = k
+            .budget
+            .constants()
+            .into_iter()
+            .filter(|(key, _)| *key != "name")
+            .map(|(key, v)| format!("{key}={v}"))
+            .collect();
         s.push_str(&consts.join(" "));
         s.push('\n');
     }

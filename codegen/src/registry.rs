@@ -30,7 +30,10 @@ fn entry(g: &Generated) -> TokenStream {
     let file = format!("{name}.cu");
     let [bx, by, bz] = g.budget.block().map(proc_macro2::Literal::u32_unsuffixed);
     let grid = match g.budget.grid() {
-        GridRule::RmmTiles { rows_per_cta, tile_n } => {
+        GridRule::RmmTiles {
+            rows_per_cta,
+            tile_n,
+        } => {
             let (r, t) = (lit(rows_per_cta), lit(tile_n));
             quote! { GridRule::RmmTiles { rows_per_cta: #r, tile_n: #t } }
         }

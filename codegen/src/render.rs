@@ -11,7 +11,10 @@ use crate::variant::Variant;
 
 /// The workspace root (parent of the codegen crate).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("codegen sits in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("codegen sits in the workspace")
+        .to_path_buf()
 }
 
 /// All templates under `templates/`, loaded once, with the lint applied.
@@ -28,7 +31,10 @@ impl Templates {
         collect(dir, dir, &mut sources)?;
         let mut tera = tera::Tera::default();
         tera.autoescape_on(vec![]); // CUDA, not HTML: `<`, `&` and quotes must pass through verbatim
-        let marked: Vec<(String, String)> = sources.iter().map(|(n, s)| (n.clone(), mark_tag_lines(s))).collect();
+        let marked: Vec<(String, String)> = sources
+            .iter()
+            .map(|(n, s)| (n.clone(), mark_tag_lines(s)))
+            .collect();
         tera.add_raw_templates(marked.iter().map(|(n, s)| (n.as_str(), s.as_str())))
             .map_err(|e| format!("templates/: {}", chain(&e)))?;
         Ok(Templates { tera, sources })
@@ -42,7 +48,9 @@ impl Templates {
     pub fn render(&self, v: &Variant, budget: &Budget) -> Result<String, String> {
         let template = budget.template();
         if !self.has(template) {
-            return Err(format!("templates/{template} does not exist (needed by {v})"));
+            return Err(format!(
+                "templates/{template} does not exist (needed by {v})"
+            ));
         }
         let constants = budget.constants();
         self.lint(template, &constants)?;
@@ -73,7 +81,10 @@ impl Templates {
             if !seen.insert(name.clone()) {
                 continue;
             }
-            let src = self.sources.get(&name).ok_or_else(|| format!("templates/{template} includes missing {name}"))?;
+            let src = self
+                .sources
+                .get(&name)
+                .ok_or_else(|| format!("templates/{template} includes missing {name}"))?;
             let names = template_names(src);
             todo.extend(names.includes.iter().cloned());
             for (ident, tag) in &names.free {
@@ -97,8 +108,13 @@ fn collect(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> Resul
         if path.is_dir() {
             collect(root, &path, out)?;
         } else if path.extension().is_some_and(|x| x == "tera") {
-            let src = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let rel = path.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
+            let src =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let rel = path
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .replace('\\', "/");
             out.insert(rel, src.replace("\r\n", "\n"));
         }
     }
@@ -182,11 +198,54 @@ struct TemplateNames {
 
 /// Tera keywords, testers, filters and loop attributes that are never context keys.
 const NOT_KEYS: &[&str] = &[
-    "if", "elif", "else", "endif", "for", "in", "endfor", "set", "set_global", "include", "import", "as", "macro",
-    "endmacro", "block", "endblock", "extends", "filter", "endfilter", "raw", "endraw", "not", "and", "or", "is",
-    "true", "false", "True", "False", "loop", "break", "continue", "ignore", "missing", "super", "defined",
-    "undefined", "odd", "even", "divisibleby", "starting_with", "ending_with", "containing", "matching", "string",
-    "number", "iterable", "object",
+    "if",
+    "elif",
+    "else",
+    "endif",
+    "for",
+    "in",
+    "endfor",
+    "set",
+    "set_global",
+    "include",
+    "import",
+    "as",
+    "macro",
+    "endmacro",
+    "block",
+    "endblock",
+    "extends",
+    "filter",
+    "endfilter",
+    "raw",
+    "endraw",
+    "not",
+    "and",
+    "or",
+    "is",
+    "true",
+    "false",
+    "True",
+    "False",
+    "loop",
+    "break",
+    "continue",
+    "ignore",
+    "missing",
+    "super",
+    "defined",
+    "undefined",
+    "odd",
+    "even",
+    "divisibleby",
+    "starting_with",
+    "ending_with",
+    "containing",
+    "matching",
+    "string",
+    "number",
+    "iterable",
+    "object",
 ];
 
 fn template_names(src: &str) -> TemplateNames {
@@ -203,14 +262,25 @@ fn template_names(src: &str) -> TemplateNames {
                 continue;
             }
         };
-        let Some(end) = after[1..].find(close) else { break };
+        let Some(end) = after[1..].find(close) else {
+            break;
+        };
         let inner = &after[1..1 + end];
         rest = &after[1 + end + 2..];
         if close == "#}" {
             continue;
         }
-        let tag = format!("{}{}{}", &after[..1].replace('{', "{{").replace('%', "{%"), inner, close);
-        scan_tag(inner.trim_matches(|c| c == '-' || c == ' ' || c == '\n'), &tag, &mut names);
+        let tag = format!(
+            "{}{}{}",
+            &after[..1].replace('{', "{{").replace('%', "{%"),
+            inner,
+            close
+        );
+        scan_tag(
+            inner.trim_matches(|c| c == '-' || c == ' ' || c == '\n'),
+            &tag,
+            &mut names,
+        );
     }
     names
 }
@@ -259,11 +329,16 @@ fn scan_tag(inner: &str, tag: &str, names: &mut TemplateNames) {
                 i += 1;
             }
             let ident: String = bytes[s..i].iter().collect();
-            let prev = bytes[..s].iter().rev().find(|c| !c.is_whitespace()).copied();
+            let prev = bytes[..s]
+                .iter()
+                .rev()
+                .find(|c| !c.is_whitespace())
+                .copied();
             let next = bytes[i..].iter().find(|c| !c.is_whitespace()).copied();
             let attribute_or_filter = matches!(prev, Some('.') | Some('|'));
             let call_or_kwarg = matches!(next, Some('(') | Some('='))
-                && !(next == Some('=') && bytes[i..].iter().filter(|c| !c.is_whitespace()).nth(1) == Some(&'='));
+                && !(next == Some('=')
+                    && bytes[i..].iter().filter(|c| !c.is_whitespace()).nth(1) == Some(&'='));
             if !attribute_or_filter && !call_or_kwarg && !NOT_KEYS.contains(&ident.as_str()) {
                 names.free.push((ident, tag.to_string()));
             }

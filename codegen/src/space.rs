@@ -38,24 +38,35 @@ pub fn variants() -> impl Iterator<Item = Variant> {
     let rmm = Pipeline::ALL.into_iter().flat_map(|pipeline| {
         TRANSPOSE.into_iter().flat_map(move |transpose| {
             TILE_N.into_iter().flat_map(move |tile_n| {
-                STAGES
-                    .into_iter()
-                    .map(move |stages| Variant::Rmm(RmmVariant { pipeline, tile_n, stages, transpose }))
+                STAGES.into_iter().map(move |stages| {
+                    Variant::Rmm(RmmVariant {
+                        pipeline,
+                        tile_n,
+                        stages,
+                        transpose,
+                    })
+                })
             })
         })
     });
-    let huff = HuffOutput::ALL.into_iter().map(|output| Variant::Huff(HuffVariant { output }));
+    let huff = HuffOutput::ALL
+        .into_iter()
+        .map(|output| Variant::Huff(HuffVariant { output }));
     rmm.chain(huff)
 }
 
 /// The variants that pass [`check`], with their budgets, in variant order.
 pub fn kept() -> Vec<(Variant, Budget)> {
-    variants().filter_map(|v| check(&v).ok().map(|b| (v, b))).collect()
+    variants()
+        .filter_map(|v| check(&v).ok().map(|b| (v, b)))
+        .collect()
 }
 
 /// The combinations [`check`] rejects, with the reason, in variant order.
 pub fn pruned() -> Vec<(Variant, Pruned)> {
-    variants().filter_map(|v| check(&v).err().map(|p| (v, p))).collect()
+    variants()
+        .filter_map(|v| check(&v).err().map(|p| (v, p)))
+        .collect()
 }
 
 /// What a variant costs, and every constant derived from its parameters.
@@ -69,9 +80,17 @@ pub enum Budget {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pruned {
     /// The shared-memory layout does not fit the per-block limit.
-    Smem { dynamic_smem: u32, breakdown: String, limit: u32 },
+    Smem {
+        dynamic_smem: u32,
+        breakdown: String,
+        limit: u32,
+    },
     /// Accumulators plus working registers exceed what a consumer thread gets after `setmaxnreg`.
-    Registers { acc_regs: u32, overhead: u32, budget: u32 },
+    Registers {
+        acc_regs: u32,
+        overhead: u32,
+        budget: u32,
+    },
     /// An axis value the template cannot express.
     Unsupported { reason: String },
 }
@@ -216,7 +235,11 @@ impl RmmLayout {
         let smem_bytes = off_bar + 16 * v.stages + 16;
         let dynamic_smem = smem_bytes + 1024;
         // The staged escape exponents vary per stage; the producer adds them to this at run time.
-        let tx_bytes = if raw { a_bytes + b_bytes } else { w0_bytes + w1_bytes + b_bytes };
+        let tx_bytes = if raw {
+            a_bytes + b_bytes
+        } else {
+            w0_bytes + w1_bytes + b_bytes
+        };
         let mut layout = RmmLayout {
             variant: *v,
             bm,
@@ -257,7 +280,11 @@ impl RmmLayout {
         let pool = layout.regs_per_thread * layout.threads;
         layout.consumer_regs = ((pool - layout.producer_regs * 128) / 256 / 8 * 8).min(256);
         if dynamic_smem > SMEM_LIMIT {
-            return Err(Pruned::Smem { dynamic_smem, breakdown: layout.smem_breakdown(), limit: SMEM_LIMIT });
+            return Err(Pruned::Smem {
+                dynamic_smem,
+                breakdown: layout.smem_breakdown(),
+                limit: SMEM_LIMIT,
+            });
         }
         if layout.acc_regs + RMM_WORKING_REGS > layout.consumer_regs {
             return Err(Pruned::Registers {
@@ -272,8 +299,15 @@ impl RmmLayout {
     /// "A 2x16384 + B 4x8192 + ..." — the terms of `dynamic_smem`, for pruning reasons.
     pub fn smem_breakdown(&self) -> String {
         let s = self.variant.stages;
-        let mut parts = vec![format!("A {}x{}", self.a_bufs, self.a_bytes), format!("B {s}x{}", self.b_bytes)];
-        for (label, bytes) in [("W0", self.w0_bytes), ("W1", self.w1_bytes), ("esc", self.esc_bytes)] {
+        let mut parts = vec![
+            format!("A {}x{}", self.a_bufs, self.a_bytes),
+            format!("B {s}x{}", self.b_bytes),
+        ];
+        for (label, bytes) in [
+            ("W0", self.w0_bytes),
+            ("W1", self.w1_bytes),
+            ("esc", self.esc_bytes),
+        ] {
             if bytes > 0 {
                 parts.push(format!("{label} {s}x{bytes}"));
             }
@@ -459,8 +493,13 @@ impl Budget {
 
     pub fn grid(&self) -> GridRule {
         match self {
-            Budget::Rmm(l) => GridRule::RmmTiles { rows_per_cta: l.bm, tile_n: l.variant.tile_n },
-            Budget::Huff(l) => GridRule::HuffChunks { chunks_per_block: l.chunks_per_block },
+            Budget::Rmm(l) => GridRule::RmmTiles {
+                rows_per_cta: l.bm,
+                tile_n: l.variant.tile_n,
+            },
+            Budget::Huff(l) => GridRule::HuffChunks {
+                chunks_per_block: l.chunks_per_block,
+            },
         }
     }
 
@@ -496,7 +535,12 @@ impl VariantSet {
         match s {
             "all" => VariantSet::All,
             "smoke" => VariantSet::Smoke,
-            _ => VariantSet::Globs(s.split(',').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect()),
+            _ => VariantSet::Globs(
+                s.split(',')
+                    .map(|g| g.trim().to_string())
+                    .filter(|g| !g.is_empty())
+                    .collect(),
+            ),
         }
     }
 
@@ -543,8 +587,16 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 pub fn thousands(x: u32) -> String {
     let digits = x.to_string();
     let head = digits.len() % 3;
-    let mut groups: Vec<&str> = if head > 0 { vec![&digits[..head]] } else { vec![] };
-    groups.extend(digits.as_bytes()[head..].chunks(3).map(|c| std::str::from_utf8(c).expect("ASCII digits")));
+    let mut groups: Vec<&str> = if head > 0 {
+        vec![&digits[..head]]
+    } else {
+        vec![]
+    };
+    groups.extend(
+        digits.as_bytes()[head..]
+            .chunks(3)
+            .map(|c| std::str::from_utf8(c).expect("ASCII digits")),
+    );
     groups.join(",")
 }
 
@@ -570,7 +622,12 @@ mod tests {
 
     #[test]
     fn smem_pruning_names_the_terms() {
-        let v = RmmVariant { pipeline: Pipeline::Raw, tile_n: 256, stages: 8, transpose: false };
+        let v = RmmVariant {
+            pipeline: Pipeline::Raw,
+            tile_n: 256,
+            stages: 8,
+            transpose: false,
+        };
         let err = RmmLayout::new(&v).unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -15,7 +15,9 @@ use unweight_codegen::space::{Budget, VariantSet};
 use unweight_codegen::variant::{HuffOutput, Variant};
 
 fn harness_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("codegen_huff_emulated")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("codegen_huff_emulated")
 }
 
 /// Builds the host binary for one kernel.
@@ -26,7 +28,15 @@ fn build(k: &Generated, dir: &Path) -> PathBuf {
     let bin = dir.join(format!("{name}.bin"));
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
     let out = Command::new(&cxx)
-        .args(["-std=c++20", "-O1", "-fno-strict-aliasing", "-w", "-pthread", "-x", "c++"])
+        .args([
+            "-std=c++20",
+            "-O1",
+            "-fno-strict-aliasing",
+            "-w",
+            "-pthread",
+            "-x",
+            "c++",
+        ])
         .arg(format!("-DKERNEL={name}"))
         .arg(format!("-DKERNEL_SOURCE=\"{}\"", src.display()))
         .arg("-I")
@@ -35,8 +45,14 @@ fn build(k: &Generated, dir: &Path) -> PathBuf {
         .arg("-o")
         .arg(&bin)
         .output()
-        .unwrap_or_else(|e| panic!("`{cxx}`: {e}; this test needs a C++20 compiler (set CXX or install g++)"));
-    assert!(out.status.success(), "{cxx} failed for {name}:\n{}", String::from_utf8_lossy(&out.stderr));
+        .unwrap_or_else(|e| {
+            panic!("`{cxx}`: {e}; this test needs a C++20 compiler (set CXX or install g++)")
+        });
+    assert!(
+        out.status.success(),
+        "{cxx} failed for {name}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     bin
 }
 
@@ -46,7 +62,9 @@ fn le<T: Copy, const N: usize>(v: &[T], f: fn(T) -> [u8; N]) -> Vec<u8> {
 
 /// Writes the kernel's inputs for `t` into `dir`, as the runtime uploads them.
 fn write_inputs(t: &CompressedTensor, dir: &Path) {
-    let Indices::Huffman(h) = &t.indices else { panic!("not huffman") };
+    let Indices::Huffman(h) = &t.indices else {
+        panic!("not huffman")
+    };
     let mut bits = h.bits.clone();
     bits.extend_from_slice(&[0u8; 16]); // the upload pads the stream by 16 bytes
     let w = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
@@ -61,7 +79,9 @@ fn write_inputs(t: &CompressedTensor, dir: &Path) {
 }
 
 fn run(bin: &Path, budget: &Budget, t: &CompressedTensor, dir: &Path, out_bytes: usize) -> Vec<u8> {
-    let Indices::Huffman(h) = &t.indices else { panic!("not huffman") };
+    let Indices::Huffman(h) = &t.indices else {
+        panic!("not huffman")
+    };
     let status = Command::new(bin)
         .arg(dir)
         .args([t.rows, t.cols, t.padded_cols()].map(|x| x.to_string()))
@@ -71,7 +91,12 @@ fn run(bin: &Path, budget: &Budget, t: &CompressedTensor, dir: &Path, out_bytes:
         .arg(out_bytes.to_string())
         .status()
         .unwrap();
-    assert_eq!(status.code(), Some(0), "{} exited with {status} (3 = wrote past the output)", bin.display());
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{} exited with {status} (3 = wrote past the output)",
+        bin.display()
+    );
     std::fs::read(dir.join("out")).unwrap()
 }
 
@@ -91,7 +116,8 @@ fn tensor(rows: usize, cols: usize, seed: u64) -> Vec<u16> {
             if r % 997 == 0 {
                 (r >> 16) as u16
             } else {
-                let e = 118 + ((r >> 8) % 8) as u16 + ((r >> 20) % 3) as u16 * ((r >> 30) % 5) as u16;
+                let e =
+                    118 + ((r >> 8) % 8) as u16 + ((r >> 20) % 3) as u16 * ((r >> 30) % 5) as u16;
                 ((r >> 40) as u16 & 0x8000) | (e << 7) | ((r >> 50) as u16 & 0x7F)
             }
         })
@@ -134,20 +160,40 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
             ((x >> 48) as u16 & 0x807F) | (e << 7)
         })
         .collect();
-    let t = codec::compress(&skewed, &[64, 1024], Orientation::Standard, Encoding::Huffman).unwrap();
-    let Indices::Huffman(h) = &t.indices else { unreachable!() };
-    assert_eq!(h.code_lengths.iter().max(), Some(&12), "skewed case reaches the length limit");
+    let t = codec::compress(
+        &skewed,
+        &[64, 1024],
+        Orientation::Standard,
+        Encoding::Huffman,
+    )
+    .unwrap();
+    let Indices::Huffman(h) = &t.indices else {
+        unreachable!()
+    };
+    assert_eq!(
+        h.code_lengths.iter().max(),
+        Some(&12),
+        "skewed case reaches the length limit"
+    );
     cases.push(("64x1024 skewed".into(), t));
     let same = vec![0x3F80u16; 70 * 130];
-    cases.push(("70x130 constant".into(), codec::compress(&same, &[70, 130], Orientation::Standard, Encoding::Huffman).unwrap()));
-    assert!(cases.iter().any(|(_, t)| t.escape_count() > 0), "some case has escape groups");
+    cases.push((
+        "70x130 constant".into(),
+        codec::compress(&same, &[70, 130], Orientation::Standard, Encoding::Huffman).unwrap(),
+    ));
+    assert!(
+        cases.iter().any(|(_, t)| t.escape_count() > 0),
+        "some case has escape groups"
+    );
 
     for (label, t) in &cases {
         let dir = tmp.path().join(label.replace([' ', 'x'], "_"));
         std::fs::create_dir_all(&dir).unwrap();
         write_inputs(t, &dir);
         for (k, bin) in kernels.iter().zip(&bins) {
-            let Variant::Huff(h) = k.variant else { unreachable!() };
+            let Variant::Huff(h) = k.variant else {
+                unreachable!()
+            };
             let expected: Vec<u8> = match h.output {
                 HuffOutput::Bf16 => le(&codec::decode_bf16_encoded(t).unwrap(), u16::to_le_bytes),
                 HuffOutput::Exponent => codec::decode_exponents(t).unwrap(),

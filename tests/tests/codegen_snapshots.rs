@@ -8,8 +8,8 @@
 
 use std::collections::BTreeSet;
 
-use unweight_codegen::generate::{render_set, variant_table};
 use insta::internals::Content;
+use unweight_codegen::generate::{render_set, variant_table};
 use unweight_codegen::space::{self, Value, VariantSet};
 
 /// Representative full sources: rmm in both orientations, and the Huffman family.
@@ -41,7 +41,11 @@ fn variant_table_snapshot() {
 fn representative_sources_snapshot() {
     let set = VariantSet::Globs(SOURCES.iter().map(|s| s.to_string()).collect());
     let kernels = render_set(&set).unwrap();
-    assert_eq!(kernels.len(), SOURCES.len(), "every representative variant is kept");
+    assert_eq!(
+        kernels.len(),
+        SOURCES.len(),
+        "every representative variant is kept"
+    );
     for k in kernels {
         let mut s = settings();
         let params = k.budget.constants().into_iter().map(|(key, v)| {
@@ -60,8 +64,14 @@ fn representative_sources_snapshot() {
 
 #[test]
 fn snapshots_are_all_referenced() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(SNAPSHOT_DIR);
-    let expected: BTreeSet<String> = SOURCES.iter().chain([&TABLE]).map(|n| format!("{n}.snap")).collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(SNAPSHOT_DIR);
+    let expected: BTreeSet<String> = SOURCES
+        .iter()
+        .chain([&TABLE])
+        .map(|n| format!("{n}.snap"))
+        .collect();
     let mut stray = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
@@ -70,5 +80,9 @@ fn snapshots_are_all_referenced() {
             stray.push(name);
         }
     }
-    assert!(stray.is_empty(), "unreferenced snapshots in {}: {stray:?}; delete them", dir.display());
+    assert!(
+        stray.is_empty(),
+        "unreferenced snapshots in {}: {stray:?}; delete them",
+        dir.display()
+    );
 }

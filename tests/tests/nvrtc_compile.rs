@@ -24,12 +24,18 @@ fn every_variant_compiles_for_sm90a_without_spills() {
     let dir = tempfile::tempdir().unwrap();
     let results = compile::check_all(&kernels, THREADS, dir.path());
     let table = compile::summary_table(&results);
-    println!("NVRTC {major}.{minor}, options {:?}\n{table}", compile::OPTIONS);
+    println!(
+        "NVRTC {major}.{minor}, options {:?}\n{table}",
+        compile::OPTIONS
+    );
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("nvrtc_compile_summary.txt");
     std::fs::write(&out, &table).unwrap();
     println!("summary written to {}", out.display());
 
-    let problems: Vec<String> = results.iter().flat_map(|c| c.problems.iter().cloned()).collect();
+    let problems: Vec<String> = results
+        .iter()
+        .flat_map(|c| c.problems.iter().cloned())
+        .collect();
     let failing: Vec<String> = results
         .iter()
         .filter(|c| !c.problems.is_empty())

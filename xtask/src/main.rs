@@ -27,7 +27,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("gen-kernels") => gen_kernels(&args[1..]),
         Some("check-kernels") => check_kernels(&args[1..]),
-        Some("bench-codec") => bench_codec::run(&args[1..]).map_err(|e| format!("bench-codec: {e:#}")),
+        Some("bench-codec") => {
+            bench_codec::run(&args[1..]).map_err(|e| format!("bench-codec: {e:#}"))
+        }
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -47,7 +49,12 @@ struct Flags {
 }
 
 fn flags(args: &[String], allowed: &[&str]) -> Result<Flags, String> {
-    let mut f = Flags { check: false, verbose: false, set: VariantSet::All, jobs: 2 };
+    let mut f = Flags {
+        check: false,
+        verbose: false,
+        set: VariantSet::All,
+        jobs: 2,
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if !allowed.contains(&a.as_str()) {
@@ -56,10 +63,17 @@ fn flags(args: &[String], allowed: &[&str]) -> Result<Flags, String> {
         match a.as_str() {
             "--check" => f.check = true,
             "--verbose" => f.verbose = true,
-            "--filter" => f.set = VariantSet::parse(it.next().ok_or(format!("--filter needs a value\n{USAGE}"))?),
+            "--filter" => {
+                f.set = VariantSet::parse(
+                    it.next()
+                        .ok_or(format!("--filter needs a value\n{USAGE}"))?,
+                )
+            }
             "--jobs" => {
                 let v = it.next().ok_or(format!("--jobs needs a value\n{USAGE}"))?;
-                f.jobs = v.parse().map_err(|_| format!("--jobs {v:?}: not a number"))?;
+                f.jobs = v
+                    .parse()
+                    .map_err(|_| format!("--jobs {v:?}: not a number"))?;
             }
             _ => unreachable!("checked against `allowed`"),
         }
@@ -84,7 +98,11 @@ fn gen_kernels(args: &[String]) -> Result<(), String> {
         println!("(subset: registry.rs, manifest.txt and the orphan check need the full set; run without --filter)");
     }
     let verb = if f.check { "checked" } else { "generated" };
-    println!("{verb} {} kernels ({} combinations pruned); generated/ is up to date", report.kernels, report.pruned.len());
+    println!(
+        "{verb} {} kernels ({} combinations pruned); generated/ is up to date",
+        report.kernels,
+        report.pruned.len()
+    );
     Ok(())
 }
 
@@ -110,8 +128,14 @@ fn check_kernels(args: &[String]) -> Result<(), String> {
         failed += usize::from(!c.problems.is_empty());
     }
     if failed > 0 {
-        return Err(format!("{failed} of {} kernels failed the compile check", results.len()));
+        return Err(format!(
+            "{failed} of {} kernels failed the compile check",
+            results.len()
+        ));
     }
-    println!("{} kernels compiled for sm_90a: no spills, no stack, no local memory, HGMMA in every rmm", results.len());
+    println!(
+        "{} kernels compiled for sm_90a: no spills, no stack, no local memory, HGMMA in every rmm",
+        results.len()
+    );
     Ok(())
 }
