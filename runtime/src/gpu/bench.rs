@@ -329,7 +329,8 @@ fn bench_decode(
     let mut rows = Vec::new();
     for output in HuffOutput::ALL {
         let us = time(stream, opts.warmup, opts.iters, |i| {
-            lin[i % lin.len()].decode_into(stream, output, &mut out)?;
+            // The layout the pipelines use: tiled for exponent / palette when the rmm takes the shape.
+            lin[i % lin.len()].decode_into(stream, output, g.rmm_ok(), &mut out)?;
             Ok(())
         })?;
         let elems = (g.rows * g.cols) as f64;

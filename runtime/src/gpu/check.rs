@@ -14,6 +14,7 @@ use super::error::GpuError;
 use super::linear::Linear;
 use super::pipelines::{ExecPipeline, Plan};
 use super::synth::{self, Rng, WeightSpec};
+use super::tiles::{self, Elem};
 use super::weights::DeviceWeights;
 use crate::codec::{self, CompressedTensor, Encoding, Orientation};
 use crate::kernels;
@@ -64,10 +65,11 @@ impl Harness {
         self.drv(self.stream.clone_dtoh(&y), "downloading y")
     }
 
-    /// Runs `huff_<output>` into a buffer poisoned with `poison` and returns its bytes.
-    pub fn decode(&self, lin: &Linear, output: HuffOutput, poison: u8) -> Result<Vec<u8>, GpuError> {
+    /// Runs `huff_<output>` (row-major or tiled) into a buffer poisoned with `poison` and returns
+    /// its bytes.
+    pub fn decode(&self, lin: &Linear, output: HuffOutput, tiled: bool, poison: u8) -> Result<Vec<u8>, GpuError> {
         let mut out = self.drv(self.stream.clone_htod(&vec![poison; lin.decode_bytes(output)]), "poisoning decode output")?;
-        lin.decode_into(&self.stream, output, &mut out)?;
+        lin.decode_into(&self.stream, output, tiled, &mut out)?;
         self.drv(self.stream.synchronize(), &format!("running huff_{}", output.as_str()))?;
         self.drv(self.stream.clone_dtoh(&out), "downloading decode output")
     }
@@ -96,11 +98,28 @@ pub fn check_decode(h: &Harness, name: &str, t: &CompressedTensor) -> Result<Vec
         (HuffOutput::Palette, codec::decode_palette_indices(t)?),
     ];
     let mut failures = Vec::new();
+    let g = lin.weights().geometry;
     for (output, want) in wants {
-        for poison in [0xFF, 0x00] {
-            let got = h.decode(&lin, output, poison)?;
-            if let Some(d) = first_diff(&got, &want) {
-                failures.push(format!("{name} {:?} {} huff_{} (poison {poison:#04x}): {d}", t.shape, t.orientation, output.as_str()));
+        // Row-major always; the rmm's tiled layout too for exponent / palette of eligible shapes.
+        let mut layouts = vec![(false, want.clone())];
+        if g.rmm_ok() && output != HuffOutput::Bf16 {
+            let elem = if output == HuffOutput::Palette { Elem::Nibble } else { Elem::Byte };
+            let tiled = tiles::tile(&want, g.orientation, g.n_out, g.k, elem)
+                .map_err(|reason| GpuError::Weights { tensor: name.to_string(), reason })?;
+            layouts.push((true, tiled));
+        }
+        for (tiled, want) in layouts {
+            for poison in [0xFF, 0x00] {
+                let got = h.decode(&lin, output, tiled, poison)?;
+                if let Some(d) = first_diff(&got, &want) {
+                    let layout = if tiled { "tiled" } else { "row-major" };
+                    failures.push(format!(
+                        "{name} {:?} {} huff_{} {layout} (poison {poison:#04x}): {d}",
+                        t.shape,
+                        t.orientation,
+                        output.as_str()
+                    ));
+                }
             }
         }
     }

@@ -5,6 +5,7 @@ use crate::codec::{self, CompressedTensor, Indices, Orientation, GROUP};
 
 use super::error::GpuError;
 use super::tile_esc;
+use super::tiles::{self, Elem};
 
 /// Zero bytes appended to the Huffman bitstream: a thread peeks up to 12 bits (and reads whole
 /// words) past its last code, so the tail must be readable and decode as zeros.
@@ -70,16 +71,36 @@ pub struct HuffmanImage {
     pub esc_exp: Vec<u8>,
     pub chunk_symbols: u32,
     pub n_chunks: u32,
+    /// What the exponent / palette-transcode rmm reads besides the preprocess output (present
+    /// when the shape is rmm-eligible).
+    pub rmm: Option<RmmTables>,
 }
 
-/// What `rmm_palette_*` reads (direct palette).
+/// Tiled sign-mantissa bytes and per-tile escape tables of an rmm-eligible weight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RmmTables {
+    /// sm bytes in the rmm's tiled layout (`w0_tiles`).
+    pub sm_tiles: Vec<u8>,
+    pub tile_esc: Vec<u8>,
+    /// Escape exponents in tile order.
+    pub esc_exp: Vec<u8>,
+}
+
+impl RmmTables {
+    fn new(t: &CompressedTensor, g: &Geometry) -> Result<Self, GpuError> {
+        let sm_tiles = tiles::tile(&t.sm, t.orientation, g.n_out, g.k, Elem::Byte).map_err(|e| weights_err(t, e))?;
+        let esc = tile_esc::build(&t.escapes, t.orientation, g.n_out, g.k).map_err(|e| weights_err(t, e.0))?;
+        Ok(RmmTables { sm_tiles, tile_esc: esc.records, esc_exp: esc.exponents })
+    }
+}
+
+/// What `rmm_palette_*` reads (direct palette): every array already in the tiled layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaletteImage {
     pub geometry: Geometry,
-    pub sm: Vec<u8>,
-    pub nibbles: Vec<u8>,
-    pub tile_esc: Vec<u8>,
-    pub esc_exp: Vec<u8>,
+    pub tables: RmmTables,
+    /// Palette nibbles in the rmm's tiled layout (`w1_tiles`).
+    pub nibble_tiles: Vec<u8>,
     pub palette: [u8; 16],
 }
 
@@ -110,6 +131,7 @@ impl HuffmanImage {
         }
         let mut bits = h.bits.clone();
         bits.resize((h.bits.len() + BITS_TAIL).div_ceil(16) * 16, 0);
+        let rmm = if geometry.rmm_ok() { Some(RmmTables::new(t, &geometry)?) } else { None };
         Ok(HuffmanImage {
             geometry,
             bits,
@@ -122,6 +144,7 @@ impl HuffmanImage {
             esc_exp: t.escapes.exponents.clone(),
             chunk_symbols: h.chunk_symbols,
             n_chunks: n_chunks as u32,
+            rmm,
         })
     }
 }
@@ -143,16 +166,9 @@ impl PaletteImage {
             Indices::Palette(n) => n.clone(),
             _ => codec::decode_palette_indices(t)?,
         };
-        let tiles = tile_esc::build(&t.escapes, t.orientation, geometry.n_out, geometry.k)
-            .map_err(|e| weights_err(t, e.0))?;
-        Ok(PaletteImage {
-            geometry,
-            sm: t.sm.clone(),
-            nibbles,
-            tile_esc: tiles.records,
-            esc_exp: tiles.exponents,
-            palette: t.palette,
-        })
+        let nibble_tiles = tiles::tile(&nibbles, t.orientation, geometry.n_out, geometry.k, Elem::Nibble)
+            .map_err(|e| weights_err(t, e))?;
+        Ok(PaletteImage { tables: RmmTables::new(t, &geometry)?, geometry, nibble_tiles, palette: t.palette })
     }
 }
 
@@ -179,6 +195,7 @@ mod tests {
         assert_eq!(img.geometry.padded_cols, 128);
         assert_eq!(img.n_chunks as usize, (128 * 128usize).div_ceil(h.chunk_symbols as usize));
         assert!(!img.geometry.rmm_ok());
+        assert!(img.rmm.is_none());
     }
 
     #[test]
@@ -199,7 +216,11 @@ mod tests {
             let a = PaletteImage::new(&compress(&b, &[256, 128], o, Encoding::Huffman).unwrap()).unwrap();
             let p = PaletteImage::new(&compress(&b, &[256, 128], o, Encoding::Palette).unwrap()).unwrap();
             assert_eq!(a, p);
-            assert_eq!(a.tile_esc.len(), 2 * 2 * 32);
+            assert_eq!(a.tables.tile_esc.len(), 2 * 2 * 32);
+            assert_eq!(a.nibble_tiles.len(), 256 * 128 / 2);
+            let h = HuffmanImage::new(&compress(&b, &[256, 128], o, Encoding::Huffman).unwrap()).unwrap();
+            assert_eq!(h.rmm.as_ref(), Some(&a.tables), "huffman and palette residency share the rmm tables");
+            assert_eq!(tiles::untile(&a.tables.sm_tiles, o, 256, 128, Elem::Byte).unwrap(), h.sm);
         }
     }
 

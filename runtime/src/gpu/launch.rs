@@ -46,8 +46,12 @@ fn config(entry: &RegistryEntry, grid: (u32, u32, u32)) -> LaunchConfig {
 /// Arguments of `rmm_*` in ABI order.
 pub struct RmmArgs {
     pub tm_x: TmaDesc,
-    pub tm_w0: TmaDesc,
-    pub tm_w1: TmaDesc,
+    /// Raw: the bf16 weight map; exponent / palette: `tm_x` again (unused).
+    pub tm_w: TmaDesc,
+    /// Tiled sm bytes (exponent / palette), else 0.
+    pub w0_tiles: u64,
+    /// Tiled exponent bytes or nibbles (exponent / palette), else 0.
+    pub w1_tiles: u64,
     pub tile_esc: u64,
     pub esc_exp: u64,
     pub palette: u64,
@@ -66,7 +70,7 @@ pub struct RmmArgs {
 pub unsafe fn rmm(stream: &CudaStream, kernel: &Kernel, a: &RmmArgs) -> Result<(), GpuError> {
     let grid = rmm_grid(kernel.entry, a.n_out as usize, a.m as usize, a.splits)?;
     let mut b = stream.launch_builder(&kernel.function);
-    b.arg(&a.tm_x).arg(&a.tm_w0).arg(&a.tm_w1);
+    b.arg(&a.tm_x).arg(&a.tm_w).arg(&a.w0_tiles).arg(&a.w1_tiles);
     b.arg(&a.tile_esc).arg(&a.esc_exp).arg(&a.palette).arg(&a.y).arg(&a.ws).arg(&a.flags);
     b.arg(&a.n_out).arg(&a.k).arg(&a.m);
     // SAFETY: argument order and types follow the rmm ABI; the caller vouches for the buffers.
@@ -90,6 +94,21 @@ pub struct HuffArgs {
     pub padded_cols: u64,
     pub chunk_symbols: u32,
     pub n_chunks: u32,
+    /// Where `huff_exponent` / `huff_palette` place elements (appended after the contract's
+    /// parameters; kernels that do not declare it ignore it; `huff_bf16` is always row-major).
+    pub layout: HuffLayout,
+}
+
+/// Output layout of the exponent / palette preprocess.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum HuffLayout {
+    /// `[rows][padded_cols]` (bytes) / `[rows][padded_cols / 2]` (nibbles), as the codec.
+    RowMajor = 0,
+    /// The rmm's tiled layout of a standard weight (encoded W [n_out][k]).
+    TiledStandard = 1,
+    /// The rmm's tiled layout of a transposed weight (encoded Wᵀ [k][n_out]).
+    TiledTransposed = 2,
 }
 
 /// # Safety
@@ -101,6 +120,8 @@ pub unsafe fn huff(stream: &CudaStream, kernel: &Kernel, a: &HuffArgs) -> Result
     b.arg(&a.bits).arg(&a.chunk_offsets).arg(&a.lut).arg(&a.palette).arg(&a.sm);
     b.arg(&a.esc_bitmap).arg(&a.esc_prefix).arg(&a.esc_exp).arg(&a.out);
     b.arg(&a.rows).arg(&a.cols).arg(&a.padded_cols).arg(&a.chunk_symbols).arg(&a.n_chunks);
+    let layout = a.layout as u32;
+    b.arg(&layout);
     // SAFETY: argument order and types follow the Huffman ABI; the caller vouches for the buffers.
     unsafe { b.launch(config(kernel.entry, grid)) }.ctx(|| format!("launching {}", kernel.entry.name))?;
     Ok(())

@@ -13,7 +13,7 @@ use unweight_codegen::variant::{HuffOutput, RegistryEntry};
 
 use super::cublas::gemm_params;
 use super::error::GpuError;
-use super::launch::{self, HuffArgs, RmmArgs};
+use super::launch::{self, HuffArgs, HuffLayout, RmmArgs};
 use super::pipelines::{self, ExecPipeline, Plan};
 use super::tma;
 use super::scratch::ScratchSlot;
@@ -152,15 +152,12 @@ impl Linear {
         let s = &*slot;
         let r = match (&self.weights.resident, plan.pipeline) {
             (Resident::Raw(r), ExecPipeline::Raw) => {
-                let [w0, _] = tma::weight_maps(unweight_codegen::variant::Pipeline::Raw, transpose, n_out, k);
-                let w = w0.encode(r.w.ptr, r.w.bytes() as u64)?;
-                unsafe { self.rmm(stream, s, plan, x, x_bytes, y, [w, w], [0, 0, 0]) }
+                let w = tma::raw_weight_map(transpose, n_out, k).encode(r.w.ptr, r.w.bytes() as u64)?;
+                unsafe { self.rmm(stream, s, plan, x, x_bytes, y, Some(w), [0, 0], [0, 0, 0]) }
             }
             (Resident::Palette(p), ExecPipeline::DirectPalette) => {
-                let [s0, s1] = tma::weight_maps(unweight_codegen::variant::Pipeline::Palette, transpose, n_out, k);
-                let w0 = s0.encode(p.sm.ptr, p.sm.bytes() as u64)?;
-                let w1 = s1.encode(p.nibbles.ptr, p.nibbles.bytes() as u64)?;
-                unsafe { self.rmm(stream, s, plan, x, x_bytes, y, [w0, w1], [p.tile_esc.ptr, p.esc_exp.ptr, p.palette.ptr]) }
+                let (t, w) = (&p.rmm, [p.rmm.sm_tiles.ptr, p.nibble_tiles.ptr]);
+                unsafe { self.rmm(stream, s, plan, x, x_bytes, y, None, w, [t.tile_esc.ptr, t.esc_exp.ptr, p.palette.ptr]) }
             }
             (Resident::Huffman(h), pipe) => unsafe { self.huffman_pipeline(stream, s, h, pipe, plan, x, x_bytes, y) },
             (res, pipe) => Err(GpuError::Residency {
@@ -193,25 +190,23 @@ impl Linear {
             Some(unweight_codegen::variant::Variant::Huff(v)) => v.output,
             _ => return Err(GpuError::UnknownVariant { name: format!("preprocess of {pipe}") }),
         };
-        unsafe { self.decode(stream, h, output, slot.ptr(), slot.capacity())? };
         match pipe {
             ExecPipeline::FullDecode => {
+                unsafe { self.decode(stream, h, output, HuffLayout::RowMajor, slot.ptr(), slot.capacity())? };
                 let p = gemm_params(g.orientation, m, n_out, k)?;
                 unsafe { self.weights.device().blas.gemm_bf16(stream, &p, slot.ptr(), x, y) }
             }
             ExecPipeline::Exponent | ExecPipeline::PaletteTranscode => {
-                let fam = pipe.rmm().expect("rmm pipeline");
-                let [s0, s1] = tma::weight_maps(fam, transpose, n_out, k);
-                let w0 = s0.encode(h.sm.ptr, h.sm.bytes() as u64)?;
-                let w1 = s1.encode(slot.ptr(), slot.capacity() as u64)?;
-                let esc = match (&h.tiles, pipe) {
-                    (Some(t), ExecPipeline::PaletteTranscode) => [t.records.ptr, t.esc_exp.ptr, h.palette.ptr],
-                    (None, ExecPipeline::PaletteTranscode) => {
-                        return Err(GpuError::NoVariantFits { shape: g.shape_text(), reason: "no tile escape tables".into() })
-                    }
+                let Some(t) = &h.rmm else {
+                    return Err(GpuError::NoVariantFits { shape: g.shape_text(), reason: "no tiled rmm tables".into() });
+                };
+                let layout = if transpose { HuffLayout::TiledTransposed } else { HuffLayout::TiledStandard };
+                unsafe { self.decode(stream, h, output, layout, slot.ptr(), slot.capacity())? };
+                let esc = match pipe {
+                    ExecPipeline::PaletteTranscode => [t.tile_esc.ptr, t.esc_exp.ptr, h.palette.ptr],
                     _ => [0, 0, 0],
                 };
-                unsafe { self.rmm(stream, slot, plan, x, x_bytes, y, [w0, w1], esc) }
+                unsafe { self.rmm(stream, slot, plan, x, x_bytes, y, None, [t.sm_tiles.ptr, slot.ptr()], esc) }
             }
             other => Err(GpuError::Residency {
                 pipeline: other.as_str(),
@@ -222,7 +217,8 @@ impl Linear {
         }
     }
 
-    /// Launches the plan's rmm; `esc` = (tile_esc, esc_exp, palette) addresses, 0 when unused.
+    /// Launches the plan's rmm: `tm_w` the raw weight map (None: compressed, `tm_x` is passed in
+    /// its place), `w` = (w0_tiles, w1_tiles), `esc` = (tile_esc, esc_exp, palette); 0 when unused.
     #[allow(clippy::too_many_arguments)]
     unsafe fn rmm(
         &self,
@@ -232,7 +228,8 @@ impl Linear {
         x: u64,
         x_bytes: u64,
         y: u64,
-        w: [tma::TmaDesc; 2],
+        tm_w: Option<tma::TmaDesc>,
+        w: [u64; 2],
         esc: [u64; 3],
     ) -> Result<(), GpuError> {
         let entry = plan.rmm.ok_or_else(|| GpuError::UnknownVariant { name: format!("rmm of {}", plan.pipeline) })?;
@@ -253,8 +250,9 @@ impl Linear {
         let int = |v: usize| v as i32;
         let args = RmmArgs {
             tm_x,
-            tm_w0: w[0],
-            tm_w1: w[1],
+            tm_w: tm_w.unwrap_or(tm_x),
+            w0_tiles: w[0],
+            w1_tiles: w[1],
             tile_esc: esc[0],
             esc_exp: esc[1],
             palette: esc[2],
@@ -279,8 +277,15 @@ impl Linear {
         }
     }
 
-    /// Runs the Huffman preprocess `output` into a caller buffer (tests, decode benchmarks).
-    pub fn decode_into<T>(&self, stream: &CudaStream, output: HuffOutput, out: &mut impl DevicePtrMut<T>) -> Result<(), GpuError> {
+    /// Runs the Huffman preprocess `output` into a caller buffer (tests, decode benchmarks);
+    /// `tiled` asks exponent / palette outputs for the rmm's tiled layout (rmm-eligible weights).
+    pub fn decode_into<T>(
+        &self,
+        stream: &CudaStream,
+        output: HuffOutput,
+        tiled: bool,
+        out: &mut impl DevicePtrMut<T>,
+    ) -> Result<(), GpuError> {
         let Resident::Huffman(h) = &self.weights.resident else {
             return Err(GpuError::Residency {
                 pipeline: "huffman decode",
@@ -289,13 +294,30 @@ impl Linear {
                 tensor: self.weights.name.clone(),
             });
         };
+        let g = &self.weights.geometry;
+        let layout = match (tiled, output, g.orientation) {
+            (false, _, _) | (_, HuffOutput::Bf16, _) => HuffLayout::RowMajor,
+            (true, _, _) if !g.rmm_ok() => {
+                return Err(GpuError::NoVariantFits { shape: g.shape_text(), reason: "the tiled layout needs an rmm-eligible shape".into() })
+            }
+            (true, _, Orientation::Standard) => HuffLayout::TiledStandard,
+            (true, _, Orientation::Transposed) => HuffLayout::TiledTransposed,
+        };
         let have = out.len() * std::mem::size_of::<T>();
         let (p, _write) = out.device_ptr_mut(stream);
         // SAFETY: `decode` checks `have` against the output size before launching.
-        unsafe { self.decode(stream, h, output, p, have) }
+        unsafe { self.decode(stream, h, output, layout, p, have) }
     }
 
-    unsafe fn decode(&self, stream: &CudaStream, h: &HuffmanDev, output: HuffOutput, out: u64, out_bytes: usize) -> Result<(), GpuError> {
+    unsafe fn decode(
+        &self,
+        stream: &CudaStream,
+        h: &HuffmanDev,
+        output: HuffOutput,
+        layout: HuffLayout,
+        out: u64,
+        out_bytes: usize,
+    ) -> Result<(), GpuError> {
         let need = self.decode_bytes(output);
         if out_bytes < need || out == 0 {
             return Err(GpuError::Shape {
@@ -320,6 +342,7 @@ impl Linear {
             padded_cols: g.padded_cols as u64,
             chunk_symbols: h.chunk_symbols,
             n_chunks: h.n_chunks,
+            layout,
         };
         unsafe { launch::huff(stream, &kernel, &args) }
     }

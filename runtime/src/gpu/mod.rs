@@ -20,6 +20,7 @@ pub mod pipelines;
 pub mod scratch;
 pub mod synth;
 pub mod tile_esc;
+pub mod tiles;
 pub mod tma;
 pub mod weights;
 

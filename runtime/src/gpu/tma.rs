@@ -1,4 +1,4 @@
-//! TMA tensor maps for the rmm kernels, one per row of docs/CONTRACT.md's table, checked on the
+//! TMA tensor maps for the rmm kernels (x, and raw weights; docs/CONTRACT.md), checked on the
 //! host before the driver sees them so a bad shape or pointer fails with a sentence, not
 //! `CUDA_ERROR_INVALID_VALUE`.
 
@@ -7,7 +7,6 @@ use cudarc::driver::sys::{
     CUtensorMapSwizzle,
 };
 use cudarc::driver::DeviceRepr;
-use unweight_codegen::variant::Pipeline;
 
 use super::error::GpuError;
 
@@ -168,45 +167,19 @@ pub fn x_map(k: usize, m: usize, tile_n: u32) -> MapSpec {
     }
 }
 
-/// `tm_w0` and `tm_w1` of an rmm variant for a weight of `n_out × k` (contract table).
-/// For `raw`, both are the bf16 weight map.
-pub fn weight_maps(pipeline: Pipeline, transpose: bool, n_out: usize, k: usize) -> [MapSpec; 2] {
+/// `tm_w` of a raw rmm: W bf16 `[n_out][k]` (dims `{k, n_out}`, box `{64, 128}`) or, transposed,
+/// Wᵀ `[k][n_out]` (dims `{n_out, k}`, box `{64, 64}`), 128-byte swizzle. Exponent and palette
+/// variants read tiled byte arrays by bulk copy instead and get `tm_x` again in this slot.
+pub fn raw_weight_map(transpose: bool, n_out: usize, k: usize) -> MapSpec {
     let (n, k64) = (n_out as u64, k as u64);
-    // Encoded matrix: W [n_out][k] (standard) or Wᵀ [k][n_out] (transposed); dims {cols, rows}.
     let (cols, rows) = if transpose { (n, k64) } else { (k64, n) };
-    let u8_box = if transpose { [128, 64] } else { [64, 128] };
-    let sm = MapSpec {
-        what: "sign-mantissa bytes",
-        elem: ElemType::U8,
+    MapSpec {
+        what: "bf16 weights",
+        elem: ElemType::Bf16,
         dims: [cols, rows],
-        row_stride: cols,
-        box_dims: u8_box,
-        swizzle: Swizzle::None,
-    };
-    match pipeline {
-        Pipeline::Raw => {
-            let w = MapSpec {
-                what: "bf16 weights",
-                elem: ElemType::Bf16,
-                dims: [cols, rows],
-                row_stride: cols * 2,
-                box_dims: if transpose { [64, 64] } else { [64, 128] },
-                swizzle: Swizzle::B128,
-            };
-            [w.clone(), w]
-        }
-        Pipeline::Exponent => [sm.clone(), MapSpec { what: "exponent bytes", ..sm }],
-        Pipeline::Palette => {
-            let nib = MapSpec {
-                what: "palette nibbles",
-                elem: ElemType::U8,
-                dims: [cols / 2, rows],
-                row_stride: cols / 2,
-                box_dims: if transpose { [64, 64] } else { [32, 128] },
-                swizzle: Swizzle::None,
-            };
-            [sm, nib]
-        }
+        row_stride: cols * 2,
+        box_dims: if transpose { [64, 64] } else { [64, 128] },
+        swizzle: Swizzle::B128,
     }
 }
 
@@ -218,34 +191,19 @@ mod tests {
 
     #[test]
     fn contract_table_rows() {
-        let [w0, w1] = weight_maps(Pipeline::Raw, false, 256, 128);
-        assert_eq!((w0.elem, w0.dims, w0.row_stride, w0.box_dims, w0.swizzle), (ElemType::Bf16, [128, 256], 256, [64, 128], Swizzle::B128));
-        assert_eq!(w0, w1);
-        let [w0, _] = weight_maps(Pipeline::Raw, true, 256, 128);
-        assert_eq!((w0.dims, w0.row_stride, w0.box_dims), ([256, 128], 512, [64, 64]));
-        let [w0, w1] = weight_maps(Pipeline::Exponent, false, 256, 128);
-        assert_eq!((w0.elem, w0.dims, w0.box_dims, w0.swizzle), (ElemType::U8, [128, 256], [64, 128], Swizzle::None));
-        assert_eq!((w1.dims, w1.box_dims), ([128, 256], [64, 128]));
-        let [w0, w1] = weight_maps(Pipeline::Exponent, true, 256, 128);
-        assert_eq!((w0.dims, w0.box_dims, w1.dims, w1.box_dims), ([256, 128], [128, 64], [256, 128], [128, 64]));
-        let [w0, w1] = weight_maps(Pipeline::Palette, false, 256, 128);
-        assert_eq!((w0.dims, w0.box_dims), ([128, 256], [64, 128]));
-        assert_eq!((w1.dims, w1.row_stride, w1.box_dims), ([64, 256], 64, [32, 128]));
-        let [_, w1] = weight_maps(Pipeline::Palette, true, 256, 128);
-        assert_eq!((w1.dims, w1.row_stride, w1.box_dims), ([128, 128], 128, [64, 64]));
+        let w = raw_weight_map(false, 256, 128);
+        assert_eq!((w.elem, w.dims, w.row_stride, w.box_dims, w.swizzle), (ElemType::Bf16, [128, 256], 256, [64, 128], Swizzle::B128));
+        let w = raw_weight_map(true, 256, 128);
+        assert_eq!((w.dims, w.row_stride, w.box_dims), ([256, 128], 512, [64, 64]));
         let x = x_map(4096, 7, 8);
         assert_eq!((x.dims, x.row_stride, x.box_dims, x.swizzle), ([4096, 7], 8192, [64, 8], Swizzle::B128));
     }
 
     #[test]
-    fn every_row_is_valid_for_rmm_shapes() {
-        for p in Pipeline::ALL {
-            for t in [false, true] {
-                for (n, k) in [(128, 64), (14336, 4096), (4096, 14336), (384, 1536)] {
-                    for s in weight_maps(p, t, n, k) {
-                        s.validate(0x1000, BIG).unwrap_or_else(|e| panic!("{p:?} t={t} {n}x{k}: {e}"));
-                    }
-                }
+    fn every_map_is_valid_for_rmm_shapes() {
+        for t in [false, true] {
+            for (n, k) in [(128, 64), (14336, 4096), (4096, 14336), (384, 1536)] {
+                raw_weight_map(t, n, k).validate(0x1000, BIG).unwrap_or_else(|e| panic!("t={t} {n}x{k}: {e}"));
             }
         }
         for tile_n in [8, 16, 32, 64, 128, 256] {

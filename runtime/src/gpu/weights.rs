@@ -9,8 +9,7 @@ use crate::codec::{CompressedTensor, Orientation};
 
 use super::device::GpuDevice;
 use super::error::{DriverContext, GpuError};
-use super::host::{Geometry, HuffmanImage, PaletteImage};
-use super::tile_esc;
+use super::host::{Geometry, HuffmanImage, PaletteImage, RmmTables};
 
 /// A device buffer and its address, taken once at upload (weights never move).
 pub struct DevBuf<T> {
@@ -54,21 +53,32 @@ pub struct HuffmanDev {
     pub esc_exp: DevBuf<u8>,
     pub chunk_symbols: u32,
     pub n_chunks: u32,
-    /// Per-tile escape tables for palette transcode (present when the rmm takes the shape).
-    pub tiles: Option<TileTables>,
+    /// Tiled sm and per-tile escape tables for the exponent / palette-transcode rmm (present
+    /// when the rmm takes the shape). Costs one more byte per weight: `huff_bf16` reads the
+    /// row-major sm, the rmm the tiled copy.
+    pub rmm: Option<RmmDev>,
 }
 
-/// `tile_esc` records and tile-ordered escape exponents on the device.
-pub struct TileTables {
-    pub records: DevBuf<u8>,
+/// The rmm's tiled sm bytes, `tile_esc` records and tile-ordered escape exponents.
+pub struct RmmDev {
+    pub sm_tiles: DevBuf<u8>,
+    pub tile_esc: DevBuf<u8>,
     pub esc_exp: DevBuf<u8>,
+}
+
+impl RmmDev {
+    fn upload(s: &Arc<CudaStream>, t: &RmmTables) -> Result<Self, GpuError> {
+        Ok(RmmDev {
+            sm_tiles: upload(s, &t.sm_tiles, "tiled sign-mantissa bytes")?,
+            tile_esc: upload(s, &t.tile_esc, "tile escape records")?,
+            esc_exp: upload(s, &t.esc_exp, "tile-ordered escape exponents")?,
+        })
+    }
 }
 
 pub struct PaletteDev {
-    pub sm: DevBuf<u8>,
-    pub nibbles: DevBuf<u8>,
-    pub tile_esc: DevBuf<u8>,
-    pub esc_exp: DevBuf<u8>,
+    pub rmm: RmmDev,
+    pub nibble_tiles: DevBuf<u8>,
     pub palette: DevBuf<u8>,
 }
 
@@ -117,17 +127,7 @@ impl DeviceWeights {
             esc_exp: upload(s, &img.esc_exp, "escape exponents")?,
             chunk_symbols: img.chunk_symbols,
             n_chunks: img.n_chunks,
-            tiles: match img.geometry.rmm_ok() {
-                true => {
-                    let t = tile_esc::build(&t.escapes, t.orientation, img.geometry.n_out, img.geometry.k)
-                        .map_err(|e| GpuError::Weights { tensor: name.to_string(), reason: e.0 })?;
-                    Some(TileTables {
-                        records: upload(s, &t.records, "tile escape records")?,
-                        esc_exp: upload(s, &t.exponents, "tile-ordered escape exponents")?,
-                    })
-                }
-                false => None,
-            },
+            rmm: img.rmm.as_ref().map(|t| RmmDev::upload(s, t)).transpose()?,
         };
         Self::finish(dev, name, img.geometry, Resident::Huffman(Box::new(h)))
     }
@@ -138,10 +138,8 @@ impl DeviceWeights {
         let img = PaletteImage::new(t).map_err(|e| rename(e, name))?;
         let s = &dev.stream;
         let p = PaletteDev {
-            sm: upload(s, &img.sm, "sign-mantissa bytes")?,
-            nibbles: upload(s, &img.nibbles, "palette nibbles")?,
-            tile_esc: upload(s, &img.tile_esc, "tile escape records")?,
-            esc_exp: upload(s, &img.esc_exp, "tile-ordered escape exponents")?,
+            rmm: RmmDev::upload(s, &img.tables)?,
+            nibble_tiles: upload(s, &img.nibble_tiles, "tiled palette nibbles")?,
             palette: upload(s, &img.palette, "palette")?,
         };
         Self::finish(dev, name, img.geometry, Resident::Palette(Box::new(p)))
@@ -171,14 +169,17 @@ impl DeviceWeights {
         &self.dev
     }
 
-    /// Device bytes the weight occupies (what a decode reads from HBM).
+    /// Device bytes a call reads from HBM for this weight (Huffman: the decode's inputs; the
+    /// tiled sm copy the rmm also reads is not counted).
     pub fn resident_bytes(&self) -> usize {
         match &self.resident {
             Resident::Huffman(h) => {
                 h.bits.bytes() + h.chunk_offsets.bytes() + h.lut.bytes() + 16 + h.sm.bytes()
                     + h.esc_bitmap.bytes() + h.esc_prefix.bytes() + h.esc_exp.bytes()
             }
-            Resident::Palette(p) => p.sm.bytes() + p.nibbles.bytes() + p.tile_esc.bytes() + p.esc_exp.bytes() + 16,
+            Resident::Palette(p) => {
+                p.rmm.sm_tiles.bytes() + p.nibble_tiles.bytes() + p.rmm.tile_esc.bytes() + p.rmm.esc_exp.bytes() + 16
+            }
             Resident::Raw(r) => r.w.bytes(),
         }
     }
