@@ -159,7 +159,8 @@ fn tampered_component_fails_the_hash() {
 fn corrupt_metadata() {
     let c = Case::new();
     let name = "model.layers.0.mlp.gate_proj.weight";
-    let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, Vec<&str>)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(Edit, Vec<&str>)> = vec![
         (Box::new(|u| u["format_version"] = 2.into()), vec!["unsupported unweight format version 2"]),
         (Box::new(move |u| u["tensors"][name]["escapes"] = 100000.into()), vec![name, "escape"]),
         (Box::new(move |u| u["tensors"][name]["rows"] = 95.into()), vec![name, "does not match shape"]),

@@ -6,7 +6,7 @@ mod cli_common;
 use cli_common::*;
 use safetensors::Dtype;
 
-fn round_trip(extra: &[&str]) -> (String, Vec<(String, Dtype, Vec<usize>, Vec<u8>)>) {
+fn round_trip(extra: &[&str]) -> (String, Tensors) {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture(dir.path());
     let before = snapshot(&input);

@@ -11,6 +11,9 @@ use std::time::SystemTime;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
+/// Tensors as (name, dtype, shape, bytes), sorted by name.
+pub type Tensors = Vec<(String, Dtype, Vec<usize>, Vec<u8>)>;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_unweight");
 
 /// Runs `unweight ARGS` in `dir`.
@@ -113,7 +116,7 @@ pub fn tensor_range(bytes: &[u8], name: &str) -> Range<usize> {
 
 /// Tensors (name → dtype, shape, bytes) and metadata of a safetensors file, via the
 /// safetensors crate (an independent reader).
-pub fn read_all(path: &Path) -> (Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, Option<HashMap<String, String>>) {
+pub fn read_all(path: &Path) -> (Tensors, Option<HashMap<String, String>>) {
     let bytes = std::fs::read(path).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let mut t: Vec<_> = st.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
@@ -155,7 +158,7 @@ pub fn minilm_bf16(dir: &Path) -> PathBuf {
     let bytes = std::fs::read(&src).unwrap_or_else(|e| panic!("{src}: {e} (run scripts/setup-tools.sh)"));
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-    let tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = st
+    let tensors: Tensors = st
         .tensors()
         .into_iter()
         .map(|(name, v)| match v.dtype() {
