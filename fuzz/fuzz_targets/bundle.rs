@@ -9,7 +9,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(decoded) = unweight::bundle::decode_bytes(data) {
         // Whatever decodes has exactly the bytes its dtype and shape call for.
         for (name, (dtype, shape, bytes)) in &decoded.tensors {
-            assert_eq!(unweight::bundle::writer::byte_len(*dtype, shape), Some(bytes.len()), "{name}");
+            assert_eq!(
+                unweight::bundle::writer::byte_len(*dtype, shape),
+                Some(bytes.len()),
+                "{name}"
+            );
         }
     }
 });

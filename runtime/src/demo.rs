@@ -63,20 +63,22 @@ const OUTLIER_RATE: f64 = 8e-5;
 
 fn weights(seed: u64, rows: usize, cols: usize) -> Vec<u16> {
     let mut bits = vec![0u16; rows * cols];
-    bits.par_chunks_mut(cols.max(1)).enumerate().for_each(|(r, row)| {
-        let mut rng = SplitMix(seed ^ (r as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
-        let scale = ROW_SCALE * (ROW_SCALE_LOG_SIGMA * rng.normals().0).exp();
-        for pair in row.chunks_mut(2) {
-            let (a, b) = rng.normals();
-            for (v, z) in pair.iter_mut().zip([a, b]) {
-                let mut x = z * scale;
-                if rng.unit() < OUTLIER_RATE {
-                    x *= f64::from(1u32 << (4 + rng.next() % 5));
+    bits.par_chunks_mut(cols.max(1))
+        .enumerate()
+        .for_each(|(r, row)| {
+            let mut rng = SplitMix(seed ^ (r as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+            let scale = ROW_SCALE * (ROW_SCALE_LOG_SIGMA * rng.normals().0).exp();
+            for pair in row.chunks_mut(2) {
+                let (a, b) = rng.normals();
+                for (v, z) in pair.iter_mut().zip([a, b]) {
+                    let mut x = z * scale;
+                    if rng.unit() < OUTLIER_RATE {
+                        x *= f64::from(1u32 << (4 + rng.next() % 5));
+                    }
+                    *v = half::bf16::from_f32(x as f32).to_bits();
                 }
-                *v = half::bf16::from_f32(x as f32).to_bits();
             }
-        }
-    });
+        });
     bits
 }
 
@@ -94,7 +96,12 @@ impl DemoLayer {
             .map(|(i, (name, shape))| DemoTensor {
                 name: name.to_string(),
                 shape: *shape,
-                bits: weights(seed.wrapping_mul(0x2545_F491_4F6C_DD1D).wrapping_add(i as u64), shape[0], shape[1]),
+                bits: weights(
+                    seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
+                        .wrapping_add(i as u64),
+                    shape[0],
+                    shape[1],
+                ),
             })
             .collect();
         Self { tensors }
@@ -158,12 +165,23 @@ pub fn round_trip(layer: &DemoLayer, encoding: Encoding) -> Result<Vec<DemoResul
             let back = codec::decompress(&ct)?;
             let decompress_s = start.elapsed().as_secs_f64();
             if back != t.bits {
-                let at = back.iter().zip(&t.bits).position(|(a, b)| a != b).unwrap_or(back.len().min(t.bits.len()));
+                let at = back
+                    .iter()
+                    .zip(&t.bits)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(back.len().min(t.bits.len()));
                 return Err(CodecError::Dims {
-                    problem: format!("{} ({encoding}, {o}) decoded differently at element {at}", t.name),
+                    problem: format!(
+                        "{} ({encoding}, {o}) decoded differently at element {at}",
+                        t.name
+                    ),
                 });
             }
-            out.push(DemoResult { report: TensorReport::of(&t.name, &ct), compress_s, decompress_s });
+            out.push(DemoResult {
+                report: TensorReport::of(&t.name, &ct),
+                compress_s,
+                decompress_s,
+            });
         }
     }
     Ok(out)
@@ -177,12 +195,22 @@ mod tests {
     fn small_layer_is_realistic_and_round_trips() {
         let layer = DemoLayer::build(7, 256, 896);
         let s = measure(&layer).unwrap();
-        assert!((2.45..2.8).contains(&s.exponent_entropy), "entropy {}", s.exponent_entropy);
-        assert!((0.003..0.03).contains(&s.escape_rate), "escape rate {}", s.escape_rate);
+        assert!(
+            (2.45..2.8).contains(&s.exponent_entropy),
+            "entropy {}",
+            s.exponent_entropy
+        );
+        assert!(
+            (0.003..0.03).contains(&s.escape_rate),
+            "escape rate {}",
+            s.escape_rate
+        );
         for e in [Encoding::Huffman, Encoding::Palette] {
             let r = round_trip(&layer, e).unwrap();
             assert_eq!(r.len(), 4);
-            assert!(r.iter().all(|x| x.report.bytes_after < x.report.bytes_before));
+            assert!(r
+                .iter()
+                .all(|x| x.report.bytes_after < x.report.bytes_before));
         }
     }
 
@@ -190,7 +218,14 @@ mod tests {
     fn build_is_deterministic() {
         let a = DemoLayer::build(3, 64, 128);
         let b = DemoLayer::build(3, 64, 128);
-        assert!(a.tensors.iter().zip(&b.tensors).all(|(x, y)| x.bits == y.bits));
-        assert_ne!(a.tensors[0].bits, DemoLayer::build(4, 64, 128).tensors[0].bits);
+        assert!(a
+            .tensors
+            .iter()
+            .zip(&b.tensors)
+            .all(|(x, y)| x.bits == y.bits));
+        assert_ne!(
+            a.tensors[0].bits,
+            DemoLayer::build(4, 64, 128).tensors[0].bits
+        );
     }
 }

@@ -31,7 +31,11 @@ impl Case {
         assert_fails(&out, needles);
         let after: Vec<_> = files.iter().map(|p| snapshot(p)).collect();
         assert!(before == after, "a kept file changed");
-        assert_eq!(extra_files(self.dir.path(), keep), Vec::<PathBuf>::new(), "left behind");
+        assert_eq!(
+            extra_files(self.dir.path(), keep),
+            Vec::<PathBuf>::new(),
+            "left behind"
+        );
     }
 
     fn bundle(&self, name: &str, extra: &[&str]) -> PathBuf {
@@ -47,10 +51,26 @@ impl Case {
 #[test]
 fn missing_input() {
     let c = Case::new();
-    c.fails(&["compress", "nope.safetensors", "-o", "out.safetensors"], &["nope.safetensors", "cannot open"], &[&c.input]);
-    c.fails(&["decompress", "nope.safetensors", "-o", "out.safetensors"], &["nope.safetensors"], &[&c.input]);
-    c.fails(&["verify", "nope.safetensors"], &["nope.safetensors"], &[&c.input]);
-    c.fails(&["inspect", "nope.safetensors"], &["nope.safetensors"], &[&c.input]);
+    c.fails(
+        &["compress", "nope.safetensors", "-o", "out.safetensors"],
+        &["nope.safetensors", "cannot open"],
+        &[&c.input],
+    );
+    c.fails(
+        &["decompress", "nope.safetensors", "-o", "out.safetensors"],
+        &["nope.safetensors"],
+        &[&c.input],
+    );
+    c.fails(
+        &["verify", "nope.safetensors"],
+        &["nope.safetensors"],
+        &[&c.input],
+    );
+    c.fails(
+        &["inspect", "nope.safetensors"],
+        &["nope.safetensors"],
+        &[&c.input],
+    );
 }
 
 #[test]
@@ -58,15 +78,31 @@ fn not_a_safetensors_file() {
     let c = Case::new();
     let junk = c.path("junk.safetensors");
     std::fs::write(&junk, b"this is not a safetensors file at all").unwrap();
-    c.fails(&["compress", "junk.safetensors", "-o", "out.safetensors"], &["junk.safetensors", "not a valid safetensors file"], &[&c.input, &junk]);
+    c.fails(
+        &["compress", "junk.safetensors", "-o", "out.safetensors"],
+        &["junk.safetensors", "not a valid safetensors file"],
+        &[&c.input, &junk],
+    );
 }
 
 #[test]
 fn selected_tensor_not_bf16() {
     let c = Case::new();
     c.fails(
-        &["compress", "model.safetensors", "-o", "out.safetensors", "--tensors", "fp32"],
-        &["model.safetensors", "model.head.fp32.weight", "F32", "only BF16"],
+        &[
+            "compress",
+            "model.safetensors",
+            "-o",
+            "out.safetensors",
+            "--tensors",
+            "fp32",
+        ],
+        &[
+            "model.safetensors",
+            "model.head.fp32.weight",
+            "F32",
+            "only BF16",
+        ],
         &[&c.input],
     );
 }
@@ -75,7 +111,14 @@ fn selected_tensor_not_bf16() {
 fn selected_tensor_not_a_matrix() {
     let c = Case::new();
     c.fails(
-        &["compress", "model.safetensors", "-o", "out.safetensors", "--tensors", "norm"],
+        &[
+            "compress",
+            "model.safetensors",
+            "-o",
+            "out.safetensors",
+            "--tensors",
+            "norm",
+        ],
         &["model.safetensors", "model.norm.weight", "[130]", "rank 2"],
         &[&c.input],
     );
@@ -84,46 +127,124 @@ fn selected_tensor_not_a_matrix() {
 #[test]
 fn selection_matches_nothing() {
     let c = Case::new();
-    c.fails(&["compress", "model.safetensors", "-o", "out.safetensors", "--tensors", "no_such_tensor"], &["model.safetensors", "no_such_tensor", "no tensor matches"], &[&c.input]);
     c.fails(
-        &["compress", "model.safetensors", "-o", "out.safetensors", "--transpose", "no_such_tensor"],
+        &[
+            "compress",
+            "model.safetensors",
+            "-o",
+            "out.safetensors",
+            "--tensors",
+            "no_such_tensor",
+        ],
+        &["model.safetensors", "no_such_tensor", "no tensor matches"],
+        &[&c.input],
+    );
+    c.fails(
+        &[
+            "compress",
+            "model.safetensors",
+            "-o",
+            "out.safetensors",
+            "--transpose",
+            "no_such_tensor",
+        ],
         &["model.safetensors", "--transpose", "no_such_tensor"],
         &[&c.input],
     );
-    c.fails(&["compress", "model.safetensors", "-o", "out.safetensors", "--tensors", "(unclosed"], &["invalid --tensors regex `(unclosed`", "unclosed group"], &[&c.input]);
+    c.fails(
+        &[
+            "compress",
+            "model.safetensors",
+            "-o",
+            "out.safetensors",
+            "--tensors",
+            "(unclosed",
+        ],
+        &["invalid --tensors regex `(unclosed`", "unclosed group"],
+        &[&c.input],
+    );
 }
 
 #[test]
 fn unwritable_output() {
     let c = Case::new();
-    c.fails(&["compress", "model.safetensors", "-o", "no/such/dir/out.safetensors"], &["no/such/dir/out.safetensors", "cannot create"], &[&c.input]);
+    c.fails(
+        &[
+            "compress",
+            "model.safetensors",
+            "-o",
+            "no/such/dir/out.safetensors",
+        ],
+        &["no/such/dir/out.safetensors", "cannot create"],
+        &[&c.input],
+    );
     // A parent that is a regular file (stays unwritable even for root).
     c.fails(
-        &["compress", "model.safetensors", "-o", "model.safetensors/out.safetensors"],
+        &[
+            "compress",
+            "model.safetensors",
+            "-o",
+            "model.safetensors/out.safetensors",
+        ],
         &["model.safetensors/out.safetensors"],
         &[&c.input],
     );
     std::fs::create_dir(c.path("adir")).unwrap();
     let adir = c.path("adir");
-    c.fails(&["compress", "model.safetensors", "-o", "adir"], &["adir", "directory"], &[&c.input, &adir]);
+    c.fails(
+        &["compress", "model.safetensors", "-o", "adir"],
+        &["adir", "directory"],
+        &[&c.input, &adir],
+    );
 }
 
 #[test]
 fn output_is_input() {
     let c = Case::new();
-    c.fails(&["compress", "model.safetensors", "-o", "model.safetensors"], &["model.safetensors", "also the input"], &[&c.input]);
-    c.fails(&["compress", "model.safetensors", "-o", "./model.safetensors"], &["also the input"], &[&c.input]);
+    c.fails(
+        &["compress", "model.safetensors", "-o", "model.safetensors"],
+        &["model.safetensors", "also the input"],
+        &[&c.input],
+    );
+    c.fails(
+        &["compress", "model.safetensors", "-o", "./model.safetensors"],
+        &["also the input"],
+        &[&c.input],
+    );
     let b = c.bundle("b.safetensors", &[]);
-    c.fails(&["decompress", "b.safetensors", "-o", "b.safetensors"], &["b.safetensors", "also the input"], &[&c.input, &b]);
+    c.fails(
+        &["decompress", "b.safetensors", "-o", "b.safetensors"],
+        &["b.safetensors", "also the input"],
+        &[&c.input, &b],
+    );
 }
 
 #[test]
 fn wrong_kind_of_file() {
     let c = Case::new();
     let b = c.bundle("b.safetensors", &[]);
-    c.fails(&["compress", "b.safetensors", "-o", "c.safetensors", "--tensors", "."], &["b.safetensors", "already an unweight bundle"], &[&c.input, &b]);
-    c.fails(&["decompress", "model.safetensors", "-o", "c.safetensors"], &["model.safetensors", "not an unweight bundle"], &[&c.input, &b]);
-    c.fails(&["verify", "b.safetensors", "--against", "b.safetensors"], &["b.safetensors", "already an unweight bundle"], &[&c.input, &b]);
+    c.fails(
+        &[
+            "compress",
+            "b.safetensors",
+            "-o",
+            "c.safetensors",
+            "--tensors",
+            ".",
+        ],
+        &["b.safetensors", "already an unweight bundle"],
+        &[&c.input, &b],
+    );
+    c.fails(
+        &["decompress", "model.safetensors", "-o", "c.safetensors"],
+        &["model.safetensors", "not an unweight bundle"],
+        &[&c.input, &b],
+    );
+    c.fails(
+        &["verify", "b.safetensors", "--against", "b.safetensors"],
+        &["b.safetensors", "already an unweight bundle"],
+        &[&c.input, &b],
+    );
 }
 
 #[test]
@@ -133,8 +254,16 @@ fn truncated_bundle() {
     let full = std::fs::read(&b).unwrap();
     for cut in [full.len() - 1, full.len() / 2, 100, 7, 0] {
         std::fs::write(&b, &full[..cut]).unwrap();
-        c.fails(&["decompress", "b.safetensors", "-o", "out.safetensors"], &["b.safetensors", "not a valid safetensors file"], &[&c.input, &b]);
-        c.fails(&["verify", "b.safetensors"], &["b.safetensors"], &[&c.input, &b]);
+        c.fails(
+            &["decompress", "b.safetensors", "-o", "out.safetensors"],
+            &["b.safetensors", "not a valid safetensors file"],
+            &[&c.input, &b],
+        );
+        c.fails(
+            &["verify", "b.safetensors"],
+            &["b.safetensors"],
+            &[&c.input, &b],
+        );
     }
 }
 
@@ -147,11 +276,19 @@ fn tampered_component_fails_the_hash() {
     let r = tensor_range(&bytes, &format!("{name}.uw.sm"));
     bytes[r.start + 3] ^= 0x10;
     std::fs::write(&b, &bytes).unwrap();
-    c.fails(&["decompress", "b.safetensors", "-o", "out.safetensors"], &["b.safetensors", name, "hash mismatch"], &[&c.input, &b]);
+    c.fails(
+        &["decompress", "b.safetensors", "-o", "out.safetensors"],
+        &["b.safetensors", name, "hash mismatch"],
+        &[&c.input, &b],
+    );
     // verify reports every problem on stderr and exits 1.
     let o = unweight(c.dir.path(), &["verify", "b.safetensors"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains(name) && stderr(&o).contains("hash mismatch"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(name) && stderr(&o).contains("hash mismatch"),
+        "{}",
+        stderr(&o)
+    );
     assert!(stdout(&o).contains("FAILED"));
 }
 
@@ -161,19 +298,46 @@ fn corrupt_metadata() {
     let name = "model.layers.0.mlp.gate_proj.weight";
     type Edit = Box<dyn Fn(&mut serde_json::Value)>;
     let cases: Vec<(Edit, Vec<&str>)> = vec![
-        (Box::new(|u| u["format_version"] = 2.into()), vec!["unsupported unweight format version 2"]),
-        (Box::new(move |u| u["tensors"][name]["escapes"] = 100000.into()), vec![name, "escape"]),
-        (Box::new(move |u| u["tensors"][name]["rows"] = 95.into()), vec![name, "does not match shape"]),
-        (Box::new(move |u| u["tensors"][name]["hash"] = "xyz".into()), vec![name, "hash"]),
-        (Box::new(move |u| u["tensors"][name]["huffman"]["code_lengths"][0] = 13.into()), vec![name, "code length 13"]),
-        (Box::new(move |u| u["tensors"][name]["encoding"] = "zstd".into()), vec![name, "zstd"]),
+        (
+            Box::new(|u| u["format_version"] = 2.into()),
+            vec!["unsupported unweight format version 2"],
+        ),
+        (
+            Box::new(move |u| u["tensors"][name]["escapes"] = 100000.into()),
+            vec![name, "escape"],
+        ),
+        (
+            Box::new(move |u| u["tensors"][name]["rows"] = 95.into()),
+            vec![name, "does not match shape"],
+        ),
+        (
+            Box::new(move |u| u["tensors"][name]["hash"] = "xyz".into()),
+            vec![name, "hash"],
+        ),
+        (
+            Box::new(move |u| u["tensors"][name]["huffman"]["code_lengths"][0] = 13.into()),
+            vec![name, "code length 13"],
+        ),
+        (
+            Box::new(move |u| u["tensors"][name]["encoding"] = "zstd".into()),
+            vec![name, "zstd"],
+        ),
         (Box::new(|u| u["extra"] = 1.into()), vec!["unknown field"]),
-        (Box::new(move |u| { u["tensors"].as_object_mut().unwrap().remove(name); }), vec![name, "component"]),
+        (
+            Box::new(move |u| {
+                u["tensors"].as_object_mut().unwrap().remove(name);
+            }),
+            vec![name, "component"],
+        ),
     ];
     for (edit, needles) in cases {
         let b = c.bundle("b.safetensors", &[]);
         edit_unweight(&b, edit);
-        c.fails(&["decompress", "b.safetensors", "-o", "out.safetensors"], &needles, &[&c.input, &b]);
+        c.fails(
+            &["decompress", "b.safetensors", "-o", "out.safetensors"],
+            &needles,
+            &[&c.input, &b],
+        );
         std::fs::remove_file(&b).unwrap();
     }
 }
@@ -183,8 +347,14 @@ fn missing_or_mistyped_component() {
     let c = Case::new();
     let name = "model.layers.0.mlp.down_proj.weight";
     let b = c.bundle("b.safetensors", &[]);
-    edit_header(&b, |h| h[format!("{name}.uw.palette")]["dtype"] = "I8".into());
-    c.fails(&["verify", "b.safetensors"], &[name, "palette", "U8"], &[&c.input, &b]);
+    edit_header(&b, |h| {
+        h[format!("{name}.uw.palette")]["dtype"] = "I8".into()
+    });
+    c.fails(
+        &["verify", "b.safetensors"],
+        &[name, "palette", "U8"],
+        &[&c.input, &b],
+    );
     std::fs::remove_file(&b).unwrap();
 
     // Renaming a component leaves the tensor without it.
@@ -194,5 +364,9 @@ fn missing_or_mistyped_component() {
         let v = o.remove(&format!("{name}.uw.esc_exp")).unwrap();
         o.insert("stray".into(), v);
     });
-    c.fails(&["decompress", "b.safetensors", "-o", "out.safetensors"], &[name, "missing component", "esc_exp"], &[&c.input, &b]);
+    c.fails(
+        &["decompress", "b.safetensors", "-o", "out.safetensors"],
+        &[name, "missing component", "esc_exp"],
+        &[&c.input, &b],
+    );
 }

@@ -13,11 +13,27 @@ fn mlp_sizes(bundle: &std::path::Path) -> (usize, usize) {
     let mlp = regex::Regex::new(r"layer\.\d+\.(intermediate|output)\.dense\.weight$").unwrap();
     let (mut before, mut after) = (0, 0);
     for (name, t) in u["tensors"].as_object().unwrap() {
-        assert!(mlp.is_match(name), "{name} compressed by the default selection");
-        before += 2 * t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).product::<usize>();
-        after += tensors.iter().filter(|c| c.0.starts_with(&format!("{name}.uw."))).map(|c| c.3.len()).sum::<usize>();
+        assert!(
+            mlp.is_match(name),
+            "{name} compressed by the default selection"
+        );
+        before += 2 * t["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .product::<usize>();
+        after += tensors
+            .iter()
+            .filter(|c| c.0.starts_with(&format!("{name}.uw.")))
+            .map(|c| c.3.len())
+            .sum::<usize>();
     }
-    assert_eq!(u["tensors"].as_object().unwrap().len(), 12, "6 layers × 2 MLP weights");
+    assert_eq!(
+        u["tensors"].as_object().unwrap().len(),
+        12,
+        "6 layers × 2 MLP weights"
+    );
     (before, after)
 }
 
@@ -46,9 +62,15 @@ fn minilm_compress_verify_decompress() {
 
         let o = unweight(dir.path(), &["verify", "b.safetensors", "--against", name]);
         assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-        let o = unweight(dir.path(), &["decompress", "b.safetensors", "-o", "back.safetensors"]);
+        let o = unweight(
+            dir.path(),
+            &["decompress", "b.safetensors", "-o", "back.safetensors"],
+        );
         assert!(o.status.success(), "{}", stderr(&o));
-        assert!(read_all(&input) == read_all(&dir.path().join("back.safetensors")), "{enc}: round trip differs");
+        assert!(
+            read_all(&input) == read_all(&dir.path().join("back.safetensors")),
+            "{enc}: round trip differs"
+        );
     }
     assert!(snapshot(&input) == before, "the input changed");
 }

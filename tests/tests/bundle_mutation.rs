@@ -19,7 +19,11 @@ fn bits(n: usize, seed: u32) -> Vec<u8> {
             s ^= s >> 17;
             s ^= s << 5;
             // Mostly small weights; every 29th value an outlier exponent to make escape groups.
-            let e = if i % 29 == 0 { 150 + (s % 40) } else { 118 + (s % 7) };
+            let e = if i % 29 == 0 {
+                150 + (s % 40)
+            } else {
+                118 + (s % 7)
+            };
             let v = ((s >> 16) & 0x807F) as u16 | ((e as u16) << 7);
             v.to_le_bytes()
         })
@@ -29,23 +33,52 @@ fn bits(n: usize, seed: u32) -> Vec<u8> {
 /// A small bundle with huffman (standard and transposed) and palette tensors, and the original.
 fn bundles(dir: &Path) -> Vec<(Vec<u8>, Decoded)> {
     let input = dir.join("in.safetensors");
-    let data = [bits(3 * 70, 1), bits(70 * 3, 2), bits(2 * 64, 3), vec![1, 2, 3, 4]];
-    let views = vec![
-        ("a.mlp.up_proj.weight", TensorView::new(Dtype::BF16, vec![3, 70], &data[0]).unwrap()),
-        ("a.mlp.down_proj.weight", TensorView::new(Dtype::BF16, vec![70, 3], &data[1]).unwrap()),
-        ("a.mlp.gate_proj.weight", TensorView::new(Dtype::BF16, vec![2, 64], &data[2]).unwrap()),
-        ("a.other", TensorView::new(Dtype::U8, vec![4], &data[3]).unwrap()),
+    let data = [
+        bits(3 * 70, 1),
+        bits(70 * 3, 2),
+        bits(2 * 64, 3),
+        vec![1, 2, 3, 4],
     ];
-    safetensors::serialize_to_file(views, Some(HashMap::from([("k".into(), "v".into())])), &input).unwrap();
+    let views = vec![
+        (
+            "a.mlp.up_proj.weight",
+            TensorView::new(Dtype::BF16, vec![3, 70], &data[0]).unwrap(),
+        ),
+        (
+            "a.mlp.down_proj.weight",
+            TensorView::new(Dtype::BF16, vec![70, 3], &data[1]).unwrap(),
+        ),
+        (
+            "a.mlp.gate_proj.weight",
+            TensorView::new(Dtype::BF16, vec![2, 64], &data[2]).unwrap(),
+        ),
+        (
+            "a.other",
+            TensorView::new(Dtype::U8, vec![4], &data[3]).unwrap(),
+        ),
+    ];
+    safetensors::serialize_to_file(
+        views,
+        Some(HashMap::from([("k".into(), "v".into())])),
+        &input,
+    )
+    .unwrap();
     let original = bundle::decode_bytes(&std::fs::read(&input).unwrap()).unwrap();
     [Encoding::Huffman, Encoding::Palette]
         .into_iter()
         .map(|encoding| {
             let out = dir.join("b.safetensors");
-            let opts = CompressOptions { encoding, selection: Selection::new(None, Some("down")).unwrap() };
+            let opts = CompressOptions {
+                encoding,
+                selection: Selection::new(None, Some("down")).unwrap(),
+            };
             bundle::compress_file(&input, &out, &opts, &|_| {}).unwrap();
             let bytes = std::fs::read(&out).unwrap();
-            assert_eq!(bundle::decode_bytes(&bytes).unwrap(), original, "undamaged bundle decodes to the original");
+            assert_eq!(
+                bundle::decode_bytes(&bytes).unwrap(),
+                original,
+                "undamaged bundle decodes to the original"
+            );
             (bytes, original.clone())
         })
         .collect()
@@ -56,7 +89,12 @@ fn check(bytes: &[u8], original: &Decoded) {
     if let Ok(layout) = bundle::parse(bytes) {
         if let Ok(d) = bundle::decode_bytes(bytes) {
             for c in &layout.compressed {
-                assert_eq!(d.tensors.get(&c.name), original.tensors.get(&c.name), "{} decoded to different data", c.name);
+                assert_eq!(
+                    d.tensors.get(&c.name),
+                    original.tensors.get(&c.name),
+                    "{} decoded to different data",
+                    c.name
+                );
             }
         }
     }
@@ -67,7 +105,10 @@ fn every_truncation_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     for (bytes, _) in bundles(dir.path()) {
         for cut in 0..bytes.len() {
-            assert!(bundle::decode_bytes(&bytes[..cut]).is_err(), "truncation to {cut} bytes was accepted");
+            assert!(
+                bundle::decode_bytes(&bytes[..cut]).is_err(),
+                "truncation to {cut} bytes was accepted"
+            );
         }
     }
 }

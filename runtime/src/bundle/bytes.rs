@@ -13,7 +13,11 @@ pub fn bits_of(data: &[u8]) -> Cow<'_, [u16]> {
             return Cow::Borrowed(mid);
         }
     }
-    Cow::Owned(data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect())
+    Cow::Owned(
+        data.chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect(),
+    )
 }
 
 /// The little-endian bytes of `bits`.
@@ -21,7 +25,9 @@ pub fn bytes_of(bits: &[u16]) -> Cow<'_, [u8]> {
     #[cfg(target_endian = "little")]
     {
         // SAFETY: u8 has alignment 1 and the length covers exactly the u16 slice's bytes.
-        return Cow::Borrowed(unsafe { std::slice::from_raw_parts(bits.as_ptr().cast::<u8>(), bits.len() * 2) });
+        return Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(bits.as_ptr().cast::<u8>(), bits.len() * 2)
+        });
     }
     #[allow(unreachable_code)]
     Cow::Owned(bits.iter().flat_map(|b| b.to_le_bytes()).collect())

@@ -18,7 +18,9 @@ use std::ops::Range;
 
 use super::error::{ParseError, Problem};
 use super::meta::{self, TensorMeta};
-use crate::codec::{self, CompressedTensor, Encoding, Escapes, HuffmanStream, Indices, Orientation};
+use crate::codec::{
+    self, CompressedTensor, Encoding, Escapes, HuffmanStream, Indices, Orientation,
+};
 
 /// The component tensors of a compressed tensor, in file order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -32,8 +34,14 @@ pub enum Component {
 }
 
 impl Component {
-    pub const ALL: [Component; 6] =
-        [Self::Sm, Self::Palette, Self::Idx, Self::ChunkOffsets, Self::EscBitmap, Self::EscExp];
+    pub const ALL: [Component; 6] = [
+        Self::Sm,
+        Self::Palette,
+        Self::Idx,
+        Self::ChunkOffsets,
+        Self::EscBitmap,
+        Self::EscExp,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -54,25 +62,54 @@ impl Component {
     pub fn expected(encoding: Encoding) -> &'static [Component] {
         match encoding {
             Encoding::Huffman => &Self::ALL,
-            Encoding::Palette | Encoding::Exponent => {
-                &[Self::Sm, Self::Palette, Self::Idx, Self::EscBitmap, Self::EscExp]
-            }
+            Encoding::Palette | Encoding::Exponent => &[
+                Self::Sm,
+                Self::Palette,
+                Self::Idx,
+                Self::EscBitmap,
+                Self::EscExp,
+            ],
         }
     }
 }
 
 /// The component bytes of a compressed tensor, in file order.
 pub fn to_components(t: &CompressedTensor) -> Vec<(Component, Cow<'_, [u8]>)> {
-    let mut out = vec![(Component::Sm, Cow::Borrowed(&t.sm[..])), (Component::Palette, Cow::Borrowed(&t.palette[..]))];
+    let mut out = vec![
+        (Component::Sm, Cow::Borrowed(&t.sm[..])),
+        (Component::Palette, Cow::Borrowed(&t.palette[..])),
+    ];
     match &t.indices {
         Indices::Huffman(h) => {
             let used = h.total_bits.div_ceil(8) as usize;
-            out.push((Component::Idx, Cow::Borrowed(&h.bits[..used.min(h.bits.len())])));
-            out.push((Component::ChunkOffsets, Cow::Owned(h.chunk_offsets.iter().flat_map(|o| o.to_le_bytes()).collect())));
+            out.push((
+                Component::Idx,
+                Cow::Borrowed(&h.bits[..used.min(h.bits.len())]),
+            ));
+            out.push((
+                Component::ChunkOffsets,
+                Cow::Owned(
+                    h.chunk_offsets
+                        .iter()
+                        .flat_map(|o| o.to_le_bytes())
+                        .collect(),
+                ),
+            ));
         }
-        Indices::Palette(v) | Indices::Exponent(v) => out.push((Component::Idx, Cow::Borrowed(&v[..]))),
+        Indices::Palette(v) | Indices::Exponent(v) => {
+            out.push((Component::Idx, Cow::Borrowed(&v[..])))
+        }
     }
-    out.push((Component::EscBitmap, Cow::Owned(t.escapes.bitmap.iter().flat_map(|w| w.to_le_bytes()).collect())));
+    out.push((
+        Component::EscBitmap,
+        Cow::Owned(
+            t.escapes
+                .bitmap
+                .iter()
+                .flat_map(|w| w.to_le_bytes())
+                .collect(),
+        ),
+    ));
     out.push((Component::EscExp, Cow::Borrowed(&t.escapes.exponents[..])));
     out
 }
@@ -106,25 +143,42 @@ fn usize_of(v: u64, what: &str) -> Result<usize, Problem> {
 
 impl Parts {
     /// Checks the metadata against itself and the components' lengths against the metadata.
-    pub fn check(name: &str, tm: &TensorMeta, ranges: BTreeMap<Component, Range<usize>>) -> Result<Self, ParseError> {
+    pub fn check(
+        name: &str,
+        tm: &TensorMeta,
+        ranges: BTreeMap<Component, Range<usize>>,
+    ) -> Result<Self, ParseError> {
         Self::check_inner(tm, ranges).map_err(|p| ParseError::tensor(name, p))
     }
 
-    fn check_inner(tm: &TensorMeta, ranges: BTreeMap<Component, Range<usize>>) -> Result<Self, Problem> {
+    fn check_inner(
+        tm: &TensorMeta,
+        ranges: BTreeMap<Component, Range<usize>>,
+    ) -> Result<Self, Problem> {
         let bad = |s: String| Problem::Metadata(s);
         if tm.dtype != "BF16" {
-            return Err(bad(format!("dtype `{}`; version 1 stores only BF16", tm.dtype)));
+            return Err(bad(format!(
+                "dtype `{}`; version 1 stores only BF16",
+                tm.dtype
+            )));
         }
         let orientation = meta::parse_orientation(&tm.orientation)
             .ok_or_else(|| bad(format!("unknown orientation `{}`", tm.orientation)))?;
-        let encoding =
-            meta::parse_encoding(&tm.encoding).ok_or_else(|| bad(format!("unknown encoding `{}`", tm.encoding)))?;
-        let shape = tm.shape.iter().map(|&d| usize_of(d, "shape")).collect::<Result<Vec<_>, _>>()?;
+        let encoding = meta::parse_encoding(&tm.encoding)
+            .ok_or_else(|| bad(format!("unknown encoding `{}`", tm.encoding)))?;
+        let shape = tm
+            .shape
+            .iter()
+            .map(|&d| usize_of(d, "shape"))
+            .collect::<Result<Vec<_>, _>>()?;
         if shape.len() < 2 {
             return Err(bad(format!("shape {shape:?} has rank < 2")));
         }
         let (last, lead) = shape.split_last().expect("rank >= 2");
-        let lead = lead.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| overflow("shape"))?;
+        let lead = lead
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| overflow("shape"))?;
         mul(lead, *last, "shape")?;
         mul(mul(lead, *last, "shape")?, 2, "shape")?;
         let (rows, cols) = match orientation {
@@ -140,7 +194,10 @@ impl Parts {
         let padded_cols = mul(cols.div_ceil(codec::GROUP), codec::GROUP, "padded columns")?;
         let groups = mul(rows, padded_cols / codec::GROUP, "groups")?;
         if tm.groups != groups as u64 {
-            return Err(bad(format!("{} groups; the shape gives {groups}", tm.groups)));
+            return Err(bad(format!(
+                "{} groups; the shape gives {groups}",
+                tm.groups
+            )));
         }
         let symbols = mul(rows, padded_cols, "elements")?;
         let escapes = usize_of(tm.escapes, "escapes")?;
@@ -157,8 +214,15 @@ impl Parts {
                 check_huffman(h, symbols)?;
                 usize_of(h.total_bits.div_ceil(8), "index stream")?
             }
-            (Encoding::Huffman, None) => return Err(bad("huffman tensor without `huffman` parameters".into())),
-            (_, Some(_)) => return Err(bad(format!("`huffman` parameters on a {} tensor", tm.encoding))),
+            (Encoding::Huffman, None) => {
+                return Err(bad("huffman tensor without `huffman` parameters".into()))
+            }
+            (_, Some(_)) => {
+                return Err(bad(format!(
+                    "`huffman` parameters on a {} tensor",
+                    tm.encoding
+                )))
+            }
             (Encoding::Palette, None) => symbols / 2,
             (Encoding::Exponent, None) => symbols,
         };
@@ -170,8 +234,18 @@ impl Parts {
             (Component::Palette, 16),
             (Component::Idx, idx_len),
             // The exponent encoding applies escapes in place and stores an empty table.
-            (Component::EscBitmap, if encoding == Encoding::Exponent { 0 } else { mul(groups.div_ceil(64), 8, "escape bitmap")? }),
-            (Component::EscExp, mul(escapes, codec::GROUP, "escape exponents")?),
+            (
+                Component::EscBitmap,
+                if encoding == Encoding::Exponent {
+                    0
+                } else {
+                    mul(groups.div_ceil(64), 8, "escape bitmap")?
+                },
+            ),
+            (
+                Component::EscExp,
+                mul(escapes, codec::GROUP, "escape exponents")?,
+            ),
         ];
         if let Some(h) = &tm.huffman {
             let chunks = symbols.div_ceil(h.chunk_symbols as usize);
@@ -180,10 +254,25 @@ impl Parts {
         for (c, want) in expect {
             let found = ranges.get(&c).map_or(0, |r| r.len());
             if found != want {
-                return Err(Problem::ComponentLength { component: c.name(), expected: want.to_string(), found });
+                return Err(Problem::ComponentLength {
+                    component: c.name(),
+                    expected: want.to_string(),
+                    found,
+                });
             }
         }
-        Ok(Self { shape, orientation, encoding, rows, cols, padded_cols, groups, escapes, hash, ranges })
+        Ok(Self {
+            shape,
+            orientation,
+            encoding,
+            rows,
+            cols,
+            padded_cols,
+            groups,
+            escapes,
+            hash,
+            ranges,
+        })
     }
 
     fn bytes<'a>(&self, file: &'a [u8], c: Component) -> &'a [u8] {
@@ -191,8 +280,14 @@ impl Parts {
     }
 
     /// Copies the components out of `file` into a codec tensor, checking their contents.
-    pub fn load(&self, name: &str, file: &[u8], tm: &TensorMeta) -> Result<CompressedTensor, ParseError> {
-        self.load_inner(file, tm).map_err(|p| ParseError::tensor(name, p))
+    pub fn load(
+        &self,
+        name: &str,
+        file: &[u8],
+        tm: &TensorMeta,
+    ) -> Result<CompressedTensor, ParseError> {
+        self.load_inner(file, tm)
+            .map_err(|p| ParseError::tensor(name, p))
     }
 
     fn load_inner(&self, file: &[u8], tm: &TensorMeta) -> Result<CompressedTensor, Problem> {
@@ -218,9 +313,16 @@ impl Parts {
             }
         }
         if count != self.escapes as u64 {
-            return Err(corrupt("esc_bitmap", format!("{count} bits set, metadata says {} escapes", self.escapes)));
+            return Err(corrupt(
+                "esc_bitmap",
+                format!("{count} bits set, metadata says {} escapes", self.escapes),
+            ));
         }
-        let escapes = Escapes { bitmap, prefix, exponents: self.bytes(file, Component::EscExp).to_vec() };
+        let escapes = Escapes {
+            bitmap,
+            prefix,
+            exponents: self.bytes(file, Component::EscExp).to_vec(),
+        };
 
         let idx = self.bytes(file, Component::Idx).to_vec();
         let indices = match self.encoding {
@@ -234,13 +336,22 @@ impl Parts {
                     .map(|w| u32::from_le_bytes(w.try_into().expect("4-byte chunk")))
                     .collect();
                 if offsets.first().is_some_and(|&o| o != 0) {
-                    return Err(corrupt("chunk_offsets", "the first chunk does not start at bit 0".into()));
+                    return Err(corrupt(
+                        "chunk_offsets",
+                        "the first chunk does not start at bit 0".into(),
+                    ));
                 }
                 if let Some(i) = offsets.windows(2).position(|w| w[1] < w[0]) {
-                    return Err(corrupt("chunk_offsets", format!("offset of chunk {} is below chunk {i}'s", i + 1)));
+                    return Err(corrupt(
+                        "chunk_offsets",
+                        format!("offset of chunk {} is below chunk {i}'s", i + 1),
+                    ));
                 }
                 if offsets.last().is_some_and(|&o| u64::from(o) > h.total_bits) {
-                    return Err(corrupt("chunk_offsets", "an offset lies past the end of the stream".into()));
+                    return Err(corrupt(
+                        "chunk_offsets",
+                        "an offset lies past the end of the stream".into(),
+                    ));
                 }
                 Indices::Huffman(HuffmanStream {
                     code_lengths: h.code_lengths,
@@ -272,18 +383,35 @@ fn check_huffman(h: &meta::HuffmanMeta, symbols: usize) -> Result<(), Problem> {
     if h.chunk_symbols == 0 {
         return Err(bad("chunk_symbols is 0".into()));
     }
-    if let Some(l) = h.code_lengths.iter().find(|&&l| u32::from(l) > codec::MAX_CODE_LEN) {
-        return Err(bad(format!("code length {l} exceeds {}", codec::MAX_CODE_LEN)));
+    if let Some(l) = h
+        .code_lengths
+        .iter()
+        .find(|&&l| u32::from(l) > codec::MAX_CODE_LEN)
+    {
+        return Err(bad(format!(
+            "code length {l} exceeds {}",
+            codec::MAX_CODE_LEN
+        )));
     }
-    let kraft: u64 = h.code_lengths.iter().filter(|&&l| l > 0).map(|&l| 1u64 << (codec::MAX_CODE_LEN - u32::from(l))).sum();
+    let kraft: u64 = h
+        .code_lengths
+        .iter()
+        .filter(|&&l| l > 0)
+        .map(|&l| 1u64 << (codec::MAX_CODE_LEN - u32::from(l)))
+        .sum();
     if kraft > 1 << codec::MAX_CODE_LEN {
         return Err(bad("code lengths do not form a prefix code".into()));
     }
     if symbols > 0 && kraft == 0 {
         return Err(bad("no symbol has a code".into()));
     }
-    if h.total_bits > (symbols as u64).saturating_mul(u64::from(codec::MAX_CODE_LEN)) || h.total_bits > 1u64 << 32 {
-        return Err(bad(format!("{} bits is too long for {symbols} symbols", h.total_bits)));
+    if h.total_bits > (symbols as u64).saturating_mul(u64::from(codec::MAX_CODE_LEN))
+        || h.total_bits > 1u64 << 32
+    {
+        return Err(bad(format!(
+            "{} bits is too long for {symbols} symbols",
+            h.total_bits
+        )));
     }
     Ok(())
 }

@@ -89,26 +89,53 @@ pub fn compress_file(
             continue;
         }
         if t.dtype != Dtype::BF16 {
-            return Err(BundleError::tensor(input, &t.name, Problem::NotBf16(t.dtype)));
+            return Err(BundleError::tensor(
+                input,
+                &t.name,
+                Problem::NotBf16(t.dtype),
+            ));
         }
         if t.shape.len() < 2 {
-            return Err(BundleError::tensor(input, &t.name, Problem::NotMatrix(t.shape.clone())));
+            return Err(BundleError::tensor(
+                input,
+                &t.name,
+                Problem::NotMatrix(t.shape.clone()),
+            ));
         }
-        let orientation =
-            if opts.selection.transposes(&t.name) { Orientation::Transposed } else { Orientation::Standard };
-        jobs.push(Job { tensor: t, orientation });
+        let orientation = if opts.selection.transposes(&t.name) {
+            Orientation::Transposed
+        } else {
+            Orientation::Standard
+        };
+        jobs.push(Job {
+            tensor: t,
+            orientation,
+        });
     }
     if jobs.is_empty() {
-        return Err(BundleError::file(input, Problem::NothingSelected(opts.selection.tensors.as_str().to_string())));
+        return Err(BundleError::file(
+            input,
+            Problem::NothingSelected(opts.selection.tensors.as_str().to_string()),
+        ));
     }
     if let Some(re) = &opts.selection.transpose {
-        if !jobs.iter().any(|j| j.orientation == Orientation::Transposed) {
-            return Err(BundleError::file(input, Problem::NothingTransposed(re.as_str().to_string())));
+        if !jobs
+            .iter()
+            .any(|j| j.orientation == Orientation::Transposed)
+        {
+            return Err(BundleError::file(
+                input,
+                Problem::NothingTransposed(re.as_str().to_string()),
+            ));
         }
     }
     // A pass-through tensor named like a component would be taken for one when reading.
     if let Some(t) = plain.iter().find(|t| is_component_name(&t.name)) {
-        return Err(BundleError::tensor(input, &t.name, Problem::NameClash(t.name.clone())));
+        return Err(BundleError::tensor(
+            input,
+            &t.name,
+            Problem::NameClash(t.name.clone()),
+        ));
     }
     sort_for_alignment(&mut plain, |t| (t.dtype, t.name.as_str()));
 
@@ -125,18 +152,32 @@ pub fn compress_file(
         shape: vec![usize::MAX; rank],
         offsets: (usize::MAX, usize::MAX),
     };
-    let mut bound_entries: Vec<HeaderEntry> = plain.iter().map(|t| widest(t.dtype, &t.name, t.shape.len())).collect();
-    let mut bound_meta = BundleMeta { format_version: FORMAT_VERSION.into(), input_had_metadata: had_metadata, tensors: BTreeMap::new() };
+    let mut bound_entries: Vec<HeaderEntry> = plain
+        .iter()
+        .map(|t| widest(t.dtype, &t.name, t.shape.len()))
+        .collect();
+    let mut bound_meta = BundleMeta {
+        format_version: FORMAT_VERSION.into(),
+        input_had_metadata: had_metadata,
+        tensors: BTreeMap::new(),
+    };
     let mut names: BTreeSet<String> = plain.iter().map(|t| t.name.clone()).collect();
     for j in &jobs {
         for c in Component::expected(opts.encoding) {
             let full = format!("{}{COMPONENT_SEP}{}", j.tensor.name, c.name());
             if !names.insert(full.clone()) {
-                return Err(BundleError::tensor(input, &j.tensor.name, Problem::NameClash(full)));
+                return Err(BundleError::tensor(
+                    input,
+                    &j.tensor.name,
+                    Problem::NameClash(full),
+                ));
             }
             bound_entries.push(widest(Dtype::U8, &full, 1));
         }
-        bound_meta.tensors.insert(j.tensor.name.clone(), TensorMeta::widest(&j.tensor.shape, j.orientation, opts.encoding));
+        bound_meta.tensors.insert(
+            j.tensor.name.clone(),
+            TensorMeta::widest(&j.tensor.shape, j.orientation, opts.encoding),
+        );
     }
     let mut bound_md = metadata.clone();
     bound_md.insert(METADATA_KEY.into(), bound_meta.to_json());
@@ -148,8 +189,15 @@ pub fn compress_file(
         progress(t.range.len() as u64);
     }
 
-    let mut report = CompressReport { passed_through: plain.len(), ..Default::default() };
-    let mut meta = BundleMeta { format_version: FORMAT_VERSION.into(), input_had_metadata: had_metadata, tensors: BTreeMap::new() };
+    let mut report = CompressReport {
+        passed_through: plain.len(),
+        ..Default::default()
+    };
+    let mut meta = BundleMeta {
+        format_version: FORMAT_VERSION.into(),
+        input_had_metadata: had_metadata,
+        tensors: BTreeMap::new(),
+    };
     windowed(
         &jobs,
         |j| j.tensor.range.len(),
@@ -163,7 +211,8 @@ pub fn compress_file(
                 let full = format!("{}{COMPONENT_SEP}{}", j.tensor.name, c.name());
                 out.append(&full, Dtype::U8, &[bytes.len()], &bytes)?;
             }
-            meta.tensors.insert(j.tensor.name.clone(), TensorMeta::of(&ct));
+            meta.tensors
+                .insert(j.tensor.name.clone(), TensorMeta::of(&ct));
             report.tensors.push(TensorReport::of(&j.tensor.name, &ct));
             progress(j.tensor.range.len() as u64);
             Ok(())

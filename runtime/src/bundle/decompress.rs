@@ -28,7 +28,10 @@ struct Item<'a> {
 
 /// Decodes one compressed tensor of an open bundle to its original BF16 bits (hash checked).
 pub fn decode_entry(bundle: &Bundle, e: &CompressedEntry) -> Result<Vec<u16>, BundleError> {
-    let ct = e.parts.load(&e.name, bundle.bytes(), &e.meta).map_err(|err| err.at(&bundle.path))?;
+    let ct = e
+        .parts
+        .load(&e.name, bundle.bytes(), &e.meta)
+        .map_err(|err| err.at(&bundle.path))?;
     codec::decompress(&ct).map_err(|err| BundleError::tensor(&bundle.path, &e.name, err))
 }
 
@@ -54,7 +57,12 @@ pub fn decompress_file(
         .layout
         .plain
         .iter()
-        .map(|t| Item { name: &t.name, dtype: t.dtype, shape: &t.shape, source: Source::Plain(src.slice(&t.range)) })
+        .map(|t| Item {
+            name: &t.name,
+            dtype: t.dtype,
+            shape: &t.shape,
+            source: Source::Plain(src.slice(&t.range)),
+        })
         .chain(src.layout.compressed.iter().map(|c| Item {
             name: &c.name,
             dtype: Dtype::BF16,
@@ -68,9 +76,15 @@ pub fn decompress_file(
     let mut entries = Vec::with_capacity(items.len());
     let mut pos = 0usize;
     for i in &items {
-        let len = byte_len(i.dtype, i.shape)
-            .ok_or_else(|| BundleError::tensor(input, i.name, Problem::Overflow("tensor size".into())))?;
-        entries.push(HeaderEntry { name: i.name.to_string(), dtype: i.dtype, shape: i.shape.to_vec(), offsets: (pos, pos + len) });
+        let len = byte_len(i.dtype, i.shape).ok_or_else(|| {
+            BundleError::tensor(input, i.name, Problem::Overflow("tensor size".into()))
+        })?;
+        entries.push(HeaderEntry {
+            name: i.name.to_string(),
+            dtype: i.dtype,
+            shape: i.shape.to_vec(),
+            offsets: (pos, pos + len),
+        });
         pos += len;
     }
     let header_len = header_json(src.layout.metadata.as_ref(), &entries).len();
@@ -99,7 +113,10 @@ pub fn decompress_file(
         },
     )?;
     out.finish(src.layout.metadata.as_ref())?;
-    Ok(DecompressReport { decoded: src.layout.compressed.len(), passed_through: src.layout.plain.len() })
+    Ok(DecompressReport {
+        decoded: src.layout.compressed.len(),
+        passed_through: src.layout.plain.len(),
+    })
 }
 
 /// Every tensor of a file, decoded: what decompression would write.
@@ -116,12 +133,25 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Decoded, super::ParseError> {
     let layout = super::parse(bytes)?;
     let mut tensors = std::collections::BTreeMap::new();
     for t in &layout.plain {
-        tensors.insert(t.name.clone(), (t.dtype, t.shape.clone(), bytes[t.range.clone()].to_vec()));
+        tensors.insert(
+            t.name.clone(),
+            (t.dtype, t.shape.clone(), bytes[t.range.clone()].to_vec()),
+        );
     }
     for c in &layout.compressed {
         let ct = c.parts.load(&c.name, bytes, &c.meta)?;
         let bits = codec::decompress(&ct).map_err(|e| super::ParseError::tensor(&c.name, e))?;
-        tensors.insert(c.name.clone(), (Dtype::BF16, c.parts.shape.clone(), bytes_of(&bits).into_owned()));
+        tensors.insert(
+            c.name.clone(),
+            (
+                Dtype::BF16,
+                c.parts.shape.clone(),
+                bytes_of(&bits).into_owned(),
+            ),
+        );
     }
-    Ok(Decoded { metadata: layout.metadata, tensors })
+    Ok(Decoded {
+        metadata: layout.metadata,
+        tensors,
+    })
 }

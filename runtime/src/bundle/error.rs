@@ -26,11 +26,22 @@ pub enum Problem {
     #[error("missing component tensor `{0}`")]
     MissingComponent(String),
     #[error("component tensor `{name}` is {dtype:?} of shape {shape:?}; expected a 1-D U8 tensor")]
-    ComponentType { name: String, dtype: Dtype, shape: Vec<usize> },
+    ComponentType {
+        name: String,
+        dtype: Dtype,
+        shape: Vec<usize>,
+    },
     #[error("component `{component}` holds {found} bytes; expected {expected}")]
-    ComponentLength { component: &'static str, expected: String, found: usize },
+    ComponentLength {
+        component: &'static str,
+        expected: String,
+        found: usize,
+    },
     #[error("corrupt component `{component}`: {reason}")]
-    Corrupt { component: &'static str, reason: String },
+    Corrupt {
+        component: &'static str,
+        reason: String,
+    },
     #[error("{0}")]
     Codec(#[from] CodecError),
     #[error("is {0:?}, but only BF16 tensors can be compressed")]
@@ -45,7 +56,9 @@ pub enum Problem {
     AlreadyBundle,
     #[error("is not an unweight bundle (its metadata has no `unweight` entry)")]
     NotBundle,
-    #[error("output name `{0}` would be written twice (an input tensor already has a component's name)")]
+    #[error(
+        "output name `{0}` would be written twice (an input tensor already has a component's name)"
+    )]
     NameClash(String),
     #[error("is also the input file; choose another output path")]
     OutputIsInput,
@@ -66,11 +79,19 @@ pub struct BundleError {
 
 impl BundleError {
     pub fn file(path: &Path, problem: impl Into<Problem>) -> Self {
-        Self { path: path.to_path_buf(), tensor: None, problem: problem.into() }
+        Self {
+            path: path.to_path_buf(),
+            tensor: None,
+            problem: problem.into(),
+        }
     }
 
     pub fn tensor(path: &Path, tensor: &str, problem: impl Into<Problem>) -> Self {
-        Self { path: path.to_path_buf(), tensor: Some(tensor.to_string()), problem: problem.into() }
+        Self {
+            path: path.to_path_buf(),
+            tensor: Some(tensor.to_string()),
+            problem: problem.into(),
+        }
     }
 
     pub fn io(path: &Path, action: &'static str, source: std::io::Error) -> Self {
@@ -105,15 +126,25 @@ pub struct ParseError {
 
 impl ParseError {
     pub fn file(problem: impl Into<Problem>) -> Self {
-        Self { tensor: None, problem: problem.into() }
+        Self {
+            tensor: None,
+            problem: problem.into(),
+        }
     }
 
     pub fn tensor(tensor: &str, problem: impl Into<Problem>) -> Self {
-        Self { tensor: Some(tensor.to_string()), problem: problem.into() }
+        Self {
+            tensor: Some(tensor.to_string()),
+            problem: problem.into(),
+        }
     }
 
     pub fn at(self, path: &Path) -> BundleError {
-        BundleError { path: path.to_path_buf(), tensor: self.tensor, problem: self.problem }
+        BundleError {
+            path: path.to_path_buf(),
+            tensor: self.tensor,
+            problem: self.problem,
+        }
     }
 }
 

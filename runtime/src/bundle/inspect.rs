@@ -47,10 +47,13 @@ pub fn entropy(hist: &[u64]) -> f64 {
     if n == 0 {
         return 0.0;
     }
-    hist.iter().filter(|&&c| c > 0).map(|&c| {
-        let p = c as f64 / n as f64;
-        -p * p.log2()
-    }).sum()
+    hist.iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n as f64;
+            -p * p.log2()
+        })
+        .sum()
 }
 
 /// Counts exponent bytes `(bits >> 7) & 0xFF`.
@@ -64,13 +67,22 @@ pub fn exponent_histogram(bits: &[u16]) -> Box<[u64; 256]> {
             }
             h
         })
-        .reduce(|| Box::new([0u64; 256]), |mut a, b| {
-            a.iter_mut().zip(b.iter()).for_each(|(x, y)| *x += y);
-            a
-        })
+        .reduce(
+            || Box::new([0u64; 256]),
+            |mut a, b| {
+                a.iter_mut().zip(b.iter()).for_each(|(x, y)| *x += y);
+                a
+            },
+        )
 }
 
-fn stats(name: &str, bits: &[u16], shape: &[usize], stored: Stored, bytes_stored: usize) -> Result<TensorStats, codec::CodecError> {
+fn stats(
+    name: &str,
+    bits: &[u16],
+    shape: &[usize],
+    stored: Stored,
+    bytes_stored: usize,
+) -> Result<TensorStats, codec::CodecError> {
     // Plain 0-D/1-D tensors are measured as one row.
     let shape2: Vec<usize> = match shape.len() {
         0 => vec![1, 1],
@@ -102,12 +114,21 @@ fn stats(name: &str, bits: &[u16], shape: &[usize], stored: Stored, bytes_stored
 }
 
 /// Statistics of every BF16 tensor of `file` (compressed ones are decoded first).
-pub fn inspect(file: &Bundle, progress: &(dyn Fn(u64) + Sync)) -> Result<Vec<TensorStats>, BundleError> {
+pub fn inspect(
+    file: &Bundle,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<TensorStats>, BundleError> {
     enum Item<'a> {
         Plain(&'a super::PlainTensor),
         Compressed(&'a super::CompressedEntry),
     }
-    let mut items: Vec<Item> = file.layout.plain.iter().filter(|t| t.dtype == Dtype::BF16).map(Item::Plain).collect();
+    let mut items: Vec<Item> = file
+        .layout
+        .plain
+        .iter()
+        .filter(|t| t.dtype == Dtype::BF16)
+        .map(Item::Plain)
+        .collect();
     items.extend(file.layout.compressed.iter().map(Item::Compressed));
     let size = |i: &Item| match i {
         Item::Plain(t) => t.range.len(),
@@ -118,13 +139,25 @@ pub fn inspect(file: &Bundle, progress: &(dyn Fn(u64) + Sync)) -> Result<Vec<Ten
         &items,
         size,
         |i| match i {
-            Item::Plain(t) => stats(&t.name, &bits_of(file.slice(&t.range)), &t.shape, Stored::Plain, t.range.len())
-                .map_err(|e| BundleError::tensor(&file.path, &t.name, e)),
+            Item::Plain(t) => stats(
+                &t.name,
+                &bits_of(file.slice(&t.range)),
+                &t.shape,
+                Stored::Plain,
+                t.range.len(),
+            )
+            .map_err(|e| BundleError::tensor(&file.path, &t.name, e)),
             Item::Compressed(c) => {
                 let bits = decode_entry(file, c)?;
                 let stored = c.parts.ranges.values().map(|r| r.len()).sum();
-                stats(&c.name, &bits, &c.parts.shape, Stored::Compressed(c.parts.encoding, c.parts.orientation), stored)
-                    .map_err(|e| BundleError::tensor(&file.path, &c.name, e))
+                stats(
+                    &c.name,
+                    &bits,
+                    &c.parts.shape,
+                    Stored::Compressed(c.parts.encoding, c.parts.orientation),
+                    stored,
+                )
+                .map_err(|e| BundleError::tensor(&file.path, &c.name, e))
             }
         },
         |i, s| {

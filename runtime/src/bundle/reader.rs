@@ -61,11 +61,20 @@ pub fn parse(bytes: &[u8]) -> Result<Layout, ParseError> {
     for (name, view) in st.iter() {
         let start = view.data().as_ptr() as usize - base;
         debug_assert!(start >= 8 + header_len);
-        all.insert(name.to_string(), (view.dtype(), view.shape().to_vec(), start..start + view.data().len()));
+        all.insert(
+            name.to_string(),
+            (
+                view.dtype(),
+                view.shape().to_vec(),
+                start..start + view.data().len(),
+            ),
+        );
     }
 
-    let mut metadata: Option<BTreeMap<String, String>> =
-        header.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    let mut metadata: Option<BTreeMap<String, String>> = header
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
 
     let bundle = match metadata.as_mut().and_then(|m| m.remove(METADATA_KEY)) {
         None => None,
@@ -84,16 +93,29 @@ pub fn parse(bytes: &[u8]) -> Result<Layout, ParseError> {
         }
     }
 
-    let mut layout = Layout { metadata, bundle: bundle.clone(), ..Layout::default() };
+    let mut layout = Layout {
+        metadata,
+        bundle: bundle.clone(),
+        ..Layout::default()
+    };
     if let Some(b) = &bundle {
         for (name, tm) in &b.tensors {
             let parts = take_parts(&mut all, name, tm)?;
-            layout.compressed.push(CompressedEntry { name: name.clone(), meta: tm.clone(), parts });
+            layout.compressed.push(CompressedEntry {
+                name: name.clone(),
+                meta: tm.clone(),
+                parts,
+            });
         }
     }
     let mut plain: Vec<_> = all
         .into_iter()
-        .map(|(name, (dtype, shape, range))| PlainTensor { name, dtype, shape, range })
+        .map(|(name, (dtype, shape, range))| PlainTensor {
+            name,
+            dtype,
+            shape,
+            range,
+        })
         .collect();
     plain.sort_by(|a, b| a.name.cmp(&b.name));
     if bundle.is_some() {
@@ -111,18 +133,28 @@ pub fn parse(bytes: &[u8]) -> Result<Layout, ParseError> {
 }
 
 pub fn is_component_name(name: &str) -> bool {
-    name.rsplit_once(COMPONENT_SEP).is_some_and(|(_, c)| Component::from_name(c).is_some())
+    name.rsplit_once(COMPONENT_SEP)
+        .is_some_and(|(_, c)| Component::from_name(c).is_some())
 }
 
 fn parse_bundle_meta(json: &str) -> Result<BundleMeta, ParseError> {
     // Read the version first so a future format says "unsupported version", not "bad field".
-    let value: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| ParseError::file(Problem::Metadata(e.to_string())))?;
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| ParseError::file(Problem::Metadata(e.to_string())))?;
     let version = value.get("format_version").and_then(|v| v.as_u64());
     match version {
         Some(v) if v == FORMAT_VERSION as u64 => {}
-        Some(v) => return Err(ParseError::file(Problem::Version { found: v, supported: FORMAT_VERSION })),
-        None => return Err(ParseError::file(Problem::Metadata("no `format_version`".into()))),
+        Some(v) => {
+            return Err(ParseError::file(Problem::Version {
+                found: v,
+                supported: FORMAT_VERSION,
+            }))
+        }
+        None => {
+            return Err(ParseError::file(Problem::Metadata(
+                "no `format_version`".into(),
+            )))
+        }
     }
     serde_json::from_value(value).map_err(|e| ParseError::file(Problem::Metadata(e.to_string())))
 }
@@ -133,14 +165,24 @@ fn take_parts(
     tm: &TensorMeta,
 ) -> Result<Parts, ParseError> {
     let err = |p: Problem| ParseError::tensor(name, p);
-    let encoding = meta::parse_encoding(&tm.encoding)
-        .ok_or_else(|| err(Problem::Metadata(format!("unknown encoding `{}`", tm.encoding))))?;
+    let encoding = meta::parse_encoding(&tm.encoding).ok_or_else(|| {
+        err(Problem::Metadata(format!(
+            "unknown encoding `{}`",
+            tm.encoding
+        )))
+    })?;
     let mut ranges = BTreeMap::new();
     for c in Component::expected(encoding) {
         let full = format!("{name}{COMPONENT_SEP}{}", c.name());
-        let (dtype, shape, range) = all.remove(&full).ok_or_else(|| err(Problem::MissingComponent(full.clone())))?;
+        let (dtype, shape, range) = all
+            .remove(&full)
+            .ok_or_else(|| err(Problem::MissingComponent(full.clone())))?;
         if dtype != Dtype::U8 || shape.len() != 1 {
-            return Err(err(Problem::ComponentType { name: full, dtype, shape }));
+            return Err(err(Problem::ComponentType {
+                name: full,
+                dtype,
+                shape,
+            }));
         }
         ranges.insert(*c, range);
     }
@@ -159,9 +201,14 @@ impl Bundle {
         let file = File::open(path).map_err(|e| BundleError::io(path, "cannot open", e))?;
         // SAFETY: the map is read-only; like every safetensors reader, we rely on no other
         // process truncating the file while it is open.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| BundleError::io(path, "cannot map", e))?;
+        let mmap =
+            unsafe { Mmap::map(&file) }.map_err(|e| BundleError::io(path, "cannot map", e))?;
         let layout = parse(&mmap).map_err(|e| e.at(path))?;
-        Ok(Self { path: path.to_path_buf(), mmap, layout })
+        Ok(Self {
+            path: path.to_path_buf(),
+            mmap,
+            layout,
+        })
     }
 
     pub fn bytes(&self) -> &[u8] {

@@ -50,8 +50,16 @@ fn compile(flag: &str, pattern: &str) -> Result<Regex, String> {
     Regex::new(pattern).map_err(|e| {
         // regex's message draws a caret under the pattern on several lines; keep the last one.
         let text = e.to_string();
-        let reason = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-        format!("invalid {flag} regex `{pattern}`: {}", reason.trim_start_matches("error: "))
+        let reason = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        format!(
+            "invalid {flag} regex `{pattern}`: {}",
+            reason.trim_start_matches("error: ")
+        )
     })
 }
 

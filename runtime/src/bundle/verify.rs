@@ -55,7 +55,11 @@ pub fn verify_file(
             };
             if let Some(o) = &orig {
                 let Some(t) = o.layout.plain.iter().find(|t| t.name == e.name) else {
-                    report.failures.push(format!("{}: tensor `{}`: not in the original", path.display(), e.name));
+                    report.failures.push(format!(
+                        "{}: tensor `{}`: not in the original",
+                        path.display(),
+                        e.name
+                    ));
                     return Ok(());
                 };
                 report.compared += 1;
@@ -69,7 +73,11 @@ pub fn verify_file(
                         t.shape
                     ));
                 } else if *bytes_of(&bits) != *o.slice(&t.range) {
-                    report.failures.push(format!("{}: tensor `{}`: bytes differ from the original", path.display(), e.name));
+                    report.failures.push(format!(
+                        "{}: tensor `{}`: bytes differ from the original",
+                        path.display(),
+                        e.name
+                    ));
                 }
             }
             Ok(())
@@ -80,7 +88,9 @@ pub fn verify_file(
         let here = |name: &str| format!("{}: tensor `{name}`", path.display());
         for p in &bundle.layout.plain {
             match o.layout.plain.iter().find(|t| t.name == p.name) {
-                None => report.failures.push(format!("{}: not in the original", here(&p.name))),
+                None => report
+                    .failures
+                    .push(format!("{}: not in the original", here(&p.name))),
                 Some(t) => {
                     report.compared += 1;
                     if (t.dtype, &t.shape) != (p.dtype, &p.shape) {
@@ -93,7 +103,9 @@ pub fn verify_file(
                             t.shape
                         ));
                     } else if bundle.slice(&p.range) != o.slice(&t.range) {
-                        report.failures.push(format!("{}: bytes differ from the original", here(&p.name)));
+                        report
+                            .failures
+                            .push(format!("{}: bytes differ from the original", here(&p.name)));
                     }
                 }
             }
@@ -107,7 +119,12 @@ pub fn verify_file(
             .collect();
         for t in &o.layout.plain {
             if !ours.contains(t.name.as_str()) {
-                report.failures.push(format!("{}: tensor `{}`: missing from {}", opath.display(), t.name, path.display()));
+                report.failures.push(format!(
+                    "{}: tensor `{}`: missing from {}",
+                    opath.display(),
+                    t.name,
+                    path.display()
+                ));
             }
         }
         if bundle.layout.metadata != o.layout.metadata {

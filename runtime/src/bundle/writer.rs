@@ -26,17 +26,32 @@ pub struct HeaderEntry {
 }
 
 /// Serializes a safetensors header (JSON, keys sorted, so output is deterministic).
-pub fn header_json(metadata: Option<&BTreeMap<String, String>>, entries: &[HeaderEntry]) -> Vec<u8> {
+pub fn header_json(
+    metadata: Option<&BTreeMap<String, String>>,
+    entries: &[HeaderEntry],
+) -> Vec<u8> {
     let mut root = Map::new();
     if let Some(m) = metadata {
-        let m: Map<String, Value> = m.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        let m: Map<String, Value> = m
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
         root.insert("__metadata__".into(), Value::Object(m));
     }
     for e in entries {
         let mut t = Map::new();
-        t.insert("dtype".into(), serde_json::to_value(e.dtype).expect("dtype serializes"));
-        t.insert("shape".into(), e.shape.iter().map(|&d| Value::from(d as u64)).collect());
-        t.insert("data_offsets".into(), Value::from(vec![e.offsets.0 as u64, e.offsets.1 as u64]));
+        t.insert(
+            "dtype".into(),
+            serde_json::to_value(e.dtype).expect("dtype serializes"),
+        );
+        t.insert(
+            "shape".into(),
+            e.shape.iter().map(|&d| Value::from(d as u64)).collect(),
+        );
+        t.insert(
+            "data_offsets".into(),
+            Value::from(vec![e.offsets.0 as u64, e.offsets.1 as u64]),
+        );
         root.insert(e.name.clone(), Value::Object(t));
     }
     serde_json::to_vec(&Value::Object(root)).expect("plain JSON serializes")
@@ -77,36 +92,67 @@ impl OutputFile {
         let mut out = BufWriter::with_capacity(8 << 20, tmp);
         out.seek(SeekFrom::Start(8 + reserved as u64))
             .map_err(|e| BundleError::io(dest, "cannot write the output file", e))?;
-        Ok(Self { dest: dest.to_path_buf(), out, reserved, entries: Vec::new(), pos: 0 })
+        Ok(Self {
+            dest: dest.to_path_buf(),
+            out,
+            reserved,
+            entries: Vec::new(),
+            pos: 0,
+        })
     }
 
     /// Appends a tensor's bytes to the data section.
-    pub fn append(&mut self, name: &str, dtype: Dtype, shape: &[usize], data: &[u8]) -> Result<(), BundleError> {
+    pub fn append(
+        &mut self,
+        name: &str,
+        dtype: Dtype,
+        shape: &[usize],
+        data: &[u8],
+    ) -> Result<(), BundleError> {
         debug_assert_eq!(byte_len(dtype, shape), Some(data.len()), "{name}");
         self.out
             .write_all(data)
             .map_err(|e| BundleError::io(&self.dest, "cannot write the output file", e))?;
         let start = self.pos;
         self.pos += data.len();
-        self.entries.push(HeaderEntry { name: name.to_string(), dtype, shape: shape.to_vec(), offsets: (start, self.pos) });
+        self.entries.push(HeaderEntry {
+            name: name.to_string(),
+            dtype,
+            shape: shape.to_vec(),
+            offsets: (start, self.pos),
+        });
         Ok(())
     }
 
     /// Writes the header and renames the file onto the destination.
     pub fn finish(self, metadata: Option<&BTreeMap<String, String>>) -> Result<(), BundleError> {
-        let Self { dest, out, reserved, entries, .. } = self;
+        let Self {
+            dest,
+            out,
+            reserved,
+            entries,
+            ..
+        } = self;
         let io = |e| BundleError::io(&dest, "cannot write the output file", e);
         let mut header = header_json(metadata, &entries);
         if header.len() > reserved {
-            return Err(BundleError::file(&dest, Problem::HeaderOverflow { need: header.len(), reserved }));
+            return Err(BundleError::file(
+                &dest,
+                Problem::HeaderOverflow {
+                    need: header.len(),
+                    reserved,
+                },
+            ));
         }
         header.resize(reserved, b' ');
         let mut tmp = out.into_inner().map_err(|e| io(e.into_error()))?;
         tmp.seek(SeekFrom::Start(0)).map_err(io)?;
-        tmp.write_all(&(reserved as u64).to_le_bytes()).map_err(io)?;
+        tmp.write_all(&(reserved as u64).to_le_bytes())
+            .map_err(io)?;
         tmp.write_all(&header).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(&dest).map_err(|e| BundleError::io(&dest, "cannot rename the output into place", e.error))?;
+        tmp.persist(&dest)
+            .map_err(|e| BundleError::io(&dest, "cannot rename the output into place", e.error))?;
         Ok(())
     }
 }

@@ -21,9 +21,19 @@ impl std::str::FromStr for Shape {
             Some(b) => (b, Orientation::Transposed),
             None => (s, Orientation::Standard),
         };
-        let (n, k) = body.split_once(['x', '×']).ok_or_else(|| format!("shape `{s}` is not NxK or NxKt"))?;
-        let parse = |v: &str| v.trim().parse::<usize>().map_err(|e| format!("shape `{s}`: {e}"));
-        Ok(Self { n: parse(n)?, k: parse(k)?, orientation })
+        let (n, k) = body
+            .split_once(['x', '×'])
+            .ok_or_else(|| format!("shape `{s}` is not NxK or NxKt"))?;
+        let parse = |v: &str| {
+            v.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("shape `{s}`: {e}"))
+        };
+        Ok(Self {
+            n: parse(n)?,
+            k: parse(k)?,
+            orientation,
+        })
     }
 }
 
@@ -31,7 +41,11 @@ impl std::str::FromStr for Shape {
 pub struct BenchArgs {
     /// Weight shapes N×K, comma-separated; a `t` suffix benchmarks the transposed orientation
     /// (default: Llama-3.1-8B's gate/up and down projections, down also transposed).
-    #[arg(long, value_delimiter = ',', default_value = "14336x4096,4096x14336,4096x14336t")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "14336x4096,4096x14336,4096x14336t"
+    )]
     pub shapes: Vec<Shape>,
     /// Batch sizes M, comma-separated.
     #[arg(long = "m", value_delimiter = ',', default_value = "1,16,64,256,1024")]
@@ -62,8 +76,22 @@ mod tests {
 
     #[test]
     fn shapes_parse() {
-        assert_eq!("14336x4096".parse::<Shape>().unwrap(), Shape { n: 14336, k: 4096, orientation: Orientation::Standard });
-        assert_eq!("4096×14336t".parse::<Shape>().unwrap(), Shape { n: 4096, k: 14336, orientation: Orientation::Transposed });
+        assert_eq!(
+            "14336x4096".parse::<Shape>().unwrap(),
+            Shape {
+                n: 14336,
+                k: 4096,
+                orientation: Orientation::Standard
+            }
+        );
+        assert_eq!(
+            "4096×14336t".parse::<Shape>().unwrap(),
+            Shape {
+                n: 4096,
+                k: 14336,
+                orientation: Orientation::Transposed
+            }
+        );
         assert!("4096".parse::<Shape>().is_err());
         assert!("ax3".parse::<Shape>().is_err());
     }

@@ -18,28 +18,53 @@ pub fn report_table(rows: &[TensorReport]) -> String {
                 r.encoding.to_string(),
                 r.orientation.to_string(),
                 r.elements.to_string(),
-                format!("{} ({})", r.escapes, table::percent(r.escapes as f64, r.groups as f64)),
+                format!(
+                    "{} ({})",
+                    r.escapes,
+                    table::percent(r.escapes as f64, r.groups as f64)
+                ),
                 table::bytes(r.bytes_before),
                 table::bytes(r.bytes_after),
-                table::percent(r.bytes_before as f64 - r.bytes_after as f64, r.bytes_before as f64),
+                table::percent(
+                    r.bytes_before as f64 - r.bytes_after as f64,
+                    r.bytes_before as f64,
+                ),
             ]
         })
         .collect();
     let sum = |f: fn(&TensorReport) -> usize| rows.iter().map(f).sum::<usize>();
-    let (before, after, groups, escapes) = (sum(|r| r.bytes_before), sum(|r| r.bytes_after), sum(|r| r.groups), sum(|r| r.escapes));
+    let (before, after, groups, escapes) = (
+        sum(|r| r.bytes_before),
+        sum(|r| r.bytes_after),
+        sum(|r| r.groups),
+        sum(|r| r.escapes),
+    );
     body.push(vec![
         format!("total ({} tensors)", rows.len()),
         String::new(),
         String::new(),
         String::new(),
         sum(|r| r.elements).to_string(),
-        format!("{escapes} ({})", table::percent(escapes as f64, groups as f64)),
+        format!(
+            "{escapes} ({})",
+            table::percent(escapes as f64, groups as f64)
+        ),
         table::bytes(before),
         table::bytes(after),
         table::percent(before as f64 - after as f64, before as f64),
     ]);
     table::render(
-        &["tensor", "shape", "encoding", "orientation", "elements", "escape groups", "before", "after", "saved"],
+        &[
+            "tensor",
+            "shape",
+            "encoding",
+            "orientation",
+            "elements",
+            "escape groups",
+            "before",
+            "after",
+            "saved",
+        ],
         &body,
     )
 }
@@ -57,7 +82,15 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let selection = Selection::new(tensors, transpose).map_err(anyhow::Error::msg)?;
     let bar = progress::bytes("compressing", file_len(input));
-    let report = bundle::compress_file(input, output, &CompressOptions { encoding, selection }, &|n| bar.inc(n));
+    let report = bundle::compress_file(
+        input,
+        output,
+        &CompressOptions {
+            encoding,
+            selection,
+        },
+        &|n| bar.inc(n),
+    );
     bar.finish_and_clear();
     let report = report?;
     print!("{}", report_table(&report.tensors));

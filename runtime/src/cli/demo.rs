@@ -30,7 +30,9 @@ pub fn run(seed: u64) -> anyhow::Result<ExitCode> {
     for encoding in [Encoding::Huffman, Encoding::Palette] {
         let results = demo::round_trip(&layer, encoding)?;
         let bytes: f64 = results.iter().map(|r| r.report.bytes_before as f64).sum();
-        let (c, d): (f64, f64) = results.iter().fold((0.0, 0.0), |(c, d), r| (c + r.compress_s, d + r.decompress_s));
+        let (c, d): (f64, f64) = results.iter().fold((0.0, 0.0), |(c, d), r| {
+            (c + r.compress_s, d + r.decompress_s)
+        });
         println!();
         println!("{encoding}: every tensor decoded bit-exact (hash checked); compress {:.2} GB/s, decompress {:.2} GB/s of BF16",
             bytes / c / 1e9, bytes / d / 1e9);

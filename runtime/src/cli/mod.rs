@@ -16,7 +16,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub use bench::BenchArgs;
 
 #[derive(Debug, Parser)]
-#[command(name = "unweight", version, about = "Lossless compression of BF16 LLM weights")]
+#[command(
+    name = "unweight",
+    version,
+    about = "Lossless compression of BF16 LLM weights"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -92,7 +96,14 @@ pub fn main() -> ExitCode {
         Err(e) => {
             // One line, whatever the error's text holds.
             let msg = format!("{e:#}");
-            eprintln!("unweight: error: {}", msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; "));
+            eprintln!(
+                "unweight: error: {}",
+                msg.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
             ExitCode::FAILURE
         }
     }
@@ -100,9 +111,19 @@ pub fn main() -> ExitCode {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Compress { input, output, encoding, tensors, transpose } => {
-            compress::run(&input, &output, encoding.into(), tensors.as_deref(), transpose.as_deref())
-        }
+        Command::Compress {
+            input,
+            output,
+            encoding,
+            tensors,
+            transpose,
+        } => compress::run(
+            &input,
+            &output,
+            encoding.into(),
+            tensors.as_deref(),
+            transpose.as_deref(),
+        ),
         Command::Decompress { input, output } => compress::run_decompress(&input, &output),
         Command::Inspect { file } => inspect::run(&file),
         Command::Verify { file, against } => verify::run(&file, against.as_deref()),

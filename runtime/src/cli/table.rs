@@ -60,5 +60,8 @@ pub fn percent(part: f64, whole: f64) -> String {
 }
 
 pub fn shape(s: &[usize]) -> String {
-    s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")
+    s.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("×")
 }

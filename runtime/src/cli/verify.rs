@@ -16,14 +16,26 @@ pub fn run(file: &Path, against: Option<&Path>) -> anyhow::Result<ExitCode> {
         eprintln!("unweight: mismatch: {f}");
     }
     let compared = match against {
-        Some(o) => format!(", {} tensors compared with {}", report.compared, o.display()),
+        Some(o) => format!(
+            ", {} tensors compared with {}",
+            report.compared,
+            o.display()
+        ),
         None => String::new(),
     };
     if report.ok() {
-        println!("{}: OK ({} compressed tensors decoded, hashes match{compared})", file.display(), report.decoded);
+        println!(
+            "{}: OK ({} compressed tensors decoded, hashes match{compared})",
+            file.display(),
+            report.decoded
+        );
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{}: FAILED ({} problems{compared})", file.display(), report.failures.len());
+        println!(
+            "{}: FAILED ({} problems{compared})",
+            file.display(),
+            report.failures.len()
+        );
         Ok(ExitCode::FAILURE)
     }
 }

@@ -18,7 +18,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_unweight");
 
 /// Runs `unweight ARGS` in `dir`.
 pub fn unweight(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN).args(args).current_dir(dir).output().expect("the unweight binary runs")
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the unweight binary runs")
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -32,7 +36,11 @@ pub fn stdout(o: &Output) -> String {
 /// Asserts a clean failure: non-zero exit, one stderr line with every `needles`, no panic.
 pub fn assert_fails(o: &Output, needles: &[&str]) {
     let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success; stdout:\n{}", stdout(o));
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stdout:\n{}",
+        stdout(o)
+    );
     assert_eq!(o.status.code(), Some(1), "stderr: {err}");
     assert!(!err.contains("panicked"), "panic: {err}");
     assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
@@ -44,7 +52,9 @@ pub fn assert_fails(o: &Output, needles: &[&str]) {
 /// Deterministic BF16 bits: Gaussian-like values plus every kind of special value.
 pub fn bf16_values(n: usize, seed: u64) -> Vec<u16> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let specials = [0x7FC1u16, 0xFF80, 0x7F80, 0x8000, 0x0000, 0x0001, 0x807F, 0x7F7F, 0x0080];
+    let specials = [
+        0x7FC1u16, 0xFF80, 0x7F80, 0x8000, 0x0000, 0x0001, 0x807F, 0x7F7F, 0x0080,
+    ];
     (0..n)
         .map(|i| {
             s ^= s << 13;
@@ -54,7 +64,10 @@ pub fn bf16_values(n: usize, seed: u64) -> Vec<u16> {
                 return specials[(s % specials.len() as u64) as usize];
             }
             // Sum of uniforms ≈ normal; scale ~0.02.
-            let u: f32 = (0..4).map(|k| ((s >> (k * 16)) & 0xFFFF) as f32 / 65536.0).sum::<f32>() - 2.0;
+            let u: f32 = (0..4)
+                .map(|k| ((s >> (k * 16)) & 0xFFFF) as f32 / 65536.0)
+                .sum::<f32>()
+                - 2.0;
             half::bf16::from_f32(u * 0.03).to_bits()
         })
         .collect()
@@ -65,10 +78,19 @@ pub fn le_bytes(bits: &[u16]) -> Vec<u8> {
 }
 
 /// Writes a safetensors file of `(name, dtype, shape, bytes)` with `metadata`.
-pub fn write_safetensors(path: &Path, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)], metadata: Option<HashMap<String, String>>) {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)],
+    metadata: Option<HashMap<String, String>>,
+) {
     let views: Vec<(String, TensorView)> = tensors
         .iter()
-        .map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).expect("consistent fixture")))
+        .map(|(n, d, s, b)| {
+            (
+                n.to_string(),
+                TensorView::new(*d, s.clone(), b).expect("consistent fixture"),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, metadata, path).expect("fixture written");
 }
@@ -79,23 +101,64 @@ pub fn fixture(dir: &Path) -> PathBuf {
     let path = dir.join("model.safetensors");
     let bf = |n: usize, seed| le_bytes(&bf16_values(n, seed));
     let tensors = vec![
-        ("model.layers.0.mlp.gate_proj.weight", Dtype::BF16, vec![96, 130], bf(96 * 130, 1)),
-        ("model.layers.0.mlp.up_proj.weight", Dtype::BF16, vec![96, 130], bf(96 * 130, 2)),
-        ("model.layers.0.mlp.down_proj.weight", Dtype::BF16, vec![130, 96], bf(130 * 96, 3)),
-        ("model.layers.0.self_attn.q_proj.weight", Dtype::BF16, vec![64, 64], bf(64 * 64, 4)),
-        ("model.layers.0.conv.weight", Dtype::BF16, vec![2, 3, 4, 70], bf(2 * 3 * 4 * 70, 5)),
+        (
+            "model.layers.0.mlp.gate_proj.weight",
+            Dtype::BF16,
+            vec![96, 130],
+            bf(96 * 130, 1),
+        ),
+        (
+            "model.layers.0.mlp.up_proj.weight",
+            Dtype::BF16,
+            vec![96, 130],
+            bf(96 * 130, 2),
+        ),
+        (
+            "model.layers.0.mlp.down_proj.weight",
+            Dtype::BF16,
+            vec![130, 96],
+            bf(130 * 96, 3),
+        ),
+        (
+            "model.layers.0.self_attn.q_proj.weight",
+            Dtype::BF16,
+            vec![64, 64],
+            bf(64 * 64, 4),
+        ),
+        (
+            "model.layers.0.conv.weight",
+            Dtype::BF16,
+            vec![2, 3, 4, 70],
+            bf(2 * 3 * 4 * 70, 5),
+        ),
         ("model.norm.weight", Dtype::BF16, vec![130], bf(130, 6)),
-        ("model.head.fp32.weight", Dtype::F32, vec![4, 4], (0..64u8).collect()),
-        ("model.position_ids", Dtype::I64, vec![1, 3], (0..24u8).collect()),
+        (
+            "model.head.fp32.weight",
+            Dtype::F32,
+            vec![4, 4],
+            (0..64u8).collect(),
+        ),
+        (
+            "model.position_ids",
+            Dtype::I64,
+            vec![1, 3],
+            (0..24u8).collect(),
+        ),
     ];
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string()), ("note".to_string(), "fixture \"quoted\"".to_string())]);
+    let metadata = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        ("note".to_string(), "fixture \"quoted\"".to_string()),
+    ]);
     write_safetensors(&path, &tensors, Some(metadata));
     path
 }
 
 /// Bytes and modification time: what "the input was not modified" compares.
 pub fn snapshot(path: &Path) -> (Vec<u8>, SystemTime) {
-    (std::fs::read(path).unwrap(), std::fs::metadata(path).unwrap().modified().unwrap())
+    (
+        std::fs::read(path).unwrap(),
+        std::fs::metadata(path).unwrap().modified().unwrap(),
+    )
 }
 
 /// Files in `dir` other than `keep`: a failed command must leave none (no output, no temp file).
@@ -110,7 +173,9 @@ pub fn extra_files(dir: &Path, keep: &[&Path]) -> Vec<PathBuf> {
 /// Byte range of tensor `name` in a safetensors file's bytes.
 pub fn tensor_range(bytes: &[u8], name: &str) -> Range<usize> {
     let (n, meta) = SafeTensors::read_metadata(bytes).unwrap();
-    let info = meta.info(name).unwrap_or_else(|| panic!("no tensor {name}"));
+    let info = meta
+        .info(name)
+        .unwrap_or_else(|| panic!("no tensor {name}"));
     8 + n + info.data_offsets.0..8 + n + info.data_offsets.1
 }
 
@@ -119,7 +184,11 @@ pub fn tensor_range(bytes: &[u8], name: &str) -> Range<usize> {
 pub fn read_all(path: &Path) -> (Tensors, Option<HashMap<String, String>>) {
     let bytes = std::fs::read(path).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut t: Vec<_> = st.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+    let mut t: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
     t.sort_by(|a, b| a.0.cmp(&b.0));
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
     (t, meta.metadata().clone())
@@ -155,7 +224,8 @@ pub fn minilm_bf16(dir: &Path) -> PathBuf {
     let src = std::env::var("UNWEIGHT_MINILM").unwrap_or_else(|_| {
         panic!("UNWEIGHT_MINILM is not set: run `source $(scripts/setup-tools.sh)` first (it fetches all-MiniLM-L6-v2)")
     });
-    let bytes = std::fs::read(&src).unwrap_or_else(|e| panic!("{src}: {e} (run scripts/setup-tools.sh)"));
+    let bytes =
+        std::fs::read(&src).unwrap_or_else(|e| panic!("{src}: {e} (run scripts/setup-tools.sh)"));
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
     let tensors: Tensors = st
@@ -166,14 +236,19 @@ pub fn minilm_bf16(dir: &Path) -> PathBuf {
                 let bits: Vec<u16> = v
                     .data()
                     .chunks_exact(4)
-                    .map(|c| half::bf16::from_f32(f32::from_le_bytes(c.try_into().unwrap())).to_bits())
+                    .map(|c| {
+                        half::bf16::from_f32(f32::from_le_bytes(c.try_into().unwrap())).to_bits()
+                    })
                     .collect();
                 (name, Dtype::BF16, v.shape().to_vec(), le_bytes(&bits))
             }
             d => (name, d, v.shape().to_vec(), v.data().to_vec()),
         })
         .collect();
-    let refs: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = tensors.iter().map(|(n, d, s, b)| (n.as_str(), *d, s.clone(), b.clone())).collect();
+    let refs: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.as_str(), *d, s.clone(), b.clone()))
+        .collect();
     let path = dir.join("minilm-bf16.safetensors");
     write_safetensors(&path, &refs, meta.metadata().clone());
     path
