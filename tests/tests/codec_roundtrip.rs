@@ -13,6 +13,8 @@ const SPECIAL: [u16; 12] =
 
 fn value() -> impl Strategy<Value = u16> {
     prop_oneof![
+        // Exponents of real weights: adjacent binades (the SIMD split's fast case) and rare others.
+        6 => (100u16..124, any::<u8>()).prop_map(|(e, sm)| ((sm as u16 & 0x80) << 8) | (e << 7) | (sm as u16 & 0x7F)),
         // Realistic weights: exponents near 2^-7 .. 2^0, any sign and mantissa.
         6 => (116u16..128, any::<u8>()).prop_map(|(e, sm)| ((sm as u16 & 0x80) << 8) | (e << 7) | (sm as u16 & 0x7F)),
         2 => any::<u16>(),
@@ -76,6 +78,29 @@ fn fixed_edge_shapes_round_trip() {
     check_round_trip(&v, &[3, 65]); // 40 distinct exponents
     let v: Vec<u16> = (0..2 * 3 * 130).map(|i| ((i * 7919) % 65536) as u16).collect();
     check_round_trip(&v, &[2, 3, 130]);
+}
+
+#[test]
+fn palette_is_exact_when_the_sample_misleads() {
+    // Over 2^20 values the encoder guesses the palette from evenly spaced runs of 4096 values
+    // (here: the first half of every 8192), then checks the guess against exact counts.
+    // Exponent 90 fills the unsampled halves only, so the guess lacks the most frequent exponent.
+    let n = 1 << 21;
+    let bits: Vec<u16> = (0..n)
+        .map(|i| {
+            let e = if i % 8192 >= 4096 { 90 } else { 100 + (i * 7 % 20) as u16 };
+            (e << 7) | (i as u16 & 0x807F)
+        })
+        .collect();
+    let mut hist = [0u64; 256];
+    bits.iter().for_each(|&b| hist[exponent(b) as usize] += 1);
+    for e in [Encoding::Huffman, Encoding::Palette] {
+        let t = compress(&bits, &[2048, 1024], Orientation::Standard, e).unwrap();
+        assert_eq!(t.palette, choose_palette(&hist), "{e}");
+        assert_eq!(t.palette[0], 90);
+        assert_eq!(decompress(&t).unwrap(), bits, "{e}");
+        assert_eq!(transcode(&t, Encoding::Exponent).unwrap(), compress(&bits, &[2048, 1024], Orientation::Standard, Encoding::Exponent).unwrap());
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use rayon::prelude::*;
 
 use super::decode::{decode_exponents, index_plane};
+use super::simd::GroupMapper;
 use super::split::{self, element_count, matrix_dims, padded};
 use super::{
     huffman, nibbles, palette, CodecError, CompressedTensor, Encoding, Escapes, Indices, Orientation,
@@ -24,14 +25,16 @@ pub fn compress(
         return Err(CodecError::ShapeMismatch { shape: shape.to_vec(), expected: n, actual: bits.len() });
     }
     let (r0, c0) = matrix_dims(shape)?;
-    let (hash, (transposed, hist)) = rayon::join(
-        || super::hash_bits(bits),
-        || {
-            let t = (orientation == Orientation::Transposed).then(|| split::transpose(bits, r0, c0));
-            let h = split::histogram(t.as_deref().unwrap_or(bits));
-            (t, h)
-        },
-    );
+    // The hash runs on one thread beside the whole split and encode.
+    let (hash, parts) = rayon::join(|| super::hash_bits(bits), || encode_matrix(bits, r0, c0, orientation, encoding));
+    let (rows, cols, pal, sm, escapes, indices) = parts?;
+    Ok(CompressedTensor { shape: shape.to_vec(), orientation, rows, cols, palette: pal, sm, escapes, indices, hash })
+}
+
+type Parts = (usize, usize, [u8; 16], Vec<u8>, Escapes, Indices);
+
+fn encode_matrix(bits: &[u16], r0: usize, c0: usize, orientation: Orientation, encoding: Encoding) -> Result<Parts, CodecError> {
+    let transposed = (orientation == Orientation::Transposed).then(|| split::transpose(bits, r0, c0));
     let (src, rows, cols) = match &transposed {
         Some(t) => (&t[..], c0, r0),
         None => (bits, r0, c0),
@@ -43,27 +46,48 @@ pub fn compress(
     if total / GROUP > u32::MAX as usize {
         return Err(CodecError::Overflow { what: format!("{} groups", total / GROUP) });
     }
-    let pal = palette::choose(&hist);
-    let planes = split_planes(src, rows, cols, pc, &pal, encoding);
-    let (escapes, indices) = match encoding {
-        Encoding::Exponent => (Escapes::empty(), Indices::Exponent(planes.plane)),
-        Encoding::Palette => (Escapes::from_flags(&planes.flags, planes.escaped), Indices::Palette(planes.plane)),
-        Encoding::Huffman => {
-            let stream = huffman::encode(&planes.plane, CHUNK_SYMBOLS)?;
-            (Escapes::from_flags(&planes.flags, planes.escaped), Indices::Huffman(stream))
+    if encoding == Encoding::Exponent {
+        let pal = palette::choose(&split::histogram(src));
+        let planes = split_planes(src, rows, cols, pc, &pal, encoding);
+        return Ok((rows, cols, pal, planes.sm, Escapes::empty(), Indices::Exponent(planes.plane)));
+    }
+    // Split with a palette guessed from a sample, count exactly from the split (symbol counts
+    // + escaped exponents), and split again in the rare case the exact palette differs.
+    let mut pal = palette::choose(&split::histogram_sample(src));
+    let (planes, hists) = loop {
+        let planes = split_planes(src, rows, cols, pc, &pal, encoding);
+        let hists = huffman::pair_histograms(&planes.plane, CHUNK_SYMBOLS);
+        let exact = palette::choose(&exact_histogram(&planes, &hists, &pal, rows * (pc - cols)));
+        if exact == pal {
+            break (planes, hists);
         }
+        pal = exact;
     };
-    Ok(CompressedTensor {
-        shape: shape.to_vec(),
-        orientation,
-        rows,
-        cols,
-        palette: pal,
-        sm: planes.sm,
-        escapes,
-        indices,
-        hash,
-    })
+    let escapes = Escapes::from_flags(&planes.flags, planes.escaped);
+    let indices = match encoding {
+        Encoding::Huffman => Indices::Huffman(huffman::encode_counted(&planes.plane, &hists, CHUNK_SYMBOLS)?),
+        _ => Indices::Palette(planes.plane),
+    };
+    Ok((rows, cols, pal, planes.sm, escapes, indices))
+}
+
+/// The exponent histogram of the real elements, recovered from a split made with palette `pal`:
+/// index counts of the nibbles, less the zeros that stand for escaped groups and padding, plus
+/// the escaped groups' own exponents (less their padding positions, which hold `pal[0]`).
+fn exact_histogram(planes: &Planes, hists: &[[u64; 256]], pal: &[u8; 16], padding: usize) -> [u64; 256] {
+    let counts = huffman::symbol_counts(hists);
+    let mut h = [0u64; 256];
+    for (&e, &c) in pal.iter().zip(&counts) {
+        h[e as usize] += c;
+    }
+    for &e in &planes.escaped {
+        h[e as usize] += 1;
+    }
+    // Counted as pal[0] without being a real element: every index of an escaped group, padding
+    // outside escaped groups (index 0), and padding inside them (pal[0] in `escaped`).
+    let escaped_groups = planes.escaped.len() / GROUP;
+    h[pal[0] as usize] -= (GROUP * escaped_groups + padding) as u64;
+    h
 }
 
 /// The split of the padded encoded matrix.
@@ -90,6 +114,7 @@ fn split_planes(src: &[u16], rows: usize, cols: usize, pc: usize, pal: &[u8; 16]
         return Planes { sm, plane, flags: Vec::new(), escaped: Vec::new() };
     }
     let block_rows = (BLOCK_ELEMS / pc).max(1);
+    let mapper = if exp_mode { None } else { GroupMapper::new(pal) };
     let parts: Vec<(Vec<bool>, Vec<u8>)> = sm
         .par_chunks_mut(block_rows * pc)
         .zip(plane.par_chunks_mut(block_rows * pc * per2 / 2))
@@ -104,6 +129,15 @@ fn split_planes(src: &[u16], rows: usize, cols: usize, pc: usize, pal: &[u8; 16]
                 let pl_groups = pl_row.chunks_exact_mut(GROUP * per2 / 2);
                 for (g, (sm_g, pl_g)) in sm_row.chunks_exact_mut(GROUP).zip(pl_groups).enumerate() {
                     let real = &row[g * GROUP..cols.min((g + 1) * GROUP)];
+                    if let (Some(m), true) = (&mapper, real.len() == GROUP) {
+                        let esc = m.group(real, sm_g, pl_g);
+                        flags.push(esc);
+                        if esc {
+                            escaped.extend(real.iter().map(|&v| split::exponent(v)));
+                            pl_g.fill(0);
+                        }
+                        continue;
+                    }
                     for (s, &v) in sm_g.iter_mut().zip(real) {
                         *s = split::sign_mantissa(v);
                     }

@@ -314,19 +314,35 @@ fn encode_segment(nib: &[u8], chunk_bytes: usize, pairs: &[u32; 256], shift: u32
 /// Encode the symbols held as nibbles (`nib`, element `2j` in the low nibble of byte `j`) with
 /// the optimal length-limited code for their counts, in chunks of `chunk_symbols` (even).
 pub fn encode(nib: &[u8], chunk_symbols: u32) -> Result<HuffmanStream, CodecError> {
-    debug_assert!(chunk_symbols >= 2 && chunk_symbols % 2 == 0);
-    let chunk_bytes = (chunk_symbols / 2).max(1) as usize;
-    let seg_bytes = chunk_bytes * SEGMENT_CHUNKS;
-    // Counting first gives the code and every segment's exact bit length, hence its start, so
-    // the segments encode in parallel straight at their final bit alignment.
-    let hists: Vec<[u64; 256]> = nib.par_chunks(seg_bytes).map(pair_histogram).collect();
+    encode_counted(nib, &pair_histograms(nib, chunk_symbols), chunk_symbols)
+}
+
+/// Byte-value histograms of `nib`, one per encode segment (for [`encode_counted`]).
+pub fn pair_histograms(nib: &[u8], chunk_symbols: u32) -> Vec<[u64; 256]> {
+    let seg_bytes = (chunk_symbols / 2).max(1) as usize * SEGMENT_CHUNKS;
+    nib.par_chunks(seg_bytes).map(pair_histogram).collect()
+}
+
+/// Symbol counts from pair histograms.
+pub fn symbol_counts(hists: &[[u64; 256]]) -> [u64; 16] {
     let mut freq = [0u64; 16];
-    for h in &hists {
+    for h in hists {
         for (b, &c) in h.iter().enumerate() {
             freq[b & 15] += c;
             freq[b >> 4] += c;
         }
     }
+    freq
+}
+
+/// [`encode`] with the segment histograms already counted by [`pair_histograms`].
+pub fn encode_counted(nib: &[u8], hists: &[[u64; 256]], chunk_symbols: u32) -> Result<HuffmanStream, CodecError> {
+    debug_assert!(chunk_symbols >= 2 && chunk_symbols % 2 == 0);
+    let chunk_bytes = (chunk_symbols / 2).max(1) as usize;
+    let seg_bytes = chunk_bytes * SEGMENT_CHUNKS;
+    // Counting first gives the code and every segment's exact bit length, hence its start, so
+    // the segments encode in parallel straight at their final bit alignment.
+    let freq = symbol_counts(hists);
     let lengths = code_lengths(&freq);
     let codes = canonical_codes(&lengths)?;
     let pairs = pair_table(&lengths, &codes);

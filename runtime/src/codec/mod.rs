@@ -12,6 +12,7 @@ mod huffman;
 mod multilut;
 mod nibbles;
 mod palette;
+mod simd;
 mod split;
 mod tensor;
 

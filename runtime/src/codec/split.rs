@@ -102,3 +102,21 @@ pub fn histogram(bits: &[u16]) -> [u64; 256] {
             a
         })
 }
+
+/// Histogram of a sample of the exponents: 256 evenly spaced runs of 4096 values (all values for
+/// tensors up to 2^20). Only a guess at the palette; the encoder checks it against exact counts.
+pub fn histogram_sample(bits: &[u16]) -> [u64; 256] {
+    const RUNS: usize = 256;
+    const RUN: usize = 4096;
+    if bits.len() <= RUNS * RUN {
+        return histogram(bits);
+    }
+    let stride = bits.len() / RUNS;
+    let mut h = [0u64; 256];
+    for r in 0..RUNS {
+        for &b in &bits[r * stride..r * stride + RUN] {
+            h[exponent(b) as usize] += 1;
+        }
+    }
+    h
+}
