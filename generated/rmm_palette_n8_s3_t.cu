@@ -329,13 +329,13 @@ rmm_palette_n8_s3_t(const __grid_constant__ TmaDesc tm_x, const __grid_constant_
   __syncthreads();
   const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
   if (wg == 0) {
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;");   // hand registers to the consumers
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");   // hand registers to the consumers
     if (t == 0) {
       tma_prefetch_desc(&tm_x);
       load(&tm_x, &tm_w, w0_tiles, w1_tiles, tile_esc, esc_exp, smem, full0, empty0, kb_begin, kb_end, kblocks);
     }
   } else {
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 104;");
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
     float acc[ACC];
     compute(smem, full0, empty0, kb_end - kb_begin, wg - 1, t, palette, esc_exp, acc);
     finish(acc, y, ws, flags, n_out, m, wg - 1, t);

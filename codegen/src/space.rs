@@ -16,8 +16,10 @@ pub const SM_SMEM: u32 = 233_472;
 /// 32-bit registers per SM.
 pub const SM_REGS: u32 = 65_536;
 /// Widest tile that runs two CTAs per SM (when both fit the SM's shared memory): narrow tiles do
-/// little wgmma work per stage, so a second CTA hides the rebuild latency.
-pub const RMM_TWO_CTA_MAX_TILE_N: u32 = 32;
+/// little wgmma work per stage, so a second CTA could hide the rebuild latency. 0 = one CTA per SM
+/// everywhere, which is what templates/rmm.cu.tera's `__launch_bounds__(threads, 1)` compiles for;
+/// raise it only together with a template that reads `ctas_per_sm`.
+pub const RMM_TWO_CTA_MAX_TILE_N: u32 = 0;
 
 /// Registers per thread ptxas allocates under `__launch_bounds__(threads, ctas)` (a multiple of 8).
 pub fn regs_per_thread(threads: u32, ctas: u32) -> u32 {
