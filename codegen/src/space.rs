@@ -522,7 +522,8 @@ impl Budget {
     }
 }
 
-/// Named variant sets for `--filter`: `all`, `smoke`, or comma-separated name globs (`*`, `?`).
+/// Named variant sets for `--filter`: `all`, `smoke`, or a comma-separated union of name globs
+/// (`*`, `?`) and the names `all` / `smoke` (`smoke,rmm_*_n32_s4_*`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VariantSet {
     All,
@@ -555,7 +556,11 @@ impl VariantSet {
             },
             VariantSet::Globs(globs) => {
                 let name = v.to_string();
-                globs.iter().any(|g| glob_match(g, &name))
+                globs.iter().any(|g| match g.as_str() {
+                    "all" => true,
+                    "smoke" => VariantSet::Smoke.contains(v),
+                    _ => glob_match(g, &name),
+                })
             }
         }
     }
@@ -613,6 +618,14 @@ mod tests {
         assert!(glob_match("huff_*", "huff_bf16"));
         assert!(glob_match("rmm_?aw_*", "rmm_raw_n8_s2_nt"));
         assert!(!glob_match("rmm", "rmm_raw_n8_s2_nt"));
+    }
+
+    #[test]
+    fn sets_combine_names_and_globs() {
+        let set = VariantSet::parse("smoke,rmm_*_n32_s4_t");
+        let names: Vec<String> = variants().filter(|v| set.contains(v)).map(|v| v.to_string()).collect();
+        assert!(names.contains(&"rmm_raw_n32_s4_t".to_string()) && names.contains(&"huff_bf16".to_string()));
+        assert!(!names.contains(&"rmm_raw_n32_s4_nt".to_string()));
     }
 
     #[test]
