@@ -623,8 +623,14 @@ mod tests {
     #[test]
     fn sets_combine_names_and_globs() {
         let set = VariantSet::parse("smoke,rmm_*_n32_s4_t");
-        let names: Vec<String> = variants().filter(|v| set.contains(v)).map(|v| v.to_string()).collect();
-        assert!(names.contains(&"rmm_raw_n32_s4_t".to_string()) && names.contains(&"huff_bf16".to_string()));
+        let names: Vec<String> = variants()
+            .filter(|v| set.contains(v))
+            .map(|v| v.to_string())
+            .collect();
+        assert!(
+            names.contains(&"rmm_raw_n32_s4_t".to_string())
+                && names.contains(&"huff_bf16".to_string())
+        );
         assert!(!names.contains(&"rmm_raw_n32_s4_nt".to_string()));
     }
 
