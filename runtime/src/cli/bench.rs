@@ -1,5 +1,4 @@
-//! `bench`: arguments of the GPU benchmark. The benchmark itself lives in the GPU runtime
-//! (`unweight::gpu::bench::run`), which this command hands its options to.
+//! `bench`: arguments of the GPU benchmark, handed to the GPU runtime (`unweight::gpu::bench`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,17 +61,46 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!(
-        "`bench` needs the GPU runtime (unweight::gpu::bench), which is not linked into this build \
-         (asked for shapes {:?}, m {:?})",
-        args.shapes.iter().map(|s| format!("{}x{} {}", s.n, s.k, s.orientation)).collect::<Vec<_>>(),
-        args.m
-    )
+    crate::gpu::bench::run(args.options())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+impl BenchArgs {
+    /// The GPU benchmark's options; what the command line does not set keeps its default.
+    pub fn options(&self) -> crate::gpu::bench::BenchOptions {
+        crate::gpu::bench::BenchOptions {
+            device: self.device,
+            out_dir: self.out.clone(),
+            shapes: self
+                .shapes
+                .iter()
+                .map(|s| (s.n, s.k, s.orientation))
+                .collect(),
+            batch: self.m.clone(),
+            iters: self.reps,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            ..Default::default()
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defaults_match_the_benchmark() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from(["unweight", "bench", "--m", "1,64", "--reps", "60"]);
+        let crate::cli::Command::Bench(args) = cli.command else {
+            panic!("not bench")
+        };
+        let o = args.options();
+        assert_eq!(o.batch, vec![1, 64]);
+        assert_eq!(o.iters, 60);
+        assert_eq!(o.shapes.len(), 3);
+        assert_eq!(o.shapes[2], (4096, 14336, Orientation::Transposed));
+    }
 
     #[test]
     fn shapes_parse() {
