@@ -8,15 +8,16 @@ use super::table;
 use crate::codec::Encoding;
 use crate::demo::{self, DemoLayer};
 
-pub fn run(seed: u64) -> anyhow::Result<ExitCode> {
+pub fn run(seed: u64, (hidden, intermediate): (usize, usize)) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
-    let layer = DemoLayer::build(seed, demo::HIDDEN, demo::INTERMEDIATE);
+    let layer = DemoLayer::build(seed, hidden, intermediate);
+    let what = if (hidden, intermediate) == (demo::HIDDEN, demo::INTERMEDIATE) {
+        "a Llama-3.1-8B-shaped MLP layer"
+    } else {
+        "an MLP layer"
+    };
     println!(
-        "Built a Llama-3.1-8B-shaped MLP layer in memory (seed {seed}): gate_proj, up_proj {}×{}, down_proj {}×{}, {} of BF16 ({:.1} s)",
-        demo::INTERMEDIATE,
-        demo::HIDDEN,
-        demo::HIDDEN,
-        demo::INTERMEDIATE,
+        "Built {what} in memory (seed {seed}): gate_proj, up_proj {intermediate}×{hidden}, down_proj {hidden}×{intermediate}, {} of BF16 ({:.1} s)",
         table::bytes(layer.bytes()),
         start.elapsed().as_secs_f64()
     );

@@ -83,9 +83,20 @@ pub enum Command {
         /// Seed of the synthetic weights.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Hidden and intermediate size instead of Llama-3.1-8B's 4096x14336 (quick checks).
+        #[arg(long, value_name = "HIDDENxINTERMEDIATE", value_parser = parse_dims, hide = true)]
+        dims: Option<(usize, usize)>,
     },
     /// GPU benchmark of the decode pipelines against cuBLAS (needs an sm_90 GPU).
     Bench(BenchArgs),
+}
+
+fn parse_dims(s: &str) -> Result<(usize, usize), String> {
+    let (h, i) = s
+        .split_once('x')
+        .ok_or_else(|| format!("`{s}` is not HIDDENxINTERMEDIATE"))?;
+    let p = |v: &str| v.parse::<usize>().map_err(|e| format!("`{s}`: {e}"));
+    Ok((p(h)?, p(i)?))
 }
 
 /// Runs the tool; errors are printed as one line and give exit status 1.
@@ -127,7 +138,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Decompress { input, output } => compress::run_decompress(&input, &output),
         Command::Inspect { file } => inspect::run(&file),
         Command::Verify { file, against } => verify::run(&file, against.as_deref()),
-        Command::Demo { seed } => demo::run(seed),
+        Command::Demo { seed, dims } => demo::run(
+            seed,
+            dims.unwrap_or((crate::demo::HIDDEN, crate::demo::INTERMEDIATE)),
+        ),
         Command::Bench(args) => bench::run(args),
     }
 }
