@@ -30,8 +30,14 @@ fn bits(n: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-/// A small bundle with huffman (standard and transposed) and palette tensors, and the original.
-fn bundles(dir: &Path) -> Vec<(Vec<u8>, Decoded)> {
+/// Small bundles (huffman, palette; standard and transposed tensors) and the original tensors,
+/// built once for all tests and cases.
+fn bundles() -> &'static [(Vec<u8>, Decoded)] {
+    static BUNDLES: std::sync::OnceLock<Vec<(Vec<u8>, Decoded)>> = std::sync::OnceLock::new();
+    BUNDLES.get_or_init(|| build(tempfile::tempdir().unwrap().path()))
+}
+
+fn build(dir: &Path) -> Vec<(Vec<u8>, Decoded)> {
     let input = dir.join("in.safetensors");
     let data = [
         bits(3 * 70, 1),
@@ -102,8 +108,7 @@ fn check(bytes: &[u8], original: &Decoded) {
 
 #[test]
 fn every_truncation_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    for (bytes, _) in bundles(dir.path()) {
+    for (bytes, _) in bundles() {
         for cut in 0..bytes.len() {
             assert!(
                 bundle::decode_bytes(&bytes[..cut]).is_err(),
@@ -115,13 +120,12 @@ fn every_truncation_is_an_error() {
 
 #[test]
 fn a_bit_flipped_in_any_byte_never_panics_or_misdecodes() {
-    let dir = tempfile::tempdir().unwrap();
-    for (bytes, original) in bundles(dir.path()) {
+    for (bytes, original) in bundles() {
         let mut damaged = bytes.clone();
         for i in 0..bytes.len() {
             for bit in [i % 8, (i + 3) % 8] {
                 damaged[i] ^= 1 << bit;
-                check(&damaged, &original);
+                check(&damaged, original);
                 damaged[i] ^= 1 << bit;
             }
         }
@@ -132,13 +136,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
     #[test]
     fn random_damage_never_panics(edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8), which in 0usize..2) {
-        let dir = tempfile::tempdir().unwrap();
-        let (bytes, original) = bundles(dir.path()).swap_remove(which);
-        let mut damaged = bytes;
+        let (bytes, original) = &bundles()[which];
+        let mut damaged = bytes.clone();
         for (at, v) in edits {
             let i = at.index(damaged.len());
             damaged[i] = v;
         }
-        check(&damaged, &original);
+        check(&damaged, original);
     }
 }
