@@ -4,6 +4,9 @@
 //
 // Axes read: output (bf16: BF16 [rows][cols] from sm bytes + exponents, padding dropped; exponent: exponent
 // bytes [rows][padded_cols]; palette: nibbles [rows][padded_cols/2], element 2j in the low nibble of byte j).
+// `layout` (last parameter; exponent/palette only, bf16 ignores it): 0 = row-major as above, 1 / 2 = the rmm's
+// tiled layout of a standard / transposed weight (docs/CONTRACT.md: 128 x 64 resp. 64 x 128 element blocks,
+// block (i, b) at t = i * (k/64) + b); tiled needs an rmm-eligible shape, otherwise the kernel writes nothing.
 // Invariants (checked by the runtime before launch): chunk_symbols is a multiple of 64, so a chunk holds whole
 // groups; codes are at most 12 bits, MSB-first; `bits` is 4-byte aligned and zero-padded by
 // >= 16 bytes (the reader runs at most 12 bytes past a chunk's end); lut, palette, sm, esc_exp and out are
@@ -25,9 +28,9 @@ struct alignas(64) TmaDesc { u64 opaque[16]; };  // CUtensorMap bytes; the drive
 constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 128;
 constexpr u32 GROUP = 64, MAX_CODE_LEN = 12, LUT_ENTRIES = 4096;
 constexpr u32 LUT_BYTES = 8192, MULTI_BYTES = 16384, MULTI_SYMS = 3;
-constexpr u32 PAL2_BYTES = 512, STAGE_STRIDE = 9, STAGE_BYTES = 1280;
+constexpr u32 PAL2_BYTES = 512, STAGE_STRIDE = 9, STAGE_BYTES = 1408;
 constexpr u32 OUT_GROUP_BYTES = 128, LANES_PER_GROUP = 8;
-constexpr u32 SMEM_BYTES = 30208;
+constexpr u32 SMEM_BYTES = 30720;
 constexpr u32 GROUPS_PER_PASS = 32 / LANES_PER_GROUP, PASSES = 32 / GROUPS_PER_PASS;  // write phase
 static_assert(WARPS * 32 == THREADS && CHUNKS_PER_BLOCK == THREADS, "one chunk per thread");
 static_assert(GROUP == 64, "a group's nibbles are 8 u32 words");
@@ -36,7 +39,8 @@ static_assert(LUT_BYTES % (16 * THREADS) == 0, "the table is staged with 16-byte
 static_assert(PAL2_BYTES == 256 * 2, "byte of two indices -> two exponent bytes");
 static_assert(MULTI_BYTES == 4 * LUT_ENTRIES && MULTI_SYMS * 4 <= 12, "multi entry: symbols in bits 0-11, length 12-15, count 16-17");
 static_assert(STAGE_STRIDE == GROUP / 8 + 1, "8 words of nibbles per group, +1 so lanes storing the same word hit distinct banks");
-static_assert(STAGE_BYTES == 32 * STAGE_STRIDE * 4 + 32 * 4, "per warp: 32 groups of nibbles + 32 escape slots");
+static_assert(STAGE_BYTES == 32 * STAGE_STRIDE * 4 + 2 * 32 * 4, "per warp: 32 groups of nibbles, escape slots, output places");
+constexpr u32 LAYOUT_ROW_MAJOR = 0, LAYOUT_TILED_STANDARD = 1, LAYOUT_TILED_TRANSPOSED = 2;
 static_assert(OUT_GROUP_BYTES == GROUP * 2, "output bytes per group");
 static_assert(LANES_PER_GROUP * 16 == OUT_GROUP_BYTES && 32 % LANES_PER_GROUP == 0, "16 bytes per lane and pass");
 static_assert(SMEM_BYTES == LUT_BYTES + MULTI_BYTES + PAL2_BYTES + WARPS * STAGE_BYTES && SMEM_BYTES <= 48 * 1024, "static smem");
@@ -132,6 +136,16 @@ __device__ __forceinline__ void decode_group(BitReader& r, const u32* multi, Pen
 // Stage layout: lane q's group at words [q * STAGE_STRIDE, + 8).
 __device__ __forceinline__ u32 stage_word(u32 q, u32 w) { return q * STAGE_STRIDE + w; }
 
+// Where group g (encoded row r, column block c) lands, in units of a group's output bytes. Every layout keeps
+// a group's elements contiguous. Tiled standard: block (i = r / 128, b = c), row r % 128 of it; tiled
+// transposed: block (i = c / 2, b = r / 64), row r % 64, half c % 2 of the block's 128 columns.
+__device__ __forceinline__ u32 out_place(u32 g, u32 layout, u32 groups_per_row, u32 rows) {
+  if (layout == LAYOUT_ROW_MAJOR) return g;
+  const u32 r = g / groups_per_row, c = g % groups_per_row;
+  if (layout == LAYOUT_TILED_STANDARD) return ((r / 128) * groups_per_row + c) * 128 + r % 128;
+  return (((c / 2) * (rows / 64) + r / 64) * 64 + r % 64) * 2 + c % 2;
+}
+
 // ---- write: 32 groups of bf16, 8 lanes x 16 B per group; sm bytes were loaded before decoding ----
 __device__ __forceinline__ void write_groups(const u32* stage, const u32* slots, const u16* pal2, const u8* esc_exp,
                                              u16* out, const u64 (&sm8)[PASSES], u64 g0, u32 gpc, u64 groups, u32 lane,
@@ -173,13 +187,15 @@ extern "C" __global__ void __launch_bounds__(THREADS)
 huff_bf16(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, const u16* __restrict__ lut,
     const u8* __restrict__ palette, const u8* __restrict__ sm, const u64* __restrict__ esc_bitmap,
     const u32* __restrict__ esc_prefix, const u8* __restrict__ esc_exp, void* __restrict__ out,
-    u64 rows, u64 cols, u64 padded_cols, u32 chunk_symbols, u32 n_chunks) {
+    u64 rows, u64 cols, u64 padded_cols, u32 chunk_symbols, u32 n_chunks, u32 layout) {
   __shared__ __align__(16) u16 s_lut[LUT_ENTRIES];            // the one-symbol table, to build the next
   __shared__ __align__(16) u32 s_multi[LUT_ENTRIES];          // multi-symbol table, random access per lookup
   __shared__ __align__(16) u16 s_pal2[256];                   // two indices -> two exponent bytes
   __shared__ __align__(16) u32 s_stage[WARPS][32 * STAGE_STRIDE]; // per warp: 32 groups of nibbles
   __shared__ u32 s_slot[WARPS][32];                           // per warp: escape slot of each lane's group, or ~0
+  __shared__ u32 s_place[WARPS][32];                          // per warp: output place of each lane's group
   if (chunk_symbols == 0 || chunk_symbols % GROUP != 0) return;  // the runtime falls back to the CPU decoder
+  (void)layout;                                               // bf16 output is always row-major
 #pragma unroll
   for (u32 i = threadIdx.x; i < LUT_BYTES / 16; i += THREADS) ((v4u*)s_lut)[i] = ((const v4u*)lut)[i];
   for (u32 i = threadIdx.x; i < 256; i += THREADS) s_pal2[i] = palette[i & 15] | ((u16)palette[i >> 4] << 8);
@@ -195,6 +211,7 @@ huff_bf16(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, co
   const u64 groups = rows * padded_cols / GROUP;
   u32* stage = s_stage[warp];
   u32* slots = s_slot[warp];
+  u32* places = s_place[warp];
   BitReader r = {0, 0, 0, (const u32*)bits};
   Pending pend = {0, 0};
   if (chunk < n_chunks) reader_init(r, bits, chunk_offsets[chunk]);

@@ -3718,7 +3718,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0x5ef050a6a38563f9,
+        source_hash: 0x29faf71549fe7b83,
         source: include_str!("huff_bf16.cu"),
     },
     RegistryEntry {
@@ -3731,7 +3731,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0xa34c53ae9bc2eaed,
+        source_hash: 0xac60fd583ac36891,
         source: include_str!("huff_exponent.cu"),
     },
     RegistryEntry {
@@ -3744,7 +3744,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0xb5d9e8bec151a485,
+        source_hash: 0xe1823a576e787ee0,
         source: include_str!("huff_palette.cu"),
     },
 ];

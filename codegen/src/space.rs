@@ -392,7 +392,7 @@ pub struct HuffLayout {
     /// Shared memory: byte → two exponent bytes (palette of two nibbles), u16 per entry.
     pub pal2_bytes: u32,
     /// Shared memory per warp: 32 groups of nibbles (8 words each, rows padded to `stage_stride_words`
-    /// against bank conflicts) + 32 escape slots (u32).
+    /// against bank conflicts) + 32 escape slots + 32 output places (u32 each).
     pub stage_stride_words: u32,
     pub stage_bytes_per_warp: u32,
     /// Output bytes per group, and the bytes each lane stores per write (16).
@@ -414,7 +414,7 @@ impl HuffLayout {
         let multi_bytes = lut_entries * 4;
         let multi_syms = 3;
         let stage_stride_words = group / 8 + 1;
-        let stage_bytes_per_warp = 32 * stage_stride_words * 4 + 32 * 4;
+        let stage_bytes_per_warp = 32 * stage_stride_words * 4 + 2 * 32 * 4;
         let out_group_bytes = match v.output {
             HuffOutput::Bf16 => group * 2,
             HuffOutput::Exponent => group,

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use unweight::codec::{self, CompressedTensor, Encoding, Indices, Orientation};
+use unweight::gpu::tiles::{self, Elem};
 use unweight_codegen::generate::{render_set, Generated};
 use unweight_codegen::space::{Budget, VariantSet};
 use unweight_codegen::variant::{HuffOutput, Variant};
@@ -78,7 +79,19 @@ fn write_inputs(t: &CompressedTensor, dir: &Path) {
     w("esc_exp", &t.escapes.exponents);
 }
 
-fn run(bin: &Path, budget: &Budget, t: &CompressedTensor, dir: &Path, out_bytes: usize) -> Vec<u8> {
+/// Output layouts of `huff_exponent` / `huff_palette` (the appended `layout` parameter).
+const ROW_MAJOR: u32 = 0;
+const TILED_STANDARD: u32 = 1;
+const TILED_TRANSPOSED: u32 = 2;
+
+fn run(
+    bin: &Path,
+    budget: &Budget,
+    t: &CompressedTensor,
+    dir: &Path,
+    out_bytes: usize,
+    layout: u32,
+) -> Vec<u8> {
     let Indices::Huffman(h) = &t.indices else {
         panic!("not huffman")
     };
@@ -89,6 +102,7 @@ fn run(bin: &Path, budget: &Budget, t: &CompressedTensor, dir: &Path, out_bytes:
         .arg(h.chunk_offsets.len().to_string())
         .arg(budget.block()[0].to_string())
         .arg(out_bytes.to_string())
+        .arg(layout.to_string())
         .status()
         .unwrap();
     assert_eq!(
@@ -98,6 +112,29 @@ fn run(bin: &Path, budget: &Budget, t: &CompressedTensor, dir: &Path, out_bytes:
         bin.display()
     );
     std::fs::read(dir.join("out")).unwrap()
+}
+
+/// The rmm's tiled layout (docs/CONTRACT.md), element by element from the row-major codec output
+/// (exponent bytes, or nibbles when `nibbles`).
+fn tiled(t: &CompressedTensor, row_major: &[u8], nibbles: bool) -> Vec<u8> {
+    let (rows, cols) = (t.rows, t.cols);
+    let block_bytes = if nibbles { 4096 } else { 8192 };
+    let mut out = vec![0u8; row_major.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            let (tile, rr, cc, width) = match t.orientation {
+                Orientation::Standard => ((r / 128) * (cols / 64) + c / 64, r % 128, c % 64, 64),
+                Orientation::Transposed => ((c / 128) * (rows / 64) + r / 64, r % 64, c % 128, 128),
+            };
+            if nibbles {
+                let v = (row_major[(r * cols + c) / 2] >> (4 * (c % 2))) & 15;
+                out[tile * block_bytes + (rr * width + cc) / 2] |= v << (4 * (cc % 2));
+            } else {
+                out[tile * block_bytes + rr * width + cc] = row_major[r * cols + c];
+            }
+        }
+    }
+    out
 }
 
 /// Deterministic BF16 bits: mostly a narrow exponent range (as in trained weights), ~0.1% anything
@@ -141,6 +178,8 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
         (1, 1, Orientation::Standard),
         (129, 512, Orientation::Standard),
         (200, 96, Orientation::Transposed),
+        (256, 192, Orientation::Standard), // rmm-eligible: tiled standard
+        (128, 320, Orientation::Transposed), // rmm-eligible: encoded 320 x 128, tiled transposed
     ]
     .iter()
     .enumerate()
@@ -186,6 +225,7 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
         "some case has escape groups"
     );
 
+    let mut tested = 0;
     for (label, t) in &cases {
         let dir = tmp.path().join(label.replace([' ', 'x'], "_"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -199,16 +239,46 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
                 HuffOutput::Exponent => codec::decode_exponents(t).unwrap(),
                 HuffOutput::Palette => codec::decode_palette_indices(t).unwrap(),
             };
-            let got = run(bin, &k.budget, t, &dir, expected.len());
-            let first = got.iter().zip(&expected).position(|(a, b)| a != b);
-            assert!(
-                first.is_none(),
-                "{} on {label} ({} escapes): first difference at byte {:?} of {}",
-                k.variant,
-                t.escape_count(),
-                first,
-                expected.len()
-            );
+            let mut runs = vec![(ROW_MAJOR, expected.clone())];
+            // rmm-eligible shapes: the exponent/palette kernels also write the rmm's tiled layout.
+            let eligible = match t.orientation {
+                Orientation::Standard => t.rows % 128 == 0 && t.cols % 64 == 0,
+                Orientation::Transposed => t.rows % 64 == 0 && t.cols % 128 == 0,
+            };
+            if eligible && h.output != HuffOutput::Bf16 {
+                let layout = match t.orientation {
+                    Orientation::Standard => TILED_STANDARD,
+                    Orientation::Transposed => TILED_TRANSPOSED,
+                };
+                let nibbles = h.output == HuffOutput::Palette;
+                let want = tiled(t, &expected, nibbles);
+                // The runtime's CPU tiler (what uploads resident weights) agrees with this reading of the contract.
+                let (n_out, k) = match t.orientation {
+                    Orientation::Standard => (t.rows, t.cols),
+                    Orientation::Transposed => (t.cols, t.rows),
+                };
+                let elem = if nibbles { Elem::Nibble } else { Elem::Byte };
+                assert_eq!(
+                    tiles::tile(&expected, t.orientation, n_out, k, elem).unwrap(),
+                    want,
+                    "{label}"
+                );
+                runs.push((layout, want));
+            }
+            for (layout, expected) in runs {
+                let got = run(bin, &k.budget, t, &dir, expected.len(), layout);
+                let first = got.iter().zip(&expected).position(|(a, b)| a != b);
+                assert!(
+                    first.is_none(),
+                    "{} (layout {layout}) on {label} ({} escapes): first difference at byte {:?} of {}",
+                    k.variant,
+                    t.escape_count(),
+                    first,
+                    expected.len()
+                );
+                tested += 1;
+            }
         }
-    }
+    } // Two rmm-eligible cases x (exponent, palette) also ran in the tiled layout.
+    assert_eq!(tested, cases.len() * 3 + 4);
 }

@@ -1,5 +1,5 @@
 // Runs one generated Huffman kernel (KERNEL, included as KERNEL_SOURCE) on the CPU.
-// usage: harness DIR ROWS COLS PADDED_COLS CHUNK_SYMBOLS N_CHUNKS THREADS OUT_BYTES
+// usage: harness DIR ROWS COLS PADDED_COLS CHUNK_SYMBOLS N_CHUNKS THREADS OUT_BYTES LAYOUT
 // Reads DIR/{bits,offsets,lut,palette,sm,bitmap,prefix,esc_exp}, writes DIR/out (OUT_BYTES bytes) and
 // exits 3 if the kernel wrote past OUT_BYTES.
 #include "shim.h"
@@ -27,13 +27,14 @@ static unsigned char* load(const std::string& path) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 9) return 2;
+  if (argc != 10) return 2;
   const std::string dir = argv[1];
   const unsigned long long rows = std::strtoull(argv[2], nullptr, 10), cols = std::strtoull(argv[3], nullptr, 10);
   const unsigned long long padded = std::strtoull(argv[4], nullptr, 10);
   const unsigned chunk_symbols = std::strtoul(argv[5], nullptr, 10), n_chunks = std::strtoul(argv[6], nullptr, 10);
   const unsigned threads = std::strtoul(argv[7], nullptr, 10);
   const size_t out_bytes = std::strtoull(argv[8], nullptr, 10);
+  const unsigned layout = std::strtoul(argv[9], nullptr, 10);
   unsigned char *bits = load(dir + "/bits"), *offsets = load(dir + "/offsets"), *lut = load(dir + "/lut");
   unsigned char *palette = load(dir + "/palette"), *sm = load(dir + "/sm"), *bitmap = load(dir + "/bitmap");
   unsigned char *prefix = load(dir + "/prefix"), *esc_exp = load(dir + "/esc_exp");
@@ -57,7 +58,7 @@ int main(int argc, char** argv) {
         threadIdx = {t, 0, 0};
         blockIdx = {b, 0, 0};
         KERNEL(bits, (const u32*)offsets, (const u16*)lut, palette, sm, (const u64*)bitmap, (const u32*)prefix, esc_exp,
-               out, rows, cols, padded, chunk_symbols, n_chunks);
+               out, rows, cols, padded, chunk_symbols, n_chunks, layout);
       });
     for (auto& t : pool) t.join();
   }
