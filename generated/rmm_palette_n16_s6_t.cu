@@ -101,10 +101,10 @@ constexpr int BM = 128, BK = 64, BN = 16, STAGES = 6, A_BUFS = 2;
 constexpr u32 A_BYTES = 16384, B_BYTES = 2048;
 constexpr u32 W0_BYTES = 8192, W1_BYTES = 4096, ESC_BYTES = 256;
 constexpr u32 OFF_A = 0, OFF_B = 32768, OFF_W0 = 45056, OFF_W1 = 94208;
-constexpr u32 OFF_ESC = 118784, OFF_REC = 120320, OFF_BAR = 124416, SMEM_BYTES = 124528;
+constexpr u32 OFF_ESC = 118784, OFF_REC = 120320, OFF_BAR = 128512, SMEM_BYTES = 128624;
 constexpr u32 TX_BYTES = 14336;           // per stage, without the escape exponents (palette: counted per stage)
 constexpr u32 ESC_CAP = 4;             // escaped groups per stage staged in smem; more are read from global
-constexpr u32 REC_BYTES = 4096, MAX_KB = 128;  // palette: this CTA's tile_esc records, copied once
+constexpr u32 REC_BYTES = 8192, MAX_KB = 256;  // palette: this CTA's tile_esc records, copied once
 constexpr int ACC = 8;
 static_assert(BM == 128 && BK == 64, "two consumer warpgroups x m64, one 128-byte swizzle atom of k");
 static_assert(A_BYTES == BM * BK * 2 && B_BYTES == BN * BK * 2, "tile sizes");

@@ -194,8 +194,8 @@ pub struct RmmLayout {
 /// rarely has more than 4.
 pub const RMM_ESC_CAP: u32 = 4;
 /// k blocks (of 64) per split whose escape records a palette CTA keeps in shared memory
-/// (k ≤ 8192 per split; the runtime splits longer k).
-pub const RMM_MAX_KB: u32 = 128;
+/// (docs/CONTRACT.md: 256, so k ≤ 16384 — a 14336-wide down projection — needs no forced split).
+pub const RMM_MAX_KB: u32 = 256;
 /// Bytes of one tile_esc record (docs/CONTRACT.md).
 pub const ESC_RECORD_BYTES: u32 = 32;
 
