@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::split::{self, rebuild};
+use super::split;
 use super::multilut::{MultiLut, LANES, SLACK};
 use super::{nibbles, palette, CodecError, CompressedTensor, Escapes, Indices, Orientation, GROUP};
 
@@ -130,8 +130,11 @@ fn apply_escapes(start: usize, exps: &mut [u8], esc: &Escapes) {
 /// `out[i] = rebuild(sm[i], exps[i])`, written so it vectorizes.
 #[inline]
 fn rebuild_all(sm: &[u8], exps: &[u8], out: &mut [u16]) {
-    for ((o, &s), &e) in out.iter_mut().zip(sm).zip(exps) {
-        *o = rebuild(s, e);
+    let n = out.len();
+    let (sm, exps) = (&sm[..n], &exps[..n]);
+    for i in 0..n {
+        let (s, e) = (sm[i] as u16, exps[i] as u16);
+        out[i] = ((s & 0x80) << 8) | (e << 7) | (s & 0x7F);
     }
 }
 

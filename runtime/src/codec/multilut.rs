@@ -55,6 +55,60 @@ struct Lane {
     end: usize,
 }
 
+/// [`decode_lanes`] compiled for BMI2 (flag-free variable shifts in the dependency chain).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "bmi2")]
+unsafe fn decode_lanes_bmi2(lanes: &mut [Lane; LANES], bits: &[u8], table: &[u64], buf: &mut [u8]) -> Result<(), CodecError> {
+    decode_lanes(lanes, bits, table, buf)
+}
+
+/// The fast part of decoding [`LANES`] chunks side by side, until one lane nears its end. Lane
+/// state lives in fixed-size local arrays so it stays in registers.
+#[inline(always)]
+fn decode_lanes(lanes: &mut [Lane; LANES], bits: &[u8], table: &[u64], buf: &mut [u8]) -> Result<(), CodecError> {
+    // Four lookups per 64-bit load: a load leaves at least 57 valid bits, four steps use <= 48.
+    // The last of the four stores 8 bytes at most 18 symbols on: all of it must stay inside
+    // the lane, whose neighbour's symbols may already be in place.
+    const ROOM: usize = 3 * MAX_SYMBOLS as usize + 8;
+    let table: &[u64; LUT_SIZE] = table.try_into().map_err(|_| CodecError::Stream { problem: "table size".into() })?;
+    let mut pos: [u64; LANES] = std::array::from_fn(|i| lanes[i].pos);
+    let mut k: [usize; LANES] = std::array::from_fn(|i| lanes[i].k);
+    let end: [usize; LANES] = std::array::from_fn(|i| lanes[i].end);
+    if end.iter().any(|&e| e > buf.len()) {
+        return Err(CodecError::Stream { problem: "decode buffer shorter than its chunks".into() });
+    }
+    let mut bad = None;
+    'outer: while (0..LANES).all(|i| k[i] + ROOM <= end[i]) {
+        for i in 0..LANES {
+            let mut w = load_be_u64(bits, (pos[i] >> 3) as usize) << (pos[i] & 7);
+            for _ in 0..4 {
+                let e = table[(w >> (64 - MAX_CODE_LEN)) as usize];
+                let count = (e >> 52) as usize & 15;
+                if count == 0 {
+                    bad = Some(i);
+                    break 'outer;
+                }
+                // SAFETY: k[i] + 8 <= k[i] at loop entry + 18 + 8 <= end[i] <= buf.len() (ROOM
+                // and the assert above), so the 8 bytes are inside `buf`.
+                unsafe { buf.as_mut_ptr().add(k[i]).cast::<[u8; 8]>().write_unaligned(e.to_le_bytes()) };
+                let used = (e >> 48) as u32 & 15;
+                k[i] += count;
+                w <<= used;
+                pos[i] += used as u64;
+            }
+        }
+    }
+    for (i, l) in lanes.iter_mut().enumerate() {
+        (l.pos, l.k) = (pos[i], k[i]);
+    }
+    match bad {
+        Some(i) => Err(CodecError::Stream {
+            problem: format!("chunk {}: no code matches at bit {}", lanes[i].chunk, lanes[i].pos),
+        }),
+        None => Ok(()),
+    }
+}
+
 impl HuffmanStream {
     /// Decode the symbols `c0 * chunk_symbols ..` of up to [`LANES`] consecutive chunks into
     /// `buf[..n]` as mapped bytes (`buf.len() >= n + SLACK`). Requires
@@ -76,28 +130,18 @@ impl HuffmanStream {
             };
         }
         let lanes = &mut lanes[..lanes_used];
-        let bad = |l: &Lane| CodecError::Stream { problem: format!("chunk {}: no code matches at bit {}", l.chunk, l.pos) };
-        // Four lookups per 64-bit load: a load leaves at least 57 valid bits, four steps use <= 48.
-        // The last of the four stores 8 bytes at most 18 symbols on: all of it must stay inside
-        // the lane, whose neighbour's symbols may already be in place.
-        const ROOM: usize = 3 * MAX_SYMBOLS as usize + 8;
-        while lanes.iter().all(|l| l.k + ROOM <= l.end) {
-            for l in lanes.iter_mut() {
-                let mut w = load_be_u64(bits, (l.pos >> 3) as usize) << (l.pos & 7);
-                for _ in 0..4 {
-                    let e = table[(w >> (64 - MAX_CODE_LEN)) as usize];
-                    let count = (e >> 52) as usize & 15;
-                    if count == 0 {
-                        return Err(bad(l));
-                    }
-                    buf[l.k..l.k + 8].copy_from_slice(&e.to_le_bytes());
-                    let used = (e >> 48) as u32 & 15;
-                    l.k += count;
-                    w <<= used;
-                    l.pos += used as u64;
-                }
+        if let Ok(full) = <&mut [Lane; LANES]>::try_from(&mut *lanes) {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("bmi2") {
+                // SAFETY: BMI2 was detected at run time.
+                unsafe { decode_lanes_bmi2(full, bits, table, buf)? };
+            } else {
+                decode_lanes(full, bits, table, buf)?;
             }
+            #[cfg(not(target_arch = "x86_64"))]
+            decode_lanes(full, bits, table, buf)?;
         }
+        let bad = |l: &Lane| CodecError::Stream { problem: format!("chunk {}: no code matches at bit {}", l.chunk, l.pos) };
         for l in lanes.iter_mut() {
             while l.k < l.end {
                 let w = load_be_u64(bits, (l.pos >> 3) as usize) << (l.pos & 7);
