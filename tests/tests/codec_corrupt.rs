@@ -7,7 +7,11 @@ fn sample(o: Orientation, e: Encoding) -> (Vec<u16>, CompressedTensor) {
     // 5 rows of 1100 columns (not a multiple of 64), a few out-of-palette exponents.
     let bits: Vec<u16> = (0..5 * 1100u32)
         .map(|i| {
-            let e = if i % 97 == 0 { 150 + i % 10 } else { 118 + (i.wrapping_mul(2654435761) >> 24) % 12 } as u16;
+            let e = if i % 97 == 0 {
+                150 + i % 10
+            } else {
+                118 + (i.wrapping_mul(2654435761) >> 24) % 12
+            } as u16;
             (e << 7) | (i as u16 & 0x807F)
         })
         .collect();
@@ -25,7 +29,10 @@ fn huff(t: &mut CompressedTensor) -> &mut HuffmanStream {
 /// Every decoding entry point must refuse `t`.
 fn assert_refused(t: &CompressedTensor, what: &str) {
     assert!(decompress(t).is_err(), "{what}: decompress accepted it");
-    assert!(decode_bf16_encoded(t).is_err() || decompress(t).is_err(), "{what}");
+    assert!(
+        decode_bf16_encoded(t).is_err() || decompress(t).is_err(),
+        "{what}"
+    );
     let _ = decode_exponents(t);
     let _ = decode_palette_indices(t);
     let _ = transcode(t, Encoding::Palette);
@@ -38,21 +45,30 @@ fn structural_damage_is_an_error() {
         for e in [Encoding::Huffman, Encoding::Palette, Encoding::Exponent] {
             let (_, good) = sample(o, e);
             let cases: Vec<(&str, Box<dyn Fn(&mut CompressedTensor)>)> = vec![
-                ("short sm", Box::new(|t| {
-                    t.sm.pop();
-                })),
-                ("shape disagrees with rows", Box::new(|t| t.shape = vec![6, 1100])),
+                (
+                    "short sm",
+                    Box::new(|t| {
+                        t.sm.pop();
+                    }),
+                ),
+                (
+                    "shape disagrees with rows",
+                    Box::new(|t| t.shape = vec![6, 1100]),
+                ),
                 ("rows disagree with shape", Box::new(|t| t.rows += 1)),
                 ("absurd shape", Box::new(|t| t.shape = vec![usize::MAX, 3])),
                 ("wrong hash", Box::new(|t| t.hash ^= 1)),
                 ("flipped sm bit", Box::new(|t| t.sm[1] ^= 0x10)),
                 ("changed palette", Box::new(|t| t.palette[0] ^= 1)),
-                ("indices short", Box::new(|t| match &mut t.indices {
-                    Indices::Huffman(h) => h.bits.truncate(h.bits.len() / 2),
-                    Indices::Palette(v) | Indices::Exponent(v) => {
-                        v.pop();
-                    }
-                })),
+                (
+                    "indices short",
+                    Box::new(|t| match &mut t.indices {
+                        Indices::Huffman(h) => h.bits.truncate(h.bits.len() / 2),
+                        Indices::Palette(v) | Indices::Exponent(v) => {
+                            v.pop();
+                        }
+                    }),
+                ),
             ];
             for (what, f) in cases {
                 if e == Encoding::Exponent && what == "changed palette" {
@@ -64,15 +80,24 @@ fn structural_damage_is_an_error() {
             }
             if e != Encoding::Exponent {
                 let esc: Vec<(&str, Box<dyn Fn(&mut Escapes)>)> = vec![
-                    ("bitmap word missing", Box::new(|x| {
-                        x.bitmap.pop();
-                    })),
+                    (
+                        "bitmap word missing",
+                        Box::new(|x| {
+                            x.bitmap.pop();
+                        }),
+                    ),
                     ("prefix wrong", Box::new(|x| x.prefix[1] += 1)),
-                    ("escape exponents short", Box::new(|x| {
-                        x.exponents.truncate(x.exponents.len() - 1);
-                    })),
+                    (
+                        "escape exponents short",
+                        Box::new(|x| {
+                            x.exponents.truncate(x.exponents.len() - 1);
+                        }),
+                    ),
                     ("extra escape bit", Box::new(|x| x.bitmap[0] ^= 1 << 1)),
-                    ("bit past last group", Box::new(|x| *x.bitmap.last_mut().unwrap() |= 1 << 63)),
+                    (
+                        "bit past last group",
+                        Box::new(|x| *x.bitmap.last_mut().unwrap() |= 1 << 63),
+                    ),
                 ];
                 for (what, f) in esc {
                     let mut t = good.clone();
@@ -93,22 +118,40 @@ fn huffman_stream_damage_is_an_error() {
     let (_, good) = sample(Orientation::Standard, Encoding::Huffman);
     let cases: Vec<(&str, Box<dyn Fn(&mut HuffmanStream)>)> = vec![
         ("code length 13", Box::new(|h| h.code_lengths[0] = 13)),
-        ("over-subscribed code", Box::new(|h| h.code_lengths = [1; 16])),
+        (
+            "over-subscribed code",
+            Box::new(|h| h.code_lengths = [1; 16]),
+        ),
         ("no codes", Box::new(|h| h.code_lengths = [0; 16])),
         ("chunk_symbols 0", Box::new(|h| h.chunk_symbols = 0)),
         ("chunk_symbols changed", Box::new(|h| h.chunk_symbols = 512)),
-        ("offset past the end", Box::new(|h| h.chunk_offsets[1] = u32::MAX)),
-        ("offsets out of order", Box::new(|h| h.chunk_offsets.swap(1, 2))),
+        (
+            "offset past the end",
+            Box::new(|h| h.chunk_offsets[1] = u32::MAX),
+        ),
+        (
+            "offsets out of order",
+            Box::new(|h| h.chunk_offsets.swap(1, 2)),
+        ),
         ("offset shifted", Box::new(|h| h.chunk_offsets[2] += 1)),
-        ("offset missing", Box::new(|h| {
-            h.chunk_offsets.pop();
-        })),
-        ("total_bits past the bytes", Box::new(|h| h.total_bits = h.bits.len() as u64 * 8 + 1)),
+        (
+            "offset missing",
+            Box::new(|h| {
+                h.chunk_offsets.pop();
+            }),
+        ),
+        (
+            "total_bits past the bytes",
+            Box::new(|h| h.total_bits = h.bits.len() as u64 * 8 + 1),
+        ),
         ("total_bits short", Box::new(|h| h.total_bits -= 3)),
-        ("truncated bits", Box::new(|h| {
-            h.bits.truncate(h.bits.len() - 5);
-            h.total_bits = h.bits.len() as u64 * 8;
-        })),
+        (
+            "truncated bits",
+            Box::new(|h| {
+                h.bits.truncate(h.bits.len() - 5);
+                h.total_bits = h.bits.len() as u64 * 8;
+            }),
+        ),
         ("flipped stream bit", Box::new(|h| h.bits[100] ^= 0x04)),
     ];
     for (what, f) in cases {
@@ -126,10 +169,20 @@ fn errors_say_what_is_wrong() {
     assert!(msg.contains("length 13 exceeds the limit 12"), "{msg}");
     let (_, mut t) = sample(Orientation::Standard, Encoding::Palette);
     t.hash ^= 1;
-    assert!(decompress(&t).unwrap_err().to_string().starts_with("hash mismatch"));
+    assert!(decompress(&t)
+        .unwrap_err()
+        .to_string()
+        .starts_with("hash mismatch"));
     let err = compress(&[0; 5], &[2, 3], Orientation::Standard, Encoding::Palette).unwrap_err();
-    assert_eq!(err.to_string(), "shape [2, 3] has 6 elements but 5 values were given");
-    assert!("zip".parse::<Encoding>().unwrap_err().to_string().contains("huffman, palette, exponent"));
+    assert_eq!(
+        err.to_string(),
+        "shape [2, 3] has 6 elements but 5 values were given"
+    );
+    assert!("zip"
+        .parse::<Encoding>()
+        .unwrap_err()
+        .to_string()
+        .contains("huffman, palette, exponent"));
 }
 
 proptest! {

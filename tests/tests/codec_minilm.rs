@@ -24,14 +24,19 @@ fn minilm() -> Vec<(String, Vec<usize>, Vec<u16>)> {
              (it fetches all-MiniLM-L6-v2 and sets the variable)"
         )
     });
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (run scripts/setup-tools.sh)"));
+    let bytes =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (run scripts/setup-tools.sh)"));
     let st = SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut out: Vec<_> = st
         .tensors()
         .into_iter()
         .filter(|(_, v)| v.dtype() == Dtype::F32)
         .map(|(name, v)| {
-            let bits = v.data().chunks_exact(4).map(|c| bf16_rne(f32::from_le_bytes(c.try_into().unwrap()))).collect();
+            let bits = v
+                .data()
+                .chunks_exact(4)
+                .map(|c| bf16_rne(f32::from_le_bytes(c.try_into().unwrap())))
+                .collect();
             (name, v.shape().to_vec(), bits)
         })
         .collect();
@@ -56,13 +61,18 @@ fn minilm_every_2d_tensor_round_trips() {
     for (name, shape, bits) in minilm().into_iter().filter(|(_, s, _)| s.len() == 2) {
         for o in ORIENTATIONS {
             for e in ENCODINGS {
-                let t = compress(&bits, &shape, o, e).unwrap_or_else(|err| panic!("{name} {e} {o}: {err}"));
+                let t = compress(&bits, &shape, o, e)
+                    .unwrap_or_else(|err| panic!("{name} {e} {o}: {err}"));
                 let back = decompress(&t).unwrap_or_else(|err| panic!("{name} {e} {o}: {err}"));
                 assert!(back == bits, "{name} {e} {o}: decompressed values differ");
             }
             let h = compress(&bits, &shape, o, Encoding::Huffman).unwrap();
             for e in [Encoding::Palette, Encoding::Exponent] {
-                assert_eq!(transcode(&h, e).unwrap(), compress(&bits, &shape, o, e).unwrap(), "{name} {o} → {e}");
+                assert_eq!(
+                    transcode(&h, e).unwrap(),
+                    compress(&bits, &shape, o, e).unwrap(),
+                    "{name} {o} → {e}"
+                );
             }
         }
         checked += 1;
@@ -74,7 +84,10 @@ fn minilm_every_2d_tensor_round_trips() {
 fn minilm_mlp_savings_meet_the_targets() {
     let mlp: Vec<_> = minilm()
         .into_iter()
-        .filter(|(n, _, _)| n.ends_with("intermediate.dense.weight") || n.ends_with("output.dense.weight") && !n.contains("attention"))
+        .filter(|(n, _, _)| {
+            n.ends_with("intermediate.dense.weight")
+                || n.ends_with("output.dense.weight") && !n.contains("attention")
+        })
         .collect();
     assert_eq!(mlp.len(), 12, "6 layers × 2 MLP weights");
     for (enc, target) in [(Encoding::Huffman, 32.5), (Encoding::Palette, 24.0)] {
@@ -86,10 +99,19 @@ fn minilm_mlp_savings_meet_the_targets() {
             escapes += t.escape_count();
             groups += t.groups();
             let saved = 100.0 * (1.0 - t.stored_bytes() as f64 / (2 * bits.len()) as f64);
-            eprintln!("{enc:8} {name:45} saved {saved:.2}%  escapes {}/{}", t.escape_count(), t.groups());
+            eprintln!(
+                "{enc:8} {name:45} saved {saved:.2}%  escapes {}/{}",
+                t.escape_count(),
+                t.groups()
+            );
         }
         let saved = 100.0 * (1.0 - after as f64 / before as f64);
-        eprintln!("{enc}: {before} → {after} bytes, saved {saved:.2}%, escape groups {escapes}/{groups}");
-        assert!(saved >= target, "{enc} saves {saved:.2}% of the MLP weights' BF16 bytes, target {target}%");
+        eprintln!(
+            "{enc}: {before} → {after} bytes, saved {saved:.2}%, escape groups {escapes}/{groups}"
+        );
+        assert!(
+            saved >= target,
+            "{enc} saves {saved:.2}% of the MLP weights' BF16 bytes, target {target}%"
+        );
     }
 }

@@ -8,8 +8,9 @@ use unweight::codec::*;
 use util::*;
 
 /// Special values: ±0, ±Inf, NaNs with payloads, subnormals, extremes.
-const SPECIAL: [u16; 12] =
-    [0x0000, 0x8000, 0x7F80, 0xFF80, 0x7FC0, 0xFFC1, 0x7F81, 0xFFFF, 0x0001, 0x807F, 0x7F7F, 0x0080];
+const SPECIAL: [u16; 12] = [
+    0x0000, 0x8000, 0x7F80, 0xFF80, 0x7FC0, 0xFFC1, 0x7F81, 0xFFFF, 0x0001, 0x807F, 0x7F7F, 0x0080,
+];
 
 fn value() -> impl Strategy<Value = u16> {
     prop_oneof![
@@ -74,9 +75,13 @@ fn fixed_edge_shapes_round_trip() {
     check_round_trip(&[], &[7, 0]);
     check_round_trip(&[], &[0]);
     check_round_trip(&[], &[3, 0, 5]);
-    let v: Vec<u16> = (0..3 * 65).map(|i| (i as u16 % 40 + 100) << 7 | (i as u16 & 0x807F)).collect();
+    let v: Vec<u16> = (0..3 * 65)
+        .map(|i| (i as u16 % 40 + 100) << 7 | (i as u16 & 0x807F))
+        .collect();
     check_round_trip(&v, &[3, 65]); // 40 distinct exponents
-    let v: Vec<u16> = (0..2 * 3 * 130).map(|i| ((i * 7919) % 65536) as u16).collect();
+    let v: Vec<u16> = (0..2 * 3 * 130)
+        .map(|i| ((i * 7919) % 65536) as u16)
+        .collect();
     check_round_trip(&v, &[2, 3, 130]);
 }
 
@@ -88,7 +93,11 @@ fn palette_is_exact_when_the_sample_misleads() {
     let n = 1 << 21;
     let bits: Vec<u16> = (0..n)
         .map(|i| {
-            let e = if i % 8192 >= 4096 { 90 } else { 100 + (i * 7 % 20) as u16 };
+            let e = if i % 8192 >= 4096 {
+                90
+            } else {
+                100 + (i * 7 % 20) as u16
+            };
             (e << 7) | (i as u16 & 0x807F)
         })
         .collect();
@@ -99,7 +108,16 @@ fn palette_is_exact_when_the_sample_misleads() {
         assert_eq!(t.palette, choose_palette(&hist), "{e}");
         assert_eq!(t.palette[0], 90);
         assert_eq!(decompress(&t).unwrap(), bits, "{e}");
-        assert_eq!(transcode(&t, Encoding::Exponent).unwrap(), compress(&bits, &[2048, 1024], Orientation::Standard, Encoding::Exponent).unwrap());
+        assert_eq!(
+            transcode(&t, Encoding::Exponent).unwrap(),
+            compress(
+                &bits,
+                &[2048, 1024],
+                Orientation::Standard,
+                Encoding::Exponent
+            )
+            .unwrap()
+        );
     }
 }
 
@@ -132,7 +150,11 @@ fn code_lengths_are_limited_and_optimal() {
     }
     let l = code_lengths(&f);
     assert!(l.iter().all(|&x| (1..=12).contains(&x)), "{l:?}");
-    assert_eq!(l.iter().map(|&x| 1u32 << (12 - x)).sum::<u32>(), 4096, "complete code");
+    assert_eq!(
+        l.iter().map(|&x| 1u32 << (12 - x)).sum::<u32>(),
+        4096,
+        "complete code"
+    );
     // Where the limit does not bind, the cost equals plain Huffman's.
     let f = [50, 30, 10, 5, 3, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     let l = code_lengths(&f);
@@ -163,12 +185,20 @@ fn canonical_codes_and_lut_follow_the_deflate_rule() {
 #[test]
 fn huffman_bits_are_msb_first_and_chunked() {
     // Exponents 127 (x3) and 126 (x1) per 4 elements: palette [127, 126, ...], codes 0 and 1.
-    let v: Vec<u16> = (0..2048).map(|i| if i % 4 == 3 { 126 << 7 } else { 127 << 7 }).collect();
+    let v: Vec<u16> = (0..2048)
+        .map(|i| if i % 4 == 3 { 126 << 7 } else { 127 << 7 })
+        .collect();
     let t = compress(&v, &[2, 1024], Orientation::Standard, Encoding::Huffman).unwrap();
-    let Indices::Huffman(h) = &t.indices else { unreachable!() };
+    let Indices::Huffman(h) = &t.indices else {
+        unreachable!()
+    };
     assert_eq!(&t.palette[..2], &[127, 126]);
     assert_eq!(&h.code_lengths[..2], &[1, 1]);
     assert_eq!(h.chunk_offsets, vec![0, 1024]);
     assert_eq!(h.total_bits, 2048);
-    assert!(h.bits.iter().all(|&b| b == 0b0001_0001), "{:08b}", h.bits[0]);
+    assert!(
+        h.bits.iter().all(|&b| b == 0b0001_0001),
+        "{:08b}",
+        h.bits[0]
+    );
 }

@@ -20,7 +20,11 @@ pub fn transpose_naive(v: &[u16], rows: usize, cols: usize) -> Vec<u16> {
 /// The encoded matrix's BF16 values as the contract defines it.
 pub fn encoded_view(bits: &[u16], shape: &[usize], o: Orientation) -> Vec<u16> {
     let cols = shape.last().copied().unwrap_or(1);
-    let rows = if cols == 0 { shape[..shape.len() - 1].iter().product() } else { bits.len() / cols };
+    let rows = if cols == 0 {
+        shape[..shape.len() - 1].iter().product()
+    } else {
+        bits.len() / cols
+    };
     match o {
         Orientation::Standard => bits.to_vec(),
         Orientation::Transposed => transpose_naive(bits, rows, cols),
@@ -31,19 +35,41 @@ pub fn encoded_view(bits: &[u16], shape: &[usize], o: Orientation) -> Vec<u16> {
 pub fn check_round_trip(bits: &[u16], shape: &[usize]) {
     for o in ORIENTATIONS {
         let view = encoded_view(bits, shape, o);
-        let direct: Vec<CompressedTensor> =
-            ENCODINGS.iter().map(|&e| compress(bits, shape, o, e).expect("compress")).collect();
+        let direct: Vec<CompressedTensor> = ENCODINGS
+            .iter()
+            .map(|&e| compress(bits, shape, o, e).expect("compress"))
+            .collect();
         for (t, e) in direct.iter().zip(ENCODINGS) {
             let ctx = format!("{e} {o} shape {shape:?}");
             assert_eq!(t.encoding(), e, "{ctx}");
-            assert_eq!(decompress(t).expect("decompress"), bits, "{ctx}: decompress");
-            assert_eq!(decode_bf16_encoded(t).expect("decode"), view, "{ctx}: encoded view");
+            assert_eq!(
+                decompress(t).expect("decompress"),
+                bits,
+                "{ctx}: decompress"
+            );
+            assert_eq!(
+                decode_bf16_encoded(t).expect("decode"),
+                view,
+                "{ctx}: encoded view"
+            );
             // Every reference decoder agrees across encodings.
-            assert_eq!(decode_exponents(t).unwrap(), decode_exponents(&direct[2]).unwrap(), "{ctx}: exponents");
-            assert_eq!(decode_palette_indices(t).unwrap(), decode_palette_indices(&direct[1]).unwrap(), "{ctx}: nibbles");
+            assert_eq!(
+                decode_exponents(t).unwrap(),
+                decode_exponents(&direct[2]).unwrap(),
+                "{ctx}: exponents"
+            );
+            assert_eq!(
+                decode_palette_indices(t).unwrap(),
+                decode_palette_indices(&direct[1]).unwrap(),
+                "{ctx}: nibbles"
+            );
             // Transcoding from any encoding to any other equals direct encoding.
             for (d, to) in direct.iter().zip(ENCODINGS) {
-                assert_eq!(&transcode(t, to).expect("transcode"), d, "{ctx}: transcode to {to}");
+                assert_eq!(
+                    &transcode(t, to).expect("transcode"),
+                    d,
+                    "{ctx}: transcode to {to}"
+                );
             }
             check_format_invariants(t, &view);
         }
@@ -80,7 +106,11 @@ pub fn check_format_invariants(t: &CompressedTensor, view: &[u16]) {
         let ex = &exps[g * 64..g * 64 + 64];
         let (r, c0) = (g / (pc / 64), (g % (pc / 64)) * 64);
         let real = (t.cols - c0).min(64);
-        assert_eq!(escaped, ex[..real].iter().any(|e| !t.palette.contains(e)), "group {g} escape flag");
+        assert_eq!(
+            escaped,
+            ex[..real].iter().any(|e| !t.palette.contains(e)),
+            "group {g} escape flag"
+        );
         let idx = |j: usize| (nib[(g * 64 + j) / 2] >> (4 * ((g * 64 + j) % 2))) & 15;
         if escaped {
             let p = pal_t.escapes.prefix[g / 64] as usize
@@ -88,10 +118,17 @@ pub fn check_format_invariants(t: &CompressedTensor, view: &[u16]) {
             assert_eq!(p, slot, "O(1) slot of group {g}");
             assert_eq!(&pal_t.escapes.exponents[p * 64..p * 64 + 64], ex);
             slot += 1;
-            assert!((0..64).all(|j| idx(j) == 0), "escaped group {g} indices are 0");
+            assert!(
+                (0..64).all(|j| idx(j) == 0),
+                "escaped group {g} indices are 0"
+            );
         } else {
             for j in 0..64 {
-                assert_eq!(t.palette[idx(j) as usize], ex[j], "group {g} (row {r}) index {j}");
+                assert_eq!(
+                    t.palette[idx(j) as usize],
+                    ex[j],
+                    "group {g} (row {r}) index {j}"
+                );
             }
         }
     }
@@ -130,7 +167,10 @@ pub fn decode_bit_by_bit(h: &HuffmanStream, n_symbols: usize) -> Vec<u8> {
                 assert!(l <= 12, "no code within 12 bits");
             }
         }
-        let end = h.chunk_offsets.get(c + 1).map_or(h.total_bits, |&o| o as u64);
+        let end = h
+            .chunk_offsets
+            .get(c + 1)
+            .map_or(h.total_bits, |&o| o as u64);
         assert_eq!(p, end, "chunk {c} ends where the next begins");
     }
     out

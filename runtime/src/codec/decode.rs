@@ -2,8 +2,8 @@
 
 use rayon::prelude::*;
 
-use super::split;
 use super::multilut::{MultiLut, LANES, SLACK};
+use super::split;
 use super::{nibbles, palette, CodecError, CompressedTensor, Escapes, Indices, Orientation, GROUP};
 
 /// Elements per parallel task for the nibble and exponent planes (a multiple of 64).
@@ -22,7 +22,10 @@ pub fn decompress(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
         let mut hasher = xxhash_rust::xxh64::Xxh64::new(0);
         let mut done: &[u16] = &[];
         for (w, chunk) in out.chunks_mut(wave).enumerate() {
-            let (_, r) = rayon::join(|| super::hash::update(&mut hasher, done), || dec.decode(w * wave, chunk));
+            let (_, r) = rayon::join(
+                || super::hash::update(&mut hasher, done),
+                || dec.decode(w * wave, chunk),
+            );
             r?;
             done = chunk;
         }
@@ -40,7 +43,10 @@ pub fn decompress(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
 
 fn check_hash(t: &CompressedTensor, out: Vec<u16>, actual: u64) -> Result<Vec<u16>, CodecError> {
     if actual != t.hash {
-        return Err(CodecError::HashMismatch { stored: t.hash, actual });
+        return Err(CodecError::HashMismatch {
+            stored: t.hash,
+            actual,
+        });
     }
     Ok(out)
 }
@@ -70,12 +76,18 @@ impl<'a> Decoder<'a> {
         let pal = &t.palette;
         let pairs = std::array::from_fn(|b| pal[b & 15] as u16 | (pal[b >> 4] as u16) << 8);
         let (unit, multi) = match &t.indices {
-            Indices::Huffman(h) => {
-                (h.chunk_symbols.max(1) as usize * LANES, Some(MultiLut::new(&h.code_lengths, pal)?))
-            }
+            Indices::Huffman(h) => (
+                h.chunk_symbols.max(1) as usize * LANES,
+                Some(MultiLut::new(&h.code_lengths, pal)?),
+            ),
             _ => (BLOCK_ELEMS, None),
         };
-        Ok(Decoder { t, unit, multi, pairs })
+        Ok(Decoder {
+            t,
+            unit,
+            multi,
+            pairs,
+        })
     }
 
     /// Decode padded elements `start .. start + out.len()` (`start` a multiple of `unit`).
@@ -83,32 +95,40 @@ impl<'a> Decoder<'a> {
         let t = self.t;
         let unit = self.unit;
         let scratch = unit.min(out.len()) + SLACK;
-        out.par_chunks_mut(unit).enumerate().with_min_len((1 << 14) / unit + 1).try_for_each_init(
-            || vec![0u8; scratch],
-            |exps, (k, o)| {
-                let at = start + k * unit;
-                let n = o.len();
-                let sm = &t.sm[at..at + n];
-                match &t.indices {
-                    Indices::Exponent(e) => {
-                        rebuild_all(sm, &e[at..at + n], o);
-                        return Ok(());
-                    }
-                    Indices::Palette(nib) => {
-                        for (pair, &b) in exps[..n].chunks_exact_mut(2).zip(&nib[at / 2..(at + n) / 2]) {
-                            pair.copy_from_slice(&self.pairs[b as usize].to_le_bytes());
+        out.par_chunks_mut(unit)
+            .enumerate()
+            .with_min_len((1 << 14) / unit + 1)
+            .try_for_each_init(
+                || vec![0u8; scratch],
+                |exps, (k, o)| {
+                    let at = start + k * unit;
+                    let n = o.len();
+                    let sm = &t.sm[at..at + n];
+                    match &t.indices {
+                        Indices::Exponent(e) => {
+                            rebuild_all(sm, &e[at..at + n], o);
+                            return Ok(());
+                        }
+                        Indices::Palette(nib) => {
+                            for (pair, &b) in exps[..n]
+                                .chunks_exact_mut(2)
+                                .zip(&nib[at / 2..(at + n) / 2])
+                            {
+                                pair.copy_from_slice(&self.pairs[b as usize].to_le_bytes());
+                            }
+                        }
+                        Indices::Huffman(h) => {
+                            let multi = self.multi.as_ref().ok_or_else(|| CodecError::Stream {
+                                problem: "no table".into(),
+                            })?;
+                            h.decode_chunks_mapped(at / unit * LANES, multi, n, exps)?;
                         }
                     }
-                    Indices::Huffman(h) => {
-                        let multi = self.multi.as_ref().ok_or_else(|| CodecError::Stream { problem: "no table".into() })?;
-                        h.decode_chunks_mapped(at / unit * LANES, multi, n, exps)?;
-                    }
-                }
-                apply_escapes(at, &mut exps[..n], &t.escapes);
-                rebuild_all(sm, &exps[..n], o);
-                Ok(())
-            },
-        )
+                    apply_escapes(at, &mut exps[..n], &t.escapes);
+                    rebuild_all(sm, &exps[..n], o);
+                    Ok(())
+                },
+            )
     }
 }
 
@@ -157,15 +177,20 @@ pub fn decode_exponents(t: &CompressedTensor) -> Result<Vec<u8>, CodecError> {
         return Ok(e.clone());
     }
     let (mut plane, escapes) = index_plane(t)?;
-    plane.par_chunks_mut(BLOCK_ELEMS).enumerate().for_each(|(b, blk)| {
-        for (k, grp) in blk.chunks_mut(GROUP).enumerate() {
-            let g = b * (BLOCK_ELEMS / GROUP) + k;
-            match escapes.group_exponents(g) {
-                Some(ex) => grp.copy_from_slice(ex),
-                None => grp.iter_mut().for_each(|x| *x = t.palette[(*x & 15) as usize]),
+    plane
+        .par_chunks_mut(BLOCK_ELEMS)
+        .enumerate()
+        .for_each(|(b, blk)| {
+            for (k, grp) in blk.chunks_mut(GROUP).enumerate() {
+                let g = b * (BLOCK_ELEMS / GROUP) + k;
+                match escapes.group_exponents(g) {
+                    Some(ex) => grp.copy_from_slice(ex),
+                    None => grp
+                        .iter_mut()
+                        .for_each(|x| *x = t.palette[(*x & 15) as usize]),
+                }
             }
-        }
-    });
+        });
     Ok(plane)
 }
 
@@ -188,9 +213,12 @@ pub(super) fn index_plane(t: &CompressedTensor) -> Result<(Vec<u8>, Escapes), Co
         Indices::Huffman(h) => Ok((h.decode_symbols(total)?, t.escapes.clone())),
         Indices::Palette(nib) => {
             let mut plane = vec![0u8; total];
-            plane.par_chunks_mut(BLOCK_ELEMS).zip(nib.par_chunks(BLOCK_ELEMS / 2)).for_each(|(o, n)| {
-                nibbles::unpack_into(n, o);
-            });
+            plane
+                .par_chunks_mut(BLOCK_ELEMS)
+                .zip(nib.par_chunks(BLOCK_ELEMS / 2))
+                .for_each(|(o, n)| {
+                    nibbles::unpack_into(n, o);
+                });
             Ok((plane, t.escapes.clone()))
         }
         Indices::Exponent(e) => {

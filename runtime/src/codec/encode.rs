@@ -6,8 +6,8 @@ use super::decode::{decode_exponents, index_plane};
 use super::simd::GroupMapper;
 use super::split::{self, element_count, matrix_dims, padded};
 use super::{
-    huffman, nibbles, palette, CodecError, CompressedTensor, Encoding, Escapes, Indices, Orientation,
-    CHUNK_SYMBOLS, GROUP,
+    huffman, nibbles, palette, CodecError, CompressedTensor, Encoding, Escapes, Indices,
+    Orientation, CHUNK_SYMBOLS, GROUP,
 };
 
 /// Elements per parallel task (rounded to whole rows).
@@ -22,34 +22,67 @@ pub fn compress(
 ) -> Result<CompressedTensor, CodecError> {
     let n = element_count(shape)?;
     if bits.len() != n {
-        return Err(CodecError::ShapeMismatch { shape: shape.to_vec(), expected: n, actual: bits.len() });
+        return Err(CodecError::ShapeMismatch {
+            shape: shape.to_vec(),
+            expected: n,
+            actual: bits.len(),
+        });
     }
     let (r0, c0) = matrix_dims(shape)?;
     // The hash runs on one thread beside the whole split and encode.
-    let (hash, parts) = rayon::join(|| super::hash_bits(bits), || encode_matrix(bits, r0, c0, orientation, encoding));
+    let (hash, parts) = rayon::join(
+        || super::hash_bits(bits),
+        || encode_matrix(bits, r0, c0, orientation, encoding),
+    );
     let (rows, cols, pal, sm, escapes, indices) = parts?;
-    Ok(CompressedTensor { shape: shape.to_vec(), orientation, rows, cols, palette: pal, sm, escapes, indices, hash })
+    Ok(CompressedTensor {
+        shape: shape.to_vec(),
+        orientation,
+        rows,
+        cols,
+        palette: pal,
+        sm,
+        escapes,
+        indices,
+        hash,
+    })
 }
 
 type Parts = (usize, usize, [u8; 16], Vec<u8>, Escapes, Indices);
 
-fn encode_matrix(bits: &[u16], r0: usize, c0: usize, orientation: Orientation, encoding: Encoding) -> Result<Parts, CodecError> {
-    let transposed = (orientation == Orientation::Transposed).then(|| split::transpose(bits, r0, c0));
+fn encode_matrix(
+    bits: &[u16],
+    r0: usize,
+    c0: usize,
+    orientation: Orientation,
+    encoding: Encoding,
+) -> Result<Parts, CodecError> {
+    let transposed =
+        (orientation == Orientation::Transposed).then(|| split::transpose(bits, r0, c0));
     let (src, rows, cols) = match &transposed {
         Some(t) => (&t[..], c0, r0),
         None => (bits, r0, c0),
     };
     let pc = padded(cols)?;
-    let total = rows
-        .checked_mul(pc)
-        .ok_or_else(|| CodecError::Overflow { what: format!("{rows}×{pc} padded matrix") })?;
+    let total = rows.checked_mul(pc).ok_or_else(|| CodecError::Overflow {
+        what: format!("{rows}×{pc} padded matrix"),
+    })?;
     if total / GROUP > u32::MAX as usize {
-        return Err(CodecError::Overflow { what: format!("{} groups", total / GROUP) });
+        return Err(CodecError::Overflow {
+            what: format!("{} groups", total / GROUP),
+        });
     }
     if encoding == Encoding::Exponent {
         let pal = palette::choose(&split::histogram(src));
         let planes = split_planes(src, rows, cols, pc, &pal, encoding);
-        return Ok((rows, cols, pal, planes.sm, Escapes::empty(), Indices::Exponent(planes.plane)));
+        return Ok((
+            rows,
+            cols,
+            pal,
+            planes.sm,
+            Escapes::empty(),
+            Indices::Exponent(planes.plane),
+        ));
     }
     // Split with a palette guessed from a sample, count exactly from the split (symbol counts
     // + escaped exponents), and split again in the rare case the exact palette differs.
@@ -65,7 +98,11 @@ fn encode_matrix(bits: &[u16], r0: usize, c0: usize, orientation: Orientation, e
     };
     let escapes = Escapes::from_flags(&planes.flags, planes.escaped);
     let indices = match encoding {
-        Encoding::Huffman => Indices::Huffman(huffman::encode_counted(&planes.plane, &hists, CHUNK_SYMBOLS)?),
+        Encoding::Huffman => Indices::Huffman(huffman::encode_counted(
+            &planes.plane,
+            &hists,
+            CHUNK_SYMBOLS,
+        )?),
         _ => Indices::Palette(planes.plane),
     };
     Ok((rows, cols, pal, planes.sm, escapes, indices))
@@ -74,7 +111,12 @@ fn encode_matrix(bits: &[u16], r0: usize, c0: usize, orientation: Orientation, e
 /// The exponent histogram of the real elements, recovered from a split made with palette `pal`:
 /// index counts of the nibbles, less the zeros that stand for escaped groups and padding, plus
 /// the escaped groups' own exponents (less their padding positions, which hold `pal[0]`).
-fn exact_histogram(planes: &Planes, hists: &[[u64; 256]], pal: &[u8; 16], padding: usize) -> [u64; 256] {
+fn exact_histogram(
+    planes: &Planes,
+    hists: &[[u64; 256]],
+    pal: &[u8; 16],
+    padding: usize,
+) -> [u64; 256] {
     let counts = huffman::symbol_counts(hists);
     let mut h = [0u64; 256];
     for (&e, &c) in pal.iter().zip(&counts) {
@@ -102,7 +144,14 @@ struct Planes {
     escaped: Vec<u8>,
 }
 
-fn split_planes(src: &[u16], rows: usize, cols: usize, pc: usize, pal: &[u8; 16], encoding: Encoding) -> Planes {
+fn split_planes(
+    src: &[u16],
+    rows: usize,
+    cols: usize,
+    pc: usize,
+    pal: &[u8; 16],
+    encoding: Encoding,
+) -> Planes {
     let total = rows * pc;
     let map = palette::index_map(pal);
     let exp_mode = encoding == Encoding::Exponent;
@@ -111,10 +160,19 @@ fn split_planes(src: &[u16], rows: usize, cols: usize, pc: usize, pal: &[u8; 16]
     let mut sm = vec![0u8; total];
     let mut plane = vec![0u8; total * per2 / 2];
     if total == 0 {
-        return Planes { sm, plane, flags: Vec::new(), escaped: Vec::new() };
+        return Planes {
+            sm,
+            plane,
+            flags: Vec::new(),
+            escaped: Vec::new(),
+        };
     }
     let block_rows = (BLOCK_ELEMS / pc).max(1);
-    let mapper = if exp_mode { None } else { GroupMapper::new(pal) };
+    let mapper = if exp_mode {
+        None
+    } else {
+        GroupMapper::new(pal)
+    };
     let parts: Vec<(Vec<bool>, Vec<u8>)> = sm
         .par_chunks_mut(block_rows * pc)
         .zip(plane.par_chunks_mut(block_rows * pc * per2 / 2))
@@ -124,7 +182,11 @@ fn split_planes(src: &[u16], rows: usize, cols: usize, pc: usize, pal: &[u8; 16]
             let mut escaped = Vec::new();
             let r_first = b * block_rows;
             let pl_row_len = pc * per2 / 2;
-            for (r, (sm_row, pl_row)) in sm_blk.chunks_exact_mut(pc).zip(pl_blk.chunks_exact_mut(pl_row_len)).enumerate() {
+            for (r, (sm_row, pl_row)) in sm_blk
+                .chunks_exact_mut(pc)
+                .zip(pl_blk.chunks_exact_mut(pl_row_len))
+                .enumerate()
+            {
                 let row = &src[(r_first + r) * cols..(r_first + r + 1) * cols];
                 let pl_groups = pl_row.chunks_exact_mut(GROUP * per2 / 2);
                 for (g, (sm_g, pl_g)) in sm_row.chunks_exact_mut(GROUP).zip(pl_groups).enumerate() {
@@ -152,7 +214,10 @@ fn split_planes(src: &[u16], rows: usize, cols: usize, pc: usize, pal: &[u8; 16]
                     let mut miss = 0u8;
                     if real.len() == GROUP {
                         for (p, v) in pl_g.iter_mut().zip(real.chunks_exact(2)) {
-                            let (i0, i1) = (map[split::exponent(v[0]) as usize], map[split::exponent(v[1]) as usize]);
+                            let (i0, i1) = (
+                                map[split::exponent(v[0]) as usize],
+                                map[split::exponent(v[1]) as usize],
+                            );
                             miss |= i0 | i1;
                             *p = i0 | (i1 << 4);
                         }
@@ -184,7 +249,12 @@ fn split_planes(src: &[u16], rows: usize, cols: usize, pc: usize, pal: &[u8; 16]
         flags.extend(f);
         escaped.extend(e);
     }
-    Planes { sm, plane, flags, escaped }
+    Planes {
+        sm,
+        plane,
+        flags,
+        escaped,
+    }
 }
 
 /// Re-encode the index stream of `t` as `to`. The result equals `compress` of the same tensor

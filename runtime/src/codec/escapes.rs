@@ -6,7 +6,11 @@ use super::{CodecError, Escapes, GROUP};
 impl Escapes {
     /// No escape table (the exponent encoding).
     pub fn empty() -> Self {
-        Escapes { bitmap: Vec::new(), prefix: Vec::new(), exponents: Vec::new() }
+        Escapes {
+            bitmap: Vec::new(),
+            prefix: Vec::new(),
+            exponents: Vec::new(),
+        }
     }
 
     /// Build from one flag per group and the escaped groups' exponents (64 per escaped group,
@@ -18,7 +22,11 @@ impl Escapes {
             bitmap[g / 64] |= 1 << (g % 64);
         }
         let prefix = prefix_counts(&bitmap);
-        Escapes { bitmap, prefix, exponents }
+        Escapes {
+            bitmap,
+            prefix,
+            exponents,
+        }
     }
 
     /// Number of escaped groups.
@@ -41,7 +49,8 @@ impl Escapes {
     /// The 64 exponent bytes of group `g` if it is escaped.
     #[inline(always)]
     pub fn group_exponents(&self, g: usize) -> Option<&[u8]> {
-        self.slot(g).map(|s| &self.exponents[s * GROUP..(s + 1) * GROUP])
+        self.slot(g)
+            .map(|s| &self.exponents[s * GROUP..(s + 1) * GROUP])
     }
 
     /// Check that the table is consistent for `groups` groups: lengths, prefix counts, no bits past
@@ -50,15 +59,24 @@ impl Escapes {
         let words = groups.div_ceil(64);
         let bad = |problem: String| Err(CodecError::Escapes { problem });
         if self.bitmap.len() != words {
-            return bad(format!("bitmap has {} words, {groups} groups need {words}", self.bitmap.len()));
+            return bad(format!(
+                "bitmap has {} words, {groups} groups need {words}",
+                self.bitmap.len()
+            ));
         }
         if self.prefix.len() != words {
-            return bad(format!("prefix has {} entries, expected {words}", self.prefix.len()));
+            return bad(format!(
+                "prefix has {} entries, expected {words}",
+                self.prefix.len()
+            ));
         }
         if groups % 64 != 0 {
             if let Some(&last) = self.bitmap.last() {
                 if last >> (groups % 64) != 0 {
-                    return bad(format!("bitmap marks groups past the last group {}", groups - 1));
+                    return bad(format!(
+                        "bitmap marks groups past the last group {}",
+                        groups - 1
+                    ));
                 }
             }
         }

@@ -15,7 +15,8 @@ pub(super) fn update(h: &mut Xxh64, bits: &[u16]) {
     {
         // SAFETY: u16 has no padding and every byte pattern is a valid u8; the slice covers exactly
         // the 2 * len bytes of `bits`, u8 needs no alignment, and the borrow keeps them alive.
-        let bytes = unsafe { std::slice::from_raw_parts(bits.as_ptr().cast::<u8>(), 2 * bits.len()) };
+        let bytes =
+            unsafe { std::slice::from_raw_parts(bits.as_ptr().cast::<u8>(), 2 * bits.len()) };
         h.update(bytes);
     }
     #[cfg(not(target_endian = "little"))]

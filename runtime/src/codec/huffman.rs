@@ -75,7 +75,11 @@ pub fn validate_lengths(lengths: &[u8; 16]) -> Result<(), CodecError> {
             problem: format!("length {l} exceeds the limit {MAX_CODE_LEN}"),
         });
     }
-    let kraft: u32 = lengths.iter().filter(|&&l| l > 0).map(|&l| 1u32 << (MAX_CODE_LEN - l as u32)).sum();
+    let kraft: u32 = lengths
+        .iter()
+        .filter(|&&l| l > 0)
+        .map(|&l| 1u32 << (MAX_CODE_LEN - l as u32))
+        .sum();
     if kraft > 1 << MAX_CODE_LEN {
         return Err(CodecError::CodeLengths {
             lengths: *lengths,
@@ -147,7 +151,11 @@ impl HuffmanStream {
             ));
         }
         if self.total_bits > (self.bits.len() as u64) * 8 {
-            return bad(format!("total_bits {} but only {} bytes of stream", self.total_bits, self.bits.len()));
+            return bad(format!(
+                "total_bits {} but only {} bytes of stream",
+                self.total_bits,
+                self.bits.len()
+            ));
         }
         if self.total_bits > 1 << 32 {
             return bad(format!("total_bits {} exceeds 2^32", self.total_bits));
@@ -156,7 +164,10 @@ impl HuffmanStream {
         for (c, &o) in self.chunk_offsets.iter().enumerate() {
             let o = o as u64;
             if o < prev || o > self.total_bits {
-                return bad(format!("chunk {c} offset {o} out of order or past total_bits {}", self.total_bits));
+                return bad(format!(
+                    "chunk {c} offset {o} out of order or past total_bits {}",
+                    self.total_bits
+                ));
             }
             prev = o;
         }
@@ -169,7 +180,10 @@ impl HuffmanStream {
     /// Bit range `[start, end)` that chunk `c` must occupy exactly.
     fn chunk_range(&self, c: usize) -> (u64, u64) {
         let start = self.chunk_offsets[c] as u64;
-        let end = self.chunk_offsets.get(c + 1).map_or(self.total_bits, |&o| o as u64);
+        let end = self
+            .chunk_offsets
+            .get(c + 1)
+            .map_or(self.total_bits, |&o| o as u64);
         (start, end)
     }
 
@@ -187,7 +201,9 @@ impl HuffmanStream {
             let e = lut[(buf >> (64 - MAX_CODE_LEN)) as usize];
             let len = (e >> 8) as u32;
             if len == 0 {
-                return Err(CodecError::Stream { problem: format!("chunk {c}: no code matches at bit {pos}") });
+                return Err(CodecError::Stream {
+                    problem: format!("chunk {c}: no code matches at bit {pos}"),
+                });
             }
             *o = e as u8;
             buf <<= len;
@@ -209,14 +225,17 @@ impl HuffmanStream {
         let table = super::multilut::MultiLut::new(&self.code_lengths, &identity)?;
         let unit = (self.chunk_symbols as usize).saturating_mul(super::multilut::LANES);
         let mut out = vec![0u8; n_symbols];
-        out.par_chunks_mut(unit).enumerate().with_min_len(2).try_for_each_init(
-            || vec![0u8; unit.min(n_symbols) + super::multilut::SLACK],
-            |buf, (u, o)| {
-                self.decode_chunks_mapped(u * super::multilut::LANES, &table, o.len(), buf)?;
-                o.copy_from_slice(&buf[..o.len()]);
-                Ok(())
-            },
-        )?;
+        out.par_chunks_mut(unit)
+            .enumerate()
+            .with_min_len(2)
+            .try_for_each_init(
+                || vec![0u8; unit.min(n_symbols) + super::multilut::SLACK],
+                |buf, (u, o)| {
+                    self.decode_chunks_mapped(u * super::multilut::LANES, &table, o.len(), buf)?;
+                    o.copy_from_slice(&buf[..o.len()]);
+                    Ok(())
+                },
+            )?;
         Ok(out)
     }
 }
@@ -273,7 +292,13 @@ fn pair_histogram(nib: &[u8]) -> [u64; 256] {
 
 /// Encode one segment whose first bit lands at bit `shift` (< 8) of its first byte; the bits
 /// before it are zero so segments can be ORed together. `bits` is its exact length.
-fn encode_segment(nib: &[u8], chunk_bytes: usize, pairs: &[u32; 256], shift: u32, bits: u64) -> Segment {
+fn encode_segment(
+    nib: &[u8],
+    chunk_bytes: usize,
+    pairs: &[u32; 256],
+    shift: u32,
+    bits: u64,
+) -> Segment {
     let nbytes = (shift as u64 + bits).div_ceil(8) as usize;
     // Each step stores 8 bytes at the first byte that still has free bits; slack for the last.
     let mut bytes = vec![0u8; nbytes + 8];
@@ -308,7 +333,10 @@ fn encode_segment(nib: &[u8], chunk_bytes: usize, pairs: &[u32; 256], shift: u32
         put(acc, &mut nacc, &mut at);
     }
     bytes.truncate(nbytes);
-    Segment { bytes, chunk_offsets }
+    Segment {
+        bytes,
+        chunk_offsets,
+    }
 }
 
 /// Encode the symbols held as nibbles (`nib`, element `2j` in the low nibble of byte `j`) with
@@ -336,7 +364,11 @@ pub fn symbol_counts(hists: &[[u64; 256]]) -> [u64; 16] {
 }
 
 /// [`encode`] with the segment histograms already counted by [`pair_histograms`].
-pub fn encode_counted(nib: &[u8], hists: &[[u64; 256]], chunk_symbols: u32) -> Result<HuffmanStream, CodecError> {
+pub fn encode_counted(
+    nib: &[u8],
+    hists: &[[u64; 256]],
+    chunk_symbols: u32,
+) -> Result<HuffmanStream, CodecError> {
     debug_assert!(chunk_symbols >= 2 && chunk_symbols % 2 == 0);
     let chunk_bytes = (chunk_symbols / 2).max(1) as usize;
     let seg_bytes = chunk_bytes * SEGMENT_CHUNKS;
@@ -346,26 +378,51 @@ pub fn encode_counted(nib: &[u8], hists: &[[u64; 256]], chunk_symbols: u32) -> R
     let lengths = code_lengths(&freq);
     let codes = canonical_codes(&lengths)?;
     let pairs = pair_table(&lengths, &codes);
-    let seg_bits: Vec<u64> = hists.iter().map(|h| h.iter().zip(&pairs).map(|(&c, p)| c * (p & 0xFF) as u64).sum()).collect();
+    let seg_bits: Vec<u64> = hists
+        .iter()
+        .map(|h| {
+            h.iter()
+                .zip(&pairs)
+                .map(|(&c, p)| c * (p & 0xFF) as u64)
+                .sum()
+        })
+        .collect();
     let total_bits: u64 = seg_bits.iter().sum();
     if total_bits > 1 << 32 {
-        return Err(CodecError::Overflow { what: format!("huffman stream of {total_bits} bits (limit 2^32)") });
+        return Err(CodecError::Overflow {
+            what: format!("huffman stream of {total_bits} bits (limit 2^32)"),
+        });
     }
-    let starts: Vec<u64> = seg_bits.iter().scan(0u64, |acc, &b| Some(std::mem::replace(acc, *acc + b))).collect();
+    let starts: Vec<u64> = seg_bits
+        .iter()
+        .scan(0u64, |acc, &b| Some(std::mem::replace(acc, *acc + b)))
+        .collect();
     let segments: Vec<Segment> = nib
         .par_chunks(seg_bytes)
         .zip(starts.par_iter().zip(&seg_bits))
-        .map(|(seg, (&start, &bits))| encode_segment(seg, chunk_bytes, &pairs, (start % 8) as u32, bits))
+        .map(|(seg, (&start, &bits))| {
+            encode_segment(seg, chunk_bytes, &pairs, (start % 8) as u32, bits)
+        })
         .collect();
     let mut bits = vec![0u8; total_bits.div_ceil(8) as usize];
     let mut chunk_offsets = Vec::with_capacity(nib.len().div_ceil(chunk_bytes));
     for (seg, &start) in segments.iter().zip(&starts) {
         let at = (start / 8) as usize;
-        chunk_offsets.extend(seg.chunk_offsets.iter().map(|&o| (8 * at as u64 + o) as u32));
+        chunk_offsets.extend(
+            seg.chunk_offsets
+                .iter()
+                .map(|&o| (8 * at as u64 + o) as u32),
+        );
         if let Some((&first, rest)) = seg.bytes.split_first() {
             bits[at] |= first;
             bits[at + 1..at + 1 + rest.len()].copy_from_slice(rest);
         }
     }
-    Ok(HuffmanStream { code_lengths: lengths, chunk_symbols: 2 * chunk_bytes as u32, chunk_offsets, bits, total_bits })
+    Ok(HuffmanStream {
+        code_lengths: lengths,
+        chunk_symbols: 2 * chunk_bytes as u32,
+        chunk_offsets,
+        bits,
+        total_bits,
+    })
 }

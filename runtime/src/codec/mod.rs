@@ -108,13 +108,21 @@ pub struct CompressedTensor {
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
     #[error("shape {shape:?} has {expected} elements but {actual} values were given")]
-    ShapeMismatch { shape: Vec<usize>, expected: usize, actual: usize },
+    ShapeMismatch {
+        shape: Vec<usize>,
+        expected: usize,
+        actual: usize,
+    },
     #[error("{what} is too large")]
     Overflow { what: String },
     #[error("inconsistent dimensions: {problem}")]
     Dims { problem: String },
     #[error("{what} has {actual} bytes, expected {expected}")]
-    Length { what: &'static str, expected: usize, actual: usize },
+    Length {
+        what: &'static str,
+        expected: usize,
+        actual: usize,
+    },
     #[error("bad escape table: {problem}")]
     Escapes { problem: String },
     #[error("bad huffman code lengths {lengths:?}: {problem}")]
@@ -124,7 +132,11 @@ pub enum CodecError {
     #[error("hash mismatch: stored {stored:016x}, decoded data hashes to {actual:016x}")]
     HashMismatch { stored: u64, actual: u64 },
     #[error("unknown {kind} `{name}` (expected one of {expected})")]
-    UnknownName { kind: &'static str, name: String, expected: &'static str },
+    UnknownName {
+        kind: &'static str,
+        name: String,
+        expected: &'static str,
+    },
 }
 
 impl Orientation {

@@ -58,24 +58,38 @@ struct Lane {
 /// [`decode_lanes`] compiled for BMI2 (flag-free variable shifts in the dependency chain).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "bmi2")]
-unsafe fn decode_lanes_bmi2(lanes: &mut [Lane; LANES], bits: &[u8], table: &[u64], buf: &mut [u8]) -> Result<(), CodecError> {
+unsafe fn decode_lanes_bmi2(
+    lanes: &mut [Lane; LANES],
+    bits: &[u8],
+    table: &[u64],
+    buf: &mut [u8],
+) -> Result<(), CodecError> {
     decode_lanes(lanes, bits, table, buf)
 }
 
 /// The fast part of decoding [`LANES`] chunks side by side, until one lane nears its end. Lane
 /// state lives in fixed-size local arrays so it stays in registers.
 #[inline(always)]
-fn decode_lanes(lanes: &mut [Lane; LANES], bits: &[u8], table: &[u64], buf: &mut [u8]) -> Result<(), CodecError> {
+fn decode_lanes(
+    lanes: &mut [Lane; LANES],
+    bits: &[u8],
+    table: &[u64],
+    buf: &mut [u8],
+) -> Result<(), CodecError> {
     // Four lookups per 64-bit load: a load leaves at least 57 valid bits, four steps use <= 48.
     // The last of the four stores 8 bytes at most 18 symbols on: all of it must stay inside
     // the lane, whose neighbour's symbols may already be in place.
     const ROOM: usize = 3 * MAX_SYMBOLS as usize + 8;
-    let table: &[u64; LUT_SIZE] = table.try_into().map_err(|_| CodecError::Stream { problem: "table size".into() })?;
+    let table: &[u64; LUT_SIZE] = table.try_into().map_err(|_| CodecError::Stream {
+        problem: "table size".into(),
+    })?;
     let mut pos: [u64; LANES] = std::array::from_fn(|i| lanes[i].pos);
     let mut k: [usize; LANES] = std::array::from_fn(|i| lanes[i].k);
     let end: [usize; LANES] = std::array::from_fn(|i| lanes[i].end);
     if end.iter().any(|&e| e > buf.len()) {
-        return Err(CodecError::Stream { problem: "decode buffer shorter than its chunks".into() });
+        return Err(CodecError::Stream {
+            problem: "decode buffer shorter than its chunks".into(),
+        });
     }
     let mut bad = None;
     'outer: while (0..LANES).all(|i| k[i] + ROOM <= end[i]) {
@@ -90,7 +104,12 @@ fn decode_lanes(lanes: &mut [Lane; LANES], bits: &[u8], table: &[u64], buf: &mut
                 }
                 // SAFETY: k[i] + 8 <= k[i] at loop entry + 18 + 8 <= end[i] <= buf.len() (ROOM
                 // and the assert above), so the 8 bytes are inside `buf`.
-                unsafe { buf.as_mut_ptr().add(k[i]).cast::<[u8; 8]>().write_unaligned(e.to_le_bytes()) };
+                unsafe {
+                    buf.as_mut_ptr()
+                        .add(k[i])
+                        .cast::<[u8; 8]>()
+                        .write_unaligned(e.to_le_bytes())
+                };
                 let used = (e >> 48) as u32 & 15;
                 k[i] += count;
                 w <<= used;
@@ -103,7 +122,10 @@ fn decode_lanes(lanes: &mut [Lane; LANES], bits: &[u8], table: &[u64], buf: &mut
     }
     match bad {
         Some(i) => Err(CodecError::Stream {
-            problem: format!("chunk {}: no code matches at bit {}", lanes[i].chunk, lanes[i].pos),
+            problem: format!(
+                "chunk {}: no code matches at bit {}",
+                lanes[i].chunk, lanes[i].pos
+            ),
         }),
         None => Ok(()),
     }
@@ -113,18 +135,33 @@ impl HuffmanStream {
     /// Decode the symbols `c0 * chunk_symbols ..` of up to [`LANES`] consecutive chunks into
     /// `buf[..n]` as mapped bytes (`buf.len() >= n + SLACK`). Requires
     /// [`HuffmanStream::validate`] to have passed and `n` to end at a chunk end.
-    pub fn decode_chunks_mapped(&self, c0: usize, t: &MultiLut, n: usize, buf: &mut [u8]) -> Result<(), CodecError> {
+    pub fn decode_chunks_mapped(
+        &self,
+        c0: usize,
+        t: &MultiLut,
+        n: usize,
+        buf: &mut [u8],
+    ) -> Result<(), CodecError> {
         let cs = self.chunk_symbols as usize;
         let bits = &self.bits[..self.total_bits.div_ceil(8) as usize];
         let table = &t.0[..LUT_SIZE];
         let lanes_used = n.div_ceil(cs).min(LANES);
-        let mut lanes = [Lane { chunk: 0, pos: 0, end_bit: 0, k: 0, end: 0 }; LANES];
+        let mut lanes = [Lane {
+            chunk: 0,
+            pos: 0,
+            end_bit: 0,
+            k: 0,
+            end: 0,
+        }; LANES];
         for (i, l) in lanes.iter_mut().enumerate().take(lanes_used) {
             let c = c0 + i;
             *l = Lane {
                 chunk: c,
                 pos: self.chunk_offsets[c] as u64,
-                end_bit: self.chunk_offsets.get(c + 1).map_or(self.total_bits, |&o| o as u64),
+                end_bit: self
+                    .chunk_offsets
+                    .get(c + 1)
+                    .map_or(self.total_bits, |&o| o as u64),
                 k: i * cs,
                 end: ((i + 1) * cs).min(n),
             };
@@ -141,7 +178,9 @@ impl HuffmanStream {
             #[cfg(not(target_arch = "x86_64"))]
             decode_lanes(full, bits, table, buf)?;
         }
-        let bad = |l: &Lane| CodecError::Stream { problem: format!("chunk {}: no code matches at bit {}", l.chunk, l.pos) };
+        let bad = |l: &Lane| CodecError::Stream {
+            problem: format!("chunk {}: no code matches at bit {}", l.chunk, l.pos),
+        };
         for l in lanes.iter_mut() {
             while l.k < l.end {
                 let w = load_be_u64(bits, (l.pos >> 3) as usize) << (l.pos & 7);
@@ -164,7 +203,10 @@ impl HuffmanStream {
             }
             if l.pos != l.end_bit {
                 return Err(CodecError::Stream {
-                    problem: format!("chunk {}: codes end at bit {}, the chunk ends at bit {}", l.chunk, l.pos, l.end_bit),
+                    problem: format!(
+                        "chunk {}: codes end at bit {}, the chunk ends at bit {}",
+                        l.chunk, l.pos, l.end_bit
+                    ),
                 });
             }
         }

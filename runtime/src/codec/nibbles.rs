@@ -5,11 +5,13 @@ use rayon::prelude::*;
 /// Pack indices (each < 16) into nibbles. `idx.len()` must be even (rows are padded to 64).
 pub fn pack(idx: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; idx.len() / 2];
-    out.par_chunks_mut(1 << 15).zip(idx.par_chunks(1 << 16)).for_each(|(o, i)| {
-        for (b, pair) in o.iter_mut().zip(i.chunks_exact(2)) {
-            *b = (pair[0] & 15) | (pair[1] << 4);
-        }
-    });
+    out.par_chunks_mut(1 << 15)
+        .zip(idx.par_chunks(1 << 16))
+        .for_each(|(o, i)| {
+            for (b, pair) in o.iter_mut().zip(i.chunks_exact(2)) {
+                *b = (pair[0] & 15) | (pair[1] << 4);
+            }
+        });
     out
 }
 

@@ -72,37 +72,63 @@ impl GroupMapper {
         let lo_t = _mm_loadu_si128(self.lo.as_ptr().cast());
         let hi_t = _mm_loadu_si128(self.hi.as_ptr().cast());
         let base = _mm_set1_epi8(self.base as i8);
-        let (m7f, m80, mff) = (_mm_set1_epi16(0x7F), _mm_set1_epi16(0x80), _mm_set1_epi16(0xFF));
-        let (c15, c16, c80, one) = (_mm_set1_epi8(15), _mm_set1_epi8(16), _mm_set1_epi8(-128), _mm_set1_epi8(1));
+        let (m7f, m80, mff) = (
+            _mm_set1_epi16(0x7F),
+            _mm_set1_epi16(0x80),
+            _mm_set1_epi16(0xFF),
+        );
+        let (c15, c16, c80, one) = (
+            _mm_set1_epi8(15),
+            _mm_set1_epi8(16),
+            _mm_set1_epi8(-128),
+            _mm_set1_epi8(1),
+        );
         let mut miss = _mm_setzero_si128();
         // 16 values → 16 exponent bytes, 16 sm bytes stored, 16 (index + 1) bytes returned.
         // A macro, not a closure, so the code is compiled with this function's SSSE3 feature.
-        macro_rules! step { ($at:expr) => {{
-            let at: usize = $at;
-            let a = _mm_loadu_si128(src.as_ptr().add(at).cast());
-            let b = _mm_loadu_si128(src.as_ptr().add(at + 8).cast());
-            let sma = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(a, 8), m80), _mm_and_si128(a, m7f));
-            let smb = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(b, 8), m80), _mm_and_si128(b, m7f));
-            _mm_storeu_si128(sm.as_mut_ptr().add(at).cast(), _mm_packus_epi16(sma, smb));
-            let e = _mm_packus_epi16(_mm_and_si128(_mm_srli_epi16(a, 7), mff), _mm_and_si128(_mm_srli_epi16(b, 7), mff));
-            let d0 = _mm_sub_epi8(e, base);
-            let d1 = _mm_sub_epi8(d0, c16);
-            // pshufb yields 0 for lanes with bit 7 set: set it where d is outside 0..16.
-            let in0 = _mm_cmpeq_epi8(_mm_min_epu8(d0, c15), d0);
-            let in1 = _mm_cmpeq_epi8(_mm_min_epu8(d1, c15), d1);
-            let r0 = _mm_shuffle_epi8(lo_t, _mm_or_si128(d0, _mm_andnot_si128(in0, c80)));
-            let r1 = _mm_shuffle_epi8(hi_t, _mm_or_si128(d1, _mm_andnot_si128(in1, c80)));
-            let r = _mm_or_si128(r0, r1);
-            miss = _mm_or_si128(miss, _mm_cmpeq_epi8(r, _mm_setzero_si128()));
-            _mm_sub_epi8(r, one)
-        }}}
+        macro_rules! step {
+            ($at:expr) => {{
+                let at: usize = $at;
+                let a = _mm_loadu_si128(src.as_ptr().add(at).cast());
+                let b = _mm_loadu_si128(src.as_ptr().add(at + 8).cast());
+                let sma = _mm_or_si128(
+                    _mm_and_si128(_mm_srli_epi16(a, 8), m80),
+                    _mm_and_si128(a, m7f),
+                );
+                let smb = _mm_or_si128(
+                    _mm_and_si128(_mm_srli_epi16(b, 8), m80),
+                    _mm_and_si128(b, m7f),
+                );
+                _mm_storeu_si128(sm.as_mut_ptr().add(at).cast(), _mm_packus_epi16(sma, smb));
+                let e = _mm_packus_epi16(
+                    _mm_and_si128(_mm_srli_epi16(a, 7), mff),
+                    _mm_and_si128(_mm_srli_epi16(b, 7), mff),
+                );
+                let d0 = _mm_sub_epi8(e, base);
+                let d1 = _mm_sub_epi8(d0, c16);
+                // pshufb yields 0 for lanes with bit 7 set: set it where d is outside 0..16.
+                let in0 = _mm_cmpeq_epi8(_mm_min_epu8(d0, c15), d0);
+                let in1 = _mm_cmpeq_epi8(_mm_min_epu8(d1, c15), d1);
+                let r0 = _mm_shuffle_epi8(lo_t, _mm_or_si128(d0, _mm_andnot_si128(in0, c80)));
+                let r1 = _mm_shuffle_epi8(hi_t, _mm_or_si128(d1, _mm_andnot_si128(in1, c80)));
+                let r = _mm_or_si128(r0, r1);
+                miss = _mm_or_si128(miss, _mm_cmpeq_epi8(r, _mm_setzero_si128()));
+                _mm_sub_epi8(r, one)
+            }};
+        }
         for half in 0..2 {
             let at = 32 * half;
             let x = step!(at);
             let y = step!(at + 16);
             // Bytes (i0, i1) of each 16-bit lane → i0 | i1 << 4; packus keeps the low byte.
-            let px = _mm_or_si128(_mm_and_si128(x, mff), _mm_slli_epi16(_mm_srli_epi16(x, 8), 4));
-            let py = _mm_or_si128(_mm_and_si128(y, mff), _mm_slli_epi16(_mm_srli_epi16(y, 8), 4));
+            let px = _mm_or_si128(
+                _mm_and_si128(x, mff),
+                _mm_slli_epi16(_mm_srli_epi16(x, 8), 4),
+            );
+            let py = _mm_or_si128(
+                _mm_and_si128(y, mff),
+                _mm_slli_epi16(_mm_srli_epi16(y, 8), 4),
+            );
             let packed = _mm_packus_epi16(_mm_and_si128(px, mff), _mm_and_si128(py, mff));
             _mm_storeu_si128(nib.as_mut_ptr().add(16 * half).cast(), packed);
         }

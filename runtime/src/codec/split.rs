@@ -25,9 +25,12 @@ pub fn rebuild(sm: u8, e: u8) -> u16 {
 
 /// Element count of a shape, or an error when it overflows `usize`.
 pub fn element_count(shape: &[usize]) -> Result<usize, CodecError> {
-    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| CodecError::Overflow {
-        what: format!("shape {shape:?}"),
-    })
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| CodecError::Overflow {
+            what: format!("shape {shape:?}"),
+        })
 }
 
 /// The 2-D view `[rows, cols]` of a tensor in its original layout: leading dims folded into rows,
@@ -43,7 +46,9 @@ pub fn matrix_dims(shape: &[usize]) -> Result<(usize, usize), CodecError> {
 pub fn padded(cols: usize) -> Result<usize, CodecError> {
     cols.div_ceil(super::GROUP)
         .checked_mul(super::GROUP)
-        .ok_or_else(|| CodecError::Overflow { what: format!("{cols} columns") })
+        .ok_or_else(|| CodecError::Overflow {
+            what: format!("{cols} columns"),
+        })
 }
 
 /// Transpose a row-major `[rows][cols]` matrix of u16 into `[cols][rows]`, in cache-sized tiles.
@@ -55,19 +60,21 @@ pub fn transpose(src: &[u16], rows: usize, cols: usize) -> Vec<u16> {
         return dst;
     }
     // Each task owns T output rows (= T input columns) and walks the input in T×T tiles.
-    dst.par_chunks_mut(T * rows).enumerate().for_each(|(tile_col, out)| {
-        let c0 = tile_col * T;
-        let cw = out.len() / rows;
-        for r0 in (0..rows).step_by(T) {
-            let rh = T.min(rows - r0);
-            for c in 0..cw {
-                let o = &mut out[c * rows + r0..c * rows + r0 + rh];
-                for (r, v) in o.iter_mut().enumerate() {
-                    *v = src[(r0 + r) * cols + c0 + c];
+    dst.par_chunks_mut(T * rows)
+        .enumerate()
+        .for_each(|(tile_col, out)| {
+            let c0 = tile_col * T;
+            let cw = out.len() / rows;
+            for r0 in (0..rows).step_by(T) {
+                let rh = T.min(rows - r0);
+                for c in 0..cw {
+                    let o = &mut out[c * rows + r0..c * rows + r0 + rh];
+                    for (r, v) in o.iter_mut().enumerate() {
+                        *v = src[(r0 + r) * cols + c0 + c];
+                    }
                 }
             }
-        }
-    });
+        });
     dst
 }
 
@@ -95,12 +102,15 @@ pub fn histogram(bits: &[u16]) -> [u64; 256] {
             }
             out
         })
-        .reduce(|| [0u64; 256], |mut a, b| {
-            for (x, y) in a.iter_mut().zip(b) {
-                *x += y;
-            }
-            a
-        })
+        .reduce(
+            || [0u64; 256],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += y;
+                }
+                a
+            },
+        )
 }
 
 /// Histogram of a sample of the exponents: 256 evenly spaced runs of 4096 values (all values for

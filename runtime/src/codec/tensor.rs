@@ -64,7 +64,9 @@ impl CompressedTensor {
         let total = self
             .rows
             .checked_mul(pc)
-            .ok_or_else(|| CodecError::Overflow { what: format!("{}×{pc} padded matrix", self.rows) })?;
+            .ok_or_else(|| CodecError::Overflow {
+                what: format!("{}×{pc} padded matrix", self.rows),
+            })?;
         check_len("sm", self.sm.len(), total)?;
         match &self.indices {
             Indices::Exponent(e) => {
@@ -90,7 +92,11 @@ impl CompressedTensor {
 
 fn check_len(what: &'static str, actual: usize, expected: usize) -> Result<(), CodecError> {
     if actual != expected {
-        return Err(CodecError::Length { what, expected, actual });
+        return Err(CodecError::Length {
+            what,
+            expected,
+            actual,
+        });
     }
     Ok(())
 }

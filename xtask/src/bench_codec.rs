@@ -1,0 +1,474 @@
+//! `cargo xtask bench-codec [--runs N] [--out DIR] [--minilm PATH]`: CPU compress/decompress
+//! throughput of the unweight codec (huffman, palette) beside ZipNN on the same bytes, in GB/s
+//! of BF16 input. Writes `bench/results/<date>-codec-<host>.json` and a markdown table beside it.
+//!
+//! Data: all-MiniLM-L6-v2's MLP weights (fp32 rounded to BF16, as the tests do) and one
+//! Llama-3.1-8B-shaped 14336×4096 tensor from the demo generator (~2.6 bits exponent entropy).
+//! ZipNN runs in a python3 subprocess with 2 threads; each run compresses a fresh copy because
+//! zipnn 0.5.4's compress rewrites its input buffer.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use unweight::codec::{self, Encoding, Orientation};
+
+/// A named list of BF16 tensors measured as one unit.
+struct Dataset {
+    name: String,
+    tensors: Vec<(Vec<usize>, Vec<u16>)>,
+}
+
+impl Dataset {
+    fn bytes(&self) -> usize {
+        self.tensors.iter().map(|(_, b)| 2 * b.len()).sum()
+    }
+}
+
+/// Throughput (GB/s of BF16 input) and size of one codec on one dataset.
+struct Measured {
+    codec: String,
+    compress_gbps: f64,
+    decompress_gbps: f64,
+    compressed_bytes: usize,
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let mut runs = 5usize;
+    let mut out_dir = PathBuf::from("bench/results");
+    let mut minilm = std::env::var("UNWEIGHT_MINILM").ok();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--runs" => runs = value()?.parse().context("--runs")?,
+            "--out" => out_dir = PathBuf::from(value()?),
+            "--minilm" => minilm = Some(value()?.clone()),
+            _ => bail!("unknown flag {a:?}; usage: cargo xtask bench-codec [--runs N] [--out DIR] [--minilm PATH]"),
+        }
+    }
+    let minilm = minilm.context(
+        "UNWEIGHT_MINILM is not set: run `source $(scripts/setup-tools.sh)` or pass --minilm PATH",
+    )?;
+    let datasets = [minilm_mlp(Path::new(&minilm))?, llama_synthetic()];
+    let cpu = cpu_model();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    eprintln!("bench-codec: {cpu}, {cores} cores, {runs} runs per measurement (median)");
+
+    let mut rows = Vec::new();
+    for d in &datasets {
+        let stats = stats(d)?;
+        eprintln!(
+            "{}: {:.1} MB, exponent entropy {:.3} bits, escape groups {:.2}%",
+            d.name,
+            d.bytes() as f64 / 1e6,
+            stats.0,
+            100.0 * stats.1
+        );
+        // Runs alternate between the codecs so that all see the same load on a shared machine.
+        let zipnn_input = ZipnnInput::new(d)?;
+        let mut samples: [Samples; 3] = Default::default();
+        for _ in 0..runs {
+            for (i, enc) in [Encoding::Huffman, Encoding::Palette]
+                .into_iter()
+                .enumerate()
+            {
+                samples[i].add(run_unweight(d, enc)?);
+            }
+            samples[2].add(run_zipnn(&zipnn_input)?);
+        }
+        let gb = d.bytes() as f64 / 1e9;
+        let names = [
+            "unweight huffman".to_string(),
+            "unweight palette".to_string(),
+            format!("zipnn {} (2 threads)", zipnn_input.version()?),
+        ];
+        let results: Vec<Measured> = samples
+            .into_iter()
+            .zip(names)
+            .map(|(s, codec)| Measured {
+                codec,
+                compress_gbps: gb / median(s.compress),
+                decompress_gbps: gb / median(s.decompress),
+                compressed_bytes: s.bytes,
+            })
+            .collect();
+        for m in &results {
+            eprintln!(
+                "  {:24} compress {:6.2} GB/s  decompress {:6.2} GB/s",
+                m.codec, m.compress_gbps, m.decompress_gbps
+            );
+        }
+        rows.push((d, stats, results));
+    }
+
+    let date = utc_date();
+    let host = hostname();
+    let command = format!("cargo xtask bench-codec {}", args.join(" "))
+        .trim_end()
+        .to_string();
+    let json = report_json(&rows, &date, &host, &cpu, cores, runs, &command);
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let stem = out_dir.join(format!("{date}-codec-{host}"));
+    let json_path = stem.with_extension("json");
+    let md_path = stem.with_extension("md");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&json)? + "\n")
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    let md = report_markdown(&rows, &date, &cpu, cores, runs, &command);
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    print!("{md}");
+    eprintln!("wrote {} and {}", json_path.display(), md_path.display());
+    Ok(())
+}
+
+/// fp32 → BF16, round to nearest even, NaN kept NaN.
+fn bf16_rne(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) | 0x0040) as u16;
+    }
+    ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) as u16
+}
+
+fn minilm_mlp(path: &Path) -> Result<Dataset> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let mut names: Vec<String> = st
+        .names()
+        .into_iter()
+        .filter(|n| {
+            n.ends_with("intermediate.dense.weight")
+                || (n.ends_with("output.dense.weight") && !n.contains("attention"))
+        })
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    let mut tensors = Vec::new();
+    for n in &names {
+        let v = st.tensor(n)?;
+        if v.dtype() != safetensors::Dtype::F32 {
+            bail!(
+                "{}: tensor {n} is {:?}, expected F32",
+                path.display(),
+                v.dtype()
+            );
+        }
+        let bits = v
+            .data()
+            .chunks_exact(4)
+            .map(|c| bf16_rne(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+            .collect();
+        tensors.push((v.shape().to_vec(), bits));
+    }
+    if tensors.len() != 12 {
+        bail!(
+            "{}: found {} MLP weights, expected 12",
+            path.display(),
+            tensors.len()
+        );
+    }
+    Ok(Dataset {
+        name: "MiniLM-L6 MLP (12 tensors)".into(),
+        tensors,
+    })
+}
+
+fn llama_synthetic() -> Dataset {
+    let layer =
+        unweight::demo::DemoLayer::build(1, unweight::demo::HIDDEN, unweight::demo::INTERMEDIATE);
+    let t = layer
+        .tensors
+        .into_iter()
+        .next()
+        .expect("the demo layer has gate_proj first");
+    Dataset {
+        name: format!("synthetic Llama {}×{}", t.shape[0], t.shape[1]),
+        tensors: vec![(t.shape.to_vec(), t.bits)],
+    }
+}
+
+/// (exponent entropy in bits, escaped-group rate).
+fn stats(d: &Dataset) -> Result<(f64, f64)> {
+    let mut hist = [0u64; 256];
+    let (mut esc, mut groups) = (0usize, 0usize);
+    for (shape, bits) in &d.tensors {
+        for &b in bits {
+            hist[codec::exponent(b) as usize] += 1;
+        }
+        let t = codec::compress(bits, shape, Orientation::Standard, Encoding::Palette)?;
+        esc += t.escape_count();
+        groups += t.groups();
+    }
+    let n: u64 = hist.iter().sum();
+    let h = hist.iter().filter(|&&c| c > 0).map(|&c| {
+        let p = c as f64 / n as f64;
+        -p * p.log2()
+    });
+    Ok((h.sum(), esc as f64 / groups.max(1) as f64))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Seconds per compress and decompress of each run, and the compressed size.
+#[derive(Default)]
+struct Samples {
+    compress: Vec<f64>,
+    decompress: Vec<f64>,
+    bytes: usize,
+}
+
+impl Samples {
+    fn add(&mut self, (c, d, bytes): (f64, f64, usize)) {
+        self.compress.push(c);
+        self.decompress.push(d);
+        self.bytes = bytes;
+    }
+}
+
+/// One compress + decompress of every tensor of `d`: (seconds, seconds, stored bytes).
+fn run_unweight(d: &Dataset, enc: Encoding) -> Result<(f64, f64, usize)> {
+    let t0 = Instant::now();
+    let compressed = d
+        .tensors
+        .iter()
+        .map(|(shape, bits)| codec::compress(bits, shape, Orientation::Standard, enc))
+        .collect::<Result<Vec<_>, _>>()?;
+    let t1 = Instant::now();
+    let mut restored = Vec::with_capacity(compressed.len());
+    for c in &compressed {
+        restored.push(codec::decompress(c)?);
+    }
+    let t2 = Instant::now();
+    for ((_, bits), r) in d.tensors.iter().zip(&restored) {
+        if bits != r {
+            bail!("{}: {enc} round trip is not bit-exact", d.name);
+        }
+    }
+    let size = compressed.iter().map(|c| c.stored_bytes()).sum();
+    Ok(((t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), size))
+}
+
+const ZIPNN_SCRIPT: &str = r#"
+import json, sys, time
+import zipnn
+path, sizes = sys.argv[1], json.loads(sys.argv[2])
+data = open(path, "rb").read()
+parts, at = [], 0
+for n in sizes:
+    parts.append(data[at:at + n]); at += n
+z = zipnn.ZipNN(input_format="byte", bytearray_dtype="bfloat16", threads=2)
+copies = [bytearray(p) for p in parts]  # compress rewrites its input in place
+t0 = time.perf_counter()
+comp = [z.compress(c) for c in copies]
+t1 = time.perf_counter()
+back = [z.decompress(c) for c in comp]
+t2 = time.perf_counter()
+if any(bytes(b) != p for b, p in zip(back, parts)):
+    sys.exit("zipnn round trip is not bit-exact")
+print(json.dumps({"compress_s": t1 - t0, "decompress_s": t2 - t1, "bytes": sum(len(c) for c in comp)}))
+"#;
+
+/// The dataset's bytes in a temporary file for the ZipNN subprocess.
+struct ZipnnInput {
+    file: tempfile::NamedTempFile,
+    sizes: Vec<usize>,
+}
+
+impl ZipnnInput {
+    fn new(d: &Dataset) -> Result<Self> {
+        let mut file = tempfile::NamedTempFile::new()?;
+        let mut sizes = Vec::new();
+        for (_, bits) in &d.tensors {
+            let bytes: Vec<u8> = bits.iter().flat_map(|v| v.to_le_bytes()).collect();
+            file.write_all(&bytes)?;
+            sizes.push(bytes.len());
+        }
+        file.flush()?;
+        Ok(ZipnnInput { file, sizes })
+    }
+
+    fn version(&self) -> Result<String> {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import importlib.metadata as m; print(m.version('zipnn'))",
+            ])
+            .output()
+            .context("running python3 for ZipNN (pip install zipnn)")?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+/// One ZipNN compress + decompress of every tensor, timed inside python (start-up excluded).
+fn run_zipnn(input: &ZipnnInput) -> Result<(f64, f64, usize)> {
+    let out = Command::new("python3")
+        .args(["-W", "ignore", "-c", ZIPNN_SCRIPT])
+        .arg(input.file.path())
+        .arg(serde_json::to_string(&input.sizes)?)
+        .output()
+        .context("running python3 for ZipNN (pip install zipnn)")?;
+    if !out.status.success() {
+        bail!(
+            "ZipNN benchmark failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .with_context(|| format!("ZipNN output {stdout:?}"))?;
+    let num = |k: &str| {
+        v[k].as_f64()
+            .with_context(|| format!("ZipNN output lacks {k}"))
+    };
+    Ok((
+        num("compress_s")?,
+        num("decompress_s")?,
+        num("bytes")? as usize,
+    ))
+}
+
+type Row<'a> = (&'a Dataset, (f64, f64), Vec<Measured>);
+
+/// Targets: compress ≥ 2× ZipNN, decompress ≥ ZipNN (huffman, the distribution format).
+fn verdict(results: &[Measured]) -> (bool, bool) {
+    let (u, z) = (&results[0], &results[results.len() - 1]);
+    (
+        u.compress_gbps >= 2.0 * z.compress_gbps,
+        u.decompress_gbps >= z.decompress_gbps,
+    )
+}
+
+fn report_json(
+    rows: &[Row],
+    date: &str,
+    host: &str,
+    cpu: &str,
+    cores: usize,
+    runs: usize,
+    command: &str,
+) -> Value {
+    let datasets: Vec<Value> = rows
+        .iter()
+        .map(|(d, (entropy, esc), results)| {
+            let (c_ok, d_ok) = verdict(results);
+            json!({
+                "name": d.name,
+                "bf16_bytes": d.bytes(),
+                "exponent_entropy_bits": entropy,
+                "escape_group_rate": esc,
+                "results": results.iter().map(|m| json!({
+                    "codec": m.codec,
+                    "compress_gbps": m.compress_gbps,
+                    "decompress_gbps": m.decompress_gbps,
+                    "compressed_bytes": m.compressed_bytes,
+                    "saved_percent": 100.0 * (1.0 - m.compressed_bytes as f64 / d.bytes() as f64),
+                })).collect::<Vec<_>>(),
+                "targets": { "huffman_compress_ge_2x_zipnn": c_ok, "huffman_decompress_ge_zipnn": d_ok },
+            })
+        })
+        .collect();
+    json!({
+        "date": date,
+        "host": host,
+        "device": { "cpu": cpu, "cores": cores },
+        "command": command,
+        "runs": runs,
+        "statistic": "median over runs; the codecs alternate within each run",
+        "unit": "GB/s of BF16 input (1 GB = 1e9 bytes)",
+        "datasets": datasets,
+    })
+}
+
+fn report_markdown(
+    rows: &[Row],
+    date: &str,
+    cpu: &str,
+    cores: usize,
+    runs: usize,
+    command: &str,
+) -> String {
+    let mut s = format!(
+        "# Codec throughput, {date}\n\n{cpu}, {cores} cores; `{command}`; median of {runs} runs (codecs alternating); GB/s of BF16 input.\n\n\
+         | data | codec | compress GB/s | decompress GB/s | saved |\n|---|---|---:|---:|---:|\n"
+    );
+    for (d, (entropy, esc), results) in rows {
+        for m in results {
+            s += &format!(
+                "| {} ({:.1} MB, {entropy:.2} bits exp. entropy, {:.2}% escape groups) | {} | {:.2} | {:.2} | {:.2}% |\n",
+                d.name,
+                d.bytes() as f64 / 1e6,
+                100.0 * esc,
+                m.codec,
+                m.compress_gbps,
+                m.decompress_gbps,
+                100.0 * (1.0 - m.compressed_bytes as f64 / d.bytes() as f64)
+            );
+        }
+    }
+    s += "\nTargets (huffman vs ZipNN): compress ≥ 2×, decompress ≥ 1×.\n\n";
+    for (d, _, results) in rows {
+        let (c_ok, d_ok) = verdict(results);
+        let (u, z) = (&results[0], &results[results.len() - 1]);
+        s += &format!(
+            "- {}: compress {:.2}× ZipNN ({}), decompress {:.2}× ZipNN ({})\n",
+            d.name,
+            u.compress_gbps / z.compress_gbps,
+            if c_ok { "met" } else { "MISSED" },
+            u.decompress_gbps / z.decompress_gbps,
+            if d_ok { "met" } else { "MISSED" },
+        );
+    }
+    s
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn hostname() -> String {
+    let h = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let h: String = h
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    if h.is_empty() {
+        "unknown-host".into()
+    } else {
+        h
+    }
+}
+
+/// Today's date (UTC) as YYYY-MM-DD, from the system clock (civil-from-days, no date crate).
+fn utc_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
