@@ -1,4 +1,5 @@
-//! `cargo xtask bench-codec [--runs N] [--out DIR] [--minilm PATH]`: CPU compress/decompress
+//! `cargo run --release -p xtask -- bench-codec [--runs N] [--out DIR] [--minilm PATH]` (release:
+//! the xtask alias builds unoptimised code, which this refuses to time): CPU compress/decompress
 //! throughput of the unweight codec (huffman, palette) beside ZipNN on the same bytes, in GB/s
 //! of BF16 input. Writes `bench/results/<date>-codec-<host>.json` and a markdown table beside it.
 //!
@@ -37,6 +38,9 @@ struct Measured {
 }
 
 pub fn run(args: &[String]) -> Result<()> {
+    if cfg!(debug_assertions) {
+        bail!("this measures speed: run the optimised build, `cargo run --release -p xtask -- bench-codec`");
+    }
     let mut runs = 5usize;
     let mut out_dir = PathBuf::from("bench/results");
     let mut minilm = std::env::var("UNWEIGHT_MINILM").ok();
@@ -109,9 +113,12 @@ pub fn run(args: &[String]) -> Result<()> {
 
     let date = utc_date();
     let host = hostname();
-    let command = format!("cargo xtask bench-codec {}", args.join(" "))
-        .trim_end()
-        .to_string();
+    let command = format!(
+        "cargo run --release -p xtask -- bench-codec {}",
+        args.join(" ")
+    )
+    .trim_end()
+    .to_string();
     let json = report_json(&rows, &date, &host, &cpu, cores, runs, &command);
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let stem = out_dir.join(format!("{date}-codec-{host}"));

@@ -17,7 +17,7 @@ pub fn decompress(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
     if t.orientation == Orientation::Standard && t.padded_cols() == t.cols {
         // The decoded padded matrix is the output: hash each wave while decoding the next.
         let dec = Decoder::new(t)?;
-        let mut out = vec![0u16; total];
+        let mut out = super::buffers::zeroed_u16(total);
         let wave = WAVE_ELEMS.div_ceil(dec.unit) * dec.unit;
         let mut hasher = xxhash_rust::xxh64::Xxh64::new(0);
         let mut done: &[u16] = &[];
@@ -55,7 +55,7 @@ fn check_hash(t: &CompressedTensor, out: Vec<u16>, actual: u64) -> Result<Vec<u1
 /// Does not check the hash (it covers the original layout; see [`decompress`]).
 pub fn decode_bf16_encoded(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
     let total = t.validate()?;
-    let mut out = vec![0u16; total];
+    let mut out = super::buffers::zeroed_u16(total);
     Decoder::new(t)?.decode(0, &mut out)?;
     Ok(drop_padding(out, t.rows, t.cols, t.padded_cols()))
 }
@@ -212,7 +212,7 @@ pub(super) fn index_plane(t: &CompressedTensor) -> Result<(Vec<u8>, Escapes), Co
     match &t.indices {
         Indices::Huffman(h) => Ok((h.decode_symbols(total)?, t.escapes.clone())),
         Indices::Palette(nib) => {
-            let mut plane = vec![0u8; total];
+            let mut plane = super::buffers::zeroed_u8(total);
             plane
                 .par_chunks_mut(BLOCK_ELEMS)
                 .zip(nib.par_chunks(BLOCK_ELEMS / 2))
@@ -223,7 +223,7 @@ pub(super) fn index_plane(t: &CompressedTensor) -> Result<(Vec<u8>, Escapes), Co
         }
         Indices::Exponent(e) => {
             let map = palette::index_map(&t.palette);
-            let mut plane = vec![0u8; total];
+            let mut plane = super::buffers::zeroed_u8(total);
             let parts: Vec<(Vec<bool>, Vec<u8>)> = plane
                 .par_chunks_mut(BLOCK_ELEMS)
                 .zip(e.par_chunks(BLOCK_ELEMS))

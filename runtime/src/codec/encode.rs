@@ -157,8 +157,8 @@ fn split_planes(
     let exp_mode = encoding == Encoding::Exponent;
     // Bytes of `plane` per element, times 2.
     let per2 = if exp_mode { 2 } else { 1 };
-    let mut sm = vec![0u8; total];
-    let mut plane = vec![0u8; total * per2 / 2];
+    let mut sm = super::buffers::zeroed_u8(total);
+    let mut plane = super::buffers::zeroed_u8(total * per2 / 2);
     if total == 0 {
         return Planes {
             sm,

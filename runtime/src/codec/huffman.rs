@@ -224,7 +224,7 @@ impl HuffmanStream {
         let identity: [u8; 16] = std::array::from_fn(|s| s as u8);
         let table = super::multilut::MultiLut::new(&self.code_lengths, &identity)?;
         let unit = (self.chunk_symbols as usize).saturating_mul(super::multilut::LANES);
-        let mut out = vec![0u8; n_symbols];
+        let mut out = super::buffers::zeroed_u8(n_symbols);
         out.par_chunks_mut(unit)
             .enumerate()
             .with_min_len(2)
@@ -404,7 +404,7 @@ pub fn encode_counted(
             encode_segment(seg, chunk_bytes, &pairs, (start % 8) as u32, bits)
         })
         .collect();
-    let mut bits = vec![0u8; total_bits.div_ceil(8) as usize];
+    let mut bits = super::buffers::zeroed_u8(total_bits.div_ceil(8) as usize);
     let mut chunk_offsets = Vec::with_capacity(nib.len().div_ceil(chunk_bytes));
     for (seg, &start) in segments.iter().zip(&starts) {
         let at = (start / 8) as usize;

@@ -4,6 +4,7 @@
 //! FORMAT.md. Every function that takes a [`CompressedTensor`] validates it first and returns a
 //! [`CodecError`] for malformed values instead of panicking: bundles are untrusted input.
 
+mod buffers;
 mod decode;
 mod encode;
 mod escapes;

@@ -55,7 +55,7 @@ pub fn padded(cols: usize) -> Result<usize, CodecError> {
 pub fn transpose(src: &[u16], rows: usize, cols: usize) -> Vec<u16> {
     debug_assert_eq!(src.len(), rows * cols);
     const T: usize = 64;
-    let mut dst = vec![0u16; src.len()];
+    let mut dst = super::buffers::zeroed_u16(src.len());
     if src.is_empty() {
         return dst;
     }
