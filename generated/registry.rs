@@ -16,7 +16,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 68656,
-        source_hash: 0x835b122dfdc1c5ef,
+        source_hash: 0x4945e4d79f2905c5,
         source: include_str!("rmm_exponent_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -33,7 +33,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 86080,
-        source_hash: 0xed49e918063d388a,
+        source_hash: 0x3859fac148c8b71d,
         source: include_str!("rmm_exponent_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -50,7 +50,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 103504,
-        source_hash: 0xef9eb9efdfc8043b,
+        source_hash: 0xccc744fd8410231e,
         source: include_str!("rmm_exponent_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -67,7 +67,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 120928,
-        source_hash: 0xd4fe92826cf76a9e,
+        source_hash: 0x21e13b5eefbf6c0c,
         source: include_str!("rmm_exponent_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -84,7 +84,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 138352,
-        source_hash: 0xeb133213fc91a104,
+        source_hash: 0x5a097687b7e5dce3,
         source: include_str!("rmm_exponent_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -101,7 +101,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 155776,
-        source_hash: 0x0c87df3c70846c90,
+        source_hash: 0xdfb2a0c563c7b1ed,
         source: include_str!("rmm_exponent_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -118,7 +118,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 173200,
-        source_hash: 0xf28258998e817d63,
+        source_hash: 0xa94e6d0728cc2170,
         source: include_str!("rmm_exponent_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -135,7 +135,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 70704,
-        source_hash: 0xdf015c9960a20dd2,
+        source_hash: 0x708e4ed5a93632f0,
         source: include_str!("rmm_exponent_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -152,7 +152,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 89152,
-        source_hash: 0x891e1d53185e42bb,
+        source_hash: 0x908d96911b8716ff,
         source: include_str!("rmm_exponent_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -169,7 +169,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 107600,
-        source_hash: 0x8c912d9a32e8bac2,
+        source_hash: 0x4edabea514c35d58,
         source: include_str!("rmm_exponent_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -186,7 +186,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 126048,
-        source_hash: 0xb1dbeaf993dc10c6,
+        source_hash: 0xfc52a0229c740094,
         source: include_str!("rmm_exponent_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -203,7 +203,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 144496,
-        source_hash: 0xc34786d43d1d82bd,
+        source_hash: 0xf38d39cdb933260d,
         source: include_str!("rmm_exponent_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -220,7 +220,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 162944,
-        source_hash: 0x9d7adc64d16bc1c8,
+        source_hash: 0xef5839d9adcb71fd,
         source: include_str!("rmm_exponent_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -237,7 +237,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 181392,
-        source_hash: 0x1430ecce90445a0a,
+        source_hash: 0xb19918004c0d32e7,
         source: include_str!("rmm_exponent_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -254,7 +254,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 74800,
-        source_hash: 0x837d94e94aa2991c,
+        source_hash: 0x8bd2371f5aa52159,
         source: include_str!("rmm_exponent_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -271,7 +271,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 95296,
-        source_hash: 0x51e06a9da8637f14,
+        source_hash: 0x1bf28b71ae33dc9a,
         source: include_str!("rmm_exponent_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -288,7 +288,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 115792,
-        source_hash: 0x82eec7fc70e5d851,
+        source_hash: 0x6637998e85d71c39,
         source: include_str!("rmm_exponent_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -305,7 +305,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 136288,
-        source_hash: 0xb8e2217b53895949,
+        source_hash: 0x1a256e256b020a2c,
         source: include_str!("rmm_exponent_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -322,7 +322,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 156784,
-        source_hash: 0x9184f7bb50ea41c5,
+        source_hash: 0x7a8d8a841be39c53,
         source: include_str!("rmm_exponent_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -339,7 +339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 177280,
-        source_hash: 0x3aa0a2a2c4d7c782,
+        source_hash: 0xe023d2a775666213,
         source: include_str!("rmm_exponent_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -356,7 +356,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 197776,
-        source_hash: 0x61b36745c83b918b,
+        source_hash: 0x6f2c7f2e77dd351e,
         source: include_str!("rmm_exponent_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -373,7 +373,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 82992,
-        source_hash: 0x25961c325b2dc94b,
+        source_hash: 0x7c177394f6edf33d,
         source: include_str!("rmm_exponent_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -390,7 +390,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 107584,
-        source_hash: 0xc9bf8ec84fe04b87,
+        source_hash: 0x323c5252365a89d3,
         source: include_str!("rmm_exponent_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -407,7 +407,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 132176,
-        source_hash: 0xcb910bbdbeee4103,
+        source_hash: 0x7f736dc167d8060c,
         source: include_str!("rmm_exponent_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -424,7 +424,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 156768,
-        source_hash: 0x19d5411a2c59e7b5,
+        source_hash: 0x55f2aaf9b2cb4fc8,
         source: include_str!("rmm_exponent_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -441,7 +441,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 181360,
-        source_hash: 0xbaea10f40e8ba11e,
+        source_hash: 0x7b6be61276d43b90,
         source: include_str!("rmm_exponent_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -458,7 +458,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 205952,
-        source_hash: 0x06ec711987f66c64,
+        source_hash: 0x75496d30921a1999,
         source: include_str!("rmm_exponent_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -475,7 +475,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 230544,
-        source_hash: 0xb25f3f6e483f5aff,
+        source_hash: 0x4d89ed313d421cf4,
         source: include_str!("rmm_exponent_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -492,7 +492,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99376,
-        source_hash: 0xcf8b17bec20b78f6,
+        source_hash: 0xc13575b2adf69493,
         source: include_str!("rmm_exponent_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -509,7 +509,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132160,
-        source_hash: 0x33c4d97680c94191,
+        source_hash: 0xdde067e9992ff370,
         source: include_str!("rmm_exponent_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -526,7 +526,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164944,
-        source_hash: 0x48549f6f1dbd1917,
+        source_hash: 0x81ac63d2d6c4f541,
         source: include_str!("rmm_exponent_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -543,7 +543,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197728,
-        source_hash: 0xa64f318593e9c0cc,
+        source_hash: 0x3c87579473ad0687,
         source: include_str!("rmm_exponent_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -560,7 +560,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230512,
-        source_hash: 0xcbe82a573c623c5d,
+        source_hash: 0xd587d1fed955cdf6,
         source: include_str!("rmm_exponent_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -577,7 +577,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 132144,
-        source_hash: 0x8a36064b47b3dee7,
+        source_hash: 0x6980ab674b18e56c,
         source: include_str!("rmm_exponent_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -594,7 +594,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 181312,
-        source_hash: 0x8d79f478980334d9,
+        source_hash: 0x37bb1ca970dd2c70,
         source: include_str!("rmm_exponent_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -611,7 +611,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 230480,
-        source_hash: 0x87c50e255500ba72,
+        source_hash: 0xf910c38bf979280a,
         source: include_str!("rmm_exponent_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -628,7 +628,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 68656,
-        source_hash: 0xe95cdca926a01c05,
+        source_hash: 0x8d99fd200767bfd0,
         source: include_str!("rmm_exponent_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -645,7 +645,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 86080,
-        source_hash: 0x4128fa4f573af27a,
+        source_hash: 0x3514699361895a85,
         source: include_str!("rmm_exponent_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -662,7 +662,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 103504,
-        source_hash: 0xd38d58c813b2c30d,
+        source_hash: 0xafdfd00effc7a105,
         source: include_str!("rmm_exponent_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -679,7 +679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 120928,
-        source_hash: 0xdef183ba3075a9e5,
+        source_hash: 0x40816c129c971553,
         source: include_str!("rmm_exponent_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -696,7 +696,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 138352,
-        source_hash: 0x03444b83b13dfbb3,
+        source_hash: 0xf00d84c749669859,
         source: include_str!("rmm_exponent_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -713,7 +713,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 155776,
-        source_hash: 0x5f68b2ee5c830a4a,
+        source_hash: 0x9797e31e1906dec1,
         source: include_str!("rmm_exponent_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -730,7 +730,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 173200,
-        source_hash: 0xbb7a4c4547b901be,
+        source_hash: 0x3f678fed5c93551a,
         source: include_str!("rmm_exponent_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -747,7 +747,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 70704,
-        source_hash: 0x45582ec67dcced68,
+        source_hash: 0x8d2389c20f2368b7,
         source: include_str!("rmm_exponent_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -764,7 +764,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 89152,
-        source_hash: 0xdae02f82e66713ad,
+        source_hash: 0x6a8c844ceb30ecde,
         source: include_str!("rmm_exponent_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -781,7 +781,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 107600,
-        source_hash: 0x38f822731c78547f,
+        source_hash: 0xad48ae0936ea1bc2,
         source: include_str!("rmm_exponent_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -798,7 +798,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 126048,
-        source_hash: 0x2985bb5bcbafc481,
+        source_hash: 0xdbed434a022fee31,
         source: include_str!("rmm_exponent_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -815,7 +815,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 144496,
-        source_hash: 0xa21c9ab44242e424,
+        source_hash: 0x84a7a6fdf25d83c3,
         source: include_str!("rmm_exponent_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -832,7 +832,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 162944,
-        source_hash: 0x3cdc8abedf438449,
+        source_hash: 0x67ead0911367bfc9,
         source: include_str!("rmm_exponent_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -849,7 +849,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 181392,
-        source_hash: 0xd0f8eafbcb0bbbfc,
+        source_hash: 0x8b4598596d220f7a,
         source: include_str!("rmm_exponent_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -866,7 +866,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 74800,
-        source_hash: 0x65a2008972f44530,
+        source_hash: 0x82fe283a042a748f,
         source: include_str!("rmm_exponent_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -883,7 +883,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 95296,
-        source_hash: 0x9b5e35d4de0ca457,
+        source_hash: 0xf321988592d952de,
         source: include_str!("rmm_exponent_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -900,7 +900,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 115792,
-        source_hash: 0x711c3495cd8d5de7,
+        source_hash: 0xedfb8ab4d2683fe1,
         source: include_str!("rmm_exponent_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -917,7 +917,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 136288,
-        source_hash: 0xfdca15cc7c6f4de3,
+        source_hash: 0xe87499a62b30039f,
         source: include_str!("rmm_exponent_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -934,7 +934,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 156784,
-        source_hash: 0xd4c489a32ef29f0d,
+        source_hash: 0xd3e31c2a5fc4a700,
         source: include_str!("rmm_exponent_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -951,7 +951,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 177280,
-        source_hash: 0x24109dc1e282f657,
+        source_hash: 0x7fd1b1f0715221bc,
         source: include_str!("rmm_exponent_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -968,7 +968,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 197776,
-        source_hash: 0x2d752f6863c3582d,
+        source_hash: 0xd2e99fb447b6f8fb,
         source: include_str!("rmm_exponent_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -985,7 +985,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 82992,
-        source_hash: 0xf86767194b3383a9,
+        source_hash: 0xa67901a23e0fd111,
         source: include_str!("rmm_exponent_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -1002,7 +1002,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 107584,
-        source_hash: 0x0fc78ca04d63f969,
+        source_hash: 0x210b2d1fcf0b79b2,
         source: include_str!("rmm_exponent_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -1019,7 +1019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 132176,
-        source_hash: 0x0b1aec438ee36a09,
+        source_hash: 0x147dd34cd8902688,
         source: include_str!("rmm_exponent_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -1036,7 +1036,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 156768,
-        source_hash: 0x711ec268f4d6ee4b,
+        source_hash: 0x2dbffe46504ecfea,
         source: include_str!("rmm_exponent_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -1053,7 +1053,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 181360,
-        source_hash: 0x3a5d967f9fdf743b,
+        source_hash: 0x8c5c53279cd37d71,
         source: include_str!("rmm_exponent_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -1070,7 +1070,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 205952,
-        source_hash: 0xf2946669dbbe6b1f,
+        source_hash: 0x2dfdfb8bfa3814e3,
         source: include_str!("rmm_exponent_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -1087,7 +1087,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 230544,
-        source_hash: 0x9610d77777402c51,
+        source_hash: 0x106ffec24a673e06,
         source: include_str!("rmm_exponent_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -1104,7 +1104,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99376,
-        source_hash: 0xf9c58f4c4dced733,
+        source_hash: 0xab40758a5ad348cf,
         source: include_str!("rmm_exponent_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -1121,7 +1121,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132160,
-        source_hash: 0x371d22d664d08057,
+        source_hash: 0xb08853443efda7ae,
         source: include_str!("rmm_exponent_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -1138,7 +1138,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164944,
-        source_hash: 0xdf4eb53878cfbe53,
+        source_hash: 0x48aa31a27fe8bb00,
         source: include_str!("rmm_exponent_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -1155,7 +1155,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197728,
-        source_hash: 0x7fac3a7adcfdd07a,
+        source_hash: 0x27414f065ba32088,
         source: include_str!("rmm_exponent_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -1172,7 +1172,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230512,
-        source_hash: 0x76df191f7fd95753,
+        source_hash: 0x1fa0a0e3952344a9,
         source: include_str!("rmm_exponent_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -1189,7 +1189,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 132144,
-        source_hash: 0xa72e65a137ea1aed,
+        source_hash: 0x57effe0a1839aa50,
         source: include_str!("rmm_exponent_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -1206,7 +1206,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 181312,
-        source_hash: 0x15ae51ba03d3126e,
+        source_hash: 0xd86a0dcd3ceee58e,
         source: include_str!("rmm_exponent_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -1223,7 +1223,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 230480,
-        source_hash: 0xe0f1355ffb6f5c18,
+        source_hash: 0x3eaf7595fb2bb892,
         source: include_str!("rmm_exponent_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -1239,8 +1239,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 8,
         },
-        dynamic_smem: 69168,
-        source_hash: 0x143079b124220720,
+        dynamic_smem: 70704,
+        source_hash: 0x6891617fa2f8f711,
         source: include_str!("rmm_palette_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1256,8 +1256,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 8,
         },
-        dynamic_smem: 82752,
-        source_hash: 0x4cd3680aa28e44d1,
+        dynamic_smem: 85056,
+        source_hash: 0x2d2a4c81585ec52b,
         source: include_str!("rmm_palette_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1273,8 +1273,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 8,
         },
-        dynamic_smem: 96336,
-        source_hash: 0x863ab20e110827c9,
+        dynamic_smem: 99408,
+        source_hash: 0xcfcbbe2efe4533e2,
         source: include_str!("rmm_palette_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1290,8 +1290,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 8,
         },
-        dynamic_smem: 109920,
-        source_hash: 0x37d58e35ff6e4a17,
+        dynamic_smem: 113760,
+        source_hash: 0x3d34656757e3d0ab,
         source: include_str!("rmm_palette_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1307,8 +1307,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 8,
         },
-        dynamic_smem: 123504,
-        source_hash: 0x61e6bd0f8234cc81,
+        dynamic_smem: 128112,
+        source_hash: 0xf01a2ad7f2e7a7e3,
         source: include_str!("rmm_palette_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1324,8 +1324,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 8,
         },
-        dynamic_smem: 137088,
-        source_hash: 0xfde06a1c34b9e4e0,
+        dynamic_smem: 142464,
+        source_hash: 0x0efcf2e12d5c25d2,
         source: include_str!("rmm_palette_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1341,8 +1341,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 8,
         },
-        dynamic_smem: 150672,
-        source_hash: 0xe47f5bc247fcb3f2,
+        dynamic_smem: 156816,
+        source_hash: 0x6766f1b2a60a86d6,
         source: include_str!("rmm_palette_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1358,8 +1358,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 16,
         },
-        dynamic_smem: 71216,
-        source_hash: 0xc11e570041c06d6f,
+        dynamic_smem: 72752,
+        source_hash: 0x6ff8dc92c16fab64,
         source: include_str!("rmm_palette_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1375,8 +1375,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 16,
         },
-        dynamic_smem: 85824,
-        source_hash: 0xc05b6bc8d0fc2211,
+        dynamic_smem: 88128,
+        source_hash: 0x64036a48d9cb925f,
         source: include_str!("rmm_palette_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1392,8 +1392,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 16,
         },
-        dynamic_smem: 100432,
-        source_hash: 0xdba4934b9d77b58f,
+        dynamic_smem: 103504,
+        source_hash: 0x671033dfdee3dd77,
         source: include_str!("rmm_palette_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1409,8 +1409,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 16,
         },
-        dynamic_smem: 115040,
-        source_hash: 0x2d4ce68a1df9a967,
+        dynamic_smem: 118880,
+        source_hash: 0xc73bf13ee9c1e259,
         source: include_str!("rmm_palette_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1426,8 +1426,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 16,
         },
-        dynamic_smem: 129648,
-        source_hash: 0xd5204ab66f2a9a42,
+        dynamic_smem: 134256,
+        source_hash: 0x253f41050da4ee27,
         source: include_str!("rmm_palette_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1443,8 +1443,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 16,
         },
-        dynamic_smem: 144256,
-        source_hash: 0x0b34d232a6caef0d,
+        dynamic_smem: 149632,
+        source_hash: 0xdb40bf4291ba67ad,
         source: include_str!("rmm_palette_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1460,8 +1460,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 16,
         },
-        dynamic_smem: 158864,
-        source_hash: 0x40170128e8432619,
+        dynamic_smem: 165008,
+        source_hash: 0x9cd012d44d854365,
         source: include_str!("rmm_palette_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1477,8 +1477,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 32,
         },
-        dynamic_smem: 75312,
-        source_hash: 0x2976663464f32261,
+        dynamic_smem: 76848,
+        source_hash: 0xcdf1eb0c909354ce,
         source: include_str!("rmm_palette_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1494,8 +1494,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 32,
         },
-        dynamic_smem: 91968,
-        source_hash: 0x7e455748b085e235,
+        dynamic_smem: 94272,
+        source_hash: 0xd353b11bc24867b1,
         source: include_str!("rmm_palette_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1511,8 +1511,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 32,
         },
-        dynamic_smem: 108624,
-        source_hash: 0x0ebd717c0cc0be64,
+        dynamic_smem: 111696,
+        source_hash: 0x1ab48fd60f3786bd,
         source: include_str!("rmm_palette_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1528,8 +1528,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 32,
         },
-        dynamic_smem: 125280,
-        source_hash: 0x348e1251c3406792,
+        dynamic_smem: 129120,
+        source_hash: 0x0ba89c354b6d4de6,
         source: include_str!("rmm_palette_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1545,8 +1545,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 32,
         },
-        dynamic_smem: 141936,
-        source_hash: 0xc51def1d2fdb03ce,
+        dynamic_smem: 146544,
+        source_hash: 0xdc776edd6b862526,
         source: include_str!("rmm_palette_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1562,8 +1562,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 32,
         },
-        dynamic_smem: 158592,
-        source_hash: 0x538a3f1c34a7314e,
+        dynamic_smem: 163968,
+        source_hash: 0x7d64ce351cbe7dd5,
         source: include_str!("rmm_palette_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1579,8 +1579,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 32,
         },
-        dynamic_smem: 175248,
-        source_hash: 0x15527049ff581f43,
+        dynamic_smem: 181392,
+        source_hash: 0xab445a43afe30f42,
         source: include_str!("rmm_palette_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1596,8 +1596,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 64,
         },
-        dynamic_smem: 83504,
-        source_hash: 0x75f0c44fb8647d01,
+        dynamic_smem: 85040,
+        source_hash: 0x052f7c9b55557630,
         source: include_str!("rmm_palette_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1613,8 +1613,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 64,
         },
-        dynamic_smem: 104256,
-        source_hash: 0xc28389984614e710,
+        dynamic_smem: 106560,
+        source_hash: 0x21324921a8147c3e,
         source: include_str!("rmm_palette_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1630,8 +1630,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 64,
         },
-        dynamic_smem: 125008,
-        source_hash: 0x442cf09364ffd431,
+        dynamic_smem: 128080,
+        source_hash: 0xadbc2f643553ab18,
         source: include_str!("rmm_palette_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1647,8 +1647,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 64,
         },
-        dynamic_smem: 145760,
-        source_hash: 0x8b1867b22765b0dc,
+        dynamic_smem: 149600,
+        source_hash: 0x43669e81a01c9506,
         source: include_str!("rmm_palette_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1664,8 +1664,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 64,
         },
-        dynamic_smem: 166512,
-        source_hash: 0x0e32f4b2e4452bdc,
+        dynamic_smem: 171120,
+        source_hash: 0x3e5e58a8ab95e899,
         source: include_str!("rmm_palette_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1681,8 +1681,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 64,
         },
-        dynamic_smem: 187264,
-        source_hash: 0x1b43de443110f3df,
+        dynamic_smem: 192640,
+        source_hash: 0x7b87b14eacb92a6b,
         source: include_str!("rmm_palette_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1698,8 +1698,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 64,
         },
-        dynamic_smem: 208016,
-        source_hash: 0xa7d5b2170ea50dc6,
+        dynamic_smem: 214160,
+        source_hash: 0x3021681395409245,
         source: include_str!("rmm_palette_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1715,8 +1715,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 128,
         },
-        dynamic_smem: 99888,
-        source_hash: 0xdf40d9da57cd4aa2,
+        dynamic_smem: 101424,
+        source_hash: 0xfaa85ba8d059a269,
         source: include_str!("rmm_palette_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1732,8 +1732,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 128,
         },
-        dynamic_smem: 128832,
-        source_hash: 0xf89f3cea36abe4b9,
+        dynamic_smem: 131136,
+        source_hash: 0x0c7ce4d76f5deb8e,
         source: include_str!("rmm_palette_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1749,8 +1749,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 128,
         },
-        dynamic_smem: 157776,
-        source_hash: 0x0c3868163a3a2e87,
+        dynamic_smem: 160848,
+        source_hash: 0xbe45d3b86b25367f,
         source: include_str!("rmm_palette_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1766,8 +1766,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 128,
         },
-        dynamic_smem: 186720,
-        source_hash: 0x85824870a9d73878,
+        dynamic_smem: 190560,
+        source_hash: 0x8d7a7b97bfa5ec11,
         source: include_str!("rmm_palette_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1783,8 +1783,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 128,
         },
-        dynamic_smem: 215664,
-        source_hash: 0x716fbf4635029559,
+        dynamic_smem: 220272,
+        source_hash: 0x0bedb0c758080c87,
         source: include_str!("rmm_palette_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1800,8 +1800,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 256,
         },
-        dynamic_smem: 132656,
-        source_hash: 0xe0b725505ad0d0c0,
+        dynamic_smem: 134192,
+        source_hash: 0xc886584be6eb1a2d,
         source: include_str!("rmm_palette_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1817,8 +1817,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 256,
         },
-        dynamic_smem: 177984,
-        source_hash: 0x1c984e30130dbbfa,
+        dynamic_smem: 180288,
+        source_hash: 0x6d69a394607cbc83,
         source: include_str!("rmm_palette_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1834,8 +1834,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 256,
         },
-        dynamic_smem: 223312,
-        source_hash: 0xc7203b68c4fe8c73,
+        dynamic_smem: 226384,
+        source_hash: 0x0c9051cfdc9bfa75,
         source: include_str!("rmm_palette_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1851,8 +1851,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 8,
         },
-        dynamic_smem: 69168,
-        source_hash: 0xf702f2e09c685ff6,
+        dynamic_smem: 70704,
+        source_hash: 0xf7a6038c279b40be,
         source: include_str!("rmm_palette_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -1868,8 +1868,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 8,
         },
-        dynamic_smem: 82752,
-        source_hash: 0x2a7af56d342516a4,
+        dynamic_smem: 85056,
+        source_hash: 0x731e726fd9437e4b,
         source: include_str!("rmm_palette_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -1885,8 +1885,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 8,
         },
-        dynamic_smem: 96336,
-        source_hash: 0x59f38fbd935dbf69,
+        dynamic_smem: 99408,
+        source_hash: 0xdcdff04702029b1f,
         source: include_str!("rmm_palette_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -1902,8 +1902,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 8,
         },
-        dynamic_smem: 109920,
-        source_hash: 0xfb5b886aa34c6d2e,
+        dynamic_smem: 113760,
+        source_hash: 0x207da50aa76eee65,
         source: include_str!("rmm_palette_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -1919,8 +1919,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 8,
         },
-        dynamic_smem: 123504,
-        source_hash: 0x596837b3e95b0ad3,
+        dynamic_smem: 128112,
+        source_hash: 0xfd00bbb82a11d1a6,
         source: include_str!("rmm_palette_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -1936,8 +1936,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 8,
         },
-        dynamic_smem: 137088,
-        source_hash: 0xad6535752554bf4b,
+        dynamic_smem: 142464,
+        source_hash: 0x4e13c2ec5bfc0238,
         source: include_str!("rmm_palette_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -1953,8 +1953,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 8,
         },
-        dynamic_smem: 150672,
-        source_hash: 0x3d05e67de2caf092,
+        dynamic_smem: 156816,
+        source_hash: 0xefe7ad0d26fc5689,
         source: include_str!("rmm_palette_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -1970,8 +1970,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 16,
         },
-        dynamic_smem: 71216,
-        source_hash: 0xc4e974f138135973,
+        dynamic_smem: 72752,
+        source_hash: 0xb862d92072a05d88,
         source: include_str!("rmm_palette_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -1987,8 +1987,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 16,
         },
-        dynamic_smem: 85824,
-        source_hash: 0x94f4ad2793b59583,
+        dynamic_smem: 88128,
+        source_hash: 0x2182e23875457380,
         source: include_str!("rmm_palette_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -2004,8 +2004,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 16,
         },
-        dynamic_smem: 100432,
-        source_hash: 0xd89342bb1533896f,
+        dynamic_smem: 103504,
+        source_hash: 0x0d6963de0d30e670,
         source: include_str!("rmm_palette_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -2021,8 +2021,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 16,
         },
-        dynamic_smem: 115040,
-        source_hash: 0xa8e83a96be7dbda6,
+        dynamic_smem: 118880,
+        source_hash: 0x2a6d8a3e22f72510,
         source: include_str!("rmm_palette_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -2038,8 +2038,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 16,
         },
-        dynamic_smem: 129648,
-        source_hash: 0x40a206ccf1abcb1f,
+        dynamic_smem: 134256,
+        source_hash: 0x2ad0d7b2da335601,
         source: include_str!("rmm_palette_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -2055,8 +2055,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 16,
         },
-        dynamic_smem: 144256,
-        source_hash: 0xa5e856028f9d5539,
+        dynamic_smem: 149632,
+        source_hash: 0xf1f01a2f4df8279b,
         source: include_str!("rmm_palette_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -2072,8 +2072,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 16,
         },
-        dynamic_smem: 158864,
-        source_hash: 0xe19199e114c9b3dc,
+        dynamic_smem: 165008,
+        source_hash: 0xf52755f5dde3ef4d,
         source: include_str!("rmm_palette_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -2089,8 +2089,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 32,
         },
-        dynamic_smem: 75312,
-        source_hash: 0x4b907448da55099d,
+        dynamic_smem: 76848,
+        source_hash: 0x57c0f27227943802,
         source: include_str!("rmm_palette_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -2106,8 +2106,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 32,
         },
-        dynamic_smem: 91968,
-        source_hash: 0x7a5ad13c32b32a33,
+        dynamic_smem: 94272,
+        source_hash: 0x6eaab4981042b58e,
         source: include_str!("rmm_palette_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -2123,8 +2123,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 32,
         },
-        dynamic_smem: 108624,
-        source_hash: 0x00578707c11778be,
+        dynamic_smem: 111696,
+        source_hash: 0xf8a7ede6e6b7fcf2,
         source: include_str!("rmm_palette_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -2140,8 +2140,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 32,
         },
-        dynamic_smem: 125280,
-        source_hash: 0x0237287223529b91,
+        dynamic_smem: 129120,
+        source_hash: 0x29b961bd620f954b,
         source: include_str!("rmm_palette_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -2157,8 +2157,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 32,
         },
-        dynamic_smem: 141936,
-        source_hash: 0x1234c8d78be10c87,
+        dynamic_smem: 146544,
+        source_hash: 0x4aec3f6a0f522638,
         source: include_str!("rmm_palette_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -2174,8 +2174,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 32,
         },
-        dynamic_smem: 158592,
-        source_hash: 0x96df2d2b970993f5,
+        dynamic_smem: 163968,
+        source_hash: 0x2c53f0443778df41,
         source: include_str!("rmm_palette_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -2191,8 +2191,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 32,
         },
-        dynamic_smem: 175248,
-        source_hash: 0xfab98192fa0ec6ac,
+        dynamic_smem: 181392,
+        source_hash: 0x9c53580b7e8fa63a,
         source: include_str!("rmm_palette_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -2208,8 +2208,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 64,
         },
-        dynamic_smem: 83504,
-        source_hash: 0x8daae3d3b2cf92ca,
+        dynamic_smem: 85040,
+        source_hash: 0x52ec914b118c2600,
         source: include_str!("rmm_palette_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -2225,8 +2225,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 64,
         },
-        dynamic_smem: 104256,
-        source_hash: 0xb92ea56a488c7ac8,
+        dynamic_smem: 106560,
+        source_hash: 0x3f3ee03666e6ea7f,
         source: include_str!("rmm_palette_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -2242,8 +2242,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 64,
         },
-        dynamic_smem: 125008,
-        source_hash: 0x2b44edf4b31cd3d4,
+        dynamic_smem: 128080,
+        source_hash: 0x6ecb895244b4b161,
         source: include_str!("rmm_palette_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -2259,8 +2259,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 64,
         },
-        dynamic_smem: 145760,
-        source_hash: 0xda040f6e93552ace,
+        dynamic_smem: 149600,
+        source_hash: 0xc5481227285161b6,
         source: include_str!("rmm_palette_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -2276,8 +2276,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 64,
         },
-        dynamic_smem: 166512,
-        source_hash: 0x213903957f17898a,
+        dynamic_smem: 171120,
+        source_hash: 0xef53ef57f22cfe86,
         source: include_str!("rmm_palette_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -2293,8 +2293,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 64,
         },
-        dynamic_smem: 187264,
-        source_hash: 0x0e8ea7f5ef1632c4,
+        dynamic_smem: 192640,
+        source_hash: 0x58df95df369dbdc2,
         source: include_str!("rmm_palette_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -2310,8 +2310,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 64,
         },
-        dynamic_smem: 208016,
-        source_hash: 0xeeac740b54302c55,
+        dynamic_smem: 214160,
+        source_hash: 0x4f4f9828559bda9b,
         source: include_str!("rmm_palette_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -2327,8 +2327,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 128,
         },
-        dynamic_smem: 99888,
-        source_hash: 0x4547ed4d4828ab28,
+        dynamic_smem: 101424,
+        source_hash: 0x844bb873ee30c5e6,
         source: include_str!("rmm_palette_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -2344,8 +2344,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 128,
         },
-        dynamic_smem: 128832,
-        source_hash: 0xdaa2509f0686e1dd,
+        dynamic_smem: 131136,
+        source_hash: 0x39ddeb18352a6767,
         source: include_str!("rmm_palette_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -2361,8 +2361,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 128,
         },
-        dynamic_smem: 157776,
-        source_hash: 0x04e24e4f48f97934,
+        dynamic_smem: 160848,
+        source_hash: 0xbfa06b39f4199861,
         source: include_str!("rmm_palette_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -2378,8 +2378,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 128,
         },
-        dynamic_smem: 186720,
-        source_hash: 0x52ce29fd54dff372,
+        dynamic_smem: 190560,
+        source_hash: 0xa693380e60da82bf,
         source: include_str!("rmm_palette_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -2395,8 +2395,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 128,
         },
-        dynamic_smem: 215664,
-        source_hash: 0xd467a60407f58d48,
+        dynamic_smem: 220272,
+        source_hash: 0x358e5711a9681be0,
         source: include_str!("rmm_palette_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -2412,8 +2412,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 256,
         },
-        dynamic_smem: 132656,
-        source_hash: 0x9f2d7cbad6e8482e,
+        dynamic_smem: 134192,
+        source_hash: 0xe9cab0a96fabe3d8,
         source: include_str!("rmm_palette_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -2429,8 +2429,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 256,
         },
-        dynamic_smem: 177984,
-        source_hash: 0xf0aee3f460ee68c3,
+        dynamic_smem: 180288,
+        source_hash: 0xc264a43af29064cc,
         source: include_str!("rmm_palette_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -2446,8 +2446,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             rows_per_cta: 128,
             tile_n: 256,
         },
-        dynamic_smem: 223312,
-        source_hash: 0xd43ec27f3a5c066b,
+        dynamic_smem: 226384,
+        source_hash: 0x1a61e61e1a6ac638,
         source: include_str!("rmm_palette_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -2464,7 +2464,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 35888,
-        source_hash: 0xa2c4aeee6aea9f14,
+        source_hash: 0xabc585c5717e556b,
         source: include_str!("rmm_raw_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2481,7 +2481,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 53312,
-        source_hash: 0xca23db65a3e2da73,
+        source_hash: 0xd742d6ac19a8de3b,
         source: include_str!("rmm_raw_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2498,7 +2498,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 70736,
-        source_hash: 0x449f294d2cb379a5,
+        source_hash: 0xed0c0459f974c7e8,
         source: include_str!("rmm_raw_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2515,7 +2515,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 88160,
-        source_hash: 0x3a7ba43d2bb82b81,
+        source_hash: 0x1ecd2653ba8b7304,
         source: include_str!("rmm_raw_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2532,7 +2532,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 105584,
-        source_hash: 0x172abf65ed694e82,
+        source_hash: 0x33b429c4a473cba3,
         source: include_str!("rmm_raw_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2549,7 +2549,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 123008,
-        source_hash: 0x7c15151d6127edb2,
+        source_hash: 0x81f1187a290ce65f,
         source: include_str!("rmm_raw_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2566,7 +2566,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 140432,
-        source_hash: 0x8b167ee063840455,
+        source_hash: 0xd8f00910e0223696,
         source: include_str!("rmm_raw_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2583,7 +2583,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 37936,
-        source_hash: 0xf91d1ffb4d86a2f1,
+        source_hash: 0x6bc1e9e85969655e,
         source: include_str!("rmm_raw_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2600,7 +2600,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 56384,
-        source_hash: 0x3293c06cbb425794,
+        source_hash: 0x4f1a6e79b28aed70,
         source: include_str!("rmm_raw_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2617,7 +2617,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 74832,
-        source_hash: 0xe4d9f449844f22f0,
+        source_hash: 0x112cf7936f5f9d8d,
         source: include_str!("rmm_raw_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2634,7 +2634,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 93280,
-        source_hash: 0xea62b1f93157c241,
+        source_hash: 0x2fd5b757d674eeac,
         source: include_str!("rmm_raw_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2651,7 +2651,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 111728,
-        source_hash: 0x9e19fce59418d46a,
+        source_hash: 0x0e0563fd54ec243b,
         source: include_str!("rmm_raw_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2668,7 +2668,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 130176,
-        source_hash: 0xa5ec7b974c846df8,
+        source_hash: 0x0ed6aa788eb593c6,
         source: include_str!("rmm_raw_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2685,7 +2685,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 148624,
-        source_hash: 0xde3630b466c37f10,
+        source_hash: 0x3676bfb001eef673,
         source: include_str!("rmm_raw_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2702,7 +2702,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 42032,
-        source_hash: 0x634703cca0a13a65,
+        source_hash: 0x7771e881fb3d7389,
         source: include_str!("rmm_raw_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2719,7 +2719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 62528,
-        source_hash: 0x65c0803c613cf965,
+        source_hash: 0x6d9a8970520c5d72,
         source: include_str!("rmm_raw_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2736,7 +2736,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 83024,
-        source_hash: 0xab10a9073c9be8dd,
+        source_hash: 0x306f0634e8c89da8,
         source: include_str!("rmm_raw_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2753,7 +2753,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 103520,
-        source_hash: 0x90dc2b478e65bce2,
+        source_hash: 0x4c377e32e2822f4c,
         source: include_str!("rmm_raw_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2770,7 +2770,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 124016,
-        source_hash: 0x28e4c2d452597a27,
+        source_hash: 0x6aeee0b297582ac8,
         source: include_str!("rmm_raw_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2787,7 +2787,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144512,
-        source_hash: 0xf7b27be642a3a357,
+        source_hash: 0xf9babe6b362a8ae0,
         source: include_str!("rmm_raw_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2804,7 +2804,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 165008,
-        source_hash: 0x83d179339036e6d9,
+        source_hash: 0x40396e76662245a6,
         source: include_str!("rmm_raw_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2821,7 +2821,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 50224,
-        source_hash: 0x8efd880575da0c28,
+        source_hash: 0x48b1353d4b36031a,
         source: include_str!("rmm_raw_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2838,7 +2838,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 74816,
-        source_hash: 0x38ccaa48b0bf110d,
+        source_hash: 0xd2385f1b5dedf13e,
         source: include_str!("rmm_raw_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2855,7 +2855,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 99408,
-        source_hash: 0x6e386ea5267b3acb,
+        source_hash: 0xdd70f04dc3e28c87,
         source: include_str!("rmm_raw_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2872,7 +2872,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 124000,
-        source_hash: 0x0d6ef1f03db8f9b6,
+        source_hash: 0x02fcffd9b8d0e2a2,
         source: include_str!("rmm_raw_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2889,7 +2889,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 148592,
-        source_hash: 0x7e95d1051f408b1f,
+        source_hash: 0xa1dbb564765d8c30,
         source: include_str!("rmm_raw_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2906,7 +2906,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 173184,
-        source_hash: 0xc5dbcc680908d748,
+        source_hash: 0x7e62fe492e28078d,
         source: include_str!("rmm_raw_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2923,7 +2923,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 197776,
-        source_hash: 0xf7808f458c345d56,
+        source_hash: 0x635d75528336e161,
         source: include_str!("rmm_raw_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2940,7 +2940,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 66608,
-        source_hash: 0x0e1058620eb6cc9e,
+        source_hash: 0xa62fa5b7853940a5,
         source: include_str!("rmm_raw_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2957,7 +2957,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99392,
-        source_hash: 0x4eb5bd1ff7ad0412,
+        source_hash: 0xa2ddccfa9ad43094,
         source: include_str!("rmm_raw_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2974,7 +2974,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132176,
-        source_hash: 0x62278f176d29c34b,
+        source_hash: 0x9e5bd6c6ddcafcc5,
         source: include_str!("rmm_raw_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2991,7 +2991,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164960,
-        source_hash: 0xe79936345387b19a,
+        source_hash: 0xa63f81cbfa88513f,
         source: include_str!("rmm_raw_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3008,7 +3008,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197744,
-        source_hash: 0xd4e0efb97b2fd7b4,
+        source_hash: 0x97bb7b7a771cb559,
         source: include_str!("rmm_raw_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3025,7 +3025,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230528,
-        source_hash: 0xb6fcab4f9e4c75ff,
+        source_hash: 0x0d9b89be68a3d7b4,
         source: include_str!("rmm_raw_n128_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3042,7 +3042,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 99376,
-        source_hash: 0x86093da22d39562b,
+        source_hash: 0xb9d099c32a742512,
         source: include_str!("rmm_raw_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3059,7 +3059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 148544,
-        source_hash: 0xbe3979ea0af86969,
+        source_hash: 0xd090b10e82c639b7,
         source: include_str!("rmm_raw_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3076,7 +3076,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 197712,
-        source_hash: 0x0b337fc74e0f26a9,
+        source_hash: 0x16550402687b17c6,
         source: include_str!("rmm_raw_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3093,7 +3093,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 35888,
-        source_hash: 0xc4a7910ae1749695,
+        source_hash: 0xa089a79f33f3e9b2,
         source: include_str!("rmm_raw_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -3110,7 +3110,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 53312,
-        source_hash: 0x498b0007218bf5c1,
+        source_hash: 0x7116bb5dc109ef29,
         source: include_str!("rmm_raw_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -3127,7 +3127,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 70736,
-        source_hash: 0xbbd72933f9dc3552,
+        source_hash: 0xaf61355c3f25d19d,
         source: include_str!("rmm_raw_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -3144,7 +3144,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 88160,
-        source_hash: 0x2d16f467a9bbe568,
+        source_hash: 0x888b9a71b4fe7e3b,
         source: include_str!("rmm_raw_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -3161,7 +3161,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 105584,
-        source_hash: 0x76ea838cf319b45e,
+        source_hash: 0x1e927cff2972aff1,
         source: include_str!("rmm_raw_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -3178,7 +3178,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 123008,
-        source_hash: 0xbb8ba38c67f8fc1f,
+        source_hash: 0x11c503eb91dc76c2,
         source: include_str!("rmm_raw_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -3195,7 +3195,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 140432,
-        source_hash: 0xb180ab77d2959bca,
+        source_hash: 0xfdc64f6d1f804b71,
         source: include_str!("rmm_raw_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -3212,7 +3212,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 37936,
-        source_hash: 0x7001375164eea7f3,
+        source_hash: 0x869446925471257f,
         source: include_str!("rmm_raw_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -3229,7 +3229,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 56384,
-        source_hash: 0x6fed71451c047419,
+        source_hash: 0x3d35c1a310d9d42e,
         source: include_str!("rmm_raw_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -3246,7 +3246,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 74832,
-        source_hash: 0x293efa99f0216498,
+        source_hash: 0xe8fcd1e35ff148d6,
         source: include_str!("rmm_raw_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -3263,7 +3263,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 93280,
-        source_hash: 0xb04ab1f997e3979a,
+        source_hash: 0x781f82192b817d35,
         source: include_str!("rmm_raw_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -3280,7 +3280,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 111728,
-        source_hash: 0xf9d74e0d83357c32,
+        source_hash: 0xd52cbf6b51461f39,
         source: include_str!("rmm_raw_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -3297,7 +3297,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 130176,
-        source_hash: 0x95f89cacc690a442,
+        source_hash: 0xbcd2771d8594b7e9,
         source: include_str!("rmm_raw_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -3314,7 +3314,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 148624,
-        source_hash: 0xad3a7125251b4a90,
+        source_hash: 0x908eb919813aef41,
         source: include_str!("rmm_raw_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -3331,7 +3331,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 42032,
-        source_hash: 0xac9cb4b0128c69aa,
+        source_hash: 0xc48ff7f56e816377,
         source: include_str!("rmm_raw_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -3348,7 +3348,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 62528,
-        source_hash: 0x798a6fbe623e3488,
+        source_hash: 0x17d9fcc469605eb8,
         source: include_str!("rmm_raw_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -3365,7 +3365,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 83024,
-        source_hash: 0xfb917aeabc4cd153,
+        source_hash: 0x30766e1e691f6ca6,
         source: include_str!("rmm_raw_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -3382,7 +3382,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 103520,
-        source_hash: 0x2cbdfb6f9c6627d0,
+        source_hash: 0xa2391ad2a89b1901,
         source: include_str!("rmm_raw_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -3399,7 +3399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 124016,
-        source_hash: 0x90c740a4c6fccbb6,
+        source_hash: 0x039967291a03198c,
         source: include_str!("rmm_raw_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -3416,7 +3416,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144512,
-        source_hash: 0x55d244a8d780fabc,
+        source_hash: 0xb8a1d698fda12e34,
         source: include_str!("rmm_raw_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -3433,7 +3433,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 165008,
-        source_hash: 0xc385263777b545e9,
+        source_hash: 0xa47add8ea94abf74,
         source: include_str!("rmm_raw_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -3450,7 +3450,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 50224,
-        source_hash: 0x7089aaf0e340cf00,
+        source_hash: 0x4f24b6d339c4d880,
         source: include_str!("rmm_raw_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -3467,7 +3467,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 74816,
-        source_hash: 0xe86885ed4ed74d1d,
+        source_hash: 0xf8c29736a534b3d7,
         source: include_str!("rmm_raw_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -3484,7 +3484,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 99408,
-        source_hash: 0xc2fd32cc0e8473e8,
+        source_hash: 0x043991a232c74c21,
         source: include_str!("rmm_raw_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -3501,7 +3501,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 124000,
-        source_hash: 0xf21b718ecce9ae62,
+        source_hash: 0x50ca350ba5a5d5ea,
         source: include_str!("rmm_raw_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -3518,7 +3518,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 148592,
-        source_hash: 0x89b7b506a7cdcfc0,
+        source_hash: 0xdc5f2014e08ce39a,
         source: include_str!("rmm_raw_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -3535,7 +3535,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 173184,
-        source_hash: 0xafd7d4fe56f65cbf,
+        source_hash: 0xe0eaea984dbf6d55,
         source: include_str!("rmm_raw_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -3552,7 +3552,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 197776,
-        source_hash: 0x63dc7bc9442b4a94,
+        source_hash: 0xa44d9600474f123e,
         source: include_str!("rmm_raw_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -3569,7 +3569,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 66608,
-        source_hash: 0x7828cbed029f1d37,
+        source_hash: 0x18b5bf0668485dc7,
         source: include_str!("rmm_raw_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -3586,7 +3586,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99392,
-        source_hash: 0x5f0e4507766b2100,
+        source_hash: 0x927643bf88894f7f,
         source: include_str!("rmm_raw_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -3603,7 +3603,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132176,
-        source_hash: 0xd8c9130f31bc1c1e,
+        source_hash: 0x2327ee0c09d83526,
         source: include_str!("rmm_raw_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -3620,7 +3620,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164960,
-        source_hash: 0x4b55e63ca7f63968,
+        source_hash: 0x10ec6f52141faf84,
         source: include_str!("rmm_raw_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -3637,7 +3637,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197744,
-        source_hash: 0x55260ac15e480378,
+        source_hash: 0xf1fdf397247185eb,
         source: include_str!("rmm_raw_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -3654,7 +3654,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230528,
-        source_hash: 0xb9c4e3047694badf,
+        source_hash: 0xbe02ded703f6fb13,
         source: include_str!("rmm_raw_n128_s7_t.cu"),
     },
     RegistryEntry {
@@ -3671,7 +3671,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 99376,
-        source_hash: 0xafdd9db0501787cb,
+        source_hash: 0xb857f0fe8ed21f1e,
         source: include_str!("rmm_raw_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -3688,7 +3688,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 148544,
-        source_hash: 0xdd6e6d9ff4d239b0,
+        source_hash: 0x8ddf9beb67e19adf,
         source: include_str!("rmm_raw_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -3705,7 +3705,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 197712,
-        source_hash: 0x0be3b2c5fd52e5e9,
+        source_hash: 0x37599e9128012746,
         source: include_str!("rmm_raw_n256_s4_t.cu"),
     },
     RegistryEntry {

@@ -15,10 +15,11 @@ pub const SMEM_LIMIT: u32 = 232_448;
 pub const SM_SMEM: u32 = 233_472;
 /// 32-bit registers per SM.
 pub const SM_REGS: u32 = 65_536;
-/// Widest tile that runs two CTAs per SM (when both fit the SM's shared memory): narrow tiles do
-/// little wgmma work per stage, so a second CTA could hide the rebuild latency. 0 = one CTA per SM
-/// everywhere, which is what templates/rmm.cu.tera's `__launch_bounds__(threads, 1)` compiles for;
-/// raise it only together with a template that reads `ctas_per_sm`.
+/// Widest tile that runs two CTAs per SM (when both fit the SM's shared memory). Measured on the
+/// H100 (2026-11-22): a second CTA did not speed up narrow tiles — the palette rebuild is bound by
+/// the SM's issue rate, not latency — so 0 = one CTA per SM everywhere, which is what
+/// templates/rmm.cu.tera's `__launch_bounds__(threads, 1)` compiles for; raise it only together
+/// with a template that reads `ctas_per_sm`.
 pub const RMM_TWO_CTA_MAX_TILE_N: u32 = 0;
 
 /// Registers per thread ptxas allocates under `__launch_bounds__(threads, ctas)` (a multiple of 8).
@@ -190,9 +191,10 @@ pub struct RmmLayout {
     pub consumer_regs: u32,
 }
 
-/// Escaped groups staged per palette stage: escapes are ~1% of groups, so a 128-group tile
-/// rarely has more than 4.
-pub const RMM_ESC_CAP: u32 = 4;
+/// Escaped groups staged per palette stage (more are read from global memory, on the consumers'
+/// critical path). Escapes are ~1-2% of groups, so a 128-group tile has ~2 on average and more
+/// than 4 in a few % of stages; 16 makes the slow path practically unused for 1 KB per stage.
+pub const RMM_ESC_CAP: u32 = 16;
 /// k blocks (of 64) per split whose escape records a palette CTA keeps in shared memory
 /// (docs/CONTRACT.md: 256, so k ≤ 16384 — a 14336-wide down projection — needs no forced split).
 pub const RMM_MAX_KB: u32 = 256;
