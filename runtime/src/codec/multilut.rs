@@ -9,9 +9,12 @@ use super::{CodecError, HuffmanStream, MAX_CODE_LEN};
 const MAX_SYMBOLS: u32 = 6;
 /// Bytes a decode buffer needs past its last symbol: each step stores 8 bytes.
 pub const SLACK: usize = 8;
+/// Entry where no code matches: flagged in bit 63, and shaped like a one-symbol, 12-bit step so
+/// the fast loop keeps moving and checks the flag once at its end instead of at every step.
+const INVALID: u64 = 1 << 63 | 12 << 56 | 1 << 52 | 12 << 48;
 
 /// Entry layout (u64): bytes 0..6 = output bytes of up to 6 symbols, bits 48..52 = bits consumed,
-/// bits 52..56 = symbol count (0: no code matches), bits 56..60 = length of the first code.
+/// bits 52..56 = symbol count, bits 56..60 = length of the first code, bit 63 = no code matches.
 pub struct MultiLut(Vec<u64>);
 
 impl MultiLut {
@@ -35,7 +38,11 @@ impl MultiLut {
                 used += len;
                 count += 1;
             }
-            *entry = bytes | (used as u64) << 48 | (count as u64) << 52 | first << 56;
+            *entry = if count == 0 {
+                INVALID
+            } else {
+                bytes | (used as u64) << 48 | (count as u64) << 52 | first << 56
+            };
         }
         Ok(MultiLut(table))
     }
@@ -91,17 +98,14 @@ fn decode_lanes(
             problem: "decode buffer shorter than its chunks".into(),
         });
     }
-    let mut bad = None;
-    'outer: while (0..LANES).all(|i| k[i] + ROOM <= end[i]) {
+    let mut flags = 0u64;
+    while (0..LANES).all(|i| k[i] + ROOM <= end[i]) {
         for i in 0..LANES {
             let mut w = load_be_u64(bits, (pos[i] >> 3) as usize) << (pos[i] & 7);
             for _ in 0..4 {
                 let e = table[(w >> (64 - MAX_CODE_LEN)) as usize];
                 let count = (e >> 52) as usize & 15;
-                if count == 0 {
-                    bad = Some(i);
-                    break 'outer;
-                }
+                flags |= e;
                 // SAFETY: k[i] + 8 <= k[i] at loop entry + 18 + 8 <= end[i] <= buf.len() (ROOM
                 // and the assert above), so the 8 bytes are inside `buf`.
                 unsafe {
@@ -120,15 +124,16 @@ fn decode_lanes(
     for (i, l) in lanes.iter_mut().enumerate() {
         (l.pos, l.k) = (pos[i], k[i]);
     }
-    match bad {
-        Some(i) => Err(CodecError::Stream {
+    if flags >> 63 != 0 {
+        return Err(CodecError::Stream {
             problem: format!(
-                "chunk {}: no code matches at bit {}",
-                lanes[i].chunk, lanes[i].pos
+                "chunks {}..={}: a bit pattern matches no code",
+                lanes[0].chunk,
+                lanes[LANES - 1].chunk
             ),
-        }),
-        None => Ok(()),
+        });
     }
+    Ok(())
 }
 
 impl HuffmanStream {
@@ -186,7 +191,7 @@ impl HuffmanStream {
                 let w = load_be_u64(bits, (l.pos >> 3) as usize) << (l.pos & 7);
                 let e = table[(w >> (64 - MAX_CODE_LEN)) as usize];
                 let count = (e >> 52) as usize & 15;
-                if count == 0 {
+                if e >> 63 != 0 {
                     return Err(bad(l));
                 }
                 // Store only inside this lane: the next lane's symbols are already in place.
