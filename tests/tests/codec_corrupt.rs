@@ -221,3 +221,18 @@ proptest! {
         if let Indices::Huffman(h) = &t.indices { prop_assert_eq!(h.decode_lut().len(), 4096); }
     }
 }
+
+#[test]
+fn bits_that_match_no_code_are_an_error() {
+    // One exponent only: the code is the single bit `0`, so any 1 bit matches no code. 80 rows
+    // of 64 give five chunks: four decoded side by side and one alone.
+    let bits: Vec<u16> = (0..80 * 64).map(|i| 0x3F80 | (i as u16 & 0x807F)).collect();
+    let good = compress(&bits, &[80, 64], Orientation::Standard, Encoding::Huffman).unwrap();
+    for at in [0, 100, 300, 520, 639] {
+        let mut t = good.clone();
+        huff(&mut t).bits[at] |= 0x10;
+        let err = decompress(&t).unwrap_err().to_string();
+        assert!(err.contains("no code matches"), "byte {at}: {err}");
+        assert!(decode_exponents(&t).is_err() && decode_palette_indices(&t).is_err());
+    }
+}

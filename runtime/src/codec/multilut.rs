@@ -127,7 +127,7 @@ fn decode_lanes(
     if flags >> 63 != 0 {
         return Err(CodecError::Stream {
             problem: format!(
-                "chunks {}..={}: a bit pattern matches no code",
+                "chunks {}..={}: no code matches the bits at some position",
                 lanes[0].chunk,
                 lanes[LANES - 1].chunk
             ),
