@@ -154,7 +154,7 @@ __device__ __forceinline__ u16 f32_to_bf16(float f) {
 __device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, const u8* w0_tiles, const u8* w1_tiles,
                                      const u8* tile_esc, const u8* esc_exp, u8* smem, u32 full0, u32 empty0,
                                      int kb_begin, int kb_end, int kblocks) {
-  const int n0 = blockIdx.x * BM, m0 = blockIdx.y * BN;
+  const int m0 = blockIdx.y * BN;
   // The split's escape records, copied once: a global load per stage would put a memory round trip on the
   // producer's path (the stage's exponent count is needed before expect_tx).
   const u32 rec_bar = full0 + 16 * STAGES;

@@ -154,7 +154,8 @@ __device__ __forceinline__ u16 f32_to_bf16(float f) {
 __device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, const u8* w0_tiles, const u8* w1_tiles,
                                      const u8* tile_esc, const u8* esc_exp, u8* smem, u32 full0, u32 empty0,
                                      int kb_begin, int kb_end, int kblocks) {
-  const int n0 = blockIdx.x * BM, m0 = blockIdx.y * BN;
+  const int m0 = blockIdx.y * BN;
+  const int n0 = blockIdx.x * BM;
   for (int kb = kb_begin, it = 0; kb < kb_end; ++kb, ++it) {
     const int s = it % STAGES;
     const u32 full = full0 + 8 * s;
