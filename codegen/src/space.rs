@@ -215,7 +215,8 @@ impl RmmLayout {
         let (bm, bk) = (128, 64);
         let raw = v.pipeline == Pipeline::Raw;
         let a_bytes = bm * bk * 2;
-        let a_bufs = if raw { v.stages } else { 2 };
+        // Compressed pipelines rebuild two k blocks per step into alternating pairs of A buffers.
+        let a_bufs = if raw { v.stages } else { 4 };
         let w0_bytes = if raw { 0 } else { bm * bk };
         let w1_bytes = match v.pipeline {
             Pipeline::Raw => 0,
