@@ -96,11 +96,11 @@ __device__ __forceinline__ u32 escape_rank(u32 m0, u32 m1, u32 m2, u32 m3, u32 j
 }
 
 // ---- constants (computed by unweight-codegen; checked again here) ----
-constexpr int BM = 128, BK = 64, BN = 32, STAGES = 4, A_BUFS = 2;
+constexpr int BM = 128, BK = 64, BN = 32, STAGES = 4, A_BUFS = 4;
 constexpr u32 A_BYTES = 16384, B_BYTES = 4096;
 constexpr u32 W0_BYTES = 8192, W1_BYTES = 4096, ESC_BYTES = 1024;
-constexpr u32 OFF_A = 0, OFF_B = 32768, OFF_W0 = 49152, OFF_W1 = 81920;
-constexpr u32 OFF_ESC = 98304, OFF_REC = 102400, OFF_BAR = 110592, SMEM_BYTES = 110672;
+constexpr u32 OFF_A = 0, OFF_B = 65536, OFF_W0 = 81920, OFF_W1 = 114688;
+constexpr u32 OFF_ESC = 131072, OFF_REC = 135168, OFF_BAR = 143360, SMEM_BYTES = 143440;
 constexpr u32 TX_BYTES = 16384;           // per stage, without the escape exponents (palette: counted per stage)
 constexpr u32 ESC_CAP = 16;             // escaped groups per stage staged in smem; more are read from global
 constexpr u32 REC_BYTES = 8192, MAX_KB = 256;  // palette: this CTA's tile_esc records, copied once
@@ -178,84 +178,125 @@ __device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, c
   }
 }
 
-// ---- consumer step 1: rebuild this warpgroup's 64 x 64 bf16 slice of the A tile from the staged bytes ----
-// Thread t handles 4 chunks of 8 consecutive elements along the encoded row (k when standard, n_out when
-// transposed); a chunk becomes one 16-byte swizzled store, eight threads cover one 128-byte row: no bank conflicts.
-// All loads are issued before any store: the stores are asm with a memory clobber, which the compiler may not
-// move loads across, so interleaving them would serialise the four chunks' latencies.
-__device__ __forceinline__ void reconstruct(const u8* smem, int s, int it, u8* a_tile, int cw, int t,
+// ---- consumer step 1: rebuild this warpgroup's 64 x 64 bf16 slices of NB k blocks from the staged bytes ----
+// Thread t handles 4 chunks of 8 consecutive elements per k block along the encoded row (k when standard,
+// n_out when transposed); a chunk becomes one 16-byte swizzled store, eight threads cover one 128-byte row:
+// no bank conflicts. All loads are issued before any store: the stores are asm with a memory clobber, which
+// the compiler may not move loads across, so interleaving them would serialise the chunks' latencies.
+template <int NB>
+__device__ __forceinline__ void reconstruct(const u8* smem, int kb, u8* a_first, int cw, int t,
                                             const u32 (&pal)[4], const u8* esc_exp) {
-  const u8* w0 = smem + OFF_W0 + s * W0_BYTES;
-  const u8* w1 = smem + OFF_W1 + s * W1_BYTES;
-  u64 sm8[4];
-  u32 nib[4];
-  const u32* esc = (const u32*)(smem + OFF_REC) + 8 * it;   // record of this k block
-  const u32 m0 = esc[0], m1 = esc[1], m2 = esc[2], m3 = esc[3];   // 128-bit escape mask of the tile
-  const u32 esc_base = esc[4];
+  u64 sm8[NB][4];
+  u32 nib[NB][4], m0[NB], m1[NB], m2[NB], m3[NB], esc_base[NB], esc4[NB];
 #pragma unroll
-  for (int p = 0; p < 4; ++p) {
-    const int j = t + 128 * p, r = j >> 3, q = j & 7;  // r: row of the 64-row slice, q: 16-byte chunk in it
-    sm8[p] = *(const u64*)(w0 + (64 * cw + r) * 64 + q * 8);          // staged sm [128 n][64 k]
-    nib[p] = *(const u32*)(w1 + (64 * cw + r) * 32 + q * 4);          // staged nibbles [128 n][32 B]
-  }
-  // Escape bits of this thread's 4 chunks: chunk p sits in local group j(p) = 64 cw + t / 8 + 16 p,
-  // so their bits come from fixed words; one rarely taken branch per chunk handles escapes.
-  const u32 wa = cw ? m2 : m0, wb = cw ? m3 : m1;
-  const u32 esc4 = ((wa >> (t >> 3)) & 1u) | (((wa >> ((t >> 3) + 16)) & 1u) << 1) | (((wb >> (t >> 3)) & 1u) << 2) | (((wb >> ((t >> 3) + 16)) & 1u) << 3);
-  u32 v[4][4];
+  for (int b = 0; b < NB; ++b) {
+    const int s = (kb + b) % STAGES;
+    const u8* w0 = smem + OFF_W0 + s * W0_BYTES;
+    const u8* w1 = smem + OFF_W1 + s * W1_BYTES;
 #pragma unroll
-  for (int p = 0; p < 4; ++p) {
-    const int j = t + 128 * p, r = j >> 3, q = j & 7;
-    u32 ex_lo, ex_hi;
-    palette_lookup8(pal, nib[p], ex_lo, ex_hi);
-    if (esc4 & (1u << p)) {                            // escape group (~1%): real exponents, staged by the producer
-      const u32 group = 64 * cw + r;                   // groups run along k: one per row and k block
-      const u32 rank = escape_rank(m0, m1, m2, m3, group);
-      const u8* e = (rank < ESC_CAP ? smem + OFF_ESC + s * ESC_BYTES + rank * 64 : esc_exp + (u64)(esc_base + rank) * 64) + q * 8;
-      ex_lo = *(const u32*)e;
-      ex_hi = *(const u32*)(e + 4);
+    for (int p = 0; p < 4; ++p) {
+      const int j = t + 128 * p, r = j >> 3, q = j & 7;  // r: row of the 64-row slice, q: 16-byte chunk in it
+      sm8[b][p] = *(const u64*)(w0 + (64 * cw + r) * 64 + q * 8);          // staged sm [128 n][64 k]
+      nib[b][p] = *(const u32*)(w1 + (64 * cw + r) * 32 + q * 4);          // staged nibbles [128 n][32 B]
     }
-    bf16x4((u32)sm8[p], ex_lo, v[p][0], v[p][1]);
-    bf16x4((u32)(sm8[p] >> 32), ex_hi, v[p][2], v[p][3]);
+    const u32* esc = (const u32*)(smem + OFF_REC) + 8 * (kb + b);   // this k block's record
+    m0[b] = esc[0]; m1[b] = esc[1]; m2[b] = esc[2]; m3[b] = esc[3]; esc_base[b] = esc[4];
+    // Escape bits of this thread's 4 chunks: chunk p sits in local group j(p) = 64 cw + t / 8 + 16 p,
+    // so their bits come from fixed words; one rarely taken branch per chunk handles escapes.
+    const u32 wa = cw ? m2[b] : m0[b], wb = cw ? m3[b] : m1[b];
+    esc4[b] = ((wa >> (t >> 3)) & 1u) | (((wa >> ((t >> 3) + 16)) & 1u) << 1) | (((wb >> (t >> 3)) & 1u) << 2) | (((wb >> ((t >> 3) + 16)) & 1u) << 3);
+  }
+  u32 v[NB][4][4];
+#pragma unroll
+  for (int b = 0; b < NB; ++b) {
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      const int j = t + 128 * p, r = j >> 3, q = j & 7;
+      u32 ex_lo, ex_hi;
+      palette_lookup8(pal, nib[b][p], ex_lo, ex_hi);
+      if (esc4[b] & (1u << p)) {                       // escape group (~1%): real exponents, staged by the producer
+        const u32 group = 64 * cw + r;                 // groups run along k: one per row and k block
+        const u32 rank = escape_rank(m0[b], m1[b], m2[b], m3[b], group);
+        const u8* e = (rank < ESC_CAP ? smem + OFF_ESC + ((kb + b) % STAGES) * ESC_BYTES + rank * 64
+                                      : esc_exp + (u64)(esc_base[b] + rank) * 64) + q * 8;
+        ex_lo = *(const u32*)e;
+        ex_hi = *(const u32*)(e + 4);
+      }
+      bf16x4((u32)sm8[b][p], ex_lo, v[b][p][0], v[b][p][1]);
+      bf16x4((u32)(sm8[b][p] >> 32), ex_hi, v[b][p][2], v[b][p][3]);
+    }
   }
 #pragma unroll
-  for (int p = 0; p < 4; ++p) {
-    const int j = t + 128 * p, r = j >> 3, q = j & 7;
-    const u32 dst = smem_addr(a_tile + r * 128 + ((q ^ (r & 7)) << 4));
-    asm volatile("st.shared.v4.b32 [%0], { %1, %2, %3, %4 };" :: "r"(dst), "r"(v[p][0]), "r"(v[p][1]), "r"(v[p][2]), "r"(v[p][3]) : "memory");
+  for (int b = 0; b < NB; ++b) {
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      const int j = t + 128 * p, r = j >> 3, q = j & 7;
+      const u32 dst = smem_addr(a_first + b * A_BYTES + r * 128 + ((q ^ (r & 7)) << 4));
+      asm volatile("st.shared.v4.b32 [%0], { %1, %2, %3, %4 };" :: "r"(dst), "r"(v[b][p][0]), "r"(v[b][p][1]), "r"(v[b][p][2]), "r"(v[b][p][3]) : "memory");
+    }
   }
 }
 
 // ---- consumer: wait for a stage, (rebuild,) multiply; release the stage once its wgmma completed ----
+__device__ __forceinline__ void mma_kblock(float (&acc)[ACC], const u8* a_tile, const u8* b_tile) {
+  const u64 da = desc_sw128(smem_addr(a_tile));
+  const u64 db = desc_sw128(smem_addr(b_tile));
+#pragma unroll
+  for (int kk = 0; kk < BK / 16; ++kk)
+    wgmma_m64k16(acc, da + (u64)(kk * 32 >> 4), db + (u64)(kk * 32 >> 4));        // K-major: 16 k = 32 B in the atom
+}
+
+// Steps of KB_STEP k blocks: more independent chunks per thread and less fence/barrier/setup per k block.
+// The A buffers alternate between steps (2 x KB_STEP), so with >= 2 KB_STEP stages wgmma(step j - 1) overlaps
+// rebuild(step j); a shallower ring waits for each step's wgmma and releases its stages at once (holding two
+// steps' stages would leave the producer nothing to fill).
+constexpr int KB_STEP = 2;
+constexpr bool OVERLAP = STAGES >= 2 * KB_STEP;
+static_assert(A_BUFS == 2 * KB_STEP, "two steps of A buffers");
+template <int NB>
+__device__ __forceinline__ void consume(u8* smem, u32 full0, u32 empty0, int kb, int step, int cw, int t,
+                                        const u32 (&pal)[4], const u8* esc_exp, float (&acc)[ACC],
+                                        int prev_kb, int prev_nb) {
+  u8* a_first = smem + OFF_A + (step & 1) * (KB_STEP * A_BYTES) + cw * (A_BYTES / 2);
+#pragma unroll
+  for (int b = 0; b < NB; ++b) mbar_wait(full0 + 8 * ((kb + b) % STAGES), ((kb + b) / STAGES) & 1);
+  reconstruct<NB>(smem, kb, a_first, cw, t, pal, esc_exp);
+  fence_proxy_async_smem();            // st.shared (generic proxy) -> wgmma operand reads (async proxy)
+  named_barrier(1 + cw, 128);          // every thread of this warpgroup wrote its chunks
+  wgmma_fence();
+  keep_live(acc);
+#pragma unroll
+  for (int b = 0; b < NB; ++b) mma_kblock(acc, a_first + b * A_BYTES, smem + OFF_B + ((kb + b) % STAGES) * B_BYTES);
+  wgmma_commit();
+  if (OVERLAP) {
+    wgmma_wait<1>();                   // the previous step's wgmmas are done: release its stages
+    keep_live(acc);
+    for (int b = 0; b < prev_nb; ++b) mbar_arrive(empty0 + 8 * ((prev_kb + b) % STAGES));
+  } else {
+    wgmma_wait<0>();
+    keep_live(acc);
+#pragma unroll
+    for (int b = 0; b < NB; ++b) mbar_arrive(empty0 + 8 * ((kb + b) % STAGES));
+  }
+}
 __device__ __forceinline__ void compute(u8* smem, u32 full0, u32 empty0, int iters, int cw, int t,
                                         const u8* palette, const u8* esc_exp, float (&acc)[ACC]) {
   u32 pal[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) pal[i] = ((const u32*)palette)[i];
+  mbar_wait(full0 + 16 * STAGES, 0);   // escape records in smem
 #pragma unroll
   for (int i = 0; i < ACC; ++i) acc[i] = 0.f;
-  mbar_wait(full0 + 16 * STAGES, 0);   // escape records in smem
-  for (int kb = 0; kb < iters; ++kb) {   // kb counts this CTA's k blocks (its split of k)
-    const int s = kb % STAGES;
-    mbar_wait(full0 + 8 * s, (kb / STAGES) & 1);
-    // Two A buffers: wgmma(kb - 2) read this one and completed at the wait_group<1> of step kb - 1.
-    u8* a_tile = smem + OFF_A + (kb & 1) * A_BYTES + cw * (A_BYTES / 2);
-    reconstruct(smem, s, kb, a_tile, cw, t, pal, esc_exp);
-    fence_proxy_async_smem();          // st.shared (generic proxy) -> wgmma operand reads (async proxy)
-    named_barrier(1 + cw, 128);        // every thread of this warpgroup wrote its chunks
-    const u64 da = desc_sw128(smem_addr(a_tile));
-    const u64 db = desc_sw128(smem_addr(smem + OFF_B + s * B_BYTES));
-    wgmma_fence();
-    keep_live(acc);
-#pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk)
-      wgmma_m64k16(acc, da + (u64)(kk * 32 >> 4), db + (u64)(kk * 32 >> 4));        // K-major: 16 k = 32 B in the atom
-    wgmma_commit();
-    wgmma_wait<1>();                   // wgmma(kb - 1) done: its stage (x tile, raw A tile) may be refilled
-    keep_live(acc);
-    if (kb > 0) mbar_arrive(empty0 + 8 * ((kb - 1) % STAGES));  // every reading thread arrives (racecheck-clean)
+  int kb = 0, step = 0, prev_kb = 0, prev_nb = 0;
+  for (; kb + KB_STEP <= iters; kb += KB_STEP, ++step) {
+    consume<KB_STEP>(smem, full0, empty0, kb, step, cw, t, pal, esc_exp, acc, prev_kb, prev_nb);
+    prev_kb = kb;
+    prev_nb = KB_STEP;
   }
-  wgmma_wait<0>();
+  if (kb < iters) {                    // odd tail: one k block
+    consume<1>(smem, full0, empty0, kb, step, cw, t, pal, esc_exp, acc, prev_kb, prev_nb);
+  }
+  wgmma_wait<0>();                     // the last step's stages need no release: the producer is done
   keep_live(acc);
 }
 

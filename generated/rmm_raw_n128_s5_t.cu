@@ -170,27 +170,27 @@ __device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, c
 
 
 // ---- consumer: wait for a stage, (rebuild,) multiply; release the stage once its wgmma completed ----
+__device__ __forceinline__ void mma_kblock(float (&acc)[ACC], const u8* a_tile, const u8* b_tile) {
+  const u64 da = desc_sw128(smem_addr(a_tile));
+  const u64 db = desc_sw128(smem_addr(b_tile));
+#pragma unroll
+  for (int kk = 0; kk < BK / 16; ++kk)
+    wgmma_m64k16(acc, da + (u64)(kk * 16 * 128 >> 4), db + (u64)(kk * 32 >> 4));  // M-major: 16 k rows of 128 B
+}
+
 __device__ __forceinline__ void compute(u8* smem, u32 full0, u32 empty0, int iters, int cw, int t,
                                         const u8* palette, const u8* esc_exp, float (&acc)[ACC]) {
-  const u32 pal[4] = {0, 0, 0, 0};
-  (void)palette;
-  (void)esc_exp;
+  (void)t; (void)palette; (void)esc_exp;
 #pragma unroll
   for (int i = 0; i < ACC; ++i) acc[i] = 0.f;
   for (int kb = 0; kb < iters; ++kb) {   // kb counts this CTA's k blocks (its split of k)
     const int s = kb % STAGES;
     mbar_wait(full0 + 8 * s, (kb / STAGES) & 1);
-    u8* a_tile = smem + OFF_A + s * A_BYTES + cw * (A_BYTES / 2);
-    (void)pal;
-    const u64 da = desc_sw128(smem_addr(a_tile));
-    const u64 db = desc_sw128(smem_addr(smem + OFF_B + s * B_BYTES));
     wgmma_fence();
     keep_live(acc);
-#pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk)
-      wgmma_m64k16(acc, da + (u64)(kk * 16 * 128 >> 4), db + (u64)(kk * 32 >> 4));  // M-major: 16 k rows of 128 B
+    mma_kblock(acc, smem + OFF_A + s * A_BYTES + cw * (A_BYTES / 2), smem + OFF_B + s * B_BYTES);
     wgmma_commit();
-    wgmma_wait<1>();                   // wgmma(kb - 1) done: its stage (x tile, raw A tile) may be refilled
+    wgmma_wait<1>();                   // wgmma(kb - 1) done: its stage may be refilled
     keep_live(acc);
     if (kb > 0) mbar_arrive(empty0 + 8 * ((kb - 1) % STAGES));  // every reading thread arrives (racecheck-clean)
   }
