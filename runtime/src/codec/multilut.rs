@@ -2,6 +2,8 @@
 //! symbol already mapped to its output byte (its palette exponent, or the index itself).
 //! Same results as [`HuffmanStream::decode_chunk`], about four times fewer table steps.
 
+use rayon::prelude::*;
+
 use super::huffman::{build_lut, load_be_u64, LUT_SIZE};
 use super::{CodecError, HuffmanStream, MAX_CODE_LEN};
 
@@ -21,29 +23,36 @@ impl MultiLut {
     pub fn new(lengths: &[u8; 16], values: &[u8; 16]) -> Result<Self, CodecError> {
         let single = build_lut(lengths)?;
         let mut table = vec![0u64; LUT_SIZE];
-        for (peek, entry) in table.iter_mut().enumerate() {
-            let (mut used, mut count, mut bytes, mut first) = (0u32, 0u32, 0u64, 0u64);
-            while count < MAX_SYMBOLS {
-                // Bits past `used` are real stream bits; zeros shifted in are not, so a code only
-                // counts if it ends within the 12 peeked bits.
-                let e = single[(peek << used) & (LUT_SIZE - 1)];
-                let len = (e >> 8) as u32;
-                if len == 0 || used + len > MAX_CODE_LEN {
-                    break;
+        // In parallel: for a tensor of a million elements the table is a tenth of the work.
+        table
+            .par_chunks_mut(LUT_SIZE / 8)
+            .enumerate()
+            .for_each(|(part, entries)| {
+                for (i, entry) in entries.iter_mut().enumerate() {
+                    let peek = part * (LUT_SIZE / 8) + i;
+                    let (mut used, mut count, mut bytes, mut first) = (0u32, 0u32, 0u64, 0u64);
+                    while count < MAX_SYMBOLS {
+                        // Bits past `used` are real stream bits; zeros shifted in are not, so a code only
+                        // counts if it ends within the 12 peeked bits.
+                        let e = single[(peek << used) & (LUT_SIZE - 1)];
+                        let len = (e >> 8) as u32;
+                        if len == 0 || used + len > MAX_CODE_LEN {
+                            break;
+                        }
+                        if count == 0 {
+                            first = len as u64;
+                        }
+                        bytes |= (values[(e & 15) as usize] as u64) << (8 * count);
+                        used += len;
+                        count += 1;
+                    }
+                    *entry = if count == 0 {
+                        INVALID
+                    } else {
+                        bytes | (used as u64) << 48 | (count as u64) << 52 | first << 56
+                    };
                 }
-                if count == 0 {
-                    first = len as u64;
-                }
-                bytes |= (values[(e & 15) as usize] as u64) << (8 * count);
-                used += len;
-                count += 1;
-            }
-            *entry = if count == 0 {
-                INVALID
-            } else {
-                bytes | (used as u64) << 48 | (count as u64) << 52 | first << 56
-            };
-        }
+            });
         Ok(MultiLut(table))
     }
 }
