@@ -39,6 +39,10 @@ struct Measured {
     best_compress_gbps: f64,
     best_decompress_gbps: f64,
     compressed_bytes: usize,
+    /// CPU time of all threads per BF16 element, averaged over the runs: unaffected by other
+    /// work on the machine, unlike wall-clock throughput.
+    compress_cpu_ns: f64,
+    decompress_cpu_ns: f64,
     /// Every run's seconds, in run order.
     compress_s: Vec<f64>,
     decompress_s: Vec<f64>,
@@ -100,6 +104,7 @@ pub fn run(args: &[String]) -> Result<()> {
             samples[2].add(run_zipnn(&zipnn_input)?);
         }
         let gb = d.bytes() as f64 / 1e9;
+        let elems = (d.bytes() / 2) as f64;
         let names = [
             "unweight huffman".to_string(),
             "unweight palette".to_string(),
@@ -115,6 +120,8 @@ pub fn run(args: &[String]) -> Result<()> {
                 best_compress_gbps: gb / s.compress.iter().copied().fold(f64::MAX, f64::min),
                 best_decompress_gbps: gb / s.decompress.iter().copied().fold(f64::MAX, f64::min),
                 compressed_bytes: s.bytes,
+                compress_cpu_ns: 1e9 * s.compress_cpu / (runs as f64 * elems),
+                decompress_cpu_ns: 1e9 * s.decompress_cpu / (runs as f64 * elems),
                 compress_s: s.compress,
                 decompress_s: s.decompress,
             })
@@ -248,19 +255,47 @@ fn median(mut v: Vec<f64>) -> f64 {
 struct Samples {
     compress: Vec<f64>,
     decompress: Vec<f64>,
+    /// CPU seconds of all threads, summed over the runs.
+    compress_cpu: f64,
+    decompress_cpu: f64,
+    bytes: usize,
+}
+
+/// One run: wall seconds and CPU seconds (all threads) of compress and decompress, stored bytes.
+struct Run {
+    compress: f64,
+    decompress: f64,
+    compress_cpu: f64,
+    decompress_cpu: f64,
     bytes: usize,
 }
 
 impl Samples {
-    fn add(&mut self, (c, d, bytes): (f64, f64, usize)) {
-        self.compress.push(c);
-        self.decompress.push(d);
-        self.bytes = bytes;
+    fn add(&mut self, r: Run) {
+        self.compress.push(r.compress);
+        self.decompress.push(r.decompress);
+        self.compress_cpu += r.compress_cpu;
+        self.decompress_cpu += r.decompress_cpu;
+        self.bytes = r.bytes;
     }
 }
 
-/// One compress + decompress of every tensor of `d`: (seconds, seconds, stored bytes).
-fn run_unweight(d: &Dataset, enc: Encoding) -> Result<(f64, f64, usize)> {
+/// CPU seconds used so far by all threads of this process (user + system, clock ticks of
+/// /proc/self/stat: coarse, but the error averages out over the runs).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name: state is the first, utime the 12th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+}
+
+/// One compress + decompress of every tensor of `d`.
+fn run_unweight(d: &Dataset, enc: Encoding) -> Result<Run> {
+    let c0 = cpu_seconds();
     let t0 = Instant::now();
     let compressed = d
         .tensors
@@ -268,18 +303,26 @@ fn run_unweight(d: &Dataset, enc: Encoding) -> Result<(f64, f64, usize)> {
         .map(|(shape, bits)| codec::compress(bits, shape, Orientation::Standard, enc))
         .collect::<Result<Vec<_>, _>>()?;
     let t1 = Instant::now();
+    let c1 = cpu_seconds();
     let mut restored = Vec::with_capacity(compressed.len());
     for c in &compressed {
         restored.push(codec::decompress(c)?);
     }
     let t2 = Instant::now();
+    let c2 = cpu_seconds();
     for ((_, bits), r) in d.tensors.iter().zip(&restored) {
         if bits != r {
             bail!("{}: {enc} round trip is not bit-exact", d.name);
         }
     }
     let size = compressed.iter().map(|c| c.stored_bytes()).sum();
-    Ok(((t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), size))
+    Ok(Run {
+        compress: (t1 - t0).as_secs_f64(),
+        decompress: (t2 - t1).as_secs_f64(),
+        compress_cpu: c1 - c0,
+        decompress_cpu: c2 - c1,
+        bytes: size,
+    })
 }
 
 const ZIPNN_SCRIPT: &str = r#"
@@ -294,14 +337,15 @@ z = zipnn.ZipNN(input_format="byte", bytearray_dtype="bfloat16", threads=2)
 # One untimed round first: the timed one then runs warm, as the unweight runs do.
 for _round in range(2):
     copies = [bytearray(p) for p in parts]  # compress rewrites its input in place
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     comp = [z.compress(c) for c in copies]
-    t1 = time.perf_counter()
+    c1, t1 = time.process_time(), time.perf_counter()
     back = [z.decompress(c) for c in comp]
-    t2 = time.perf_counter()
+    c2, t2 = time.process_time(), time.perf_counter()
 if any(bytes(b) != p for b, p in zip(back, parts)):
     sys.exit("zipnn round trip is not bit-exact")
-print(json.dumps({"compress_s": t1 - t0, "decompress_s": t2 - t1, "bytes": sum(len(c) for c in comp)}))
+print(json.dumps({"compress_s": t1 - t0, "decompress_s": t2 - t1, "compress_cpu_s": c1 - c0,
+                  "decompress_cpu_s": c2 - c1, "bytes": sum(len(c) for c in comp)}))
 "#;
 
 /// The dataset's bytes in a temporary file for the ZipNN subprocess.
@@ -336,7 +380,7 @@ impl ZipnnInput {
 }
 
 /// One ZipNN compress + decompress of every tensor, timed inside python (start-up excluded).
-fn run_zipnn(input: &ZipnnInput) -> Result<(f64, f64, usize)> {
+fn run_zipnn(input: &ZipnnInput) -> Result<Run> {
     let out = Command::new("python3")
         .args(["-W", "ignore", "-c", ZIPNN_SCRIPT])
         .arg(input.file.path())
@@ -356,11 +400,13 @@ fn run_zipnn(input: &ZipnnInput) -> Result<(f64, f64, usize)> {
         v[k].as_f64()
             .with_context(|| format!("ZipNN output lacks {k}"))
     };
-    Ok((
-        num("compress_s")?,
-        num("decompress_s")?,
-        num("bytes")? as usize,
-    ))
+    Ok(Run {
+        compress: num("compress_s")?,
+        decompress: num("decompress_s")?,
+        compress_cpu: num("compress_cpu_s")?,
+        decompress_cpu: num("decompress_cpu_s")?,
+        bytes: num("bytes")? as usize,
+    })
 }
 
 type Row<'a> = (&'a Dataset, (f64, f64), Vec<Measured>);
@@ -401,6 +447,8 @@ fn report_json(
                     "best_compress_gbps": m.best_compress_gbps,
                     "best_decompress_gbps": m.best_decompress_gbps,
                     "compressed_bytes": m.compressed_bytes,
+                    "compress_cpu_ns_per_element": m.compress_cpu_ns,
+                    "decompress_cpu_ns_per_element": m.decompress_cpu_ns,
                     "compress_s": m.compress_s,
                     "decompress_s": m.decompress_s,
                     "saved_percent": 100.0 * (1.0 - m.compressed_bytes as f64 / d.bytes() as f64),
@@ -434,12 +482,12 @@ fn report_markdown(
 ) -> String {
     let mut s = format!(
         "# Codec throughput, {date}\n\n{cpu}, {cores} cores (shared: {load}); `{command}`; median and best of {runs} runs (codecs alternating); GB/s of BF16 input.\n\n\
-         | data | codec | compress GB/s | decompress GB/s | best compress | best decompress | saved |\n|---|---|---:|---:|---:|---:|---:|\n"
+         | data | codec | compress GB/s | decompress GB/s | best compress | best decompress | compress CPU ns/elem | decompress CPU ns/elem | saved |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for (d, (entropy, esc), results) in rows {
         for m in results {
             s += &format!(
-                "| {} ({:.1} MB, {entropy:.2} bits exp. entropy, {:.2}% escape groups) | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}% |\n",
+                "| {} ({:.1} MB, {entropy:.2} bits exp. entropy, {:.2}% escape groups) | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}% |\n",
                 d.name,
                 d.bytes() as f64 / 1e6,
                 100.0 * esc,
@@ -448,11 +496,15 @@ fn report_markdown(
                 m.decompress_gbps,
                 m.best_compress_gbps,
                 m.best_decompress_gbps,
+                m.compress_cpu_ns,
+                m.decompress_cpu_ns,
                 100.0 * (1.0 - m.compressed_bytes as f64 / d.bytes() as f64)
             );
         }
     }
-    s += "\nTargets (huffman vs ZipNN): compress ≥ 2×, decompress ≥ 1×.\n\n";
+    s += "\nCPU ns/elem: CPU time of all threads per BF16 element (mean over runs), which other work on a\n\
+          shared machine does not inflate the way it does wall-clock time.\n\n\
+          Targets (huffman vs ZipNN, median wall-clock): compress ≥ 2×, decompress ≥ 1×.\n\n";
     for (d, _, results) in rows {
         let (c_ok, d_ok) = verdict(results);
         let (u, z) = (&results[0], &results[results.len() - 1]);
