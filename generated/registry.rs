@@ -16,7 +16,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 101424,
-        source_hash: 0x488121ac43bb82fa,
+        source_hash: 0xfb6076f858690894,
         source: include_str!("rmm_exponent_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -33,7 +33,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 118848,
-        source_hash: 0xb009da33650a2d81,
+        source_hash: 0x2a4d0910f45bf5a4,
         source: include_str!("rmm_exponent_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -50,7 +50,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 136272,
-        source_hash: 0xfe3b40c0588a720c,
+        source_hash: 0xcc3292f5777e6680,
         source: include_str!("rmm_exponent_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -67,7 +67,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 153696,
-        source_hash: 0x6bd57ae0d8553fc0,
+        source_hash: 0xc593525307761268,
         source: include_str!("rmm_exponent_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -84,7 +84,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 171120,
-        source_hash: 0x3fa27e1e6c92c4fa,
+        source_hash: 0x6eba2ce97dc07b61,
         source: include_str!("rmm_exponent_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -101,7 +101,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 188544,
-        source_hash: 0x8048664927f1d560,
+        source_hash: 0x0517fd293961adf4,
         source: include_str!("rmm_exponent_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -118,7 +118,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 205968,
-        source_hash: 0xf25c93a15d3e815d,
+        source_hash: 0x4d832f21a00dab76,
         source: include_str!("rmm_exponent_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -135,7 +135,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 103472,
-        source_hash: 0x197a8831404d2068,
+        source_hash: 0xe2d56b044d9b1c41,
         source: include_str!("rmm_exponent_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -152,7 +152,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 121920,
-        source_hash: 0xd78448049fc353ec,
+        source_hash: 0x0ef67110a065453c,
         source: include_str!("rmm_exponent_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -169,7 +169,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 140368,
-        source_hash: 0xe7bfafed637ab879,
+        source_hash: 0x2fb7bddb84e4e123,
         source: include_str!("rmm_exponent_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -186,7 +186,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 158816,
-        source_hash: 0x9627fb23acafb014,
+        source_hash: 0x0f4c86063a23f98e,
         source: include_str!("rmm_exponent_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -203,7 +203,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 177264,
-        source_hash: 0x3bb0170c6117e85d,
+        source_hash: 0xa3b3caec80bca92d,
         source: include_str!("rmm_exponent_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -220,7 +220,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 195712,
-        source_hash: 0xd9250c79aac7e969,
+        source_hash: 0x3304adae94664631,
         source: include_str!("rmm_exponent_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -237,7 +237,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 214160,
-        source_hash: 0x23b1c6e0e374412f,
+        source_hash: 0xda70b1cc534df906,
         source: include_str!("rmm_exponent_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -254,7 +254,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 107568,
-        source_hash: 0xccb0a0f13fac030c,
+        source_hash: 0x534e79f06a22a2b1,
         source: include_str!("rmm_exponent_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -271,7 +271,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 128064,
-        source_hash: 0xf2aad47a625d6b47,
+        source_hash: 0x7e8c0782d1179221,
         source: include_str!("rmm_exponent_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -288,7 +288,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 148560,
-        source_hash: 0x8d9169891cea7b2a,
+        source_hash: 0xa2fd9d218e8fe0e8,
         source: include_str!("rmm_exponent_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -305,7 +305,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 169056,
-        source_hash: 0xa41481cbc48d8da2,
+        source_hash: 0x00060d22aab479ca,
         source: include_str!("rmm_exponent_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -322,7 +322,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 189552,
-        source_hash: 0xed6a34c9dfb8c150,
+        source_hash: 0x44ee38b5dbb86782,
         source: include_str!("rmm_exponent_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -339,7 +339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 210048,
-        source_hash: 0xc867fe008d8e8f3c,
+        source_hash: 0xeb1440b014fc808c,
         source: include_str!("rmm_exponent_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -356,7 +356,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 230544,
-        source_hash: 0xf501b9f78b87a304,
+        source_hash: 0xa990c067fbcb9955,
         source: include_str!("rmm_exponent_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -373,7 +373,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 115760,
-        source_hash: 0xc71adbb570c68786,
+        source_hash: 0x887e156287dfb270,
         source: include_str!("rmm_exponent_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -390,7 +390,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 140352,
-        source_hash: 0xd5e4934ba1bd20c8,
+        source_hash: 0x47199e6d570f4a3f,
         source: include_str!("rmm_exponent_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -407,7 +407,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 164944,
-        source_hash: 0xc557746efc26ed38,
+        source_hash: 0x0efbd48ff570b418,
         source: include_str!("rmm_exponent_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -424,7 +424,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 189536,
-        source_hash: 0xe5a1a04a1fc9a2f5,
+        source_hash: 0x1a0fb642b932c2dc,
         source: include_str!("rmm_exponent_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -441,7 +441,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 214128,
-        source_hash: 0x6184eabbf58dab58,
+        source_hash: 0x4f5750403a4de4a0,
         source: include_str!("rmm_exponent_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -458,7 +458,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132144,
-        source_hash: 0x0e03e4d5ffea609b,
+        source_hash: 0x0eb7e83b5987c850,
         source: include_str!("rmm_exponent_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -475,7 +475,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164928,
-        source_hash: 0xdede7aeea1db12b5,
+        source_hash: 0xa0c527045736ce22,
         source: include_str!("rmm_exponent_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -492,7 +492,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197712,
-        source_hash: 0xb356d1d4b85ed28a,
+        source_hash: 0x2a3c2212db88de7b,
         source: include_str!("rmm_exponent_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -509,7 +509,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230496,
-        source_hash: 0x418f39013d7dff96,
+        source_hash: 0xf377aa83f36ba113,
         source: include_str!("rmm_exponent_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -526,7 +526,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 164912,
-        source_hash: 0xc4b1e5daf18ff4bf,
+        source_hash: 0xd52409cdbaf0a74f,
         source: include_str!("rmm_exponent_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -543,7 +543,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 214080,
-        source_hash: 0x65dff28d3632371d,
+        source_hash: 0xebb1ea878ca76e93,
         source: include_str!("rmm_exponent_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -560,7 +560,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 101424,
-        source_hash: 0xa7944f6893f9ebb1,
+        source_hash: 0x7ccaa39f25d3f4bd,
         source: include_str!("rmm_exponent_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -577,7 +577,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 118848,
-        source_hash: 0x73930723982d7087,
+        source_hash: 0xbeeda63fcc44a3fb,
         source: include_str!("rmm_exponent_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -594,7 +594,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 136272,
-        source_hash: 0xa94984b697f643c4,
+        source_hash: 0xaba5bd55bdbbd1da,
         source: include_str!("rmm_exponent_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -611,7 +611,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 153696,
-        source_hash: 0xe71ace003d5bff4c,
+        source_hash: 0x4bf54d4a740c4059,
         source: include_str!("rmm_exponent_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -628,7 +628,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 171120,
-        source_hash: 0xe75da4c24849529a,
+        source_hash: 0xd8d8bf7c18c6df26,
         source: include_str!("rmm_exponent_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -645,7 +645,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 188544,
-        source_hash: 0xd918c5691806831c,
+        source_hash: 0xe239726754e8bde7,
         source: include_str!("rmm_exponent_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -662,7 +662,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 205968,
-        source_hash: 0x5c679fb86d51f721,
+        source_hash: 0xf4c0a872dcb3f141,
         source: include_str!("rmm_exponent_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -679,7 +679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 103472,
-        source_hash: 0x583f4f80c9c26a96,
+        source_hash: 0x05d5ba328b11921a,
         source: include_str!("rmm_exponent_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -696,7 +696,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 121920,
-        source_hash: 0xb46d07fdd9aecd60,
+        source_hash: 0xa624ca025d0e2b39,
         source: include_str!("rmm_exponent_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -713,7 +713,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 140368,
-        source_hash: 0xdd78490274e4f111,
+        source_hash: 0x4d62a9543d78f111,
         source: include_str!("rmm_exponent_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -730,7 +730,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 158816,
-        source_hash: 0xe90dba6608efe465,
+        source_hash: 0xb71bfeb61c6ec0cd,
         source: include_str!("rmm_exponent_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -747,7 +747,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 177264,
-        source_hash: 0x6d7a53b4b0fc8572,
+        source_hash: 0x1a61626dd21b9d8b,
         source: include_str!("rmm_exponent_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -764,7 +764,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 195712,
-        source_hash: 0x14279c1d9ceb3adf,
+        source_hash: 0xc660a7ccad55b145,
         source: include_str!("rmm_exponent_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -781,7 +781,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 214160,
-        source_hash: 0x7a33c3ae42b407f6,
+        source_hash: 0x6acaeeab4c349b9a,
         source: include_str!("rmm_exponent_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -798,7 +798,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 107568,
-        source_hash: 0xb551690a5833b373,
+        source_hash: 0x05ae2e39ec4784d3,
         source: include_str!("rmm_exponent_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -815,7 +815,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 128064,
-        source_hash: 0x8d67e003446b66bd,
+        source_hash: 0x770171aa872e685f,
         source: include_str!("rmm_exponent_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -832,7 +832,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 148560,
-        source_hash: 0x149bf658315f9985,
+        source_hash: 0xbb26717079dd093b,
         source: include_str!("rmm_exponent_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -849,7 +849,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 169056,
-        source_hash: 0x619da96e283c532e,
+        source_hash: 0x045f020e56711391,
         source: include_str!("rmm_exponent_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -866,7 +866,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 189552,
-        source_hash: 0xbc2cde89c5c57615,
+        source_hash: 0xcf446c581ad58088,
         source: include_str!("rmm_exponent_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -883,7 +883,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 210048,
-        source_hash: 0xefc8f8f702187aeb,
+        source_hash: 0x760b020f7e532e84,
         source: include_str!("rmm_exponent_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -900,7 +900,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 230544,
-        source_hash: 0xd0d75aee9a30fadb,
+        source_hash: 0xff6a4d2c27a3864b,
         source: include_str!("rmm_exponent_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -917,7 +917,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 115760,
-        source_hash: 0x4d4ff39daf9e71f2,
+        source_hash: 0x19ee788569ddade5,
         source: include_str!("rmm_exponent_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -934,7 +934,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 140352,
-        source_hash: 0xc470ac487f1263ed,
+        source_hash: 0xb1e81d6add093560,
         source: include_str!("rmm_exponent_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -951,7 +951,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 164944,
-        source_hash: 0x4034314af4badbc5,
+        source_hash: 0xbe39d377954bbfa2,
         source: include_str!("rmm_exponent_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -968,7 +968,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 189536,
-        source_hash: 0x929960e80821a1c9,
+        source_hash: 0x9c0e62a99cefe177,
         source: include_str!("rmm_exponent_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -985,7 +985,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 214128,
-        source_hash: 0x7115250a8e9a295d,
+        source_hash: 0x5d3f020cbf4835ed,
         source: include_str!("rmm_exponent_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -1002,7 +1002,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132144,
-        source_hash: 0x8438e8b77f34a5f1,
+        source_hash: 0x8dcf589915b60509,
         source: include_str!("rmm_exponent_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -1019,7 +1019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164928,
-        source_hash: 0x9182719e103fd1c9,
+        source_hash: 0x8eaf3f044ff5afa7,
         source: include_str!("rmm_exponent_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -1036,7 +1036,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197712,
-        source_hash: 0x5115a859c9589a22,
+        source_hash: 0xf7f0062931898a1f,
         source: include_str!("rmm_exponent_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -1053,7 +1053,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230496,
-        source_hash: 0xd23b93198dda4bf5,
+        source_hash: 0xd28ee362b799a115,
         source: include_str!("rmm_exponent_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -1070,7 +1070,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 164912,
-        source_hash: 0x6d56b8968f4b023d,
+        source_hash: 0xf7fa125e316473c4,
         source: include_str!("rmm_exponent_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -1087,7 +1087,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 214080,
-        source_hash: 0x2ae55a90b9d60cf6,
+        source_hash: 0xe3e78dc6cbf9422c,
         source: include_str!("rmm_exponent_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -1104,7 +1104,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 103472,
-        source_hash: 0x011600f5dc5b88f5,
+        source_hash: 0x185ade2484033bd6,
         source: include_str!("rmm_palette_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1121,7 +1121,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 117824,
-        source_hash: 0xb5c1555b95065026,
+        source_hash: 0xb4b7e76e6a472e96,
         source: include_str!("rmm_palette_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1138,7 +1138,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 132176,
-        source_hash: 0x28b8e8b3b90dfb6e,
+        source_hash: 0x8baa1bfd3b2a7da0,
         source: include_str!("rmm_palette_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1155,7 +1155,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 146528,
-        source_hash: 0x0b8fae97474781d2,
+        source_hash: 0x6d63a3fc0596c24d,
         source: include_str!("rmm_palette_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1172,7 +1172,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 160880,
-        source_hash: 0xad00b589ea20c6e0,
+        source_hash: 0xe337d32621013d84,
         source: include_str!("rmm_palette_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1189,7 +1189,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 175232,
-        source_hash: 0x80cd2e699e9cf7d4,
+        source_hash: 0xf43b85666ca30b2b,
         source: include_str!("rmm_palette_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1206,7 +1206,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 189584,
-        source_hash: 0x983a9dcc6b95d2fc,
+        source_hash: 0x24c0484771d08792,
         source: include_str!("rmm_palette_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1223,7 +1223,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 105520,
-        source_hash: 0x4b8b7d40ce7b8fcf,
+        source_hash: 0x9e51bc3778f41216,
         source: include_str!("rmm_palette_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1240,7 +1240,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 120896,
-        source_hash: 0x9f809bc48e855556,
+        source_hash: 0x93e21fff43263f2a,
         source: include_str!("rmm_palette_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1257,7 +1257,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 136272,
-        source_hash: 0x5dc76c246d5f0cc4,
+        source_hash: 0xdb6c80130896c11f,
         source: include_str!("rmm_palette_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1274,7 +1274,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 151648,
-        source_hash: 0xe7b49c6665b04b33,
+        source_hash: 0xd90ced265b326e63,
         source: include_str!("rmm_palette_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1291,7 +1291,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 167024,
-        source_hash: 0xcee32e629093f692,
+        source_hash: 0x4bc674cd0fe613a7,
         source: include_str!("rmm_palette_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1308,7 +1308,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 182400,
-        source_hash: 0x98fb3a3e992b51a2,
+        source_hash: 0x83cf5c37216fdb11,
         source: include_str!("rmm_palette_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1325,7 +1325,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 197776,
-        source_hash: 0xad0b5f5f4ee5db0b,
+        source_hash: 0xa42f54a7cfd91f00,
         source: include_str!("rmm_palette_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1342,7 +1342,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 109616,
-        source_hash: 0x51181e30d389ac6b,
+        source_hash: 0x72477c052a4a02bb,
         source: include_str!("rmm_palette_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1359,7 +1359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 127040,
-        source_hash: 0xbf2aff281abb5ba7,
+        source_hash: 0xc1e2091c71018fa8,
         source: include_str!("rmm_palette_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1376,7 +1376,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144464,
-        source_hash: 0x57e1e76b48560c77,
+        source_hash: 0x22eed74a842e4a6d,
         source: include_str!("rmm_palette_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1393,7 +1393,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 161888,
-        source_hash: 0x019d0aedc1c51d5f,
+        source_hash: 0xd501c0a363730f6b,
         source: include_str!("rmm_palette_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1410,7 +1410,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 179312,
-        source_hash: 0x67df309955f2aa8f,
+        source_hash: 0x12f2e4b853b9c90b,
         source: include_str!("rmm_palette_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1427,7 +1427,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 196736,
-        source_hash: 0x29676665b23074dd,
+        source_hash: 0x09a40e552ff28c74,
         source: include_str!("rmm_palette_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1444,7 +1444,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 214160,
-        source_hash: 0x138a04c6f0ca335f,
+        source_hash: 0x32e3dad6aa2fabd0,
         source: include_str!("rmm_palette_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1461,7 +1461,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 117808,
-        source_hash: 0x30fdcfc7ff9c9884,
+        source_hash: 0x24aaedd8ccc7eb98,
         source: include_str!("rmm_palette_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1478,7 +1478,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 139328,
-        source_hash: 0x185aab6ca171cd68,
+        source_hash: 0x31a20c285ade0ab4,
         source: include_str!("rmm_palette_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1495,7 +1495,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 160848,
-        source_hash: 0xcf98f90b0d6108f4,
+        source_hash: 0x48b9cb99ac5ca8ec,
         source: include_str!("rmm_palette_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1512,7 +1512,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 182368,
-        source_hash: 0x713f466e22850828,
+        source_hash: 0x284577d8fa789ec4,
         source: include_str!("rmm_palette_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1529,7 +1529,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 203888,
-        source_hash: 0xc1e00e51d8cb9281,
+        source_hash: 0xec4f26d15a257946,
         source: include_str!("rmm_palette_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1546,7 +1546,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 225408,
-        source_hash: 0x31fdc04a5c039f1f,
+        source_hash: 0xdef27cfb2ed09890,
         source: include_str!("rmm_palette_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1563,7 +1563,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 134192,
-        source_hash: 0x767e356ce7ffe1b6,
+        source_hash: 0x98b27714d70ab257,
         source: include_str!("rmm_palette_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1580,7 +1580,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 163904,
-        source_hash: 0xb96715d1142895f0,
+        source_hash: 0x74d1bae59f41d0af,
         source: include_str!("rmm_palette_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1597,7 +1597,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 193616,
-        source_hash: 0x10caef7a37109e17,
+        source_hash: 0x29b3511ae7070da0,
         source: include_str!("rmm_palette_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1614,7 +1614,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 223328,
-        source_hash: 0x7a31e76a72aba40b,
+        source_hash: 0xcb34ddbef7f49b79,
         source: include_str!("rmm_palette_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1631,7 +1631,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 166960,
-        source_hash: 0x06f4f48c1ec0fb48,
+        source_hash: 0x92de3885d4d31ba9,
         source: include_str!("rmm_palette_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1648,7 +1648,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 213056,
-        source_hash: 0xb8a67ccdd674d984,
+        source_hash: 0x63626191ffd9f073,
         source: include_str!("rmm_palette_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1665,7 +1665,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 103472,
-        source_hash: 0xa493e48b493f40f7,
+        source_hash: 0x88c02c3f0e1cb36c,
         source: include_str!("rmm_palette_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -1682,7 +1682,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 117824,
-        source_hash: 0x959c379a4ffae12e,
+        source_hash: 0xe67c132bae33cf63,
         source: include_str!("rmm_palette_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -1699,7 +1699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 132176,
-        source_hash: 0x8a5d9fc1b2143d92,
+        source_hash: 0x67e9cc5efe6172f7,
         source: include_str!("rmm_palette_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -1716,7 +1716,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 146528,
-        source_hash: 0x468b3f826a0c77c6,
+        source_hash: 0x67209812b9405555,
         source: include_str!("rmm_palette_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -1733,7 +1733,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 160880,
-        source_hash: 0xef1fa6be5174e87a,
+        source_hash: 0x9ba9d4f7fc23e404,
         source: include_str!("rmm_palette_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -1750,7 +1750,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 175232,
-        source_hash: 0x70b437dd62f2fdd9,
+        source_hash: 0x04e7b583c4290d59,
         source: include_str!("rmm_palette_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -1767,7 +1767,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 189584,
-        source_hash: 0xc0034e50d65ca5e1,
+        source_hash: 0xe5bb881e9a3a214a,
         source: include_str!("rmm_palette_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -1784,7 +1784,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 105520,
-        source_hash: 0x8fdaa79b84b70ded,
+        source_hash: 0xc0e61ac065ad8042,
         source: include_str!("rmm_palette_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -1801,7 +1801,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 120896,
-        source_hash: 0xd4dc20d1ff70301b,
+        source_hash: 0x3815a2e7f99d1c62,
         source: include_str!("rmm_palette_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -1818,7 +1818,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 136272,
-        source_hash: 0xf8349c13e388ca4d,
+        source_hash: 0xd5ac557d78aded35,
         source: include_str!("rmm_palette_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -1835,7 +1835,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 151648,
-        source_hash: 0x7faef3269398d52e,
+        source_hash: 0x83155978210c1a0c,
         source: include_str!("rmm_palette_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -1852,7 +1852,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 167024,
-        source_hash: 0x16a2f24a0fb6c695,
+        source_hash: 0x181e46ec1b60a328,
         source: include_str!("rmm_palette_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -1869,7 +1869,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 182400,
-        source_hash: 0x2b90fbfb5dfba896,
+        source_hash: 0x98d336aaa3088215,
         source: include_str!("rmm_palette_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -1886,7 +1886,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 197776,
-        source_hash: 0xf3d0b4a9264c3e72,
+        source_hash: 0x5261b5b8822d757a,
         source: include_str!("rmm_palette_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -1903,7 +1903,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 109616,
-        source_hash: 0x0ce16b1af1364a1a,
+        source_hash: 0x1f1d84133e5202d6,
         source: include_str!("rmm_palette_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -1920,7 +1920,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 127040,
-        source_hash: 0xce6565ec432b18f2,
+        source_hash: 0x34fe34a6386307f2,
         source: include_str!("rmm_palette_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -1937,7 +1937,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144464,
-        source_hash: 0x62dcef510c7f6929,
+        source_hash: 0x5f2de00ca46c0bf2,
         source: include_str!("rmm_palette_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -1954,7 +1954,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 161888,
-        source_hash: 0x66f982d9b1a85119,
+        source_hash: 0x6e2ad637d5142492,
         source: include_str!("rmm_palette_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -1971,7 +1971,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 179312,
-        source_hash: 0xa1f1d36f4f4be068,
+        source_hash: 0xf7a33173bea17278,
         source: include_str!("rmm_palette_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -1988,7 +1988,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 196736,
-        source_hash: 0xd06bf2140d1a304d,
+        source_hash: 0x95e9503dd5a31452,
         source: include_str!("rmm_palette_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -2005,7 +2005,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 214160,
-        source_hash: 0x258543de56e97151,
+        source_hash: 0x38ccd89e32ed378c,
         source: include_str!("rmm_palette_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -2022,7 +2022,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 117808,
-        source_hash: 0x61f05c22a537c29f,
+        source_hash: 0xa81998621e1f187e,
         source: include_str!("rmm_palette_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -2039,7 +2039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 139328,
-        source_hash: 0xa40f88b864901b23,
+        source_hash: 0x412025168a41e673,
         source: include_str!("rmm_palette_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -2056,7 +2056,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 160848,
-        source_hash: 0xc7f0438bdcb6f3c1,
+        source_hash: 0xe7f447a0a6df4a42,
         source: include_str!("rmm_palette_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -2073,7 +2073,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 182368,
-        source_hash: 0x2ff02970b1164941,
+        source_hash: 0xb1bbe67674a95a92,
         source: include_str!("rmm_palette_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -2090,7 +2090,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 203888,
-        source_hash: 0xb6d49ce1c70f22ea,
+        source_hash: 0x98a91b544d1328f4,
         source: include_str!("rmm_palette_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -2107,7 +2107,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 225408,
-        source_hash: 0x9b6c42bcf7bd7128,
+        source_hash: 0x8388807abb1cde21,
         source: include_str!("rmm_palette_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -2124,7 +2124,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 134192,
-        source_hash: 0xb586d13629fdad51,
+        source_hash: 0x934b0b061dab38f8,
         source: include_str!("rmm_palette_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -2141,7 +2141,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 163904,
-        source_hash: 0x9b410607f9b83352,
+        source_hash: 0x59f811207789f340,
         source: include_str!("rmm_palette_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -2158,7 +2158,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 193616,
-        source_hash: 0x06023b7e3a02ea68,
+        source_hash: 0x6c474c0ab5226dfe,
         source: include_str!("rmm_palette_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -2175,7 +2175,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 223328,
-        source_hash: 0x1a0587bca148f77b,
+        source_hash: 0x1a764b1076d9a543,
         source: include_str!("rmm_palette_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -2192,7 +2192,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 166960,
-        source_hash: 0x46c954276db63382,
+        source_hash: 0xaa8696db54d531c9,
         source: include_str!("rmm_palette_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -2209,7 +2209,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 213056,
-        source_hash: 0xe74ad32b8caef8f2,
+        source_hash: 0x8e8e40deca478eb7,
         source: include_str!("rmm_palette_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -2226,7 +2226,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 35888,
-        source_hash: 0xe25399892ba8e4f5,
+        source_hash: 0x2675d96322d7eda4,
         source: include_str!("rmm_raw_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2243,7 +2243,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 53312,
-        source_hash: 0xa2cb58be45f5cc69,
+        source_hash: 0xb919a66aea0db4ab,
         source: include_str!("rmm_raw_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2260,7 +2260,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 70736,
-        source_hash: 0x32ec69cad7f9db98,
+        source_hash: 0x9eb72ddeae996437,
         source: include_str!("rmm_raw_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2277,7 +2277,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 88160,
-        source_hash: 0xac9390957fb9e5c6,
+        source_hash: 0x176b6c9e6fde8048,
         source: include_str!("rmm_raw_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2294,7 +2294,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 105584,
-        source_hash: 0xa7b772773b442994,
+        source_hash: 0x90f251432427e9cc,
         source: include_str!("rmm_raw_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2311,7 +2311,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 123008,
-        source_hash: 0xf2b571e815488178,
+        source_hash: 0x5e175af24017e22a,
         source: include_str!("rmm_raw_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2328,7 +2328,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 140432,
-        source_hash: 0x851d6404719135a2,
+        source_hash: 0x31d06cec27ff83c0,
         source: include_str!("rmm_raw_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2345,7 +2345,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 37936,
-        source_hash: 0xec754c66cd9dc0c2,
+        source_hash: 0xaea56411b631432f,
         source: include_str!("rmm_raw_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2362,7 +2362,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 56384,
-        source_hash: 0x425319cc528d3ab9,
+        source_hash: 0x1e7b49a9d8e4da9f,
         source: include_str!("rmm_raw_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2379,7 +2379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 74832,
-        source_hash: 0xb64e80ea5a198900,
+        source_hash: 0x8d7efae6b667885e,
         source: include_str!("rmm_raw_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2396,7 +2396,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 93280,
-        source_hash: 0xbee9a757bccca5ff,
+        source_hash: 0xbd6ea011301914a6,
         source: include_str!("rmm_raw_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2413,7 +2413,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 111728,
-        source_hash: 0x9e40b191a706eac5,
+        source_hash: 0xb817429cc5ae803c,
         source: include_str!("rmm_raw_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2430,7 +2430,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 130176,
-        source_hash: 0xb4622d40d0d67882,
+        source_hash: 0x01c3629549bd53c4,
         source: include_str!("rmm_raw_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2447,7 +2447,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 148624,
-        source_hash: 0x0787dce8189d8835,
+        source_hash: 0x3ca3aa3ecd8acf2f,
         source: include_str!("rmm_raw_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2464,7 +2464,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 42032,
-        source_hash: 0xde606f55e7229f66,
+        source_hash: 0x78d276d2c16d0bd7,
         source: include_str!("rmm_raw_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2481,7 +2481,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 62528,
-        source_hash: 0xd6fd8702a4c4a64e,
+        source_hash: 0x066d98560599eeb1,
         source: include_str!("rmm_raw_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2498,7 +2498,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 83024,
-        source_hash: 0x648623200a97c872,
+        source_hash: 0x851eb16a146783f9,
         source: include_str!("rmm_raw_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2515,7 +2515,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 103520,
-        source_hash: 0xadf9b224c273e460,
+        source_hash: 0xd4a4a0ccd75b2ee4,
         source: include_str!("rmm_raw_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2532,7 +2532,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 124016,
-        source_hash: 0x9cd627c2a86bbd58,
+        source_hash: 0x05fb85697e5f3ac0,
         source: include_str!("rmm_raw_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2549,7 +2549,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144512,
-        source_hash: 0x2c2cc9b0a53f1eb6,
+        source_hash: 0x5778642f5dbf118f,
         source: include_str!("rmm_raw_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2566,7 +2566,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 165008,
-        source_hash: 0x6f3d4aaac9177bf2,
+        source_hash: 0x05a6cd6971f17a7c,
         source: include_str!("rmm_raw_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2583,7 +2583,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 50224,
-        source_hash: 0x8bba4fd01b5403eb,
+        source_hash: 0xef59cc6342999da0,
         source: include_str!("rmm_raw_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2600,7 +2600,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 74816,
-        source_hash: 0x408e842f1b6da760,
+        source_hash: 0x01c1c29fa13996c8,
         source: include_str!("rmm_raw_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2617,7 +2617,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 99408,
-        source_hash: 0x810ce09d6fc8eebd,
+        source_hash: 0x8212b4476db9296b,
         source: include_str!("rmm_raw_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2634,7 +2634,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 124000,
-        source_hash: 0xbc7ba5f0f6c7c6a8,
+        source_hash: 0xf59189314b0a8632,
         source: include_str!("rmm_raw_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2651,7 +2651,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 148592,
-        source_hash: 0x8a16441e2e8abb59,
+        source_hash: 0x76267917f5bb786f,
         source: include_str!("rmm_raw_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2668,7 +2668,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 173184,
-        source_hash: 0x9cb8453ad995a92f,
+        source_hash: 0xae9f52236b734b90,
         source: include_str!("rmm_raw_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2685,7 +2685,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 197776,
-        source_hash: 0xd7a9cd505ed0a109,
+        source_hash: 0xd418e41593c7bce5,
         source: include_str!("rmm_raw_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2702,7 +2702,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 66608,
-        source_hash: 0xecb0d3cf7705db48,
+        source_hash: 0x95057e9aff16aea1,
         source: include_str!("rmm_raw_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2719,7 +2719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99392,
-        source_hash: 0xc1066114bbcca66f,
+        source_hash: 0xa3f8484e7fc70465,
         source: include_str!("rmm_raw_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2736,7 +2736,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132176,
-        source_hash: 0xea77af98936bcc2f,
+        source_hash: 0xd6bd2205e84ca419,
         source: include_str!("rmm_raw_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2753,7 +2753,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164960,
-        source_hash: 0x2b320e5148fc74e2,
+        source_hash: 0x8651990c0e8a1bdb,
         source: include_str!("rmm_raw_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2770,7 +2770,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197744,
-        source_hash: 0xba54afcc78cf7efc,
+        source_hash: 0xac769e89aef24a6f,
         source: include_str!("rmm_raw_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2787,7 +2787,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230528,
-        source_hash: 0xfc5f4bfc2a4111aa,
+        source_hash: 0x35a7b2a5bfb40610,
         source: include_str!("rmm_raw_n128_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2804,7 +2804,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 99376,
-        source_hash: 0xa152eb133adf6d47,
+        source_hash: 0x90e45aaaa76e565f,
         source: include_str!("rmm_raw_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2821,7 +2821,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 148544,
-        source_hash: 0x6d0064bcd12104f7,
+        source_hash: 0xd3fbb3d5c898e0ff,
         source: include_str!("rmm_raw_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2838,7 +2838,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 197712,
-        source_hash: 0x59672cf77e7751b4,
+        source_hash: 0x2eadec4738e930fd,
         source: include_str!("rmm_raw_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2855,7 +2855,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 35888,
-        source_hash: 0x2e0ca80728e8c6eb,
+        source_hash: 0x9732a994d00e8791,
         source: include_str!("rmm_raw_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -2872,7 +2872,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 53312,
-        source_hash: 0x5e8171521526136b,
+        source_hash: 0xb3ccbfac3219352a,
         source: include_str!("rmm_raw_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -2889,7 +2889,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 70736,
-        source_hash: 0x5fd74b4675aade6e,
+        source_hash: 0xb07f3838ad8c6d96,
         source: include_str!("rmm_raw_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -2906,7 +2906,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 88160,
-        source_hash: 0xb080a325b609aa9f,
+        source_hash: 0x1d450e1e300f77cd,
         source: include_str!("rmm_raw_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -2923,7 +2923,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 105584,
-        source_hash: 0x7bbe9fa2f5cf1fa0,
+        source_hash: 0xe325e00e60720b5e,
         source: include_str!("rmm_raw_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -2940,7 +2940,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 123008,
-        source_hash: 0x76aaf2ee3c4f2d1f,
+        source_hash: 0x3b856b3dd45c2386,
         source: include_str!("rmm_raw_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -2957,7 +2957,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 140432,
-        source_hash: 0x5891e083bbf97612,
+        source_hash: 0x4ecafc0d635713ac,
         source: include_str!("rmm_raw_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -2974,7 +2974,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 37936,
-        source_hash: 0x11c55b8f930d6c80,
+        source_hash: 0xeb21dc12a3940949,
         source: include_str!("rmm_raw_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -2991,7 +2991,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 56384,
-        source_hash: 0x564b2a4cd3527c5b,
+        source_hash: 0x5ba9577cde7e3e3e,
         source: include_str!("rmm_raw_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -3008,7 +3008,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 74832,
-        source_hash: 0x337889bcaebb8a5f,
+        source_hash: 0x8432adf44c0ad441,
         source: include_str!("rmm_raw_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -3025,7 +3025,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 93280,
-        source_hash: 0x1da2c933b6794636,
+        source_hash: 0x490405332b058f6e,
         source: include_str!("rmm_raw_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -3042,7 +3042,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 111728,
-        source_hash: 0xf635f5922c9cedfa,
+        source_hash: 0x7af9b76dbc48980a,
         source: include_str!("rmm_raw_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -3059,7 +3059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 130176,
-        source_hash: 0x4f7182bf53c4a466,
+        source_hash: 0x48f09ac647d82dfc,
         source: include_str!("rmm_raw_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -3076,7 +3076,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 148624,
-        source_hash: 0xd54cec43fdc36b8e,
+        source_hash: 0xa334755580549439,
         source: include_str!("rmm_raw_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -3093,7 +3093,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 42032,
-        source_hash: 0x92d28fb8c4fc3a8e,
+        source_hash: 0x454cb4f3e8f3e78a,
         source: include_str!("rmm_raw_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -3110,7 +3110,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 62528,
-        source_hash: 0x374c32310ffa8c38,
+        source_hash: 0xbd0224d2bfd6541b,
         source: include_str!("rmm_raw_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -3127,7 +3127,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 83024,
-        source_hash: 0x62329aef72ed5bd1,
+        source_hash: 0xb158bbd33ad2459d,
         source: include_str!("rmm_raw_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -3144,7 +3144,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 103520,
-        source_hash: 0xcbb5877aa14fb2a3,
+        source_hash: 0x3c26573d3e480585,
         source: include_str!("rmm_raw_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -3161,7 +3161,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 124016,
-        source_hash: 0x65bad553e5c12f00,
+        source_hash: 0x0f9b8a0a8a05ca22,
         source: include_str!("rmm_raw_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -3178,7 +3178,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144512,
-        source_hash: 0x782b14f5b43a38d3,
+        source_hash: 0xe2c155e97786b5a9,
         source: include_str!("rmm_raw_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -3195,7 +3195,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 165008,
-        source_hash: 0x3a864617acf13f6a,
+        source_hash: 0x29f31526c90d3c0b,
         source: include_str!("rmm_raw_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -3212,7 +3212,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 50224,
-        source_hash: 0x17e983dd055865a3,
+        source_hash: 0xb1cf5e7efefcaa5d,
         source: include_str!("rmm_raw_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -3229,7 +3229,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 74816,
-        source_hash: 0xe7b843a700eb8abc,
+        source_hash: 0x5cd8251e1a100105,
         source: include_str!("rmm_raw_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -3246,7 +3246,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 99408,
-        source_hash: 0x8d7d6ea669656a16,
+        source_hash: 0xec144167890fc769,
         source: include_str!("rmm_raw_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -3263,7 +3263,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 124000,
-        source_hash: 0x329e14d92033c325,
+        source_hash: 0x9dc382ac4304c855,
         source: include_str!("rmm_raw_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -3280,7 +3280,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 148592,
-        source_hash: 0xa0940b23a2d884c1,
+        source_hash: 0x00f7cbb65d693998,
         source: include_str!("rmm_raw_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -3297,7 +3297,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 173184,
-        source_hash: 0xbabbcde8c77c7b4c,
+        source_hash: 0x6412fa64dd1c6c92,
         source: include_str!("rmm_raw_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -3314,7 +3314,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 197776,
-        source_hash: 0x23e492fdba1fdffe,
+        source_hash: 0xda8d7e23e2a44942,
         source: include_str!("rmm_raw_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -3331,7 +3331,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 66608,
-        source_hash: 0x5c334f404ece84b9,
+        source_hash: 0xea850ef4824a83d0,
         source: include_str!("rmm_raw_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -3348,7 +3348,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99392,
-        source_hash: 0xba552002fba30226,
+        source_hash: 0x7c6084db66e07c90,
         source: include_str!("rmm_raw_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -3365,7 +3365,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132176,
-        source_hash: 0x73d617967fc3097e,
+        source_hash: 0x40ec123ceb1725d3,
         source: include_str!("rmm_raw_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -3382,7 +3382,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164960,
-        source_hash: 0x5f8296cbeff55d2d,
+        source_hash: 0xc339cc2b006790de,
         source: include_str!("rmm_raw_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -3399,7 +3399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197744,
-        source_hash: 0x34f2106fff9c7578,
+        source_hash: 0x0d2ec61a3efb080c,
         source: include_str!("rmm_raw_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -3416,7 +3416,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230528,
-        source_hash: 0x516df09a0b4ab4b1,
+        source_hash: 0x4b7d579d357a968b,
         source: include_str!("rmm_raw_n128_s7_t.cu"),
     },
     RegistryEntry {
@@ -3433,7 +3433,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 99376,
-        source_hash: 0x7388002728ecea3f,
+        source_hash: 0x120da7e0ebef9cd5,
         source: include_str!("rmm_raw_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -3450,7 +3450,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 148544,
-        source_hash: 0x7329820263b74f74,
+        source_hash: 0x76eaad862676ae3d,
         source: include_str!("rmm_raw_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -3467,7 +3467,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 197712,
-        source_hash: 0x1ba7e47d5d3c4c18,
+        source_hash: 0x695a42210d2070aa,
         source: include_str!("rmm_raw_n256_s4_t.cu"),
     },
     RegistryEntry {

@@ -36,6 +36,9 @@ __device__ __forceinline__ void mbar_arrive(u32 bar) {
 __device__ __forceinline__ void mbar_arrive_tx(u32 bar, u32 bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(bar), "r"(bytes) : "memory");
 }
+__device__ __forceinline__ void mbar_expect_tx(u32 bar, u32 bytes) {  // tx-count += bytes, no arrival
+  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;" :: "r"(bar), "r"(bytes) : "memory");
+}
 __device__ __forceinline__ void mbar_wait(u32 bar, u32 parity) {  // try_wait may suspend; loop until the phase flips
   u32 done = 0;
   while (!done) {
@@ -151,30 +154,47 @@ __device__ __forceinline__ u16 f32_to_bf16(float f) {
 }
 
 // ---- producer: one thread streams x tiles and weight tiles into the ring ----
+// A stage's escape exponents (up to ESC_CAP groups, contiguous in esc_exp) and the producer's arrival.
+__device__ __forceinline__ void escape_copy(u8* smem, const u32* rec, const u8* esc_exp, u32 full0, int it) {
+  const int s = it % STAGES;
+  const u32 full = full0 + 8 * s, base = rec[8 * it + 4], count = rec[8 * it + 5];
+  const u32 staged = count < ESC_CAP ? count : ESC_CAP;
+  if (staged) {
+    mbar_expect_tx(full, 64 * staged);
+    bulk_load(smem_addr(smem + OFF_ESC + s * ESC_BYTES), esc_exp + (u64)base * 64, 64 * staged, full);
+  }
+  mbar_arrive(full);
+}
 __device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, const u8* w0_tiles, const u8* w1_tiles,
                                      const u8* tile_esc, const u8* esc_exp, u8* smem, u32 full0, u32 empty0,
                                      int kb_begin, int kb_end, int kblocks) {
   const int m0 = blockIdx.y * BN;
   // The split's escape records, copied once: a global load per stage would put a memory round trip on the
-  // producer's path (the stage's exponent count is needed before expect_tx).
+  // producer's path (a stage's escape count is needed before its escape copy). The first ring's worth of
+  // stages is issued before the records arrive (expect_tx without arriving, so no phase can complete early),
+  // then each gets its escape copy and its arrival.
   const u32 rec_bar = full0 + 16 * STAGES;
   mbar_arrive_tx(rec_bar, 32 * (kb_end - kb_begin));
   bulk_load(smem_addr(smem + OFF_REC), tile_esc + ((u64)blockIdx.x * kblocks + kb_begin) * 32, 32 * (kb_end - kb_begin), rec_bar);
-  mbar_wait(rec_bar, 0);
   const u32* rec = (const u32*)(smem + OFF_REC);
+  const int early = kb_end - kb_begin < STAGES ? kb_end - kb_begin : STAGES;
   for (int kb = kb_begin, it = 0; kb < kb_end; ++kb, ++it) {
     const int s = it % STAGES;
     const u32 full = full0 + 8 * s;
-    const u32 base = rec[8 * it + 4], count = rec[8 * it + 5], staged = count < ESC_CAP ? count : ESC_CAP;
     mbar_wait(empty0 + 8 * s, ((it / STAGES) & 1) ^ 1);  // first lap passes: the "previous" phase counts as done
-    mbar_arrive_tx(full, TX_BYTES + 64 * staged);
+    mbar_expect_tx(full, TX_BYTES);
     tma_load_2d(smem_addr(smem + OFF_B + s * B_BYTES), tm_x, full, kb * BK, m0);
     // One contiguous block per CTA tile and k block in each array (tiled at upload or by the preprocess kernels):
     // narrow strided TMA boxes (32-64 B rows) waste DRAM bursts, whole blocks stream at full bandwidth.
     const u64 tile = (u64)blockIdx.x * kblocks + kb;
     bulk_load(smem_addr(smem + OFF_W0 + s * W0_BYTES), w0_tiles + tile * W0_BYTES, W0_BYTES, full);  // sm bytes
     bulk_load(smem_addr(smem + OFF_W1 + s * W1_BYTES), w1_tiles + tile * W1_BYTES, W1_BYTES, full);  // nibbles
-    if (staged) bulk_load(smem_addr(smem + OFF_ESC + s * ESC_BYTES), esc_exp + (u64)base * 64, 64 * staged, full);
+    if (it + 1 == early) {              // records are needed from here on; the early stages' copies are in flight
+      mbar_wait(rec_bar, 0);
+      for (int e = 0; e < early; ++e) escape_copy(smem, rec, esc_exp, full0, e);
+    } else if (it >= early) {
+      escape_copy(smem, rec, esc_exp, full0, it);
+    }
   }
 }
 
