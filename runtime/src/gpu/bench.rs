@@ -277,7 +277,7 @@ fn best(
 }
 
 /// Median µs of one call, rotating over `lins` (one weight set per iteration).
-fn time_plans(
+pub fn time_plans(
     stream: &Arc<CudaStream>,
     lins: &[Linear],
     plan: impl Fn(&Linear) -> Result<Plan, super::GpuError>,

@@ -76,7 +76,7 @@ impl Harness {
 }
 
 /// First differing index of two slices, with both values, or a length mismatch.
-fn first_diff<T: PartialEq + Copy + std::fmt::Debug>(a: &[T], b: &[T]) -> Option<String> {
+pub fn first_diff<T: PartialEq + Copy + std::fmt::Debug>(a: &[T], b: &[T]) -> Option<String> {
     if a.len() != b.len() {
         return Some(format!("length {} vs {}", a.len(), b.len()));
     }
@@ -153,6 +153,18 @@ pub fn raw_twin(e: &'static RegistryEntry) -> Option<&'static RegistryEntry> {
     })
 }
 
+/// The plan of `raw` (raw-resident weights of the same matrix) whose result a compressed rmm
+/// `plan` must equal bit for bit: its [`raw_twin`] with the same split-K factor, so tile, ring
+/// and k split (the accumulation order) all match. `None` when `plan` runs no compressed rmm
+/// or the registry has no raw variant of its tile.
+pub fn twin_plan(raw: &Linear, plan: &Plan) -> Result<Option<Plan>, GpuError> {
+    let Some(e) = plan.rmm.filter(|_| plan.pipeline != ExecPipeline::Raw) else { return Ok(None) };
+    let Some(twin) = raw_twin(e) else { return Ok(None) };
+    let mut tp = raw.plan_with(ExecPipeline::Raw, plan.m, twin)?;
+    tp.splits = plan.splits;
+    Ok(Some(tp))
+}
+
 /// Every pipeline on an `n_out × k` weight stored in `orientation`, for each batch size in `ms`.
 /// Returns the outcomes and the failures.
 pub fn check_linear(
@@ -198,13 +210,8 @@ pub fn check_linear(
             let case = format!("{label} m={m} {p} ({})", plan.variant_name());
             // Bit-exact reference: cuBLAS for full decode, the raw rmm twin for rmm pipelines.
             let (reference, y_exact) = match plan.rmm {
-                Some(e) if plan.pipeline != ExecPipeline::Raw => match raw_twin(e) {
-                    Some(twin) => {
-                        // Same tile, ring and k split: the same accumulation order.
-                        let mut tp = raw.plan_with(ExecPipeline::Raw, m, twin)?;
-                        tp.splits = plan.splits;
-                        (format!("{} z{}", twin.name, tp.splits), Some(h.run(&raw, &tp, &x)?))
-                    }
+                Some(e) if plan.pipeline != ExecPipeline::Raw => match twin_plan(&raw, &plan)? {
+                    Some(tp) => (format!("{} z{}", tp.variant_name(), tp.splits), Some(h.run(&raw, &tp, &x)?)),
                     None => {
                         failures.push(format!("{case}: no raw variant with tile {e:?}"));
                         ("none".into(), None)
