@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cache;
 pub mod check;
 pub mod cublas;
+pub mod demo;
 pub mod device;
 pub mod error;
 pub mod host;
