@@ -15,12 +15,6 @@ pub const SMEM_LIMIT: u32 = 232_448;
 pub const SM_SMEM: u32 = 233_472;
 /// 32-bit registers per SM.
 pub const SM_REGS: u32 = 65_536;
-/// Widest tile that runs two CTAs per SM (when both fit the SM's shared memory). Measured on the
-/// H100 (2026-11-22): a second CTA did not speed up narrow tiles — the palette rebuild is bound by
-/// the SM's issue rate, not latency — so 0 = one CTA per SM everywhere, which is what
-/// templates/rmm.cu.tera's `__launch_bounds__(threads, 1)` compiles for; raise it only together
-/// with a template that reads `ctas_per_sm`.
-pub const RMM_TWO_CTA_MAX_TILE_N: u32 = 0;
 
 /// Registers per thread ptxas allocates under `__launch_bounds__(threads, ctas)` (a multiple of 8).
 pub fn regs_per_thread(threads: u32, ctas: u32) -> u32 {
@@ -153,7 +147,7 @@ pub struct RmmLayout {
     pub consumers: u32,
     pub threads: u32,
     /// A tiles (reconstructed / TMA'd bf16, 128 × 64): one per stage for raw (TMA writes them),
-    /// two for compressed pipelines (consumers write them, double-buffered).
+    /// four for compressed pipelines (consumers rebuild two k blocks per step, pairs alternate).
     pub a_bufs: u32,
     pub a_bytes: u32,
     /// Per stage: sign-mantissa bytes.
@@ -276,12 +270,13 @@ impl RmmLayout {
             producer_regs: 0,
             consumer_regs: 0,
         };
-        let two = v.tile_n <= RMM_TWO_CTA_MAX_TILE_N && 2 * (smem_bytes + 2048) <= SM_SMEM;
-        layout.ctas_per_sm = if two { 2 } else { 1 };
+        // One CTA per SM (`__launch_bounds__(threads, 1)`): measured on the H100 (2026-11-22), a second
+        // CTA per SM did not speed up narrow tiles, whose rebuild is bound by the SM's issue rate.
+        layout.ctas_per_sm = 1;
         layout.regs_per_thread = regs_per_thread(layout.threads, layout.ctas_per_sm);
-        // The producer keeps the minimum that still issues copies (CUTLASS: 40, or 24 under pressure);
-        // consumers get the rest of the CTA's pool, rounded down to setmaxnreg's multiple of 8.
-        layout.producer_regs = if two { 24 } else { 40 };
+        // The producer keeps the minimum that still issues copies (CUTLASS: 40); consumers get the
+        // rest of the CTA's pool, rounded down to setmaxnreg's multiple of 8.
+        layout.producer_regs = 40;
         let pool = layout.regs_per_thread * layout.threads;
         layout.consumer_regs = ((pool - layout.producer_regs * 128) / 256 / 8 * 8).min(256);
         if dynamic_smem > SMEM_LIMIT {
