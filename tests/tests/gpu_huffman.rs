@@ -1,20 +1,14 @@
 //! GPU Huffman decode equals the CPU decoders bit for bit for all three outputs.
 
+use unweight_tests::{assert_no_failures, gpu_session};
 use unweight::codec::{compress, Encoding, Orientation};
 use unweight::gpu::check::{check_decode, load_minilm_bf16, Harness};
-use unweight::gpu::synth::{self, Rng, WeightSpec};
-
-fn assert_none(failures: Vec<String>) {
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
-}
+use unweight::gpu::synth::{self, WeightSpec};
 
 #[test]
 #[ignore = "needs an sm_90 GPU"]
 fn gpu_huffman_small_and_odd_shapes() {
-    let h = Harness::open().expect("opening GPU 0");
-    let seed = Rng::fresh_seed();
-    println!("seed {seed}");
-    let mut rng = Rng::new(seed);
+    let (h, mut rng) = gpu_session();
     let mut failures = Vec::new();
     // 1x1, a row shorter than a group, padded rows, and a multi-chunk matrix with specials.
     for (rows, cols) in [(1, 1), (3, 5), (7, 100), (128, 64), (129, 130), (300, 1000)] {
@@ -24,16 +18,13 @@ fn gpu_huffman_small_and_odd_shapes() {
             failures.extend(check_decode(&h, &format!("synthetic {rows}x{cols}"), &t).expect("decoding"));
         }
     }
-    assert_none(failures);
+    assert_no_failures(&failures);
 }
 
 #[test]
 #[ignore = "needs an sm_90 GPU"]
 fn gpu_huffman_synthetic_llama_shapes() {
-    let h = Harness::open().expect("opening GPU 0");
-    let seed = Rng::fresh_seed();
-    println!("seed {seed}");
-    let mut rng = Rng::new(seed);
+    let (h, mut rng) = gpu_session();
     let mut failures = Vec::new();
     for (rows, cols) in [(14336, 4096), (4096, 14336)] {
         let w = synth::weights(&mut rng, rows, cols, WeightSpec { escape_groups: 0.01, specials: true });
@@ -43,7 +34,7 @@ fn gpu_huffman_synthetic_llama_shapes() {
             failures.extend(check_decode(&h, &format!("synthetic {rows}x{cols}"), &t).expect("decoding"));
         }
     }
-    assert_none(failures);
+    assert_no_failures(&failures);
 }
 
 #[test]
@@ -63,5 +54,5 @@ fn gpu_huffman_minilm() {
         }
     }
     println!("{} MiniLM tensors decoded", tensors.len());
-    assert_none(failures);
+    assert_no_failures(&failures);
 }

@@ -1,17 +1,14 @@
 //! Every pipeline's y equals its bit-exact reference and cuBLAS to BF16 tolerance, both
 //! orientations, M ∈ {1, 7, 16, 64, 200, 256, 1024}.
 
+use unweight_tests::{assert_no_failures, gpu_session};
 use unweight::codec::Orientation;
-use unweight::gpu::check::{check_linear, print_outcomes, Harness};
-use unweight::gpu::synth::Rng;
+use unweight::gpu::check::{check_linear, print_outcomes};
 
 const MS: [usize; 7] = [1, 7, 16, 64, 200, 256, 1024];
 
 fn run(shapes: &[(usize, usize)], ms: &[usize], escape_groups: f64) {
-    let h = Harness::open().expect("opening GPU 0");
-    let seed = Rng::fresh_seed();
-    println!("seed {seed}");
-    let mut rng = Rng::new(seed);
+    let (h, mut rng) = gpu_session();
     let mut failures = Vec::new();
     for &(n_out, k) in shapes {
         for o in [Orientation::Standard, Orientation::Transposed] {
@@ -21,7 +18,7 @@ fn run(shapes: &[(usize, usize)], ms: &[usize], escape_groups: f64) {
             failures.extend(f);
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert_no_failures(&failures);
 }
 
 #[test]

@@ -1,17 +1,15 @@
 //! A small case for `compute-sanitizer --tool memcheck` (scripts/gpu-run.sh runs it alone):
 //! every kernel family once, both orientations, a partial batch tile.
 
+use unweight_tests::{assert_no_failures, gpu_session};
 use unweight::codec::{compress, Encoding, Orientation};
-use unweight::gpu::check::{check_decode, check_linear, print_outcomes, Harness};
-use unweight::gpu::synth::{self, Rng, WeightSpec};
+use unweight::gpu::check::{check_decode, check_linear, print_outcomes};
+use unweight::gpu::synth::{self, WeightSpec};
 
 #[test]
 #[ignore = "needs an sm_90 GPU"]
 fn gpu_sanitizer_small() {
-    let h = Harness::open().expect("opening GPU 0");
-    let seed = Rng::fresh_seed();
-    println!("seed {seed}");
-    let mut rng = Rng::new(seed);
+    let (h, mut rng) = gpu_session();
     let mut failures = Vec::new();
     for o in [Orientation::Standard, Orientation::Transposed] {
         // 256x128: two row tiles, no split; 128x512: one row tile, k split in two.
@@ -24,5 +22,5 @@ fn gpu_sanitizer_small() {
         let t = compress(&w, &[130, 70], o, Encoding::Huffman).unwrap();
         failures.extend(check_decode(&h, "sanitizer 130x70", &t).expect("decoding"));
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert_no_failures(&failures);
 }

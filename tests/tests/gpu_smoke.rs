@@ -1,17 +1,14 @@
 //! Runs first on the H100 (scripts/gpu-run.sh): the smallest shapes, one CTA, so a kernel bug
 //! shows up small. `cargo test -p unweight-tests --test gpu_smoke -- --ignored`.
 
+use unweight_tests::{assert_no_failures, gpu_session};
 use unweight::codec::Orientation;
-use unweight::gpu::check::{check_linear, print_outcomes, Harness};
-use unweight::gpu::synth::Rng;
+use unweight::gpu::check::{check_linear, print_outcomes};
 
 #[test]
 #[ignore = "needs an sm_90 GPU"]
 fn gpu_00_one_cta_all_pipelines() {
-    let h = Harness::open().expect("opening GPU 0");
-    let seed = Rng::fresh_seed();
-    println!("seed {seed}");
-    let mut rng = Rng::new(seed);
+    let (h, mut rng) = gpu_session();
     let mut failures = Vec::new();
     for o in [Orientation::Standard, Orientation::Transposed] {
         // n_out = 128, k = 64: one CTA, one k block; m = 1: one batch row.
@@ -19,16 +16,13 @@ fn gpu_00_one_cta_all_pipelines() {
         print_outcomes(&outcomes);
         failures.extend(f);
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert_no_failures(&failures);
 }
 
 #[test]
 #[ignore = "needs an sm_90 GPU"]
 fn gpu_01_few_ctas_all_pipelines() {
-    let h = Harness::open().expect("opening GPU 0");
-    let seed = Rng::fresh_seed();
-    println!("seed {seed}");
-    let mut rng = Rng::new(seed);
+    let (h, mut rng) = gpu_session();
     let mut failures = Vec::new();
     for o in [Orientation::Standard, Orientation::Transposed] {
         // Two row tiles × three k blocks, two batch tiles at the smallest tile width; then one
@@ -39,5 +33,5 @@ fn gpu_01_few_ctas_all_pipelines() {
             failures.extend(f);
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert_no_failures(&failures);
 }
