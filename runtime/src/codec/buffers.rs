@@ -22,6 +22,15 @@ pub fn zeroed_u16(n: usize) -> Vec<u16> {
     v
 }
 
+/// An empty vector with room for `n` u16 values, for writers that initialise every element
+/// themselves (through `spare_capacity_mut`): no zeroing pass, and the page faults happen in
+/// the (parallel) writers rather than in one thread up front.
+pub fn uninit_u16(n: usize) -> Vec<u16> {
+    let v = Vec::with_capacity(n);
+    advise_huge(v.as_ptr() as usize, 2 * n);
+    v
+}
+
 fn advise_huge(addr: usize, len: usize) {
     #[cfg(target_os = "linux")]
     {

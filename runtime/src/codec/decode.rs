@@ -1,5 +1,7 @@
 //! [`CompressedTensor`] → BF16, and the plain reference decoders the GPU kernels are checked against.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::multilut::{MultiLut, LANES, SLACK};
@@ -8,30 +10,20 @@ use super::{nibbles, palette, CodecError, CompressedTensor, Escapes, Indices, Or
 
 /// Elements per parallel task for the nibble and exponent planes (a multiple of 64).
 const BLOCK_ELEMS: usize = 1 << 14;
-/// Elements decoded before the hash catches up (the hash runs beside the next wave's decoding).
-const WAVE_ELEMS: usize = 1 << 22;
+/// Elements per decode piece (rounded to whole Huffman units): large enough that claiming a
+/// piece and hashing it are negligible, small enough that the hash trails closely and two
+/// threads share even a small tensor evenly.
+const PIECE_ELEMS: usize = 1 << 14;
 
 /// Decompress to the original layout and shape; checks the hash.
 pub fn decompress(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
     let total = t.validate()?;
     if t.orientation == Orientation::Standard && t.padded_cols() == t.cols {
-        // The decoded padded matrix is the output: hash each wave while decoding the next.
+        // The decoded padded matrix is the output: hash it in order while it is decoded.
         let dec = Decoder::new(t)?;
-        let mut out = super::buffers::zeroed_u16(total);
-        // At least four waves, so that even a small tensor hashes mostly beside its decoding.
-        let wave = WAVE_ELEMS.min(total.div_ceil(4)).div_ceil(dec.unit).max(1) * dec.unit;
-        let mut hasher = xxhash_rust::xxh64::Xxh64::new(0);
-        let mut done: &[u16] = &[];
-        for (w, chunk) in out.chunks_mut(wave).enumerate() {
-            let (_, r) = rayon::join(
-                || super::hash::update(&mut hasher, done),
-                || dec.decode(w * wave, chunk),
-            );
-            r?;
-            done = chunk;
-        }
-        super::hash::update(&mut hasher, done);
-        return check_hash(t, out, hasher.digest());
+        let (out, hash) =
+            super::pipeline::fill_hashed(total, dec.piece, |at, dst, s| dec.fill(at, dst, s))?;
+        return check_hash(t, out, hash);
     }
     let enc = decode_bf16_encoded(t)?;
     let out = match t.orientation {
@@ -40,6 +32,12 @@ pub fn decompress(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
     };
     let actual = super::hash_bits(&out);
     check_hash(t, out, actual)
+}
+
+/// [`decompress`] of several tensors, in parallel over the tensors as well as within each one.
+/// This is what the bundle reader uses for the tensors of a file.
+pub fn decompress_batch(ts: &[&CompressedTensor]) -> Vec<Result<Vec<u16>, CodecError>> {
+    ts.par_iter().map(|t| decompress(t)).collect()
 }
 
 fn check_hash(t: &CompressedTensor, out: Vec<u16>, actual: u64) -> Result<Vec<u16>, CodecError> {
@@ -56,15 +54,16 @@ fn check_hash(t: &CompressedTensor, out: Vec<u16>, actual: u64) -> Result<Vec<u1
 /// Does not check the hash (it covers the original layout; see [`decompress`]).
 pub fn decode_bf16_encoded(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
     let total = t.validate()?;
-    let mut out = super::buffers::zeroed_u16(total);
-    Decoder::new(t)?.decode(0, &mut out)?;
+    let dec = Decoder::new(t)?;
+    let out = super::pipeline::fill_parallel(total, dec.piece, |at, dst, s| dec.fill(at, dst, s))?;
     Ok(drop_padding(out, t.rows, t.cols, t.padded_cols()))
 }
 
-/// Tables for decoding a validated tensor, and the element count of one parallel task.
+/// Tables for decoding a validated tensor, and the element count of one decode piece.
 struct Decoder<'a> {
     t: &'a CompressedTensor,
-    unit: usize,
+    /// Elements per piece: whole groups of [`LANES`] Huffman chunks, whole nibble bytes.
+    piece: usize,
     /// Huffman: symbols → exponents, several per step.
     multi: Option<MultiLut>,
     /// Palette: nibble byte → its two exponents (low byte first).
@@ -76,86 +75,108 @@ impl<'a> Decoder<'a> {
     fn new(t: &'a CompressedTensor) -> Result<Self, CodecError> {
         let pal = &t.palette;
         let pairs = std::array::from_fn(|b| pal[b & 15] as u16 | (pal[b >> 4] as u16) << 8);
-        let (unit, multi) = match &t.indices {
-            Indices::Huffman(h) => (
-                h.chunk_symbols.max(1) as usize * LANES,
-                Some(MultiLut::new(&h.code_lengths, pal)?),
-            ),
-            _ => (BLOCK_ELEMS, None),
+        let (piece, multi) = match &t.indices {
+            Indices::Huffman(h) => {
+                let unit = (h.chunk_symbols.max(1) as usize).saturating_mul(LANES);
+                (
+                    unit.saturating_mul((PIECE_ELEMS / unit).max(1)),
+                    Some(MultiLut::new(&h.code_lengths, pal)?),
+                )
+            }
+            _ => (PIECE_ELEMS, None),
         };
         Ok(Decoder {
             t,
-            unit,
+            piece,
             multi,
             pairs,
         })
     }
 
-    /// Decode padded elements `start .. start + out.len()` (`start` a multiple of `unit`).
-    fn decode(&self, start: usize, out: &mut [u16]) -> Result<(), CodecError> {
+    /// Decode padded elements `start .. start + dst.len()` into `dst`, every element of it
+    /// (`start` a multiple of `piece`, `dst` at most `piece` long).
+    fn fill(
+        &self,
+        start: usize,
+        dst: &mut [MaybeUninit<u16>],
+        exps: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
         let t = self.t;
-        let unit = self.unit;
-        let scratch = unit.min(out.len()) + SLACK;
-        out.par_chunks_mut(unit)
-            .enumerate()
-            .with_min_len((1 << 14) / unit + 1)
-            .try_for_each_init(
-                || vec![0u8; scratch],
-                |exps, (k, o)| {
-                    let at = start + k * unit;
-                    let n = o.len();
-                    let sm = &t.sm[at..at + n];
-                    match &t.indices {
-                        Indices::Exponent(e) => {
-                            rebuild_all(sm, &e[at..at + n], o);
-                            return Ok(());
-                        }
-                        Indices::Palette(nib) => {
-                            for (pair, &b) in exps[..n]
-                                .chunks_exact_mut(2)
-                                .zip(&nib[at / 2..(at + n) / 2])
-                            {
-                                pair.copy_from_slice(&self.pairs[b as usize].to_le_bytes());
-                            }
-                        }
-                        Indices::Huffman(h) => {
-                            let multi = self.multi.as_ref().ok_or_else(|| CodecError::Stream {
-                                problem: "no table".into(),
-                            })?;
-                            h.decode_chunks_mapped(at / unit * LANES, multi, n, exps)?;
-                        }
-                    }
-                    apply_escapes(at, &mut exps[..n], &t.escapes);
-                    rebuild_all(sm, &exps[..n], o);
-                    Ok(())
-                },
-            )
+        let n = dst.len();
+        let sm = &t.sm[start..start + n];
+        if let Indices::Exponent(e) = &t.indices {
+            rebuild_into(sm, &e[start..start + n], dst);
+            return Ok(());
+        }
+        if exps.len() < n + SLACK {
+            exps.resize(n + SLACK, 0);
+        }
+        match &t.indices {
+            Indices::Palette(nib) => {
+                for (pair, &b) in exps[..n]
+                    .chunks_exact_mut(2)
+                    .zip(&nib[start / 2..(start + n) / 2])
+                {
+                    pair.copy_from_slice(&self.pairs[b as usize].to_le_bytes());
+                }
+            }
+            Indices::Huffman(h) => {
+                let multi = self.multi.as_ref().ok_or_else(|| CodecError::Stream {
+                    problem: "no table".into(),
+                })?;
+                let cs = h.chunk_symbols.max(1) as usize;
+                let unit = cs.saturating_mul(LANES);
+                let mut at = 0;
+                while at < n {
+                    let len = unit.min(n - at);
+                    h.decode_chunks_mapped((start + at) / cs, multi, len, &mut exps[at..])?;
+                    at += len;
+                }
+            }
+            Indices::Exponent(_) => {}
+        }
+        apply_escapes(start, &mut exps[..n], &t.escapes);
+        rebuild_into(sm, &exps[..n], dst);
+        Ok(())
     }
 }
 
-/// Overwrite the exponents of escaped groups among padded elements `start .. start + exps.len()`.
+/// Overwrite the exponents of escaped groups among padded elements `start .. start + exps.len()`,
+/// visiting only the set bits of the escape bitmap.
 #[inline]
 fn apply_escapes(start: usize, exps: &mut [u8], esc: &Escapes) {
     if esc.exponents.is_empty() || exps.is_empty() {
         return;
     }
     let end = start + exps.len();
-    for g in start / GROUP..end.div_ceil(GROUP) {
-        if let Some(ex) = esc.group_exponents(g) {
-            let (lo, hi) = ((g * GROUP).max(start), ((g + 1) * GROUP).min(end));
-            exps[lo - start..hi - start].copy_from_slice(&ex[lo - g * GROUP..hi - g * GROUP]);
+    let (g0, g1) = (start / GROUP, end.div_ceil(GROUP));
+    for w in g0 / 64..g1.div_ceil(64) {
+        let Some(&word) = esc.bitmap.get(w) else {
+            break;
+        };
+        let mut bits = word;
+        while bits != 0 {
+            let g = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if g < g0 || g >= g1 {
+                continue;
+            }
+            if let Some(ex) = esc.group_exponents(g) {
+                let (lo, hi) = ((g * GROUP).max(start), ((g + 1) * GROUP).min(end));
+                exps[lo - start..hi - start].copy_from_slice(&ex[lo - g * GROUP..hi - g * GROUP]);
+            }
         }
     }
 }
 
-/// `out[i] = rebuild(sm[i], exps[i])`, written so it vectorizes.
+/// `out[i] = rebuild(sm[i], exps[i])` for every element of `out`, written so it vectorizes.
 #[inline]
-fn rebuild_all(sm: &[u8], exps: &[u8], out: &mut [u16]) {
+fn rebuild_into(sm: &[u8], exps: &[u8], out: &mut [MaybeUninit<u16>]) {
     let n = out.len();
     let (sm, exps) = (&sm[..n], &exps[..n]);
     for i in 0..n {
         let (s, e) = (sm[i] as u16, exps[i] as u16);
-        out[i] = ((s & 0x80) << 8) | (e << 7) | (s & 0x7F);
+        out[i] = MaybeUninit::new(((s & 0x80) << 8) | (e << 7) | (s & 0x7F));
     }
 }
 

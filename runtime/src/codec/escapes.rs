@@ -70,7 +70,7 @@ impl Escapes {
                 self.prefix.len()
             ));
         }
-        if groups % 64 != 0 {
+        if groups & 63 != 0 {
             if let Some(&last) = self.bitmap.last() {
                 if last >> (groups % 64) != 0 {
                     return bad(format!(

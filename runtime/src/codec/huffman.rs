@@ -369,7 +369,7 @@ pub fn encode_counted(
     hists: &[[u64; 256]],
     chunk_symbols: u32,
 ) -> Result<HuffmanStream, CodecError> {
-    debug_assert!(chunk_symbols >= 2 && chunk_symbols % 2 == 0);
+    debug_assert!(chunk_symbols >= 2 && chunk_symbols & 1 == 0);
     let chunk_bytes = (chunk_symbols / 2).max(1) as usize;
     let seg_bytes = chunk_bytes * SEGMENT_CHUNKS;
     // Counting first gives the code and every segment's exact bit length, hence its start, so

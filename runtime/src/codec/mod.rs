@@ -13,11 +13,14 @@ mod huffman;
 mod multilut;
 mod nibbles;
 mod palette;
+mod pipeline;
 mod simd;
 mod split;
 mod tensor;
 
-pub use decode::{decode_bf16_encoded, decode_exponents, decode_palette_indices, decompress};
+pub use decode::{
+    decode_bf16_encoded, decode_exponents, decode_palette_indices, decompress, decompress_batch,
+};
 pub use encode::{compress, transcode};
 pub use hash::hash_bits;
 pub use huffman::{build_lut, canonical_codes, code_lengths, LUT_SIZE};
