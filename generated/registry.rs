@@ -16,7 +16,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 101424,
-        source_hash: 0xfb6076f858690894,
+        source_hash: 0xbb8b0420f6820d09,
         source: include_str!("rmm_exponent_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -33,7 +33,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 118848,
-        source_hash: 0x2a4d0910f45bf5a4,
+        source_hash: 0xac3ee1fa3af731ca,
         source: include_str!("rmm_exponent_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -50,7 +50,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 136272,
-        source_hash: 0xcc3292f5777e6680,
+        source_hash: 0x4eaea3d6dc7c37fc,
         source: include_str!("rmm_exponent_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -67,7 +67,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 153696,
-        source_hash: 0xc593525307761268,
+        source_hash: 0x6cd1aba1b40a6589,
         source: include_str!("rmm_exponent_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -84,7 +84,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 171120,
-        source_hash: 0x6eba2ce97dc07b61,
+        source_hash: 0x11c2b2b09d5ccc97,
         source: include_str!("rmm_exponent_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -101,7 +101,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 188544,
-        source_hash: 0x0517fd293961adf4,
+        source_hash: 0xde2b1ffd55a6068e,
         source: include_str!("rmm_exponent_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -118,7 +118,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 205968,
-        source_hash: 0x4d832f21a00dab76,
+        source_hash: 0xabb846603814e49d,
         source: include_str!("rmm_exponent_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -135,7 +135,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 103472,
-        source_hash: 0xe2d56b044d9b1c41,
+        source_hash: 0x8d65e4e7aa816898,
         source: include_str!("rmm_exponent_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -152,7 +152,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 121920,
-        source_hash: 0x0ef67110a065453c,
+        source_hash: 0x470a08430172c8e9,
         source: include_str!("rmm_exponent_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -169,7 +169,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 140368,
-        source_hash: 0x2fb7bddb84e4e123,
+        source_hash: 0x535ab412766e49b2,
         source: include_str!("rmm_exponent_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -186,7 +186,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 158816,
-        source_hash: 0x0f4c86063a23f98e,
+        source_hash: 0x8a597f587b5c3def,
         source: include_str!("rmm_exponent_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -203,7 +203,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 177264,
-        source_hash: 0xa3b3caec80bca92d,
+        source_hash: 0x571e4019135ba934,
         source: include_str!("rmm_exponent_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -220,7 +220,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 195712,
-        source_hash: 0x3304adae94664631,
+        source_hash: 0xd5916401e9fd180c,
         source: include_str!("rmm_exponent_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -237,7 +237,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 214160,
-        source_hash: 0xda70b1cc534df906,
+        source_hash: 0x915f187bcb1cae9a,
         source: include_str!("rmm_exponent_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -254,7 +254,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 107568,
-        source_hash: 0x534e79f06a22a2b1,
+        source_hash: 0xab9e5f59b3a1e31b,
         source: include_str!("rmm_exponent_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -271,7 +271,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 128064,
-        source_hash: 0x7e8c0782d1179221,
+        source_hash: 0x6abce3772ae9809e,
         source: include_str!("rmm_exponent_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -288,7 +288,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 148560,
-        source_hash: 0xa2fd9d218e8fe0e8,
+        source_hash: 0xa0ecdff89bfb98e1,
         source: include_str!("rmm_exponent_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -305,7 +305,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 169056,
-        source_hash: 0x00060d22aab479ca,
+        source_hash: 0x5fe1ac3f35560b8a,
         source: include_str!("rmm_exponent_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -322,7 +322,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 189552,
-        source_hash: 0x44ee38b5dbb86782,
+        source_hash: 0x6c6c684efba02c18,
         source: include_str!("rmm_exponent_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -339,7 +339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 210048,
-        source_hash: 0xeb1440b014fc808c,
+        source_hash: 0x77a4205ab273b4ca,
         source: include_str!("rmm_exponent_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -356,7 +356,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 230544,
-        source_hash: 0xa990c067fbcb9955,
+        source_hash: 0x51221b7a7bf5637b,
         source: include_str!("rmm_exponent_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -373,7 +373,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 115760,
-        source_hash: 0x887e156287dfb270,
+        source_hash: 0x0492b6f456bac351,
         source: include_str!("rmm_exponent_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -390,7 +390,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 140352,
-        source_hash: 0x47199e6d570f4a3f,
+        source_hash: 0x0cedaac829d49e7a,
         source: include_str!("rmm_exponent_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -407,7 +407,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 164944,
-        source_hash: 0x0efbd48ff570b418,
+        source_hash: 0x789ceeaa6bf56924,
         source: include_str!("rmm_exponent_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -424,7 +424,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 189536,
-        source_hash: 0x1a0fb642b932c2dc,
+        source_hash: 0xf6c84cda2c6ece00,
         source: include_str!("rmm_exponent_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -441,7 +441,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 214128,
-        source_hash: 0x4f5750403a4de4a0,
+        source_hash: 0x0d77d53bf1299d3f,
         source: include_str!("rmm_exponent_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -458,7 +458,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132144,
-        source_hash: 0x0eb7e83b5987c850,
+        source_hash: 0x5541b6a35cb91cfd,
         source: include_str!("rmm_exponent_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -475,7 +475,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164928,
-        source_hash: 0xa0c527045736ce22,
+        source_hash: 0x9e9fceb1d06c198d,
         source: include_str!("rmm_exponent_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -492,7 +492,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197712,
-        source_hash: 0x2a3c2212db88de7b,
+        source_hash: 0xd4545f1154154c5e,
         source: include_str!("rmm_exponent_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -509,7 +509,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230496,
-        source_hash: 0xf377aa83f36ba113,
+        source_hash: 0xb71e95361491f09c,
         source: include_str!("rmm_exponent_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -526,7 +526,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 164912,
-        source_hash: 0xd52409cdbaf0a74f,
+        source_hash: 0x6d083ca1faea0105,
         source: include_str!("rmm_exponent_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -543,7 +543,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 214080,
-        source_hash: 0xebb1ea878ca76e93,
+        source_hash: 0xe35fe2fa1069e93c,
         source: include_str!("rmm_exponent_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -560,7 +560,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 101424,
-        source_hash: 0x7ccaa39f25d3f4bd,
+        source_hash: 0x2746fcfc743448d0,
         source: include_str!("rmm_exponent_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -577,7 +577,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 118848,
-        source_hash: 0xbeeda63fcc44a3fb,
+        source_hash: 0x486632176a584a43,
         source: include_str!("rmm_exponent_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -594,7 +594,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 136272,
-        source_hash: 0xaba5bd55bdbbd1da,
+        source_hash: 0x37836b2ea273d9fa,
         source: include_str!("rmm_exponent_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -611,7 +611,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 153696,
-        source_hash: 0x4bf54d4a740c4059,
+        source_hash: 0x974cd1146964fbd1,
         source: include_str!("rmm_exponent_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -628,7 +628,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 171120,
-        source_hash: 0xd8d8bf7c18c6df26,
+        source_hash: 0x9762dc3091b27e25,
         source: include_str!("rmm_exponent_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -645,7 +645,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 188544,
-        source_hash: 0xe239726754e8bde7,
+        source_hash: 0xb45cc42577e264be,
         source: include_str!("rmm_exponent_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -662,7 +662,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 205968,
-        source_hash: 0xf4c0a872dcb3f141,
+        source_hash: 0xeedde6768d77c244,
         source: include_str!("rmm_exponent_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -679,7 +679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 103472,
-        source_hash: 0x05d5ba328b11921a,
+        source_hash: 0xf57825f9b4b9dfc4,
         source: include_str!("rmm_exponent_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -696,7 +696,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 121920,
-        source_hash: 0xa624ca025d0e2b39,
+        source_hash: 0x4940480775ffab99,
         source: include_str!("rmm_exponent_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -713,7 +713,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 140368,
-        source_hash: 0x4d62a9543d78f111,
+        source_hash: 0xe332ed570e6369f7,
         source: include_str!("rmm_exponent_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -730,7 +730,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 158816,
-        source_hash: 0xb71bfeb61c6ec0cd,
+        source_hash: 0xf37c53877c4288de,
         source: include_str!("rmm_exponent_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -747,7 +747,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 177264,
-        source_hash: 0x1a61626dd21b9d8b,
+        source_hash: 0x00e75f47ab424892,
         source: include_str!("rmm_exponent_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -764,7 +764,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 195712,
-        source_hash: 0xc660a7ccad55b145,
+        source_hash: 0xbbcbf8383854cd2c,
         source: include_str!("rmm_exponent_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -781,7 +781,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 214160,
-        source_hash: 0x6acaeeab4c349b9a,
+        source_hash: 0x00d04b29e3a78dc2,
         source: include_str!("rmm_exponent_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -798,7 +798,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 107568,
-        source_hash: 0x05ae2e39ec4784d3,
+        source_hash: 0x02240b79bedfb8cd,
         source: include_str!("rmm_exponent_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -815,7 +815,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 128064,
-        source_hash: 0x770171aa872e685f,
+        source_hash: 0xafb5644f011ea884,
         source: include_str!("rmm_exponent_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -832,7 +832,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 148560,
-        source_hash: 0xbb26717079dd093b,
+        source_hash: 0xf7a08e4923e854eb,
         source: include_str!("rmm_exponent_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -849,7 +849,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 169056,
-        source_hash: 0x045f020e56711391,
+        source_hash: 0xd94d21fde7614288,
         source: include_str!("rmm_exponent_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -866,7 +866,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 189552,
-        source_hash: 0xcf446c581ad58088,
+        source_hash: 0xb834e80734803dc4,
         source: include_str!("rmm_exponent_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -883,7 +883,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 210048,
-        source_hash: 0x760b020f7e532e84,
+        source_hash: 0x5f403fe7b949826c,
         source: include_str!("rmm_exponent_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -900,7 +900,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 230544,
-        source_hash: 0xff6a4d2c27a3864b,
+        source_hash: 0x6aa45270f5311355,
         source: include_str!("rmm_exponent_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -917,7 +917,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 115760,
-        source_hash: 0x19ee788569ddade5,
+        source_hash: 0x8bb4349c08227c21,
         source: include_str!("rmm_exponent_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -934,7 +934,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 140352,
-        source_hash: 0xb1e81d6add093560,
+        source_hash: 0x6ebb96699999c57e,
         source: include_str!("rmm_exponent_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -951,7 +951,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 164944,
-        source_hash: 0xbe39d377954bbfa2,
+        source_hash: 0x4ba7df7cb4ca005f,
         source: include_str!("rmm_exponent_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -968,7 +968,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 189536,
-        source_hash: 0x9c0e62a99cefe177,
+        source_hash: 0x3a5d5765d467b79c,
         source: include_str!("rmm_exponent_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -985,7 +985,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 214128,
-        source_hash: 0x5d3f020cbf4835ed,
+        source_hash: 0x6e4d1558f46150b7,
         source: include_str!("rmm_exponent_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -1002,7 +1002,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132144,
-        source_hash: 0x8dcf589915b60509,
+        source_hash: 0x26595f544bfd4805,
         source: include_str!("rmm_exponent_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -1019,7 +1019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164928,
-        source_hash: 0x8eaf3f044ff5afa7,
+        source_hash: 0xbba450ef3a453d0b,
         source: include_str!("rmm_exponent_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -1036,7 +1036,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197712,
-        source_hash: 0xf7f0062931898a1f,
+        source_hash: 0x8ff7ae4a14004d80,
         source: include_str!("rmm_exponent_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -1053,7 +1053,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230496,
-        source_hash: 0xd28ee362b799a115,
+        source_hash: 0xffcbe6bfd8f30955,
         source: include_str!("rmm_exponent_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -1070,7 +1070,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 164912,
-        source_hash: 0xf7fa125e316473c4,
+        source_hash: 0xce00d0c8801eec98,
         source: include_str!("rmm_exponent_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -1087,7 +1087,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 214080,
-        source_hash: 0xe3e78dc6cbf9422c,
+        source_hash: 0xb6f2bc7e41dedcda,
         source: include_str!("rmm_exponent_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -1104,7 +1104,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 103472,
-        source_hash: 0x185ade2484033bd6,
+        source_hash: 0x2c61cc6ffdd19b81,
         source: include_str!("rmm_palette_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1121,7 +1121,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 117824,
-        source_hash: 0xb4b7e76e6a472e96,
+        source_hash: 0x45bb2a734e1f091a,
         source: include_str!("rmm_palette_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1138,7 +1138,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 132176,
-        source_hash: 0x8baa1bfd3b2a7da0,
+        source_hash: 0x17cff254889fcc41,
         source: include_str!("rmm_palette_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1155,7 +1155,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 146528,
-        source_hash: 0x6d63a3fc0596c24d,
+        source_hash: 0xbc10bf7fb84dc8ad,
         source: include_str!("rmm_palette_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1172,7 +1172,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 160880,
-        source_hash: 0xe337d32621013d84,
+        source_hash: 0x181ec5f031905dc4,
         source: include_str!("rmm_palette_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1189,7 +1189,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 175232,
-        source_hash: 0xf43b85666ca30b2b,
+        source_hash: 0x902eeb6bace4f72d,
         source: include_str!("rmm_palette_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1206,7 +1206,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 189584,
-        source_hash: 0x24c0484771d08792,
+        source_hash: 0xc5dece198028942f,
         source: include_str!("rmm_palette_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1223,7 +1223,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 105520,
-        source_hash: 0x9e51bc3778f41216,
+        source_hash: 0xb9d3a4f7e28fad42,
         source: include_str!("rmm_palette_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1240,7 +1240,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 120896,
-        source_hash: 0x93e21fff43263f2a,
+        source_hash: 0xf607fa8a93b9efb2,
         source: include_str!("rmm_palette_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1257,7 +1257,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 136272,
-        source_hash: 0xdb6c80130896c11f,
+        source_hash: 0x96efd5d8aa75df37,
         source: include_str!("rmm_palette_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1274,7 +1274,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 151648,
-        source_hash: 0xd90ced265b326e63,
+        source_hash: 0x3557c433e1ee7b07,
         source: include_str!("rmm_palette_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1291,7 +1291,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 167024,
-        source_hash: 0x4bc674cd0fe613a7,
+        source_hash: 0xb929f514ab80f1b1,
         source: include_str!("rmm_palette_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1308,7 +1308,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 182400,
-        source_hash: 0x83cf5c37216fdb11,
+        source_hash: 0x1be7a6211161558a,
         source: include_str!("rmm_palette_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1325,7 +1325,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 197776,
-        source_hash: 0xa42f54a7cfd91f00,
+        source_hash: 0x1af756d49dc4b775,
         source: include_str!("rmm_palette_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1342,7 +1342,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 109616,
-        source_hash: 0x72477c052a4a02bb,
+        source_hash: 0x2812830653fcc052,
         source: include_str!("rmm_palette_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1359,7 +1359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 127040,
-        source_hash: 0xc1e2091c71018fa8,
+        source_hash: 0x0007e4aaca9840d8,
         source: include_str!("rmm_palette_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1376,7 +1376,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144464,
-        source_hash: 0x22eed74a842e4a6d,
+        source_hash: 0x09bea191e283e9b3,
         source: include_str!("rmm_palette_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1393,7 +1393,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 161888,
-        source_hash: 0xd501c0a363730f6b,
+        source_hash: 0x2b445bafb058bb3e,
         source: include_str!("rmm_palette_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1410,7 +1410,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 179312,
-        source_hash: 0x12f2e4b853b9c90b,
+        source_hash: 0x87080e0763dfd6b7,
         source: include_str!("rmm_palette_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1427,7 +1427,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 196736,
-        source_hash: 0x09a40e552ff28c74,
+        source_hash: 0x9ea44085f434bea1,
         source: include_str!("rmm_palette_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1444,7 +1444,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 214160,
-        source_hash: 0x32e3dad6aa2fabd0,
+        source_hash: 0xe2567de1bbb2d432,
         source: include_str!("rmm_palette_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1461,7 +1461,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 117808,
-        source_hash: 0x24aaedd8ccc7eb98,
+        source_hash: 0xef83180046a36dfe,
         source: include_str!("rmm_palette_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1478,7 +1478,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 139328,
-        source_hash: 0x31a20c285ade0ab4,
+        source_hash: 0x31ca208c47cde8e9,
         source: include_str!("rmm_palette_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1495,7 +1495,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 160848,
-        source_hash: 0x48b9cb99ac5ca8ec,
+        source_hash: 0x123acfd0130bdc15,
         source: include_str!("rmm_palette_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1512,7 +1512,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 182368,
-        source_hash: 0x284577d8fa789ec4,
+        source_hash: 0xfbe6e5daf428c0ca,
         source: include_str!("rmm_palette_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1529,7 +1529,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 203888,
-        source_hash: 0xec4f26d15a257946,
+        source_hash: 0x8c0ed19c4f8e3c62,
         source: include_str!("rmm_palette_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1546,7 +1546,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 225408,
-        source_hash: 0xdef27cfb2ed09890,
+        source_hash: 0xa08b4ae864534965,
         source: include_str!("rmm_palette_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1563,7 +1563,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 134192,
-        source_hash: 0x98b27714d70ab257,
+        source_hash: 0x816e7e177f5cf5ff,
         source: include_str!("rmm_palette_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1580,7 +1580,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 163904,
-        source_hash: 0x74d1bae59f41d0af,
+        source_hash: 0x928f7a4c9d7a944b,
         source: include_str!("rmm_palette_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1597,7 +1597,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 193616,
-        source_hash: 0x29b3511ae7070da0,
+        source_hash: 0x624f1340b278c043,
         source: include_str!("rmm_palette_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1614,7 +1614,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 223328,
-        source_hash: 0xcb34ddbef7f49b79,
+        source_hash: 0x5b0c87e4cd4c12a5,
         source: include_str!("rmm_palette_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1631,7 +1631,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 166960,
-        source_hash: 0x92de3885d4d31ba9,
+        source_hash: 0xc24dbd621c63610f,
         source: include_str!("rmm_palette_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1648,7 +1648,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 213056,
-        source_hash: 0x63626191ffd9f073,
+        source_hash: 0x9804fb21f14fa09c,
         source: include_str!("rmm_palette_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1665,7 +1665,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 103472,
-        source_hash: 0x88c02c3f0e1cb36c,
+        source_hash: 0xcf2f42514f9216b4,
         source: include_str!("rmm_palette_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -1682,7 +1682,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 117824,
-        source_hash: 0xe67c132bae33cf63,
+        source_hash: 0xc14847318f4ae594,
         source: include_str!("rmm_palette_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -1699,7 +1699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 132176,
-        source_hash: 0x67e9cc5efe6172f7,
+        source_hash: 0xf08fe1b76619ed03,
         source: include_str!("rmm_palette_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -1716,7 +1716,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 146528,
-        source_hash: 0x67209812b9405555,
+        source_hash: 0xa583551d7bc6ec40,
         source: include_str!("rmm_palette_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -1733,7 +1733,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 160880,
-        source_hash: 0x9ba9d4f7fc23e404,
+        source_hash: 0x72e972011159d938,
         source: include_str!("rmm_palette_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -1750,7 +1750,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 175232,
-        source_hash: 0x04e7b583c4290d59,
+        source_hash: 0x6294739876e06c04,
         source: include_str!("rmm_palette_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -1767,7 +1767,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 189584,
-        source_hash: 0xe5bb881e9a3a214a,
+        source_hash: 0xd3f1497e332f643c,
         source: include_str!("rmm_palette_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -1784,7 +1784,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 105520,
-        source_hash: 0xc0e61ac065ad8042,
+        source_hash: 0x5b039ad0a2d96382,
         source: include_str!("rmm_palette_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -1801,7 +1801,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 120896,
-        source_hash: 0x3815a2e7f99d1c62,
+        source_hash: 0xc643e1c43a766214,
         source: include_str!("rmm_palette_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -1818,7 +1818,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 136272,
-        source_hash: 0xd5ac557d78aded35,
+        source_hash: 0x7f1904c6d4887f04,
         source: include_str!("rmm_palette_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -1835,7 +1835,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 151648,
-        source_hash: 0x83155978210c1a0c,
+        source_hash: 0xcc3826345ac92090,
         source: include_str!("rmm_palette_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -1852,7 +1852,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 167024,
-        source_hash: 0x181e46ec1b60a328,
+        source_hash: 0x90efaa06ef9f1d48,
         source: include_str!("rmm_palette_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -1869,7 +1869,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 182400,
-        source_hash: 0x98d336aaa3088215,
+        source_hash: 0x2bcf5c0477fe0419,
         source: include_str!("rmm_palette_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -1886,7 +1886,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 197776,
-        source_hash: 0x5261b5b8822d757a,
+        source_hash: 0x3bb64a54a6b0808d,
         source: include_str!("rmm_palette_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -1903,7 +1903,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 109616,
-        source_hash: 0x1f1d84133e5202d6,
+        source_hash: 0x3961bfaeb3cfba74,
         source: include_str!("rmm_palette_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -1920,7 +1920,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 127040,
-        source_hash: 0x34fe34a6386307f2,
+        source_hash: 0x821a7f73da72f9bf,
         source: include_str!("rmm_palette_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -1937,7 +1937,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144464,
-        source_hash: 0x5f2de00ca46c0bf2,
+        source_hash: 0x092f7e2d8676fe8b,
         source: include_str!("rmm_palette_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -1954,7 +1954,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 161888,
-        source_hash: 0x6e2ad637d5142492,
+        source_hash: 0xfc115f4e291ead87,
         source: include_str!("rmm_palette_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -1971,7 +1971,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 179312,
-        source_hash: 0xf7a33173bea17278,
+        source_hash: 0xf84a4a0f5f5fdaa9,
         source: include_str!("rmm_palette_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -1988,7 +1988,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 196736,
-        source_hash: 0x95e9503dd5a31452,
+        source_hash: 0xe6dcac89c97b33c7,
         source: include_str!("rmm_palette_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -2005,7 +2005,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 214160,
-        source_hash: 0x38ccd89e32ed378c,
+        source_hash: 0x24654e1448b91c05,
         source: include_str!("rmm_palette_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -2022,7 +2022,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 117808,
-        source_hash: 0xa81998621e1f187e,
+        source_hash: 0xafcd60321e1bd75a,
         source: include_str!("rmm_palette_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -2039,7 +2039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 139328,
-        source_hash: 0x412025168a41e673,
+        source_hash: 0x34d72e2e5e0d95ba,
         source: include_str!("rmm_palette_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -2056,7 +2056,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 160848,
-        source_hash: 0xe7f447a0a6df4a42,
+        source_hash: 0xae5bc1f810f6be10,
         source: include_str!("rmm_palette_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -2073,7 +2073,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 182368,
-        source_hash: 0xb1bbe67674a95a92,
+        source_hash: 0xdc3b18bfffc8b31d,
         source: include_str!("rmm_palette_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -2090,7 +2090,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 203888,
-        source_hash: 0x98a91b544d1328f4,
+        source_hash: 0x7acae6b214700b35,
         source: include_str!("rmm_palette_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -2107,7 +2107,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 225408,
-        source_hash: 0x8388807abb1cde21,
+        source_hash: 0x32025d2f16f70971,
         source: include_str!("rmm_palette_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -2124,7 +2124,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 134192,
-        source_hash: 0x934b0b061dab38f8,
+        source_hash: 0xfc7c66f07d7657e6,
         source: include_str!("rmm_palette_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -2141,7 +2141,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 163904,
-        source_hash: 0x59f811207789f340,
+        source_hash: 0x47c5083c7de86245,
         source: include_str!("rmm_palette_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -2158,7 +2158,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 193616,
-        source_hash: 0x6c474c0ab5226dfe,
+        source_hash: 0xd22d003df5f7c90c,
         source: include_str!("rmm_palette_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -2175,7 +2175,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 223328,
-        source_hash: 0x1a764b1076d9a543,
+        source_hash: 0x1d08635950e575f2,
         source: include_str!("rmm_palette_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -2192,7 +2192,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 166960,
-        source_hash: 0xaa8696db54d531c9,
+        source_hash: 0xfabe5d567a40cd10,
         source: include_str!("rmm_palette_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -2209,7 +2209,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 213056,
-        source_hash: 0x8e8e40deca478eb7,
+        source_hash: 0x97cb6fb839506cb3,
         source: include_str!("rmm_palette_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -2226,7 +2226,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 35888,
-        source_hash: 0x2675d96322d7eda4,
+        source_hash: 0x962ea53da5909245,
         source: include_str!("rmm_raw_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2243,7 +2243,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 53312,
-        source_hash: 0xb919a66aea0db4ab,
+        source_hash: 0x78927fab8fad0d9d,
         source: include_str!("rmm_raw_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2260,7 +2260,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 70736,
-        source_hash: 0x9eb72ddeae996437,
+        source_hash: 0xb1fe6e773db0d84b,
         source: include_str!("rmm_raw_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2277,7 +2277,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 88160,
-        source_hash: 0x176b6c9e6fde8048,
+        source_hash: 0x8e48d79a4e012cb7,
         source: include_str!("rmm_raw_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2294,7 +2294,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 105584,
-        source_hash: 0x90f251432427e9cc,
+        source_hash: 0x38c180177d79c7da,
         source: include_str!("rmm_raw_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2311,7 +2311,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 123008,
-        source_hash: 0x5e175af24017e22a,
+        source_hash: 0x791493508d0c5850,
         source: include_str!("rmm_raw_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2328,7 +2328,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 140432,
-        source_hash: 0x31d06cec27ff83c0,
+        source_hash: 0x18322f57e894b555,
         source: include_str!("rmm_raw_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2345,7 +2345,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 37936,
-        source_hash: 0xaea56411b631432f,
+        source_hash: 0x3e422e61314e25ca,
         source: include_str!("rmm_raw_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2362,7 +2362,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 56384,
-        source_hash: 0x1e7b49a9d8e4da9f,
+        source_hash: 0x5a8049fae4497aec,
         source: include_str!("rmm_raw_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2379,7 +2379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 74832,
-        source_hash: 0x8d7efae6b667885e,
+        source_hash: 0xca123042cb7366ba,
         source: include_str!("rmm_raw_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2396,7 +2396,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 93280,
-        source_hash: 0xbd6ea011301914a6,
+        source_hash: 0x05f03fd133947a33,
         source: include_str!("rmm_raw_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2413,7 +2413,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 111728,
-        source_hash: 0xb817429cc5ae803c,
+        source_hash: 0x144f8ca745eeb271,
         source: include_str!("rmm_raw_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2430,7 +2430,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 130176,
-        source_hash: 0x01c3629549bd53c4,
+        source_hash: 0x0489a5f6254243d8,
         source: include_str!("rmm_raw_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2447,7 +2447,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 148624,
-        source_hash: 0x3ca3aa3ecd8acf2f,
+        source_hash: 0x272c114cb3a2bd55,
         source: include_str!("rmm_raw_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2464,7 +2464,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 42032,
-        source_hash: 0x78d276d2c16d0bd7,
+        source_hash: 0xc8d378f8604d8ea2,
         source: include_str!("rmm_raw_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2481,7 +2481,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 62528,
-        source_hash: 0x066d98560599eeb1,
+        source_hash: 0x8611d09983379cd1,
         source: include_str!("rmm_raw_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2498,7 +2498,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 83024,
-        source_hash: 0x851eb16a146783f9,
+        source_hash: 0xb3d6aaebca98958a,
         source: include_str!("rmm_raw_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2515,7 +2515,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 103520,
-        source_hash: 0xd4a4a0ccd75b2ee4,
+        source_hash: 0xf33ff5a6449d6204,
         source: include_str!("rmm_raw_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2532,7 +2532,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 124016,
-        source_hash: 0x05fb85697e5f3ac0,
+        source_hash: 0x1a246ee9dc28af3b,
         source: include_str!("rmm_raw_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2549,7 +2549,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144512,
-        source_hash: 0x5778642f5dbf118f,
+        source_hash: 0xd5f4dc8bde0d67e0,
         source: include_str!("rmm_raw_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2566,7 +2566,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 165008,
-        source_hash: 0x05a6cd6971f17a7c,
+        source_hash: 0xfd9f3e547fed3ff7,
         source: include_str!("rmm_raw_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2583,7 +2583,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 50224,
-        source_hash: 0xef59cc6342999da0,
+        source_hash: 0x59fa7bb12848fedb,
         source: include_str!("rmm_raw_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2600,7 +2600,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 74816,
-        source_hash: 0x01c1c29fa13996c8,
+        source_hash: 0x8c14cddafa771257,
         source: include_str!("rmm_raw_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2617,7 +2617,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 99408,
-        source_hash: 0x8212b4476db9296b,
+        source_hash: 0x7eb85caee0c7f064,
         source: include_str!("rmm_raw_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2634,7 +2634,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 124000,
-        source_hash: 0xf59189314b0a8632,
+        source_hash: 0x0ad636030a8804a2,
         source: include_str!("rmm_raw_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2651,7 +2651,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 148592,
-        source_hash: 0x76267917f5bb786f,
+        source_hash: 0x4de04e7028125d32,
         source: include_str!("rmm_raw_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2668,7 +2668,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 173184,
-        source_hash: 0xae9f52236b734b90,
+        source_hash: 0x9d60b208e48b7d00,
         source: include_str!("rmm_raw_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2685,7 +2685,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 197776,
-        source_hash: 0xd418e41593c7bce5,
+        source_hash: 0x9ed346236c774ff7,
         source: include_str!("rmm_raw_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2702,7 +2702,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 66608,
-        source_hash: 0x95057e9aff16aea1,
+        source_hash: 0xed7262923b001eed,
         source: include_str!("rmm_raw_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2719,7 +2719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99392,
-        source_hash: 0xa3f8484e7fc70465,
+        source_hash: 0x2fc1e414c660d9ef,
         source: include_str!("rmm_raw_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2736,7 +2736,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132176,
-        source_hash: 0xd6bd2205e84ca419,
+        source_hash: 0xb614d2803f178b38,
         source: include_str!("rmm_raw_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2753,7 +2753,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164960,
-        source_hash: 0x8651990c0e8a1bdb,
+        source_hash: 0x4bfc0b29032c3254,
         source: include_str!("rmm_raw_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2770,7 +2770,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197744,
-        source_hash: 0xac769e89aef24a6f,
+        source_hash: 0xf2045fb1111e0b6e,
         source: include_str!("rmm_raw_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2787,7 +2787,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230528,
-        source_hash: 0x35a7b2a5bfb40610,
+        source_hash: 0x576d436072f7e5f6,
         source: include_str!("rmm_raw_n128_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2804,7 +2804,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 99376,
-        source_hash: 0x90e45aaaa76e565f,
+        source_hash: 0x051013e7dc0dae8b,
         source: include_str!("rmm_raw_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2821,7 +2821,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 148544,
-        source_hash: 0xd3fbb3d5c898e0ff,
+        source_hash: 0xfb299d3c80e82379,
         source: include_str!("rmm_raw_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2838,7 +2838,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 197712,
-        source_hash: 0x2eadec4738e930fd,
+        source_hash: 0x5be532efa174416f,
         source: include_str!("rmm_raw_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2855,7 +2855,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 35888,
-        source_hash: 0x9732a994d00e8791,
+        source_hash: 0x46cbc883fe02bd2c,
         source: include_str!("rmm_raw_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -2872,7 +2872,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 53312,
-        source_hash: 0xb3ccbfac3219352a,
+        source_hash: 0xf8632f89e0adf4a3,
         source: include_str!("rmm_raw_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -2889,7 +2889,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 70736,
-        source_hash: 0xb07f3838ad8c6d96,
+        source_hash: 0xe033af288c2e34e1,
         source: include_str!("rmm_raw_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -2906,7 +2906,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 88160,
-        source_hash: 0x1d450e1e300f77cd,
+        source_hash: 0x3d29827d4d05ced8,
         source: include_str!("rmm_raw_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -2923,7 +2923,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 105584,
-        source_hash: 0xe325e00e60720b5e,
+        source_hash: 0x6bd84efd96e8b649,
         source: include_str!("rmm_raw_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -2940,7 +2940,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 123008,
-        source_hash: 0x3b856b3dd45c2386,
+        source_hash: 0x04744368bbcec5e2,
         source: include_str!("rmm_raw_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -2957,7 +2957,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 140432,
-        source_hash: 0x4ecafc0d635713ac,
+        source_hash: 0x19c1d944df4e6dc1,
         source: include_str!("rmm_raw_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -2974,7 +2974,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 37936,
-        source_hash: 0xeb21dc12a3940949,
+        source_hash: 0x6f66aa6af36b8e14,
         source: include_str!("rmm_raw_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -2991,7 +2991,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 56384,
-        source_hash: 0x5ba9577cde7e3e3e,
+        source_hash: 0xbfca87c77eec3b30,
         source: include_str!("rmm_raw_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -3008,7 +3008,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 74832,
-        source_hash: 0x8432adf44c0ad441,
+        source_hash: 0x1e38e4e94a990cec,
         source: include_str!("rmm_raw_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -3025,7 +3025,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 93280,
-        source_hash: 0x490405332b058f6e,
+        source_hash: 0xff9279b886c7d5bf,
         source: include_str!("rmm_raw_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -3042,7 +3042,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 111728,
-        source_hash: 0x7af9b76dbc48980a,
+        source_hash: 0xe42d6b1350b158c6,
         source: include_str!("rmm_raw_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -3059,7 +3059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 130176,
-        source_hash: 0x48f09ac647d82dfc,
+        source_hash: 0x974734a843290823,
         source: include_str!("rmm_raw_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -3076,7 +3076,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 148624,
-        source_hash: 0xa334755580549439,
+        source_hash: 0xde939cda8412f158,
         source: include_str!("rmm_raw_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -3093,7 +3093,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 42032,
-        source_hash: 0x454cb4f3e8f3e78a,
+        source_hash: 0x89af4f743fd4e605,
         source: include_str!("rmm_raw_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -3110,7 +3110,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 62528,
-        source_hash: 0xbd0224d2bfd6541b,
+        source_hash: 0x705405d5b0df49b5,
         source: include_str!("rmm_raw_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -3127,7 +3127,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 83024,
-        source_hash: 0xb158bbd33ad2459d,
+        source_hash: 0xb0997cc96e3d4ea7,
         source: include_str!("rmm_raw_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -3144,7 +3144,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 103520,
-        source_hash: 0x3c26573d3e480585,
+        source_hash: 0x53e6b372f7fd0ee7,
         source: include_str!("rmm_raw_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -3161,7 +3161,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 124016,
-        source_hash: 0x0f9b8a0a8a05ca22,
+        source_hash: 0x4b92424e98386e2b,
         source: include_str!("rmm_raw_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -3178,7 +3178,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144512,
-        source_hash: 0xe2c155e97786b5a9,
+        source_hash: 0xa3c16973237b212f,
         source: include_str!("rmm_raw_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -3195,7 +3195,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 165008,
-        source_hash: 0x29f31526c90d3c0b,
+        source_hash: 0x3f0a2190f9f49626,
         source: include_str!("rmm_raw_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -3212,7 +3212,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 50224,
-        source_hash: 0xb1cf5e7efefcaa5d,
+        source_hash: 0xcad3983ac835d639,
         source: include_str!("rmm_raw_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -3229,7 +3229,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 74816,
-        source_hash: 0x5cd8251e1a100105,
+        source_hash: 0x1e8dad6078a1066c,
         source: include_str!("rmm_raw_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -3246,7 +3246,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 99408,
-        source_hash: 0xec144167890fc769,
+        source_hash: 0x5861e81e824e9aa5,
         source: include_str!("rmm_raw_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -3263,7 +3263,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 124000,
-        source_hash: 0x9dc382ac4304c855,
+        source_hash: 0x00e556d9c16f8539,
         source: include_str!("rmm_raw_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -3280,7 +3280,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 148592,
-        source_hash: 0x00f7cbb65d693998,
+        source_hash: 0xfaf003fc1e42249c,
         source: include_str!("rmm_raw_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -3297,7 +3297,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 173184,
-        source_hash: 0x6412fa64dd1c6c92,
+        source_hash: 0xde1d6aa5454a1363,
         source: include_str!("rmm_raw_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -3314,7 +3314,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 197776,
-        source_hash: 0xda8d7e23e2a44942,
+        source_hash: 0xd5d033a4c08e496f,
         source: include_str!("rmm_raw_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -3331,7 +3331,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 66608,
-        source_hash: 0xea850ef4824a83d0,
+        source_hash: 0xa7079d1a794f4018,
         source: include_str!("rmm_raw_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -3348,7 +3348,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99392,
-        source_hash: 0x7c6084db66e07c90,
+        source_hash: 0xbe5485b717f89e24,
         source: include_str!("rmm_raw_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -3365,7 +3365,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132176,
-        source_hash: 0x40ec123ceb1725d3,
+        source_hash: 0xc90a8ed10dba3b6f,
         source: include_str!("rmm_raw_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -3382,7 +3382,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164960,
-        source_hash: 0xc339cc2b006790de,
+        source_hash: 0xb19f445e48d75476,
         source: include_str!("rmm_raw_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -3399,7 +3399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197744,
-        source_hash: 0x0d2ec61a3efb080c,
+        source_hash: 0x75ec948b8ea04acb,
         source: include_str!("rmm_raw_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -3416,7 +3416,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230528,
-        source_hash: 0x4b7d579d357a968b,
+        source_hash: 0xeda4e81cde83e674,
         source: include_str!("rmm_raw_n128_s7_t.cu"),
     },
     RegistryEntry {
@@ -3433,7 +3433,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 99376,
-        source_hash: 0x120da7e0ebef9cd5,
+        source_hash: 0x10e69eadba5e064f,
         source: include_str!("rmm_raw_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -3450,7 +3450,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 148544,
-        source_hash: 0x76eaad862676ae3d,
+        source_hash: 0x16be82d82a26e41a,
         source: include_str!("rmm_raw_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -3467,7 +3467,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 197712,
-        source_hash: 0x695a42210d2070aa,
+        source_hash: 0x967228be43d7a4ed,
         source: include_str!("rmm_raw_n256_s4_t.cu"),
     },
     RegistryEntry {

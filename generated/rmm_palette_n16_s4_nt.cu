@@ -6,9 +6,11 @@
 // sign-mantissa bytes + exponent bytes / 4-bit indices arrive by 1-D bulk copies into a staging ring and consumers
 // rebuild BF16 into a 128B-swizzled A tile), tile_n (WGMMA N = batch tile), stages (ring depth), transpose (weights encoded as
 // Wᵀ[k][n_out]: the A tile is M-major, WGMMA's imm-trans-a = 1, TMA boxes swapped).
-// Invariants: n_out % 128 == 0, k % 64 == 0 (the runtime falls back to full decode otherwise); k is split over
-// gridDim.z (serial split-K, deterministic); palette: at most MAX_KB k blocks per split; m rows past
-// the end of x are zero-filled by TMA and never stored. Roles: warpgroup 0 = producer (one thread issues
+// Invariants: n_out % 128 == 0, k % 64 == 0 (the runtime falls back to full decode otherwise); m rows past the end
+// of x are zero-filled by TMA and never stored. Schedule (stream-K, deterministic): the (output tile, k block)
+// units are dealt out in equal contiguous ranges to gridDim.x CTAs (one per SM at most), so no SM idles when the
+// tiles do not divide evenly; a range spans at most two tiles, and a tile's last range adds the others' partials
+// in a fixed order. Palette: at most MAX_KB k blocks per CTA. Roles: warpgroup 0 = producer (one thread issues
 // copies), warpgroups 1 and 2 = consumers, each owning 64 of the CTA's 128 weight rows.
 // Same wgmma sequence and epilogue for every pipeline, so compressed and raw weights give bit-identical y.
 
@@ -70,14 +72,23 @@ __device__ __forceinline__ u32 prmt(u32 a, u32 b, u32 sel) {  // bytes of {b, a}
   asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
   return r;
 }
+template <u32 LUT>
+__device__ __forceinline__ u32 lop3(u32 a, u32 b, u32 c) {  // any bitwise function of three words, one instruction
+  u32 r;
+  asm("lop3.b32 %0, %1, %2, %3, %4;" : "=r"(r) : "r"(a), "r"(b), "r"(c), "n"(LUT));
+  return r;
+}
 // ---- reconstruct: BF16 from sign-mantissa bytes + exponent bytes / 4-bit palette indices ----
 // bf16 = (sm & 0x80) << 8 | e << 7 | (sm & 0x7F); two results per u32, lower k in the low half.
 
 // Four sm bytes + four exponent bytes -> four bf16 in two u32. Gather each result's low bytes (exponent bit 0,
 // mantissa) and high bytes (sign, exponent bits 7..1) in two words, then interleave: 6 ops for 4 elements.
+// Each gather is one lop3 that takes bit 7 of every byte from one word and bits 6..0 from the other (the
+// compiler splits the masks into separate instructions when left to itself).
 __device__ __forceinline__ void bf16x4(u32 sm4, u32 ex4, u32& r01, u32& r23) {
-  const u32 lo = ((ex4 << 7) & 0x80808080u) | (sm4 & 0x7F7F7F7Fu);
-  const u32 hi = ((ex4 >> 1) & 0x7F7F7F7Fu) | (sm4 & 0x80808080u);
+  constexpr u32 BIT7 = 0x80808080u;
+  const u32 lo = lop3<0xE4>(ex4 << 7, sm4, BIT7);   // (a & c) | (b & ~c): exponent bit 0, mantissa
+  const u32 hi = lop3<0xD8>(ex4 >> 1, sm4, BIT7);   // (a & ~c) | (b & c): exponent bits 7..1, sign
   r01 = prmt(lo, hi, 0x5140);
   r23 = prmt(lo, hi, 0x7362);
 }
@@ -86,7 +97,7 @@ __device__ __forceinline__ void bf16x4(u32 sm4, u32 ex4, u32& r01, u32& r23) {
 // pick by index bit 3; the selector arithmetic is shared by both halves.
 __device__ __forceinline__ void palette_lookup8(const u32 (&p)[4], u32 nib, u32& ex_lo, u32& ex_hi) {
   const u32 sel = nib & 0x77777777u, sel_hi = sel >> 16;
-  const u32 pick = ((nib >> 1) & 0x44444444u) | 0x32103210u, pick_hi = pick >> 16;
+  const u32 pick = lop3<0xEA>(nib >> 1, 0x44444444u, 0x32103210u), pick_hi = pick >> 16;  // (a & b) | c
   ex_lo = prmt(prmt(p[0], p[1], sel), prmt(p[2], p[3], sel), pick);
   ex_hi = prmt(prmt(p[0], p[1], sel_hi), prmt(p[2], p[3], sel_hi), pick_hi);
 }
@@ -100,6 +111,7 @@ __device__ __forceinline__ u32 escape_rank(u32 m0, u32 m1, u32 m2, u32 m3, u32 j
 
 // ---- constants (computed by unweight-codegen; checked again here) ----
 constexpr int BM = 128, BK = 64, BN = 16, STAGES = 4, A_BUFS = 4;
+constexpr int KB_STEP = 2;             // k blocks per compressed consumer step
 constexpr u32 A_BYTES = 16384, B_BYTES = 2048;
 constexpr u32 W0_BYTES = 8192, W1_BYTES = 4096, ESC_BYTES = 1024;
 constexpr u32 OFF_A = 0, OFF_B = 65536, OFF_W0 = 73728, OFF_W1 = 106496;
@@ -113,12 +125,13 @@ static_assert(A_BYTES == BM * BK * 2 && B_BYTES == BN * BK * 2, "tile sizes");
 static_assert(OFF_B == OFF_A + A_BUFS * A_BYTES && OFF_W0 == OFF_B + STAGES * B_BYTES, "layout");
 static_assert(OFF_W1 == OFF_W0 + STAGES * W0_BYTES && OFF_ESC == OFF_W1 + STAGES * W1_BYTES, "layout");
 static_assert(OFF_REC == OFF_ESC + STAGES * ESC_BYTES && OFF_BAR == OFF_REC + REC_BYTES, "layout");
-static_assert(SMEM_BYTES == OFF_BAR + 16 * STAGES + 16, "full[STAGES], empty[STAGES], records barrier");
+constexpr u32 BAR_REC = 16 * STAGES;                // barriers from OFF_BAR: full[STAGES], empty[STAGES], records
+static_assert(SMEM_BYTES == OFF_BAR + BAR_REC + 16, "barriers");
 static_assert(REC_BYTES == 0 || REC_BYTES == 32 * MAX_KB, "one 32-byte record per k block of a split");
 static_assert(OFF_B % 1024 == 0 && B_BYTES % 1024 == 0, "swizzled tiles start on 1024-byte atoms");
 static_assert(OFF_W0 % 128 == 0 && OFF_W1 % 128 == 0 && OFF_ESC % 16 == 0 && OFF_REC % 16 == 0 && OFF_BAR % 8 == 0, "TMA/bulk/mbarrier alignment");
 static_assert(SMEM_BYTES + 1024 <= 232448, "227 KB per block");
-static_assert(TX_BYTES < (1u << 20), "mbarrier tx-count limit");
+static_assert(TX_BYTES < (1u << 20) && TX_BYTES == W0_BYTES + W1_BYTES + B_BYTES, "mbarrier tx-count");
 static_assert(ACC == BN / 2, "m64nNk16 f32 accumulators per thread");
 static_assert(ESC_BYTES == 64 * ESC_CAP, "staged escape exponents per stage");
 
@@ -153,6 +166,32 @@ __device__ __forceinline__ u16 f32_to_bf16(float f) {
   return r;
 }
 
+// ---- stream-K schedule: units u = tile * kblocks + k block (tile = ty * gx + tx); CTA c takes units
+// [c * U / C, (c + 1) * U / C). The runtime picks C with U / C <= kblocks, so a range spans at most two tiles. ----
+struct Seg { int tile, kb0, kb1; };  // one tile's k blocks [kb0, kb1) within this CTA's range
+struct Sched { int kblocks, gx, tiles; };
+// A CTA's segments in processing order. Two named members, not an array: a dynamically indexed array of
+// structs ends up in local memory.
+struct Segs {
+  Seg first, second;
+  int n, total;                        // segment count, k blocks in all
+  __device__ __forceinline__ Seg at(int i) const { return i == 0 ? first : second; }
+};
+__device__ __forceinline__ u64 range_begin(u32 c, const Sched& g) {
+  return (u64)g.tiles * (u64)g.kblocks * c / gridDim.x;
+}
+// This CTA's segments in processing order: the later tile first. The segment that reaches its tile's last k
+// block (the owner) is then the last thing its CTA does, and it only waits for lower-numbered CTAs, which
+// finished their part of the tile first (a head segment) or run to the end alongside it (a middle one).
+__device__ __forceinline__ Segs segments(const Sched& g) {
+  const u64 a = range_begin(blockIdx.x, g), b = range_begin(blockIdx.x + 1, g), kb = (u64)g.kblocks;
+  const int t0 = (int)(a / kb), t1 = (int)((b - 1) / kb);
+  if (b <= a || t1 > t0 + 1) __trap();  // the runtime keeps every range non-empty and at most one tile long
+  const int total = (int)(b - a);
+  if (t0 == t1) return Segs{Seg{t0, (int)(a - t0 * kb), (int)(b - t0 * kb)}, Seg{0, 0, 0}, 1, total};
+  return Segs{Seg{t1, 0, (int)(b - t1 * kb)}, Seg{t0, (int)(a - t0 * kb), g.kblocks}, 2, total};
+}
+
 // ---- producer: one thread streams x tiles and weight tiles into the ring ----
 // A stage's escape exponents (up to ESC_CAP groups, contiguous in esc_exp) and the producer's arrival.
 __device__ __forceinline__ void escape_copy(u8* smem, const u32* rec, const u8* esc_exp, u32 full0, int it) {
@@ -167,33 +206,41 @@ __device__ __forceinline__ void escape_copy(u8* smem, const u32* rec, const u8* 
 }
 __device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, const u8* w0_tiles, const u8* w1_tiles,
                                      const u8* tile_esc, const u8* esc_exp, u8* smem, u32 full0, u32 empty0,
-                                     int kb_begin, int kb_end, int kblocks) {
-  const int m0 = blockIdx.y * BN;
-  // The split's escape records, copied once: a global load per stage would put a memory round trip on the
-  // producer's path (a stage's escape count is needed before its escape copy). The first ring's worth of
-  // stages is issued before the records arrive (expect_tx without arriving, so no phase can complete early),
-  // then each gets its escape copy and its arrival.
-  const u32 rec_bar = full0 + 16 * STAGES;
-  mbar_arrive_tx(rec_bar, 32 * (kb_end - kb_begin));
-  bulk_load(smem_addr(smem + OFF_REC), tile_esc + ((u64)blockIdx.x * kblocks + kb_begin) * 32, 32 * (kb_end - kb_begin), rec_bar);
+                                     const Sched& g, const Segs& segs) {
+  // The CTA's escape records (one per k block, in processing order), copied once: a global load per stage would
+  // put a memory round trip on the producer's path (a stage's escape count is needed before its escape copy).
+  // The first ring's worth of stages is issued before the records arrive (expect_tx without arriving, so no
+  // phase can complete early), then each gets its escape copy and its arrival.
+  const u32 rec_bar = full0 + BAR_REC;
+  mbar_arrive_tx(rec_bar, 32 * segs.total);
+  for (int i = 0, at = 0; i < segs.n; ++i) {
+    const Seg sg = segs.at(i);
+    const u64 first = (u64)(sg.tile % g.gx) * g.kblocks + sg.kb0;
+    bulk_load(smem_addr(smem + OFF_REC + 32 * at), tile_esc + first * 32, 32 * (sg.kb1 - sg.kb0), rec_bar);
+    at += sg.kb1 - sg.kb0;
+  }
   const u32* rec = (const u32*)(smem + OFF_REC);
-  const int early = kb_end - kb_begin < STAGES ? kb_end - kb_begin : STAGES;
-  for (int kb = kb_begin, it = 0; kb < kb_end; ++kb, ++it) {
-    const int s = it % STAGES;
-    const u32 full = full0 + 8 * s;
-    mbar_wait(empty0 + 8 * s, ((it / STAGES) & 1) ^ 1);  // first lap passes: the "previous" phase counts as done
-    mbar_expect_tx(full, TX_BYTES);
-    tma_load_2d(smem_addr(smem + OFF_B + s * B_BYTES), tm_x, full, kb * BK, m0);
-    // One contiguous block per CTA tile and k block in each array (tiled at upload or by the preprocess kernels):
-    // narrow strided TMA boxes (32-64 B rows) waste DRAM bursts, whole blocks stream at full bandwidth.
-    const u64 tile = (u64)blockIdx.x * kblocks + kb;
-    bulk_load(smem_addr(smem + OFF_W0 + s * W0_BYTES), w0_tiles + tile * W0_BYTES, W0_BYTES, full);  // sm bytes
-    bulk_load(smem_addr(smem + OFF_W1 + s * W1_BYTES), w1_tiles + tile * W1_BYTES, W1_BYTES, full);  // nibbles
-    if (it + 1 == early) {              // records are needed from here on; the early stages' copies are in flight
-      mbar_wait(rec_bar, 0);
-      for (int e = 0; e < early; ++e) escape_copy(smem, rec, esc_exp, full0, e);
-    } else if (it >= early) {
-      escape_copy(smem, rec, esc_exp, full0, it);
+  const int early = segs.total < STAGES ? segs.total : STAGES;
+  for (int i = 0, it = 0; i < segs.n; ++i) {
+    const Seg sg = segs.at(i);
+    const int tx = sg.tile % g.gx, m0 = sg.tile / g.gx * BN;
+    for (int kb = sg.kb0; kb < sg.kb1; ++kb, ++it) {
+      const int s = it % STAGES;
+      const u32 full = full0 + 8 * s;
+      mbar_wait(empty0 + 8 * s, ((it / STAGES) & 1) ^ 1);  // first lap passes: the "previous" phase counts as done
+      mbar_expect_tx(full, TX_BYTES);
+      tma_load_2d(smem_addr(smem + OFF_B + s * B_BYTES), tm_x, full, kb * BK, m0);
+      // One contiguous block per CTA tile and k block in each array (tiled at upload or by the preprocess kernels):
+      // narrow strided TMA boxes (32-64 B rows) waste DRAM bursts, whole blocks stream at full bandwidth.
+      const u64 tile = (u64)tx * g.kblocks + kb;
+      bulk_load(smem_addr(smem + OFF_W0 + s * W0_BYTES), w0_tiles + tile * W0_BYTES, W0_BYTES, full);  // sm bytes
+      bulk_load(smem_addr(smem + OFF_W1 + s * W1_BYTES), w1_tiles + tile * W1_BYTES, W1_BYTES, full);  // nibbles
+      if (it + 1 == early) {              // records are needed from here on; the early stages' copies are in flight
+        mbar_wait(rec_bar, 0);
+        for (int e = 0; e < early; ++e) escape_copy(smem, rec, esc_exp, full0, e);
+      } else if (it >= early) {
+        escape_copy(smem, rec, esc_exp, full0, it);
+      }
     }
   }
 }
@@ -215,7 +262,7 @@ __device__ __forceinline__ void reconstruct(const u8* smem, int kb, u8* a_first,
     const u8* w1 = smem + OFF_W1 + s * W1_BYTES;
 #pragma unroll
     for (int p = 0; p < 4; ++p) {
-      const int j = t + 128 * p, r = j >> 3, q = j & 7;  // r: row of the 64-row slice, q: 16-byte chunk in it
+      const int r = (t >> 3) + 16 * p, q = t & 7;  // chunk t + 128 p: row r of the 64-row slice, 16-byte chunk q
       sm8[b][p] = *(const u64*)(w0 + (64 * cw + r) * 64 + q * 8);          // staged sm [128 n][64 k]
       nib[b][p] = *(const u32*)(w1 + (64 * cw + r) * 32 + q * 4);          // staged nibbles [128 n][32 B]
     }
@@ -231,7 +278,7 @@ __device__ __forceinline__ void reconstruct(const u8* smem, int kb, u8* a_first,
   for (int b = 0; b < NB; ++b) {
 #pragma unroll
     for (int p = 0; p < 4; ++p) {
-      const int j = t + 128 * p, r = j >> 3, q = j & 7;
+      const int r = (t >> 3) + 16 * p, q = t & 7;
       u32 ex_lo, ex_hi;
       palette_lookup8(pal, nib[b][p], ex_lo, ex_hi);
       if (esc4[b] & (1u << p)) {                       // escape group (~1%): real exponents, staged by the producer
@@ -250,8 +297,8 @@ __device__ __forceinline__ void reconstruct(const u8* smem, int kb, u8* a_first,
   for (int b = 0; b < NB; ++b) {
 #pragma unroll
     for (int p = 0; p < 4; ++p) {
-      const int j = t + 128 * p, r = j >> 3, q = j & 7;
-      const u32 dst = smem_addr(a_first + b * A_BYTES + r * 128 + ((q ^ (r & 7)) << 4));
+      const int r = (t >> 3) + 16 * p, q = t & 7;
+      const u32 dst = smem_addr(a_first + b * A_BYTES + r * 128 + ((q ^ ((t >> 3) & 7)) << 4));  // r & 7 == (t >> 3) & 7
       asm volatile("st.shared.v4.b32 [%0], { %1, %2, %3, %4 };" :: "r"(dst), "r"(v[b][p][0]), "r"(v[b][p][1]), "r"(v[b][p][2]), "r"(v[b][p][3]) : "memory");
     }
   }
@@ -270,7 +317,6 @@ __device__ __forceinline__ void mma_kblock(float (&acc)[ACC], const u8* a_tile, 
 // The A buffers alternate between steps (2 x KB_STEP), so with >= 2 KB_STEP stages wgmma(step j - 1) overlaps
 // rebuild(step j); a shallower ring waits for each step's wgmma and releases its stages at once (holding two
 // steps' stages would leave the producer nothing to fill).
-constexpr int KB_STEP = 2;
 constexpr bool OVERLAP = STAGES >= 2 * KB_STEP;
 static_assert(A_BUFS == 2 * KB_STEP, "two steps of A buffers");
 template <int NB>
@@ -299,32 +345,37 @@ __device__ __forceinline__ void consume(u8* smem, u32 full0, u32 empty0, int kb,
     for (int b = 0; b < NB; ++b) mbar_arrive(empty0 + 8 * ((kb + b) % STAGES));
   }
 }
-__device__ __forceinline__ void compute(u8* smem, u32 full0, u32 empty0, int iters, int cw, int t,
-                                        const u8* palette, const u8* esc_exp, float (&acc)[ACC]) {
-  u32 pal[4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) pal[i] = ((const u32*)palette)[i];
-  mbar_wait(full0 + 16 * STAGES, 0);   // escape records in smem
+// One segment's k blocks; `it` counts this CTA's k blocks across segments (ring stage, phase and escape
+// record), `step` its steps (A buffer parity).
+__device__ __forceinline__ void compute_segment(u8* smem, u32 full0, u32 empty0, int it, int& step, int n, int cw,
+                                                int t, const u32 (&pal)[4], const u8* esc_exp, float (&acc)[ACC]) {
 #pragma unroll
   for (int i = 0; i < ACC; ++i) acc[i] = 0.f;
-  int kb = 0, step = 0, prev_kb = 0, prev_nb = 0;
-  for (; kb + KB_STEP <= iters; kb += KB_STEP, ++step) {
+  const int end = it + n;
+  int kb = it, prev_kb = it, prev_nb = 0;
+  for (; kb + KB_STEP <= end; kb += KB_STEP, ++step) {
     consume<KB_STEP>(smem, full0, empty0, kb, step, cw, t, pal, esc_exp, acc, prev_kb, prev_nb);
     prev_kb = kb;
     prev_nb = KB_STEP;
   }
-  if (kb < iters) {                    // odd tail: one k block
+  if (kb < end) {                      // odd tail: one k block
     consume<1>(smem, full0, empty0, kb, step, cw, t, pal, esc_exp, acc, prev_kb, prev_nb);
+    prev_kb = kb;
+    prev_nb = 1;
+    ++step;
   }
-  wgmma_wait<0>();                     // the last step's stages need no release: the producer is done
+  wgmma_wait<0>();
   keep_live(acc);
+  if (OVERLAP) {                       // the last step's stages: the next segment may reuse them
+    for (int b = 0; b < prev_nb; ++b) mbar_arrive(empty0 + 8 * ((prev_kb + b) % STAGES));
+  }
 }
 
 // ---- epilogue: accumulators -> y[m][n_out] (swap-AB: accumulator row = weight row, column = batch row) ----
-__device__ __forceinline__ void store_y(const float (&acc)[ACC], u16* y, int n_out, int m, int cw, int t) {
+__device__ __forceinline__ void store_y(const float (&acc)[ACC], u16* y, int tx, int ty, int n_out, int m, int cw, int t) {
   const int w = t / 32, l = t % 32;
-  const int row0 = blockIdx.x * BM + 64 * cw + 16 * w + l / 4;
-  const int col0 = blockIdx.y * BN + 2 * (l % 4);
+  const int row0 = tx * BM + 64 * cw + 16 * w + l / 4;
+  const int col0 = ty * BN + 2 * (l % 4);
 #pragma unroll
   for (int i = 0; i < ACC; ++i) {
     const int row = row0 + 8 * ((i >> 1) & 1), col = col0 + 8 * (i >> 2) + (i & 1);
@@ -339,29 +390,52 @@ __device__ __forceinline__ u32 ld_acquire(const u32* p) {
 __device__ __forceinline__ void st_release(u32* p, u32 v) {
   asm volatile("st.release.gpu.global.u32 [%0], %1;" :: "l"(p), "r"(v) : "memory");
 }
-// Serial split-K: split z adds the running partial of splits 0..z-1 (always in that order, so the sum is
-// deterministic and equal for every pipeline), then hands it on through `ws` or, as the last split, stores y.
-// Splits are launched in z order, so a split only ever waits for CTAs that already run.
-__device__ __forceinline__ void finish(float (&acc)[ACC], u16* y, float* ws, u32* flags, int n_out, int m, int cw, int t) {
-  const int splits = gridDim.z, z = blockIdx.z;
-  if (splits == 1) { store_y(acc, y, n_out, m, cw, t); return; }
-  const u32 tile = blockIdx.y * gridDim.x + blockIdx.x, ct = 128 * cw + t;
-  float* part = ws + (u64)tile * ACC * 256 + ct;     // [tile][ACC][256 consumer threads]: coalesced per register
-  if (z > 0) {
-    if (ct == 0) while (ld_acquire(flags + tile) != (u32)z) __nanosleep(64);
-    named_barrier(3, 256);
-#pragma unroll
-    for (int i = 0; i < ACC; ++i) acc[i] += __ldcg(part + i * 256);  // L2 only: written by another SM
-  }
-  if (z + 1 < splits) {
+// A segment that stops short of its tile's last k block hands its partial to the tile's owner through this
+// CTA's `ws` slot (a CTA has at most one such segment) and its flag. The owner adds the partials of the lower
+// CTAs that share its tile, nearest first — a fixed order, so y is deterministic and equal for every pipeline —
+// resets their flags for the next launch and stores y. Lower CTAs are launched first, so a wait never depends on
+// a CTA that cannot start.
+__device__ __forceinline__ void finish_segment(float (&acc)[ACC], const Sched& g, const Seg& sg, u16* y, float* ws,
+                                               u32* flags, int n_out, int m, int cw, int t) {
+  const int ct = 128 * cw + t;
+  if (sg.kb1 < g.kblocks) {
+    float* part = ws + (u64)blockIdx.x * ACC * 256 + ct;  // [cta][ACC][256 consumer threads]: coalesced per register
 #pragma unroll
     for (int i = 0; i < ACC; ++i) __stcg(part + i * 256, acc[i]);
     __threadfence();
     named_barrier(3, 256);
-    if (ct == 0) st_release(flags + tile, z + 1);
-  } else {
-    store_y(acc, y, n_out, m, cw, t);
-    if (ct == 0) flags[tile] = 0;                    // ready for the next launch; nobody waits on it any more
+    if (ct == 0) st_release(flags + blockIdx.x, 1u);
+    return;
+  }
+  const u64 tile_begin = (u64)sg.tile * g.kblocks;
+  for (int c = (int)blockIdx.x - 1; sg.kb0 > 0 && c >= 0 && range_begin(c + 1, g) > tile_begin; --c) {
+    if (ct == 0) {
+      while (ld_acquire(flags + c) != 1u) __nanosleep(64);
+      flags[c] = 0u;                   // ready for the next launch; nobody else waits on it
+    }
+    named_barrier(3, 256);
+    const float* part = ws + (u64)c * ACC * 256 + ct;
+#pragma unroll
+    for (int i = 0; i < ACC; ++i) acc[i] += __ldcg(part + i * 256);  // L2 only: written by another SM
+  }
+  store_y(acc, y, sg.tile % g.gx, sg.tile / g.gx, n_out, m, cw, t);
+}
+
+// ---- consumers: every segment in processing order, each finished (stored or handed on) before the next ----
+__device__ __forceinline__ void consumer(u8* smem, u32 full0, u32 empty0, const Sched& g, const Segs& segs,
+                                         int cw, int t, const u8* palette, const u8* esc_exp, u16* y, float* ws,
+                                         u32* flags, int n_out, int m) {
+  u32 pal[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) pal[i] = ((const u32*)palette)[i];
+  mbar_wait(full0 + BAR_REC, 0);       // escape records in smem
+  int step = 0;
+  float acc[ACC];
+  for (int i = 0, it = 0; i < segs.n; ++i) {
+    const Seg sg = segs.at(i);
+    compute_segment(smem, full0, empty0, it, step, sg.kb1 - sg.kb0, cw, t, pal, esc_exp, acc);
+    finish_segment(acc, g, sg, y, ws, flags, n_out, m, cw, t);
+    it += sg.kb1 - sg.kb0;
   }
 }
 
@@ -375,15 +449,15 @@ rmm_palette_n16_s4_nt(const __grid_constant__ TmaDesc tm_x, const __grid_constan
   // knowing it is shared memory and emits LDS rather than generic loads.
   u8* smem = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
   const u32 full0 = smem_addr(smem + OFF_BAR), empty0 = full0 + 8 * STAGES;
-  const int kblocks = k / BK, per_split = (kblocks + gridDim.z - 1) / gridDim.z;
-  const int kb_begin = blockIdx.z * per_split, kb_end = min(kblocks, kb_begin + per_split);  // runtime: every split non-empty
-  if (kb_end - kb_begin > MAX_KB) __trap();   // the runtime splits k so a split's records fit in smem
+  const Sched g{k / BK, n_out / BM, n_out / BM * ((m + BN - 1) / BN)};
+  const Segs segs = segments(g);
+  if (segs.total > MAX_KB) __trap();        // the runtime picks enough CTAs for a range's records to fit in smem
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
       mbar_init(full0 + 8 * s, 1);       // one arrive.expect_tx per fill
       mbar_init(empty0 + 8 * s, 256);    // every consumer thread arrives
     }
-    mbar_init(full0 + 16 * STAGES, 1);   // the escape records (palette)
+    mbar_init(full0 + BAR_REC, 1);       // the escape records (palette)
     mbar_init_fence();
   }
   __syncthreads();
@@ -392,12 +466,10 @@ rmm_palette_n16_s4_nt(const __grid_constant__ TmaDesc tm_x, const __grid_constan
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");   // hand registers to the consumers
     if (t == 0) {
       tma_prefetch_desc(&tm_x);
-      load(&tm_x, &tm_w, w0_tiles, w1_tiles, tile_esc, esc_exp, smem, full0, empty0, kb_begin, kb_end, kblocks);
+      load(&tm_x, &tm_w, w0_tiles, w1_tiles, tile_esc, esc_exp, smem, full0, empty0, g, segs);
     }
   } else {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
-    float acc[ACC];
-    compute(smem, full0, empty0, kb_end - kb_begin, wg - 1, t, palette, esc_exp, acc);
-    finish(acc, y, ws, flags, n_out, m, wg - 1, t);
+    consumer(smem, full0, empty0, g, segs, wg - 1, t, palette, esc_exp, y, ws, flags, n_out, m);
   }
 }

@@ -158,11 +158,11 @@ pub struct RmmLayout {
     pub esc_bytes: u32,
     /// Escaped groups per stage staged in shared memory; more are read from global memory.
     pub esc_cap: u32,
-    /// Palette: the CTA's tile_esc records (32 B per k block), copied once; a split of k has at
-    /// most `max_kb` k blocks (the runtime splits k accordingly).
+    /// Palette: the CTA's tile_esc records (32 B per k block), copied once; a CTA's stream-K range
+    /// has at most `max_kb` k blocks (the runtime picks enough CTAs).
     pub rec_bytes: u32,
     pub max_kb: u32,
-    /// Per stage: the x tile (tile_n rows × 64 bf16).
+    /// Per x slot: the x tile (tile_n rows × 64 bf16).
     pub b_bytes: u32,
     pub off_a: u32,
     pub off_b: u32,
@@ -189,9 +189,12 @@ pub struct RmmLayout {
 /// critical path). Escapes are ~1-2% of groups, so a 128-group tile has ~2 on average and more
 /// than 4 in a few % of stages; 16 makes the slow path practically unused for 1 KB per stage.
 pub const RMM_ESC_CAP: u32 = 16;
-/// k blocks (of 64) per split whose escape records a palette CTA keeps in shared memory
-/// (docs/CONTRACT.md: 256, so k ≤ 16384 — a 14336-wide down projection — needs no forced split).
+/// k blocks (of 64) per CTA whose escape records a palette CTA keeps in shared memory
+/// (docs/CONTRACT.md: 256, so k ≤ 16384 — a 14336-wide down projection — fits one CTA; longer
+/// ranges are spread over more CTAs by the runtime).
 pub const RMM_MAX_KB: u32 = 256;
+/// k blocks a compressed consumer rebuilds per step (templates/rmm.cu.tera `KB_STEP`).
+pub const RMM_KB_STEP: u32 = 2;
 /// Bytes of one tile_esc record (docs/CONTRACT.md).
 pub const ESC_RECORD_BYTES: u32 = 32;
 
@@ -210,7 +213,7 @@ impl RmmLayout {
         let raw = v.pipeline == Pipeline::Raw;
         let a_bytes = bm * bk * 2;
         // Compressed pipelines rebuild two k blocks per step into alternating pairs of A buffers.
-        let a_bufs = if raw { v.stages } else { 4 };
+        let a_bufs = if raw { v.stages } else { 2 * RMM_KB_STEP };
         let w0_bytes = if raw { 0 } else { bm * bk };
         let w1_bytes = match v.pipeline {
             Pipeline::Raw => 0,
@@ -234,11 +237,7 @@ impl RmmLayout {
         let smem_bytes = off_bar + 16 * v.stages + 16;
         let dynamic_smem = smem_bytes + 1024;
         // The staged escape exponents vary per stage; the producer adds them to this at run time.
-        let tx_bytes = if raw {
-            a_bytes + b_bytes
-        } else {
-            w0_bytes + w1_bytes + b_bytes
-        };
+        let tx_bytes = if raw { a_bytes + b_bytes } else { w0_bytes + w1_bytes + b_bytes };
         let mut layout = RmmLayout {
             variant: *v,
             bm,
@@ -346,6 +345,7 @@ impl RmmLayout {
             ("rec_bytes", int(self.rec_bytes)),
             ("max_kb", int(self.max_kb)),
             ("b_bytes", int(self.b_bytes)),
+            ("kb_step", int(RMM_KB_STEP)),
             ("off_a", int(self.off_a)),
             ("off_b", int(self.off_b)),
             ("off_w0", int(self.off_w0)),

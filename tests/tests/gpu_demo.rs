@@ -11,8 +11,8 @@ fn check(report: &Report, cases: usize) {
     println!("{} (x seed {}), {:.1} s", report.device, report.seed, report.seconds);
     for r in &report.rows {
         println!(
-            "  {:<9} {}x{} {:<10} m={:<3} {:<24} z{} {:>8.1} us  cuBLAS {:>8.1} us  {} / {} bytes  rel {:.1e}  exact {}",
-            r.projection, r.n_out, r.k, r.orientation, r.m, r.variant, r.splits, r.palette_us, r.cublas_us,
+            "  {:<9} {}x{} {:<10} m={:<3} {:<24} ×{} CTAs {:>8.1} us  cuBLAS {:>8.1} us  {} / {} bytes  rel {:.1e}  exact {}",
+            r.projection, r.n_out, r.k, r.orientation, r.m, r.variant, r.ctas, r.palette_us, r.cublas_us,
             r.palette_bytes, r.bf16_bytes, r.rel_err, r.bit_exact
         );
     }

@@ -25,9 +25,10 @@ fn gpu_01_few_ctas_all_pipelines() {
     let (h, mut rng) = gpu_session();
     let mut failures = Vec::new();
     for o in [Orientation::Standard, Orientation::Transposed] {
-        // Two row tiles × three k blocks, two batch tiles at the smallest tile width; then one
-        // row tile × eight k blocks, which the runtime splits in two (serial split-K).
-        for (n_out, k) in [(256, 192), (128, 512)] {
+        // Two row tiles × three k blocks, two batch tiles at the smallest tile width; one row tile
+        // × eight k blocks, which the runtime spreads over two CTAs (stream-K); three row tiles ×
+        // 13 k blocks over 9 CTAs: ranges that start mid-tile, span two tiles or sit inside one.
+        for (n_out, k) in [(256, 192), (128, 512), (384, 832)] {
             let (outcomes, f) = check_linear(&h, &mut rng, n_out, k, o, &[1, 7, 9], 0.05).expect("running a few CTAs");
             print_outcomes(&outcomes);
             failures.extend(f);

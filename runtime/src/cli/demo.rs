@@ -87,7 +87,7 @@ fn print_report(r: &Report) {
                 format!("{}×{}", row.n_out, row.k),
                 row.orientation.to_string(),
                 row.m.to_string(),
-                if row.splits > 1 { format!("{} z{}", row.variant, row.splits) } else { row.variant.clone() },
+                format!("{} ×{} CTAs", row.variant, row.ctas),
                 format!("{:.1}", row.palette_us),
                 format!("{:.1}", row.cublas_us),
                 format!("{:.2}x", row.cublas_us / row.palette_us),

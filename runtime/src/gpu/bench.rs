@@ -80,8 +80,8 @@ pub struct Row {
     pub m: usize,
     pub pipeline: String,
     pub variant: String,
-    /// Serial split-K factor of the rmm launch (1 = none).
-    pub splits: u32,
+    /// CTAs of the rmm launch (stream-K; 1 for cuBLAS-only plans).
+    pub ctas: u32,
     pub us: f64,
     pub cublas_us: f64,
 }
@@ -159,9 +159,9 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
         for &m in &opts.batch {
             let cublas = time_plans(&stream, &set.raw, |l| l.plan(ExecPipeline::Cublas, m), &x, &mut y, opts.warmup, opts.iters)?;
             for p in PIPELINES {
-                let (plan_name, splits, us) = best(&stream, &set, p, m, orientation, &x, &mut y, &opts)?;
+                let (plan_name, ctas, us) = best(&stream, &set, p, m, orientation, &x, &mut y, &opts)?;
                 println!(
-                    "  {shape} {orientation} m={m:<5} {:<18} {:<26} z{splits:<2} {us:>9.1} us  (cuBLAS {cublas:.1} us)",
+                    "  {shape} {orientation} m={m:<5} {:<18} {:<26} {ctas:>4} CTAs {us:>9.1} us  (cuBLAS {cublas:.1} us)",
                     p.as_str(),
                     plan_name
                 );
@@ -171,7 +171,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
                     m,
                     pipeline: p.as_str().to_string(),
                     variant: plan_name,
-                    splits,
+                    ctas,
                     us,
                     cublas_us: cublas,
                 });
@@ -262,7 +262,7 @@ fn best(
     if cands.is_empty() {
         let plan = lins[0].plan(p, m)?;
         let us = time_plans(stream, lins, |l| l.plan(p, m), x, y, opts.warmup, opts.iters)?;
-        return Ok((plan.variant_name(), plan.splits, us));
+        return Ok((plan.variant_name(), plan.ctas, us));
     }
     let mut scored = Vec::new();
     for e in cands {
@@ -273,7 +273,7 @@ fn best(
     let winner = scored[0].1;
     let us = time_plans(stream, lins, |l| l.plan_with(p, m, winner), x, y, opts.warmup, opts.iters)?;
     let plan = lins[0].plan_with(p, m, winner)?;
-    Ok((plan.variant_name(), plan.splits, us))
+    Ok((plan.variant_name(), plan.ctas, us))
 }
 
 /// Median µs of one call, rotating over `lins` (one weight set per iteration).
@@ -354,7 +354,7 @@ pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# unweight bench — {} — {}\n", r.device, r.date);
     let _ = writeln!(s, "`{}`\n", r.command);
-    let _ = writeln!(s, "| shape | orientation | m | pipeline | variant | split | µs | cuBLAS µs | vs cuBLAS |");
+    let _ = writeln!(s, "| shape | orientation | m | pipeline | variant | CTAs | µs | cuBLAS µs | vs cuBLAS |");
     let _ = writeln!(s, "|---|---|---:|---|---|---:|---:|---:|---:|");
     for row in &r.rows {
         let _ = writeln!(
@@ -365,7 +365,7 @@ pub fn markdown(r: &Report) -> String {
             row.m,
             row.pipeline,
             row.variant,
-            row.splits,
+            row.ctas,
             row.us,
             row.cublas_us,
             row.cublas_us / row.us
@@ -438,7 +438,7 @@ mod tests {
                 m: 1,
                 pipeline: "direct_palette".into(),
                 variant: "rmm_palette_n8_s6_nt".into(),
-                splits: 1,
+                ctas: 1,
                 us: 50.0,
                 cublas_us: 60.0,
             }],

@@ -154,14 +154,14 @@ pub fn raw_twin(e: &'static RegistryEntry) -> Option<&'static RegistryEntry> {
 }
 
 /// The plan of `raw` (raw-resident weights of the same matrix) whose result a compressed rmm
-/// `plan` must equal bit for bit: its [`raw_twin`] with the same split-K factor, so tile, ring
-/// and k split (the accumulation order) all match. `None` when `plan` runs no compressed rmm
+/// `plan` must equal bit for bit: its [`raw_twin`] with the same CTA count, so tile, ring
+/// and stream-K ranges (the accumulation order) all match. `None` when `plan` runs no compressed rmm
 /// or the registry has no raw variant of its tile.
 pub fn twin_plan(raw: &Linear, plan: &Plan) -> Result<Option<Plan>, GpuError> {
     let Some(e) = plan.rmm.filter(|_| plan.pipeline != ExecPipeline::Raw) else { return Ok(None) };
     let Some(twin) = raw_twin(e) else { return Ok(None) };
     let mut tp = raw.plan_with(ExecPipeline::Raw, plan.m, twin)?;
-    tp.splits = plan.splits;
+    tp.ctas = plan.ctas;
     Ok(Some(tp))
 }
 
@@ -211,7 +211,7 @@ pub fn check_linear(
             // Bit-exact reference: cuBLAS for full decode, the raw rmm twin for rmm pipelines.
             let (reference, y_exact) = match plan.rmm {
                 Some(e) if plan.pipeline != ExecPipeline::Raw => match twin_plan(&raw, &plan)? {
-                    Some(tp) => (format!("{} z{}", tp.variant_name(), tp.splits), Some(h.run(&raw, &tp, &x)?)),
+                    Some(tp) => (format!("{} ×{} CTAs", tp.variant_name(), tp.ctas), Some(h.run(&raw, &tp, &x)?)),
                     None => {
                         failures.push(format!("{case}: no raw variant with tile {e:?}"));
                         ("none".into(), None)
@@ -233,7 +233,7 @@ pub fn check_linear(
             if rel.is_nan() || rel > TOLERANCE {
                 failures.push(format!("{case}: relative Frobenius error {rel:.3e} vs cuBLAS > {TOLERANCE:e}"));
             }
-            let variant = if plan.splits > 1 { format!("{} z{}", plan.variant_name(), plan.splits) } else { plan.variant_name() };
+            let variant = format!("{} ×{} CTAs", plan.variant_name(), plan.ctas);
             outcomes.push(Outcome { pipeline: p, m, variant, reference, rel_err: rel });
         }
     }

@@ -53,9 +53,9 @@ pub struct Row {
     /// How the compressed matrix is stored.
     pub orientation: Orientation,
     pub m: usize,
-    /// The direct-palette rmm variant and its split-K factor.
+    /// The direct-palette rmm variant and its CTA count.
     pub variant: String,
-    pub splits: u32,
+    pub ctas: u32,
     /// Median µs of one call.
     pub palette_us: f64,
     pub cublas_us: f64,
@@ -235,7 +235,7 @@ fn measure(h: &Harness, t: &DemoTensor, o: Orientation, opts: &DemoOptions, rng:
             orientation: o,
             m,
             variant: plan.variant_name(),
-            splits: plan.splits,
+            ctas: plan.ctas,
             palette_us,
             cublas_us,
             palette_bytes: pal.weights().resident_bytes(),
@@ -269,7 +269,7 @@ mod tests {
             orientation: Orientation::Standard,
             m: 1,
             variant: "rmm_palette_n8_s6_nt".into(),
-            splits: 1,
+            ctas: 1,
             palette_us: 5.0,
             cublas_us: 6.0,
             palette_bytes: 100,

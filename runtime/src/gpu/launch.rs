@@ -13,19 +13,24 @@ fn shape_err(entry: &RegistryEntry, reason: String) -> GpuError {
     GpuError::Shape { what: format!("launch of {}", entry.name), reason }
 }
 
-/// Grid of an rmm launch: `(n_out / 128, ceil(m / tile_n), splits)`.
-pub fn rmm_grid(entry: &RegistryEntry, n_out: usize, m: usize, splits: u32) -> Result<(u32, u32, u32), GpuError> {
+/// Grid of an rmm launch: `(ctas, 1, 1)` over `(n_out / 128) × ceil(m / tile_n)` output tiles of
+/// `k / 64` k blocks (stream-K). The kernel traps unless `tiles <= ctas <= tiles × k blocks`.
+pub fn rmm_grid(entry: &RegistryEntry, n_out: usize, k: usize, m: usize, ctas: u32) -> Result<(u32, u32, u32), GpuError> {
     let GridRule::RmmTiles { rows_per_cta, tile_n } = entry.grid else {
         return Err(shape_err(entry, "not an rmm kernel".into()));
     };
-    if m == 0 || n_out == 0 || n_out % rows_per_cta as usize != 0 {
-        return Err(shape_err(entry, format!("n_out {n_out} must be a positive multiple of {rows_per_cta}, m {m} positive")));
+    if m == 0 || n_out == 0 || n_out % rows_per_cta as usize != 0 || k == 0 || k % 64 != 0 {
+        return Err(shape_err(
+            entry,
+            format!("n_out {n_out} must be a positive multiple of {rows_per_cta}, k {k} of 64, m {m} positive"),
+        ));
     }
-    let (gx, gy) = (n_out / rows_per_cta as usize, m.div_ceil(tile_n as usize));
-    if gx > i32::MAX as usize || gy > 65535 || splits == 0 || splits > 65535 {
-        return Err(shape_err(entry, format!("grid ({gx}, {gy}, {splits}) exceeds the launch limits")));
+    let tiles = (n_out / rows_per_cta as usize) as u64 * m.div_ceil(tile_n as usize) as u64;
+    let units = tiles * (k / 64) as u64;
+    if (ctas as u64) < tiles || ctas as u64 > units || ctas > i32::MAX as u32 || units > i32::MAX as u64 {
+        return Err(shape_err(entry, format!("{ctas} CTAs for {tiles} tiles of {} k blocks", k / 64)));
     }
-    Ok((gx as u32, gy as u32, splits))
+    Ok((ctas, 1, 1))
 }
 
 /// Grid of a Huffman preprocess launch: `(ceil(n_chunks / chunks_per_block), 1, 1)`.
@@ -56,19 +61,19 @@ pub struct RmmArgs {
     pub esc_exp: u64,
     pub palette: u64,
     pub y: u64,
-    /// Split-K partials and per-tile flags (unused when `splits == 1`).
+    /// Stream-K partials and per-CTA flags (unused when every CTA holds whole tiles).
     pub ws: u64,
     pub flags: u64,
     pub n_out: i32,
     pub k: i32,
     pub m: i32,
-    pub splits: u32,
+    pub ctas: u32,
 }
 
 /// # Safety
 /// Every address must be a live device buffer of the size the tensor maps and shape describe.
 pub unsafe fn rmm(stream: &CudaStream, kernel: &Kernel, a: &RmmArgs) -> Result<(), GpuError> {
-    let grid = rmm_grid(kernel.entry, a.n_out as usize, a.m as usize, a.splits)?;
+    let grid = rmm_grid(kernel.entry, a.n_out as usize, a.k as usize, a.m as usize, a.ctas)?;
     let mut b = stream.launch_builder(&kernel.function);
     b.arg(&a.tm_x).arg(&a.tm_w).arg(&a.w0_tiles).arg(&a.w1_tiles);
     b.arg(&a.tile_esc).arg(&a.esc_exp).arg(&a.palette).arg(&a.y).arg(&a.ws).arg(&a.flags);
@@ -146,15 +151,16 @@ mod tests {
 
     #[test]
     fn rmm_grid_follows_the_contract() {
-        assert_eq!(rmm_grid(&rmm_entry(8), 128, 1, 1).unwrap(), (1, 1, 1));
-        assert_eq!(rmm_grid(&rmm_entry(8), 14336, 7, 1).unwrap(), (112, 1, 1));
-        assert_eq!(rmm_grid(&rmm_entry(64), 4096, 200, 1).unwrap(), (32, 4, 1));
-        assert_eq!(rmm_grid(&rmm_entry(256), 4096, 1024, 1).unwrap(), (32, 4, 1));
-        assert!(rmm_grid(&rmm_entry(8), 100, 1, 1).is_err());
-        assert!(rmm_grid(&rmm_entry(8), 128, 0, 1).is_err());
-        assert!(rmm_grid(&rmm_entry(8), 128, 8 * 65536, 1).is_err());
-        assert_eq!(rmm_grid(&rmm_entry(8), 4096, 1, 4).unwrap(), (32, 1, 4));
-        assert!(rmm_grid(&rmm_entry(8), 4096, 1, 0).is_err());
+        assert_eq!(rmm_grid(&rmm_entry(8), 128, 64, 1, 1).unwrap(), (1, 1, 1));
+        assert_eq!(rmm_grid(&rmm_entry(8), 14336, 4096, 7, 132).unwrap(), (132, 1, 1));
+        assert_eq!(rmm_grid(&rmm_entry(64), 4096, 4096, 200, 128).unwrap(), (128, 1, 1));
+        // Fewer CTAs than tiles, more than units, bad shapes.
+        assert!(rmm_grid(&rmm_entry(64), 4096, 4096, 200, 127).is_err());
+        assert!(rmm_grid(&rmm_entry(8), 128, 128, 1, 3).is_err());
+        assert!(rmm_grid(&rmm_entry(8), 100, 64, 1, 1).is_err());
+        assert!(rmm_grid(&rmm_entry(8), 128, 100, 1, 1).is_err());
+        assert!(rmm_grid(&rmm_entry(8), 128, 64, 0, 1).is_err());
+        assert!(rmm_grid(&rmm_entry(8), 4096, 4096, 1, 0).is_err());
     }
 
     #[test]
@@ -171,6 +177,6 @@ mod tests {
         assert_eq!(huff_grid(&e, 1).unwrap(), (1, 1, 1));
         assert_eq!(huff_grid(&e, 257).unwrap(), (2, 1, 1));
         assert!(huff_grid(&e, 0).is_err());
-        assert!(rmm_grid(&e, 128, 1, 1).is_err());
+        assert!(rmm_grid(&e, 128, 64, 1, 1).is_err());
     }
 }

@@ -23,7 +23,7 @@ use crate::codec::Orientation;
 /// The scratch slot the linear API uses (the MLP scheduler alternates both).
 const SLOT: usize = 0;
 
-/// Batch size the split-K buffers are sized for at registration. A larger batch grows them
+/// Batch size the stream-K buffers are sized for at registration. A larger batch grows them
 /// once, with a device synchronization, on its first call.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
 
@@ -41,7 +41,8 @@ impl Linear {
             scratch.reserve(a.max(b).max(c))?;
         }
         if weights.geometry.rmm_ok() {
-            let (ws, flags) = pipelines::split_buffers_bound(weights.geometry.n_out, DEFAULT_MAX_BATCH);
+            let g = &weights.geometry;
+            let (ws, flags) = pipelines::split_buffers_bound(g.n_out, g.k, DEFAULT_MAX_BATCH, weights.device().info.sm_count);
             scratch.reserve_split(ws, flags)?;
         }
         Ok(Linear { weights })
@@ -136,7 +137,7 @@ impl Linear {
                     reason: format!("plan {} ({}) was made for another weight", plan.pipeline, e.name),
                 });
             }
-            let (ws, flags) = pipelines::split_buffers(e, n_out, m, plan.splits);
+            let (ws, flags) = pipelines::split_buffers(e, n_out, m, plan.ctas);
             dev.scratch.reserve_split(ws, flags)?; // no-op unless m exceeds DEFAULT_MAX_BATCH
         }
         if plan.pipeline == ExecPipeline::Cublas {
@@ -145,7 +146,7 @@ impl Linear {
                 return unsafe { dev.blas.gemm_bf16(stream, &p, r.w.ptr, x, y) };
             }
         }
-        // Everything else uses a scratch slot (preprocess output and/or split-K buffers); its
+        // Everything else uses a scratch slot (preprocess output and/or stream-K buffers); its
         // event orders this stream after the slot's previous user.
         let slot = dev.scratch.slot(SLOT);
         slot.acquire_on(stream)?;
@@ -237,11 +238,11 @@ impl Linear {
             return Err(GpuError::UnknownVariant { name: entry.name.to_string() });
         };
         let g = &self.weights.geometry;
-        let (need_ws, need_flags) = pipelines::split_buffers(entry, g.n_out, plan.m, plan.splits);
+        let (need_ws, need_flags) = pipelines::split_buffers(entry, g.n_out, plan.m, plan.ctas);
         let ((ws, ws_cap), (flags, flags_cap)) = (slot.ws(), slot.flags());
         if need_ws > ws_cap || need_flags > flags_cap {
             return Err(GpuError::Shape {
-                what: format!("split-K buffers for {}", entry.name),
+                what: format!("stream-K buffers for {}", entry.name),
                 reason: format!("need {need_ws} + {need_flags} bytes, have {ws_cap} + {flags_cap}"),
             });
         }
@@ -262,7 +263,7 @@ impl Linear {
             n_out: int(g.n_out),
             k: int(g.k),
             m: int(plan.m),
-            splits: plan.splits,
+            ctas: plan.ctas,
         };
         unsafe { launch::rmm(stream, &kernel, &args) }
     }

@@ -178,8 +178,8 @@ pub struct Plan {
     pub m: usize,
     pub preprocess: Option<&'static RegistryEntry>,
     pub rmm: Option<&'static RegistryEntry>,
-    /// Serial split-K factor of the rmm launch (grid z); 1 without split.
-    pub splits: u32,
+    /// CTAs of the rmm launch (stream-K: they share the output tiles' k blocks evenly).
+    pub ctas: u32,
 }
 
 impl Plan {
@@ -224,43 +224,68 @@ pub fn plan(
         },
     };
     let preprocess = effective.preprocess().map(huff_entry).transpose()?;
-    let splits = match rmm {
+    let ctas = match rmm {
         Some(e) => {
             let tiles = rmm_tiles(e, geometry.n_out, m);
-            choose_splits((geometry.k / 64) as u32, tiles, sm_count, max_kb(e))
+            let spread = if effective == ExecPipeline::Raw { Spread::WholeSplits } else { Spread::Even };
+            choose_ctas((geometry.k / 64) as u32, tiles, sm_count, max_kb(e), spread)
         }
         None => 1,
     };
-    Ok(Plan { requested: pipeline, pipeline: effective, m, preprocess, rmm, splits })
+    Ok(Plan { requested: pipeline, pipeline: effective, m, preprocess, rmm, ctas })
 }
 
-/// Output tiles (CTAs per split) of an rmm launch: `(n_out / 128) × ceil(m / tile_n)`.
+/// Output tiles of an rmm launch: `(n_out / 128) × ceil(m / tile_n)`.
 pub fn rmm_tiles(e: &RegistryEntry, n_out: usize, m: usize) -> u32 {
     match e.variant {
-        Variant::Rmm(v) => ((n_out / 128) * m.div_ceil(v.tile_n as usize)) as u32,
+        Variant::Rmm(v) => tiles_of(v.tile_n, n_out, m),
         Variant::Huff(_) => 0,
     }
 }
 
-/// Split-K workspace bytes and flag bytes a launch of `e` needs with `splits` splits:
-/// f32 `[tile][tile_n / 2][256]` partials and one u32 flag per tile.
-pub fn split_buffers(e: &RegistryEntry, n_out: usize, m: usize, splits: u32) -> (usize, usize) {
+fn tiles_of(tile_n: u32, n_out: usize, m: usize) -> u32 {
+    ((n_out / 128) * m.div_ceil(tile_n as usize)) as u32
+}
+
+/// Stream-K workspace bytes and flag bytes a launch of `e` with `ctas` CTAs needs: one f32
+/// `[tile_n / 2][256]` partial and one u32 flag per CTA, none when every CTA holds whole tiles.
+pub fn split_buffers(e: &RegistryEntry, n_out: usize, m: usize, ctas: u32) -> (usize, usize) {
     let Variant::Rmm(v) = e.variant else { return (0, 0) };
-    if splits <= 1 {
+    partial_bytes(v.tile_n, tiles_of(v.tile_n, n_out, m), ctas)
+}
+
+fn partial_bytes(tile_n: u32, tiles: u32, ctas: u32) -> (usize, usize) {
+    if ctas == tiles {
         return (0, 0);
     }
-    let tiles = rmm_tiles(e, n_out, m) as usize;
-    (tiles * (v.tile_n as usize / 2) * 256 * 4, tiles * 4)
+    let ctas = ctas as usize;
+    (ctas * (tile_n as usize / 2) * 256 * 4, ctas * 4)
 }
 
-/// Upper bound of [`split_buffers`] over every variant and batch up to `max_m`.
-pub fn split_buffers_bound(n_out: usize, max_m: usize) -> (usize, usize) {
-    let gx = n_out / 128;
-    // tiles * tile_n = gx * ceil(m / tile_n) * tile_n < gx * (m + 256); one tile per 8 rows at most.
-    (gx * (max_m + 256) * 512, gx * max_m.div_ceil(8) * 4)
+/// Upper bound of [`split_buffers`] for a weight `n_out × k` over every tile width, batch up to
+/// `max_m` and palette's `MAX_KB` cap, with the CTA counts [`choose_ctas`] picks on `sm_count` SMs.
+pub fn split_buffers_bound(n_out: usize, k: usize, max_m: usize, sm_count: u32) -> (usize, usize) {
+    let kblocks = (k / 64) as u32;
+    let mut bound = (0, 0);
+    for tile_n in TILE_WIDTHS {
+        for m in 1..=max_m {
+            let tiles = tiles_of(tile_n, n_out, m);
+            for cap in [None, Some(MAX_KB_BOUND)] {
+                for spread in [Spread::Even, Spread::WholeSplits] {
+                    let (w, f) = partial_bytes(tile_n, tiles, choose_ctas(kblocks, tiles, sm_count, cap, spread));
+                    bound = (bound.0.max(w), bound.1.max(f));
+                }
+            }
+        }
+    }
+    bound
 }
 
-/// `MAX_KB` of a variant (k blocks one split may hold), read from its source; `None` when the
+/// Every rmm tile width the generator emits, and the smallest `MAX_KB` a variant has.
+const TILE_WIDTHS: [u32; 6] = [8, 16, 32, 64, 128, 256];
+const MAX_KB_BOUND: u32 = 256;
+
+/// `MAX_KB` of a variant (k blocks one CTA may hold), read from its source; `None` when the
 /// kernel has no such limit. The registry entry does not carry it, the generated source does.
 pub fn max_kb(e: &RegistryEntry) -> Option<u32> {
     let at = e.source.find("MAX_KB = ")? + "MAX_KB = ".len();
@@ -268,19 +293,42 @@ pub fn max_kb(e: &RegistryEntry) -> Option<u32> {
     digits.parse().ok().filter(|&v: &u32| v > 0)
 }
 
-/// Serial split-K factor: when the output tiles alone leave most SMs idle (few row tiles, small
-/// batch), k is split so about one CTA runs per SM; each split keeps at least 4 k blocks (ring
-/// fill amortized), none is empty, and none holds more than `max_kb` k blocks.
-pub fn choose_splits(kblocks: u32, tiles: u32, sm_count: u32, max_kb: Option<u32>) -> u32 {
-    if kblocks == 0 {
-        return 1;
+/// k blocks a CTA takes at least when the tiles are spread over more CTAs (the ring fill amortized).
+const MIN_KBLOCKS_PER_CTA: u64 = 4;
+
+/// How [`choose_ctas`] spreads tiles that do not fill the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spread {
+    /// One CTA per SM, ranges starting mid-tile: the compressed pipelines, bound by their
+    /// consumers' rebuild, gain from every SM (14336×4096, m = 1: 112 → 132 CTAs, palette
+    /// 47.0 → 45.8 µs on the H100).
+    Even,
+    /// Each tile split into the same whole number of ranges: raw, bound by its 2-D TMA boxes'
+    /// DRAM traffic, lost from more concurrent streams (same case: 44.8 → 48.3 µs).
+    WholeSplits,
+}
+
+/// CTAs of a stream-K launch over `tiles × kblocks` units. Whole tiles when they fill the GPU;
+/// otherwise up to one CTA per SM as `spread` says (but at least [`MIN_KBLOCKS_PER_CTA`] k
+/// blocks each). Never fewer CTAs than tiles (a range then spans at most two tiles), never more
+/// than units (none empty), and enough that no range exceeds `max_kb`.
+pub fn choose_ctas(kblocks: u32, tiles: u32, sm_count: u32, max_kb: Option<u32>, spread: Spread) -> u32 {
+    let units = tiles as u64 * kblocks as u64;
+    if units == 0 {
+        return tiles.max(1);
     }
-    let want = (sm_count / tiles.max(1)).max(1).min((kblocks / 4).max(1));
-    let mut per = kblocks.div_ceil(want);
+    let mut ctas = tiles as u64;
+    if tiles < sm_count {
+        let fill = (sm_count as u64).min(units / MIN_KBLOCKS_PER_CTA);
+        ctas = ctas.max(match spread {
+            Spread::Even => fill,
+            Spread::WholeSplits => fill / tiles as u64 * tiles as u64,
+        });
+    }
     if let Some(cap) = max_kb {
-        per = per.min(cap.max(1));
+        ctas = ctas.max(units.div_ceil(cap.max(1) as u64));
     }
-    kblocks.div_ceil(per)
+    ctas.min(units) as u32
 }
 
 #[cfg(test)]
@@ -326,27 +374,43 @@ mod tests {
         assert!(default_variant_in(&[], Pipeline::Raw, true, 1).is_none());
     }
 
+    /// The kernel's range of CTA `c` (templates/rmm.cu.tera `range_begin`).
+    fn range(c: u32, units: u64, ctas: u32) -> (u64, u64) {
+        (units * c as u64 / ctas as u64, units * (c as u64 + 1) / ctas as u64)
+    }
+
     #[test]
-    fn splits_fill_the_gpu_and_respect_limits() {
-        // 4096 x 14336 at m = 1: 32 tiles on 132 SMs → 4 splits of 56 k blocks.
-        assert_eq!(choose_splits(224, 32, 132, None), 4);
-        // 14336 x 4096: 112 tiles already fill the GPU.
-        assert_eq!(choose_splits(64, 112, 132, None), 1);
-        // One CTA, one k block: nothing to split.
-        assert_eq!(choose_splits(1, 1, 132, None), 1);
-        // Small k: at least 4 k blocks per split.
-        assert_eq!(choose_splits(8, 1, 132, None), 2);
-        // A MAX_KB cap forces more splits even when tiles fill the GPU.
-        assert_eq!(choose_splits(224, 448, 132, Some(64)), 4);
-        // Every split non-empty: per = ceil(kb / splits), splits = ceil(kb / per).
+    fn ctas_fill_the_gpu_and_respect_limits() {
+        // 14336 x 4096 at m = 1: 112 tiles of 64 k blocks spread over all 132 SMs.
+        assert_eq!(choose_ctas(64, 112, 132, Some(256), Spread::Even), 132);
+        assert_eq!(choose_ctas(64, 112, 132, None, Spread::WholeSplits), 112);
+        // 4096 x 14336: 32 tiles of 224 k blocks.
+        assert_eq!(choose_ctas(224, 32, 132, None, Spread::Even), 132);
+        assert_eq!(choose_ctas(224, 32, 132, None, Spread::WholeSplits), 128);
+        // Tiles that fill the GPU run whole, one per CTA.
+        assert_eq!(choose_ctas(64, 448, 132, None, Spread::Even), 448);
+        // One tile, one k block: one CTA.
+        assert_eq!(choose_ctas(1, 1, 132, None, Spread::Even), 1);
+        // Small k: at least 4 k blocks per CTA.
+        assert_eq!(choose_ctas(8, 1, 132, None, Spread::Even), 2);
+        // A MAX_KB cap forces more CTAs even when tiles fill the GPU.
+        assert_eq!(choose_ctas(224, 448, 132, Some(64), Spread::Even), 1568);
+        // The kernel's preconditions (it traps otherwise): every range non-empty, within one tile's
+        // length (so it spans at most two tiles), within the cap.
         for kb in 1..300u32 {
-            for tiles in [1u32, 3, 32, 200] {
-                for cap in [None, Some(16), Some(64)] {
-                    let s = choose_splits(kb, tiles, 132, cap);
-                    let per = kb.div_ceil(s);
-                    assert!((s - 1) * per < kb, "kb {kb} tiles {tiles}: split {s} empty");
-                    if let Some(c) = cap {
-                        assert!(per <= c, "kb {kb}: {per} > MAX_KB {c}");
+            for tiles in [1u32, 3, 32, 112, 131, 132, 200] {
+                for (cap, spread) in [None, Some(16), Some(64)].into_iter().flat_map(|c| [(c, Spread::Even), (c, Spread::WholeSplits)]) {
+                    let ctas = choose_ctas(kb, tiles, 132, cap, spread);
+                    let units = tiles as u64 * kb as u64;
+                    assert!(ctas >= tiles, "kb {kb} tiles {tiles}: {ctas} CTAs");
+                    for c in 0..ctas {
+                        let (a, b) = range(c, units, ctas);
+                        assert!(b > a, "kb {kb} tiles {tiles}: CTA {c} empty");
+                        assert!(b - a <= kb as u64, "kb {kb} tiles {tiles}: CTA {c} longer than a tile");
+                        assert!((b - 1) / kb as u64 <= a / kb as u64 + 1, "kb {kb} tiles {tiles}: CTA {c} spans 3 tiles");
+                        if let Some(cap) = cap {
+                            assert!(b - a <= cap as u64, "kb {kb}: {} > MAX_KB {cap}", b - a);
+                        }
                     }
                 }
             }
@@ -356,15 +420,19 @@ mod tests {
     #[test]
     fn split_buffer_bound_covers_every_variant() {
         let e = entries();
-        for n_out in [128, 4096, 14336] {
+        for (n_out, k) in [(128, 64), (4096, 14336), (14336, 4096), (128, 64 * 1000)] {
+            let (wb, fb) = split_buffers_bound(n_out, k, 1024, 132);
             for m in [1, 7, 200, 1024] {
-                let (wb, fb) = split_buffers_bound(n_out, 1024);
                 for v in e.iter().filter(|v| matches!(v.variant, Variant::Rmm(_))) {
-                    let (w, f) = split_buffers(v, n_out, m, 2);
+                    let ctas = choose_ctas((k / 64) as u32, rmm_tiles(v, n_out, m), 132, max_kb(v), Spread::Even);
+                    let (w, f) = split_buffers(v, n_out, m, ctas);
                     assert!(w <= wb && f <= fb, "{} {n_out} m={m}", v.name);
                 }
             }
         }
+        // Whole tiles need no workspace; a spread tile does.
+        assert_eq!(split_buffers(&e[0], 14336, 1, 112), (0, 0));
+        assert!(split_buffers(&e[0], 14336, 1, 132).0 > 0);
     }
 
     #[test]

@@ -50,7 +50,7 @@ struct Grown {
 }
 
 impl Grown {
-    /// Grows to `bytes` (zero-filled: split-K flags must start at 0). The caller has synchronized.
+    /// Grows to `bytes` (zero-filled: stream-K flags must start at 0). The caller has synchronized.
     fn grow(&mut self, stream: &Arc<CudaStream>, bytes: usize, what: &str) -> Result<bool, GpuError> {
         let Some(cap) = self.plan.reserve(bytes) else { return Ok(false) };
         self.buf = None;
@@ -61,7 +61,7 @@ impl Grown {
     }
 }
 
-/// One preprocess buffer, the split-K workspace and flags, and the event that marks the
+/// One preprocess buffer, the stream-K workspace and flags, and the event that marks the
 /// slot's last use.
 pub struct ScratchSlot {
     pre: Grown,
@@ -90,7 +90,7 @@ impl ScratchSlot {
         (self.ws.ptr, self.ws.plan.capacity())
     }
 
-    /// Split-K flags (u32 per output tile, zero between launches) address and bytes.
+    /// Stream-K flags (u32 per CTA, zero between launches) address and bytes.
     pub fn flags(&self) -> (u64, usize) {
         (self.flags.ptr, self.flags.plan.capacity())
     }
@@ -134,10 +134,10 @@ impl ScratchPool {
         self.grow_all(|s| &mut s.pre, bytes, "preprocess scratch")
     }
 
-    /// Grows every slot's split-K workspace and flags.
+    /// Grows every slot's stream-K workspace and flags.
     pub fn reserve_split(&self, ws_bytes: usize, flag_bytes: usize) -> Result<(), GpuError> {
-        self.grow_all(|s| &mut s.ws, ws_bytes, "split-K workspace")?;
-        self.grow_all(|s| &mut s.flags, flag_bytes, "split-K flags")
+        self.grow_all(|s| &mut s.ws, ws_bytes, "stream-K workspace")?;
+        self.grow_all(|s| &mut s.flags, flag_bytes, "stream-K flags")
     }
 
     fn grow_all(&self, pick: impl Fn(&mut ScratchSlot) -> &mut Grown, bytes: usize, what: &str) -> Result<(), GpuError> {
