@@ -40,9 +40,25 @@ pub fn windowed<T: Sync, R: Send, E: Send>(
     items: &[T],
     weight: impl Fn(&T) -> usize,
     work: impl Fn(&T) -> Result<R, E> + Sync,
-    mut sink: impl FnMut(&T, R) -> Result<(), E>,
+    sink: impl FnMut(&T, R) -> Result<(), E>,
 ) -> Result<(), E> {
     use rayon::prelude::*;
+    windowed_batch(
+        items,
+        weight,
+        |window| window.par_iter().map(&work).collect(),
+        sink,
+    )
+}
+
+/// [`windowed`] with `work` given a whole window at once (one result per item, in order), for
+/// the codec's batch functions, which spread a window's tensors over the cores themselves.
+pub fn windowed_batch<T, R, E>(
+    items: &[T],
+    weight: impl Fn(&T) -> usize,
+    work: impl Fn(&[T]) -> Vec<Result<R, E>>,
+    mut sink: impl FnMut(&T, R) -> Result<(), E>,
+) -> Result<(), E> {
     const BUDGET: usize = 1 << 30;
     let max_items = 2 * rayon::current_num_threads();
     let mut start = 0;
@@ -54,7 +70,8 @@ pub fn windowed<T: Sync, R: Send, E: Send>(
             end += 1;
         }
         let window = &items[start..end];
-        let results: Vec<Result<R, E>> = window.par_iter().map(&work).collect();
+        let results = work(window);
+        debug_assert_eq!(results.len(), window.len());
         for (item, r) in window.iter().zip(results) {
             sink(item, r?)?;
         }

@@ -3,9 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use rayon::prelude::*;
 use safetensors::Dtype;
 
-use super::bytes::{bits_of, windowed};
+use super::bytes::{bits_of, windowed_batch};
 use super::components::{to_components, Component};
 use super::error::{BundleError, Problem};
 use super::meta::{BundleMeta, TensorMeta, COMPONENT_SEP, FORMAT_VERSION, METADATA_KEY};
@@ -198,13 +199,24 @@ pub fn compress_file(
         input_had_metadata: had_metadata,
         tensors: BTreeMap::new(),
     };
-    windowed(
+    windowed_batch(
         &jobs,
         |j| j.tensor.range.len(),
-        |j| {
-            let bits = bits_of(src.slice(&j.tensor.range));
-            codec::compress(&bits, &j.tensor.shape, j.orientation, opts.encoding)
-                .map_err(|e| BundleError::tensor(input, &j.tensor.name, e))
+        |window| {
+            let bits: Vec<_> = window
+                .par_iter()
+                .map(|j| bits_of(src.slice(&j.tensor.range)))
+                .collect();
+            let inputs: Vec<codec::CompressInput> = window
+                .iter()
+                .zip(&bits)
+                .map(|(j, b)| (&b[..], &j.tensor.shape[..], j.orientation))
+                .collect();
+            codec::compress_batch(&inputs, opts.encoding)
+                .into_iter()
+                .zip(window)
+                .map(|(r, j)| r.map_err(|e| BundleError::tensor(input, &j.tensor.name, e)))
+                .collect()
         },
         |j, ct| {
             for (c, bytes) in to_components(&ct) {

@@ -2,10 +2,12 @@
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::Arc;
 
+use rayon::prelude::*;
 use safetensors::Dtype;
 
-use super::bytes::{bytes_of, windowed};
+use super::bytes::{bytes_of, windowed_batch};
 use super::error::{BundleError, Problem};
 use super::reader::{Bundle, CompressedEntry};
 use super::writer::{byte_len, header_json, HeaderEntry, OutputFile};
@@ -33,6 +35,60 @@ pub fn decode_entry(bundle: &Bundle, e: &CompressedEntry) -> Result<Vec<u16>, Bu
         .load(&e.name, bundle.bytes(), &e.meta)
         .map_err(|err| err.at(&bundle.path))?;
     codec::decompress(&ct).map_err(|err| BundleError::tensor(&bundle.path, &e.name, err))
+}
+
+/// [`decode_entry`] of several tensors: loaded in parallel, then decoded with the codec's batch
+/// function (parallel over the tensors as well as within each).
+pub fn decode_entries(
+    bundle: &Bundle,
+    entries: &[&CompressedEntry],
+) -> Vec<Result<Vec<u16>, BundleError>> {
+    let loaded: Vec<_> = entries
+        .par_iter()
+        .map(|e| {
+            e.parts
+                .load(&e.name, bundle.bytes(), &e.meta)
+                .map_err(|err| err.at(&bundle.path))
+        })
+        .collect();
+    let ok: Vec<&codec::CompressedTensor> = loaded.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let mut decoded = codec::decompress_batch(&ok).into_iter();
+    loaded
+        .into_iter()
+        .zip(entries)
+        .map(|(l, e)| {
+            l?;
+            match decoded.next() {
+                Some(r) => r.map_err(|err| BundleError::tensor(&bundle.path, &e.name, err)),
+                None => Err(BundleError::tensor(
+                    &bundle.path,
+                    &e.name,
+                    codec::CodecError::Stream {
+                        problem: "no decode result".into(),
+                    },
+                )),
+            }
+        })
+        .collect()
+}
+
+/// [`decode_entries`] into one vector, the tensors back to back in the given order (see
+/// [`codec::decompress_contiguous`]); the first failure as an error naming its tensor.
+pub fn decode_entries_contiguous(
+    bundle: &Bundle,
+    entries: &[&CompressedEntry],
+) -> Result<Vec<u16>, BundleError> {
+    let loaded = entries
+        .par_iter()
+        .map(|e| {
+            e.parts
+                .load(&e.name, bundle.bytes(), &e.meta)
+                .map_err(|err| err.at(&bundle.path))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<&codec::CompressedTensor> = loaded.iter().collect();
+    codec::decompress_contiguous(&refs)
+        .map_err(|(i, err)| BundleError::tensor(&bundle.path, &entries[i].name, err))
 }
 
 /// The counts of [`decompress_file`].
@@ -90,22 +146,54 @@ pub fn decompress_file(
     let header_len = header_json(src.layout.metadata.as_ref(), &entries).len();
 
     let mut out = OutputFile::create(output, header_len)?;
-    windowed(
+    windowed_batch(
         &items,
         |i| match i.source {
             Source::Plain(b) => b.len(),
             Source::Compressed(c) => c.parts.rows * c.parts.cols * 2,
         },
-        |i| -> Result<Cow<[u16]>, BundleError> {
-            Ok(match i.source {
-                Source::Plain(_) => Cow::Borrowed(&[]),
-                Source::Compressed(c) => Cow::Owned(decode_entry(&src, c)?),
-            })
+        |window| {
+            let entries: Vec<&CompressedEntry> = window
+                .iter()
+                .filter_map(|i| match i.source {
+                    Source::Compressed(c) => Some(c),
+                    Source::Plain(_) => None,
+                })
+                .collect();
+            // The window's tensors decode into one buffer, in file order.
+            let mut batch = Some(decode_entries_contiguous(&src, &entries).map(Arc::new));
+            let mut at = 0usize;
+            window
+                .iter()
+                .map(|i| match i.source {
+                    Source::Plain(_) => Ok(None),
+                    Source::Compressed(c) => {
+                        let n = c.parts.rows * c.parts.cols;
+                        let range = at..at + n;
+                        at += n;
+                        match &batch {
+                            Some(Ok(buf)) => Ok(Some((Arc::clone(buf), range))),
+                            // The batch's error once; the sink stops at it.
+                            _ => match batch.take() {
+                                Some(Err(e)) => Err(e),
+                                _ => Err(BundleError::tensor(
+                                    input,
+                                    &c.name,
+                                    codec::CodecError::Stream {
+                                        problem: "not decoded".into(),
+                                    },
+                                )),
+                            },
+                        }
+                    }
+                })
+                .collect()
         },
-        |i, decoded| {
-            let bytes = match i.source {
-                Source::Plain(b) => Cow::Borrowed(b),
-                Source::Compressed(_) => bytes_of(&decoded),
+        |i, decoded: Option<(Arc<Vec<u16>>, std::ops::Range<usize>)>| {
+            let bytes = match (&i.source, &decoded) {
+                (Source::Compressed(_), Some((buf, r))) => bytes_of(&buf[r.clone()]),
+                (Source::Plain(b), _) => Cow::Borrowed(*b),
+                (Source::Compressed(_), None) => Cow::Borrowed(&[][..]),
             };
             out.append(i.name, i.dtype, i.shape, &bytes)?;
             progress(bytes.len() as u64);

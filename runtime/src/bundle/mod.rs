@@ -20,7 +20,10 @@ use std::path::Path;
 use safetensors::Dtype;
 
 pub use compress::{compress_file, CompressOptions, CompressReport, TensorReport};
-pub use decompress::{decode_bytes, decode_entry, decompress_file, Decoded, DecompressReport};
+pub use decompress::{
+    decode_bytes, decode_entries, decode_entries_contiguous, decode_entry, decompress_file,
+    Decoded, DecompressReport,
+};
 pub use error::{BundleError, ParseError, Problem};
 pub use reader::{parse, Bundle, CompressedEntry, Layout, PlainTensor};
 pub use select::{Selection, DEFAULT_TENSORS};

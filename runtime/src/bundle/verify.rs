@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::bytes::{bytes_of, windowed};
-use super::decompress::decode_entry;
+use super::bytes::{bytes_of, windowed_batch};
+use super::decompress::decode_entries;
 use super::error::{BundleError, Problem};
 use super::reader::{Bundle, CompressedEntry};
 
@@ -39,10 +39,15 @@ pub fn verify_file(
     }
     let mut report = VerifyReport::default();
     let entries: Vec<&CompressedEntry> = bundle.layout.compressed.iter().collect();
-    windowed(
+    windowed_batch(
         &entries,
         |e| e.parts.rows * e.parts.cols * 2,
-        |e| Ok::<_, BundleError>(decode_entry(&bundle, e)),
+        |window| {
+            decode_entries(&bundle, window)
+                .into_iter()
+                .map(Ok::<_, BundleError>)
+                .collect()
+        },
         |e, decoded| {
             report.decoded += 1;
             progress((e.parts.rows * e.parts.cols * 2) as u64);

@@ -48,6 +48,21 @@ pub fn compress(
     })
 }
 
+/// One tensor to compress: BF16 bits in row-major order of `shape`, and the orientation.
+pub type CompressInput<'a> = (&'a [u16], &'a [usize], Orientation);
+
+/// [`compress`] of several tensors, in parallel over the tensors as well as within each one.
+/// This is what the bundle writer uses for the tensors of a file.
+pub fn compress_batch(
+    inputs: &[CompressInput],
+    encoding: Encoding,
+) -> Vec<Result<CompressedTensor, CodecError>> {
+    inputs
+        .par_iter()
+        .map(|&(bits, shape, orientation)| compress(bits, shape, orientation, encoding))
+        .collect()
+}
+
 type Parts = (usize, usize, [u8; 16], Vec<u8>, Escapes, Indices);
 
 fn encode_matrix(
@@ -88,10 +103,18 @@ fn encode_matrix(
     // + escaped exponents), and split again in the rare case the exact palette differs.
     let mut pal = palette::choose(&split::histogram_sample(src));
     let (planes, hists) = loop {
-        let planes = split_planes(src, rows, cols, pc, &pal, encoding);
+        let mut planes = split_planes(src, rows, cols, pc, &pal, encoding);
         let hists = huffman::pair_histograms(&planes.plane, CHUNK_SYMBOLS);
         let exact = palette::choose(&exact_histogram(&planes, &hists, &pal, rows * (pc - cols)));
         if exact == pal {
+            break (planes, hists);
+        }
+        // The same exponents in another order (and the same most frequent one, which fills
+        // escaped groups' padding): the split stands, only the indices are renamed.
+        if exact[0] == pal[0] && exact.iter().all(|e| pal.contains(e)) {
+            renumber(&mut planes, &pal, &exact, cols, pc);
+            pal = exact;
+            let hists = huffman::pair_histograms(&planes.plane, CHUNK_SYMBOLS);
             break (planes, hists);
         }
         pal = exact;
@@ -130,6 +153,41 @@ fn exact_histogram(
     let escaped_groups = planes.escaped.len() / GROUP;
     h[pal[0] as usize] -= (GROUP * escaped_groups + padding) as u64;
     h
+}
+
+/// Rename the palette indices of a split made with palette `from` to those of `to` (the same
+/// exponents, reordered). Escaped groups and padding keep index 0.
+fn renumber(planes: &mut Planes, from: &[u8; 16], to: &[u8; 16], cols: usize, pc: usize) {
+    let perm: [u8; 16] =
+        std::array::from_fn(|i| to.iter().position(|&e| e == from[i]).unwrap_or(0) as u8);
+    let lut: [u8; 256] = std::array::from_fn(|b| perm[b & 15] | perm[b >> 4] << 4);
+    let row_bytes = pc / 2;
+    let groups_per_row = pc / GROUP;
+    let block_rows = (BLOCK_ELEMS / pc).max(1);
+    let flags = &planes.flags;
+    planes
+        .plane
+        .par_chunks_mut(block_rows * row_bytes)
+        .enumerate()
+        .for_each(|(b, blk)| {
+            for (r, row) in blk.chunks_exact_mut(row_bytes).enumerate() {
+                for x in row.iter_mut() {
+                    *x = lut[*x as usize];
+                }
+                let g0 = (b * block_rows + r) * groups_per_row;
+                for (g, grp) in row.chunks_exact_mut(GROUP / 2).enumerate() {
+                    if flags[g0 + g] {
+                        grp.fill(0);
+                    }
+                }
+                // Padding elements cols..pc: whole bytes from the first even one, and the high
+                // nibble of the byte shared with the last real element when cols is odd.
+                if cols % 2 == 1 {
+                    row[cols / 2] &= 0x0F;
+                }
+                row[cols.div_ceil(2)..].fill(0);
+            }
+        });
 }
 
 /// The split of the padded encoded matrix.

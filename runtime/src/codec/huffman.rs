@@ -317,9 +317,13 @@ fn encode_segment(
         // Two pairs (<= 48 bits) plus < 8 pending bits fit the 64-bit container.
         for t in &mut two {
             let (p0, p1) = (pairs[t[0] as usize], pairs[t[1] as usize]);
-            acc = (acc << (p0 & 0xFF)) | (p0 >> 8) as u64;
-            acc = (acc << (p1 & 0xFF)) | (p1 >> 8) as u64;
-            nacc += (p0 & 0xFF) + (p1 & 0xFF);
+            // Join the two pairs' codes first: that work does not wait for `acc`, so the
+            // chain through `acc` is one shift and one OR per four symbols.
+            let (l0, l1) = (p0 & 0xFF, p1 & 0xFF);
+            let code = ((p0 >> 8) as u64) << l1 | (p1 >> 8) as u64;
+            let len = l0 + l1;
+            acc = acc << len | code;
+            nacc += len;
             put(acc, &mut nacc, &mut at);
         }
         for &b in two.remainder() {

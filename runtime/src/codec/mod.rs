@@ -20,8 +20,9 @@ mod tensor;
 
 pub use decode::{
     decode_bf16_encoded, decode_exponents, decode_palette_indices, decompress, decompress_batch,
+    decompress_contiguous,
 };
-pub use encode::{compress, transcode};
+pub use encode::{compress, compress_batch, transcode, CompressInput};
 pub use hash::hash_bits;
 pub use huffman::{build_lut, canonical_codes, code_lengths, LUT_SIZE};
 pub use palette::{choose as choose_palette, index_map as palette_index_map, NOT_IN_PALETTE};

@@ -8,7 +8,7 @@
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use xxhash_rust::xxh64::Xxh64;
 
@@ -29,11 +29,7 @@ struct Piece<'a> {
 /// Scratch buffer one thread reuses across its pieces.
 pub(super) type Scratch = Vec<u8>;
 
-/// A fresh vector of `total` values in which `fill(start, dst, scratch)` has written every
-/// element of each piece `dst` (elements `start .. start + dst.len()`, pieces of `piece`
-/// elements), and the XXH64 (seed 0) of its little-endian bytes. `fill` must initialise all of
-/// `dst` whenever it returns `Ok`; it must not use rayon itself (a thread waiting for a piece
-/// relies on the piece's owner running to completion).
+/// A fresh vector of `total` values filled by [`fill_hashed_into`], and its hash.
 pub(super) fn fill_hashed<F>(
     total: usize,
     piece: usize,
@@ -42,9 +38,30 @@ pub(super) fn fill_hashed<F>(
 where
     F: Fn(usize, &mut [MaybeUninit<u16>], &mut Scratch) -> Result<(), CodecError> + Sync,
 {
-    let piece = piece.max(1);
     let mut out = super::buffers::uninit_u16(total);
-    let pieces: Vec<Piece> = out.spare_capacity_mut()[..total]
+    let hash = fill_hashed_into(&mut out.spare_capacity_mut()[..total], piece, fill)?;
+    // SAFETY: `fill_hashed_into` returned Ok, so every one of the first `total` elements is
+    // initialised.
+    unsafe { out.set_len(total) };
+    Ok((out, hash))
+}
+
+/// Fill all of `out`: `fill(start, dst, scratch)` writes every element of each piece `dst`
+/// (elements `start .. start + dst.len()` of `out`, pieces of `piece` elements); returns the
+/// XXH64 (seed 0) of `out`'s little-endian bytes. On `Ok` every element of `out` is
+/// initialised. `fill` must initialise all of `dst` whenever it returns `Ok`; it must not use
+/// rayon itself (a thread waiting for a piece relies on the piece's owner running to
+/// completion).
+pub(super) fn fill_hashed_into<F>(
+    out: &mut [MaybeUninit<u16>],
+    piece: usize,
+    fill: F,
+) -> Result<u64, CodecError>
+where
+    F: Fn(usize, &mut [MaybeUninit<u16>], &mut Scratch) -> Result<(), CodecError> + Sync,
+{
+    let piece = piece.max(1);
+    let pieces: Vec<Piece> = out
         .chunks_mut(piece)
         .map(|c| Piece {
             state: Mutex::new(State::Todo(c)),
@@ -54,6 +71,9 @@ where
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let error: Mutex<Option<CodecError>> = Mutex::new(None);
+
+    let waiting = AtomicBool::new(false);
+    let hasher_thread: OnceLock<std::thread::Thread> = OnceLock::new();
 
     // Claims and decodes the next undecoded piece; false when none is left (or one failed).
     let work = |scratch: &mut Scratch| -> bool {
@@ -75,11 +95,18 @@ where
                 // initialised; the exclusive borrow is given up for this shared one.
                 let done = unsafe { assume_init(dst) };
                 *lock(&p.state) = State::Done(done);
-                p.done.store(true, Ordering::Release);
+                p.done.store(true, Ordering::SeqCst);
             }
             Err(e) => {
                 lock(&error).get_or_insert(e);
-                failed.store(true, Ordering::Relaxed);
+                failed.store(true, Ordering::SeqCst);
+            }
+        }
+        // Wake the hasher if it sleeps on this piece (SeqCst with its `waiting` store and
+        // `done` load, so one of the two sides sees the other).
+        if waiting.load(Ordering::SeqCst) {
+            if let Some(t) = hasher_thread.get() {
+                t.unpark();
             }
         }
         true
@@ -90,6 +117,7 @@ where
         .min(pieces.len())
         .saturating_sub(1);
     rayon::scope(|s| {
+        hasher_thread.get_or_init(std::thread::current);
         for _ in 0..helpers {
             s.spawn(|_| {
                 let mut scratch = Scratch::new();
@@ -97,13 +125,13 @@ where
             });
         }
         let mut scratch = Scratch::new();
-        let mut waited = 0u32;
         for p in &pieces {
+            let mut spins = 0u32;
             loop {
-                if failed.load(Ordering::Relaxed) {
+                if failed.load(Ordering::SeqCst) {
                     return;
                 }
-                if p.done.load(Ordering::Acquire) {
+                if p.done.load(Ordering::SeqCst) {
                     if let State::Done(d) = &*lock(&p.state) {
                         super::hash::update(&mut hasher, d);
                     }
@@ -112,13 +140,20 @@ where
                 if work(&mut scratch) {
                     continue;
                 }
-                // Every piece is claimed and this one is still being decoded elsewhere.
-                waited += 1;
-                if waited & 63 == 0 {
-                    std::thread::yield_now();
-                } else {
+                // Every piece is claimed and this one is still being decoded elsewhere: spin
+                // for about a piece's decoding time, then sleep until its decoder wakes us
+                // (a spinning thread would keep a descheduled decoder off a busy machine's
+                // cores). The timeout only guards against a missed wake-up.
+                spins += 1;
+                if spins < 1 << 8 {
                     std::hint::spin_loop();
+                    continue;
                 }
+                waiting.store(true, Ordering::SeqCst);
+                if !p.done.load(Ordering::SeqCst) && !failed.load(Ordering::SeqCst) {
+                    std::thread::park_timeout(std::time::Duration::from_micros(500));
+                }
+                waiting.store(false, Ordering::SeqCst);
             }
         }
     });
@@ -128,16 +163,12 @@ where
     let complete = pieces
         .iter()
         .all(|p| matches!(*lock(&p.state), State::Done(_)));
-    drop(pieces);
     if !complete {
         return Err(CodecError::Stream {
             problem: "a decode piece was left unfinished".into(),
         });
     }
-    // SAFETY: the pieces partition `out`'s first `total` elements and every one is Done, i.e.
-    // fully initialised by `fill`.
-    unsafe { out.set_len(total) };
-    Ok((out, hasher.digest()))
+    Ok(hasher.digest())
 }
 
 /// A poisoned lock only means another piece's decoder panicked; the panic propagates through
