@@ -4,9 +4,11 @@
 //
 // Axes read: output (bf16: BF16 [rows][cols] from sm bytes + exponents, padding dropped; exponent: exponent
 // bytes [rows][padded_cols]; palette: nibbles [rows][padded_cols/2], element 2j in the low nibble of byte j).
-// `layout` (last parameter; exponent/palette only, bf16 ignores it): 0 = row-major as above, 1 / 2 = the rmm's
-// tiled layout of a standard / transposed weight (docs/CONTRACT.md: 128 x 64 resp. 64 x 128 element blocks,
-// block (i, b) at t = i * (k/64) + b); tiled needs an rmm-eligible shape, otherwise the kernel writes nothing.
+// `layout` (last parameter): 0 = row-major as above, 1 / 2 = the rmm's tiled layout of a standard / transposed
+// weight (docs/CONTRACT.md: 128 x 64 resp. 64 x 128 element blocks, block (i, b) at t = i * (k/64) + b) — of the
+// output for exponent/palette, of the `sm` input for bf16 (so a Huffman-resident weight keeps one copy of its
+// sign-mantissa bytes, the one the rmm reads; bf16 output stays row-major). Tiled needs an rmm-eligible shape,
+// otherwise the kernel writes nothing.
 // Invariants (checked by the runtime before launch): chunk_symbols is a multiple of 64, so a chunk holds whole
 // groups; codes are at most 12 bits, MSB-first; `bits` is 4-byte aligned and zero-padded by
 // >= 16 bytes (the reader runs at most 12 bytes past a chunk's end); lut, palette, sm, esc_exp and out are
@@ -136,8 +138,8 @@ __device__ __forceinline__ void decode_group(BitReader& r, const u32* multi, Pen
 // Stage layout: lane q's group at words [q * STAGE_STRIDE, + 8).
 __device__ __forceinline__ u32 stage_word(u32 q, u32 w) { return q * STAGE_STRIDE + w; }
 
-// Where group g (encoded row r, column block c) lands, in units of a group's output bytes. Every layout keeps
-// a group's elements contiguous. Tiled standard: block (i = r / 128, b = c), row r % 128 of it; tiled
+// Where group g (encoded row r, column block c) lives, in units of a group's bytes. Every layout keeps a group's
+// elements contiguous. Tiled standard: block (i = r / 128, b = c), row r % 128 of it; tiled
 // transposed: block (i = c / 2, b = r / 64), row r % 64, half c % 2 of the block's 128 columns.
 __device__ __forceinline__ u32 out_place(u32 g, u32 layout, u32 groups_per_row, u32 rows) {
   if (layout == LAYOUT_ROW_MAJOR) return g;

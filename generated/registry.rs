@@ -3480,7 +3480,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0x29faf71549fe7b83,
+        source_hash: 0xd9bdb9f7eb2b3eb7,
         source: include_str!("huff_bf16.cu"),
     },
     RegistryEntry {
@@ -3493,7 +3493,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0xac60fd583ac36891,
+        source_hash: 0x5a5e75b10e6bfb56,
         source: include_str!("huff_exponent.cu"),
     },
     RegistryEntry {
@@ -3506,7 +3506,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0xe1823a576e787ee0,
+        source_hash: 0xd789dd27cd34702e,
         source: include_str!("huff_palette.cu"),
     },
 ];

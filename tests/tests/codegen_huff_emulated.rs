@@ -79,7 +79,8 @@ fn write_inputs(t: &CompressedTensor, dir: &Path) {
     w("esc_exp", &t.escapes.exponents);
 }
 
-/// Output layouts of `huff_exponent` / `huff_palette` (the appended `layout` parameter).
+/// The appended `layout` parameter: output layout of `huff_exponent` / `huff_palette`, sm input
+/// layout of `huff_bf16`.
 const ROW_MAJOR: u32 = 0;
 const TILED_STANDARD: u32 = 1;
 const TILED_TRANSPOSED: u32 = 2;
@@ -239,17 +240,25 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
                 HuffOutput::Exponent => codec::decode_exponents(t).unwrap(),
                 HuffOutput::Palette => codec::decode_palette_indices(t).unwrap(),
             };
-            let mut runs = vec![(ROW_MAJOR, expected.clone())];
-            // rmm-eligible shapes: the exponent/palette kernels also write the rmm's tiled layout.
+            let mut runs = vec![(ROW_MAJOR, expected.clone(), dir.clone())];
+            // rmm-eligible shapes: the exponent/palette kernels also write the rmm's tiled layout, and
+            // huff_bf16 also reads the tiled sm copy (what a Huffman-resident weight keeps).
             let eligible = match t.orientation {
                 Orientation::Standard => t.rows % 128 == 0 && t.cols % 64 == 0,
                 Orientation::Transposed => t.rows % 64 == 0 && t.cols % 128 == 0,
             };
+            let layout = match t.orientation {
+                Orientation::Standard => TILED_STANDARD,
+                Orientation::Transposed => TILED_TRANSPOSED,
+            };
+            if eligible && h.output == HuffOutput::Bf16 {
+                let tiled_dir = dir.join("tiled_sm");
+                std::fs::create_dir_all(&tiled_dir).unwrap();
+                write_inputs(t, &tiled_dir);
+                std::fs::write(tiled_dir.join("sm"), tiled(t, &t.sm, false)).unwrap();
+                runs.push((layout, expected.clone(), tiled_dir));
+            }
             if eligible && h.output != HuffOutput::Bf16 {
-                let layout = match t.orientation {
-                    Orientation::Standard => TILED_STANDARD,
-                    Orientation::Transposed => TILED_TRANSPOSED,
-                };
                 let nibbles = h.output == HuffOutput::Palette;
                 let want = tiled(t, &expected, nibbles);
                 // The runtime's CPU tiler (what uploads resident weights) agrees with this reading of the contract.
@@ -263,9 +272,9 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
                     want,
                     "{label}"
                 );
-                runs.push((layout, want));
+                runs.push((layout, want, dir.clone()));
             }
-            for (layout, expected) in runs {
+            for (layout, expected, dir) in runs {
                 let got = run(bin, &k.budget, t, &dir, expected.len(), layout);
                 let first = got.iter().zip(&expected).position(|(a, b)| a != b);
                 assert!(
@@ -279,6 +288,6 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
                 tested += 1;
             }
         }
-    } // Two rmm-eligible cases x (exponent, palette) also ran in the tiled layout.
-    assert_eq!(tested, cases.len() * 3 + 4);
+    } // Two rmm-eligible cases x (bf16 from tiled sm, tiled exponent, tiled palette).
+    assert_eq!(tested, cases.len() * 3 + 6);
 }

@@ -65,7 +65,9 @@ pub struct HuffmanImage {
     pub chunk_offsets: Vec<u32>,
     pub lut: Vec<u16>,
     pub palette: [u8; 16],
-    pub sm: Vec<u8>,
+    /// Row-major sm bytes, only for a shape the rmm does not take: otherwise `huff_bf16` reads
+    /// the tiled copy in `rmm` (one byte per weight, not two).
+    pub sm: Option<Vec<u8>>,
     pub esc_bitmap: Vec<u64>,
     pub esc_prefix: Vec<u32>,
     pub esc_exp: Vec<u8>,
@@ -138,7 +140,7 @@ impl HuffmanImage {
             chunk_offsets: h.chunk_offsets.clone(),
             lut: h.decode_lut(),
             palette: t.palette,
-            sm: t.sm.clone(),
+            sm: if rmm.is_none() { Some(t.sm.clone()) } else { None },
             esc_bitmap: t.escapes.bitmap.clone(),
             esc_prefix: t.escapes.prefix.clone(),
             esc_exp: t.escapes.exponents.clone(),
@@ -196,6 +198,27 @@ mod tests {
         assert_eq!(img.n_chunks as usize, (128 * 128usize).div_ceil(h.chunk_symbols as usize));
         assert!(!img.geometry.rmm_ok());
         assert!(img.rmm.is_none());
+        assert_eq!(img.sm.as_deref(), Some(&t.sm[..]), "not rmm-eligible: huff_bf16 reads row-major sm");
+    }
+
+    #[test]
+    fn huffman_residency_holds_one_sm_copy_and_fewer_bytes_than_bf16() {
+        // Trained-weight-like exponents: a few around 120 dominate, one group in ~100 has an outlier.
+        let b: Vec<u16> = (0..512 * 256usize)
+            .map(|i| {
+                let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                let e = if i % 6400 == 77 { 20 } else { 118 + (h % 7).min(h % 5) as u16 };
+                (e << 7) | (h as u16 & 0x807f)
+            })
+            .collect();
+        for o in [Orientation::Standard, Orientation::Transposed] {
+            let h = HuffmanImage::new(&compress(&b, &[512, 256], o, Encoding::Huffman).unwrap()).unwrap();
+            assert!(h.sm.is_none(), "rmm-eligible: the tiled sm is the only copy");
+            let r = h.rmm.as_ref().unwrap();
+            let bytes = h.bits.len() + 4 * h.chunk_offsets.len() + 2 * h.lut.len() + 16 + r.sm_tiles.len()
+                + r.tile_esc.len() + r.esc_exp.len() + 8 * h.esc_bitmap.len() + 4 * h.esc_prefix.len() + h.esc_exp.len();
+            assert!(bytes < b.len() * 2, "{o}: {bytes} resident bytes for {} bf16 bytes", b.len() * 2);
+        }
     }
 
     #[test]
@@ -220,7 +243,8 @@ mod tests {
             assert_eq!(a.nibble_tiles.len(), 256 * 128 / 2);
             let h = HuffmanImage::new(&compress(&b, &[256, 128], o, Encoding::Huffman).unwrap()).unwrap();
             assert_eq!(h.rmm.as_ref(), Some(&a.tables), "huffman and palette residency share the rmm tables");
-            assert_eq!(tiles::untile(&a.tables.sm_tiles, o, 256, 128, Elem::Byte).unwrap(), h.sm);
+            let sm = compress(&b, &[256, 128], o, Encoding::Huffman).unwrap().sm;
+            assert_eq!(tiles::untile(&a.tables.sm_tiles, o, 256, 128, Elem::Byte).unwrap(), sm);
         }
     }
 

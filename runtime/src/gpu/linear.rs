@@ -280,6 +280,7 @@ impl Linear {
 
     /// Runs the Huffman preprocess `output` into a caller buffer (tests, decode benchmarks);
     /// `tiled` asks exponent / palette outputs for the rmm's tiled layout (rmm-eligible weights).
+    /// BF16 output is always row-major.
     pub fn decode_into<T>(
         &self,
         stream: &CudaStream,
@@ -328,12 +329,18 @@ impl Linear {
         }
         let g = &self.weights.geometry;
         let kernel = self.weights.device().kernels.get_entry(pipelines::huff_entry(output)?)?;
+        // huff_bf16's `layout` says where it reads sm (its output is row-major); the others', where they write.
+        let (sm, sm_layout) = h.sm_input(g.orientation).map_err(|e| match e {
+            GpuError::Weights { reason, .. } => GpuError::Weights { tensor: self.weights.name.clone(), reason },
+            other => other,
+        })?;
+        let layout = if output == HuffOutput::Bf16 { sm_layout } else { layout };
         let args = HuffArgs {
             bits: h.bits.ptr,
             chunk_offsets: h.chunk_offsets.ptr,
             lut: h.lut.ptr,
             palette: h.palette.ptr,
-            sm: h.sm.ptr,
+            sm,
             esc_bitmap: h.esc_bitmap.ptr,
             esc_prefix: h.esc_prefix.ptr,
             esc_exp: h.esc_exp.ptr,

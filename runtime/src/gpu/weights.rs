@@ -10,6 +10,7 @@ use crate::codec::{CompressedTensor, Orientation};
 use super::device::GpuDevice;
 use super::error::{DriverContext, GpuError};
 use super::host::{Geometry, HuffmanImage, PaletteImage, RmmTables};
+use super::launch::HuffLayout;
 
 /// A device buffer and its address, taken once at upload (weights never move).
 pub struct DevBuf<T> {
@@ -47,16 +48,33 @@ pub struct HuffmanDev {
     pub chunk_offsets: DevBuf<u32>,
     pub lut: DevBuf<u16>,
     pub palette: DevBuf<u8>,
-    pub sm: DevBuf<u8>,
+    /// Row-major sm bytes, only when the rmm does not take the shape (else `rmm.sm_tiles`).
+    pub sm: Option<DevBuf<u8>>,
     pub esc_bitmap: DevBuf<u64>,
     pub esc_prefix: DevBuf<u32>,
     pub esc_exp: DevBuf<u8>,
     pub chunk_symbols: u32,
     pub n_chunks: u32,
     /// Tiled sm and per-tile escape tables for the exponent / palette-transcode rmm (present
-    /// when the rmm takes the shape). Costs one more byte per weight: `huff_bf16` reads the
-    /// row-major sm, the rmm the tiled copy.
+    /// when the rmm takes the shape); `huff_bf16` then reads this sm copy too.
     pub rmm: Option<RmmDev>,
+}
+
+impl HuffmanDev {
+    /// The sm bytes `huff_bf16` reads and their layout (its `layout` argument).
+    pub fn sm_input(&self, orientation: Orientation) -> Result<(u64, HuffLayout), GpuError> {
+        match (&self.sm, &self.rmm, orientation) {
+            (Some(sm), _, _) => Ok((sm.ptr, HuffLayout::RowMajor)),
+            (None, Some(r), Orientation::Standard) => Ok((r.sm_tiles.ptr, HuffLayout::TiledStandard)),
+            (None, Some(r), Orientation::Transposed) => Ok((r.sm_tiles.ptr, HuffLayout::TiledTransposed)),
+            (None, None, _) => Err(GpuError::Weights { tensor: String::new(), reason: "no sign-mantissa bytes uploaded".into() }),
+        }
+    }
+
+    /// Bytes of the sm copy.
+    fn sm_bytes(&self) -> usize {
+        self.sm.as_ref().or(self.rmm.as_ref().map(|r| &r.sm_tiles)).map_or(0, DevBuf::bytes)
+    }
 }
 
 /// The rmm's tiled sm bytes, `tile_esc` records and tile-ordered escape exponents.
@@ -121,7 +139,7 @@ impl DeviceWeights {
             chunk_offsets: upload(s, &img.chunk_offsets, "chunk offsets")?,
             lut: upload(s, &img.lut, "decode table")?,
             palette: upload(s, &img.palette, "palette")?,
-            sm: upload(s, &img.sm, "sign-mantissa bytes")?,
+            sm: img.sm.as_ref().map(|sm| upload(s, sm, "sign-mantissa bytes")).transpose()?,
             esc_bitmap: upload(s, &img.esc_bitmap, "escape bitmap")?,
             esc_prefix: upload(s, &img.esc_prefix, "escape prefix")?,
             esc_exp: upload(s, &img.esc_exp, "escape exponents")?,
@@ -174,7 +192,7 @@ impl DeviceWeights {
     pub fn resident_bytes(&self) -> usize {
         match &self.resident {
             Resident::Huffman(h) => {
-                h.bits.bytes() + h.chunk_offsets.bytes() + h.lut.bytes() + 16 + h.sm.bytes()
+                h.bits.bytes() + h.chunk_offsets.bytes() + h.lut.bytes() + 16 + h.sm_bytes()
                     + h.esc_bitmap.bytes() + h.esc_prefix.bytes() + h.esc_exp.bytes()
             }
             Resident::Palette(p) => {
