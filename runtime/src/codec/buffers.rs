@@ -31,6 +31,43 @@ pub fn uninit_u16(n: usize) -> Vec<u16> {
     v
 }
 
+/// Largest scratch buffer a thread keeps between calls.
+const SCRATCH_KEEP_BYTES: usize = 8 << 20;
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// `n` bytes of scratch with unspecified contents (the caller overwrites them all): the
+/// thread's kept buffer when it is large enough, else a fresh one.
+pub fn take_scratch(n: usize) -> Vec<u8> {
+    let mut v = SCRATCH.take();
+    if v.capacity() < n {
+        SCRATCH.set(v);
+        return zeroed_u8(n);
+    }
+    if v.len() >= n {
+        v.truncate(n);
+    } else {
+        v.resize(n, 0);
+    }
+    v
+}
+
+/// Give a buffer from [`take_scratch`] back to this thread (kept if at most
+/// `SCRATCH_KEEP_BYTES`, so a thread holds at most that much between calls).
+pub fn return_scratch(v: Vec<u8>) {
+    if v.capacity() > SCRATCH_KEEP_BYTES {
+        return;
+    }
+    let kept = SCRATCH.take();
+    SCRATCH.set(if v.capacity() >= kept.capacity() {
+        v
+    } else {
+        kept
+    });
+}
+
 fn advise_huge(addr: usize, len: usize) {
     #[cfg(target_os = "linux")]
     {

@@ -236,9 +236,24 @@ fn apply_escapes(start: usize, exps: &mut [u8], esc: &Escapes) {
     }
 }
 
-/// `out[i] = rebuild(sm[i], exps[i])` for every element of `out`, written so it vectorizes.
+/// `out[i] = rebuild(sm[i], exps[i])` for every element of `out`, written so it vectorizes
+/// (with AVX2 when the CPU has it: twice the width of the baseline SSE2).
 #[inline]
 fn rebuild_into(sm: &[u8], exps: &[u8], out: &mut [MaybeUninit<u16>]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(sm: &[u8], exps: &[u8], out: &mut [MaybeUninit<u16>]) {
+            rebuild_body(sm, exps, out)
+        }
+        // SAFETY: AVX2 was detected at run time.
+        return unsafe { avx2(sm, exps, out) };
+    }
+    rebuild_body(sm, exps, out)
+}
+
+#[inline(always)]
+fn rebuild_body(sm: &[u8], exps: &[u8], out: &mut [MaybeUninit<u16>]) {
     let n = out.len();
     let (sm, exps) = (&sm[..n], &exps[..n]);
     for i in 0..n {

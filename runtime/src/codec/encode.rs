@@ -117,15 +117,18 @@ fn encode_matrix(
             let hists = huffman::pair_histograms(&planes.plane, CHUNK_SYMBOLS);
             break (planes, hists);
         }
+        if encoding == Encoding::Huffman {
+            super::buffers::return_scratch(std::mem::take(&mut planes.plane));
+        }
         pal = exact;
     };
     let escapes = Escapes::from_flags(&planes.flags, planes.escaped);
     let indices = match encoding {
-        Encoding::Huffman => Indices::Huffman(huffman::encode_counted(
-            &planes.plane,
-            &hists,
-            CHUNK_SYMBOLS,
-        )?),
+        Encoding::Huffman => {
+            let stream = huffman::encode_counted(&planes.plane, &hists, CHUNK_SYMBOLS);
+            super::buffers::return_scratch(planes.plane);
+            Indices::Huffman(stream?)
+        }
         _ => Indices::Palette(planes.plane),
     };
     Ok((rows, cols, pal, planes.sm, escapes, indices))
@@ -216,7 +219,12 @@ fn split_planes(
     // Bytes of `plane` per element, times 2.
     let per2 = if exp_mode { 2 } else { 1 };
     let mut sm = super::buffers::zeroed_u8(total);
-    let mut plane = super::buffers::zeroed_u8(total * per2 / 2);
+    // Every byte of the plane is written below; for Huffman it is only an intermediate, so it
+    // comes from the thread's scratch (no fresh pages to fault in) and goes back after encoding.
+    let mut plane = match encoding {
+        Encoding::Huffman => super::buffers::take_scratch(total / 2),
+        _ => super::buffers::zeroed_u8(total * per2 / 2),
+    };
     if total == 0 {
         return Planes {
             sm,

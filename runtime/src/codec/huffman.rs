@@ -257,10 +257,17 @@ pub(super) fn load_be_u64(bytes: &[u8], at: usize) -> u64 {
 /// Chunks per parallel encode task.
 const SEGMENT_CHUNKS: usize = 64;
 
-/// One run of chunks encoded by one task; its bytes start at byte `start / 8` of the stream.
+/// What one encode task reports besides the bytes it wrote in place: its chunk offsets
+/// (relative to byte `start / 8` of the stream) and, when its last byte is shared with the next
+/// segment, that byte's bits (to be ORed in after the parallel part).
 struct Segment {
-    bytes: Vec<u8>,
     chunk_offsets: Vec<u64>,
+    tail: Option<u8>,
+}
+
+thread_local! {
+    /// Per-thread encode buffer, reused so that encoding faults in no fresh pages.
+    static SEGMENT_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Code (bits 8..32) and length (bits 0..8) of both symbols of each nibble byte (low nibble
@@ -290,18 +297,68 @@ fn pair_histogram(nib: &[u8]) -> [u64; 256] {
     std::array::from_fn(|b| h.iter().map(|sub| sub[b] as u64).sum())
 }
 
-/// Encode one segment whose first bit lands at bit `shift` (< 8) of its first byte; the bits
-/// before it are zero so segments can be ORed together. `bits` is its exact length.
+/// [`encode_segment_body`] compiled for BMI2 when the CPU has it (flag-free variable shifts:
+/// fewer instructions in the loop).
+/// Writes the segment's bytes into `dst` (its own bytes of the stream: all but a last byte it
+/// shares with the next segment, which comes back as `tail`).
 fn encode_segment(
     nib: &[u8],
     chunk_bytes: usize,
     pairs: &[u32; 256],
     shift: u32,
     bits: u64,
+    dst: &mut [u8],
 ) -> Segment {
-    let nbytes = (shift as u64 + bits).div_ceil(8) as usize;
-    // Each step stores 8 bytes at the first byte that still has free bits; slack for the last.
-    let mut bytes = vec![0u8; nbytes + 8];
+    SEGMENT_SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let nbytes = (shift as u64 + bits).div_ceil(8) as usize;
+        // Each step stores 8 bytes at the first byte that still has free bits: slack for the
+        // last. Every byte below `nbytes` is written, so old contents do not matter.
+        if scratch.len() < nbytes + 8 {
+            scratch.resize(nbytes + 8, 0);
+        }
+        let chunk_offsets = encode_segment_into(nib, chunk_bytes, pairs, shift, &mut scratch);
+        let own = dst.len().min(nbytes);
+        dst[..own].copy_from_slice(&scratch[..own]);
+        Segment {
+            chunk_offsets,
+            tail: (nbytes > own).then(|| scratch[own]),
+        }
+    })
+}
+
+/// [`encode_segment_body`] compiled for BMI2 when the CPU has it (flag-free variable shifts:
+/// fewer instructions in the loop).
+fn encode_segment_into(
+    nib: &[u8],
+    chunk_bytes: usize,
+    pairs: &[u32; 256],
+    shift: u32,
+    bytes: &mut [u8],
+) -> Vec<u64> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("bmi2") {
+        #[target_feature(enable = "bmi2")]
+        unsafe fn bmi2(n: &[u8], c: usize, p: &[u32; 256], s: u32, b: &mut [u8]) -> Vec<u64> {
+            encode_segment_body(n, c, p, s, b)
+        }
+        // SAFETY: BMI2 was detected at run time.
+        return unsafe { bmi2(nib, chunk_bytes, pairs, shift, bytes) };
+    }
+    encode_segment_body(nib, chunk_bytes, pairs, shift, bytes)
+}
+
+/// Encode one segment whose first bit lands at bit `shift` (< 8) of its first byte into
+/// `bytes` (its length in bytes + 8 of slack); the bits before it are zero so segments can be
+/// ORed together. Returns the chunk offsets relative to the first byte.
+#[inline(always)]
+fn encode_segment_body(
+    nib: &[u8],
+    chunk_bytes: usize,
+    pairs: &[u32; 256],
+    shift: u32,
+    bytes: &mut [u8],
+) -> Vec<u64> {
     let mut chunk_offsets = Vec::with_capacity(nib.len().div_ceil(chunk_bytes));
     // `acc` holds `nacc` pending bits in its low end; after each store fewer than 8 remain.
     let (mut acc, mut nacc, mut at) = (0u64, shift, 0usize);
@@ -336,11 +393,7 @@ fn encode_segment(
     if nacc > 0 {
         put(acc, &mut nacc, &mut at);
     }
-    bytes.truncate(nbytes);
-    Segment {
-        bytes,
-        chunk_offsets,
-    }
+    chunk_offsets
 }
 
 /// Encode the symbols held as nibbles (`nib`, element `2j` in the low nibble of byte `j`) with
@@ -401,25 +454,34 @@ pub fn encode_counted(
         .iter()
         .scan(0u64, |acc, &b| Some(std::mem::replace(acc, *acc + b)))
         .collect();
+    // Segment k owns bytes start_k / 8 .. start_{k+1} / 8 of the stream (the last one, the rest)
+    // and writes them in place; a byte two segments share is ORed together afterwards.
+    let nbytes = total_bits.div_ceil(8) as usize;
+    let mut bits = super::buffers::zeroed_u8(nbytes);
+    let mut dsts = Vec::with_capacity(starts.len());
+    let mut rest = &mut bits[..];
+    let mut owned_to = 0usize;
+    for k in 0..starts.len() {
+        let end = starts.get(k + 1).map_or(nbytes, |&s| (s / 8) as usize);
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(end - owned_to);
+        dsts.push(head);
+        rest = tail;
+        owned_to = end;
+    }
     let segments: Vec<Segment> = nib
         .par_chunks(seg_bytes)
         .zip(starts.par_iter().zip(&seg_bits))
-        .map(|(seg, (&start, &bits))| {
-            encode_segment(seg, chunk_bytes, &pairs, (start % 8) as u32, bits)
+        .zip(dsts)
+        .map(|((seg, (&start, &b)), dst)| {
+            encode_segment(seg, chunk_bytes, &pairs, (start % 8) as u32, b, dst)
         })
         .collect();
-    let mut bits = super::buffers::zeroed_u8(total_bits.div_ceil(8) as usize);
     let mut chunk_offsets = Vec::with_capacity(nib.len().div_ceil(chunk_bytes));
-    for (seg, &start) in segments.iter().zip(&starts) {
-        let at = (start / 8) as usize;
-        chunk_offsets.extend(
-            seg.chunk_offsets
-                .iter()
-                .map(|&o| (8 * at as u64 + o) as u32),
-        );
-        if let Some((&first, rest)) = seg.bytes.split_first() {
-            bits[at] |= first;
-            bits[at + 1..at + 1 + rest.len()].copy_from_slice(rest);
+    for (k, (seg, &start)) in segments.iter().zip(&starts).enumerate() {
+        let at = start / 8 * 8;
+        chunk_offsets.extend(seg.chunk_offsets.iter().map(|&o| (at + o) as u32));
+        if let (Some(t), Some(&next)) = (seg.tail, starts.get(k + 1)) {
+            bits[(next / 8) as usize] |= t;
         }
     }
     Ok(HuffmanStream {

@@ -17,6 +17,8 @@ mod pipeline;
 mod simd;
 mod split;
 mod tensor;
+#[cfg(test)]
+mod tests;
 
 pub use decode::{
     decode_bf16_encoded, decode_exponents, decode_palette_indices, decompress, decompress_batch,

@@ -1,0 +1,292 @@
+//! Unit tests of the codec's fast paths against plain definitions: the batch functions, the
+//! pipelined decoder, the in-place segment encoder and the palette-guess repair.
+
+use std::mem::MaybeUninit;
+
+use super::*;
+
+/// Deterministic xorshift values.
+fn rng(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed | 1;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+/// BF16 values whose exponents follow roughly halving frequencies from `top` down (like real
+/// weights), with a few outliers.
+fn weights(n: usize, top: u16, seed: u64) -> Vec<u16> {
+    let mut r = rng(seed);
+    (0..n)
+        .map(|_| {
+            let z = r();
+            let e = if z % 997 == 0 {
+                (z >> 32) as u16 % 256
+            } else {
+                top - ((z >> 40) as u16).trailing_ones().min(20) as u16
+            };
+            ((z >> 8) as u16 & 0x807F) | (e << 7)
+        })
+        .collect()
+}
+
+fn exponent_histogram(bits: &[u16]) -> [u64; 256] {
+    let mut h = [0u64; 256];
+    for &b in bits {
+        h[exponent(b) as usize] += 1;
+    }
+    h
+}
+
+const SHAPES: [[usize; 2]; 9] = [
+    [0, 0],
+    [1, 1],
+    [3, 0],
+    [1, 5],
+    [7, 63],
+    [5, 65],
+    [33, 129],
+    [300, 70],
+    [90, 1000],
+];
+
+fn all_kinds() -> Vec<(Orientation, Encoding)> {
+    let mut v = Vec::new();
+    for o in [Orientation::Standard, Orientation::Transposed] {
+        for e in [Encoding::Huffman, Encoding::Palette, Encoding::Exponent] {
+            v.push((o, e));
+        }
+    }
+    v
+}
+
+#[test]
+fn batch_functions_equal_one_by_one() {
+    let data: Vec<(Vec<usize>, Vec<u16>)> = SHAPES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.to_vec(), weights(s[0] * s[1], 122, i as u64 + 1)))
+        .collect();
+    for (o, e) in all_kinds() {
+        let inputs: Vec<CompressInput> = data.iter().map(|(s, b)| (&b[..], &s[..], o)).collect();
+        let batch: Vec<CompressedTensor> = compress_batch(&inputs, e)
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        for ((s, b), t) in data.iter().zip(&batch) {
+            assert_eq!(*t, compress(b, s, o, e).unwrap(), "{o} {e} {s:?}");
+        }
+        let refs: Vec<&CompressedTensor> = batch.iter().collect();
+        let each: Vec<Vec<u16>> = decompress_batch(&refs)
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        let joined = decompress_contiguous(&refs).unwrap();
+        let mut at = 0;
+        for ((_, b), v) in data.iter().zip(&each) {
+            assert_eq!(v, b, "{o} {e}");
+            assert_eq!(&joined[at..at + b.len()], &b[..], "{o} {e}");
+            at += b.len();
+        }
+        assert_eq!(at, joined.len());
+    }
+    assert!(decompress_contiguous(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn contiguous_reports_the_failing_tensor() {
+    let bits = weights(64 * 70, 120, 7);
+    let good = compress(&bits, &[64, 70], Orientation::Standard, Encoding::Huffman).unwrap();
+    let mut bad = good.clone();
+    bad.sm[5] ^= 1;
+    let err = decompress_contiguous(&[&good, &bad, &good]).unwrap_err();
+    assert_eq!(err.0, 1);
+    assert!(
+        matches!(err.1, CodecError::HashMismatch { .. }),
+        "{:?}",
+        err.1
+    );
+    let mut broken = good.clone();
+    if let Indices::Huffman(h) = &mut broken.indices {
+        h.chunk_offsets.pop();
+    }
+    let err = decompress_contiguous(&[&good, &good, &broken]).unwrap_err();
+    assert_eq!(err.0, 2);
+    assert!(matches!(err.1, CodecError::Stream { .. }), "{:?}", err.1);
+}
+
+#[test]
+fn pipeline_fills_every_element_and_hashes_in_order() {
+    let piece = 1000;
+    for total in [0, 1, 999, 1000, 1001, 2500, 64_123] {
+        let want: Vec<u16> = (0..total).map(|i| (i * 7919 % 65_521) as u16).collect();
+        let fill = |start: usize, dst: &mut [MaybeUninit<u16>], _: &mut pipeline::Scratch| {
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = MaybeUninit::new(want[start + i]);
+            }
+            Ok(())
+        };
+        let (got, hash) = pipeline::fill_hashed(total, piece, fill).unwrap();
+        assert_eq!(got, want, "{total}");
+        assert_eq!(hash, hash_bits(&want), "{total}");
+        assert_eq!(pipeline::fill_parallel(total, piece, fill).unwrap(), want);
+    }
+}
+
+#[test]
+fn pipeline_returns_a_piece_error() {
+    let fill = |start: usize, dst: &mut [MaybeUninit<u16>], _: &mut pipeline::Scratch| {
+        if start == 3000 {
+            return Err(CodecError::Stream {
+                problem: "piece 3".into(),
+            });
+        }
+        dst.fill(MaybeUninit::new(1));
+        Ok(())
+    };
+    for r in [
+        pipeline::fill_hashed(10_000, 1000, fill).map(|_| ()),
+        pipeline::fill_parallel(10_000, 1000, fill).map(|_| ()),
+    ] {
+        match r {
+            Err(CodecError::Stream { problem }) => assert_eq!(problem, "piece 3"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// The stream equals the plain definition: canonical codes concatenated MSB first, chunk
+/// offsets at every `chunk_symbols` symbols. Long enough for many parallel segments, whose
+/// boundaries fall at every bit alignment.
+#[test]
+fn segment_encoder_matches_plain_concatenation() {
+    let mut r = rng(99);
+    for n in [2usize, 2048, 65_536, 65_538, 300_000, 1_000_002] {
+        let syms: Vec<u8> = (0..n)
+            .map(|_| (r() >> 40).trailing_ones().min(15) as u8)
+            .collect();
+        let nib = nibbles::pack(&syms);
+        let h = huffman::encode(&nib, CHUNK_SYMBOLS).unwrap();
+        let codes = canonical_codes(&h.code_lengths).unwrap();
+        let mut bits = Vec::new();
+        let (mut acc, mut nacc) = (0u64, 0u32);
+        let mut offsets = Vec::new();
+        let mut total = 0u64;
+        for (i, &s) in syms.iter().enumerate() {
+            if i % CHUNK_SYMBOLS as usize == 0 {
+                offsets.push(total as u32);
+            }
+            let len = h.code_lengths[s as usize] as u32;
+            acc = acc << len | codes[s as usize] as u64;
+            nacc += len;
+            total += len as u64;
+            while nacc >= 8 {
+                bits.push((acc >> (nacc - 8)) as u8);
+                nacc -= 8;
+            }
+        }
+        if nacc > 0 {
+            bits.push((acc << (8 - nacc)) as u8);
+        }
+        assert_eq!(h.total_bits, total, "{n}");
+        assert_eq!(h.chunk_offsets, offsets, "{n}");
+        assert!(h.bits == bits, "{n}: streams differ");
+        assert_eq!(h.decode_symbols(n).unwrap(), syms, "{n}");
+    }
+}
+
+/// A palette guessed from a sample that has the right exponents in the wrong order
+/// (renumbered) or the wrong exponents (split again) still gives exactly the tensor that the
+/// exact counts define: the palette of the full histogram, and the same indices and escapes as
+/// transcoding from the exponent encoding (which counts everything first).
+#[test]
+fn wrong_palette_guesses_are_repaired() {
+    // 16 sampled runs of 4096 at stride n / 16 = 8192: the first half of each 8192 block.
+    let n = 16 * 8192;
+    let sampled = |i: usize| i % 8192 < 4096;
+    let cases: [(&str, fn(usize, u64) -> u16); 3] = [
+        // Same 16 exponents and most frequent one, the others' frequencies reversed outside
+        // the sample: renumbered.
+        ("reordered", |i, z| {
+            let rank = (z >> 40).trailing_ones().min(15) as u16;
+            match (i % 8192 < 4096, rank) {
+                (true, _) | (false, 0) => 110 + rank,
+                // Ranks 1..15 reversed: 111 and 125 swap frequencies, and so on.
+                (false, _) => 126 - rank,
+            }
+        }),
+        // Outside the sample a 17th exponent becomes common and pushes one out: split again.
+        ("other set", |i, z| {
+            let rank = (z >> 40).trailing_ones().min(15) as u16;
+            if i % 8192 >= 4096 && z % 3 == 0 {
+                100
+            } else {
+                110 + rank
+            }
+        }),
+        // Most frequent exponent differs (fills escaped groups' padding): split again.
+        ("other first", |i, z| {
+            let rank = (z >> 40).trailing_ones().min(15) as u16;
+            if i % 8192 >= 4096 && z % 10 != 0 {
+                125
+            } else {
+                110 + rank
+            }
+        }),
+    ];
+    for (name, exp) in cases {
+        let mut r = rng(5);
+        let mut bits: Vec<u16> = (0..n)
+            .map(|i| {
+                let z = r();
+                ((z >> 8) as u16 & 0x807F) | exp(i, z) << 7
+            })
+            .collect();
+        // Escapes too, some of them in the unsampled part.
+        for i in (0..n).step_by(5003) {
+            bits[i] = (bits[i] & 0x807F) | 30 << 7;
+        }
+        let sample: Vec<u16> = (0..n).filter(|&i| sampled(i)).map(|i| bits[i]).collect();
+        let (full, guess) = (
+            choose_palette(&exponent_histogram(&bits)),
+            choose_palette(&exponent_histogram(&sample)),
+        );
+        assert_ne!(full, guess, "{name}: the sample must guess wrong");
+        // Padding rows (cols not a multiple of 64) and both orientations.
+        for shape in [[n / 1024, 1024], [n / 4096 * 2, 2048], [8, n / 8]] {
+            let cols_odd = [2usize, n / 2 - 3];
+            for s in [shape.to_vec(), cols_odd.to_vec()] {
+                let b = &bits[..s[0] * s[1]];
+                for o in [Orientation::Standard, Orientation::Transposed] {
+                    for e in [Encoding::Huffman, Encoding::Palette] {
+                        let t = compress(b, &s, o, e).unwrap();
+                        let via =
+                            transcode(&compress(b, &s, o, Encoding::Exponent).unwrap(), e).unwrap();
+                        assert_eq!(t, via, "{name} {s:?} {o} {e}");
+                        assert_eq!(decompress(&t).unwrap(), b, "{name} {s:?} {o} {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn scratch_is_reused_and_bounded() {
+    let mut v = buffers::take_scratch(1000);
+    assert_eq!(v.len(), 1000);
+    v.fill(7);
+    let ptr = v.as_ptr();
+    buffers::return_scratch(v);
+    let w = buffers::take_scratch(600);
+    assert_eq!((w.len(), w.as_ptr()), (600, ptr));
+    buffers::return_scratch(w);
+    let big = buffers::take_scratch(9 << 20);
+    assert_eq!(big.len(), 9 << 20);
+    buffers::return_scratch(big);
+    let again = buffers::take_scratch(600);
+    assert_eq!(again.as_ptr(), ptr, "a too large buffer is not kept");
+}
