@@ -370,15 +370,35 @@ fn encode_segment_body(
     };
     for chunk in nib.chunks(chunk_bytes) {
         chunk_offsets.push(8 * at as u64 + nacc as u64);
-        let mut two = chunk.chunks_exact(2);
-        // Two pairs (<= 48 bits) plus < 8 pending bits fit the 64-bit container.
-        for t in &mut two {
-            let (p0, p1) = (pairs[t[0] as usize], pairs[t[1] as usize]);
-            // Join the two pairs' codes first: that work does not wait for `acc`, so the
-            // chain through `acc` is one shift and one OR per four symbols.
+        // Codes of two nibble bytes (four symbols, <= 48 bits), joined before they meet `acc`:
+        // that work does not wait for it, so the chain through `acc` stays one shift and one
+        // OR per step.
+        let join = |b0: u8, b1: u8| {
+            let (p0, p1) = (pairs[b0 as usize], pairs[b1 as usize]);
             let (l0, l1) = (p0 & 0xFF, p1 & 0xFF);
-            let code = ((p0 >> 8) as u64) << l1 | (p1 >> 8) as u64;
-            let len = l0 + l1;
+            (((p0 >> 8) as u64) << l1 | (p1 >> 8) as u64, l0 + l1)
+        };
+        let mut four = chunk.chunks_exact(4);
+        for q in &mut four {
+            let ((ca, la), (cb, lb)) = (join(q[0], q[1]), join(q[2], q[3]));
+            // Eight symbols at once when they fit beside the < 8 pending bits (nearly always:
+            // 56 bits is over twice the typical length), else four at a time.
+            if la + lb <= 56 {
+                acc = acc << (la + lb) | ca << lb | cb;
+                nacc += la + lb;
+                put(acc, &mut nacc, &mut at);
+            } else {
+                acc = acc << la | ca;
+                nacc += la;
+                put(acc, &mut nacc, &mut at);
+                acc = acc << lb | cb;
+                nacc += lb;
+                put(acc, &mut nacc, &mut at);
+            }
+        }
+        let mut two = four.remainder().chunks_exact(2);
+        for t in &mut two {
+            let (code, len) = join(t[0], t[1]);
             acc = acc << len | code;
             nacc += len;
             put(acc, &mut nacc, &mut at);
