@@ -8,6 +8,11 @@
 //! ZipNN runs in a python3 subprocess with 2 threads, one untimed round then one timed round (the
 //! unweight codec is warmed up too); each round compresses a fresh copy because
 //! zipnn 0.5.4's compress rewrites its input buffer.
+//!
+//! unweight is timed through the functions the bundle writer and reader call for a file's
+//! tensors: `codec::compress_batch` (parallel over the tensors and within each) and
+//! `codec::decompress_contiguous` (the tensors decoded back to back into one buffer, every
+//! hash checked); the restored values are then compared with the input, untimed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -43,9 +43,11 @@ pub fn windowed<T: Sync, R: Send, E: Send>(
     sink: impl FnMut(&T, R) -> Result<(), E>,
 ) -> Result<(), E> {
     use rayon::prelude::*;
-    windowed_batch(
+    let max_items = 2 * rayon::current_num_threads();
+    windowed_by(
         items,
         weight,
+        max_items,
         |window| window.par_iter().map(&work).collect(),
         sink,
     )
@@ -53,14 +55,25 @@ pub fn windowed<T: Sync, R: Send, E: Send>(
 
 /// [`windowed`] with `work` given a whole window at once (one result per item, in order), for
 /// the codec's batch functions, which spread a window's tensors over the cores themselves.
+/// Windows hold up to 256 tensors (within the byte budget), so a checkpoint of many small
+/// tensors decodes into few, large buffers.
 pub fn windowed_batch<T, R, E>(
     items: &[T],
     weight: impl Fn(&T) -> usize,
     work: impl Fn(&[T]) -> Vec<Result<R, E>>,
+    sink: impl FnMut(&T, R) -> Result<(), E>,
+) -> Result<(), E> {
+    windowed_by(items, weight, 256, work, sink)
+}
+
+fn windowed_by<T, R, E>(
+    items: &[T],
+    weight: impl Fn(&T) -> usize,
+    max_items: usize,
+    work: impl Fn(&[T]) -> Vec<Result<R, E>>,
     mut sink: impl FnMut(&T, R) -> Result<(), E>,
 ) -> Result<(), E> {
     const BUDGET: usize = 1 << 30;
-    let max_items = 2 * rayon::current_num_threads();
     let mut start = 0;
     while start < items.len() {
         let mut end = start;
