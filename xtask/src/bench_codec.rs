@@ -149,14 +149,22 @@ pub fn run(args: &[String]) -> Result<()> {
     .trim_end()
     .to_string();
     let load = format!("load average {load_before} before, {} after", loadavg());
-    let json = report_json(&rows, &date, &host, &cpu, cores, runs, &command, &load);
+    let mut json = report_json(&rows, &date, &host, &cpu, cores, runs, &command, &load);
+    json["built_from"] = Value::String(built_from());
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let stem = out_dir.join(format!("{date}-codec-{host}"));
     let json_path = stem.with_extension("json");
     let md_path = stem.with_extension("md");
     std::fs::write(&json_path, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("writing {}", json_path.display()))?;
-    let md = report_markdown(&rows, &date, &cpu, cores, runs, &command, &load);
+    let md = report_markdown(&rows, &date, &cpu, cores, runs, &command, &load).replacen(
+        "\n\n",
+        &format!(
+            "\n\nBuilt from {}.\n\n",
+            json["built_from"].as_str().unwrap_or("?")
+        ),
+        1,
+    );
     std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
     print!("{md}");
     eprintln!("wrote {} and {}", json_path.display(), md_path.display());
@@ -536,6 +544,33 @@ fn report_markdown(
         );
     }
     s
+}
+
+/// The commit the codec was built from, and whether the codec's sources differed from it.
+fn built_from() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown (no git)".into();
+    };
+    match git(&[
+        "status",
+        "--porcelain",
+        "--",
+        "runtime/src/codec",
+        "runtime/src/bundle",
+        "xtask/src/bench_codec.rs",
+    ]) {
+        Some(s) if s.is_empty() => head,
+        Some(_) => format!("{head} with uncommitted codec changes"),
+        None => format!("{head} (status unknown)"),
+    }
 }
 
 fn cpu_model() -> String {
