@@ -37,7 +37,11 @@ pub fn decompress(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
 /// [`decompress`] of several tensors, in parallel over the tensors as well as within each one.
 /// This is what the bundle reader uses for the tensors of a file.
 pub fn decompress_batch(ts: &[&CompressedTensor]) -> Vec<Result<Vec<u16>, CodecError>> {
-    ts.par_iter().map(|t| decompress(t)).collect()
+    super::pipeline::map_shared(ts.len(), |i| decompress(ts[i]))
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.unwrap_or_else(|| Err(super::pipeline::not_run(i))))
+        .collect()
 }
 
 /// [`decompress`] of several tensors into ONE vector, back to back in the given order (tensor
@@ -65,17 +69,25 @@ pub fn decompress_contiguous(ts: &[&CompressedTensor]) -> Result<Vec<u16>, (usiz
         parts.push(head);
         rest = tail;
     }
-    let results: Vec<Result<(), CodecError>> = ts
-        .par_iter()
-        .zip(parts)
-        .map(|(t, dst)| decompress_into(t, dst))
-        .collect();
-    if let Some((i, e)) = results
+    let parts: Vec<std::sync::Mutex<Option<&mut [MaybeUninit<u16>]>>> = parts
         .into_iter()
-        .enumerate()
-        .find_map(|(i, r)| r.err().map(|e| (i, e)))
-    {
-        return Err((i, e));
+        .map(|p| std::sync::Mutex::new(Some(p)))
+        .collect();
+    let results = super::pipeline::map_shared(ts.len(), |i| {
+        let mut slot = parts[i].lock().unwrap_or_else(|e| e.into_inner());
+        match slot.take() {
+            Some(dst) => decompress_into(ts[i], dst),
+            None => Err(CodecError::Stream {
+                problem: "output part taken twice".into(),
+            }),
+        }
+    });
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err((i, e)),
+            None => return Err((i, super::pipeline::not_run(i))),
+        }
     }
     // SAFETY: the parts partition the first `total` elements, and `decompress_into` returned Ok
     // for each, i.e. wrote all of its part.

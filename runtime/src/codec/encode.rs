@@ -57,10 +57,14 @@ pub fn compress_batch(
     inputs: &[CompressInput],
     encoding: Encoding,
 ) -> Vec<Result<CompressedTensor, CodecError>> {
-    inputs
-        .par_iter()
-        .map(|&(bits, shape, orientation)| compress(bits, shape, orientation, encoding))
-        .collect()
+    super::pipeline::map_shared(inputs.len(), |i| {
+        let (bits, shape, orientation) = inputs[i];
+        compress(bits, shape, orientation, encoding)
+    })
+    .into_iter()
+    .enumerate()
+    .map(|(i, r)| r.unwrap_or_else(|| Err(super::pipeline::not_run(i))))
+    .collect()
 }
 
 type Parts = (usize, usize, [u8; 16], Vec<u8>, Escapes, Indices);
@@ -102,36 +106,49 @@ fn encode_matrix(
     // Split with a palette guessed from a sample, count exactly from the split (symbol counts
     // + escaped exponents), and split again in the rare case the exact palette differs.
     let mut pal = palette::choose(&split::histogram_sample(src));
-    let (planes, hists) = loop {
+    let identity: [u8; 256] = std::array::from_fn(|b| b as u8);
+    let (mut planes, hists, rename) = loop {
         let mut planes = split_planes(src, rows, cols, pc, &pal, encoding);
         let hists = huffman::pair_histograms(&planes.plane, CHUNK_SYMBOLS);
         let exact = palette::choose(&exact_histogram(&planes, &hists, &pal, rows * (pc - cols)));
         if exact == pal {
-            break (planes, hists);
+            break (planes, hists, identity);
         }
         // The same exponents in another order (and the same most frequent one, which fills
-        // escaped groups' padding): the split stands, only the indices are renamed.
+        // escaped groups' padding): the split stands, only the indices are renamed. The
+        // Huffman encoder renames them as it reads them; the palette encoding stores them
+        // renamed.
         if exact[0] == pal[0] && exact.iter().all(|e| pal.contains(e)) {
-            renumber(&mut planes, &pal, &exact, cols, pc);
+            let rename = rename_table(&pal, &exact);
             pal = exact;
-            let hists = huffman::pair_histograms(&planes.plane, CHUNK_SYMBOLS);
-            break (planes, hists);
+            if encoding == Encoding::Huffman {
+                break (planes, hists, rename);
+            }
+            renumber(&mut planes, &rename);
+            break (planes, Vec::new(), identity);
         }
         if encoding == Encoding::Huffman {
             super::buffers::return_scratch(std::mem::take(&mut planes.plane));
         }
         pal = exact;
     };
-    let escapes = Escapes::from_flags(&planes.flags, planes.escaped);
+    let escapes = Escapes::from_flags(&planes.flags, std::mem::take(&mut planes.escaped));
     let indices = match encoding {
         Encoding::Huffman => {
-            let stream = huffman::encode_counted(&planes.plane, &hists, CHUNK_SYMBOLS);
-            super::buffers::return_scratch(planes.plane);
+            let stream = huffman::encode_counted(&planes.plane, &hists, CHUNK_SYMBOLS, &rename);
+            super::buffers::return_scratch(std::mem::take(&mut planes.plane));
             Indices::Huffman(stream?)
         }
-        _ => Indices::Palette(planes.plane),
+        _ => Indices::Palette(std::mem::take(&mut planes.plane)),
     };
-    Ok((rows, cols, pal, planes.sm, escapes, indices))
+    Ok((
+        rows,
+        cols,
+        pal,
+        std::mem::take(&mut planes.sm),
+        escapes,
+        indices,
+    ))
 }
 
 /// The exponent histogram of the real elements, recovered from a split made with palette `pal`:
@@ -158,39 +175,22 @@ fn exact_histogram(
     h
 }
 
-/// Rename the palette indices of a split made with palette `from` to those of `to` (the same
-/// exponents, reordered). Escaped groups and padding keep index 0.
-fn renumber(planes: &mut Planes, from: &[u8; 16], to: &[u8; 16], cols: usize, pc: usize) {
+/// Nibble byte under palette `from` → the same two exponents' byte under `to` (a reordering
+/// of `from` with the same first entry, so index 0 stays 0).
+fn rename_table(from: &[u8; 16], to: &[u8; 16]) -> [u8; 256] {
     let perm: [u8; 16] =
         std::array::from_fn(|i| to.iter().position(|&e| e == from[i]).unwrap_or(0) as u8);
-    let lut: [u8; 256] = std::array::from_fn(|b| perm[b & 15] | perm[b >> 4] << 4);
-    let row_bytes = pc / 2;
-    let groups_per_row = pc / GROUP;
-    let block_rows = (BLOCK_ELEMS / pc).max(1);
-    let flags = &planes.flags;
-    planes
-        .plane
-        .par_chunks_mut(block_rows * row_bytes)
-        .enumerate()
-        .for_each(|(b, blk)| {
-            for (r, row) in blk.chunks_exact_mut(row_bytes).enumerate() {
-                for x in row.iter_mut() {
-                    *x = lut[*x as usize];
-                }
-                let g0 = (b * block_rows + r) * groups_per_row;
-                for (g, grp) in row.chunks_exact_mut(GROUP / 2).enumerate() {
-                    if flags[g0 + g] {
-                        grp.fill(0);
-                    }
-                }
-                // Padding elements cols..pc: whole bytes from the first even one, and the high
-                // nibble of the byte shared with the last real element when cols is odd.
-                if cols % 2 == 1 {
-                    row[cols / 2] &= 0x0F;
-                }
-                row[cols.div_ceil(2)..].fill(0);
-            }
-        });
+    std::array::from_fn(|b| perm[b & 15] | perm[b >> 4] << 4)
+}
+
+/// Apply [`rename_table`]'s `lut` to the index plane. Escaped groups and padding hold index 0,
+/// which the table keeps at 0.
+fn renumber(planes: &mut Planes, lut: &[u8; 256]) {
+    planes.plane.par_chunks_mut(BLOCK_ELEMS).for_each(|blk| {
+        for x in blk.iter_mut() {
+            *x = lut[*x as usize];
+        }
+    });
 }
 
 /// The split of the padded encoded matrix.

@@ -419,7 +419,13 @@ fn encode_segment_body(
 /// Encode the symbols held as nibbles (`nib`, element `2j` in the low nibble of byte `j`) with
 /// the optimal length-limited code for their counts, in chunks of `chunk_symbols` (even).
 pub fn encode(nib: &[u8], chunk_symbols: u32) -> Result<HuffmanStream, CodecError> {
-    encode_counted(nib, &pair_histograms(nib, chunk_symbols), chunk_symbols)
+    let identity = std::array::from_fn(|b| b as u8);
+    encode_counted(
+        nib,
+        &pair_histograms(nib, chunk_symbols),
+        chunk_symbols,
+        &identity,
+    )
 }
 
 /// Byte-value histograms of `nib`, one per encode segment (for [`encode_counted`]).
@@ -441,20 +447,37 @@ pub fn symbol_counts(hists: &[[u64; 256]]) -> [u64; 16] {
 }
 
 /// [`encode`] with the segment histograms already counted by [`pair_histograms`].
+///
+/// `rename` maps each stored nibble byte to the byte it stands for (identity unless the indices
+/// in `nib` are numbered for another palette order, see `encode.rs`): the stream encodes the
+/// renamed symbols, and `hists` count the stored bytes.
 pub fn encode_counted(
     nib: &[u8],
     hists: &[[u64; 256]],
     chunk_symbols: u32,
+    rename: &[u8; 256],
 ) -> Result<HuffmanStream, CodecError> {
     debug_assert!(chunk_symbols >= 2 && chunk_symbols & 1 == 0);
     let chunk_bytes = (chunk_symbols / 2).max(1) as usize;
     let seg_bytes = chunk_bytes * SEGMENT_CHUNKS;
     // Counting first gives the code and every segment's exact bit length, hence its start, so
     // the segments encode in parallel straight at their final bit alignment.
-    let freq = symbol_counts(hists);
+    let renamed: Vec<[u64; 256]> = hists
+        .iter()
+        .map(|h| {
+            let mut r = [0u64; 256];
+            for (b, &c) in h.iter().enumerate() {
+                r[rename[b] as usize] += c;
+            }
+            r
+        })
+        .collect();
+    let freq = symbol_counts(&renamed);
     let lengths = code_lengths(&freq);
     let codes = canonical_codes(&lengths)?;
-    let pairs = pair_table(&lengths, &codes);
+    let final_pairs = pair_table(&lengths, &codes);
+    // Indexed by the stored byte: the code of the pair it stands for.
+    let pairs: [u32; 256] = std::array::from_fn(|b| final_pairs[rename[b] as usize]);
     let seg_bits: Vec<u64> = hists
         .iter()
         .map(|h| {

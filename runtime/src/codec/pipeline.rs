@@ -203,3 +203,33 @@ where
     unsafe { out.set_len(total) };
     Ok(out)
 }
+
+/// `f(i)` for every `i` in `0..n`, the indices claimed one at a time by every thread of the
+/// pool, and the results in index order (`None` only if an index was never run, which
+/// `broadcast` rules out; callers treat it as an error rather than trust it). `rayon::broadcast` starts a task on each thread
+/// outright; a parallel iterator started after a pause often left the second thread asleep for
+/// the whole of a few-millisecond batch (rayon wakes sleeping threads lazily).
+pub(super) fn map_shared<R: Send>(n: usize, f: impl Fn(usize) -> R + Sync) -> Vec<Option<R>> {
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<R>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    if n > 0 {
+        rayon::broadcast(|_| loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                break;
+            }
+            *lock(&slots[i]) = Some(f(i));
+        });
+    }
+    slots
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect()
+}
+
+/// The error for a batch index that [`map_shared`] did not run.
+pub(super) fn not_run(i: usize) -> CodecError {
+    CodecError::Stream {
+        problem: format!("batch item {i} was not processed"),
+    }
+}
