@@ -330,10 +330,7 @@ impl Linear {
         let g = &self.weights.geometry;
         let kernel = self.weights.device().kernels.get_entry(pipelines::huff_entry(output)?)?;
         // huff_bf16's `layout` says where it reads sm (its output is row-major); the others', where they write.
-        let (sm, sm_layout) = h.sm_input(g.orientation).map_err(|e| match e {
-            GpuError::Weights { reason, .. } => GpuError::Weights { tensor: self.weights.name.clone(), reason },
-            other => other,
-        })?;
+        let (sm, sm_layout) = h.sm_input(g.orientation).map_err(|e| super::weights::rename(e, &self.weights.name))?;
         let layout = if output == HuffOutput::Bf16 { sm_layout } else { layout };
         let args = HuffArgs {
             bits: h.bits.ptr,

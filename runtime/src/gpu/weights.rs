@@ -211,7 +211,8 @@ impl Drop for DeviceWeights {
     }
 }
 
-fn rename(e: GpuError, name: &str) -> GpuError {
+/// Names the tensor in a weights error raised before the name was known.
+pub(super) fn rename(e: GpuError, name: &str) -> GpuError {
     match e {
         GpuError::Weights { reason, .. } => GpuError::Weights { tensor: name.to_string(), reason },
         other => other,
