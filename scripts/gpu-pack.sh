@@ -51,7 +51,14 @@ if [ -z "$minilm" ]; then
   minilm=$(grep -o '/[^"]*model.safetensors' "$root/.cache/env.sh" 2>/dev/null || true)
 fi
 [ -f "$minilm" ] || { echo "gpu-pack: MiniLM not found; run: source \$(scripts/setup-tools.sh)" >&2; exit 1; }
-python3 - "$minilm" "$out/minilm.safetensors" <<'PY'
+# The bf16 rounding below needs numpy; a fresh machine may not have it, so install it next to the
+# other tools (.cache/pytools, never into the system) when the interpreter lacks it.
+pyextra="$root/.cache/pynumpy"
+if ! python3 -c 'import numpy' 2>/dev/null && ! PYTHONPATH="$pyextra" python3 -c 'import numpy' 2>/dev/null; then
+  echo "gpu-pack: installing numpy into $pyextra" >&2
+  python3 -m pip install --quiet --target "$pyextra" numpy >&2
+fi
+PYTHONPATH="$pyextra${PYTHONPATH:+:$PYTHONPATH}" python3 - "$minilm" "$out/minilm.safetensors" <<'PY'
 # fp32 -> bf16 (round to nearest even), same names, shapes and metadata.
 import json, struct, sys
 import numpy as np
