@@ -16,7 +16,6 @@ py=${PYTHON:-python3}
 if ! "$venv/bin/python" -c 'import maturin, numpy, pytest, safetensors, ml_dtypes' 2>/dev/null; then
   echo "test-python: creating $venv" >&2
   "$py" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
   "$venv/bin/python" -m pip install --quiet "maturin>=1.9.4,<2" numpy pytest safetensors ml_dtypes >&2
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
