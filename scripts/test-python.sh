@@ -27,4 +27,4 @@ export PATH="$venv/bin:$PATH"
 cargo build --release --quiet -p unweight --bin unweight
 export UNWEIGHT_CLI="$CARGO_TARGET_DIR/release/unweight"
 # From the root, so `import unweight` is the installed wheel, not python/unweight/.
-"$venv/bin/python" -m pytest -q -p no:cacheprovider python/tests
+"$venv/bin/python" -m pytest -q -rs -p no:cacheprovider python/tests
