@@ -30,7 +30,8 @@ def test_round_trip_is_byte_identical(tmp_path, model_file, encoding, transpose)
         assert t["bytes_after"] > 0
     assert bundle.read_bytes() != original
     back = tmp_path / "back.safetensors"
-    assert unweight.decompress_file(str(bundle), str(back)) == {"decoded": 2, "passed_through": 2}
+    r = unweight.decompress_file(str(bundle), str(back))
+    assert (r["decoded"], r["passed_through"]) == (2, 2)
     assert back.read_bytes() == original
     assert model_file.read_bytes() == original, "the input changed"
 
@@ -45,8 +46,10 @@ def test_custom_selection(tmp_path, model_file):
 def test_verify(tmp_path, model_file):
     bundle = tmp_path / "b.safetensors"
     unweight.compress_file(model_file, bundle)
-    assert unweight.verify_file(bundle) == {"decoded": 2, "compared": 0}
-    assert unweight.verify_file(bundle, against=model_file) == {"decoded": 2, "compared": 4}
+    r = unweight.verify_file(bundle)
+    assert (r["decoded"], r["compared"]) == (2, 0)
+    r = unweight.verify_file(bundle, against=model_file)
+    assert (r["decoded"], r["compared"]) == (2, 4)
 
 
 def test_verify_against_another_original_lists_every_mismatch(tmp_path, model_file, cli):
