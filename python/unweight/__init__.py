@@ -131,7 +131,7 @@ def load_file(path, framework="np"):
     BF16 (and F8) tensors come back as ``ml_dtypes`` arrays when ml_dtypes is installed, as
     safetensors does it, and otherwise as ``uint16`` (``uint8``) views of the same bits.
     ``framework="pt"`` returns torch tensors instead (needs torch). The arrays are writable
-    and own their memory (nothing stays mapped).
+    copies (nothing stays mapped).
     """
     if framework in ("np", "numpy"):
         convert = _to_numpy
