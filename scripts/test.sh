@@ -13,3 +13,4 @@ env_file=$(scripts/setup-tools.sh)
 source "$env_file"
 cargo xtask gen-kernels --check
 cargo test --workspace --release
+scripts/test-python.sh  # 3. the Python package: wheel built with maturin, pytest suite (python/tests)
