@@ -16,7 +16,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 101424,
-        source_hash: 0xbb8b0420f6820d09,
+        max_kb: None,
+        source_hash: 0x2da1367ffda7ae1c,
         source: include_str!("rmm_exponent_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -33,7 +34,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 118848,
-        source_hash: 0xac3ee1fa3af731ca,
+        max_kb: None,
+        source_hash: 0xb3a5ae1361dae97b,
         source: include_str!("rmm_exponent_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -50,7 +52,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 136272,
-        source_hash: 0x4eaea3d6dc7c37fc,
+        max_kb: None,
+        source_hash: 0x5760d3661b066409,
         source: include_str!("rmm_exponent_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -67,7 +70,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 153696,
-        source_hash: 0x6cd1aba1b40a6589,
+        max_kb: None,
+        source_hash: 0xffc4ee58e3bf837f,
         source: include_str!("rmm_exponent_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -84,7 +88,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 171120,
-        source_hash: 0x11c2b2b09d5ccc97,
+        max_kb: None,
+        source_hash: 0xb8037d9215bc2eaf,
         source: include_str!("rmm_exponent_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -101,7 +106,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 188544,
-        source_hash: 0xde2b1ffd55a6068e,
+        max_kb: None,
+        source_hash: 0xaa5943ffaaba0045,
         source: include_str!("rmm_exponent_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -118,7 +124,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 205968,
-        source_hash: 0xabb846603814e49d,
+        max_kb: None,
+        source_hash: 0x81d5d280acc7baa7,
         source: include_str!("rmm_exponent_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -135,7 +142,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 103472,
-        source_hash: 0x8d65e4e7aa816898,
+        max_kb: None,
+        source_hash: 0x5e27d5b18a920633,
         source: include_str!("rmm_exponent_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -152,7 +160,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 121920,
-        source_hash: 0x470a08430172c8e9,
+        max_kb: None,
+        source_hash: 0xb3e4e504ef88e08d,
         source: include_str!("rmm_exponent_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -169,7 +178,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 140368,
-        source_hash: 0x535ab412766e49b2,
+        max_kb: None,
+        source_hash: 0x39d9bf58b2d692b8,
         source: include_str!("rmm_exponent_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -186,7 +196,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 158816,
-        source_hash: 0x8a597f587b5c3def,
+        max_kb: None,
+        source_hash: 0x4b4e96e57051b312,
         source: include_str!("rmm_exponent_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -203,7 +214,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 177264,
-        source_hash: 0x571e4019135ba934,
+        max_kb: None,
+        source_hash: 0x100e3013e3f7b2a1,
         source: include_str!("rmm_exponent_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -220,7 +232,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 195712,
-        source_hash: 0xd5916401e9fd180c,
+        max_kb: None,
+        source_hash: 0x3fa9d16f3d91e336,
         source: include_str!("rmm_exponent_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -237,7 +250,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 214160,
-        source_hash: 0x915f187bcb1cae9a,
+        max_kb: None,
+        source_hash: 0x6ca5477b3a1cc99a,
         source: include_str!("rmm_exponent_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -254,7 +268,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 107568,
-        source_hash: 0xab9e5f59b3a1e31b,
+        max_kb: None,
+        source_hash: 0x5feb7fdb7e078062,
         source: include_str!("rmm_exponent_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -271,7 +286,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 128064,
-        source_hash: 0x6abce3772ae9809e,
+        max_kb: None,
+        source_hash: 0x945f9d5f317d42f6,
         source: include_str!("rmm_exponent_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -288,7 +304,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 148560,
-        source_hash: 0xa0ecdff89bfb98e1,
+        max_kb: None,
+        source_hash: 0xab4ef2c1aca18522,
         source: include_str!("rmm_exponent_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -305,7 +322,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 169056,
-        source_hash: 0x5fe1ac3f35560b8a,
+        max_kb: None,
+        source_hash: 0xbb846fd76ca26f17,
         source: include_str!("rmm_exponent_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -322,7 +340,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 189552,
-        source_hash: 0x6c6c684efba02c18,
+        max_kb: None,
+        source_hash: 0x16045639820faca1,
         source: include_str!("rmm_exponent_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -339,7 +358,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 210048,
-        source_hash: 0x77a4205ab273b4ca,
+        max_kb: None,
+        source_hash: 0x080312630ade53e8,
         source: include_str!("rmm_exponent_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -356,7 +376,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 230544,
-        source_hash: 0x51221b7a7bf5637b,
+        max_kb: None,
+        source_hash: 0xa9e58a078f0c4706,
         source: include_str!("rmm_exponent_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -373,7 +394,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 115760,
-        source_hash: 0x0492b6f456bac351,
+        max_kb: None,
+        source_hash: 0x32861adaced849ac,
         source: include_str!("rmm_exponent_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -390,7 +412,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 140352,
-        source_hash: 0x0cedaac829d49e7a,
+        max_kb: None,
+        source_hash: 0x9b9e4a56b2b7ef9d,
         source: include_str!("rmm_exponent_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -407,7 +430,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 164944,
-        source_hash: 0x789ceeaa6bf56924,
+        max_kb: None,
+        source_hash: 0x5530b8d68b13a7b4,
         source: include_str!("rmm_exponent_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -424,7 +448,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 189536,
-        source_hash: 0xf6c84cda2c6ece00,
+        max_kb: None,
+        source_hash: 0x82d021b666047e5e,
         source: include_str!("rmm_exponent_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -441,7 +466,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 214128,
-        source_hash: 0x0d77d53bf1299d3f,
+        max_kb: None,
+        source_hash: 0x94a56a9d08821c79,
         source: include_str!("rmm_exponent_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -458,7 +484,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132144,
-        source_hash: 0x5541b6a35cb91cfd,
+        max_kb: None,
+        source_hash: 0x664c301cbe20e457,
         source: include_str!("rmm_exponent_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -475,7 +502,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164928,
-        source_hash: 0x9e9fceb1d06c198d,
+        max_kb: None,
+        source_hash: 0x2329520d06ac6bbc,
         source: include_str!("rmm_exponent_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -492,7 +520,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197712,
-        source_hash: 0xd4545f1154154c5e,
+        max_kb: None,
+        source_hash: 0x704ee3e40ef3c69a,
         source: include_str!("rmm_exponent_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -509,7 +538,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230496,
-        source_hash: 0xb71e95361491f09c,
+        max_kb: None,
+        source_hash: 0x1276f4996fd490e3,
         source: include_str!("rmm_exponent_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -526,7 +556,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 164912,
-        source_hash: 0x6d083ca1faea0105,
+        max_kb: None,
+        source_hash: 0xedc0f90ffa09ff80,
         source: include_str!("rmm_exponent_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -543,7 +574,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 214080,
-        source_hash: 0xe35fe2fa1069e93c,
+        max_kb: None,
+        source_hash: 0x5ca5b162ef4244f8,
         source: include_str!("rmm_exponent_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -560,7 +592,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 101424,
-        source_hash: 0x2746fcfc743448d0,
+        max_kb: None,
+        source_hash: 0x141b0ca88a63aca3,
         source: include_str!("rmm_exponent_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -577,7 +610,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 118848,
-        source_hash: 0x486632176a584a43,
+        max_kb: None,
+        source_hash: 0xb1e759d9fe10dede,
         source: include_str!("rmm_exponent_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -594,7 +628,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 136272,
-        source_hash: 0x37836b2ea273d9fa,
+        max_kb: None,
+        source_hash: 0xbb0346a99792b5ff,
         source: include_str!("rmm_exponent_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -611,7 +646,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 153696,
-        source_hash: 0x974cd1146964fbd1,
+        max_kb: None,
+        source_hash: 0x38f1b7ea4c33ce8d,
         source: include_str!("rmm_exponent_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -628,7 +664,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 171120,
-        source_hash: 0x9762dc3091b27e25,
+        max_kb: None,
+        source_hash: 0x35fc2162f63d1532,
         source: include_str!("rmm_exponent_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -645,7 +682,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 188544,
-        source_hash: 0xb45cc42577e264be,
+        max_kb: None,
+        source_hash: 0x20a78dcca5e2de9b,
         source: include_str!("rmm_exponent_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -662,7 +700,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 205968,
-        source_hash: 0xeedde6768d77c244,
+        max_kb: None,
+        source_hash: 0x6c46adb88fbd84d4,
         source: include_str!("rmm_exponent_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -679,7 +718,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 103472,
-        source_hash: 0xf57825f9b4b9dfc4,
+        max_kb: None,
+        source_hash: 0x048f9407482fffd4,
         source: include_str!("rmm_exponent_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -696,7 +736,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 121920,
-        source_hash: 0x4940480775ffab99,
+        max_kb: None,
+        source_hash: 0x3c731ede8aaccd1a,
         source: include_str!("rmm_exponent_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -713,7 +754,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 140368,
-        source_hash: 0xe332ed570e6369f7,
+        max_kb: None,
+        source_hash: 0x87e561fd29116878,
         source: include_str!("rmm_exponent_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -730,7 +772,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 158816,
-        source_hash: 0xf37c53877c4288de,
+        max_kb: None,
+        source_hash: 0x05ae94455831b0a0,
         source: include_str!("rmm_exponent_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -747,7 +790,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 177264,
-        source_hash: 0x00e75f47ab424892,
+        max_kb: None,
+        source_hash: 0xccae8dc247c11d53,
         source: include_str!("rmm_exponent_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -764,7 +808,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 195712,
-        source_hash: 0xbbcbf8383854cd2c,
+        max_kb: None,
+        source_hash: 0xf135b91f7efb6bfd,
         source: include_str!("rmm_exponent_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -781,7 +826,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 214160,
-        source_hash: 0x00d04b29e3a78dc2,
+        max_kb: None,
+        source_hash: 0x46bc9b52d2b504a9,
         source: include_str!("rmm_exponent_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -798,7 +844,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 107568,
-        source_hash: 0x02240b79bedfb8cd,
+        max_kb: None,
+        source_hash: 0xf2185f38ec1e2d2b,
         source: include_str!("rmm_exponent_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -815,7 +862,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 128064,
-        source_hash: 0xafb5644f011ea884,
+        max_kb: None,
+        source_hash: 0xa6a2ffc6e4f96ba4,
         source: include_str!("rmm_exponent_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -832,7 +880,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 148560,
-        source_hash: 0xf7a08e4923e854eb,
+        max_kb: None,
+        source_hash: 0xe564ad55b7c1627e,
         source: include_str!("rmm_exponent_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -849,7 +898,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 169056,
-        source_hash: 0xd94d21fde7614288,
+        max_kb: None,
+        source_hash: 0xa62fd82b8f685df8,
         source: include_str!("rmm_exponent_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -866,7 +916,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 189552,
-        source_hash: 0xb834e80734803dc4,
+        max_kb: None,
+        source_hash: 0xac19c0680c2ce4b9,
         source: include_str!("rmm_exponent_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -883,7 +934,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 210048,
-        source_hash: 0x5f403fe7b949826c,
+        max_kb: None,
+        source_hash: 0x15f8db352be0d0da,
         source: include_str!("rmm_exponent_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -900,7 +952,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 230544,
-        source_hash: 0x6aa45270f5311355,
+        max_kb: None,
+        source_hash: 0x92e672172586ee08,
         source: include_str!("rmm_exponent_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -917,7 +970,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 115760,
-        source_hash: 0x8bb4349c08227c21,
+        max_kb: None,
+        source_hash: 0xe0351c28f884f57e,
         source: include_str!("rmm_exponent_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -934,7 +988,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 140352,
-        source_hash: 0x6ebb96699999c57e,
+        max_kb: None,
+        source_hash: 0xfa6f915daf6ff052,
         source: include_str!("rmm_exponent_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -951,7 +1006,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 164944,
-        source_hash: 0x4ba7df7cb4ca005f,
+        max_kb: None,
+        source_hash: 0x312217a7c16d8b9b,
         source: include_str!("rmm_exponent_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -968,7 +1024,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 189536,
-        source_hash: 0x3a5d5765d467b79c,
+        max_kb: None,
+        source_hash: 0xe27551568cc19846,
         source: include_str!("rmm_exponent_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -985,7 +1042,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 214128,
-        source_hash: 0x6e4d1558f46150b7,
+        max_kb: None,
+        source_hash: 0x2f95dbd84aff3e3f,
         source: include_str!("rmm_exponent_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -1002,7 +1060,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132144,
-        source_hash: 0x26595f544bfd4805,
+        max_kb: None,
+        source_hash: 0x204d6b34ed79b3aa,
         source: include_str!("rmm_exponent_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -1019,7 +1078,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164928,
-        source_hash: 0xbba450ef3a453d0b,
+        max_kb: None,
+        source_hash: 0xbb76bdf468f47e8e,
         source: include_str!("rmm_exponent_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -1036,7 +1096,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197712,
-        source_hash: 0x8ff7ae4a14004d80,
+        max_kb: None,
+        source_hash: 0x2dc7cec1bb6add50,
         source: include_str!("rmm_exponent_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -1053,7 +1114,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230496,
-        source_hash: 0xffcbe6bfd8f30955,
+        max_kb: None,
+        source_hash: 0x8b7dc93a0d7ee9c0,
         source: include_str!("rmm_exponent_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -1070,7 +1132,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 164912,
-        source_hash: 0xce00d0c8801eec98,
+        max_kb: None,
+        source_hash: 0x2a8f8a8b14e84fb0,
         source: include_str!("rmm_exponent_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -1087,7 +1150,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 214080,
-        source_hash: 0xb6f2bc7e41dedcda,
+        max_kb: None,
+        source_hash: 0xffcd343355509388,
         source: include_str!("rmm_exponent_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -1104,7 +1168,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 103472,
-        source_hash: 0x2c61cc6ffdd19b81,
+        max_kb: Some(256),
+        source_hash: 0x44938156720421bb,
         source: include_str!("rmm_palette_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1121,7 +1186,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 117824,
-        source_hash: 0x45bb2a734e1f091a,
+        max_kb: Some(256),
+        source_hash: 0x475189bc03df7ad1,
         source: include_str!("rmm_palette_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1138,7 +1204,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 132176,
-        source_hash: 0x17cff254889fcc41,
+        max_kb: Some(256),
+        source_hash: 0xf6ba92b0ec5e0d76,
         source: include_str!("rmm_palette_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1155,7 +1222,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 146528,
-        source_hash: 0xbc10bf7fb84dc8ad,
+        max_kb: Some(256),
+        source_hash: 0x3678ecd95c82e652,
         source: include_str!("rmm_palette_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1172,7 +1240,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 160880,
-        source_hash: 0x181ec5f031905dc4,
+        max_kb: Some(256),
+        source_hash: 0xe20a6cc53ac3c7cd,
         source: include_str!("rmm_palette_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1189,7 +1258,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 175232,
-        source_hash: 0x902eeb6bace4f72d,
+        max_kb: Some(256),
+        source_hash: 0x7fe0455afa3193e4,
         source: include_str!("rmm_palette_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1206,7 +1276,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 189584,
-        source_hash: 0xc5dece198028942f,
+        max_kb: Some(256),
+        source_hash: 0xff9261aed0f24589,
         source: include_str!("rmm_palette_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1223,7 +1294,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 105520,
-        source_hash: 0xb9d3a4f7e28fad42,
+        max_kb: Some(256),
+        source_hash: 0x7fa69a12d8b02f44,
         source: include_str!("rmm_palette_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1240,7 +1312,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 120896,
-        source_hash: 0xf607fa8a93b9efb2,
+        max_kb: Some(256),
+        source_hash: 0xd09e3b189e1187cf,
         source: include_str!("rmm_palette_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1257,7 +1330,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 136272,
-        source_hash: 0x96efd5d8aa75df37,
+        max_kb: Some(256),
+        source_hash: 0xd5a42cfac5e2aef9,
         source: include_str!("rmm_palette_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1274,7 +1348,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 151648,
-        source_hash: 0x3557c433e1ee7b07,
+        max_kb: Some(256),
+        source_hash: 0x45c060ccb08e2a88,
         source: include_str!("rmm_palette_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1291,7 +1366,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 167024,
-        source_hash: 0xb929f514ab80f1b1,
+        max_kb: Some(256),
+        source_hash: 0x507d8d5ca90af1e5,
         source: include_str!("rmm_palette_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1308,7 +1384,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 182400,
-        source_hash: 0x1be7a6211161558a,
+        max_kb: Some(256),
+        source_hash: 0x0b81004acf6355e8,
         source: include_str!("rmm_palette_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1325,7 +1402,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 197776,
-        source_hash: 0x1af756d49dc4b775,
+        max_kb: Some(256),
+        source_hash: 0xed219626c0903f70,
         source: include_str!("rmm_palette_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1342,7 +1420,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 109616,
-        source_hash: 0x2812830653fcc052,
+        max_kb: Some(256),
+        source_hash: 0x34ebbeaccefc3f26,
         source: include_str!("rmm_palette_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1359,7 +1438,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 127040,
-        source_hash: 0x0007e4aaca9840d8,
+        max_kb: Some(256),
+        source_hash: 0x9de830d444b1d368,
         source: include_str!("rmm_palette_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1376,7 +1456,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144464,
-        source_hash: 0x09bea191e283e9b3,
+        max_kb: Some(256),
+        source_hash: 0x49b8d36ac5674a4b,
         source: include_str!("rmm_palette_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1393,7 +1474,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 161888,
-        source_hash: 0x2b445bafb058bb3e,
+        max_kb: Some(256),
+        source_hash: 0x51feea0340356a08,
         source: include_str!("rmm_palette_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1410,7 +1492,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 179312,
-        source_hash: 0x87080e0763dfd6b7,
+        max_kb: Some(256),
+        source_hash: 0x6f7cce2290ad0edb,
         source: include_str!("rmm_palette_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1427,7 +1510,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 196736,
-        source_hash: 0x9ea44085f434bea1,
+        max_kb: Some(256),
+        source_hash: 0x385c61dda83313e6,
         source: include_str!("rmm_palette_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1444,7 +1528,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 214160,
-        source_hash: 0xe2567de1bbb2d432,
+        max_kb: Some(256),
+        source_hash: 0x28bb3d3db310f251,
         source: include_str!("rmm_palette_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1461,7 +1546,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 117808,
-        source_hash: 0xef83180046a36dfe,
+        max_kb: Some(256),
+        source_hash: 0x6cc7d7af3dd7db0b,
         source: include_str!("rmm_palette_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1478,7 +1564,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 139328,
-        source_hash: 0x31ca208c47cde8e9,
+        max_kb: Some(256),
+        source_hash: 0x4047e9b7f8283dd5,
         source: include_str!("rmm_palette_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1495,7 +1582,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 160848,
-        source_hash: 0x123acfd0130bdc15,
+        max_kb: Some(256),
+        source_hash: 0x05eb8ea611aeae19,
         source: include_str!("rmm_palette_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1512,7 +1600,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 182368,
-        source_hash: 0xfbe6e5daf428c0ca,
+        max_kb: Some(256),
+        source_hash: 0xb403f3688ca53375,
         source: include_str!("rmm_palette_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1529,7 +1618,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 203888,
-        source_hash: 0x8c0ed19c4f8e3c62,
+        max_kb: Some(256),
+        source_hash: 0x06394b0336e137f4,
         source: include_str!("rmm_palette_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1546,7 +1636,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 225408,
-        source_hash: 0xa08b4ae864534965,
+        max_kb: Some(256),
+        source_hash: 0x92c071fabe3ebfbe,
         source: include_str!("rmm_palette_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1563,7 +1654,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 134192,
-        source_hash: 0x816e7e177f5cf5ff,
+        max_kb: Some(256),
+        source_hash: 0x69cf0c39b8fbe59c,
         source: include_str!("rmm_palette_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1580,7 +1672,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 163904,
-        source_hash: 0x928f7a4c9d7a944b,
+        max_kb: Some(256),
+        source_hash: 0xb9899d38d1e15447,
         source: include_str!("rmm_palette_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1597,7 +1690,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 193616,
-        source_hash: 0x624f1340b278c043,
+        max_kb: Some(256),
+        source_hash: 0xefa0b86dc7032aeb,
         source: include_str!("rmm_palette_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1614,7 +1708,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 223328,
-        source_hash: 0x5b0c87e4cd4c12a5,
+        max_kb: Some(256),
+        source_hash: 0xca35575eb0d0d3bd,
         source: include_str!("rmm_palette_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1631,7 +1726,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 166960,
-        source_hash: 0xc24dbd621c63610f,
+        max_kb: Some(256),
+        source_hash: 0x655e501db055d52c,
         source: include_str!("rmm_palette_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1648,7 +1744,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 213056,
-        source_hash: 0x9804fb21f14fa09c,
+        max_kb: Some(256),
+        source_hash: 0xf9266413bd893540,
         source: include_str!("rmm_palette_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1665,7 +1762,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 103472,
-        source_hash: 0xcf2f42514f9216b4,
+        max_kb: Some(256),
+        source_hash: 0xa2c1644578c9ec87,
         source: include_str!("rmm_palette_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -1682,7 +1780,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 117824,
-        source_hash: 0xc14847318f4ae594,
+        max_kb: Some(256),
+        source_hash: 0x2c6a7a52c985ef6d,
         source: include_str!("rmm_palette_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -1699,7 +1798,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 132176,
-        source_hash: 0xf08fe1b76619ed03,
+        max_kb: Some(256),
+        source_hash: 0x777c1dec475350a6,
         source: include_str!("rmm_palette_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -1716,7 +1816,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 146528,
-        source_hash: 0xa583551d7bc6ec40,
+        max_kb: Some(256),
+        source_hash: 0xd606aad967576427,
         source: include_str!("rmm_palette_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -1733,7 +1834,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 160880,
-        source_hash: 0x72e972011159d938,
+        max_kb: Some(256),
+        source_hash: 0xf2ddcb5b6097e953,
         source: include_str!("rmm_palette_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -1750,7 +1852,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 175232,
-        source_hash: 0x6294739876e06c04,
+        max_kb: Some(256),
+        source_hash: 0xbc5e402e20008c8c,
         source: include_str!("rmm_palette_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -1767,7 +1870,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 189584,
-        source_hash: 0xd3f1497e332f643c,
+        max_kb: Some(256),
+        source_hash: 0x6cf9036338bc022d,
         source: include_str!("rmm_palette_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -1784,7 +1888,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 105520,
-        source_hash: 0x5b039ad0a2d96382,
+        max_kb: Some(256),
+        source_hash: 0xe197df3987e0885d,
         source: include_str!("rmm_palette_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -1801,7 +1906,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 120896,
-        source_hash: 0xc643e1c43a766214,
+        max_kb: Some(256),
+        source_hash: 0x173f3d94878e47f9,
         source: include_str!("rmm_palette_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -1818,7 +1924,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 136272,
-        source_hash: 0x7f1904c6d4887f04,
+        max_kb: Some(256),
+        source_hash: 0x13b36c47a0319c7e,
         source: include_str!("rmm_palette_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -1835,7 +1942,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 151648,
-        source_hash: 0xcc3826345ac92090,
+        max_kb: Some(256),
+        source_hash: 0x2c04cd2223073c33,
         source: include_str!("rmm_palette_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -1852,7 +1960,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 167024,
-        source_hash: 0x90efaa06ef9f1d48,
+        max_kb: Some(256),
+        source_hash: 0xa1d14f549bd28011,
         source: include_str!("rmm_palette_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -1869,7 +1978,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 182400,
-        source_hash: 0x2bcf5c0477fe0419,
+        max_kb: Some(256),
+        source_hash: 0x65d3ad99ec0b0597,
         source: include_str!("rmm_palette_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -1886,7 +1996,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 197776,
-        source_hash: 0x3bb64a54a6b0808d,
+        max_kb: Some(256),
+        source_hash: 0x57ae72df5e16ef7f,
         source: include_str!("rmm_palette_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -1903,7 +2014,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 109616,
-        source_hash: 0x3961bfaeb3cfba74,
+        max_kb: Some(256),
+        source_hash: 0x752e63cc90dfbb64,
         source: include_str!("rmm_palette_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -1920,7 +2032,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 127040,
-        source_hash: 0x821a7f73da72f9bf,
+        max_kb: Some(256),
+        source_hash: 0xe12aa96a0056491b,
         source: include_str!("rmm_palette_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -1937,7 +2050,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144464,
-        source_hash: 0x092f7e2d8676fe8b,
+        max_kb: Some(256),
+        source_hash: 0x6fa2812484d5462e,
         source: include_str!("rmm_palette_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -1954,7 +2068,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 161888,
-        source_hash: 0xfc115f4e291ead87,
+        max_kb: Some(256),
+        source_hash: 0x4b535e26db1479fa,
         source: include_str!("rmm_palette_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -1971,7 +2086,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 179312,
-        source_hash: 0xf84a4a0f5f5fdaa9,
+        max_kb: Some(256),
+        source_hash: 0x2193bc641aa370fd,
         source: include_str!("rmm_palette_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -1988,7 +2104,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 196736,
-        source_hash: 0xe6dcac89c97b33c7,
+        max_kb: Some(256),
+        source_hash: 0xaf60fa50d8be1c6b,
         source: include_str!("rmm_palette_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -2005,7 +2122,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 214160,
-        source_hash: 0x24654e1448b91c05,
+        max_kb: Some(256),
+        source_hash: 0x41b33f6437964bd9,
         source: include_str!("rmm_palette_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -2022,7 +2140,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 117808,
-        source_hash: 0xafcd60321e1bd75a,
+        max_kb: Some(256),
+        source_hash: 0x1e0c1337fafaf423,
         source: include_str!("rmm_palette_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -2039,7 +2158,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 139328,
-        source_hash: 0x34d72e2e5e0d95ba,
+        max_kb: Some(256),
+        source_hash: 0xb8ce0305ffc44e5d,
         source: include_str!("rmm_palette_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -2056,7 +2176,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 160848,
-        source_hash: 0xae5bc1f810f6be10,
+        max_kb: Some(256),
+        source_hash: 0x3b7819923143c22f,
         source: include_str!("rmm_palette_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -2073,7 +2194,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 182368,
-        source_hash: 0xdc3b18bfffc8b31d,
+        max_kb: Some(256),
+        source_hash: 0x9ab72654159c738b,
         source: include_str!("rmm_palette_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -2090,7 +2212,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 203888,
-        source_hash: 0x7acae6b214700b35,
+        max_kb: Some(256),
+        source_hash: 0xaa5e741ee45dab6b,
         source: include_str!("rmm_palette_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -2107,7 +2230,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 225408,
-        source_hash: 0x32025d2f16f70971,
+        max_kb: Some(256),
+        source_hash: 0x78390cd588e6f51a,
         source: include_str!("rmm_palette_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -2124,7 +2248,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 134192,
-        source_hash: 0xfc7c66f07d7657e6,
+        max_kb: Some(256),
+        source_hash: 0xcbeb6ee33fb97538,
         source: include_str!("rmm_palette_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -2141,7 +2266,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 163904,
-        source_hash: 0x47c5083c7de86245,
+        max_kb: Some(256),
+        source_hash: 0xeafc18ecbf884b22,
         source: include_str!("rmm_palette_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -2158,7 +2284,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 193616,
-        source_hash: 0xd22d003df5f7c90c,
+        max_kb: Some(256),
+        source_hash: 0xe3f52d83f53781d5,
         source: include_str!("rmm_palette_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -2175,7 +2302,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 223328,
-        source_hash: 0x1d08635950e575f2,
+        max_kb: Some(256),
+        source_hash: 0xdae6f5e244383009,
         source: include_str!("rmm_palette_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -2192,7 +2320,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 166960,
-        source_hash: 0xfabe5d567a40cd10,
+        max_kb: Some(256),
+        source_hash: 0xc81d09aeaec7062a,
         source: include_str!("rmm_palette_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -2209,7 +2338,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 213056,
-        source_hash: 0x97cb6fb839506cb3,
+        max_kb: Some(256),
+        source_hash: 0x51fcfb7e3048d6bc,
         source: include_str!("rmm_palette_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -2226,7 +2356,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 35888,
-        source_hash: 0x962ea53da5909245,
+        max_kb: None,
+        source_hash: 0x2754501e380d0a0b,
         source: include_str!("rmm_raw_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2243,7 +2374,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 53312,
-        source_hash: 0x78927fab8fad0d9d,
+        max_kb: None,
+        source_hash: 0x5d287d9defae13f5,
         source: include_str!("rmm_raw_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2260,7 +2392,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 70736,
-        source_hash: 0xb1fe6e773db0d84b,
+        max_kb: None,
+        source_hash: 0xd8a26462ee0e731b,
         source: include_str!("rmm_raw_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2277,7 +2410,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 88160,
-        source_hash: 0x8e48d79a4e012cb7,
+        max_kb: None,
+        source_hash: 0xbfcb9fa55745389e,
         source: include_str!("rmm_raw_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2294,7 +2428,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 105584,
-        source_hash: 0x38c180177d79c7da,
+        max_kb: None,
+        source_hash: 0xad2332573c2b4a59,
         source: include_str!("rmm_raw_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2311,7 +2446,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 123008,
-        source_hash: 0x791493508d0c5850,
+        max_kb: None,
+        source_hash: 0x35a5d0143004860e,
         source: include_str!("rmm_raw_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2328,7 +2464,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 140432,
-        source_hash: 0x18322f57e894b555,
+        max_kb: None,
+        source_hash: 0xe9bd89ac809a25c0,
         source: include_str!("rmm_raw_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2345,7 +2482,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 37936,
-        source_hash: 0x3e422e61314e25ca,
+        max_kb: None,
+        source_hash: 0x013abebea4433537,
         source: include_str!("rmm_raw_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2362,7 +2500,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 56384,
-        source_hash: 0x5a8049fae4497aec,
+        max_kb: None,
+        source_hash: 0x5fd5025c93600bd0,
         source: include_str!("rmm_raw_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2379,7 +2518,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 74832,
-        source_hash: 0xca123042cb7366ba,
+        max_kb: None,
+        source_hash: 0x94a70f212dc7fe80,
         source: include_str!("rmm_raw_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2396,7 +2536,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 93280,
-        source_hash: 0x05f03fd133947a33,
+        max_kb: None,
+        source_hash: 0x482d965e6632c40c,
         source: include_str!("rmm_raw_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2413,7 +2554,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 111728,
-        source_hash: 0x144f8ca745eeb271,
+        max_kb: None,
+        source_hash: 0x7817c9a3a3968cf1,
         source: include_str!("rmm_raw_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2430,7 +2572,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 130176,
-        source_hash: 0x0489a5f6254243d8,
+        max_kb: None,
+        source_hash: 0x21dfbb2ecac177a4,
         source: include_str!("rmm_raw_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2447,7 +2590,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 148624,
-        source_hash: 0x272c114cb3a2bd55,
+        max_kb: None,
+        source_hash: 0x0fc07162abce7ee2,
         source: include_str!("rmm_raw_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2464,7 +2608,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 42032,
-        source_hash: 0xc8d378f8604d8ea2,
+        max_kb: None,
+        source_hash: 0x60880e9681c4d9d5,
         source: include_str!("rmm_raw_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2481,7 +2626,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 62528,
-        source_hash: 0x8611d09983379cd1,
+        max_kb: None,
+        source_hash: 0x4d3b4ad82aa6d07f,
         source: include_str!("rmm_raw_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2498,7 +2644,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 83024,
-        source_hash: 0xb3d6aaebca98958a,
+        max_kb: None,
+        source_hash: 0x22fa04700c4188bf,
         source: include_str!("rmm_raw_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2515,7 +2662,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 103520,
-        source_hash: 0xf33ff5a6449d6204,
+        max_kb: None,
+        source_hash: 0x41b725b4657cd103,
         source: include_str!("rmm_raw_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2532,7 +2680,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 124016,
-        source_hash: 0x1a246ee9dc28af3b,
+        max_kb: None,
+        source_hash: 0x66194453c9b51286,
         source: include_str!("rmm_raw_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2549,7 +2698,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144512,
-        source_hash: 0xd5f4dc8bde0d67e0,
+        max_kb: None,
+        source_hash: 0xebd32a326d24a568,
         source: include_str!("rmm_raw_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2566,7 +2716,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 165008,
-        source_hash: 0xfd9f3e547fed3ff7,
+        max_kb: None,
+        source_hash: 0x79696b85848ed20e,
         source: include_str!("rmm_raw_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2583,7 +2734,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 50224,
-        source_hash: 0x59fa7bb12848fedb,
+        max_kb: None,
+        source_hash: 0xbd387e5320fafa76,
         source: include_str!("rmm_raw_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2600,7 +2752,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 74816,
-        source_hash: 0x8c14cddafa771257,
+        max_kb: None,
+        source_hash: 0xbd75422b44c0a4a8,
         source: include_str!("rmm_raw_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2617,7 +2770,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 99408,
-        source_hash: 0x7eb85caee0c7f064,
+        max_kb: None,
+        source_hash: 0xb656dd328cbb7387,
         source: include_str!("rmm_raw_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2634,7 +2788,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 124000,
-        source_hash: 0x0ad636030a8804a2,
+        max_kb: None,
+        source_hash: 0xcc7ba46c11e873e3,
         source: include_str!("rmm_raw_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2651,7 +2806,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 148592,
-        source_hash: 0x4de04e7028125d32,
+        max_kb: None,
+        source_hash: 0xfbebcc2baed0a1e8,
         source: include_str!("rmm_raw_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2668,7 +2824,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 173184,
-        source_hash: 0x9d60b208e48b7d00,
+        max_kb: None,
+        source_hash: 0xe52f420248febda8,
         source: include_str!("rmm_raw_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2685,7 +2842,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 197776,
-        source_hash: 0x9ed346236c774ff7,
+        max_kb: None,
+        source_hash: 0x340b92a469a45f2c,
         source: include_str!("rmm_raw_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2702,7 +2860,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 66608,
-        source_hash: 0xed7262923b001eed,
+        max_kb: None,
+        source_hash: 0xd7659193f092f020,
         source: include_str!("rmm_raw_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2719,7 +2878,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99392,
-        source_hash: 0x2fc1e414c660d9ef,
+        max_kb: None,
+        source_hash: 0x334bdf8f980cb5da,
         source: include_str!("rmm_raw_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2736,7 +2896,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132176,
-        source_hash: 0xb614d2803f178b38,
+        max_kb: None,
+        source_hash: 0x28871638d18253eb,
         source: include_str!("rmm_raw_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2753,7 +2914,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164960,
-        source_hash: 0x4bfc0b29032c3254,
+        max_kb: None,
+        source_hash: 0x1376bc956f1986b9,
         source: include_str!("rmm_raw_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2770,7 +2932,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197744,
-        source_hash: 0xf2045fb1111e0b6e,
+        max_kb: None,
+        source_hash: 0x14fafb6d7be45c47,
         source: include_str!("rmm_raw_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2787,7 +2950,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230528,
-        source_hash: 0x576d436072f7e5f6,
+        max_kb: None,
+        source_hash: 0x298fe73df259aa42,
         source: include_str!("rmm_raw_n128_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2804,7 +2968,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 99376,
-        source_hash: 0x051013e7dc0dae8b,
+        max_kb: None,
+        source_hash: 0x2abefb72abaa2a50,
         source: include_str!("rmm_raw_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2821,7 +2986,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 148544,
-        source_hash: 0xfb299d3c80e82379,
+        max_kb: None,
+        source_hash: 0x16c82a95d998e3a5,
         source: include_str!("rmm_raw_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2838,7 +3004,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 197712,
-        source_hash: 0x5be532efa174416f,
+        max_kb: None,
+        source_hash: 0xd6a9c037e9902441,
         source: include_str!("rmm_raw_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2855,7 +3022,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 35888,
-        source_hash: 0x46cbc883fe02bd2c,
+        max_kb: None,
+        source_hash: 0x068c32f62229a961,
         source: include_str!("rmm_raw_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -2872,7 +3040,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 53312,
-        source_hash: 0xf8632f89e0adf4a3,
+        max_kb: None,
+        source_hash: 0xfe95da8af6f0fdea,
         source: include_str!("rmm_raw_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -2889,7 +3058,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 70736,
-        source_hash: 0xe033af288c2e34e1,
+        max_kb: None,
+        source_hash: 0xf9731601a6066703,
         source: include_str!("rmm_raw_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -2906,7 +3076,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 88160,
-        source_hash: 0x3d29827d4d05ced8,
+        max_kb: None,
+        source_hash: 0xc0d32d5501133df2,
         source: include_str!("rmm_raw_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -2923,7 +3094,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 105584,
-        source_hash: 0x6bd84efd96e8b649,
+        max_kb: None,
+        source_hash: 0x2b913a2d4d94a7cb,
         source: include_str!("rmm_raw_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -2940,7 +3112,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 123008,
-        source_hash: 0x04744368bbcec5e2,
+        max_kb: None,
+        source_hash: 0x52e0b1f65ed6ecb9,
         source: include_str!("rmm_raw_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -2957,7 +3130,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 8,
         },
         dynamic_smem: 140432,
-        source_hash: 0x19c1d944df4e6dc1,
+        max_kb: None,
+        source_hash: 0x7da74b2e3f34797b,
         source: include_str!("rmm_raw_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -2974,7 +3148,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 37936,
-        source_hash: 0x6f66aa6af36b8e14,
+        max_kb: None,
+        source_hash: 0xbac125f43252a227,
         source: include_str!("rmm_raw_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -2991,7 +3166,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 56384,
-        source_hash: 0xbfca87c77eec3b30,
+        max_kb: None,
+        source_hash: 0x260a713c28d2a2c2,
         source: include_str!("rmm_raw_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -3008,7 +3184,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 74832,
-        source_hash: 0x1e38e4e94a990cec,
+        max_kb: None,
+        source_hash: 0xcce516837938df26,
         source: include_str!("rmm_raw_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -3025,7 +3202,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 93280,
-        source_hash: 0xff9279b886c7d5bf,
+        max_kb: None,
+        source_hash: 0x9e83db5fd2775d17,
         source: include_str!("rmm_raw_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -3042,7 +3220,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 111728,
-        source_hash: 0xe42d6b1350b158c6,
+        max_kb: None,
+        source_hash: 0x5dccbe61fd9b6552,
         source: include_str!("rmm_raw_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -3059,7 +3238,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 130176,
-        source_hash: 0x974734a843290823,
+        max_kb: None,
+        source_hash: 0x22d27b08035ff46c,
         source: include_str!("rmm_raw_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -3076,7 +3256,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 16,
         },
         dynamic_smem: 148624,
-        source_hash: 0xde939cda8412f158,
+        max_kb: None,
+        source_hash: 0xb96ce22b442ad67a,
         source: include_str!("rmm_raw_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -3093,7 +3274,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 42032,
-        source_hash: 0x89af4f743fd4e605,
+        max_kb: None,
+        source_hash: 0x8b95e7c7b9f3c143,
         source: include_str!("rmm_raw_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -3110,7 +3292,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 62528,
-        source_hash: 0x705405d5b0df49b5,
+        max_kb: None,
+        source_hash: 0xb76e19fdd53096d0,
         source: include_str!("rmm_raw_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -3127,7 +3310,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 83024,
-        source_hash: 0xb0997cc96e3d4ea7,
+        max_kb: None,
+        source_hash: 0xa36c86a8ecd27dcd,
         source: include_str!("rmm_raw_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -3144,7 +3328,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 103520,
-        source_hash: 0x53e6b372f7fd0ee7,
+        max_kb: None,
+        source_hash: 0xaf6444d6ecaa9d51,
         source: include_str!("rmm_raw_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -3161,7 +3346,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 124016,
-        source_hash: 0x4b92424e98386e2b,
+        max_kb: None,
+        source_hash: 0x58975a4be23c1423,
         source: include_str!("rmm_raw_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -3178,7 +3364,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 144512,
-        source_hash: 0xa3c16973237b212f,
+        max_kb: None,
+        source_hash: 0x3452720c12aa42f5,
         source: include_str!("rmm_raw_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -3195,7 +3382,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 32,
         },
         dynamic_smem: 165008,
-        source_hash: 0x3f0a2190f9f49626,
+        max_kb: None,
+        source_hash: 0xff28c25468b1786c,
         source: include_str!("rmm_raw_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -3212,7 +3400,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 50224,
-        source_hash: 0xcad3983ac835d639,
+        max_kb: None,
+        source_hash: 0xd567c9ee0287673d,
         source: include_str!("rmm_raw_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -3229,7 +3418,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 74816,
-        source_hash: 0x1e8dad6078a1066c,
+        max_kb: None,
+        source_hash: 0xdfc9b86389ce423f,
         source: include_str!("rmm_raw_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -3246,7 +3436,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 99408,
-        source_hash: 0x5861e81e824e9aa5,
+        max_kb: None,
+        source_hash: 0xfddb3b5fb036bc28,
         source: include_str!("rmm_raw_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -3263,7 +3454,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 124000,
-        source_hash: 0x00e556d9c16f8539,
+        max_kb: None,
+        source_hash: 0x81b38678c79b07ac,
         source: include_str!("rmm_raw_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -3280,7 +3472,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 148592,
-        source_hash: 0xfaf003fc1e42249c,
+        max_kb: None,
+        source_hash: 0xb88a0ff53c7bf04b,
         source: include_str!("rmm_raw_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -3297,7 +3490,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 173184,
-        source_hash: 0xde1d6aa5454a1363,
+        max_kb: None,
+        source_hash: 0xa7bdbf3a4de79f5f,
         source: include_str!("rmm_raw_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -3314,7 +3508,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 64,
         },
         dynamic_smem: 197776,
-        source_hash: 0xd5d033a4c08e496f,
+        max_kb: None,
+        source_hash: 0x00e4f81e57c14203,
         source: include_str!("rmm_raw_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -3331,7 +3526,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 66608,
-        source_hash: 0xa7079d1a794f4018,
+        max_kb: None,
+        source_hash: 0xb235bf31a665fcfd,
         source: include_str!("rmm_raw_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -3348,7 +3544,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 99392,
-        source_hash: 0xbe5485b717f89e24,
+        max_kb: None,
+        source_hash: 0xb7cf29e6d97c5aa0,
         source: include_str!("rmm_raw_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -3365,7 +3562,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 132176,
-        source_hash: 0xc90a8ed10dba3b6f,
+        max_kb: None,
+        source_hash: 0x956424bfbbdd5b12,
         source: include_str!("rmm_raw_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -3382,7 +3580,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 164960,
-        source_hash: 0xb19f445e48d75476,
+        max_kb: None,
+        source_hash: 0x6ca7fe0a6831340c,
         source: include_str!("rmm_raw_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -3399,7 +3598,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 197744,
-        source_hash: 0x75ec948b8ea04acb,
+        max_kb: None,
+        source_hash: 0xaae527f772573a2a,
         source: include_str!("rmm_raw_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -3416,7 +3616,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 128,
         },
         dynamic_smem: 230528,
-        source_hash: 0xeda4e81cde83e674,
+        max_kb: None,
+        source_hash: 0x8848af26f751534e,
         source: include_str!("rmm_raw_n128_s7_t.cu"),
     },
     RegistryEntry {
@@ -3433,7 +3634,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 99376,
-        source_hash: 0x10e69eadba5e064f,
+        max_kb: None,
+        source_hash: 0x7c715b6c9977504f,
         source: include_str!("rmm_raw_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -3450,7 +3652,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 148544,
-        source_hash: 0x16be82d82a26e41a,
+        max_kb: None,
+        source_hash: 0xb59cb4e6512ca18e,
         source: include_str!("rmm_raw_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -3467,7 +3670,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             tile_n: 256,
         },
         dynamic_smem: 197712,
-        source_hash: 0x967228be43d7a4ed,
+        max_kb: None,
+        source_hash: 0x1e035a3c9888badc,
         source: include_str!("rmm_raw_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -3480,7 +3684,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0xd9bdb9f7eb2b3eb7,
+        max_kb: None,
+        source_hash: 0x3a64e40f8f15d2df,
         source: include_str!("huff_bf16.cu"),
     },
     RegistryEntry {
@@ -3493,7 +3698,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0x5a5e75b10e6bfb56,
+        max_kb: None,
+        source_hash: 0x835fba756271af8f,
         source: include_str!("huff_exponent.cu"),
     },
     RegistryEntry {
@@ -3506,7 +3712,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0xd789dd27cd34702e,
+        max_kb: None,
+        source_hash: 0x0fac76b1c628cc8d,
         source: include_str!("huff_palette.cu"),
     },
 ];

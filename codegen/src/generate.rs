@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use crate::render::Generated;
 use crate::render::{workspace_root, Templates};
-use crate::space::{self, Budget, Pruned, VariantSet};
+use crate::space::{self, Pruned, VariantSet};
 use crate::variant::Variant;
 
 /// The command that regenerates generated/.
@@ -19,16 +20,6 @@ pub enum Mode {
     Write,
     /// Change nothing; fail on any difference.
     Check,
-}
-
-/// One rendered kernel.
-#[derive(Clone, Debug)]
-pub struct Generated {
-    pub variant: Variant,
-    pub budget: Budget,
-    pub source: String,
-    /// xxh64 (seed 0) of `source`.
-    pub hash: u64,
 }
 
 /// What a run did.

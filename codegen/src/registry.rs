@@ -4,7 +4,7 @@
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
-use crate::generate::Generated;
+use crate::render::Generated;
 use crate::variant::{GridRule, HuffOutput, Pipeline, Variant};
 
 /// The registry source. The includer brings `unweight_codegen::variant::*` into scope, and each
@@ -43,6 +43,13 @@ fn entry(g: &Generated) -> TokenStream {
         }
     };
     let smem = lit(g.budget.dynamic_smem());
+    let max_kb = match g.budget.max_kb() {
+        Some(kb) => {
+            let kb = lit(kb);
+            quote! { Some(#kb) }
+        }
+        None => quote! { None },
+    };
     let hash = syn::LitInt::new(&format!("0x{:016x}", g.hash), Span::call_site());
     quote! {
         RegistryEntry {
@@ -51,6 +58,7 @@ fn entry(g: &Generated) -> TokenStream {
             block: [#bx, #by, #bz],
             grid: #grid,
             dynamic_smem: #smem,
+            max_kb: #max_kb,
             source_hash: #hash,
             source: include_str!(#file),
         }

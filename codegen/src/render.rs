@@ -9,6 +9,16 @@ use std::path::{Path, PathBuf};
 use crate::space::{Budget, Value};
 use crate::variant::Variant;
 
+/// One rendered kernel.
+#[derive(Clone, Debug)]
+pub struct Generated {
+    pub variant: Variant,
+    pub budget: Budget,
+    pub source: String,
+    /// xxh64 (seed 0) of `source`.
+    pub hash: u64,
+}
+
 /// The workspace root (parent of the codegen crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -146,7 +146,9 @@ impl FromStr for Variant {
 /// How the runtime sizes the grid of a variant's launch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GridRule {
-    /// `(n_out / 128, ceil(m / tile_n), 1)`: one CTA per 128 weight rows and batch tile.
+    /// Stream-K: `(ctas, 1, 1)`, where `tiles = (n_out / rows_per_cta) × ceil(m / tile_n)` output
+    /// tiles of `k / 64` k blocks each are shared out in equal contiguous ranges, and
+    /// `tiles <= ctas <= tiles × k blocks` (the runtime picks `ctas`).
     RmmTiles { rows_per_cta: u32, tile_n: u32 },
     /// `(ceil(chunks / chunks_per_block), 1, 1)`: Huffman chunks spread over blocks.
     HuffChunks { chunks_per_block: u32 },
@@ -162,6 +164,9 @@ pub struct RegistryEntry {
     pub grid: GridRule,
     /// Dynamic shared memory to request at launch (bytes, includes alignment slack).
     pub dynamic_smem: u32,
+    /// k blocks one CTA's stream-K range may hold (palette: its escape records live in shared
+    /// memory); `None` when the variant has no such limit.
+    pub max_kb: Option<u32>,
     /// xxh64 of `source`, for cache keys and snapshots.
     pub source_hash: u64,
     pub source: &'static str,

@@ -28,6 +28,7 @@ fn tiny_entry(tag: &str) -> &'static RegistryEntry {
         block: [32, 1, 1],
         grid: GridRule::HuffChunks { chunks_per_block: 1 },
         dynamic_smem: 0,
+        max_kb: None,
         source_hash: 0,
         source,
     }))

@@ -8,6 +8,7 @@ mod buffers;
 mod decode;
 mod encode;
 mod escapes;
+mod code;
 mod hash;
 mod huffman;
 mod multilut;
@@ -26,7 +27,7 @@ pub use decode::{
 };
 pub use encode::{compress, compress_batch, transcode, CompressInput};
 pub use hash::hash_bits;
-pub use huffman::{build_lut, canonical_codes, code_lengths, LUT_SIZE};
+pub use code::{build_lut, canonical_codes, code_lengths, LUT_SIZE};
 pub use palette::{choose as choose_palette, index_map as palette_index_map, NOT_IN_PALETTE};
 pub use split::{exponent, rebuild, sign_mantissa};
 

@@ -290,3 +290,14 @@ fn scratch_is_reused_and_bounded() {
     let again = buffers::take_scratch(600);
     assert_eq!(again.as_ptr(), ptr, "a too large buffer is not kept");
 }
+
+/// The format's constants are the kernels' too (unweight_codegen::abi): a chunk of the codec is
+/// what a Huffman kernel thread decodes, a group what it writes or escapes.
+#[test]
+fn format_constants_equal_the_kernel_abi() {
+    use unweight_codegen::abi;
+    assert_eq!(GROUP, abi::GROUP as usize);
+    assert_eq!(MAX_CODE_LEN, abi::MAX_CODE_LEN);
+    assert_eq!(LUT_SIZE, 1 << abi::MAX_CODE_LEN);
+    assert_eq!(CHUNK_SYMBOLS % abi::GROUP, 0, "a chunk holds whole groups");
+}

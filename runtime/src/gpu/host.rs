@@ -1,15 +1,16 @@
 //! Host images of device-resident weights: exactly the bytes each kernel reads, prepared on the
 //! CPU from a codec [`CompressedTensor`] so the layout rules are unit-tested without a GPU.
 
+use unweight_codegen::abi::{self, BK, BM};
+
 use crate::codec::{self, CompressedTensor, Indices, Orientation, GROUP};
 
 use super::error::GpuError;
 use super::tile_esc;
 use super::tiles::{self, Elem};
 
-/// Zero bytes appended to the Huffman bitstream: a thread peeks up to 12 bits (and reads whole
-/// words) past its last code, so the tail must be readable and decode as zeros.
-pub const BITS_TAIL: usize = 16;
+/// Zero bytes appended to the Huffman bitstream ([`abi::BITS_TAIL`]).
+pub const BITS_TAIL: usize = abi::BITS_TAIL as usize;
 
 /// Geometry shared by every residency: the weight `n_out × k` and its encoded matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +44,7 @@ impl Geometry {
 
     /// Whether the rmm kernels take this shape (else the runtime falls back to full decode).
     pub fn rmm_ok(&self) -> bool {
-        self.n_out % 128 == 0 && self.k % 64 == 0 && self.n_out > 0 && self.k > 0
+        self.n_out % BM as usize == 0 && self.k % BK as usize == 0 && self.n_out > 0 && self.k > 0
     }
 
     pub fn shape_text(&self) -> String {

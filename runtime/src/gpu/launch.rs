@@ -3,6 +3,8 @@
 //! not be cudarc-tracked.
 
 use cudarc::driver::{CudaStream, LaunchConfig, PushKernelArg};
+pub use unweight_codegen::abi::HuffLayout;
+use unweight_codegen::abi::BK;
 use unweight_codegen::variant::{GridRule, RegistryEntry};
 
 use super::error::{DriverContext, GpuError};
@@ -19,16 +21,17 @@ pub fn rmm_grid(entry: &RegistryEntry, n_out: usize, k: usize, m: usize, ctas: u
     let GridRule::RmmTiles { rows_per_cta, tile_n } = entry.grid else {
         return Err(shape_err(entry, "not an rmm kernel".into()));
     };
-    if m == 0 || n_out == 0 || n_out % rows_per_cta as usize != 0 || k == 0 || k % 64 != 0 {
+    let kb = BK as usize;
+    if m == 0 || n_out == 0 || n_out % rows_per_cta as usize != 0 || k == 0 || k % kb != 0 {
         return Err(shape_err(
             entry,
-            format!("n_out {n_out} must be a positive multiple of {rows_per_cta}, k {k} of 64, m {m} positive"),
+            format!("n_out {n_out} must be a positive multiple of {rows_per_cta}, k {k} of {kb}, m {m} positive"),
         ));
     }
     let tiles = (n_out / rows_per_cta as usize) as u64 * m.div_ceil(tile_n as usize) as u64;
-    let units = tiles * (k / 64) as u64;
+    let units = tiles * (k / kb) as u64;
     if (ctas as u64) < tiles || ctas as u64 > units || ctas > i32::MAX as u32 || units > i32::MAX as u64 {
-        return Err(shape_err(entry, format!("{ctas} CTAs for {tiles} tiles of {} k blocks", k / 64)));
+        return Err(shape_err(entry, format!("{ctas} CTAs for {tiles} tiles of {} k blocks", k / kb)));
     }
     Ok((ctas, 1, 1))
 }
@@ -104,18 +107,6 @@ pub struct HuffArgs {
     pub layout: HuffLayout,
 }
 
-/// Output layout of the exponent / palette preprocess.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum HuffLayout {
-    /// `[rows][padded_cols]` (bytes) / `[rows][padded_cols / 2]` (nibbles), as the codec.
-    RowMajor = 0,
-    /// The rmm's tiled layout of a standard weight (encoded W [n_out][k]).
-    TiledStandard = 1,
-    /// The rmm's tiled layout of a transposed weight (encoded Wᵀ [k][n_out]).
-    TiledTransposed = 2,
-}
-
 /// # Safety
 /// Every address must be a live device buffer of the size the shape describes; `out` must hold
 /// the kernel's whole output.
@@ -125,7 +116,7 @@ pub unsafe fn huff(stream: &CudaStream, kernel: &Kernel, a: &HuffArgs) -> Result
     b.arg(&a.bits).arg(&a.chunk_offsets).arg(&a.lut).arg(&a.palette).arg(&a.sm);
     b.arg(&a.esc_bitmap).arg(&a.esc_prefix).arg(&a.esc_exp).arg(&a.out);
     b.arg(&a.rows).arg(&a.cols).arg(&a.padded_cols).arg(&a.chunk_symbols).arg(&a.n_chunks);
-    let layout = a.layout as u32;
+    let layout = a.layout.code();
     b.arg(&layout);
     // SAFETY: argument order and types follow the Huffman ABI; the caller vouches for the buffers.
     unsafe { b.launch(config(kernel.entry, grid)) }.ctx(|| format!("launching {}", kernel.entry.name))?;
@@ -144,6 +135,7 @@ mod tests {
             block: [384, 1, 1],
             grid: GridRule::RmmTiles { rows_per_cta: 128, tile_n },
             dynamic_smem: 100_000,
+            max_kb: None,
             source_hash: 0,
             source: "",
         }
@@ -171,6 +163,7 @@ mod tests {
             block: [256, 1, 1],
             grid: GridRule::HuffChunks { chunks_per_block: 256 },
             dynamic_smem: 8192,
+            max_kb: None,
             source_hash: 0,
             source: "",
         };

@@ -17,6 +17,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use unweight_codegen::abi::{BK, BM, RMM_CONSUMER_THREADS};
+use unweight_codegen::space::TILE_N;
 use unweight_codegen::variant::{HuffOutput, HuffVariant, Pipeline, RegistryEntry, RmmVariant, Variant};
 
 use super::error::GpuError;
@@ -228,14 +230,14 @@ pub fn plan(
         Some(e) => {
             let tiles = rmm_tiles(e, geometry.n_out, m);
             let spread = if effective == ExecPipeline::Raw { Spread::WholeSplits } else { Spread::Even };
-            choose_ctas((geometry.k / 64) as u32, tiles, sm_count, max_kb(e), spread)
+            choose_ctas((geometry.k / BK as usize) as u32, tiles, sm_count, e.max_kb, spread)
         }
         None => 1,
     };
     Ok(Plan { requested: pipeline, pipeline: effective, m, preprocess, rmm, ctas })
 }
 
-/// Output tiles of an rmm launch: `(n_out / 128) × ceil(m / tile_n)`.
+/// Output tiles of an rmm launch: `(n_out / BM) × ceil(m / tile_n)`.
 pub fn rmm_tiles(e: &RegistryEntry, n_out: usize, m: usize) -> u32 {
     match e.variant {
         Variant::Rmm(v) => tiles_of(v.tile_n, n_out, m),
@@ -244,11 +246,12 @@ pub fn rmm_tiles(e: &RegistryEntry, n_out: usize, m: usize) -> u32 {
 }
 
 fn tiles_of(tile_n: u32, n_out: usize, m: usize) -> u32 {
-    ((n_out / 128) * m.div_ceil(tile_n as usize)) as u32
+    ((n_out / BM as usize) * m.div_ceil(tile_n as usize)) as u32
 }
 
 /// Stream-K workspace bytes and flag bytes a launch of `e` with `ctas` CTAs needs: one f32
-/// `[tile_n / 2][256]` partial and one u32 flag per CTA, none when every CTA holds whole tiles.
+/// `[tile_n / 2][RMM_CONSUMER_THREADS]` partial and one u32 flag per CTA, none when every CTA holds
+/// whole tiles.
 pub fn split_buffers(e: &RegistryEntry, n_out: usize, m: usize, ctas: u32) -> (usize, usize) {
     let Variant::Rmm(v) = e.variant else { return (0, 0) };
     partial_bytes(v.tile_n, tiles_of(v.tile_n, n_out, m), ctas)
@@ -259,18 +262,27 @@ fn partial_bytes(tile_n: u32, tiles: u32, ctas: u32) -> (usize, usize) {
         return (0, 0);
     }
     let ctas = ctas as usize;
-    (ctas * (tile_n as usize / 2) * 256 * 4, ctas * 4)
+    (ctas * (tile_n as usize / 2) * RMM_CONSUMER_THREADS as usize * 4, ctas * 4)
 }
 
 /// Upper bound of [`split_buffers`] for a weight `n_out × k` over every tile width, batch up to
-/// `max_m` and palette's `MAX_KB` cap, with the CTA counts [`choose_ctas`] picks on `sm_count` SMs.
+/// `max_m` and every `max_kb` cap of the registry, with the CTA counts [`choose_ctas`] picks on
+/// `sm_count` SMs.
 pub fn split_buffers_bound(n_out: usize, k: usize, max_m: usize, sm_count: u32) -> (usize, usize) {
-    let kblocks = (k / 64) as u32;
+    split_buffers_bound_in(kernels::VARIANTS, n_out, k, max_m, sm_count)
+}
+
+/// [`split_buffers_bound`] over `entries`.
+pub fn split_buffers_bound_in(entries: &[RegistryEntry], n_out: usize, k: usize, max_m: usize, sm_count: u32) -> (usize, usize) {
+    let kblocks = (k / BK as usize) as u32;
+    let mut caps: Vec<Option<u32>> = entries.iter().map(|e| e.max_kb).collect();
+    caps.sort();
+    caps.dedup();
     let mut bound = (0, 0);
-    for tile_n in TILE_WIDTHS {
+    for tile_n in TILE_N {
         for m in 1..=max_m {
             let tiles = tiles_of(tile_n, n_out, m);
-            for cap in [None, Some(MAX_KB_BOUND)] {
+            for &cap in &caps {
                 for spread in [Spread::Even, Spread::WholeSplits] {
                     let (w, f) = partial_bytes(tile_n, tiles, choose_ctas(kblocks, tiles, sm_count, cap, spread));
                     bound = (bound.0.max(w), bound.1.max(f));
@@ -279,18 +291,6 @@ pub fn split_buffers_bound(n_out: usize, k: usize, max_m: usize, sm_count: u32) 
         }
     }
     bound
-}
-
-/// Every rmm tile width the generator emits, and the smallest `MAX_KB` a variant has.
-const TILE_WIDTHS: [u32; 6] = [8, 16, 32, 64, 128, 256];
-const MAX_KB_BOUND: u32 = 256;
-
-/// `MAX_KB` of a variant (k blocks one CTA may hold), read from its source; `None` when the
-/// kernel has no such limit. The registry entry does not carry it, the generated source does.
-pub fn max_kb(e: &RegistryEntry) -> Option<u32> {
-    let at = e.source.find("MAX_KB = ")? + "MAX_KB = ".len();
-    let digits: String = e.source[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
-    digits.parse().ok().filter(|&v: &u32| v > 0)
 }
 
 /// k blocks a CTA takes at least when the tiles are spread over more CTAs (the ring fill amortized).
@@ -351,6 +351,7 @@ mod tests {
                             block: [384, 1, 1],
                             grid: GridRule::RmmTiles { rows_per_cta: 128, tile_n },
                             dynamic_smem: 1000,
+                            max_kb: (pipeline == Pipeline::Palette).then_some(256),
                             source_hash: 0,
                             source: "",
                         });
@@ -421,10 +422,10 @@ mod tests {
     fn split_buffer_bound_covers_every_variant() {
         let e = entries();
         for (n_out, k) in [(128, 64), (4096, 14336), (14336, 4096), (128, 64 * 1000)] {
-            let (wb, fb) = split_buffers_bound(n_out, k, 1024, 132);
+            let (wb, fb) = split_buffers_bound_in(e, n_out, k, 1024, 132);
             for m in [1, 7, 200, 1024] {
                 for v in e.iter().filter(|v| matches!(v.variant, Variant::Rmm(_))) {
-                    let ctas = choose_ctas((k / 64) as u32, rmm_tiles(v, n_out, m), 132, max_kb(v), Spread::Even);
+                    let ctas = choose_ctas((k / 64) as u32, rmm_tiles(v, n_out, m), 132, v.max_kb, Spread::Even);
                     let (w, f) = split_buffers(v, n_out, m, ctas);
                     assert!(w <= wb && f <= fb, "{} {n_out} m={m}", v.name);
                 }
@@ -436,12 +437,14 @@ mod tests {
     }
 
     #[test]
-    fn max_kb_is_read_from_the_source() {
-        let mut e = entries()[0];
-        e.source = "constexpr u32 REC_BYTES = 2048, MAX_KB = 64;  // x";
-        assert_eq!(max_kb(&e), Some(64));
-        e.source = "constexpr u32 ESC_CAP = 4;";
-        assert_eq!(max_kb(&e), None);
+    fn max_kb_comes_from_the_registry_and_matches_the_source() {
+        // The registry carries each variant's limit; its kernel declares the same `MAX_KB`.
+        for e in kernels::VARIANTS.iter().filter(|e| matches!(e.variant, Variant::Rmm(_))) {
+            let declared = format!("MAX_KB = {};", e.max_kb.unwrap_or(0));
+            assert!(e.source.contains(&declared), "{}: source lacks `{declared}`", e.name);
+            let palette = matches!(e.variant, Variant::Rmm(v) if v.pipeline == Pipeline::Palette);
+            assert_eq!(e.max_kb.is_some(), palette, "{}", e.name);
+        }
     }
 
     #[test]

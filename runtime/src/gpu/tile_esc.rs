@@ -9,12 +9,22 @@
 //! u32 count of its escaped groups, zeros.
 //! `esc_exp` lists escaped groups tile by tile in `(i, b)` order and by `j` within a tile.
 
+use unweight_codegen::abi;
+
 use crate::codec::{Escapes, Orientation, GROUP};
 
-/// Bytes per tile record.
-pub const RECORD_BYTES: usize = 32;
-/// Weight rows per CTA tile.
-pub const TILE_ROWS: usize = 128;
+/// Bytes per tile record ([`abi::ESC_RECORD_BYTES`]).
+pub const RECORD_BYTES: usize = abi::ESC_RECORD_BYTES as usize;
+/// Weight rows per CTA tile ([`abi::BM`]).
+pub const TILE_ROWS: usize = abi::BM as usize;
+/// Byte ranges of a record's fields (u32 words little-endian, [`abi`]).
+const MASK: std::ops::Range<usize> = 0..4 * abi::ESC_MASK_WORDS as usize;
+const FIRST: std::ops::Range<usize> = word(abi::ESC_FIRST_WORD);
+const COUNT: std::ops::Range<usize> = word(abi::ESC_COUNT_WORD);
+
+const fn word(w: u32) -> std::ops::Range<usize> {
+    4 * w as usize..4 * w as usize + 4
+}
 
 /// `tile_esc` records and the re-ordered escape exponents.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,9 +106,9 @@ pub fn build(esc: &Escapes, orientation: Orientation, n_out: usize, k: usize) ->
                     exponents.extend_from_slice(&esc.exponents[s * GROUP..][..GROUP]);
                 }
             }
-            rec[..16].copy_from_slice(&mask.to_le_bytes());
-            rec[16..20].copy_from_slice(&first.to_le_bytes());
-            rec[20..24].copy_from_slice(&mask.count_ones().to_le_bytes());
+            rec[MASK].copy_from_slice(&mask.to_le_bytes());
+            rec[FIRST].copy_from_slice(&first.to_le_bytes());
+            rec[COUNT].copy_from_slice(&mask.count_ones().to_le_bytes());
         }
     }
     Ok(TileEscapes { records, exponents })

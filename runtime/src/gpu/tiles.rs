@@ -4,7 +4,12 @@
 //! standard (encoded W [n_out][k]): 128 rows × 64 columns; transposed (encoded Wᵀ [k][n_out]):
 //! 64 rows × 128 columns. Bytes (sm, exponents) take one byte per element, nibbles half.
 
+use unweight_codegen::abi::{self, BK, BM};
+
 use crate::codec::Orientation;
+
+const ROWS: usize = BM as usize;
+const KB: usize = BK as usize;
 
 /// Bytes per element class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,18 +21,17 @@ pub enum Elem {
 /// Rows and row bytes of one block.
 fn block_shape(orientation: Orientation, elem: Elem) -> (usize, usize) {
     let (rows, cols) = match orientation {
-        Orientation::Standard => (128, 64),
-        Orientation::Transposed => (64, 128),
+        Orientation::Standard => (ROWS, KB),
+        Orientation::Transposed => (KB, ROWS),
     };
     (rows, if elem == Elem::Nibble { cols / 2 } else { cols })
 }
 
-/// Bytes of one block (8192 for bytes, 4096 for nibbles).
+/// Bytes of one block ([`abi::SM_TILE_BYTES`] for bytes, [`abi::NIBBLE_TILE_BYTES`] for nibbles).
 pub fn block_bytes(elem: Elem) -> usize {
-    if elem == Elem::Nibble {
-        4096
-    } else {
-        8192
+    match elem {
+        Elem::Nibble => abi::NIBBLE_TILE_BYTES as usize,
+        Elem::Byte => abi::SM_TILE_BYTES as usize,
     }
 }
 
@@ -38,8 +42,8 @@ pub fn tile(src: &[u8], orientation: Orientation, n_out: usize, k: usize, elem: 
     let (rows, row_bytes) = layout(src.len(), orientation, n_out, k, elem)?;
     let (br, bc) = block_shape(orientation, elem);
     let mut out = Vec::with_capacity(src.len());
-    for i in 0..n_out / 128 {
-        for b in 0..k / 64 {
+    for i in 0..n_out / ROWS {
+        for b in 0..k / KB {
             let (r0, c0) = origin(orientation, i, b, br, bc);
             for r in r0..r0 + br {
                 out.extend_from_slice(&src[r * row_bytes + c0..][..bc]);
@@ -56,8 +60,8 @@ pub fn untile(src: &[u8], orientation: Orientation, n_out: usize, k: usize, elem
     let (br, bc) = block_shape(orientation, elem);
     let mut out = vec![0u8; src.len()];
     let mut blocks = src.chunks_exact(br * bc);
-    for i in 0..n_out / 128 {
-        for b in 0..k / 64 {
+    for i in 0..n_out / ROWS {
+        for b in 0..k / KB {
             let (r0, c0) = origin(orientation, i, b, br, bc);
             let block = blocks.next().ok_or("tiled array is short")?;
             for (r, line) in block.chunks_exact(bc).enumerate() {
@@ -77,7 +81,7 @@ fn origin(orientation: Orientation, i: usize, b: usize, br: usize, bc: usize) ->
 }
 
 fn layout(len: usize, orientation: Orientation, n_out: usize, k: usize, elem: Elem) -> Result<(usize, usize), String> {
-    if n_out == 0 || k == 0 || n_out % 128 != 0 || k % 64 != 0 {
+    if n_out == 0 || k == 0 || n_out % ROWS != 0 || k % KB != 0 {
         return Err(format!("the tiled layout needs n_out % 128 == 0 and k % 64 == 0, got {n_out}x{k}"));
     }
     let (rows, cols) = match orientation {

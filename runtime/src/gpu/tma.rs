@@ -7,6 +7,7 @@ use cudarc::driver::sys::{
     CUtensorMapSwizzle,
 };
 use cudarc::driver::DeviceRepr;
+use unweight_codegen::abi::{BK, BM};
 
 use super::error::GpuError;
 
@@ -162,7 +163,7 @@ pub fn x_map(k: usize, m: usize, tile_n: u32) -> MapSpec {
         elem: ElemType::Bf16,
         dims: [k as u64, m as u64],
         row_stride: k as u64 * 2,
-        box_dims: [64, tile_n],
+        box_dims: [BK, tile_n],
         swizzle: Swizzle::B128,
     }
 }
@@ -178,7 +179,8 @@ pub fn raw_weight_map(transpose: bool, n_out: usize, k: usize) -> MapSpec {
         elem: ElemType::Bf16,
         dims: [cols, rows],
         row_stride: cols * 2,
-        box_dims: if transpose { [64, 64] } else { [64, 128] },
+        // Transposed: one box per consumer warpgroup (half of the tile's rows).
+        box_dims: if transpose { [BM / 2, BK] } else { [BK, BM] },
         swizzle: Swizzle::B128,
     }
 }
