@@ -6,4 +6,3 @@ pub mod cli;
 pub mod codec;
 pub mod demo;
 pub mod gpu;
-pub mod kernels;

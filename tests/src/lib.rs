@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests.
 
-use unweight::gpu::check::Harness;
-use unweight::gpu::synth::Rng;
+use unweight::gpu::harness::check::Harness;
+use unweight::gpu::harness::synth::Rng;
 
 /// GPU 0 and a generator with a fresh seed, printed so a failing run can be replayed.
 pub fn gpu_session() -> (Harness, Rng) {

@@ -1,8 +1,8 @@
 //! The benchmark as an ignored test, for machines where only test executables are carried:
-//! the same `unweight::gpu::bench::run` that `unweight bench` calls. Output directory from
+//! the same `unweight::gpu::harness::bench::run` that `unweight bench` calls. Output directory from
 //! `UNWEIGHT_BENCH_OUT` (default bench/results).
 
-use unweight::gpu::bench::{run, BenchOptions};
+use unweight::gpu::harness::bench::{run, BenchOptions};
 
 #[test]
 #[ignore = "needs an sm_90 GPU"]

@@ -4,8 +4,8 @@
 
 use unweight::codec::Orientation;
 use unweight::demo::DemoLayer;
-use unweight::gpu::check::TOLERANCE;
-use unweight::gpu::demo::{self, DemoOptions, Report};
+use unweight::gpu::harness::check::TOLERANCE;
+use unweight::gpu::harness::demo::{self, DemoOptions, Report};
 
 fn check(report: &Report, cases: usize) {
     println!("{} (x seed {}), {:.1} s", report.device, report.seed, report.seconds);

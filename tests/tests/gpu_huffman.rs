@@ -2,8 +2,9 @@
 
 use unweight_tests::{assert_no_failures, gpu_session};
 use unweight::codec::{compress, Encoding, Orientation};
-use unweight::gpu::check::{check_decode, load_minilm_bf16, Harness};
-use unweight::gpu::synth::{self, WeightSpec};
+use unweight::gpu::harness::check::{check_decode, Harness};
+use unweight::gpu::harness::minilm::load_minilm_bf16;
+use unweight::gpu::harness::synth::{self, WeightSpec};
 
 #[test]
 #[ignore = "needs an sm_90 GPU"]

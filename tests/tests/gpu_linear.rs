@@ -3,7 +3,7 @@
 
 use unweight_tests::{assert_no_failures, gpu_session};
 use unweight::codec::Orientation;
-use unweight::gpu::check::{check_linear, print_outcomes};
+use unweight::gpu::harness::check::{check_linear, print_outcomes};
 
 const MS: [usize; 7] = [1, 7, 16, 64, 200, 256, 1024];
 
@@ -31,7 +31,7 @@ fn gpu_linear_medium_shapes() {
 #[ignore = "needs an sm_90 GPU"]
 fn gpu_linear_fallback_shapes() {
     // Not multiples of 128 / 64: exponent and palette transcode fall back to full decode,
-    // raw to cuBLAS; palette residency is refused (documented in gpu::pipelines).
+    // raw to cuBLAS; palette residency is refused (documented in gpu::plan).
     run(&[(200, 100), (130, 64), (128, 96)], &[1, 7, 64], 0.01);
 }
 

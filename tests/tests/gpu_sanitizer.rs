@@ -3,8 +3,8 @@
 
 use unweight_tests::{assert_no_failures, gpu_session};
 use unweight::codec::{compress, Encoding, Orientation};
-use unweight::gpu::check::{check_decode, check_linear, print_outcomes};
-use unweight::gpu::synth::{self, WeightSpec};
+use unweight::gpu::harness::check::{check_decode, check_linear, print_outcomes};
+use unweight::gpu::harness::synth::{self, WeightSpec};
 
 #[test]
 #[ignore = "needs an sm_90 GPU"]

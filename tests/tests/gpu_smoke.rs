@@ -3,7 +3,7 @@
 
 use unweight_tests::{assert_no_failures, gpu_session};
 use unweight::codec::Orientation;
-use unweight::gpu::check::{check_linear, print_outcomes};
+use unweight::gpu::harness::check::{check_linear, print_outcomes};
 
 #[test]
 #[ignore = "needs an sm_90 GPU"]

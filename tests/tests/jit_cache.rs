@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use unweight::gpu::cache::{cache_key, compile_cached, cubin_path, CacheOutcome};
-use unweight::gpu::nvrtc;
+use unweight::gpu::jit::disk::{cache_key, compile_cached, cubin_path, CacheOutcome};
+use unweight::gpu::jit::nvrtc;
 use unweight_codegen::variant::{GridRule, HuffOutput, HuffVariant, RegistryEntry, Variant};
 
 /// Set in the re-executed child; names the cache directory the parent filled.
@@ -114,7 +114,7 @@ fn compile_error_carries_variant_options_and_text_log() {
 fn registry_kernels_compile_with_the_runtime_options() {
     // One rmm and one Huffman kernel from the generated registry, through the runtime's own
     // compile path (options, CUBIN extraction, log beside it).
-    use unweight::gpu::pipelines::{default_variant, huff_entry, ExecPipeline};
+    use unweight::gpu::plan::{default_variant, huff_entry, ExecPipeline};
     let dir = tempfile::tempdir().unwrap();
     let rmm = default_variant(ExecPipeline::DirectPalette, true, 7).unwrap().expect("an rmm_palette_*_t variant");
     for e in [rmm, huff_entry(HuffOutput::Bf16).unwrap()] {

@@ -20,7 +20,7 @@ fn every_variant_compiles_for_sm90a_without_spills() {
     let (major, minor) = compile::nvrtc_version().unwrap();
     // Exactly what the runtime ships: the registry's sources (codegen_generated.rs checks that
     // generated/ matches the templates).
-    let kernels: Vec<Generated> = unweight::kernels::VARIANTS
+    let kernels: Vec<Generated> = unweight::gpu::jit::registry::VARIANTS
         .iter()
         .map(|e| Generated {
             variant: e.variant,

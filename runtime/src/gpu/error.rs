@@ -5,6 +5,8 @@ use cudarc::cublas::result::CublasError;
 use cudarc::driver::DriverError;
 use cudarc::nvrtc::result::NvrtcError;
 
+use super::layout::{LayoutError, Residency};
+
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
     #[error("{library} could not be loaded ({detail}); put it on LD_LIBRARY_PATH")]
@@ -27,12 +29,28 @@ pub enum GpuError {
     Cublas { context: String, source: CublasError },
     #[error("tensor map for {what}: {reason}")]
     TensorMap { what: String, reason: String },
-    #[error("weights {tensor}: {reason}")]
-    Weights { tensor: String, reason: String },
+    #[error("weights {tensor}: {problem}")]
+    Weights {
+        tensor: String,
+        #[source]
+        problem: LayoutError,
+    },
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint { path: String, reason: String },
     #[error("{what}: {reason}")]
     Shape { what: String, reason: String },
-    #[error("pipeline {pipeline} needs {needs}-resident weights, but {tensor} is {actual}-resident")]
-    Residency { pipeline: &'static str, needs: &'static str, actual: &'static str, tensor: String },
+    #[error("{what} holds {have} bytes, need {need}")]
+    BufferTooSmall { what: String, have: usize, need: usize },
+    #[error("{what} = {value} exceeds {limit}")]
+    TooLarge { what: String, value: usize, limit: usize },
+    #[error("the plan {plan} does not fit {tensor}: {reason}")]
+    PlanMismatch { plan: String, tensor: String, reason: String },
+    #[error("{variant} is not an {expected} variant")]
+    WrongVariant { variant: String, expected: String },
+    #[error("no execution pipeline named `{name}` (expected one of {expected})")]
+    UnknownPipeline { name: String, expected: String },
+    #[error("{pipeline} needs {needs}-resident weights, but {tensor} is {actual}-resident")]
+    Residency { pipeline: String, needs: Residency, actual: Residency, tensor: String },
     #[error("codec: {0}")]
     Codec(#[from] crate::codec::CodecError),
 }

@@ -1,16 +1,17 @@
 //! Device-resident weights: Huffman-resident (preprocessed per call), palette-resident (read by
-//! the direct-palette rmm) or raw bf16 (the raw rmm and the cuBLAS reference).
+//! the direct-palette rmm) or raw bf16 (the raw rmm and the cuBLAS reference). Upload only: the
+//! host images come from `layout`, the launches that read them live in `launch` and `linear`.
 
 use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr};
+use unweight_codegen::abi::HuffLayout;
 
 use crate::codec::{CompressedTensor, Orientation};
 
-use super::device::GpuDevice;
-use super::error::{DriverContext, GpuError};
-use super::host::{Geometry, HuffmanImage, PaletteImage, RmmTables};
-use super::launch::HuffLayout;
+use crate::gpu::device::GpuDevice;
+use crate::gpu::error::{DriverContext, GpuError};
+use crate::gpu::layout::{Geometry, HuffmanImage, LayoutError, PaletteImage, Residency, RmmTables};
 
 /// A device buffer and its address, taken once at upload (weights never move).
 pub struct DevBuf<T> {
@@ -62,12 +63,12 @@ pub struct HuffmanDev {
 
 impl HuffmanDev {
     /// The sm bytes `huff_bf16` reads and their layout (its `layout` argument).
-    pub fn sm_input(&self, orientation: Orientation) -> Result<(u64, HuffLayout), GpuError> {
+    pub fn sm_input(&self, orientation: Orientation) -> Result<(u64, HuffLayout), LayoutError> {
         match (&self.sm, &self.rmm, orientation) {
             (Some(sm), _, _) => Ok((sm.ptr, HuffLayout::RowMajor)),
             (None, Some(r), Orientation::Standard) => Ok((r.sm_tiles.ptr, HuffLayout::TiledStandard)),
             (None, Some(r), Orientation::Transposed) => Ok((r.sm_tiles.ptr, HuffLayout::TiledTransposed)),
-            (None, None, _) => Err(GpuError::Weights { tensor: String::new(), reason: "no sign-mantissa bytes uploaded".into() }),
+            (None, None, _) => Err(LayoutError::NoSignMantissa),
         }
     }
 
@@ -105,6 +106,7 @@ pub struct RawDev {
     pub w: DevBuf<u16>,
 }
 
+/// The device buffers of one weight, by residency.
 pub enum Resident {
     Huffman(Box<HuffmanDev>),
     Palette(Box<PaletteDev>),
@@ -112,16 +114,16 @@ pub enum Resident {
 }
 
 impl Resident {
-    pub fn kind(&self) -> &'static str {
+    pub fn residency(&self) -> Residency {
         match self {
-            Resident::Huffman(_) => "huffman",
-            Resident::Palette(_) => "palette",
-            Resident::Raw(_) => "raw",
+            Resident::Huffman(_) => Residency::Huffman,
+            Resident::Palette(_) => Residency::Palette,
+            Resident::Raw(_) => Residency::Raw,
         }
     }
 }
 
-/// One weight matrix on the GPU.
+/// One weight matrix on the GPU, named for errors and logs.
 pub struct DeviceWeights {
     pub name: String,
     pub geometry: Geometry,
@@ -132,7 +134,7 @@ pub struct DeviceWeights {
 impl DeviceWeights {
     /// Huffman-resident: the codec's bitstream, tables and escapes as the `huff_*` kernels read them.
     pub fn huffman(dev: &Arc<GpuDevice>, name: &str, t: &CompressedTensor) -> Result<Self, GpuError> {
-        let img = HuffmanImage::new(t).map_err(|e| rename(e, name))?;
+        let img = HuffmanImage::new(t).map_err(|problem| weights_error(name, problem))?;
         let s = &dev.stream;
         let h = HuffmanDev {
             bits: upload(s, &img.bits, "huffman bits")?,
@@ -153,7 +155,7 @@ impl DeviceWeights {
     /// Palette-resident: sm bytes, nibbles and per-tile escape tables for the direct-palette rmm.
     /// Needs an rmm-compatible shape (n_out % 128 == 0, k % 64 == 0).
     pub fn palette(dev: &Arc<GpuDevice>, name: &str, t: &CompressedTensor) -> Result<Self, GpuError> {
-        let img = PaletteImage::new(t).map_err(|e| rename(e, name))?;
+        let img = PaletteImage::new(t).map_err(|problem| weights_error(name, problem))?;
         let s = &dev.stream;
         let p = PaletteDev {
             rmm: RmmDev::upload(s, &img.tables)?,
@@ -167,7 +169,8 @@ impl DeviceWeights {
     /// (transposed stores `Wᵀ [k][n_out]`, as the transposed rmm and cuBLAS path read it).
     pub fn raw(dev: &Arc<GpuDevice>, name: &str, w: &[u16], n_out: usize, k: usize, orientation: Orientation) -> Result<Self, GpuError> {
         if w.len() != n_out * k {
-            return Err(GpuError::Weights { tensor: name.to_string(), reason: format!("{} values for {n_out}x{k}", w.len()) });
+            let problem = LayoutError::Length { what: "bf16 weights", unit: "values", have: w.len(), need: n_out * k };
+            return Err(weights_error(name, problem));
         }
         let geometry = Geometry::raw(n_out, k, orientation);
         let stored = match orientation {
@@ -211,12 +214,9 @@ impl Drop for DeviceWeights {
     }
 }
 
-/// Names the tensor in a weights error raised before the name was known.
-pub(super) fn rename(e: GpuError, name: &str) -> GpuError {
-    match e {
-        GpuError::Weights { reason, .. } => GpuError::Weights { tensor: name.to_string(), reason },
-        other => other,
-    }
+/// A layout problem of the weight `tensor`.
+pub fn weights_error(tensor: &str, problem: LayoutError) -> GpuError {
+    GpuError::Weights { tensor: tensor.to_string(), problem }
 }
 
 /// Row-major `[rows][cols]` → `[cols][rows]`, in 64×64 blocks so both sides stay in cache

@@ -13,6 +13,8 @@ use unweight_codegen::abi;
 
 use crate::codec::{Escapes, Orientation, GROUP};
 
+use super::LayoutError;
+
 /// Bytes per tile record ([`abi::ESC_RECORD_BYTES`]).
 pub const RECORD_BYTES: usize = abi::ESC_RECORD_BYTES as usize;
 /// Weight rows per CTA tile ([`abi::BM`]).
@@ -31,16 +33,6 @@ const fn word(w: u32) -> std::ops::Range<usize> {
 pub struct TileEscapes {
     pub records: Vec<u8>,
     pub exponents: Vec<u8>,
-}
-
-/// Why the tables cannot be built for a shape.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TileEscError(pub String);
-
-impl std::fmt::Display for TileEscError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 fn is_escaped(esc: &Escapes, g: usize) -> bool {
@@ -67,28 +59,19 @@ fn group_of(orientation: Orientation, n_out: usize, k: usize, i: usize, b: usize
 
 /// Builds the per-tile tables for a weight of `n_out × k` whose escapes are `esc`
 /// (group numbering over the encoded matrix, as the codec writes it).
-pub fn build(esc: &Escapes, orientation: Orientation, n_out: usize, k: usize) -> Result<TileEscapes, TileEscError> {
-    if n_out % TILE_ROWS != 0 || k % GROUP != 0 {
-        return Err(TileEscError(format!(
-            "the palette rmm needs n_out % 128 == 0 and k % 64 == 0, got {n_out}x{k}"
-        )));
+pub fn build(esc: &Escapes, orientation: Orientation, n_out: usize, k: usize) -> Result<TileEscapes, LayoutError> {
+    if n_out == 0 || k == 0 || n_out % TILE_ROWS != 0 || k % GROUP != 0 {
+        return Err(LayoutError::Untileable { n_out, k });
     }
     let groups = n_out * k / GROUP;
     if esc.bitmap.len() != groups.div_ceil(64) || esc.prefix.len() != esc.bitmap.len() {
-        return Err(TileEscError(format!(
-            "escape bitmap has {} words and prefix {} entries; {groups} groups need {}",
-            esc.bitmap.len(),
-            esc.prefix.len(),
-            groups.div_ceil(64)
-        )));
+        let (words, prefix, need) = (esc.bitmap.len(), esc.prefix.len(), groups.div_ceil(64));
+        return Err(LayoutError::EscapeBitmap { words, prefix, groups, need });
     }
     let total: usize = esc.bitmap.iter().map(|w| w.count_ones() as usize).sum();
     if esc.exponents.len() != total * GROUP {
-        return Err(TileEscError(format!(
-            "{total} escaped groups need {} exponent bytes, the table has {}",
-            total * GROUP,
-            esc.exponents.len()
-        )));
+        let (need, have) = (total * GROUP, esc.exponents.len());
+        return Err(LayoutError::EscapeExponents { escaped: total, need, have });
     }
     let (tiles_i, tiles_b) = (n_out / TILE_ROWS, k / GROUP);
     let mut records = vec![0u8; tiles_i * tiles_b * RECORD_BYTES];
@@ -214,12 +197,13 @@ mod tests {
 
     #[test]
     fn rejects_unsupported_shapes_and_bad_tables() {
-        assert!(build(&escapes(2, &[]), Orientation::Standard, 64, 128).unwrap_err().0.contains("n_out % 128"));
+        let msg = |e: LayoutError| e.to_string();
+        assert!(msg(build(&escapes(2, &[]), Orientation::Standard, 64, 128).unwrap_err()).contains("n_out % 128"));
         assert!(build(&escapes(2, &[]), Orientation::Standard, 128, 96).is_err());
         let mut e = escapes(256, &[3]);
         e.exponents.pop();
-        assert!(build(&e, Orientation::Standard, 128, 128).unwrap_err().0.contains("exponent bytes"));
-        assert!(build(&escapes(64, &[]), Orientation::Standard, 128, 128).unwrap_err().0.contains("bitmap"));
+        assert!(msg(build(&e, Orientation::Standard, 128, 128).unwrap_err()).contains("exponent bytes"));
+        assert!(msg(build(&escapes(64, &[]), Orientation::Standard, 128, 128).unwrap_err()).contains("bitmap"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use unweight_codegen::variant::*;
 
-include!("../../generated/registry.rs");
+include!("../../../../generated/registry.rs");
 
 /// The registry entry named `name` (a variant name such as `rmm_palette_n64_s4_t`).
 pub fn find(name: &str) -> Option<&'static RegistryEntry> {

@@ -13,13 +13,14 @@ use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaSlice, CudaStream};
 use unweight_codegen::variant::{HuffOutput, RegistryEntry, Variant};
 
-use super::device::GpuDevice;
-use super::linear::Linear;
-use super::pipelines::{self, ExecPipeline, Plan};
-use super::synth::{self, Rng, WeightSpec};
-use super::weights::DeviceWeights;
+use crate::gpu::device::GpuDevice;
+use crate::gpu::layout::Residency;
+use crate::gpu::linear::Linear;
+use crate::gpu::plan::{self, ExecPipeline, Plan};
+use crate::gpu::harness::synth::{self, Rng, WeightSpec};
+use crate::gpu::weights::DeviceWeights;
 use crate::codec::{self, Encoding, Orientation};
-use crate::kernels;
+use crate::gpu::jit::registry;
 
 /// Options of `unweight bench`.
 #[derive(Clone, Debug)]
@@ -127,9 +128,9 @@ struct ShapeSet {
 impl ShapeSet {
     fn for_pipeline(&self, p: ExecPipeline) -> &[Linear] {
         match p.residency() {
-            "huffman" => &self.huffman,
-            "palette" => &self.palette,
-            _ => &self.raw,
+            Residency::Huffman => &self.huffman,
+            Residency::Palette => &self.palette,
+            Residency::Raw => &self.raw,
         }
     }
 }
@@ -209,8 +210,8 @@ fn build_set(dev: &Arc<GpuDevice>, rng: &mut Rng, n_out: usize, k: usize, o: Ori
 /// The rmm variants tried for `pipeline` at batch `m`: tiles around the default, deepest rings.
 pub fn candidates(pipeline: ExecPipeline, transpose: bool, m: usize, tiles: usize, stages: usize) -> Vec<&'static RegistryEntry> {
     let Some(fam) = pipeline.rmm() else { return Vec::new() };
-    let all = pipelines::rmm_candidates(kernels::VARIANTS, fam, transpose);
-    let Some(def) = pipelines::default_variant_in(kernels::VARIANTS, fam, transpose, m) else { return Vec::new() };
+    let all = plan::rmm_candidates(registry::VARIANTS, fam, transpose);
+    let Some(def) = plan::default_variant_in(registry::VARIANTS, fam, transpose, m) else { return Vec::new() };
     let Variant::Rmm(dv) = def.variant else { return Vec::new() };
     let mut tile_list: Vec<u32> = all.iter().map(|(_, v)| v.tile_n).collect();
     tile_list.sort();
@@ -236,7 +237,7 @@ fn precompile(dev: &GpuDevice, opts: &BenchOptions, transpose: bool) -> anyhow::
         }
     }
     for out in HuffOutput::ALL {
-        entries.push(pipelines::huff_entry(out)?);
+        entries.push(plan::huff_entry(out)?);
     }
     entries.sort_by_key(|e| e.name);
     entries.dedup_by_key(|e| e.name);
@@ -280,7 +281,7 @@ fn best(
 pub fn time_plans(
     stream: &Arc<CudaStream>,
     lins: &[Linear],
-    plan: impl Fn(&Linear) -> Result<Plan, super::GpuError>,
+    plan: impl Fn(&Linear) -> Result<Plan, crate::gpu::GpuError>,
     x: &CudaSlice<u16>,
     y: &mut CudaSlice<u16>,
     warmup: usize,

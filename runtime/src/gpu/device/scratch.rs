@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr};
 
-use super::error::{DriverContext, GpuError};
+use crate::gpu::error::{DriverContext, GpuError};
 
 /// Scratch addresses are aligned to this (TMA needs 16; 256 keeps every view cache-line aligned).
 pub const ALIGN: usize = 256;

@@ -1,15 +1,18 @@
 //! The runtime object of one GPU: context, kernel cache, cuBLAS handle and preprocess scratch.
 
+pub mod cublas;
+pub mod scratch;
+
 use std::sync::Arc;
 
 use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaContext, CudaStream};
 
-use super::cache;
-use super::cublas::Blas;
-use super::error::{DriverContext, GpuError};
-use super::jit::KernelCache;
-use super::scratch::ScratchPool;
+use crate::gpu::jit::disk;
+use crate::gpu::device::cublas::Blas;
+use crate::gpu::error::{DriverContext, GpuError};
+use crate::gpu::jit::KernelCache;
+use crate::gpu::device::scratch::ScratchPool;
 
 /// What the runtime knows about its GPU (bench results and tuning tables record it).
 #[derive(Clone, Debug)]
@@ -63,7 +66,7 @@ impl GpuDevice {
         let stream = ctx.new_stream().ctx(|| "creating the runtime stream".into())?;
         let blas = Blas::new(stream.clone())?;
         let scratch = ScratchPool::new(&ctx)?;
-        let kernels = KernelCache::new(ctx.clone(), cache::default_cache_dir());
+        let kernels = KernelCache::new(ctx.clone(), disk::default_cache_dir());
         Ok(Arc::new(GpuDevice { ctx, stream, kernels, scratch, blas, info }))
     }
 }

@@ -2,14 +2,16 @@
 //! registry entry; arguments are raw device addresses so a caller's buffers and streams need
 //! not be cudarc-tracked.
 
+pub mod tma;
+
 use cudarc::driver::{CudaStream, LaunchConfig, PushKernelArg};
 pub use unweight_codegen::abi::HuffLayout;
 use unweight_codegen::abi::BK;
 use unweight_codegen::variant::{GridRule, RegistryEntry};
 
-use super::error::{DriverContext, GpuError};
-use super::jit::Kernel;
-use super::tma::TmaDesc;
+use crate::gpu::error::{DriverContext, GpuError};
+use crate::gpu::jit::Kernel;
+use crate::gpu::launch::tma::TmaDesc;
 
 fn shape_err(entry: &RegistryEntry, reason: String) -> GpuError {
     GpuError::Shape { what: format!("launch of {}", entry.name), reason }

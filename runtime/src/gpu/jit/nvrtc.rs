@@ -4,7 +4,7 @@
 pub use unweight_codegen::nvrtc::{compile_count, options as compile_options, render_log, Cubin, ARCH};
 use unweight_codegen::nvrtc::{self as wrapper, NvrtcFailure};
 
-use super::error::GpuError;
+use crate::gpu::error::GpuError;
 
 fn gpu_error(variant: &str, options: &[String], e: NvrtcFailure) -> GpuError {
     match e {

@@ -9,7 +9,7 @@ use cudarc::driver::sys::{
 use cudarc::driver::DeviceRepr;
 use unweight_codegen::abi::{BK, BM};
 
-use super::error::GpuError;
+use crate::gpu::error::GpuError;
 
 /// A driver-encoded tensor map, passed to kernels by value (`const __grid_constant__ TmaDesc`).
 #[repr(transparent)]

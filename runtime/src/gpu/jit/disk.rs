@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use unweight_codegen::variant::RegistryEntry;
 use xxhash_rust::xxh64::xxh64;
 
-use super::error::GpuError;
-use super::nvrtc;
+use crate::gpu::error::GpuError;
+use crate::gpu::jit::nvrtc;
 
 /// Overrides the cache directory (used as is; no version/arch sub-directories are added).
 pub const CACHE_DIR_ENV: &str = "UNWEIGHT_CACHE_DIR";

@@ -12,15 +12,15 @@ use anyhow::Context as _;
 use cudarc::driver::CudaContext;
 use unweight_codegen::variant::RegistryEntry;
 
-use super::bench::time_plans;
-use super::check::{first_diff, raw_twin, twin_plan, Harness, TOLERANCE};
-use super::device::{self, GpuDevice};
-use super::error::{driver_text, GpuError};
-use super::host::Geometry;
-use super::linear::Linear;
-use super::pipelines::{default_variant, ExecPipeline};
-use super::synth::{self, Rng};
-use super::weights::DeviceWeights;
+use crate::gpu::harness::bench::time_plans;
+use crate::gpu::harness::check::{first_diff, raw_twin, twin_plan, Harness, TOLERANCE};
+use crate::gpu::device::{self, GpuDevice};
+use crate::gpu::error::{driver_text, GpuError};
+use crate::gpu::layout::Geometry;
+use crate::gpu::linear::Linear;
+use crate::gpu::plan::{default_variant, ExecPipeline};
+use crate::gpu::harness::synth::{self, Rng};
+use crate::gpu::weights::DeviceWeights;
 use crate::codec::{self, Encoding, Orientation};
 use crate::demo::{DemoLayer, DemoTensor};
 

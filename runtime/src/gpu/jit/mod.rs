@@ -5,6 +5,10 @@
 //! threads asking for the same variant at once compile and load it once (FlashInfer's
 //! `build_and_load`, not candle's read-then-write `get_or_load_func`).
 
+pub mod disk;
+pub mod nvrtc;
+pub mod registry;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -14,9 +18,8 @@ use cudarc::driver::{CudaContext, CudaFunction};
 use cudarc::nvrtc::Ptx;
 use unweight_codegen::variant::RegistryEntry;
 
-use super::cache::{self, CacheOutcome};
-use super::error::GpuError;
-use crate::kernels;
+use disk::CacheOutcome;
+use crate::gpu::error::GpuError;
 
 /// A loaded variant: its registry entry and the function handle to launch.
 #[derive(Clone, Debug)]
@@ -81,7 +84,7 @@ impl KernelCache {
 
     /// The kernel named `name` (a registry variant name), loading it on first use.
     pub fn get(&self, name: &str) -> Result<Kernel, GpuError> {
-        let entry = kernels::find(name).ok_or_else(|| GpuError::UnknownVariant { name: name.to_string() })?;
+        let entry = registry::find(name).ok_or_else(|| GpuError::UnknownVariant { name: name.to_string() })?;
         self.get_entry(entry)
     }
 
@@ -94,11 +97,11 @@ impl KernelCache {
     /// `get_entry` only reads the disk cache. NVRTC compiles are independent programs.
     pub fn precompile(&self, entries: &[&'static RegistryEntry]) -> Result<(), GpuError> {
         use rayon::prelude::*;
-        entries.par_iter().try_for_each(|e| cache::compile_cached(e, &self.dir).map(|_| ()))
+        entries.par_iter().try_for_each(|e| disk::compile_cached(e, &self.dir).map(|_| ()))
     }
 
     fn load(&self, entry: &'static RegistryEntry) -> Result<Kernel, GpuError> {
-        let (cubin, outcome) = cache::compile_cached(entry, &self.dir)?;
+        let (cubin, outcome) = disk::compile_cached(entry, &self.dir)?;
         let load_err = |source| GpuError::Load { variant: entry.name.to_string(), source };
         let module = self.ctx.load_module(Ptx::from_binary(cubin)).map_err(load_err)?;
         let function = module.load_function(entry.name).map_err(load_err)?;

@@ -9,15 +9,16 @@ use std::sync::Arc;
 use cudarc::driver::CudaStream;
 use unweight_codegen::variant::{HuffOutput, Pipeline, RegistryEntry, RmmVariant, Variant};
 
-use super::device::GpuDevice;
-use super::error::GpuError;
-use super::linear::Linear;
-use super::pipelines::{ExecPipeline, Plan};
-use super::synth::{self, Rng, WeightSpec};
-use super::tiles::{self, Elem};
-use super::weights::DeviceWeights;
+use crate::gpu::device::GpuDevice;
+use crate::gpu::error::GpuError;
+use crate::gpu::linear::Linear;
+use crate::gpu::plan::{ExecPipeline, Plan};
+use crate::gpu::harness::synth::{self, Rng, WeightSpec};
+use crate::gpu::layout::tiles::{self, Packing};
+use crate::gpu::layout::Residency;
+use crate::gpu::weights::{weights_error, DeviceWeights};
 use crate::codec::{self, CompressedTensor, Encoding, Orientation};
-use crate::kernels;
+use crate::gpu::jit::registry;
 
 /// The poison written into every output before a launch (a bf16 NaN; 0xFF bytes).
 pub const POISON: u16 = 0xFFFF;
@@ -46,7 +47,7 @@ impl Harness {
         let stream = dev.ctx.new_stream().map_err(|source| GpuError::Driver { context: "creating the test stream".into(), source })?;
         // Compile what the default plans use on all cores now; later loads hit the disk cache.
         let t0 = std::time::Instant::now();
-        let set = super::pipelines::default_set();
+        let set = crate::gpu::plan::default_set();
         dev.kernels.precompile(&set)?;
         println!("{} kernels ready in {:.1}s", set.len(), t0.elapsed().as_secs_f64());
         Ok(Harness { dev, stream })
@@ -103,9 +104,8 @@ pub fn check_decode(h: &Harness, name: &str, t: &CompressedTensor) -> Result<Vec
         // Row-major always; the rmm's tiled layout too for exponent / palette of eligible shapes.
         let mut layouts = vec![(false, want.clone())];
         if g.rmm_ok() && output != HuffOutput::Bf16 {
-            let elem = if output == HuffOutput::Palette { Elem::Nibble } else { Elem::Byte };
-            let tiled = tiles::tile(&want, g.orientation, g.n_out, g.k, elem)
-                .map_err(|reason| GpuError::Weights { tensor: name.to_string(), reason })?;
+            let packing = if output == HuffOutput::Palette { Packing::Nibble } else { Packing::Byte };
+            let tiled = tiles::tile(&want, g.orientation, g.n_out, g.k, packing).map_err(|p| weights_error(name, p))?;
             layouts.push((true, tiled));
         }
         for (tiled, want) in layouts {
@@ -142,8 +142,8 @@ pub struct Outcome {
 pub fn raw_twin(e: &'static RegistryEntry) -> Option<&'static RegistryEntry> {
     let Variant::Rmm(v) = e.variant else { return None };
     let same = Variant::Rmm(RmmVariant { pipeline: Pipeline::Raw, ..v });
-    kernels::entry(&same).or_else(|| {
-        kernels::VARIANTS
+    registry::entry(&same).or_else(|| {
+        registry::VARIANTS
             .iter()
             .filter(|c| matches!(c.variant, Variant::Rmm(r) if r.pipeline == Pipeline::Raw && r.tile_n == v.tile_n && r.transpose == v.transpose))
             .max_by_key(|c| match c.variant {
@@ -198,12 +198,12 @@ pub fn check_linear(
         }
         for p in ExecPipeline::ALL {
             let lin = match p.residency() {
-                "huffman" => &huff,
-                "palette" => match &pal {
+                Residency::Huffman => &huff,
+                Residency::Palette => match &pal {
                     Some(l) => l,
                     None => continue, // palette residency is refused for this shape (documented)
                 },
-                _ => &raw,
+                Residency::Raw => &raw,
             };
             let plan = lin.plan(p, m)?;
             let y = h.run(lin, &plan, &x)?;
@@ -259,36 +259,4 @@ pub fn print_outcomes(outcomes: &[Outcome]) {
     for o in outcomes {
         println!("  m={:<5} {:<18} {:<32} ref {:<28} rel_err {:.2e}", o.m, o.pipeline.as_str(), o.variant, o.reference, o.rel_err);
     }
-}
-
-/// A named tensor: name, shape, bf16 bits.
-pub type NamedBf16 = (String, Vec<usize>, Vec<u16>);
-
-/// MiniLM weights (fp32 or bf16 safetensors at `path`) as bf16 (fp32 rounded to nearest even),
-/// with names and shapes; 1-D tensors included.
-pub fn load_minilm_bf16(path: &std::path::Path) -> Result<Vec<NamedBf16>, GpuError> {
-    let werr = |reason: String| GpuError::Weights { tensor: path.display().to_string(), reason };
-    let bytes = std::fs::read(path).map_err(|e| werr(format!("cannot read: {e}")))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| werr(format!("not safetensors: {e}")))?;
-    let mut out = Vec::new();
-    let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
-    names.sort();
-    for name in names {
-        let v = st.tensor(&name).map_err(|e| werr(format!("{name}: {e}")))?;
-        let bits: Vec<u16> = match v.dtype() {
-            safetensors::Dtype::F32 => v
-                .data()
-                .chunks_exact(4)
-                .map(|c| half::bf16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_bits())
-                .collect(),
-            // scripts/gpu-pack.sh carries a bf16 copy (half the bytes).
-            safetensors::Dtype::BF16 => v.data().chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect(),
-            _ => continue,
-        };
-        if bits.is_empty() {
-            continue;
-        }
-        out.push((name, v.shape().to_vec(), bits));
-    }
-    Ok(out)
 }

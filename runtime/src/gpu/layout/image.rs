@@ -1,59 +1,41 @@
 //! Host images of device-resident weights: exactly the bytes each kernel reads, prepared on the
 //! CPU from a codec [`CompressedTensor`] so the layout rules are unit-tested without a GPU.
 
-use unweight_codegen::abi::{self, BK, BM};
+use unweight_codegen::abi;
 
-use crate::codec::{self, CompressedTensor, Indices, Orientation, GROUP};
+use crate::codec::{self, CompressedTensor, Encoding, Indices, GROUP};
 
-use super::error::GpuError;
-use super::tile_esc;
-use super::tiles::{self, Elem};
+use super::escapes;
+use super::tiles::{self, Packing};
+use super::{Geometry, LayoutError};
 
 /// Zero bytes appended to the Huffman bitstream ([`abi::BITS_TAIL`]).
 pub const BITS_TAIL: usize = abi::BITS_TAIL as usize;
 
-/// Geometry shared by every residency: the weight `n_out × k` and its encoded matrix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Geometry {
-    pub n_out: usize,
-    pub k: usize,
-    pub orientation: Orientation,
-    /// Encoded matrix (`Wᵀ` when transposed).
-    pub rows: usize,
-    pub cols: usize,
-    pub padded_cols: usize,
+/// How a weight is kept on the GPU; each execution pipeline needs one (`ExecPipeline::residency`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Residency {
+    /// The codec's Huffman stream, decoded per call ([`HuffmanImage`]).
+    Huffman,
+    /// Tiled palette nibbles, read by the direct-palette rmm ([`PaletteImage`]).
+    Palette,
+    /// Plain bf16 (the raw rmm and the cuBLAS reference).
+    Raw,
 }
 
-impl Geometry {
-    pub fn of(t: &CompressedTensor) -> Result<Self, GpuError> {
-        let (n_out, k) = match t.orientation {
-            Orientation::Standard => (t.rows, t.cols),
-            Orientation::Transposed => (t.cols, t.rows),
-        };
-        Ok(Geometry { n_out, k, orientation: t.orientation, rows: t.rows, cols: t.cols, padded_cols: t.padded_cols() })
+impl Residency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Residency::Huffman => "huffman",
+            Residency::Palette => "palette",
+            Residency::Raw => "raw",
+        }
     }
+}
 
-    /// Geometry of an uncompressed bf16 weight `n_out × k`, stored in `orientation`.
-    pub fn raw(n_out: usize, k: usize, orientation: Orientation) -> Self {
-        let (rows, cols) = match orientation {
-            Orientation::Standard => (n_out, k),
-            Orientation::Transposed => (k, n_out),
-        };
-        Geometry { n_out, k, orientation, rows, cols, padded_cols: cols.div_ceil(GROUP) * GROUP }
-    }
-
-    /// Whether the rmm kernels take this shape (else the runtime falls back to full decode).
-    pub fn rmm_ok(&self) -> bool {
-        self.n_out % BM as usize == 0 && self.k % BK as usize == 0 && self.n_out > 0 && self.k > 0
-    }
-
-    pub fn shape_text(&self) -> String {
-        format!("{}x{} ({})", self.n_out, self.k, self.orientation)
-    }
-
-    /// Scratch bytes each preprocess output needs: (bf16, exponent, palette nibbles).
-    pub fn scratch_bytes(&self) -> (usize, usize, usize) {
-        (self.rows * self.cols * 2, self.rows * self.padded_cols, self.rows * self.padded_cols / 2)
+impl std::fmt::Display for Residency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -90,9 +72,9 @@ pub struct RmmTables {
 }
 
 impl RmmTables {
-    fn new(t: &CompressedTensor, g: &Geometry) -> Result<Self, GpuError> {
-        let sm_tiles = tiles::tile(&t.sm, t.orientation, g.n_out, g.k, Elem::Byte).map_err(|e| weights_err(t, e))?;
-        let esc = tile_esc::build(&t.escapes, t.orientation, g.n_out, g.k).map_err(|e| weights_err(t, e.0))?;
+    fn new(t: &CompressedTensor, g: &Geometry) -> Result<Self, LayoutError> {
+        let sm_tiles = tiles::tile(&t.sm, t.orientation, g.n_out, g.k, Packing::Byte)?;
+        let esc = escapes::build(&t.escapes, t.orientation, g.n_out, g.k)?;
         Ok(RmmTables { sm_tiles, tile_esc: esc.records, esc_exp: esc.exponents })
     }
 }
@@ -107,30 +89,27 @@ pub struct PaletteImage {
     pub palette: [u8; 16],
 }
 
-fn weights_err(t: &CompressedTensor, reason: impl Into<String>) -> GpuError {
-    GpuError::Weights { tensor: format!("{:?} {}", t.shape, t.orientation), reason: reason.into() }
-}
-
 impl HuffmanImage {
-    pub fn new(t: &CompressedTensor) -> Result<Self, GpuError> {
+    pub fn new(t: &CompressedTensor) -> Result<Self, LayoutError> {
         let Indices::Huffman(h) = &t.indices else {
-            return Err(weights_err(t, format!("Huffman residency needs the huffman encoding, got {}", t.encoding())));
+            return Err(LayoutError::Encoding { residency: Residency::Huffman, needs: Encoding::Huffman, got: t.encoding() });
         };
-        let geometry = Geometry::of(t)?;
+        let geometry = Geometry::of(t);
         let symbols = geometry.rows * geometry.padded_cols;
         // The huff kernels decode whole groups per chunk and index with 32-bit positions.
         if h.chunk_symbols == 0 || h.chunk_symbols as usize % GROUP != 0 {
-            return Err(weights_err(t, format!("chunk of {} symbols is not a positive multiple of {GROUP}", h.chunk_symbols)));
+            return Err(LayoutError::ChunkSymbols(h.chunk_symbols));
         }
         if symbols as u64 >= 1 << 32 {
-            return Err(weights_err(t, format!("{symbols} symbols exceed the GPU decoder's 2^32 limit")));
+            return Err(LayoutError::TooManySymbols(symbols));
         }
         let n_chunks = symbols.div_ceil(h.chunk_symbols.max(1) as usize);
         if h.chunk_offsets.len() != n_chunks {
-            return Err(weights_err(t, format!("{} chunk offsets for {n_chunks} chunks", h.chunk_offsets.len())));
+            let (have, need) = (h.chunk_offsets.len(), n_chunks);
+            return Err(LayoutError::Length { what: "chunk offsets", unit: "offsets", have, need });
         }
         if t.sm.len() != symbols {
-            return Err(weights_err(t, format!("{} sign-mantissa bytes, expected {symbols}", t.sm.len())));
+            return Err(LayoutError::Length { what: "sign-mantissa bytes", unit: "bytes", have: t.sm.len(), need: symbols });
         }
         let mut bits = h.bits.clone();
         bits.resize((h.bits.len() + BITS_TAIL).div_ceil(16) * 16, 0);
@@ -154,23 +133,16 @@ impl HuffmanImage {
 
 impl PaletteImage {
     /// From a palette- or Huffman-encoded tensor (Huffman is transcoded on the CPU).
-    pub fn new(t: &CompressedTensor) -> Result<Self, GpuError> {
-        let geometry = Geometry::of(t)?;
+    pub fn new(t: &CompressedTensor) -> Result<Self, LayoutError> {
+        let geometry = Geometry::of(t);
         if !geometry.rmm_ok() {
-            return Err(weights_err(
-                t,
-                format!(
-                    "palette residency needs n_out % 128 == 0 and k % 64 == 0 (got {}); keep it Huffman-resident",
-                    geometry.shape_text()
-                ),
-            ));
+            return Err(LayoutError::PaletteShape { shape: geometry.shape_text() });
         }
         let nibbles = match &t.indices {
             Indices::Palette(n) => n.clone(),
             _ => codec::decode_palette_indices(t)?,
         };
-        let nibble_tiles = tiles::tile(&nibbles, t.orientation, geometry.n_out, geometry.k, Elem::Nibble)
-            .map_err(|e| weights_err(t, e))?;
+        let nibble_tiles = tiles::tile(&nibbles, t.orientation, geometry.n_out, geometry.k, Packing::Nibble)?;
         Ok(PaletteImage { tables: RmmTables::new(t, &geometry)?, geometry, nibble_tiles, palette: t.palette })
     }
 }
@@ -178,7 +150,7 @@ impl PaletteImage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{compress, Encoding};
+    use crate::codec::{compress, Orientation};
 
     fn bits(n: usize) -> Vec<u16> {
         (0..n).map(|i| ((((i * 31) % 20) as u16 + 110) << 7) | (i as u16 & 0x807f)).collect()
@@ -226,7 +198,7 @@ mod tests {
     fn geometry_of_transposed() {
         let b = bits(256 * 192);
         let t = compress(&b, &[256, 192], Orientation::Transposed, Encoding::Palette).unwrap();
-        let g = Geometry::of(&t).unwrap();
+        let g = Geometry::of(&t);
         assert_eq!((g.n_out, g.k, g.rows, g.cols), (256, 192, 192, 256));
         assert_eq!(g, Geometry::raw(256, 192, Orientation::Transposed));
         assert!(g.rmm_ok());
@@ -245,7 +217,7 @@ mod tests {
             let h = HuffmanImage::new(&compress(&b, &[256, 128], o, Encoding::Huffman).unwrap()).unwrap();
             assert_eq!(h.rmm.as_ref(), Some(&a.tables), "huffman and palette residency share the rmm tables");
             let sm = compress(&b, &[256, 128], o, Encoding::Huffman).unwrap().sm;
-            assert_eq!(tiles::untile(&a.tables.sm_tiles, o, 256, 128, Elem::Byte).unwrap(), sm);
+            assert_eq!(tiles::untile(&a.tables.sm_tiles, o, 256, 128, Packing::Byte).unwrap(), sm);
         }
     }
 

@@ -6,15 +6,14 @@
 //! standard `W[n_out][k]` is column-major `k × n_out` → `op = T`, `lda = k`;
 //! transposed `Wᵀ[k][n_out]` is column-major `n_out × k` → `op = N`, `lda = n_out`.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use cudarc::cublas::{result, sys, CudaBlas};
 use cudarc::driver::CudaStream;
-use std::sync::Arc;
 
 use crate::codec::Orientation;
 
-use super::error::{CublasContext, GpuError};
+use crate::gpu::error::{CublasContext, GpuError};
 
 /// The arguments of one `cublasGemmEx` call (A = weight, B = x, C = y).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +31,7 @@ pub struct GemmParams {
 /// `y[m][n_out] = x[m][k] · W[n_out][k]ᵀ` with the weight stored in `orientation`.
 pub fn gemm_params(orientation: Orientation, m: usize, n_out: usize, k: usize) -> Result<GemmParams, GpuError> {
     let int = |v: usize, what: &str| {
-        i32::try_from(v).map_err(|_| GpuError::Shape { what: format!("cuBLAS {what}"), reason: format!("{v} exceeds i32") })
+        i32::try_from(v).map_err(|_| GpuError::TooLarge { what: format!("cuBLAS {what}"), value: v, limit: i32::MAX as usize })
     };
     let (m, n_out, k) = (int(m, "m")?, int(n_out, "n_out")?, int(k, "k")?);
     let (transa, lda) = match orientation {
@@ -66,6 +65,8 @@ impl Blas {
         stream.context().bind_to_thread().map_err(|source| GpuError::Driver { context: "binding the context".into(), source })?;
         let op = |t: bool| if t { sys::cublasOperation_t::CUBLAS_OP_T } else { sys::cublasOperation_t::CUBLAS_OP_N };
         let (alpha, beta) = (1.0f32, 0.0f32);
+        // SAFETY: the handle is locked and bound to `stream`; alpha/beta outlive the call; the
+        // caller vouches that a, b and c hold the matrices `p` describes (this fn's contract).
         unsafe {
             result::set_stream(*blas.handle(), stream.cu_stream() as _).ctx(|| "cublasSetStream".into())?;
             result::gemm_ex(
