@@ -4,7 +4,7 @@
 pub static VARIANTS: &[RegistryEntry] = &[
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 8,
             stages: 2,
             transpose: false,
@@ -22,7 +22,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 8,
             stages: 3,
             transpose: false,
@@ -40,7 +40,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 8,
             stages: 4,
             transpose: false,
@@ -58,7 +58,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 8,
             stages: 5,
             transpose: false,
@@ -76,7 +76,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 8,
             stages: 6,
             transpose: false,
@@ -94,7 +94,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 8,
             stages: 7,
             transpose: false,
@@ -112,7 +112,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 8,
             stages: 8,
             transpose: false,
@@ -130,7 +130,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 16,
             stages: 2,
             transpose: false,
@@ -148,7 +148,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 16,
             stages: 3,
             transpose: false,
@@ -166,7 +166,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 16,
             stages: 4,
             transpose: false,
@@ -184,7 +184,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 16,
             stages: 5,
             transpose: false,
@@ -202,7 +202,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 16,
             stages: 6,
             transpose: false,
@@ -220,7 +220,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 16,
             stages: 7,
             transpose: false,
@@ -238,7 +238,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 16,
             stages: 8,
             transpose: false,
@@ -256,7 +256,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 32,
             stages: 2,
             transpose: false,
@@ -274,7 +274,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 32,
             stages: 3,
             transpose: false,
@@ -292,7 +292,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 32,
             stages: 4,
             transpose: false,
@@ -310,7 +310,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 32,
             stages: 5,
             transpose: false,
@@ -328,7 +328,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 32,
             stages: 6,
             transpose: false,
@@ -346,7 +346,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 32,
             stages: 7,
             transpose: false,
@@ -364,7 +364,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 32,
             stages: 8,
             transpose: false,
@@ -382,7 +382,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 64,
             stages: 2,
             transpose: false,
@@ -400,7 +400,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 64,
             stages: 3,
             transpose: false,
@@ -418,7 +418,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 64,
             stages: 4,
             transpose: false,
@@ -436,7 +436,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 64,
             stages: 5,
             transpose: false,
@@ -454,7 +454,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 64,
             stages: 6,
             transpose: false,
@@ -472,7 +472,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 128,
             stages: 2,
             transpose: false,
@@ -490,7 +490,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 128,
             stages: 3,
             transpose: false,
@@ -508,7 +508,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 128,
             stages: 4,
             transpose: false,
@@ -526,7 +526,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 128,
             stages: 5,
             transpose: false,
@@ -544,7 +544,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 256,
             stages: 2,
             transpose: false,
@@ -562,7 +562,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 256,
             stages: 3,
             transpose: false,
@@ -580,7 +580,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 8,
             stages: 2,
             transpose: true,
@@ -598,7 +598,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 8,
             stages: 3,
             transpose: true,
@@ -616,7 +616,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 8,
             stages: 4,
             transpose: true,
@@ -634,7 +634,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 8,
             stages: 5,
             transpose: true,
@@ -652,7 +652,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 8,
             stages: 6,
             transpose: true,
@@ -670,7 +670,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 8,
             stages: 7,
             transpose: true,
@@ -688,7 +688,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 8,
             stages: 8,
             transpose: true,
@@ -706,7 +706,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 16,
             stages: 2,
             transpose: true,
@@ -724,7 +724,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 16,
             stages: 3,
             transpose: true,
@@ -742,7 +742,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 16,
             stages: 4,
             transpose: true,
@@ -760,7 +760,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 16,
             stages: 5,
             transpose: true,
@@ -778,7 +778,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 16,
             stages: 6,
             transpose: true,
@@ -796,7 +796,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 16,
             stages: 7,
             transpose: true,
@@ -814,7 +814,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 16,
             stages: 8,
             transpose: true,
@@ -832,7 +832,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 32,
             stages: 2,
             transpose: true,
@@ -850,7 +850,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 32,
             stages: 3,
             transpose: true,
@@ -868,7 +868,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 32,
             stages: 4,
             transpose: true,
@@ -886,7 +886,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 32,
             stages: 5,
             transpose: true,
@@ -904,7 +904,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 32,
             stages: 6,
             transpose: true,
@@ -922,7 +922,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 32,
             stages: 7,
             transpose: true,
@@ -940,7 +940,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 32,
             stages: 8,
             transpose: true,
@@ -958,7 +958,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 64,
             stages: 2,
             transpose: true,
@@ -976,7 +976,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 64,
             stages: 3,
             transpose: true,
@@ -994,7 +994,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 64,
             stages: 4,
             transpose: true,
@@ -1012,7 +1012,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 64,
             stages: 5,
             transpose: true,
@@ -1030,7 +1030,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 64,
             stages: 6,
             transpose: true,
@@ -1048,7 +1048,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 128,
             stages: 2,
             transpose: true,
@@ -1066,7 +1066,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 128,
             stages: 3,
             transpose: true,
@@ -1084,7 +1084,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 128,
             stages: 4,
             transpose: true,
@@ -1102,7 +1102,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 128,
             stages: 5,
             transpose: true,
@@ -1120,7 +1120,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 256,
             stages: 2,
             transpose: true,
@@ -1138,7 +1138,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Exponent,
+            operand: Operand::Exponent,
             tile_n: 256,
             stages: 3,
             transpose: true,
@@ -1156,7 +1156,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 8,
             stages: 2,
             transpose: false,
@@ -1174,7 +1174,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 8,
             stages: 3,
             transpose: false,
@@ -1192,7 +1192,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 8,
             stages: 4,
             transpose: false,
@@ -1210,7 +1210,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 8,
             stages: 5,
             transpose: false,
@@ -1228,7 +1228,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 8,
             stages: 6,
             transpose: false,
@@ -1246,7 +1246,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 8,
             stages: 7,
             transpose: false,
@@ -1264,7 +1264,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 8,
             stages: 8,
             transpose: false,
@@ -1282,7 +1282,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 16,
             stages: 2,
             transpose: false,
@@ -1300,7 +1300,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 16,
             stages: 3,
             transpose: false,
@@ -1318,7 +1318,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 16,
             stages: 4,
             transpose: false,
@@ -1336,7 +1336,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 16,
             stages: 5,
             transpose: false,
@@ -1354,7 +1354,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 16,
             stages: 6,
             transpose: false,
@@ -1372,7 +1372,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 16,
             stages: 7,
             transpose: false,
@@ -1390,7 +1390,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 16,
             stages: 8,
             transpose: false,
@@ -1408,7 +1408,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 32,
             stages: 2,
             transpose: false,
@@ -1426,7 +1426,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 32,
             stages: 3,
             transpose: false,
@@ -1444,7 +1444,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 32,
             stages: 4,
             transpose: false,
@@ -1462,7 +1462,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 32,
             stages: 5,
             transpose: false,
@@ -1480,7 +1480,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 32,
             stages: 6,
             transpose: false,
@@ -1498,7 +1498,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 32,
             stages: 7,
             transpose: false,
@@ -1516,7 +1516,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 32,
             stages: 8,
             transpose: false,
@@ -1534,7 +1534,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 64,
             stages: 2,
             transpose: false,
@@ -1552,7 +1552,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 64,
             stages: 3,
             transpose: false,
@@ -1570,7 +1570,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 64,
             stages: 4,
             transpose: false,
@@ -1588,7 +1588,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 64,
             stages: 5,
             transpose: false,
@@ -1606,7 +1606,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 64,
             stages: 6,
             transpose: false,
@@ -1624,7 +1624,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 64,
             stages: 7,
             transpose: false,
@@ -1642,7 +1642,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 128,
             stages: 2,
             transpose: false,
@@ -1660,7 +1660,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 128,
             stages: 3,
             transpose: false,
@@ -1678,7 +1678,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 128,
             stages: 4,
             transpose: false,
@@ -1696,7 +1696,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 128,
             stages: 5,
             transpose: false,
@@ -1714,7 +1714,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 256,
             stages: 2,
             transpose: false,
@@ -1732,7 +1732,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 256,
             stages: 3,
             transpose: false,
@@ -1750,7 +1750,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 8,
             stages: 2,
             transpose: true,
@@ -1768,7 +1768,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 8,
             stages: 3,
             transpose: true,
@@ -1786,7 +1786,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 8,
             stages: 4,
             transpose: true,
@@ -1804,7 +1804,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 8,
             stages: 5,
             transpose: true,
@@ -1822,7 +1822,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 8,
             stages: 6,
             transpose: true,
@@ -1840,7 +1840,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 8,
             stages: 7,
             transpose: true,
@@ -1858,7 +1858,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 8,
             stages: 8,
             transpose: true,
@@ -1876,7 +1876,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 16,
             stages: 2,
             transpose: true,
@@ -1894,7 +1894,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 16,
             stages: 3,
             transpose: true,
@@ -1912,7 +1912,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 16,
             stages: 4,
             transpose: true,
@@ -1930,7 +1930,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 16,
             stages: 5,
             transpose: true,
@@ -1948,7 +1948,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 16,
             stages: 6,
             transpose: true,
@@ -1966,7 +1966,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 16,
             stages: 7,
             transpose: true,
@@ -1984,7 +1984,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 16,
             stages: 8,
             transpose: true,
@@ -2002,7 +2002,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 32,
             stages: 2,
             transpose: true,
@@ -2020,7 +2020,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 32,
             stages: 3,
             transpose: true,
@@ -2038,7 +2038,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 32,
             stages: 4,
             transpose: true,
@@ -2056,7 +2056,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 32,
             stages: 5,
             transpose: true,
@@ -2074,7 +2074,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 32,
             stages: 6,
             transpose: true,
@@ -2092,7 +2092,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 32,
             stages: 7,
             transpose: true,
@@ -2110,7 +2110,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 32,
             stages: 8,
             transpose: true,
@@ -2128,7 +2128,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 64,
             stages: 2,
             transpose: true,
@@ -2146,7 +2146,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 64,
             stages: 3,
             transpose: true,
@@ -2164,7 +2164,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 64,
             stages: 4,
             transpose: true,
@@ -2182,7 +2182,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 64,
             stages: 5,
             transpose: true,
@@ -2200,7 +2200,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 64,
             stages: 6,
             transpose: true,
@@ -2218,7 +2218,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 64,
             stages: 7,
             transpose: true,
@@ -2236,7 +2236,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 128,
             stages: 2,
             transpose: true,
@@ -2254,7 +2254,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 128,
             stages: 3,
             transpose: true,
@@ -2272,7 +2272,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 128,
             stages: 4,
             transpose: true,
@@ -2290,7 +2290,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 128,
             stages: 5,
             transpose: true,
@@ -2308,7 +2308,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 256,
             stages: 2,
             transpose: true,
@@ -2326,7 +2326,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Palette,
+            operand: Operand::Palette,
             tile_n: 256,
             stages: 3,
             transpose: true,
@@ -2344,7 +2344,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 8,
             stages: 2,
             transpose: false,
@@ -2362,7 +2362,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 8,
             stages: 3,
             transpose: false,
@@ -2380,7 +2380,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 8,
             stages: 4,
             transpose: false,
@@ -2398,7 +2398,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 8,
             stages: 5,
             transpose: false,
@@ -2416,7 +2416,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 8,
             stages: 6,
             transpose: false,
@@ -2434,7 +2434,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 8,
             stages: 7,
             transpose: false,
@@ -2452,7 +2452,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 8,
             stages: 8,
             transpose: false,
@@ -2470,7 +2470,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 16,
             stages: 2,
             transpose: false,
@@ -2488,7 +2488,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 16,
             stages: 3,
             transpose: false,
@@ -2506,7 +2506,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 16,
             stages: 4,
             transpose: false,
@@ -2524,7 +2524,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 16,
             stages: 5,
             transpose: false,
@@ -2542,7 +2542,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 16,
             stages: 6,
             transpose: false,
@@ -2560,7 +2560,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 16,
             stages: 7,
             transpose: false,
@@ -2578,7 +2578,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 16,
             stages: 8,
             transpose: false,
@@ -2596,7 +2596,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 32,
             stages: 2,
             transpose: false,
@@ -2614,7 +2614,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 32,
             stages: 3,
             transpose: false,
@@ -2632,7 +2632,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 32,
             stages: 4,
             transpose: false,
@@ -2650,7 +2650,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 32,
             stages: 5,
             transpose: false,
@@ -2668,7 +2668,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 32,
             stages: 6,
             transpose: false,
@@ -2686,7 +2686,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 32,
             stages: 7,
             transpose: false,
@@ -2704,7 +2704,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 32,
             stages: 8,
             transpose: false,
@@ -2722,7 +2722,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 64,
             stages: 2,
             transpose: false,
@@ -2740,7 +2740,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 64,
             stages: 3,
             transpose: false,
@@ -2758,7 +2758,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 64,
             stages: 4,
             transpose: false,
@@ -2776,7 +2776,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 64,
             stages: 5,
             transpose: false,
@@ -2794,7 +2794,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 64,
             stages: 6,
             transpose: false,
@@ -2812,7 +2812,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 64,
             stages: 7,
             transpose: false,
@@ -2830,7 +2830,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 64,
             stages: 8,
             transpose: false,
@@ -2848,7 +2848,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 128,
             stages: 2,
             transpose: false,
@@ -2866,7 +2866,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 128,
             stages: 3,
             transpose: false,
@@ -2884,7 +2884,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 128,
             stages: 4,
             transpose: false,
@@ -2902,7 +2902,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 128,
             stages: 5,
             transpose: false,
@@ -2920,7 +2920,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 128,
             stages: 6,
             transpose: false,
@@ -2938,7 +2938,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 128,
             stages: 7,
             transpose: false,
@@ -2956,7 +2956,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 256,
             stages: 2,
             transpose: false,
@@ -2974,7 +2974,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 256,
             stages: 3,
             transpose: false,
@@ -2992,7 +2992,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 256,
             stages: 4,
             transpose: false,
@@ -3010,7 +3010,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 8,
             stages: 2,
             transpose: true,
@@ -3028,7 +3028,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 8,
             stages: 3,
             transpose: true,
@@ -3046,7 +3046,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 8,
             stages: 4,
             transpose: true,
@@ -3064,7 +3064,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 8,
             stages: 5,
             transpose: true,
@@ -3082,7 +3082,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 8,
             stages: 6,
             transpose: true,
@@ -3100,7 +3100,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 8,
             stages: 7,
             transpose: true,
@@ -3118,7 +3118,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 8,
             stages: 8,
             transpose: true,
@@ -3136,7 +3136,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 16,
             stages: 2,
             transpose: true,
@@ -3154,7 +3154,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 16,
             stages: 3,
             transpose: true,
@@ -3172,7 +3172,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 16,
             stages: 4,
             transpose: true,
@@ -3190,7 +3190,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 16,
             stages: 5,
             transpose: true,
@@ -3208,7 +3208,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 16,
             stages: 6,
             transpose: true,
@@ -3226,7 +3226,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 16,
             stages: 7,
             transpose: true,
@@ -3244,7 +3244,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 16,
             stages: 8,
             transpose: true,
@@ -3262,7 +3262,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 32,
             stages: 2,
             transpose: true,
@@ -3280,7 +3280,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 32,
             stages: 3,
             transpose: true,
@@ -3298,7 +3298,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 32,
             stages: 4,
             transpose: true,
@@ -3316,7 +3316,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 32,
             stages: 5,
             transpose: true,
@@ -3334,7 +3334,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 32,
             stages: 6,
             transpose: true,
@@ -3352,7 +3352,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 32,
             stages: 7,
             transpose: true,
@@ -3370,7 +3370,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 32,
             stages: 8,
             transpose: true,
@@ -3388,7 +3388,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 64,
             stages: 2,
             transpose: true,
@@ -3406,7 +3406,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 64,
             stages: 3,
             transpose: true,
@@ -3424,7 +3424,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 64,
             stages: 4,
             transpose: true,
@@ -3442,7 +3442,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 64,
             stages: 5,
             transpose: true,
@@ -3460,7 +3460,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 64,
             stages: 6,
             transpose: true,
@@ -3478,7 +3478,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 64,
             stages: 7,
             transpose: true,
@@ -3496,7 +3496,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 64,
             stages: 8,
             transpose: true,
@@ -3514,7 +3514,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 128,
             stages: 2,
             transpose: true,
@@ -3532,7 +3532,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 128,
             stages: 3,
             transpose: true,
@@ -3550,7 +3550,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 128,
             stages: 4,
             transpose: true,
@@ -3568,7 +3568,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 128,
             stages: 5,
             transpose: true,
@@ -3586,7 +3586,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 128,
             stages: 6,
             transpose: true,
@@ -3604,7 +3604,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 128,
             stages: 7,
             transpose: true,
@@ -3622,7 +3622,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 256,
             stages: 2,
             transpose: true,
@@ -3640,7 +3640,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 256,
             stages: 3,
             transpose: true,
@@ -3658,7 +3658,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 256,
             stages: 4,
             transpose: true,

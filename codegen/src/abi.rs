@@ -70,34 +70,25 @@ impl HuffLayout {
     }
 }
 
+// The relations the kernels and the runtime rely on, checked when the crate compiles.
+const _: () = {
+    assert!(ESC_MASK_WORDS * 32 == BM, "one mask bit per local group of a tile");
+    assert!(ESC_FIRST_WORD >= ESC_MASK_WORDS && ESC_COUNT_WORD >= ESC_MASK_WORDS);
+    assert!(ESC_FIRST_WORD != ESC_COUNT_WORD && ESC_COUNT_WORD < ESC_RECORD_WORDS);
+    assert!(BK == GROUP && BM % GROUP == 0, "a tile row holds whole groups");
+    assert!(NIBBLE_TILE_BYTES * 2 == SM_TILE_BYTES);
+    // templates/huff.cu.tera: the bit reader runs at most 12 bytes past a chunk's end.
+    assert!(BITS_TAIL >= 12 && BITS_TAIL % 16 == 0);
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn record_fields_fit_the_record() {
-        assert_eq!(ESC_MASK_WORDS * 32, BM, "one mask bit per local group of a tile");
-        assert!(ESC_FIRST_WORD >= ESC_MASK_WORDS && ESC_COUNT_WORD < ESC_RECORD_WORDS);
-        assert_ne!(ESC_FIRST_WORD, ESC_COUNT_WORD);
-    }
-
-    #[test]
-    fn tiles_hold_whole_groups() {
-        assert_eq!(BK, GROUP, "a standard tile row is one group");
-        assert_eq!(BM % GROUP, 0, "a transposed tile row is whole groups");
-        assert_eq!(NIBBLE_TILE_BYTES * 2, SM_TILE_BYTES);
-    }
 
     #[test]
     fn layout_codes_are_dense() {
         for (i, l) in HuffLayout::ALL.into_iter().enumerate() {
             assert_eq!(l.code(), i as u32);
         }
-    }
-
-    #[test]
-    fn bits_tail_covers_the_reader() {
-        // templates/huff.cu.tera: the reader runs at most 12 bytes past a chunk's end.
-        assert!(BITS_TAIL >= 12 && BITS_TAIL % 16 == 0);
     }
 }

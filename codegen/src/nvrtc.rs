@@ -45,8 +45,12 @@ pub enum NvrtcFailure {
 impl fmt::Display for NvrtcFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NvrtcFailure::Missing => f.write_str("libnvrtc.so.13 (NVRTC 13) is not on the loader path"),
-            NvrtcFailure::Call { call, source } => write!(f, "{call} failed: {}", nvrtc_text(source)),
+            NvrtcFailure::Missing => {
+                f.write_str("libnvrtc.so.13 (NVRTC 13) is not on the loader path")
+            }
+            NvrtcFailure::Call { call, source } => {
+                write!(f, "{call} failed: {}", nvrtc_text(source))
+            }
             NvrtcFailure::Compile { log } => write!(f, "compilation failed:\n{log}"),
         }
     }

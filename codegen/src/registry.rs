@@ -5,7 +5,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
 use crate::render::Generated;
-use crate::variant::{GridRule, HuffOutput, Pipeline, Variant};
+use crate::variant::{GridRule, HuffOutput, Operand, Variant};
 
 /// The registry source. The includer brings `unweight_codegen::variant::*` into scope, and each
 /// `include_str!` resolves next to registry.rs in generated/.
@@ -72,13 +72,13 @@ fn lit(x: u32) -> proc_macro2::Literal {
 fn variant_tokens(v: &Variant) -> TokenStream {
     match v {
         Variant::Rmm(r) => {
-            let pipeline = match r.pipeline {
-                Pipeline::Exponent => quote! { Pipeline::Exponent },
-                Pipeline::Palette => quote! { Pipeline::Palette },
-                Pipeline::Raw => quote! { Pipeline::Raw },
+            let operand = match r.operand {
+                Operand::Exponent => quote! { Operand::Exponent },
+                Operand::Palette => quote! { Operand::Palette },
+                Operand::Raw => quote! { Operand::Raw },
             };
             let (n, s, t) = (lit(r.tile_n), lit(r.stages), r.transpose);
-            quote! { Variant::Rmm(RmmVariant { pipeline: #pipeline, tile_n: #n, stages: #s, transpose: #t }) }
+            quote! { Variant::Rmm(RmmVariant { operand: #operand, tile_n: #n, stages: #s, transpose: #t }) }
         }
         Variant::Huff(h) => {
             let output = match h.output {

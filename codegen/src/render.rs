@@ -138,7 +138,7 @@ fn header(v: &Variant, template: &str) -> String {
         Variant::Rmm(r) => writeln!(
             h,
             "// Variant {v}: pipeline = {}, tile_n = {}, stages = {}, transpose = {}.",
-            r.pipeline.as_str(),
+            r.operand.as_str(),
             r.tile_n,
             r.stages,
             r.transpose

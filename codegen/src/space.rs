@@ -8,15 +8,15 @@
 use std::fmt;
 
 use crate::abi::{self, BITS_TAIL, BK, BM, ESC_RECORD_BYTES, GROUP, MAX_CODE_LEN, SMEM_LIMIT};
-use crate::variant::{GridRule, HuffOutput, HuffVariant, Pipeline, RmmVariant, Variant};
+use crate::variant::{GridRule, HuffOutput, HuffVariant, Operand, RmmVariant, Variant};
 /// Shared memory per SM (228 KB); two co-resident CTAs also pay 1 KB of reserved smem each.
-pub const SM_SMEM: u32 = 233_472;
+pub const SMEM_PER_SM: u32 = 233_472;
 /// 32-bit registers per SM.
-pub const SM_REGS: u32 = 65_536;
+pub const REGS_PER_SM: u32 = 65_536;
 
 /// Registers per thread ptxas allocates under `__launch_bounds__(threads, ctas)` (a multiple of 8).
 pub fn regs_per_thread(threads: u32, ctas: u32) -> u32 {
-    (SM_REGS / (threads * ctas)).min(255) / 8 * 8
+    (REGS_PER_SM / (threads * ctas)).min(255) / 8 * 8
 }
 
 /// Tile widths (WGMMA N = batch tile).
@@ -30,12 +30,12 @@ pub const TRANSPOSE: [bool; 2] = [false, true];
 /// snapshots): rmm by pipeline, transpose, tile width, stages; then the Huffman kernels.
 /// Includes combinations that [`check`] prunes.
 pub fn variants() -> impl Iterator<Item = Variant> {
-    let rmm = Pipeline::ALL.into_iter().flat_map(|pipeline| {
+    let rmm = Operand::ALL.into_iter().flat_map(|operand| {
         TRANSPOSE.into_iter().flat_map(move |transpose| {
             TILE_N.into_iter().flat_map(move |tile_n| {
                 STAGES.into_iter().map(move |stages| {
                     Variant::Rmm(RmmVariant {
-                        pipeline,
+                        operand,
                         tile_n,
                         stages,
                         transpose,
@@ -206,17 +206,17 @@ impl RmmBudget {
             });
         }
         let (bm, bk) = (BM, BK);
-        let raw = v.pipeline == Pipeline::Raw;
+        let raw = v.operand == Operand::Raw;
         let a_bytes = bm * bk * 2;
         // Compressed pipelines rebuild two k blocks per step into alternating pairs of A buffers.
         let a_bufs = if raw { v.stages } else { 2 * RMM_KB_STEP };
         let w0_bytes = if raw { 0 } else { abi::SM_TILE_BYTES };
-        let w1_bytes = match v.pipeline {
-            Pipeline::Raw => 0,
-            Pipeline::Exponent => abi::EXP_TILE_BYTES,
-            Pipeline::Palette => abi::NIBBLE_TILE_BYTES,
+        let w1_bytes = match v.operand {
+            Operand::Raw => 0,
+            Operand::Exponent => abi::EXP_TILE_BYTES,
+            Operand::Palette => abi::NIBBLE_TILE_BYTES,
         };
-        let palette = v.pipeline == Pipeline::Palette;
+        let palette = v.operand == Operand::Palette;
         let esc_cap = if palette { RMM_ESC_CAP } else { 0 };
         let esc_bytes = GROUP * esc_cap;
         let max_kb = if palette { RMM_MAX_KB } else { 0 };
@@ -233,7 +233,11 @@ impl RmmBudget {
         let smem_bytes = off_bar + 16 * v.stages + 16;
         let dynamic_smem = smem_bytes + 1024;
         // The staged escape exponents vary per stage; the producer adds them to this at run time.
-        let tx_bytes = if raw { a_bytes + b_bytes } else { w0_bytes + w1_bytes + b_bytes };
+        let tx_bytes = if raw {
+            a_bytes + b_bytes
+        } else {
+            w0_bytes + w1_bytes + b_bytes
+        };
         let mut layout = RmmBudget {
             variant: *v,
             bm,
@@ -321,10 +325,10 @@ impl RmmBudget {
         let int = |x: u32| Value::Int(x as u64);
         vec![
             ("name", Value::Str(Variant::Rmm(*v).to_string())),
-            ("pipeline", Value::Str(v.pipeline.as_str().to_string())),
-            ("is_raw", Value::Bool(v.pipeline == Pipeline::Raw)),
-            ("is_palette", Value::Bool(v.pipeline == Pipeline::Palette)),
-            ("is_exponent", Value::Bool(v.pipeline == Pipeline::Exponent)),
+            ("pipeline", Value::Str(v.operand.as_str().to_string())),
+            ("is_raw", Value::Bool(v.operand == Operand::Raw)),
+            ("is_palette", Value::Bool(v.operand == Operand::Palette)),
+            ("is_exponent", Value::Bool(v.operand == Operand::Exponent)),
             ("transpose", Value::Bool(v.transpose)),
             ("tile_n", int(v.tile_n)),
             ("stages", int(v.stages)),
@@ -470,8 +474,14 @@ impl HuffBudget {
             ("bm", int(BM)),
             ("bk", int(BK)),
             ("layout_row_major", int(abi::HuffLayout::RowMajor.code())),
-            ("layout_tiled_standard", int(abi::HuffLayout::TiledStandard.code())),
-            ("layout_tiled_transposed", int(abi::HuffLayout::TiledTransposed.code())),
+            (
+                "layout_tiled_standard",
+                int(abi::HuffLayout::TiledStandard.code()),
+            ),
+            (
+                "layout_tiled_transposed",
+                int(abi::HuffLayout::TiledTransposed.code()),
+            ),
         ]
     }
 }
@@ -660,7 +670,7 @@ mod tests {
     #[test]
     fn smem_pruning_names_the_terms() {
         let v = RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 256,
             stages: 8,
             transpose: false,

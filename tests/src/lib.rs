@@ -13,5 +13,10 @@ pub fn gpu_session() -> (Harness, Rng) {
 
 /// Fails the test listing every failure a GPU check collected.
 pub fn assert_no_failures(failures: &[String]) {
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use unweight_codegen::generate::{generate, generated_dir, render_set, Mode};
 use unweight_codegen::space::{self, VariantSet};
-use unweight_codegen::variant::{Pipeline, Variant};
+use unweight_codegen::variant::{Operand, Variant};
 
 #[test]
 fn generated_is_fresh() {
@@ -36,12 +36,12 @@ fn names_round_trip() {
 #[test]
 fn space_covers_the_acceptance_grid() {
     let kept: Vec<Variant> = space::kept().into_iter().map(|(v, _)| v).collect();
-    for p in Pipeline::ALL {
+    for p in Operand::ALL {
         for t in [false, true] {
             let rmm: Vec<_> = kept
                 .iter()
                 .filter_map(|v| match v {
-                    Variant::Rmm(r) if r.pipeline == p && r.transpose == t => Some(*r),
+                    Variant::Rmm(r) if r.operand == p && r.transpose == t => Some(*r),
                     _ => None,
                 })
                 .collect();

@@ -266,7 +266,11 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
                     Orientation::Standard => (t.rows, t.cols),
                     Orientation::Transposed => (t.cols, t.rows),
                 };
-                let elem = if nibbles { Packing::Nibble } else { Packing::Byte };
+                let elem = if nibbles {
+                    Packing::Nibble
+                } else {
+                    Packing::Byte
+                };
                 assert_eq!(
                     tiles::tile(&expected, t.orientation, n_out, k, elem).unwrap(),
                     want,

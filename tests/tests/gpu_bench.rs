@@ -7,7 +7,10 @@ use unweight::gpu::harness::bench::{run, BenchOptions};
 #[test]
 #[ignore = "needs an sm_90 GPU"]
 fn gpu_bench_llama_mlp() {
-    let mut opts = BenchOptions { command: "gpu_bench --ignored gpu_bench_llama_mlp".into(), ..BenchOptions::default() };
+    let mut opts = BenchOptions {
+        command: "gpu_bench --ignored gpu_bench_llama_mlp".into(),
+        ..BenchOptions::default()
+    };
     if let Some(dir) = std::env::var_os("UNWEIGHT_BENCH_OUT") {
         opts.out_dir = dir.into();
     }

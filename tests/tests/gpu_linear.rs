@@ -1,9 +1,9 @@
 //! Every pipeline's y equals its bit-exact reference and cuBLAS to BF16 tolerance, both
 //! orientations, M ∈ {1, 7, 16, 64, 200, 256, 1024}.
 
-use unweight_tests::{assert_no_failures, gpu_session};
 use unweight::codec::Orientation;
 use unweight::gpu::harness::check::{check_linear, print_outcomes};
+use unweight_tests::{assert_no_failures, gpu_session};
 
 const MS: [usize; 7] = [1, 7, 16, 64, 200, 256, 1024];
 
@@ -12,7 +12,8 @@ fn run(shapes: &[(usize, usize)], ms: &[usize], escape_groups: f64) {
     let mut failures = Vec::new();
     for &(n_out, k) in shapes {
         for o in [Orientation::Standard, Orientation::Transposed] {
-            let (outcomes, f) = check_linear(&h, &mut rng, n_out, k, o, ms, escape_groups).expect("running pipelines");
+            let (outcomes, f) = check_linear(&h, &mut rng, n_out, k, o, ms, escape_groups)
+                .expect("running pipelines");
             println!("{n_out}x{k} {o}:");
             print_outcomes(&outcomes);
             failures.extend(f);

@@ -91,14 +91,28 @@ fn print_report(r: &Report) {
                 format!("{:.1}", row.palette_us),
                 format!("{:.1}", row.cublas_us),
                 format!("{:.2}x", row.cublas_us / row.palette_us),
-                format!("{} / {}", table::bytes(row.palette_bytes), table::bytes(row.bf16_bytes)),
+                format!(
+                    "{} / {}",
+                    table::bytes(row.palette_bytes),
+                    table::bytes(row.bf16_bytes)
+                ),
             ]
         })
         .collect();
     print!(
         "{}",
         table::render(
-            &["projection", "shape", "orientation", "M", "kernel", "palette µs", "cuBLAS µs", "speed vs cuBLAS", "read: palette / BF16"],
+            &[
+                "projection",
+                "shape",
+                "orientation",
+                "M",
+                "kernel",
+                "palette µs",
+                "cuBLAS µs",
+                "speed vs cuBLAS",
+                "read: palette / BF16"
+            ],
             &rows
         )
     );

@@ -3,7 +3,9 @@
 
 use rayon::prelude::*;
 
-use super::code::{build_lut, canonical_codes, code_lengths, load_be_u64, validate_lengths, LUT_SIZE};
+use super::code::{
+    build_lut, canonical_codes, code_lengths, load_be_u64, validate_lengths, LUT_SIZE,
+};
 use super::{CodecError, HuffmanStream, MAX_CODE_LEN};
 
 impl HuffmanStream {
@@ -100,7 +102,6 @@ impl HuffmanStream {
         }
         Ok(())
     }
-
 }
 
 /// Chunks per parallel encode task.
@@ -187,6 +188,8 @@ fn encode_segment_into(
 ) -> Vec<u64> {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("bmi2") {
+        /// # Safety
+        /// The CPU must support BMI2 (checked just above).
         #[target_feature(enable = "bmi2")]
         unsafe fn bmi2(n: &[u8], c: usize, p: &[u32; 256], s: u32, b: &mut [u8]) -> Vec<u64> {
             encode_segment_body(n, c, p, s, b)

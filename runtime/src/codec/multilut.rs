@@ -100,6 +100,9 @@ struct Lane {
 }
 
 /// [`decode_lanes`] compiled for BMI2 (flag-free variable shifts in the dependency chain).
+///
+/// # Safety
+/// The CPU must support BMI2 (the caller checks `is_x86_feature_detected!("bmi2")`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "bmi2")]
 unsafe fn decode_lanes_bmi2(

@@ -44,7 +44,12 @@ impl Linear {
         }
         if weights.geometry.rmm_ok() {
             let g = &weights.geometry;
-            let (ws, flags) = plan::split_buffers_bound(g.n_out, g.k, DEFAULT_MAX_BATCH, weights.device().info.sm_count);
+            let (ws, flags) = plan::split_buffers_bound(
+                g.n_out,
+                g.k,
+                DEFAULT_MAX_BATCH,
+                weights.device().info.sm_count,
+            );
             scratch.reserve_split(ws, flags)?;
         }
         Ok(Linear { weights })
@@ -65,13 +70,30 @@ impl Linear {
     /// The default plan of `pipeline` at batch `m` (see [`plan::default_variant`]).
     pub fn plan(&self, pipeline: ExecPipeline, m: usize) -> Result<Plan, GpuError> {
         self.check_residency(pipeline)?;
-        plan::plan(&self.weights.geometry, pipeline, m, None, self.weights.device().info.sm_count)
+        plan::plan(
+            &self.weights.geometry,
+            pipeline,
+            m,
+            None,
+            self.weights.device().info.sm_count,
+        )
     }
 
     /// A plan with an explicit rmm variant (the benchmark's search, a tuning table).
-    pub fn plan_with(&self, pipeline: ExecPipeline, m: usize, rmm: &'static RegistryEntry) -> Result<Plan, GpuError> {
+    pub fn plan_with(
+        &self,
+        pipeline: ExecPipeline,
+        m: usize,
+        rmm: &'static RegistryEntry,
+    ) -> Result<Plan, GpuError> {
         self.check_residency(pipeline)?;
-        plan::plan(&self.weights.geometry, pipeline, m, Some(rmm), self.weights.device().info.sm_count)
+        plan::plan(
+            &self.weights.geometry,
+            pipeline,
+            m,
+            Some(rmm),
+            self.weights.device().info.sm_count,
+        )
     }
 
     fn check_residency(&self, pipeline: ExecPipeline) -> Result<(), GpuError> {
@@ -91,7 +113,11 @@ impl Linear {
     }
 
     fn plan_error(&self, plan: &Plan, reason: String) -> GpuError {
-        GpuError::PlanMismatch { plan: format!("{} ({})", plan.pipeline, plan.variant_name()), tensor: self.weights.name.clone(), reason }
+        GpuError::PlanMismatch {
+            plan: format!("{} ({})", plan.pipeline, plan.variant_name()),
+            tensor: self.weights.name.clone(),
+            reason,
+        }
     }
 
     /// Enqueues `y = x·Wᵀ` on `stream`; `x` holds at least `plan.m × k` values, `y` at least
@@ -127,7 +153,13 @@ impl Linear {
     /// # Safety
     /// `x` must address `plan.m × k` bf16 values and `y` `plan.m × n_out`, both live until the
     /// enqueued work completes, and be 16-byte aligned.
-    pub unsafe fn forward_raw(&self, stream: &CudaStream, x: u64, y: u64, plan: &Plan) -> Result<(), GpuError> {
+    pub unsafe fn forward_raw(
+        &self,
+        stream: &CudaStream,
+        x: u64,
+        y: u64,
+        plan: &Plan,
+    ) -> Result<(), GpuError> {
         self.check_residency(plan.pipeline)?;
         let g = &self.weights.geometry;
         let (m, k, n_out) = (plan.m, g.k, g.n_out);
@@ -140,9 +172,12 @@ impl Linear {
         if let Some(e) = plan.rmm {
             // A plan made for another weight must not launch a kernel of the wrong orientation.
             let fits = matches!(e.variant, Variant::Rmm(v)
-                if v.transpose == transpose && Some(v.pipeline) == plan.pipeline.rmm());
+                if v.transpose == transpose && Some(v.operand) == plan.pipeline.rmm());
             if !fits || !g.rmm_ok() {
-                return Err(self.plan_error(plan, format!("it was made for another weight ({})", g.shape_text())));
+                return Err(self.plan_error(
+                    plan,
+                    format!("it was made for another weight ({})", g.shape_text()),
+                ));
             }
             let (ws, flags) = plan::split_buffers(e, n_out, m, plan.ctas);
             dev.scratch.reserve_split(ws, flags)?; // no-op unless m exceeds DEFAULT_MAX_BATCH
@@ -162,7 +197,8 @@ impl Linear {
         let s = &*slot;
         let r = match (&self.weights.resident, plan.pipeline) {
             (Resident::Raw(r), ExecPipeline::Raw) => {
-                let w = tma::raw_weight_map(transpose, n_out, k).encode(r.w.ptr, r.w.bytes() as u64)?;
+                let w =
+                    tma::raw_weight_map(transpose, n_out, k).encode(r.w.ptr, r.w.bytes() as u64)?;
                 // SAFETY: the map describes this weight's live upload; `x`/`y` per the contract.
                 unsafe { self.rmm(stream, s, plan, x, x_bytes, y, Some(w), [0, 0], [0, 0, 0]) }
             }
@@ -170,10 +206,24 @@ impl Linear {
                 let (t, w) = (&p.rmm, [p.rmm.sm_tiles.ptr, p.nibble_tiles.ptr]);
                 // SAFETY: tiled blocks, records, escape exponents and palette are this weight's
                 // live uploads for its geometry; `x`/`y` per the contract.
-                unsafe { self.rmm(stream, s, plan, x, x_bytes, y, None, w, [t.tile_esc.ptr, t.esc_exp.ptr, p.palette.ptr]) }
+                unsafe {
+                    self.rmm(
+                        stream,
+                        s,
+                        plan,
+                        x,
+                        x_bytes,
+                        y,
+                        None,
+                        w,
+                        [t.tile_esc.ptr, t.esc_exp.ptr, p.palette.ptr],
+                    )
+                }
             }
             // SAFETY: `h` is this weight's live Huffman upload, `s` the locked slot; `x`/`y` per the contract.
-            (Resident::Huffman(h), pipe) => unsafe { self.huffman_pipeline(stream, s, h, pipe, plan, x, x_bytes, y) },
+            (Resident::Huffman(h), pipe) => unsafe {
+                self.huffman_pipeline(stream, s, h, pipe, plan, x, x_bytes, y)
+            },
             (_, pipe) => Err(self.residency_error(pipe.as_str(), pipe.residency())),
         };
         slot.release_on(stream)?;
@@ -201,30 +251,66 @@ impl Linear {
         let transpose = g.transposed();
         let output = match plan.preprocess.map(|e| e.variant) {
             Some(Variant::Huff(v)) => v.output,
-            _ => return Err(self.plan_error(plan, format!("{pipe} needs a Huffman preprocess kernel"))),
+            _ => {
+                return Err(
+                    self.plan_error(plan, format!("{pipe} needs a Huffman preprocess kernel"))
+                )
+            }
         };
         match pipe {
             ExecPipeline::FullDecode => {
                 // SAFETY: the slot's buffer holds `capacity()` bytes (`decode` checks the need).
-                unsafe { self.decode(stream, h, output, HuffLayout::RowMajor, slot.ptr(), slot.capacity())? };
+                unsafe {
+                    self.decode(
+                        stream,
+                        h,
+                        output,
+                        HuffLayout::RowMajor,
+                        slot.ptr(),
+                        slot.capacity(),
+                    )?
+                };
                 let p = gemm_params(g.orientation, m, n_out, k)?;
                 // SAFETY: the slot now holds this weight's bf16 matrix; `x`/`y` per the contract.
-                unsafe { self.weights.device().blas.gemm_bf16(stream, &p, slot.ptr(), x, y) }
+                unsafe {
+                    self.weights
+                        .device()
+                        .blas
+                        .gemm_bf16(stream, &p, slot.ptr(), x, y)
+                }
             }
             ExecPipeline::Exponent | ExecPipeline::PaletteTranscode => {
                 let Some(t) = &h.rmm else {
                     return Err(weights_error(&self.weights.name, LayoutError::NoRmmTables));
                 };
-                let layout = if transpose { HuffLayout::TiledTransposed } else { HuffLayout::TiledStandard };
+                let layout = if transpose {
+                    HuffLayout::TiledTransposed
+                } else {
+                    HuffLayout::TiledStandard
+                };
                 // SAFETY: as for full decode.
                 unsafe { self.decode(stream, h, output, layout, slot.ptr(), slot.capacity())? };
                 let esc = match pipe {
-                    ExecPipeline::PaletteTranscode => [t.tile_esc.ptr, t.esc_exp.ptr, h.palette.ptr],
+                    ExecPipeline::PaletteTranscode => {
+                        [t.tile_esc.ptr, t.esc_exp.ptr, h.palette.ptr]
+                    }
                     _ => [0, 0, 0],
                 };
                 // SAFETY: tiled sm and tables are this weight's uploads, the slot holds the
                 // tiled preprocess output just enqueued on the same stream.
-                unsafe { self.rmm(stream, slot, plan, x, x_bytes, y, None, [t.sm_tiles.ptr, slot.ptr()], esc) }
+                unsafe {
+                    self.rmm(
+                        stream,
+                        slot,
+                        plan,
+                        x,
+                        x_bytes,
+                        y,
+                        None,
+                        [t.sm_tiles.ptr, slot.ptr()],
+                        esc,
+                    )
+                }
             }
             other => Err(self.residency_error(other.as_str(), other.residency())),
         }
@@ -253,14 +339,24 @@ impl Linear {
             return Err(self.plan_error(plan, format!("{} needs an rmm variant", plan.pipeline)));
         };
         let Variant::Rmm(v) = entry.variant else {
-            return Err(GpuError::WrongVariant { variant: entry.name.to_string(), expected: "rmm".into() });
+            return Err(GpuError::WrongVariant {
+                variant: entry.name.to_string(),
+                expected: "rmm".into(),
+            });
         };
         let g = &self.weights.geometry;
         let (need_ws, need_flags) = plan::split_buffers(entry, g.n_out, plan.m, plan.ctas);
         let ((ws, ws_cap), (flags, flags_cap)) = (slot.ws(), slot.flags());
-        for (what, have, need) in [("workspace", ws_cap, need_ws), ("flags", flags_cap, need_flags)] {
+        for (what, have, need) in [
+            ("workspace", ws_cap, need_ws),
+            ("flags", flags_cap, need_flags),
+        ] {
             if need > have {
-                return Err(GpuError::BufferTooSmall { what: format!("stream-K {what} for {}", entry.name), have, need });
+                return Err(GpuError::BufferTooSmall {
+                    what: format!("stream-K {what} for {}", entry.name),
+                    have,
+                    need,
+                });
             }
         }
         let tm_x = tma::x_map(g.k, plan.m, v.tile_n).encode(x, x_bytes)?;
@@ -314,7 +410,13 @@ impl Linear {
         let layout = match (tiled, output, g.orientation) {
             (false, _, _) | (_, HuffOutput::Bf16, _) => HuffLayout::RowMajor,
             (true, _, _) if !g.rmm_ok() => {
-                return Err(weights_error(&self.weights.name, LayoutError::Untileable { n_out: g.n_out, k: g.k }))
+                return Err(weights_error(
+                    &self.weights.name,
+                    LayoutError::Untileable {
+                        n_out: g.n_out,
+                        k: g.k,
+                    },
+                ))
             }
             (true, _, Orientation::Standard) => HuffLayout::TiledStandard,
             (true, _, Orientation::Transposed) => HuffLayout::TiledTransposed,
@@ -342,13 +444,27 @@ impl Linear {
         let need = self.decode_bytes(output);
         if out_bytes < need || out == 0 {
             let what = format!("huff_{} output for {}", output.as_str(), self.weights.name);
-            return Err(GpuError::BufferTooSmall { what, have: out_bytes, need });
+            return Err(GpuError::BufferTooSmall {
+                what,
+                have: out_bytes,
+                need,
+            });
         }
         let g = &self.weights.geometry;
-        let kernel = self.weights.device().kernels.get_entry(plan::huff_entry(output)?)?;
+        let kernel = self
+            .weights
+            .device()
+            .kernels
+            .get_entry(plan::huff_entry(output)?)?;
         // huff_bf16's `layout` says where it reads sm (its output is row-major); the others', where they write.
-        let (sm, sm_layout) = h.sm_input(g.orientation).map_err(|p| weights_error(&self.weights.name, p))?;
-        let layout = if output == HuffOutput::Bf16 { sm_layout } else { layout };
+        let (sm, sm_layout) = h
+            .sm_input(g.orientation)
+            .map_err(|p| weights_error(&self.weights.name, p))?;
+        let layout = if output == HuffOutput::Bf16 {
+            sm_layout
+        } else {
+            layout
+        };
         let args = HuffArgs {
             bits: h.bits.ptr,
             chunk_offsets: h.chunk_offsets.ptr,

@@ -30,7 +30,11 @@ impl<T> DevBuf<T> {
     }
 }
 
-fn upload<T: DeviceRepr + Copy + Default>(stream: &Arc<CudaStream>, data: &[T], what: &str) -> Result<DevBuf<T>, GpuError> {
+fn upload<T: DeviceRepr + Copy + Default>(
+    stream: &Arc<CudaStream>,
+    data: &[T],
+    what: &str,
+) -> Result<DevBuf<T>, GpuError> {
     // An empty table (no escapes) still gets a small buffer so its address is valid and aligned.
     let padded;
     let src = if data.is_empty() {
@@ -39,9 +43,15 @@ fn upload<T: DeviceRepr + Copy + Default>(stream: &Arc<CudaStream>, data: &[T], 
     } else {
         data
     };
-    let slice = stream.clone_htod(src).ctx(|| format!("uploading {what} ({} elements)", src.len()))?;
+    let slice = stream
+        .clone_htod(src)
+        .ctx(|| format!("uploading {what} ({} elements)", src.len()))?;
     let ptr = slice.device_ptr(stream).0;
-    Ok(DevBuf { slice, ptr, len: data.len() })
+    Ok(DevBuf {
+        slice,
+        ptr,
+        len: data.len(),
+    })
 }
 
 pub struct HuffmanDev {
@@ -66,15 +76,22 @@ impl HuffmanDev {
     pub fn sm_input(&self, orientation: Orientation) -> Result<(u64, HuffLayout), LayoutError> {
         match (&self.sm, &self.rmm, orientation) {
             (Some(sm), _, _) => Ok((sm.ptr, HuffLayout::RowMajor)),
-            (None, Some(r), Orientation::Standard) => Ok((r.sm_tiles.ptr, HuffLayout::TiledStandard)),
-            (None, Some(r), Orientation::Transposed) => Ok((r.sm_tiles.ptr, HuffLayout::TiledTransposed)),
+            (None, Some(r), Orientation::Standard) => {
+                Ok((r.sm_tiles.ptr, HuffLayout::TiledStandard))
+            }
+            (None, Some(r), Orientation::Transposed) => {
+                Ok((r.sm_tiles.ptr, HuffLayout::TiledTransposed))
+            }
             (None, None, _) => Err(LayoutError::NoSignMantissa),
         }
     }
 
     /// Bytes of the sm copy.
     fn sm_bytes(&self) -> usize {
-        self.sm.as_ref().or(self.rmm.as_ref().map(|r| &r.sm_tiles)).map_or(0, DevBuf::bytes)
+        self.sm
+            .as_ref()
+            .or(self.rmm.as_ref().map(|r| &r.sm_tiles))
+            .map_or(0, DevBuf::bytes)
     }
 }
 
@@ -133,7 +150,11 @@ pub struct DeviceWeights {
 
 impl DeviceWeights {
     /// Huffman-resident: the codec's bitstream, tables and escapes as the `huff_*` kernels read them.
-    pub fn huffman(dev: &Arc<GpuDevice>, name: &str, t: &CompressedTensor) -> Result<Self, GpuError> {
+    pub fn huffman(
+        dev: &Arc<GpuDevice>,
+        name: &str,
+        t: &CompressedTensor,
+    ) -> Result<Self, GpuError> {
         let img = HuffmanImage::new(t).map_err(|problem| weights_error(name, problem))?;
         let s = &dev.stream;
         let h = HuffmanDev {
@@ -141,7 +162,11 @@ impl DeviceWeights {
             chunk_offsets: upload(s, &img.chunk_offsets, "chunk offsets")?,
             lut: upload(s, &img.lut, "decode table")?,
             palette: upload(s, &img.palette, "palette")?,
-            sm: img.sm.as_ref().map(|sm| upload(s, sm, "sign-mantissa bytes")).transpose()?,
+            sm: img
+                .sm
+                .as_ref()
+                .map(|sm| upload(s, sm, "sign-mantissa bytes"))
+                .transpose()?,
             esc_bitmap: upload(s, &img.esc_bitmap, "escape bitmap")?,
             esc_prefix: upload(s, &img.esc_prefix, "escape prefix")?,
             esc_exp: upload(s, &img.esc_exp, "escape exponents")?,
@@ -154,7 +179,11 @@ impl DeviceWeights {
 
     /// Palette-resident: sm bytes, nibbles and per-tile escape tables for the direct-palette rmm.
     /// Needs an rmm-compatible shape (n_out % 128 == 0, k % 64 == 0).
-    pub fn palette(dev: &Arc<GpuDevice>, name: &str, t: &CompressedTensor) -> Result<Self, GpuError> {
+    pub fn palette(
+        dev: &Arc<GpuDevice>,
+        name: &str,
+        t: &CompressedTensor,
+    ) -> Result<Self, GpuError> {
         let img = PaletteImage::new(t).map_err(|problem| weights_error(name, problem))?;
         let s = &dev.stream;
         let p = PaletteDev {
@@ -167,9 +196,21 @@ impl DeviceWeights {
 
     /// Raw bf16 weights `W[n_out][k]` (row-major bits), stored in `orientation`
     /// (transposed stores `Wᵀ [k][n_out]`, as the transposed rmm and cuBLAS path read it).
-    pub fn raw(dev: &Arc<GpuDevice>, name: &str, w: &[u16], n_out: usize, k: usize, orientation: Orientation) -> Result<Self, GpuError> {
+    pub fn raw(
+        dev: &Arc<GpuDevice>,
+        name: &str,
+        w: &[u16],
+        n_out: usize,
+        k: usize,
+        orientation: Orientation,
+    ) -> Result<Self, GpuError> {
         if w.len() != n_out * k {
-            let problem = LayoutError::Length { what: "bf16 weights", unit: "values", have: w.len(), need: n_out * k };
+            let problem = LayoutError::Length {
+                what: "bf16 weights",
+                unit: "values",
+                have: w.len(),
+                need: n_out * k,
+            };
             return Err(weights_error(name, problem));
         }
         let geometry = Geometry::raw(n_out, k, orientation);
@@ -177,13 +218,27 @@ impl DeviceWeights {
             Orientation::Standard => w.to_vec(),
             Orientation::Transposed => transpose(w, n_out, k),
         };
-        let r = RawDev { w: upload(&dev.stream, &stored, "bf16 weights")? };
+        let r = RawDev {
+            w: upload(&dev.stream, &stored, "bf16 weights")?,
+        };
         Self::finish(dev, name, geometry, Resident::Raw(r))
     }
 
-    fn finish(dev: &Arc<GpuDevice>, name: &str, geometry: Geometry, resident: Resident) -> Result<Self, GpuError> {
-        dev.stream.synchronize().ctx(|| format!("uploading {name}"))?;
-        Ok(DeviceWeights { name: name.to_string(), geometry, resident, dev: dev.clone() })
+    fn finish(
+        dev: &Arc<GpuDevice>,
+        name: &str,
+        geometry: Geometry,
+        resident: Resident,
+    ) -> Result<Self, GpuError> {
+        dev.stream
+            .synchronize()
+            .ctx(|| format!("uploading {name}"))?;
+        Ok(DeviceWeights {
+            name: name.to_string(),
+            geometry,
+            resident,
+            dev: dev.clone(),
+        })
     }
 
     pub fn device(&self) -> &Arc<GpuDevice> {
@@ -195,11 +250,21 @@ impl DeviceWeights {
     pub fn resident_bytes(&self) -> usize {
         match &self.resident {
             Resident::Huffman(h) => {
-                h.bits.bytes() + h.chunk_offsets.bytes() + h.lut.bytes() + 16 + h.sm_bytes()
-                    + h.esc_bitmap.bytes() + h.esc_prefix.bytes() + h.esc_exp.bytes()
+                h.bits.bytes()
+                    + h.chunk_offsets.bytes()
+                    + h.lut.bytes()
+                    + 16
+                    + h.sm_bytes()
+                    + h.esc_bitmap.bytes()
+                    + h.esc_prefix.bytes()
+                    + h.esc_exp.bytes()
             }
             Resident::Palette(p) => {
-                p.rmm.sm_tiles.bytes() + p.nibble_tiles.bytes() + p.rmm.tile_esc.bytes() + p.rmm.esc_exp.bytes() + 16
+                p.rmm.sm_tiles.bytes()
+                    + p.nibble_tiles.bytes()
+                    + p.rmm.tile_esc.bytes()
+                    + p.rmm.esc_exp.bytes()
+                    + 16
             }
             Resident::Raw(r) => r.w.bytes(),
         }
@@ -216,7 +281,10 @@ impl Drop for DeviceWeights {
 
 /// A layout problem of the weight `tensor`.
 pub fn weights_error(tensor: &str, problem: LayoutError) -> GpuError {
-    GpuError::Weights { tensor: tensor.to_string(), problem }
+    GpuError::Weights {
+        tensor: tensor.to_string(),
+        problem,
+    }
 }
 
 /// Row-major `[rows][cols]` → `[cols][rows]`, in 64×64 blocks so both sides stay in cache

@@ -8,9 +8,13 @@ pub type NamedBf16 = (String, Vec<usize>, Vec<u16>);
 /// MiniLM weights (fp32 or bf16 safetensors at `path`) as bf16 (fp32 rounded to nearest even),
 /// with names and shapes; 1-D tensors included.
 pub fn load_minilm_bf16(path: &std::path::Path) -> Result<Vec<NamedBf16>, GpuError> {
-    let werr = |reason: String| GpuError::Checkpoint { path: path.display().to_string(), reason };
+    let werr = |reason: String| GpuError::Checkpoint {
+        path: path.display().to_string(),
+        reason,
+    };
     let bytes = std::fs::read(path).map_err(|e| werr(format!("cannot read: {e}")))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| werr(format!("not safetensors: {e}")))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| werr(format!("not safetensors: {e}")))?;
     let mut out = Vec::new();
     let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
     names.sort();
@@ -20,10 +24,16 @@ pub fn load_minilm_bf16(path: &std::path::Path) -> Result<Vec<NamedBf16>, GpuErr
             safetensors::Dtype::F32 => v
                 .data()
                 .chunks_exact(4)
-                .map(|c| half::bf16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_bits())
+                .map(|c| {
+                    half::bf16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_bits()
+                })
                 .collect(),
             // scripts/gpu-pack.sh carries a bf16 copy (half the bytes).
-            safetensors::Dtype::BF16 => v.data().chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect(),
+            safetensors::Dtype::BF16 => v
+                .data()
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect(),
             _ => continue,
         };
         if bits.is_empty() {

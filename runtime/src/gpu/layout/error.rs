@@ -15,13 +15,33 @@ pub enum LayoutError {
     #[error("palette residency needs n_out % {BM} == 0 and k % {BK} == 0 (got {shape}); keep it Huffman-resident")]
     PaletteShape { shape: String },
     #[error("{what}: {have} {unit}, expected {need}")]
-    Length { what: &'static str, unit: &'static str, have: usize, need: usize },
-    #[error("escape bitmap has {words} words and prefix {prefix} entries; {groups} groups need {need}")]
-    EscapeBitmap { words: usize, prefix: usize, groups: usize, need: usize },
+    Length {
+        what: &'static str,
+        unit: &'static str,
+        have: usize,
+        need: usize,
+    },
+    #[error(
+        "escape bitmap has {words} words and prefix {prefix} entries; {groups} groups need {need}"
+    )]
+    EscapeBitmap {
+        words: usize,
+        prefix: usize,
+        groups: usize,
+        need: usize,
+    },
     #[error("{escaped} escaped groups need {need} exponent bytes, the table has {have}")]
-    EscapeExponents { escaped: usize, need: usize, have: usize },
+    EscapeExponents {
+        escaped: usize,
+        need: usize,
+        have: usize,
+    },
     #[error("{residency} residency needs the {needs} encoding, got {got}")]
-    Encoding { residency: Residency, needs: Encoding, got: Encoding },
+    Encoding {
+        residency: Residency,
+        needs: Encoding,
+        got: Encoding,
+    },
     #[error("chunk of {0} symbols is not a positive multiple of {GROUP}")]
     ChunkSymbols(u32),
     #[error("{0} symbols exceed the GPU decoder's 2^32 limit")]

@@ -23,7 +23,14 @@ impl Geometry {
             Orientation::Standard => (t.rows, t.cols),
             Orientation::Transposed => (t.cols, t.rows),
         };
-        Geometry { n_out, k, orientation: t.orientation, rows: t.rows, cols: t.cols, padded_cols: t.padded_cols() }
+        Geometry {
+            n_out,
+            k,
+            orientation: t.orientation,
+            rows: t.rows,
+            cols: t.cols,
+            padded_cols: t.padded_cols(),
+        }
     }
 
     /// Geometry of an uncompressed bf16 weight `n_out × k`, stored in `orientation`.
@@ -32,7 +39,14 @@ impl Geometry {
             Orientation::Standard => (n_out, k),
             Orientation::Transposed => (k, n_out),
         };
-        Geometry { n_out, k, orientation, rows, cols, padded_cols: cols.div_ceil(GROUP) * GROUP }
+        Geometry {
+            n_out,
+            k,
+            orientation,
+            rows,
+            cols,
+            padded_cols: cols.div_ceil(GROUP) * GROUP,
+        }
     }
 
     /// Whether the rmm kernels take this shape (else the runtime falls back to full decode).
@@ -50,6 +64,10 @@ impl Geometry {
 
     /// Scratch bytes each preprocess output needs: (bf16, exponent, palette nibbles).
     pub fn scratch_bytes(&self) -> (usize, usize, usize) {
-        (self.rows * self.cols * 2, self.rows * self.padded_cols, self.rows * self.padded_cols / 2)
+        (
+            self.rows * self.cols * 2,
+            self.rows * self.padded_cols,
+            self.rows * self.padded_cols / 2,
+        )
     }
 }

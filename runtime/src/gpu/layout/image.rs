@@ -75,7 +75,11 @@ impl RmmTables {
     fn new(t: &CompressedTensor, g: &Geometry) -> Result<Self, LayoutError> {
         let sm_tiles = tiles::tile(&t.sm, t.orientation, g.n_out, g.k, Packing::Byte)?;
         let esc = escapes::build(&t.escapes, t.orientation, g.n_out, g.k)?;
-        Ok(RmmTables { sm_tiles, tile_esc: esc.records, esc_exp: esc.exponents })
+        Ok(RmmTables {
+            sm_tiles,
+            tile_esc: esc.records,
+            esc_exp: esc.exponents,
+        })
     }
 }
 
@@ -92,7 +96,11 @@ pub struct PaletteImage {
 impl HuffmanImage {
     pub fn new(t: &CompressedTensor) -> Result<Self, LayoutError> {
         let Indices::Huffman(h) = &t.indices else {
-            return Err(LayoutError::Encoding { residency: Residency::Huffman, needs: Encoding::Huffman, got: t.encoding() });
+            return Err(LayoutError::Encoding {
+                residency: Residency::Huffman,
+                needs: Encoding::Huffman,
+                got: t.encoding(),
+            });
         };
         let geometry = Geometry::of(t);
         let symbols = geometry.rows * geometry.padded_cols;
@@ -106,21 +114,39 @@ impl HuffmanImage {
         let n_chunks = symbols.div_ceil(h.chunk_symbols.max(1) as usize);
         if h.chunk_offsets.len() != n_chunks {
             let (have, need) = (h.chunk_offsets.len(), n_chunks);
-            return Err(LayoutError::Length { what: "chunk offsets", unit: "offsets", have, need });
+            return Err(LayoutError::Length {
+                what: "chunk offsets",
+                unit: "offsets",
+                have,
+                need,
+            });
         }
         if t.sm.len() != symbols {
-            return Err(LayoutError::Length { what: "sign-mantissa bytes", unit: "bytes", have: t.sm.len(), need: symbols });
+            return Err(LayoutError::Length {
+                what: "sign-mantissa bytes",
+                unit: "bytes",
+                have: t.sm.len(),
+                need: symbols,
+            });
         }
         let mut bits = h.bits.clone();
         bits.resize((h.bits.len() + BITS_TAIL).div_ceil(16) * 16, 0);
-        let rmm = if geometry.rmm_ok() { Some(RmmTables::new(t, &geometry)?) } else { None };
+        let rmm = if geometry.rmm_ok() {
+            Some(RmmTables::new(t, &geometry)?)
+        } else {
+            None
+        };
         Ok(HuffmanImage {
             geometry,
             bits,
             chunk_offsets: h.chunk_offsets.clone(),
             lut: h.decode_lut(),
             palette: t.palette,
-            sm: if rmm.is_none() { Some(t.sm.clone()) } else { None },
+            sm: if rmm.is_none() {
+                Some(t.sm.clone())
+            } else {
+                None
+            },
             esc_bitmap: t.escapes.bitmap.clone(),
             esc_prefix: t.escapes.prefix.clone(),
             esc_exp: t.escapes.exponents.clone(),
@@ -136,14 +162,27 @@ impl PaletteImage {
     pub fn new(t: &CompressedTensor) -> Result<Self, LayoutError> {
         let geometry = Geometry::of(t);
         if !geometry.rmm_ok() {
-            return Err(LayoutError::PaletteShape { shape: geometry.shape_text() });
+            return Err(LayoutError::PaletteShape {
+                shape: geometry.shape_text(),
+            });
         }
         let nibbles = match &t.indices {
             Indices::Palette(n) => n.clone(),
             _ => codec::decode_palette_indices(t)?,
         };
-        let nibble_tiles = tiles::tile(&nibbles, t.orientation, geometry.n_out, geometry.k, Packing::Nibble)?;
-        Ok(PaletteImage { tables: RmmTables::new(t, &geometry)?, geometry, nibble_tiles, palette: t.palette })
+        let nibble_tiles = tiles::tile(
+            &nibbles,
+            t.orientation,
+            geometry.n_out,
+            geometry.k,
+            Packing::Nibble,
+        )?;
+        Ok(PaletteImage {
+            tables: RmmTables::new(t, &geometry)?,
+            geometry,
+            nibble_tiles,
+            palette: t.palette,
+        })
     }
 }
 
@@ -153,7 +192,9 @@ mod tests {
     use crate::codec::{compress, Orientation};
 
     fn bits(n: usize) -> Vec<u16> {
-        (0..n).map(|i| ((((i * 31) % 20) as u16 + 110) << 7) | (i as u16 & 0x807f)).collect()
+        (0..n)
+            .map(|i| ((((i * 31) % 20) as u16 + 110) << 7) | (i as u16 & 0x807f))
+            .collect()
     }
 
     #[test]
@@ -161,17 +202,26 @@ mod tests {
         let b = bits(128 * 100);
         let t = compress(&b, &[128, 100], Orientation::Standard, Encoding::Huffman).unwrap();
         let img = HuffmanImage::new(&t).unwrap();
-        let Indices::Huffman(h) = &t.indices else { unreachable!() };
+        let Indices::Huffman(h) = &t.indices else {
+            unreachable!()
+        };
         assert!(img.bits.len() >= h.bits.len() + BITS_TAIL);
         assert_eq!(img.bits.len() % 16, 0);
         assert!(img.bits[h.bits.len()..].iter().all(|&x| x == 0));
         assert_eq!(&img.bits[..h.bits.len()], &h.bits[..]);
         assert_eq!(img.lut.len(), 4096);
         assert_eq!(img.geometry.padded_cols, 128);
-        assert_eq!(img.n_chunks as usize, (128 * 128usize).div_ceil(h.chunk_symbols as usize));
+        assert_eq!(
+            img.n_chunks as usize,
+            (128 * 128usize).div_ceil(h.chunk_symbols as usize)
+        );
         assert!(!img.geometry.rmm_ok());
         assert!(img.rmm.is_none());
-        assert_eq!(img.sm.as_deref(), Some(&t.sm[..]), "not rmm-eligible: huff_bf16 reads row-major sm");
+        assert_eq!(
+            img.sm.as_deref(),
+            Some(&t.sm[..]),
+            "not rmm-eligible: huff_bf16 reads row-major sm"
+        );
     }
 
     #[test]
@@ -180,17 +230,37 @@ mod tests {
         let b: Vec<u16> = (0..512 * 256usize)
             .map(|i| {
                 let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-                let e = if i % 6400 == 77 { 20 } else { 118 + (h % 7).min(h % 5) as u16 };
+                let e = if i % 6400 == 77 {
+                    20
+                } else {
+                    118 + (h % 7).min(h % 5) as u16
+                };
                 (e << 7) | (h as u16 & 0x807f)
             })
             .collect();
         for o in [Orientation::Standard, Orientation::Transposed] {
-            let h = HuffmanImage::new(&compress(&b, &[512, 256], o, Encoding::Huffman).unwrap()).unwrap();
-            assert!(h.sm.is_none(), "rmm-eligible: the tiled sm is the only copy");
+            let h = HuffmanImage::new(&compress(&b, &[512, 256], o, Encoding::Huffman).unwrap())
+                .unwrap();
+            assert!(
+                h.sm.is_none(),
+                "rmm-eligible: the tiled sm is the only copy"
+            );
             let r = h.rmm.as_ref().unwrap();
-            let bytes = h.bits.len() + 4 * h.chunk_offsets.len() + 2 * h.lut.len() + 16 + r.sm_tiles.len()
-                + r.tile_esc.len() + r.esc_exp.len() + 8 * h.esc_bitmap.len() + 4 * h.esc_prefix.len() + h.esc_exp.len();
-            assert!(bytes < b.len() * 2, "{o}: {bytes} resident bytes for {} bf16 bytes", b.len() * 2);
+            let bytes = h.bits.len()
+                + 4 * h.chunk_offsets.len()
+                + 2 * h.lut.len()
+                + 16
+                + r.sm_tiles.len()
+                + r.tile_esc.len()
+                + r.esc_exp.len()
+                + 8 * h.esc_bitmap.len()
+                + 4 * h.esc_prefix.len()
+                + h.esc_exp.len();
+            assert!(
+                bytes < b.len() * 2,
+                "{o}: {bytes} resident bytes for {} bf16 bytes",
+                b.len() * 2
+            );
         }
     }
 
@@ -209,15 +279,25 @@ mod tests {
     fn palette_image_from_huffman_equals_from_palette() {
         let b = bits(256 * 128);
         for o in [Orientation::Standard, Orientation::Transposed] {
-            let a = PaletteImage::new(&compress(&b, &[256, 128], o, Encoding::Huffman).unwrap()).unwrap();
-            let p = PaletteImage::new(&compress(&b, &[256, 128], o, Encoding::Palette).unwrap()).unwrap();
+            let a = PaletteImage::new(&compress(&b, &[256, 128], o, Encoding::Huffman).unwrap())
+                .unwrap();
+            let p = PaletteImage::new(&compress(&b, &[256, 128], o, Encoding::Palette).unwrap())
+                .unwrap();
             assert_eq!(a, p);
             assert_eq!(a.tables.tile_esc.len(), 2 * 2 * 32);
             assert_eq!(a.nibble_tiles.len(), 256 * 128 / 2);
-            let h = HuffmanImage::new(&compress(&b, &[256, 128], o, Encoding::Huffman).unwrap()).unwrap();
-            assert_eq!(h.rmm.as_ref(), Some(&a.tables), "huffman and palette residency share the rmm tables");
+            let h = HuffmanImage::new(&compress(&b, &[256, 128], o, Encoding::Huffman).unwrap())
+                .unwrap();
+            assert_eq!(
+                h.rmm.as_ref(),
+                Some(&a.tables),
+                "huffman and palette residency share the rmm tables"
+            );
             let sm = compress(&b, &[256, 128], o, Encoding::Huffman).unwrap().sm;
-            assert_eq!(tiles::untile(&a.tables.sm_tiles, o, 256, 128, Packing::Byte).unwrap(), sm);
+            assert_eq!(
+                tiles::untile(&a.tables.sm_tiles, o, 256, 128, Packing::Byte).unwrap(),
+                sm
+            );
         }
     }
 
@@ -228,6 +308,9 @@ mod tests {
         let e = PaletteImage::new(&t).unwrap_err().to_string();
         assert!(e.contains("keep it Huffman-resident"), "{e}");
         let h = compress(&b, &[100, 64], Orientation::Standard, Encoding::Palette).unwrap();
-        assert!(HuffmanImage::new(&h).unwrap_err().to_string().contains("needs the huffman encoding"));
+        assert!(HuffmanImage::new(&h)
+            .unwrap_err()
+            .to_string()
+            .contains("needs the huffman encoding"));
     }
 }

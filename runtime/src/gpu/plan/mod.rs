@@ -22,7 +22,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use unweight_codegen::abi::BK;
-use unweight_codegen::variant::{HuffOutput, Pipeline, RegistryEntry, Variant};
+use unweight_codegen::variant::{HuffOutput, Operand, RegistryEntry, Variant};
 
 pub use select::{default_set, default_variant, default_variant_in, huff_entry, rmm_candidates};
 pub use stream_k::{choose_ctas, rmm_tiles, split_buffers, split_buffers_bound, Spread};
@@ -65,18 +65,20 @@ impl ExecPipeline {
     /// The residency the weights must have.
     pub fn residency(self) -> Residency {
         match self {
-            ExecPipeline::FullDecode | ExecPipeline::Exponent | ExecPipeline::PaletteTranscode => Residency::Huffman,
+            ExecPipeline::FullDecode | ExecPipeline::Exponent | ExecPipeline::PaletteTranscode => {
+                Residency::Huffman
+            }
             ExecPipeline::DirectPalette => Residency::Palette,
             ExecPipeline::Raw | ExecPipeline::Cublas => Residency::Raw,
         }
     }
 
     /// The rmm kernel family it launches, if any.
-    pub fn rmm(self) -> Option<Pipeline> {
+    pub fn rmm(self) -> Option<Operand> {
         match self {
-            ExecPipeline::Exponent => Some(Pipeline::Exponent),
-            ExecPipeline::PaletteTranscode | ExecPipeline::DirectPalette => Some(Pipeline::Palette),
-            ExecPipeline::Raw => Some(Pipeline::Raw),
+            ExecPipeline::Exponent => Some(Operand::Exponent),
+            ExecPipeline::PaletteTranscode | ExecPipeline::DirectPalette => Some(Operand::Palette),
+            ExecPipeline::Raw => Some(Operand::Raw),
             ExecPipeline::FullDecode | ExecPipeline::Cublas => None,
         }
     }
@@ -110,10 +112,13 @@ impl fmt::Display for ExecPipeline {
 impl FromStr for ExecPipeline {
     type Err = GpuError;
     fn from_str(s: &str) -> Result<Self, GpuError> {
-        ExecPipeline::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| GpuError::UnknownPipeline {
-            name: s.to_string(),
-            expected: ExecPipeline::ALL.map(ExecPipeline::as_str).join(", "),
-        })
+        ExecPipeline::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| GpuError::UnknownPipeline {
+                name: s.to_string(),
+                expected: ExecPipeline::ALL.map(ExecPipeline::as_str).join(", "),
+            })
     }
 }
 
@@ -152,7 +157,11 @@ pub fn plan(
     sm_count: u32,
 ) -> Result<Plan, GpuError> {
     let transpose = geometry.transposed();
-    let effective = if pipeline.rmm().is_some() && !geometry.rmm_ok() { pipeline.fallback() } else { pipeline };
+    let effective = if pipeline.rmm().is_some() && !geometry.rmm_ok() {
+        pipeline.fallback()
+    } else {
+        pipeline
+    };
     if effective.rmm().is_some() && !geometry.rmm_ok() {
         return Err(GpuError::NoVariantFits {
             shape: geometry.shape_text(),
@@ -163,11 +172,15 @@ pub fn plan(
         (None, _) => None,
         (Some(_), None) => default_variant(effective, transpose, m)?,
         (Some(fam), Some(e)) => match e.variant {
-            Variant::Rmm(v) if v.pipeline == fam && v.transpose == transpose => Some(e),
+            Variant::Rmm(v) if v.operand == fam && v.transpose == transpose => Some(e),
             _ => {
                 return Err(GpuError::WrongVariant {
                     variant: e.name.to_string(),
-                    expected: format!("rmm_{}_*_{}", fam.as_str(), if transpose { "t" } else { "nt" }),
+                    expected: format!(
+                        "rmm_{}_*_{}",
+                        fam.as_str(),
+                        if transpose { "t" } else { "nt" }
+                    ),
                 })
             }
         },
@@ -176,12 +189,29 @@ pub fn plan(
     let ctas = match rmm {
         Some(e) => {
             let tiles = rmm_tiles(e, geometry.n_out, m);
-            let spread = if effective == ExecPipeline::Raw { Spread::WholeSplits } else { Spread::Even };
-            choose_ctas((geometry.k / BK as usize) as u32, tiles, sm_count, e.max_kb, spread)
+            let spread = if effective == ExecPipeline::Raw {
+                Spread::WholeSplits
+            } else {
+                Spread::Even
+            };
+            choose_ctas(
+                (geometry.k / BK as usize) as u32,
+                tiles,
+                sm_count,
+                e.max_kb,
+                spread,
+            )
         }
         None => 1,
     };
-    Ok(Plan { requested: pipeline, pipeline: effective, m, preprocess, rmm, ctas })
+    Ok(Plan {
+        requested: pipeline,
+        pipeline: effective,
+        m,
+        preprocess,
+        rmm,
+        ctas,
+    })
 }
 
 #[cfg(test)]
@@ -193,20 +223,28 @@ mod tests {
     /// rings only for narrow tiles, `max_kb` on palette.
     pub(super) fn entries() -> &'static [RegistryEntry] {
         let mut v = Vec::new();
-        for pipeline in Pipeline::ALL {
+        for pipeline in Operand::ALL {
             for transpose in [false, true] {
                 for tile_n in [8, 16, 32, 64, 128, 256] {
                     // Deep rings only fit narrow tiles, as the generator's pruning would have it.
                     let max_stages = if tile_n >= 128 { 3 } else { 6 };
                     for stages in 2..=max_stages {
-                        let variant = Variant::Rmm(RmmVariant { pipeline, tile_n, stages, transpose });
+                        let variant = Variant::Rmm(RmmVariant {
+                            operand: pipeline,
+                            tile_n,
+                            stages,
+                            transpose,
+                        });
                         v.push(RegistryEntry {
                             variant,
                             name: Box::leak(variant.to_string().into_boxed_str()),
                             block: [384, 1, 1],
-                            grid: GridRule::RmmTiles { rows_per_cta: 128, tile_n },
+                            grid: GridRule::RmmTiles {
+                                rows_per_cta: 128,
+                                tile_n,
+                            },
                             dynamic_smem: 1000,
-                            max_kb: (pipeline == Pipeline::Palette).then_some(256),
+                            max_kb: (pipeline == Operand::Palette).then_some(256),
                             source_hash: 0,
                             source: "",
                         });
@@ -228,10 +266,24 @@ mod tests {
     #[test]
     fn fallback_rules() {
         use ExecPipeline::*;
-        assert_eq!([Exponent.fallback(), PaletteTranscode.fallback(), Raw.fallback()], [FullDecode, FullDecode, Cublas]);
+        assert_eq!(
+            [
+                Exponent.fallback(),
+                PaletteTranscode.fallback(),
+                Raw.fallback()
+            ],
+            [FullDecode, FullDecode, Cublas]
+        );
         for p in ExecPipeline::ALL {
-            assert!(p.fallback().rmm().is_none() || p == DirectPalette, "{p} falls back to another rmm");
-            assert_eq!(p.fallback().residency(), p.residency(), "{p} fallback changes residency");
+            assert!(
+                p.fallback().rmm().is_none() || p == DirectPalette,
+                "{p} falls back to another rmm"
+            );
+            assert_eq!(
+                p.fallback().residency(),
+                p.residency(),
+                "{p} fallback changes residency"
+            );
         }
     }
 }

@@ -23,7 +23,9 @@ fn tiles_of(tile_n: u32, n_out: usize, m: usize) -> u32 {
 /// `[tile_n / 2][RMM_CONSUMER_THREADS]` partial and one u32 flag per CTA, none when every CTA holds
 /// whole tiles.
 pub fn split_buffers(e: &RegistryEntry, n_out: usize, m: usize, ctas: u32) -> (usize, usize) {
-    let Variant::Rmm(v) = e.variant else { return (0, 0) };
+    let Variant::Rmm(v) = e.variant else {
+        return (0, 0);
+    };
     partial_bytes(v.tile_n, tiles_of(v.tile_n, n_out, m), ctas)
 }
 
@@ -32,7 +34,10 @@ fn partial_bytes(tile_n: u32, tiles: u32, ctas: u32) -> (usize, usize) {
         return (0, 0);
     }
     let ctas = ctas as usize;
-    (ctas * (tile_n as usize / 2) * RMM_CONSUMER_THREADS as usize * 4, ctas * 4)
+    (
+        ctas * (tile_n as usize / 2) * RMM_CONSUMER_THREADS as usize * 4,
+        ctas * 4,
+    )
 }
 
 /// Upper bound of [`split_buffers`] for a weight `n_out × k` over every tile width, batch up to
@@ -43,7 +48,13 @@ pub fn split_buffers_bound(n_out: usize, k: usize, max_m: usize, sm_count: u32) 
 }
 
 /// [`split_buffers_bound`] over `entries`.
-pub fn split_buffers_bound_in(entries: &[RegistryEntry], n_out: usize, k: usize, max_m: usize, sm_count: u32) -> (usize, usize) {
+pub fn split_buffers_bound_in(
+    entries: &[RegistryEntry],
+    n_out: usize,
+    k: usize,
+    max_m: usize,
+    sm_count: u32,
+) -> (usize, usize) {
     let kblocks = (k / BK as usize) as u32;
     let mut caps: Vec<Option<u32>> = entries.iter().map(|e| e.max_kb).collect();
     caps.sort();
@@ -54,7 +65,11 @@ pub fn split_buffers_bound_in(entries: &[RegistryEntry], n_out: usize, k: usize,
             let tiles = tiles_of(tile_n, n_out, m);
             for &cap in &caps {
                 for spread in [Spread::Even, Spread::WholeSplits] {
-                    let (w, f) = partial_bytes(tile_n, tiles, choose_ctas(kblocks, tiles, sm_count, cap, spread));
+                    let (w, f) = partial_bytes(
+                        tile_n,
+                        tiles,
+                        choose_ctas(kblocks, tiles, sm_count, cap, spread),
+                    );
                     bound = (bound.0.max(w), bound.1.max(f));
                 }
             }
@@ -82,7 +97,13 @@ pub enum Spread {
 /// otherwise up to one CTA per SM as `spread` says (but at least [`MIN_KBLOCKS_PER_CTA`] k
 /// blocks each). Never fewer CTAs than tiles (a range then spans at most two tiles), never more
 /// than units (none empty), and enough that no range exceeds `max_kb`.
-pub fn choose_ctas(kblocks: u32, tiles: u32, sm_count: u32, max_kb: Option<u32>, spread: Spread) -> u32 {
+pub fn choose_ctas(
+    kblocks: u32,
+    tiles: u32,
+    sm_count: u32,
+    max_kb: Option<u32>,
+    spread: Spread,
+) -> u32 {
     let units = tiles as u64 * kblocks as u64;
     if units == 0 {
         return tiles.max(1);
@@ -101,16 +122,18 @@ pub fn choose_ctas(kblocks: u32, tiles: u32, sm_count: u32, max_kb: Option<u32>,
     ctas.min(units) as u32
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::super::tests::entries;
     use super::*;
-    use unweight_codegen::variant::Pipeline;
+    use unweight_codegen::variant::Operand;
 
     /// The kernel's range of CTA `c` (templates/rmm.cu.tera `range_begin`).
     fn range(c: u32, units: u64, ctas: u32) -> (u64, u64) {
-        (units * c as u64 / ctas as u64, units * (c as u64 + 1) / ctas as u64)
+        (
+            units * c as u64 / ctas as u64,
+            units * (c as u64 + 1) / ctas as u64,
+        )
     }
 
     #[test]
@@ -133,15 +156,24 @@ mod tests {
         // length (so it spans at most two tiles), within the cap.
         for kb in 1..300u32 {
             for tiles in [1u32, 3, 32, 112, 131, 132, 200] {
-                for (cap, spread) in [None, Some(16), Some(64)].into_iter().flat_map(|c| [(c, Spread::Even), (c, Spread::WholeSplits)]) {
+                for (cap, spread) in [None, Some(16), Some(64)]
+                    .into_iter()
+                    .flat_map(|c| [(c, Spread::Even), (c, Spread::WholeSplits)])
+                {
                     let ctas = choose_ctas(kb, tiles, 132, cap, spread);
                     let units = tiles as u64 * kb as u64;
                     assert!(ctas >= tiles, "kb {kb} tiles {tiles}: {ctas} CTAs");
                     for c in 0..ctas {
                         let (a, b) = range(c, units, ctas);
                         assert!(b > a, "kb {kb} tiles {tiles}: CTA {c} empty");
-                        assert!(b - a <= kb as u64, "kb {kb} tiles {tiles}: CTA {c} longer than a tile");
-                        assert!((b - 1) / kb as u64 <= a / kb as u64 + 1, "kb {kb} tiles {tiles}: CTA {c} spans 3 tiles");
+                        assert!(
+                            b - a <= kb as u64,
+                            "kb {kb} tiles {tiles}: CTA {c} longer than a tile"
+                        );
+                        assert!(
+                            (b - 1) / kb as u64 <= a / kb as u64 + 1,
+                            "kb {kb} tiles {tiles}: CTA {c} spans 3 tiles"
+                        );
                         if let Some(cap) = cap {
                             assert!(b - a <= cap as u64, "kb {kb}: {} > MAX_KB {cap}", b - a);
                         }
@@ -158,7 +190,13 @@ mod tests {
             let (wb, fb) = split_buffers_bound_in(e, n_out, k, 1024, 132);
             for m in [1, 7, 200, 1024] {
                 for v in e.iter().filter(|v| matches!(v.variant, Variant::Rmm(_))) {
-                    let ctas = choose_ctas((k / 64) as u32, rmm_tiles(v, n_out, m), 132, v.max_kb, Spread::Even);
+                    let ctas = choose_ctas(
+                        (k / 64) as u32,
+                        rmm_tiles(v, n_out, m),
+                        132,
+                        v.max_kb,
+                        Spread::Even,
+                    );
                     let (w, f) = split_buffers(v, n_out, m, ctas);
                     assert!(w <= wb && f <= fb, "{} {n_out} m={m}", v.name);
                 }
@@ -172,12 +210,18 @@ mod tests {
     #[test]
     fn max_kb_comes_from_the_registry_and_matches_the_source() {
         // The registry carries each variant's limit; its kernel declares the same `MAX_KB`.
-        for e in registry::VARIANTS.iter().filter(|e| matches!(e.variant, Variant::Rmm(_))) {
+        for e in registry::VARIANTS
+            .iter()
+            .filter(|e| matches!(e.variant, Variant::Rmm(_)))
+        {
             let declared = format!("MAX_KB = {};", e.max_kb.unwrap_or(0));
-            assert!(e.source.contains(&declared), "{}: source lacks `{declared}`", e.name);
-            let palette = matches!(e.variant, Variant::Rmm(v) if v.pipeline == Pipeline::Palette);
+            assert!(
+                e.source.contains(&declared),
+                "{}: source lacks `{declared}`",
+                e.name
+            );
+            let palette = matches!(e.variant, Variant::Rmm(v) if v.operand == Operand::Palette);
             assert_eq!(e.max_kb.is_some(), palette, "{}", e.name);
         }
     }
-
 }
