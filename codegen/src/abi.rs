@@ -72,10 +72,16 @@ impl HuffLayout {
 
 // The relations the kernels and the runtime rely on, checked when the crate compiles.
 const _: () = {
-    assert!(ESC_MASK_WORDS * 32 == BM, "one mask bit per local group of a tile");
+    assert!(
+        ESC_MASK_WORDS * 32 == BM,
+        "one mask bit per local group of a tile"
+    );
     assert!(ESC_FIRST_WORD >= ESC_MASK_WORDS && ESC_COUNT_WORD >= ESC_MASK_WORDS);
     assert!(ESC_FIRST_WORD != ESC_COUNT_WORD && ESC_COUNT_WORD < ESC_RECORD_WORDS);
-    assert!(BK == GROUP && BM % GROUP == 0, "a tile row holds whole groups");
+    assert!(
+        BK == GROUP && BM % GROUP == 0,
+        "a tile row holds whole groups"
+    );
     assert!(NIBBLE_TILE_BYTES * 2 == SM_TILE_BYTES);
     // templates/huff.cu.tera: the bit reader runs at most 12 bytes past a chunk's end.
     assert!(BITS_TAIL >= 12 && BITS_TAIL % 16 == 0);
