@@ -7,6 +7,7 @@ use cudarc::nvrtc::result::NvrtcError;
 
 use super::layout::{LayoutError, Residency};
 
+/// Every failure of the GPU runtime, naming the variant, tensor, buffer or call it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
     #[error("{library} could not be loaded ({detail}); put it on LD_LIBRARY_PATH")]

@@ -55,6 +55,7 @@ impl Linear {
         Ok(Linear { weights })
     }
 
+    /// The uploaded weight.
     pub fn weights(&self) -> &DeviceWeights {
         &self.weights
     }

@@ -54,6 +54,7 @@ fn upload<T: DeviceRepr + Copy + Default>(
     })
 }
 
+/// A Huffman-resident weight's device buffers (what the `huff_*` kernels read).
 pub struct HuffmanDev {
     pub bits: DevBuf<u8>,
     pub chunk_offsets: DevBuf<u32>,
@@ -112,12 +113,14 @@ impl RmmDev {
     }
 }
 
+/// A palette-resident weight's device buffers (what the direct-palette rmm reads).
 pub struct PaletteDev {
     pub rmm: RmmDev,
     pub nibble_tiles: DevBuf<u8>,
     pub palette: DevBuf<u8>,
 }
 
+/// A raw weight's bf16 buffer.
 pub struct RawDev {
     /// bf16 bits of the encoded matrix (`Wᵀ [k][n_out]` when transposed).
     pub w: DevBuf<u16>,
@@ -131,6 +134,7 @@ pub enum Resident {
 }
 
 impl Resident {
+    /// Which residency these buffers are.
     pub fn residency(&self) -> Residency {
         match self {
             Resident::Huffman(_) => Residency::Huffman,
@@ -241,6 +245,7 @@ impl DeviceWeights {
         })
     }
 
+    /// The GPU the weight lives on.
     pub fn device(&self) -> &Arc<GpuDevice> {
         &self.dev
     }

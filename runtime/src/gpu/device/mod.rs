@@ -25,6 +25,8 @@ pub struct DeviceInfo {
     pub total_mem: usize,
 }
 
+/// One GPU as the runtime uses it: its context, an upload stream, the loaded kernels, the
+/// preprocess scratch, a cuBLAS handle and what it is ([`DeviceInfo`]). Shared as `Arc`.
 pub struct GpuDevice {
     pub ctx: Arc<CudaContext>,
     /// The runtime's own stream for uploads (callers launch on theirs).

@@ -100,6 +100,7 @@ pub struct DecodeRow {
     pub gb_per_s_in: f64,
 }
 
+/// What `unweight bench` measured and writes as JSON and Markdown.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Report {
     pub device: String,
@@ -135,6 +136,7 @@ impl ShapeSet {
     }
 }
 
+/// Runs the benchmark with `opts` and writes `<date>-<gpu>.json` and `.md` to `opts.out_dir`.
 pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
     anyhow::ensure!(
         opts.iters >= 50,

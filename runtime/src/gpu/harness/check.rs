@@ -33,6 +33,7 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// Opens GPU 0, prints what it is, and compiles the default kernel set ahead.
     pub fn open() -> Result<Self, GpuError> {
         let dev = GpuDevice::new(0)?;
         println!(

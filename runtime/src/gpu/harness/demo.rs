@@ -73,6 +73,7 @@ pub struct Row {
     pub bit_exact: bool,
 }
 
+/// What the GPU part of the demo measured and checked.
 #[derive(Clone, Debug)]
 pub struct Report {
     pub device: String,

@@ -26,6 +26,7 @@ impl std::fmt::Debug for TmaDesc {
     }
 }
 
+/// Element type of a tensor map (the driver's data type).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ElemType {
     Bf16,
@@ -41,6 +42,7 @@ impl ElemType {
     }
 }
 
+/// Shared-memory swizzle of a tensor map's box.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Swizzle {
     None,

@@ -8,6 +8,7 @@ use crate::codec::{CodecError, Encoding};
 
 use super::Residency;
 
+/// What is wrong with a weight's layout for the kernels.
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     #[error("the tiled layout needs n_out % {BM} == 0 and k % {BK} == 0, got {n_out}x{k}")]

@@ -18,6 +18,7 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// The geometry of a compressed tensor.
     pub fn of(t: &CompressedTensor) -> Self {
         let (n_out, k) = match t.orientation {
             Orientation::Standard => (t.rows, t.cols),
@@ -54,10 +55,12 @@ impl Geometry {
         self.n_out % BM as usize == 0 && self.k % BK as usize == 0 && self.n_out > 0 && self.k > 0
     }
 
+    /// Whether the encoded matrix is `Wᵀ`.
     pub fn transposed(&self) -> bool {
         self.orientation == Orientation::Transposed
     }
 
+    /// `n_out×k (orientation)`, for errors and logs.
     pub fn shape_text(&self) -> String {
         format!("{}x{} ({})", self.n_out, self.k, self.orientation)
     }

@@ -51,6 +51,7 @@ impl ExecPipeline {
         ExecPipeline::Cublas,
     ];
 
+    /// The name used by the CLI, the benchmark tables and errors.
     pub fn as_str(self) -> &'static str {
         match self {
             ExecPipeline::FullDecode => "full_decode",
