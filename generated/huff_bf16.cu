@@ -42,7 +42,14 @@ static_assert(PAL2_BYTES == 256 * 2, "byte of two indices -> two exponent bytes"
 static_assert(MULTI_BYTES == 4 * LUT_ENTRIES && MULTI_SYMS * 4 <= 12, "multi entry: symbols in bits 0-11, length 12-15, count 16-17");
 static_assert(STAGE_STRIDE == GROUP / 8 + 1, "8 words of nibbles per group, +1 so lanes storing the same word hit distinct banks");
 static_assert(STAGE_BYTES == 32 * STAGE_STRIDE * 4 + 2 * 32 * 4, "per warp: 32 groups of nibbles, escape slots, output places");
-constexpr u32 LAYOUT_ROW_MAJOR = 0, LAYOUT_TILED_STANDARD = 1, LAYOUT_TILED_TRANSPOSED = 2;
+// ---- the kernel ABI (unweight_codegen::abi): layout codes, tile shape, stream padding ----
+constexpr u32 LAYOUT_ROW_MAJOR = 0, LAYOUT_TILED_STANDARD = 1;
+constexpr u32 LAYOUT_TILED_TRANSPOSED = 2;
+constexpr u32 BM = 128, BK = 64, BITS_TAIL = 16;  // rmm tile: BM weight rows x BK of k
+static_assert(LAYOUT_ROW_MAJOR != LAYOUT_TILED_STANDARD && LAYOUT_ROW_MAJOR != LAYOUT_TILED_TRANSPOSED &&
+              LAYOUT_TILED_STANDARD != LAYOUT_TILED_TRANSPOSED, "distinct layout codes");
+static_assert(BK == GROUP && BM % GROUP == 0, "a tile row holds whole groups");
+static_assert(BITS_TAIL >= 12 && BITS_TAIL % 16 == 0, "the reader runs at most 12 bytes past a chunk's end");
 static_assert(OUT_GROUP_BYTES == GROUP * 2, "output bytes per group");
 static_assert(LANES_PER_GROUP * 16 == OUT_GROUP_BYTES && 32 % LANES_PER_GROUP == 0, "16 bytes per lane and pass");
 static_assert(SMEM_BYTES == LUT_BYTES + MULTI_BYTES + PAL2_BYTES + WARPS * STAGE_BYTES && SMEM_BYTES <= 48 * 1024, "static smem");
@@ -144,8 +151,9 @@ __device__ __forceinline__ u32 stage_word(u32 q, u32 w) { return q * STAGE_STRID
 __device__ __forceinline__ u32 out_place(u32 g, u32 layout, u32 groups_per_row, u32 rows) {
   if (layout == LAYOUT_ROW_MAJOR) return g;
   const u32 r = g / groups_per_row, c = g % groups_per_row;
-  if (layout == LAYOUT_TILED_STANDARD) return ((r / 128) * groups_per_row + c) * 128 + r % 128;
-  return (((c / 2) * (rows / 64) + r / 64) * 64 + r % 64) * 2 + c % 2;
+  if (layout == LAYOUT_TILED_STANDARD) return ((r / BM) * groups_per_row + c) * BM + r % BM;
+  constexpr u32 H = BM / GROUP;  // groups per row of a transposed block
+  return (((c / H) * (rows / BK) + r / BK) * BK + r % BK) * H + c % H;
 }
 
 // ---- write: 32 groups of bf16, 8 lanes x 16 B per group; sm bytes were loaded before decoding ----
@@ -198,8 +206,8 @@ huff_bf16(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, co
   __shared__ u32 s_place[WARPS][32];                          // per warp: output place of each lane's group
   if (chunk_symbols == 0 || chunk_symbols % GROUP != 0) return;  // the runtime falls back to the CPU decoder
   const bool tiled_ok = layout == LAYOUT_ROW_MAJOR ||
-      (cols == padded_cols && (layout == LAYOUT_TILED_STANDARD ? rows % 128 == 0
-                                                                : layout == LAYOUT_TILED_TRANSPOSED && rows % 64 == 0 && cols % 128 == 0));
+      (cols == padded_cols && (layout == LAYOUT_TILED_STANDARD ? rows % BM == 0
+                                                                : layout == LAYOUT_TILED_TRANSPOSED && rows % BK == 0 && cols % BM == 0));
   if (!tiled_ok) return;                                      // not an rmm-eligible shape: the runtime keeps row-major
 #pragma unroll
   for (u32 i = threadIdx.x; i < LUT_BYTES / 16; i += THREADS) ((v4u*)s_lut)[i] = ((const v4u*)lut)[i];

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use unweight::codec::{self, CompressedTensor, Encoding, Indices, Orientation};
-use unweight::gpu::tiles::{self, Elem};
+use unweight::gpu::layout::tiles::{self, Packing};
 use unweight_codegen::generate::{render_set, Generated};
 use unweight_codegen::space::{Budget, VariantSet};
 use unweight_codegen::variant::{HuffOutput, Variant};
@@ -266,7 +266,11 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
                     Orientation::Standard => (t.rows, t.cols),
                     Orientation::Transposed => (t.cols, t.rows),
                 };
-                let elem = if nibbles { Elem::Nibble } else { Elem::Byte };
+                let elem = if nibbles {
+                    Packing::Nibble
+                } else {
+                    Packing::Byte
+                };
                 assert_eq!(
                     tiles::tile(&expected, t.orientation, n_out, k, elem).unwrap(),
                     want,

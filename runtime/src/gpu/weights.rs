@@ -1,16 +1,17 @@
 //! Device-resident weights: Huffman-resident (preprocessed per call), palette-resident (read by
-//! the direct-palette rmm) or raw bf16 (the raw rmm and the cuBLAS reference).
+//! the direct-palette rmm) or raw bf16 (the raw rmm and the cuBLAS reference). Upload only: the
+//! host images come from `layout`, the launches that read them live in `launch` and `linear`.
 
 use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr};
+use unweight_codegen::abi::HuffLayout;
 
 use crate::codec::{CompressedTensor, Orientation};
 
-use super::device::GpuDevice;
-use super::error::{DriverContext, GpuError};
-use super::host::{Geometry, HuffmanImage, PaletteImage, RmmTables};
-use super::launch::HuffLayout;
+use crate::gpu::device::GpuDevice;
+use crate::gpu::error::{DriverContext, GpuError};
+use crate::gpu::layout::{Geometry, HuffmanImage, LayoutError, PaletteImage, Residency, RmmTables};
 
 /// A device buffer and its address, taken once at upload (weights never move).
 pub struct DevBuf<T> {
@@ -29,7 +30,11 @@ impl<T> DevBuf<T> {
     }
 }
 
-fn upload<T: DeviceRepr + Copy + Default>(stream: &Arc<CudaStream>, data: &[T], what: &str) -> Result<DevBuf<T>, GpuError> {
+fn upload<T: DeviceRepr + Copy + Default>(
+    stream: &Arc<CudaStream>,
+    data: &[T],
+    what: &str,
+) -> Result<DevBuf<T>, GpuError> {
     // An empty table (no escapes) still gets a small buffer so its address is valid and aligned.
     let padded;
     let src = if data.is_empty() {
@@ -38,11 +43,18 @@ fn upload<T: DeviceRepr + Copy + Default>(stream: &Arc<CudaStream>, data: &[T], 
     } else {
         data
     };
-    let slice = stream.clone_htod(src).ctx(|| format!("uploading {what} ({} elements)", src.len()))?;
+    let slice = stream
+        .clone_htod(src)
+        .ctx(|| format!("uploading {what} ({} elements)", src.len()))?;
     let ptr = slice.device_ptr(stream).0;
-    Ok(DevBuf { slice, ptr, len: data.len() })
+    Ok(DevBuf {
+        slice,
+        ptr,
+        len: data.len(),
+    })
 }
 
+/// A Huffman-resident weight's device buffers (what the `huff_*` kernels read).
 pub struct HuffmanDev {
     pub bits: DevBuf<u8>,
     pub chunk_offsets: DevBuf<u32>,
@@ -62,18 +74,25 @@ pub struct HuffmanDev {
 
 impl HuffmanDev {
     /// The sm bytes `huff_bf16` reads and their layout (its `layout` argument).
-    pub fn sm_input(&self, orientation: Orientation) -> Result<(u64, HuffLayout), GpuError> {
+    pub fn sm_input(&self, orientation: Orientation) -> Result<(u64, HuffLayout), LayoutError> {
         match (&self.sm, &self.rmm, orientation) {
             (Some(sm), _, _) => Ok((sm.ptr, HuffLayout::RowMajor)),
-            (None, Some(r), Orientation::Standard) => Ok((r.sm_tiles.ptr, HuffLayout::TiledStandard)),
-            (None, Some(r), Orientation::Transposed) => Ok((r.sm_tiles.ptr, HuffLayout::TiledTransposed)),
-            (None, None, _) => Err(GpuError::Weights { tensor: String::new(), reason: "no sign-mantissa bytes uploaded".into() }),
+            (None, Some(r), Orientation::Standard) => {
+                Ok((r.sm_tiles.ptr, HuffLayout::TiledStandard))
+            }
+            (None, Some(r), Orientation::Transposed) => {
+                Ok((r.sm_tiles.ptr, HuffLayout::TiledTransposed))
+            }
+            (None, None, _) => Err(LayoutError::NoSignMantissa),
         }
     }
 
     /// Bytes of the sm copy.
     fn sm_bytes(&self) -> usize {
-        self.sm.as_ref().or(self.rmm.as_ref().map(|r| &r.sm_tiles)).map_or(0, DevBuf::bytes)
+        self.sm
+            .as_ref()
+            .or(self.rmm.as_ref().map(|r| &r.sm_tiles))
+            .map_or(0, DevBuf::bytes)
     }
 }
 
@@ -94,17 +113,20 @@ impl RmmDev {
     }
 }
 
+/// A palette-resident weight's device buffers (what the direct-palette rmm reads).
 pub struct PaletteDev {
     pub rmm: RmmDev,
     pub nibble_tiles: DevBuf<u8>,
     pub palette: DevBuf<u8>,
 }
 
+/// A raw weight's bf16 buffer.
 pub struct RawDev {
     /// bf16 bits of the encoded matrix (`Wᵀ [k][n_out]` when transposed).
     pub w: DevBuf<u16>,
 }
 
+/// The device buffers of one weight, by residency.
 pub enum Resident {
     Huffman(Box<HuffmanDev>),
     Palette(Box<PaletteDev>),
@@ -112,16 +134,17 @@ pub enum Resident {
 }
 
 impl Resident {
-    pub fn kind(&self) -> &'static str {
+    /// Which residency these buffers are.
+    pub fn residency(&self) -> Residency {
         match self {
-            Resident::Huffman(_) => "huffman",
-            Resident::Palette(_) => "palette",
-            Resident::Raw(_) => "raw",
+            Resident::Huffman(_) => Residency::Huffman,
+            Resident::Palette(_) => Residency::Palette,
+            Resident::Raw(_) => Residency::Raw,
         }
     }
 }
 
-/// One weight matrix on the GPU.
+/// One weight matrix on the GPU, named for errors and logs.
 pub struct DeviceWeights {
     pub name: String,
     pub geometry: Geometry,
@@ -131,15 +154,23 @@ pub struct DeviceWeights {
 
 impl DeviceWeights {
     /// Huffman-resident: the codec's bitstream, tables and escapes as the `huff_*` kernels read them.
-    pub fn huffman(dev: &Arc<GpuDevice>, name: &str, t: &CompressedTensor) -> Result<Self, GpuError> {
-        let img = HuffmanImage::new(t).map_err(|e| rename(e, name))?;
+    pub fn huffman(
+        dev: &Arc<GpuDevice>,
+        name: &str,
+        t: &CompressedTensor,
+    ) -> Result<Self, GpuError> {
+        let img = HuffmanImage::new(t).map_err(|problem| weights_error(name, problem))?;
         let s = &dev.stream;
         let h = HuffmanDev {
             bits: upload(s, &img.bits, "huffman bits")?,
             chunk_offsets: upload(s, &img.chunk_offsets, "chunk offsets")?,
             lut: upload(s, &img.lut, "decode table")?,
             palette: upload(s, &img.palette, "palette")?,
-            sm: img.sm.as_ref().map(|sm| upload(s, sm, "sign-mantissa bytes")).transpose()?,
+            sm: img
+                .sm
+                .as_ref()
+                .map(|sm| upload(s, sm, "sign-mantissa bytes"))
+                .transpose()?,
             esc_bitmap: upload(s, &img.esc_bitmap, "escape bitmap")?,
             esc_prefix: upload(s, &img.esc_prefix, "escape prefix")?,
             esc_exp: upload(s, &img.esc_exp, "escape exponents")?,
@@ -152,8 +183,12 @@ impl DeviceWeights {
 
     /// Palette-resident: sm bytes, nibbles and per-tile escape tables for the direct-palette rmm.
     /// Needs an rmm-compatible shape (n_out % 128 == 0, k % 64 == 0).
-    pub fn palette(dev: &Arc<GpuDevice>, name: &str, t: &CompressedTensor) -> Result<Self, GpuError> {
-        let img = PaletteImage::new(t).map_err(|e| rename(e, name))?;
+    pub fn palette(
+        dev: &Arc<GpuDevice>,
+        name: &str,
+        t: &CompressedTensor,
+    ) -> Result<Self, GpuError> {
+        let img = PaletteImage::new(t).map_err(|problem| weights_error(name, problem))?;
         let s = &dev.stream;
         let p = PaletteDev {
             rmm: RmmDev::upload(s, &img.tables)?,
@@ -165,24 +200,52 @@ impl DeviceWeights {
 
     /// Raw bf16 weights `W[n_out][k]` (row-major bits), stored in `orientation`
     /// (transposed stores `Wᵀ [k][n_out]`, as the transposed rmm and cuBLAS path read it).
-    pub fn raw(dev: &Arc<GpuDevice>, name: &str, w: &[u16], n_out: usize, k: usize, orientation: Orientation) -> Result<Self, GpuError> {
+    pub fn raw(
+        dev: &Arc<GpuDevice>,
+        name: &str,
+        w: &[u16],
+        n_out: usize,
+        k: usize,
+        orientation: Orientation,
+    ) -> Result<Self, GpuError> {
         if w.len() != n_out * k {
-            return Err(GpuError::Weights { tensor: name.to_string(), reason: format!("{} values for {n_out}x{k}", w.len()) });
+            let problem = LayoutError::Length {
+                what: "bf16 weights",
+                unit: "values",
+                have: w.len(),
+                need: n_out * k,
+            };
+            return Err(weights_error(name, problem));
         }
         let geometry = Geometry::raw(n_out, k, orientation);
         let stored = match orientation {
             Orientation::Standard => w.to_vec(),
             Orientation::Transposed => transpose(w, n_out, k),
         };
-        let r = RawDev { w: upload(&dev.stream, &stored, "bf16 weights")? };
+        let r = RawDev {
+            w: upload(&dev.stream, &stored, "bf16 weights")?,
+        };
         Self::finish(dev, name, geometry, Resident::Raw(r))
     }
 
-    fn finish(dev: &Arc<GpuDevice>, name: &str, geometry: Geometry, resident: Resident) -> Result<Self, GpuError> {
-        dev.stream.synchronize().ctx(|| format!("uploading {name}"))?;
-        Ok(DeviceWeights { name: name.to_string(), geometry, resident, dev: dev.clone() })
+    fn finish(
+        dev: &Arc<GpuDevice>,
+        name: &str,
+        geometry: Geometry,
+        resident: Resident,
+    ) -> Result<Self, GpuError> {
+        dev.stream
+            .synchronize()
+            .ctx(|| format!("uploading {name}"))?;
+        Ok(DeviceWeights {
+            name: name.to_string(),
+            geometry,
+            resident,
+            dev: dev.clone(),
+        })
     }
 
+    /// The GPU the weight lives on.
     pub fn device(&self) -> &Arc<GpuDevice> {
         &self.dev
     }
@@ -192,11 +255,21 @@ impl DeviceWeights {
     pub fn resident_bytes(&self) -> usize {
         match &self.resident {
             Resident::Huffman(h) => {
-                h.bits.bytes() + h.chunk_offsets.bytes() + h.lut.bytes() + 16 + h.sm_bytes()
-                    + h.esc_bitmap.bytes() + h.esc_prefix.bytes() + h.esc_exp.bytes()
+                h.bits.bytes()
+                    + h.chunk_offsets.bytes()
+                    + h.lut.bytes()
+                    + 16
+                    + h.sm_bytes()
+                    + h.esc_bitmap.bytes()
+                    + h.esc_prefix.bytes()
+                    + h.esc_exp.bytes()
             }
             Resident::Palette(p) => {
-                p.rmm.sm_tiles.bytes() + p.nibble_tiles.bytes() + p.rmm.tile_esc.bytes() + p.rmm.esc_exp.bytes() + 16
+                p.rmm.sm_tiles.bytes()
+                    + p.nibble_tiles.bytes()
+                    + p.rmm.tile_esc.bytes()
+                    + p.rmm.esc_exp.bytes()
+                    + 16
             }
             Resident::Raw(r) => r.w.bytes(),
         }
@@ -211,11 +284,11 @@ impl Drop for DeviceWeights {
     }
 }
 
-/// Names the tensor in a weights error raised before the name was known.
-pub(super) fn rename(e: GpuError, name: &str) -> GpuError {
-    match e {
-        GpuError::Weights { reason, .. } => GpuError::Weights { tensor: name.to_string(), reason },
-        other => other,
+/// A layout problem of the weight `tensor`.
+pub fn weights_error(tensor: &str, problem: LayoutError) -> GpuError {
+    GpuError::Weights {
+        tensor: tensor.to_string(),
+        problem,
     }
 }
 

@@ -1,0 +1,100 @@
+//! The kernel ABI: every number a generated kernel and the runtime that feeds it must agree on,
+//! written once. No dependencies (available with `default-features = false`), so the runtime
+//! imports it; `space.rs` derives the per-variant constants from it, the templates receive the
+//! values through the Tera context and `static_assert` them, and the codec's own format
+//! constants are tied to it by a test (runtime/src/codec/tests.rs).
+//!
+//! docs/CONTRACT.md describes the layouts these numbers size.
+
+/// Weight rows of one rmm CTA tile: two consumer warpgroups × WGMMA m64.
+pub const BM: u32 = 128;
+/// k per block: one 128-byte swizzle atom of bf16.
+pub const BK: u32 = 64;
+/// Elements per group: the escape unit, the padding unit of a row and the Huffman output unit.
+pub const GROUP: u32 = 64;
+/// Longest Huffman code; the decode table has `1 << MAX_CODE_LEN` entries.
+pub const MAX_CODE_LEN: u32 = 12;
+/// Zero bytes appended to a Huffman bitstream: a thread peeks up to `MAX_CODE_LEN` bits (and reads
+/// whole 32-bit words, one ahead) past its last code, so the tail must be readable and decode as zeros.
+pub const BITS_TAIL: u32 = 16;
+
+/// Opt-in dynamic shared memory per block on sm_90 (227 KB).
+pub const SMEM_LIMIT: u32 = 232_448;
+
+/// Consumer threads of an rmm CTA (two warpgroups); a stream-K partial is `[tile_n / 2][256]` f32.
+pub const RMM_CONSUMER_THREADS: u32 = 256;
+
+/// Bytes of one tiled block (one CTA tile × one k block) per weight component (docs/CONTRACT.md,
+/// "Tiled layout"): sign-mantissa bytes and exponent bytes take one byte per element, palette
+/// indices half a byte.
+pub const SM_TILE_BYTES: u32 = BM * BK;
+/// Exponent bytes of one tiled block.
+pub const EXP_TILE_BYTES: u32 = BM * BK;
+/// Palette-index nibbles of one tiled block.
+pub const NIBBLE_TILE_BYTES: u32 = BM * BK / 2;
+
+/// One `tile_esc` record per (CTA tile, k block): u32 words, little-endian.
+pub const ESC_RECORD_BYTES: u32 = 32;
+/// u32 words per record.
+pub const ESC_RECORD_WORDS: u32 = ESC_RECORD_BYTES / 4;
+/// Words 0..4: the 128-bit mask of the tile's escaped local groups (bit j = local group j).
+pub const ESC_MASK_WORDS: u32 = 4;
+/// Word 4: slot of the tile's first escaped group in the tile-ordered escape exponents.
+pub const ESC_FIRST_WORD: u32 = 4;
+/// Word 5: number of the tile's escaped groups (words 6 and 7 are zero).
+pub const ESC_COUNT_WORD: u32 = 5;
+
+/// Where `huff_exponent` / `huff_palette` place their output, and where `huff_bf16` reads its
+/// sign-mantissa bytes (the kernels' last parameter, `u32 layout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum HuffLayout {
+    /// `[rows][padded_cols]` (bytes) / `[rows][padded_cols / 2]` (nibbles), as the codec.
+    RowMajor = 0,
+    /// The rmm's tiled layout of a standard weight (encoded W [n_out][k]).
+    TiledStandard = 1,
+    /// The rmm's tiled layout of a transposed weight (encoded Wᵀ [k][n_out]).
+    TiledTransposed = 2,
+}
+
+impl HuffLayout {
+    pub const ALL: [HuffLayout; 3] = [
+        HuffLayout::RowMajor,
+        HuffLayout::TiledStandard,
+        HuffLayout::TiledTransposed,
+    ];
+
+    /// The value the kernel receives.
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+}
+
+// The relations the kernels and the runtime rely on, checked when the crate compiles.
+const _: () = {
+    assert!(
+        ESC_MASK_WORDS * 32 == BM,
+        "one mask bit per local group of a tile"
+    );
+    assert!(ESC_FIRST_WORD >= ESC_MASK_WORDS && ESC_COUNT_WORD >= ESC_MASK_WORDS);
+    assert!(ESC_FIRST_WORD != ESC_COUNT_WORD && ESC_COUNT_WORD < ESC_RECORD_WORDS);
+    assert!(
+        BK == GROUP && BM % GROUP == 0,
+        "a tile row holds whole groups"
+    );
+    assert!(NIBBLE_TILE_BYTES * 2 == SM_TILE_BYTES);
+    // templates/huff.cu.tera: the bit reader runs at most 12 bytes past a chunk's end.
+    assert!(BITS_TAIL >= 12 && BITS_TAIL % 16 == 0);
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_codes_are_dense() {
+        for (i, l) in HuffLayout::ALL.into_iter().enumerate() {
+            assert_eq!(l.code(), i as u32);
+        }
+    }
+}

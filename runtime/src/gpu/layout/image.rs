@@ -1,0 +1,316 @@
+//! Host images of device-resident weights: exactly the bytes each kernel reads, prepared on the
+//! CPU from a codec [`CompressedTensor`] so the layout rules are unit-tested without a GPU.
+
+use unweight_codegen::abi;
+
+use crate::codec::{self, CompressedTensor, Encoding, Indices, GROUP};
+
+use super::escapes;
+use super::tiles::{self, Packing};
+use super::{Geometry, LayoutError};
+
+/// Zero bytes appended to the Huffman bitstream ([`abi::BITS_TAIL`]).
+pub const BITS_TAIL: usize = abi::BITS_TAIL as usize;
+
+/// How a weight is kept on the GPU; each execution pipeline needs one (`ExecPipeline::residency`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Residency {
+    /// The codec's Huffman stream, decoded per call ([`HuffmanImage`]).
+    Huffman,
+    /// Tiled palette nibbles, read by the direct-palette rmm ([`PaletteImage`]).
+    Palette,
+    /// Plain bf16 (the raw rmm and the cuBLAS reference).
+    Raw,
+}
+
+impl Residency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Residency::Huffman => "huffman",
+            Residency::Palette => "palette",
+            Residency::Raw => "raw",
+        }
+    }
+}
+
+impl std::fmt::Display for Residency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What `huff_*` kernels read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HuffmanImage {
+    pub geometry: Geometry,
+    /// Bitstream followed by at least [`BITS_TAIL`] zero bytes, length a multiple of 16.
+    pub bits: Vec<u8>,
+    pub chunk_offsets: Vec<u32>,
+    pub lut: Vec<u16>,
+    pub palette: [u8; 16],
+    /// Row-major sm bytes, only for a shape the rmm does not take: otherwise `huff_bf16` reads
+    /// the tiled copy in `rmm` (one byte per weight, not two).
+    pub sm: Option<Vec<u8>>,
+    pub esc_bitmap: Vec<u64>,
+    pub esc_prefix: Vec<u32>,
+    pub esc_exp: Vec<u8>,
+    pub chunk_symbols: u32,
+    pub n_chunks: u32,
+    /// What the exponent / palette-transcode rmm reads besides the preprocess output (present
+    /// when the shape is rmm-eligible).
+    pub rmm: Option<RmmTables>,
+}
+
+/// Tiled sign-mantissa bytes and per-tile escape tables of an rmm-eligible weight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RmmTables {
+    /// sm bytes in the rmm's tiled layout (`w0_tiles`).
+    pub sm_tiles: Vec<u8>,
+    pub tile_esc: Vec<u8>,
+    /// Escape exponents in tile order.
+    pub esc_exp: Vec<u8>,
+}
+
+impl RmmTables {
+    fn new(t: &CompressedTensor, g: &Geometry) -> Result<Self, LayoutError> {
+        let sm_tiles = tiles::tile(&t.sm, t.orientation, g.n_out, g.k, Packing::Byte)?;
+        let esc = escapes::build(&t.escapes, t.orientation, g.n_out, g.k)?;
+        Ok(RmmTables {
+            sm_tiles,
+            tile_esc: esc.records,
+            esc_exp: esc.exponents,
+        })
+    }
+}
+
+/// What `rmm_palette_*` reads (direct palette): every array already in the tiled layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaletteImage {
+    pub geometry: Geometry,
+    pub tables: RmmTables,
+    /// Palette nibbles in the rmm's tiled layout (`w1_tiles`).
+    pub nibble_tiles: Vec<u8>,
+    pub palette: [u8; 16],
+}
+
+impl HuffmanImage {
+    pub fn new(t: &CompressedTensor) -> Result<Self, LayoutError> {
+        let Indices::Huffman(h) = &t.indices else {
+            return Err(LayoutError::Encoding {
+                residency: Residency::Huffman,
+                needs: Encoding::Huffman,
+                got: t.encoding(),
+            });
+        };
+        let geometry = Geometry::of(t);
+        let symbols = geometry.rows * geometry.padded_cols;
+        // The huff kernels decode whole groups per chunk and index with 32-bit positions.
+        if h.chunk_symbols == 0 || h.chunk_symbols as usize % GROUP != 0 {
+            return Err(LayoutError::ChunkSymbols(h.chunk_symbols));
+        }
+        if symbols as u64 >= 1 << 32 {
+            return Err(LayoutError::TooManySymbols(symbols));
+        }
+        let n_chunks = symbols.div_ceil(h.chunk_symbols.max(1) as usize);
+        if h.chunk_offsets.len() != n_chunks {
+            let (have, need) = (h.chunk_offsets.len(), n_chunks);
+            return Err(LayoutError::Length {
+                what: "chunk offsets",
+                unit: "offsets",
+                have,
+                need,
+            });
+        }
+        if t.sm.len() != symbols {
+            return Err(LayoutError::Length {
+                what: "sign-mantissa bytes",
+                unit: "bytes",
+                have: t.sm.len(),
+                need: symbols,
+            });
+        }
+        let mut bits = h.bits.clone();
+        bits.resize((h.bits.len() + BITS_TAIL).div_ceil(16) * 16, 0);
+        let rmm = if geometry.rmm_ok() {
+            Some(RmmTables::new(t, &geometry)?)
+        } else {
+            None
+        };
+        Ok(HuffmanImage {
+            geometry,
+            bits,
+            chunk_offsets: h.chunk_offsets.clone(),
+            lut: h.decode_lut(),
+            palette: t.palette,
+            sm: if rmm.is_none() {
+                Some(t.sm.clone())
+            } else {
+                None
+            },
+            esc_bitmap: t.escapes.bitmap.clone(),
+            esc_prefix: t.escapes.prefix.clone(),
+            esc_exp: t.escapes.exponents.clone(),
+            chunk_symbols: h.chunk_symbols,
+            n_chunks: n_chunks as u32,
+            rmm,
+        })
+    }
+}
+
+impl PaletteImage {
+    /// From a palette- or Huffman-encoded tensor (Huffman is transcoded on the CPU).
+    pub fn new(t: &CompressedTensor) -> Result<Self, LayoutError> {
+        let geometry = Geometry::of(t);
+        if !geometry.rmm_ok() {
+            return Err(LayoutError::PaletteShape {
+                shape: geometry.shape_text(),
+            });
+        }
+        let nibbles = match &t.indices {
+            Indices::Palette(n) => n.clone(),
+            _ => codec::decode_palette_indices(t)?,
+        };
+        let nibble_tiles = tiles::tile(
+            &nibbles,
+            t.orientation,
+            geometry.n_out,
+            geometry.k,
+            Packing::Nibble,
+        )?;
+        Ok(PaletteImage {
+            tables: RmmTables::new(t, &geometry)?,
+            geometry,
+            nibble_tiles,
+            palette: t.palette,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{compress, Orientation};
+
+    fn bits(n: usize) -> Vec<u16> {
+        (0..n)
+            .map(|i| ((((i * 31) % 20) as u16 + 110) << 7) | (i as u16 & 0x807f))
+            .collect()
+    }
+
+    #[test]
+    fn huffman_image_pads_the_stream() {
+        let b = bits(128 * 100);
+        let t = compress(&b, &[128, 100], Orientation::Standard, Encoding::Huffman).unwrap();
+        let img = HuffmanImage::new(&t).unwrap();
+        let Indices::Huffman(h) = &t.indices else {
+            unreachable!()
+        };
+        assert!(img.bits.len() >= h.bits.len() + BITS_TAIL);
+        assert_eq!(img.bits.len() % 16, 0);
+        assert!(img.bits[h.bits.len()..].iter().all(|&x| x == 0));
+        assert_eq!(&img.bits[..h.bits.len()], &h.bits[..]);
+        assert_eq!(img.lut.len(), 4096);
+        assert_eq!(img.geometry.padded_cols, 128);
+        assert_eq!(
+            img.n_chunks as usize,
+            (128 * 128usize).div_ceil(h.chunk_symbols as usize)
+        );
+        assert!(!img.geometry.rmm_ok());
+        assert!(img.rmm.is_none());
+        assert_eq!(
+            img.sm.as_deref(),
+            Some(&t.sm[..]),
+            "not rmm-eligible: huff_bf16 reads row-major sm"
+        );
+    }
+
+    #[test]
+    fn huffman_residency_holds_one_sm_copy_and_fewer_bytes_than_bf16() {
+        // Trained-weight-like exponents: a few around 120 dominate, one group in ~100 has an outlier.
+        let b: Vec<u16> = (0..512 * 256usize)
+            .map(|i| {
+                let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                let e = if i % 6400 == 77 {
+                    20
+                } else {
+                    118 + (h % 7).min(h % 5) as u16
+                };
+                (e << 7) | (h as u16 & 0x807f)
+            })
+            .collect();
+        for o in [Orientation::Standard, Orientation::Transposed] {
+            let h = HuffmanImage::new(&compress(&b, &[512, 256], o, Encoding::Huffman).unwrap())
+                .unwrap();
+            assert!(
+                h.sm.is_none(),
+                "rmm-eligible: the tiled sm is the only copy"
+            );
+            let r = h.rmm.as_ref().unwrap();
+            let bytes = h.bits.len()
+                + 4 * h.chunk_offsets.len()
+                + 2 * h.lut.len()
+                + 16
+                + r.sm_tiles.len()
+                + r.tile_esc.len()
+                + r.esc_exp.len()
+                + 8 * h.esc_bitmap.len()
+                + 4 * h.esc_prefix.len()
+                + h.esc_exp.len();
+            assert!(
+                bytes < b.len() * 2,
+                "{o}: {bytes} resident bytes for {} bf16 bytes",
+                b.len() * 2
+            );
+        }
+    }
+
+    #[test]
+    fn geometry_of_transposed() {
+        let b = bits(256 * 192);
+        let t = compress(&b, &[256, 192], Orientation::Transposed, Encoding::Palette).unwrap();
+        let g = Geometry::of(&t);
+        assert_eq!((g.n_out, g.k, g.rows, g.cols), (256, 192, 192, 256));
+        assert_eq!(g, Geometry::raw(256, 192, Orientation::Transposed));
+        assert!(g.rmm_ok());
+        assert_eq!(g.scratch_bytes(), (192 * 256 * 2, 192 * 256, 192 * 128));
+    }
+
+    #[test]
+    fn palette_image_from_huffman_equals_from_palette() {
+        let b = bits(256 * 128);
+        for o in [Orientation::Standard, Orientation::Transposed] {
+            let a = PaletteImage::new(&compress(&b, &[256, 128], o, Encoding::Huffman).unwrap())
+                .unwrap();
+            let p = PaletteImage::new(&compress(&b, &[256, 128], o, Encoding::Palette).unwrap())
+                .unwrap();
+            assert_eq!(a, p);
+            assert_eq!(a.tables.tile_esc.len(), 2 * 2 * 32);
+            assert_eq!(a.nibble_tiles.len(), 256 * 128 / 2);
+            let h = HuffmanImage::new(&compress(&b, &[256, 128], o, Encoding::Huffman).unwrap())
+                .unwrap();
+            assert_eq!(
+                h.rmm.as_ref(),
+                Some(&a.tables),
+                "huffman and palette residency share the rmm tables"
+            );
+            let sm = compress(&b, &[256, 128], o, Encoding::Huffman).unwrap().sm;
+            assert_eq!(
+                tiles::untile(&a.tables.sm_tiles, o, 256, 128, Packing::Byte).unwrap(),
+                sm
+            );
+        }
+    }
+
+    #[test]
+    fn palette_image_rejects_rmm_incompatible_shapes() {
+        let b = bits(100 * 64);
+        let t = compress(&b, &[100, 64], Orientation::Standard, Encoding::Palette).unwrap();
+        let e = PaletteImage::new(&t).unwrap_err().to_string();
+        assert!(e.contains("keep it Huffman-resident"), "{e}");
+        let h = compress(&b, &[100, 64], Orientation::Standard, Encoding::Palette).unwrap();
+        assert!(HuffmanImage::new(&h)
+            .unwrap_err()
+            .to_string()
+            .contains("needs the huffman encoding"));
+    }
+}
