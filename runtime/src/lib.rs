@@ -7,3 +7,4 @@ pub mod codec;
 pub mod demo;
 pub mod gpu;
 pub mod kernels;
+pub mod model;

@@ -324,7 +324,7 @@ impl Parts {
             exponents: self.bytes(file, Component::EscExp).to_vec(),
         };
 
-        let idx = self.bytes(file, Component::Idx).to_vec();
+        let idx = codec::copied_u8(self.bytes(file, Component::Idx));
         let indices = match self.encoding {
             Encoding::Palette => Indices::Palette(idx),
             Encoding::Exponent => Indices::Exponent(idx),
@@ -368,7 +368,7 @@ impl Parts {
             rows: self.rows,
             cols: self.cols,
             palette,
-            sm: self.bytes(file, Component::Sm).to_vec(),
+            sm: codec::copied_u8(self.bytes(file, Component::Sm)),
             escapes,
             indices,
             hash: self.hash,

@@ -38,6 +38,11 @@ pub fn verify_file(
         }
     }
     let mut report = VerifyReport::default();
+    // The header decompression would write: the kept original must fit the tensors.
+    if let Err(e) = super::decompress::restored_layout(&bundle, &super::decompress::items(&bundle))
+    {
+        report.failures.push(e.to_string());
+    }
     let entries: Vec<&CompressedEntry> = bundle.layout.compressed.iter().collect();
     windowed_batch(
         &entries,
@@ -129,6 +134,20 @@ pub fn verify_file(
                     opath.display(),
                     t.name,
                     path.display()
+                ));
+            }
+        }
+        if let Some(h) = bundle
+            .layout
+            .bundle
+            .as_ref()
+            .and_then(|b| b.original_header.as_ref())
+        {
+            if h.as_bytes() != &o.bytes()[8..o.data_start()] {
+                report.failures.push(format!(
+                    "{}: the kept original header differs from {}'s header (decompression would not restore it byte for byte)",
+                    path.display(),
+                    opath.display()
                 ));
             }
         }
