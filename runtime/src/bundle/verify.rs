@@ -55,7 +55,7 @@ pub fn verify_file(
         },
         |e, decoded| {
             report.decoded += 1;
-            progress((e.parts.rows * e.parts.cols * 2) as u64);
+            progress(stored(e));
             let bits = match decoded {
                 Ok(b) => b,
                 Err(err) => {
@@ -93,6 +93,10 @@ pub fn verify_file(
             Ok(())
         },
     )?;
+
+    // The header and the pass-through tensors: progress then sums to the file's size.
+    let components: u64 = entries.iter().map(|e| stored(e)).sum();
+    progress((bundle.bytes().len() as u64).saturating_sub(components));
 
     if let (Some(o), Some(opath)) = (&orig, original) {
         let here = |name: &str| format!("{}: tensor `{name}`", path.display());
@@ -162,4 +166,9 @@ pub fn verify_file(
         }
     }
     Ok(report)
+}
+
+/// Bytes of a compressed tensor's components in the file.
+fn stored(e: &CompressedEntry) -> u64 {
+    e.parts.ranges.values().map(|r| r.len() as u64).sum()
 }
