@@ -16,10 +16,17 @@ fn exact(dir: &std::path::Path, input: &str, extra: &[&str]) {
     let mut args = vec!["compress", input, "-o", "b.safetensors"];
     args.extend_from_slice(extra);
     ok(&unweight(dir, &args));
-    ok(&unweight(dir, &["verify", "b.safetensors", "--against", input]));
-    ok(&unweight(dir, &["decompress", "b.safetensors", "-o", "back.safetensors"]));
+    ok(&unweight(
+        dir,
+        &["verify", "b.safetensors", "--against", input],
+    ));
+    ok(&unweight(
+        dir,
+        &["decompress", "b.safetensors", "-o", "back.safetensors"],
+    ));
     assert!(
-        std::fs::read(dir.join(input)).unwrap() == std::fs::read(dir.join("back.safetensors")).unwrap(),
+        std::fs::read(dir.join(input)).unwrap()
+            == std::fs::read(dir.join("back.safetensors")).unwrap(),
         "{input} {extra:?}: not restored byte for byte"
     );
 }
@@ -29,8 +36,16 @@ fn safetensors_writer_output_restores_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     fixture(dir.path());
     exact(dir.path(), "model.safetensors", &[]);
-    exact(dir.path(), "model.safetensors", &["--encoding", "palette", "--transpose", "down_proj"]);
-    exact(dir.path(), "model.safetensors", &["--tensors", r"(proj|conv)\.weight$"]);
+    exact(
+        dir.path(),
+        "model.safetensors",
+        &["--encoding", "palette", "--transpose", "down_proj"],
+    );
+    exact(
+        dir.path(),
+        "model.safetensors",
+        &["--tensors", r"(proj|conv)\.weight$"],
+    );
 }
 
 /// A file as another writer might lay it out: U8 first with an odd length, so the BF16 tensor
@@ -57,20 +72,36 @@ fn unusual_layout_restores_byte_identical() {
     let (tensors, _) = read_all(&dir.path().join("odd.safetensors"));
     assert_eq!(tensors.len(), 2);
     exact(dir.path(), "odd.safetensors", &[]);
-    exact(dir.path(), "odd.safetensors", &["--encoding", "palette", "--transpose", "up_proj"]);
+    exact(
+        dir.path(),
+        "odd.safetensors",
+        &["--encoding", "palette", "--transpose", "up_proj"],
+    );
 }
 
 #[test]
 fn bundle_without_kept_header_restores_tensors_and_metadata() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture(dir.path());
-    ok(&unweight(dir.path(), &["compress", "model.safetensors", "-o", "b.safetensors"]));
+    ok(&unweight(
+        dir.path(),
+        &["compress", "model.safetensors", "-o", "b.safetensors"],
+    ));
     let b = dir.path().join("b.safetensors");
     edit_unweight(&b, |u| {
-        u.as_object_mut().unwrap().remove("original_header").unwrap();
+        u.as_object_mut()
+            .unwrap()
+            .remove("original_header")
+            .unwrap();
     });
-    ok(&unweight(dir.path(), &["verify", "b.safetensors", "--against", "model.safetensors"]));
-    ok(&unweight(dir.path(), &["decompress", "b.safetensors", "-o", "back.safetensors"]));
+    ok(&unweight(
+        dir.path(),
+        &["verify", "b.safetensors", "--against", "model.safetensors"],
+    ));
+    ok(&unweight(
+        dir.path(),
+        &["decompress", "b.safetensors", "-o", "back.safetensors"],
+    ));
     assert!(read_all(&input) == read_all(&dir.path().join("back.safetensors")));
 }
 
@@ -78,7 +109,10 @@ fn bundle_without_kept_header_restores_tensors_and_metadata() {
 fn tampered_kept_header_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture(dir.path());
-    ok(&unweight(dir.path(), &["compress", "model.safetensors", "-o", "b.safetensors"]));
+    ok(&unweight(
+        dir.path(),
+        &["compress", "model.safetensors", "-o", "b.safetensors"],
+    ));
     let b = dir.path().join("b.safetensors");
     edit_unweight(&b, |u| {
         let h = u["original_header"].as_str().unwrap().to_string();
@@ -87,8 +121,14 @@ fn tampered_kept_header_is_refused() {
         u["original_header"] = serde_json::Value::String(changed);
     });
     let before = snapshot(&b);
-    let o = unweight(dir.path(), &["decompress", "b.safetensors", "-o", "back.safetensors"]);
-    assert_fails(&o, &["b.safetensors", "`original_header` gives it another shape"]);
+    let o = unweight(
+        dir.path(),
+        &["decompress", "b.safetensors", "-o", "back.safetensors"],
+    );
+    assert_fails(
+        &o,
+        &["b.safetensors", "`original_header` gives it another shape"],
+    );
     assert_eq!(
         extra_files(dir.path(), &[&input, &b]),
         Vec::<std::path::PathBuf>::new()
@@ -96,5 +136,9 @@ fn tampered_kept_header_is_refused() {
     assert!(snapshot(&b) == before);
     let o = unweight(dir.path(), &["verify", "b.safetensors"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("`original_header` gives it another shape"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`original_header` gives it another shape"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -63,7 +63,11 @@ fn minilm_directory_round_trips_byte_identical() {
     let tmp = tempfile::tempdir().unwrap();
     let input = minilm_dir(tmp.path());
     let before = tree_snapshot(&input);
-    assert_eq!(before.len(), 7, "3 shards, index, config, tokenizer, pooling config");
+    assert_eq!(
+        before.len(),
+        7,
+        "3 shards, index, config, tokenizer, pooling config"
+    );
 
     let o = unweight(tmp.path(), &["compress", "minilm", "-o", "packed"]);
     ok(&o);
@@ -72,12 +76,18 @@ fn minilm_directory_round_trips_byte_identical() {
         assert!(text.contains(s), "{text}");
     }
     assert!(text.contains("total (3 shards)"), "{text}");
-    assert!(text.contains("1 index files rewritten, 3 other files copied"), "{text}");
+    assert!(
+        text.contains("1 index files rewritten, 3 other files copied"),
+        "{text}"
+    );
     let packed = tmp.path().join("packed");
 
     // Same files; everything but shards and index byte-identical.
     let (orig, comp) = (tree(&input), tree(&packed));
-    assert_eq!(orig.keys().collect::<Vec<_>>(), comp.keys().collect::<Vec<_>>());
+    assert_eq!(
+        orig.keys().collect::<Vec<_>>(),
+        comp.keys().collect::<Vec<_>>()
+    );
     for f in ["config.json", "tokenizer.json", "1_Pooling/config.json"] {
         assert!(orig[Path::new(f)] == comp[Path::new(f)], "{f} changed");
     }
@@ -86,20 +96,31 @@ fn minilm_directory_round_trips_byte_identical() {
     let through = load_through_index(&packed);
     assert!(through == all_tensors(&packed), "index and shards disagree");
     let components: Vec<&String> = through.keys().filter(|n| n.contains(".uw.")).collect();
-    assert_eq!(components.len(), 12 * 6, "12 huffman tensors × 6 components");
+    assert_eq!(
+        components.len(),
+        12 * 6,
+        "12 huffman tensors × 6 components"
+    );
     let mlp = regex::Regex::new(r"layer\.\d+\.(intermediate|output)\.dense\.weight$").unwrap();
     assert_eq!(through.keys().filter(|n| mlp.is_match(n)).count(), 0);
 
     let o = unweight(tmp.path(), &["verify", "packed", "--against", "minilm"]);
     ok(&o);
-    assert!(stdout(&o).contains("OK (3 shards, 12 compressed tensors decoded"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("OK (3 shards, 12 compressed tensors decoded"),
+        "{}",
+        stdout(&o)
+    );
 
     let o = unweight(tmp.path(), &["decompress", "packed", "-o", "restored"]);
     ok(&o);
     assert!(stdout(&o).contains("total (3 shards)"), "{}", stdout(&o));
     let restored = tmp.path().join("restored");
     let back = tree(&restored);
-    assert_eq!(orig.keys().collect::<Vec<_>>(), back.keys().collect::<Vec<_>>());
+    assert_eq!(
+        orig.keys().collect::<Vec<_>>(),
+        back.keys().collect::<Vec<_>>()
+    );
     for (f, bytes) in &orig {
         assert!(back[f] == *bytes, "{} is not byte-identical", f.display());
     }
@@ -126,10 +147,21 @@ fn shards_without_selected_tensors_are_copied() {
     // Layer 0 lives in the first shard only.
     let o = unweight(
         tmp.path(),
-        &["compress", "minilm", "-o", "packed", "--tensors", r"layer\.0\..*dense\.weight$"],
+        &[
+            "compress",
+            "minilm",
+            "-o",
+            "packed",
+            "--tensors",
+            r"layer\.0\..*dense\.weight$",
+        ],
     );
     ok(&o);
-    assert!(stdout(&o).contains("(copied: nothing selected)"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("(copied: nothing selected)"),
+        "{}",
+        stdout(&o)
+    );
     let packed = tmp.path().join("packed");
     for s in &MINILM_SHARDS[1..] {
         assert!(std::fs::read(packed.join(s)).unwrap() == std::fs::read(input.join(s)).unwrap());
@@ -145,7 +177,10 @@ fn shards_without_selected_tensors_are_copied() {
 fn verify_against_finds_differences() {
     let tmp = tempfile::tempdir().unwrap();
     let input = minilm_dir(tmp.path());
-    ok(&unweight(tmp.path(), &["compress", "minilm", "-o", "packed"]));
+    ok(&unweight(
+        tmp.path(),
+        &["compress", "minilm", "-o", "packed"],
+    ));
     // The original's tokenizer differs from the copy; one original shard lost a byte.
     let mut tok = std::fs::read(input.join("tokenizer.json")).unwrap();
     tok.push(b' ');
@@ -166,7 +201,11 @@ fn fails_cleanly(tmp: &Path, args: &[&str], needles: &[&str]) {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    let snaps: Vec<_> = before.iter().filter(|p| p.is_dir()).map(|p| tree_snapshot(p)).collect();
+    let snaps: Vec<_> = before
+        .iter()
+        .filter(|p| p.is_dir())
+        .map(|p| tree_snapshot(p))
+        .collect();
     assert_fails(&unweight(tmp, args), needles);
     let mut after: Vec<PathBuf> = std::fs::read_dir(tmp)
         .unwrap()
@@ -176,7 +215,11 @@ fn fails_cleanly(tmp: &Path, args: &[&str], needles: &[&str]) {
     let mut want = before.clone();
     want.sort();
     assert_eq!(after, want, "the command left something behind");
-    let again: Vec<_> = before.iter().filter(|p| p.is_dir()).map(|p| tree_snapshot(p)).collect();
+    let again: Vec<_> = before
+        .iter()
+        .filter(|p| p.is_dir())
+        .map(|p| tree_snapshot(p))
+        .collect();
     assert!(snaps == again, "an input changed");
 }
 
@@ -203,7 +246,11 @@ fn index_naming_a_missing_shard() {
     let input = minilm_dir(tmp.path());
     let index = input.join(INDEX);
     let text = std::fs::read_to_string(&index).unwrap();
-    std::fs::write(&index, text.replacen("model-00003-of-00003", "model-00004-of-00003", 1)).unwrap();
+    std::fs::write(
+        &index,
+        text.replacen("model-00003-of-00003", "model-00004-of-00003", 1),
+    )
+    .unwrap();
     for args in [
         &["compress", "minilm", "-o", "out"][..],
         &["verify", "minilm"][..],
@@ -211,7 +258,10 @@ fn index_naming_a_missing_shard() {
         fails_cleanly(
             tmp.path(),
             args,
-            &[INDEX, "to shard `model-00004-of-00003.safetensors`, which is not in the directory"],
+            &[
+                INDEX,
+                "to shard `model-00004-of-00003.safetensors`, which is not in the directory",
+            ],
         );
     }
 }
@@ -220,7 +270,11 @@ fn index_naming_a_missing_shard() {
 fn shard_that_is_not_safetensors() {
     let tmp = tempfile::tempdir().unwrap();
     let input = minilm_dir(tmp.path());
-    std::fs::write(input.join(MINILM_SHARDS[1]), b"not a safetensors file at all").unwrap();
+    std::fs::write(
+        input.join(MINILM_SHARDS[1]),
+        b"not a safetensors file at all",
+    )
+    .unwrap();
     for args in [
         &["compress", "minilm", "-o", "out"][..],
         &["decompress", "minilm", "-o", "out"][..],
@@ -256,13 +310,20 @@ fn failure_in_a_later_shard_leaves_no_output() {
     fails_cleanly(
         tmp.path(),
         &["compress", "minilm", "-o", "out"],
-        &[MINILM_SHARDS[2], "encoder.layer.9.intermediate.dense.weight", "F32"],
+        &[
+            MINILM_SHARDS[2],
+            "encoder.layer.9.intermediate.dense.weight",
+            "F32",
+        ],
     );
 
     // A compressed directory whose last shard no longer decodes (a component byte flipped).
     let tmp = tempfile::tempdir().unwrap();
     minilm_dir(tmp.path());
-    ok(&unweight(tmp.path(), &["compress", "minilm", "-o", "packed"]));
+    ok(&unweight(
+        tmp.path(),
+        &["compress", "minilm", "-o", "packed"],
+    ));
     let shard = tmp.path().join("packed").join(MINILM_SHARDS[2]);
     let mut bytes = std::fs::read(&shard).unwrap();
     let (n, meta) = SafeTensors::read_metadata(&bytes).unwrap();
@@ -276,7 +337,11 @@ fn failure_in_a_later_shard_leaves_no_output() {
     fails_cleanly(
         tmp.path(),
         &["decompress", "packed", "-o", "out"],
-        &[MINILM_SHARDS[2], name.trim_end_matches(".uw.sm"), "hash mismatch"],
+        &[
+            MINILM_SHARDS[2],
+            name.trim_end_matches(".uw.sm"),
+            "hash mismatch",
+        ],
     );
 }
 
@@ -326,11 +391,17 @@ fn library_api_files_and_directories() {
         done.fetch_add(n, Ordering::Relaxed);
     })
     .unwrap();
-    assert_eq!(done.load(Ordering::Relaxed), model::progress_total(&input).unwrap());
+    assert_eq!(
+        done.load(Ordering::Relaxed),
+        model::progress_total(&input).unwrap()
+    );
     assert!(r.is_dir);
     assert_eq!(r.shards.len(), 3);
     assert_eq!(
-        r.shards.iter().map(|s| s.report.as_ref().unwrap().tensors.len()).sum::<usize>(),
+        r.shards
+            .iter()
+            .map(|s| s.report.as_ref().unwrap().tensors.len())
+            .sum::<usize>(),
         12
     );
     let done = AtomicU64::new(0);
@@ -339,14 +410,20 @@ fn library_api_files_and_directories() {
     })
     .unwrap();
     assert!(v.ok(), "{:?}", v.failures());
-    assert_eq!(done.load(Ordering::Relaxed), model::progress_total(&packed).unwrap());
+    assert_eq!(
+        done.load(Ordering::Relaxed),
+        model::progress_total(&packed).unwrap()
+    );
     let done = AtomicU64::new(0);
     let restored = tmp.path().join("restored");
     model::decompress_path(&packed, &restored, &|n| {
         done.fetch_add(n, Ordering::Relaxed);
     })
     .unwrap();
-    assert_eq!(done.load(Ordering::Relaxed), model::progress_total(&packed).unwrap());
+    assert_eq!(
+        done.load(Ordering::Relaxed),
+        model::progress_total(&packed).unwrap()
+    );
     assert!(tree(&restored) == tree(&input));
 
     // load_file: every original tensor and the metadata of a compressed shard.
@@ -363,9 +440,20 @@ fn library_api_files_and_directories() {
     }
 
     // Errors display as the CLI's one line.
-    let e = model::compress_path(&tmp.path().join("nope"), &tmp.path().join("o"), &opts, &|_| {})
-        .unwrap_err();
+    let e = model::compress_path(
+        &tmp.path().join("nope"),
+        &tmp.path().join("o"),
+        &opts,
+        &|_| {},
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("nope: cannot open"), "{e}");
     let e = model::decompress_path(&input, &tmp.path().join("o"), &|_| {}).unwrap_err();
-    assert_eq!(e.to_string(), format!("{}: no shard is an unweight bundle (decompress takes a compressed directory)", input.display()));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: no shard is an unweight bundle (decompress takes a compressed directory)",
+            input.display()
+        )
+    );
 }

@@ -395,7 +395,15 @@ const CLI_CODEC: &str = "unweight CLI huffman (whole process)";
 fn cli_binary() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "unweight", "--bin", "unweight"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "unweight",
+            "--bin",
+            "unweight",
+        ])
         .status()
         .context("building the unweight binary")?;
     if !status.success() {
@@ -430,8 +438,7 @@ impl CliInput {
             .context("creating a scratch directory in the current one")?;
         if let Some(k) = keep {
             let sub = k.join(d.name.split(' ').next().unwrap_or("data"));
-            std::fs::create_dir_all(&sub)
-                .with_context(|| format!("creating {}", sub.display()))?;
+            std::fs::create_dir_all(&sub).with_context(|| format!("creating {}", sub.display()))?;
             dir = tempfile::TempDir::new_in(&sub)?;
             dir.disable_cleanup(true);
         }
@@ -493,7 +500,10 @@ impl CliInput {
     /// One `compress` and one `decompress`, each into a path that does not exist yet (removing
     /// an old output inside the timed process would charge it for freeing its pages).
     fn run(&self) -> Result<Run> {
-        let (bundle, back) = (self.path("model.uw.safetensors"), self.path("back.safetensors"));
+        let (bundle, back) = (
+            self.path("model.uw.safetensors"),
+            self.path("back.safetensors"),
+        );
         for p in [&bundle, &back] {
             if p.exists() {
                 std::fs::remove_file(p)?;

@@ -125,9 +125,14 @@ pub fn decompress_file(
     for (i, off) in items.iter().zip(&offsets) {
         if let Source::Plain(t) = i.source {
             let at = (out.data_start() + off.start) as u64;
-            let copied =
-                copy::copy_range(src.file(), t.range.start as u64, out.file(), at, t.range.len())
-                    .map_err(|e| BundleError::io(output, "cannot write the output file", e))?;
+            let copied = copy::copy_range(
+                src.file(),
+                t.range.start as u64,
+                out.file(),
+                at,
+                t.range.len(),
+            )
+            .map_err(|e| BundleError::io(output, "cannot write the output file", e))?;
             if !copied {
                 out.data_mut()[off.clone()].copy_from_slice(src.slice(&t.range));
             }
@@ -301,14 +306,15 @@ pub(super) fn restored_layout(
 ) -> Result<(Vec<u8>, Vec<Range<usize>>), BundleError> {
     let meta = src.layout.bundle.as_ref();
     if let Some(h) = meta.and_then(|b| b.original_header.as_ref()) {
-        let offsets = check_original_header(h, items, src.layout.metadata.as_ref())
-            .map_err(|(tensor, why)| {
+        let offsets = check_original_header(h, items, src.layout.metadata.as_ref()).map_err(
+            |(tensor, why)| {
                 let p = Problem::Metadata(format!("`original_header` {why}"));
                 match tensor {
                     Some(t) => BundleError::tensor(&src.path, &t, p),
                     None => BundleError::file(&src.path, p),
                 }
-            })?;
+            },
+        )?;
         return Ok((h.as_bytes().to_vec(), offsets));
     }
     let mut entries = Vec::with_capacity(items.len());
@@ -327,7 +333,10 @@ pub(super) fn restored_layout(
     }
     let mut header = header_json(src.layout.metadata.as_ref(), &entries);
     header.resize(header.len().next_multiple_of(8), b' ');
-    Ok((header, entries.iter().map(|e| e.offsets.0..e.offsets.1).collect()))
+    Ok((
+        header,
+        entries.iter().map(|e| e.offsets.0..e.offsets.1).collect(),
+    ))
 }
 
 fn item_len(i: &Item) -> Option<usize> {

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use super::{progress, table};
 use crate::bundle::{CompressOptions, CompressReport, DecompressReport, Selection, TensorReport};
-use crate::model::{self, ModelReport};
 use crate::codec::Encoding;
+use crate::model::{self, ModelReport};
 
 /// The per-tensor table with a total row, as `compress` and `demo` print it.
 pub fn report_table(rows: &[TensorReport]) -> String {
@@ -108,9 +108,10 @@ fn shard_table(report: &ModelReport<CompressReport>) -> String {
         passed_all += passed;
         all.extend(tensors);
     }
-    let (before, after) = report.shards.iter().fold((0, 0), |(b, a), s| {
-        (b + s.bytes_in, a + s.bytes_out)
-    });
+    let (before, after) = report
+        .shards
+        .iter()
+        .fold((0, 0), |(b, a), s| (b + s.bytes_in, a + s.bytes_out));
     body.push(row(
         format!("total ({} shards)", report.shards.len()),
         &all,
@@ -213,9 +214,10 @@ pub fn run_decompress(input: &Path, output: &Path) -> anyhow::Result<ExitCode> {
                 .sum::<usize>()
                 .to_string()
         };
-        let (before, after) = report.shards.iter().fold((0, 0), |(b, a), s| {
-            (b + s.bytes_in, a + s.bytes_out)
-        });
+        let (before, after) = report
+            .shards
+            .iter()
+            .fold((0, 0), |(b, a), s| (b + s.bytes_in, a + s.bytes_out));
         body.push(vec![
             format!("total ({} shards)", report.shards.len()),
             sum(|r| r.decoded),

@@ -20,11 +20,11 @@ mod tensor;
 #[cfg(test)]
 mod tests;
 
+pub use buffers::copied_u8;
 pub use decode::{
     decode_bf16_encoded, decode_exponents, decode_palette_indices, decompress, decompress_batch,
     decompress_contiguous, decompress_into_parts,
 };
-pub use buffers::copied_u8;
 pub use encode::{compress, compress_batch, transcode, CompressInput};
 pub use hash::hash_bits;
 pub use huffman::{build_lut, canonical_codes, code_lengths, LUT_SIZE};

@@ -50,7 +50,10 @@ impl Index {
                 .iter()
                 .map(|(k, v)| match v {
                     Value::String(s) => Ok((k.clone(), s.clone())),
-                    _ => Err(bad(path, format!("`weight_map` entry `{k}` is not a file name"))),
+                    _ => Err(bad(
+                        path,
+                        format!("`weight_map` entry `{k}` is not a file name"),
+                    )),
                 })
                 .collect::<Result<_, _>>()?,
             _ => return Err(bad(path, "no `weight_map` object")),
@@ -99,8 +102,8 @@ impl Index {
         components: &BTreeMap<String, Vec<String>>,
         total_size: u64,
     ) -> Result<Vec<u8>, ModelError> {
-        let original = String::from_utf8(self.bytes.clone())
-            .map_err(|_| bad(&self.path, "is not UTF-8"))?;
+        let original =
+            String::from_utf8(self.bytes.clone()).map_err(|_| bad(&self.path, "is not UTF-8"))?;
         let mut map = Map::new();
         for (tensor, shard) in &self.weight_map {
             match components.get(tensor) {
@@ -118,7 +121,9 @@ impl Index {
         if root.contains_key(INDEX_KEY) {
             return Err(bad(
                 &self.path,
-                format!("already has an `{INDEX_KEY}` entry (is the directory compressed already?)"),
+                format!(
+                    "already has an `{INDEX_KEY}` entry (is the directory compressed already?)"
+                ),
             ));
         }
         set_total_size(&mut root, total_size);

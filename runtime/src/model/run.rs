@@ -78,11 +78,7 @@ fn data_bytes(path: &Path) -> Result<u64, ModelError> {
 }
 
 /// `metadata.total_size` for an index: the data bytes of the shards it names.
-fn index_total(
-    rel: &Path,
-    idx: &Index,
-    sizes: &BTreeMap<PathBuf, u64>,
-) -> u64 {
+fn index_total(rel: &Path, idx: &Index, sizes: &BTreeMap<PathBuf, u64>) -> u64 {
     idx.shard_paths(rel)
         .values()
         .collect::<BTreeSet<_>>()
@@ -297,13 +293,15 @@ pub fn verify_path(
         return Ok(single(path, None, r));
     }
     if let Some(a) = against.filter(|a| !a.is_dir()) {
-        return Err(ModelError::dir(path, DirProblem::KindMismatch)).map_err(|e| match a.exists() {
-            true => e,
-            false => ModelError::io(
-                a,
-                "cannot open",
-                std::io::Error::from(std::io::ErrorKind::NotFound),
-            ),
+        return Err(ModelError::dir(path, DirProblem::KindMismatch)).map_err(|e| {
+            match a.exists() {
+                true => e,
+                false => ModelError::io(
+                    a,
+                    "cannot open",
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                ),
+            }
         });
     }
     let dir = ModelDir::scan(path)?;
@@ -356,11 +354,9 @@ pub fn verify_path(
         if let Some(o) = &orig {
             let theirs = o.root.join(rel);
             match (i.original()?, std::fs::read(&theirs)) {
-                (_, Err(_)) => problems.push(format!(
-                    "{}: not in {}",
-                    i.path.display(),
-                    o.root.display()
-                )),
+                (_, Err(_)) => {
+                    problems.push(format!("{}: not in {}", i.path.display(), o.root.display()))
+                }
                 (Some(kept), Ok(b)) if kept.bytes != b => problems.push(format!(
                     "{}: the kept original index differs from {}",
                     i.path.display(),

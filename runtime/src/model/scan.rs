@@ -54,13 +54,14 @@ impl ModelDir {
                 std::io::Error::other("nested too deeply (a symlink loop?)"),
             ));
         }
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| ModelError::io(&dir, "cannot list the directory", e))?;
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| ModelError::io(&dir, "cannot list the directory", e))?;
         for entry in entries {
             let entry = entry.map_err(|e| ModelError::io(&dir, "cannot list the directory", e))?;
             let rel = rel.join(entry.file_name());
             let path = self.root.join(&rel);
-            let meta = std::fs::metadata(&path).map_err(|e| ModelError::io(&path, "cannot read", e))?;
+            let meta =
+                std::fs::metadata(&path).map_err(|e| ModelError::io(&path, "cannot read", e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if meta.is_dir() {
                 self.dirs.push(rel.clone());

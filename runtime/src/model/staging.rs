@@ -18,8 +18,8 @@ impl Staging {
     /// temporary directory in `dest`'s parent.
     pub fn new(input: &Path, dest: &Path) -> Result<Self, ModelError> {
         if let Ok(m) = std::fs::symlink_metadata(dest) {
-            let empty_dir = m.is_dir()
-                && std::fs::read_dir(dest).is_ok_and(|mut r| r.next().is_none());
+            let empty_dir =
+                m.is_dir() && std::fs::read_dir(dest).is_ok_and(|mut r| r.next().is_none());
             if !empty_dir {
                 return Err(ModelError::dir(dest, DirProblem::OutputExists));
             }
@@ -99,7 +99,11 @@ impl Staging {
         let renamed = synced.and_then(|()| std::fs::rename(&tmp, &dest));
         if let Err(e) = renamed {
             let _ = std::fs::remove_dir_all(&tmp);
-            return Err(ModelError::io(dest, "cannot rename the output into place", e));
+            return Err(ModelError::io(
+                dest,
+                "cannot rename the output into place",
+                e,
+            ));
         }
         Ok(())
     }

@@ -326,7 +326,10 @@ pub fn tree_snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>, SystemTime)> {
     tree(root)
         .into_iter()
         .map(|(p, b)| {
-            let m = std::fs::metadata(root.join(&p)).unwrap().modified().unwrap();
+            let m = std::fs::metadata(root.join(&p))
+                .unwrap()
+                .modified()
+                .unwrap();
             (p, b, m)
         })
         .collect()
