@@ -11,7 +11,9 @@ use super::bytes::bytes_of;
 use super::copy;
 use super::error::{BundleError, Problem};
 use super::reader::{Bundle, CompressedEntry, PlainTensor};
-use super::writer::{byte_len, header_json, start_writeback, HeaderEntry, MappedOutput};
+use super::writer::{
+    byte_len, header_json, prefault, start_writeback, HeaderEntry, MappedOutput,
+};
 use super::{check_output, sort_for_alignment};
 use crate::codec;
 
@@ -139,7 +141,11 @@ pub fn decompress_file(
             progress(t.range.len() as u64);
         }
     }
-    out.start_writeback(0..data_len);
+    for (i, off) in items.iter().zip(&offsets) {
+        if matches!(i.source, Source::Plain(_)) {
+            out.start_writeback(off.clone());
+        }
+    }
 
     // A second handle on the file, to start writeback while the map is borrowed for decoding.
     let file = out
@@ -233,6 +239,9 @@ fn decode_windows(
             .collect::<Result<Vec<_>, _>>()?;
         let (mut direct, mut direct_dst, mut copied) = (Vec::new(), Vec::new(), Vec::new());
         for ((e, dst, _), ct) in window.into_iter().zip(&loaded) {
+            // Without this, each fault on a fresh page of the allocated file also zeroes its
+            // readahead window: several times the decode's own cost, measured.
+            prefault(dst);
             match as_u16_slots(dst) {
                 Ok(d) => {
                     direct.push((e, ct));

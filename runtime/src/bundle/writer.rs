@@ -102,6 +102,34 @@ pub fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
     let _ = (file, offset, len);
 }
 
+/// Faults in the pages of `dst` (part of a shared file mapping) for writing, in parallel, in
+/// chunks of a few MB: the kernel then zeroes and maps them in bulk instead of taking one page
+/// fault per page while the decoder writes. Only a hint: without `MADV_POPULATE_WRITE` (Linux
+/// 5.14+) the decoder's writes fault the pages in as usual.
+pub fn prefault(dst: &mut [u8]) {
+    #[cfg(target_os = "linux")]
+    {
+        use rayon::prelude::*;
+        const PAGE: usize = 4096;
+        const CHUNK: usize = 4 << 20;
+        let (addr, len) = (dst.as_mut_ptr() as usize, dst.len());
+        let start = addr.next_multiple_of(PAGE);
+        let end = (addr + len) / PAGE * PAGE;
+        if end <= start {
+            return;
+        }
+        (start..end).into_par_iter().step_by(CHUNK).for_each(|a| {
+            let n = CHUNK.min(end - a);
+            // SAFETY: [a, a + n) lies inside `dst`, memory of a live mapping that the caller
+            // borrows exclusively; populating only maps pages (zeroed, or the file's contents)
+            // and changes no byte of them.
+            unsafe { libc::madvise(a as *mut libc::c_void, n, libc::MADV_POPULATE_WRITE) };
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = dst;
+}
+
 /// Gives `file` `len` bytes, allocated on disk where the file system can (`fallocate`): pages
 /// then fault in without the file system reserving blocks for each one.
 fn allocate(file: &std::fs::File, len: u64) -> std::io::Result<()> {
@@ -279,6 +307,9 @@ impl MappedOutput {
         let total = data_start
             .checked_add(data_len)
             .ok_or_else(|| BundleError::file(dest, Problem::Overflow("output size".into())))?;
+        // Blocks allocated up front: neither the page faults nor the writeback have to
+        // allocate them one page at a time (measured: writeback of 117 MB took ~10 ms instead
+        // of ~50 ms on the development VM).
         allocate(tmp.as_file(), total as u64).map_err(io)?;
         // SAFETY: the file is our own fresh temporary file, sized above and not shared with
         // anything that could truncate it while it is mapped.
