@@ -142,3 +142,28 @@ fn tampered_kept_header_is_refused() {
         stderr(&o)
     );
 }
+
+#[test]
+fn large_tensors_decode_window_by_window() {
+    // Each tensor is above decompress's 64 MB window, so each gets a window of its own and the
+    // second decodes from component buffers kept from the first (smaller: a pool buffer with
+    // room to spare is reused).
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = ((4096usize, 8704usize), (4096usize, 8192usize));
+    let tensors = vec![
+        (
+            "model.layers.0.mlp.up_proj.weight",
+            safetensors::Dtype::BF16,
+            vec![a.0, a.1],
+            le_bytes(&bf16_values(a.0 * a.1, 21)),
+        ),
+        (
+            "model.layers.1.mlp.up_proj.weight",
+            safetensors::Dtype::BF16,
+            vec![b.0, b.1],
+            le_bytes(&bf16_values(b.0 * b.1, 22)),
+        ),
+    ];
+    write_safetensors(&dir.path().join("big.safetensors"), &tensors, None);
+    exact(dir.path(), "big.safetensors", &[]);
+}

@@ -1,4 +1,4 @@
-//! `cargo run --release -p xtask -- bench-codec [--runs N] [--out DIR] [--minilm PATH] [--keep DIR]` (release:
+//! `cargo run --release -p xtask -- bench-codec [--runs N] [--out DIR] [--minilm PATH] [--keep DIR] [--baseline BIN]` (release:
 //! the xtask alias builds unoptimised code, which this refuses to time): CPU compress/decompress
 //! throughput of the unweight codec (huffman, palette) beside ZipNN on the same bytes, in GB/s
 //! of BF16 input. Writes `bench/results/<date>-codec-<host>.json` and a markdown table beside it.
@@ -18,6 +18,8 @@
 //! Beside them, the `unweight` binary (built first) is timed as a whole process: `compress` of
 //! each dataset written as a .safetensors file in a scratch directory under the current one,
 //! then `decompress` of the bundle; the restored file must equal the input byte for byte.
+//! `--baseline BIN` adds the same whole-process rows for another build of the binary (say, of
+//! an older commit), interleaved in the same runs, for before/after figures under equal load.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -68,6 +70,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut out_dir = PathBuf::from("bench/results");
     let mut minilm = std::env::var("UNWEIGHT_MINILM").ok();
     let mut keep: Option<PathBuf> = None;
+    let mut baseline: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().with_context(|| format!("{a} needs a value"));
@@ -76,7 +79,8 @@ pub fn run(args: &[String]) -> Result<()> {
             "--out" => out_dir = PathBuf::from(value()?),
             "--minilm" => minilm = Some(value()?.clone()),
             "--keep" => keep = Some(PathBuf::from(value()?)),
-            _ => bail!("unknown flag {a:?}; usage: cargo xtask bench-codec [--runs N] [--out DIR] [--minilm PATH] [--keep DIR]"),
+            "--baseline" => baseline = Some(PathBuf::from(value()?)),
+            _ => bail!("unknown flag {a:?}; usage: cargo xtask bench-codec [--runs N] [--out DIR] [--minilm PATH] [--keep DIR] [--baseline BIN]"),
         }
     }
     let minilm = minilm.context(
@@ -105,12 +109,22 @@ pub fn run(args: &[String]) -> Result<()> {
         // Runs alternate between the codecs so that all see the same load on a shared machine.
         let zipnn_input = ZipnnInput::new(d)?;
         let cli_input = CliInput::new(d, &bin, keep.as_deref())?;
-        let mut samples: [Samples; 4] = Default::default();
+        let base_input = baseline
+            .as_deref()
+            .map(|b| CliInput::new(d, b, None))
+            .transpose()?;
+        let mut samples: Vec<Samples> = (0..4 + usize::from(base_input.is_some()))
+            .map(|_| Samples::default())
+            .collect();
         // Warm-up (untimed), so no codec pays first-call costs in the timed runs.
         for enc in [Encoding::Huffman, Encoding::Palette] {
             run_unweight(d, enc)?;
         }
         cli_input.run()?;
+        if let Some(b) = &base_input {
+            b.run()?;
+        }
+        let zipnn_row = samples.len() - 1;
         for _ in 0..runs {
             for (i, enc) in [Encoding::Huffman, Encoding::Palette]
                 .into_iter()
@@ -119,17 +133,23 @@ pub fn run(args: &[String]) -> Result<()> {
                 samples[i].add(run_unweight(d, enc)?);
             }
             samples[2].add(cli_input.run()?);
-            samples[3].add(run_zipnn(&zipnn_input)?);
+            if let Some(b) = &base_input {
+                samples[3].add(b.run()?);
+            }
+            samples[zipnn_row].add(run_zipnn(&zipnn_input)?);
         }
         cli_input.check_restored()?;
         let gb = d.bytes() as f64 / 1e9;
         let elems = (d.bytes() / 2) as f64;
-        let names = [
+        let mut names = vec![
             "unweight huffman".to_string(),
             "unweight palette".to_string(),
             CLI_CODEC.to_string(),
-            format!("zipnn {} (2 threads)", zipnn_input.version()?),
         ];
+        if let Some(b) = &baseline {
+            names.push(format!("{CLI_CODEC}, baseline {}", b.display()));
+        }
+        names.push(format!("zipnn {} (2 threads)", zipnn_input.version()?));
         let results: Vec<Measured> = samples
             .into_iter()
             .zip(names)

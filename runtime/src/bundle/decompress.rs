@@ -8,12 +8,12 @@ use rayon::prelude::*;
 use safetensors::Dtype;
 
 use super::bytes::bytes_of;
+use super::components::BufferPool;
 use super::copy;
 use super::error::{BundleError, Problem};
 use super::reader::{Bundle, CompressedEntry, PlainTensor};
-use super::writer::{
-    byte_len, header_json, prefault, start_writeback, HeaderEntry, MappedOutput,
-};
+use super::writeback::Writeback;
+use super::writer::{byte_len, header_json, prefault, HeaderEntry, MappedOutput};
 use super::{check_output, sort_for_alignment};
 use crate::codec;
 
@@ -141,18 +141,14 @@ pub fn decompress_file(
             progress(t.range.len() as u64);
         }
     }
+    let data_start = out.data_start() as u64;
+    let writeback = Writeback::new(out.file());
     for (i, off) in items.iter().zip(&offsets) {
         if matches!(i.source, Source::Plain(_)) {
-            out.start_writeback(off.clone());
+            writeback.start(data_start + off.start as u64, off.len() as u64);
         }
     }
 
-    // A second handle on the file, to start writeback while the map is borrowed for decoding.
-    let file = out
-        .file()
-        .try_clone()
-        .map_err(|e| BundleError::io(output, "cannot write the output file", e))?;
-    let data_start = out.data_start() as u64;
     // Each compressed tensor's part of the mapped data section, in item order.
     let mut slots: Vec<Option<&mut [u8]>> = split_at_offsets(out.data_mut(), &offsets)
         .into_iter()
@@ -169,8 +165,9 @@ pub fn decompress_file(
         })
         .collect();
     decode_windows(&src, compressed, progress, &|r: &Range<usize>| {
-        start_writeback(&file, data_start + r.start as u64, r.len() as u64)
+        writeback.start(data_start + r.start as u64, r.len() as u64)
     })?;
+    writeback.finish();
     drop(slots);
     out.finish()?;
     Ok(DecompressReport {
@@ -215,6 +212,7 @@ fn decode_windows(
     written: &dyn Fn(&Range<usize>),
 ) -> Result<(), BundleError> {
     const BUDGET: usize = 64 << 20;
+    let pool = BufferPool::default();
     let mut rest = tensors.into_iter().peekable();
     while rest.peek().is_some() {
         let mut window = Vec::new();
@@ -233,7 +231,7 @@ fn decode_windows(
             .par_iter()
             .map(|e| {
                 e.parts
-                    .load(&e.name, src.bytes(), &e.meta)
+                    .load_pooled(&e.name, src.bytes(), &e.meta, &pool)
                     .map_err(|err| err.at(&src.path))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -262,6 +260,9 @@ fn decode_windows(
         }
         for r in &ranges {
             written(r);
+        }
+        for ct in loaded {
+            pool.recycle(ct);
         }
         let done: usize = entries
             .iter()

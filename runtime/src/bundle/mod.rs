@@ -14,6 +14,7 @@ pub mod meta;
 pub mod reader;
 pub mod select;
 mod verify;
+pub mod writeback;
 pub mod writer;
 
 use std::path::Path;

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use tempfile::NamedTempFile;
 
 use super::error::{BundleError, Problem};
+use super::writeback::Writeback;
 
 /// One tensor of the header.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,27 +80,6 @@ fn temp_beside(dest: &Path) -> Result<NamedTempFile, BundleError> {
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(|e| BundleError::io(dest, "cannot create the output file", e))
-}
-
-/// Starts writing `len` bytes of `file` from `offset` back to disk without waiting for it, so
-/// the final sync overlaps with the work that follows instead of coming after all of it. Only
-/// a hint: where the OS has no such call, or it fails, the final sync does all the writing.
-pub fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: the descriptor is open (borrowed File); the call reads no memory of ours.
-        unsafe {
-            libc::sync_file_range(
-                file.as_raw_fd(),
-                offset as libc::off64_t,
-                len as libc::off64_t,
-                libc::SYNC_FILE_RANGE_WRITE,
-            )
-        };
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, offset, len);
 }
 
 /// Faults in the pages of `dst` (part of a shared file mapping) for writing, in parallel, in
@@ -168,6 +148,7 @@ pub struct OutputFile {
     pos: usize,
     /// Data bytes whose writeback has been started.
     kicked: usize,
+    writeback: Writeback,
 }
 
 /// How many bytes [`OutputFile`] appends before it starts writing them back.
@@ -176,13 +157,16 @@ const WRITEBACK_STEP: usize = 16 << 20;
 impl OutputFile {
     /// Creates the temporary file next to `dest`, reserving `header_bound` bytes for the header.
     pub fn create(dest: &Path, header_bound: usize) -> Result<Self, BundleError> {
+        let tmp = temp_beside(dest)?;
+        let writeback = Writeback::new(tmp.as_file());
         Ok(Self {
             dest: dest.to_path_buf(),
-            tmp: temp_beside(dest)?,
+            tmp,
             reserved: header_bound.next_multiple_of(8),
             entries: Vec::new(),
             pos: 0,
             kicked: 0,
+            writeback,
         })
     }
 
@@ -191,11 +175,11 @@ impl OutputFile {
     }
 
     /// Every [`WRITEBACK_STEP`] bytes appended, starts writing them back to disk (see
-    /// [`start_writeback`]), so that `finish`'s sync has little left to wait for.
+    /// [`Writeback`]), so that `finish`'s sync has little left to wait for.
     fn writeback_step(&mut self) {
         if self.pos - self.kicked >= WRITEBACK_STEP {
             let from = (8 + self.reserved + self.kicked) as u64;
-            start_writeback(self.tmp.as_file(), from, self.data_offset() - from);
+            self.writeback.start(from, self.data_offset() - from);
             self.kicked = self.pos;
         }
     }
@@ -261,8 +245,10 @@ impl OutputFile {
             reserved,
             entries,
             pos,
+            writeback,
             ..
         } = self;
+        writeback.finish();
         let io = |e| BundleError::io(&dest, "cannot write the output file", e);
         let mut header = header_json(metadata, &entries);
         if header.len() > reserved {
@@ -343,12 +329,6 @@ impl MappedOutput {
     /// Byte position of the data section in the file.
     pub fn data_start(&self) -> usize {
         self.data_start
-    }
-
-    /// Starts writing data-section bytes `range` back to disk (see [`start_writeback`]).
-    pub fn start_writeback(&self, range: std::ops::Range<usize>) {
-        let at = (self.data_start + range.start) as u64;
-        start_writeback(self.tmp.as_file(), at, range.len() as u64);
     }
 
     pub fn dest(&self) -> &Path {
