@@ -457,3 +457,39 @@ fn library_api_files_and_directories() {
         )
     );
 }
+
+#[test]
+fn verify_checks_the_index_against_the_shards() {
+    let tmp = tempfile::tempdir().unwrap();
+    minilm_dir(tmp.path());
+    ok(&unweight(
+        tmp.path(),
+        &["compress", "minilm", "-o", "packed"],
+    ));
+    let o = unweight(tmp.path(), &["verify", "packed"]);
+    ok(&o);
+    assert!(
+        stdout(&o).contains("packed: OK (3 shards, 12 compressed tensors decoded, hashes match)")
+    );
+    // Point one component at a shard that exists but does not hold it.
+    let index = tmp.path().join("packed").join(INDEX);
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
+    let map = v["weight_map"].as_object_mut().unwrap();
+    let (name, shard) = map
+        .iter()
+        .find(|(n, _)| n.ends_with(".uw.idx"))
+        .map(|(n, s)| (n.clone(), s.as_str().unwrap().to_string()))
+        .unwrap();
+    let other = MINILM_SHARDS.iter().find(|s| **s != shard).unwrap();
+    map.insert(name.clone(), serde_json::Value::String(other.to_string()));
+    std::fs::write(&index, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let o = unweight(tmp.path(), &["verify", "packed"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "maps tensor `{name}` to `{other}`, which does not hold it"
+        )),
+        "{}",
+        stderr(&o)
+    );
+}
