@@ -6,4 +6,5 @@ pub mod cli;
 pub mod codec;
 pub mod demo;
 pub mod gpu;
+pub mod model;
 pub mod rng;

@@ -5,7 +5,7 @@
 //! - `check-kernels [--filter SET] [--jobs N] [--verbose]`: compile kernels with NVRTC for sm_90a and
 //!   print ptxas/SASS facts per variant (needs `source $(scripts/setup-tools.sh)`).
 //!
-//! - `bench-codec [--runs N] [--out DIR] [--minilm PATH]`: CPU codec throughput (xtask/src/bench_codec.rs).
+//! - `bench-codec [--runs N] [--out DIR] [--minilm PATH] [--keep DIR] [--baseline BIN]`: CPU codec throughput (xtask/src/bench_codec.rs).
 //!
 //! SET is `all` (default), `smoke`, or comma-separated name globs such as `rmm_palette_*_t`.
 
@@ -19,7 +19,7 @@ use unweight_codegen::space::VariantSet;
 
 const USAGE: &str = "usage: cargo xtask gen-kernels [--check] [--filter SET]\n\
                      \x20      cargo xtask check-kernels [--filter SET] [--jobs N] [--verbose]\n\
-                     \x20      cargo xtask bench-codec [--runs N] [--out DIR] [--minilm PATH]\n\
+                     \x20      cargo xtask bench-codec [--runs N] [--out DIR] [--minilm PATH] [--keep DIR] [--baseline BIN]\n\
                      SET: all (default) | smoke | comma-separated globs, e.g. 'rmm_palette_*_t,huff_*'";
 
 fn main() -> ExitCode {

@@ -48,6 +48,7 @@ pub fn windowed<T: Sync, R: Send, E: Send>(
         items,
         weight,
         max_items,
+        BUDGET,
         |window| window.par_iter().map(&work).collect(),
         sink,
     )
@@ -63,22 +64,38 @@ pub fn windowed_batch<T, R, E>(
     work: impl Fn(&[T]) -> Vec<Result<R, E>>,
     sink: impl FnMut(&T, R) -> Result<(), E>,
 ) -> Result<(), E> {
-    windowed_by(items, weight, 256, work, sink)
+    windowed_by(items, weight, 256, BUDGET, work, sink)
 }
+
+/// [`windowed_batch`] with windows of at most `budget` (weight units; a heavier item still
+/// gets a window of its own): smaller windows let a writer start on one window's output while
+/// the next is being computed.
+pub fn windowed_batch_within<T, R, E>(
+    items: &[T],
+    budget: usize,
+    weight: impl Fn(&T) -> usize,
+    work: impl Fn(&[T]) -> Vec<Result<R, E>>,
+    sink: impl FnMut(&T, R) -> Result<(), E>,
+) -> Result<(), E> {
+    windowed_by(items, weight, 256, budget, work, sink)
+}
+
+/// Default window budget: 1 GiB of input.
+const BUDGET: usize = 1 << 30;
 
 fn windowed_by<T, R, E>(
     items: &[T],
     weight: impl Fn(&T) -> usize,
     max_items: usize,
+    budget: usize,
     work: impl Fn(&[T]) -> Vec<Result<R, E>>,
     mut sink: impl FnMut(&T, R) -> Result<(), E>,
 ) -> Result<(), E> {
-    const BUDGET: usize = 1 << 30;
     let mut start = 0;
     while start < items.len() {
         let mut end = start;
         let mut size = 0usize;
-        while end < items.len() && (end == start || (size < BUDGET && end - start < max_items)) {
+        while end < items.len() && (end == start || (size < budget && end - start < max_items)) {
             size = size.saturating_add(weight(&items[end]));
             end += 1;
         }

@@ -290,7 +290,29 @@ impl Parts {
             .map_err(|p| ParseError::tensor(name, p))
     }
 
+    /// [`Parts::load`] copying the two large components into buffers from `pool` where one is
+    /// large enough (see [`BufferPool`]).
+    pub fn load_pooled(
+        &self,
+        name: &str,
+        file: &[u8],
+        tm: &TensorMeta,
+        pool: &BufferPool,
+    ) -> Result<CompressedTensor, ParseError> {
+        self.load_with(file, tm, &|b| pool.copy_of(b))
+            .map_err(|p| ParseError::tensor(name, p))
+    }
+
     fn load_inner(&self, file: &[u8], tm: &TensorMeta) -> Result<CompressedTensor, Problem> {
+        self.load_with(file, tm, &codec::copied_u8)
+    }
+
+    fn load_with(
+        &self,
+        file: &[u8],
+        tm: &TensorMeta,
+        copy: &dyn Fn(&[u8]) -> Vec<u8>,
+    ) -> Result<CompressedTensor, Problem> {
         let corrupt = |component, reason: String| Problem::Corrupt { component, reason };
         let mut palette = [0u8; 16];
         palette.copy_from_slice(self.bytes(file, Component::Palette));
@@ -324,7 +346,7 @@ impl Parts {
             exponents: self.bytes(file, Component::EscExp).to_vec(),
         };
 
-        let idx = self.bytes(file, Component::Idx).to_vec();
+        let idx = copy(self.bytes(file, Component::Idx));
         let indices = match self.encoding {
             Encoding::Palette => Indices::Palette(idx),
             Encoding::Exponent => Indices::Exponent(idx),
@@ -368,7 +390,7 @@ impl Parts {
             rows: self.rows,
             cols: self.cols,
             palette,
-            sm: self.bytes(file, Component::Sm).to_vec(),
+            sm: copy(self.bytes(file, Component::Sm)),
             escapes,
             indices,
             hash: self.hash,
@@ -414,4 +436,70 @@ fn check_huffman(h: &meta::HuffmanMeta, symbols: usize) -> Result<(), Problem> {
         )));
     }
     Ok(())
+}
+
+/// Buffers of decoded tensors' components, kept for the next tensors' components: copying
+/// into memory that is already mapped costs no page faults (with fresh buffers, faulting them
+/// in cost more than the copy).
+#[derive(Default)]
+pub struct BufferPool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl BufferPool {
+    /// `bytes` in a kept buffer with room for them (the smallest such), else a fresh one.
+    pub fn copy_of(&self, bytes: &[u8]) -> Vec<u8> {
+        let kept = {
+            let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let best = pool
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= bytes.len())
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i);
+            best.map(|i| pool.swap_remove(i))
+        };
+        match kept {
+            Some(mut v) => {
+                v.clear();
+                v.extend_from_slice(bytes);
+                v
+            }
+            None => codec::copied_u8(bytes),
+        }
+    }
+
+    /// Takes back the large buffers of a tensor that is no longer needed.
+    pub fn recycle(&self, t: CompressedTensor) {
+        let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        pool.push(t.sm);
+        match t.indices {
+            Indices::Huffman(h) => pool.push(h.bits),
+            Indices::Palette(v) | Indices::Exponent(v) => pool.push(v),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BufferPool;
+
+    #[test]
+    fn pool_reuses_the_smallest_buffer_with_room() {
+        let pool = BufferPool::default();
+        let a = pool.copy_of(&[1u8; 1000]);
+        let b = pool.copy_of(&[2u8; 100]);
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        {
+            let mut kept = pool.0.lock().unwrap();
+            kept.push(a);
+            kept.push(b);
+        }
+        let c = pool.copy_of(&[3u8; 50]);
+        assert_eq!((c.as_ptr(), &c[..]), (pb, &[3u8; 50][..]));
+        let d = pool.copy_of(&[4u8; 999]);
+        assert_eq!((d.as_ptr(), &d[..]), (pa, &[4u8; 999][..]));
+        // Nothing left with room: a fresh buffer.
+        let e = pool.copy_of(&[5u8; 10]);
+        assert!(e.as_ptr() != pa && e.as_ptr() != pb);
+        assert_eq!(e, vec![5u8; 10]);
+    }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use safetensors::Dtype;
 
-use super::bytes::{bits_of, windowed_batch};
+use super::bytes::{bits_of, windowed_batch_within};
 use super::components::{to_components, Component};
 use super::error::{BundleError, Problem};
 use super::meta::{BundleMeta, TensorMeta, COMPONENT_SEP, FORMAT_VERSION, METADATA_KEY};
@@ -70,13 +70,32 @@ struct Job<'a> {
 }
 
 /// Compresses the selected tensors of `input` into a bundle at `output`. `progress` receives
-/// the input bytes of each tensor as it is done.
+/// the input bytes as they are done (they sum to the input file's size).
 pub fn compress_file(
     input: &Path,
     output: &Path,
     opts: &CompressOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<CompressReport, BundleError> {
+    match compress_shard(input, output, opts, true, progress)? {
+        Some(r) => Ok(r),
+        None => Err(BundleError::file(
+            input,
+            Problem::NothingSelected(opts.selection.tensors.as_str().to_string()),
+        )),
+    }
+}
+
+/// [`compress_file`] for one shard of a directory (`whole_file` false): a shard none of whose
+/// tensors is selected gives `Ok(None)` and writes nothing, and `--transpose` matching nothing
+/// here is left for the caller to judge over all shards.
+pub(crate) fn compress_shard(
+    input: &Path,
+    output: &Path,
+    opts: &CompressOptions,
+    whole_file: bool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Option<CompressReport>, BundleError> {
     let src = Bundle::open(input)?;
     check_output(input, output)?;
     if src.layout.is_bundle() {
@@ -114,12 +133,9 @@ pub fn compress_file(
         });
     }
     if jobs.is_empty() {
-        return Err(BundleError::file(
-            input,
-            Problem::NothingSelected(opts.selection.tensors.as_str().to_string()),
-        ));
+        return Ok(None);
     }
-    if let Some(re) = &opts.selection.transpose {
+    if let (true, Some(re)) = (whole_file, &opts.selection.transpose) {
         if !jobs
             .iter()
             .any(|j| j.orientation == Orientation::Transposed)
@@ -141,6 +157,7 @@ pub fn compress_file(
     sort_for_alignment(&mut plain, |t| (t.dtype, t.name.as_str()));
 
     let had_metadata = src.layout.metadata.is_some();
+    let original_header = original_header(src.bytes());
     let mut metadata = src.layout.metadata.clone().unwrap_or_default();
     if metadata.contains_key(METADATA_KEY) {
         return Err(BundleError::file(input, Problem::AlreadyBundle));
@@ -161,6 +178,7 @@ pub fn compress_file(
         format_version: FORMAT_VERSION.into(),
         input_had_metadata: had_metadata,
         tensors: BTreeMap::new(),
+        original_header: original_header.clone(),
     };
     let mut names: BTreeSet<String> = plain.iter().map(|t| t.name.clone()).collect();
     for j in &jobs {
@@ -185,8 +203,17 @@ pub fn compress_file(
     let bound = header_json(Some(&bound_md), &bound_entries).len();
 
     let mut out = OutputFile::create(output, bound)?;
+    // The header counts as done: progress then sums to the input file's size.
+    progress(src.data_start() as u64);
     for t in &plain {
-        out.append(&t.name, t.dtype, &t.shape, src.slice(&t.range))?;
+        out.append_copy(
+            &t.name,
+            t.dtype,
+            &t.shape,
+            src.file(),
+            t.range.start as u64,
+            src.slice(&t.range),
+        )?;
         progress(t.range.len() as u64);
     }
 
@@ -198,9 +225,13 @@ pub fn compress_file(
         format_version: FORMAT_VERSION.into(),
         input_had_metadata: had_metadata,
         tensors: BTreeMap::new(),
+        original_header,
     };
-    windowed_batch(
+    // Windows of 64 MB: the output of one is written (and on its way to disk) while the next
+    // is encoded.
+    windowed_batch_within(
         &jobs,
+        64 << 20,
         |j| j.tensor.range.len(),
         |window| {
             let bits: Vec<_> = window
@@ -232,5 +263,13 @@ pub fn compress_file(
     )?;
     metadata.insert(METADATA_KEY.into(), meta.to_json());
     out.finish(Some(&metadata))?;
-    Ok(report)
+    Ok(Some(report))
+}
+
+/// The header of a safetensors file as stored: the JSON between the length prefix and the data,
+/// padding included (already checked to be UTF-8 JSON by the reader).
+fn original_header(bytes: &[u8]) -> Option<String> {
+    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let end = 8usize.checked_add(usize::try_from(n).ok()?)?;
+    String::from_utf8(bytes.get(8..end)?.to_vec()).ok()
 }

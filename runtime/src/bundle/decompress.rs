@@ -1,31 +1,34 @@
 //! `decompress`: a bundle → the original tensors and metadata.
 
-use std::borrow::Cow;
+use std::mem::MaybeUninit;
+use std::ops::Range;
 use std::path::Path;
-use std::sync::Arc;
 
 use rayon::prelude::*;
 use safetensors::Dtype;
 
-use super::bytes::{bytes_of, windowed_batch};
+use super::bytes::bytes_of;
+use super::components::BufferPool;
+use super::copy;
 use super::error::{BundleError, Problem};
-use super::reader::{Bundle, CompressedEntry};
-use super::writer::{byte_len, header_json, HeaderEntry, OutputFile};
+use super::reader::{Bundle, CompressedEntry, PlainTensor};
+use super::writeback::Writeback;
+use super::writer::{byte_len, header_json, prefault, HeaderEntry, MappedOutput};
 use super::{check_output, sort_for_alignment};
 use crate::codec;
 
 /// A tensor of the decompressed file: stored as is, or to decode.
 #[derive(Clone, Copy)]
-enum Source<'a> {
-    Plain(&'a [u8]),
+pub(super) enum Source<'a> {
+    Plain(&'a PlainTensor),
     Compressed(&'a CompressedEntry),
 }
 
-struct Item<'a> {
-    name: &'a str,
-    dtype: Dtype,
-    shape: &'a [usize],
-    source: Source<'a>,
+pub(super) struct Item<'a> {
+    pub(super) name: &'a str,
+    pub(super) dtype: Dtype,
+    pub(super) shape: &'a [usize],
+    pub(super) source: Source<'a>,
 }
 
 /// Decodes one compressed tensor of an open bundle to its original BF16 bits (hash checked).
@@ -99,6 +102,12 @@ pub struct DecompressReport {
 }
 
 /// Restores every tensor of the bundle `input` and the original metadata into `output`.
+///
+/// The output file is sized up front and memory-mapped: compressed tensors are decoded straight
+/// into its pages, pass-through tensors are copied file to file inside the kernel where the OS
+/// allows it (`copy_file_range`). With the bundle's `original_header` the result is
+/// byte-identical to the file that was compressed. `progress` receives input bytes as they are
+/// done (they sum to the input file's size).
 pub fn decompress_file(
     input: &Path,
     output: &Path,
@@ -109,6 +118,66 @@ pub fn decompress_file(
     if !src.layout.is_bundle() {
         return Err(BundleError::file(input, Problem::NotBundle));
     }
+    let items = items(&src);
+    let (header, offsets) = restored_layout(&src, &items)?;
+    let data_len = offsets.iter().map(|r| r.end).max().unwrap_or(0);
+    let mut out = MappedOutput::create(output, &header, data_len)?;
+    progress(src.data_start() as u64);
+
+    for (i, off) in items.iter().zip(&offsets) {
+        if let Source::Plain(t) = i.source {
+            let at = (out.data_start() + off.start) as u64;
+            let copied = copy::copy_range(
+                src.file(),
+                t.range.start as u64,
+                out.file(),
+                at,
+                t.range.len(),
+            )
+            .map_err(|e| BundleError::io(output, "cannot write the output file", e))?;
+            if !copied {
+                out.data_mut()[off.clone()].copy_from_slice(src.slice(&t.range));
+            }
+            progress(t.range.len() as u64);
+        }
+    }
+    let data_start = out.data_start() as u64;
+    let writeback = Writeback::new(out.file());
+    for (i, off) in items.iter().zip(&offsets) {
+        if matches!(i.source, Source::Plain(_)) {
+            writeback.start(data_start + off.start as u64, off.len() as u64);
+        }
+    }
+
+    // Each compressed tensor's part of the mapped data section, in item order.
+    let mut slots: Vec<Option<&mut [u8]>> = split_at_offsets(out.data_mut(), &offsets)
+        .into_iter()
+        .zip(&items)
+        .map(|(s, i)| matches!(i.source, Source::Compressed(_)).then_some(s))
+        .collect();
+    let compressed: Vec<Dest> = items
+        .iter()
+        .zip(slots.iter_mut())
+        .zip(&offsets)
+        .filter_map(|((i, s), off)| match i.source {
+            Source::Compressed(c) => Some((c, s.take()?, off.clone())),
+            Source::Plain(_) => None,
+        })
+        .collect();
+    decode_windows(&src, compressed, progress, &|r: &Range<usize>| {
+        writeback.start(data_start + r.start as u64, r.len() as u64)
+    })?;
+    writeback.finish();
+    drop(slots);
+    out.finish()?;
+    Ok(DecompressReport {
+        decoded: src.layout.compressed.len(),
+        passed_through: src.layout.plain.len(),
+    })
+}
+
+/// Every tensor the restored file holds, in the order of FORMAT.md's layout.
+pub(super) fn items(src: &Bundle) -> Vec<Item<'_>> {
     let mut items: Vec<Item> = src
         .layout
         .plain
@@ -117,7 +186,7 @@ pub fn decompress_file(
             name: &t.name,
             dtype: t.dtype,
             shape: &t.shape,
-            source: Source::Plain(src.slice(&t.range)),
+            source: Source::Plain(t),
         })
         .chain(src.layout.compressed.iter().map(|c| Item {
             name: &c.name,
@@ -127,13 +196,142 @@ pub fn decompress_file(
         }))
         .collect();
     sort_for_alignment(&mut items, |i| (i.dtype, i.name));
+    items
+}
 
-    // Every size is known: the header is exact.
+/// A compressed tensor, where its bytes go, and their range in the data section.
+type Dest<'a, 'b> = (&'a CompressedEntry, &'b mut [u8], Range<usize>);
+
+/// Decodes the compressed tensors into their destinations, a window of about 64 MB of decoded
+/// values at a time (a larger tensor gets a window of its own); once a window is decoded,
+/// `written` starts its writeback, which then overlaps with decoding the next.
+fn decode_windows(
+    src: &Bundle,
+    tensors: Vec<Dest>,
+    progress: &(dyn Fn(u64) + Sync),
+    written: &dyn Fn(&Range<usize>),
+) -> Result<(), BundleError> {
+    const BUDGET: usize = 64 << 20;
+    let pool = BufferPool::default();
+    let mut rest = tensors.into_iter().peekable();
+    while rest.peek().is_some() {
+        let mut window = Vec::new();
+        let mut size = 0usize;
+        while let Some((c, _, _)) = rest.peek() {
+            let n = 2 * c.parts.rows * c.parts.cols;
+            if !window.is_empty() && (size.saturating_add(n) > BUDGET || window.len() >= 256) {
+                break;
+            }
+            size = size.saturating_add(n);
+            window.extend(rest.next());
+        }
+        let entries: Vec<&CompressedEntry> = window.iter().map(|(c, _, _)| *c).collect();
+        let ranges: Vec<Range<usize>> = window.iter().map(|(_, _, r)| r.clone()).collect();
+        let loaded = entries
+            .par_iter()
+            .map(|e| {
+                e.parts
+                    .load_pooled(&e.name, src.bytes(), &e.meta, &pool)
+                    .map_err(|err| err.at(&src.path))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (mut direct, mut direct_dst, mut copied) = (Vec::new(), Vec::new(), Vec::new());
+        for ((e, dst, _), ct) in window.into_iter().zip(&loaded) {
+            // Without this, each fault on a fresh page of the allocated file also zeroes its
+            // readahead window: several times the decode's own cost, measured.
+            prefault(dst);
+            match as_u16_slots(dst) {
+                Ok(d) => {
+                    direct.push((e, ct));
+                    direct_dst.push(d);
+                }
+                Err(dst) => copied.push((e, ct, dst)),
+            }
+        }
+        let cts: Vec<&codec::CompressedTensor> = direct.iter().map(|(_, ct)| *ct).collect();
+        codec::decompress_into_parts(&cts, direct_dst)
+            .map_err(|(i, err)| BundleError::tensor(&src.path, &direct[i].0.name, err))?;
+        // A BF16 tensor at an odd offset (only possible with an unusual original header):
+        // decoded into a buffer, then copied.
+        for (e, ct, dst) in copied {
+            let bits = codec::decompress(ct)
+                .map_err(|err| BundleError::tensor(&src.path, &e.name, err))?;
+            dst.copy_from_slice(&bytes_of(&bits));
+        }
+        for r in &ranges {
+            written(r);
+        }
+        for ct in loaded {
+            pool.recycle(ct);
+        }
+        let done: usize = entries
+            .iter()
+            .map(|e| e.parts.ranges.values().map(|r| r.len()).sum::<usize>())
+            .sum();
+        progress(done as u64);
+    }
+    Ok(())
+}
+
+/// `dst` as BF16 slots for the decoder, when it is 2-byte aligned (the whole slice).
+fn as_u16_slots(dst: &mut [u8]) -> Result<&mut [MaybeUninit<u16>], &mut [u8]> {
+    if cfg!(target_endian = "little") && dst.as_ptr() as usize % 2 == 0 && dst.len() % 2 == 0 {
+        let n = dst.len() / 2;
+        // SAFETY: the memory is `n` u16s' worth, 2-byte aligned (checked), exclusively
+        // borrowed for the returned lifetime; every value the decoder writes is an initialised
+        // u16 whose little-endian bytes are the tensor's bytes (little-endian target, checked).
+        Ok(unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast(), n) })
+    } else {
+        Err(dst)
+    }
+}
+
+/// Splits `data` into the given ranges (disjoint, any order), one slice per range, in the
+/// ranges' order.
+fn split_at_offsets<'a>(data: &'a mut [u8], ranges: &[Range<usize>]) -> Vec<&'a mut [u8]> {
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_by_key(|&i| ranges[i].start);
+    let mut out: Vec<Option<&'a mut [u8]>> = (0..ranges.len()).map(|_| None).collect();
+    let mut rest = data;
+    let mut at = 0usize;
+    for i in order {
+        let r = &ranges[i];
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(r.start - at);
+        let (mine, tail) = tail.split_at_mut(r.len());
+        out[i] = Some(mine);
+        rest = tail;
+        at = r.end;
+    }
+    out.into_iter()
+        .map(|s| s.expect("every range was split off"))
+        .collect()
+}
+
+/// The header to write (exact bytes, padding included) and each item's byte range in the data
+/// section: the input's original header when the bundle kept it (checked against the tensors
+/// it restores), else the writer's own layout.
+pub(super) fn restored_layout(
+    src: &Bundle,
+    items: &[Item],
+) -> Result<(Vec<u8>, Vec<Range<usize>>), BundleError> {
+    let meta = src.layout.bundle.as_ref();
+    if let Some(h) = meta.and_then(|b| b.original_header.as_ref()) {
+        let offsets = check_original_header(h, items, src.layout.metadata.as_ref()).map_err(
+            |(tensor, why)| {
+                let p = Problem::Metadata(format!("`original_header` {why}"));
+                match tensor {
+                    Some(t) => BundleError::tensor(&src.path, &t, p),
+                    None => BundleError::file(&src.path, p),
+                }
+            },
+        )?;
+        return Ok((h.as_bytes().to_vec(), offsets));
+    }
     let mut entries = Vec::with_capacity(items.len());
     let mut pos = 0usize;
-    for i in &items {
-        let len = byte_len(i.dtype, i.shape).ok_or_else(|| {
-            BundleError::tensor(input, i.name, Problem::Overflow("tensor size".into()))
+    for i in items {
+        let len = item_len(i).ok_or_else(|| {
+            BundleError::tensor(&src.path, i.name, Problem::Overflow("tensor size".into()))
         })?;
         entries.push(HeaderEntry {
             name: i.name.to_string(),
@@ -143,68 +341,83 @@ pub fn decompress_file(
         });
         pos += len;
     }
-    let header_len = header_json(src.layout.metadata.as_ref(), &entries).len();
+    let mut header = header_json(src.layout.metadata.as_ref(), &entries);
+    header.resize(header.len().next_multiple_of(8), b' ');
+    Ok((
+        header,
+        entries.iter().map(|e| e.offsets.0..e.offsets.1).collect(),
+    ))
+}
 
-    let mut out = OutputFile::create(output, header_len)?;
-    windowed_batch(
-        &items,
-        |i| match i.source {
-            Source::Plain(b) => b.len(),
-            Source::Compressed(c) => c.parts.rows * c.parts.cols * 2,
-        },
-        |window| {
-            let entries: Vec<&CompressedEntry> = window
-                .iter()
-                .filter_map(|i| match i.source {
-                    Source::Compressed(c) => Some(c),
-                    Source::Plain(_) => None,
-                })
-                .collect();
-            // The window's tensors decode into one buffer, in file order.
-            let mut batch = Some(decode_entries_contiguous(&src, &entries).map(Arc::new));
-            let mut at = 0usize;
-            window
-                .iter()
-                .map(|i| match i.source {
-                    Source::Plain(_) => Ok(None),
-                    Source::Compressed(c) => {
-                        let n = c.parts.rows * c.parts.cols;
-                        let range = at..at + n;
-                        at += n;
-                        match &batch {
-                            Some(Ok(buf)) => Ok(Some((Arc::clone(buf), range))),
-                            // The batch's error once; the sink stops at it.
-                            _ => match batch.take() {
-                                Some(Err(e)) => Err(e),
-                                _ => Err(BundleError::tensor(
-                                    input,
-                                    &c.name,
-                                    codec::CodecError::Stream {
-                                        problem: "not decoded".into(),
-                                    },
-                                )),
-                            },
-                        }
-                    }
-                })
-                .collect()
-        },
-        |i, decoded: Option<(Arc<Vec<u16>>, std::ops::Range<usize>)>| {
-            let bytes = match (&i.source, &decoded) {
-                (Source::Compressed(_), Some((buf, r))) => bytes_of(&buf[r.clone()]),
-                (Source::Plain(b), _) => Cow::Borrowed(*b),
-                (Source::Compressed(_), None) => Cow::Borrowed(&[][..]),
-            };
-            out.append(i.name, i.dtype, i.shape, &bytes)?;
-            progress(bytes.len() as u64);
-            Ok(())
-        },
-    )?;
-    out.finish(src.layout.metadata.as_ref())?;
-    Ok(DecompressReport {
-        decoded: src.layout.compressed.len(),
-        passed_through: src.layout.plain.len(),
-    })
+fn item_len(i: &Item) -> Option<usize> {
+    byte_len(i.dtype, i.shape)
+}
+
+/// Checks that `header` (a bundle's `original_header`) describes exactly the tensors `items`
+/// and `metadata` restore, laid out back to back from offset 0; returns each item's range.
+/// Errors: the tensor concerned (if one) and why.
+fn check_original_header(
+    header: &str,
+    items: &[Item],
+    metadata: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<Vec<Range<usize>>, (Option<String>, String)> {
+    use serde_json::Value;
+    let root: serde_json::Map<String, Value> =
+        serde_json::from_str(header).map_err(|e| (None, format!("is not a JSON object: {e}")))?;
+    let original_meta: Option<std::collections::BTreeMap<String, String>> =
+        match root.get("__metadata__") {
+            None => None,
+            Some(v) => Some(
+                serde_json::from_value(v.clone())
+                    .map_err(|e| (None, format!("has a bad `__metadata__`: {e}")))?,
+            ),
+        };
+    if original_meta.as_ref() != metadata {
+        return Err((None, "has other metadata than the bundle restores".into()));
+    }
+    let tensors = root.len() - usize::from(root.contains_key("__metadata__"));
+    if tensors != items.len() {
+        return Err((
+            None,
+            format!(
+                "lists {tensors} tensors; the bundle restores {}",
+                items.len()
+            ),
+        ));
+    }
+    let mut offsets = Vec::with_capacity(items.len());
+    for i in items {
+        let bad = |why: &str| (Some(i.name.to_string()), why.to_string());
+        let t = root.get(i.name).ok_or_else(|| bad("does not list it"))?;
+        let dtype = serde_json::to_value(i.dtype).expect("dtype serializes");
+        if t.get("dtype") != Some(&dtype) {
+            return Err(bad("gives it another dtype"));
+        }
+        let shape: Option<Vec<usize>> = t
+            .get("shape")
+            .and_then(|s| serde_json::from_value(s.clone()).ok());
+        if shape.as_deref() != Some(i.shape) {
+            return Err(bad("gives it another shape"));
+        }
+        let range: Option<(usize, usize)> = t
+            .get("data_offsets")
+            .and_then(|s| serde_json::from_value(s.clone()).ok());
+        let len = item_len(i).ok_or_else(|| bad("size overflows"))?;
+        match range {
+            Some((a, b)) if b >= a && b - a == len => offsets.push(a..b),
+            _ => return Err(bad("gives it data offsets that do not fit its size")),
+        }
+    }
+    let mut sorted: Vec<&Range<usize>> = offsets.iter().collect();
+    sorted.sort_by_key(|r| (r.start, r.end));
+    let mut at = 0usize;
+    for r in sorted {
+        if r.start != at {
+            return Err((None, "has gaps or overlaps between its tensors".into()));
+        }
+        at = r.end;
+    }
+    Ok(offsets)
 }
 
 /// Every tensor of a file, decoded: what decompression would write.

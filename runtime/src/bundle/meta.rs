@@ -23,6 +23,12 @@ pub struct BundleMeta {
     /// "absent" and "empty" exactly.
     pub input_had_metadata: bool,
     pub tensors: BTreeMap<String, TensorMeta>,
+    /// The input file's header exactly as it was stored (JSON and padding): decompression
+    /// writes it back verbatim and puts every tensor at the offsets it names, so the restored
+    /// file is byte-identical to the input. Optional: without it, decompression writes a header
+    /// of its own (same tensors, metadata and bytes; the layout of FORMAT.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_header: Option<String>,
 }
 
 /// One compressed tensor.

@@ -6,6 +6,7 @@
 pub mod bytes;
 pub mod components;
 mod compress;
+pub mod copy;
 mod decompress;
 pub mod error;
 pub mod inspect;
@@ -13,12 +14,14 @@ pub mod meta;
 pub mod reader;
 pub mod select;
 mod verify;
+pub mod writeback;
 pub mod writer;
 
 use std::path::Path;
 
 use safetensors::Dtype;
 
+pub(crate) use compress::compress_shard;
 pub use compress::{compress_file, CompressOptions, CompressReport, TensorReport};
 pub use decompress::{
     decode_bytes, decode_entries, decode_entries_contiguous, decode_entry, decompress_file,

@@ -192,6 +192,7 @@ fn take_parts(
 /// A file opened read-only and memory-mapped, with its layout parsed.
 pub struct Bundle {
     pub path: PathBuf,
+    file: File,
     mmap: Mmap,
     pub layout: Layout,
 }
@@ -206,13 +207,27 @@ impl Bundle {
         let layout = parse(&mmap).map_err(|e| e.at(path))?;
         Ok(Self {
             path: path.to_path_buf(),
+            file,
             mmap,
             layout,
         })
     }
 
+    /// The open file, for copies out of it inside the kernel.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     pub fn bytes(&self) -> &[u8] {
         &self.mmap
+    }
+
+    /// Where the data section starts: 8 + the header's length.
+    pub fn data_start(&self) -> usize {
+        let n = self.mmap.get(..8).map_or(0, |b| {
+            u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize
+        });
+        8 + n
     }
 
     pub fn slice(&self, range: &Range<usize>) -> &[u8] {

@@ -38,6 +38,11 @@ pub fn verify_file(
         }
     }
     let mut report = VerifyReport::default();
+    // The header decompression would write: the kept original must fit the tensors.
+    if let Err(e) = super::decompress::restored_layout(&bundle, &super::decompress::items(&bundle))
+    {
+        report.failures.push(e.to_string());
+    }
     let entries: Vec<&CompressedEntry> = bundle.layout.compressed.iter().collect();
     windowed_batch(
         &entries,
@@ -50,7 +55,7 @@ pub fn verify_file(
         },
         |e, decoded| {
             report.decoded += 1;
-            progress((e.parts.rows * e.parts.cols * 2) as u64);
+            progress(stored(e));
             let bits = match decoded {
                 Ok(b) => b,
                 Err(err) => {
@@ -88,6 +93,10 @@ pub fn verify_file(
             Ok(())
         },
     )?;
+
+    // The header and the pass-through tensors: progress then sums to the file's size.
+    let components: u64 = entries.iter().map(|e| stored(e)).sum();
+    progress((bundle.bytes().len() as u64).saturating_sub(components));
 
     if let (Some(o), Some(opath)) = (&orig, original) {
         let here = |name: &str| format!("{}: tensor `{name}`", path.display());
@@ -132,6 +141,20 @@ pub fn verify_file(
                 ));
             }
         }
+        if let Some(h) = bundle
+            .layout
+            .bundle
+            .as_ref()
+            .and_then(|b| b.original_header.as_ref())
+        {
+            if h.as_bytes() != &o.bytes()[8..o.data_start()] {
+                report.failures.push(format!(
+                    "{}: the kept original header differs from {}'s header (decompression would not restore it byte for byte)",
+                    path.display(),
+                    opath.display()
+                ));
+            }
+        }
         if bundle.layout.metadata != o.layout.metadata {
             report.failures.push(format!(
                 "{}: metadata differs from {}'s: {:?} vs {:?}",
@@ -143,4 +166,9 @@ pub fn verify_file(
         }
     }
     Ok(report)
+}
+
+/// Bytes of a compressed tensor's components in the file.
+fn stored(e: &CompressedEntry) -> u64 {
+    e.parts.ranges.values().map(|r| r.len() as u64).sum()
 }

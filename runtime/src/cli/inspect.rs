@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use super::{progress, table};
 use crate::bundle::inspect::{inspect, Stored, TensorStats};
 use crate::bundle::Bundle;
+use crate::model::ModelDir;
 
 /// Exponents holding at least 0.1% of the elements, most frequent first, then the rest summed.
 fn histogram_line(s: &TensorStats) -> String {
@@ -34,12 +35,78 @@ fn histogram_line(s: &TensorStats) -> String {
     parts.join(" ")
 }
 
-pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
-    let bundle = Bundle::open(file)?;
-    let bar = progress::bytes("inspecting", bundle.bytes().len() as u64);
-    let stats = inspect(&bundle, &|n| bar.inc(n));
+/// BF16 bytes as stored, with huffman and with palette.
+type Totals = (usize, usize, usize);
+
+pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    if !path.is_dir() {
+        let bundle = Bundle::open(path)?;
+        let bar = progress::bytes("inspecting", bundle.bytes().len() as u64);
+        let r = inspect_file(&bundle, &bar);
+        bar.finish_and_clear();
+        r?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = ModelDir::scan(path)?;
+    let bundles = dir
+        .shards
+        .iter()
+        .map(|rel| Bundle::open(&dir.root.join(rel)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let total = bundles.iter().map(|b| b.bytes().len() as u64).sum();
+    let bar = progress::bytes("inspecting", total);
+    let mut rows = Vec::new();
+    let mut sum = (0, 0, 0);
+    for (rel, b) in dir.shards.iter().zip(&bundles) {
+        if !rows.is_empty() {
+            println!();
+        }
+        println!("== {} ==", rel.display());
+        let t = match inspect_file(b, &bar) {
+            Ok(t) => t,
+            Err(e) => {
+                bar.finish_and_clear();
+                return Err(e);
+            }
+        };
+        sum = (sum.0 + t.0, sum.1 + t.1, sum.2 + t.2);
+        rows.push(totals_row(rel.display().to_string(), t));
+    }
     bar.finish_and_clear();
-    let stats = stats?;
+    rows.push(totals_row(format!("total ({} shards)", rows.len()), sum));
+    println!();
+    println!(
+        "{}: model directory, {} shards, {} index files, {} other files",
+        path.display(),
+        dir.shards.len(),
+        dir.indexes.len(),
+        dir.others.len()
+    );
+    print!(
+        "{}",
+        table::render(
+            &["shard", "BF16", "huffman", "saved", "palette", "saved"],
+            &rows
+        )
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn totals_row(name: String, (b, h, p): Totals) -> Vec<String> {
+    vec![
+        name,
+        table::bytes(b),
+        table::bytes(h),
+        table::percent(b as f64 - h as f64, b as f64),
+        table::bytes(p),
+        table::percent(b as f64 - p as f64, b as f64),
+    ]
+}
+
+/// Prints one file's statistics; returns its totals.
+fn inspect_file(bundle: &Bundle, bar: &indicatif::ProgressBar) -> anyhow::Result<Totals> {
+    let file = bundle.path.as_path();
+    let stats = inspect(bundle, &|n| bar.inc(n))?;
     let kind = if bundle.layout.is_bundle() {
         "unweight bundle"
     } else {
@@ -53,6 +120,7 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
         stats.len()
     );
     let mut rows = Vec::new();
+    let mut totals = (0, 0, 0);
     for s in &stats {
         println!();
         let stored = match s.stored {
@@ -93,6 +161,7 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
             sum(|s| s.bytes_huffman),
             sum(|s| s.bytes_palette),
         );
+        totals = (b, h, p);
         println!();
         println!(
             "total: bf16 {}, huffman {} ({} saved), palette {} ({} saved)",
@@ -103,5 +172,5 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
             table::percent(b as f64 - p as f64, b as f64)
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(totals)
 }

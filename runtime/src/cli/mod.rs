@@ -46,11 +46,12 @@ impl From<EncodingArg> for crate::codec::Encoding {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Compress the selected BF16 tensors of a .safetensors file into a bundle.
+    /// Compress the selected BF16 tensors of a .safetensors file into a bundle, or of every shard
+    /// of a model directory into a new directory.
     Compress {
-        /// Input .safetensors file.
+        /// Input .safetensors file or model directory.
         input: PathBuf,
-        /// Output bundle (a .safetensors file).
+        /// Output bundle (a .safetensors file), or a new directory for a directory input.
         #[arg(short, long)]
         output: PathBuf,
         #[arg(long, value_enum, default_value = "huffman")]
@@ -63,18 +64,24 @@ pub enum Command {
         #[arg(long, value_name = "REGEX")]
         transpose: Option<String>,
     },
-    /// Restore every tensor and the original metadata from a bundle.
+    /// Restore every tensor and the original metadata from a bundle (or every file of a
+    /// compressed model directory, byte-identical, into a new directory).
     Decompress {
+        /// A bundle or a compressed model directory.
         input: PathBuf,
+        /// The restored file, or a new directory for a directory input.
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Per BF16 tensor: palette, exponent histogram, entropy, escape rate, sizes.
+    /// Per BF16 tensor: palette, exponent histogram, entropy, escape rate, sizes (of a file, or
+    /// of every shard of a model directory, with totals per shard).
     Inspect { file: PathBuf },
-    /// Decode every compressed tensor and check its hash (and, with --against, equality with the original).
+    /// Decode every compressed tensor and check its hash (and, with --against, equality with the
+    /// original); a file or a model directory.
     Verify {
         file: PathBuf,
-        /// The uncompressed original: every tensor and the metadata must match it exactly.
+        /// The uncompressed original (a file, or a directory for a directory): every tensor,
+        /// the metadata and, for directories, the index and every other file must match it.
         #[arg(long, value_name = "ORIGINAL")]
         against: Option<PathBuf>,
     },

@@ -69,6 +69,32 @@ pub fn decompress_contiguous(ts: &[&CompressedTensor]) -> Result<Vec<u16>, (usiz
         parts.push(head);
         rest = tail;
     }
+    decompress_into_parts(ts, parts)?;
+    // SAFETY: the parts partition the first `total` elements, and `decompress_into_parts`
+    // returned Ok, i.e. wrote every element of each.
+    unsafe { out.set_len(total) };
+    Ok(out)
+}
+
+/// [`decompress`] of several tensors, tensor `i` into `parts[i]` (exactly its element count),
+/// in parallel over the tensors as well as within each; hashes checked. The destinations may
+/// be anywhere, e.g. slices of a memory-mapped output file, so the decoded values are written
+/// once, where they end up. On `Ok` every element of every part is written; on failure, the
+/// index of the first tensor that failed and its error.
+pub fn decompress_into_parts(
+    ts: &[&CompressedTensor],
+    parts: Vec<&mut [MaybeUninit<u16>]>,
+) -> Result<(), (usize, CodecError)> {
+    if parts.len() != ts.len() {
+        return Err((
+            0,
+            CodecError::Length {
+                what: "decompress destinations",
+                expected: ts.len(),
+                actual: parts.len(),
+            },
+        ));
+    }
     let parts: Vec<std::sync::Mutex<Option<&mut [MaybeUninit<u16>]>>> = parts
         .into_iter()
         .map(|p| std::sync::Mutex::new(Some(p)))
@@ -89,10 +115,7 @@ pub fn decompress_contiguous(ts: &[&CompressedTensor]) -> Result<Vec<u16>, (usiz
             None => return Err((i, super::parallel::not_run(i))),
         }
     }
-    // SAFETY: the parts partition the first `total` elements, and `decompress_into` returned Ok
-    // for each, i.e. wrote all of its part.
-    unsafe { out.set_len(total) };
-    Ok(out)
+    Ok(())
 }
 
 /// [`decompress`] into `dst` (exactly the tensor's element count); on `Ok` every element of

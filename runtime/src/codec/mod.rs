@@ -21,10 +21,11 @@ mod tensor;
 #[cfg(test)]
 mod tests;
 
+pub use buffers::copied_u8;
 pub use code::{build_lut, canonical_codes, code_lengths, LUT_SIZE};
 pub use decode::{
     decode_bf16_encoded, decode_exponents, decode_palette_indices, decompress, decompress_batch,
-    decompress_contiguous,
+    decompress_contiguous, decompress_into_parts,
 };
 pub use encode::{compress, compress_batch, transcode, CompressInput};
 pub use hash::hash_bits;

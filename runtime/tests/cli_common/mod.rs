@@ -253,3 +253,84 @@ pub fn minilm_bf16(dir: &Path) -> PathBuf {
     write_safetensors(&path, &refs, meta.metadata().clone());
     path
 }
+
+/// Shard file names of [`minilm_dir`].
+pub const MINILM_SHARDS: [&str; 3] = [
+    "model-00001-of-00003.safetensors",
+    "model-00002-of-00003.safetensors",
+    "model-00003-of-00003.safetensors",
+];
+
+/// A model directory `dir/minilm` as checkpoints are published: all-MiniLM-L6-v2 rounded to
+/// BF16 (see [`minilm_bf16`]) split into 3 shards (tensors in name order, a third each, the
+/// original metadata on every shard), `model.safetensors.index.json` as `transformers` writes
+/// it (sorted keys, two-space indent, final newline), and the checkpoint's own `config.json`,
+/// `tokenizer.json` and `1_Pooling/config.json`.
+pub fn minilm_dir(dir: &Path) -> PathBuf {
+    let single = minilm_bf16(dir);
+    let (tensors, meta) = read_all(&single);
+    std::fs::remove_file(&single).unwrap();
+    let root = dir.join("minilm");
+    std::fs::create_dir_all(root.join("1_Pooling")).unwrap();
+    let per = tensors.len().div_ceil(MINILM_SHARDS.len());
+    let mut weight_map = serde_json::Map::new();
+    let mut total = 0usize;
+    for (chunk, shard) in tensors.chunks(per).zip(MINILM_SHARDS) {
+        let refs: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = chunk
+            .iter()
+            .map(|(n, d, s, b)| (n.as_str(), *d, s.clone(), b.clone()))
+            .collect();
+        write_safetensors(&root.join(shard), &refs, meta.clone());
+        for (n, _, _, b) in chunk {
+            weight_map.insert(n.clone(), serde_json::Value::String(shard.into()));
+            total += b.len();
+        }
+    }
+    let index = serde_json::json!({
+        "metadata": {"total_size": total},
+        "weight_map": weight_map,
+    });
+    let mut text = serde_json::to_string_pretty(&index).unwrap();
+    text.push('\n');
+    std::fs::write(root.join("model.safetensors.index.json"), text).unwrap();
+    let src = Path::new(&std::env::var("UNWEIGHT_MINILM").unwrap())
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    for f in ["config.json", "tokenizer.json", "1_Pooling/config.json"] {
+        std::fs::copy(src.join(f), root.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    }
+    root
+}
+
+/// Every file under `root` (relative path → bytes), recursively.
+pub fn tree(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, rel: &Path, out: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(root.join(rel)).unwrap() {
+            let e = e.unwrap();
+            let r = rel.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &r, out);
+            } else {
+                out.insert(r.clone(), std::fs::read(root.join(&r)).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, Path::new(""), &mut out);
+    out
+}
+
+/// [`tree`] with every file's modification time: what "the input was not touched" compares.
+pub fn tree_snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>, SystemTime)> {
+    tree(root)
+        .into_iter()
+        .map(|(p, b)| {
+            let m = std::fs::metadata(root.join(&p))
+                .unwrap()
+                .modified()
+                .unwrap();
+            (p, b, m)
+        })
+        .collect()
+}
