@@ -4,6 +4,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use unweight::bundle::BundleError;
+use unweight::model::ModelError;
 
 create_exception!(
     unweight,
@@ -56,4 +57,17 @@ pub fn bundle(py: Python<'_>, e: &BundleError) -> PyErr {
         e.tensor.clone(),
         Vec::new(),
     )
+}
+
+pub fn model(py: Python<'_>, e: &ModelError) -> PyErr {
+    match e {
+        ModelError::Bundle(b) => bundle(py, b),
+        ModelError::Dir { path, .. } => new(
+            py,
+            &e.to_string(),
+            Some(path.to_string_lossy().into_owned()),
+            None,
+            Vec::new(),
+        ),
+    }
 }
