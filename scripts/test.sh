@@ -9,7 +9,8 @@
 #      bad-input handling, generator snapshots (unreferenced snapshots rejected), the kernel ABI
 #      tied to the codec's constants, NVRTC compile of every kernel variant for sm_90a with its
 #      ptxas/SASS checks. GPU tests are #[ignore]d here ("needs an sm_90 GPU") but built, and run
-#      on an H100/H200 with scripts/gpu-run.sh.
+#      on an H100/H200 with scripts/gpu-run.sh;
+#   5. the Python package (scripts/test-python.sh): wheel built with maturin in .cache/pyenv, pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 env_file=$(scripts/setup-tools.sh)
@@ -19,4 +20,4 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 cargo xtask gen-kernels --check
 cargo test --workspace --release
-scripts/test-python.sh  # 3. the Python package: wheel built with maturin, pytest suite (python/tests)
+scripts/test-python.sh  # 5. the Python package: wheel built with maturin, pytest suite (python/tests)
