@@ -237,7 +237,11 @@ impl RmmLayout {
         let smem_bytes = off_bar + 16 * v.stages + 16;
         let dynamic_smem = smem_bytes + 1024;
         // The staged escape exponents vary per stage; the producer adds them to this at run time.
-        let tx_bytes = if raw { a_bytes + b_bytes } else { w0_bytes + w1_bytes + b_bytes };
+        let tx_bytes = if raw {
+            a_bytes + b_bytes
+        } else {
+            w0_bytes + w1_bytes + b_bytes
+        };
         let mut layout = RmmLayout {
             variant: *v,
             bm,
@@ -365,10 +369,41 @@ impl RmmLayout {
     }
 }
 
+/// Reason bits a `huff_*` kernel ORs into `err[0]` (`err[1]` holds `!c` for the first refused chunk
+/// `c`, 0 when none is named; the runtime zeroes both before the launch).
+pub mod huff_err {
+    /// Shape or stream sizes inconsistent (chunk size, chunk count, stream shorter than its bits).
+    pub const ARGS: u32 = 1;
+    /// A chunk's offset lies past the stream's end.
+    pub const OFFSET: u32 = 2;
+    /// A chunk's bits match no code.
+    pub const NO_CODE: u32 = 4;
+    /// A chunk's codes do not end where the chunk ends (the next chunk's offset, or the stream's end).
+    pub const LENGTH: u32 = 8;
+    /// An escape slot lies past the escape exponents.
+    pub const ESCAPE: u32 = 16;
+
+    /// The reasons set in `bits`, in words.
+    pub fn describe(bits: u32) -> Vec<&'static str> {
+        [
+            (ARGS, "shape or stream sizes are inconsistent"),
+            (OFFSET, "a chunk offset lies past the stream"),
+            (NO_CODE, "bits match no code"),
+            (LENGTH, "the codes do not end where the chunk ends"),
+            (ESCAPE, "an escape slot lies past the escape exponents"),
+        ]
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|&(_, text)| text)
+        .collect()
+    }
+}
+
 /// Geometry of one Huffman preprocess kernel (the Tera context of templates/huff.cu.tera).
 ///
-/// One thread decodes one chunk; a warp decodes 32 chunks group by group (64 symbols), stages the
-/// group's indices in shared memory and writes the 32 groups out cooperatively.
+/// One thread decodes one chunk; a warp decodes units of 32 chunks group by group (64 symbols),
+/// stages the groups' indices in shared memory and writes the 32 groups out cooperatively. Warps loop
+/// over the units (persistent), so any grid of at least one block decodes the whole stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HuffLayout {
     pub variant: HuffVariant,
@@ -389,6 +424,8 @@ pub struct HuffLayout {
     pub multi_syms: u32,
     /// Shared memory: byte → two exponent bytes (palette of two nibbles), u16 per entry.
     pub pal2_bytes: u32,
+    /// Shared memory: code length per symbol (u32 each), for the chunk-end check.
+    pub symlen_bytes: u32,
     /// Shared memory per warp: 32 groups of nibbles (8 words each, rows padded to `stage_stride_words`
     /// against bank conflicts) + 32 escape slots + 32 output places (u32 each).
     pub stage_stride_words: u32,
@@ -409,6 +446,7 @@ impl HuffLayout {
         let lut_entries = 1 << max_code_len;
         let lut_bytes = lut_entries * 2;
         let pal2_bytes = 256 * 2;
+        let symlen_bytes = 16 * 4;
         let multi_bytes = lut_entries * 4;
         let multi_syms = 3;
         let stage_stride_words = group / 8 + 1;
@@ -430,11 +468,16 @@ impl HuffLayout {
             multi_bytes,
             multi_syms,
             pal2_bytes,
+            symlen_bytes,
             stage_stride_words,
             stage_bytes_per_warp,
             out_group_bytes,
             lanes_per_group: out_group_bytes / 16,
-            smem_bytes: lut_bytes + multi_bytes + pal2_bytes + warps * stage_bytes_per_warp,
+            smem_bytes: lut_bytes
+                + multi_bytes
+                + pal2_bytes
+                + symlen_bytes
+                + warps * stage_bytes_per_warp,
         }
     }
 
@@ -458,11 +501,17 @@ impl HuffLayout {
             ("multi_bytes", int(self.multi_bytes)),
             ("multi_syms", int(self.multi_syms)),
             ("pal2_bytes", int(self.pal2_bytes)),
+            ("symlen_bytes", int(self.symlen_bytes)),
             ("stage_stride_words", int(self.stage_stride_words)),
             ("stage_bytes_per_warp", int(self.stage_bytes_per_warp)),
             ("out_group_bytes", int(self.out_group_bytes)),
             ("lanes_per_group", int(self.lanes_per_group)),
             ("smem_bytes", int(self.smem_bytes)),
+            ("err_args", int(huff_err::ARGS)),
+            ("err_offset", int(huff_err::OFFSET)),
+            ("err_no_code", int(huff_err::NO_CODE)),
+            ("err_length", int(huff_err::LENGTH)),
+            ("err_escape", int(huff_err::ESCAPE)),
         ]
     }
 }
