@@ -172,6 +172,12 @@ fn out_bytes(t: &CompressedTensor, out: HuffOutput) -> usize {
     }
 }
 
+/// 70 x 130 of one value: a single-symbol code.
+fn constant() -> CompressedTensor {
+    let same = vec![0x3F80u16; 70 * 130];
+    codec::compress(&same, &[70, 130], Orientation::Standard, Encoding::Huffman).unwrap()
+}
+
 #[test]
 fn hostile_streams_stay_in_bounds_and_raise_the_error_word() {
     let Built { kernels, bins } = built();
@@ -208,6 +214,8 @@ fn hostile_streams_stay_in_bounds_and_raise_the_error_word() {
             .unwrap(),
         ),
         ("64x1024 skewed", skewed()),
+        // One symbol, one 1-bit code: every peek starting with a 1 bit matches no code.
+        ("70x130 constant", constant()),
     ];
     let (mut refused, mut accepted, mut runs) = (0, 0, 0);
     for (base_label, base) in &bases {
@@ -267,6 +275,33 @@ fn hostile_streams_stay_in_bounds_and_raise_the_error_word() {
                 runs += 1;
             }
         }
+    }
+    // The last chunk one code short, and after the stream's end bits that match no code: the
+    // codes end exactly at the chunk's end, so only the invalid lookup tells.
+    let t = mutate(&constant(), |h| {
+        h.total_bits -= 1;
+        let b = h.total_bits;
+        h.bits[(b / 8) as usize] |= 0x80 >> (b % 8);
+    });
+    let dir = tmp.path().join("invalid_after_the_end");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_inputs(&t, &dir);
+    for (k, bin) in kernels.iter().zip(bins) {
+        assert!(reference(&t, output(k)).is_err());
+        let p = Params {
+            out_bytes: out_bytes(&t, output(k)),
+            layout: ROW_MAJOR,
+            grid: None,
+            n_chunks: None,
+        };
+        let got = run(bin, &k.budget, &t, &dir, p);
+        let last = stream(&t).chunk_offsets.len() as u32 - 1;
+        assert_eq!(
+            got.err,
+            (huff_err::NO_CODE, !last),
+            "{}: the last chunk's last code matches nothing",
+            k.variant
+        );
     }
     println!("{runs} launches: {refused} refused, {accepted} accepted");
     // The four on every base and kernel, and both verdicts seen among the flips.
