@@ -275,7 +275,8 @@ huff_bf16(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, co
   const u64 symbols = rows * padded_cols, gpc = chunk_symbols / GROUP;
   if (chunk_symbols == 0 || chunk_symbols % GROUP != 0 || padded_cols % GROUP != 0 || padded_cols < cols ||
       rows > 0xFFFFFFFFu || padded_cols > 0xFFFFFFFFu || symbols > 0xFFFFFFFFu ||
-      n_chunks != (symbols / GROUP + gpc - 1) / gpc || stream_bytes == 0 || stream_bits > 8 * stream_bytes) {
+      n_chunks != (symbols / GROUP + gpc - 1) / gpc || stream_bytes == 0 || stream_bits > 8 * stream_bytes ||
+      stream_bits > (1ull << 32)) {                           // the codec's limit
     if (blockIdx.x == 0 && threadIdx.x == 0) report(err, ERR_ARGS, ~0u);
     return;
   }

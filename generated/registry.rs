@@ -3480,7 +3480,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0xf0e3e66c34db3efb,
+        source_hash: 0x8e7f72d55bb94dce,
         source: include_str!("huff_bf16.cu"),
     },
     RegistryEntry {
@@ -3493,7 +3493,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0x4d175afc03d93e94,
+        source_hash: 0x5afb31d44c81104e,
         source: include_str!("huff_exponent.cu"),
     },
     RegistryEntry {
@@ -3506,7 +3506,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
-        source_hash: 0x2244c1929085cb91,
+        source_hash: 0x6a2aca51bdc9cd76,
         source: include_str!("huff_palette.cu"),
     },
 ];

@@ -372,7 +372,8 @@ impl RmmLayout {
 /// Reason bits a `huff_*` kernel ORs into `err[0]` (`err[1]` holds `!c` for the first refused chunk
 /// `c`, 0 when none is named; the runtime zeroes both before the launch).
 pub mod huff_err {
-    /// Shape or stream sizes inconsistent (chunk size, chunk count, stream shorter than its bits).
+    /// Shape or stream sizes inconsistent (chunk size, chunk count, stream shorter than its bits,
+    /// more than 2^32 bits).
     pub const ARGS: u32 = 1;
     /// A chunk's offset lies past the stream's end.
     pub const OFFSET: u32 = 2;

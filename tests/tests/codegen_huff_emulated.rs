@@ -159,6 +159,8 @@ struct Params {
     grid: Option<u32>,
     /// The `n_chunks` argument; `None`: the stream's offset count.
     n_chunks: Option<u32>,
+    /// The `(stream_bits, stream_bytes)` arguments; `None`: the stream's.
+    stream: Option<(u64, u64)>,
 }
 
 fn harness(
@@ -181,8 +183,10 @@ fn harness(
         .arg(p.out_bytes.to_string())
         .arg(p.layout.to_string())
         .arg(grid.to_string())
-        .arg(h.total_bits.to_string())
-        .arg(h.bits.len().to_string())
+        .args({
+            let (bits, bytes) = p.stream.unwrap_or((h.total_bits, h.bits.len() as u64));
+            [bits.to_string(), bytes.to_string()]
+        })
         .arg((t.escapes.exponents.len() / 64).to_string())
         .output()
         .unwrap()
@@ -368,6 +372,7 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
                         layout,
                         grid,
                         n_chunks: None,
+                        stream: None,
                     };
                     let got = run(bin, &k.budget, t, &dir, p);
                     let first = got.out.iter().zip(&expected).position(|(a, b)| a != b);

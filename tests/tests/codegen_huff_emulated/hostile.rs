@@ -239,6 +239,7 @@ fn hostile_streams_stay_in_bounds_and_raise_the_error_word() {
                     layout: ROW_MAJOR,
                     grid,
                     n_chunks: None,
+                    stream: None,
                 };
                 let got = run(bin, &k.budget, t, &dir, p);
                 let what = format!("{} on {base_label}, {label} (grid {grid:?})", k.variant);
@@ -293,6 +294,7 @@ fn hostile_streams_stay_in_bounds_and_raise_the_error_word() {
             layout: ROW_MAJOR,
             grid: None,
             n_chunks: None,
+            stream: None,
         };
         let got = run(bin, &k.budget, &t, &dir, p);
         let last = stream(&t).chunk_offsets.len() as u32 - 1;
@@ -331,6 +333,7 @@ fn a_bad_layout_traps() {
                 layout,
                 grid: None,
                 n_chunks: None,
+                stream: None,
             };
             let status = harness(bin, &k.budget, &t, tmp.path(), p).status;
             assert_eq!(
@@ -344,7 +347,7 @@ fn a_bad_layout_traps() {
 }
 
 #[test]
-fn a_chunk_count_that_does_not_match_the_shape_is_refused() {
+fn a_size_that_does_not_match_the_shape_or_stream_is_refused() {
     let Built { kernels, bins } = built();
     let tmp = tempfile::tempdir().unwrap();
     let t = codec::compress(
@@ -364,6 +367,7 @@ fn a_chunk_count_that_does_not_match_the_shape_is_refused() {
                 layout: ROW_MAJOR,
                 grid: Some(2),
                 n_chunks: Some(n_chunks),
+                stream: None,
             };
             let got = run(bin, &k.budget, &t, tmp.path(), p);
             assert_eq!(
@@ -411,6 +415,7 @@ fn an_escape_slot_past_the_exponents_is_refused() {
                 layout: ROW_MAJOR,
                 grid: None,
                 n_chunks: None,
+                stream: None,
             };
             let got = run(bin, &k.budget, t, &dir, p);
             assert!(
