@@ -16,7 +16,7 @@ use super::pipelines::{ExecPipeline, Plan};
 use super::synth::{self, Rng, WeightSpec};
 use super::tiles::{self, Elem};
 use super::weights::DeviceWeights;
-use crate::codec::{self, CompressedTensor, Encoding, Orientation};
+use crate::codec::{self, CompressedTensor, Encoding, HuffmanStream, Indices, Orientation};
 use crate::kernels;
 
 /// The poison written into every output before a launch (a bf16 NaN; 0xFF bytes).
@@ -71,6 +71,7 @@ impl Harness {
         let mut out = self.drv(self.stream.clone_htod(&vec![poison; lin.decode_bytes(output)]), "poisoning decode output")?;
         lin.decode_into(&self.stream, output, tiled, &mut out)?;
         self.drv(self.stream.synchronize(), &format!("running huff_{}", output.as_str()))?;
+        lin.weights().take_decode_error(&self.stream)?;
         self.drv(self.stream.clone_dtoh(&out), "downloading decode output")
     }
 }
@@ -123,6 +124,66 @@ pub fn check_decode(h: &Harness, name: &str, t: &CompressedTensor) -> Result<Vec
             }
         }
     }
+    Ok(failures)
+}
+
+/// A change made to a Huffman stream.
+pub type StreamChange = fn(&mut HuffmanStream);
+
+/// Hostile changes of a Huffman stream that keep the CPU's structural checks happy but that the
+/// CPU decoder refuses: issue 9's four, codes running past the stream's end, offsets past it.
+pub fn hostile_streams() -> Vec<(&'static str, StreamChange)> {
+    vec![
+        ("every bit set", |h| h.bits.fill(0xFF)),
+        ("every chunk offset at the last bit", |h| h.chunk_offsets.fill(h.total_bits.saturating_sub(1) as u32)),
+        ("stream cut to a tenth", |h| {
+            h.total_bits /= 10;
+            h.bits.truncate(h.total_bits.div_ceil(8) as usize);
+            let end = h.total_bits as u32;
+            h.chunk_offsets.iter_mut().for_each(|o| *o = (*o).min(end));
+        }),
+        ("random bits", |h| {
+            let mut s = 0x9E37_79B9_7F4A_7C15u64;
+            for b in h.bits.iter_mut() {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                *b = s as u8;
+            }
+        }),
+        ("last chunk cut by 5 bits", |h| h.total_bits = h.total_bits.saturating_sub(5)),
+        ("a chunk offset far past the stream", |h| {
+            let c = h.chunk_offsets.len() / 2;
+            h.chunk_offsets[c] = u32::MAX;
+        }),
+    ]
+}
+
+/// Each of [`hostile_streams`] applied to `t`: the CPU decoder refuses it, and the upload of it as
+/// a Huffman-resident weight fails with [`GpuError::CorruptStream`] naming the tensor (not a
+/// launch failure). Then `t` itself still decodes bit for bit: the context survived.
+pub fn check_hostile(h: &Harness, name: &str, t: &CompressedTensor) -> Result<Vec<String>, GpuError> {
+    let mut failures = Vec::new();
+    for (what, change) in hostile_streams() {
+        let mut bad = t.clone();
+        let Indices::Huffman(s) = &mut bad.indices else {
+            return Err(GpuError::Weights { tensor: name.to_string(), reason: "hostile streams need the huffman encoding".into() });
+        };
+        change(s);
+        let tensor = format!("{name} ({what})");
+        if codec::decode_palette_indices(&bad).is_ok() {
+            failures.push(format!("{tensor}: the CPU decoder accepts it"));
+            continue;
+        }
+        match DeviceWeights::huffman(&h.dev, &tensor, &bad) {
+            Err(GpuError::CorruptStream { tensor: named, chunk, reason }) if named == tensor => {
+                println!("{tensor}: refused (chunk {chunk:?}: {reason})");
+            }
+            Err(e) => failures.push(format!("{tensor}: expected the GPU decoder's refusal naming it, got: {e}")),
+            Ok(_) => failures.push(format!("{tensor}: uploaded without an error")),
+        }
+    }
+    failures.extend(check_decode(h, name, t)?);
     Ok(failures)
 }
 

@@ -31,6 +31,9 @@ pub enum GpuError {
     Weights { tensor: String, reason: String },
     #[error("{what}: {reason}")]
     Shape { what: String, reason: String },
+    /// The GPU Huffman decoder refused a stream (its error word, `unweight_codegen::space::huff_err`).
+    #[error("weights {tensor}: the GPU Huffman decoder refused the stream{}: {reason}", chunk.map_or(String::new(), |c| format!(" (first bad chunk {c})")))]
+    CorruptStream { tensor: String, chunk: Option<u32>, reason: String },
     #[error("pipeline {pipeline} needs {needs}-resident weights, but {tensor} is {actual}-resident")]
     Residency { pipeline: &'static str, needs: &'static str, actual: &'static str, tensor: String },
     #[error("codec: {0}")]

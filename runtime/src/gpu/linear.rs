@@ -13,7 +13,7 @@ use unweight_codegen::variant::{HuffOutput, RegistryEntry};
 
 use super::cublas::gemm_params;
 use super::error::GpuError;
-use super::launch::{self, HuffArgs, HuffLayout, RmmArgs};
+use super::launch::{self, HuffLayout, RmmArgs};
 use super::pipelines::{self, ExecPipeline, Plan};
 use super::tma;
 use super::scratch::ScratchSlot;
@@ -193,7 +193,7 @@ impl Linear {
         };
         match pipe {
             ExecPipeline::FullDecode => {
-                unsafe { self.decode(stream, h, output, HuffLayout::RowMajor, slot.ptr(), slot.capacity())? };
+                unsafe { self.decode(stream, h, output, HuffLayout::RowMajor, slot.ptr(), slot.capacity(), 0)? };
                 let p = gemm_params(g.orientation, m, n_out, k)?;
                 unsafe { self.weights.device().blas.gemm_bf16(stream, &p, slot.ptr(), x, y) }
             }
@@ -202,7 +202,7 @@ impl Linear {
                     return Err(GpuError::NoVariantFits { shape: g.shape_text(), reason: "no tiled rmm tables".into() });
                 };
                 let layout = if transpose { HuffLayout::TiledTransposed } else { HuffLayout::TiledStandard };
-                unsafe { self.decode(stream, h, output, layout, slot.ptr(), slot.capacity())? };
+                unsafe { self.decode(stream, h, output, layout, slot.ptr(), slot.capacity(), 0)? };
                 let esc = match pipe {
                     ExecPipeline::PaletteTranscode => [t.tile_esc.ptr, t.esc_exp.ptr, h.palette.ptr],
                     _ => [0, 0, 0],
@@ -280,12 +280,26 @@ impl Linear {
 
     /// Runs the Huffman preprocess `output` into a caller buffer (tests, decode benchmarks);
     /// `tiled` asks exponent / palette outputs for the rmm's tiled layout (rmm-eligible weights).
-    /// BF16 output is always row-major.
+    /// BF16 output is always row-major. Enqueues only: refusals land in the weight's error word
+    /// ([`DeviceWeights::take_decode_error`]).
     pub fn decode_into<T>(
         &self,
         stream: &CudaStream,
         output: HuffOutput,
         tiled: bool,
+        out: &mut impl DevicePtrMut<T>,
+    ) -> Result<(), GpuError> {
+        self.decode_into_ctas(stream, output, tiled, 0, out)
+    }
+
+    /// [`Linear::decode_into`] on `ctas` blocks (0: the natural grid), e.g. a share of the SMs
+    /// left free by a concurrent matmul; the output is the same for any count.
+    pub fn decode_into_ctas<T>(
+        &self,
+        stream: &CudaStream,
+        output: HuffOutput,
+        tiled: bool,
+        ctas: u32,
         out: &mut impl DevicePtrMut<T>,
     ) -> Result<(), GpuError> {
         let Resident::Huffman(h) = &self.weights.resident else {
@@ -308,9 +322,12 @@ impl Linear {
         let have = out.len() * std::mem::size_of::<T>();
         let (p, _write) = out.device_ptr_mut(stream);
         // SAFETY: `decode` checks `have` against the output size before launching.
-        unsafe { self.decode(stream, h, output, layout, p, have) }
+        unsafe { self.decode(stream, h, output, layout, p, have, ctas) }
     }
 
+    /// # Safety
+    /// `out` must address `out_bytes` device bytes, live until the enqueued decode completes.
+    #[allow(clippy::too_many_arguments)]
     unsafe fn decode(
         &self,
         stream: &CudaStream,
@@ -319,6 +336,7 @@ impl Linear {
         layout: HuffLayout,
         out: u64,
         out_bytes: usize,
+        ctas: u32,
     ) -> Result<(), GpuError> {
         let need = self.decode_bytes(output);
         if out_bytes < need || out == 0 {
@@ -330,25 +348,8 @@ impl Linear {
         let g = &self.weights.geometry;
         let kernel = self.weights.device().kernels.get_entry(pipelines::huff_entry(output)?)?;
         // huff_bf16's `layout` says where it reads sm (its output is row-major); the others', where they write.
-        let (sm, sm_layout) = h.sm_input(g.orientation).map_err(|e| super::weights::rename(e, &self.weights.name))?;
-        let layout = if output == HuffOutput::Bf16 { sm_layout } else { layout };
-        let args = HuffArgs {
-            bits: h.bits.ptr,
-            chunk_offsets: h.chunk_offsets.ptr,
-            lut: h.lut.ptr,
-            palette: h.palette.ptr,
-            sm,
-            esc_bitmap: h.esc_bitmap.ptr,
-            esc_prefix: h.esc_prefix.ptr,
-            esc_exp: h.esc_exp.ptr,
-            out,
-            rows: g.rows as u64,
-            cols: g.cols as u64,
-            padded_cols: g.padded_cols as u64,
-            chunk_symbols: h.chunk_symbols,
-            n_chunks: h.n_chunks,
-            layout,
-        };
+        // The stream was checked at upload; a refusal would still land in the weight's error word.
+        let args = h.launch_args(g, output, layout, out, ctas).map_err(|e| super::weights::rename(e, &self.weights.name))?;
         unsafe { launch::huff(stream, &kernel, &args) }
     }
 }

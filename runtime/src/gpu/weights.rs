@@ -3,14 +3,17 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr};
+use unweight_codegen::space::huff_err;
+use unweight_codegen::variant::HuffOutput;
 
 use crate::codec::{CompressedTensor, Orientation};
 
 use super::device::GpuDevice;
 use super::error::{DriverContext, GpuError};
 use super::host::{Geometry, HuffmanImage, PaletteImage, RmmTables};
-use super::launch::HuffLayout;
+use super::launch::{self, HuffArgs, HuffLayout};
+use super::pipelines;
 
 /// A device buffer and its address, taken once at upload (weights never move).
 pub struct DevBuf<T> {
@@ -55,6 +58,11 @@ pub struct HuffmanDev {
     pub esc_exp: DevBuf<u8>,
     pub chunk_symbols: u32,
     pub n_chunks: u32,
+    pub stream_bytes: u64,
+    pub stream_bits: u64,
+    /// This weight's decode error word (2 × u32, zero at upload; `huff_err`): every decode of it
+    /// ORs in what it refused, so reading it names this tensor. Sticky: the stream never changes.
+    pub err: DevBuf<u32>,
     /// Tiled sm and per-tile escape tables for the exponent / palette-transcode rmm (present
     /// when the rmm takes the shape); `huff_bf16` then reads this sm copy too.
     pub rmm: Option<RmmDev>,
@@ -69,6 +77,34 @@ impl HuffmanDev {
             (None, Some(r), Orientation::Transposed) => Ok((r.sm_tiles.ptr, HuffLayout::TiledTransposed)),
             (None, None, _) => Err(GpuError::Weights { tensor: String::new(), reason: "no sign-mantissa bytes uploaded".into() }),
         }
+    }
+
+    /// Arguments of `huff_<output>` for this weight, writing `out` with `layout` (ignored by
+    /// `huff_bf16`, which reads the sm copy in its layout) on `ctas` blocks (0: the natural grid).
+    pub fn launch_args(&self, g: &Geometry, output: HuffOutput, layout: HuffLayout, out: u64, ctas: u32) -> Result<HuffArgs, GpuError> {
+        let (sm, sm_layout) = self.sm_input(g.orientation)?;
+        Ok(HuffArgs {
+            bits: self.bits.ptr,
+            chunk_offsets: self.chunk_offsets.ptr,
+            lut: self.lut.ptr,
+            palette: self.palette.ptr,
+            sm,
+            esc_bitmap: self.esc_bitmap.ptr,
+            esc_prefix: self.esc_prefix.ptr,
+            esc_exp: self.esc_exp.ptr,
+            out,
+            rows: g.rows as u64,
+            cols: g.cols as u64,
+            padded_cols: g.padded_cols as u64,
+            chunk_symbols: self.chunk_symbols,
+            n_chunks: self.n_chunks,
+            layout: if output == HuffOutput::Bf16 { sm_layout } else { layout },
+            stream_bits: self.stream_bits,
+            stream_bytes: self.stream_bytes,
+            esc_groups: (self.esc_exp.len / 64) as u32,
+            err: self.err.ptr,
+            ctas,
+        })
     }
 
     /// Bytes of the sm copy.
@@ -145,9 +181,53 @@ impl DeviceWeights {
             esc_exp: upload(s, &img.esc_exp, "escape exponents")?,
             chunk_symbols: img.chunk_symbols,
             n_chunks: img.n_chunks,
+            stream_bytes: img.stream_bytes,
+            stream_bits: img.stream_bits,
+            err: upload(s, &[0u32; 2], "decode error word")?,
             rmm: img.rmm.as_ref().map(|t| RmmDev::upload(s, t)).transpose()?,
         };
-        Self::finish(dev, name, img.geometry, Resident::Huffman(Box::new(h)))
+        let w = Self::finish(dev, name, img.geometry, Resident::Huffman(Box::new(h)))?;
+        w.check_stream()?;
+        Ok(w)
+    }
+
+    /// Decodes the stream once on the GPU (`huff_palette`, the cheapest output, into a temporary
+    /// buffer) and reads the error word: a stream the decoder refuses never becomes a resident
+    /// weight, so the per-call decodes of `Linear::forward` need no synchronizing check.
+    fn check_stream(&self) -> Result<(), GpuError> {
+        let Resident::Huffman(h) = &self.resident else { return Ok(()) };
+        if h.n_chunks == 0 {
+            return Ok(()); // nothing to decode (and no grid to launch)
+        }
+        let s = &self.dev.stream;
+        let kernel = self.dev.kernels.get_entry(pipelines::huff_entry(HuffOutput::Palette)?)?;
+        let bytes = self.geometry.scratch_bytes().2;
+        let mut out = s.alloc_zeros::<u8>(bytes.max(16)).ctx(|| format!("allocating {bytes} bytes to check {}", self.name))?;
+        {
+            let (p, _write) = out.device_ptr_mut(s);
+            let args = h.launch_args(&self.geometry, HuffOutput::Palette, HuffLayout::RowMajor, p, 0).map_err(|e| rename(e, &self.name))?;
+            // SAFETY: every buffer is this weight's upload, `out` holds the palette output of its shape.
+            unsafe { launch::huff(s, &kernel, &args)? };
+        }
+        self.take_decode_error(s)
+    }
+
+    /// Reads the error word of a Huffman-resident weight on `stream` (synchronizing it; other
+    /// residencies: Ok). Nonzero: [`GpuError::CorruptStream`] naming this tensor, its first bad
+    /// chunk and the reasons. An engine that decodes per forward may call it at its own sync
+    /// points; upload already checked the stream.
+    pub fn take_decode_error(&self, stream: &Arc<CudaStream>) -> Result<(), GpuError> {
+        let Resident::Huffman(h) = &self.resident else { return Ok(()) };
+        let word = stream.clone_dtoh(h.err.slice()).ctx(|| format!("reading the decode error word of {}", self.name))?;
+        let (reasons, chunk) = (word[0], word[1]);
+        if reasons == 0 {
+            return Ok(());
+        }
+        Err(GpuError::CorruptStream {
+            tensor: self.name.clone(),
+            chunk: (chunk != 0).then_some(!chunk),
+            reason: huff_err::describe(reasons).join("; "),
+        })
     }
 
     /// Palette-resident: sm bytes, nibbles and per-tile escape tables for the direct-palette rmm.
