@@ -17,7 +17,7 @@
 //   grid of >= 1 blocks writes the same output (the caller picks how many SMs the decode takes).
 // Invariants, trapped: `layout` is 0, 1 or 2, and tiled layouts get an rmm-eligible shape (the runtime's
 //   choice, never the file's). Checked, reported in `err` (any stream, any chunk offsets): every load of the
-//   stream is clamped to its `stream_bytes` (rounded up to whole words: the upload pads to 4 bytes at least);
+//   stream is clamped to its `stream_bytes` (rounded up to whole words: the upload appends >= 16 zero bytes);
 //   each chunk must decode to exactly its symbols, every code valid, ending at the next chunk's offset (the
 //   last: at `stream_bits`), as the CPU decoder requires; escape slots must lie in `esc_exp`. Output is
 //   written only inside the shape, whatever the stream holds. err[0] |= reason bits; err[1] = max(~c) over
@@ -39,11 +39,8 @@ constexpr u32 LUT_BYTES = 8192, MULTI_BYTES = 16384, MULTI_SYMS = 3;
 constexpr u32 PAL2_BYTES = 512, SYMLEN_BYTES = 64, STAGE_STRIDE = 9, STAGE_BYTES = 1408;
 constexpr u32 OUT_GROUP_BYTES = 32, LANES_PER_GROUP = 2;
 constexpr u32 SMEM_BYTES = 30784;
-constexpr u32 ERR_ARGS = 1, ERR_OFFSET = 2, ERR_NO_CODE = 4;
-constexpr u32 ERR_LENGTH = 8, ERR_ESCAPE = 16;
 constexpr u32 GROUPS_PER_PASS = 32 / LANES_PER_GROUP, PASSES = 32 / GROUPS_PER_PASS;  // write phase
 constexpr u32 NO_SLOT = 0xFFFFFFFFu;                          // a group without escape
-constexpr u32 LAYOUT_ROW_MAJOR = 0, LAYOUT_TILED_STANDARD = 1, LAYOUT_TILED_TRANSPOSED = 2;
 static_assert(IS_BF16 + IS_EXPONENT + IS_PALETTE == 1, "one output");
 static_assert(WARPS * 32 == THREADS && CHUNKS_PER_BLOCK == THREADS, "one chunk per thread and unit");
 static_assert(GROUP == 64, "a group's nibbles are 8 u32 words");
@@ -55,11 +52,22 @@ static_assert(MULTI_BYTES == 4 * LUT_ENTRIES && MULTI_SYMS * 4 <= 12, "multi ent
 static_assert(MAX_CODE_LEN <= 15, "a code length fits the entry's 4-bit length field");
 static_assert(STAGE_STRIDE == GROUP / 8 + 1, "8 words of nibbles per group, +1 so lanes storing the same word hit distinct banks");
 static_assert(STAGE_BYTES == 32 * STAGE_STRIDE * 4 + 2 * 32 * 4, "per warp: 32 groups of nibbles, escape slots, output places");
+// ---- the kernel ABI (unweight_codegen::abi): layout codes, tile shape, stream padding, error word ----
+constexpr u32 LAYOUT_ROW_MAJOR = 0, LAYOUT_TILED_STANDARD = 1;
+constexpr u32 LAYOUT_TILED_TRANSPOSED = 2;
+constexpr u32 BM = 128, BK = 64, BITS_TAIL = 16;  // rmm tile: BM weight rows x BK of k
+constexpr u32 ERR_WORDS = 2, ERR_ARGS = 1, ERR_OFFSET = 2;
+constexpr u32 ERR_NO_CODE = 4, ERR_LENGTH = 8, ERR_ESCAPE = 16;
+static_assert(LAYOUT_ROW_MAJOR != LAYOUT_TILED_STANDARD && LAYOUT_ROW_MAJOR != LAYOUT_TILED_TRANSPOSED &&
+              LAYOUT_TILED_STANDARD != LAYOUT_TILED_TRANSPOSED, "distinct layout codes");
+static_assert(BK == GROUP && BM % GROUP == 0, "a tile row holds whole groups");
+static_assert(BITS_TAIL >= 3, "the upload holds the stream's last partial word (loads are clamped to whole words)");
+static_assert(ERR_WORDS == 2, "err[0]: reason bits, err[1]: ~(first bad chunk)");
+static_assert((ERR_ARGS | ERR_OFFSET | ERR_NO_CODE | ERR_LENGTH | ERR_ESCAPE) == 31, "five distinct reason bits");
 static_assert(OUT_GROUP_BYTES == GROUP * (IS_BF16 ? 2 : 1) / (IS_PALETTE ? 2 : 1), "output bytes per group");
 static_assert(LANES_PER_GROUP * 16 == OUT_GROUP_BYTES && 32 % LANES_PER_GROUP == 0, "16 bytes per lane and pass");
 static_assert(SMEM_BYTES == LUT_BYTES + MULTI_BYTES + PAL2_BYTES + SYMLEN_BYTES + WARPS * STAGE_BYTES && SMEM_BYTES <= 48 * 1024, "static smem");
 static_assert(2 * MAX_CODE_LEN <= 32, "two lookups fit the 33 bits guaranteed after a refill");
-static_assert((ERR_ARGS | ERR_OFFSET | ERR_NO_CODE | ERR_LENGTH | ERR_ESCAPE) == 31, "five distinct reason bits");
 
 struct alignas(16) v4u { u32 x, y, z, w; };
 
@@ -185,8 +193,9 @@ __device__ __forceinline__ u32 stage_word(u32 q, u32 w) { return q * STAGE_STRID
 __device__ __forceinline__ u32 out_place(u32 g, u32 layout, u32 groups_per_row, u32 rows) {
   if (layout == LAYOUT_ROW_MAJOR) return g;
   const u32 r = g / groups_per_row, c = g % groups_per_row;
-  if (layout == LAYOUT_TILED_STANDARD) return ((r / 128) * groups_per_row + c) * 128 + r % 128;
-  return (((c / 2) * (rows / 64) + r / 64) * 64 + r % 64) * 2 + c % 2;
+  if (layout == LAYOUT_TILED_STANDARD) return ((r / BM) * groups_per_row + c) * BM + r % BM;
+  constexpr u32 H = BM / GROUP;  // groups per row of a transposed block
+  return (((c / H) * (rows / BK) + r / BK) * BK + r % BK) * H + c % H;
 }
 
 // Four exponent bytes of the four indices in the low and high byte of a staged word's half.
@@ -266,9 +275,10 @@ huff_palette(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets,
   __shared__ __align__(16) u32 s_stage[WARPS][32 * STAGE_STRIDE]; // per warp: 32 groups of nibbles
   __shared__ u32 s_slot[WARPS][32];                           // per warp: escape slot of each lane's group, or NO_SLOT
   __shared__ u32 s_place[WARPS][32];                          // per warp: output place of each lane's group
-  if (layout > LAYOUT_TILED_TRANSPOSED) __trap();             // not a layout: a runtime bug
+  if (layout != LAYOUT_ROW_MAJOR && layout != LAYOUT_TILED_STANDARD && layout != LAYOUT_TILED_TRANSPOSED)
+    __trap();                                                 // not a layout: a runtime bug
   if (layout != LAYOUT_ROW_MAJOR &&
-      !(cols == padded_cols && (layout == LAYOUT_TILED_STANDARD ? rows % 128 == 0 : rows % 64 == 0 && cols % 128 == 0)))
+      !(cols == padded_cols && (layout == LAYOUT_TILED_STANDARD ? rows % BM == 0 : rows % BK == 0 && cols % BM == 0)))
     __trap();                                                 // the runtime tiles only rmm-eligible shapes
   // Shape and stream sizes, as the runtime derives them from the file: refuse inconsistent ones (uniform
   // over the grid: no barrier below is left hanging).

@@ -120,6 +120,12 @@ constexpr u32 TX_BYTES = 18432;           // per stage, without the escape expon
 constexpr u32 ESC_CAP = 0;             // escaped groups per stage staged in smem; more are read from global
 constexpr u32 REC_BYTES = 0, MAX_KB = 0;  // palette: this CTA's tile_esc records, copied once
 constexpr int ACC = 8;
+// ---- the kernel ABI (unweight_codegen::abi; the runtime builds the records and sizes the limits from it) ----
+constexpr u32 SMEM_LIMIT = 232448, GROUP = 64, CONSUMER_THREADS = 256;
+constexpr u32 REC_SIZE = 32, REC_WORDS = 8;  // one tile_esc record
+constexpr u32 REC_FIRST = 4, REC_COUNT = 5;     // words 0-3: escape mask
+static_assert(REC_SIZE == 4 * REC_WORDS && REC_FIRST >= 4 && REC_COUNT >= 4 && REC_COUNT < REC_WORDS, "record words");
+static_assert(GROUP == BK && CONSUMER_THREADS == 2 * 128, "a group is one tile row of a k block; two consumer warpgroups");
 static_assert(BM == 128 && BK == 64, "two consumer warpgroups x m64, one 128-byte swizzle atom of k");
 static_assert(A_BYTES == BM * BK * 2 && B_BYTES == BN * BK * 2, "tile sizes");
 static_assert(OFF_B == OFF_A + A_BUFS * A_BYTES && OFF_W0 == OFF_B + STAGES * B_BYTES, "layout");
@@ -127,10 +133,10 @@ static_assert(OFF_W1 == OFF_W0 + STAGES * W0_BYTES && OFF_ESC == OFF_W1 + STAGES
 static_assert(OFF_REC == OFF_ESC + STAGES * ESC_BYTES && OFF_BAR == OFF_REC + REC_BYTES, "layout");
 constexpr u32 BAR_REC = 16 * STAGES;                // barriers from OFF_BAR: full[STAGES], empty[STAGES], records
 static_assert(SMEM_BYTES == OFF_BAR + BAR_REC + 16, "barriers");
-static_assert(REC_BYTES == 0 || REC_BYTES == 32 * MAX_KB, "one 32-byte record per k block of a split");
+static_assert(REC_BYTES == 0 || REC_BYTES == REC_SIZE * MAX_KB, "one record per k block of a split");
 static_assert(OFF_B % 1024 == 0 && B_BYTES % 1024 == 0, "swizzled tiles start on 1024-byte atoms");
 static_assert(OFF_W0 % 128 == 0 && OFF_W1 % 128 == 0 && OFF_ESC % 16 == 0 && OFF_REC % 16 == 0 && OFF_BAR % 8 == 0, "TMA/bulk/mbarrier alignment");
-static_assert(SMEM_BYTES + 1024 <= 232448, "227 KB per block");
+static_assert(SMEM_BYTES + 1024 <= SMEM_LIMIT, "227 KB per block");
 static_assert(TX_BYTES < (1u << 20) && TX_BYTES == W0_BYTES + W1_BYTES + B_BYTES, "mbarrier tx-count");
 static_assert(ACC == BN / 2, "m64nNk16 f32 accumulators per thread");
 static_assert(ESC_BYTES == 64 * ESC_CAP, "staged escape exponents per stage");
@@ -355,9 +361,9 @@ __device__ __forceinline__ void finish_segment(float (&acc)[ACC], const Sched& g
                                                u32* flags, int n_out, int m, int cw, int t) {
   const int ct = 128 * cw + t;
   if (sg.kb1 < g.kblocks) {
-    float* part = ws + (u64)blockIdx.x * ACC * 256 + ct;  // [cta][ACC][256 consumer threads]: coalesced per register
+    float* part = ws + (u64)blockIdx.x * ACC * CONSUMER_THREADS + ct;  // [cta][ACC][consumer thread]: coalesced per register
 #pragma unroll
-    for (int i = 0; i < ACC; ++i) __stcg(part + i * 256, acc[i]);
+    for (int i = 0; i < ACC; ++i) __stcg(part + i * CONSUMER_THREADS, acc[i]);
     __threadfence();
     named_barrier(3, 256);
     if (ct == 0) st_release(flags + blockIdx.x, 1u);
@@ -370,9 +376,9 @@ __device__ __forceinline__ void finish_segment(float (&acc)[ACC], const Sched& g
       flags[c] = 0u;                   // ready for the next launch; nobody else waits on it
     }
     named_barrier(3, 256);
-    const float* part = ws + (u64)c * ACC * 256 + ct;
+    const float* part = ws + (u64)c * ACC * CONSUMER_THREADS + ct;
 #pragma unroll
-    for (int i = 0; i < ACC; ++i) acc[i] += __ldcg(part + i * 256);  // L2 only: written by another SM
+    for (int i = 0; i < ACC; ++i) acc[i] += __ldcg(part + i * CONSUMER_THREADS);  // L2 only: written by another SM
   }
   store_y(acc, y, sg.tile % g.gx, sg.tile / g.gx, n_out, m, cw, t);
 }

@@ -120,6 +120,12 @@ constexpr u32 TX_BYTES = 14336;           // per stage, without the escape expon
 constexpr u32 ESC_CAP = 16;             // escaped groups per stage staged in smem; more are read from global
 constexpr u32 REC_BYTES = 8192, MAX_KB = 256;  // palette: this CTA's tile_esc records, copied once
 constexpr int ACC = 8;
+// ---- the kernel ABI (unweight_codegen::abi; the runtime builds the records and sizes the limits from it) ----
+constexpr u32 SMEM_LIMIT = 232448, GROUP = 64, CONSUMER_THREADS = 256;
+constexpr u32 REC_SIZE = 32, REC_WORDS = 8;  // one tile_esc record
+constexpr u32 REC_FIRST = 4, REC_COUNT = 5;     // words 0-3: escape mask
+static_assert(REC_SIZE == 4 * REC_WORDS && REC_FIRST >= 4 && REC_COUNT >= 4 && REC_COUNT < REC_WORDS, "record words");
+static_assert(GROUP == BK && CONSUMER_THREADS == 2 * 128, "a group is one tile row of a k block; two consumer warpgroups");
 static_assert(BM == 128 && BK == 64, "two consumer warpgroups x m64, one 128-byte swizzle atom of k");
 static_assert(A_BYTES == BM * BK * 2 && B_BYTES == BN * BK * 2, "tile sizes");
 static_assert(OFF_B == OFF_A + A_BUFS * A_BYTES && OFF_W0 == OFF_B + STAGES * B_BYTES, "layout");
@@ -127,10 +133,10 @@ static_assert(OFF_W1 == OFF_W0 + STAGES * W0_BYTES && OFF_ESC == OFF_W1 + STAGES
 static_assert(OFF_REC == OFF_ESC + STAGES * ESC_BYTES && OFF_BAR == OFF_REC + REC_BYTES, "layout");
 constexpr u32 BAR_REC = 16 * STAGES;                // barriers from OFF_BAR: full[STAGES], empty[STAGES], records
 static_assert(SMEM_BYTES == OFF_BAR + BAR_REC + 16, "barriers");
-static_assert(REC_BYTES == 0 || REC_BYTES == 32 * MAX_KB, "one 32-byte record per k block of a split");
+static_assert(REC_BYTES == 0 || REC_BYTES == REC_SIZE * MAX_KB, "one record per k block of a split");
 static_assert(OFF_B % 1024 == 0 && B_BYTES % 1024 == 0, "swizzled tiles start on 1024-byte atoms");
 static_assert(OFF_W0 % 128 == 0 && OFF_W1 % 128 == 0 && OFF_ESC % 16 == 0 && OFF_REC % 16 == 0 && OFF_BAR % 8 == 0, "TMA/bulk/mbarrier alignment");
-static_assert(SMEM_BYTES + 1024 <= 232448, "227 KB per block");
+static_assert(SMEM_BYTES + 1024 <= SMEM_LIMIT, "227 KB per block");
 static_assert(TX_BYTES < (1u << 20) && TX_BYTES == W0_BYTES + W1_BYTES + B_BYTES, "mbarrier tx-count");
 static_assert(ACC == BN / 2, "m64nNk16 f32 accumulators per thread");
 static_assert(ESC_BYTES == 64 * ESC_CAP, "staged escape exponents per stage");
@@ -196,7 +202,7 @@ __device__ __forceinline__ Segs segments(const Sched& g) {
 // A stage's escape exponents (up to ESC_CAP groups, contiguous in esc_exp) and the producer's arrival.
 __device__ __forceinline__ void escape_copy(u8* smem, const u32* rec, const u8* esc_exp, u32 full0, int it) {
   const int s = it % STAGES;
-  const u32 full = full0 + 8 * s, base = rec[8 * it + 4], count = rec[8 * it + 5];
+  const u32 full = full0 + 8 * s, base = rec[REC_WORDS * it + REC_FIRST], count = rec[REC_WORDS * it + REC_COUNT];
   const u32 staged = count < ESC_CAP ? count : ESC_CAP;
   if (staged) {
     mbar_expect_tx(full, 64 * staged);
@@ -212,11 +218,11 @@ __device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, c
   // The first ring's worth of stages is issued before the records arrive (expect_tx without arriving, so no
   // phase can complete early), then each gets its escape copy and its arrival.
   const u32 rec_bar = full0 + BAR_REC;
-  mbar_arrive_tx(rec_bar, 32 * segs.total);
+  mbar_arrive_tx(rec_bar, REC_SIZE * segs.total);
   for (int i = 0, at = 0; i < segs.n; ++i) {
     const Seg sg = segs.at(i);
     const u64 first = (u64)(sg.tile % g.gx) * g.kblocks + sg.kb0;
-    bulk_load(smem_addr(smem + OFF_REC + 32 * at), tile_esc + first * 32, 32 * (sg.kb1 - sg.kb0), rec_bar);
+    bulk_load(smem_addr(smem + OFF_REC + REC_SIZE * at), tile_esc + first * REC_SIZE, REC_SIZE * (sg.kb1 - sg.kb0), rec_bar);
     at += sg.kb1 - sg.kb0;
   }
   const u32* rec = (const u32*)(smem + OFF_REC);
@@ -266,8 +272,8 @@ __device__ __forceinline__ void reconstruct(const u8* smem, int kb, u8* a_first,
       sm8[b][p] = *(const u64*)(w0 + (64 * cw + r) * 64 + q * 8);          // staged sm [128 n][64 k]
       nib[b][p] = *(const u32*)(w1 + (64 * cw + r) * 32 + q * 4);          // staged nibbles [128 n][32 B]
     }
-    const u32* esc = (const u32*)(smem + OFF_REC) + 8 * (kb + b);   // this k block's record
-    m0[b] = esc[0]; m1[b] = esc[1]; m2[b] = esc[2]; m3[b] = esc[3]; esc_base[b] = esc[4];
+    const u32* esc = (const u32*)(smem + OFF_REC) + REC_WORDS * (kb + b);   // this k block's record
+    m0[b] = esc[0]; m1[b] = esc[1]; m2[b] = esc[2]; m3[b] = esc[3]; esc_base[b] = esc[REC_FIRST];
     // Escape bits of this thread's 4 chunks: chunk p sits in local group j(p) = 64 cw + t / 8 + 16 p,
     // so their bits come from fixed words; one rarely taken branch per chunk handles escapes.
     const u32 wa = cw ? m2[b] : m0[b], wb = cw ? m3[b] : m1[b];
@@ -399,9 +405,9 @@ __device__ __forceinline__ void finish_segment(float (&acc)[ACC], const Sched& g
                                                u32* flags, int n_out, int m, int cw, int t) {
   const int ct = 128 * cw + t;
   if (sg.kb1 < g.kblocks) {
-    float* part = ws + (u64)blockIdx.x * ACC * 256 + ct;  // [cta][ACC][256 consumer threads]: coalesced per register
+    float* part = ws + (u64)blockIdx.x * ACC * CONSUMER_THREADS + ct;  // [cta][ACC][consumer thread]: coalesced per register
 #pragma unroll
-    for (int i = 0; i < ACC; ++i) __stcg(part + i * 256, acc[i]);
+    for (int i = 0; i < ACC; ++i) __stcg(part + i * CONSUMER_THREADS, acc[i]);
     __threadfence();
     named_barrier(3, 256);
     if (ct == 0) st_release(flags + blockIdx.x, 1u);
@@ -414,9 +420,9 @@ __device__ __forceinline__ void finish_segment(float (&acc)[ACC], const Sched& g
       flags[c] = 0u;                   // ready for the next launch; nobody else waits on it
     }
     named_barrier(3, 256);
-    const float* part = ws + (u64)c * ACC * 256 + ct;
+    const float* part = ws + (u64)c * ACC * CONSUMER_THREADS + ct;
 #pragma unroll
-    for (int i = 0; i < ACC; ++i) acc[i] += __ldcg(part + i * 256);  // L2 only: written by another SM
+    for (int i = 0; i < ACC; ++i) acc[i] += __ldcg(part + i * CONSUMER_THREADS);  // L2 only: written by another SM
   }
   store_y(acc, y, sg.tile % g.gx, sg.tile / g.gx, n_out, m, cw, t);
 }

@@ -3,32 +3,22 @@
 //! frames, local-memory traffic, SMEM over the limit, C75xx performance warnings and, for rmm,
 //! the presence of HGMMA.
 
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use cudarc::nvrtc::{result, sys};
-
-use crate::generate::Generated;
-use crate::space::SMEM_LIMIT;
+use crate::abi::SMEM_LIMIT;
+use crate::nvrtc;
+use crate::render::Generated;
 use crate::variant::Variant;
-
-/// NVRTC options every variant is compiled with (the JIT uses the same arch and standard).
-pub const OPTIONS: [&str; 3] = [
-    "--gpu-architecture=sm_90a",
-    "--ptxas-options=-v",
-    "-std=c++17",
-];
 
 const SETUP: &str =
     "run `source $(scripts/setup-tools.sh)` first (it installs NVRTC 13.0, cuobjdump and nvdisasm)";
 
 /// Fails with a hint when NVRTC or the SASS tools cannot be found.
 pub fn tools_available() -> Result<(), String> {
-    // SAFETY: only probes the loader for the library; no NVRTC call is made.
-    if !unsafe { sys::is_culib_present() } {
+    if !nvrtc::present() {
         return Err(format!("libnvrtc.so.13 is not on the loader path: {SETUP}"));
     }
     for tool in ["cuobjdump", "nvdisasm"] {
@@ -46,12 +36,7 @@ pub fn tools_available() -> Result<(), String> {
 
 /// NVRTC's version, e.g. (13, 0).
 pub fn nvrtc_version() -> Result<(i32, i32), String> {
-    let (mut major, mut minor) = (0, 0);
-    // SAFETY: plain out-parameters.
-    unsafe { sys::nvrtcVersion(&mut major, &mut minor) }
-        .result()
-        .map_err(|e| format!("nvrtcVersion: {e:?}"))?;
-    Ok((major, minor))
+    nvrtc::version().map_err(|e| format!("{e}: {SETUP}"))
 }
 
 /// What ptxas reported about the kernel (maximum over all functions in the module).
@@ -116,50 +101,18 @@ pub struct Compiled {
     pub ptxas: PtxasInfo,
 }
 
-/// Compiles `source` for sm_90a. The error is the NVRTC log, as text.
+/// Compiles `source` for sm_90a with the runtime's options ([`nvrtc::options`]). The error is
+/// the NVRTC log, as text.
 pub fn compile(name: &str, source: &str) -> Result<Compiled, String> {
-    let src = CString::new(source).map_err(|_| format!("{name}: source contains a NUL byte"))?;
-    let cname = CString::new(format!("{name}.cu")).expect("variant names have no NUL");
-    let prog = result::create_program(&src, Some(&cname))
-        .map_err(|e| format!("{name}: nvrtcCreateProgram: {e:?}"))?;
-    // SAFETY: `prog` was just created and is destroyed exactly once below; `src`/`cname` outlive it.
-    let compiled = unsafe { result::compile_program(prog, &OPTIONS) };
-    let log = unsafe { result::get_program_log(prog) }
-        .map(|l| c_chars(&l))
-        .unwrap_or_default();
-    let out = match compiled {
-        Err(e) => Err(format!("{name}: NVRTC failed ({e:?}):\n{log}")),
-        Ok(()) => unsafe { cubin(prog) }
-            .map(|cubin| Compiled {
-                ptxas: parse_ptxas(&log),
-                log,
-                cubin,
-            })
-            .map_err(|e| format!("{name}: {e}")),
-    };
-    // SAFETY: created above, not destroyed before.
-    unsafe { result::destroy_program(prog) }
-        .map_err(|e| format!("{name}: nvrtcDestroyProgram: {e:?}"))?;
-    out
-}
-
-/// # Safety
-/// `prog` must be a successfully compiled, live program.
-unsafe fn cubin(prog: sys::nvrtcProgram) -> Result<Vec<u8>, String> {
-    let mut size = 0usize;
-    sys::nvrtcGetCUBINSize(prog, &mut size)
-        .result()
-        .map_err(|e| format!("nvrtcGetCUBINSize: {e:?}"))?;
-    let mut buf = vec![0u8; size];
-    sys::nvrtcGetCUBIN(prog, buf.as_mut_ptr().cast())
-        .result()
-        .map_err(|e| format!("nvrtcGetCUBIN: {e:?}"))?;
-    Ok(buf)
-}
-
-fn c_chars(v: &[std::ffi::c_char]) -> String {
-    let bytes: Vec<u8> = v.iter().map(|&c| c as u8).take_while(|&b| b != 0).collect();
-    String::from_utf8_lossy(&bytes).into_owned()
+    let cubin = nvrtc::compile(name, source, &nvrtc::options()).map_err(|e| match e {
+        nvrtc::NvrtcFailure::Missing => format!("{name}: {e}: {SETUP}"),
+        e => format!("{name}: NVRTC {e}"),
+    })?;
+    Ok(Compiled {
+        ptxas: parse_ptxas(&cubin.log),
+        log: cubin.log,
+        cubin: cubin.image,
+    })
 }
 
 /// SASS instruction counts that matter.

@@ -3,12 +3,12 @@
 //! file and the command that fixes it. Files in generated/ that nothing produces fail too.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::render::{workspace_root, Templates};
-use crate::space::{self, Budget, Pruned, VariantSet};
-use crate::variant::Variant;
+pub use crate::render::Generated;
+use crate::render::{workspace_root, RenderError, Templates};
+use crate::space::{self, Pruned, VariantSet};
+use crate::variant::{ParseVariantError, Variant};
 
 /// The command that regenerates generated/.
 pub const FIX: &str = "cargo xtask gen-kernels";
@@ -19,16 +19,6 @@ pub enum Mode {
     Write,
     /// Change nothing; fail on any difference.
     Check,
-}
-
-/// One rendered kernel.
-#[derive(Clone, Debug)]
-pub struct Generated {
-    pub variant: Variant,
-    pub budget: Budget,
-    pub source: String,
-    /// xxh64 (seed 0) of `source`.
-    pub hash: u64,
 }
 
 /// What a run did.
@@ -44,52 +34,42 @@ pub struct Report {
     pub registry: bool,
 }
 
-#[derive(Debug)]
+/// Why `generate` failed.
+#[derive(Debug, thiserror::Error)]
 pub enum GenError {
     /// A template failed to load, lint or render.
-    Render(String),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Name(#[from] ParseVariantError),
+    #[error("{variant} is pruned: {reason}")]
+    Pruned { variant: Variant, reason: Pruned },
+    #[error("{path}: {source}")]
     Io {
         path: String,
-        error: String,
+        #[source]
+        source: std::io::Error,
     },
     /// Check mode: files that differ from what the templates produce, and orphans.
+    #[error("{}", stale_text(stale, orphans))]
     Stale {
         stale: Vec<String>,
         orphans: Vec<String>,
     },
 }
 
-impl fmt::Display for GenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GenError::Render(e) => write!(f, "{e}"),
-            GenError::Io { path, error } => write!(f, "{path}: {error}"),
-            GenError::Stale { stale, orphans } => {
-                let mut first = true;
-                for s in stale {
-                    if !first {
-                        writeln!(f)?;
-                    }
-                    first = false;
-                    write!(f, "{s} is out of date; run `{FIX}` and commit the result")?;
-                }
-                for o in orphans {
-                    if !first {
-                        writeln!(f)?;
-                    }
-                    first = false;
-                    write!(
-                        f,
-                        "{o} is not produced by any variant; run `{FIX}` to delete it"
-                    )?;
-                }
-                Ok(())
-            }
-        }
-    }
+/// One line per stale file and per orphan, each with the command that fixes it.
+fn stale_text(stale: &[String], orphans: &[String]) -> String {
+    let lines = stale
+        .iter()
+        .map(|s| format!("{s} is out of date; run `{FIX}` and commit the result"))
+        .chain(
+            orphans
+                .iter()
+                .map(|o| format!("{o} is not produced by any variant; run `{FIX}` to delete it")),
+        );
+    lines.collect::<Vec<_>>().join("\n")
 }
-
-impl std::error::Error for GenError {}
 
 /// generated/ in this workspace.
 pub fn generated_dir() -> PathBuf {
@@ -103,15 +83,13 @@ pub fn templates_dir() -> PathBuf {
 
 /// Renders every kept variant in `set`, in variant order.
 pub fn render_set(set: &VariantSet) -> Result<Vec<Generated>, GenError> {
-    let templates = Templates::load(&templates_dir()).map_err(GenError::Render)?;
+    let templates = Templates::load(&templates_dir())?;
     let mut out = Vec::new();
     for (variant, budget) in space::kept() {
         if !set.contains(&variant) {
             continue;
         }
-        let source = templates
-            .render(&variant, &budget)
-            .map_err(GenError::Render)?;
+        let source = templates.render(&variant, &budget)?;
         let hash = xxhash_rust::xxh64::xxh64(source.as_bytes(), 0);
         out.push(Generated {
             variant,
@@ -125,13 +103,10 @@ pub fn render_set(set: &VariantSet) -> Result<Vec<Generated>, GenError> {
 
 /// Renders one variant by name (kept variants only).
 pub fn render_one(name: &str) -> Result<Generated, GenError> {
-    let variant: Variant = name.parse().map_err(|e| GenError::Render(format!("{e}")))?;
-    let budget = space::check(&variant)
-        .map_err(|p| GenError::Render(format!("{variant} is pruned: {p}")))?;
-    let templates = Templates::load(&templates_dir()).map_err(GenError::Render)?;
-    let source = templates
-        .render(&variant, &budget)
-        .map_err(GenError::Render)?;
+    let variant: Variant = name.parse()?;
+    let budget = space::check(&variant).map_err(|reason| GenError::Pruned { variant, reason })?;
+    let templates = Templates::load(&templates_dir())?;
+    let source = templates.render(&variant, &budget)?;
     let hash = xxhash_rust::xxh64::xxh64(source.as_bytes(), 0);
     Ok(Generated {
         variant,
@@ -249,7 +224,7 @@ fn ensure_file_contents(path: &Path, contents: &str, mode: Mode) -> Result<Outco
 fn io(path: &Path, e: std::io::Error) -> GenError {
     GenError::Io {
         path: path.display().to_string(),
-        error: e.to_string(),
+        source: e,
     }
 }
 
@@ -313,4 +288,22 @@ pub fn variant_table(kernels: &[Generated], pruned: &[(Variant, Pruned)]) -> Str
         s.push_str(&format!("{v}\n  PRUNED: {p}\n"));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_error_names_each_file_and_the_fix() {
+        let e = GenError::Stale {
+            stale: vec!["generated/a.cu".into()],
+            orphans: vec!["generated/old.cu".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "generated/a.cu is out of date; run `cargo xtask gen-kernels` and commit the result\n\
+             generated/old.cu is not produced by any variant; run `cargo xtask gen-kernels` to delete it"
+        );
+    }
 }

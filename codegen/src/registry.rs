@@ -4,8 +4,8 @@
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
-use crate::generate::Generated;
-use crate::variant::{GridRule, HuffOutput, Pipeline, Variant};
+use crate::render::Generated;
+use crate::variant::{GridRule, HuffOutput, Operand, Variant};
 
 /// The registry source. The includer brings `unweight_codegen::variant::*` into scope, and each
 /// `include_str!` resolves next to registry.rs in generated/.
@@ -43,6 +43,13 @@ fn entry(g: &Generated) -> TokenStream {
         }
     };
     let smem = lit(g.budget.dynamic_smem());
+    let max_kb = match g.budget.max_kb() {
+        Some(kb) => {
+            let kb = lit(kb);
+            quote! { Some(#kb) }
+        }
+        None => quote! { None },
+    };
     let hash = syn::LitInt::new(&format!("0x{:016x}", g.hash), Span::call_site());
     quote! {
         RegistryEntry {
@@ -51,6 +58,7 @@ fn entry(g: &Generated) -> TokenStream {
             block: [#bx, #by, #bz],
             grid: #grid,
             dynamic_smem: #smem,
+            max_kb: #max_kb,
             source_hash: #hash,
             source: include_str!(#file),
         }
@@ -64,13 +72,13 @@ fn lit(x: u32) -> proc_macro2::Literal {
 fn variant_tokens(v: &Variant) -> TokenStream {
     match v {
         Variant::Rmm(r) => {
-            let pipeline = match r.pipeline {
-                Pipeline::Exponent => quote! { Pipeline::Exponent },
-                Pipeline::Palette => quote! { Pipeline::Palette },
-                Pipeline::Raw => quote! { Pipeline::Raw },
+            let operand = match r.operand {
+                Operand::Exponent => quote! { Operand::Exponent },
+                Operand::Palette => quote! { Operand::Palette },
+                Operand::Raw => quote! { Operand::Raw },
             };
             let (n, s, t) = (lit(r.tile_n), lit(r.stages), r.transpose);
-            quote! { Variant::Rmm(RmmVariant { pipeline: #pipeline, tile_n: #n, stages: #s, transpose: #t }) }
+            quote! { Variant::Rmm(RmmVariant { operand: #operand, tile_n: #n, stages: #s, transpose: #t }) }
         }
         Variant::Huff(h) => {
             let output = match h.output {

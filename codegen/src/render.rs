@@ -9,12 +9,52 @@ use std::path::{Path, PathBuf};
 use crate::space::{Budget, Value};
 use crate::variant::Variant;
 
+/// One rendered kernel.
+#[derive(Clone, Debug)]
+pub struct Generated {
+    pub variant: Variant,
+    pub budget: Budget,
+    pub source: String,
+    /// xxh64 (seed 0) of `source`.
+    pub hash: u64,
+}
+
 /// The workspace root (parent of the codegen crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("codegen sits in the workspace")
         .to_path_buf()
+}
+
+/// Why templates/ could not be loaded, linted or rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Tera's parse or render error, with its causes, for `what` (a template and variant).
+    #[error("{what}: {detail}")]
+    Tera { what: String, detail: String },
+    #[error("templates/{template} does not exist (needed by {variant})")]
+    MissingTemplate {
+        template: &'static str,
+        variant: Variant,
+    },
+    #[error("templates/{template} includes missing {include}")]
+    MissingInclude { template: String, include: String },
+    /// The lint: a name that is neither a context key nor bound by the template.
+    #[error("templates/{file}: `{tag}` uses `{ident}`, which is not a context key of {template} (keys: {keys})")]
+    NotAKey {
+        file: String,
+        tag: String,
+        ident: String,
+        template: String,
+        keys: String,
+    },
 }
 
 /// All templates under `templates/`, loaded once, with the lint applied.
@@ -26,7 +66,7 @@ pub struct Templates {
 
 impl Templates {
     /// Loads every `*.tera` file under `dir`.
-    pub fn load(dir: &Path) -> Result<Templates, String> {
+    pub fn load(dir: &Path) -> Result<Templates, RenderError> {
         let mut sources = BTreeMap::new();
         collect(dir, dir, &mut sources)?;
         let mut tera = tera::Tera::default();
@@ -36,7 +76,10 @@ impl Templates {
             .map(|(n, s)| (n.clone(), mark_tag_lines(s)))
             .collect();
         tera.add_raw_templates(marked.iter().map(|(n, s)| (n.as_str(), s.as_str())))
-            .map_err(|e| format!("templates/: {}", chain(&e)))?;
+            .map_err(|e| RenderError::Tera {
+                what: "templates/".to_string(),
+                detail: chain(&e),
+            })?;
         Ok(Templates { tera, sources })
     }
 
@@ -45,12 +88,13 @@ impl Templates {
     }
 
     /// Renders one variant: the generated-by header, then the template with the budget's constants.
-    pub fn render(&self, v: &Variant, budget: &Budget) -> Result<String, String> {
+    pub fn render(&self, v: &Variant, budget: &Budget) -> Result<String, RenderError> {
         let template = budget.template();
         if !self.has(template) {
-            return Err(format!(
-                "templates/{template} does not exist (needed by {v})"
-            ));
+            return Err(RenderError::MissingTemplate {
+                template,
+                variant: *v,
+            });
         }
         let constants = budget.constants();
         self.lint(template, &constants)?;
@@ -65,7 +109,10 @@ impl Templates {
         let body = self
             .tera
             .render(template, &ctx)
-            .map_err(|e| format!("templates/{template} for {v}: {}", chain(&e)))?;
+            .map_err(|e| RenderError::Tera {
+                what: format!("templates/{template} for {v}"),
+                detail: chain(&e),
+            })?;
         let mut out = header(v, template);
         out.push_str(&tidy(&body));
         Ok(out)
@@ -73,7 +120,7 @@ impl Templates {
 
     /// Fails when `template` or anything it includes names something that is neither a context
     /// key of this family nor bound by the template itself (`for x in`, `set x =`).
-    fn lint(&self, template: &str, constants: &[(&'static str, Value)]) -> Result<(), String> {
+    fn lint(&self, template: &str, constants: &[(&'static str, Value)]) -> Result<(), RenderError> {
         let keys: BTreeSet<&str> = constants.iter().map(|(k, _)| *k).collect();
         let mut seen = BTreeSet::new();
         let mut todo = vec![template.to_string()];
@@ -84,16 +131,21 @@ impl Templates {
             let src = self
                 .sources
                 .get(&name)
-                .ok_or_else(|| format!("templates/{template} includes missing {name}"))?;
+                .ok_or_else(|| RenderError::MissingInclude {
+                    template: template.to_string(),
+                    include: name.clone(),
+                })?;
             let names = template_names(src);
             todo.extend(names.includes.iter().cloned());
             for (ident, tag) in &names.free {
                 if !keys.contains(ident.as_str()) && !names.bound.contains(ident) {
-                    return Err(format!(
-                        "templates/{name}: `{tag}` uses `{ident}`, which is not a context key of {template} \
-                         (keys: {})",
-                        keys.iter().copied().collect::<Vec<_>>().join(", ")
-                    ));
+                    return Err(RenderError::NotAKey {
+                        file: name.clone(),
+                        tag: tag.clone(),
+                        ident: ident.clone(),
+                        template: template.to_string(),
+                        keys: keys.iter().copied().collect::<Vec<_>>().join(", "),
+                    });
                 }
             }
         }
@@ -101,15 +153,21 @@ impl Templates {
     }
 }
 
-fn collect(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> Result<(), String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RenderError + '_ {
+    move |source| RenderError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> Result<(), RenderError> {
+    let entries = std::fs::read_dir(dir).map_err(io(dir))?;
     for entry in entries {
-        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        let path = entry.map_err(io(dir))?.path();
         if path.is_dir() {
             collect(root, &path, out)?;
         } else if path.extension().is_some_and(|x| x == "tera") {
-            let src =
-                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let src = std::fs::read_to_string(&path).map_err(io(&path))?;
             let rel = path
                 .strip_prefix(root)
                 .expect("under root")
@@ -128,7 +186,7 @@ fn header(v: &Variant, template: &str) -> String {
         Variant::Rmm(r) => writeln!(
             h,
             "// Variant {v}: pipeline = {}, tile_n = {}, stages = {}, transpose = {}.",
-            r.pipeline.as_str(),
+            r.operand.as_str(),
             r.tile_n,
             r.stages,
             r.transpose
@@ -367,5 +425,32 @@ mod tests {
         assert_eq!(free, ["tranpose", "i", "acc_regs", "i", "a", "b"]);
         assert!(n.bound.contains("i"));
         assert_eq!(n.includes, ["partials/a.tera"]);
+    }
+
+    #[test]
+    fn a_misspelled_key_fails_the_render_naming_file_tag_and_key() {
+        let dir = std::env::temp_dir().join(format!("unweight-lint-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("huff.cu.tera"), "{% if is_bf61 %}x{% endif %}\n").unwrap();
+        let templates = Templates::load(&dir).unwrap();
+        let v = crate::variant::HuffVariant {
+            output: crate::variant::HuffOutput::Bf16,
+        };
+        let budget = Budget::Huff(crate::space::HuffBudget::new(&v));
+        let err = templates.render(&Variant::Huff(v), &budget).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let RenderError::NotAKey {
+            file, ident, tag, ..
+        } = &err
+        else {
+            panic!("expected NotAKey, got {err}")
+        };
+        assert_eq!((file.as_str(), ident.as_str()), ("huff.cu.tera", "is_bf61"));
+        assert!(tag.contains("if is_bf61"), "{tag}");
+        assert!(
+            err.to_string()
+                .contains("not a context key of huff.cu.tera"),
+            "{err}"
+        );
     }
 }

@@ -7,18 +7,18 @@
 
 use std::fmt;
 
-use crate::variant::{GridRule, HuffOutput, HuffVariant, Pipeline, RmmVariant, Variant};
-
-/// Opt-in dynamic shared memory per block on sm_90 (227 KB).
-pub const SMEM_LIMIT: u32 = 232_448;
+use crate::abi::{
+    self, huff_err, BITS_TAIL, BK, BM, ESC_RECORD_BYTES, GROUP, MAX_CODE_LEN, SMEM_LIMIT,
+};
+use crate::variant::{GridRule, HuffOutput, HuffVariant, Operand, RmmVariant, Variant};
 /// Shared memory per SM (228 KB); two co-resident CTAs also pay 1 KB of reserved smem each.
-pub const SM_SMEM: u32 = 233_472;
+pub const SMEM_PER_SM: u32 = 233_472;
 /// 32-bit registers per SM.
-pub const SM_REGS: u32 = 65_536;
+pub const REGS_PER_SM: u32 = 65_536;
 
 /// Registers per thread ptxas allocates under `__launch_bounds__(threads, ctas)` (a multiple of 8).
 pub fn regs_per_thread(threads: u32, ctas: u32) -> u32 {
-    (SM_REGS / (threads * ctas)).min(255) / 8 * 8
+    (REGS_PER_SM / (threads * ctas)).min(255) / 8 * 8
 }
 
 /// Tile widths (WGMMA N = batch tile).
@@ -32,12 +32,12 @@ pub const TRANSPOSE: [bool; 2] = [false, true];
 /// snapshots): rmm by pipeline, transpose, tile width, stages; then the Huffman kernels.
 /// Includes combinations that [`check`] prunes.
 pub fn variants() -> impl Iterator<Item = Variant> {
-    let rmm = Pipeline::ALL.into_iter().flat_map(|pipeline| {
+    let rmm = Operand::ALL.into_iter().flat_map(|operand| {
         TRANSPOSE.into_iter().flat_map(move |transpose| {
             TILE_N.into_iter().flat_map(move |tile_n| {
                 STAGES.into_iter().map(move |stages| {
                     Variant::Rmm(RmmVariant {
-                        pipeline,
+                        operand,
                         tile_n,
                         stages,
                         transpose,
@@ -69,8 +69,8 @@ pub fn pruned() -> Vec<(Variant, Pruned)> {
 /// What a variant costs, and every constant derived from its parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Budget {
-    Rmm(RmmLayout),
-    Huff(HuffLayout),
+    Rmm(RmmBudget),
+    Huff(HuffBudget),
 }
 
 /// Why a combination is not generated.
@@ -114,8 +114,8 @@ impl fmt::Display for Pruned {
 /// Checks a variant against the hardware budget; on success returns its derived constants.
 pub fn check(v: &Variant) -> Result<Budget, Pruned> {
     match v {
-        Variant::Rmm(r) => RmmLayout::new(r).map(Budget::Rmm),
-        Variant::Huff(h) => Ok(Budget::Huff(HuffLayout::new(h))),
+        Variant::Rmm(r) => RmmBudget::new(r).map(Budget::Rmm),
+        Variant::Huff(h) => Ok(Budget::Huff(HuffBudget::new(h))),
     }
 }
 
@@ -140,7 +140,7 @@ impl fmt::Display for Value {
 /// Shared-memory layout and register budget of one reconstructive-matmul variant
 /// (the Tera context of templates/rmm.cu.tera; see docs in that template's header).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RmmLayout {
+pub struct RmmBudget {
     pub variant: RmmVariant,
     pub bm: u32,
     pub bk: u32,
@@ -177,7 +177,8 @@ pub struct RmmLayout {
     /// expect_tx bytes per stage.
     pub tx_bytes: u32,
     pub acc_regs: u32,
-    /// CTAs per SM (`__launch_bounds__` min blocks): 2 for narrow tiles whose SMEM fits twice.
+    /// CTAs per SM (`__launch_bounds__` min blocks): 1 for every variant (a second CTA per SM was
+    /// measured and did not help, see `RmmBudget::new`).
     pub ctas_per_sm: u32,
     /// Registers per thread at launch (ptxas), and the `setmaxnreg` split of that pool.
     pub regs_per_thread: u32,
@@ -195,34 +196,31 @@ pub const RMM_ESC_CAP: u32 = 16;
 pub const RMM_MAX_KB: u32 = 256;
 /// k blocks a compressed consumer rebuilds per step (templates/rmm.cu.tera `KB_STEP`).
 pub const RMM_KB_STEP: u32 = 2;
-/// Bytes of one tile_esc record (docs/CONTRACT.md).
-pub const ESC_RECORD_BYTES: u32 = 32;
-
 /// Registers a consumer thread needs besides its accumulators (addresses, loop state, one
 /// 16-byte reconstruction chunk, palette and escape mask).
 pub const RMM_WORKING_REGS: u32 = 72;
 
-impl RmmLayout {
-    pub fn new(v: &RmmVariant) -> Result<RmmLayout, Pruned> {
+impl RmmBudget {
+    pub fn new(v: &RmmVariant) -> Result<RmmBudget, Pruned> {
         if !TILE_N.contains(&v.tile_n) || !STAGES.contains(&v.stages) {
             return Err(Pruned::Unsupported {
                 reason: format!("tile_n {} / stages {} outside the axes", v.tile_n, v.stages),
             });
         }
-        let (bm, bk) = (128, 64);
-        let raw = v.pipeline == Pipeline::Raw;
+        let (bm, bk) = (BM, BK);
+        let raw = v.operand == Operand::Raw;
         let a_bytes = bm * bk * 2;
         // Compressed pipelines rebuild two k blocks per step into alternating pairs of A buffers.
         let a_bufs = if raw { v.stages } else { 2 * RMM_KB_STEP };
-        let w0_bytes = if raw { 0 } else { bm * bk };
-        let w1_bytes = match v.pipeline {
-            Pipeline::Raw => 0,
-            Pipeline::Exponent => bm * bk,
-            Pipeline::Palette => bm * bk / 2,
+        let w0_bytes = if raw { 0 } else { abi::SM_TILE_BYTES };
+        let w1_bytes = match v.operand {
+            Operand::Raw => 0,
+            Operand::Exponent => abi::EXP_TILE_BYTES,
+            Operand::Palette => abi::NIBBLE_TILE_BYTES,
         };
-        let palette = v.pipeline == Pipeline::Palette;
+        let palette = v.operand == Operand::Palette;
         let esc_cap = if palette { RMM_ESC_CAP } else { 0 };
-        let esc_bytes = 64 * esc_cap;
+        let esc_bytes = GROUP * esc_cap;
         let max_kb = if palette { RMM_MAX_KB } else { 0 };
         let rec_bytes = ESC_RECORD_BYTES * max_kb;
         let b_bytes = v.tile_n * bk * 2;
@@ -242,12 +240,12 @@ impl RmmLayout {
         } else {
             w0_bytes + w1_bytes + b_bytes
         };
-        let mut layout = RmmLayout {
+        let mut layout = RmmBudget {
             variant: *v,
             bm,
             bk,
-            consumers: 2,
-            threads: 384,
+            consumers: abi::RMM_CONSUMER_THREADS / 128,
+            threads: 128 + abi::RMM_CONSUMER_THREADS,
             a_bufs,
             a_bytes,
             w0_bytes,
@@ -329,10 +327,10 @@ impl RmmLayout {
         let int = |x: u32| Value::Int(x as u64);
         vec![
             ("name", Value::Str(Variant::Rmm(*v).to_string())),
-            ("pipeline", Value::Str(v.pipeline.as_str().to_string())),
-            ("is_raw", Value::Bool(v.pipeline == Pipeline::Raw)),
-            ("is_palette", Value::Bool(v.pipeline == Pipeline::Palette)),
-            ("is_exponent", Value::Bool(v.pipeline == Pipeline::Exponent)),
+            ("pipeline", Value::Str(v.operand.as_str().to_string())),
+            ("is_raw", Value::Bool(v.operand == Operand::Raw)),
+            ("is_palette", Value::Bool(v.operand == Operand::Palette)),
+            ("is_exponent", Value::Bool(v.operand == Operand::Exponent)),
             ("transpose", Value::Bool(v.transpose)),
             ("tile_n", int(v.tile_n)),
             ("stages", int(v.stages)),
@@ -365,38 +363,14 @@ impl RmmLayout {
             ("regs_per_thread", int(self.regs_per_thread)),
             ("producer_regs", int(self.producer_regs)),
             ("consumer_regs", int(self.consumer_regs)),
+            ("smem_limit", int(SMEM_LIMIT)),
+            ("group", int(GROUP)),
+            ("consumer_threads", int(abi::RMM_CONSUMER_THREADS)),
+            ("esc_record_bytes", int(ESC_RECORD_BYTES)),
+            ("esc_record_words", int(abi::ESC_RECORD_WORDS)),
+            ("esc_first_word", int(abi::ESC_FIRST_WORD)),
+            ("esc_count_word", int(abi::ESC_COUNT_WORD)),
         ]
-    }
-}
-
-/// Reason bits a `huff_*` kernel ORs into `err[0]` (`err[1]` holds `!c` for the first refused chunk
-/// `c`, 0 when none is named; the runtime zeroes both before the launch).
-pub mod huff_err {
-    /// Shape or stream sizes inconsistent (chunk size, chunk count, stream shorter than its bits,
-    /// more than 2^32 bits).
-    pub const ARGS: u32 = 1;
-    /// A chunk's offset lies past the stream's end.
-    pub const OFFSET: u32 = 2;
-    /// A chunk's bits match no code.
-    pub const NO_CODE: u32 = 4;
-    /// A chunk's codes do not end where the chunk ends (the next chunk's offset, or the stream's end).
-    pub const LENGTH: u32 = 8;
-    /// An escape slot lies past the escape exponents.
-    pub const ESCAPE: u32 = 16;
-
-    /// The reasons set in `bits`, in words.
-    pub fn describe(bits: u32) -> Vec<&'static str> {
-        [
-            (ARGS, "shape or stream sizes are inconsistent"),
-            (OFFSET, "a chunk offset lies past the stream"),
-            (NO_CODE, "bits match no code"),
-            (LENGTH, "the codes do not end where the chunk ends"),
-            (ESCAPE, "an escape slot lies past the escape exponents"),
-        ]
-        .iter()
-        .filter(|(b, _)| bits & b != 0)
-        .map(|&(_, text)| text)
-        .collect()
     }
 }
 
@@ -406,7 +380,7 @@ pub mod huff_err {
 /// stages the groups' indices in shared memory and writes the 32 groups out cooperatively. Warps loop
 /// over the units (persistent), so any grid of at least one block decodes the whole stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HuffLayout {
+pub struct HuffBudget {
     pub variant: HuffVariant,
     pub threads: u32,
     pub warps: u32,
@@ -438,12 +412,12 @@ pub struct HuffLayout {
     pub smem_bytes: u32,
 }
 
-impl HuffLayout {
-    pub fn new(v: &HuffVariant) -> HuffLayout {
+impl HuffBudget {
+    pub fn new(v: &HuffVariant) -> HuffBudget {
         let threads = 128;
         let warps = threads / 32;
-        let group = 64;
-        let max_code_len = 12;
+        let group = GROUP;
+        let max_code_len = MAX_CODE_LEN;
         let lut_entries = 1 << max_code_len;
         let lut_bytes = lut_entries * 2;
         let pal2_bytes = 256 * 2;
@@ -457,7 +431,7 @@ impl HuffLayout {
             HuffOutput::Exponent => group,
             HuffOutput::Palette => group / 2,
         };
-        HuffLayout {
+        HuffBudget {
             variant: *v,
             threads,
             warps,
@@ -508,6 +482,19 @@ impl HuffLayout {
             ("out_group_bytes", int(self.out_group_bytes)),
             ("lanes_per_group", int(self.lanes_per_group)),
             ("smem_bytes", int(self.smem_bytes)),
+            ("bits_tail", int(BITS_TAIL)),
+            ("bm", int(BM)),
+            ("bk", int(BK)),
+            ("layout_row_major", int(abi::HuffLayout::RowMajor.code())),
+            (
+                "layout_tiled_standard",
+                int(abi::HuffLayout::TiledStandard.code()),
+            ),
+            (
+                "layout_tiled_transposed",
+                int(abi::HuffLayout::TiledTransposed.code()),
+            ),
+            ("err_words", int(huff_err::WORDS)),
             ("err_args", int(huff_err::ARGS)),
             ("err_offset", int(huff_err::OFFSET)),
             ("err_no_code", int(huff_err::NO_CODE)),
@@ -558,6 +545,15 @@ impl Budget {
         match self {
             Budget::Rmm(l) => l.dynamic_smem,
             Budget::Huff(_) => 0,
+        }
+    }
+
+    /// k blocks one CTA may hold (palette: its escape records are staged in shared memory);
+    /// `None` when the variant has no such limit.
+    pub fn max_kb(&self) -> Option<u32> {
+        match self {
+            Budget::Rmm(l) if l.max_kb > 0 => Some(l.max_kb),
+            _ => None,
         }
     }
 
@@ -692,12 +688,12 @@ mod tests {
     #[test]
     fn smem_pruning_names_the_terms() {
         let v = RmmVariant {
-            pipeline: Pipeline::Raw,
+            operand: Operand::Raw,
             tile_n: 256,
             stages: 8,
             transpose: false,
         };
-        let err = RmmLayout::new(&v).unwrap_err();
+        let err = RmmBudget::new(&v).unwrap_err();
         assert_eq!(
             err.to_string(),
             "smem 394,384 B = A 8x16384 + B 8x32768 + barriers 8x16+16 + align 1024 > 232,448 B (227 KB)"

@@ -7,9 +7,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// What the reconstructive matmul reads as its weight operand.
+/// What the reconstructive matmul reads as its weight operand ("pipeline" in kernel names and
+/// templates; the runtime's execution paths are `ExecPipeline`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Pipeline {
+pub enum Operand {
     /// Sign-mantissa bytes + real exponent bytes (escapes already applied).
     Exponent,
     /// Sign-mantissa bytes + 4-bit palette indices + escape groups.
@@ -29,7 +30,7 @@ pub enum HuffOutput {
 /// Reconstructive matmul `Y[m, n_out] = X[m, k] · W[n_out, k]ᵀ`, swap-AB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RmmVariant {
-    pub pipeline: Pipeline,
+    pub operand: Operand,
     /// Batch tile = WGMMA N.
     pub tile_n: u32,
     /// Ring stages.
@@ -50,13 +51,13 @@ pub enum Variant {
     Huff(HuffVariant),
 }
 
-impl Pipeline {
-    pub const ALL: [Pipeline; 3] = [Pipeline::Exponent, Pipeline::Palette, Pipeline::Raw];
+impl Operand {
+    pub const ALL: [Operand; 3] = [Operand::Exponent, Operand::Palette, Operand::Raw];
     pub fn as_str(self) -> &'static str {
         match self {
-            Pipeline::Exponent => "exponent",
-            Pipeline::Palette => "palette",
-            Pipeline::Raw => "raw",
+            Operand::Exponent => "exponent",
+            Operand::Palette => "palette",
+            Operand::Raw => "raw",
         }
     }
 }
@@ -78,7 +79,7 @@ impl fmt::Display for Variant {
             Variant::Rmm(v) => write!(
                 f,
                 "rmm_{}_n{}_s{}_{}",
-                v.pipeline.as_str(),
+                v.operand.as_str(),
                 v.tile_n,
                 v.stages,
                 if v.transpose { "t" } else { "nt" }
@@ -119,19 +120,36 @@ impl FromStr for Variant {
         let parts: Vec<&str> = s.split('_').collect();
         match parts.as_slice() {
             ["huff", out] => {
-                let output = HuffOutput::ALL.into_iter().find(|o| o.as_str() == *out).ok_or_else(err)?;
+                let output = HuffOutput::ALL
+                    .into_iter()
+                    .find(|o| o.as_str() == *out)
+                    .ok_or_else(err)?;
                 Ok(Variant::Huff(HuffVariant { output }))
             }
             ["rmm", pipe, n, st, t] => {
-                let pipeline = Pipeline::ALL.into_iter().find(|p| p.as_str() == *pipe).ok_or_else(err)?;
-                let tile_n = n.strip_prefix('n').and_then(|x| x.parse().ok()).ok_or_else(err)?;
-                let stages = st.strip_prefix('s').and_then(|x| x.parse().ok()).ok_or_else(err)?;
+                let pipeline = Operand::ALL
+                    .into_iter()
+                    .find(|p| p.as_str() == *pipe)
+                    .ok_or_else(err)?;
+                let tile_n = n
+                    .strip_prefix('n')
+                    .and_then(|x| x.parse().ok())
+                    .ok_or_else(err)?;
+                let stages = st
+                    .strip_prefix('s')
+                    .and_then(|x| x.parse().ok())
+                    .ok_or_else(err)?;
                 let transpose = match *t {
                     "t" => true,
                     "nt" => false,
                     _ => return Err(err()),
                 };
-                let v = Variant::Rmm(RmmVariant { pipeline, tile_n, stages, transpose });
+                let v = Variant::Rmm(RmmVariant {
+                    operand: pipeline,
+                    tile_n,
+                    stages,
+                    transpose,
+                });
                 // Reject non-canonical spellings such as "n064" so the name stays a unique key.
                 if v.to_string() != s {
                     return Err(err());
@@ -146,7 +164,9 @@ impl FromStr for Variant {
 /// How the runtime sizes the grid of a variant's launch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GridRule {
-    /// `(n_out / 128, ceil(m / tile_n), 1)`: one CTA per 128 weight rows and batch tile.
+    /// Stream-K: `(ctas, 1, 1)`, where `tiles = (n_out / rows_per_cta) × ceil(m / tile_n)` output
+    /// tiles of `k / 64` k blocks each are shared out in equal contiguous ranges, and
+    /// `tiles <= ctas <= tiles × k blocks` (the runtime picks `ctas`).
     RmmTiles { rows_per_cta: u32, tile_n: u32 },
     /// `(ceil(chunks / chunks_per_block), 1, 1)`: Huffman chunks spread over blocks.
     HuffChunks { chunks_per_block: u32 },
@@ -162,6 +182,9 @@ pub struct RegistryEntry {
     pub grid: GridRule,
     /// Dynamic shared memory to request at launch (bytes, includes alignment slack).
     pub dynamic_smem: u32,
+    /// k blocks one CTA's stream-K range may hold (palette: its escape records live in shared
+    /// memory); `None` when the variant has no such limit.
+    pub max_kb: Option<u32>,
     /// xxh64 of `source`, for cache keys and snapshots.
     pub source_hash: u64,
     pub source: &'static str,

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use crate::bundle::inspect::{entropy, exponent_histogram};
 use crate::bundle::TensorReport;
 use crate::codec::{self, CodecError, Encoding, Orientation};
+use crate::rng::SplitMix64;
 
 /// Llama-3.1-8B: hidden size and MLP intermediate size.
 pub const HIDDEN: usize = 4096;
@@ -31,17 +32,13 @@ pub struct DemoLayer {
     pub tensors: Vec<DemoTensor>,
 }
 
-/// SplitMix64: tiny, fast, and good enough for synthetic weights; seeded per row so rows can be
-/// generated in parallel and the result does not depend on the thread count.
-struct SplitMix(u64);
+/// SplitMix64 seeded per row, so rows can be generated in parallel and the result does not
+/// depend on the thread count.
+struct SplitMix(SplitMix64);
 
 impl SplitMix {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in (0, 1].
@@ -66,7 +63,9 @@ fn weights(seed: u64, rows: usize, cols: usize) -> Vec<u16> {
     bits.par_chunks_mut(cols.max(1))
         .enumerate()
         .for_each(|(r, row)| {
-            let mut rng = SplitMix(seed ^ (r as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+            let mut rng = SplitMix(SplitMix64::new(
+                seed ^ (r as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+            ));
             let scale = ROW_SCALE * (ROW_SCALE_LOG_SIGMA * rng.normals().0).exp();
             for pair in row.chunks_mut(2) {
                 let (a, b) = rng.normals();

@@ -6,4 +6,4 @@ pub mod cli;
 pub mod codec;
 pub mod demo;
 pub mod gpu;
-pub mod kernels;
+pub mod rng;

@@ -53,5 +53,12 @@ fn gpu_part_ran_or_said_why(text: &str) {
         assert_eq!(skips.len(), 1, "{text}");
         assert!(skips[0].len() > "GPU part skipped: ".len() + 5, "{text}");
     }
-    assert!(text.trim_end().lines().last().unwrap().starts_with("Done in "), "{text}");
+    assert!(
+        text.trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("Done in "),
+        "{text}"
+    );
 }

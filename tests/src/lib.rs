@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests.
 
-use unweight::gpu::check::Harness;
-use unweight::gpu::synth::Rng;
+use unweight::gpu::harness::check::Harness;
+use unweight::gpu::harness::synth::Rng;
 
 /// GPU 0 and a generator with a fresh seed, printed so a failing run can be replayed.
 pub fn gpu_session() -> (Harness, Rng) {
@@ -13,5 +13,10 @@ pub fn gpu_session() -> (Harness, Rng) {
 
 /// Fails the test listing every failure a GPU check collected.
 pub fn assert_no_failures(failures: &[String]) {
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

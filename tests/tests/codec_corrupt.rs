@@ -3,6 +3,9 @@
 use proptest::prelude::*;
 use unweight::codec::*;
 
+/// A named way to damage a `T`.
+type Damage<T> = (&'static str, Box<dyn Fn(&mut T)>);
+
 fn sample(o: Orientation, e: Encoding) -> (Vec<u16>, CompressedTensor) {
     // 5 rows of 1100 columns (not a multiple of 64), a few out-of-palette exponents.
     let bits: Vec<u16> = (0..5 * 1100u32)
@@ -44,7 +47,7 @@ fn structural_damage_is_an_error() {
     for o in [Orientation::Standard, Orientation::Transposed] {
         for e in [Encoding::Huffman, Encoding::Palette, Encoding::Exponent] {
             let (_, good) = sample(o, e);
-            let cases: Vec<(&str, Box<dyn Fn(&mut CompressedTensor)>)> = vec![
+            let cases: Vec<Damage<CompressedTensor>> = vec![
                 (
                     "short sm",
                     Box::new(|t| {
@@ -79,7 +82,7 @@ fn structural_damage_is_an_error() {
                 assert_refused(&t, &format!("{e} {o}: {what}"));
             }
             if e != Encoding::Exponent {
-                let esc: Vec<(&str, Box<dyn Fn(&mut Escapes)>)> = vec![
+                let esc: Vec<Damage<Escapes>> = vec![
                     (
                         "bitmap word missing",
                         Box::new(|x| {
@@ -116,7 +119,7 @@ fn structural_damage_is_an_error() {
 #[test]
 fn huffman_stream_damage_is_an_error() {
     let (_, good) = sample(Orientation::Standard, Encoding::Huffman);
-    let cases: Vec<(&str, Box<dyn Fn(&mut HuffmanStream)>)> = vec![
+    let cases: Vec<Damage<HuffmanStream>> = vec![
         ("code length 13", Box::new(|h| h.code_lengths[0] = 13)),
         (
             "over-subscribed code",
@@ -201,8 +204,18 @@ proptest! {
         match field {
             0 => poke(&mut t.sm),
             1 => poke(&mut t.escapes.exponents),
-            2 => if let Some(n) = (!t.escapes.bitmap.is_empty()).then(|| t.escapes.bitmap.len()) { t.escapes.bitmap[at % n] ^= val; },
-            3 => if let Some(n) = (!t.escapes.prefix.is_empty()).then(|| t.escapes.prefix.len()) { t.escapes.prefix[at % n] ^= val as u32; },
+            2 => {
+                let n = t.escapes.bitmap.len();
+                if n > 0 {
+                    t.escapes.bitmap[at % n] ^= val;
+                }
+            }
+            3 => {
+                let n = t.escapes.prefix.len();
+                if n > 0 {
+                    t.escapes.prefix[at % n] ^= val as u32;
+                }
+            }
             4 => t.palette[at % 16] ^= val as u8,
             _ => match &mut t.indices {
                 Indices::Huffman(h) => match field {

@@ -132,8 +132,8 @@ fn palette_rule_frequency_then_smaller_exponent_then_fill() {
     expect.extend([0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     assert_eq!(choose_palette(&hist).to_vec(), expect);
     let mut hist = [0u64; 256];
-    for e in 0..40 {
-        hist[e] = 100 - (e as u64 % 20); // pairs of ties: e and e + 20
+    for (e, h) in hist.iter_mut().enumerate().take(40) {
+        *h = 100 - (e as u64 % 20); // pairs of ties: e and e + 20
     }
     let p = choose_palette(&hist);
     assert_eq!(&p[..4], &[0, 20, 1, 21]);

@@ -20,11 +20,10 @@ pub fn transpose_naive(v: &[u16], rows: usize, cols: usize) -> Vec<u16> {
 /// The encoded matrix's BF16 values as the contract defines it.
 pub fn encoded_view(bits: &[u16], shape: &[usize], o: Orientation) -> Vec<u16> {
     let cols = shape.last().copied().unwrap_or(1);
-    let rows = if cols == 0 {
-        shape[..shape.len() - 1].iter().product()
-    } else {
-        bits.len() / cols
-    };
+    let rows = bits
+        .len()
+        .checked_div(cols)
+        .unwrap_or_else(|| shape[..shape.len() - 1].iter().product());
     match o {
         Orientation::Standard => bits.to_vec(),
         Orientation::Transposed => transpose_naive(bits, rows, cols),
@@ -123,10 +122,10 @@ pub fn check_format_invariants(t: &CompressedTensor, view: &[u16]) {
                 "escaped group {g} indices are 0"
             );
         } else {
-            for j in 0..64 {
+            for (j, &want) in ex.iter().enumerate().take(64) {
                 assert_eq!(
                     t.palette[idx(j) as usize],
-                    ex[j],
+                    want,
                     "group {g} (row {r}) index {j}"
                 );
             }

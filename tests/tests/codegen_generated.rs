@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use unweight_codegen::generate::{generate, generated_dir, render_set, Mode};
 use unweight_codegen::space::{self, VariantSet};
-use unweight_codegen::variant::{Pipeline, Variant};
+use unweight_codegen::variant::{Operand, Variant};
 
 #[test]
 fn generated_is_fresh() {
@@ -36,12 +36,12 @@ fn names_round_trip() {
 #[test]
 fn space_covers_the_acceptance_grid() {
     let kept: Vec<Variant> = space::kept().into_iter().map(|(v, _)| v).collect();
-    for p in Pipeline::ALL {
+    for p in Operand::ALL {
         for t in [false, true] {
             let rmm: Vec<_> = kept
                 .iter()
                 .filter_map(|v| match v {
-                    Variant::Rmm(r) if r.pipeline == p && r.transpose == t => Some(*r),
+                    Variant::Rmm(r) if r.operand == p && r.transpose == t => Some(*r),
                     _ => None,
                 })
                 .collect();
@@ -92,6 +92,7 @@ struct Entry {
     block: String,
     grid: String,
     dynamic_smem: u32,
+    max_kb: String,
     source_hash: u64,
     source_file: String,
 }
@@ -170,6 +171,7 @@ fn parse_registry() -> Vec<Entry> {
                 block: expr_string(field("block")),
                 grid: expr_string(field("grid")),
                 dynamic_smem: int_lit(field("dynamic_smem")) as u32,
+                max_kb: expr_string(field("max_kb")),
                 source_hash: int_lit(field("source_hash")),
                 source_file: str_lit(field("source")),
             }
@@ -194,6 +196,11 @@ fn registry_parses_back_and_matches_the_space() {
         let [x, y, z] = budget.block();
         assert_eq!(e.block, format!("[{x} , {y} , {z}]"), "{name}");
         assert_eq!(e.dynamic_smem, budget.dynamic_smem(), "{name}");
+        let max_kb = match budget.max_kb() {
+            Some(kb) => format!("Some ({kb})"),
+            None => "None".to_string(),
+        };
+        assert_eq!(e.max_kb, max_kb, "{name}: max_kb");
         let source = std::fs::read_to_string(generated_dir().join(&e.source_file)).unwrap();
         assert_eq!(
             e.source_hash,

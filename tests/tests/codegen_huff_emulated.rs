@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use unweight::codec::{self, CompressedTensor, Encoding, HuffmanStream, Indices, Orientation};
-use unweight::gpu::tiles::{self, Elem};
+use unweight::gpu::layout::tiles::{self, Packing};
 use unweight_codegen::generate::{render_set, Generated};
 use unweight_codegen::space::{Budget, VariantSet};
 use unweight_codegen::variant::{HuffOutput, Variant};
@@ -119,7 +119,7 @@ fn stream(t: &CompressedTensor) -> &HuffmanStream {
 
 /// Writes the kernel's inputs for `t` into `dir`, one file per buffer. The stream is padded with
 /// zeros to whole 32-bit words only: the least a word reader needs, less than the upload's
-/// `gpu::host::BITS_TAIL` padding, so the kernel is checked inside exactly `stream_bytes`.
+/// `gpu::layout::BITS_TAIL` padding, so the kernel is checked inside exactly `stream_bytes`.
 fn write_inputs(t: &CompressedTensor, dir: &Path) {
     let h = stream(t);
     let mut bits = h.bits.clone();
@@ -356,7 +356,11 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
                     Orientation::Standard => (t.rows, t.cols),
                     Orientation::Transposed => (t.cols, t.rows),
                 };
-                let elem = if nibbles { Elem::Nibble } else { Elem::Byte };
+                let elem = if nibbles {
+                    Packing::Nibble
+                } else {
+                    Packing::Byte
+                };
                 assert_eq!(
                     tiles::tile(&expected, t.orientation, n_out, k, elem).unwrap(),
                     want,

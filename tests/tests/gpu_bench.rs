@@ -1,13 +1,16 @@
 //! The benchmark as an ignored test, for machines where only test executables are carried:
-//! the same `unweight::gpu::bench::run` that `unweight bench` calls. Output directory from
+//! the same `unweight::gpu::harness::bench::run` that `unweight bench` calls. Output directory from
 //! `UNWEIGHT_BENCH_OUT` (default bench/results).
 
-use unweight::gpu::bench::{run, BenchOptions};
+use unweight::gpu::harness::bench::{run, BenchOptions};
 
 #[test]
 #[ignore = "needs an sm_90 GPU"]
 fn gpu_bench_llama_mlp() {
-    let mut opts = BenchOptions { command: "gpu_bench --ignored gpu_bench_llama_mlp".into(), ..BenchOptions::default() };
+    let mut opts = BenchOptions {
+        command: "gpu_bench --ignored gpu_bench_llama_mlp".into(),
+        ..BenchOptions::default()
+    };
     if let Some(dir) = std::env::var_os("UNWEIGHT_BENCH_OUT") {
         opts.out_dir = dir.into();
     }

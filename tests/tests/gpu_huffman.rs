@@ -2,8 +2,9 @@
 //! hostile streams with an error naming the tensor, leaving the context usable.
 
 use unweight::codec::{compress, Encoding, Orientation};
-use unweight::gpu::check::{check_decode, check_hostile, load_minilm_bf16, Harness};
-use unweight::gpu::synth::{self, WeightSpec};
+use unweight::gpu::harness::check::{check_decode, check_hostile, Harness};
+use unweight::gpu::harness::minilm::load_minilm_bf16;
+use unweight::gpu::harness::synth::{self, WeightSpec};
 use unweight_tests::{assert_no_failures, gpu_session};
 
 #[test]

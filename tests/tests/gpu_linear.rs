@@ -1,9 +1,9 @@
 //! Every pipeline's y equals its bit-exact reference and cuBLAS to BF16 tolerance, both
 //! orientations, M ∈ {1, 7, 16, 64, 200, 256, 1024}.
 
-use unweight_tests::{assert_no_failures, gpu_session};
 use unweight::codec::Orientation;
-use unweight::gpu::check::{check_linear, print_outcomes};
+use unweight::gpu::harness::check::{check_linear, print_outcomes};
+use unweight_tests::{assert_no_failures, gpu_session};
 
 const MS: [usize; 7] = [1, 7, 16, 64, 200, 256, 1024];
 
@@ -12,7 +12,8 @@ fn run(shapes: &[(usize, usize)], ms: &[usize], escape_groups: f64) {
     let mut failures = Vec::new();
     for &(n_out, k) in shapes {
         for o in [Orientation::Standard, Orientation::Transposed] {
-            let (outcomes, f) = check_linear(&h, &mut rng, n_out, k, o, ms, escape_groups).expect("running pipelines");
+            let (outcomes, f) = check_linear(&h, &mut rng, n_out, k, o, ms, escape_groups)
+                .expect("running pipelines");
             println!("{n_out}x{k} {o}:");
             print_outcomes(&outcomes);
             failures.extend(f);
@@ -31,7 +32,7 @@ fn gpu_linear_medium_shapes() {
 #[ignore = "needs an sm_90 GPU"]
 fn gpu_linear_fallback_shapes() {
     // Not multiples of 128 / 64: exponent and palette transcode fall back to full decode,
-    // raw to cuBLAS; palette residency is refused (documented in gpu::pipelines).
+    // raw to cuBLAS; palette residency is refused (documented in gpu::plan).
     run(&[(200, 100), (130, 64), (128, 96)], &[1, 7, 64], 0.01);
 }
 

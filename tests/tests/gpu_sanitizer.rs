@@ -3,8 +3,8 @@
 //! (memcheck must report nothing for them either).
 
 use unweight::codec::{compress, Encoding, Orientation};
-use unweight::gpu::check::{check_decode, check_hostile, check_linear, print_outcomes};
-use unweight::gpu::synth::{self, WeightSpec};
+use unweight::gpu::harness::check::{check_decode, check_hostile, check_linear, print_outcomes};
+use unweight::gpu::harness::synth::{self, WeightSpec};
 use unweight_tests::{assert_no_failures, gpu_session};
 
 #[test]

@@ -1,9 +1,9 @@
 //! Runs first on the H100 (scripts/gpu-run.sh): the smallest shapes, one CTA, so a kernel bug
 //! shows up small. `cargo test -p unweight-tests --test gpu_smoke -- --ignored`.
 
-use unweight_tests::{assert_no_failures, gpu_session};
 use unweight::codec::Orientation;
-use unweight::gpu::check::{check_linear, print_outcomes};
+use unweight::gpu::harness::check::{check_linear, print_outcomes};
+use unweight_tests::{assert_no_failures, gpu_session};
 
 #[test]
 #[ignore = "needs an sm_90 GPU"]
@@ -12,7 +12,8 @@ fn gpu_00_one_cta_all_pipelines() {
     let mut failures = Vec::new();
     for o in [Orientation::Standard, Orientation::Transposed] {
         // n_out = 128, k = 64: one CTA, one k block; m = 1: one batch row.
-        let (outcomes, f) = check_linear(&h, &mut rng, 128, 64, o, &[1], 0.05).expect("running one CTA");
+        let (outcomes, f) =
+            check_linear(&h, &mut rng, 128, 64, o, &[1], 0.05).expect("running one CTA");
         print_outcomes(&outcomes);
         failures.extend(f);
     }
@@ -29,7 +30,8 @@ fn gpu_01_few_ctas_all_pipelines() {
         // × eight k blocks, which the runtime spreads over two CTAs (stream-K); three row tiles ×
         // 13 k blocks over 9 CTAs: ranges that start mid-tile, span two tiles or sit inside one.
         for (n_out, k) in [(256, 192), (128, 512), (384, 832)] {
-            let (outcomes, f) = check_linear(&h, &mut rng, n_out, k, o, &[1, 7, 9], 0.05).expect("running a few CTAs");
+            let (outcomes, f) = check_linear(&h, &mut rng, n_out, k, o, &[1, 7, 9], 0.05)
+                .expect("running a few CTAs");
             print_outcomes(&outcomes);
             failures.extend(f);
         }

@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use unweight::gpu::cache::{cache_key, compile_cached, cubin_path, CacheOutcome};
-use unweight::gpu::nvrtc;
+use unweight::gpu::jit::disk::{cache_key, compile_cached, cubin_path, CacheOutcome};
+use unweight::gpu::jit::nvrtc;
 use unweight_codegen::variant::{GridRule, HuffOutput, HuffVariant, RegistryEntry, Variant};
 
 /// Set in the re-executed child; names the cache directory the parent filled.
@@ -23,11 +23,16 @@ fn tiny_entry(tag: &str) -> &'static RegistryEntry {
         .into_boxed_str(),
     );
     Box::leak(Box::new(RegistryEntry {
-        variant: Variant::Huff(HuffVariant { output: HuffOutput::Bf16 }),
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Bf16,
+        }),
         name: "huff_bf16",
         block: [32, 1, 1],
-        grid: GridRule::HuffChunks { chunks_per_block: 1 },
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 1,
+        },
         dynamic_smem: 0,
+        max_kb: None,
         source_hash: 0,
         source,
     }))
@@ -36,8 +41,16 @@ fn tiny_entry(tag: &str) -> &'static RegistryEntry {
 fn child(dir: &Path) {
     let before = nvrtc::compile_count();
     let (cubin, outcome) = compile_cached(tiny_entry("shared"), dir).expect("child compile_cached");
-    assert_eq!(outcome, CacheOutcome::DiskHit, "the second process recompiled");
-    assert_eq!(nvrtc::compile_count(), before, "the second process called nvrtcCompileProgram");
+    assert_eq!(
+        outcome,
+        CacheOutcome::DiskHit,
+        "the second process recompiled"
+    );
+    assert_eq!(
+        nvrtc::compile_count(),
+        before,
+        "the second process called nvrtcCompileProgram"
+    );
     assert_eq!(&cubin[..4], b"\x7fELF");
     println!("{CHILD_OK}");
 }
@@ -52,7 +65,12 @@ fn second_process_hits_disk_cache() {
     assert_eq!(outcome, CacheOutcome::Compiled);
     assert_eq!(&cubin[..4], b"\x7fELF", "NVRTC did not return a CUBIN");
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "second_process_hits_disk_cache", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "second_process_hits_disk_cache",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir.path())
         .output()
         .expect("re-executing the test binary");
@@ -70,15 +88,35 @@ fn same_process_second_call_is_a_disk_hit_and_edits_recompile() {
     let dir = tempfile::tempdir().unwrap();
     let a = tiny_entry("edit-a");
     let n0 = nvrtc::compile_count();
-    assert_eq!(compile_cached(a, dir.path()).unwrap().1, CacheOutcome::Compiled);
-    assert_eq!(compile_cached(a, dir.path()).unwrap().1, CacheOutcome::DiskHit);
+    assert_eq!(
+        compile_cached(a, dir.path()).unwrap().1,
+        CacheOutcome::Compiled
+    );
+    assert_eq!(
+        compile_cached(a, dir.path()).unwrap().1,
+        CacheOutcome::DiskHit
+    );
     // A changed source under the same name is a different key: compiled, not served stale.
-    assert_eq!(compile_cached(tiny_entry("edit-b"), dir.path()).unwrap().1, CacheOutcome::Compiled);
+    assert_eq!(
+        compile_cached(tiny_entry("edit-b"), dir.path()).unwrap().1,
+        CacheOutcome::Compiled
+    );
     assert!(nvrtc::compile_count() >= n0 + 2);
     // The log sits beside the CUBIN, and no temp files are left behind.
-    let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert_eq!(names.iter().filter(|n| n.ends_with(".cubin")).count(), 2, "{names:?}");
-    assert_eq!(names.iter().filter(|n| n.ends_with(".log")).count(), 2, "{names:?}");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".cubin")).count(),
+        2,
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".log")).count(),
+        2,
+        "{names:?}"
+    );
     assert_eq!(names.len(), 4, "{names:?}");
 }
 
@@ -86,10 +124,18 @@ fn same_process_second_call_is_a_disk_hit_and_edits_recompile() {
 fn corrupt_cache_file_is_recompiled() {
     let dir = tempfile::tempdir().unwrap();
     let e = tiny_entry("corrupt");
-    let key = cache_key(e.name, e.source, &nvrtc::compile_options(), nvrtc::version().unwrap());
+    let key = cache_key(
+        e.name,
+        e.source,
+        &nvrtc::compile_options(),
+        nvrtc::version().unwrap(),
+    );
     let path = cubin_path(dir.path(), e.name, key);
     std::fs::write(&path, b"half-writ").unwrap();
-    assert_eq!(compile_cached(e, dir.path()).unwrap().1, CacheOutcome::Compiled);
+    assert_eq!(
+        compile_cached(e, dir.path()).unwrap().1,
+        CacheOutcome::Compiled
+    );
     assert_eq!(&std::fs::read(&path).unwrap()[..4], b"\x7fELF");
 }
 
@@ -113,17 +159,34 @@ fn compile_error_carries_variant_options_and_text_log() {
 fn registry_kernels_compile_with_the_runtime_options() {
     // One rmm and one Huffman kernel from the generated registry, through the runtime's own
     // compile path (options, CUBIN extraction, log beside it).
-    use unweight::gpu::pipelines::{default_variant, huff_entry, ExecPipeline};
+    use unweight::gpu::plan::{default_variant, huff_entry, ExecPipeline};
     let dir = tempfile::tempdir().unwrap();
-    let rmm = default_variant(ExecPipeline::DirectPalette, true, 7).unwrap().expect("an rmm_palette_*_t variant");
+    let rmm = default_variant(ExecPipeline::DirectPalette, true, 7)
+        .unwrap()
+        .expect("an rmm_palette_*_t variant");
     for e in [rmm, huff_entry(HuffOutput::Bf16).unwrap()] {
         let t0 = std::time::Instant::now();
         let (cubin, outcome) = compile_cached(e, dir.path()).unwrap_or_else(|err| panic!("{err}"));
-        println!("{} compiled in {:.1}s ({} bytes)", e.name, t0.elapsed().as_secs_f64(), cubin.len());
+        println!(
+            "{} compiled in {:.1}s ({} bytes)",
+            e.name,
+            t0.elapsed().as_secs_f64(),
+            cubin.len()
+        );
         assert_eq!(outcome, CacheOutcome::Compiled);
         assert_eq!(&cubin[..4], b"\x7fELF");
-        let key = cache_key(e.name, e.source, &nvrtc::compile_options(), nvrtc::version().unwrap());
-        let log = std::fs::read_to_string(cubin_path(dir.path(), e.name, key).with_extension("log")).unwrap();
-        assert!(log.contains("registers"), "ptxas resource report missing from the log:\n{log}");
+        let key = cache_key(
+            e.name,
+            e.source,
+            &nvrtc::compile_options(),
+            nvrtc::version().unwrap(),
+        );
+        let log =
+            std::fs::read_to_string(cubin_path(dir.path(), e.name, key).with_extension("log"))
+                .unwrap();
+        assert!(
+            log.contains("registers"),
+            "ptxas resource report missing from the log:\n{log}"
+        );
     }
 }

@@ -20,7 +20,7 @@ fn every_variant_compiles_for_sm90a_without_spills() {
     let (major, minor) = compile::nvrtc_version().unwrap();
     // Exactly what the runtime ships: the registry's sources (codegen_generated.rs checks that
     // generated/ matches the templates).
-    let kernels: Vec<Generated> = unweight::kernels::VARIANTS
+    let kernels: Vec<Generated> = unweight::gpu::jit::registry::VARIANTS
         .iter()
         .map(|e| Generated {
             variant: e.variant,
@@ -40,7 +40,7 @@ fn every_variant_compiles_for_sm90a_without_spills() {
     let table = compile::summary_table(&results);
     println!(
         "NVRTC {major}.{minor}, options {:?}\n{table}",
-        compile::OPTIONS
+        unweight_codegen::nvrtc::options()
     );
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("nvrtc_compile_summary.txt");
     std::fs::write(&out, &table).unwrap();

@@ -1,4 +1,4 @@
-//! `bench`: arguments of the GPU benchmark, handed to the GPU runtime (`unweight::gpu::bench`).
+//! `bench`: arguments of the GPU benchmark, handed to the GPU runtime (`unweight::gpu::harness::bench`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,14 +61,14 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    crate::gpu::bench::run(args.options())?;
+    crate::gpu::harness::bench::run(args.options())?;
     Ok(ExitCode::SUCCESS)
 }
 
 impl BenchArgs {
     /// The GPU benchmark's options; what the command line does not set keeps its default.
-    pub fn options(&self) -> crate::gpu::bench::BenchOptions {
-        crate::gpu::bench::BenchOptions {
+    pub fn options(&self) -> crate::gpu::harness::bench::BenchOptions {
+        crate::gpu::harness::bench::BenchOptions {
             device: self.device,
             out_dir: self.out.clone(),
             shapes: self

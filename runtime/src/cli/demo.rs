@@ -9,7 +9,7 @@ use super::table;
 use crate::codec::Encoding;
 use crate::demo::{self, DemoLayer};
 use crate::gpu;
-use crate::gpu::demo::{DemoOptions, Report};
+use crate::gpu::harness::demo::{DemoOptions, Report};
 
 pub fn run(seed: u64, (hidden, intermediate): (usize, usize)) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
@@ -53,7 +53,7 @@ pub fn run(seed: u64, (hidden, intermediate): (usize, usize)) -> anyhow::Result<
 /// saying why it is skipped (no driver, no device, not Hopper).
 fn gpu_demo(layer: &DemoLayer) -> anyhow::Result<()> {
     println!();
-    let dev = match gpu::demo::open()? {
+    let dev = match gpu::harness::demo::open()? {
         Ok(dev) => dev,
         Err(reason) => {
             println!("GPU part skipped: {reason}");
@@ -61,7 +61,7 @@ fn gpu_demo(layer: &DemoLayer) -> anyhow::Result<()> {
         }
     };
     let opts = DemoOptions::default();
-    let report = gpu::demo::run_on(&dev, layer, &opts)?;
+    let report = gpu::harness::demo::run_on(&dev, layer, &opts)?;
     print_report(&report);
     anyhow::ensure!(
         report.passed(),
@@ -91,14 +91,28 @@ fn print_report(r: &Report) {
                 format!("{:.1}", row.palette_us),
                 format!("{:.1}", row.cublas_us),
                 format!("{:.2}x", row.cublas_us / row.palette_us),
-                format!("{} / {}", table::bytes(row.palette_bytes), table::bytes(row.bf16_bytes)),
+                format!(
+                    "{} / {}",
+                    table::bytes(row.palette_bytes),
+                    table::bytes(row.bf16_bytes)
+                ),
             ]
         })
         .collect();
     print!(
         "{}",
         table::render(
-            &["projection", "shape", "orientation", "M", "kernel", "palette µs", "cuBLAS µs", "speed vs cuBLAS", "read: palette / BF16"],
+            &[
+                "projection",
+                "shape",
+                "orientation",
+                "M",
+                "kernel",
+                "palette µs",
+                "cuBLAS µs",
+                "speed vs cuBLAS",
+                "read: palette / BF16"
+            ],
             &rows
         )
     );

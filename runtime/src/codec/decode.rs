@@ -22,7 +22,7 @@ pub fn decompress(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
         // The decoded padded matrix is the output: hash it in order while it is decoded.
         let dec = Decoder::new(t)?;
         let (out, hash) =
-            super::pipeline::fill_hashed(total, dec.piece, |at, dst, s| dec.fill(at, dst, s))?;
+            super::parallel::fill_hashed(total, dec.piece, |at, dst, s| dec.fill(at, dst, s))?;
         return check_hash(t, out, hash);
     }
     let enc = decode_bf16_encoded(t)?;
@@ -37,10 +37,10 @@ pub fn decompress(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
 /// [`decompress`] of several tensors, in parallel over the tensors as well as within each one.
 /// This is what the bundle reader uses for the tensors of a file.
 pub fn decompress_batch(ts: &[&CompressedTensor]) -> Vec<Result<Vec<u16>, CodecError>> {
-    super::pipeline::map_shared(ts.len(), |i| decompress(ts[i]))
+    super::parallel::map_shared(ts.len(), |i| decompress(ts[i]))
         .into_iter()
         .enumerate()
-        .map(|(i, r)| r.unwrap_or_else(|| Err(super::pipeline::not_run(i))))
+        .map(|(i, r)| r.unwrap_or_else(|| Err(super::parallel::not_run(i))))
         .collect()
 }
 
@@ -73,7 +73,7 @@ pub fn decompress_contiguous(ts: &[&CompressedTensor]) -> Result<Vec<u16>, (usiz
         .into_iter()
         .map(|p| std::sync::Mutex::new(Some(p)))
         .collect();
-    let results = super::pipeline::map_shared(ts.len(), |i| {
+    let results = super::parallel::map_shared(ts.len(), |i| {
         let mut slot = parts[i].lock().unwrap_or_else(|e| e.into_inner());
         match slot.take() {
             Some(dst) => decompress_into(ts[i], dst),
@@ -86,7 +86,7 @@ pub fn decompress_contiguous(ts: &[&CompressedTensor]) -> Result<Vec<u16>, (usiz
         match r {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err((i, e)),
-            None => return Err((i, super::pipeline::not_run(i))),
+            None => return Err((i, super::parallel::not_run(i))),
         }
     }
     // SAFETY: the parts partition the first `total` elements, and `decompress_into` returned Ok
@@ -102,7 +102,7 @@ fn decompress_into(t: &CompressedTensor, dst: &mut [MaybeUninit<u16>]) -> Result
     if t.orientation == Orientation::Standard && t.padded_cols() == t.cols && dst.len() == total {
         let dec = Decoder::new(t)?;
         let hash =
-            super::pipeline::fill_hashed_into(dst, dec.piece, |at, d, s| dec.fill(at, d, s))?;
+            super::parallel::fill_hashed_into(dst, dec.piece, |at, d, s| dec.fill(at, d, s))?;
         return check_hash(t, (), hash);
     }
     let v = decompress(t)?;
@@ -134,7 +134,7 @@ fn check_hash<T>(t: &CompressedTensor, out: T, actual: u64) -> Result<T, CodecEr
 pub fn decode_bf16_encoded(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
     let total = t.validate()?;
     let dec = Decoder::new(t)?;
-    let out = super::pipeline::fill_parallel(total, dec.piece, |at, dst, s| dec.fill(at, dst, s))?;
+    let out = super::parallel::fill_parallel(total, dec.piece, |at, dst, s| dec.fill(at, dst, s))?;
     Ok(drop_padding(out, t.rows, t.cols, t.padded_cols()))
 }
 
@@ -254,6 +254,8 @@ fn apply_escapes(start: usize, exps: &mut [u8], esc: &Escapes) {
 fn rebuild_into(sm: &[u8], exps: &[u8], out: &mut [MaybeUninit<u16>]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
+        /// # Safety
+        /// The CPU must support AVX2 (checked just above).
         #[target_feature(enable = "avx2")]
         unsafe fn avx2(sm: &[u8], exps: &[u8], out: &mut [MaybeUninit<u16>]) {
             rebuild_body(sm, exps, out)

@@ -57,13 +57,13 @@ pub fn compress_batch(
     inputs: &[CompressInput],
     encoding: Encoding,
 ) -> Vec<Result<CompressedTensor, CodecError>> {
-    super::pipeline::map_shared(inputs.len(), |i| {
+    super::parallel::map_shared(inputs.len(), |i| {
         let (bits, shape, orientation) = inputs[i];
         compress(bits, shape, orientation, encoding)
     })
     .into_iter()
     .enumerate()
-    .map(|(i, r)| r.unwrap_or_else(|| Err(super::pipeline::not_run(i))))
+    .map(|(i, r)| r.unwrap_or_else(|| Err(super::parallel::not_run(i))))
     .collect()
 }
 

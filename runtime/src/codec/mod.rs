@@ -5,6 +5,7 @@
 //! [`CodecError`] for malformed values instead of panicking: bundles are untrusted input.
 
 mod buffers;
+mod code;
 mod decode;
 mod encode;
 mod escapes;
@@ -13,20 +14,20 @@ mod huffman;
 mod multilut;
 mod nibbles;
 mod palette;
-mod pipeline;
+mod parallel;
 mod simd;
 mod split;
 mod tensor;
 #[cfg(test)]
 mod tests;
 
+pub use code::{build_lut, canonical_codes, code_lengths, LUT_SIZE};
 pub use decode::{
     decode_bf16_encoded, decode_exponents, decode_palette_indices, decompress, decompress_batch,
     decompress_contiguous,
 };
 pub use encode::{compress, compress_batch, transcode, CompressInput};
 pub use hash::hash_bits;
-pub use huffman::{build_lut, canonical_codes, code_lengths, LUT_SIZE};
 pub use palette::{choose as choose_palette, index_map as palette_index_map, NOT_IN_PALETTE};
 pub use split::{exponent, rebuild, sign_mantissa};
 

@@ -66,6 +66,8 @@ impl GroupMapper {
         }
     }
 
+    /// # Safety
+    /// The CPU must support SSSE3 (`GroupMapper::new` checks it before building a mapper).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "ssse3")]
     unsafe fn group_ssse3(&self, src: &[u16], sm: &mut [u8], nib: &mut [u8]) -> bool {

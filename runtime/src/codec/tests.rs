@@ -119,26 +119,26 @@ fn contiguous_reports_the_failing_tensor() {
 }
 
 #[test]
-fn pipeline_fills_every_element_and_hashes_in_order() {
+fn parallel_fill_fills_every_element_and_hashes_in_order() {
     let piece = 1000;
     for total in [0, 1, 999, 1000, 1001, 2500, 64_123] {
         let want: Vec<u16> = (0..total).map(|i| (i * 7919 % 65_521) as u16).collect();
-        let fill = |start: usize, dst: &mut [MaybeUninit<u16>], _: &mut pipeline::Scratch| {
+        let fill = |start: usize, dst: &mut [MaybeUninit<u16>], _: &mut parallel::Scratch| {
             for (i, d) in dst.iter_mut().enumerate() {
                 *d = MaybeUninit::new(want[start + i]);
             }
             Ok(())
         };
-        let (got, hash) = pipeline::fill_hashed(total, piece, fill).unwrap();
+        let (got, hash) = parallel::fill_hashed(total, piece, fill).unwrap();
         assert_eq!(got, want, "{total}");
         assert_eq!(hash, hash_bits(&want), "{total}");
-        assert_eq!(pipeline::fill_parallel(total, piece, fill).unwrap(), want);
+        assert_eq!(parallel::fill_parallel(total, piece, fill).unwrap(), want);
     }
 }
 
 #[test]
-fn pipeline_returns_a_piece_error() {
-    let fill = |start: usize, dst: &mut [MaybeUninit<u16>], _: &mut pipeline::Scratch| {
+fn parallel_fill_returns_a_piece_error() {
+    let fill = |start: usize, dst: &mut [MaybeUninit<u16>], _: &mut parallel::Scratch| {
         if start == 3000 {
             return Err(CodecError::Stream {
                 problem: "piece 3".into(),
@@ -148,8 +148,8 @@ fn pipeline_returns_a_piece_error() {
         Ok(())
     };
     for r in [
-        pipeline::fill_hashed(10_000, 1000, fill).map(|_| ()),
-        pipeline::fill_parallel(10_000, 1000, fill).map(|_| ()),
+        parallel::fill_hashed(10_000, 1000, fill).map(|_| ()),
+        parallel::fill_parallel(10_000, 1000, fill).map(|_| ()),
     ] {
         match r {
             Err(CodecError::Stream { problem }) => assert_eq!(problem, "piece 3"),
@@ -207,7 +207,8 @@ fn wrong_palette_guesses_are_repaired() {
     // 16 sampled runs of 4096 at stride n / 16 = 8192: the first half of each 8192 block.
     let n = 16 * 8192;
     let sampled = |i: usize| i % 8192 < 4096;
-    let cases: [(&str, fn(usize, u64) -> u16); 3] = [
+    type Case = (&'static str, fn(usize, u64) -> u16);
+    let cases: [Case; 3] = [
         // Same 16 exponents and most frequent one, the others' frequencies reversed outside
         // the sample: renumbered.
         ("reordered", |i, z| {
@@ -289,4 +290,15 @@ fn scratch_is_reused_and_bounded() {
     buffers::return_scratch(big);
     let again = buffers::take_scratch(600);
     assert_eq!(again.as_ptr(), ptr, "a too large buffer is not kept");
+}
+
+/// The format's constants are the kernels' too (unweight_codegen::abi): a chunk of the codec is
+/// what a Huffman kernel thread decodes, a group what it writes or escapes.
+#[test]
+fn format_constants_equal_the_kernel_abi() {
+    use unweight_codegen::abi;
+    assert_eq!(GROUP, abi::GROUP as usize);
+    assert_eq!(MAX_CODE_LEN, abi::MAX_CODE_LEN);
+    assert_eq!(LUT_SIZE, 1 << abi::MAX_CODE_LEN);
+    assert_eq!(CHUNK_SYMBOLS % abi::GROUP, 0, "a chunk holds whole groups");
 }

@@ -9,16 +9,17 @@
 //! ```
 
 use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut};
-use unweight_codegen::variant::{HuffOutput, RegistryEntry};
+use unweight_codegen::abi::{HuffLayout, GROUP};
+use unweight_codegen::variant::{HuffOutput, RegistryEntry, Variant};
 
-use super::cublas::gemm_params;
-use super::error::GpuError;
-use super::launch::{self, HuffLayout, RmmArgs};
-use super::pipelines::{self, ExecPipeline, Plan};
-use super::tma;
-use super::scratch::ScratchSlot;
-use super::weights::{DeviceWeights, HuffmanDev, Resident};
 use crate::codec::Orientation;
+use crate::gpu::device::cublas::gemm_params;
+use crate::gpu::device::scratch::ScratchSlot;
+use crate::gpu::error::GpuError;
+use crate::gpu::launch::{self, tma, HuffArgs, RmmArgs};
+use crate::gpu::layout::{Geometry, LayoutError, Residency};
+use crate::gpu::plan::{self, ExecPipeline, Plan};
+use crate::gpu::weights::{weights_error, DeviceWeights, HuffmanDev, Resident};
 
 /// The scratch slot the linear API uses (the MLP scheduler alternates both).
 const SLOT: usize = 0;
@@ -27,13 +28,15 @@ const SLOT: usize = 0;
 /// once, with a device synchronization, on its first call.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
 
+/// One weight matrix as a linear layer: plans and enqueues `y = x·Wᵀ` on it.
 pub struct Linear {
     weights: DeviceWeights,
 }
 
 impl Linear {
     /// Wraps uploaded weights; Huffman-resident ones reserve preprocess scratch now, so no
-    /// call allocates.
+    /// call allocates, and their stream is decoded once and checked (`check_stream`):
+    /// one the GPU decoder refuses fails here with [`GpuError::CorruptStream`] naming the tensor.
     pub fn new(weights: DeviceWeights) -> Result<Self, GpuError> {
         let scratch = &weights.device().scratch;
         if let Resident::Huffman(_) = weights.resident {
@@ -42,12 +45,55 @@ impl Linear {
         }
         if weights.geometry.rmm_ok() {
             let g = &weights.geometry;
-            let (ws, flags) = pipelines::split_buffers_bound(g.n_out, g.k, DEFAULT_MAX_BATCH, weights.device().info.sm_count);
+            let (ws, flags) = plan::split_buffers_bound(
+                g.n_out,
+                g.k,
+                DEFAULT_MAX_BATCH,
+                weights.device().info.sm_count,
+            );
             scratch.reserve_split(ws, flags)?;
         }
-        Ok(Linear { weights })
+        let lin = Linear { weights };
+        lin.check_stream()?;
+        Ok(lin)
     }
 
+    /// Decodes a Huffman-resident weight's stream once on the device's stream (`huff_palette`,
+    /// the cheapest output, into the scratch just reserved) and reads its error word
+    /// (synchronizing). So a refused stream never becomes a layer, and [`Linear::forward`] needs
+    /// no check and no sync per call: device memory does not change after upload, and any later
+    /// refusal still lands in the word ([`DeviceWeights::take_decode_error`]).
+    fn check_stream(&self) -> Result<(), GpuError> {
+        let Resident::Huffman(h) = &self.weights.resident else {
+            return Ok(());
+        };
+        if h.n_chunks == 0 {
+            return Ok(()); // nothing to decode (and no grid to launch)
+        }
+        let dev = self.weights.device();
+        let stream = &dev.stream;
+        let slot = dev.scratch.slot(SLOT);
+        slot.acquire_on(stream)?;
+        // SAFETY: the slot's buffer holds `capacity()` bytes, reserved above for every output of
+        // this weight (`decode` checks the need); every input is this weight's live upload.
+        let launched = unsafe {
+            self.decode(
+                stream,
+                h,
+                HuffOutput::Palette,
+                HuffLayout::RowMajor,
+                slot.ptr(),
+                slot.capacity(),
+                0,
+            )
+        };
+        slot.release_on(stream)?;
+        drop(slot);
+        launched?;
+        self.weights.take_decode_error(stream)
+    }
+
+    /// The uploaded weight.
     pub fn weights(&self) -> &DeviceWeights {
         &self.weights
     }
@@ -60,29 +106,57 @@ impl Linear {
         self.weights.geometry.k
     }
 
-    /// The default plan of `pipeline` at batch `m` (see [`pipelines::default_variant`]).
+    /// The default plan of `pipeline` at batch `m` (see [`plan::default_variant`]).
     pub fn plan(&self, pipeline: ExecPipeline, m: usize) -> Result<Plan, GpuError> {
         self.check_residency(pipeline)?;
-        pipelines::plan(&self.weights.geometry, pipeline, m, None, self.weights.device().info.sm_count)
+        plan::plan(
+            &self.weights.geometry,
+            pipeline,
+            m,
+            None,
+            self.weights.device().info.sm_count,
+        )
     }
 
     /// A plan with an explicit rmm variant (the benchmark's search, a tuning table).
-    pub fn plan_with(&self, pipeline: ExecPipeline, m: usize, rmm: &'static RegistryEntry) -> Result<Plan, GpuError> {
+    pub fn plan_with(
+        &self,
+        pipeline: ExecPipeline,
+        m: usize,
+        rmm: &'static RegistryEntry,
+    ) -> Result<Plan, GpuError> {
         self.check_residency(pipeline)?;
-        pipelines::plan(&self.weights.geometry, pipeline, m, Some(rmm), self.weights.device().info.sm_count)
+        plan::plan(
+            &self.weights.geometry,
+            pipeline,
+            m,
+            Some(rmm),
+            self.weights.device().info.sm_count,
+        )
     }
 
     fn check_residency(&self, pipeline: ExecPipeline) -> Result<(), GpuError> {
-        let actual = self.weights.resident.kind();
-        if pipeline.residency() != actual {
-            return Err(GpuError::Residency {
-                pipeline: pipeline.as_str(),
-                needs: pipeline.residency(),
-                actual,
-                tensor: self.weights.name.clone(),
-            });
+        if pipeline.residency() != self.weights.resident.residency() {
+            return Err(self.residency_error(pipeline.as_str(), pipeline.residency()));
         }
         Ok(())
+    }
+
+    fn residency_error(&self, what: &str, needs: Residency) -> GpuError {
+        GpuError::Residency {
+            pipeline: what.to_string(),
+            needs,
+            actual: self.weights.resident.residency(),
+            tensor: self.weights.name.clone(),
+        }
+    }
+
+    fn plan_error(&self, plan: &Plan, reason: String) -> GpuError {
+        GpuError::PlanMismatch {
+            plan: format!("{} ({})", plan.pipeline, plan.variant_name()),
+            tensor: self.weights.name.clone(),
+            reason,
+        }
     }
 
     /// Enqueues `y = x·Wᵀ` on `stream`; `x` holds at least `plan.m × k` values, `y` at least
@@ -95,9 +169,10 @@ impl Linear {
         plan: &Plan,
     ) -> Result<(), GpuError> {
         let (m, k, n) = (plan.m, self.k(), self.n_out());
-        let short = |what: &str, have: usize, need: usize| GpuError::Shape {
+        let short = |what: &str, have: usize, need: usize| GpuError::BufferTooSmall {
             what: format!("{what} of {} (m={m})", self.weights.name),
-            reason: format!("{have} values, need {need}"),
+            have: 2 * have,
+            need: 2 * need,
         };
         if x.len() < m * k {
             return Err(short("x", x.len(), m * k));
@@ -117,7 +192,13 @@ impl Linear {
     /// # Safety
     /// `x` must address `plan.m × k` bf16 values and `y` `plan.m × n_out`, both live until the
     /// enqueued work completes, and be 16-byte aligned.
-    pub unsafe fn forward_raw(&self, stream: &CudaStream, x: u64, y: u64, plan: &Plan) -> Result<(), GpuError> {
+    pub unsafe fn forward_raw(
+        &self,
+        stream: &CudaStream,
+        x: u64,
+        y: u64,
+        plan: &Plan,
+    ) -> Result<(), GpuError> {
         self.check_residency(plan.pipeline)?;
         let g = &self.weights.geometry;
         let (m, k, n_out) = (plan.m, g.k, g.n_out);
@@ -125,24 +206,26 @@ impl Linear {
             return Ok(());
         }
         let dev = self.weights.device();
-        let transpose = g.orientation == Orientation::Transposed;
+        let transpose = g.transposed();
         let x_bytes = (m * k * 2) as u64;
         if let Some(e) = plan.rmm {
             // A plan made for another weight must not launch a kernel of the wrong orientation.
-            let fits = matches!(e.variant, unweight_codegen::variant::Variant::Rmm(v)
-                if v.transpose == transpose && Some(v.pipeline) == plan.pipeline.rmm());
+            let fits = matches!(e.variant, Variant::Rmm(v)
+                if v.transpose == transpose && Some(v.operand) == plan.pipeline.rmm());
             if !fits || !g.rmm_ok() {
-                return Err(GpuError::NoVariantFits {
-                    shape: g.shape_text(),
-                    reason: format!("plan {} ({}) was made for another weight", plan.pipeline, e.name),
-                });
+                return Err(self.plan_error(
+                    plan,
+                    format!("it was made for another weight ({})", g.shape_text()),
+                ));
             }
-            let (ws, flags) = pipelines::split_buffers(e, n_out, m, plan.ctas);
+            let (ws, flags) = plan::split_buffers(e, n_out, m, plan.ctas);
             dev.scratch.reserve_split(ws, flags)?; // no-op unless m exceeds DEFAULT_MAX_BATCH
         }
         if plan.pipeline == ExecPipeline::Cublas {
             if let Resident::Raw(r) = &self.weights.resident {
                 let p = gemm_params(g.orientation, m, n_out, k)?;
+                // SAFETY: `r.w` is this weight's live upload of `n_out × k` bf16 values; the
+                // caller vouches for `x` and `y` (this function's contract).
                 return unsafe { dev.blas.gemm_bf16(stream, &p, r.w.ptr, x, y) };
             }
         }
@@ -153,25 +236,43 @@ impl Linear {
         let s = &*slot;
         let r = match (&self.weights.resident, plan.pipeline) {
             (Resident::Raw(r), ExecPipeline::Raw) => {
-                let w = tma::raw_weight_map(transpose, n_out, k).encode(r.w.ptr, r.w.bytes() as u64)?;
+                let w =
+                    tma::raw_weight_map(transpose, n_out, k).encode(r.w.ptr, r.w.bytes() as u64)?;
+                // SAFETY: the map describes this weight's live upload; `x`/`y` per the contract.
                 unsafe { self.rmm(stream, s, plan, x, x_bytes, y, Some(w), [0, 0], [0, 0, 0]) }
             }
             (Resident::Palette(p), ExecPipeline::DirectPalette) => {
                 let (t, w) = (&p.rmm, [p.rmm.sm_tiles.ptr, p.nibble_tiles.ptr]);
-                unsafe { self.rmm(stream, s, plan, x, x_bytes, y, None, w, [t.tile_esc.ptr, t.esc_exp.ptr, p.palette.ptr]) }
+                // SAFETY: tiled blocks, records, escape exponents and palette are this weight's
+                // live uploads for its geometry; `x`/`y` per the contract.
+                unsafe {
+                    self.rmm(
+                        stream,
+                        s,
+                        plan,
+                        x,
+                        x_bytes,
+                        y,
+                        None,
+                        w,
+                        [t.tile_esc.ptr, t.esc_exp.ptr, p.palette.ptr],
+                    )
+                }
             }
-            (Resident::Huffman(h), pipe) => unsafe { self.huffman_pipeline(stream, s, h, pipe, plan, x, x_bytes, y) },
-            (res, pipe) => Err(GpuError::Residency {
-                pipeline: pipe.as_str(),
-                needs: pipe.residency(),
-                actual: res.kind(),
-                tensor: self.weights.name.clone(),
-            }),
+            // SAFETY: `h` is this weight's live Huffman upload, `s` the locked slot; `x`/`y` per the contract.
+            (Resident::Huffman(h), pipe) => unsafe {
+                self.huffman_pipeline(stream, s, h, pipe, plan, x, x_bytes, y)
+            },
+            (_, pipe) => Err(self.residency_error(pipe.as_str(), pipe.residency())),
         };
         slot.release_on(stream)?;
         r
     }
 
+    /// The Huffman-resident pipelines: the preprocess into `slot`, then cuBLAS or the rmm.
+    ///
+    /// # Safety
+    /// As [`Linear::forward_raw`]; `h` must be this weight's upload and `slot` locked by the caller.
     #[allow(clippy::too_many_arguments)]
     unsafe fn huffman_pipeline(
         &self,
@@ -186,40 +287,81 @@ impl Linear {
     ) -> Result<(), GpuError> {
         let g = &self.weights.geometry;
         let (m, k, n_out) = (plan.m, g.k, g.n_out);
-        let transpose = g.orientation == Orientation::Transposed;
+        let transpose = g.transposed();
         let output = match plan.preprocess.map(|e| e.variant) {
-            Some(unweight_codegen::variant::Variant::Huff(v)) => v.output,
-            _ => return Err(GpuError::UnknownVariant { name: format!("preprocess of {pipe}") }),
+            Some(Variant::Huff(v)) => v.output,
+            _ => {
+                return Err(
+                    self.plan_error(plan, format!("{pipe} needs a Huffman preprocess kernel"))
+                )
+            }
         };
         match pipe {
             ExecPipeline::FullDecode => {
-                unsafe { self.decode(stream, h, output, HuffLayout::RowMajor, slot.ptr(), slot.capacity(), 0)? };
+                // SAFETY: the slot's buffer holds `capacity()` bytes (`decode` checks the need).
+                unsafe {
+                    self.decode(
+                        stream,
+                        h,
+                        output,
+                        HuffLayout::RowMajor,
+                        slot.ptr(),
+                        slot.capacity(),
+                        0,
+                    )?
+                };
                 let p = gemm_params(g.orientation, m, n_out, k)?;
-                unsafe { self.weights.device().blas.gemm_bf16(stream, &p, slot.ptr(), x, y) }
+                // SAFETY: the slot now holds this weight's bf16 matrix; `x`/`y` per the contract.
+                unsafe {
+                    self.weights
+                        .device()
+                        .blas
+                        .gemm_bf16(stream, &p, slot.ptr(), x, y)
+                }
             }
             ExecPipeline::Exponent | ExecPipeline::PaletteTranscode => {
                 let Some(t) = &h.rmm else {
-                    return Err(GpuError::NoVariantFits { shape: g.shape_text(), reason: "no tiled rmm tables".into() });
+                    return Err(weights_error(&self.weights.name, LayoutError::NoRmmTables));
                 };
-                let layout = if transpose { HuffLayout::TiledTransposed } else { HuffLayout::TiledStandard };
+                let layout = if transpose {
+                    HuffLayout::TiledTransposed
+                } else {
+                    HuffLayout::TiledStandard
+                };
+                // SAFETY: as for full decode.
                 unsafe { self.decode(stream, h, output, layout, slot.ptr(), slot.capacity(), 0)? };
                 let esc = match pipe {
-                    ExecPipeline::PaletteTranscode => [t.tile_esc.ptr, t.esc_exp.ptr, h.palette.ptr],
+                    ExecPipeline::PaletteTranscode => {
+                        [t.tile_esc.ptr, t.esc_exp.ptr, h.palette.ptr]
+                    }
                     _ => [0, 0, 0],
                 };
-                unsafe { self.rmm(stream, slot, plan, x, x_bytes, y, None, [t.sm_tiles.ptr, slot.ptr()], esc) }
+                // SAFETY: tiled sm and tables are this weight's uploads, the slot holds the
+                // tiled preprocess output just enqueued on the same stream.
+                unsafe {
+                    self.rmm(
+                        stream,
+                        slot,
+                        plan,
+                        x,
+                        x_bytes,
+                        y,
+                        None,
+                        [t.sm_tiles.ptr, slot.ptr()],
+                        esc,
+                    )
+                }
             }
-            other => Err(GpuError::Residency {
-                pipeline: other.as_str(),
-                needs: other.residency(),
-                actual: "huffman",
-                tensor: self.weights.name.clone(),
-            }),
+            other => Err(self.residency_error(other.as_str(), other.residency())),
         }
     }
 
     /// Launches the plan's rmm: `tm_w` the raw weight map (None: compressed, `tm_x` is passed in
     /// its place), `w` = (w0_tiles, w1_tiles), `esc` = (tile_esc, esc_exp, palette); 0 when unused.
+    ///
+    /// # Safety
+    /// Every nonzero address must be a live device buffer the variant reads (this weight's
+    /// uploads, the slot's buffers); `x` and `y` as in [`Linear::forward_raw`].
     #[allow(clippy::too_many_arguments)]
     unsafe fn rmm(
         &self,
@@ -233,18 +375,29 @@ impl Linear {
         w: [u64; 2],
         esc: [u64; 3],
     ) -> Result<(), GpuError> {
-        let entry = plan.rmm.ok_or_else(|| GpuError::UnknownVariant { name: format!("rmm of {}", plan.pipeline) })?;
-        let unweight_codegen::variant::Variant::Rmm(v) = entry.variant else {
-            return Err(GpuError::UnknownVariant { name: entry.name.to_string() });
+        let Some(entry) = plan.rmm else {
+            return Err(self.plan_error(plan, format!("{} needs an rmm variant", plan.pipeline)));
+        };
+        let Variant::Rmm(v) = entry.variant else {
+            return Err(GpuError::WrongVariant {
+                variant: entry.name.to_string(),
+                expected: "rmm".into(),
+            });
         };
         let g = &self.weights.geometry;
-        let (need_ws, need_flags) = pipelines::split_buffers(entry, g.n_out, plan.m, plan.ctas);
+        let (need_ws, need_flags) = plan::split_buffers(entry, g.n_out, plan.m, plan.ctas);
         let ((ws, ws_cap), (flags, flags_cap)) = (slot.ws(), slot.flags());
-        if need_ws > ws_cap || need_flags > flags_cap {
-            return Err(GpuError::Shape {
-                what: format!("stream-K buffers for {}", entry.name),
-                reason: format!("need {need_ws} + {need_flags} bytes, have {ws_cap} + {flags_cap}"),
-            });
+        for (what, have, need) in [
+            ("workspace", ws_cap, need_ws),
+            ("flags", flags_cap, need_flags),
+        ] {
+            if need > have {
+                return Err(GpuError::BufferTooSmall {
+                    what: format!("stream-K {what} for {}", entry.name),
+                    have,
+                    need,
+                });
+            }
         }
         let tm_x = tma::x_map(g.k, plan.m, v.tile_n).encode(x, x_bytes)?;
         let kernel = self.weights.device().kernels.get_entry(entry)?;
@@ -265,6 +418,8 @@ impl Linear {
             m: int(plan.m),
             ctas: plan.ctas,
         };
+        // SAFETY: the caller vouches for every address (this function's contract); the tensor
+        // maps were validated against their buffers above.
         unsafe { launch::rmm(stream, &kernel, &args) }
     }
 
@@ -303,18 +458,19 @@ impl Linear {
         out: &mut impl DevicePtrMut<T>,
     ) -> Result<(), GpuError> {
         let Resident::Huffman(h) = &self.weights.resident else {
-            return Err(GpuError::Residency {
-                pipeline: "huffman decode",
-                needs: "huffman",
-                actual: self.weights.resident.kind(),
-                tensor: self.weights.name.clone(),
-            });
+            return Err(self.residency_error("huffman decode", Residency::Huffman));
         };
         let g = &self.weights.geometry;
         let layout = match (tiled, output, g.orientation) {
             (false, _, _) | (_, HuffOutput::Bf16, _) => HuffLayout::RowMajor,
             (true, _, _) if !g.rmm_ok() => {
-                return Err(GpuError::NoVariantFits { shape: g.shape_text(), reason: "the tiled layout needs an rmm-eligible shape".into() })
+                return Err(weights_error(
+                    &self.weights.name,
+                    LayoutError::Untileable {
+                        n_out: g.n_out,
+                        k: g.k,
+                    },
+                ))
             }
             (true, _, Orientation::Standard) => HuffLayout::TiledStandard,
             (true, _, Orientation::Transposed) => HuffLayout::TiledTransposed,
@@ -325,8 +481,12 @@ impl Linear {
         unsafe { self.decode(stream, h, output, layout, p, have, ctas) }
     }
 
+    /// Enqueues `huff_<output>` writing `layout` into `out` on `ctas` blocks (0: the natural
+    /// grid). A refusal of the stream lands in the weight's error word.
+    ///
     /// # Safety
-    /// `out` must address `out_bytes` device bytes, live until the enqueued decode completes.
+    /// `out` must be a live device buffer of at least `out_bytes` bytes (checked against the
+    /// output size here) that stays alive until the enqueued work completes.
     #[allow(clippy::too_many_arguments)]
     unsafe fn decode(
         &self,
@@ -340,16 +500,62 @@ impl Linear {
     ) -> Result<(), GpuError> {
         let need = self.decode_bytes(output);
         if out_bytes < need || out == 0 {
-            return Err(GpuError::Shape {
-                what: format!("huff_{} output for {}", output.as_str(), self.weights.name),
-                reason: format!("buffer holds {out_bytes} bytes, need {need}"),
+            let what = format!("huff_{} output for {}", output.as_str(), self.weights.name);
+            return Err(GpuError::BufferTooSmall {
+                what,
+                have: out_bytes,
+                need,
             });
         }
         let g = &self.weights.geometry;
-        let kernel = self.weights.device().kernels.get_entry(pipelines::huff_entry(output)?)?;
-        // huff_bf16's `layout` says where it reads sm (its output is row-major); the others', where they write.
-        // The stream was checked at upload; a refusal would still land in the weight's error word.
-        let args = h.launch_args(g, output, layout, out, ctas).map_err(|e| super::weights::rename(e, &self.weights.name))?;
+        let kernel = self
+            .weights
+            .device()
+            .kernels
+            .get_entry(plan::huff_entry(output)?)?;
+        let args = huff_args(h, g, output, layout, out, ctas)
+            .map_err(|p| weights_error(&self.weights.name, p))?;
+        // SAFETY: every input is this weight's live upload for its geometry; `out` per the contract.
         unsafe { launch::huff(stream, &kernel, &args) }
     }
+}
+
+/// Arguments of `huff_<output>` for the upload `h` of a weight of geometry `g`, writing `out` on
+/// `ctas` blocks (0: the natural grid). `huff_bf16`'s `layout` says where it reads sm (its output
+/// is row-major), so it gets the sm copy's; the others' say where they write.
+fn huff_args(
+    h: &HuffmanDev,
+    g: &Geometry,
+    output: HuffOutput,
+    layout: HuffLayout,
+    out: u64,
+    ctas: u32,
+) -> Result<HuffArgs, LayoutError> {
+    let (sm, sm_layout) = h.sm_input(g.orientation)?;
+    Ok(HuffArgs {
+        bits: h.bits.ptr,
+        chunk_offsets: h.chunk_offsets.ptr,
+        lut: h.lut.ptr,
+        palette: h.palette.ptr,
+        sm,
+        esc_bitmap: h.esc_bitmap.ptr,
+        esc_prefix: h.esc_prefix.ptr,
+        esc_exp: h.esc_exp.ptr,
+        out,
+        rows: g.rows as u64,
+        cols: g.cols as u64,
+        padded_cols: g.padded_cols as u64,
+        chunk_symbols: h.chunk_symbols,
+        n_chunks: h.n_chunks,
+        layout: if output == HuffOutput::Bf16 {
+            sm_layout
+        } else {
+            layout
+        },
+        stream_bits: h.stream_bits,
+        stream_bytes: h.stream_bytes,
+        esc_groups: (h.esc_exp.len / GROUP as usize) as u32,
+        err: h.err.ptr,
+        ctas,
+    })
 }

@@ -1,19 +1,17 @@
 //! Device-resident weights: Huffman-resident (preprocessed per call), palette-resident (read by
-//! the direct-palette rmm) or raw bf16 (the raw rmm and the cuBLAS reference).
+//! the direct-palette rmm) or raw bf16 (the raw rmm and the cuBLAS reference). Upload only: the
+//! host images come from `layout`, the launches that read them live in `launch` and `linear`.
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr};
-use unweight_codegen::space::huff_err;
-use unweight_codegen::variant::HuffOutput;
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr};
+use unweight_codegen::abi::{huff_err, HuffLayout};
 
 use crate::codec::{CompressedTensor, Orientation};
 
-use super::device::GpuDevice;
-use super::error::{DriverContext, GpuError};
-use super::host::{Geometry, HuffmanImage, PaletteImage, RmmTables};
-use super::launch::{self, HuffArgs, HuffLayout};
-use super::pipelines;
+use crate::gpu::device::GpuDevice;
+use crate::gpu::error::{DriverContext, GpuError};
+use crate::gpu::layout::{Geometry, HuffmanImage, LayoutError, PaletteImage, Residency, RmmTables};
 
 /// A device buffer and its address, taken once at upload (weights never move).
 pub struct DevBuf<T> {
@@ -32,7 +30,11 @@ impl<T> DevBuf<T> {
     }
 }
 
-fn upload<T: DeviceRepr + Copy + Default>(stream: &Arc<CudaStream>, data: &[T], what: &str) -> Result<DevBuf<T>, GpuError> {
+fn upload<T: DeviceRepr + Copy + Default>(
+    stream: &Arc<CudaStream>,
+    data: &[T],
+    what: &str,
+) -> Result<DevBuf<T>, GpuError> {
     // An empty table (no escapes) still gets a small buffer so its address is valid and aligned.
     let padded;
     let src = if data.is_empty() {
@@ -41,11 +43,18 @@ fn upload<T: DeviceRepr + Copy + Default>(stream: &Arc<CudaStream>, data: &[T], 
     } else {
         data
     };
-    let slice = stream.clone_htod(src).ctx(|| format!("uploading {what} ({} elements)", src.len()))?;
+    let slice = stream
+        .clone_htod(src)
+        .ctx(|| format!("uploading {what} ({} elements)", src.len()))?;
     let ptr = slice.device_ptr(stream).0;
-    Ok(DevBuf { slice, ptr, len: data.len() })
+    Ok(DevBuf {
+        slice,
+        ptr,
+        len: data.len(),
+    })
 }
 
+/// A Huffman-resident weight's device buffers (what the `huff_*` kernels read).
 pub struct HuffmanDev {
     pub bits: DevBuf<u8>,
     pub chunk_offsets: DevBuf<u32>,
@@ -58,10 +67,11 @@ pub struct HuffmanDev {
     pub esc_exp: DevBuf<u8>,
     pub chunk_symbols: u32,
     pub n_chunks: u32,
+    /// The stream's bytes before the upload's padding (the kernels' `stream_bytes`) and bits.
     pub stream_bytes: u64,
     pub stream_bits: u64,
-    /// This weight's decode error word (2 × u32, zero at upload; `huff_err`): every decode of it
-    /// ORs in what it refused, so reading it names this tensor. Sticky: the stream never changes.
+    /// This weight's decode error word ([`huff_err::WORDS`] u32, zero at upload): every decode of
+    /// it ORs in what it refused, so reading it names this tensor. Sticky: the stream never changes.
     pub err: DevBuf<u32>,
     /// Tiled sm and per-tile escape tables for the exponent / palette-transcode rmm (present
     /// when the rmm takes the shape); `huff_bf16` then reads this sm copy too.
@@ -70,46 +80,25 @@ pub struct HuffmanDev {
 
 impl HuffmanDev {
     /// The sm bytes `huff_bf16` reads and their layout (its `layout` argument).
-    pub fn sm_input(&self, orientation: Orientation) -> Result<(u64, HuffLayout), GpuError> {
+    pub fn sm_input(&self, orientation: Orientation) -> Result<(u64, HuffLayout), LayoutError> {
         match (&self.sm, &self.rmm, orientation) {
             (Some(sm), _, _) => Ok((sm.ptr, HuffLayout::RowMajor)),
-            (None, Some(r), Orientation::Standard) => Ok((r.sm_tiles.ptr, HuffLayout::TiledStandard)),
-            (None, Some(r), Orientation::Transposed) => Ok((r.sm_tiles.ptr, HuffLayout::TiledTransposed)),
-            (None, None, _) => Err(GpuError::Weights { tensor: String::new(), reason: "no sign-mantissa bytes uploaded".into() }),
+            (None, Some(r), Orientation::Standard) => {
+                Ok((r.sm_tiles.ptr, HuffLayout::TiledStandard))
+            }
+            (None, Some(r), Orientation::Transposed) => {
+                Ok((r.sm_tiles.ptr, HuffLayout::TiledTransposed))
+            }
+            (None, None, _) => Err(LayoutError::NoSignMantissa),
         }
-    }
-
-    /// Arguments of `huff_<output>` for this weight, writing `out` with `layout` (ignored by
-    /// `huff_bf16`, which reads the sm copy in its layout) on `ctas` blocks (0: the natural grid).
-    pub fn launch_args(&self, g: &Geometry, output: HuffOutput, layout: HuffLayout, out: u64, ctas: u32) -> Result<HuffArgs, GpuError> {
-        let (sm, sm_layout) = self.sm_input(g.orientation)?;
-        Ok(HuffArgs {
-            bits: self.bits.ptr,
-            chunk_offsets: self.chunk_offsets.ptr,
-            lut: self.lut.ptr,
-            palette: self.palette.ptr,
-            sm,
-            esc_bitmap: self.esc_bitmap.ptr,
-            esc_prefix: self.esc_prefix.ptr,
-            esc_exp: self.esc_exp.ptr,
-            out,
-            rows: g.rows as u64,
-            cols: g.cols as u64,
-            padded_cols: g.padded_cols as u64,
-            chunk_symbols: self.chunk_symbols,
-            n_chunks: self.n_chunks,
-            layout: if output == HuffOutput::Bf16 { sm_layout } else { layout },
-            stream_bits: self.stream_bits,
-            stream_bytes: self.stream_bytes,
-            esc_groups: (self.esc_exp.len / 64) as u32,
-            err: self.err.ptr,
-            ctas,
-        })
     }
 
     /// Bytes of the sm copy.
     fn sm_bytes(&self) -> usize {
-        self.sm.as_ref().or(self.rmm.as_ref().map(|r| &r.sm_tiles)).map_or(0, DevBuf::bytes)
+        self.sm
+            .as_ref()
+            .or(self.rmm.as_ref().map(|r| &r.sm_tiles))
+            .map_or(0, DevBuf::bytes)
     }
 }
 
@@ -130,17 +119,20 @@ impl RmmDev {
     }
 }
 
+/// A palette-resident weight's device buffers (what the direct-palette rmm reads).
 pub struct PaletteDev {
     pub rmm: RmmDev,
     pub nibble_tiles: DevBuf<u8>,
     pub palette: DevBuf<u8>,
 }
 
+/// A raw weight's bf16 buffer.
 pub struct RawDev {
     /// bf16 bits of the encoded matrix (`Wᵀ [k][n_out]` when transposed).
     pub w: DevBuf<u16>,
 }
 
+/// The device buffers of one weight, by residency.
 pub enum Resident {
     Huffman(Box<HuffmanDev>),
     Palette(Box<PaletteDev>),
@@ -148,16 +140,17 @@ pub enum Resident {
 }
 
 impl Resident {
-    pub fn kind(&self) -> &'static str {
+    /// Which residency these buffers are.
+    pub fn residency(&self) -> Residency {
         match self {
-            Resident::Huffman(_) => "huffman",
-            Resident::Palette(_) => "palette",
-            Resident::Raw(_) => "raw",
+            Resident::Huffman(_) => Residency::Huffman,
+            Resident::Palette(_) => Residency::Palette,
+            Resident::Raw(_) => Residency::Raw,
         }
     }
 }
 
-/// One weight matrix on the GPU.
+/// One weight matrix on the GPU, named for errors and logs.
 pub struct DeviceWeights {
     pub name: String,
     pub geometry: Geometry,
@@ -167,15 +160,25 @@ pub struct DeviceWeights {
 
 impl DeviceWeights {
     /// Huffman-resident: the codec's bitstream, tables and escapes as the `huff_*` kernels read them.
-    pub fn huffman(dev: &Arc<GpuDevice>, name: &str, t: &CompressedTensor) -> Result<Self, GpuError> {
-        let img = HuffmanImage::new(t).map_err(|e| rename(e, name))?;
+    /// The stream itself is decoded and checked once on the GPU when the weight becomes a
+    /// [`Linear`](crate::gpu::linear::Linear) (upload has no kernel launch).
+    pub fn huffman(
+        dev: &Arc<GpuDevice>,
+        name: &str,
+        t: &CompressedTensor,
+    ) -> Result<Self, GpuError> {
+        let img = HuffmanImage::new(t).map_err(|problem| weights_error(name, problem))?;
         let s = &dev.stream;
         let h = HuffmanDev {
             bits: upload(s, &img.bits, "huffman bits")?,
             chunk_offsets: upload(s, &img.chunk_offsets, "chunk offsets")?,
             lut: upload(s, &img.lut, "decode table")?,
             palette: upload(s, &img.palette, "palette")?,
-            sm: img.sm.as_ref().map(|sm| upload(s, sm, "sign-mantissa bytes")).transpose()?,
+            sm: img
+                .sm
+                .as_ref()
+                .map(|sm| upload(s, sm, "sign-mantissa bytes"))
+                .transpose()?,
             esc_bitmap: upload(s, &img.esc_bitmap, "escape bitmap")?,
             esc_prefix: upload(s, &img.esc_prefix, "escape prefix")?,
             esc_exp: upload(s, &img.esc_exp, "escape exponents")?,
@@ -183,42 +186,23 @@ impl DeviceWeights {
             n_chunks: img.n_chunks,
             stream_bytes: img.stream_bytes,
             stream_bits: img.stream_bits,
-            err: upload(s, &[0u32; 2], "decode error word")?,
+            err: upload(s, &[0u32; huff_err::WORDS as usize], "decode error word")?,
             rmm: img.rmm.as_ref().map(|t| RmmDev::upload(s, t)).transpose()?,
         };
-        let w = Self::finish(dev, name, img.geometry, Resident::Huffman(Box::new(h)))?;
-        w.check_stream()?;
-        Ok(w)
-    }
-
-    /// Decodes the stream once on the GPU (`huff_palette`, the cheapest output, into a temporary
-    /// buffer) and reads the error word: a stream the decoder refuses never becomes a resident
-    /// weight, so the per-call decodes of `Linear::forward` need no synchronizing check.
-    fn check_stream(&self) -> Result<(), GpuError> {
-        let Resident::Huffman(h) = &self.resident else { return Ok(()) };
-        if h.n_chunks == 0 {
-            return Ok(()); // nothing to decode (and no grid to launch)
-        }
-        let s = &self.dev.stream;
-        let kernel = self.dev.kernels.get_entry(pipelines::huff_entry(HuffOutput::Palette)?)?;
-        let bytes = self.geometry.scratch_bytes().2;
-        let mut out = s.alloc_zeros::<u8>(bytes.max(16)).ctx(|| format!("allocating {bytes} bytes to check {}", self.name))?;
-        {
-            let (p, _write) = out.device_ptr_mut(s);
-            let args = h.launch_args(&self.geometry, HuffOutput::Palette, HuffLayout::RowMajor, p, 0).map_err(|e| rename(e, &self.name))?;
-            // SAFETY: every buffer is this weight's upload, `out` holds the palette output of its shape.
-            unsafe { launch::huff(s, &kernel, &args)? };
-        }
-        self.take_decode_error(s)
+        Self::finish(dev, name, img.geometry, Resident::Huffman(Box::new(h)))
     }
 
     /// Reads the error word of a Huffman-resident weight on `stream` (synchronizing it; other
     /// residencies: Ok). Nonzero: [`GpuError::CorruptStream`] naming this tensor, its first bad
     /// chunk and the reasons. An engine that decodes per forward may call it at its own sync
-    /// points; upload already checked the stream.
+    /// points; [`Linear::new`](crate::gpu::linear::Linear::new) already checked the stream.
     pub fn take_decode_error(&self, stream: &Arc<CudaStream>) -> Result<(), GpuError> {
-        let Resident::Huffman(h) = &self.resident else { return Ok(()) };
-        let word = stream.clone_dtoh(h.err.slice()).ctx(|| format!("reading the decode error word of {}", self.name))?;
+        let Resident::Huffman(h) = &self.resident else {
+            return Ok(());
+        };
+        let word = stream
+            .clone_dtoh(h.err.slice())
+            .ctx(|| format!("reading the decode error word of {}", self.name))?;
         let (reasons, chunk) = (word[0], word[1]);
         if reasons == 0 {
             return Ok(());
@@ -232,8 +216,12 @@ impl DeviceWeights {
 
     /// Palette-resident: sm bytes, nibbles and per-tile escape tables for the direct-palette rmm.
     /// Needs an rmm-compatible shape (n_out % 128 == 0, k % 64 == 0).
-    pub fn palette(dev: &Arc<GpuDevice>, name: &str, t: &CompressedTensor) -> Result<Self, GpuError> {
-        let img = PaletteImage::new(t).map_err(|e| rename(e, name))?;
+    pub fn palette(
+        dev: &Arc<GpuDevice>,
+        name: &str,
+        t: &CompressedTensor,
+    ) -> Result<Self, GpuError> {
+        let img = PaletteImage::new(t).map_err(|problem| weights_error(name, problem))?;
         let s = &dev.stream;
         let p = PaletteDev {
             rmm: RmmDev::upload(s, &img.tables)?,
@@ -245,24 +233,52 @@ impl DeviceWeights {
 
     /// Raw bf16 weights `W[n_out][k]` (row-major bits), stored in `orientation`
     /// (transposed stores `Wᵀ [k][n_out]`, as the transposed rmm and cuBLAS path read it).
-    pub fn raw(dev: &Arc<GpuDevice>, name: &str, w: &[u16], n_out: usize, k: usize, orientation: Orientation) -> Result<Self, GpuError> {
+    pub fn raw(
+        dev: &Arc<GpuDevice>,
+        name: &str,
+        w: &[u16],
+        n_out: usize,
+        k: usize,
+        orientation: Orientation,
+    ) -> Result<Self, GpuError> {
         if w.len() != n_out * k {
-            return Err(GpuError::Weights { tensor: name.to_string(), reason: format!("{} values for {n_out}x{k}", w.len()) });
+            let problem = LayoutError::Length {
+                what: "bf16 weights",
+                unit: "values",
+                have: w.len(),
+                need: n_out * k,
+            };
+            return Err(weights_error(name, problem));
         }
         let geometry = Geometry::raw(n_out, k, orientation);
         let stored = match orientation {
             Orientation::Standard => w.to_vec(),
             Orientation::Transposed => transpose(w, n_out, k),
         };
-        let r = RawDev { w: upload(&dev.stream, &stored, "bf16 weights")? };
+        let r = RawDev {
+            w: upload(&dev.stream, &stored, "bf16 weights")?,
+        };
         Self::finish(dev, name, geometry, Resident::Raw(r))
     }
 
-    fn finish(dev: &Arc<GpuDevice>, name: &str, geometry: Geometry, resident: Resident) -> Result<Self, GpuError> {
-        dev.stream.synchronize().ctx(|| format!("uploading {name}"))?;
-        Ok(DeviceWeights { name: name.to_string(), geometry, resident, dev: dev.clone() })
+    fn finish(
+        dev: &Arc<GpuDevice>,
+        name: &str,
+        geometry: Geometry,
+        resident: Resident,
+    ) -> Result<Self, GpuError> {
+        dev.stream
+            .synchronize()
+            .ctx(|| format!("uploading {name}"))?;
+        Ok(DeviceWeights {
+            name: name.to_string(),
+            geometry,
+            resident,
+            dev: dev.clone(),
+        })
     }
 
+    /// The GPU the weight lives on.
     pub fn device(&self) -> &Arc<GpuDevice> {
         &self.dev
     }
@@ -272,11 +288,21 @@ impl DeviceWeights {
     pub fn resident_bytes(&self) -> usize {
         match &self.resident {
             Resident::Huffman(h) => {
-                h.bits.bytes() + h.chunk_offsets.bytes() + h.lut.bytes() + 16 + h.sm_bytes()
-                    + h.esc_bitmap.bytes() + h.esc_prefix.bytes() + h.esc_exp.bytes()
+                h.bits.bytes()
+                    + h.chunk_offsets.bytes()
+                    + h.lut.bytes()
+                    + 16
+                    + h.sm_bytes()
+                    + h.esc_bitmap.bytes()
+                    + h.esc_prefix.bytes()
+                    + h.esc_exp.bytes()
             }
             Resident::Palette(p) => {
-                p.rmm.sm_tiles.bytes() + p.nibble_tiles.bytes() + p.rmm.tile_esc.bytes() + p.rmm.esc_exp.bytes() + 16
+                p.rmm.sm_tiles.bytes()
+                    + p.nibble_tiles.bytes()
+                    + p.rmm.tile_esc.bytes()
+                    + p.rmm.esc_exp.bytes()
+                    + 16
             }
             Resident::Raw(r) => r.w.bytes(),
         }
@@ -291,11 +317,11 @@ impl Drop for DeviceWeights {
     }
 }
 
-/// Names the tensor in a weights error raised before the name was known.
-pub(super) fn rename(e: GpuError, name: &str) -> GpuError {
-    match e {
-        GpuError::Weights { reason, .. } => GpuError::Weights { tensor: name.to_string(), reason },
-        other => other,
+/// A layout problem of the weight `tensor`.
+pub fn weights_error(tensor: &str, problem: LayoutError) -> GpuError {
+    GpuError::Weights {
+        tensor: tensor.to_string(),
+        problem,
     }
 }
 

@@ -4,7 +4,7 @@
 //! accepts decodes bit for bit with the error word 0.
 
 use super::*;
-use unweight_codegen::space::huff_err;
+use unweight_codegen::abi::huff_err;
 
 fn xorshift(seed: u64) -> impl FnMut() -> u64 {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

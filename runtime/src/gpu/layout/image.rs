@@ -1,58 +1,41 @@
 //! Host images of device-resident weights: exactly the bytes each kernel reads, prepared on the
 //! CPU from a codec [`CompressedTensor`] so the layout rules are unit-tested without a GPU.
 
-use crate::codec::{self, CompressedTensor, Indices, Orientation, GROUP};
+use unweight_codegen::abi;
 
-use super::error::GpuError;
-use super::tile_esc;
-use super::tiles::{self, Elem};
+use crate::codec::{self, CompressedTensor, Encoding, Indices, GROUP};
 
-/// Zero bytes appended to the Huffman bitstream: a thread peeks up to 12 bits (and reads whole
-/// words) past its last code, so the tail must be readable and decode as zeros.
-pub const BITS_TAIL: usize = 16;
+use super::escapes;
+use super::tiles::{self, Packing};
+use super::{Geometry, LayoutError};
 
-/// Geometry shared by every residency: the weight `n_out × k` and its encoded matrix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Geometry {
-    pub n_out: usize,
-    pub k: usize,
-    pub orientation: Orientation,
-    /// Encoded matrix (`Wᵀ` when transposed).
-    pub rows: usize,
-    pub cols: usize,
-    pub padded_cols: usize,
+/// Zero bytes appended to the Huffman bitstream ([`abi::BITS_TAIL`]).
+pub const BITS_TAIL: usize = abi::BITS_TAIL as usize;
+
+/// How a weight is kept on the GPU; each execution pipeline needs one (`ExecPipeline::residency`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Residency {
+    /// The codec's Huffman stream, decoded per call ([`HuffmanImage`]).
+    Huffman,
+    /// Tiled palette nibbles, read by the direct-palette rmm ([`PaletteImage`]).
+    Palette,
+    /// Plain bf16 (the raw rmm and the cuBLAS reference).
+    Raw,
 }
 
-impl Geometry {
-    pub fn of(t: &CompressedTensor) -> Result<Self, GpuError> {
-        let (n_out, k) = match t.orientation {
-            Orientation::Standard => (t.rows, t.cols),
-            Orientation::Transposed => (t.cols, t.rows),
-        };
-        Ok(Geometry { n_out, k, orientation: t.orientation, rows: t.rows, cols: t.cols, padded_cols: t.padded_cols() })
+impl Residency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Residency::Huffman => "huffman",
+            Residency::Palette => "palette",
+            Residency::Raw => "raw",
+        }
     }
+}
 
-    /// Geometry of an uncompressed bf16 weight `n_out × k`, stored in `orientation`.
-    pub fn raw(n_out: usize, k: usize, orientation: Orientation) -> Self {
-        let (rows, cols) = match orientation {
-            Orientation::Standard => (n_out, k),
-            Orientation::Transposed => (k, n_out),
-        };
-        Geometry { n_out, k, orientation, rows, cols, padded_cols: cols.div_ceil(GROUP) * GROUP }
-    }
-
-    /// Whether the rmm kernels take this shape (else the runtime falls back to full decode).
-    pub fn rmm_ok(&self) -> bool {
-        self.n_out % 128 == 0 && self.k % 64 == 0 && self.n_out > 0 && self.k > 0
-    }
-
-    pub fn shape_text(&self) -> String {
-        format!("{}x{} ({})", self.n_out, self.k, self.orientation)
-    }
-
-    /// Scratch bytes each preprocess output needs: (bf16, exponent, palette nibbles).
-    pub fn scratch_bytes(&self) -> (usize, usize, usize) {
-        (self.rows * self.cols * 2, self.rows * self.padded_cols, self.rows * self.padded_cols / 2)
+impl std::fmt::Display for Residency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -93,10 +76,14 @@ pub struct RmmTables {
 }
 
 impl RmmTables {
-    fn new(t: &CompressedTensor, g: &Geometry) -> Result<Self, GpuError> {
-        let sm_tiles = tiles::tile(&t.sm, t.orientation, g.n_out, g.k, Elem::Byte).map_err(|e| weights_err(t, e))?;
-        let esc = tile_esc::build(&t.escapes, t.orientation, g.n_out, g.k).map_err(|e| weights_err(t, e.0))?;
-        Ok(RmmTables { sm_tiles, tile_esc: esc.records, esc_exp: esc.exponents })
+    fn new(t: &CompressedTensor, g: &Geometry) -> Result<Self, LayoutError> {
+        let sm_tiles = tiles::tile(&t.sm, t.orientation, g.n_out, g.k, Packing::Byte)?;
+        let esc = escapes::build(&t.escapes, t.orientation, g.n_out, g.k)?;
+        Ok(RmmTables {
+            sm_tiles,
+            tile_esc: esc.records,
+            esc_exp: esc.exponents,
+        })
     }
 }
 
@@ -110,41 +97,60 @@ pub struct PaletteImage {
     pub palette: [u8; 16],
 }
 
-fn weights_err(t: &CompressedTensor, reason: impl Into<String>) -> GpuError {
-    GpuError::Weights { tensor: format!("{:?} {}", t.shape, t.orientation), reason: reason.into() }
-}
-
 impl HuffmanImage {
-    pub fn new(t: &CompressedTensor) -> Result<Self, GpuError> {
+    pub fn new(t: &CompressedTensor) -> Result<Self, LayoutError> {
         let Indices::Huffman(h) = &t.indices else {
-            return Err(weights_err(t, format!("Huffman residency needs the huffman encoding, got {}", t.encoding())));
+            return Err(LayoutError::Encoding {
+                residency: Residency::Huffman,
+                needs: Encoding::Huffman,
+                got: t.encoding(),
+            });
         };
-        let geometry = Geometry::of(t)?;
+        let geometry = Geometry::of(t);
         let symbols = geometry.rows * geometry.padded_cols;
         // The huff kernels decode whole groups per chunk and index with 32-bit positions.
         if h.chunk_symbols == 0 || h.chunk_symbols as usize % GROUP != 0 {
-            return Err(weights_err(t, format!("chunk of {} symbols is not a positive multiple of {GROUP}", h.chunk_symbols)));
+            return Err(LayoutError::ChunkSymbols(h.chunk_symbols));
         }
         if symbols as u64 >= 1 << 32 {
-            return Err(weights_err(t, format!("{symbols} symbols exceed the GPU decoder's 2^32 limit")));
+            return Err(LayoutError::TooManySymbols(symbols));
         }
         let n_chunks = symbols.div_ceil(h.chunk_symbols.max(1) as usize);
         if h.chunk_offsets.len() != n_chunks {
-            return Err(weights_err(t, format!("{} chunk offsets for {n_chunks} chunks", h.chunk_offsets.len())));
+            let (have, need) = (h.chunk_offsets.len(), n_chunks);
+            return Err(LayoutError::Length {
+                what: "chunk offsets",
+                unit: "offsets",
+                have,
+                need,
+            });
         }
         if t.sm.len() != symbols {
-            return Err(weights_err(t, format!("{} sign-mantissa bytes, expected {symbols}", t.sm.len())));
+            return Err(LayoutError::Length {
+                what: "sign-mantissa bytes",
+                unit: "bytes",
+                have: t.sm.len(),
+                need: symbols,
+            });
         }
         let mut bits = h.bits.clone();
         bits.resize((h.bits.len() + BITS_TAIL).div_ceil(16) * 16, 0);
-        let rmm = if geometry.rmm_ok() { Some(RmmTables::new(t, &geometry)?) } else { None };
+        let rmm = if geometry.rmm_ok() {
+            Some(RmmTables::new(t, &geometry)?)
+        } else {
+            None
+        };
         Ok(HuffmanImage {
             geometry,
             bits,
             chunk_offsets: h.chunk_offsets.clone(),
             lut: h.decode_lut(),
             palette: t.palette,
-            sm: if rmm.is_none() { Some(t.sm.clone()) } else { None },
+            sm: if rmm.is_none() {
+                Some(t.sm.clone())
+            } else {
+                None
+            },
             esc_bitmap: t.escapes.bitmap.clone(),
             esc_prefix: t.escapes.prefix.clone(),
             esc_exp: t.escapes.exponents.clone(),
@@ -159,34 +165,42 @@ impl HuffmanImage {
 
 impl PaletteImage {
     /// From a palette- or Huffman-encoded tensor (Huffman is transcoded on the CPU).
-    pub fn new(t: &CompressedTensor) -> Result<Self, GpuError> {
-        let geometry = Geometry::of(t)?;
+    pub fn new(t: &CompressedTensor) -> Result<Self, LayoutError> {
+        let geometry = Geometry::of(t);
         if !geometry.rmm_ok() {
-            return Err(weights_err(
-                t,
-                format!(
-                    "palette residency needs n_out % 128 == 0 and k % 64 == 0 (got {}); keep it Huffman-resident",
-                    geometry.shape_text()
-                ),
-            ));
+            return Err(LayoutError::PaletteShape {
+                shape: geometry.shape_text(),
+            });
         }
         let nibbles = match &t.indices {
             Indices::Palette(n) => n.clone(),
             _ => codec::decode_palette_indices(t)?,
         };
-        let nibble_tiles = tiles::tile(&nibbles, t.orientation, geometry.n_out, geometry.k, Elem::Nibble)
-            .map_err(|e| weights_err(t, e))?;
-        Ok(PaletteImage { tables: RmmTables::new(t, &geometry)?, geometry, nibble_tiles, palette: t.palette })
+        let nibble_tiles = tiles::tile(
+            &nibbles,
+            t.orientation,
+            geometry.n_out,
+            geometry.k,
+            Packing::Nibble,
+        )?;
+        Ok(PaletteImage {
+            tables: RmmTables::new(t, &geometry)?,
+            geometry,
+            nibble_tiles,
+            palette: t.palette,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{compress, Encoding};
+    use crate::codec::{compress, Orientation};
 
     fn bits(n: usize) -> Vec<u16> {
-        (0..n).map(|i| ((((i * 31) % 20) as u16 + 110) << 7) | (i as u16 & 0x807f)).collect()
+        (0..n)
+            .map(|i| ((((i * 31) % 20) as u16 + 110) << 7) | (i as u16 & 0x807f))
+            .collect()
     }
 
     #[test]
@@ -194,18 +208,30 @@ mod tests {
         let b = bits(128 * 100);
         let t = compress(&b, &[128, 100], Orientation::Standard, Encoding::Huffman).unwrap();
         let img = HuffmanImage::new(&t).unwrap();
-        let Indices::Huffman(h) = &t.indices else { unreachable!() };
+        let Indices::Huffman(h) = &t.indices else {
+            unreachable!()
+        };
         assert!(img.bits.len() >= h.bits.len() + BITS_TAIL);
         assert_eq!(img.bits.len() % 16, 0);
         assert!(img.bits[h.bits.len()..].iter().all(|&x| x == 0));
         assert_eq!(&img.bits[..h.bits.len()], &h.bits[..]);
-        assert_eq!((img.stream_bytes, img.stream_bits), (h.bits.len() as u64, h.total_bits));
+        assert_eq!(
+            (img.stream_bytes, img.stream_bits),
+            (h.bits.len() as u64, h.total_bits)
+        );
         assert_eq!(img.lut.len(), 4096);
         assert_eq!(img.geometry.padded_cols, 128);
-        assert_eq!(img.n_chunks as usize, (128 * 128usize).div_ceil(h.chunk_symbols as usize));
+        assert_eq!(
+            img.n_chunks as usize,
+            (128 * 128usize).div_ceil(h.chunk_symbols as usize)
+        );
         assert!(!img.geometry.rmm_ok());
         assert!(img.rmm.is_none());
-        assert_eq!(img.sm.as_deref(), Some(&t.sm[..]), "not rmm-eligible: huff_bf16 reads row-major sm");
+        assert_eq!(
+            img.sm.as_deref(),
+            Some(&t.sm[..]),
+            "not rmm-eligible: huff_bf16 reads row-major sm"
+        );
     }
 
     #[test]
@@ -214,17 +240,37 @@ mod tests {
         let b: Vec<u16> = (0..512 * 256usize)
             .map(|i| {
                 let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-                let e = if i % 6400 == 77 { 20 } else { 118 + (h % 7).min(h % 5) as u16 };
+                let e = if i % 6400 == 77 {
+                    20
+                } else {
+                    118 + (h % 7).min(h % 5) as u16
+                };
                 (e << 7) | (h as u16 & 0x807f)
             })
             .collect();
         for o in [Orientation::Standard, Orientation::Transposed] {
-            let h = HuffmanImage::new(&compress(&b, &[512, 256], o, Encoding::Huffman).unwrap()).unwrap();
-            assert!(h.sm.is_none(), "rmm-eligible: the tiled sm is the only copy");
+            let h = HuffmanImage::new(&compress(&b, &[512, 256], o, Encoding::Huffman).unwrap())
+                .unwrap();
+            assert!(
+                h.sm.is_none(),
+                "rmm-eligible: the tiled sm is the only copy"
+            );
             let r = h.rmm.as_ref().unwrap();
-            let bytes = h.bits.len() + 4 * h.chunk_offsets.len() + 2 * h.lut.len() + 16 + r.sm_tiles.len()
-                + r.tile_esc.len() + r.esc_exp.len() + 8 * h.esc_bitmap.len() + 4 * h.esc_prefix.len() + h.esc_exp.len();
-            assert!(bytes < b.len() * 2, "{o}: {bytes} resident bytes for {} bf16 bytes", b.len() * 2);
+            let bytes = h.bits.len()
+                + 4 * h.chunk_offsets.len()
+                + 2 * h.lut.len()
+                + 16
+                + r.sm_tiles.len()
+                + r.tile_esc.len()
+                + r.esc_exp.len()
+                + 8 * h.esc_bitmap.len()
+                + 4 * h.esc_prefix.len()
+                + h.esc_exp.len();
+            assert!(
+                bytes < b.len() * 2,
+                "{o}: {bytes} resident bytes for {} bf16 bytes",
+                b.len() * 2
+            );
         }
     }
 
@@ -232,7 +278,7 @@ mod tests {
     fn geometry_of_transposed() {
         let b = bits(256 * 192);
         let t = compress(&b, &[256, 192], Orientation::Transposed, Encoding::Palette).unwrap();
-        let g = Geometry::of(&t).unwrap();
+        let g = Geometry::of(&t);
         assert_eq!((g.n_out, g.k, g.rows, g.cols), (256, 192, 192, 256));
         assert_eq!(g, Geometry::raw(256, 192, Orientation::Transposed));
         assert!(g.rmm_ok());
@@ -243,15 +289,25 @@ mod tests {
     fn palette_image_from_huffman_equals_from_palette() {
         let b = bits(256 * 128);
         for o in [Orientation::Standard, Orientation::Transposed] {
-            let a = PaletteImage::new(&compress(&b, &[256, 128], o, Encoding::Huffman).unwrap()).unwrap();
-            let p = PaletteImage::new(&compress(&b, &[256, 128], o, Encoding::Palette).unwrap()).unwrap();
+            let a = PaletteImage::new(&compress(&b, &[256, 128], o, Encoding::Huffman).unwrap())
+                .unwrap();
+            let p = PaletteImage::new(&compress(&b, &[256, 128], o, Encoding::Palette).unwrap())
+                .unwrap();
             assert_eq!(a, p);
             assert_eq!(a.tables.tile_esc.len(), 2 * 2 * 32);
             assert_eq!(a.nibble_tiles.len(), 256 * 128 / 2);
-            let h = HuffmanImage::new(&compress(&b, &[256, 128], o, Encoding::Huffman).unwrap()).unwrap();
-            assert_eq!(h.rmm.as_ref(), Some(&a.tables), "huffman and palette residency share the rmm tables");
+            let h = HuffmanImage::new(&compress(&b, &[256, 128], o, Encoding::Huffman).unwrap())
+                .unwrap();
+            assert_eq!(
+                h.rmm.as_ref(),
+                Some(&a.tables),
+                "huffman and palette residency share the rmm tables"
+            );
             let sm = compress(&b, &[256, 128], o, Encoding::Huffman).unwrap().sm;
-            assert_eq!(tiles::untile(&a.tables.sm_tiles, o, 256, 128, Elem::Byte).unwrap(), sm);
+            assert_eq!(
+                tiles::untile(&a.tables.sm_tiles, o, 256, 128, Packing::Byte).unwrap(),
+                sm
+            );
         }
     }
 
@@ -262,6 +318,9 @@ mod tests {
         let e = PaletteImage::new(&t).unwrap_err().to_string();
         assert!(e.contains("keep it Huffman-resident"), "{e}");
         let h = compress(&b, &[100, 64], Orientation::Standard, Encoding::Palette).unwrap();
-        assert!(HuffmanImage::new(&h).unwrap_err().to_string().contains("needs the huffman encoding"));
+        assert!(HuffmanImage::new(&h)
+            .unwrap_err()
+            .to_string()
+            .contains("needs the huffman encoding"));
     }
 }

@@ -5,7 +5,7 @@
 
 use unweight_codegen::variant::*;
 
-include!("../../generated/registry.rs");
+include!("../../../../generated/registry.rs");
 
 /// The registry entry named `name` (a variant name such as `rmm_palette_n64_s4_t`).
 pub fn find(name: &str) -> Option<&'static RegistryEntry> {
@@ -28,7 +28,11 @@ mod tests {
             assert!(seen.insert(e.name), "duplicate registry name {}", e.name);
             assert_eq!(e.name, e.variant.to_string());
             assert!(std::ptr::eq(find(e.name).unwrap(), e));
-            assert!(e.source.contains(&format!("void {}", e.name)) || e.source.contains(e.name), "{} source lacks its symbol", e.name);
+            assert!(
+                e.source.contains(&format!("void {}", e.name)) || e.source.contains(e.name),
+                "{} source lacks its symbol",
+                e.name
+            );
         }
     }
 
@@ -36,7 +40,10 @@ mod tests {
     fn every_huffman_kernel_is_registered() {
         for out in HuffOutput::ALL {
             let v = Variant::Huff(HuffVariant { output: out });
-            assert!(entry(&v).is_some(), "{v} missing from generated/registry.rs");
+            assert!(
+                entry(&v).is_some(),
+                "{v} missing from generated/registry.rs"
+            );
         }
     }
 }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use unweight_codegen::variant::RegistryEntry;
 use xxhash_rust::xxh64::xxh64;
 
-use super::error::GpuError;
-use super::nvrtc;
+use crate::gpu::error::GpuError;
+use crate::gpu::jit::nvrtc;
 
 /// Overrides the cache directory (used as is; no version/arch sub-directories are added).
 pub const CACHE_DIR_ENV: &str = "UNWEIGHT_CACHE_DIR";
@@ -27,23 +27,39 @@ pub enum CacheOutcome {
 /// `$UNWEIGHT_CACHE_DIR`, else `~/.cache/unweight/<crate version>/sm_90a/`
 /// (`$XDG_CACHE_HOME` replaces `~/.cache` when set; the system temp dir when there is no home).
 pub fn default_cache_dir() -> PathBuf {
-    let var = |k: &str| std::env::var_os(k).filter(|d| !d.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+    };
     cache_dir_from(var(CACHE_DIR_ENV), var("XDG_CACHE_HOME"), var("HOME"))
 }
 
 /// [`default_cache_dir`]'s rule, from the three environment values.
-pub fn cache_dir_from(over: Option<PathBuf>, xdg: Option<PathBuf>, home: Option<PathBuf>) -> PathBuf {
+pub fn cache_dir_from(
+    over: Option<PathBuf>,
+    xdg: Option<PathBuf>,
+    home: Option<PathBuf>,
+) -> PathBuf {
     if let Some(dir) = over {
         return dir;
     }
-    let base = xdg.or_else(|| home.map(|h| h.join(".cache"))).unwrap_or_else(std::env::temp_dir);
-    base.join("unweight").join(env!("CARGO_PKG_VERSION")).join(nvrtc::ARCH)
+    let base = xdg
+        .or_else(|| home.map(|h| h.join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("unweight")
+        .join(env!("CARGO_PKG_VERSION"))
+        .join(nvrtc::ARCH)
 }
 
 /// The cache key of one variant under the given options and NVRTC version.
 pub fn cache_key(name: &str, source: &str, options: &[String], nvrtc_version: (i32, i32)) -> u64 {
     let mut material = Vec::with_capacity(source.len() + 256);
-    for part in [name, nvrtc::ARCH, &format!("nvrtc {}.{}", nvrtc_version.0, nvrtc_version.1)] {
+    for part in [
+        name,
+        nvrtc::ARCH,
+        &format!("nvrtc {}.{}", nvrtc_version.0, nvrtc_version.1),
+    ] {
         material.extend_from_slice(part.as_bytes());
         material.push(0);
     }
@@ -63,7 +79,10 @@ pub fn cubin_path(dir: &Path, name: &str, key: u64) -> PathBuf {
 /// Returns the CUBIN of `entry`, from `dir` if a matching one is there, else compiled by NVRTC
 /// and stored (with its log beside it as `.log`). A cache that cannot be written only costs the
 /// next process a compile, so write failures are reported on stderr, not returned.
-pub fn compile_cached(entry: &RegistryEntry, dir: &Path) -> Result<(Vec<u8>, CacheOutcome), GpuError> {
+pub fn compile_cached(
+    entry: &RegistryEntry,
+    dir: &Path,
+) -> Result<(Vec<u8>, CacheOutcome), GpuError> {
     let options = nvrtc::compile_options();
     let key = cache_key(entry.name, entry.source, &options, nvrtc::version()?);
     let path = cubin_path(dir, entry.name, key);
@@ -75,7 +94,10 @@ pub fn compile_cached(entry: &RegistryEntry, dir: &Path) -> Result<(Vec<u8>, Cac
     }
     let cubin = nvrtc::compile(entry.name, entry.source, &options)?;
     if let Err(e) = store(dir, &path, &cubin) {
-        eprintln!("unweight: could not write the JIT cache entry {}: {e}", path.display());
+        eprintln!(
+            "unweight: could not write the JIT cache entry {}: {e}",
+            path.display()
+        );
     }
     Ok((cubin.image, CacheOutcome::Compiled))
 }
@@ -113,8 +135,17 @@ mod tests {
     fn cache_dir_rule() {
         let v = env!("CARGO_PKG_VERSION");
         let home = Some(PathBuf::from("/h"));
-        assert_eq!(cache_dir_from(None, None, home.clone()), Path::new("/h/.cache/unweight").join(v).join("sm_90a"));
-        assert_eq!(cache_dir_from(None, Some("/x".into()), home.clone()), Path::new("/x/unweight").join(v).join("sm_90a"));
-        assert_eq!(cache_dir_from(Some("/o".into()), Some("/x".into()), home), PathBuf::from("/o"));
+        assert_eq!(
+            cache_dir_from(None, None, home.clone()),
+            Path::new("/h/.cache/unweight").join(v).join("sm_90a")
+        );
+        assert_eq!(
+            cache_dir_from(None, Some("/x".into()), home.clone()),
+            Path::new("/x/unweight").join(v).join("sm_90a")
+        );
+        assert_eq!(
+            cache_dir_from(Some("/o".into()), Some("/x".into()), home),
+            PathBuf::from("/o")
+        );
     }
 }

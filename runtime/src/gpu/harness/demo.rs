@@ -12,17 +12,17 @@ use anyhow::Context as _;
 use cudarc::driver::CudaContext;
 use unweight_codegen::variant::RegistryEntry;
 
-use super::bench::time_plans;
-use super::check::{first_diff, raw_twin, twin_plan, Harness, TOLERANCE};
-use super::device::{self, GpuDevice};
-use super::error::{driver_text, GpuError};
-use super::host::Geometry;
-use super::linear::Linear;
-use super::pipelines::{default_variant, ExecPipeline};
-use super::synth::{self, Rng};
-use super::weights::DeviceWeights;
 use crate::codec::{self, Encoding, Orientation};
 use crate::demo::{DemoLayer, DemoTensor};
+use crate::gpu::device::{self, GpuDevice};
+use crate::gpu::error::{driver_text, GpuError};
+use crate::gpu::harness::bench::time_plans;
+use crate::gpu::harness::check::{first_diff, raw_twin, twin_plan, Harness, TOLERANCE};
+use crate::gpu::harness::synth::{self, Rng};
+use crate::gpu::layout::Geometry;
+use crate::gpu::linear::Linear;
+use crate::gpu::plan::{default_variant, ExecPipeline};
+use crate::gpu::weights::DeviceWeights;
 
 /// How the GPU part measures.
 #[derive(Clone, Debug)]
@@ -38,7 +38,12 @@ pub struct DemoOptions {
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        DemoOptions { ms: vec![1, 16], warmup: 10, iters: 50, seed: Rng::fresh_seed() }
+        DemoOptions {
+            ms: vec![1, 16],
+            warmup: 10,
+            iters: 50,
+            seed: Rng::fresh_seed(),
+        }
     }
 }
 
@@ -68,6 +73,7 @@ pub struct Row {
     pub bit_exact: bool,
 }
 
+/// What the GPU part of the demo measured and checked.
 #[derive(Clone, Debug)]
 pub struct Report {
     pub device: String,
@@ -96,14 +102,27 @@ pub fn open() -> anyhow::Result<Result<Arc<GpuDevice>, String>> {
         return Ok(Err("no CUDA driver (libcuda) on this machine".into()));
     }
     match CudaContext::device_count() {
-        Err(e) => return Ok(Err(format!("the CUDA driver reports no usable device: {}", driver_text(&e)))),
+        Err(e) => {
+            return Ok(Err(format!(
+                "the CUDA driver reports no usable device: {}",
+                driver_text(&e)
+            )))
+        }
         Ok(0) => return Ok(Err("no CUDA device".into())),
         Ok(_) => {}
     }
     match GpuDevice::new(0) {
         Ok(dev) if (dev.info.major, dev.info.minor) == (9, 0) => Ok(Ok(dev)),
-        Ok(dev) => Ok(Err(not_hopper(&dev.info.name, dev.info.major, dev.info.minor))),
-        Err(GpuError::NotHopper { device, major, minor }) => Ok(Err(not_hopper(&device, major, minor))),
+        Ok(dev) => Ok(Err(not_hopper(
+            &dev.info.name,
+            dev.info.major,
+            dev.info.minor,
+        ))),
+        Err(GpuError::NotHopper {
+            device,
+            major,
+            minor,
+        }) => Ok(Err(not_hopper(&device, major, minor))),
         Err(e) => Err(e).context("opening GPU 0"),
     }
 }
@@ -132,16 +151,33 @@ fn orientations(t: &DemoTensor) -> Vec<Orientation> {
 
 /// `mlp.gate_proj.weight` → `gate_proj`.
 fn projection(name: &str) -> String {
-    name.trim_end_matches(".weight").rsplit('.').next().unwrap_or(name).to_string()
+    name.trim_end_matches(".weight")
+        .rsplit('.')
+        .next()
+        .unwrap_or(name)
+        .to_string()
 }
 
 /// The GPU part on `dev`: checks and timings for every projection, orientation and batch size.
-pub fn run_on(dev: &Arc<GpuDevice>, layer: &DemoLayer, opts: &DemoOptions) -> anyhow::Result<Report> {
-    anyhow::ensure!(opts.iters > 0 && !opts.ms.is_empty(), "the GPU demo needs at least one batch size and one timed call");
+pub fn run_on(
+    dev: &Arc<GpuDevice>,
+    layer: &DemoLayer,
+    opts: &DemoOptions,
+) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        opts.iters > 0 && !opts.ms.is_empty(),
+        "the GPU demo needs at least one batch size and one timed call"
+    );
     let started = Instant::now();
     let stream = dev.ctx.new_stream().context("creating the demo stream")?;
-    let h = Harness { dev: dev.clone(), stream: stream.clone() };
-    println!("GPU: {} ({} SMs, sm_{}{})", dev.info.name, dev.info.sm_count, dev.info.major, dev.info.minor);
+    let h = Harness {
+        dev: dev.clone(),
+        stream: stream.clone(),
+    };
+    println!(
+        "GPU: {} ({} SMs, sm_{}{})",
+        dev.info.name, dev.info.sm_count, dev.info.major, dev.info.minor
+    );
     precompile(dev, &opts.ms)?;
 
     let mut rng = Rng::new(opts.seed);
@@ -188,16 +224,28 @@ fn precompile(dev: &GpuDevice, ms: &[usize]) -> anyhow::Result<()> {
     entries.sort_by_key(|e| e.name);
     entries.dedup_by_key(|e| e.name);
     dev.kernels.precompile(&entries)?;
-    println!("{} kernels ready in {:.1} s", entries.len(), t0.elapsed().as_secs_f64());
+    println!(
+        "{} kernels ready in {:.1} s",
+        entries.len(),
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 /// One tensor in one orientation: upload palette-resident and raw, then per batch size check
 /// and time.
-fn measure(h: &Harness, t: &DemoTensor, o: Orientation, opts: &DemoOptions, rng: &mut Rng, report: &mut Report) -> anyhow::Result<()> {
+fn measure(
+    h: &Harness,
+    t: &DemoTensor,
+    o: Orientation,
+    opts: &DemoOptions,
+    rng: &mut Rng,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let [n_out, k] = t.shape;
     let label = format!("{} ({o})", t.name);
-    let ct = codec::compress(&t.bits, &t.shape, o, Encoding::Palette).with_context(|| format!("compressing {label}"))?;
+    let ct = codec::compress(&t.bits, &t.shape, o, Encoding::Palette)
+        .with_context(|| format!("compressing {label}"))?;
     let pal = Linear::new(DeviceWeights::palette(&h.dev, &label, &ct)?)?;
     let raw = Linear::new(DeviceWeights::raw(&h.dev, &label, &t.bits, n_out, k, o)?)?;
     for &m in &opts.ms {
@@ -206,12 +254,19 @@ fn measure(h: &Harness, t: &DemoTensor, o: Orientation, opts: &DemoOptions, rng:
         let plan = pal.plan(ExecPipeline::DirectPalette, m)?;
         let y = h.run(&pal, &plan, &x)?;
         let Some(tp) = twin_plan(&raw, &plan)? else {
-            anyhow::bail!("{case}: the registry has no raw rmm variant with the tiling of {}", plan.variant_name());
+            anyhow::bail!(
+                "{case}: the registry has no raw rmm variant with the tiling of {}",
+                plan.variant_name()
+            );
         };
         let bit_exact = match first_diff(&y, &h.run(&raw, &tp, &x)?) {
             None => true,
             Some(d) => {
-                report.failures.push(format!("{case}: {} not bit-identical to {}: {d}", plan.variant_name(), tp.variant_name()));
+                report.failures.push(format!(
+                    "{case}: {} not bit-identical to {}: {d}",
+                    plan.variant_name(),
+                    tp.variant_name()
+                ));
                 false
             }
         };
@@ -225,9 +280,28 @@ fn measure(h: &Harness, t: &DemoTensor, o: Orientation, opts: &DemoOptions, rng:
 
         // One weight copy: at Llama shapes it is larger than the H100's 50 MB L2 either way.
         let xd = h.stream.clone_htod(&x).context("uploading x")?;
-        let mut yd = h.stream.alloc_zeros::<u16>(m * n_out).context("allocating y")?;
-        let palette_us = time_plans(&h.stream, std::slice::from_ref(&pal), |l| l.plan(ExecPipeline::DirectPalette, m), &xd, &mut yd, opts.warmup, opts.iters)?;
-        let cublas_us = time_plans(&h.stream, std::slice::from_ref(&raw), |l| l.plan(ExecPipeline::Cublas, m), &xd, &mut yd, opts.warmup, opts.iters)?;
+        let mut yd = h
+            .stream
+            .alloc_zeros::<u16>(m * n_out)
+            .context("allocating y")?;
+        let palette_us = time_plans(
+            &h.stream,
+            std::slice::from_ref(&pal),
+            |l| l.plan(ExecPipeline::DirectPalette, m),
+            &xd,
+            &mut yd,
+            opts.warmup,
+            opts.iters,
+        )?;
+        let cublas_us = time_plans(
+            &h.stream,
+            std::slice::from_ref(&raw),
+            |l| l.plan(ExecPipeline::Cublas, m),
+            &xd,
+            &mut yd,
+            opts.warmup,
+            opts.iters,
+        )?;
         report.rows.push(Row {
             projection: projection(&t.name),
             n_out,
@@ -256,7 +330,11 @@ mod tests {
         let layer = DemoLayer::build(1, 128, 256);
         let names: Vec<String> = layer.tensors.iter().map(|t| projection(&t.name)).collect();
         assert_eq!(names, ["gate_proj", "up_proj", "down_proj"]);
-        let counts: Vec<usize> = layer.tensors.iter().map(|t| orientations(t).len()).collect();
+        let counts: Vec<usize> = layer
+            .tensors
+            .iter()
+            .map(|t| orientations(t).len())
+            .collect();
         assert_eq!(counts, [1, 1, 2]);
     }
 
@@ -277,7 +355,16 @@ mod tests {
             rel_err: 1e-3,
             bit_exact: true,
         };
-        let mut r = Report { device: "GPU".into(), seed: 1, warmup: 1, iters: 1, rows: vec![], failures: vec![], skipped: vec![], seconds: 0.0 };
+        let mut r = Report {
+            device: "GPU".into(),
+            seed: 1,
+            warmup: 1,
+            iters: 1,
+            rows: vec![],
+            failures: vec![],
+            skipped: vec![],
+            seconds: 0.0,
+        };
         assert!(!r.passed());
         r.rows.push(row);
         assert!(r.passed());

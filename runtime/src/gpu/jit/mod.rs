@@ -5,6 +5,10 @@
 //! threads asking for the same variant at once compile and load it once (FlashInfer's
 //! `build_and_load`, not candle's read-then-write `get_or_load_func`).
 
+pub mod disk;
+pub mod nvrtc;
+pub mod registry;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -14,9 +18,8 @@ use cudarc::driver::{CudaContext, CudaFunction};
 use cudarc::nvrtc::Ptx;
 use unweight_codegen::variant::RegistryEntry;
 
-use super::cache::{self, CacheOutcome};
-use super::error::GpuError;
-use crate::kernels;
+use crate::gpu::error::GpuError;
+use disk::CacheOutcome;
 
 /// A loaded variant: its registry entry and the function handle to launch.
 #[derive(Clone, Debug)]
@@ -35,12 +38,18 @@ pub struct OnceMap<V> {
 
 impl<V: Clone> Default for OnceMap<V> {
     fn default() -> Self {
-        OnceMap { map: RwLock::new(HashMap::new()) }
+        OnceMap {
+            map: RwLock::new(HashMap::new()),
+        }
     }
 }
 
 impl<V: Clone> OnceMap<V> {
-    pub fn get_or_load<E>(&self, name: &'static str, load: impl FnOnce() -> Result<V, E>) -> Result<V, E> {
+    pub fn get_or_load<E>(
+        &self,
+        name: &'static str,
+        load: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E> {
         if let Some(v) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(name) {
             return Ok(v.clone());
         }
@@ -72,7 +81,11 @@ pub struct KernelCache {
 
 impl KernelCache {
     pub fn new(ctx: Arc<CudaContext>, dir: PathBuf) -> Self {
-        KernelCache { ctx, dir, loaded: OnceMap::default() }
+        KernelCache {
+            ctx,
+            dir,
+            loaded: OnceMap::default(),
+        }
     }
 
     pub fn cache_dir(&self) -> &Path {
@@ -81,7 +94,9 @@ impl KernelCache {
 
     /// The kernel named `name` (a registry variant name), loading it on first use.
     pub fn get(&self, name: &str) -> Result<Kernel, GpuError> {
-        let entry = kernels::find(name).ok_or_else(|| GpuError::UnknownVariant { name: name.to_string() })?;
+        let entry = registry::find(name).ok_or_else(|| GpuError::UnknownVariant {
+            name: name.to_string(),
+        })?;
         self.get_entry(entry)
     }
 
@@ -94,13 +109,21 @@ impl KernelCache {
     /// `get_entry` only reads the disk cache. NVRTC compiles are independent programs.
     pub fn precompile(&self, entries: &[&'static RegistryEntry]) -> Result<(), GpuError> {
         use rayon::prelude::*;
-        entries.par_iter().try_for_each(|e| cache::compile_cached(e, &self.dir).map(|_| ()))
+        entries
+            .par_iter()
+            .try_for_each(|e| disk::compile_cached(e, &self.dir).map(|_| ()))
     }
 
     fn load(&self, entry: &'static RegistryEntry) -> Result<Kernel, GpuError> {
-        let (cubin, outcome) = cache::compile_cached(entry, &self.dir)?;
-        let load_err = |source| GpuError::Load { variant: entry.name.to_string(), source };
-        let module = self.ctx.load_module(Ptx::from_binary(cubin)).map_err(load_err)?;
+        let (cubin, outcome) = disk::compile_cached(entry, &self.dir)?;
+        let load_err = |source| GpuError::Load {
+            variant: entry.name.to_string(),
+            source,
+        };
+        let module = self
+            .ctx
+            .load_module(Ptx::from_binary(cubin))
+            .map_err(load_err)?;
         let function = module.load_function(entry.name).map_err(load_err)?;
         // Above 48 KB the launch fails unless the function opted in to the larger window.
         function
@@ -109,7 +132,11 @@ impl KernelCache {
                 entry.dynamic_smem as i32,
             )
             .map_err(load_err)?;
-        Ok(Kernel { entry, function, outcome })
+        Ok(Kernel {
+            entry,
+            function,
+            outcome,
+        })
     }
 }
 
@@ -143,8 +170,13 @@ mod tests {
     #[test]
     fn a_failed_load_is_retried() {
         let map = OnceMap::<u32>::default();
-        assert!(map.get_or_load("huff_bf16", || Err("nvrtc missing")).is_err());
+        assert!(map
+            .get_or_load("huff_bf16", || Err("nvrtc missing"))
+            .is_err());
         assert!(map.is_empty());
-        assert_eq!(map.get_or_load("huff_bf16", || Ok::<u32, &str>(3)).unwrap(), 3);
+        assert_eq!(
+            map.get_or_load("huff_bf16", || Ok::<u32, &str>(3)).unwrap(),
+            3
+        );
     }
 }

@@ -3,12 +3,13 @@
 //! `CUDA_ERROR_INVALID_VALUE`.
 
 use cudarc::driver::sys::{
-    self, CUtensorMapDataType, CUtensorMapFloatOOBfill, CUtensorMapInterleave, CUtensorMapL2promotion,
-    CUtensorMapSwizzle,
+    self, CUtensorMapDataType, CUtensorMapFloatOOBfill, CUtensorMapInterleave,
+    CUtensorMapL2promotion, CUtensorMapSwizzle,
 };
 use cudarc::driver::DeviceRepr;
+use unweight_codegen::abi::{BK, BM};
 
-use super::error::GpuError;
+use crate::gpu::error::GpuError;
 
 /// A driver-encoded tensor map, passed to kernels by value (`const __grid_constant__ TmaDesc`).
 #[repr(transparent)]
@@ -25,6 +26,7 @@ impl std::fmt::Debug for TmaDesc {
     }
 }
 
+/// Element type of a tensor map (the driver's data type).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ElemType {
     Bf16,
@@ -40,6 +42,7 @@ impl ElemType {
     }
 }
 
+/// Shared-memory swizzle of a tensor map's box.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Swizzle {
     None,
@@ -74,7 +77,12 @@ impl MapSpec {
     /// Checks the driver's rules (HOPPER_NOTES §3.1) and that the tensor lies inside a buffer of
     /// `buffer_bytes` starting at `addr`.
     pub fn validate(&self, addr: u64, buffer_bytes: u64) -> Result<(), GpuError> {
-        let err = |reason: String| Err(GpuError::TensorMap { what: self.what.to_string(), reason });
+        let err = |reason: String| {
+            Err(GpuError::TensorMap {
+                what: self.what.to_string(),
+                reason,
+            })
+        };
         if addr == 0 {
             return err("null device address".into());
         }
@@ -87,13 +95,22 @@ impl MapSpec {
             }
         }
         if self.row_stride % 16 != 0 {
-            return err(format!("row stride {} bytes is not a multiple of 16", self.row_stride));
+            return err(format!(
+                "row stride {} bytes is not a multiple of 16",
+                self.row_stride
+            ));
         }
         if self.row_stride >= 1 << 40 {
-            return err(format!("row stride {} bytes is not below 2^40", self.row_stride));
+            return err(format!(
+                "row stride {} bytes is not below 2^40",
+                self.row_stride
+            ));
         }
         if self.row_stride < self.dims[0] * self.elem.bytes() {
-            return err(format!("row stride {} bytes is shorter than a row of {} elements", self.row_stride, self.dims[0]));
+            return err(format!(
+                "row stride {} bytes is shorter than a row of {} elements",
+                self.row_stride, self.dims[0]
+            ));
         }
         for (i, &b) in self.box_dims.iter().enumerate() {
             if b == 0 || b > 256 {
@@ -102,13 +119,20 @@ impl MapSpec {
         }
         let inner = self.box_dims[0] as u64 * self.elem.bytes();
         if inner % 16 != 0 {
-            return err(format!("inner box extent {inner} bytes is not a multiple of 16"));
+            return err(format!(
+                "inner box extent {inner} bytes is not a multiple of 16"
+            ));
         }
         if self.swizzle == Swizzle::B128 && inner > 128 {
-            return err(format!("inner box extent {inner} bytes exceeds the 128-byte swizzle span"));
+            return err(format!(
+                "inner box extent {inner} bytes exceeds the 128-byte swizzle span"
+            ));
         }
         if self.span_bytes() > buffer_bytes {
-            return err(format!("tensor spans {} bytes but the buffer holds {buffer_bytes}", self.span_bytes()));
+            return err(format!(
+                "tensor spans {} bytes but the buffer holds {buffer_bytes}",
+                self.span_bytes()
+            ));
         }
         Ok(())
     }
@@ -162,7 +186,7 @@ pub fn x_map(k: usize, m: usize, tile_n: u32) -> MapSpec {
         elem: ElemType::Bf16,
         dims: [k as u64, m as u64],
         row_stride: k as u64 * 2,
-        box_dims: [64, tile_n],
+        box_dims: [BK, tile_n],
         swizzle: Swizzle::B128,
     }
 }
@@ -178,7 +202,8 @@ pub fn raw_weight_map(transpose: bool, n_out: usize, k: usize) -> MapSpec {
         elem: ElemType::Bf16,
         dims: [cols, rows],
         row_stride: cols * 2,
-        box_dims: if transpose { [64, 64] } else { [64, 128] },
+        // Transposed: one box per consumer warpgroup (half of the tile's rows).
+        box_dims: if transpose { [BM / 2, BK] } else { [BK, BM] },
         swizzle: Swizzle::B128,
     }
 }
@@ -192,18 +217,29 @@ mod tests {
     #[test]
     fn contract_table_rows() {
         let w = raw_weight_map(false, 256, 128);
-        assert_eq!((w.elem, w.dims, w.row_stride, w.box_dims, w.swizzle), (ElemType::Bf16, [128, 256], 256, [64, 128], Swizzle::B128));
+        assert_eq!(
+            (w.elem, w.dims, w.row_stride, w.box_dims, w.swizzle),
+            (ElemType::Bf16, [128, 256], 256, [64, 128], Swizzle::B128)
+        );
         let w = raw_weight_map(true, 256, 128);
-        assert_eq!((w.dims, w.row_stride, w.box_dims), ([256, 128], 512, [64, 64]));
+        assert_eq!(
+            (w.dims, w.row_stride, w.box_dims),
+            ([256, 128], 512, [64, 64])
+        );
         let x = x_map(4096, 7, 8);
-        assert_eq!((x.dims, x.row_stride, x.box_dims, x.swizzle), ([4096, 7], 8192, [64, 8], Swizzle::B128));
+        assert_eq!(
+            (x.dims, x.row_stride, x.box_dims, x.swizzle),
+            ([4096, 7], 8192, [64, 8], Swizzle::B128)
+        );
     }
 
     #[test]
     fn every_map_is_valid_for_rmm_shapes() {
         for t in [false, true] {
             for (n, k) in [(128, 64), (14336, 4096), (4096, 14336), (384, 1536)] {
-                raw_weight_map(t, n, k).validate(0x1000, BIG).unwrap_or_else(|e| panic!("t={t} {n}x{k}: {e}"));
+                raw_weight_map(t, n, k)
+                    .validate(0x1000, BIG)
+                    .unwrap_or_else(|e| panic!("t={t} {n}x{k}: {e}"));
             }
         }
         for tile_n in [8, 16, 32, 64, 128, 256] {
@@ -221,9 +257,17 @@ mod tests {
         assert!(msg(&x_map(4096, 7, 512), 0x1000, BIG).contains("outside [1, 256]"));
         assert!(msg(&x_map(4096, 0, 8), 0x1000, BIG).contains("dimension 1 = 0"));
         assert!(msg(&x, 0x1000, 100).contains("buffer holds 100"));
-        let wide = MapSpec { box_dims: [128, 8], ..x.clone() };
+        let wide = MapSpec {
+            box_dims: [128, 8],
+            ..x.clone()
+        };
         assert!(msg(&wide, 0x1000, BIG).contains("128-byte swizzle span"));
-        let odd = MapSpec { elem: ElemType::U8, box_dims: [24, 8], swizzle: Swizzle::None, ..x };
+        let odd = MapSpec {
+            elem: ElemType::U8,
+            box_dims: [24, 8],
+            swizzle: Swizzle::None,
+            ..x
+        };
         assert!(msg(&odd, 0x1000, BIG).contains("inner box extent 24 bytes"));
     }
 

@@ -9,12 +9,24 @@
 //! u32 count of its escaped groups, zeros.
 //! `esc_exp` lists escaped groups tile by tile in `(i, b)` order and by `j` within a tile.
 
+use unweight_codegen::abi;
+
 use crate::codec::{Escapes, Orientation, GROUP};
 
-/// Bytes per tile record.
-pub const RECORD_BYTES: usize = 32;
-/// Weight rows per CTA tile.
-pub const TILE_ROWS: usize = 128;
+use super::LayoutError;
+
+/// Bytes per tile record ([`abi::ESC_RECORD_BYTES`]).
+pub const RECORD_BYTES: usize = abi::ESC_RECORD_BYTES as usize;
+/// Weight rows per CTA tile ([`abi::BM`]).
+pub const TILE_ROWS: usize = abi::BM as usize;
+/// Byte ranges of a record's fields (u32 words little-endian, [`abi`]).
+const MASK: std::ops::Range<usize> = 0..4 * abi::ESC_MASK_WORDS as usize;
+const FIRST: std::ops::Range<usize> = word(abi::ESC_FIRST_WORD);
+const COUNT: std::ops::Range<usize> = word(abi::ESC_COUNT_WORD);
+
+const fn word(w: u32) -> std::ops::Range<usize> {
+    4 * w as usize..4 * w as usize + 4
+}
 
 /// `tile_esc` records and the re-ordered escape exponents.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,18 +35,10 @@ pub struct TileEscapes {
     pub exponents: Vec<u8>,
 }
 
-/// Why the tables cannot be built for a shape.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TileEscError(pub String);
-
-impl std::fmt::Display for TileEscError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 fn is_escaped(esc: &Escapes, g: usize) -> bool {
-    esc.bitmap.get(g / 64).is_some_and(|w| (w >> (g % 64)) & 1 == 1)
+    esc.bitmap
+        .get(g / 64)
+        .is_some_and(|w| (w >> (g % 64)) & 1 == 1)
 }
 
 fn slot(esc: &Escapes, g: usize) -> usize {
@@ -43,7 +47,14 @@ fn slot(esc: &Escapes, g: usize) -> usize {
 }
 
 /// The encoded-matrix group of local group `j` in tile `(i, b)`.
-fn group_of(orientation: Orientation, n_out: usize, k: usize, i: usize, b: usize, j: usize) -> usize {
+fn group_of(
+    orientation: Orientation,
+    n_out: usize,
+    k: usize,
+    i: usize,
+    b: usize,
+    j: usize,
+) -> usize {
     match orientation {
         // Encoded W [n_out][k]: local group j = weight row i*128 + j, k block b.
         Orientation::Standard => (i * TILE_ROWS + j) * (k / GROUP) + b,
@@ -57,28 +68,33 @@ fn group_of(orientation: Orientation, n_out: usize, k: usize, i: usize, b: usize
 
 /// Builds the per-tile tables for a weight of `n_out × k` whose escapes are `esc`
 /// (group numbering over the encoded matrix, as the codec writes it).
-pub fn build(esc: &Escapes, orientation: Orientation, n_out: usize, k: usize) -> Result<TileEscapes, TileEscError> {
-    if n_out % TILE_ROWS != 0 || k % GROUP != 0 {
-        return Err(TileEscError(format!(
-            "the palette rmm needs n_out % 128 == 0 and k % 64 == 0, got {n_out}x{k}"
-        )));
+pub fn build(
+    esc: &Escapes,
+    orientation: Orientation,
+    n_out: usize,
+    k: usize,
+) -> Result<TileEscapes, LayoutError> {
+    if n_out == 0 || k == 0 || n_out % TILE_ROWS != 0 || k % GROUP != 0 {
+        return Err(LayoutError::Untileable { n_out, k });
     }
     let groups = n_out * k / GROUP;
     if esc.bitmap.len() != groups.div_ceil(64) || esc.prefix.len() != esc.bitmap.len() {
-        return Err(TileEscError(format!(
-            "escape bitmap has {} words and prefix {} entries; {groups} groups need {}",
-            esc.bitmap.len(),
-            esc.prefix.len(),
-            groups.div_ceil(64)
-        )));
+        let (words, prefix, need) = (esc.bitmap.len(), esc.prefix.len(), groups.div_ceil(64));
+        return Err(LayoutError::EscapeBitmap {
+            words,
+            prefix,
+            groups,
+            need,
+        });
     }
     let total: usize = esc.bitmap.iter().map(|w| w.count_ones() as usize).sum();
     if esc.exponents.len() != total * GROUP {
-        return Err(TileEscError(format!(
-            "{total} escaped groups need {} exponent bytes, the table has {}",
-            total * GROUP,
-            esc.exponents.len()
-        )));
+        let (need, have) = (total * GROUP, esc.exponents.len());
+        return Err(LayoutError::EscapeExponents {
+            escaped: total,
+            need,
+            have,
+        });
     }
     let (tiles_i, tiles_b) = (n_out / TILE_ROWS, k / GROUP);
     let mut records = vec![0u8; tiles_i * tiles_b * RECORD_BYTES];
@@ -96,9 +112,9 @@ pub fn build(esc: &Escapes, orientation: Orientation, n_out: usize, k: usize) ->
                     exponents.extend_from_slice(&esc.exponents[s * GROUP..][..GROUP]);
                 }
             }
-            rec[..16].copy_from_slice(&mask.to_le_bytes());
-            rec[16..20].copy_from_slice(&first.to_le_bytes());
-            rec[20..24].copy_from_slice(&mask.count_ones().to_le_bytes());
+            rec[MASK].copy_from_slice(&mask.to_le_bytes());
+            rec[FIRST].copy_from_slice(&first.to_le_bytes());
+            rec[COUNT].copy_from_slice(&mask.count_ones().to_le_bytes());
         }
     }
     Ok(TileEscapes { records, exponents })
@@ -122,8 +138,15 @@ mod tests {
             prefix.push(acc);
             acc += w.count_ones();
         }
-        let exponents = sorted.iter().flat_map(|&g| std::iter::repeat_n(g as u8, GROUP)).collect();
-        Escapes { bitmap, prefix, exponents }
+        let exponents = sorted
+            .iter()
+            .flat_map(|&g| std::iter::repeat_n(g as u8, GROUP))
+            .collect();
+        Escapes {
+            bitmap,
+            prefix,
+            exponents,
+        }
     }
 
     fn mask(rec: &[u8]) -> u128 {
@@ -148,7 +171,15 @@ mod tests {
         assert_eq!(mask(r(0, 1)), 1 << 0); // row 0, block 1 = group 1
         assert_eq!(mask(r(1, 0)), 1 << 2); // row 130 = local 2, block 0
         assert_eq!(mask(r(1, 1)), 1 << 127); // row 255 = local 127, block 1
-        assert_eq!([first(r(0, 0)), first(r(0, 1)), first(r(1, 0)), first(r(1, 1))], [0, 1, 2, 3]);
+        assert_eq!(
+            [
+                first(r(0, 0)),
+                first(r(0, 1)),
+                first(r(1, 0)),
+                first(r(1, 1))
+            ],
+            [0, 1, 2, 3]
+        );
         assert_eq!(count(r(1, 1)), 1);
         assert!(r(0, 0)[24..].iter().all(|&x| x == 0));
         // Tile order (i, b) differs from group order: group 2 comes before group 1.
@@ -170,7 +201,15 @@ mod tests {
         assert_eq!(mask(r(1, 1)), 1 << 13);
         assert_eq!(mask(r(0, 0)), 1 << 10);
         assert_eq!(mask(r(0, 1)) | mask(r(1, 0)), 0);
-        assert_eq!([first(r(0, 0)), first(r(0, 1)), first(r(1, 0)), first(r(1, 1))], [0, 1, 1, 1]);
+        assert_eq!(
+            [
+                first(r(0, 0)),
+                first(r(0, 1)),
+                first(r(1, 0)),
+                first(r(1, 1))
+            ],
+            [0, 1, 1, 1]
+        );
         assert_eq!(t.exponents.len(), 128);
         assert_eq!((t.exponents[0], t.exponents[64]), (g2 as u8, g as u8));
     }
@@ -182,7 +221,9 @@ mod tests {
         for orientation in [Orientation::Standard, Orientation::Transposed] {
             let (n, k) = (384, 192);
             let groups = n * k / 64;
-            let escaped: Vec<usize> = (0..groups).filter(|g| (g * 2654435761usize) % 7 == 0).collect();
+            let escaped: Vec<usize> = (0..groups)
+                .filter(|g| (g * 2654435761usize) % 7 == 0)
+                .collect();
             let esc = escapes(groups, &escaped);
             let t = build(&esc, orientation, n, k).unwrap();
             let ones: u32 = t.records.chunks(32).map(|r| mask(r).count_ones()).sum();
@@ -204,12 +245,21 @@ mod tests {
 
     #[test]
     fn rejects_unsupported_shapes_and_bad_tables() {
-        assert!(build(&escapes(2, &[]), Orientation::Standard, 64, 128).unwrap_err().0.contains("n_out % 128"));
+        let msg = |e: LayoutError| e.to_string();
+        assert!(
+            msg(build(&escapes(2, &[]), Orientation::Standard, 64, 128).unwrap_err())
+                .contains("n_out % 128")
+        );
         assert!(build(&escapes(2, &[]), Orientation::Standard, 128, 96).is_err());
         let mut e = escapes(256, &[3]);
         e.exponents.pop();
-        assert!(build(&e, Orientation::Standard, 128, 128).unwrap_err().0.contains("exponent bytes"));
-        assert!(build(&escapes(64, &[]), Orientation::Standard, 128, 128).unwrap_err().0.contains("bitmap"));
+        assert!(
+            msg(build(&e, Orientation::Standard, 128, 128).unwrap_err()).contains("exponent bytes")
+        );
+        assert!(
+            msg(build(&escapes(64, &[]), Orientation::Standard, 128, 128).unwrap_err())
+                .contains("bitmap")
+        );
     }
 
     #[test]
@@ -219,8 +269,15 @@ mod tests {
         // that group, read back through decode_exponents.
         use crate::codec::{compress, decode_exponents, Encoding};
         let (n, k) = (256usize, 192usize);
-        let mut bits: Vec<u16> = (0..n * k).map(|i| (((i * 7919) % 16 + 112) as u16) << 7 | (i % 128) as u16).collect();
-        for &(r, c, e) in &[(3usize, 10usize, 200u16), (130, 70, 1), (255, 191, 255), (0, 64, 0)] {
+        let mut bits: Vec<u16> = (0..n * k)
+            .map(|i| (((i * 7919) % 16 + 112) as u16) << 7 | (i % 128) as u16)
+            .collect();
+        for &(r, c, e) in &[
+            (3usize, 10usize, 200u16),
+            (130, 70, 1),
+            (255, 191, 255),
+            (0, 64, 0),
+        ] {
             bits[r * k + c] = (e << 7) | 5;
         }
         for orientation in [Orientation::Standard, Orientation::Transposed] {
@@ -235,10 +292,17 @@ mod tests {
                     let (m, mut s) = (mask(rec), first(rec) as usize);
                     for j in 0..TILE_ROWS {
                         let g = group_of(orientation, n, k, i, b, j);
-                        assert_eq!(m >> j & 1 == 1, is_escaped(&t.escapes, g), "{orientation:?} tile ({i},{b}) j {j}");
+                        assert_eq!(
+                            m >> j & 1 == 1,
+                            is_escaped(&t.escapes, g),
+                            "{orientation:?} tile ({i},{b}) j {j}"
+                        );
                         if m >> j & 1 == 1 {
                             let (row, cg) = (g / (pc / GROUP), g % (pc / GROUP));
-                            assert_eq!(&tab.exponents[s * GROUP..][..GROUP], &exps[row * pc + cg * GROUP..][..GROUP]);
+                            assert_eq!(
+                                &tab.exponents[s * GROUP..][..GROUP],
+                                &exps[row * pc + cg * GROUP..][..GROUP]
+                            );
                             s += 1;
                             seen += 1;
                         }
@@ -246,7 +310,10 @@ mod tests {
                 }
             }
             assert_eq!(seen, t.escape_count());
-            assert!(seen >= 4, "{orientation:?}: expected the planted escapes, found {seen}");
+            assert!(
+                seen >= 4,
+                "{orientation:?}: expected the planted escapes, found {seen}"
+            );
         }
     }
 }

@@ -2,40 +2,69 @@
 //! registry entry; arguments are raw device addresses so a caller's buffers and streams need
 //! not be cudarc-tracked.
 
+pub mod tma;
+
 use cudarc::driver::{CudaStream, LaunchConfig, PushKernelArg};
+pub use unweight_codegen::abi::HuffLayout;
+use unweight_codegen::abi::BK;
 use unweight_codegen::variant::{GridRule, RegistryEntry};
 
-use super::error::{DriverContext, GpuError};
-use super::jit::Kernel;
-use super::tma::TmaDesc;
+use crate::gpu::error::{DriverContext, GpuError};
+use crate::gpu::jit::Kernel;
+use crate::gpu::launch::tma::TmaDesc;
 
 fn shape_err(entry: &RegistryEntry, reason: String) -> GpuError {
-    GpuError::Shape { what: format!("launch of {}", entry.name), reason }
+    GpuError::Shape {
+        what: format!("launch of {}", entry.name),
+        reason,
+    }
 }
 
 /// Grid of an rmm launch: `(ctas, 1, 1)` over `(n_out / 128) × ceil(m / tile_n)` output tiles of
 /// `k / 64` k blocks (stream-K). The kernel traps unless `tiles <= ctas <= tiles × k blocks`.
-pub fn rmm_grid(entry: &RegistryEntry, n_out: usize, k: usize, m: usize, ctas: u32) -> Result<(u32, u32, u32), GpuError> {
-    let GridRule::RmmTiles { rows_per_cta, tile_n } = entry.grid else {
+pub fn rmm_grid(
+    entry: &RegistryEntry,
+    n_out: usize,
+    k: usize,
+    m: usize,
+    ctas: u32,
+) -> Result<(u32, u32, u32), GpuError> {
+    let GridRule::RmmTiles {
+        rows_per_cta,
+        tile_n,
+    } = entry.grid
+    else {
         return Err(shape_err(entry, "not an rmm kernel".into()));
     };
-    if m == 0 || n_out == 0 || n_out % rows_per_cta as usize != 0 || k == 0 || k % 64 != 0 {
+    let kb = BK as usize;
+    if m == 0 || n_out == 0 || n_out % rows_per_cta as usize != 0 || k == 0 || k % kb != 0 {
         return Err(shape_err(
             entry,
-            format!("n_out {n_out} must be a positive multiple of {rows_per_cta}, k {k} of 64, m {m} positive"),
+            format!("n_out {n_out} must be a positive multiple of {rows_per_cta}, k {k} of {kb}, m {m} positive"),
         ));
     }
     let tiles = (n_out / rows_per_cta as usize) as u64 * m.div_ceil(tile_n as usize) as u64;
-    let units = tiles * (k / 64) as u64;
-    if (ctas as u64) < tiles || ctas as u64 > units || ctas > i32::MAX as u32 || units > i32::MAX as u64 {
-        return Err(shape_err(entry, format!("{ctas} CTAs for {tiles} tiles of {} k blocks", k / 64)));
+    let units = tiles * (k / kb) as u64;
+    if (ctas as u64) < tiles
+        || ctas as u64 > units
+        || ctas > i32::MAX as u32
+        || units > i32::MAX as u64
+    {
+        return Err(shape_err(
+            entry,
+            format!("{ctas} CTAs for {tiles} tiles of {} k blocks", k / kb),
+        ));
     }
     Ok((ctas, 1, 1))
 }
 
 /// Grid of a Huffman preprocess launch: `ctas` blocks (the kernels loop over their chunks, so any
 /// count decodes everything), at most the natural `ceil(n_chunks / chunks_per_block)`; 0 = natural.
-pub fn huff_grid(entry: &RegistryEntry, n_chunks: u32, ctas: u32) -> Result<(u32, u32, u32), GpuError> {
+pub fn huff_grid(
+    entry: &RegistryEntry,
+    n_chunks: u32,
+    ctas: u32,
+) -> Result<(u32, u32, u32), GpuError> {
     let GridRule::HuffChunks { chunks_per_block } = entry.grid else {
         return Err(shape_err(entry, "not a Huffman kernel".into()));
     };
@@ -43,11 +72,23 @@ pub fn huff_grid(entry: &RegistryEntry, n_chunks: u32, ctas: u32) -> Result<(u32
         return Err(shape_err(entry, "no chunks to decode".into()));
     }
     let natural = n_chunks.div_ceil(chunks_per_block);
-    Ok((if ctas == 0 { natural } else { ctas.min(natural) }, 1, 1))
+    Ok((
+        if ctas == 0 {
+            natural
+        } else {
+            ctas.min(natural)
+        },
+        1,
+        1,
+    ))
 }
 
 fn config(entry: &RegistryEntry, grid: (u32, u32, u32)) -> LaunchConfig {
-    LaunchConfig { grid_dim: grid, block_dim: (entry.block[0], entry.block[1], entry.block[2]), shared_mem_bytes: entry.dynamic_smem }
+    LaunchConfig {
+        grid_dim: grid,
+        block_dim: (entry.block[0], entry.block[1], entry.block[2]),
+        shared_mem_bytes: entry.dynamic_smem,
+    }
 }
 
 /// Arguments of `rmm_*` in ABI order.
@@ -75,13 +116,28 @@ pub struct RmmArgs {
 /// # Safety
 /// Every address must be a live device buffer of the size the tensor maps and shape describe.
 pub unsafe fn rmm(stream: &CudaStream, kernel: &Kernel, a: &RmmArgs) -> Result<(), GpuError> {
-    let grid = rmm_grid(kernel.entry, a.n_out as usize, a.k as usize, a.m as usize, a.ctas)?;
+    let grid = rmm_grid(
+        kernel.entry,
+        a.n_out as usize,
+        a.k as usize,
+        a.m as usize,
+        a.ctas,
+    )?;
     let mut b = stream.launch_builder(&kernel.function);
-    b.arg(&a.tm_x).arg(&a.tm_w).arg(&a.w0_tiles).arg(&a.w1_tiles);
-    b.arg(&a.tile_esc).arg(&a.esc_exp).arg(&a.palette).arg(&a.y).arg(&a.ws).arg(&a.flags);
+    b.arg(&a.tm_x)
+        .arg(&a.tm_w)
+        .arg(&a.w0_tiles)
+        .arg(&a.w1_tiles);
+    b.arg(&a.tile_esc)
+        .arg(&a.esc_exp)
+        .arg(&a.palette)
+        .arg(&a.y)
+        .arg(&a.ws)
+        .arg(&a.flags);
     b.arg(&a.n_out).arg(&a.k).arg(&a.m);
     // SAFETY: argument order and types follow the rmm ABI; the caller vouches for the buffers.
-    unsafe { b.launch(config(kernel.entry, grid)) }.ctx(|| format!("launching {}", kernel.entry.name))?;
+    unsafe { b.launch(config(kernel.entry, grid)) }
+        .ctx(|| format!("launching {}", kernel.entry.name))?;
     Ok(())
 }
 
@@ -114,47 +170,59 @@ pub struct HuffArgs {
     pub ctas: u32,
 }
 
-/// Output layout of the exponent / palette preprocess.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum HuffLayout {
-    /// `[rows][padded_cols]` (bytes) / `[rows][padded_cols / 2]` (nibbles), as the codec.
-    RowMajor = 0,
-    /// The rmm's tiled layout of a standard weight (encoded W [n_out][k]).
-    TiledStandard = 1,
-    /// The rmm's tiled layout of a transposed weight (encoded Wᵀ [k][n_out]).
-    TiledTransposed = 2,
-}
-
 /// # Safety
 /// Every address must be a live device buffer of the size the shape describes; `out` must hold
 /// the kernel's whole output.
 pub unsafe fn huff(stream: &CudaStream, kernel: &Kernel, a: &HuffArgs) -> Result<(), GpuError> {
     let grid = huff_grid(kernel.entry, a.n_chunks, a.ctas)?;
     let mut b = stream.launch_builder(&kernel.function);
-    b.arg(&a.bits).arg(&a.chunk_offsets).arg(&a.lut).arg(&a.palette).arg(&a.sm);
-    b.arg(&a.esc_bitmap).arg(&a.esc_prefix).arg(&a.esc_exp).arg(&a.out);
-    b.arg(&a.rows).arg(&a.cols).arg(&a.padded_cols).arg(&a.chunk_symbols).arg(&a.n_chunks);
-    let layout = a.layout as u32;
+    b.arg(&a.bits)
+        .arg(&a.chunk_offsets)
+        .arg(&a.lut)
+        .arg(&a.palette)
+        .arg(&a.sm);
+    b.arg(&a.esc_bitmap)
+        .arg(&a.esc_prefix)
+        .arg(&a.esc_exp)
+        .arg(&a.out);
+    b.arg(&a.rows)
+        .arg(&a.cols)
+        .arg(&a.padded_cols)
+        .arg(&a.chunk_symbols)
+        .arg(&a.n_chunks);
+    let layout = a.layout.code();
     b.arg(&layout);
-    b.arg(&a.stream_bits).arg(&a.stream_bytes).arg(&a.esc_groups).arg(&a.err);
+    b.arg(&a.stream_bits)
+        .arg(&a.stream_bytes)
+        .arg(&a.esc_groups)
+        .arg(&a.err);
     // SAFETY: argument order and types follow the Huffman ABI; the caller vouches for the buffers.
-    unsafe { b.launch(config(kernel.entry, grid)) }.ctx(|| format!("launching {}", kernel.entry.name))?;
+    unsafe { b.launch(config(kernel.entry, grid)) }
+        .ctx(|| format!("launching {}", kernel.entry.name))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use unweight_codegen::variant::{HuffOutput, HuffVariant, Pipeline, RmmVariant, Variant};
+    use unweight_codegen::variant::{HuffOutput, HuffVariant, Operand, RmmVariant, Variant};
 
     fn rmm_entry(tile_n: u32) -> RegistryEntry {
         RegistryEntry {
-            variant: Variant::Rmm(RmmVariant { pipeline: Pipeline::Raw, tile_n, stages: 4, transpose: false }),
+            variant: Variant::Rmm(RmmVariant {
+                operand: Operand::Raw,
+                tile_n,
+                stages: 4,
+                transpose: false,
+            }),
             name: "rmm_raw_test",
             block: [384, 1, 1],
-            grid: GridRule::RmmTiles { rows_per_cta: 128, tile_n },
+            grid: GridRule::RmmTiles {
+                rows_per_cta: 128,
+                tile_n,
+            },
             dynamic_smem: 100_000,
+            max_kb: None,
             source_hash: 0,
             source: "",
         }
@@ -163,8 +231,14 @@ mod tests {
     #[test]
     fn rmm_grid_follows_the_contract() {
         assert_eq!(rmm_grid(&rmm_entry(8), 128, 64, 1, 1).unwrap(), (1, 1, 1));
-        assert_eq!(rmm_grid(&rmm_entry(8), 14336, 4096, 7, 132).unwrap(), (132, 1, 1));
-        assert_eq!(rmm_grid(&rmm_entry(64), 4096, 4096, 200, 128).unwrap(), (128, 1, 1));
+        assert_eq!(
+            rmm_grid(&rmm_entry(8), 14336, 4096, 7, 132).unwrap(),
+            (132, 1, 1)
+        );
+        assert_eq!(
+            rmm_grid(&rmm_entry(64), 4096, 4096, 200, 128).unwrap(),
+            (128, 1, 1)
+        );
         // Fewer CTAs than tiles, more than units, bad shapes.
         assert!(rmm_grid(&rmm_entry(64), 4096, 4096, 200, 127).is_err());
         assert!(rmm_grid(&rmm_entry(8), 128, 128, 1, 3).is_err());
@@ -177,11 +251,16 @@ mod tests {
     #[test]
     fn huff_grid_rounds_up() {
         let e = RegistryEntry {
-            variant: Variant::Huff(HuffVariant { output: HuffOutput::Bf16 }),
+            variant: Variant::Huff(HuffVariant {
+                output: HuffOutput::Bf16,
+            }),
             name: "huff_bf16",
             block: [256, 1, 1],
-            grid: GridRule::HuffChunks { chunks_per_block: 256 },
+            grid: GridRule::HuffChunks {
+                chunks_per_block: 256,
+            },
             dynamic_smem: 8192,
+            max_kb: None,
             source_hash: 0,
             source: "",
         };

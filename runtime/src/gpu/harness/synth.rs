@@ -2,29 +2,29 @@
 //! histograms with a controlled fraction of escape groups, reproducible from a seed.
 
 use crate::codec::GROUP;
+use crate::rng::SplitMix64;
 
-/// SplitMix64: tiny, fast and good enough for test data (no extra dependency).
+/// The tests' generator: [`SplitMix64`] with uniform helpers.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(SplitMix64::new(seed))
     }
 
     /// A seed that differs on every run (time and process id), printed by tests so a failure
     /// can be replayed.
     pub fn fresh_seed() -> u64 {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
         t ^ ((std::process::id() as u64) << 32)
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [0, 1).
@@ -49,7 +49,9 @@ pub struct WeightSpec {
 
 /// Exponents of the bulk, most frequent first: `|w| ≈ 2^-5 … 2^-20`, a geometric-like
 /// histogram as in trained LLM weights.
-const BULK: [u8; 16] = [121, 120, 122, 119, 118, 123, 117, 116, 115, 114, 113, 112, 111, 110, 109, 108];
+const BULK: [u8; 16] = [
+    121, 120, 122, 119, 118, 123, 117, 116, 115, 114, 113, 112, 111, 110, 109, 108,
+];
 
 /// Row-major bf16 bits `[rows][cols]` with `spec.escape_groups` of the (row, 64-column) groups
 /// escaped. The bulk uses exactly the 16 [`BULK`] exponents, so the palette is `BULK` and
@@ -109,7 +111,10 @@ pub fn activations(rng: &mut Rng, m: usize, k: usize) -> Vec<u16> {
 pub fn rel_frobenius(a: &[u16], b: &[u16]) -> (f64, bool) {
     let (mut num, mut den, mut bad) = (0.0f64, 0.0f64, false);
     for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (half::bf16::from_bits(x).to_f64(), half::bf16::from_bits(y).to_f64());
+        let (x, y) = (
+            half::bf16::from_bits(x).to_f64(),
+            half::bf16::from_bits(y).to_f64(),
+        );
         if y.is_finite() {
             if !x.is_finite() {
                 bad = true;
@@ -119,7 +124,14 @@ pub fn rel_frobenius(a: &[u16], b: &[u16]) -> (f64, bool) {
             den += y * y;
         }
     }
-    (if den > 0.0 { (num / den).sqrt() } else { num.sqrt() }, bad)
+    (
+        if den > 0.0 {
+            (num / den).sqrt()
+        } else {
+            num.sqrt()
+        },
+        bad,
+    )
 }
 
 #[cfg(test)]
@@ -131,7 +143,15 @@ mod tests {
     fn planted_escape_fraction_is_what_the_codec_sees() {
         let mut rng = Rng::new(7);
         let (rows, cols) = (256, 1024);
-        let w = weights(&mut rng, rows, cols, WeightSpec { escape_groups: 0.01, specials: true });
+        let w = weights(
+            &mut rng,
+            rows,
+            cols,
+            WeightSpec {
+                escape_groups: 0.01,
+                specials: true,
+            },
+        );
         let t = compress(&w, &[rows, cols], Orientation::Standard, Encoding::Palette).unwrap();
         let mut palette = t.palette;
         palette.sort();
@@ -153,9 +173,36 @@ mod tests {
 
     #[test]
     fn seeds_reproduce() {
-        let a = weights(&mut Rng::new(3), 4, 100, WeightSpec { escape_groups: 0.5, specials: false });
-        let b = weights(&mut Rng::new(3), 4, 100, WeightSpec { escape_groups: 0.5, specials: false });
+        let a = weights(
+            &mut Rng::new(3),
+            4,
+            100,
+            WeightSpec {
+                escape_groups: 0.5,
+                specials: false,
+            },
+        );
+        let b = weights(
+            &mut Rng::new(3),
+            4,
+            100,
+            WeightSpec {
+                escape_groups: 0.5,
+                specials: false,
+            },
+        );
         assert_eq!(a, b);
-        assert_ne!(a, weights(&mut Rng::new(4), 4, 100, WeightSpec { escape_groups: 0.5, specials: false }));
+        assert_ne!(
+            a,
+            weights(
+                &mut Rng::new(4),
+                4,
+                100,
+                WeightSpec {
+                    escape_groups: 0.5,
+                    specials: false
+                }
+            )
+        );
     }
 }

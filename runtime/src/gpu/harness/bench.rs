@@ -13,13 +13,14 @@ use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaSlice, CudaStream};
 use unweight_codegen::variant::{HuffOutput, RegistryEntry, Variant};
 
-use super::device::GpuDevice;
-use super::linear::Linear;
-use super::pipelines::{self, ExecPipeline, Plan};
-use super::synth::{self, Rng, WeightSpec};
-use super::weights::DeviceWeights;
 use crate::codec::{self, Encoding, Orientation};
-use crate::kernels;
+use crate::gpu::device::GpuDevice;
+use crate::gpu::harness::synth::{self, Rng, WeightSpec};
+use crate::gpu::jit::registry;
+use crate::gpu::layout::Residency;
+use crate::gpu::linear::Linear;
+use crate::gpu::plan::{self, ExecPipeline, Plan};
+use crate::gpu::weights::DeviceWeights;
 
 /// Options of `unweight bench`.
 #[derive(Clone, Debug)]
@@ -99,6 +100,7 @@ pub struct DecodeRow {
     pub gb_per_s_in: f64,
 }
 
+/// What `unweight bench` measured and writes as JSON and Markdown.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Report {
     pub device: String,
@@ -127,20 +129,35 @@ struct ShapeSet {
 impl ShapeSet {
     fn for_pipeline(&self, p: ExecPipeline) -> &[Linear] {
         match p.residency() {
-            "huffman" => &self.huffman,
-            "palette" => &self.palette,
-            _ => &self.raw,
+            Residency::Huffman => &self.huffman,
+            Residency::Palette => &self.palette,
+            Residency::Raw => &self.raw,
         }
     }
 }
 
+/// Runs the benchmark with `opts` and writes `<date>-<gpu>.json` and `.md` to `opts.out_dir`.
 pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
-    anyhow::ensure!(opts.iters >= 50, "--iters must be at least 50 (got {})", opts.iters);
-    anyhow::ensure!(opts.weight_sets >= 3, "at least 3 rotating weight sets are needed (got {})", opts.weight_sets);
+    anyhow::ensure!(
+        opts.iters >= 50,
+        "--iters must be at least 50 (got {})",
+        opts.iters
+    );
+    anyhow::ensure!(
+        opts.weight_sets >= 3,
+        "at least 3 rotating weight sets are needed (got {})",
+        opts.weight_sets
+    );
     let started = Instant::now();
     let dev = GpuDevice::new(opts.device)?;
-    println!("device: {} ({} SMs, sm_{}{})", dev.info.name, dev.info.sm_count, dev.info.major, dev.info.minor);
-    let stream = dev.ctx.new_stream().context("creating the benchmark stream")?;
+    println!(
+        "device: {} ({} SMs, sm_{}{})",
+        dev.info.name, dev.info.sm_count, dev.info.major, dev.info.minor
+    );
+    let stream = dev
+        .ctx
+        .new_stream()
+        .context("creating the benchmark stream")?;
     let mut rng = Rng::new(opts.seed);
     let mut rows = Vec::new();
     let mut decode = Vec::new();
@@ -149,17 +166,36 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
         let shape = format!("{n_out}x{k}");
         let t0 = Instant::now();
         let set = build_set(&dev, &mut rng, n_out, k, orientation, &opts)?;
-        println!("{shape} {orientation}: weights ready in {:.1}s", t0.elapsed().as_secs_f64());
+        println!(
+            "{shape} {orientation}: weights ready in {:.1}s",
+            t0.elapsed().as_secs_f64()
+        );
         precompile(&dev, &opts, orientation == Orientation::Transposed)?;
 
-        decode.extend(bench_decode(&dev, &stream, &set, &shape, orientation, &opts)?);
+        decode.extend(bench_decode(
+            &dev,
+            &stream,
+            &set,
+            &shape,
+            orientation,
+            &opts,
+        )?);
         let max_m = *opts.batch.iter().max().unwrap_or(&1);
         let x = stream.clone_htod(&synth::activations(&mut rng, max_m, k))?;
         let mut y = stream.alloc_zeros::<u16>(max_m * n_out)?;
         for &m in &opts.batch {
-            let cublas = time_plans(&stream, &set.raw, |l| l.plan(ExecPipeline::Cublas, m), &x, &mut y, opts.warmup, opts.iters)?;
+            let cublas = time_plans(
+                &stream,
+                &set.raw,
+                |l| l.plan(ExecPipeline::Cublas, m),
+                &x,
+                &mut y,
+                opts.warmup,
+                opts.iters,
+            )?;
             for p in PIPELINES {
-                let (plan_name, ctas, us) = best(&stream, &set, p, m, orientation, &x, &mut y, &opts)?;
+                let (plan_name, ctas, us) =
+                    best(&stream, &set, p, m, orientation, &x, &mut y, &opts)?;
                 println!(
                     "  {shape} {orientation} m={m:<5} {:<18} {:<26} {ctas:>4} CTAs {us:>9.1} us  (cuBLAS {cublas:.1} us)",
                     p.as_str(),
@@ -179,45 +215,95 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
         }
     }
 
-    let report = Report { device: dev.info.name.clone(), date: today(), command: opts.command.clone(), rows, decode };
+    let report = Report {
+        device: dev.info.name.clone(),
+        date: today(),
+        command: opts.command.clone(),
+        rows,
+        decode,
+    };
     let table = markdown(&report);
-    std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
-    let stem = opts.out_dir.join(format!("{}-{}", report.date, slug(&report.device)));
+    std::fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("creating {}", opts.out_dir.display()))?;
+    let stem = opts
+        .out_dir
+        .join(format!("{}-{}", report.date, slug(&report.device)));
     let json = stem.with_extension("json");
-    std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n").with_context(|| format!("writing {}", json.display()))?;
+    std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", json.display()))?;
     let md = stem.with_extension("md");
     std::fs::write(&md, &table).with_context(|| format!("writing {}", md.display()))?;
-    println!("\nwrote {} and {} in {:.0}s\n", json.display(), md.display(), started.elapsed().as_secs_f64());
+    println!(
+        "\nwrote {} and {} in {:.0}s\n",
+        json.display(),
+        md.display(),
+        started.elapsed().as_secs_f64()
+    );
     println!("{table}");
     Ok(())
 }
 
-fn build_set(dev: &Arc<GpuDevice>, rng: &mut Rng, n_out: usize, k: usize, o: Orientation, opts: &BenchOptions) -> anyhow::Result<ShapeSet> {
-    let mut set = ShapeSet { raw: Vec::new(), huffman: Vec::new(), palette: Vec::new() };
-    let spec = WeightSpec { escape_groups: opts.escape_groups, specials: false };
+fn build_set(
+    dev: &Arc<GpuDevice>,
+    rng: &mut Rng,
+    n_out: usize,
+    k: usize,
+    o: Orientation,
+    opts: &BenchOptions,
+) -> anyhow::Result<ShapeSet> {
+    let mut set = ShapeSet {
+        raw: Vec::new(),
+        huffman: Vec::new(),
+        palette: Vec::new(),
+    };
+    let spec = WeightSpec {
+        escape_groups: opts.escape_groups,
+        specials: false,
+    };
     for s in 0..opts.weight_sets {
         let name = format!("bench {n_out}x{k} {o} #{s}");
         let w = synth::weights(rng, n_out, k, spec);
         let t = codec::compress(&w, &[n_out, k], o, Encoding::Huffman)?;
-        set.raw.push(Linear::new(DeviceWeights::raw(dev, &name, &w, n_out, k, o)?)?);
-        set.palette.push(Linear::new(DeviceWeights::palette(dev, &name, &t)?)?);
-        set.huffman.push(Linear::new(DeviceWeights::huffman(dev, &name, &t)?)?);
+        set.raw.push(Linear::new(DeviceWeights::raw(
+            dev, &name, &w, n_out, k, o,
+        )?)?);
+        set.palette
+            .push(Linear::new(DeviceWeights::palette(dev, &name, &t)?)?);
+        set.huffman
+            .push(Linear::new(DeviceWeights::huffman(dev, &name, &t)?)?);
     }
     Ok(set)
 }
 
 /// The rmm variants tried for `pipeline` at batch `m`: tiles around the default, deepest rings.
-pub fn candidates(pipeline: ExecPipeline, transpose: bool, m: usize, tiles: usize, stages: usize) -> Vec<&'static RegistryEntry> {
-    let Some(fam) = pipeline.rmm() else { return Vec::new() };
-    let all = pipelines::rmm_candidates(kernels::VARIANTS, fam, transpose);
-    let Some(def) = pipelines::default_variant_in(kernels::VARIANTS, fam, transpose, m) else { return Vec::new() };
-    let Variant::Rmm(dv) = def.variant else { return Vec::new() };
+pub fn candidates(
+    pipeline: ExecPipeline,
+    transpose: bool,
+    m: usize,
+    tiles: usize,
+    stages: usize,
+) -> Vec<&'static RegistryEntry> {
+    let Some(fam) = pipeline.rmm() else {
+        return Vec::new();
+    };
+    let all = plan::rmm_candidates(registry::VARIANTS, fam, transpose);
+    let Some(def) = plan::default_variant_in(registry::VARIANTS, fam, transpose, m) else {
+        return Vec::new();
+    };
+    let Variant::Rmm(dv) = def.variant else {
+        return Vec::new();
+    };
     let mut tile_list: Vec<u32> = all.iter().map(|(_, v)| v.tile_n).collect();
     tile_list.sort();
     tile_list.dedup();
     let at = tile_list.iter().position(|&t| t == dv.tile_n).unwrap_or(0);
     let lo = at.saturating_sub(tiles / 2);
-    let picked: Vec<u32> = tile_list.iter().copied().skip(lo).take(tiles.max(1)).collect();
+    let picked: Vec<u32> = tile_list
+        .iter()
+        .copied()
+        .skip(lo)
+        .take(tiles.max(1))
+        .collect();
     let mut out = Vec::new();
     for t in picked {
         let mut same: Vec<_> = all.iter().filter(|(_, v)| v.tile_n == t).collect();
@@ -232,16 +318,26 @@ fn precompile(dev: &GpuDevice, opts: &BenchOptions, transpose: bool) -> anyhow::
     let mut entries: Vec<&'static RegistryEntry> = Vec::new();
     for &m in &opts.batch {
         for p in PIPELINES {
-            entries.extend(candidates(p, transpose, m, opts.tile_candidates, opts.stage_candidates));
+            entries.extend(candidates(
+                p,
+                transpose,
+                m,
+                opts.tile_candidates,
+                opts.stage_candidates,
+            ));
         }
     }
     for out in HuffOutput::ALL {
-        entries.push(pipelines::huff_entry(out)?);
+        entries.push(plan::huff_entry(out)?);
     }
     entries.sort_by_key(|e| e.name);
     entries.dedup_by_key(|e| e.name);
     dev.kernels.precompile(&entries)?;
-    println!("  {} kernels ready in {:.1}s", entries.len(), t0.elapsed().as_secs_f64());
+    println!(
+        "  {} kernels ready in {:.1}s",
+        entries.len(),
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -258,20 +354,50 @@ fn best(
     opts: &BenchOptions,
 ) -> anyhow::Result<(String, u32, f64)> {
     let lins = set.for_pipeline(p);
-    let cands = candidates(p, o == Orientation::Transposed, m, opts.tile_candidates, opts.stage_candidates);
+    let cands = candidates(
+        p,
+        o == Orientation::Transposed,
+        m,
+        opts.tile_candidates,
+        opts.stage_candidates,
+    );
     if cands.is_empty() {
         let plan = lins[0].plan(p, m)?;
-        let us = time_plans(stream, lins, |l| l.plan(p, m), x, y, opts.warmup, opts.iters)?;
+        let us = time_plans(
+            stream,
+            lins,
+            |l| l.plan(p, m),
+            x,
+            y,
+            opts.warmup,
+            opts.iters,
+        )?;
         return Ok((plan.variant_name(), plan.ctas, us));
     }
     let mut scored = Vec::new();
     for e in cands {
-        let us = time_plans(stream, lins, |l| l.plan_with(p, m, e), x, y, 3, opts.search_iters)?;
+        let us = time_plans(
+            stream,
+            lins,
+            |l| l.plan_with(p, m, e),
+            x,
+            y,
+            3,
+            opts.search_iters,
+        )?;
         scored.push((us, e));
     }
     scored.sort_by(|a, b| a.0.total_cmp(&b.0));
     let winner = scored[0].1;
-    let us = time_plans(stream, lins, |l| l.plan_with(p, m, winner), x, y, opts.warmup, opts.iters)?;
+    let us = time_plans(
+        stream,
+        lins,
+        |l| l.plan_with(p, m, winner),
+        x,
+        y,
+        opts.warmup,
+        opts.iters,
+    )?;
     let plan = lins[0].plan_with(p, m, winner)?;
     Ok((plan.variant_name(), plan.ctas, us))
 }
@@ -280,7 +406,7 @@ fn best(
 pub fn time_plans(
     stream: &Arc<CudaStream>,
     lins: &[Linear],
-    plan: impl Fn(&Linear) -> Result<Plan, super::GpuError>,
+    plan: impl Fn(&Linear) -> Result<Plan, crate::gpu::GpuError>,
     x: &CudaSlice<u16>,
     y: &mut CudaSlice<u16>,
     warmup: usize,
@@ -295,7 +421,12 @@ pub fn time_plans(
 }
 
 /// Median of per-iteration event timings, in µs.
-fn time(stream: &Arc<CudaStream>, warmup: usize, iters: usize, mut f: impl FnMut(usize) -> anyhow::Result<()>) -> anyhow::Result<f64> {
+fn time(
+    stream: &Arc<CudaStream>,
+    warmup: usize,
+    iters: usize,
+    mut f: impl FnMut(usize) -> anyhow::Result<()>,
+) -> anyhow::Result<f64> {
     for i in 0..warmup {
         f(i)?;
     }
@@ -310,7 +441,10 @@ fn time(stream: &Arc<CudaStream>, warmup: usize, iters: usize, mut f: impl FnMut
         pairs.push((a, b));
     }
     stream.synchronize()?;
-    let mut us: Vec<f64> = pairs.iter().map(|(a, b)| a.elapsed_ms(b).map(|ms| ms as f64 * 1e3)).collect::<Result<_, _>>()?;
+    let mut us: Vec<f64> = pairs
+        .iter()
+        .map(|(a, b)| a.elapsed_ms(b).map(|ms| ms as f64 * 1e3))
+        .collect::<Result<_, _>>()?;
     us.sort_by(f64::total_cmp);
     Ok(us[us.len() / 2])
 }
@@ -343,7 +477,11 @@ fn bench_decode(
             gelem_per_s: elems / us / 1e3,
             gb_per_s_in: bytes_in / us / 1e3,
         });
-        println!("  decode {shape} {o} huff_{:<9} {us:>9.1} us  {:.1} Gelem/s", output.as_str(), elems / us / 1e3);
+        println!(
+            "  decode {shape} {o} huff_{:<9} {us:>9.1} us  {:.1} Gelem/s",
+            output.as_str(),
+            elems / us / 1e3
+        );
     }
     let _ = dev;
     Ok(rows)
@@ -354,7 +492,10 @@ pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# unweight bench — {} — {}\n", r.device, r.date);
     let _ = writeln!(s, "`{}`\n", r.command);
-    let _ = writeln!(s, "| shape | orientation | m | pipeline | variant | CTAs | µs | cuBLAS µs | vs cuBLAS |");
+    let _ = writeln!(
+        s,
+        "| shape | orientation | m | pipeline | variant | CTAs | µs | cuBLAS µs | vs cuBLAS |"
+    );
     let _ = writeln!(s, "|---|---|---:|---|---|---:|---:|---:|---:|");
     for row in &r.rows {
         let _ = writeln!(
@@ -372,10 +513,17 @@ pub fn markdown(r: &Report) -> String {
         );
     }
     if !r.decode.is_empty() {
-        let _ = writeln!(s, "\n| decode shape | orientation | kernel | µs | Gelem/s | GB/s read |");
+        let _ = writeln!(
+            s,
+            "\n| decode shape | orientation | kernel | µs | Gelem/s | GB/s read |"
+        );
         let _ = writeln!(s, "|---|---|---|---:|---:|---:|");
         for d in &r.decode {
-            let _ = writeln!(s, "| {} | {} | {} | {:.1} | {:.1} | {:.0} |", d.shape, d.orientation, d.kernel, d.us, d.gelem_per_s, d.gb_per_s_in);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.1} | {:.1} | {:.0} |",
+                d.shape, d.orientation, d.kernel, d.us, d.gelem_per_s, d.gb_per_s_in
+            );
         }
     }
     s
@@ -396,7 +544,10 @@ pub fn slug(name: &str) -> String {
 
 /// Today's UTC date as `YYYY-MM-DD`.
 pub fn today() -> String {
-    let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86400).unwrap_or(0);
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86400)
+        .unwrap_or(0);
     civil_date(days as i64)
 }
 

@@ -1,0 +1,290 @@
+//! The execution pipelines of `y = x·Wᵀ` and the plan of one call (which kernels run, after any fallback).
+//!
+//! | pipeline | weights | preprocess | matmul |
+//! |---|---|---|---|
+//! | full_decode | huffman | huff_bf16 → scratch | cuBLAS |
+//! | exponent | huffman | huff_exponent → scratch | rmm_exponent |
+//! | palette_transcode | huffman | huff_palette → scratch | rmm_palette |
+//! | direct_palette | palette | none | rmm_palette |
+//! | raw | raw bf16 | none | rmm_raw |
+//! | cublas | raw bf16 | none | cuBLAS |
+//!
+//! Fallback: the rmm kernels need `n_out % 128 == 0` and `k % 64 == 0`. For other shapes
+//! exponent and palette_transcode run as full_decode, raw runs as cublas; palette residency is
+//! refused at upload for such shapes, so direct_palette never needs one.
+//!
+//! [`select`] picks the default variant per batch size, [`stream_k`] sizes the launch.
+
+pub mod select;
+pub mod stream_k;
+
+use std::fmt;
+use std::str::FromStr;
+
+use unweight_codegen::abi::BK;
+use unweight_codegen::variant::{HuffOutput, Operand, RegistryEntry, Variant};
+
+pub use select::{default_set, default_variant, default_variant_in, huff_entry, rmm_candidates};
+pub use stream_k::{choose_ctas, rmm_tiles, split_buffers, split_buffers_bound, Spread};
+
+use crate::gpu::error::GpuError;
+use crate::gpu::layout::{Geometry, Residency};
+
+/// How one call computes `y = x·Wᵀ` (the table above).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ExecPipeline {
+    FullDecode,
+    Exponent,
+    PaletteTranscode,
+    DirectPalette,
+    Raw,
+    Cublas,
+}
+
+impl ExecPipeline {
+    pub const ALL: [ExecPipeline; 6] = [
+        ExecPipeline::FullDecode,
+        ExecPipeline::Exponent,
+        ExecPipeline::PaletteTranscode,
+        ExecPipeline::DirectPalette,
+        ExecPipeline::Raw,
+        ExecPipeline::Cublas,
+    ];
+
+    /// The name used by the CLI, the benchmark tables and errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecPipeline::FullDecode => "full_decode",
+            ExecPipeline::Exponent => "exponent",
+            ExecPipeline::PaletteTranscode => "palette_transcode",
+            ExecPipeline::DirectPalette => "direct_palette",
+            ExecPipeline::Raw => "raw",
+            ExecPipeline::Cublas => "cublas",
+        }
+    }
+
+    /// The residency the weights must have.
+    pub fn residency(self) -> Residency {
+        match self {
+            ExecPipeline::FullDecode | ExecPipeline::Exponent | ExecPipeline::PaletteTranscode => {
+                Residency::Huffman
+            }
+            ExecPipeline::DirectPalette => Residency::Palette,
+            ExecPipeline::Raw | ExecPipeline::Cublas => Residency::Raw,
+        }
+    }
+
+    /// The rmm kernel family it launches, if any.
+    pub fn rmm(self) -> Option<Operand> {
+        match self {
+            ExecPipeline::Exponent => Some(Operand::Exponent),
+            ExecPipeline::PaletteTranscode | ExecPipeline::DirectPalette => Some(Operand::Palette),
+            ExecPipeline::Raw => Some(Operand::Raw),
+            ExecPipeline::FullDecode | ExecPipeline::Cublas => None,
+        }
+    }
+
+    /// The Huffman preprocess it launches, if any.
+    pub fn preprocess(self) -> Option<HuffOutput> {
+        match self {
+            ExecPipeline::FullDecode => Some(HuffOutput::Bf16),
+            ExecPipeline::Exponent => Some(HuffOutput::Exponent),
+            ExecPipeline::PaletteTranscode => Some(HuffOutput::Palette),
+            _ => None,
+        }
+    }
+
+    /// What runs instead when the rmm cannot take the shape.
+    pub fn fallback(self) -> ExecPipeline {
+        match self {
+            ExecPipeline::Exponent | ExecPipeline::PaletteTranscode => ExecPipeline::FullDecode,
+            ExecPipeline::Raw => ExecPipeline::Cublas,
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for ExecPipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ExecPipeline {
+    type Err = GpuError;
+    fn from_str(s: &str) -> Result<Self, GpuError> {
+        ExecPipeline::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| GpuError::UnknownPipeline {
+                name: s.to_string(),
+                expected: ExecPipeline::ALL.map(ExecPipeline::as_str).join(", "),
+            })
+    }
+}
+
+/// What one call runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// What the caller asked for.
+    pub requested: ExecPipeline,
+    /// What runs (differs after a fallback).
+    pub pipeline: ExecPipeline,
+    pub m: usize,
+    pub preprocess: Option<&'static RegistryEntry>,
+    pub rmm: Option<&'static RegistryEntry>,
+    /// CTAs of the rmm launch (stream-K: they share the output tiles' k blocks evenly).
+    pub ctas: u32,
+}
+
+impl Plan {
+    /// The variant name to report (rmm, else the preprocess kernel + "cublas", else "cublas").
+    pub fn variant_name(&self) -> String {
+        match (self.rmm, self.preprocess) {
+            (Some(r), _) => r.name.to_string(),
+            (None, Some(p)) => format!("{}+cublas", p.name),
+            (None, None) => "cublas".to_string(),
+        }
+    }
+}
+
+/// Plans `pipeline` for a weight of `geometry` at batch `m`, with `rmm` overriding the default
+/// variant (it must be of the pipeline's family and orientation).
+pub fn plan(
+    geometry: &Geometry,
+    pipeline: ExecPipeline,
+    m: usize,
+    rmm: Option<&'static RegistryEntry>,
+    sm_count: u32,
+) -> Result<Plan, GpuError> {
+    let transpose = geometry.transposed();
+    let effective = if pipeline.rmm().is_some() && !geometry.rmm_ok() {
+        pipeline.fallback()
+    } else {
+        pipeline
+    };
+    if effective.rmm().is_some() && !geometry.rmm_ok() {
+        return Err(GpuError::NoVariantFits {
+            shape: geometry.shape_text(),
+            reason: format!("{pipeline} needs n_out % 128 == 0 and k % 64 == 0"),
+        });
+    }
+    let rmm = match (effective.rmm(), rmm) {
+        (None, _) => None,
+        (Some(_), None) => default_variant(effective, transpose, m)?,
+        (Some(fam), Some(e)) => match e.variant {
+            Variant::Rmm(v) if v.operand == fam && v.transpose == transpose => Some(e),
+            _ => {
+                return Err(GpuError::WrongVariant {
+                    variant: e.name.to_string(),
+                    expected: format!(
+                        "rmm_{}_*_{}",
+                        fam.as_str(),
+                        if transpose { "t" } else { "nt" }
+                    ),
+                })
+            }
+        },
+    };
+    let preprocess = effective.preprocess().map(huff_entry).transpose()?;
+    let ctas = match rmm {
+        Some(e) => {
+            let tiles = rmm_tiles(e, geometry.n_out, m);
+            let spread = if effective == ExecPipeline::Raw {
+                Spread::WholeSplits
+            } else {
+                Spread::Even
+            };
+            choose_ctas(
+                (geometry.k / BK as usize) as u32,
+                tiles,
+                sm_count,
+                e.max_kb,
+                spread,
+            )
+        }
+        None => 1,
+    };
+    Ok(Plan {
+        requested: pipeline,
+        pipeline: effective,
+        m,
+        preprocess,
+        rmm,
+        ctas,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use unweight_codegen::variant::{GridRule, RmmVariant};
+
+    /// A registry shaped like the generator's: every family, orientation and tile width, deep
+    /// rings only for narrow tiles, `max_kb` on palette.
+    pub(super) fn entries() -> &'static [RegistryEntry] {
+        let mut v = Vec::new();
+        for pipeline in Operand::ALL {
+            for transpose in [false, true] {
+                for tile_n in [8, 16, 32, 64, 128, 256] {
+                    // Deep rings only fit narrow tiles, as the generator's pruning would have it.
+                    let max_stages = if tile_n >= 128 { 3 } else { 6 };
+                    for stages in 2..=max_stages {
+                        let variant = Variant::Rmm(RmmVariant {
+                            operand: pipeline,
+                            tile_n,
+                            stages,
+                            transpose,
+                        });
+                        v.push(RegistryEntry {
+                            variant,
+                            name: Box::leak(variant.to_string().into_boxed_str()),
+                            block: [384, 1, 1],
+                            grid: GridRule::RmmTiles {
+                                rows_per_cta: 128,
+                                tile_n,
+                            },
+                            dynamic_smem: 1000,
+                            max_kb: (pipeline == Operand::Palette).then_some(256),
+                            source_hash: 0,
+                            source: "",
+                        });
+                    }
+                }
+            }
+        }
+        Box::leak(v.into_boxed_slice())
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for p in ExecPipeline::ALL {
+            assert_eq!(p.as_str().parse::<ExecPipeline>().unwrap(), p);
+        }
+        assert!("palette".parse::<ExecPipeline>().is_err());
+    }
+
+    #[test]
+    fn fallback_rules() {
+        use ExecPipeline::*;
+        assert_eq!(
+            [
+                Exponent.fallback(),
+                PaletteTranscode.fallback(),
+                Raw.fallback()
+            ],
+            [FullDecode, FullDecode, Cublas]
+        );
+        for p in ExecPipeline::ALL {
+            assert!(
+                p.fallback().rmm().is_none() || p == DirectPalette,
+                "{p} falls back to another rmm"
+            );
+            assert_eq!(
+                p.fallback().residency(),
+                p.residency(),
+                "{p} fallback changes residency"
+            );
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Stream-K sizing of an rmm launch: output tiles, how many CTAs share their k blocks, and the
+//! partials and flags those CTAs exchange.
+
+use unweight_codegen::abi::{BK, BM, RMM_CONSUMER_THREADS};
+use unweight_codegen::space::TILE_N;
+use unweight_codegen::variant::{RegistryEntry, Variant};
+
+use crate::gpu::jit::registry;
+
+/// Output tiles of an rmm launch: `(n_out / BM) × ceil(m / tile_n)`.
+pub fn rmm_tiles(e: &RegistryEntry, n_out: usize, m: usize) -> u32 {
+    match e.variant {
+        Variant::Rmm(v) => tiles_of(v.tile_n, n_out, m),
+        Variant::Huff(_) => 0,
+    }
+}
+
+fn tiles_of(tile_n: u32, n_out: usize, m: usize) -> u32 {
+    ((n_out / BM as usize) * m.div_ceil(tile_n as usize)) as u32
+}
+
+/// Stream-K workspace bytes and flag bytes a launch of `e` with `ctas` CTAs needs: one f32
+/// `[tile_n / 2][RMM_CONSUMER_THREADS]` partial and one u32 flag per CTA, none when every CTA holds
+/// whole tiles.
+pub fn split_buffers(e: &RegistryEntry, n_out: usize, m: usize, ctas: u32) -> (usize, usize) {
+    let Variant::Rmm(v) = e.variant else {
+        return (0, 0);
+    };
+    partial_bytes(v.tile_n, tiles_of(v.tile_n, n_out, m), ctas)
+}
+
+fn partial_bytes(tile_n: u32, tiles: u32, ctas: u32) -> (usize, usize) {
+    if ctas == tiles {
+        return (0, 0);
+    }
+    let ctas = ctas as usize;
+    (
+        ctas * (tile_n as usize / 2) * RMM_CONSUMER_THREADS as usize * 4,
+        ctas * 4,
+    )
+}
+
+/// Upper bound of [`split_buffers`] for a weight `n_out × k` over every tile width, batch up to
+/// `max_m` and every `max_kb` cap of the registry, with the CTA counts [`choose_ctas`] picks on
+/// `sm_count` SMs.
+pub fn split_buffers_bound(n_out: usize, k: usize, max_m: usize, sm_count: u32) -> (usize, usize) {
+    split_buffers_bound_in(registry::VARIANTS, n_out, k, max_m, sm_count)
+}
+
+/// [`split_buffers_bound`] over `entries`.
+pub fn split_buffers_bound_in(
+    entries: &[RegistryEntry],
+    n_out: usize,
+    k: usize,
+    max_m: usize,
+    sm_count: u32,
+) -> (usize, usize) {
+    let kblocks = (k / BK as usize) as u32;
+    let mut caps: Vec<Option<u32>> = entries.iter().map(|e| e.max_kb).collect();
+    caps.sort();
+    caps.dedup();
+    let mut bound = (0, 0);
+    for tile_n in TILE_N {
+        for m in 1..=max_m {
+            let tiles = tiles_of(tile_n, n_out, m);
+            for &cap in &caps {
+                for spread in [Spread::Even, Spread::WholeSplits] {
+                    let (w, f) = partial_bytes(
+                        tile_n,
+                        tiles,
+                        choose_ctas(kblocks, tiles, sm_count, cap, spread),
+                    );
+                    bound = (bound.0.max(w), bound.1.max(f));
+                }
+            }
+        }
+    }
+    bound
+}
+
+/// k blocks a CTA takes at least when the tiles are spread over more CTAs (the ring fill amortized).
+const MIN_KBLOCKS_PER_CTA: u64 = 4;
+
+/// How [`choose_ctas`] spreads tiles that do not fill the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spread {
+    /// One CTA per SM, ranges starting mid-tile: the compressed pipelines, bound by their
+    /// consumers' rebuild, gain from every SM (14336×4096, m = 1: 112 → 132 CTAs, palette
+    /// 47.0 → 45.8 µs on the H100).
+    Even,
+    /// Each tile split into the same whole number of ranges: raw, bound by its 2-D TMA boxes'
+    /// DRAM traffic, lost from more concurrent streams (same case: 44.8 → 48.3 µs).
+    WholeSplits,
+}
+
+/// CTAs of a stream-K launch over `tiles × kblocks` units. Whole tiles when they fill the GPU;
+/// otherwise up to one CTA per SM as `spread` says (but at least [`MIN_KBLOCKS_PER_CTA`] k
+/// blocks each). Never fewer CTAs than tiles (a range then spans at most two tiles), never more
+/// than units (none empty), and enough that no range exceeds `max_kb`.
+pub fn choose_ctas(
+    kblocks: u32,
+    tiles: u32,
+    sm_count: u32,
+    max_kb: Option<u32>,
+    spread: Spread,
+) -> u32 {
+    let units = tiles as u64 * kblocks as u64;
+    if units == 0 {
+        return tiles.max(1);
+    }
+    let mut ctas = tiles as u64;
+    if tiles < sm_count {
+        let fill = (sm_count as u64).min(units / MIN_KBLOCKS_PER_CTA);
+        ctas = ctas.max(match spread {
+            Spread::Even => fill,
+            Spread::WholeSplits => fill / tiles as u64 * tiles as u64,
+        });
+    }
+    if let Some(cap) = max_kb {
+        ctas = ctas.max(units.div_ceil(cap.max(1) as u64));
+    }
+    ctas.min(units) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::entries;
+    use super::*;
+    use unweight_codegen::variant::Operand;
+
+    /// The kernel's range of CTA `c` (templates/rmm.cu.tera `range_begin`).
+    fn range(c: u32, units: u64, ctas: u32) -> (u64, u64) {
+        (
+            units * c as u64 / ctas as u64,
+            units * (c as u64 + 1) / ctas as u64,
+        )
+    }
+
+    #[test]
+    fn ctas_fill_the_gpu_and_respect_limits() {
+        // 14336 x 4096 at m = 1: 112 tiles of 64 k blocks spread over all 132 SMs.
+        assert_eq!(choose_ctas(64, 112, 132, Some(256), Spread::Even), 132);
+        assert_eq!(choose_ctas(64, 112, 132, None, Spread::WholeSplits), 112);
+        // 4096 x 14336: 32 tiles of 224 k blocks.
+        assert_eq!(choose_ctas(224, 32, 132, None, Spread::Even), 132);
+        assert_eq!(choose_ctas(224, 32, 132, None, Spread::WholeSplits), 128);
+        // Tiles that fill the GPU run whole, one per CTA.
+        assert_eq!(choose_ctas(64, 448, 132, None, Spread::Even), 448);
+        // One tile, one k block: one CTA.
+        assert_eq!(choose_ctas(1, 1, 132, None, Spread::Even), 1);
+        // Small k: at least 4 k blocks per CTA.
+        assert_eq!(choose_ctas(8, 1, 132, None, Spread::Even), 2);
+        // A MAX_KB cap forces more CTAs even when tiles fill the GPU.
+        assert_eq!(choose_ctas(224, 448, 132, Some(64), Spread::Even), 1568);
+        // The kernel's preconditions (it traps otherwise): every range non-empty, within one tile's
+        // length (so it spans at most two tiles), within the cap.
+        for kb in 1..300u32 {
+            for tiles in [1u32, 3, 32, 112, 131, 132, 200] {
+                for (cap, spread) in [None, Some(16), Some(64)]
+                    .into_iter()
+                    .flat_map(|c| [(c, Spread::Even), (c, Spread::WholeSplits)])
+                {
+                    let ctas = choose_ctas(kb, tiles, 132, cap, spread);
+                    let units = tiles as u64 * kb as u64;
+                    assert!(ctas >= tiles, "kb {kb} tiles {tiles}: {ctas} CTAs");
+                    for c in 0..ctas {
+                        let (a, b) = range(c, units, ctas);
+                        assert!(b > a, "kb {kb} tiles {tiles}: CTA {c} empty");
+                        assert!(
+                            b - a <= kb as u64,
+                            "kb {kb} tiles {tiles}: CTA {c} longer than a tile"
+                        );
+                        assert!(
+                            (b - 1) / kb as u64 <= a / kb as u64 + 1,
+                            "kb {kb} tiles {tiles}: CTA {c} spans 3 tiles"
+                        );
+                        if let Some(cap) = cap {
+                            assert!(b - a <= cap as u64, "kb {kb}: {} > MAX_KB {cap}", b - a);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn split_buffer_bound_covers_every_variant() {
+        let e = entries();
+        for (n_out, k) in [(128, 64), (4096, 14336), (14336, 4096), (128, 64 * 1000)] {
+            let (wb, fb) = split_buffers_bound_in(e, n_out, k, 1024, 132);
+            for m in [1, 7, 200, 1024] {
+                for v in e.iter().filter(|v| matches!(v.variant, Variant::Rmm(_))) {
+                    let ctas = choose_ctas(
+                        (k / 64) as u32,
+                        rmm_tiles(v, n_out, m),
+                        132,
+                        v.max_kb,
+                        Spread::Even,
+                    );
+                    let (w, f) = split_buffers(v, n_out, m, ctas);
+                    assert!(w <= wb && f <= fb, "{} {n_out} m={m}", v.name);
+                }
+            }
+        }
+        // Whole tiles need no workspace; a spread tile does.
+        assert_eq!(split_buffers(&e[0], 14336, 1, 112), (0, 0));
+        assert!(split_buffers(&e[0], 14336, 1, 132).0 > 0);
+    }
+
+    #[test]
+    fn max_kb_comes_from_the_registry_and_matches_the_source() {
+        // The registry carries each variant's limit; its kernel declares the same `MAX_KB`.
+        for e in registry::VARIANTS
+            .iter()
+            .filter(|e| matches!(e.variant, Variant::Rmm(_)))
+        {
+            let declared = format!("MAX_KB = {};", e.max_kb.unwrap_or(0));
+            assert!(
+                e.source.contains(&declared),
+                "{}: source lacks `{declared}`",
+                e.name
+            );
+            let palette = matches!(e.variant, Variant::Rmm(v) if v.operand == Operand::Palette);
+            assert_eq!(e.max_kb.is_some(), palette, "{}", e.name);
+        }
+    }
+}
