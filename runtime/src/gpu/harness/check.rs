@@ -92,12 +92,24 @@ impl Harness {
         tiled: bool,
         poison: u8,
     ) -> Result<Vec<u8>, GpuError> {
+        self.decode_ctas(lin, output, tiled, 0, poison)
+    }
+
+    /// [`Harness::decode`] on `ctas` blocks (0: the natural grid).
+    pub fn decode_ctas(
+        &self,
+        lin: &Linear,
+        output: HuffOutput,
+        tiled: bool,
+        ctas: u32,
+        poison: u8,
+    ) -> Result<Vec<u8>, GpuError> {
         let mut out = self.drv(
             self.stream
                 .clone_htod(&vec![poison; lin.decode_bytes(output)]),
             "poisoning decode output",
         )?;
-        lin.decode_into(&self.stream, output, tiled, &mut out)?;
+        lin.decode_into_ctas(&self.stream, output, tiled, ctas, &mut out)?;
         self.drv(
             self.stream.synchronize(),
             &format!("running huff_{}", output.as_str()),
@@ -124,7 +136,8 @@ pub fn first_diff<T: PartialEq + Copy + std::fmt::Debug>(a: &[T], b: &[T]) -> Op
 }
 
 /// GPU Huffman decode of `t` equals the CPU decoders for all three outputs (twice, with two
-/// poisons, so an unwritten byte cannot match by luck).
+/// poisons, so an unwritten byte cannot match by luck; a third time on one block, which then
+/// loops over every unit of chunks: the grid must not change the output).
 pub fn check_decode(
     h: &Harness,
     name: &str,
@@ -156,12 +169,17 @@ pub fn check_decode(
             layouts.push((true, tiled));
         }
         for (tiled, want) in layouts {
-            for poison in [0xFF, 0x00] {
-                let got = h.decode(&lin, output, tiled, poison)?;
+            for (poison, ctas) in [(0xFF, 0), (0x00, 0), (0xFF, 1)] {
+                let got = h.decode_ctas(&lin, output, tiled, ctas, poison)?;
                 if let Some(d) = first_diff(&got, &want) {
                     let layout = if tiled { "tiled" } else { "row-major" };
+                    let grid = if ctas == 0 {
+                        "natural grid".to_string()
+                    } else {
+                        format!("{ctas} CTA")
+                    };
                     failures.push(format!(
-                        "{name} {:?} {} huff_{} {layout} (poison {poison:#04x}): {d}",
+                        "{name} {:?} {} huff_{} {layout} (poison {poison:#04x}, {grid}): {d}",
                         t.shape,
                         t.orientation,
                         output.as_str()

@@ -72,15 +72,12 @@ pub fn huff_grid(
         return Err(shape_err(entry, "no chunks to decode".into()));
     }
     let natural = n_chunks.div_ceil(chunks_per_block);
-    Ok((
-        if ctas == 0 {
-            natural
-        } else {
-            ctas.min(natural)
-        },
-        1,
-        1,
-    ))
+    let blocks = if ctas == 0 {
+        natural
+    } else {
+        ctas.min(natural)
+    };
+    Ok((blocks, 1, 1))
 }
 
 fn config(entry: &RegistryEntry, grid: (u32, u32, u32)) -> LaunchConfig {
@@ -164,7 +161,7 @@ pub struct HuffArgs {
     pub stream_bytes: u64,
     /// Escaped groups in `esc_exp`.
     pub esc_groups: u32,
-    /// Two u32 (reasons, !first bad chunk), zero before the first launch; see `space::huff_err`.
+    /// Two u32 (reasons, !first bad chunk), zero before the first launch; see `abi::huff_err`.
     pub err: u64,
     /// Blocks to run on (0: the natural grid), so the decode can take a share of the SMs.
     pub ctas: u32,
