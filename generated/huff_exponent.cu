@@ -4,20 +4,25 @@
 //
 // Axes read: output (bf16: BF16 [rows][cols] from sm bytes + exponents, padding dropped; exponent: exponent
 // bytes [rows][padded_cols]; palette: nibbles [rows][padded_cols/2], element 2j in the low nibble of byte j).
-// `layout` (last parameter): 0 = row-major as above, 1 / 2 = the rmm's tiled layout of a standard / transposed
-// weight (docs/CONTRACT.md: 128 x 64 resp. 64 x 128 element blocks, block (i, b) at t = i * (k/64) + b) — of the
+// `layout`: 0 = row-major as above, 1 / 2 = the rmm's tiled layout of a standard / transposed weight
+// (docs/CONTRACT.md: 128 x 64 resp. 64 x 128 element blocks, block (i, b) at t = i * (k/64) + b) — of the
 // output for exponent/palette, of the `sm` input for bf16 (so a Huffman-resident weight keeps one copy of its
-// sign-mantissa bytes, the one the rmm reads; bf16 output stays row-major). Tiled needs an rmm-eligible shape,
-// otherwise the kernel writes nothing.
-// Invariants (checked by the runtime before launch): chunk_symbols is a multiple of 64, so a chunk holds whole
-// groups; codes are at most 12 bits, MSB-first; `bits` is 4-byte aligned and zero-padded by
-// >= 16 bytes (the reader runs at most 12 bytes past a chunk's end); lut, palette, sm, esc_exp and out are
-// 16-byte aligned. rows * padded_cols < 2^32 (the codec's 2^32-bit stream limit implies it).
-// Work split: one thread decodes one chunk; a warp decodes its 32 chunks in lockstep, one group (64 symbols)
-// per step, stages the 32 groups' indices in shared memory and writes them out cooperatively, so every
-// output line is written whole by neighbouring lanes. Decoding: each block first expands the 4096-entry
-// table into a multi-symbol table (up to 3 whole codes per 12-bit peek), so one shared-memory
-// lookup yields ~3 symbols of a typical weight stream instead of one.
+// sign-mantissa bytes, the one the rmm reads; bf16 output stays row-major).
+//
+// Roles: every warp decodes units of 32 chunks (one chunk per lane) in lockstep, one group (64 symbols) per
+//   step, stages the 32 groups' indices in shared memory and writes them out cooperatively, so every output
+//   line is written whole by neighbouring lanes. Each block first expands the 4096-entry table into a
+//   multi-symbol table (up to 3 whole codes per 12-bit peek).
+// Schedule: persistent: warp w of block b takes units b * WARPS + w, then every gridDim.x * WARPS-th, so any
+//   grid of >= 1 blocks writes the same output (the caller picks how many SMs the decode takes).
+// Invariants, trapped: `layout` is 0, 1 or 2, and tiled layouts get an rmm-eligible shape (the runtime's
+//   choice, never the file's). Checked, reported in `err` (any stream, any chunk offsets): every load of the
+//   stream is clamped to its `stream_bytes` (rounded up to whole words: the upload appends >= 16 zero bytes);
+//   each chunk must decode to exactly its symbols, every code valid, ending at the next chunk's offset (the
+//   last: at `stream_bits`), as the CPU decoder requires; escape slots must lie in `esc_exp`. Output is
+//   written only inside the shape, whatever the stream holds. err[0] |= reason bits; err[1] = max(~c) over
+//   bad chunks c, i.e. ~(first bad chunk), 0 when no chunk is named. Zero both before the launch.
+// Alignment: `bits` 4 bytes; lut, palette, sm, esc_exp and out 16 bytes.
 
 // ---- common: header-free types (NVRTC compiles with no include paths) ----
 typedef unsigned char u8;
@@ -27,32 +32,41 @@ typedef unsigned long long u64;
 struct alignas(64) TmaDesc { u64 opaque[16]; };  // CUtensorMap bytes; the driver needs >= 64-byte alignment
 
 // ---- constants (computed by unweight-codegen; checked again here) ----
+constexpr bool IS_BF16 = false, IS_EXPONENT = true, IS_PALETTE = false;
 constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 128;
 constexpr u32 GROUP = 64, MAX_CODE_LEN = 12, LUT_ENTRIES = 4096;
 constexpr u32 LUT_BYTES = 8192, MULTI_BYTES = 16384, MULTI_SYMS = 3;
-constexpr u32 PAL2_BYTES = 512, STAGE_STRIDE = 9, STAGE_BYTES = 1408;
+constexpr u32 PAL2_BYTES = 512, SYMLEN_BYTES = 64, STAGE_STRIDE = 9, STAGE_BYTES = 1408;
 constexpr u32 OUT_GROUP_BYTES = 64, LANES_PER_GROUP = 4;
-constexpr u32 SMEM_BYTES = 30720;
+constexpr u32 SMEM_BYTES = 30784;
 constexpr u32 GROUPS_PER_PASS = 32 / LANES_PER_GROUP, PASSES = 32 / GROUPS_PER_PASS;  // write phase
-static_assert(WARPS * 32 == THREADS && CHUNKS_PER_BLOCK == THREADS, "one chunk per thread");
+constexpr u32 NO_SLOT = 0xFFFFFFFFu;                          // a group without escape
+static_assert(IS_BF16 + IS_EXPONENT + IS_PALETTE == 1, "one output");
+static_assert(WARPS * 32 == THREADS && CHUNKS_PER_BLOCK == THREADS, "one chunk per thread and unit");
 static_assert(GROUP == 64, "a group's nibbles are 8 u32 words");
 static_assert(LUT_ENTRIES == (1u << MAX_CODE_LEN) && LUT_BYTES == 2 * LUT_ENTRIES, "peek MAX_CODE_LEN bits");
 static_assert(LUT_BYTES % (16 * THREADS) == 0, "the table is staged with 16-byte loads");
 static_assert(PAL2_BYTES == 256 * 2, "byte of two indices -> two exponent bytes");
+static_assert(SYMLEN_BYTES == 16 * 4, "a u32 code length per symbol");
 static_assert(MULTI_BYTES == 4 * LUT_ENTRIES && MULTI_SYMS * 4 <= 12, "multi entry: symbols in bits 0-11, length 12-15, count 16-17");
+static_assert(MAX_CODE_LEN <= 15, "a code length fits the entry's 4-bit length field");
 static_assert(STAGE_STRIDE == GROUP / 8 + 1, "8 words of nibbles per group, +1 so lanes storing the same word hit distinct banks");
 static_assert(STAGE_BYTES == 32 * STAGE_STRIDE * 4 + 2 * 32 * 4, "per warp: 32 groups of nibbles, escape slots, output places");
-// ---- the kernel ABI (unweight_codegen::abi): layout codes, tile shape, stream padding ----
+// ---- the kernel ABI (unweight_codegen::abi): layout codes, tile shape, stream padding, error word ----
 constexpr u32 LAYOUT_ROW_MAJOR = 0, LAYOUT_TILED_STANDARD = 1;
 constexpr u32 LAYOUT_TILED_TRANSPOSED = 2;
 constexpr u32 BM = 128, BK = 64, BITS_TAIL = 16;  // rmm tile: BM weight rows x BK of k
+constexpr u32 ERR_WORDS = 2, ERR_ARGS = 1, ERR_OFFSET = 2;
+constexpr u32 ERR_NO_CODE = 4, ERR_LENGTH = 8, ERR_ESCAPE = 16;
 static_assert(LAYOUT_ROW_MAJOR != LAYOUT_TILED_STANDARD && LAYOUT_ROW_MAJOR != LAYOUT_TILED_TRANSPOSED &&
               LAYOUT_TILED_STANDARD != LAYOUT_TILED_TRANSPOSED, "distinct layout codes");
 static_assert(BK == GROUP && BM % GROUP == 0, "a tile row holds whole groups");
-static_assert(BITS_TAIL >= 12 && BITS_TAIL % 16 == 0, "the reader runs at most 12 bytes past a chunk's end");
-static_assert(OUT_GROUP_BYTES == GROUP * 1, "output bytes per group");
+static_assert(BITS_TAIL >= 3, "the upload holds the stream's last partial word (loads are clamped to whole words)");
+static_assert(ERR_WORDS == 2, "err[0]: reason bits, err[1]: ~(first bad chunk)");
+static_assert((ERR_ARGS | ERR_OFFSET | ERR_NO_CODE | ERR_LENGTH | ERR_ESCAPE) == 31, "five distinct reason bits");
+static_assert(OUT_GROUP_BYTES == GROUP * (IS_BF16 ? 2 : 1) / (IS_PALETTE ? 2 : 1), "output bytes per group");
 static_assert(LANES_PER_GROUP * 16 == OUT_GROUP_BYTES && 32 % LANES_PER_GROUP == 0, "16 bytes per lane and pass");
-static_assert(SMEM_BYTES == LUT_BYTES + MULTI_BYTES + PAL2_BYTES + WARPS * STAGE_BYTES && SMEM_BYTES <= 48 * 1024, "static smem");
+static_assert(SMEM_BYTES == LUT_BYTES + MULTI_BYTES + PAL2_BYTES + SYMLEN_BYTES + WARPS * STAGE_BYTES && SMEM_BYTES <= 48 * 1024, "static smem");
 static_assert(2 * MAX_CODE_LEN <= 32, "two lookups fit the 33 bits guaranteed after a refill");
 
 struct alignas(16) v4u { u32 x, y, z, w; };
@@ -68,39 +82,55 @@ __device__ __forceinline__ void bf16x4(u32 sm4, u32 ex4, u32& r01, u32& r23) {  
   r23 = bf16x2_from_pairs(__byte_perm(sm4, ex4, 0x7362));
 }
 
-// MSB-first bit reader over 32-bit words: `buf` holds `nbits` valid bits at its top, `ahead` is the next
-// word, loaded one refill early so the global-load latency hides behind decoding.
+// ---- reader: MSB-first bits over the stream's 32-bit words. Every load clamps its index to the last word,
+// so a reader may run past the stream (garbage, never out of bounds); the chunk check then refuses the chunk.
+struct Stream {
+  const u32* words;
+  u32 last;                                                   // index of the last word
+};
+__device__ __forceinline__ u32 be32(u32 w) { return __byte_perm(w, 0, 0x0123); }  // stream bytes are MSB-first
+__device__ __forceinline__ u32 umin(u32 a, u32 b) { return a < b ? a : b; }
+__device__ __forceinline__ u32 load_word(const Stream& s, u32 i) { return be32(s.words[umin(i, s.last)]); }
+
+// `buf` holds `nbits` valid bits at its top, `ahead` is word `next - 1`, loaded one refill early so the
+// global-load latency hides behind decoding. `shortest`: the shortest first code of any lookup, 0 once a
+// peek matched no code.
 struct BitReader {
   u64 buf;
   int nbits;
-  u32 ahead;
-  const u32* next;
+  u32 ahead, next, shortest;
 };
-__device__ __forceinline__ u32 be32(u32 w) { return __byte_perm(w, 0, 0x0123); }  // stream bytes are MSB-first
-__device__ __forceinline__ void reader_init(BitReader& r, const u8* bits, u32 bit_offset) {
-  const u32* p = (const u32*)bits + (bit_offset >> 5);
-  r.buf = (((u64)be32(p[0]) << 32) | be32(p[1])) << (bit_offset & 31);
+__device__ __forceinline__ void reader_init(BitReader& r, const Stream& s, u32 bit_offset) {
+  const u32 w = bit_offset >> 5;
+  r.buf = (((u64)load_word(s, w) << 32) | load_word(s, w + 1)) << (bit_offset & 31);
   r.nbits = 64 - (int)(bit_offset & 31);
-  r.ahead = be32(p[2]);
-  r.next = p + 3;
+  r.ahead = load_word(s, w + 2);
+  r.next = w + 3;
+  r.shortest = MAX_CODE_LEN;
 }
-__device__ __forceinline__ void reader_refill(BitReader& r) {  // afterwards nbits >= 33
+__device__ __forceinline__ u64 reader_pos(const BitReader& r) {  // bits consumed from the stream's start
+  return (u64)r.next * 32 - 32 - (u64)r.nbits;
+}
+__device__ __forceinline__ void reader_refill(BitReader& r, const Stream& s) {  // afterwards nbits >= 33
   if (r.nbits <= 32) {
     r.buf |= (u64)r.ahead << (32 - r.nbits);
     r.nbits += 32;
-    r.ahead = be32(*r.next++);
+    r.ahead = load_word(s, r.next++);
   }
 }
+
+// Length of a one-symbol table entry; anything over MAX_CODE_LEN (not built by the runtime) counts as no code.
+__device__ __forceinline__ u32 lut_len(u32 e) { return (e >> 8) <= MAX_CODE_LEN ? e >> 8 : 0; }
 // Multi-symbol table entry for a peek p: the codes that lie wholly inside p's MAX_CODE_LEN bits, at most
 // MULTI_SYMS: symbols (first in the low nibble), total length << 12, count << 16. An entry whose first code
 // is invalid (length 0: only in corrupt streams or past a stream's end) counts one symbol of length 0,
-// so decoding always advances and terminates.
+// so decoding always advances and terminates; the reader's `shortest` records it.
 __device__ __forceinline__ u32 multi_entry(const u16* lut, u32 p) {
   const u32 e = lut[p];
-  u32 syms = e & 15u, total = e >> 8, count = 1;
+  u32 syms = e & 15u, total = lut_len(e), count = 1;
 #pragma unroll
   for (u32 i = 1; i < MULTI_SYMS; ++i) {
-    const u32 e2 = lut[(p << total) & (LUT_ENTRIES - 1)], len2 = e2 >> 8;
+    const u32 e2 = lut[(p << total) & (LUT_ENTRIES - 1)], len2 = lut_len(e2);
     if (count == i && total != 0 && len2 != 0 && total + len2 <= MAX_CODE_LEN) {
       syms |= (e2 & 15u) << (4 * i);
       total += len2;
@@ -122,6 +152,7 @@ __device__ __forceinline__ void decode_step(BitReader& r, const u32* multi, Pend
   const u32 len = (e >> 12) & 15u;
   r.buf <<= len;
   r.nbits -= (int)len;
+  r.shortest = umin(r.shortest, len);
   pend.bits |= (u64)(e & 0xFFFu) << (4 * pend.n);
   pend.n += e >> 16;
   if (pend.n >= 8) {
@@ -132,14 +163,25 @@ __device__ __forceinline__ void decode_step(BitReader& r, const u32* multi, Pend
 }
 
 // ---- decode: the next group (64 symbols) of this lane's chunk -> its row of 8 nibble words in the stage.
-// Symbols decoded past the group stay pending for the next one (past the chunk's end they are discarded).
-__device__ __forceinline__ void decode_group(BitReader& r, const u32* multi, Pending& pend, u32* row) {
+// Symbols decoded past the group stay pending for the next one (past the chunk's end: see chunk_errors).
+__device__ __forceinline__ void decode_group(BitReader& r, const Stream& s, const u32* multi, Pending& pend, u32* row) {
   u32 words = 0;
   while (words < GROUP / 8) {
-    reader_refill(r);                        // >= 33 bits: two lookups need no further check
+    reader_refill(r, s);                     // >= 33 bits: two lookups need no further check
     decode_step(r, multi, pend, row, words);
     if (words < GROUP / 8) decode_step(r, multi, pend, row, words);
   }
+}
+
+// ---- check: after a chunk's last group. The symbols still pending came from its last lookup (at most
+// MULTI_SYMS - 1, past the chunk's end); their bits are given back, so `pos` is where the chunk's last code
+// ends, which must be the chunk's end — exactly the CPU decoder's rule.
+__device__ __forceinline__ u32 chunk_errors(const BitReader& r, const Pending& pend, const u32* symlen, u64 end) {
+  u64 pos = reader_pos(r);
+#pragma unroll
+  for (u32 i = 0; i + 1 < MULTI_SYMS; ++i)
+    if (i < pend.n) pos -= symlen[(u32)(pend.bits >> (4 * i)) & 15u];
+  return (r.shortest == 0 ? ERR_NO_CODE : 0u) | (pos != end ? ERR_LENGTH : 0u);
 }
 
 // Stage layout: lane q's group at words [q * STAGE_STRIDE, + 8).
@@ -156,81 +198,163 @@ __device__ __forceinline__ u32 out_place(u32 g, u32 layout, u32 groups_per_row, 
   return (((c / H) * (rows / BK) + r / BK) * BK + r % BK) * H + c % H;
 }
 
-// ---- write: 32 groups of exponent bytes, 4 lanes x 16 B per group; escaped groups from the side table ----
+// Four exponent bytes of the four indices in the low and high byte of a staged word's half.
+__device__ __forceinline__ u32 exps4(const u16* pal2, u32 n) { return pal2[n & 0xFF] | ((u32)pal2[(n >> 8) & 0xFF] << 16); }
+
+// ---- write: the warp's 32 staged groups, LANES_PER_GROUP lanes x 16 B per group. Palette: the nibbles
+// (escaped groups already hold index 0); exponent: through the palette, escaped groups from `esc_exp`;
+// bf16: the same exponents merged with the sm bytes loaded before decoding, padding dropped.
 __device__ __forceinline__ void write_groups(const u32* stage, const u32* slots, const u32* places, const u16* pal2,
-                                             const u8* esc_exp, u8* out, u64 g0, u32 gpc, u64 groups, u32 lane) {
+                                             const u8* esc_exp, void* out, const u64 (&sm8)[PASSES], u64 g0, u32 gpc,
+                                             u64 groups, u32 lane, u32 cols, u32 groups_per_row) {
 #pragma unroll
   for (u32 pass = 0; pass < PASSES; ++pass) {
     const u32 q = pass * GROUPS_PER_PASS + lane / LANES_PER_GROUP, part = lane % LANES_PER_GROUP;
     const u64 g = g0 + (u64)q * gpc;
-    if (g < groups) {
+    if (g >= groups) continue;
+    if constexpr (IS_PALETTE) {
+      const u32* w = stage + stage_word(q, 4 * part);
+      const v4u v = {w[0], w[1], w[2], w[3]};
+      *(v4u*)((u8*)out + (u64)places[q] * OUT_GROUP_BYTES + part * 16) = v;
+    } else if constexpr (IS_EXPONENT) {
       const u32 slot = slots[q];
       v4u v;
-      if (slot != 0xFFFFFFFFu) {
+      if (slot != NO_SLOT) {
         v = *(const v4u*)(esc_exp + (u64)slot * GROUP + part * 16);
       } else {
         const u32 n0 = stage[stage_word(q, 2 * part)], n1 = stage[stage_word(q, 2 * part + 1)];
-        v.x = pal2[n0 & 0xFF] | ((u32)pal2[(n0 >> 8) & 0xFF] << 16);
-        v.y = pal2[(n0 >> 16) & 0xFF] | ((u32)pal2[n0 >> 24] << 16);
-        v.z = pal2[n1 & 0xFF] | ((u32)pal2[(n1 >> 8) & 0xFF] << 16);
-        v.w = pal2[(n1 >> 16) & 0xFF] | ((u32)pal2[n1 >> 24] << 16);
+        v = {exps4(pal2, n0), exps4(pal2, n0 >> 16), exps4(pal2, n1), exps4(pal2, n1 >> 16)};
       }
-      *(v4u*)(out + (u64)places[q] * OUT_GROUP_BYTES + part * 16) = v;
+      *(v4u*)((u8*)out + (u64)places[q] * OUT_GROUP_BYTES + part * 16) = v;
+    } else {
+      const u32 slot = slots[q];
+      u32 ex_lo, ex_hi;
+      if (slot != NO_SLOT) {                   // escape group (rare): its real exponents
+        const u8* e = esc_exp + (u64)slot * GROUP + part * 8;
+        ex_lo = *(const u32*)e;
+        ex_hi = *(const u32*)(e + 4);
+      } else {
+        const u32 n = stage[stage_word(q, part)];
+        ex_lo = exps4(pal2, n);
+        ex_hi = exps4(pal2, n >> 16);
+      }
+      v4u v;
+      bf16x4((u32)sm8[pass], ex_lo, v.x, v.y);
+      bf16x4((u32)(sm8[pass] >> 32), ex_hi, v.z, v.w);
+      u16* dst16 = (u16*)out;
+      if (cols == groups_per_row * GROUP) {    // no padding: the group is 128 contiguous bytes
+        *(v4u*)(dst16 + g * GROUP + part * 8) = v;
+      } else {                                 // rows are not a multiple of 64 long: drop the padding
+        const u32 row = (u32)g / groups_per_row, col = ((u32)g % groups_per_row) * GROUP + part * 8;
+        u16* dst = dst16 + (u64)row * cols + col;
+        const u32 w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (u32 i = 0; i < 8; ++i)
+          if (col + i < cols) dst[i] = (u16)(w[i / 2] >> (16 * (i % 2)));
+      }
     }
   }
+}
+
+// Records a refused chunk (or, for c = ~0u, a refused launch): the runtime names the reasons and the first chunk.
+__device__ __forceinline__ void report(u32* err, u32 reasons, u32 c) {
+  atomicOr(err, reasons);
+  atomicMax(err + 1, ~c);
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 huff_exponent(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, const u16* __restrict__ lut,
     const u8* __restrict__ palette, const u8* __restrict__ sm, const u64* __restrict__ esc_bitmap,
     const u32* __restrict__ esc_prefix, const u8* __restrict__ esc_exp, void* __restrict__ out,
-    u64 rows, u64 cols, u64 padded_cols, u32 chunk_symbols, u32 n_chunks, u32 layout) {
+    u64 rows, u64 cols, u64 padded_cols, u32 chunk_symbols, u32 n_chunks, u32 layout,
+    u64 stream_bits, u64 stream_bytes, u32 esc_groups, u32* __restrict__ err) {
   __shared__ __align__(16) u16 s_lut[LUT_ENTRIES];            // the one-symbol table, to build the next
   __shared__ __align__(16) u32 s_multi[LUT_ENTRIES];          // multi-symbol table, random access per lookup
   __shared__ __align__(16) u16 s_pal2[256];                   // two indices -> two exponent bytes
+  __shared__ u32 s_symlen[SYMLEN_BYTES / 4];                  // code length per symbol, 0 = no code
   __shared__ __align__(16) u32 s_stage[WARPS][32 * STAGE_STRIDE]; // per warp: 32 groups of nibbles
-  __shared__ u32 s_slot[WARPS][32];                           // per warp: escape slot of each lane's group, or ~0
+  __shared__ u32 s_slot[WARPS][32];                           // per warp: escape slot of each lane's group, or NO_SLOT
   __shared__ u32 s_place[WARPS][32];                          // per warp: output place of each lane's group
-  if (chunk_symbols == 0 || chunk_symbols % GROUP != 0) return;  // the runtime falls back to the CPU decoder
-  const bool tiled_ok = layout == LAYOUT_ROW_MAJOR ||
-      (cols == padded_cols && (layout == LAYOUT_TILED_STANDARD ? rows % BM == 0
-                                                                : layout == LAYOUT_TILED_TRANSPOSED && rows % BK == 0 && cols % BM == 0));
-  if (!tiled_ok) return;                                      // not an rmm-eligible shape: the runtime keeps row-major
+  if (layout != LAYOUT_ROW_MAJOR && layout != LAYOUT_TILED_STANDARD && layout != LAYOUT_TILED_TRANSPOSED)
+    __trap();                                                 // not a layout: a runtime bug
+  if (layout != LAYOUT_ROW_MAJOR &&
+      !(cols == padded_cols && (layout == LAYOUT_TILED_STANDARD ? rows % BM == 0 : rows % BK == 0 && cols % BM == 0)))
+    __trap();                                                 // the runtime tiles only rmm-eligible shapes
+  // Shape and stream sizes, as the runtime derives them from the file: refuse inconsistent ones (uniform
+  // over the grid: no barrier below is left hanging).
+  const u64 symbols = rows * padded_cols, gpc = chunk_symbols / GROUP;
+  if (chunk_symbols == 0 || chunk_symbols % GROUP != 0 || padded_cols % GROUP != 0 || padded_cols < cols ||
+      rows > 0xFFFFFFFFu || padded_cols > 0xFFFFFFFFu || symbols > 0xFFFFFFFFu ||
+      n_chunks != (symbols / GROUP + gpc - 1) / gpc || stream_bytes == 0 || stream_bits > 8 * stream_bytes ||
+      stream_bits > (1ull << 32)) {                           // the codec's limit
+    if (blockIdx.x == 0 && threadIdx.x == 0) report(err, ERR_ARGS, ~0u);
+    return;
+  }
 #pragma unroll
   for (u32 i = threadIdx.x; i < LUT_BYTES / 16; i += THREADS) ((v4u*)s_lut)[i] = ((const v4u*)lut)[i];
   for (u32 i = threadIdx.x; i < 256; i += THREADS) s_pal2[i] = palette[i & 15] | ((u16)palette[i >> 4] << 8);
+  if (threadIdx.x < 16) s_symlen[threadIdx.x] = 0;
   __syncthreads();
 #pragma unroll 4
-  for (u32 p = threadIdx.x; p < LUT_ENTRIES; p += THREADS) s_multi[p] = multi_entry(s_lut, p);
+  for (u32 p = threadIdx.x; p < LUT_ENTRIES; p += THREADS) {
+    s_multi[p] = multi_entry(s_lut, p);
+    const u32 e = s_lut[p], len = lut_len(e);               // a code's first entry names its length
+    if (len != 0 && (p & ((LUT_ENTRIES >> len) - 1)) == 0) s_symlen[e & 15] = len;
+  }
   __syncthreads();                                            // the last block-wide barrier: warps run freely after it
 
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const u32 chunk0 = blockIdx.x * CHUNKS_PER_BLOCK + warp * 32;
-  if (chunk0 >= n_chunks) return;                             // whole warp: no __syncwarp below is left hanging
-  const u32 chunk = chunk0 + lane, gpc = chunk_symbols / GROUP;
-  const u64 groups = rows * padded_cols / GROUP;
+  const u32 groups = (u32)(symbols / GROUP), groups_per_row = (u32)(padded_cols / GROUP);
+  const u64 words = (stream_bytes + 3) / 4;                   // clamped: positions stay below 2^32 + a chunk's codes
+  const Stream s = {(const u32*)bits, (u32)(words < 0xFFFFFFFFull ? words : 0xFFFFFFFFull) - 1};
   u32* stage = s_stage[warp];
   u32* slots = s_slot[warp];
   u32* places = s_place[warp];
-  BitReader r = {0, 0, 0, (const u32*)bits};
-  Pending pend = {0, 0};
-  if (chunk < n_chunks) reader_init(r, bits, chunk_offsets[chunk]);
-  const u32 groups_per_row = (u32)(padded_cols / GROUP);
-
-  for (u32 j = 0; j < gpc; ++j) {
-    const u64 g0 = (u64)chunk0 * gpc + j;                      // group j of lane 0's chunk; lane q: g0 + q * gpc
-    const u64 g = g0 + (u64)lane * gpc;
-    if (g < groups) {
-      const u64 word = esc_bitmap[g / 64];                    // O(1) escape lookup: bitmap + prefix counts
-      const u32 bit = (u32)(g % 64);
-      const u32 slot = ((word >> bit) & 1) ? esc_prefix[g / 64] + (u32)__popcll(word & ((1ull << bit) - 1)) : 0xFFFFFFFFu;
-      decode_group(r, s_multi, pend, stage + stage_word(lane, 0));
-      slots[lane] = slot;
-      places[lane] = out_place((u32)g, layout, groups_per_row, (u32)rows);
+  const u64 units = (n_chunks + 31) / 32;
+  for (u64 unit = (u64)blockIdx.x * WARPS + warp; unit < units; unit += (u64)gridDim.x * WARPS) {
+    const u32 chunk0 = (u32)unit * 32, chunk = chunk0 + lane;
+    const bool active = chunk < n_chunks;
+    BitReader r = {0, 64, 0, 0, MAX_CODE_LEN};
+    Pending pend = {0, 0};
+    u32 reasons = 0;
+    u64 end = 0;
+    if (active) {
+      const u32 start = chunk_offsets[chunk];
+      end = chunk + 1 < n_chunks ? chunk_offsets[chunk + 1] : stream_bits;
+      if (start > stream_bits) reasons |= ERR_OFFSET;
+      reader_init(r, s, start);
     }
-    __syncwarp();                                             // staged groups visible to the whole warp
-    write_groups(stage, slots, places, s_pal2, esc_exp, (u8*)out, g0, gpc, groups, lane);
-    __syncwarp();                                             // reads done before the next step overwrites the stage
+    for (u32 j = 0; j < gpc; ++j) {
+      const u64 g0 = (u64)chunk0 * gpc + j;                    // group j of lane 0's chunk; lane q: g0 + q * gpc
+      const u64 g = g0 + (u64)lane * gpc;
+      u64 sm8[PASSES];                                        // bf16: issued now, used after decoding (latency)
+      if constexpr (IS_BF16) {
+#pragma unroll
+        for (u32 pass = 0; pass < PASSES; ++pass) {
+          const u32 q = pass * GROUPS_PER_PASS + lane / LANES_PER_GROUP, part = lane % LANES_PER_GROUP;
+          const u64 gq = g0 + (u64)q * gpc;
+          sm8[pass] = gq < groups ? *(const u64*)(sm + (u64)out_place((u32)gq, layout, groups_per_row, (u32)rows) * GROUP + part * 8) : 0;
+        }
+      }
+      if (g < groups) {
+        if constexpr (!IS_PALETTE) {
+          const u64 word = esc_bitmap[g / 64];                // O(1) escape lookup: bitmap + prefix counts
+          const u32 bit = (u32)(g % 64);
+          u32 slot = ((word >> bit) & 1) ? esc_prefix[g / 64] + (u32)__popcll(word & ((1ull << bit) - 1)) : NO_SLOT;
+          if (slot != NO_SLOT && slot >= esc_groups) {
+            reasons |= ERR_ESCAPE;
+            slot = NO_SLOT;
+          }
+          slots[lane] = slot;
+        }
+        decode_group(r, s, s_multi, pend, stage + stage_word(lane, 0));
+        if constexpr (!IS_BF16) places[lane] = out_place((u32)g, layout, groups_per_row, (u32)rows);
+      }
+      __syncwarp();                                           // staged groups visible to the whole warp
+      write_groups(stage, slots, places, s_pal2, esc_exp, out, sm8, g0, (u32)gpc, groups, lane, (u32)cols, groups_per_row);
+      __syncwarp();                                           // reads done before the next step overwrites the stage
+    }
+    if (active) reasons |= chunk_errors(r, pend, s_symlen, end);
+    if (reasons != 0) report(err, reasons, chunk);
   }
-  (void)sm;
 }

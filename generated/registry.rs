@@ -3685,7 +3685,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x3a64e40f8f15d2df,
+        source_hash: 0x5b515ee4221ac890,
         source: include_str!("huff_bf16.cu"),
     },
     RegistryEntry {
@@ -3699,7 +3699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x835fba756271af8f,
+        source_hash: 0x84a6a3308ab63c54,
         source: include_str!("huff_exponent.cu"),
     },
     RegistryEntry {
@@ -3713,7 +3713,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x0fac76b1c628cc8d,
+        source_hash: 0x2a96c7223697d1e6,
         source: include_str!("huff_palette.cu"),
     },
 ];

@@ -14,8 +14,9 @@ pub const BK: u32 = 64;
 pub const GROUP: u32 = 64;
 /// Longest Huffman code; the decode table has `1 << MAX_CODE_LEN` entries.
 pub const MAX_CODE_LEN: u32 = 12;
-/// Zero bytes appended to a Huffman bitstream: a thread peeks up to `MAX_CODE_LEN` bits (and reads
-/// whole 32-bit words, one ahead) past its last code, so the tail must be readable and decode as zeros.
+/// Zero bytes appended to a Huffman bitstream at upload (the length then rounded up to 16 bytes).
+/// The kernels read whole 32-bit words and clamp every load to the first `ceil(stream_bytes / 4)`,
+/// so the upload must hold the stream's last partial word.
 pub const BITS_TAIL: u32 = 16;
 
 /// Opt-in dynamic shared memory per block on sm_90 (227 KB).
@@ -70,6 +71,41 @@ impl HuffLayout {
     }
 }
 
+/// The error buffer of a `huff_*` kernel (its last parameter, `u32* err`): [`huff_err::WORDS`]
+/// words, zero before the first launch. `err[0] |= reason bits`; `err[1] = max(!c)` over the
+/// refused chunks `c`, so `!err[1]` is the first refused chunk and `err[1] == 0` names none.
+pub mod huff_err {
+    /// Words of the buffer: reasons, `!first refused chunk`.
+    pub const WORDS: u32 = 2;
+    /// Shape or stream sizes inconsistent (chunk size, chunk count, stream shorter than its bits,
+    /// more than 2^32 bits).
+    pub const ARGS: u32 = 1;
+    /// A chunk's offset lies past the stream's end.
+    pub const OFFSET: u32 = 2;
+    /// A chunk's bits match no code.
+    pub const NO_CODE: u32 = 4;
+    /// A chunk's codes do not end where the chunk ends (the next chunk's offset, or the stream's end).
+    pub const LENGTH: u32 = 8;
+    /// An escape slot lies past the escape exponents.
+    pub const ESCAPE: u32 = 16;
+    /// Every reason, with its words.
+    pub const ALL: [(u32, &str); 5] = [
+        (ARGS, "shape or stream sizes are inconsistent"),
+        (OFFSET, "a chunk offset lies past the stream"),
+        (NO_CODE, "bits match no code"),
+        (LENGTH, "the codes do not end where the chunk ends"),
+        (ESCAPE, "an escape slot lies past the escape exponents"),
+    ];
+
+    /// The reasons set in `bits`, in words.
+    pub fn describe(bits: u32) -> Vec<&'static str> {
+        ALL.iter()
+            .filter(|(b, _)| bits & b != 0)
+            .map(|&(_, text)| text)
+            .collect()
+    }
+}
+
 // The relations the kernels and the runtime rely on, checked when the crate compiles.
 const _: () = {
     assert!(
@@ -83,13 +119,31 @@ const _: () = {
         "a tile row holds whole groups"
     );
     assert!(NIBBLE_TILE_BYTES * 2 == SM_TILE_BYTES);
-    // templates/huff.cu.tera: the bit reader runs at most 12 bytes past a chunk's end.
-    assert!(BITS_TAIL >= 12 && BITS_TAIL % 16 == 0);
+    // templates/huff.cu.tera: a tail of 3 bytes already holds the stream's last partial word.
+    assert!(BITS_TAIL >= 3);
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huff_err_reasons_are_distinct_bits() {
+        let mut seen = 0;
+        for (bit, _) in huff_err::ALL {
+            assert_eq!(bit.count_ones(), 1);
+            assert_eq!(seen & bit, 0);
+            seen |= bit;
+        }
+        assert_eq!(
+            huff_err::describe(huff_err::NO_CODE | huff_err::ESCAPE),
+            [
+                "bits match no code",
+                "an escape slot lies past the escape exponents"
+            ]
+        );
+        assert!(huff_err::describe(0).is_empty());
+    }
 
     #[test]
     fn layout_codes_are_dense() {

@@ -7,7 +7,9 @@
 
 use std::fmt;
 
-use crate::abi::{self, BITS_TAIL, BK, BM, ESC_RECORD_BYTES, GROUP, MAX_CODE_LEN, SMEM_LIMIT};
+use crate::abi::{
+    self, huff_err, BITS_TAIL, BK, BM, ESC_RECORD_BYTES, GROUP, MAX_CODE_LEN, SMEM_LIMIT,
+};
 use crate::variant::{GridRule, HuffOutput, HuffVariant, Operand, RmmVariant, Variant};
 /// Shared memory per SM (228 KB); two co-resident CTAs also pay 1 KB of reserved smem each.
 pub const SMEM_PER_SM: u32 = 233_472;
@@ -374,8 +376,9 @@ impl RmmBudget {
 
 /// Geometry of one Huffman preprocess kernel (the Tera context of templates/huff.cu.tera).
 ///
-/// One thread decodes one chunk; a warp decodes 32 chunks group by group (64 symbols), stages the
-/// group's indices in shared memory and writes the 32 groups out cooperatively.
+/// One thread decodes one chunk; a warp decodes units of 32 chunks group by group (64 symbols),
+/// stages the groups' indices in shared memory and writes the 32 groups out cooperatively. Warps loop
+/// over the units (persistent), so any grid of at least one block decodes the whole stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HuffBudget {
     pub variant: HuffVariant,
@@ -396,6 +399,8 @@ pub struct HuffBudget {
     pub multi_syms: u32,
     /// Shared memory: byte → two exponent bytes (palette of two nibbles), u16 per entry.
     pub pal2_bytes: u32,
+    /// Shared memory: code length per symbol (u32 each), for the chunk-end check.
+    pub symlen_bytes: u32,
     /// Shared memory per warp: 32 groups of nibbles (8 words each, rows padded to `stage_stride_words`
     /// against bank conflicts) + 32 escape slots + 32 output places (u32 each).
     pub stage_stride_words: u32,
@@ -416,6 +421,7 @@ impl HuffBudget {
         let lut_entries = 1 << max_code_len;
         let lut_bytes = lut_entries * 2;
         let pal2_bytes = 256 * 2;
+        let symlen_bytes = 16 * 4;
         let multi_bytes = lut_entries * 4;
         let multi_syms = 3;
         let stage_stride_words = group / 8 + 1;
@@ -437,11 +443,16 @@ impl HuffBudget {
             multi_bytes,
             multi_syms,
             pal2_bytes,
+            symlen_bytes,
             stage_stride_words,
             stage_bytes_per_warp,
             out_group_bytes,
             lanes_per_group: out_group_bytes / 16,
-            smem_bytes: lut_bytes + multi_bytes + pal2_bytes + warps * stage_bytes_per_warp,
+            smem_bytes: lut_bytes
+                + multi_bytes
+                + pal2_bytes
+                + symlen_bytes
+                + warps * stage_bytes_per_warp,
         }
     }
 
@@ -465,6 +476,7 @@ impl HuffBudget {
             ("multi_bytes", int(self.multi_bytes)),
             ("multi_syms", int(self.multi_syms)),
             ("pal2_bytes", int(self.pal2_bytes)),
+            ("symlen_bytes", int(self.symlen_bytes)),
             ("stage_stride_words", int(self.stage_stride_words)),
             ("stage_bytes_per_warp", int(self.stage_bytes_per_warp)),
             ("out_group_bytes", int(self.out_group_bytes)),
@@ -482,6 +494,12 @@ impl HuffBudget {
                 "layout_tiled_transposed",
                 int(abi::HuffLayout::TiledTransposed.code()),
             ),
+            ("err_words", int(huff_err::WORDS)),
+            ("err_args", int(huff_err::ARGS)),
+            ("err_offset", int(huff_err::OFFSET)),
+            ("err_no_code", int(huff_err::NO_CODE)),
+            ("err_length", int(huff_err::LENGTH)),
+            ("err_escape", int(huff_err::ESCAPE)),
         ]
     }
 }

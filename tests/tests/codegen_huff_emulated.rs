@@ -2,14 +2,22 @@
 //! bit for bit. The kernels are plain CUDA C++ (no inline PTX), so the host C++ compiler builds them
 //! with a small shim (codegen_huff_emulated/shim.h: one std::thread per CUDA thread, barriers for
 //! __syncthreads/__syncwarp). This checks the decode, escape patching, padding and write-out logic in
-//! CI without a GPU; the GPU tests check the same outputs on an H100.
+//! CI without a GPU; the GPU tests check the same outputs on an H100. The kernels are built with
+//! AddressSanitizer and UBSan, every buffer in its own allocation of exactly the size the kernel may
+//! read, so hostile streams (tests/tests/codegen_huff_emulated/hostile.rs) prove the bounds and the
+//! error flag; every case also runs on several grid sizes (the persistent loop).
 //!
-//! Needs a C++20 compiler (`$CXX`, default `g++`); without one the test fails and says so.
+//! Needs a C++20 compiler with the sanitizers (`$CXX`, default `g++`); without one the test fails and
+//! says so.
+
+#[path = "codegen_huff_emulated/hostile.rs"]
+mod hostile;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
-use unweight::codec::{self, CompressedTensor, Encoding, Indices, Orientation};
+use unweight::codec::{self, CompressedTensor, Encoding, HuffmanStream, Indices, Orientation};
 use unweight::gpu::layout::tiles::{self, Packing};
 use unweight_codegen::generate::{render_set, Generated};
 use unweight_codegen::space::{Budget, VariantSet};
@@ -32,7 +40,11 @@ fn build(k: &Generated, dir: &Path) -> PathBuf {
         .args([
             "-std=c++20",
             "-O1",
+            "-g",
             "-fno-strict-aliasing",
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all",
+            "-fno-omit-frame-pointer",
             "-w",
             "-pthread",
             "-x",
@@ -57,17 +69,61 @@ fn build(k: &Generated, dir: &Path) -> PathBuf {
     bin
 }
 
+/// The three kernels and their sanitizer builds, made once per test process (in the target's
+/// scratch dir).
+struct Built {
+    kernels: Vec<Generated>,
+    bins: Vec<PathBuf>,
+}
+
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let kernels = render_set(&VariantSet::Globs(vec!["huff_*".into()])).unwrap();
+        assert_eq!(kernels.len(), 3);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("codegen_huff_emulated");
+        std::fs::create_dir_all(&dir).unwrap();
+        let bins = kernels.iter().map(|k| build(k, &dir)).collect();
+        Built { kernels, bins }
+    })
+}
+
+/// The output kind of a generated Huffman kernel.
+fn output(k: &Generated) -> HuffOutput {
+    let Variant::Huff(h) = k.variant else {
+        unreachable!()
+    };
+    h.output
+}
+
+/// What the codec's reference decoder gives for `out` (row-major), or its refusal.
+fn reference(t: &CompressedTensor, out: HuffOutput) -> Result<Vec<u8>, codec::CodecError> {
+    Ok(match out {
+        HuffOutput::Bf16 => le(&codec::decode_bf16_encoded(t)?, u16::to_le_bytes),
+        HuffOutput::Exponent => codec::decode_exponents(t)?,
+        HuffOutput::Palette => codec::decode_palette_indices(t)?,
+    })
+}
+
 fn le<T: Copy, const N: usize>(v: &[T], f: fn(T) -> [u8; N]) -> Vec<u8> {
     v.iter().flat_map(|&x| f(x)).collect()
 }
 
-/// Writes the kernel's inputs for `t` into `dir`, as the runtime uploads them.
-fn write_inputs(t: &CompressedTensor, dir: &Path) {
+/// The stream of a Huffman-encoded tensor.
+fn stream(t: &CompressedTensor) -> &HuffmanStream {
     let Indices::Huffman(h) = &t.indices else {
         panic!("not huffman")
     };
+    h
+}
+
+/// Writes the kernel's inputs for `t` into `dir`, one file per buffer. The stream is padded with
+/// zeros to whole 32-bit words only: the least a word reader needs, less than the upload's
+/// `gpu::layout::BITS_TAIL` padding, so the kernel is checked inside exactly `stream_bytes`.
+fn write_inputs(t: &CompressedTensor, dir: &Path) {
+    let h = stream(t);
     let mut bits = h.bits.clone();
-    bits.extend_from_slice(&[0u8; 16]); // the upload pads the stream by 16 bytes
+    bits.resize(h.bits.len().div_ceil(4) * 4, 0);
     let w = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
     w("bits", &bits);
     w("offsets", &le(&h.chunk_offsets, u32::to_le_bytes));
@@ -85,34 +141,79 @@ const ROW_MAJOR: u32 = 0;
 const TILED_STANDARD: u32 = 1;
 const TILED_TRANSPOSED: u32 = 2;
 
-fn run(
+/// Exit status of the harness when the kernel trapped (shim.h's `TRAP_EXIT`).
+const TRAP_EXIT: i32 = 5;
+
+/// One launch: the output bytes and the error word `(reasons, !first bad chunk)`.
+struct Launch {
+    out: Vec<u8>,
+    err: (u32, u32),
+}
+
+/// Launch parameters besides the buffers.
+#[derive(Clone, Copy)]
+struct Params {
+    out_bytes: usize,
+    layout: u32,
+    /// Blocks; `None`: one per 128 chunks (the runtime's natural grid).
+    grid: Option<u32>,
+    /// The `n_chunks` argument; `None`: the stream's offset count.
+    n_chunks: Option<u32>,
+    /// The `(stream_bits, stream_bytes)` arguments; `None`: the stream's.
+    stream: Option<(u64, u64)>,
+}
+
+fn harness(
     bin: &Path,
     budget: &Budget,
     t: &CompressedTensor,
     dir: &Path,
-    out_bytes: usize,
-    layout: u32,
-) -> Vec<u8> {
-    let Indices::Huffman(h) = &t.indices else {
-        panic!("not huffman")
-    };
-    let status = Command::new(bin)
+    p: Params,
+) -> std::process::Output {
+    let h = stream(t);
+    let threads = budget.block()[0];
+    let n_chunks = p.n_chunks.unwrap_or(h.chunk_offsets.len() as u32);
+    let grid = p.grid.unwrap_or(n_chunks.div_ceil(threads).max(1));
+    Command::new(bin)
         .arg(dir)
         .args([t.rows, t.cols, t.padded_cols()].map(|x| x.to_string()))
         .arg(h.chunk_symbols.to_string())
-        .arg(h.chunk_offsets.len().to_string())
-        .arg(budget.block()[0].to_string())
-        .arg(out_bytes.to_string())
-        .arg(layout.to_string())
-        .status()
-        .unwrap();
+        .arg(n_chunks.to_string())
+        .arg(threads.to_string())
+        .arg(p.out_bytes.to_string())
+        .arg(p.layout.to_string())
+        .arg(grid.to_string())
+        .args({
+            let (bits, bytes) = p.stream.unwrap_or((h.total_bits, h.bits.len() as u64));
+            [bits.to_string(), bytes.to_string()]
+        })
+        .arg((t.escapes.exponents.len() / 64).to_string())
+        .output()
+        .unwrap()
+}
+
+fn run(bin: &Path, budget: &Budget, t: &CompressedTensor, dir: &Path, p: Params) -> Launch {
+    let out = harness(bin, budget, t, dir, p);
     assert_eq!(
-        status.code(),
+        out.status.code(),
         Some(0),
-        "{} exited with {status} (3 = wrote past the output)",
-        bin.display()
+        "{} exited with {} (sanitizer report below; 5 = trapped)\n{}",
+        bin.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::read(dir.join("out")).unwrap()
+    let text = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<u32> = text
+        .trim()
+        .strip_prefix("err ")
+        .unwrap_or_else(|| panic!("harness printed {text:?}"))
+        .split(' ')
+        .map(|w| w.parse().unwrap())
+        .collect();
+    Launch {
+        out: std::fs::read(dir.join("out")).unwrap(),
+        err: (words[0], words[1]),
+    }
 }
 
 /// The rmm's tiled layout (docs/CONTRACT.md), element by element from the row-major codec output
@@ -162,12 +263,26 @@ fn tensor(rows: usize, cols: usize, seed: u64) -> Vec<u16> {
         .collect()
 }
 
+/// 64 x 1024 with exponent frequencies halving from one to the next: the longest codes (the 12-bit
+/// limit).
+fn skewed() -> CompressedTensor {
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let bits: Vec<u16> = (0..64 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let e = 100 + (x | (1 << 40)).trailing_zeros() as u16 % 40;
+            ((x >> 48) as u16 & 0x807F) | (e << 7)
+        })
+        .collect();
+    codec::compress(&bits, &[64, 1024], Orientation::Standard, Encoding::Huffman).unwrap()
+}
+
 #[test]
 fn huffman_kernels_match_the_codec_on_the_cpu() {
-    let kernels = render_set(&VariantSet::Globs(vec!["huff_*".into()])).unwrap();
-    assert_eq!(kernels.len(), 3);
+    let Built { kernels, bins } = built();
     let tmp = tempfile::tempdir().unwrap();
-    let bins: Vec<PathBuf> = kernels.iter().map(|k| build(k, tmp.path())).collect();
     // Shapes: row length not a multiple of 64 (padding dropped in bf16), one short chunk, several
     // blocks with a partial last warp, 1x1, a transposed encoding, and a single-symbol code.
     let mut cases: Vec<(String, CompressedTensor)> = Vec::new();
@@ -189,27 +304,8 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
         let t = codec::compress(&bits, &[rows, cols], orientation, Encoding::Huffman).unwrap();
         cases.push((format!("{rows}x{cols} {orientation:?}"), t));
     }
-    // Exponent frequencies halving from one to the next: the longest codes (the 12-bit limit).
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let skewed: Vec<u16> = (0..64 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let e = 100 + (x | (1 << 40)).trailing_zeros() as u16 % 40;
-            ((x >> 48) as u16 & 0x807F) | (e << 7)
-        })
-        .collect();
-    let t = codec::compress(
-        &skewed,
-        &[64, 1024],
-        Orientation::Standard,
-        Encoding::Huffman,
-    )
-    .unwrap();
-    let Indices::Huffman(h) = &t.indices else {
-        unreachable!()
-    };
+    let t = skewed();
+    let h = stream(&t);
     assert_eq!(
         h.code_lengths.iter().max(),
         Some(&12),
@@ -231,15 +327,9 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
         let dir = tmp.path().join(label.replace([' ', 'x'], "_"));
         std::fs::create_dir_all(&dir).unwrap();
         write_inputs(t, &dir);
-        for (k, bin) in kernels.iter().zip(&bins) {
-            let Variant::Huff(h) = k.variant else {
-                unreachable!()
-            };
-            let expected: Vec<u8> = match h.output {
-                HuffOutput::Bf16 => le(&codec::decode_bf16_encoded(t).unwrap(), u16::to_le_bytes),
-                HuffOutput::Exponent => codec::decode_exponents(t).unwrap(),
-                HuffOutput::Palette => codec::decode_palette_indices(t).unwrap(),
-            };
+        for (k, bin) in kernels.iter().zip(bins) {
+            let out = output(k);
+            let expected = reference(t, out).unwrap();
             let mut runs = vec![(ROW_MAJOR, expected.clone(), dir.clone())];
             // rmm-eligible shapes: the exponent/palette kernels also write the rmm's tiled layout, and
             // huff_bf16 also reads the tiled sm copy (what a Huffman-resident weight keeps).
@@ -251,15 +341,15 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
                 Orientation::Standard => TILED_STANDARD,
                 Orientation::Transposed => TILED_TRANSPOSED,
             };
-            if eligible && h.output == HuffOutput::Bf16 {
+            if eligible && out == HuffOutput::Bf16 {
                 let tiled_dir = dir.join("tiled_sm");
                 std::fs::create_dir_all(&tiled_dir).unwrap();
                 write_inputs(t, &tiled_dir);
                 std::fs::write(tiled_dir.join("sm"), tiled(t, &t.sm, false)).unwrap();
                 runs.push((layout, expected.clone(), tiled_dir));
             }
-            if eligible && h.output != HuffOutput::Bf16 {
-                let nibbles = h.output == HuffOutput::Palette;
+            if eligible && out != HuffOutput::Bf16 {
+                let nibbles = out == HuffOutput::Palette;
                 let want = tiled(t, &expected, nibbles);
                 // The runtime's CPU tiler (what uploads resident weights) agrees with this reading of the contract.
                 let (n_out, k) = match t.orientation {
@@ -279,16 +369,27 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
                 runs.push((layout, want, dir.clone()));
             }
             for (layout, expected, dir) in runs {
-                let got = run(bin, &k.budget, t, &dir, expected.len(), layout);
-                let first = got.iter().zip(&expected).position(|(a, b)| a != b);
-                assert!(
-                    first.is_none(),
-                    "{} (layout {layout}) on {label} ({} escapes): first difference at byte {:?} of {}",
-                    k.variant,
-                    t.escape_count(),
-                    first,
-                    expected.len()
-                );
+                // The natural grid, then fewer blocks than units of work (the persistent loop).
+                for grid in [None, Some(1), Some(2), Some(3)] {
+                    let p = Params {
+                        out_bytes: expected.len(),
+                        layout,
+                        grid,
+                        n_chunks: None,
+                        stream: None,
+                    };
+                    let got = run(bin, &k.budget, t, &dir, p);
+                    let first = got.out.iter().zip(&expected).position(|(a, b)| a != b);
+                    assert!(
+                        first.is_none() && got.err == (0, 0),
+                        "{} (layout {layout}, grid {grid:?}) on {label} ({} escapes): first difference at byte {:?} of {}, error word {:?}",
+                        k.variant,
+                        t.escape_count(),
+                        first,
+                        expected.len(),
+                        got.err
+                    );
+                }
                 tested += 1;
             }
         }

@@ -1,7 +1,8 @@
-//! GPU Huffman decode equals the CPU decoders bit for bit for all three outputs.
+//! GPU Huffman decode equals the CPU decoders bit for bit for all three outputs, and refuses
+//! hostile streams with an error naming the tensor, leaving the context usable.
 
 use unweight::codec::{compress, Encoding, Orientation};
-use unweight::gpu::harness::check::{check_decode, Harness};
+use unweight::gpu::harness::check::{check_decode, check_hostile, Harness};
 use unweight::gpu::harness::minilm::load_minilm_bf16;
 use unweight::gpu::harness::synth::{self, WeightSpec};
 use unweight_tests::{assert_no_failures, gpu_session};
@@ -87,5 +88,30 @@ fn gpu_huffman_minilm() {
         }
     }
     println!("{} MiniLM tensors decoded", tensors.len());
+    assert_no_failures(&failures);
+}
+
+#[test]
+#[ignore = "needs an sm_90 GPU"]
+fn gpu_huffman_refuses_hostile_streams_and_keeps_working() {
+    let (h, mut rng) = gpu_session();
+    let mut failures = Vec::new();
+    // Issue 9's 256x1024, and an odd shape of a few chunks (padded rows, partial warp).
+    for (rows, cols) in [(256, 1024), (37, 200)] {
+        let w = synth::weights(
+            &mut rng,
+            rows,
+            cols,
+            WeightSpec {
+                escape_groups: 0.01,
+                specials: true,
+            },
+        );
+        let t = compress(&w, &[rows, cols], Orientation::Standard, Encoding::Huffman).unwrap();
+        failures.extend(
+            check_hostile(&h, &format!("synthetic {rows}x{cols}"), &t)
+                .expect("the context survives"),
+        );
+    }
     assert_no_failures(&failures);
 }

@@ -1,8 +1,9 @@
 //! A small case for `compute-sanitizer --tool memcheck` (scripts/gpu-run.sh runs it alone):
-//! every kernel family once, both orientations, a partial batch tile.
+//! every kernel family once, both orientations, a partial batch tile, and hostile Huffman streams
+//! (memcheck must report nothing for them either).
 
 use unweight::codec::{compress, Encoding, Orientation};
-use unweight::gpu::harness::check::{check_decode, check_linear, print_outcomes};
+use unweight::gpu::harness::check::{check_decode, check_hostile, check_linear, print_outcomes};
 use unweight::gpu::harness::synth::{self, WeightSpec};
 use unweight_tests::{assert_no_failures, gpu_session};
 
@@ -30,6 +31,9 @@ fn gpu_sanitizer_small() {
         );
         let t = compress(&w, &[130, 70], o, Encoding::Huffman).unwrap();
         failures.extend(check_decode(&h, "sanitizer 130x70", &t).expect("decoding"));
+        failures.extend(
+            check_hostile(&h, "sanitizer hostile 130x70", &t).expect("refusing hostile streams"),
+        );
     }
     assert_no_failures(&failures);
 }

@@ -95,8 +95,23 @@ pub enum GpuError {
         actual: Residency,
         tensor: String,
     },
+    /// The GPU Huffman decoder refused a stream (its error word, `unweight_codegen::abi::huff_err`).
+    #[error(
+        "weights {tensor}: the GPU Huffman decoder refused the stream{}: {reason}",
+        first_chunk(*chunk)
+    )]
+    CorruptStream {
+        tensor: String,
+        /// The first refused chunk, when the kernel named one.
+        chunk: Option<u32>,
+        reason: String,
+    },
     #[error("codec: {0}")]
     Codec(#[from] crate::codec::CodecError),
+}
+
+fn first_chunk(chunk: Option<u32>) -> String {
+    chunk.map_or(String::new(), |c| format!(" (first bad chunk {c})"))
 }
 
 /// `DriverError`'s `Display` is its `Debug`; print the CUDA name and text instead.

@@ -9,7 +9,7 @@
 //! ```
 
 use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut};
-use unweight_codegen::abi::HuffLayout;
+use unweight_codegen::abi::{HuffLayout, GROUP};
 use unweight_codegen::variant::{HuffOutput, RegistryEntry, Variant};
 
 use crate::codec::Orientation;
@@ -17,7 +17,7 @@ use crate::gpu::device::cublas::gemm_params;
 use crate::gpu::device::scratch::ScratchSlot;
 use crate::gpu::error::GpuError;
 use crate::gpu::launch::{self, tma, HuffArgs, RmmArgs};
-use crate::gpu::layout::{LayoutError, Residency};
+use crate::gpu::layout::{Geometry, LayoutError, Residency};
 use crate::gpu::plan::{self, ExecPipeline, Plan};
 use crate::gpu::weights::{weights_error, DeviceWeights, HuffmanDev, Resident};
 
@@ -35,7 +35,8 @@ pub struct Linear {
 
 impl Linear {
     /// Wraps uploaded weights; Huffman-resident ones reserve preprocess scratch now, so no
-    /// call allocates.
+    /// call allocates, and their stream is decoded once and checked (`check_stream`):
+    /// one the GPU decoder refuses fails here with [`GpuError::CorruptStream`] naming the tensor.
     pub fn new(weights: DeviceWeights) -> Result<Self, GpuError> {
         let scratch = &weights.device().scratch;
         if let Resident::Huffman(_) = weights.resident {
@@ -52,7 +53,44 @@ impl Linear {
             );
             scratch.reserve_split(ws, flags)?;
         }
-        Ok(Linear { weights })
+        let lin = Linear { weights };
+        lin.check_stream()?;
+        Ok(lin)
+    }
+
+    /// Decodes a Huffman-resident weight's stream once on the device's stream (`huff_palette`,
+    /// the cheapest output, into the scratch just reserved) and reads its error word
+    /// (synchronizing). So a refused stream never becomes a layer, and [`Linear::forward`] needs
+    /// no check and no sync per call: device memory does not change after upload, and any later
+    /// refusal still lands in the word ([`DeviceWeights::take_decode_error`]).
+    fn check_stream(&self) -> Result<(), GpuError> {
+        let Resident::Huffman(h) = &self.weights.resident else {
+            return Ok(());
+        };
+        if h.n_chunks == 0 {
+            return Ok(()); // nothing to decode (and no grid to launch)
+        }
+        let dev = self.weights.device();
+        let stream = &dev.stream;
+        let slot = dev.scratch.slot(SLOT);
+        slot.acquire_on(stream)?;
+        // SAFETY: the slot's buffer holds `capacity()` bytes, reserved above for every output of
+        // this weight (`decode` checks the need); every input is this weight's live upload.
+        let launched = unsafe {
+            self.decode(
+                stream,
+                h,
+                HuffOutput::Palette,
+                HuffLayout::RowMajor,
+                slot.ptr(),
+                slot.capacity(),
+                0,
+            )
+        };
+        slot.release_on(stream)?;
+        drop(slot);
+        launched?;
+        self.weights.take_decode_error(stream)
     }
 
     /// The uploaded weight.
@@ -269,6 +307,7 @@ impl Linear {
                         HuffLayout::RowMajor,
                         slot.ptr(),
                         slot.capacity(),
+                        0,
                     )?
                 };
                 let p = gemm_params(g.orientation, m, n_out, k)?;
@@ -290,7 +329,7 @@ impl Linear {
                     HuffLayout::TiledStandard
                 };
                 // SAFETY: as for full decode.
-                unsafe { self.decode(stream, h, output, layout, slot.ptr(), slot.capacity())? };
+                unsafe { self.decode(stream, h, output, layout, slot.ptr(), slot.capacity(), 0)? };
                 let esc = match pipe {
                     ExecPipeline::PaletteTranscode => {
                         [t.tile_esc.ptr, t.esc_exp.ptr, h.palette.ptr]
@@ -396,12 +435,26 @@ impl Linear {
 
     /// Runs the Huffman preprocess `output` into a caller buffer (tests, decode benchmarks);
     /// `tiled` asks exponent / palette outputs for the rmm's tiled layout (rmm-eligible weights).
-    /// BF16 output is always row-major.
+    /// BF16 output is always row-major. Enqueues only: refusals land in the weight's error word
+    /// ([`DeviceWeights::take_decode_error`]).
     pub fn decode_into<T>(
         &self,
         stream: &CudaStream,
         output: HuffOutput,
         tiled: bool,
+        out: &mut impl DevicePtrMut<T>,
+    ) -> Result<(), GpuError> {
+        self.decode_into_ctas(stream, output, tiled, 0, out)
+    }
+
+    /// [`Linear::decode_into`] on `ctas` blocks (0: the natural grid), e.g. a share of the SMs
+    /// left free by a concurrent matmul; the output is the same for any count.
+    pub fn decode_into_ctas<T>(
+        &self,
+        stream: &CudaStream,
+        output: HuffOutput,
+        tiled: bool,
+        ctas: u32,
         out: &mut impl DevicePtrMut<T>,
     ) -> Result<(), GpuError> {
         let Resident::Huffman(h) = &self.weights.resident else {
@@ -425,14 +478,16 @@ impl Linear {
         let have = out.len() * std::mem::size_of::<T>();
         let (p, _write) = out.device_ptr_mut(stream);
         // SAFETY: `decode` checks `have` against the output size before launching.
-        unsafe { self.decode(stream, h, output, layout, p, have) }
+        unsafe { self.decode(stream, h, output, layout, p, have, ctas) }
     }
 
-    /// Enqueues `huff_<output>` writing `layout` into `out`.
+    /// Enqueues `huff_<output>` writing `layout` into `out` on `ctas` blocks (0: the natural
+    /// grid). A refusal of the stream lands in the weight's error word.
     ///
     /// # Safety
     /// `out` must be a live device buffer of at least `out_bytes` bytes (checked against the
     /// output size here) that stays alive until the enqueued work completes.
+    #[allow(clippy::too_many_arguments)]
     unsafe fn decode(
         &self,
         stream: &CudaStream,
@@ -441,6 +496,7 @@ impl Linear {
         layout: HuffLayout,
         out: u64,
         out_bytes: usize,
+        ctas: u32,
     ) -> Result<(), GpuError> {
         let need = self.decode_bytes(output);
         if out_bytes < need || out == 0 {
@@ -457,33 +513,49 @@ impl Linear {
             .device()
             .kernels
             .get_entry(plan::huff_entry(output)?)?;
-        // huff_bf16's `layout` says where it reads sm (its output is row-major); the others', where they write.
-        let (sm, sm_layout) = h
-            .sm_input(g.orientation)
+        let args = huff_args(h, g, output, layout, out, ctas)
             .map_err(|p| weights_error(&self.weights.name, p))?;
-        let layout = if output == HuffOutput::Bf16 {
-            sm_layout
-        } else {
-            layout
-        };
-        let args = HuffArgs {
-            bits: h.bits.ptr,
-            chunk_offsets: h.chunk_offsets.ptr,
-            lut: h.lut.ptr,
-            palette: h.palette.ptr,
-            sm,
-            esc_bitmap: h.esc_bitmap.ptr,
-            esc_prefix: h.esc_prefix.ptr,
-            esc_exp: h.esc_exp.ptr,
-            out,
-            rows: g.rows as u64,
-            cols: g.cols as u64,
-            padded_cols: g.padded_cols as u64,
-            chunk_symbols: h.chunk_symbols,
-            n_chunks: h.n_chunks,
-            layout,
-        };
         // SAFETY: every input is this weight's live upload for its geometry; `out` per the contract.
         unsafe { launch::huff(stream, &kernel, &args) }
     }
+}
+
+/// Arguments of `huff_<output>` for the upload `h` of a weight of geometry `g`, writing `out` on
+/// `ctas` blocks (0: the natural grid). `huff_bf16`'s `layout` says where it reads sm (its output
+/// is row-major), so it gets the sm copy's; the others' say where they write.
+fn huff_args(
+    h: &HuffmanDev,
+    g: &Geometry,
+    output: HuffOutput,
+    layout: HuffLayout,
+    out: u64,
+    ctas: u32,
+) -> Result<HuffArgs, LayoutError> {
+    let (sm, sm_layout) = h.sm_input(g.orientation)?;
+    Ok(HuffArgs {
+        bits: h.bits.ptr,
+        chunk_offsets: h.chunk_offsets.ptr,
+        lut: h.lut.ptr,
+        palette: h.palette.ptr,
+        sm,
+        esc_bitmap: h.esc_bitmap.ptr,
+        esc_prefix: h.esc_prefix.ptr,
+        esc_exp: h.esc_exp.ptr,
+        out,
+        rows: g.rows as u64,
+        cols: g.cols as u64,
+        padded_cols: g.padded_cols as u64,
+        chunk_symbols: h.chunk_symbols,
+        n_chunks: h.n_chunks,
+        layout: if output == HuffOutput::Bf16 {
+            sm_layout
+        } else {
+            layout
+        },
+        stream_bits: h.stream_bits,
+        stream_bytes: h.stream_bytes,
+        esc_groups: (h.esc_exp.len / GROUP as usize) as u32,
+        err: h.err.ptr,
+        ctas,
+    })
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr};
-use unweight_codegen::abi::HuffLayout;
+use unweight_codegen::abi::{huff_err, HuffLayout};
 
 use crate::codec::{CompressedTensor, Orientation};
 
@@ -67,6 +67,12 @@ pub struct HuffmanDev {
     pub esc_exp: DevBuf<u8>,
     pub chunk_symbols: u32,
     pub n_chunks: u32,
+    /// The stream's bytes before the upload's padding (the kernels' `stream_bytes`) and bits.
+    pub stream_bytes: u64,
+    pub stream_bits: u64,
+    /// This weight's decode error word ([`huff_err::WORDS`] u32, zero at upload): every decode of
+    /// it ORs in what it refused, so reading it names this tensor. Sticky: the stream never changes.
+    pub err: DevBuf<u32>,
     /// Tiled sm and per-tile escape tables for the exponent / palette-transcode rmm (present
     /// when the rmm takes the shape); `huff_bf16` then reads this sm copy too.
     pub rmm: Option<RmmDev>,
@@ -154,6 +160,8 @@ pub struct DeviceWeights {
 
 impl DeviceWeights {
     /// Huffman-resident: the codec's bitstream, tables and escapes as the `huff_*` kernels read them.
+    /// The stream itself is decoded and checked once on the GPU when the weight becomes a
+    /// [`Linear`](crate::gpu::linear::Linear) (upload has no kernel launch).
     pub fn huffman(
         dev: &Arc<GpuDevice>,
         name: &str,
@@ -176,9 +184,34 @@ impl DeviceWeights {
             esc_exp: upload(s, &img.esc_exp, "escape exponents")?,
             chunk_symbols: img.chunk_symbols,
             n_chunks: img.n_chunks,
+            stream_bytes: img.stream_bytes,
+            stream_bits: img.stream_bits,
+            err: upload(s, &[0u32; huff_err::WORDS as usize], "decode error word")?,
             rmm: img.rmm.as_ref().map(|t| RmmDev::upload(s, t)).transpose()?,
         };
         Self::finish(dev, name, img.geometry, Resident::Huffman(Box::new(h)))
+    }
+
+    /// Reads the error word of a Huffman-resident weight on `stream` (synchronizing it; other
+    /// residencies: Ok). Nonzero: [`GpuError::CorruptStream`] naming this tensor, its first bad
+    /// chunk and the reasons. An engine that decodes per forward may call it at its own sync
+    /// points; [`Linear::new`](crate::gpu::linear::Linear::new) already checked the stream.
+    pub fn take_decode_error(&self, stream: &Arc<CudaStream>) -> Result<(), GpuError> {
+        let Resident::Huffman(h) = &self.resident else {
+            return Ok(());
+        };
+        let word = stream
+            .clone_dtoh(h.err.slice())
+            .ctx(|| format!("reading the decode error word of {}", self.name))?;
+        let (reasons, chunk) = (word[0], word[1]);
+        if reasons == 0 {
+            return Ok(());
+        }
+        Err(GpuError::CorruptStream {
+            tensor: self.name.clone(),
+            chunk: (chunk != 0).then_some(!chunk),
+            reason: huff_err::describe(reasons).join("; "),
+        })
     }
 
     /// Palette-resident: sm bytes, nibbles and per-tile escape tables for the direct-palette rmm.

@@ -1,7 +1,9 @@
 // Runs one generated Huffman kernel (KERNEL, included as KERNEL_SOURCE) on the CPU.
-// usage: harness DIR ROWS COLS PADDED_COLS CHUNK_SYMBOLS N_CHUNKS THREADS OUT_BYTES LAYOUT
-// Reads DIR/{bits,offsets,lut,palette,sm,bitmap,prefix,esc_exp}, writes DIR/out (OUT_BYTES bytes) and
-// exits 3 if the kernel wrote past OUT_BYTES.
+// usage: harness DIR ROWS COLS PADDED_COLS CHUNK_SYMBOLS N_CHUNKS THREADS OUT_BYTES LAYOUT GRID STREAM_BITS
+//                STREAM_BYTES ESC_GROUPS
+// Reads DIR/{bits,offsets,lut,palette,sm,bitmap,prefix,esc_exp}, each into its own allocation of exactly the
+// file's size (so AddressSanitizer catches a read one byte past any of them), runs GRID blocks of THREADS
+// threads, writes DIR/out (an allocation of exactly OUT_BYTES bytes) and prints the error word: "err R C".
 #include "shim.h"
 #include KERNEL_SOURCE
 
@@ -15,36 +17,42 @@
 #include <thread>
 #include <vector>
 
-// 64-byte aligned copy with 64 spare bytes (the kernels assume 16-byte aligned device buffers).
+// 16-byte aligned (the kernels' vector loads need it), exactly `n` bytes.
+static unsigned char* exact(size_t n) {
+  void* p = nullptr;
+  if (posix_memalign(&p, 16, n) != 0) std::exit(2);
+  return static_cast<unsigned char*>(p);
+}
+
 static unsigned char* load(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
+  if (!f) std::exit(2);
   std::vector<unsigned char> v{std::istreambuf_iterator<char>(f), {}};
-  const size_t n = (v.size() + 64 + 63) / 64 * 64;
-  auto* p = static_cast<unsigned char*>(std::aligned_alloc(64, n));
-  std::memset(p, 0, n);
+  unsigned char* p = exact(v.size());
   if (!v.empty()) std::memcpy(p, v.data(), v.size());
   return p;
 }
 
 int main(int argc, char** argv) {
-  if (argc != 10) return 2;
+  if (argc != 14) return 2;
   const std::string dir = argv[1];
-  const unsigned long long rows = std::strtoull(argv[2], nullptr, 10), cols = std::strtoull(argv[3], nullptr, 10);
-  const unsigned long long padded = std::strtoull(argv[4], nullptr, 10);
-  const unsigned chunk_symbols = std::strtoul(argv[5], nullptr, 10), n_chunks = std::strtoul(argv[6], nullptr, 10);
-  const unsigned threads = std::strtoul(argv[7], nullptr, 10);
-  const size_t out_bytes = std::strtoull(argv[8], nullptr, 10);
-  const unsigned layout = std::strtoul(argv[9], nullptr, 10);
+  auto num = [&](int i) { return std::strtoull(argv[i], nullptr, 10); };
+  const unsigned long long rows = num(2), cols = num(3), padded = num(4);
+  const unsigned chunk_symbols = num(5), n_chunks = num(6), threads = num(7);
+  const size_t out_bytes = num(8);
+  const unsigned layout = num(9), grid = num(10);
+  const unsigned long long stream_bits = num(11), stream_bytes = num(12);
+  const unsigned esc_groups = num(13);
   unsigned char *bits = load(dir + "/bits"), *offsets = load(dir + "/offsets"), *lut = load(dir + "/lut");
   unsigned char *palette = load(dir + "/palette"), *sm = load(dir + "/sm"), *bitmap = load(dir + "/bitmap");
   unsigned char *prefix = load(dir + "/prefix"), *esc_exp = load(dir + "/esc_exp");
-  const size_t guard = 64;
-  auto* out = static_cast<unsigned char*>(std::aligned_alloc(64, (out_bytes + guard + 63) / 64 * 64));
-  std::memset(out, 0xCD, out_bytes + guard);
-  const unsigned blocks = (n_chunks + threads - 1) / threads;
-  gridDim = {blocks, 1, 1};
+  unsigned char* out = exact(out_bytes);
+  std::memset(out, 0xCD, out_bytes);
+  auto* err = reinterpret_cast<unsigned*>(exact(2 * sizeof(unsigned)));
+  err[0] = err[1] = 0;
+  gridDim = {grid, 1, 1};
   blockDim = {threads, 1, 1};
-  for (unsigned b = 0; b < blocks; ++b) {
+  for (unsigned b = 0; b < grid; ++b) {
     std::barrier<> block_barrier(threads);
     g_block_barrier = &block_barrier;
     std::vector<std::unique_ptr<std::barrier<>>> warps;
@@ -58,12 +66,14 @@ int main(int argc, char** argv) {
         threadIdx = {t, 0, 0};
         blockIdx = {b, 0, 0};
         KERNEL(bits, (const u32*)offsets, (const u16*)lut, palette, sm, (const u64*)bitmap, (const u32*)prefix, esc_exp,
-               out, rows, cols, padded, chunk_symbols, n_chunks, layout);
+               out, rows, cols, padded, chunk_symbols, n_chunks, layout, stream_bits, stream_bytes, esc_groups, err);
       });
     for (auto& t : pool) t.join();
   }
   std::ofstream(dir + "/out", std::ios::binary).write((const char*)out, out_bytes);
-  for (size_t i = out_bytes; i < out_bytes + guard; ++i)
-    if (out[i] != 0xCD) return 3;
+  std::printf("err %u %u\n", err[0], err[1]);
+  for (void* p : {(void*)bits, (void*)offsets, (void*)lut, (void*)palette, (void*)sm, (void*)bitmap, (void*)prefix,
+                  (void*)esc_exp, (void*)out, (void*)err})
+    std::free(p);
   return 0;
 }

@@ -2,8 +2,10 @@
 // one std::thread per CUDA thread, std::barrier for __syncthreads / __syncwarp, blocks one after another
 // (so `__shared__` can be a function-local static).
 #pragma once
+#include <atomic>
 #include <barrier>
 #include <cstdint>
+#include <cstdlib>
 
 #define __device__
 #define __forceinline__ inline
@@ -19,6 +21,9 @@ inline dim3 blockDim, gridDim;
 inline std::barrier<>* g_block_barrier;
 inline std::barrier<>* g_warp_barrier[32];
 
+// A trapped launch: the harness exits with this status, which the test tells apart from a crash.
+constexpr int TRAP_EXIT = 5;
+[[noreturn]] inline void __trap() { std::_Exit(TRAP_EXIT); }
 inline void __syncthreads() { g_block_barrier->arrive_and_wait(); }
 inline void __syncwarp() { g_warp_barrier[threadIdx.x / 32]->arrive_and_wait(); }
 // Bytes of {y, x} picked by the low 3 bits of each selector nibble (CUDA's __byte_perm).
@@ -30,3 +35,11 @@ inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
 }
 inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline unsigned atomicOr(unsigned* p, unsigned v) { return std::atomic_ref<unsigned>(*p).fetch_or(v); }
+inline unsigned atomicMax(unsigned* p, unsigned v) {
+  std::atomic_ref<unsigned> a(*p);
+  unsigned old = a.load();
+  while (old < v && !a.compare_exchange_weak(old, v)) {
+  }
+  return old;
+}

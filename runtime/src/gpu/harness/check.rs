@@ -9,7 +9,7 @@ use std::sync::Arc;
 use cudarc::driver::CudaStream;
 use unweight_codegen::variant::{HuffOutput, Operand, RegistryEntry, RmmVariant, Variant};
 
-use crate::codec::{self, CompressedTensor, Encoding, Orientation};
+use crate::codec::{self, CompressedTensor, Encoding, HuffmanStream, Indices, Orientation};
 use crate::gpu::device::GpuDevice;
 use crate::gpu::error::GpuError;
 use crate::gpu::harness::synth::{self, Rng, WeightSpec};
@@ -92,16 +92,29 @@ impl Harness {
         tiled: bool,
         poison: u8,
     ) -> Result<Vec<u8>, GpuError> {
+        self.decode_ctas(lin, output, tiled, 0, poison)
+    }
+
+    /// [`Harness::decode`] on `ctas` blocks (0: the natural grid).
+    pub fn decode_ctas(
+        &self,
+        lin: &Linear,
+        output: HuffOutput,
+        tiled: bool,
+        ctas: u32,
+        poison: u8,
+    ) -> Result<Vec<u8>, GpuError> {
         let mut out = self.drv(
             self.stream
                 .clone_htod(&vec![poison; lin.decode_bytes(output)]),
             "poisoning decode output",
         )?;
-        lin.decode_into(&self.stream, output, tiled, &mut out)?;
+        lin.decode_into_ctas(&self.stream, output, tiled, ctas, &mut out)?;
         self.drv(
             self.stream.synchronize(),
             &format!("running huff_{}", output.as_str()),
         )?;
+        lin.weights().take_decode_error(&self.stream)?;
         self.drv(self.stream.clone_dtoh(&out), "downloading decode output")
     }
 }
@@ -123,7 +136,8 @@ pub fn first_diff<T: PartialEq + Copy + std::fmt::Debug>(a: &[T], b: &[T]) -> Op
 }
 
 /// GPU Huffman decode of `t` equals the CPU decoders for all three outputs (twice, with two
-/// poisons, so an unwritten byte cannot match by luck).
+/// poisons, so an unwritten byte cannot match by luck; a third time on one block, which then
+/// loops over every unit of chunks: the grid must not change the output).
 pub fn check_decode(
     h: &Harness,
     name: &str,
@@ -155,12 +169,17 @@ pub fn check_decode(
             layouts.push((true, tiled));
         }
         for (tiled, want) in layouts {
-            for poison in [0xFF, 0x00] {
-                let got = h.decode(&lin, output, tiled, poison)?;
+            for (poison, ctas) in [(0xFF, 0), (0x00, 0), (0xFF, 1)] {
+                let got = h.decode_ctas(&lin, output, tiled, ctas, poison)?;
                 if let Some(d) = first_diff(&got, &want) {
                     let layout = if tiled { "tiled" } else { "row-major" };
+                    let grid = if ctas == 0 {
+                        "natural grid".to_string()
+                    } else {
+                        format!("{ctas} CTA")
+                    };
                     failures.push(format!(
-                        "{name} {:?} {} huff_{} {layout} (poison {poison:#04x}): {d}",
+                        "{name} {:?} {} huff_{} {layout} (poison {poison:#04x}, {grid}): {d}",
                         t.shape,
                         t.orientation,
                         output.as_str()
@@ -169,6 +188,85 @@ pub fn check_decode(
             }
         }
     }
+    Ok(failures)
+}
+
+/// A change made to a Huffman stream.
+pub type StreamChange = fn(&mut HuffmanStream);
+
+/// Hostile changes of a Huffman stream that keep the CPU's structural checks happy but that the
+/// CPU decoder refuses: issue 9's four, codes running past the stream's end, offsets past it.
+pub fn hostile_streams() -> Vec<(&'static str, StreamChange)> {
+    vec![
+        ("every bit set", |h| h.bits.fill(0xFF)),
+        ("every chunk offset at the last bit", |h| {
+            h.chunk_offsets.fill(h.total_bits.saturating_sub(1) as u32)
+        }),
+        ("stream cut to a tenth", |h| {
+            h.total_bits /= 10;
+            h.bits.truncate(h.total_bits.div_ceil(8) as usize);
+            let end = h.total_bits as u32;
+            h.chunk_offsets.iter_mut().for_each(|o| *o = (*o).min(end));
+        }),
+        ("random bits", |h| {
+            let mut s = 0x9E37_79B9_7F4A_7C15u64;
+            for b in h.bits.iter_mut() {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                *b = s as u8;
+            }
+        }),
+        ("last chunk cut by 5 bits", |h| {
+            h.total_bits = h.total_bits.saturating_sub(5)
+        }),
+        ("a chunk offset far past the stream", |h| {
+            let c = h.chunk_offsets.len() / 2;
+            h.chunk_offsets[c] = u32::MAX;
+        }),
+    ]
+}
+
+/// Each of [`hostile_streams`] applied to `t`: the CPU decoder refuses it, and making it a
+/// Huffman-resident layer (upload + [`Linear::new`]'s decode check) fails with
+/// [`GpuError::CorruptStream`] naming the tensor (not a launch failure). Then `t` itself still
+/// decodes bit for bit: the context survived.
+pub fn check_hostile(
+    h: &Harness,
+    name: &str,
+    t: &CompressedTensor,
+) -> Result<Vec<String>, GpuError> {
+    let mut failures = Vec::new();
+    for (what, change) in hostile_streams() {
+        let mut bad = t.clone();
+        let Indices::Huffman(s) = &mut bad.indices else {
+            failures.push(format!(
+                "{name}: hostile streams need the huffman encoding, got {}",
+                t.encoding()
+            ));
+            return Ok(failures);
+        };
+        change(s);
+        let tensor = format!("{name} ({what})");
+        if codec::decode_palette_indices(&bad).is_ok() {
+            failures.push(format!("{tensor}: the CPU decoder accepts it"));
+            continue;
+        }
+        match DeviceWeights::huffman(&h.dev, &tensor, &bad).and_then(Linear::new) {
+            Err(GpuError::CorruptStream {
+                tensor: named,
+                chunk,
+                reason,
+            }) if named == tensor => {
+                println!("{tensor}: refused (chunk {chunk:?}: {reason})");
+            }
+            Err(e) => failures.push(format!(
+                "{tensor}: expected the GPU decoder's refusal naming it, got: {e}"
+            )),
+            Ok(_) => failures.push(format!("{tensor}: uploaded without an error")),
+        }
+    }
+    failures.extend(check_decode(h, name, t)?);
     Ok(failures)
 }
 

@@ -58,15 +58,26 @@ pub fn rmm_grid(
     Ok((ctas, 1, 1))
 }
 
-/// Grid of a Huffman preprocess launch: `(ceil(n_chunks / chunks_per_block), 1, 1)`.
-pub fn huff_grid(entry: &RegistryEntry, n_chunks: u32) -> Result<(u32, u32, u32), GpuError> {
+/// Grid of a Huffman preprocess launch: `ctas` blocks (the kernels loop over their chunks, so any
+/// count decodes everything), at most the natural `ceil(n_chunks / chunks_per_block)`; 0 = natural.
+pub fn huff_grid(
+    entry: &RegistryEntry,
+    n_chunks: u32,
+    ctas: u32,
+) -> Result<(u32, u32, u32), GpuError> {
     let GridRule::HuffChunks { chunks_per_block } = entry.grid else {
         return Err(shape_err(entry, "not a Huffman kernel".into()));
     };
     if n_chunks == 0 || chunks_per_block == 0 {
         return Err(shape_err(entry, "no chunks to decode".into()));
     }
-    Ok((n_chunks.div_ceil(chunks_per_block), 1, 1))
+    let natural = n_chunks.div_ceil(chunks_per_block);
+    let blocks = if ctas == 0 {
+        natural
+    } else {
+        ctas.min(natural)
+    };
+    Ok((blocks, 1, 1))
 }
 
 fn config(entry: &RegistryEntry, grid: (u32, u32, u32)) -> LaunchConfig {
@@ -143,16 +154,24 @@ pub struct HuffArgs {
     pub padded_cols: u64,
     pub chunk_symbols: u32,
     pub n_chunks: u32,
-    /// Where `huff_exponent` / `huff_palette` place elements (appended after the contract's
-    /// parameters; kernels that do not declare it ignore it; `huff_bf16` is always row-major).
+    /// Where `huff_exponent` / `huff_palette` place elements; where `huff_bf16` reads sm.
     pub layout: HuffLayout,
+    /// The stream's bits (the last chunk ends there) and bytes (every load stays inside).
+    pub stream_bits: u64,
+    pub stream_bytes: u64,
+    /// Escaped groups in `esc_exp`.
+    pub esc_groups: u32,
+    /// Two u32 (reasons, !first bad chunk), zero before the first launch; see `abi::huff_err`.
+    pub err: u64,
+    /// Blocks to run on (0: the natural grid), so the decode can take a share of the SMs.
+    pub ctas: u32,
 }
 
 /// # Safety
 /// Every address must be a live device buffer of the size the shape describes; `out` must hold
 /// the kernel's whole output.
 pub unsafe fn huff(stream: &CudaStream, kernel: &Kernel, a: &HuffArgs) -> Result<(), GpuError> {
-    let grid = huff_grid(kernel.entry, a.n_chunks)?;
+    let grid = huff_grid(kernel.entry, a.n_chunks, a.ctas)?;
     let mut b = stream.launch_builder(&kernel.function);
     b.arg(&a.bits)
         .arg(&a.chunk_offsets)
@@ -170,6 +189,10 @@ pub unsafe fn huff(stream: &CudaStream, kernel: &Kernel, a: &HuffArgs) -> Result
         .arg(&a.n_chunks);
     let layout = a.layout.code();
     b.arg(&layout);
+    b.arg(&a.stream_bits)
+        .arg(&a.stream_bytes)
+        .arg(&a.esc_groups)
+        .arg(&a.err);
     // SAFETY: argument order and types follow the Huffman ABI; the caller vouches for the buffers.
     unsafe { b.launch(config(kernel.entry, grid)) }
         .ctx(|| format!("launching {}", kernel.entry.name))?;
@@ -238,9 +261,12 @@ mod tests {
             source_hash: 0,
             source: "",
         };
-        assert_eq!(huff_grid(&e, 1).unwrap(), (1, 1, 1));
-        assert_eq!(huff_grid(&e, 257).unwrap(), (2, 1, 1));
-        assert!(huff_grid(&e, 0).is_err());
+        assert_eq!(huff_grid(&e, 1, 0).unwrap(), (1, 1, 1));
+        assert_eq!(huff_grid(&e, 257, 0).unwrap(), (2, 1, 1));
+        assert!(huff_grid(&e, 0, 0).is_err());
+        // A chosen CTA count, capped at the natural grid.
+        assert_eq!(huff_grid(&e, 2570, 3).unwrap(), (3, 1, 1));
+        assert_eq!(huff_grid(&e, 257, 66).unwrap(), (2, 1, 1));
         assert!(rmm_grid(&e, 128, 64, 1, 1).is_err());
     }
 }

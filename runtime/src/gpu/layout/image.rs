@@ -56,6 +56,10 @@ pub struct HuffmanImage {
     pub esc_exp: Vec<u8>,
     pub chunk_symbols: u32,
     pub n_chunks: u32,
+    /// The stream's length before the padding, and its bit count: the kernels' `stream_bytes`
+    /// (every load stays inside) and `stream_bits` (where the last chunk must end).
+    pub stream_bytes: u64,
+    pub stream_bits: u64,
     /// What the exponent / palette-transcode rmm reads besides the preprocess output (present
     /// when the shape is rmm-eligible).
     pub rmm: Option<RmmTables>,
@@ -152,6 +156,8 @@ impl HuffmanImage {
             esc_exp: t.escapes.exponents.clone(),
             chunk_symbols: h.chunk_symbols,
             n_chunks: n_chunks as u32,
+            stream_bytes: h.bits.len() as u64,
+            stream_bits: h.total_bits,
             rmm,
         })
     }
@@ -209,6 +215,10 @@ mod tests {
         assert_eq!(img.bits.len() % 16, 0);
         assert!(img.bits[h.bits.len()..].iter().all(|&x| x == 0));
         assert_eq!(&img.bits[..h.bits.len()], &h.bits[..]);
+        assert_eq!(
+            (img.stream_bytes, img.stream_bits),
+            (h.bits.len() as u64, h.total_bits)
+        );
         assert_eq!(img.lut.len(), 4096);
         assert_eq!(img.geometry.padded_cols, 128);
         assert_eq!(
