@@ -23,6 +23,7 @@ pub mod launch;
 pub mod layout;
 pub mod linear;
 pub mod plan;
+pub mod tuner;
 pub mod weights;
 
 pub use device::{DeviceInfo, GpuDevice};
