@@ -120,7 +120,7 @@ const PIPELINES: [ExecPipeline; 5] = [
 ];
 
 /// The weights of one shape: `sets` copies in each residency.
-struct ShapeSet {
+pub(crate) struct ShapeSet {
     raw: Vec<Linear>,
     huffman: Vec<Linear>,
     palette: Vec<Linear>,
@@ -128,7 +128,11 @@ struct ShapeSet {
 
 impl ShapeSet {
     fn for_pipeline(&self, p: ExecPipeline) -> &[Linear] {
-        match p.residency() {
+        self.for_residency(p.residency())
+    }
+
+    pub(crate) fn for_residency(&self, r: Residency) -> &[Linear] {
+        match r {
             Residency::Huffman => &self.huffman,
             Residency::Palette => &self.palette,
             Residency::Raw => &self.raw,
@@ -243,7 +247,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_set(
+pub(crate) fn build_set(
     dev: &Arc<GpuDevice>,
     rng: &mut Rng,
     n_out: usize,
