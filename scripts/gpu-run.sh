@@ -5,7 +5,9 @@
 #              tee'd to $OUT/gpu-tests.log
 #   sanitizer  compute-sanitizer memcheck on gpu_sanitizer_small ($OUT/sanitizer.log)
 #   bench      `unweight bench` ($OUT/bench/results/<date>-<gpu>.{json,md}, $OUT/bench.log)
-# Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench]   (default: all three)
+#   tune       `unweight tune --exhaustive` on 2 shapes x 3 buckets: descent vs exhaustive search
+#              ($OUT/bench/results/<date>-tune-exhaustive.log, the table $OUT/tuning.json)
+# Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench] [tune]   (default: the first three)
 # One device command may run 10 minutes: run `tests sanitizer` and `bench` as two commands.
 # Each step has a timeout (a hung kernel must not eat the session): UNWEIGHT_STEP_TIMEOUT (s).
 set -uo pipefail
@@ -91,12 +93,21 @@ run_bench() {
   note "bench: rc=$rc $(ls "$OUT"/bench/results/*.md 2>/dev/null | tr '\n' ' ')"
 }
 
+run_tune() {
+  mkdir -p "$OUT/bench/results"
+  local log="$OUT/bench/results/$(date -u +%Y-%m-%d)-tune-exhaustive.log"
+  timeout -k 10 "$step_timeout" "$bin/unweight" tune --shapes 14336x4096,4096x14336 --m 1,16,256 \
+    --exhaustive --out "$OUT/tuning.json" 2>&1 | tee "$log"
+  note "tune: rc=${PIPESTATUS[0]} $log"
+}
+
 for s in "${steps[@]}"; do
   case "$s" in
     tests) run_tests ;;
     sanitizer) run_sanitizer ;;
     bench) run_bench ;;
-    *) echo "gpu-run: unknown step $s (tests, sanitizer, bench)" >&2; exit 2 ;;
+    tune) run_tune ;;
+    *) echo "gpu-run: unknown step $s (tests, sanitizer, bench, tune)" >&2; exit 2 ;;
   esac
 done
 
