@@ -107,12 +107,15 @@ where
     }))
 }
 
+/// The best of an exhaustive search and every distinct candidate's time.
+pub type Exhaustive<C> = (Outcome<C>, HashMap<C, f64>);
+
 /// Every point of the space, each distinct candidate timed once; `None` when none resolves.
 pub fn exhaustive<C, E>(
     sizes: &[usize],
     resolve: impl Fn(&[usize]) -> Option<C>,
     time: impl FnMut(&C) -> Result<f64, E>,
-) -> Result<Option<(Outcome<C>, HashMap<C, f64>)>, E>
+) -> Result<Option<Exhaustive<C>>, E>
 where
     C: Clone + Eq + Hash,
 {
@@ -323,7 +326,7 @@ impl Space {
             .into_iter()
             .filter(|(_, v)| v.tile_n == tile)
             .collect();
-        same.sort_by(|a, b| b.1.stages.cmp(&a.1.stages));
+        same.sort_by_key(|c| std::cmp::Reverse(c.1.stages));
         let (e, _) = *same.get(point[2])?;
         let tiles = rmm_tiles(e, g.n_out, self.m);
         let (ctas, spread) = match CTA_AXIS[point[3]] {

@@ -431,7 +431,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.json");
         table().save(&path).unwrap();
-        let edits: [(&str, fn(&mut Stamp)); 6] = [
+        type Edit = (&'static str, fn(&mut Stamp));
+        let edits: [Edit; 6] = [
             ("GPU", |s| s.gpu = "NVIDIA H100".into()),
             ("SM count", |s| s.sm_count = 114),
             ("driver", |s| s.driver = 12080),
