@@ -178,12 +178,22 @@ pub fn run(opts: TuneOptions) -> anyhow::Result<Table> {
                             pick_us / best.us,
                             pick.timings as f64 / best.timings as f64,
                         );
-                        bar.println(&line);
+                        // suspend, not println: a hidden bar (stdout piped to a log) drops println.
+                        bar.suspend(|| println!("{line}"));
                         log.push_str(&line);
                         log.push('\n');
                     }
                 }
                 let c = pick.best;
+                bar.suspend(|| {
+                    println!(
+                        "{shape} {orientation} {residency} m={m}: {} {:.1} us ({:.2}x cuBLAS) after {} timings",
+                        describe(&c),
+                        pick.us,
+                        cublas_us / pick.us,
+                        pick.timings
+                    )
+                });
                 table.insert(
                     Key {
                         n_out,
