@@ -68,6 +68,7 @@ pub fn run(opts: TuneOptions) -> anyhow::Result<Table> {
         "at least 3 rotating weight sets are needed (got {})",
         opts.weight_sets
     );
+    anyhow::ensure!(opts.iters >= 1, "--reps must be at least 1");
     let started = Instant::now();
     let dev = GpuDevice::new(opts.device)?;
     let stamp = current_stamp(&dev)?;
