@@ -5,7 +5,13 @@
 #              tee'd to $OUT/gpu-tests.log
 #   sanitizer  compute-sanitizer memcheck on gpu_sanitizer_small ($OUT/sanitizer.log)
 #   bench      `unweight bench` ($OUT/bench/results/<date>-<gpu>.{json,md}, $OUT/bench.log)
-# Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench]   (default: all three)
+#   tune       `unweight tune --exhaustive` on 2 shapes x 3 buckets: descent vs exhaustive search
+#              ($OUT/bench/results/<date>-tune-exhaustive.log), then `unweight tune` over the
+#              bench's shapes and batches into the same table $OUT/tuning.json ($OUT/tune.log)
+#   bench-auto `unweight bench --table $OUT/tuning.json`: plan_auto beside the default plans
+#              (run after tune on the same machine; $OUT/bench-auto/results/, $OUT/bench-auto.log)
+# Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench] [tune] [bench-auto]
+#        (default: the first three)
 # One device command may run 10 minutes: run `tests sanitizer` and `bench` as two commands.
 # Each step has a timeout (a hung kernel must not eat the session): UNWEIGHT_STEP_TIMEOUT (s).
 set -uo pipefail
@@ -52,7 +58,7 @@ run_tests() {
   # Smallest first: one CTA, then the decoders, then every pipeline, then the JIT cache.
   # jit_cache is a CPU test and runs in CI against the pinned NVRTC 13.0.88; this image's NVRTC
   # leaves the program log empty under --ptxas-options=-v (seen 2026-11-22), which that test checks.
-  for t in gpu_smoke gpu_huffman gpu_linear gpu_sanitizer gpu_demo; do
+  for t in gpu_smoke gpu_huffman gpu_linear gpu_sanitizer gpu_demo gpu_tune; do
     local exe="$bin/tests/$t"
     [ -x "$exe" ] || { note "$t: MISSING"; continue; }
     echo "## $t" | tee -a "$log"
@@ -91,12 +97,31 @@ run_bench() {
   note "bench: rc=$rc $(ls "$OUT"/bench/results/*.md 2>/dev/null | tr '\n' ' ')"
 }
 
+run_tune() {
+  mkdir -p "$OUT/bench/results"
+  local log="$OUT/bench/results/$(date -u +%Y-%m-%d)-tune-exhaustive.log"
+  timeout -k 10 "$step_timeout" "$bin/unweight" tune --shapes 14336x4096,4096x14336 --m 1,16,256 \
+    --exhaustive --out "$OUT/tuning.json" 2>&1 | tee "$log"
+  note "tune --exhaustive: rc=${PIPESTATUS[0]} $log"
+  timeout -k 10 "$step_timeout" "$bin/unweight" tune --out "$OUT/tuning.json" 2>&1 | tee "$OUT/tune.log"
+  note "tune: rc=${PIPESTATUS[0]} $OUT/tuning.json"
+}
+
+run_bench_auto() {
+  mkdir -p "$OUT/bench-auto/results"
+  ( cd "$OUT/bench-auto" && timeout -k 10 "$step_timeout" "$bin/unweight" bench --table "$OUT/tuning.json" ) \
+    2>&1 | tee "$OUT/bench-auto.log"
+  note "bench-auto: rc=${PIPESTATUS[0]} $(ls "$OUT"/bench-auto/results/*.md 2>/dev/null | tr '\n' ' ')"
+}
+
 for s in "${steps[@]}"; do
   case "$s" in
     tests) run_tests ;;
     sanitizer) run_sanitizer ;;
     bench) run_bench ;;
-    *) echo "gpu-run: unknown step $s (tests, sanitizer, bench)" >&2; exit 2 ;;
+    tune) run_tune ;;
+    bench-auto) run_bench_auto ;;
+    *) echo "gpu-run: unknown step $s (tests, sanitizer, bench, tune, bench-auto)" >&2; exit 2 ;;
   esac
 done
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use unweight::gpu::jit::disk::{cache_key, compile_cached, cubin_path, CacheOutcome};
+use unweight::gpu::jit::disk::{cache_key, compile_cached, cubin_path, unseal, CacheOutcome};
 use unweight::gpu::jit::nvrtc;
 use unweight_codegen::variant::{GridRule, HuffOutput, HuffVariant, RegistryEntry, Variant};
 
@@ -137,6 +137,52 @@ fn corrupt_cache_file_is_recompiled() {
         CacheOutcome::Compiled
     );
     assert_eq!(&std::fs::read(&path).unwrap()[..4], b"\x7fELF");
+}
+
+#[test]
+fn damaged_cache_entries_are_recompiled_never_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = tiny_entry("damaged");
+    let (good, outcome) = compile_cached(e, dir.path()).unwrap();
+    assert_eq!(outcome, CacheOutcome::Compiled);
+    let key = cache_key(
+        e.name,
+        e.source,
+        &nvrtc::compile_options(),
+        nvrtc::version().unwrap(),
+    );
+    let path = cubin_path(dir.path(), e.name, key);
+    let sealed = std::fs::read(&path).unwrap();
+    assert_eq!(unseal(&sealed), Some(&good[..]));
+    let mut flipped_image = sealed.clone();
+    flipped_image[sealed.len() / 3] ^= 1;
+    let mut flipped_sum = sealed.clone();
+    flipped_sum[good.len()] ^= 1;
+    let damages: [(&str, Vec<u8>); 4] = [
+        ("flipped byte in the CUBIN", flipped_image),
+        ("bad checksum", flipped_sum),
+        ("truncated", sealed[..sealed.len() - 5].to_vec()),
+        ("bare CUBIN without its checksum", good.clone()),
+    ];
+    for (what, bytes) in damages {
+        std::fs::write(&path, &bytes).unwrap();
+        let before = nvrtc::compile_count();
+        let (cubin, outcome) = compile_cached(e, dir.path()).unwrap();
+        assert_eq!(outcome, CacheOutcome::Compiled, "{what} was loaded");
+        assert!(nvrtc::compile_count() > before, "{what}: no recompile");
+        assert_eq!(cubin, good, "{what}");
+        // Rewritten whole: the next call is a clean hit.
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            sealed,
+            "{what} not rewritten"
+        );
+        assert_eq!(
+            compile_cached(e, dir.path()).unwrap().1,
+            CacheOutcome::DiskHit,
+            "{what}"
+        );
+    }
 }
 
 #[test]

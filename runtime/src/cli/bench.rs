@@ -58,6 +58,9 @@ pub struct BenchArgs {
     /// CUDA device ordinal.
     #[arg(long, default_value_t = 0)]
     pub device: usize,
+    /// A tuning table (`unweight tune`): also time `plan_auto` against the default plans.
+    #[arg(long)]
+    pub table: Option<PathBuf>,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -78,6 +81,7 @@ impl BenchArgs {
                 .collect(),
             batch: self.m.clone(),
             iters: self.reps,
+            table: self.table.clone(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
             ..Default::default()
         }

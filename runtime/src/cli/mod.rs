@@ -6,6 +6,7 @@ mod demo;
 mod inspect;
 mod progress;
 mod table;
+mod tune;
 mod verify;
 
 use std::path::PathBuf;
@@ -96,6 +97,8 @@ pub enum Command {
     },
     /// GPU benchmark of the decode pipelines against cuBLAS (needs an sm_90 GPU).
     Bench(BenchArgs),
+    /// Autotune plans per shape and batch on this GPU and write the tuning table (needs an sm_90 GPU).
+    Tune(tune::TuneArgs),
 }
 
 fn parse_dims(s: &str) -> Result<(usize, usize), String> {
@@ -150,5 +153,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dims.unwrap_or((crate::demo::HIDDEN, crate::demo::INTERMEDIATE)),
         ),
         Command::Bench(args) => bench::run(args),
+        Command::Tune(args) => tune::run(args),
     }
 }

@@ -19,6 +19,7 @@ use crate::gpu::error::GpuError;
 use crate::gpu::launch::{self, tma, HuffArgs, RmmArgs};
 use crate::gpu::layout::{Geometry, LayoutError, Residency};
 use crate::gpu::plan::{self, ExecPipeline, Plan};
+use crate::gpu::tuner::{self, Source, Table};
 use crate::gpu::weights::{weights_error, DeviceWeights, HuffmanDev, Resident};
 
 /// The scratch slot the linear API uses (the MLP scheduler alternates both).
@@ -133,6 +134,12 @@ impl Linear {
             Some(rmm),
             self.weights.device().info.sm_count,
         )
+    }
+
+    /// The tuned plan at batch `m`: `table`'s nearest bucket for this shape and residency, else
+    /// the default ([`tuner::plan_auto`]); the [`Source`] says which, for logging.
+    pub fn plan_auto(&self, table: &Table, m: usize) -> Result<(Plan, Source), GpuError> {
+        tuner::plan_auto(self, table, m)
     }
 
     fn check_residency(&self, pipeline: ExecPipeline) -> Result<(), GpuError> {

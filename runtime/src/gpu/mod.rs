@@ -9,6 +9,7 @@
 //! - [`launch`]: the kernels' argument ABIs and TMA tensor maps.
 //! - [`device`]: one GPU's context, preprocess scratch and cuBLAS handle ([`GpuDevice`]).
 //! - [`linear`]: the engine API ([`Linear`]).
+//! - [`tuner`]: the tuning table and plan search (`unweight tune`, `Linear::plan_auto`).
 //! - [`harness`]: correctness checks, synthetic data, the benchmark and the demo.
 //!
 //! Everything that can be checked without a GPU (cache keys, the disk cache, tensor-map rules,
@@ -23,6 +24,7 @@ pub mod launch;
 pub mod layout;
 pub mod linear;
 pub mod plan;
+pub mod tuner;
 pub mod weights;
 
 pub use device::{DeviceInfo, GpuDevice};

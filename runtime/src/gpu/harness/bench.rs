@@ -47,6 +47,8 @@ pub struct BenchOptions {
     /// Recorded in the JSON as the command that produced it.
     pub command: String,
     pub seed: u64,
+    /// A tuning table: also time `Linear::plan_auto` against each residency's default plan.
+    pub table: Option<PathBuf>,
 }
 
 impl Default for BenchOptions {
@@ -69,6 +71,7 @@ impl Default for BenchOptions {
             escape_groups: 0.002,
             command: "unweight bench".to_string(),
             seed: 0x5eed,
+            table: None,
         }
     }
 }
@@ -85,6 +88,19 @@ pub struct Row {
     pub ctas: u32,
     pub us: f64,
     pub cublas_us: f64,
+}
+
+/// `plan_auto` (tuned) beside the fixed default plan of one residency.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AutoRow {
+    pub shape: String,
+    pub orientation: String,
+    pub m: usize,
+    pub residency: String,
+    /// `tuned m=<bucket>: <pipeline> <variant>` or `default`.
+    pub auto: String,
+    pub auto_us: f64,
+    pub default_us: f64,
 }
 
 /// Huffman decode throughput of one kernel on one weight.
@@ -108,6 +124,9 @@ pub struct Report {
     pub command: String,
     pub rows: Vec<Row>,
     pub decode: Vec<DecodeRow>,
+    /// Present with `--table`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub auto: Vec<AutoRow>,
 }
 
 /// The benchmarked pipelines, in table order.
@@ -120,7 +139,7 @@ const PIPELINES: [ExecPipeline; 5] = [
 ];
 
 /// The weights of one shape: `sets` copies in each residency.
-struct ShapeSet {
+pub(crate) struct ShapeSet {
     raw: Vec<Linear>,
     huffman: Vec<Linear>,
     palette: Vec<Linear>,
@@ -128,7 +147,11 @@ struct ShapeSet {
 
 impl ShapeSet {
     fn for_pipeline(&self, p: ExecPipeline) -> &[Linear] {
-        match p.residency() {
+        self.for_residency(p.residency())
+    }
+
+    pub(crate) fn for_residency(&self, r: Residency) -> &[Linear] {
+        match r {
             Residency::Huffman => &self.huffman,
             Residency::Palette => &self.palette,
             Residency::Raw => &self.raw,
@@ -161,6 +184,14 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
     let mut rng = Rng::new(opts.seed);
     let mut rows = Vec::new();
     let mut decode = Vec::new();
+    let mut auto = Vec::new();
+    let table = match &opts.table {
+        Some(p) => Some(crate::gpu::tuner::Table::load(
+            p,
+            &crate::gpu::tuner::current_stamp(&dev)?,
+        )?),
+        None => None,
+    };
 
     for &(n_out, k, orientation) in &opts.shapes {
         let shape = format!("{n_out}x{k}");
@@ -212,6 +243,20 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
                     cublas_us: cublas,
                 });
             }
+            if let Some(t) = &table {
+                for r in [Residency::Huffman, Residency::Palette, Residency::Raw] {
+                    let row = bench_auto(&stream, &set, t, r, m, &x, &mut y, &opts)?;
+                    println!(
+                        "  {shape} {orientation} m={m:<5} {r:<8} auto {:<40} {:>9.1} us  default {:.1} us",
+                        row.auto, row.auto_us, row.default_us
+                    );
+                    auto.push(AutoRow {
+                        shape: shape.clone(),
+                        orientation: orientation.to_string(),
+                        ..row
+                    });
+                }
+            }
         }
     }
 
@@ -221,6 +266,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
         command: opts.command.clone(),
         rows,
         decode,
+        auto,
     };
     let table = markdown(&report);
     std::fs::create_dir_all(&opts.out_dir)
@@ -243,7 +289,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_set(
+pub(crate) fn build_set(
     dev: &Arc<GpuDevice>,
     rng: &mut Rng,
     n_out: usize,
@@ -402,6 +448,59 @@ fn best(
     Ok((plan.variant_name(), plan.ctas, us))
 }
 
+/// `plan_auto` from `table` against the residency's default plan, both timed alike.
+#[allow(clippy::too_many_arguments)]
+fn bench_auto(
+    stream: &Arc<CudaStream>,
+    set: &ShapeSet,
+    table: &crate::gpu::tuner::Table,
+    r: Residency,
+    m: usize,
+    x: &CudaSlice<u16>,
+    y: &mut CudaSlice<u16>,
+    opts: &BenchOptions,
+) -> anyhow::Result<AutoRow> {
+    use crate::gpu::tuner::{default_pipeline, Source};
+    let lins = set.for_residency(r);
+    let (plan, source) = lins[0].plan_auto(table, m)?;
+    let auto = match source {
+        Source::Tuned { bucket } => format!(
+            "tuned m={bucket}: {} {} {} CTAs",
+            plan.pipeline,
+            plan.variant_name(),
+            plan.ctas
+        ),
+        Source::Default => "default".to_string(),
+    };
+    let auto_us = time_plans(
+        stream,
+        lins,
+        |l| l.plan_auto(table, m).map(|(p, _)| p),
+        x,
+        y,
+        opts.warmup,
+        opts.iters,
+    )?;
+    let default_us = time_plans(
+        stream,
+        lins,
+        |l| l.plan(default_pipeline(r), m),
+        x,
+        y,
+        opts.warmup,
+        opts.iters,
+    )?;
+    Ok(AutoRow {
+        shape: String::new(),
+        orientation: String::new(),
+        m,
+        residency: r.to_string(),
+        auto,
+        auto_us,
+        default_us,
+    })
+}
+
 /// Median µs of one call, rotating over `lins` (one weight set per iteration).
 pub fn time_plans(
     stream: &Arc<CudaStream>,
@@ -512,6 +611,27 @@ pub fn markdown(r: &Report) -> String {
             row.cublas_us / row.us
         );
     }
+    if !r.auto.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n| shape | orientation | m | residency | plan_auto | auto µs | default µs | auto/default |"
+        );
+        let _ = writeln!(s, "|---|---|---:|---|---|---:|---:|---:|");
+        for a in &r.auto {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.3} |",
+                a.shape,
+                a.orientation,
+                a.m,
+                a.residency,
+                a.auto,
+                a.auto_us,
+                a.default_us,
+                a.auto_us / a.default_us
+            );
+        }
+    }
     if !r.decode.is_empty() {
         let _ = writeln!(
             s,
@@ -594,8 +714,21 @@ mod tests {
                 cublas_us: 60.0,
             }],
             decode: vec![],
+            auto: vec![AutoRow {
+                shape: "14336x4096".into(),
+                orientation: "standard".into(),
+                m: 16,
+                residency: "palette".into(),
+                auto: "default".into(),
+                auto_us: 51.0,
+                default_us: 50.0,
+            }],
         };
         let md = markdown(&r);
+        assert!(
+            md.contains("| 14336x4096 | standard | 16 | palette | default | 51.0 | 50.0 | 1.020 |"),
+            "{md}"
+        );
         assert!(md.contains("| 14336x4096 | standard | 1 | direct_palette | rmm_palette_n8_s6_nt | 1 | 50.0 | 60.0 | 1.20x |"), "{md}");
         let json: serde_json::Value = serde_json::to_value(&r).unwrap();
         for key in ["device", "date", "command", "rows"] {

@@ -4,6 +4,9 @@
 //! can never hit a stale entry), the compile options, the NVRTC version and the arch. The
 //! directory is namespaced by crate version and arch; writes go to a temp file in the same
 //! directory and are renamed into place, so a concurrent reader sees a whole file or none.
+//! Each file is the CUBIN followed by its xxh64 and [`SEAL_MAGIC`] ([`seal`]); an entry whose
+//! checksum does not match (a flipped byte, a truncated file, a foreign file) is recompiled and
+//! rewritten, never handed to the driver.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -71,6 +74,28 @@ pub fn cache_key(name: &str, source: &str, options: &[String], nvrtc_version: (i
     xxh64(&material, 0)
 }
 
+/// Ends every cache file, after the CUBIN's xxh64 (little-endian).
+pub const SEAL_MAGIC: &[u8; 8] = b"UWXXH64\0";
+
+/// The cache file of `image`: the image, its xxh64, [`SEAL_MAGIC`].
+pub fn seal(image: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(image.len() + 16);
+    out.extend_from_slice(image);
+    out.extend_from_slice(&xxh64(image, 0).to_le_bytes());
+    out.extend_from_slice(SEAL_MAGIC);
+    out
+}
+
+/// The CUBIN in a cache file, or `None` unless its seal, checksum and ELF magic all check out.
+pub fn unseal(file: &[u8]) -> Option<&[u8]> {
+    let body_len = file.len().checked_sub(16)?;
+    let (image, trailer) = file.split_at(body_len);
+    let (sum, magic) = trailer.split_at(8);
+    let sum = u64::from_le_bytes(sum.try_into().ok()?);
+    (magic == SEAL_MAGIC && xxh64(image, 0) == sum && image.starts_with(b"\x7fELF"))
+        .then_some(image)
+}
+
 /// Path of the CUBIN for `name` under `key`.
 pub fn cubin_path(dir: &Path, name: &str, key: u64) -> PathBuf {
     dir.join(format!("{name}-{key:016x}.cubin"))
@@ -87,9 +112,9 @@ pub fn compile_cached(
     let key = cache_key(entry.name, entry.source, &options, nvrtc::version()?);
     let path = cubin_path(dir, entry.name, key);
     if let Ok(bytes) = std::fs::read(&path) {
-        // A truncated or foreign file is ignored and rewritten rather than handed to the driver.
-        if bytes.len() > 4 && &bytes[..4] == b"\x7fELF" {
-            return Ok((bytes, CacheOutcome::DiskHit));
+        // A damaged, truncated or foreign file is ignored and rewritten, never loaded.
+        if let Some(image) = unseal(&bytes) {
+            return Ok((image.to_vec(), CacheOutcome::DiskHit));
         }
     }
     let cubin = nvrtc::compile(entry.name, entry.source, &options)?;
@@ -113,7 +138,7 @@ fn store(dir: &Path, path: &Path, cubin: &nvrtc::Cubin) -> std::io::Result<()> {
     };
     write_atomic(&path.with_extension("log"), cubin.log.as_bytes())?;
     // The CUBIN goes last: its presence is what marks the entry complete.
-    write_atomic(path, &cubin.image)
+    write_atomic(path, &seal(&cubin.image))
 }
 
 #[cfg(test)]
@@ -129,6 +154,24 @@ mod tests {
         assert_ne!(base, cache_key("rmm_raw_n8_s4_nt", "src", &o[1..], (13, 0)));
         assert_ne!(base, cache_key("rmm_raw_n8_s4_nt", "src", &o, (13, 1)));
         assert_eq!(base, cache_key("rmm_raw_n8_s4_nt", "src", &o, (13, 0)));
+    }
+
+    #[test]
+    fn seal_detects_every_damage() {
+        let image = b"\x7fELF and the rest of a cubin".to_vec();
+        let file = seal(&image);
+        assert_eq!(unseal(&file), Some(&image[..]));
+        for i in 0..file.len() {
+            let mut f = file.clone();
+            f[i] ^= 0x10;
+            assert_eq!(unseal(&f), None, "flipped byte {i}");
+        }
+        for n in 0..file.len() {
+            assert_eq!(unseal(&file[..n]), None, "truncated to {n}");
+        }
+        // A bare CUBIN (the old layout) or any other file is not a hit.
+        assert_eq!(unseal(&image), None);
+        assert_eq!(unseal(&seal(b"not an elf")), None);
     }
 
     #[test]

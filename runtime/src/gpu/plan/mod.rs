@@ -216,13 +216,13 @@ pub fn plan(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use unweight_codegen::variant::{GridRule, RmmVariant};
 
     /// A registry shaped like the generator's: every family, orientation and tile width, deep
     /// rings only for narrow tiles, `max_kb` on palette.
-    pub(super) fn entries() -> &'static [RegistryEntry] {
+    pub(crate) fn entries() -> &'static [RegistryEntry] {
         let mut v = Vec::new();
         for pipeline in Operand::ALL {
             for transpose in [false, true] {

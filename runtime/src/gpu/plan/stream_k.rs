@@ -82,7 +82,7 @@ pub fn split_buffers_bound_in(
 const MIN_KBLOCKS_PER_CTA: u64 = 4;
 
 /// How [`choose_ctas`] spreads tiles that do not fill the GPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Spread {
     /// One CTA per SM, ranges starting mid-tile: the compressed pipelines, bound by their
     /// consumers' rebuild, gain from every SM (14336×4096, m = 1: 112 → 132 CTAs, palette
