@@ -167,6 +167,7 @@ impl DeviceWeights {
         name: &str,
         t: &CompressedTensor,
     ) -> Result<Self, GpuError> {
+        check_upload(name, t)?;
         let img = HuffmanImage::new(t).map_err(|problem| weights_error(name, problem))?;
         let s = &dev.stream;
         let h = HuffmanDev {
@@ -221,6 +222,7 @@ impl DeviceWeights {
         name: &str,
         t: &CompressedTensor,
     ) -> Result<Self, GpuError> {
+        check_upload(name, t)?;
         let img = PaletteImage::new(t).map_err(|problem| weights_error(name, problem))?;
         let s = &dev.stream;
         let p = PaletteDev {
@@ -315,6 +317,16 @@ impl Drop for DeviceWeights {
         // wait for queued work before the buffers are freed.
         let _ = self.dev.ctx.synchronize();
     }
+}
+
+/// What every upload of a [`CompressedTensor`] checks first: its stored-components checksum.
+/// The GPU decoders cannot check the original's hash, so a component altered after
+/// compression is caught here or not at all.
+pub fn check_upload(name: &str, t: &CompressedTensor) -> Result<(), GpuError> {
+    t.check_checksum().map_err(|source| GpuError::Checksum {
+        tensor: name.to_string(),
+        source,
+    })
 }
 
 /// A layout problem of the weight `tensor`.
