@@ -77,7 +77,9 @@ fn version_text(found: u64, supported: u32) -> String {
              original weights (decompress it first with the unweight version that wrote it)"
         )
     } else {
-        format!("unsupported unweight format version {found} (this build reads version {supported})")
+        format!(
+            "unsupported unweight format version {found} (this build reads version {supported})"
+        )
     }
 }
 

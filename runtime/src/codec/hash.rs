@@ -64,10 +64,17 @@ pub fn components_checksum(t: &CompressedTensor) -> u64 {
         },
     );
     let (palette, offsets, bitmap) = small;
-    let digests: Vec<u64> = [Some(sm), Some(palette), Some(idx), offsets, Some(bitmap), Some(exp)]
-        .into_iter()
-        .flatten()
-        .collect();
+    let digests: Vec<u64> = [
+        Some(sm),
+        Some(palette),
+        Some(idx),
+        offsets,
+        Some(bitmap),
+        Some(exp),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let bytes: Vec<u8> = digests.iter().flat_map(|d| d.to_le_bytes()).collect();
     xxh3_64(&bytes)
 }
