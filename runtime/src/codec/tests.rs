@@ -303,6 +303,8 @@ fn format_constants_equal_the_kernel_abi() {
     assert_eq!(CHUNK_SYMBOLS % abi::GROUP, 0, "a chunk holds whole groups");
 }
 
+type Edit = (&'static str, Box<dyn Fn(&mut CompressedTensor)>);
+
 /// One altered byte of any component that still decodes is refused by every CPU decoder and by
 /// transcode, as a checksum mismatch; with the checksum recomputed, the original's hash still
 /// catches it (so the checksum is the check that fires first, not the only one).
@@ -313,7 +315,7 @@ fn a_changed_component_byte_fails_the_checksum() {
         let good = compress(&bits, &[64, 70], Orientation::Standard, e).unwrap();
         assert_eq!(good.checksum, components_checksum(&good));
         good.check_checksum().unwrap();
-        let mut edits: Vec<(&str, Box<dyn Fn(&mut CompressedTensor)>)> = vec![
+        let mut edits: Vec<Edit> = vec![
             ("sm", Box::new(|t| t.sm[5] ^= 1)),
             ("palette", Box::new(|t| t.palette[0] ^= 1)),
         ];

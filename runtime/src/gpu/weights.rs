@@ -359,6 +359,8 @@ mod tests {
     use super::*;
     use crate::codec::{compress, Encoding, Indices};
 
+    type Edit = (&'static str, fn(&mut CompressedTensor));
+
     /// The check every upload runs first: a component byte changed after compression (sm,
     /// index stream, escape exponents) is refused with an error naming the tensor.
     #[test]
@@ -368,7 +370,7 @@ mod tests {
                 let e = if i % 301 == 0 {
                     160 + (i / 301) % 40
                 } else {
-                    120 + (i * 7919 >> 5) % 9
+                    120 + ((i * 7919) >> 5) % 9
                 };
                 ((e as u16) << 7) | (i as u16 & 0x807F)
             })
@@ -377,7 +379,7 @@ mod tests {
             let good = compress(&bits, &[128, 192], Orientation::Standard, e).unwrap();
             check_upload("w", &good).unwrap();
             assert!(good.escape_count() > 0, "{e}");
-            let edits: [(&str, fn(&mut CompressedTensor)); 3] = [
+            let edits: [Edit; 3] = [
                 ("sm", |t| t.sm[7] ^= 0x80),
                 ("idx", |t| match &mut t.indices {
                     Indices::Huffman(h) => h.bits[3] ^= 1,
