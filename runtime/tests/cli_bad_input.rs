@@ -267,29 +267,37 @@ fn truncated_bundle() {
     }
 }
 
+/// A component byte changed after compression, in a way that still decodes structurally (sm,
+/// palette, index stream, escape exponents), is refused by `decompress` and by `verify` on the
+/// stored-components checksum, naming the tensor, before anything is decoded or uploaded.
 #[test]
-fn tampered_component_fails_the_hash() {
+fn tampered_component_fails_the_checksum() {
     let c = Case::new();
-    let b = c.bundle("b.safetensors", &[]);
-    let mut bytes = std::fs::read(&b).unwrap();
     let name = "model.layers.0.mlp.up_proj.weight";
-    let r = tensor_range(&bytes, &format!("{name}.uw.sm"));
-    bytes[r.start + 3] ^= 0x10;
-    std::fs::write(&b, &bytes).unwrap();
-    c.fails(
-        &["decompress", "b.safetensors", "-o", "out.safetensors"],
-        &["b.safetensors", name, "hash mismatch"],
-        &[&c.input, &b],
-    );
-    // verify reports every problem on stderr and exits 1.
-    let o = unweight(c.dir.path(), &["verify", "b.safetensors"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains(name) && stderr(&o).contains("hash mismatch"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(stdout(&o).contains("FAILED"));
+    for (component, at) in [("sm", 3), ("palette", 0), ("idx", 5), ("esc_exp", 1)] {
+        let b = c.bundle("b.safetensors", &[]);
+        let mut bytes = std::fs::read(&b).unwrap();
+        let r = tensor_range(&bytes, &format!("{name}.uw.{component}"));
+        assert!(r.len() > at, "{component} has {} bytes", r.len());
+        bytes[r.start + at] ^= 0x01;
+        std::fs::write(&b, &bytes).unwrap();
+        let needles = ["b.safetensors", name, "stored-components checksum mismatch"];
+        c.fails(
+            &["decompress", "b.safetensors", "-o", "out.safetensors"],
+            &needles,
+            &[&c.input, &b],
+        );
+        // verify reports every problem on stderr and exits 1.
+        let o = unweight(c.dir.path(), &["verify", "b.safetensors"]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            needles.iter().all(|n| stderr(&o).contains(n)),
+            "{component}: {}",
+            stderr(&o)
+        );
+        assert!(stdout(&o).contains("FAILED"));
+        std::fs::remove_file(&b).unwrap();
+    }
 }
 
 #[test]
@@ -299,8 +307,25 @@ fn corrupt_metadata() {
     type Edit = Box<dyn Fn(&mut serde_json::Value)>;
     let cases: Vec<(Edit, Vec<&str>)> = vec![
         (
-            Box::new(|u| u["format_version"] = 2.into()),
-            vec!["unsupported unweight format version 2"],
+            Box::new(|u| u["format_version"] = 3.into()),
+            vec!["unsupported unweight format version 3"],
+        ),
+        (
+            Box::new(|u| u["format_version"] = 1.into()),
+            vec!["b.safetensors", "format version 1", "compress it again"],
+        ),
+        (
+            Box::new(move |u| u["tensors"][name]["checksum"] = "xyz".into()),
+            vec![name, "checksum `xyz` is not 16 hex digits"],
+        ),
+        (
+            Box::new(move |u| {
+                u["tensors"][name]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("checksum");
+            }),
+            vec!["missing field `checksum`"],
         ),
         (
             Box::new(move |u| u["tensors"][name]["escapes"] = 100000.into()),
@@ -338,6 +363,7 @@ fn corrupt_metadata() {
             &needles,
             &[&c.input, &b],
         );
+        c.fails(&["verify", "b.safetensors"], &needles, &[&c.input, &b]);
         std::fs::remove_file(&b).unwrap();
     }
 }

@@ -340,7 +340,7 @@ fn failure_in_a_later_shard_leaves_no_output() {
         &[
             MINILM_SHARDS[2],
             name.trim_end_matches(".uw.sm"),
-            "hash mismatch",
+            "stored-components checksum mismatch",
         ],
     );
 }

@@ -80,6 +80,8 @@ fn structural_damage_is_an_error() {
                 let mut t = good.clone();
                 f(&mut t);
                 assert_refused(&t, &format!("{e} {o}: {what}"));
+                t.checksum = components_checksum(&t);
+                assert_refused(&t, &format!("{e} {o}: {what} (checksum recomputed)"));
             }
             if e != Encoding::Exponent {
                 let esc: Vec<Damage<Escapes>> = vec![
@@ -106,6 +108,8 @@ fn structural_damage_is_an_error() {
                     let mut t = good.clone();
                     f(&mut t.escapes);
                     assert_refused(&t, &format!("{e} {o}: {what}"));
+                    t.checksum = components_checksum(&t);
+                    assert_refused(&t, &format!("{e} {o}: {what} (checksum recomputed)"));
                 }
             } else {
                 let mut t = good.clone();
@@ -160,6 +164,9 @@ fn huffman_stream_damage_is_an_error() {
     for (what, f) in cases {
         let mut t = good.clone();
         f(huff(&mut t));
+        assert_refused(&t, what);
+        // Also with the checksum recomputed: the decoders' own checks must refuse it.
+        t.checksum = components_checksum(&t);
         assert_refused(&t, what);
     }
 }
@@ -226,6 +233,9 @@ proptest! {
                 Indices::Palette(v) | Indices::Exponent(v) => poke(v),
             },
         }
+        // Damage with the checksum recomputed, so the decoders' own checks are what is tested.
+        if decompress(&t).is_ok() { prop_assert_eq!(&t.checksum, &components_checksum(&t)); }
+        t.checksum = components_checksum(&t);
         if let Ok(back) = decompress(&t) { prop_assert_eq!(back, bits); }
         let _ = decode_exponents(&t);
         let _ = decode_palette_indices(&t);
@@ -244,6 +254,12 @@ fn bits_that_match_no_code_are_an_error() {
     for at in [0, 100, 300, 520, 639] {
         let mut t = good.clone();
         huff(&mut t).bits[at] |= 0x10;
+        // As stored, the checksum refuses it; recomputed, the decoder itself must.
+        assert!(matches!(
+            decompress(&t),
+            Err(CodecError::ChecksumMismatch { .. })
+        ));
+        t.checksum = components_checksum(&t);
         let err = decompress(&t).unwrap_err().to_string();
         assert!(err.contains("no code matches"), "byte {at}: {err}");
         assert!(decode_exponents(&t).is_err() && decode_palette_indices(&t).is_err());

@@ -126,6 +126,8 @@ pub struct Parts {
     pub groups: usize,
     pub escapes: usize,
     pub hash: u64,
+    /// The stored-components checksum (checked before decoding: see `codec::components_checksum`).
+    pub checksum: u64,
     pub ranges: BTreeMap<Component, Range<usize>>,
 }
 
@@ -204,10 +206,14 @@ impl Parts {
         if escapes > groups {
             return Err(bad(format!("{escapes} escape groups out of {groups}")));
         }
-        if tm.hash.len() != 16 || !tm.hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad(format!("hash `{}` is not 16 hex digits", tm.hash)));
-        }
-        let hash = u64::from_str_radix(&tm.hash, 16).map_err(|e| bad(e.to_string()))?;
+        let hex = |what: &str, v: &str| {
+            if v.len() != 16 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad(format!("{what} `{v}` is not 16 hex digits")));
+            }
+            u64::from_str_radix(v, 16).map_err(|e| bad(e.to_string()))
+        };
+        let hash = hex("hash", &tm.hash)?;
+        let checksum = hex("checksum", &tm.checksum)?;
 
         let idx_len = match (encoding, &tm.huffman) {
             (Encoding::Huffman, Some(h)) => {
@@ -271,6 +277,7 @@ impl Parts {
             groups,
             escapes,
             hash,
+            checksum,
             ranges,
         })
     }
@@ -394,6 +401,7 @@ impl Parts {
             escapes,
             indices,
             hash: self.hash,
+            checksum: self.checksum,
         })
     }
 }

@@ -21,7 +21,7 @@ pub enum Problem {
     Safetensors(#[from] safetensors::SafeTensorError),
     #[error("bad `unweight` metadata: {0}")]
     Metadata(String),
-    #[error("unsupported unweight format version {found} (this build reads version {supported})")]
+    #[error("{}", version_text(*found, *supported))]
     Version { found: u64, supported: u32 },
     #[error("missing component tensor `{0}`")]
     MissingComponent(String),
@@ -66,6 +66,21 @@ pub enum Problem {
     HeaderOverflow { need: usize, reserved: usize },
     #[error("size overflows: {0}")]
     Overflow(String),
+}
+
+/// An older bundle names the fix: this build no longer reads it, but the original compresses again.
+fn version_text(found: u64, supported: u32) -> String {
+    if found < u64::from(supported) {
+        format!(
+            "unweight format version {found} is older than this build reads (version {supported}, \
+             which adds a checksum of each tensor's stored components): compress it again from the \
+             original weights (decompress it first with the unweight version that wrote it)"
+        )
+    } else {
+        format!(
+            "unsupported unweight format version {found} (this build reads version {supported})"
+        )
+    }
 }
 
 /// A bundle error: file, optional tensor, problem. Displays as one line:

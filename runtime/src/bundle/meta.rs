@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{CompressedTensor, Encoding, Orientation};
 
 /// Version of the bundle layout and of the codec format it stores.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added `checksum` (of the stored components) to every tensor.
+pub const FORMAT_VERSION: u32 = 2;
 /// Key of the entry in `__metadata__`.
 pub const METADATA_KEY: &str = "unweight";
 /// Separator between a compressed tensor's name and its component's name.
@@ -35,7 +36,7 @@ pub struct BundleMeta {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TensorMeta {
-    /// Always `BF16` in version 1.
+    /// Always `BF16` (versions 1 and 2).
     pub dtype: String,
     /// The original tensor's shape.
     pub shape: Vec<u64>,
@@ -50,6 +51,9 @@ pub struct TensorMeta {
     pub escapes: u64,
     /// XXH64 (seed 0) of the original tensor's little-endian bytes, 16 lowercase hex digits.
     pub hash: String,
+    /// XXH3-64 of the stored components (`codec::components_checksum`), 16 lowercase hex digits:
+    /// checked before any decode or upload.
+    pub checksum: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub huffman: Option<HuffmanMeta>,
 }
@@ -117,6 +121,7 @@ impl TensorMeta {
             groups: t.groups() as u64,
             escapes: t.escape_count() as u64,
             hash: format!("{:016x}", t.hash),
+            checksum: format!("{:016x}", t.checksum),
             huffman,
         }
     }
@@ -135,6 +140,7 @@ impl TensorMeta {
             groups: u64::MAX,
             escapes: u64::MAX,
             hash: "f".repeat(16),
+            checksum: "f".repeat(16),
             huffman: (encoding == Encoding::Huffman).then_some(HuffmanMeta {
                 code_lengths: [u8::MAX; 16],
                 chunk_symbols: u32::MAX,

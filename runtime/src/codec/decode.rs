@@ -17,7 +17,20 @@ const PIECE_ELEMS: usize = 1 << 14;
 
 /// Decompress to the original layout and shape; checks the hash.
 pub fn decompress(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
+    let total = checked(t)?;
+    decompress_valid(t, total)
+}
+
+/// Elements of the padded matrix once `t` is structurally valid and its stored-components
+/// checksum matches: what every public decoder checks first.
+fn checked(t: &CompressedTensor) -> Result<usize, CodecError> {
     let total = t.validate()?;
+    t.check_checksum()?;
+    Ok(total)
+}
+
+/// [`decompress`] of a tensor [`checked`] gave `total` for.
+fn decompress_valid(t: &CompressedTensor, total: usize) -> Result<Vec<u16>, CodecError> {
     if t.orientation == Orientation::Standard && t.padded_cols() == t.cols {
         // The decoded padded matrix is the output: hash it in order while it is decoded.
         let dec = Decoder::new(t)?;
@@ -25,7 +38,7 @@ pub fn decompress(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
             super::parallel::fill_hashed(total, dec.piece, |at, dst, s| dec.fill(at, dst, s))?;
         return check_hash(t, out, hash);
     }
-    let enc = decode_bf16_encoded(t)?;
+    let enc = decode_encoded_valid(t, total)?;
     let out = match t.orientation {
         Orientation::Standard => enc,
         Orientation::Transposed => split::transpose(&enc, t.rows, t.cols),
@@ -121,14 +134,14 @@ pub fn decompress_into_parts(
 /// [`decompress`] into `dst` (exactly the tensor's element count); on `Ok` every element of
 /// `dst` is written.
 fn decompress_into(t: &CompressedTensor, dst: &mut [MaybeUninit<u16>]) -> Result<(), CodecError> {
-    let total = t.validate()?;
+    let total = checked(t)?;
     if t.orientation == Orientation::Standard && t.padded_cols() == t.cols && dst.len() == total {
         let dec = Decoder::new(t)?;
         let hash =
             super::parallel::fill_hashed_into(dst, dec.piece, |at, d, s| dec.fill(at, d, s))?;
         return check_hash(t, (), hash);
     }
-    let v = decompress(t)?;
+    let v = decompress_valid(t, total)?;
     if v.len() != dst.len() {
         return Err(CodecError::Length {
             what: "decompress destination",
@@ -155,7 +168,11 @@ fn check_hash<T>(t: &CompressedTensor, out: T, actual: u64) -> Result<T, CodecEr
 /// BF16 values of the ENCODED matrix `[rows][cols]` (`Wᵀ` when transposed), padding dropped.
 /// Does not check the hash (it covers the original layout; see [`decompress`]).
 pub fn decode_bf16_encoded(t: &CompressedTensor) -> Result<Vec<u16>, CodecError> {
-    let total = t.validate()?;
+    let total = checked(t)?;
+    decode_encoded_valid(t, total)
+}
+
+fn decode_encoded_valid(t: &CompressedTensor, total: usize) -> Result<Vec<u16>, CodecError> {
     let dec = Decoder::new(t)?;
     let out = super::parallel::fill_parallel(total, dec.piece, |at, dst, s| dec.fill(at, dst, s))?;
     Ok(drop_padding(out, t.rows, t.cols, t.padded_cols()))
@@ -313,7 +330,7 @@ fn drop_padding(v: Vec<u16>, rows: usize, cols: usize, pc: usize) -> Vec<u16> {
 
 /// Exponent bytes `[rows][padded_cols]` with escapes applied (padding positions: palette[0]).
 pub fn decode_exponents(t: &CompressedTensor) -> Result<Vec<u8>, CodecError> {
-    t.validate()?;
+    checked(t)?;
     if let Indices::Exponent(e) = &t.indices {
         return Ok(e.clone());
     }
@@ -338,7 +355,7 @@ pub fn decode_exponents(t: &CompressedTensor) -> Result<Vec<u8>, CodecError> {
 /// Palette nibbles `[rows][padded_cols / 2]` exactly as the palette encoding stores them
 /// (escaped groups' indices 0).
 pub fn decode_palette_indices(t: &CompressedTensor) -> Result<Vec<u8>, CodecError> {
-    t.validate()?;
+    checked(t)?;
     if let Indices::Palette(n) = &t.indices {
         return Ok(n.clone());
     }

@@ -35,7 +35,7 @@ pub fn compress(
         || encode_matrix(bits, r0, c0, orientation, encoding),
     );
     let (rows, cols, pal, sm, escapes, indices) = parts?;
-    Ok(CompressedTensor {
+    Ok(sealed(CompressedTensor {
         shape: shape.to_vec(),
         orientation,
         rows,
@@ -45,7 +45,14 @@ pub fn compress(
         escapes,
         indices,
         hash,
-    })
+        checksum: 0,
+    }))
+}
+
+/// `t` with its stored-components checksum set (the components hash in parallel).
+fn sealed(mut t: CompressedTensor) -> CompressedTensor {
+    t.checksum = super::components_checksum(&t);
+    t
 }
 
 /// One tensor to compress: BF16 bits in row-major order of `shape`, and the orientation.
@@ -327,6 +334,8 @@ fn split_planes(
 /// with `to` (same palette, sm bytes, escapes and hash).
 pub fn transcode(t: &CompressedTensor, to: Encoding) -> Result<CompressedTensor, CodecError> {
     t.validate()?;
+    // The result gets a checksum of its own, so a tampered input must not pass through.
+    t.check_checksum()?;
     if t.encoding() == to {
         return Ok(t.clone());
     }
@@ -348,7 +357,7 @@ pub fn transcode(t: &CompressedTensor, to: Encoding) -> Result<CompressedTensor,
             (escapes, Indices::Huffman(stream))
         }
     };
-    Ok(CompressedTensor {
+    Ok(sealed(CompressedTensor {
         shape: t.shape.clone(),
         orientation: t.orientation,
         rows: t.rows,
@@ -358,5 +367,6 @@ pub fn transcode(t: &CompressedTensor, to: Encoding) -> Result<CompressedTensor,
         escapes,
         indices,
         hash: t.hash,
-    })
+        checksum: 0,
+    }))
 }

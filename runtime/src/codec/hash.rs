@@ -1,6 +1,11 @@
-//! The per-tensor integrity hash: XXH64, seed 0, over the original little-endian bytes.
+//! The integrity hashes: per tensor, XXH64 (seed 0) over the original little-endian bytes
+//! (checked after decoding); and XXH3-64 over its stored components (checked before decoding or
+//! uploading, since a GPU decoder cannot check the first).
 
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 use xxhash_rust::xxh64::Xxh64;
+
+use super::{CodecError, CompressedTensor, Indices};
 
 /// XXH64 (seed 0) of the little-endian bytes of `bits`.
 pub fn hash_bits(bits: &[u16]) -> u64 {
@@ -28,5 +33,78 @@ pub(super) fn update(h: &mut Xxh64, bits: &[u16]) {
             }
             h.update(&buf[..block.len() * 2]);
         }
+    }
+}
+
+/// The stored-components checksum of `t`: XXH3-64 (seed 0) of the XXH3-64 digests (8 bytes
+/// little-endian each) of its components' bytes as a bundle stores them, in file order: `sm`,
+/// `palette`, `idx`, `chunk_offsets` (Huffman only), `esc_bitmap`, `esc_exp`. Per-component
+/// digests let the large components hash in parallel.
+pub fn components_checksum(t: &CompressedTensor) -> u64 {
+    let (idx, offsets): (&[u8], Option<&[u32]>) = match &t.indices {
+        Indices::Huffman(h) => {
+            let used = usize::try_from(h.total_bits.div_ceil(8)).unwrap_or(usize::MAX);
+            (&h.bits[..used.min(h.bits.len())], Some(&h.chunk_offsets))
+        }
+        Indices::Palette(v) | Indices::Exponent(v) => (v, None),
+    };
+    let ((sm, idx), (small, exp)) = rayon::join(
+        || rayon::join(|| xxh3_64(&t.sm), || xxh3_64(idx)),
+        || {
+            rayon::join(
+                || {
+                    (
+                        xxh3_64(&t.palette),
+                        offsets.map(|o| words(o.iter().map(|w| w.to_le_bytes()))),
+                        words(t.escapes.bitmap.iter().map(|w| w.to_le_bytes())),
+                    )
+                },
+                || xxh3_64(&t.escapes.exponents),
+            )
+        },
+    );
+    let (palette, offsets, bitmap) = small;
+    let digests: Vec<u64> = [
+        Some(sm),
+        Some(palette),
+        Some(idx),
+        offsets,
+        Some(bitmap),
+        Some(exp),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let bytes: Vec<u8> = digests.iter().flat_map(|d| d.to_le_bytes()).collect();
+    xxh3_64(&bytes)
+}
+
+/// XXH3-64 of little-endian words, streamed (the word arrays are small: offsets and bitmap).
+fn words<const N: usize>(words: impl Iterator<Item = [u8; N]>) -> u64 {
+    let mut h = Xxh3::new();
+    let mut buf = Vec::with_capacity(8192);
+    for w in words {
+        buf.extend_from_slice(&w);
+        if buf.len() >= 8192 {
+            h.update(&buf);
+            buf.clear();
+        }
+    }
+    h.update(&buf);
+    h.digest()
+}
+
+impl CompressedTensor {
+    /// Checks [`CompressedTensor::checksum`] against the components: a bundle altered after
+    /// compression in a way that still decodes is refused here, before any decode or upload.
+    pub fn check_checksum(&self) -> Result<(), CodecError> {
+        let actual = components_checksum(self);
+        if actual != self.checksum {
+            return Err(CodecError::ChecksumMismatch {
+                stored: self.checksum,
+                actual,
+            });
+        }
+        Ok(())
     }
 }

@@ -28,7 +28,7 @@ pub use decode::{
     decompress_contiguous, decompress_into_parts,
 };
 pub use encode::{compress, compress_batch, transcode, CompressInput};
-pub use hash::hash_bits;
+pub use hash::{components_checksum, hash_bits};
 pub use palette::{choose as choose_palette, index_map as palette_index_map, NOT_IN_PALETTE};
 pub use split::{exponent, rebuild, sign_mantissa};
 
@@ -111,6 +111,8 @@ pub struct CompressedTensor {
     pub indices: Indices,
     /// XXH64 (seed 0) of the original tensor's little-endian bytes.
     pub hash: u64,
+    /// [`components_checksum`] of the components as compressed (bundle metadata `checksum`).
+    pub checksum: u64,
 }
 
 /// Errors of the codec. Messages name the problem; callers add the file and tensor.
@@ -140,6 +142,8 @@ pub enum CodecError {
     Stream { problem: String },
     #[error("hash mismatch: stored {stored:016x}, decoded data hashes to {actual:016x}")]
     HashMismatch { stored: u64, actual: u64 },
+    #[error("stored-components checksum mismatch: stored {stored:016x}, the components hash to {actual:016x} (altered after compression)")]
+    ChecksumMismatch { stored: u64, actual: u64 },
     #[error("unknown {kind} `{name}` (expected one of {expected})")]
     UnknownName {
         kind: &'static str,

@@ -105,7 +105,7 @@ fn contiguous_reports_the_failing_tensor() {
     let err = decompress_contiguous(&[&good, &bad, &good]).unwrap_err();
     assert_eq!(err.0, 1);
     assert!(
-        matches!(err.1, CodecError::HashMismatch { .. }),
+        matches!(err.1, CodecError::ChecksumMismatch { .. }),
         "{:?}",
         err.1
     );
@@ -301,4 +301,74 @@ fn format_constants_equal_the_kernel_abi() {
     assert_eq!(MAX_CODE_LEN, abi::MAX_CODE_LEN);
     assert_eq!(LUT_SIZE, 1 << abi::MAX_CODE_LEN);
     assert_eq!(CHUNK_SYMBOLS % abi::GROUP, 0, "a chunk holds whole groups");
+}
+
+type Edit = (&'static str, Box<dyn Fn(&mut CompressedTensor)>);
+
+/// One altered byte of any component that still decodes is refused by every CPU decoder and by
+/// transcode, as a checksum mismatch; with the checksum recomputed, the original's hash still
+/// catches it (so the checksum is the check that fires first, not the only one).
+#[test]
+fn a_changed_component_byte_fails_the_checksum() {
+    let bits = weights(64 * 70, 120, 7);
+    for e in [Encoding::Huffman, Encoding::Palette, Encoding::Exponent] {
+        let good = compress(&bits, &[64, 70], Orientation::Standard, e).unwrap();
+        assert_eq!(good.checksum, components_checksum(&good));
+        good.check_checksum().unwrap();
+        let mut edits: Vec<Edit> = vec![
+            ("sm", Box::new(|t| t.sm[5] ^= 1)),
+            ("palette", Box::new(|t| t.palette[0] ^= 1)),
+        ];
+        match e {
+            Encoding::Exponent => edits.push((
+                "idx",
+                Box::new(|t| {
+                    if let Indices::Exponent(v) = &mut t.indices {
+                        v[3] ^= 1;
+                    }
+                }),
+            )),
+            _ => edits.push(("esc_exp", Box::new(|t| t.escapes.exponents[0] ^= 1))),
+        }
+        for (what, edit) in &edits {
+            let mut bad = good.clone();
+            edit(&mut bad);
+            bad.validate().unwrap();
+            let is_checksum = |r: Result<(), CodecError>| matches!(r, Err(CodecError::ChecksumMismatch { stored, .. }) if stored == good.checksum);
+            assert!(is_checksum(bad.check_checksum()), "{e} {what}");
+            assert!(is_checksum(decompress(&bad).map(drop)), "{e} {what}");
+            assert!(
+                is_checksum(decode_bf16_encoded(&bad).map(drop)),
+                "{e} {what}"
+            );
+            assert!(is_checksum(decode_exponents(&bad).map(drop)), "{e} {what}");
+            assert!(
+                is_checksum(decode_palette_indices(&bad).map(drop)),
+                "{e} {what}"
+            );
+            assert!(
+                is_checksum(transcode(&bad, Encoding::Palette).map(drop)),
+                "{e} {what}"
+            );
+            let err = decompress_contiguous(&[&bad]).unwrap_err().1;
+            assert!(
+                err.to_string()
+                    .contains("stored-components checksum mismatch"),
+                "{err}"
+            );
+            bad.checksum = components_checksum(&bad);
+            assert_ne!(bad.checksum, good.checksum, "{e} {what}");
+            if *what != "palette" || e != Encoding::Exponent {
+                assert!(
+                    matches!(decompress(&bad), Err(CodecError::HashMismatch { .. })),
+                    "{e} {what}"
+                );
+            }
+        }
+        // A transcoded tensor carries the checksum of its own components.
+        for to in [Encoding::Huffman, Encoding::Palette, Encoding::Exponent] {
+            let t = transcode(&good, to).unwrap();
+            assert_eq!(t.checksum, components_checksum(&t), "{e} -> {to}");
+        }
+    }
 }

@@ -62,6 +62,13 @@ pub enum GpuError {
         #[source]
         problem: LayoutError,
     },
+    /// The weight's components no longer match their stored checksum: refused before upload.
+    #[error("weights {tensor}: {source}; refused before upload")]
+    Checksum {
+        tensor: String,
+        #[source]
+        source: crate::codec::CodecError,
+    },
     #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: String, reason: String },
     #[error("{what}: {reason}")]

@@ -167,6 +167,7 @@ impl DeviceWeights {
         name: &str,
         t: &CompressedTensor,
     ) -> Result<Self, GpuError> {
+        check_upload(name, t)?;
         let img = HuffmanImage::new(t).map_err(|problem| weights_error(name, problem))?;
         let s = &dev.stream;
         let h = HuffmanDev {
@@ -221,6 +222,7 @@ impl DeviceWeights {
         name: &str,
         t: &CompressedTensor,
     ) -> Result<Self, GpuError> {
+        check_upload(name, t)?;
         let img = PaletteImage::new(t).map_err(|problem| weights_error(name, problem))?;
         let s = &dev.stream;
         let p = PaletteDev {
@@ -317,6 +319,16 @@ impl Drop for DeviceWeights {
     }
 }
 
+/// What every upload of a [`CompressedTensor`] checks first: its stored-components checksum.
+/// The GPU decoders cannot check the original's hash, so a component altered after
+/// compression is caught here or not at all.
+pub fn check_upload(name: &str, t: &CompressedTensor) -> Result<(), GpuError> {
+    t.check_checksum().map_err(|source| GpuError::Checksum {
+        tensor: name.to_string(),
+        source,
+    })
+}
+
 /// A layout problem of the weight `tensor`.
 pub fn weights_error(tensor: &str, problem: LayoutError) -> GpuError {
     GpuError::Weights {
@@ -345,6 +357,50 @@ pub fn transpose<T: Copy + Default>(src: &[T], rows: usize, cols: usize) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{compress, Encoding, Indices};
+
+    type Edit = (&'static str, fn(&mut CompressedTensor));
+
+    /// The check every upload runs first: a component byte changed after compression (sm,
+    /// index stream, escape exponents) is refused with an error naming the tensor.
+    #[test]
+    fn upload_check_refuses_a_changed_component() {
+        let bits: Vec<u16> = (0..128 * 192u32)
+            .map(|i| {
+                let e = if i % 301 == 0 {
+                    160 + (i / 301) % 40
+                } else {
+                    120 + ((i * 7919) >> 5) % 9
+                };
+                ((e as u16) << 7) | (i as u16 & 0x807F)
+            })
+            .collect();
+        for e in [Encoding::Huffman, Encoding::Palette] {
+            let good = compress(&bits, &[128, 192], Orientation::Standard, e).unwrap();
+            check_upload("w", &good).unwrap();
+            assert!(good.escape_count() > 0, "{e}");
+            let edits: [Edit; 3] = [
+                ("sm", |t| t.sm[7] ^= 0x80),
+                ("idx", |t| match &mut t.indices {
+                    Indices::Huffman(h) => h.bits[3] ^= 1,
+                    Indices::Palette(v) | Indices::Exponent(v) => v[3] ^= 1,
+                }),
+                ("esc_exp", |t| t.escapes.exponents[1] ^= 1),
+            ];
+            for (what, edit) in edits {
+                let mut bad = good.clone();
+                edit(&mut bad);
+                let err = check_upload("layers.0.w", &bad).unwrap_err();
+                let msg = err.to_string();
+                assert!(
+                    matches!(&err, GpuError::Checksum { tensor, .. } if tensor == "layers.0.w"),
+                    "{e} {what}: {msg}"
+                );
+                assert!(msg.contains("layers.0.w"), "{msg}");
+                assert!(msg.contains("stored-components checksum mismatch"), "{msg}");
+            }
+        }
+    }
 
     #[test]
     fn transpose_is_exact_on_ragged_blocks() {

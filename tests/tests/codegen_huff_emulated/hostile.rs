@@ -23,6 +23,9 @@ fn mutate(t: &CompressedTensor, f: impl FnOnce(&mut HuffmanStream)) -> Compresse
         unreachable!()
     };
     f(h);
+    // Recompute the stored-components checksum (a crafted file would): the codec's decoder and
+    // the kernels must then judge the stream itself.
+    t.checksum = codec::components_checksum(&t);
     t
 }
 

@@ -227,7 +227,8 @@ pub fn hostile_streams() -> Vec<(&'static str, StreamChange)> {
     ]
 }
 
-/// Each of [`hostile_streams`] applied to `t`: the CPU decoder refuses it, and making it a
+/// Each of [`hostile_streams`] applied to `t`: the upload refuses it as it is (stale checksum,
+/// [`GpuError::Checksum`]); with its checksum recomputed, the CPU decoder refuses it, and making it a
 /// Huffman-resident layer (upload + [`Linear::new`]'s decode check) fails with
 /// [`GpuError::CorruptStream`] naming the tensor (not a launch failure). Then `t` itself still
 /// decodes bit for bit: the context survived.
@@ -248,6 +249,16 @@ pub fn check_hostile(
         };
         change(s);
         let tensor = format!("{name} ({what})");
+        // As changed, the upload refuses it on the stored-components checksum, launching nothing.
+        match DeviceWeights::huffman(&h.dev, &tensor, &bad) {
+            Err(GpuError::Checksum { tensor: named, .. }) if named == tensor => {}
+            Err(e) => failures.push(format!(
+                "{tensor}: expected the upload's checksum refusal naming it, got: {e}"
+            )),
+            Ok(_) => failures.push(format!("{tensor}: uploaded despite a stale checksum")),
+        }
+        // With the checksum recomputed (a crafted file), the decoders themselves must refuse it.
+        bad.checksum = codec::components_checksum(&bad);
         if codec::decode_palette_indices(&bad).is_ok() {
             failures.push(format!("{tensor}: the CPU decoder accepts it"));
             continue;
