@@ -17,7 +17,15 @@
 //!
 //! Beside them, the `unweight` binary (built first) is timed as a whole process: `compress` of
 //! each dataset written as a .safetensors file in a scratch directory under the current one,
-//! then `decompress` of the bundle; the restored file must equal the input byte for byte.
+//! then `decompress` of the bundle; the restored file must equal the input byte for byte. The
+//! same is timed with the files on tmpfs (/dev/shm, where `fsync` is free), and every run also
+//! times writing + `fsync` of a dataset-sized file on both, so the disk's share is on record.
+//!
+//! Each in-process unweight round is preceded by an untimed one, as the ZipNN script's rounds
+//! are: the development VM hands memory freed for about two seconds back to its host
+//! (virtio-balloon free page reporting), and touching such memory again costs a host page
+//! fault per page (measured: 0.3-1 GB/s, against ~6 GB/s for memory freed just before), which
+//! would otherwise charge the first codec after the CLI and ZipNN rows for the VM, not itself.
 //! `--baseline BIN` adds the same whole-process rows for another build of the binary (say, of
 //! an older commit), interleaved in the same runs, for before/after figures under equal load.
 
@@ -108,19 +116,30 @@ pub fn run(args: &[String]) -> Result<()> {
         );
         // Runs alternate between the codecs so that all see the same load on a shared machine.
         let zipnn_input = ZipnnInput::new(d)?;
-        let cli_input = CliInput::new(d, &bin, keep.as_deref())?;
+        let cli_input = CliInput::new(d, &bin, keep.as_deref(), Path::new("."))?;
+        // The same binary with its files on tmpfs, where `fsync` costs nothing: the CLI's own
+        // cost apart from the disk's.
+        let tmpfs_input = tmpfs_dir()
+            .map(|dir| CliInput::new(d, &bin, None, dir))
+            .transpose()?;
         let base_input = baseline
             .as_deref()
-            .map(|b| CliInput::new(d, b, None))
+            .map(|b| CliInput::new(d, b, None, Path::new(".")))
             .transpose()?;
-        let mut samples: Vec<Samples> = (0..4 + usize::from(base_input.is_some()))
-            .map(|_| Samples::default())
-            .collect();
+        let n_rows = 4 + usize::from(tmpfs_input.is_some()) + usize::from(base_input.is_some());
+        let mut samples: Vec<Samples> = (0..n_rows).map(|_| Samples::default()).collect();
+        let tmpfs_row = tmpfs_input.as_ref().map(|_| 3);
+        let base_row = 3 + usize::from(tmpfs_input.is_some());
+        let fill = vec![0x5au8; d.bytes()];
+        let mut disk = WriteSamples::default();
         // Warm-up (untimed), so no codec pays first-call costs in the timed runs.
         for enc in [Encoding::Huffman, Encoding::Palette] {
             run_unweight(d, enc)?;
         }
         cli_input.run()?;
+        if let Some(t) = &tmpfs_input {
+            t.run()?;
+        }
         if let Some(b) = &base_input {
             b.run()?;
         }
@@ -130,15 +149,32 @@ pub fn run(args: &[String]) -> Result<()> {
                 .into_iter()
                 .enumerate()
             {
+                // An untimed round right before the timed one, as the ZipNN script does: on a
+                // VM that hands freed memory back to its host (virtio-balloon free page
+                // reporting), memory first touched after a pause costs a host page fault per
+                // page, and the timed round should not pay for what other rows freed.
+                run_unweight(d, enc)?;
                 samples[i].add(run_unweight(d, enc)?);
             }
             samples[2].add(cli_input.run()?);
+            if let (Some(t), Some(row)) = (&tmpfs_input, tmpfs_row) {
+                samples[row].add(t.run()?);
+            }
             if let Some(b) = &base_input {
-                samples[3].add(b.run()?);
+                samples[base_row].add(b.run()?);
             }
             samples[zipnn_row].add(run_zipnn(&zipnn_input)?);
+            disk.disk
+                .push(time_write_fsync(cli_input.dir.path(), &fill)?);
+            if let Some(t) = &tmpfs_input {
+                disk.tmpfs.push(time_write_fsync(t.dir.path(), &fill)?);
+            }
         }
+        drop(fill);
         cli_input.check_restored()?;
+        if let Some(t) = &tmpfs_input {
+            t.check_restored()?;
+        }
         let gb = d.bytes() as f64 / 1e9;
         let elems = (d.bytes() / 2) as f64;
         let mut names = vec![
@@ -146,6 +182,9 @@ pub fn run(args: &[String]) -> Result<()> {
             "unweight palette".to_string(),
             CLI_CODEC.to_string(),
         ];
+        if tmpfs_input.is_some() {
+            names.push(CLI_TMPFS_CODEC.to_string());
+        }
         if let Some(b) = &baseline {
             names.push(format!("{CLI_CODEC}, baseline {}", b.display()));
         }
@@ -172,7 +211,21 @@ pub fn run(args: &[String]) -> Result<()> {
                 m.codec, m.compress_gbps, m.decompress_gbps
             );
         }
-        rows.push((d, stats, results));
+        let writes = Writes {
+            disk_gbps: gb / median(disk.disk.clone()),
+            tmpfs_gbps: (!disk.tmpfs.is_empty()).then(|| gb / median(disk.tmpfs.clone())),
+            disk_s: disk.disk,
+            tmpfs_s: disk.tmpfs,
+        };
+        eprintln!(
+            "  write + fsync of {:.1} MB: disk {:.2} GB/s, tmpfs {}",
+            gb * 1e3,
+            writes.disk_gbps,
+            writes
+                .tmpfs_gbps
+                .map_or("-".to_string(), |g| format!("{g:.2} GB/s"))
+        );
+        rows.push((d, stats, results, writes));
     }
 
     let date = utc_date();
@@ -407,8 +460,48 @@ fn run_unweight(d: &Dataset, enc: Encoding) -> Result<Run> {
     })
 }
 
-/// The name of the whole-process rows.
+/// The name of the whole-process rows (files in a scratch directory under the current one,
+/// i.e. on the project's disk).
 const CLI_CODEC: &str = "unweight CLI huffman (whole process)";
+/// The whole-process rows with the files on tmpfs.
+const CLI_TMPFS_CODEC: &str = "unweight CLI huffman (whole process, files on tmpfs /dev/shm)";
+
+/// A tmpfs to time the CLI on, if the machine has one.
+fn tmpfs_dir() -> Option<&'static Path> {
+    let p = Path::new("/dev/shm");
+    p.is_dir().then_some(p)
+}
+
+/// Seconds of each run's write + fsync of a dataset-sized file, on the disk and on tmpfs.
+#[derive(Default)]
+struct WriteSamples {
+    disk: Vec<f64>,
+    tmpfs: Vec<f64>,
+}
+
+/// What the file systems themselves give: median GB/s of writing and syncing a new file of the
+/// dataset's size, beside every run's seconds.
+struct Writes {
+    disk_gbps: f64,
+    tmpfs_gbps: Option<f64>,
+    disk_s: Vec<f64>,
+    tmpfs_s: Vec<f64>,
+}
+
+/// Seconds to create a file in `dir`, write `bytes` to it and `fsync` it (what the CLI's
+/// output costs at least); the file is removed afterwards, untimed.
+fn time_write_fsync(dir: &Path, bytes: &[u8]) -> Result<f64> {
+    let path = dir.join("write-fsync.bin");
+    let t0 = Instant::now();
+    let mut f =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    let s = t0.elapsed().as_secs_f64();
+    std::fs::remove_file(&path)?;
+    Ok(s)
+}
 
 /// The `unweight` binary of this build (built first, so it is never stale): it lies beside the
 /// xtask executable in target/release.
@@ -450,12 +543,13 @@ struct CliInput {
 }
 
 impl CliInput {
-    fn new(d: &Dataset, bin: &Path, keep: Option<&Path>) -> Result<Self> {
-        // In the current directory, so the files live on the disk a user's checkpoint would.
+    /// Files in a scratch directory under `parent` (the current directory, so they live on the
+    /// disk a user's checkpoint would, or a tmpfs).
+    fn new(d: &Dataset, bin: &Path, keep: Option<&Path>, parent: &Path) -> Result<Self> {
         let mut dir = tempfile::Builder::new()
             .prefix(".bench-codec-")
-            .tempdir_in(".")
-            .context("creating a scratch directory in the current one")?;
+            .tempdir_in(parent)
+            .with_context(|| format!("creating a scratch directory in {}", parent.display()))?;
         if let Some(k) = keep {
             let sub = k.join(d.name.split(' ').next().unwrap_or("data"));
             std::fs::create_dir_all(&sub).with_context(|| format!("creating {}", sub.display()))?;
@@ -649,7 +743,7 @@ fn run_zipnn(input: &ZipnnInput) -> Result<Run> {
     })
 }
 
-type Row<'a> = (&'a Dataset, (f64, f64), Vec<Measured>);
+type Row<'a> = (&'a Dataset, (f64, f64), Vec<Measured>, Writes);
 
 /// Targets: compress ≥ 2× ZipNN, decompress ≥ ZipNN (huffman, the distribution format), for
 /// the codec in-process (`results[0]`) and the CLI as a whole process (`results[2]`), both
@@ -662,8 +756,18 @@ fn verdict(results: &[Measured], which: usize) -> (bool, bool) {
     )
 }
 
-/// Indices of the rows the targets judge: in-process huffman and the whole-process CLI.
-const JUDGED: [(usize, &str); 2] = [(0, "in-process codec"), (2, "whole-process CLI")];
+/// Indices of the rows the targets judge: in-process huffman and the whole-process CLI (on the
+/// disk, and on tmpfs when the run has that row).
+fn judged(results: &[Measured]) -> Vec<(usize, &'static str)> {
+    let mut j = vec![
+        (0, "in-process codec"),
+        (2, "whole-process CLI, files on the disk"),
+    ];
+    if results.get(3).is_some_and(|m| m.codec == CLI_TMPFS_CODEC) {
+        j.push((3, "whole-process CLI, files on tmpfs"));
+    }
+    j
+}
 
 #[allow(clippy::too_many_arguments)]
 fn report_json(
@@ -678,9 +782,20 @@ fn report_json(
 ) -> Value {
     let datasets: Vec<Value> = rows
         .iter()
-        .map(|(d, (entropy, esc), results)| {
+        .map(|(d, (entropy, esc), results, writes)| {
             let (c_ok, d_ok) = verdict(results, 0);
             let (cli_c_ok, cli_d_ok) = verdict(results, 2);
+            let mut targets = json!({
+                "huffman_compress_ge_2x_zipnn": c_ok,
+                "huffman_decompress_ge_zipnn": d_ok,
+                "cli_compress_ge_2x_zipnn": cli_c_ok,
+                "cli_decompress_ge_zipnn": cli_d_ok,
+            });
+            if judged(results).len() > 2 {
+                let (t_c_ok, t_d_ok) = verdict(results, 3);
+                targets["cli_tmpfs_compress_ge_2x_zipnn"] = Value::Bool(t_c_ok);
+                targets["cli_tmpfs_decompress_ge_zipnn"] = Value::Bool(t_d_ok);
+            }
             json!({
                 "name": d.name,
                 "bf16_bytes": d.bytes(),
@@ -699,11 +814,13 @@ fn report_json(
                     "decompress_s": m.decompress_s,
                     "saved_percent": 100.0 * (1.0 - m.compressed_bytes as f64 / d.bytes() as f64),
                 })).collect::<Vec<_>>(),
-                "targets": {
-                    "huffman_compress_ge_2x_zipnn": c_ok,
-                    "huffman_decompress_ge_zipnn": d_ok,
-                    "cli_compress_ge_2x_zipnn": cli_c_ok,
-                    "cli_decompress_ge_zipnn": cli_d_ok,
+                "targets": targets,
+                "write_fsync": {
+                    "what": "create a new file of the dataset's size, write it from a warm buffer, fsync (median over runs, same runs as the rows)",
+                    "disk_gbps": writes.disk_gbps,
+                    "tmpfs_gbps": writes.tmpfs_gbps,
+                    "disk_s": writes.disk_s,
+                    "tmpfs_s": writes.tmpfs_s,
                 },
             })
         })
@@ -716,7 +833,7 @@ fn report_json(
         "machine_load": load,
         "runs": runs,
         "statistic": "median over runs; the codecs alternate within each run",
-        "cli": "the unweight binary as a whole process (start-up, input mapped from the page cache, output written and synced to disk), wall clock of `unweight compress FILE -o NEW` and `unweight decompress NEW -o NEW2`, CPU = the child's user + system time; the restored file is checked byte-identical to the input",
+        "cli": "the unweight binary as a whole process (start-up, input mapped from the page cache, output written and synced: to the project's disk in the CLI rows, to tmpfs /dev/shm in the 'files on tmpfs' rows), wall clock of `unweight compress FILE -o NEW` and `unweight decompress NEW -o NEW2`, CPU = the child's user + system time; the restored file is checked byte-identical to the input",
         "unit": "GB/s of BF16 input (1 GB = 1e9 bytes)",
         "datasets": datasets,
     })
@@ -736,7 +853,7 @@ fn report_markdown(
         "# Codec throughput, {date}\n\n{cpu}, {cores} cores (shared: {load}); `{command}`; median and best of {runs} runs (codecs alternating); GB/s of BF16 input.\n\n\
          | data | codec | compress GB/s | decompress GB/s | best compress | best decompress | compress CPU ns/elem | decompress CPU ns/elem | saved |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
     );
-    for (d, (entropy, esc), results) in rows {
+    for (d, (entropy, esc), results, _) in rows {
         for m in results {
             s += &format!(
                 "| {} ({:.1} MB, {entropy:.2} bits exp. entropy, {:.2}% escape groups) | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}% |\n",
@@ -758,12 +875,27 @@ fn report_markdown(
           schedstat run time, ZipNN: python's process_time), which other work on a shared machine does\n\
           not inflate the way it does wall-clock time.\n\n\
           The CLI rows time `unweight compress FILE -o NEW` and `unweight decompress NEW -o NEW2` as\n\
-          whole processes (start-up, input mapped from the page cache, output written and synced to\n\
-          disk; CPU = the child's user + system time); the restored file is checked byte-identical.\n\n\
+          whole processes (start-up, input mapped from the page cache, output written and synced;\n\
+          CPU = the child's user + system time); the restored file is checked byte-identical. Plain\n\
+          CLI rows keep the files on the project's disk, the \"files on tmpfs\" rows on /dev/shm,\n\
+          where `fsync` costs nothing. The in-process rows run an untimed round right before each\n\
+          timed one, as the ZipNN script does.\n\n\
+          Writing and syncing a new file of the dataset's size (no codec; median of the same runs):\n\n";
+    for (d, _, _, w) in rows {
+        s += &format!(
+            "- {}: disk {:.2} GB/s ({:.2} s), tmpfs {}\n",
+            d.name,
+            w.disk_gbps,
+            d.bytes() as f64 / 1e9 / w.disk_gbps,
+            w.tmpfs_gbps
+                .map_or("-".to_string(), |g| format!("{g:.2} GB/s"))
+        );
+    }
+    s += "\n\
           Targets (huffman in-process and the whole-process CLI, each against ZipNN in-process, median\n\
           wall-clock): compress ≥ 2×, decompress ≥ 1×.\n\n";
-    for (d, _, results) in rows {
-        for (which, what) in JUDGED {
+    for (d, _, results, _) in rows {
+        for (which, what) in judged(results) {
             let (c_ok, d_ok) = verdict(results, which);
             let (u, z) = (&results[which], &results[results.len() - 1]);
             s += &format!(

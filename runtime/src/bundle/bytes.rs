@@ -80,6 +80,58 @@ pub fn windowed_batch_within<T, R, E>(
     windowed_by(items, weight, 256, budget, work, sink)
 }
 
+/// [`windowed_batch_within`], with the `sink` calls of each window made on a thread of their
+/// own while the next window's `work` runs (in item order, as there): the compress writer's
+/// copies into the page cache then overlap with encoding instead of leaving the other cores
+/// idle. At most two windows' results are held at once. The first error in item order is
+/// returned; work computed after it is dropped.
+pub fn windowed_batch_pipelined<T: Sync, R: Send, E: Send>(
+    items: &[T],
+    budget: usize,
+    weight: impl Fn(&T) -> usize,
+    work: impl Fn(&[T]) -> Vec<Result<R, E>>,
+    sink: impl FnMut(&T, R) -> Result<(), E> + Send,
+) -> Result<(), E> {
+    let mut windows = Vec::new();
+    let mut start = 0;
+    while start < items.len() {
+        let mut end = start;
+        let mut size = 0usize;
+        while end < items.len() && (end == start || (size < budget && end - start < 256)) {
+            size = size.saturating_add(weight(&items[end]));
+            end += 1;
+        }
+        windows.push(start..end);
+        start = end;
+    }
+    // A rendezvous channel: a window's results are handed over only once the writer is done
+    // with the previous window.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(std::ops::Range<usize>, Vec<Result<R, E>>)>(0);
+    std::thread::scope(|s| {
+        let writer = s.spawn(move || -> Result<(), E> {
+            let mut sink = sink;
+            for (range, results) in rx {
+                debug_assert_eq!(results.len(), range.len());
+                for (item, r) in items[range].iter().zip(results) {
+                    sink(item, r?)?;
+                }
+            }
+            Ok(())
+        });
+        for range in windows {
+            let results = work(&items[range.clone()]);
+            // The writer stops at the first error; nothing more to hand it then.
+            if tx.send((range, results)).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// Default window budget: 1 GiB of input.
 const BUDGET: usize = 1 << 30;
 
@@ -108,4 +160,75 @@ fn windowed_by<T, R, E>(
         start = end;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::windowed_batch_pipelined;
+
+    /// Every item reaches the sink once, in order, in windows within the budget; the first
+    /// error in item order stops it (from the work or from the sink itself).
+    #[test]
+    fn pipelined_windows_sink_in_order_and_stop_at_the_first_error() {
+        let items: Vec<usize> = (0..50).collect();
+        let windows = std::sync::Mutex::new(Vec::new());
+        let mut seen = Vec::new();
+        let r: Result<(), String> = windowed_batch_pipelined(
+            &items,
+            10,
+            |&i| i % 7 + 1,
+            |w| {
+                windows.lock().unwrap().push(w.to_vec());
+                w.iter().map(|&i| Ok(i * 3)).collect()
+            },
+            |&i, v| {
+                assert_eq!(v, i * 3);
+                seen.push(i);
+                Ok(())
+            },
+        );
+        r.unwrap();
+        assert_eq!(seen, items);
+        let windows = windows.into_inner().unwrap();
+        assert!(windows.len() > 3, "{windows:?}");
+        for w in &windows {
+            let weight: usize = w[..w.len() - 1].iter().map(|&i| i % 7 + 1).sum();
+            assert!(w.len() == 1 || weight < 10, "{w:?}");
+        }
+
+        let mut sunk = Vec::new();
+        let r = windowed_batch_pipelined(
+            &items,
+            10,
+            |_| 3,
+            |w| {
+                w.iter()
+                    .map(|&i| if i == 17 || i == 30 { Err(i) } else { Ok(i) })
+                    .collect()
+            },
+            |&i, _| {
+                sunk.push(i);
+                Ok(())
+            },
+        );
+        assert_eq!(r, Err(17));
+        assert_eq!(sunk, (0..17).collect::<Vec<_>>());
+
+        let mut sunk = Vec::new();
+        let r = windowed_batch_pipelined(
+            &items,
+            10,
+            |_| 3,
+            |w| w.iter().map(|&i| Ok::<_, usize>(i)).collect(),
+            |&i, _| {
+                if i == 23 {
+                    return Err(i);
+                }
+                sunk.push(i);
+                Ok(())
+            },
+        );
+        assert_eq!(r, Err(23));
+        assert_eq!(sunk, (0..23).collect::<Vec<_>>());
+    }
 }

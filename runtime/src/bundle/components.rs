@@ -306,12 +306,28 @@ impl Parts {
         tm: &TensorMeta,
         pool: &BufferPool,
     ) -> Result<CompressedTensor, ParseError> {
-        self.load_with(file, tm, &|b| pool.copy_of(b))
+        self.load_with(file, tm, &|b| pool.copy_of(b), true)
             .map_err(|p| ParseError::tensor(name, p))
     }
 
+    /// [`Parts::load_pooled`] without copying the sign-mantissa plane (half the data): the
+    /// tensor's `sm` is left empty and the plane is returned as the slice of `file` that holds
+    /// it, for [`codec::decompress_into_parts_sm`].
+    pub fn load_pooled_sm_in_place<'a>(
+        &self,
+        name: &str,
+        file: &'a [u8],
+        tm: &TensorMeta,
+        pool: &BufferPool,
+    ) -> Result<(CompressedTensor, &'a [u8]), ParseError> {
+        let t = self
+            .load_with(file, tm, &|b| pool.copy_of(b), false)
+            .map_err(|p| ParseError::tensor(name, p))?;
+        Ok((t, self.bytes(file, Component::Sm)))
+    }
+
     fn load_inner(&self, file: &[u8], tm: &TensorMeta) -> Result<CompressedTensor, Problem> {
-        self.load_with(file, tm, &codec::copied_u8)
+        self.load_with(file, tm, &codec::copied_u8, true)
     }
 
     fn load_with(
@@ -319,6 +335,7 @@ impl Parts {
         file: &[u8],
         tm: &TensorMeta,
         copy: &dyn Fn(&[u8]) -> Vec<u8>,
+        with_sm: bool,
     ) -> Result<CompressedTensor, Problem> {
         let corrupt = |component, reason: String| Problem::Corrupt { component, reason };
         let mut palette = [0u8; 16];
@@ -397,7 +414,11 @@ impl Parts {
             rows: self.rows,
             cols: self.cols,
             palette,
-            sm: copy(self.bytes(file, Component::Sm)),
+            sm: if with_sm {
+                copy(self.bytes(file, Component::Sm))
+            } else {
+                Vec::new()
+            },
             escapes,
             indices,
             hash: self.hash,
@@ -478,11 +499,11 @@ impl BufferPool {
     /// Takes back the large buffers of a tensor that is no longer needed.
     pub fn recycle(&self, t: CompressedTensor) {
         let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        pool.push(t.sm);
-        match t.indices {
-            Indices::Huffman(h) => pool.push(h.bits),
-            Indices::Palette(v) | Indices::Exponent(v) => pool.push(v),
-        }
+        let idx = match t.indices {
+            Indices::Huffman(h) => h.bits,
+            Indices::Palette(v) | Indices::Exponent(v) => v,
+        };
+        pool.extend([t.sm, idx].into_iter().filter(|v| v.capacity() > 0));
     }
 }
 

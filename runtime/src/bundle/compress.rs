@@ -6,7 +6,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use safetensors::Dtype;
 
-use super::bytes::{bits_of, windowed_batch_within};
+use super::bytes::{bits_of, windowed_batch_pipelined};
 use super::components::{to_components, Component};
 use super::error::{BundleError, Problem};
 use super::meta::{BundleMeta, TensorMeta, COMPONENT_SEP, FORMAT_VERSION, METADATA_KEY};
@@ -227,9 +227,9 @@ pub(crate) fn compress_shard(
         tensors: BTreeMap::new(),
         original_header,
     };
-    // Windows of 64 MB: the output of one is written (and on its way to disk) while the next
-    // is encoded.
-    windowed_batch_within(
+    // Windows of 64 MB: the output of one is written (on a thread of its own, and then on its
+    // way to disk) while the next is encoded.
+    windowed_batch_pipelined(
         &jobs,
         64 << 20,
         |j| j.tensor.range.len(),

@@ -231,37 +231,41 @@ fn decode_windows(
             .par_iter()
             .map(|e| {
                 e.parts
-                    .load_pooled(&e.name, src.bytes(), &e.meta, &pool)
+                    .load_pooled_sm_in_place(&e.name, src.bytes(), &e.meta, &pool)
                     .map_err(|err| err.at(&src.path))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let (mut direct, mut direct_dst, mut copied) = (Vec::new(), Vec::new(), Vec::new());
-        for ((e, dst, _), ct) in window.into_iter().zip(&loaded) {
+        for ((e, dst, _), (ct, sm)) in window.into_iter().zip(&loaded) {
             // Without this, each fault on a fresh page of the allocated file also zeroes its
             // readahead window: several times the decode's own cost, measured.
             prefault(dst);
             match as_u16_slots(dst) {
                 Ok(d) => {
-                    direct.push((e, ct));
+                    direct.push((e, ct, Some(*sm)));
                     direct_dst.push(d);
                 }
-                Err(dst) => copied.push((e, ct, dst)),
+                Err(dst) => copied.push((e, ct, *sm, dst)),
             }
         }
-        let cts: Vec<&codec::CompressedTensor> = direct.iter().map(|(_, ct)| *ct).collect();
-        codec::decompress_into_parts(&cts, direct_dst)
+        let cts: Vec<&codec::CompressedTensor> = direct.iter().map(|(_, ct, _)| *ct).collect();
+        let sms: Vec<Option<&[u8]>> = direct.iter().map(|(_, _, sm)| *sm).collect();
+        // The sign-mantissa planes are read from the mapped bundle where they lie.
+        codec::decompress_into_parts_sm(&cts, &sms, direct_dst)
             .map_err(|(i, err)| BundleError::tensor(&src.path, &direct[i].0.name, err))?;
         // A BF16 tensor at an odd offset (only possible with an unusual original header):
         // decoded into a buffer, then copied.
-        for (e, ct, dst) in copied {
-            let bits = codec::decompress(ct)
+        for (e, ct, sm, dst) in copied {
+            let mut owned = ct.clone();
+            owned.sm = sm.to_vec();
+            let bits = codec::decompress(&owned)
                 .map_err(|err| BundleError::tensor(&src.path, &e.name, err))?;
             dst.copy_from_slice(&bytes_of(&bits));
         }
         for r in &ranges {
             written(r);
         }
-        for ct in loaded {
+        for (ct, _) in loaded {
             pool.recycle(ct);
         }
         let done: usize = entries

@@ -98,13 +98,24 @@ pub fn decompress_into_parts(
     ts: &[&CompressedTensor],
     parts: Vec<&mut [MaybeUninit<u16>]>,
 ) -> Result<(), (usize, CodecError)> {
-    if parts.len() != ts.len() {
+    decompress_into_parts_sm(ts, &vec![None; ts.len()], parts)
+}
+
+/// [`decompress_into_parts`] where tensor `i`'s sign-mantissa plane is `sms[i]` when that is
+/// given (its own `sm` field is then not used and may be empty): the bundle reader passes the
+/// plane straight from the mapped file instead of copying half the data into fresh memory.
+pub fn decompress_into_parts_sm(
+    ts: &[&CompressedTensor],
+    sms: &[Option<&[u8]>],
+    parts: Vec<&mut [MaybeUninit<u16>]>,
+) -> Result<(), (usize, CodecError)> {
+    if parts.len() != ts.len() || sms.len() != ts.len() {
         return Err((
             0,
             CodecError::Length {
                 what: "decompress destinations",
                 expected: ts.len(),
-                actual: parts.len(),
+                actual: parts.len().min(sms.len()),
             },
         ));
     }
@@ -115,7 +126,7 @@ pub fn decompress_into_parts(
     let results = super::parallel::map_shared(ts.len(), |i| {
         let mut slot = parts[i].lock().unwrap_or_else(|e| e.into_inner());
         match slot.take() {
-            Some(dst) => decompress_into(ts[i], dst),
+            Some(dst) => decompress_into(ts[i], sms[i], dst),
             None => Err(CodecError::Stream {
                 problem: "output part taken twice".into(),
             }),
@@ -131,16 +142,35 @@ pub fn decompress_into_parts(
     Ok(())
 }
 
-/// [`decompress`] into `dst` (exactly the tensor's element count); on `Ok` every element of
-/// `dst` is written.
-fn decompress_into(t: &CompressedTensor, dst: &mut [MaybeUninit<u16>]) -> Result<(), CodecError> {
-    let total = checked(t)?;
+/// [`decompress`] into `dst` (exactly the tensor's element count), the sign-mantissa plane
+/// read from `sm` when given; on `Ok` every element of `dst` is written.
+fn decompress_into(
+    t: &CompressedTensor,
+    sm: Option<&[u8]>,
+    dst: &mut [MaybeUninit<u16>],
+) -> Result<(), CodecError> {
+    let total = t.validate_with_sm(sm.map_or(t.sm.len(), <[u8]>::len))?;
+    t.check_checksum_with_sm(sm.unwrap_or(&t.sm))?;
     if t.orientation == Orientation::Standard && t.padded_cols() == t.cols && dst.len() == total {
-        let dec = Decoder::new(t)?;
+        let mut dec = Decoder::new(t)?;
+        if let Some(sm) = sm {
+            dec.sm = sm;
+        }
         let hash =
             super::parallel::fill_hashed_into(dst, dec.piece, |at, d, s| dec.fill(at, d, s))?;
         return check_hash(t, (), hash);
     }
+    // Transposed or padded: the general path, on a tensor that owns its plane.
+    let owned;
+    let t = match sm {
+        Some(sm) => {
+            let mut c = t.clone();
+            c.sm = sm.to_vec();
+            owned = c;
+            &owned
+        }
+        None => t,
+    };
     let v = decompress_valid(t, total)?;
     if v.len() != dst.len() {
         return Err(CodecError::Length {
@@ -181,6 +211,8 @@ fn decode_encoded_valid(t: &CompressedTensor, total: usize) -> Result<Vec<u16>, 
 /// Tables for decoding a validated tensor, and the element count of one decode piece.
 struct Decoder<'a> {
     t: &'a CompressedTensor,
+    /// Sign-mantissa plane (the tensor's own, or one held elsewhere).
+    sm: &'a [u8],
     /// Elements per piece: whole groups of [`LANES`] Huffman chunks, whole nibble bytes.
     piece: usize,
     /// Huffman: symbols → exponents, several per step.
@@ -206,6 +238,7 @@ impl<'a> Decoder<'a> {
         };
         Ok(Decoder {
             t,
+            sm: &t.sm,
             piece,
             multi,
             pairs,
@@ -222,7 +255,7 @@ impl<'a> Decoder<'a> {
     ) -> Result<(), CodecError> {
         let t = self.t;
         let n = dst.len();
-        let sm = &t.sm[start..start + n];
+        let sm = &self.sm[start..start + n];
         if let Indices::Exponent(e) = &t.indices {
             rebuild_into(sm, &e[start..start + n], dst);
             return Ok(());

@@ -41,6 +41,12 @@ pub(super) fn update(h: &mut Xxh64, bits: &[u16]) {
 /// `palette`, `idx`, `chunk_offsets` (Huffman only), `esc_bitmap`, `esc_exp`. Per-component
 /// digests let the large components hash in parallel.
 pub fn components_checksum(t: &CompressedTensor) -> u64 {
+    components_checksum_with_sm(t, &t.sm)
+}
+
+/// [`components_checksum`] of a tensor whose sign-mantissa plane `sm` is held elsewhere (its own
+/// `sm` field is then not looked at): the bundle reader passes the plane from the mapped file.
+pub fn components_checksum_with_sm(t: &CompressedTensor, sm: &[u8]) -> u64 {
     let (idx, offsets): (&[u8], Option<&[u32]>) = match &t.indices {
         Indices::Huffman(h) => {
             let used = usize::try_from(h.total_bits.div_ceil(8)).unwrap_or(usize::MAX);
@@ -49,7 +55,7 @@ pub fn components_checksum(t: &CompressedTensor) -> u64 {
         Indices::Palette(v) | Indices::Exponent(v) => (v, None),
     };
     let ((sm, idx), (small, exp)) = rayon::join(
-        || rayon::join(|| xxh3_64(&t.sm), || xxh3_64(idx)),
+        || rayon::join(|| xxh3_64(sm), || xxh3_64(idx)),
         || {
             rayon::join(
                 || {
@@ -98,7 +104,12 @@ impl CompressedTensor {
     /// Checks [`CompressedTensor::checksum`] against the components: a bundle altered after
     /// compression in a way that still decodes is refused here, before any decode or upload.
     pub fn check_checksum(&self) -> Result<(), CodecError> {
-        let actual = components_checksum(self);
+        self.check_checksum_with_sm(&self.sm)
+    }
+
+    /// [`check_checksum`](Self::check_checksum) with the sign-mantissa plane held elsewhere.
+    pub fn check_checksum_with_sm(&self, sm: &[u8]) -> Result<(), CodecError> {
+        let actual = components_checksum_with_sm(self, sm);
         if actual != self.checksum {
             return Err(CodecError::ChecksumMismatch {
                 stored: self.checksum,

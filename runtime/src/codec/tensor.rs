@@ -45,6 +45,12 @@ impl CompressedTensor {
     /// Elements of the padded encoded matrix, `rows * padded_cols`, after checking that every
     /// field is consistent with the others. Decoders call this before touching any array.
     pub fn validate(&self) -> Result<usize, CodecError> {
+        self.validate_with_sm(self.sm.len())
+    }
+
+    /// [`validate`](Self::validate) for a tensor whose sign-mantissa plane, `sm_len` bytes, is
+    /// held elsewhere (its own `sm` field is then not looked at).
+    pub fn validate_with_sm(&self, sm_len: usize) -> Result<usize, CodecError> {
         let n = element_count(&self.shape)?;
         let (r0, c0) = matrix_dims(&self.shape)?;
         let (er, ec) = match self.orientation {
@@ -67,7 +73,7 @@ impl CompressedTensor {
             .ok_or_else(|| CodecError::Overflow {
                 what: format!("{}×{pc} padded matrix", self.rows),
             })?;
-        check_len("sm", self.sm.len(), total)?;
+        check_len("sm", sm_len, total)?;
         match &self.indices {
             Indices::Exponent(e) => {
                 check_len("exponent indices", e.len(), total)?;
