@@ -153,8 +153,9 @@ fn planes_held_elsewhere_decode_exactly() {
         wrong[6] = Some(&flipped);
         let err = decode(&bare, &wrong).unwrap_err();
         assert_eq!(err.0, 6, "{o} {e}");
+        // The stored-components checksum covers the plane wherever it is held.
         assert!(
-            matches!(err.1, CodecError::HashMismatch { .. }),
+            matches!(err.1, CodecError::ChecksumMismatch { .. }),
             "{:?}",
             err.1
         );
