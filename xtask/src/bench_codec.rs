@@ -228,7 +228,7 @@ pub fn run(args: &[String]) -> Result<()> {
         rows.push((d, stats, results, writes));
     }
 
-    let date = utc_date();
+    let date = unweight::gpu::harness::bench::today();
     let host = hostname();
     let command = format!(
         "cargo run --release -p xtask -- bench-codec {}",
@@ -961,24 +961,6 @@ fn hostname() -> String {
     } else {
         h
     }
-}
-
-/// Today's date (UTC) as YYYY-MM-DD, from the system clock (civil-from-days, no date crate).
-fn utc_date() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// The 1/5/15-minute load averages.
