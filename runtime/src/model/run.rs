@@ -104,6 +104,30 @@ fn copy_others(
     Ok((names, bytes))
 }
 
+/// The common end of a directory compress or decompress: copies the other files, renames the
+/// staging directory into place and adds up the report.
+fn finish_dir<R>(
+    dir: &ModelDir,
+    out: Staging,
+    shards: Vec<ShardReport<R>>,
+    indexes: Vec<String>,
+    index_bytes: u64,
+    progress: Progress,
+) -> Result<ModelReport<R>, ModelError> {
+    let (copied, copied_bytes) = copy_others(dir, &out, progress)?;
+    out.finish()?;
+    let bytes_out = index_bytes + copied_bytes + shards.iter().map(|s| s.bytes_out).sum::<u64>();
+    Ok(ModelReport {
+        is_dir: true,
+        bytes_in: dir.total_bytes(),
+        bytes_out,
+        shards,
+        indexes,
+        copied,
+        problems: Vec::new(),
+    })
+}
+
 /// Compresses a file into a bundle, or every shard of a model directory into a new directory
 /// (see the [module docs](super)). `progress` receives input bytes as they are done; they sum to
 /// [`progress_total`](super::progress_total) of `input`. In a directory, `opts.selection` applies
@@ -187,18 +211,7 @@ pub fn compress_path(
         bytes_out += bytes.len() as u64;
         index_names.push(name_of(rel));
     }
-    let (copied, copied_bytes) = copy_others(&dir, &out, progress)?;
-    out.finish()?;
-    bytes_out += copied_bytes + shards.iter().map(|s| s.bytes_out).sum::<u64>();
-    Ok(ModelReport {
-        is_dir: true,
-        bytes_in: dir.total_bytes(),
-        bytes_out,
-        shards,
-        indexes: index_names,
-        copied,
-        problems: Vec::new(),
-    })
+    finish_dir(&dir, out, shards, index_names, bytes_out, progress)
 }
 
 /// Restores a bundle into the original file, or a compressed model directory into a new
@@ -260,18 +273,7 @@ pub fn decompress_path(
         bytes_out += bytes.len() as u64;
         index_names.push(name_of(rel));
     }
-    let (copied, copied_bytes) = copy_others(&dir, &out, progress)?;
-    out.finish()?;
-    bytes_out += copied_bytes + shards.iter().map(|s| s.bytes_out).sum::<u64>();
-    Ok(ModelReport {
-        is_dir: true,
-        bytes_in: dir.total_bytes(),
-        bytes_out,
-        shards,
-        indexes: index_names,
-        copied,
-        problems: Vec::new(),
-    })
+    finish_dir(&dir, out, shards, index_names, bytes_out, progress)
 }
 
 /// Decodes every compressed tensor of a file or of every shard of a directory and checks its
