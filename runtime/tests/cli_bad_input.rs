@@ -307,8 +307,12 @@ fn corrupt_metadata() {
     type Edit = Box<dyn Fn(&mut serde_json::Value)>;
     let cases: Vec<(Edit, Vec<&str>)> = vec![
         (
-            Box::new(|u| u["format_version"] = 3.into()),
-            vec!["unsupported unweight format version 3"],
+            Box::new(|u| u["format_version"] = 4.into()),
+            vec!["unsupported unweight format version 4"],
+        ),
+        (
+            Box::new(|u| u["format_version"] = 2.into()),
+            vec!["b.safetensors", "format version 2", "compress it again"],
         ),
         (
             Box::new(|u| u["format_version"] = 1.into()),
@@ -342,6 +346,21 @@ fn corrupt_metadata() {
         (
             Box::new(move |u| u["tensors"][name]["huffman"]["code_lengths"][0] = 13.into()),
             vec![name, "code length 13"],
+        ),
+        (
+            // Still a valid prefix code, so only the checksum (format 3: it covers the
+            // description) can tell: a GPU upload would decode other indices silently.
+            Box::new(move |u| {
+                let l = &mut u["tensors"][name]["huffman"]["code_lengths"];
+                let (a, b) = (0..16)
+                    .flat_map(|i| (0..16).map(move |j| (i, j)))
+                    .find(|&(i, j)| l[i] != l[j] && l[i] != 0 && l[j] != 0)
+                    .unwrap();
+                let t = l[a].clone();
+                l[a] = l[b].clone();
+                l[b] = t;
+            }),
+            vec![name, "checksum mismatch"],
         ),
         (
             Box::new(move |u| u["tensors"][name]["encoding"] = "zstd".into()),

@@ -102,7 +102,7 @@ fn bundle_is_plain_safetensors_with_documented_components() {
 
         let u: serde_json::Value =
             serde_json::from_str(&meta.metadata().as_ref().unwrap()["unweight"]).unwrap();
-        assert_eq!(u["format_version"], 2);
+        assert_eq!(u["format_version"], 3);
         assert_eq!(meta.metadata().as_ref().unwrap()["format"], "pt");
         for (name, rows, cols, orient) in [
             ("x.mlp.up_proj.weight", 100, 130, "standard"),

@@ -73,7 +73,7 @@ fn version_text(found: u64, supported: u32) -> String {
     if found < u64::from(supported) {
         format!(
             "unweight format version {found} is older than this build reads (version {supported}, \
-             which adds a checksum of each tensor's stored components): compress it again from the \
+             whose checksum covers each tensor's description and stored components): compress it again from the \
              original weights (decompress it first with the unweight version that wrote it)"
         )
     } else {

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{CompressedTensor, Encoding, Orientation};
 
 /// Version of the bundle layout and of the codec format it stores.
-/// Version 2 added `checksum` (of the stored components) to every tensor.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 2 added `checksum` (of the stored components) to every tensor; version 3 makes it
+/// cover the tensor's description too (shape, orientation, encoding, Huffman parameters).
+pub const FORMAT_VERSION: u32 = 3;
 /// Key of the entry in `__metadata__`.
 pub const METADATA_KEY: &str = "unweight";
 /// Separator between a compressed tensor's name and its component's name.
@@ -36,7 +37,7 @@ pub struct BundleMeta {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TensorMeta {
-    /// Always `BF16` (versions 1 and 2).
+    /// Always `BF16` (versions 1 to 3).
     pub dtype: String,
     /// The original tensor's shape.
     pub shape: Vec<u64>,

@@ -1,11 +1,11 @@
 //! The integrity hashes: per tensor, XXH64 (seed 0) over the original little-endian bytes
-//! (checked after decoding); and XXH3-64 over its stored components (checked before decoding or
-//! uploading, since a GPU decoder cannot check the first).
+//! (checked after decoding); and XXH3-64 over its description and stored components (checked
+//! before decoding or uploading, since a GPU decoder cannot check the first).
 
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 use xxhash_rust::xxh64::Xxh64;
 
-use super::{CodecError, CompressedTensor, Indices};
+use super::{CodecError, CompressedTensor, Encoding, Indices, Orientation};
 
 /// XXH64 (seed 0) of the little-endian bytes of `bits`.
 pub fn hash_bits(bits: &[u16]) -> u64 {
@@ -37,9 +37,11 @@ pub(super) fn update(h: &mut Xxh64, bits: &[u16]) {
 }
 
 /// The stored-components checksum of `t`: XXH3-64 (seed 0) of the XXH3-64 digests (8 bytes
-/// little-endian each) of its components' bytes as a bundle stores them, in file order: `sm`,
-/// `palette`, `idx`, `chunk_offsets` (Huffman only), `esc_bitmap`, `esc_exp`. Per-component
-/// digests let the large components hash in parallel.
+/// little-endian each) of, first, its [`checksum_description`] (shape, orientation, encoding, encoded
+/// dimensions, Huffman parameters: what a decoder reads besides the components, so a changed
+/// shape or code length is caught like a changed byte), then its components' bytes as a bundle
+/// stores them, in file order: `sm`, `palette`, `idx`, `chunk_offsets` (Huffman only),
+/// `esc_bitmap`, `esc_exp`. Per-component digests let the large components hash in parallel.
 pub fn components_checksum(t: &CompressedTensor) -> u64 {
     components_checksum_with_sm(t, &t.sm)
 }
@@ -71,6 +73,7 @@ pub fn components_checksum_with_sm(t: &CompressedTensor, sm: &[u8]) -> u64 {
     );
     let (palette, offsets, bitmap) = small;
     let digests: Vec<u64> = [
+        Some(xxh3_64(&checksum_description(t))),
         Some(sm),
         Some(palette),
         Some(idx),
@@ -83,6 +86,36 @@ pub fn components_checksum_with_sm(t: &CompressedTensor, sm: &[u8]) -> u64 {
     .collect();
     let bytes: Vec<u8> = digests.iter().flat_map(|d| d.to_le_bytes()).collect();
     xxh3_64(&bytes)
+}
+
+/// The decode parameters of `t` outside its components, as FORMAT.md §7 fixes them: every
+/// integer little-endian: the shape's rank (u64) and dimensions (u64 each), the orientation
+/// (u8: 0 standard, 1 transposed), the encoding (u8: 0 huffman, 1 palette, 2 exponent), `rows`
+/// and `cols` (u64), and for huffman the 16 code lengths (u8 each), `chunk_symbols` (u32) and
+/// `total_bits` (u64).
+pub fn checksum_description(t: &CompressedTensor) -> Vec<u8> {
+    let mut b = Vec::with_capacity(64 + 8 * t.shape.len());
+    b.extend_from_slice(&(t.shape.len() as u64).to_le_bytes());
+    for &d in &t.shape {
+        b.extend_from_slice(&(d as u64).to_le_bytes());
+    }
+    b.push(match t.orientation {
+        Orientation::Standard => 0,
+        Orientation::Transposed => 1,
+    });
+    b.push(match t.encoding() {
+        Encoding::Huffman => 0,
+        Encoding::Palette => 1,
+        Encoding::Exponent => 2,
+    });
+    b.extend_from_slice(&(t.rows as u64).to_le_bytes());
+    b.extend_from_slice(&(t.cols as u64).to_le_bytes());
+    if let Indices::Huffman(h) = &t.indices {
+        b.extend_from_slice(&h.code_lengths);
+        b.extend_from_slice(&h.chunk_symbols.to_le_bytes());
+        b.extend_from_slice(&h.total_bits.to_le_bytes());
+    }
+    b
 }
 
 /// XXH3-64 of little-endian words, streamed (the word arrays are small: offsets and bitmap).

@@ -28,7 +28,7 @@ pub use decode::{
     decompress_contiguous, decompress_into_parts, decompress_into_parts_sm,
 };
 pub use encode::{compress, compress_batch, transcode, CompressInput};
-pub use hash::{components_checksum, hash_bits};
+pub use hash::{checksum_description, components_checksum, hash_bits};
 pub use palette::{choose as choose_palette, index_map as palette_index_map, NOT_IN_PALETTE};
 pub use split::{exponent, rebuild, sign_mantissa};
 

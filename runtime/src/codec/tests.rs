@@ -371,6 +371,47 @@ fn format_constants_equal_the_kernel_abi() {
 
 type Edit = (&'static str, Box<dyn Fn(&mut CompressedTensor)>);
 
+/// The checksum covers what a decoder reads besides the components (format 3): a changed
+/// orientation, shape, dimension or Huffman parameter is refused before any decode or upload.
+#[test]
+fn a_changed_description_fails_the_checksum() {
+    let bits = weights(64 * 64, 120, 11);
+    let good = compress(&bits, &[64, 64], Orientation::Standard, Encoding::Huffman).unwrap();
+    good.check_checksum().unwrap();
+    let huff = |f: fn(&mut crate::codec::HuffmanStream)| -> Box<dyn Fn(&mut CompressedTensor)> {
+        Box::new(move |t| {
+            if let Indices::Huffman(h) = &mut t.indices {
+                f(h)
+            }
+        })
+    };
+    let edits: Vec<Edit> = vec![
+        ("orientation", Box::new(|t| t.orientation = Orientation::Transposed)),
+        ("shape", Box::new(|t| t.shape = vec![1, 64, 64])),
+        ("rows", Box::new(|t| t.rows += 1)),
+        ("cols", Box::new(|t| t.cols -= 1)),
+        (
+            "code_lengths",
+            huff(|h| {
+                let l = h.code_lengths;
+                let j = (1..16).find(|&j| l[j] != l[0]).unwrap();
+                h.code_lengths.swap(0, j);
+            }),
+        ),
+        ("chunk_symbols", huff(|h| h.chunk_symbols *= 2)),
+        ("total_bits", huff(|h| h.total_bits -= 1)),
+    ];
+    for (what, edit) in &edits {
+        let mut bad = good.clone();
+        edit(&mut bad);
+        assert_ne!(bad, good, "{what}: the edit changes the tensor");
+        assert!(
+            matches!(bad.check_checksum(), Err(CodecError::ChecksumMismatch { .. })),
+            "{what}"
+        );
+    }
+}
+
 /// One altered byte of any component that still decodes is refused by every CPU decoder and by
 /// transcode, as a checksum mismatch; with the checksum recomputed, the original's hash still
 /// catches it (so the checksum is the check that fires first, not the only one).
