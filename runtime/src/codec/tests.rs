@@ -386,7 +386,10 @@ fn a_changed_description_fails_the_checksum() {
         })
     };
     let edits: Vec<Edit> = vec![
-        ("orientation", Box::new(|t| t.orientation = Orientation::Transposed)),
+        (
+            "orientation",
+            Box::new(|t| t.orientation = Orientation::Transposed),
+        ),
         ("shape", Box::new(|t| t.shape = vec![1, 64, 64])),
         ("rows", Box::new(|t| t.rows += 1)),
         ("cols", Box::new(|t| t.cols -= 1)),
@@ -406,7 +409,10 @@ fn a_changed_description_fails_the_checksum() {
         edit(&mut bad);
         assert_ne!(bad, good, "{what}: the edit changes the tensor");
         assert!(
-            matches!(bad.check_checksum(), Err(CodecError::ChecksumMismatch { .. })),
+            matches!(
+                bad.check_checksum(),
+                Err(CodecError::ChecksumMismatch { .. })
+            ),
             "{what}"
         );
     }
