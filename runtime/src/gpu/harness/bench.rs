@@ -406,7 +406,6 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
         let max_m = *opts.batch.iter().max().unwrap_or(&1);
         let x = stream.clone_htod(&synth::activations(&mut rng, max_m, k))?;
         let mut y = stream.alloc_zeros::<u16>(max_m * n_out)?;
-        let g = set.raw[0].weights().geometry;
         for &m in &opts.batch {
             let cublas = time_plans(
                 &stream,
@@ -418,6 +417,8 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
                 opts.iters,
             )?;
             let row = |p: ExecPipeline, variant: String, ctas: u32, us: f64| {
+                // The residency's own geometry: a Huffman one pads its rows to whole groups.
+                let g = set.for_pipeline(p)[0].weights().geometry;
                 let t = traffic::matmul(p, fp.of(p), &g, m);
                 Row {
                     shape: shape.clone(),
