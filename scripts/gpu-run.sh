@@ -4,15 +4,21 @@
 #   tests      the ignored GPU tests, smallest first (--include-ignored --test-threads=1),
 #              tee'd to $OUT/gpu-tests.log
 #   sanitizer  compute-sanitizer memcheck on gpu_sanitizer_small ($OUT/sanitizer.log)
-#   bench      `unweight bench` ($OUT/bench/results/<date>-<gpu>.{json,md}, $OUT/bench.log)
+#   bench      `unweight bench` on Llama-3.1-8B's MLP shapes, M = 1 ... 2048
+#              ($OUT/bench/results/<date>-<gpu>-8b.{json,md}, $OUT/bench-8b.log)
+#   bench-70b  the same on Llama-3.1-70B's MLP shapes
+#              ($OUT/bench/results/<date>-<gpu>-70b.{json,md}, $OUT/bench-70b.log)
 #   tune       `unweight tune --exhaustive` on 2 shapes x 3 buckets: descent vs exhaustive search
 #              ($OUT/bench/results/<date>-tune-exhaustive.log), then `unweight tune` over the
 #              bench's shapes and batches into the same table $OUT/tuning.json ($OUT/tune.log)
-#   bench-auto `unweight bench --table $OUT/tuning.json`: plan_auto beside the default plans
-#              (run after tune on the same machine; $OUT/bench-auto/results/, $OUT/bench-auto.log)
-# Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench] [tune] [bench-auto]
-#        (default: the first three)
-# One device command may run 10 minutes: run `tests sanitizer` and `bench` as two commands.
+#   bench-auto `unweight bench --table $OUT/tuning.json` on the tuned shapes and buckets: plan_auto
+#              beside the default plans (run after tune on the same machine;
+#              $OUT/bench-auto/results/<date>-<gpu>-auto.{json,md}, $OUT/bench-auto.log)
+# Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench] [bench-70b] [tune] [bench-auto]
+#        (default: tests sanitizer bench)
+# One device command may run 10 minutes: run `tests sanitizer`, `bench` and `bench-70b` as three
+# commands. Each bench step writes its files after every shape, so one cut short keeps the shapes
+# it finished.
 # Each step has a timeout (a hung kernel must not eat the session): UNWEIGHT_STEP_TIMEOUT (s).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -83,18 +89,25 @@ run_sanitizer() {
   note "sanitizer: rc=$rc $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1)"
 }
 
+# The two halves of the default `unweight bench`, one step each (each must fit the step limit).
+BENCH_8B=14336x4096,4096x14336,4096x14336t
+BENCH_70B=28672x8192,8192x28672,8192x28672t
+
+# run_bench TAG SHAPES: `unweight bench --shapes SHAPES --tag TAG`.
 run_bench() {
+  local tag=$1 shapes=$2 log="$OUT/bench-$1.log"
   mkdir -p "$OUT/bench/results"
   # `unweight bench` writes bench/results/ under its working directory: run it inside $OUT.
-  ( cd "$OUT" && timeout -k 10 "$step_timeout" "$bin/unweight" bench ) 2>&1 | tee "$OUT/bench.log"
+  ( cd "$OUT" && timeout -k 10 "$step_timeout" "$bin/unweight" bench --shapes "$shapes" --tag "$tag" ) 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
-  if [ "$rc" -ne 0 ] && grep -qiE "unrecognized subcommand|unexpected argument|not built yet|not linked into this build" "$OUT/bench.log"; then
-    echo "gpu-run: this unweight has no bench subcommand; running the gpu_bench test instead" | tee -a "$OUT/bench.log"
+  if [ "$rc" -ne 0 ] && [ "$tag" = 8b ] && grep -qiE "unrecognized subcommand|not built yet|not linked into this build" "$log"; then
+    echo "gpu-run: this unweight has no bench subcommand; running the gpu_bench test instead" | tee -a "$log"
     UNWEIGHT_BENCH_OUT="$OUT/bench/results" timeout -k 10 "$step_timeout" "$bin/tests/gpu_bench" --ignored --nocapture \
-      --test-threads=1 2>&1 | tee -a "$OUT/bench.log"
+      --test-threads=1 2>&1 | tee -a "$log"
     rc=${PIPESTATUS[0]}
   fi
-  note "bench: rc=$rc $(ls "$OUT"/bench/results/*.md 2>/dev/null | tr '\n' ' ')"
+  [ "$rc" -eq 124 ] && rc="124 (TIMED OUT after ${step_timeout}s; the shapes it finished are in the files)"
+  note "bench-$tag: rc=$rc $(ls "$OUT"/bench/results/*-"$tag".md 2>/dev/null | tr '\n' ' ')"
 }
 
 run_tune() {
@@ -109,8 +122,9 @@ run_tune() {
 
 run_bench_auto() {
   mkdir -p "$OUT/bench-auto/results"
-  ( cd "$OUT/bench-auto" && timeout -k 10 "$step_timeout" "$bin/unweight" bench --table "$OUT/tuning.json" ) \
-    2>&1 | tee "$OUT/bench-auto.log"
+  # The shapes and buckets `tune` tuned (its defaults).
+  ( cd "$OUT/bench-auto" && timeout -k 10 "$step_timeout" "$bin/unweight" bench --table "$OUT/tuning.json" \
+      --shapes "$BENCH_8B" --m 1,16,64,256,1024 --tag auto ) 2>&1 | tee "$OUT/bench-auto.log"
   note "bench-auto: rc=${PIPESTATUS[0]} $(ls "$OUT"/bench-auto/results/*.md 2>/dev/null | tr '\n' ' ')"
 }
 
@@ -118,18 +132,22 @@ for s in "${steps[@]}"; do
   case "$s" in
     tests) run_tests ;;
     sanitizer) run_sanitizer ;;
-    bench) run_bench ;;
+    bench) run_bench 8b "$BENCH_8B" ;;
+    bench-70b) run_bench 70b "$BENCH_70B" ;;
     tune) run_tune ;;
     bench-auto) run_bench_auto ;;
-    *) echo "gpu-run: unknown step $s (tests, sanitizer, bench, tune, bench-auto)" >&2; exit 2 ;;
+    *) echo "gpu-run: unknown step $s (tests, sanitizer, bench, bench-70b, tune, bench-auto)" >&2; exit 2 ;;
   esac
 done
 
 echo
 echo "== gpu-run summary =="
 printf '%s\n' "${summary[@]}"
-md=$(ls "$OUT"/bench/results/*.md 2>/dev/null | tail -1)
-if [ -n "$md" ]; then
+# Each bench file: the copy bandwidth it measured, then its done-when table (issues 8 and 9).
+for md in "$OUT"/bench/results/*.md "$OUT"/bench-auto/results/*.md; do
+  [ -f "$md" ] || continue
   echo
-  grep -E "^\| " "$md" | head -60
-fi
+  echo "== $(basename "$md")"
+  grep -E "^Copy bandwidth" "$md"
+  awk '/^Done-when/ {on=1; next} on && /^\|/ {print; seen=1; next} seen && !/^\|/ {exit}' "$md"
+done

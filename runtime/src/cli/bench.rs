@@ -39,19 +39,30 @@ impl std::str::FromStr for Shape {
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Weight shapes N×K, comma-separated; a `t` suffix benchmarks the transposed orientation
-    /// (default: Llama-3.1-8B's gate/up and down projections, down also transposed).
+    /// (default: Llama-3.1-8B's and -70B's gate/up and down projections, down also transposed).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "14336x4096,4096x14336,4096x14336t"
+        default_value = "14336x4096,4096x14336,4096x14336t,28672x8192,8192x28672,8192x28672t"
     )]
     pub shapes: Vec<Shape>,
     /// Batch sizes M, comma-separated.
-    #[arg(long = "m", value_delimiter = ',', default_value = "1,16,64,256,1024")]
+    #[arg(
+        long = "m",
+        value_delimiter = ',',
+        default_value = "1,4,16,64,128,256,512,1024,2048"
+    )]
     pub m: Vec<usize>,
+    /// CTA counts of the Huffman decode rows, comma-separated; `all` = the kernel's natural grid.
+    #[arg(long, value_delimiter = ',', default_value = "all,66,33,16", value_parser = parse_ctas)]
+    pub decode_ctas: Vec<u32>,
     /// Directory for the results.
     #[arg(long, default_value = "bench/results")]
     pub out: PathBuf,
+    /// Appended to the result files' names (`<date>-<gpu>-<tag>.json`), so the parts of a split
+    /// run keep their own files.
+    #[arg(long)]
+    pub tag: Option<String>,
     /// Timed repetitions per measurement (the median is reported).
     #[arg(long, default_value_t = 50)]
     pub reps: usize,
@@ -61,6 +72,17 @@ pub struct BenchArgs {
     /// A tuning table (`unweight tune`): also time `plan_auto` against the default plans.
     #[arg(long)]
     pub table: Option<PathBuf>,
+}
+
+/// `all` → 0 (the natural grid), else a positive count.
+fn parse_ctas(s: &str) -> Result<u32, String> {
+    if s.trim() == "all" {
+        return Ok(0);
+    }
+    match s.trim().parse::<u32>() {
+        Ok(0) | Err(_) => Err(format!("`{s}` is not `all` or a positive CTA count")),
+        Ok(n) => Ok(n),
+    }
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -74,12 +96,14 @@ impl BenchArgs {
         crate::gpu::harness::bench::BenchOptions {
             device: self.device,
             out_dir: self.out.clone(),
+            tag: self.tag.clone(),
             shapes: self
                 .shapes
                 .iter()
                 .map(|s| (s.n, s.k, s.orientation))
                 .collect(),
             batch: self.m.clone(),
+            decode_ctas: self.decode_ctas.clone(),
             iters: self.reps,
             table: self.table.clone(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -94,16 +118,48 @@ mod tests {
 
     #[test]
     fn defaults_match_the_benchmark() {
+        use crate::gpu::harness::bench::{BenchOptions, BATCHES, DECODE_CTAS};
         use clap::Parser;
-        let cli = crate::cli::Cli::parse_from(["unweight", "bench", "--m", "1,64", "--reps", "60"]);
-        let crate::cli::Command::Bench(args) = cli.command else {
-            panic!("not bench")
+        let parse = |args: &[&str]| {
+            let cli = crate::cli::Cli::parse_from(args);
+            let crate::cli::Command::Bench(args) = cli.command else {
+                panic!("not bench")
+            };
+            args.options()
         };
-        let o = args.options();
+        let o = parse(&["unweight", "bench", "--m", "1,64", "--reps", "60"]);
         assert_eq!(o.batch, vec![1, 64]);
         assert_eq!(o.iters, 60);
-        assert_eq!(o.shapes.len(), 3);
+        assert_eq!(o.tag, None);
+        // The command line's defaults are the library's.
+        let d = BenchOptions::default();
+        assert_eq!(o.shapes, d.shapes);
+        assert_eq!(o.shapes.len(), 6);
         assert_eq!(o.shapes[2], (4096, 14336, Orientation::Transposed));
+        assert_eq!(o.shapes[3], (28672, 8192, Orientation::Standard));
+        assert_eq!(o.shapes[5], (8192, 28672, Orientation::Transposed));
+        assert_eq!(o.decode_ctas, DECODE_CTAS.to_vec());
+        assert_eq!(parse(&["unweight", "bench"]).batch, BATCHES.to_vec());
+        let o = parse(&[
+            "unweight",
+            "bench",
+            "--shapes",
+            "28672x8192",
+            "--decode-ctas",
+            "all,8",
+            "--tag",
+            "70b",
+        ]);
+        assert_eq!(o.shapes, vec![(28672, 8192, Orientation::Standard)]);
+        assert_eq!(o.decode_ctas, vec![0, 8]);
+        assert_eq!(o.tag.as_deref(), Some("70b"));
+        for bad in ["0", "x", "-3"] {
+            assert!(
+                crate::cli::Cli::try_parse_from(["unweight", "bench", "--decode-ctas", bad])
+                    .is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! `unweight bench`: every pipeline's best variant beside cuBLAS BF16 on Llama-3.1-8B MLP
-//! shapes, plus GPU Huffman decode throughput. CUDA events around every iteration, warm-up,
-//! median of `iters`, weights rotating over `weight_sets` copies so L2 never holds the next
-//! call's weights.
+//! `unweight bench`: every pipeline's best variant beside cuBLAS BF16 on Llama-3.1-8B and -70B
+//! MLP shapes, plus GPU Huffman decode on a chosen number of CTAs. CUDA events around every
+//! iteration, warm-up, median of `iters`, weights rotating over copies so L2 never holds the next
+//! call's weights. Every row carries the bytes it must move and its floor: those bytes over the
+//! device-to-device copy bandwidth measured at the start of the same run ([`traffic`]).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -9,34 +10,68 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use cudarc::driver::sys::CUevent_flags;
+use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
 use cudarc::driver::{CudaSlice, CudaStream};
 use unweight_codegen::variant::{HuffOutput, RegistryEntry, Variant};
 
 use crate::codec::{self, Encoding, Orientation};
 use crate::gpu::device::GpuDevice;
 use crate::gpu::harness::synth::{self, Rng, WeightSpec};
+use crate::gpu::harness::targets;
+use crate::gpu::harness::traffic::{self, Footprint};
 use crate::gpu::jit::registry;
+use crate::gpu::launch;
 use crate::gpu::layout::Residency;
 use crate::gpu::linear::Linear;
 use crate::gpu::plan::{self, ExecPipeline, Plan};
-use crate::gpu::weights::DeviceWeights;
+use crate::gpu::weights::{DeviceWeights, Resident};
+
+/// Llama-3.1-8B's MLP projections: gate/up, down, and down encoded transposed.
+pub const LLAMA_8B_SHAPES: [(usize, usize, Orientation); 3] = [
+    (14336, 4096, Orientation::Standard),
+    (4096, 14336, Orientation::Standard),
+    (4096, 14336, Orientation::Transposed),
+];
+
+/// Llama-3.1-70B's MLP projections, the same three ways.
+pub const LLAMA_70B_SHAPES: [(usize, usize, Orientation); 3] = [
+    (28672, 8192, Orientation::Standard),
+    (8192, 28672, Orientation::Standard),
+    (8192, 28672, Orientation::Transposed),
+];
+
+/// Decode-time batches up to the compute-bound range (issue 8's targets name each of them).
+pub const BATCHES: [usize; 9] = [1, 4, 16, 64, 128, 256, 512, 1024, 2048];
+
+/// CTA counts of the decode rows: 0 (all: the kernel's natural grid), then about a half, a quarter
+/// and an eighth of an H200's 132 SMs, the shares the MLP scheduler may leave to decode.
+pub const DECODE_CTAS: [u32; 4] = [0, 66, 33, 16];
+
+/// Weight sets rotate over at least this many times the L2's bytes, so no call finds the
+/// previous use of its weights in L2; a weight several times larger than L2 needs only two sets
+/// (which bounds the device and host memory of the 70B shapes).
+const ROTATION_L2S: usize = 6;
 
 /// Options of `unweight bench`.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
     pub device: usize,
-    /// Where `<date>-<gpu>.json` and `.md` go.
+    /// Where `<date>-<gpu>[-<tag>].json` and `.md` go.
     pub out_dir: PathBuf,
+    /// Appended to the file names, so the parts of a split run keep their own files.
+    pub tag: Option<String>,
     /// `(n_out, k, orientation)` of each weight.
     pub shapes: Vec<(usize, usize, Orientation)>,
     pub batch: Vec<usize>,
+    /// CTA counts of the Huffman decode rows (0: all, the natural grid).
+    pub decode_ctas: Vec<u32>,
     /// Timed iterations per measurement (median reported); at least 50.
     pub iters: usize,
     pub warmup: usize,
     /// Iterations per candidate while searching variants.
     pub search_iters: usize,
-    /// Copies of each weight, rotated per iteration; at least 3.
+    /// Copies of each weight, rotated per iteration; at least 3 (fewer for weights much larger
+    /// than L2, see [`rotation_sets`]).
     pub weight_sets: usize,
     /// Batch tiles tried around the default (1 = default only, 3 = one smaller and one larger).
     pub tile_candidates: usize,
@@ -56,12 +91,14 @@ impl Default for BenchOptions {
         BenchOptions {
             device: 0,
             out_dir: PathBuf::from("bench/results"),
-            shapes: vec![
-                (14336, 4096, Orientation::Standard),
-                (4096, 14336, Orientation::Standard),
-                (4096, 14336, Orientation::Transposed),
-            ],
-            batch: vec![1, 16, 64, 256, 1024],
+            tag: None,
+            shapes: LLAMA_8B_SHAPES
+                .iter()
+                .chain(&LLAMA_70B_SHAPES)
+                .copied()
+                .collect(),
+            batch: BATCHES.to_vec(),
+            decode_ctas: DECODE_CTAS.to_vec(),
             iters: 50,
             warmup: 10,
             search_iters: 15,
@@ -76,22 +113,36 @@ impl Default for BenchOptions {
     }
 }
 
-/// One measured row.
-#[derive(Clone, Debug, serde::Serialize)]
+/// One measured matmul row. The fields up to `cublas_us` are those of the first H100/H200 files
+/// (older tools read them); the rest default to 0 when such a file is read back.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     pub shape: String,
     pub orientation: String,
     pub m: usize,
+    /// `cublas` for the reference row itself.
     pub pipeline: String,
     pub variant: String,
     /// CTAs of the rmm launch (stream-K; 1 for cuBLAS-only plans).
     pub ctas: u32,
     pub us: f64,
     pub cublas_us: f64,
+    /// Bytes the call must read (the weight in its resident form, `x`, a preprocess output read
+    /// back) and write (`y`, a preprocess output): [`traffic::matmul`].
+    #[serde(default)]
+    pub read_bytes: u64,
+    #[serde(default)]
+    pub written_bytes: u64,
+    /// (read + written) / time, TB/s.
+    #[serde(default)]
+    pub tb_s: f64,
+    /// (read + written) / the run's copy bandwidth, µs.
+    #[serde(default)]
+    pub floor_us: f64,
 }
 
 /// `plan_auto` (tuned) beside the fixed default plan of one residency.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct AutoRow {
     pub shape: String,
     pub orientation: String,
@@ -103,8 +154,8 @@ pub struct AutoRow {
     pub default_us: f64,
 }
 
-/// Huffman decode throughput of one kernel on one weight.
-#[derive(Clone, Debug, serde::Serialize)]
+/// Huffman decode of one kernel on one weight, on `ctas` blocks.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DecodeRow {
     pub shape: String,
     pub orientation: String,
@@ -112,21 +163,89 @@ pub struct DecodeRow {
     pub us: f64,
     /// Elements decoded per second / 1e9.
     pub gelem_per_s: f64,
-    /// Compressed bytes read per second / 1e9.
+    /// Every resident byte of the Huffman weight per second / 1e9 (as in the first files; the
+    /// bytes this kernel really reads are `read_bytes`).
     pub gb_per_s_in: f64,
+    /// CTAs asked for (`all` or a count) and launched (at most the natural grid).
+    #[serde(default = "all_ctas")]
+    pub share: String,
+    #[serde(default)]
+    pub ctas: u32,
+    /// Bytes read and written ([`traffic::decode`]).
+    #[serde(default)]
+    pub read_bytes: u64,
+    #[serde(default)]
+    pub written_bytes: u64,
+    #[serde(default)]
+    pub tb_s: f64,
+    #[serde(default)]
+    pub floor_us: f64,
+}
+
+fn all_ctas() -> String {
+    "all".to_string()
+}
+
+/// The copy bandwidth a row's floor divides by, and how it was measured.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct CopyBandwidth {
+    pub tb_s: f64,
+    /// Bytes of the source buffer (the destination is another buffer of the same size).
+    pub buffer_bytes: u64,
+    /// Bytes counted per copy: read + written, 2 × `buffer_bytes`.
+    pub counted_bytes: u64,
+    /// Median µs of one copy.
+    pub us: f64,
+    pub warmup: usize,
+    pub iters: usize,
+    pub method: String,
+}
+
+/// One benchmarked weight: how many copies rotated, and its bytes in each residency.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ShapeInfo {
+    pub shape: String,
+    pub orientation: String,
+    pub weight_sets: usize,
+    pub raw_bytes: u64,
+    pub palette_bytes: u64,
+    pub huffman_bytes: u64,
 }
 
 /// What `unweight bench` measured and writes as JSON and Markdown.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     pub device: String,
     pub date: String,
     pub command: String,
+    /// Device-to-device copy bandwidth of this run, TB/s of read + written bytes (0 in files
+    /// older than the field); `copy` says how it was measured.
+    #[serde(default)]
+    pub copy_tb_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CopyBandwidth>,
+    #[serde(default)]
+    pub sm_count: u32,
+    #[serde(default)]
+    pub l2_bytes: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shapes: Vec<ShapeInfo>,
     pub rows: Vec<Row>,
     pub decode: Vec<DecodeRow>,
     /// Present with `--table`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub auto: Vec<AutoRow>,
+    /// Seconds from start to this report.
+    #[serde(default)]
+    pub wall_s: f64,
+}
+
+/// Weight copies to rotate for a weight of `bf16_bytes`: enough to cover [`ROTATION_L2S`] × L2,
+/// at least 2, at most `max_sets`.
+pub fn rotation_sets(bf16_bytes: usize, l2_bytes: usize, max_sets: usize) -> usize {
+    (ROTATION_L2S * l2_bytes)
+        .div_ceil(bf16_bytes.max(1))
+        .clamp(2, max_sets.max(2))
 }
 
 /// The benchmarked pipelines, in table order.
@@ -157,9 +276,37 @@ impl ShapeSet {
             Residency::Raw => &self.raw,
         }
     }
+
+    /// The footprint of each residency (every set of a shape has the same sizes, within the
+    /// escapes of its random weights: the first set's stands for all).
+    fn footprints(&self) -> Footprints {
+        Footprints {
+            raw: Footprint::of_device(self.raw[0].weights()),
+            palette: Footprint::of_device(self.palette[0].weights()),
+            huffman: Footprint::of_device(self.huffman[0].weights()),
+        }
+    }
 }
 
-/// Runs the benchmark with `opts` and writes `<date>-<gpu>.json` and `.md` to `opts.out_dir`.
+/// [`Footprint`] of one shape in each residency.
+struct Footprints {
+    raw: Footprint,
+    palette: Footprint,
+    huffman: Footprint,
+}
+
+impl Footprints {
+    fn of(&self, p: ExecPipeline) -> &Footprint {
+        match p.residency() {
+            Residency::Raw => &self.raw,
+            Residency::Palette => &self.palette,
+            Residency::Huffman => &self.huffman,
+        }
+    }
+}
+
+/// Runs the benchmark with `opts` and writes `<date>-<gpu>[-<tag>].json` and `.md` to
+/// `opts.out_dir` (after every shape, so a run cut short keeps the shapes it finished).
 pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
     anyhow::ensure!(
         opts.iters >= 50,
@@ -173,18 +320,40 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
     );
     let started = Instant::now();
     let dev = GpuDevice::new(opts.device)?;
+    let l2_bytes = dev
+        .ctx
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
+        .context("reading the L2 size")? as usize;
     println!(
-        "device: {} ({} SMs, sm_{}{})",
-        dev.info.name, dev.info.sm_count, dev.info.major, dev.info.minor
+        "device: {} ({} SMs, sm_{}{}, {} MB L2)",
+        dev.info.name,
+        dev.info.sm_count,
+        dev.info.major,
+        dev.info.minor,
+        l2_bytes / 1_000_000
     );
     let stream = dev
         .ctx
         .new_stream()
         .context("creating the benchmark stream")?;
+    let copy = measure_copy(&stream, l2_bytes, dev.info.total_mem)?;
+    println!("copy bandwidth: {:.3} TB/s ({})", copy.tb_s, copy.method);
     let mut rng = Rng::new(opts.seed);
-    let mut rows = Vec::new();
-    let mut decode = Vec::new();
-    let mut auto = Vec::new();
+    let mut report = Report {
+        device: dev.info.name.clone(),
+        date: today(),
+        command: opts.command.clone(),
+        copy_tb_s: copy.tb_s,
+        copy: Some(copy),
+        sm_count: dev.info.sm_count,
+        l2_bytes: l2_bytes as u64,
+        shapes: Vec::new(),
+        rows: Vec::new(),
+        decode: Vec::new(),
+        auto: Vec::new(),
+        wall_s: 0.0,
+    };
+    let copy_tb_s = report.copy_tb_s;
     let table = match &opts.table {
         Some(p) => Some(crate::gpu::tuner::Table::load(
             p,
@@ -192,23 +361,46 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
         )?),
         None => None,
     };
+    let at = || started.elapsed().as_secs_f64();
 
     for &(n_out, k, orientation) in &opts.shapes {
         let shape = format!("{n_out}x{k}");
+        let sets = rotation_sets(n_out * k * 2, l2_bytes, opts.weight_sets);
         let t0 = Instant::now();
-        let set = build_set(&dev, &mut rng, n_out, k, orientation, &opts)?;
+        let set = build_set(
+            &dev,
+            &mut rng,
+            n_out,
+            k,
+            orientation,
+            &BenchOptions {
+                weight_sets: sets,
+                ..opts.clone()
+            },
+        )?;
+        let fp = set.footprints();
         println!(
-            "{shape} {orientation}: weights ready in {:.1}s",
+            "[{:>4.0}s] {shape} {orientation}: {sets} weight sets ready in {:.1}s",
+            at(),
             t0.elapsed().as_secs_f64()
         );
+        report.shapes.push(ShapeInfo {
+            shape: shape.clone(),
+            orientation: orientation.to_string(),
+            weight_sets: sets,
+            raw_bytes: fp.raw.total(),
+            palette_bytes: fp.palette.total(),
+            huffman_bytes: fp.huffman.total(),
+        });
         precompile(&dev, &opts, orientation == Orientation::Transposed)?;
 
-        decode.extend(bench_decode(
-            &dev,
+        report.decode.extend(bench_decode(
             &stream,
             &set,
+            &fp.huffman,
             &shape,
             orientation,
+            copy_tb_s,
             &opts,
         )?);
         let max_m = *opts.batch.iter().max().unwrap_or(&1);
@@ -224,24 +416,42 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
                 opts.warmup,
                 opts.iters,
             )?;
-            for p in PIPELINES {
-                let (plan_name, ctas, us) =
-                    best(&stream, &set, p, m, orientation, &x, &mut y, &opts)?;
-                println!(
-                    "  {shape} {orientation} m={m:<5} {:<18} {:<26} {ctas:>4} CTAs {us:>9.1} us  (cuBLAS {cublas:.1} us)",
-                    p.as_str(),
-                    plan_name
-                );
-                rows.push(Row {
+            let row = |p: ExecPipeline, variant: String, ctas: u32, us: f64| {
+                // The residency's own geometry: a Huffman one pads its rows to whole groups.
+                let g = set.for_pipeline(p)[0].weights().geometry;
+                let t = traffic::matmul(p, fp.of(p), &g, m);
+                Row {
                     shape: shape.clone(),
                     orientation: orientation.to_string(),
                     m,
                     pipeline: p.as_str().to_string(),
-                    variant: plan_name,
+                    variant,
                     ctas,
                     us,
                     cublas_us: cublas,
-                });
+                    read_bytes: t.read,
+                    written_bytes: t.written,
+                    tb_s: traffic::tb_s(t.total(), us),
+                    floor_us: traffic::floor_us(t.total(), copy_tb_s),
+                }
+            };
+            report
+                .rows
+                .push(row(ExecPipeline::Cublas, "cublas".into(), 1, cublas));
+            for p in PIPELINES {
+                let (plan_name, ctas, us) =
+                    best(&stream, &set, p, m, orientation, &x, &mut y, &opts)?;
+                let r = row(p, plan_name, ctas, us);
+                println!(
+                    "[{:>4.0}s] {shape} {orientation} m={m:<5} {:<18} {:<26} {ctas:>4} CTAs {us:>9.1} us  {:.2}x cuBLAS {cublas:.1} us  {:.2} TB/s  {:.2}x floor",
+                    at(),
+                    p.as_str(),
+                    r.variant,
+                    us / cublas,
+                    r.tb_s,
+                    us / r.floor_us
+                );
+                report.rows.push(r);
             }
             if let Some(t) = &table {
                 for r in [Residency::Huffman, Residency::Palette, Residency::Raw] {
@@ -250,7 +460,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
                         "  {shape} {orientation} m={m:<5} {r:<8} auto {:<40} {:>9.1} us  default {:.1} us",
                         row.auto, row.auto_us, row.default_us
                     );
-                    auto.push(AutoRow {
+                    report.auto.push(AutoRow {
                         shape: shape.clone(),
                         orientation: orientation.to_string(),
                         ..row
@@ -258,35 +468,82 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
                 }
             }
         }
+        // Written after every shape: a run stopped by its step's time limit keeps what it measured.
+        report.wall_s = at();
+        write_report(&report, &opts)?;
     }
 
-    let report = Report {
-        device: dev.info.name.clone(),
-        date: today(),
-        command: opts.command.clone(),
-        rows,
-        decode,
-        auto,
-    };
-    let table = markdown(&report);
-    std::fs::create_dir_all(&opts.out_dir)
-        .with_context(|| format!("creating {}", opts.out_dir.display()))?;
-    let stem = opts
-        .out_dir
-        .join(format!("{}-{}", report.date, slug(&report.device)));
-    let json = stem.with_extension("json");
-    std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")
-        .with_context(|| format!("writing {}", json.display()))?;
-    let md = stem.with_extension("md");
-    std::fs::write(&md, &table).with_context(|| format!("writing {}", md.display()))?;
+    report.wall_s = at();
+    let (json, md) = write_report(&report, &opts)?;
     println!(
         "\nwrote {} and {} in {:.0}s\n",
         json.display(),
         md.display(),
-        started.elapsed().as_secs_f64()
+        report.wall_s
     );
-    println!("{table}");
+    println!("{}", markdown(&report));
     Ok(())
+}
+
+/// `<date>-<gpu>[-<tag>]` in `opts.out_dir`.
+pub fn file_stem(r: &Report, tag: Option<&str>) -> String {
+    match tag {
+        Some(t) if !t.is_empty() => format!("{}-{}-{}", r.date, slug(&r.device), slug(t)),
+        _ => format!("{}-{}", r.date, slug(&r.device)),
+    }
+}
+
+/// Writes the JSON and the markdown of `r`; returns their paths.
+fn write_report(r: &Report, opts: &BenchOptions) -> anyhow::Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("creating {}", opts.out_dir.display()))?;
+    let stem = opts.out_dir.join(file_stem(r, opts.tag.as_deref()));
+    let json = stem.with_extension("json");
+    std::fs::write(&json, serde_json::to_string_pretty(r)? + "\n")
+        .with_context(|| format!("writing {}", json.display()))?;
+    let md = stem.with_extension("md");
+    std::fs::write(&md, markdown(r)).with_context(|| format!("writing {}", md.display()))?;
+    Ok((json, md))
+}
+
+/// Warm-up and timed copies of [`measure_copy`].
+const COPY_WARMUP: usize = 5;
+const COPY_ITERS: usize = 50;
+
+/// Device-to-device copy bandwidth: `cuMemcpyDtoDAsync` between two buffers of at least 16× L2
+/// (512 MiB or more, at most an eighth of the memory), CUDA events around each copy, the median;
+/// counting read + written bytes, as a kernel's floor counts them.
+fn measure_copy(
+    stream: &Arc<CudaStream>,
+    l2_bytes: usize,
+    total_mem: usize,
+) -> anyhow::Result<CopyBandwidth> {
+    let bytes = (16 * l2_bytes).max(512 << 20).min(total_mem / 8);
+    let src = stream
+        .alloc_zeros::<u8>(bytes)
+        .context("allocating the copy benchmark's source")?;
+    let mut dst = stream
+        .alloc_zeros::<u8>(bytes)
+        .context("allocating the copy benchmark's destination")?;
+    let us = time(stream, COPY_WARMUP, COPY_ITERS, |_| {
+        stream.memcpy_dtod(&src, &mut dst)?;
+        Ok(())
+    })?;
+    let counted = 2 * bytes as u64;
+    Ok(CopyBandwidth {
+        tb_s: traffic::tb_s(counted, us),
+        buffer_bytes: bytes as u64,
+        counted_bytes: counted,
+        us,
+        warmup: COPY_WARMUP,
+        iters: COPY_ITERS,
+        method: format!(
+            "cuMemcpyDtoDAsync of {} MiB into another buffer of {} MiB, CUDA events around each copy, \
+             {COPY_WARMUP} warm-up, median of {COPY_ITERS}; bytes = read + written",
+            bytes >> 20,
+            bytes >> 20
+        ),
+    })
 }
 
 pub(crate) fn build_set(
@@ -564,42 +821,101 @@ fn time(
     Ok(us[us.len() / 2])
 }
 
+/// Decode rows: every Huffman output on each of `opts.decode_ctas` CTA counts, in the layout
+/// the pipelines use (tiled for exponent / palette when the rmm takes the shape).
+#[allow(clippy::too_many_arguments)]
 fn bench_decode(
-    dev: &Arc<GpuDevice>,
     stream: &Arc<CudaStream>,
     set: &ShapeSet,
+    fp: &Footprint,
     shape: &str,
     o: Orientation,
+    copy_tb_s: f64,
     opts: &BenchOptions,
 ) -> anyhow::Result<Vec<DecodeRow>> {
     let lin = &set.huffman;
-    let g = lin[0].weights().geometry;
+    let w = lin[0].weights();
+    let g = w.geometry;
+    let Resident::Huffman(h) = &w.resident else {
+        anyhow::bail!("{}: the decode rows need a Huffman-resident weight", w.name);
+    };
     let mut out = stream.alloc_zeros::<u8>(lin[0].decode_bytes(HuffOutput::Bf16))?;
     let mut rows = Vec::new();
     for output in HuffOutput::ALL {
-        let us = time(stream, opts.warmup, opts.iters, |i| {
-            // The layout the pipelines use: tiled for exponent / palette when the rmm takes the shape.
-            lin[i % lin.len()].decode_into(stream, output, g.rmm_ok(), &mut out)?;
-            Ok(())
-        })?;
-        let elems = (g.rows * g.cols) as f64;
-        let bytes_in = lin[0].weights().resident_bytes() as f64;
-        rows.push(DecodeRow {
-            shape: shape.to_string(),
-            orientation: o.to_string(),
-            kernel: format!("huff_{}", output.as_str()),
-            us,
-            gelem_per_s: elems / us / 1e3,
-            gb_per_s_in: bytes_in / us / 1e3,
-        });
-        println!(
-            "  decode {shape} {o} huff_{:<9} {us:>9.1} us  {:.1} Gelem/s",
-            output.as_str(),
-            elems / us / 1e3
-        );
+        for &asked in &opts.decode_ctas {
+            let (ctas, _, _) = launch::huff_grid(plan::huff_entry(output)?, h.n_chunks, asked)?;
+            let us = time(stream, opts.warmup, opts.iters, |i| {
+                lin[i % lin.len()].decode_into_ctas(stream, output, g.rmm_ok(), asked, &mut out)?;
+                Ok(())
+            })?;
+            for l in lin {
+                l.weights().take_decode_error(stream)?;
+            }
+            let elems = (g.rows * g.cols) as f64;
+            let t = traffic::decode(fp, &g, output);
+            let row = DecodeRow {
+                shape: shape.to_string(),
+                orientation: o.to_string(),
+                kernel: format!("huff_{}", output.as_str()),
+                us,
+                gelem_per_s: elems / us / 1e3,
+                gb_per_s_in: w.resident_bytes() as f64 / us / 1e3,
+                share: share_label(asked),
+                ctas,
+                read_bytes: t.read,
+                written_bytes: t.written,
+                tb_s: traffic::tb_s(t.total(), us),
+                floor_us: traffic::floor_us(t.total(), copy_tb_s),
+            };
+            println!(
+                "  decode {shape} {o} huff_{:<9} S={:<4} {ctas:>5} CTAs {us:>9.1} us  {:.1} Gelem/s  {:.2} TB/s  {:.2}x floor ({:.1} us)",
+                output.as_str(),
+                row.share,
+                row.gelem_per_s,
+                row.tb_s,
+                us / row.floor_us,
+                row.floor_us
+            );
+            rows.push(row);
+        }
     }
-    let _ = dev;
     Ok(rows)
+}
+
+/// `all` for 0 (the natural grid), else the count.
+fn share_label(ctas: u32) -> String {
+    if ctas == 0 {
+        all_ctas()
+    } else {
+        ctas.to_string()
+    }
+}
+
+/// `a / b` to two places, or `-` where a file predates the field (`b` = 0).
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 && a > 0.0 {
+        format!("{:.2}", a / b)
+    } else {
+        "-".to_string()
+    }
+}
+
+/// MB (10⁶ bytes) to one place, `-` for 0.
+fn mb(bytes: u64) -> String {
+    if bytes == 0 {
+        "-".to_string()
+    } else {
+        format!("{:.1}", bytes as f64 / 1e6)
+    }
+}
+
+/// TB/s to two places, `-` for 0.
+fn tbs(v: f64) -> String {
+    if v > 0.0 {
+        format!("{v:.2}")
+    } else {
+        "-".to_string()
+    }
 }
 
 /// The markdown table printed last and written beside the JSON.
@@ -607,15 +923,48 @@ pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# unweight bench — {} — {}\n", r.device, r.date);
     let _ = writeln!(s, "`{}`\n", r.command);
+    match &r.copy {
+        Some(c) => {
+            let _ = writeln!(
+                s,
+                "Copy bandwidth in this run: **{:.3} TB/s** ({}).\n",
+                c.tb_s, c.method
+            );
+        }
+        None if r.copy_tb_s > 0.0 => {
+            let _ = writeln!(
+                s,
+                "Copy bandwidth in this run: **{:.3} TB/s**.\n",
+                r.copy_tb_s
+            );
+        }
+        None => {}
+    }
     let _ = writeln!(
         s,
-        "| shape | orientation | m | pipeline | variant | CTAs | µs | cuBLAS µs | vs cuBLAS |"
+        "t/cuBLAS = time / cuBLAS's time in the same run (lower is better). MB = bytes the call \
+         must read and write (weight as resident, x, y, preprocess output written and read back). \
+         TB/s = MB / time. t/floor = time / (MB / copy bandwidth).\n"
     );
-    let _ = writeln!(s, "|---|---|---:|---|---|---:|---:|---:|---:|");
+    let checks = targets::markdown(&targets::checks(r));
+    if !checks.is_empty() {
+        let _ = writeln!(
+            s,
+            "Done-when ratios of issues 8 and 9 (worst row of each criterion):\n\n{checks}"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| shape | orientation | m | pipeline | variant | CTAs | µs | cuBLAS µs | t/cuBLAS | MB | TB/s | t/floor |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for row in &r.rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.2}x |",
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} |",
             row.shape,
             row.orientation,
             row.m,
@@ -624,7 +973,10 @@ pub fn markdown(r: &Report) -> String {
             row.ctas,
             row.us,
             row.cublas_us,
-            row.cublas_us / row.us
+            ratio(row.us, row.cublas_us),
+            mb(row.read_bytes + row.written_bytes),
+            tbs(row.tb_s),
+            ratio(row.us, row.floor_us)
         );
     }
     if !r.auto.is_empty() {
@@ -651,14 +1003,33 @@ pub fn markdown(r: &Report) -> String {
     if !r.decode.is_empty() {
         let _ = writeln!(
             s,
-            "\n| decode shape | orientation | kernel | µs | Gelem/s | GB/s read |"
+            "\n| decode shape | orientation | kernel | S | CTAs | µs | Gelem/s | MB read | MB written | TB/s | floor µs | t/floor |"
         );
-        let _ = writeln!(s, "|---|---|---|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for d in &r.decode {
+            let floor = if d.floor_us > 0.0 {
+                format!("{:.1}", d.floor_us)
+            } else {
+                "-".to_string()
+            };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.1} | {:.1} | {:.0} |",
-                d.shape, d.orientation, d.kernel, d.us, d.gelem_per_s, d.gb_per_s_in
+                "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} |",
+                d.shape,
+                d.orientation,
+                d.kernel,
+                d.share,
+                d.ctas,
+                d.us,
+                d.gelem_per_s,
+                mb(d.read_bytes),
+                mb(d.written_bytes),
+                tbs(d.tb_s),
+                floor,
+                ratio(d.us, d.floor_us)
             );
         }
     }
@@ -713,45 +1084,221 @@ mod tests {
         assert_eq!(slug("NVIDIA H100 80GB HBM3"), "nvidia-h100-80gb-hbm3");
     }
 
-    #[test]
-    fn markdown_has_one_line_per_row() {
-        let r = Report {
+    fn row(pipeline: &str, m: usize, us: f64, cublas_us: f64) -> Row {
+        Row {
+            shape: "14336x4096".into(),
+            orientation: "standard".into(),
+            m,
+            pipeline: pipeline.into(),
+            variant: "rmm_palette_n8_s6_nt".into(),
+            ctas: 132,
+            us,
+            cublas_us,
+            read_bytes: 88_900_000,
+            written_bytes: 28_672,
+            tb_s: traffic::tb_s(88_928_672, us),
+            floor_us: traffic::floor_us(88_928_672, 4.0),
+        }
+    }
+
+    fn report(rows: Vec<Row>, decode: Vec<DecodeRow>) -> Report {
+        Report {
             device: "GPU".into(),
             date: "2026-11-22".into(),
             command: "unweight bench".into(),
-            rows: vec![Row {
-                shape: "14336x4096".into(),
-                orientation: "standard".into(),
-                m: 1,
-                pipeline: "direct_palette".into(),
-                variant: "rmm_palette_n8_s6_nt".into(),
-                ctas: 1,
-                us: 50.0,
-                cublas_us: 60.0,
-            }],
-            decode: vec![],
-            auto: vec![AutoRow {
-                shape: "14336x4096".into(),
-                orientation: "standard".into(),
-                m: 16,
-                residency: "palette".into(),
-                auto: "default".into(),
-                auto_us: 51.0,
-                default_us: 50.0,
-            }],
-        };
+            copy_tb_s: 4.0,
+            copy: Some(CopyBandwidth {
+                tb_s: 4.0,
+                buffer_bytes: 1 << 30,
+                counted_bytes: 2 << 30,
+                us: 536.9,
+                warmup: 5,
+                iters: 50,
+                method: "memcpy".into(),
+            }),
+            sm_count: 132,
+            l2_bytes: 50 << 20,
+            shapes: vec![],
+            rows,
+            decode,
+            auto: vec![],
+            wall_s: 1.0,
+        }
+    }
+
+    fn decode_row(kernel: &str, share: &str, us: f64, floor_us: f64) -> DecodeRow {
+        DecodeRow {
+            shape: "14336x4096".into(),
+            orientation: "standard".into(),
+            kernel: kernel.into(),
+            us,
+            gelem_per_s: 422.7,
+            gb_per_s_in: 627.0,
+            share: share.into(),
+            ctas: 448,
+            read_bytes: 19_400_000,
+            written_bytes: 29_400_000,
+            tb_s: traffic::tb_s(48_800_000, us),
+            floor_us,
+        }
+    }
+
+    #[test]
+    fn markdown_has_one_line_per_row_with_bytes_and_floor() {
+        let mut r = report(
+            vec![row("direct_palette", 1, 50.0, 60.0)],
+            vec![decode_row("huff_palette", "66", 200.0, 12.2)],
+        );
+        r.auto.push(AutoRow {
+            shape: "14336x4096".into(),
+            orientation: "standard".into(),
+            m: 16,
+            residency: "palette".into(),
+            auto: "default".into(),
+            auto_us: 51.0,
+            default_us: 50.0,
+        });
         let md = markdown(&r);
         assert!(
             md.contains("| 14336x4096 | standard | 16 | palette | default | 51.0 | 50.0 | 1.020 |"),
             "{md}"
         );
-        assert!(md.contains("| 14336x4096 | standard | 1 | direct_palette | rmm_palette_n8_s6_nt | 1 | 50.0 | 60.0 | 1.20x |"), "{md}");
-        let json: serde_json::Value = serde_json::to_value(&r).unwrap();
-        for key in ["device", "date", "command", "rows"] {
-            assert!(json.get(key).is_some());
+        // 88.93 MB in 50 µs = 1.78 TB/s; floor 88.93 MB / 4 TB/s = 22.2 µs, so 2.25× the floor.
+        assert!(
+            md.contains(
+                "| 14336x4096 | standard | 1 | direct_palette | rmm_palette_n8_s6_nt | 132 | 50.0 | 60.0 | 0.83 | 88.9 | 1.78 | 2.25 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| 14336x4096 | standard | huff_palette | 66 | 448 | 200.0 | 422.7 | 19.4 | 29.4 | 0.24 | 12.2 | 16.39 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("**4.000 TB/s** (memcpy)"), "{md}");
+        assert!(md.contains("| t/cuBLAS | MB | TB/s | t/floor |"), "{md}");
+    }
+
+    #[test]
+    fn done_when_ratios_are_in_the_markdown() {
+        let r = report(
+            vec![
+                row("direct_palette", 1, 24.0, 32.0),
+                row("direct_palette", 16, 28.0, 32.0),
+                row("raw", 1, 33.0, 32.0),
+                row("palette_transcode", 1, 60.0, 32.0),
+                row("full_decode", 1, 100.0, 32.0),
+            ],
+            vec![
+                decode_row("huff_palette", "all", 30.0, 12.0),
+                decode_row("huff_palette", "16", 300.0, 12.0),
+            ],
+        );
+        let c = targets::checks(&r);
+        let find = |what: &str| c.iter().find(|c| c.criterion.starts_with(what)).unwrap();
+        let dp = find("direct_palette t/cuBLAS, m ∈ {1, 4, 16}");
+        assert_eq!((dp.worst, dp.at.as_str(), dp.limit), (0.875, "m=16", 0.80));
+        assert!(!dp.met());
+        assert!(find("raw").met());
+        // Only the S = all row counts against the decode floor: 30 / 12 = 2.5 > 2.0.
+        let hp = find("huff_palette t/floor");
+        assert_eq!((hp.worst, hp.met()), (2.5, false));
+        assert!(find("palette_transcode").worst == 60.0 / 32.0 && !find("palette_transcode").met());
+        assert!(find("full_decode").met(), "100 / 32 = 3.1 ≤ 3.5");
+        assert!(
+            c.iter().all(|c| !c.criterion.contains("m ∈ {64}")),
+            "no m = 64 row, no check"
+        );
+        let md = markdown(&r);
+        assert!(
+            md.contains("| 8 | 14336x4096 | standard | direct_palette t/cuBLAS, m ∈ {1, 4, 16} | 0.88 | m=16 | 0.80 | **missed** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 9 | 14336x4096 | standard | full_decode t/cuBLAS, m = 1 | 3.12 | m=1 | 3.50 | met |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn the_70b_shapes_take_their_own_limits() {
+        let mut r = report(vec![row("direct_palette", 4, 27.0, 32.0)], vec![]);
+        r.rows[0].shape = "28672x8192".into();
+        let c = targets::checks(&r);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].limit, 0.85);
+        assert!(c[0].met(), "27 / 32 = 0.84");
+        r.rows[0].shape = "1024x1024".into();
+        assert!(
+            targets::checks(&r).is_empty(),
+            "no targets for other shapes"
+        );
+    }
+
+    /// The last committed H200 file, written before the byte and floor fields existed.
+    const OLD_JSON: &str =
+        include_str!("../../../../bench/results/2026-12-01-nvidia-h200-d5760c5.json");
+
+    #[test]
+    fn an_old_report_reads_back_and_keeps_every_field() {
+        let old: serde_json::Value = serde_json::from_str(OLD_JSON).unwrap();
+        let r: Report = serde_json::from_str(OLD_JSON).unwrap();
+        assert_eq!((r.rows.len(), r.decode.len()), (75, 9));
+        assert_eq!(r.copy_tb_s, 0.0);
+        assert_eq!(r.decode[0].share, "all");
+        let new = serde_json::to_value(&r).unwrap();
+        /// Every key of `old` is in `new` with the same value (numbers compared as f64).
+        fn contains(old: &serde_json::Value, new: &serde_json::Value, at: &str) {
+            match (old, new) {
+                (serde_json::Value::Object(o), serde_json::Value::Object(n)) => {
+                    for (k, v) in o {
+                        let w = n.get(k).unwrap_or_else(|| panic!("{at}.{k} dropped"));
+                        contains(v, w, &format!("{at}.{k}"));
+                    }
+                }
+                (serde_json::Value::Array(o), serde_json::Value::Array(n)) => {
+                    assert_eq!(o.len(), n.len(), "{at}");
+                    for (i, (v, w)) in o.iter().zip(n).enumerate() {
+                        contains(v, w, &format!("{at}[{i}]"));
+                    }
+                }
+                (serde_json::Value::Number(a), serde_json::Value::Number(b)) => {
+                    assert_eq!(a.as_f64(), b.as_f64(), "{at}")
+                }
+                _ => assert_eq!(old, new, "{at}"),
+            }
         }
-        for key in ["shape", "m", "pipeline", "variant", "us", "cublas_us"] {
-            assert!(json["rows"][0].get(key).is_some(), "{key}");
+        contains(&old, &new, "report");
+        // And the new fields are written.
+        for key in ["read_bytes", "written_bytes", "tb_s", "floor_us"] {
+            assert!(new["rows"][0].get(key).is_some(), "{key}");
+            assert!(new["decode"][0].get(key).is_some(), "{key}");
         }
+        assert!(new.get("copy_tb_s").is_some());
+        // Its markdown still renders, with `-` where it has no bytes.
+        let md = markdown(&r);
+        assert!(
+            md.contains("| 14336x4096 | standard | 1 | direct_palette | rmm_palette_n8_s8_nt | 132 | 41.2 | 32.8 | 1.26 | - | - | - |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn rotation_covers_l2_and_bounds_the_70b_sets() {
+        let l2 = 50 << 20;
+        // 14336×4096 bf16 (117 MB): 3 sets cover 6 × 50 MiB; 28672×8192 (470 MB): 2 sets.
+        assert_eq!(rotation_sets(14336 * 4096 * 2, l2, 3), 3);
+        assert_eq!(rotation_sets(28672 * 8192 * 2, l2, 3), 2);
+        assert_eq!(rotation_sets(28672 * 8192 * 2, l2, 8), 2);
+        // A small weight takes every set it is allowed.
+        assert_eq!(rotation_sets(1 << 20, l2, 5), 5);
+    }
+
+    #[test]
+    fn split_runs_keep_their_own_files() {
+        let r = report(vec![], vec![]);
+        assert_eq!(file_stem(&r, None), "2026-11-22-gpu");
+        assert_eq!(file_stem(&r, Some("70B")), "2026-11-22-gpu-70b");
     }
 }

@@ -47,7 +47,7 @@ impl Default for TuneOptions {
     fn default() -> Self {
         TuneOptions {
             device: 0,
-            shapes: BenchOptions::default().shapes,
+            shapes: bench::LLAMA_8B_SHAPES.to_vec(),
             batch: vec![1, 16, 64, 256, 1024],
             residencies: vec![Residency::Huffman, Residency::Palette, Residency::Raw],
             budget_s: 1800.0,
