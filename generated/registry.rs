@@ -3677,43 +3677,91 @@ pub static VARIANTS: &[RegistryEntry] = &[
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
             output: HuffOutput::Bf16,
+            refill: HuffRefill::Word,
         }),
-        name: "huff_bf16",
+        name: "huff_bf16_word",
         block: [128, 1, 1],
         grid: GridRule::HuffChunks {
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x5b515ee4221ac890,
-        source: include_str!("huff_bf16.cu"),
+        source_hash: 0xd9cfa4433c09363e,
+        source: include_str!("huff_bf16_word.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Bf16,
+            refill: HuffRefill::Vec4,
+        }),
+        name: "huff_bf16_vec4",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 128,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x27b6f7fd3749edec,
+        source: include_str!("huff_bf16_vec4.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
             output: HuffOutput::Exponent,
+            refill: HuffRefill::Word,
         }),
-        name: "huff_exponent",
+        name: "huff_exponent_word",
         block: [128, 1, 1],
         grid: GridRule::HuffChunks {
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x84a6a3308ab63c54,
-        source: include_str!("huff_exponent.cu"),
+        source_hash: 0x922ac195cf40dba4,
+        source: include_str!("huff_exponent_word.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Exponent,
+            refill: HuffRefill::Vec4,
+        }),
+        name: "huff_exponent_vec4",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 128,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x837069625d0bfce0,
+        source: include_str!("huff_exponent_vec4.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
             output: HuffOutput::Palette,
+            refill: HuffRefill::Word,
         }),
-        name: "huff_palette",
+        name: "huff_palette_word",
         block: [128, 1, 1],
         grid: GridRule::HuffChunks {
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x2a96c7223697d1e6,
-        source: include_str!("huff_palette.cu"),
+        source_hash: 0x6cb10c4a94afd01c,
+        source: include_str!("huff_palette_word.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Palette,
+            refill: HuffRefill::Vec4,
+        }),
+        name: "huff_palette_vec4",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 128,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x0aceebc291dcaa79,
+        source: include_str!("huff_palette_vec4.cu"),
     },
 ];

@@ -10,7 +10,7 @@ use std::fmt;
 use crate::abi::{
     self, huff_err, BITS_TAIL, BK, BM, ESC_RECORD_BYTES, GROUP, MAX_CODE_LEN, SMEM_LIMIT,
 };
-use crate::variant::{GridRule, HuffOutput, HuffVariant, Operand, RmmVariant, Variant};
+use crate::variant::{GridRule, HuffOutput, HuffRefill, HuffVariant, Operand, RmmVariant, Variant};
 /// Shared memory per SM (228 KB); two co-resident CTAs also pay 1 KB of reserved smem each.
 pub const SMEM_PER_SM: u32 = 233_472;
 /// 32-bit registers per SM.
@@ -46,9 +46,11 @@ pub fn variants() -> impl Iterator<Item = Variant> {
             })
         })
     });
-    let huff = HuffOutput::ALL
-        .into_iter()
-        .map(|output| Variant::Huff(HuffVariant { output }));
+    let huff = HuffOutput::ALL.into_iter().flat_map(|output| {
+        HuffRefill::ALL
+            .into_iter()
+            .map(move |refill| Variant::Huff(HuffVariant { output, refill }))
+    });
     rmm.chain(huff)
 }
 
@@ -466,6 +468,8 @@ impl HuffBudget {
             ("is_bf16", Value::Bool(v.output == HuffOutput::Bf16)),
             ("is_exponent", Value::Bool(v.output == HuffOutput::Exponent)),
             ("is_palette", Value::Bool(v.output == HuffOutput::Palette)),
+            ("refill", Value::Str(v.refill.as_str().to_string())),
+            ("refill_vec4", Value::Bool(v.refill == HuffRefill::Vec4)),
             ("threads", int(self.threads)),
             ("warps", int(self.warps)),
             ("chunks_per_block", int(self.chunks_per_block)),
@@ -659,7 +663,7 @@ mod tests {
     fn glob() {
         assert!(glob_match("rmm_palette_*_t", "rmm_palette_n64_s4_t"));
         assert!(!glob_match("rmm_palette_*_t", "rmm_palette_n64_s4_nt"));
-        assert!(glob_match("huff_*", "huff_bf16"));
+        assert!(glob_match("huff_*", "huff_bf16_vec4"));
         assert!(glob_match("rmm_?aw_*", "rmm_raw_n8_s2_nt"));
         assert!(!glob_match("rmm", "rmm_raw_n8_s2_nt"));
     }
@@ -673,7 +677,7 @@ mod tests {
             .collect();
         assert!(
             names.contains(&"rmm_raw_n32_s4_t".to_string())
-                && names.contains(&"huff_bf16".to_string())
+                && names.contains(&"huff_bf16_vec4".to_string())
         );
         assert!(!names.contains(&"rmm_raw_n32_s4_nt".to_string()));
     }

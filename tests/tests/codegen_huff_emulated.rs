@@ -21,7 +21,7 @@ use unweight::codec::{self, CompressedTensor, Encoding, HuffmanStream, Indices, 
 use unweight::gpu::layout::tiles::{self, Packing};
 use unweight_codegen::generate::{render_set, Generated};
 use unweight_codegen::space::{Budget, VariantSet};
-use unweight_codegen::variant::{HuffOutput, Variant};
+use unweight_codegen::variant::{HuffOutput, HuffRefill, Variant};
 
 fn harness_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -69,7 +69,7 @@ fn build(k: &Generated, dir: &Path) -> PathBuf {
     bin
 }
 
-/// The three kernels and their sanitizer builds, made once per test process (in the target's
+/// Every Huffman kernel (each output x each refill) and their sanitizer builds, made once per test process (in the target's
 /// scratch dir).
 struct Built {
     kernels: Vec<Generated>,
@@ -80,7 +80,7 @@ fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let kernels = render_set(&VariantSet::Globs(vec!["huff_*".into()])).unwrap();
-        assert_eq!(kernels.len(), 3);
+        assert_eq!(kernels.len(), HuffOutput::ALL.len() * HuffRefill::ALL.len());
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("codegen_huff_emulated");
         std::fs::create_dir_all(&dir).unwrap();
         let bins = kernels.iter().map(|k| build(k, &dir)).collect();
@@ -393,6 +393,6 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
                 tested += 1;
             }
         }
-    } // Two rmm-eligible cases x (bf16 from tiled sm, tiled exponent, tiled palette).
-    assert_eq!(tested, cases.len() * 3 + 6);
+    } // Two rmm-eligible cases x (bf16 from tiled sm, tiled exponent, tiled palette), per refill.
+    assert_eq!(tested, (cases.len() * 3 + 6) * HuffRefill::ALL.len());
 }

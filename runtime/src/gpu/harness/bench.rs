@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaSlice, CudaStream};
-use unweight_codegen::variant::{HuffOutput, RegistryEntry, Variant};
+use unweight_codegen::variant::{HuffOutput, HuffRefill, RegistryEntry, Variant};
 
 use crate::codec::{self, Encoding, Orientation};
 use crate::gpu::device::GpuDevice;
@@ -374,7 +374,9 @@ fn precompile(dev: &GpuDevice, opts: &BenchOptions, transpose: bool) -> anyhow::
         }
     }
     for out in HuffOutput::ALL {
-        entries.push(plan::huff_entry(out)?);
+        for refill in HuffRefill::ALL {
+            entries.push(plan::huff_variant_entry(out, refill)?);
+        }
     }
     entries.sort_by_key(|e| e.name);
     entries.dedup_by_key(|e| e.name);
@@ -576,27 +578,37 @@ fn bench_decode(
     let g = lin[0].weights().geometry;
     let mut out = stream.alloc_zeros::<u8>(lin[0].decode_bytes(HuffOutput::Bf16))?;
     let mut rows = Vec::new();
-    for output in HuffOutput::ALL {
+    for (output, refill) in HuffOutput::ALL
+        .into_iter()
+        .flat_map(|o| HuffRefill::ALL.map(|r| (o, r)))
+    {
+        let kernel = format!("huff_{}_{}", output.as_str(), refill.as_str());
         let us = time(stream, opts.warmup, opts.iters, |i| {
             // The layout the pipelines use: tiled for exponent / palette when the rmm takes the shape.
-            lin[i % lin.len()].decode_into(stream, output, g.rmm_ok(), &mut out)?;
+            lin[i % lin.len()].decode_into_refill(
+                stream,
+                output,
+                refill,
+                g.rmm_ok(),
+                0,
+                &mut out,
+            )?;
             Ok(())
         })?;
         let elems = (g.rows * g.cols) as f64;
         let bytes_in = lin[0].weights().resident_bytes() as f64;
+        println!(
+            "  decode {shape} {o} {kernel:<19} {us:>9.1} us  {:.1} Gelem/s",
+            elems / us / 1e3
+        );
         rows.push(DecodeRow {
             shape: shape.to_string(),
             orientation: o.to_string(),
-            kernel: format!("huff_{}", output.as_str()),
+            kernel,
             us,
             gelem_per_s: elems / us / 1e3,
             gb_per_s_in: bytes_in / us / 1e3,
         });
-        println!(
-            "  decode {shape} {o} huff_{:<9} {us:>9.1} us  {:.1} Gelem/s",
-            output.as_str(),
-            elems / us / 1e3
-        );
     }
     let _ = dev;
     Ok(rows)
