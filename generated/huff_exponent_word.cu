@@ -17,13 +17,14 @@
 //   grid of >= 1 blocks writes the same output (the caller picks how many SMs the decode takes).
 // Invariants, trapped: `layout` is 0, 1 or 2, and tiled layouts get an rmm-eligible shape (the runtime's
 //   choice, never the file's). Checked, reported in `err` (any stream, any chunk offsets): every load of the
-//   stream is clamped to its `stream_bytes` (rounded up to whole words: the upload appends >= 16 zero bytes);
+//   stream is clamped to its `stream_bytes`, rounded up to whole words (word) or 16-byte blocks (vec4): the
+//   upload appends >= 16 zero bytes and rounds the length up to 16;
 //   each chunk must decode to exactly its symbols, every code valid, ending at the next chunk's offset (the
 //   last: at `stream_bits`), as the CPU decoder requires; escape slots must lie in `esc_exp`. Output is
 //   written only inside the shape, whatever the stream holds. err[0] |= reason bits; err[1] = max(~c) over
 //   bad chunks c, i.e. ~(first bad chunk), 0 when no chunk is named. Zero both before the launch.
 // Refill (word): word: one 4-byte load per 32 bits, one refill ahead; vec4: 16-byte block loads, the next
-//   block in flight while the current one is consumed (the stream's last partial block word by word).
+//   block in flight while the current one is consumed.
 // Alignment: `bits`, lut, palette, sm, esc_exp and out 16 bytes.
 
 // ---- common: header-free types (NVRTC compiles with no include paths) ----
@@ -35,12 +36,13 @@ struct alignas(64) TmaDesc { u64 opaque[16]; };  // CUtensorMap bytes; the drive
 
 // ---- constants (computed by unweight-codegen; checked again here) ----
 constexpr bool IS_BF16 = false, IS_EXPONENT = true, IS_PALETTE = false;
+constexpr bool REFILL_VEC4 = false;
 constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 128;
 constexpr u32 GROUP = 64, MAX_CODE_LEN = 12, LUT_ENTRIES = 4096;
 constexpr u32 LUT_BYTES = 8192, MULTI_BYTES = 16384, MULTI_SYMS = 3;
 constexpr u32 PAL2_BYTES = 512, SYMLEN_BYTES = 64, STAGE_STRIDE = 9, STAGE_BYTES = 1408;
 constexpr u32 OUT_GROUP_BYTES = 64, LANES_PER_GROUP = 4;
-constexpr u32 SMEM_BYTES = 30784;
+constexpr u32 MISC_BYTES = 4, SMEM_BYTES = 30788;
 constexpr u32 GROUPS_PER_PASS = 32 / LANES_PER_GROUP, PASSES = 32 / GROUPS_PER_PASS;  // write phase
 constexpr u32 NO_SLOT = 0xFFFFFFFFu;                          // a group without escape
 static_assert(IS_BF16 + IS_EXPONENT + IS_PALETTE == 1, "one output");
@@ -63,12 +65,14 @@ constexpr u32 ERR_NO_CODE = 4, ERR_LENGTH = 8, ERR_ESCAPE = 16;
 static_assert(LAYOUT_ROW_MAJOR != LAYOUT_TILED_STANDARD && LAYOUT_ROW_MAJOR != LAYOUT_TILED_TRANSPOSED &&
               LAYOUT_TILED_STANDARD != LAYOUT_TILED_TRANSPOSED, "distinct layout codes");
 static_assert(BK == GROUP && BM % GROUP == 0, "a tile row holds whole groups");
-static_assert(BITS_TAIL >= 3, "the upload holds the stream's last partial word (loads are clamped to whole words)");
+static_assert(BITS_TAIL >= 3, "the upload holds the stream's last partial word (word loads are clamped to whole words)");
+static_assert(!REFILL_VEC4 || BITS_TAIL >= 15, "the upload holds the block of the stream's last byte whole (vec4 loads are clamped to it)");
 static_assert(ERR_WORDS == 2, "err[0]: reason bits, err[1]: ~(first bad chunk)");
 static_assert((ERR_ARGS | ERR_OFFSET | ERR_NO_CODE | ERR_LENGTH | ERR_ESCAPE) == 31, "five distinct reason bits");
 static_assert(OUT_GROUP_BYTES == GROUP * (IS_BF16 ? 2 : 1) / (IS_PALETTE ? 2 : 1), "output bytes per group");
 static_assert(LANES_PER_GROUP * 16 == OUT_GROUP_BYTES && 32 % LANES_PER_GROUP == 0, "16 bytes per lane and pass");
-static_assert(SMEM_BYTES == LUT_BYTES + MULTI_BYTES + PAL2_BYTES + SYMLEN_BYTES + WARPS * STAGE_BYTES && SMEM_BYTES <= 48 * 1024, "static smem");
+static_assert(MISC_BYTES == 4, "s_last");
+static_assert(SMEM_BYTES == LUT_BYTES + MULTI_BYTES + PAL2_BYTES + SYMLEN_BYTES + MISC_BYTES + WARPS * STAGE_BYTES && SMEM_BYTES <= 48 * 1024, "static smem");
 static_assert(2 * MAX_CODE_LEN <= 32, "two lookups fit the 33 bits guaranteed after a refill");
 
 struct alignas(16) v4u { u32 x, y, z, w; };
@@ -93,11 +97,11 @@ struct Stream {
   const u32* words;
   u32 last;                                                   // index of the last word
 };
-__device__ __forceinline__ u32 load_word(const Stream& s, u32 i) { return be32(s.words[umin(i, s.last)]); }
+__device__ __forceinline__ u32 load_raw(const Stream& s, u32 i) { return s.words[umin(i, s.last)]; }
 
-// `buf` holds `nbits` valid bits at its top, `ahead` is word `next - 1`, loaded one refill early so the
-// global-load latency hides behind decoding. `shortest`: the shortest first code of any lookup, 0 once a
-// peek matched no code.
+// `buf` holds `nbits` valid bits at its top, `ahead` is word `next - 1` as loaded (bytes not yet swapped:
+// nothing touches it until the next refill, so the load's latency hides behind decoding). `shortest`: the
+// shortest first code of any lookup, 0 once a peek matched no code.
 struct BitReader {
   u64 buf;
   int nbits;
@@ -105,9 +109,9 @@ struct BitReader {
 };
 __device__ __forceinline__ void reader_init(BitReader& r, const Stream& s, u32 bit_offset) {
   const u32 w = bit_offset >> 5;
-  r.buf = (((u64)load_word(s, w) << 32) | load_word(s, w + 1)) << (bit_offset & 31);
+  r.buf = (((u64)be32(load_raw(s, w)) << 32) | be32(load_raw(s, w + 1))) << (bit_offset & 31);
   r.nbits = 64 - (int)(bit_offset & 31);
-  r.ahead = load_word(s, w + 2);
+  r.ahead = load_raw(s, w + 2);
   r.next = w + 3;
   r.shortest = MAX_CODE_LEN;
 }
@@ -116,13 +120,19 @@ __device__ __forceinline__ u64 reader_pos(const BitReader& r) {  // bits consume
 }
 __device__ __forceinline__ void reader_refill(BitReader& r, const Stream& s) {  // afterwards nbits >= 33
   if (r.nbits <= 32) {
-    r.buf |= (u64)r.ahead << (32 - r.nbits);
+    r.buf |= (u64)be32(r.ahead) << (32 - r.nbits);
     r.nbits += 32;
-    r.ahead = load_word(s, r.next++);
+    r.ahead = load_raw(s, r.next++);
   }
 }
 __device__ __forceinline__ BitReader reader_idle() { return {0, 64, 0, 0, MAX_CODE_LEN}; }
-__device__ __forceinline__ Stream make_stream(const u8* bits, u32 last) { return {(const u32*)bits, last}; }
+// `stream_bytes` >= 1 (checked): words are clamped to the one holding its last byte (positions stay below
+// 2^32 + a chunk's codes).
+__device__ __forceinline__ void stream_setup(u32*, u64) {}
+__device__ __forceinline__ Stream make_stream(const u8* bits, const u32*, u64 stream_bytes) {
+  const u64 last = (stream_bytes - 1) / 4;
+  return {(const u32*)bits, (u32)(last < 0xFFFFFFFFull ? last : 0xFFFFFFFFull)};
+}
 // Length of a one-symbol table entry; anything over MAX_CODE_LEN (not built by the runtime) counts as no code.
 __device__ __forceinline__ u32 lut_len(u32 e) { return (e >> 8) <= MAX_CODE_LEN ? e >> 8 : 0; }
 // Multi-symbol table entry for a peek p: the codes that lie wholly inside p's MAX_CODE_LEN bits, at most
@@ -266,7 +276,9 @@ __device__ __forceinline__ void report(u32* err, u32 reasons, u32 c) {
   atomicMax(err + 1, ~c);
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS)
+// At least 4 blocks per SM (all 448 blocks of a 14336 x 4096 weight resident on 132 SMs), so ptxas may use up to
+// 128 registers instead of squeezing into 72 to fit the 7 that shared memory allows (it spilled there).
+extern "C" __global__ void __launch_bounds__(THREADS, 4)
 huff_exponent_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, const u16* __restrict__ lut,
     const u8* __restrict__ palette, const u8* __restrict__ sm, const u64* __restrict__ esc_bitmap,
     const u32* __restrict__ esc_prefix, const u8* __restrict__ esc_exp, void* __restrict__ out,
@@ -279,6 +291,7 @@ huff_exponent_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_of
   __shared__ __align__(16) u32 s_stage[WARPS][32 * STAGE_STRIDE]; // per warp: 32 groups of nibbles
   __shared__ u32 s_slot[WARPS][32];                           // per warp: escape slot of each lane's group, or NO_SLOT
   __shared__ u32 s_place[WARPS][32];                          // per warp: output place of each lane's group
+  __shared__ u32 s_last;                                      // vec4: index of the stream's last block
   if (layout != LAYOUT_ROW_MAJOR && layout != LAYOUT_TILED_STANDARD && layout != LAYOUT_TILED_TRANSPOSED)
     __trap();                                                 // not a layout: a runtime bug
   if (layout != LAYOUT_ROW_MAJOR &&
@@ -298,6 +311,7 @@ huff_exponent_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_of
   for (u32 i = threadIdx.x; i < LUT_BYTES / 16; i += THREADS) ((v4u*)s_lut)[i] = ((const v4u*)lut)[i];
   for (u32 i = threadIdx.x; i < 256; i += THREADS) s_pal2[i] = palette[i & 15] | ((u16)palette[i >> 4] << 8);
   if (threadIdx.x < 16) s_symlen[threadIdx.x] = 0;
+  stream_setup(&s_last, stream_bytes);
   __syncthreads();
 #pragma unroll 4
   for (u32 p = threadIdx.x; p < LUT_ENTRIES; p += THREADS) {
@@ -309,8 +323,7 @@ huff_exponent_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_of
 
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const u32 groups = (u32)(symbols / GROUP), groups_per_row = (u32)(padded_cols / GROUP);
-  const u64 words = (stream_bytes + 3) / 4;                   // clamped: positions stay below 2^32 + a chunk's codes
-  const Stream s = make_stream(bits, (u32)(words < 0xFFFFFFFFull ? words : 0xFFFFFFFFull) - 1);
+  const Stream s = make_stream(bits, &s_last, stream_bytes);
   u32* stage = s_stage[warp];
   u32* slots = s_slot[warp];
   u32* places = s_place[warp];
@@ -321,10 +334,8 @@ huff_exponent_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_of
     BitReader r = reader_idle();
     Pending pend = {0, 0};
     u32 reasons = 0;
-    u64 end = 0;
     if (active) {
       const u32 start = chunk_offsets[chunk];
-      end = chunk + 1 < n_chunks ? chunk_offsets[chunk + 1] : stream_bits;
       if (start > stream_bits) reasons |= ERR_OFFSET;
       reader_init(r, s, start);
     }
@@ -358,7 +369,10 @@ huff_exponent_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_of
       write_groups(stage, slots, places, s_pal2, esc_exp, out, sm8, g0, (u32)gpc, groups, lane, (u32)cols, groups_per_row);
       __syncwarp();                                           // reads done before the next step overwrites the stage
     }
-    if (active) reasons |= chunk_errors(r, pend, s_symlen, end);
+    if (active) {                                             // read only now: nothing holds it through the decode
+      const u64 end = chunk + 1 < n_chunks ? chunk_offsets[chunk + 1] : stream_bits;
+      reasons |= chunk_errors(r, pend, s_symlen, end);
+    }
     if (reasons != 0) report(err, reasons, chunk);
   }
 }

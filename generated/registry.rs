@@ -3686,7 +3686,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xd9cfa4433c09363e,
+        source_hash: 0xacda98bff2138588,
         source: include_str!("huff_bf16_word.cu"),
     },
     RegistryEntry {
@@ -3701,7 +3701,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x27b6f7fd3749edec,
+        source_hash: 0x467789424b6d4d5d,
         source: include_str!("huff_bf16_vec4.cu"),
     },
     RegistryEntry {
@@ -3716,7 +3716,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x922ac195cf40dba4,
+        source_hash: 0x9f715fc83f0ff3f6,
         source: include_str!("huff_exponent_word.cu"),
     },
     RegistryEntry {
@@ -3731,7 +3731,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x837069625d0bfce0,
+        source_hash: 0xec84cbc61b068aae,
         source: include_str!("huff_exponent_vec4.cu"),
     },
     RegistryEntry {
@@ -3746,7 +3746,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x6cb10c4a94afd01c,
+        source_hash: 0x1af482e90fe63890,
         source: include_str!("huff_palette_word.cu"),
     },
     RegistryEntry {
@@ -3761,7 +3761,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x0aceebc291dcaa79,
+        source_hash: 0xe6d2387bb847999f,
         source: include_str!("huff_palette_vec4.cu"),
     },
 ];

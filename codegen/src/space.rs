@@ -410,6 +410,8 @@ pub struct HuffBudget {
     /// Output bytes per group, and the bytes each lane stores per write (16).
     pub out_group_bytes: u32,
     pub lanes_per_group: u32,
+    /// Shared memory: the stream's last block index (one u32, read by every lane's reader).
+    pub misc_bytes: u32,
     /// Total static shared memory.
     pub smem_bytes: u32,
 }
@@ -426,6 +428,7 @@ impl HuffBudget {
         let symlen_bytes = 16 * 4;
         let multi_bytes = lut_entries * 4;
         let multi_syms = 3;
+        let misc_bytes = 4;
         let stage_stride_words = group / 8 + 1;
         let stage_bytes_per_warp = 32 * stage_stride_words * 4 + 2 * 32 * 4;
         let out_group_bytes = match v.output {
@@ -450,10 +453,12 @@ impl HuffBudget {
             stage_bytes_per_warp,
             out_group_bytes,
             lanes_per_group: out_group_bytes / 16,
+            misc_bytes,
             smem_bytes: lut_bytes
                 + multi_bytes
                 + pal2_bytes
                 + symlen_bytes
+                + misc_bytes
                 + warps * stage_bytes_per_warp,
         }
     }
@@ -485,6 +490,7 @@ impl HuffBudget {
             ("stage_bytes_per_warp", int(self.stage_bytes_per_warp)),
             ("out_group_bytes", int(self.out_group_bytes)),
             ("lanes_per_group", int(self.lanes_per_group)),
+            ("misc_bytes", int(self.misc_bytes)),
             ("smem_bytes", int(self.smem_bytes)),
             ("bits_tail", int(BITS_TAIL)),
             ("bm", int(BM)),

@@ -42,11 +42,11 @@ pub struct RmmVariant {
 /// How a Huffman decoder's lanes refill their bit buffers from the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum HuffRefill {
-    /// One 4-byte load per 32 bits consumed, issued one refill ahead (the first kernel; kept to
-    /// compare against).
+    /// One 4-byte load per 32 bits consumed, issued one refill ahead (the first kernel's scheme,
+    /// with the byte swap moved off the load; kept to compare against).
     Word,
-    /// 16-byte aligned loads into a 4-word register queue, the next 16 bytes in flight while the
-    /// current ones are consumed, so a load has ~128 bits of decoding to hide behind.
+    /// Two 16-byte blocks per lane in registers; the one used up is reloaded with the block after
+    /// the other, so a load has ~128 bits of decoding to arrive in.
     Vec4,
 }
 

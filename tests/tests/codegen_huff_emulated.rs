@@ -51,6 +51,7 @@ fn build(k: &Generated, dir: &Path) -> PathBuf {
             "c++",
         ])
         .arg(format!("-DKERNEL={name}"))
+        .arg(format!("-DBITS_FILE=\"{}\"", bits_file(k)))
         .arg(format!("-DKERNEL_SOURCE=\"{}\"", src.display()))
         .arg("-I")
         .arg(harness_dir())
@@ -88,6 +89,17 @@ fn built() -> &'static Built {
     })
 }
 
+/// The stream file a kernel reads: padded to what its refill loads (see [`write_inputs`]).
+fn bits_file(k: &Generated) -> &'static str {
+    let Variant::Huff(h) = k.variant else {
+        unreachable!()
+    };
+    match h.refill {
+        HuffRefill::Word => "/bits",
+        HuffRefill::Vec4 => "/bits16",
+    }
+}
+
 /// The output kind of a generated Huffman kernel.
 fn output(k: &Generated) -> HuffOutput {
     let Variant::Huff(h) = k.variant else {
@@ -118,14 +130,17 @@ fn stream(t: &CompressedTensor) -> &HuffmanStream {
 }
 
 /// Writes the kernel's inputs for `t` into `dir`, one file per buffer. The stream is padded with
-/// zeros to whole 32-bit words only: the least a word reader needs, less than the upload's
-/// `gpu::layout::BITS_TAIL` padding, so the kernel is checked inside exactly `stream_bytes`.
+/// zeros only to the least each refill reads, less than the upload's `gpu::layout::BITS_TAIL`
+/// padding: whole 32-bit words (`bits`, refill word) or whole 16-byte blocks (`bits16`, refill
+/// vec4), so the kernel is checked inside exactly `stream_bytes` so rounded.
 fn write_inputs(t: &CompressedTensor, dir: &Path) {
     let h = stream(t);
-    let mut bits = h.bits.clone();
-    bits.resize(h.bits.len().div_ceil(4) * 4, 0);
     let w = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
-    w("bits", &bits);
+    for (name, unit) in [("bits", 4), ("bits16", 16)] {
+        let mut bits = h.bits.clone();
+        bits.resize(h.bits.len().div_ceil(unit) * unit, 0);
+        w(name, &bits);
+    }
     w("offsets", &le(&h.chunk_offsets, u32::to_le_bytes));
     w("lut", &le(&h.decode_lut(), u16::to_le_bytes));
     w("palette", &t.palette);
