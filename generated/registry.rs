@@ -3677,43 +3677,91 @@ pub static VARIANTS: &[RegistryEntry] = &[
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
             output: HuffOutput::Bf16,
+            refill: HuffRefill::Word,
         }),
-        name: "huff_bf16",
+        name: "huff_bf16_word",
         block: [128, 1, 1],
         grid: GridRule::HuffChunks {
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x5b515ee4221ac890,
-        source: include_str!("huff_bf16.cu"),
+        source_hash: 0xacda98bff2138588,
+        source: include_str!("huff_bf16_word.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Bf16,
+            refill: HuffRefill::Vec4,
+        }),
+        name: "huff_bf16_vec4",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 128,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x467789424b6d4d5d,
+        source: include_str!("huff_bf16_vec4.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
             output: HuffOutput::Exponent,
+            refill: HuffRefill::Word,
         }),
-        name: "huff_exponent",
+        name: "huff_exponent_word",
         block: [128, 1, 1],
         grid: GridRule::HuffChunks {
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x84a6a3308ab63c54,
-        source: include_str!("huff_exponent.cu"),
+        source_hash: 0x9f715fc83f0ff3f6,
+        source: include_str!("huff_exponent_word.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Exponent,
+            refill: HuffRefill::Vec4,
+        }),
+        name: "huff_exponent_vec4",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 128,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0xec84cbc61b068aae,
+        source: include_str!("huff_exponent_vec4.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
             output: HuffOutput::Palette,
+            refill: HuffRefill::Word,
         }),
-        name: "huff_palette",
+        name: "huff_palette_word",
         block: [128, 1, 1],
         grid: GridRule::HuffChunks {
             chunks_per_block: 128,
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x2a96c7223697d1e6,
-        source: include_str!("huff_palette.cu"),
+        source_hash: 0x1af482e90fe63890,
+        source: include_str!("huff_palette_word.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Palette,
+            refill: HuffRefill::Vec4,
+        }),
+        name: "huff_palette_vec4",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 128,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0xe6d2387bb847999f,
+        source: include_str!("huff_palette_vec4.cu"),
     },
 ];

@@ -15,8 +15,8 @@ pub const GROUP: u32 = 64;
 /// Longest Huffman code; the decode table has `1 << MAX_CODE_LEN` entries.
 pub const MAX_CODE_LEN: u32 = 12;
 /// Zero bytes appended to a Huffman bitstream at upload (the length then rounded up to 16 bytes).
-/// The kernels read whole 32-bit words and clamp every load to the first `ceil(stream_bytes / 4)`,
-/// so the upload must hold the stream's last partial word.
+/// The kernels read whole 32-bit words (refill `word`) or 16-byte blocks (refill `vec4`) and clamp
+/// every load to the one holding the stream's last byte, so the upload must hold that block whole.
 pub const BITS_TAIL: u32 = 16;
 
 /// Opt-in dynamic shared memory per block on sm_90 (227 KB).
@@ -119,8 +119,9 @@ const _: () = {
         "a tile row holds whole groups"
     );
     assert!(NIBBLE_TILE_BYTES * 2 == SM_TILE_BYTES);
-    // templates/huff.cu.tera: a tail of 3 bytes already holds the stream's last partial word.
-    assert!(BITS_TAIL >= 3);
+    // templates/huff.cu.tera: a tail of 15 bytes already holds the 16-byte block of the stream's
+    // last byte (vec4), 3 bytes its last partial word (word).
+    assert!(BITS_TAIL >= 15);
 };
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
 use crate::render::Generated;
-use crate::variant::{GridRule, HuffOutput, Operand, Variant};
+use crate::variant::{GridRule, HuffOutput, HuffRefill, Operand, Variant};
 
 /// The registry source. The includer brings `unweight_codegen::variant::*` into scope, and each
 /// `include_str!` resolves next to registry.rs in generated/.
@@ -86,7 +86,11 @@ fn variant_tokens(v: &Variant) -> TokenStream {
                 HuffOutput::Exponent => quote! { HuffOutput::Exponent },
                 HuffOutput::Palette => quote! { HuffOutput::Palette },
             };
-            quote! { Variant::Huff(HuffVariant { output: #output }) }
+            let refill = match h.refill {
+                HuffRefill::Word => quote! { HuffRefill::Word },
+                HuffRefill::Vec4 => quote! { HuffRefill::Vec4 },
+            };
+            quote! { Variant::Huff(HuffVariant { output: #output, refill: #refill }) }
         }
     }
 }

@@ -435,6 +435,7 @@ mod tests {
         let templates = Templates::load(&dir).unwrap();
         let v = crate::variant::HuffVariant {
             output: crate::variant::HuffOutput::Bf16,
+            refill: crate::variant::HuffRefill::Vec4,
         };
         let budget = Budget::Huff(crate::space::HuffBudget::new(&v));
         let err = templates.render(&Variant::Huff(v), &budget).unwrap_err();

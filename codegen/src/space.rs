@@ -10,7 +10,7 @@ use std::fmt;
 use crate::abi::{
     self, huff_err, BITS_TAIL, BK, BM, ESC_RECORD_BYTES, GROUP, MAX_CODE_LEN, SMEM_LIMIT,
 };
-use crate::variant::{GridRule, HuffOutput, HuffVariant, Operand, RmmVariant, Variant};
+use crate::variant::{GridRule, HuffOutput, HuffRefill, HuffVariant, Operand, RmmVariant, Variant};
 /// Shared memory per SM (228 KB); two co-resident CTAs also pay 1 KB of reserved smem each.
 pub const SMEM_PER_SM: u32 = 233_472;
 /// 32-bit registers per SM.
@@ -46,9 +46,11 @@ pub fn variants() -> impl Iterator<Item = Variant> {
             })
         })
     });
-    let huff = HuffOutput::ALL
-        .into_iter()
-        .map(|output| Variant::Huff(HuffVariant { output }));
+    let huff = HuffOutput::ALL.into_iter().flat_map(|output| {
+        HuffRefill::ALL
+            .into_iter()
+            .map(move |refill| Variant::Huff(HuffVariant { output, refill }))
+    });
     rmm.chain(huff)
 }
 
@@ -408,6 +410,8 @@ pub struct HuffBudget {
     /// Output bytes per group, and the bytes each lane stores per write (16).
     pub out_group_bytes: u32,
     pub lanes_per_group: u32,
+    /// Shared memory: the stream's last block index (one u32, read by every lane's reader).
+    pub misc_bytes: u32,
     /// Total static shared memory.
     pub smem_bytes: u32,
 }
@@ -424,6 +428,7 @@ impl HuffBudget {
         let symlen_bytes = 16 * 4;
         let multi_bytes = lut_entries * 4;
         let multi_syms = 3;
+        let misc_bytes = 4;
         let stage_stride_words = group / 8 + 1;
         let stage_bytes_per_warp = 32 * stage_stride_words * 4 + 2 * 32 * 4;
         let out_group_bytes = match v.output {
@@ -448,10 +453,12 @@ impl HuffBudget {
             stage_bytes_per_warp,
             out_group_bytes,
             lanes_per_group: out_group_bytes / 16,
+            misc_bytes,
             smem_bytes: lut_bytes
                 + multi_bytes
                 + pal2_bytes
                 + symlen_bytes
+                + misc_bytes
                 + warps * stage_bytes_per_warp,
         }
     }
@@ -466,6 +473,8 @@ impl HuffBudget {
             ("is_bf16", Value::Bool(v.output == HuffOutput::Bf16)),
             ("is_exponent", Value::Bool(v.output == HuffOutput::Exponent)),
             ("is_palette", Value::Bool(v.output == HuffOutput::Palette)),
+            ("refill", Value::Str(v.refill.as_str().to_string())),
+            ("refill_vec4", Value::Bool(v.refill == HuffRefill::Vec4)),
             ("threads", int(self.threads)),
             ("warps", int(self.warps)),
             ("chunks_per_block", int(self.chunks_per_block)),
@@ -481,6 +490,7 @@ impl HuffBudget {
             ("stage_bytes_per_warp", int(self.stage_bytes_per_warp)),
             ("out_group_bytes", int(self.out_group_bytes)),
             ("lanes_per_group", int(self.lanes_per_group)),
+            ("misc_bytes", int(self.misc_bytes)),
             ("smem_bytes", int(self.smem_bytes)),
             ("bits_tail", int(BITS_TAIL)),
             ("bm", int(BM)),
@@ -659,7 +669,7 @@ mod tests {
     fn glob() {
         assert!(glob_match("rmm_palette_*_t", "rmm_palette_n64_s4_t"));
         assert!(!glob_match("rmm_palette_*_t", "rmm_palette_n64_s4_nt"));
-        assert!(glob_match("huff_*", "huff_bf16"));
+        assert!(glob_match("huff_*", "huff_bf16_vec4"));
         assert!(glob_match("rmm_?aw_*", "rmm_raw_n8_s2_nt"));
         assert!(!glob_match("rmm", "rmm_raw_n8_s2_nt"));
     }
@@ -673,7 +683,7 @@ mod tests {
             .collect();
         assert!(
             names.contains(&"rmm_raw_n32_s4_t".to_string())
-                && names.contains(&"huff_bf16".to_string())
+                && names.contains(&"huff_bf16_vec4".to_string())
         );
         assert!(!names.contains(&"rmm_raw_n32_s4_nt".to_string()));
     }

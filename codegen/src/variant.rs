@@ -39,10 +39,22 @@ pub struct RmmVariant {
     pub transpose: bool,
 }
 
+/// How a Huffman decoder's lanes refill their bit buffers from the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HuffRefill {
+    /// One 4-byte load per 32 bits consumed, issued one refill ahead (the first kernel's scheme,
+    /// with the byte swap moved off the load; kept to compare against).
+    Word,
+    /// Two 16-byte blocks per lane in registers; the one used up is reloaded with the block after
+    /// the other, so a load has ~128 bits of decoding to arrive in.
+    Vec4,
+}
+
 /// Huffman index stream → `output`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HuffVariant {
     pub output: HuffOutput,
+    pub refill: HuffRefill,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,6 +85,18 @@ impl HuffOutput {
     }
 }
 
+impl HuffRefill {
+    pub const ALL: [HuffRefill; 2] = [HuffRefill::Word, HuffRefill::Vec4];
+    /// What the runtime launches (decode_into, the pipelines); `unweight bench` times every value.
+    pub const DEFAULT: HuffRefill = HuffRefill::Vec4;
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HuffRefill::Word => "word",
+            HuffRefill::Vec4 => "vec4",
+        }
+    }
+}
+
 impl fmt::Display for Variant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -84,7 +108,7 @@ impl fmt::Display for Variant {
                 v.stages,
                 if v.transpose { "t" } else { "nt" }
             ),
-            Variant::Huff(v) => write!(f, "huff_{}", v.output.as_str()),
+            Variant::Huff(v) => write!(f, "huff_{}_{}", v.output.as_str(), v.refill.as_str()),
         }
     }
 }
@@ -119,12 +143,16 @@ impl FromStr for Variant {
         let err = || ParseVariantError(s.to_string());
         let parts: Vec<&str> = s.split('_').collect();
         match parts.as_slice() {
-            ["huff", out] => {
+            ["huff", out, refill] => {
                 let output = HuffOutput::ALL
                     .into_iter()
                     .find(|o| o.as_str() == *out)
                     .ok_or_else(err)?;
-                Ok(Variant::Huff(HuffVariant { output }))
+                let refill = HuffRefill::ALL
+                    .into_iter()
+                    .find(|r| r.as_str() == *refill)
+                    .ok_or_else(err)?;
+                Ok(Variant::Huff(HuffVariant { output, refill }))
             }
             ["rmm", pipe, n, st, t] => {
                 let pipeline = Operand::ALL

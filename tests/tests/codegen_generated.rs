@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use unweight_codegen::generate::{generate, generated_dir, render_set, Mode};
 use unweight_codegen::space::{self, VariantSet};
-use unweight_codegen::variant::{Operand, Variant};
+use unweight_codegen::variant::{HuffOutput, HuffRefill, Operand, Variant};
 
 #[test]
 fn generated_is_fresh() {
@@ -26,6 +26,7 @@ fn names_round_trip() {
         "rmm_palette_n064_s4_t",
         "rmm_palette_n64_s4",
         "huff_bf16_x",
+        "huff_bf16",
         "rmm_Palette_n64_s4_t",
         "",
     ] {
@@ -57,7 +58,8 @@ fn space_covers_the_acceptance_grid() {
         kept.iter()
             .filter(|v| matches!(v, Variant::Huff(_)))
             .count(),
-        3
+        HuffOutput::ALL.len() * HuffRefill::ALL.len(),
+        "every Huffman output with every refill"
     );
     // Nothing vanishes silently: every combination is either kept or pruned with a reason.
     assert_eq!(
@@ -78,7 +80,8 @@ fn smoke_set_touches_every_branch() {
         "rmm_exponent_n64_s4_t",
         "rmm_palette_n8_s2_nt",
         "rmm_palette_n256_s2_t",
-        "huff_bf16",
+        "huff_bf16_word",
+        "huff_bf16_vec4",
     ] {
         assert!(names.contains(n), "smoke lacks {n}: {names:?}");
     }

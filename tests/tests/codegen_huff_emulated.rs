@@ -21,7 +21,7 @@ use unweight::codec::{self, CompressedTensor, Encoding, HuffmanStream, Indices, 
 use unweight::gpu::layout::tiles::{self, Packing};
 use unweight_codegen::generate::{render_set, Generated};
 use unweight_codegen::space::{Budget, VariantSet};
-use unweight_codegen::variant::{HuffOutput, Variant};
+use unweight_codegen::variant::{HuffOutput, HuffRefill, Variant};
 
 fn harness_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -51,6 +51,7 @@ fn build(k: &Generated, dir: &Path) -> PathBuf {
             "c++",
         ])
         .arg(format!("-DKERNEL={name}"))
+        .arg(format!("-DBITS_FILE=\"{}\"", bits_file(k)))
         .arg(format!("-DKERNEL_SOURCE=\"{}\"", src.display()))
         .arg("-I")
         .arg(harness_dir())
@@ -69,7 +70,7 @@ fn build(k: &Generated, dir: &Path) -> PathBuf {
     bin
 }
 
-/// The three kernels and their sanitizer builds, made once per test process (in the target's
+/// Every Huffman kernel (each output x each refill) and their sanitizer builds, made once per test process (in the target's
 /// scratch dir).
 struct Built {
     kernels: Vec<Generated>,
@@ -80,12 +81,23 @@ fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let kernels = render_set(&VariantSet::Globs(vec!["huff_*".into()])).unwrap();
-        assert_eq!(kernels.len(), 3);
+        assert_eq!(kernels.len(), HuffOutput::ALL.len() * HuffRefill::ALL.len());
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("codegen_huff_emulated");
         std::fs::create_dir_all(&dir).unwrap();
         let bins = kernels.iter().map(|k| build(k, &dir)).collect();
         Built { kernels, bins }
     })
+}
+
+/// The stream file a kernel reads: padded to what its refill loads (see [`write_inputs`]).
+fn bits_file(k: &Generated) -> &'static str {
+    let Variant::Huff(h) = k.variant else {
+        unreachable!()
+    };
+    match h.refill {
+        HuffRefill::Word => "/bits",
+        HuffRefill::Vec4 => "/bits16",
+    }
 }
 
 /// The output kind of a generated Huffman kernel.
@@ -118,14 +130,17 @@ fn stream(t: &CompressedTensor) -> &HuffmanStream {
 }
 
 /// Writes the kernel's inputs for `t` into `dir`, one file per buffer. The stream is padded with
-/// zeros to whole 32-bit words only: the least a word reader needs, less than the upload's
-/// `gpu::layout::BITS_TAIL` padding, so the kernel is checked inside exactly `stream_bytes`.
+/// zeros only to the least each refill reads, less than the upload's `gpu::layout::BITS_TAIL`
+/// padding: whole 32-bit words (`bits`, refill word) or whole 16-byte blocks (`bits16`, refill
+/// vec4), so the kernel is checked inside exactly `stream_bytes` so rounded.
 fn write_inputs(t: &CompressedTensor, dir: &Path) {
     let h = stream(t);
-    let mut bits = h.bits.clone();
-    bits.resize(h.bits.len().div_ceil(4) * 4, 0);
     let w = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
-    w("bits", &bits);
+    for (name, unit) in [("bits", 4), ("bits16", 16)] {
+        let mut bits = h.bits.clone();
+        bits.resize(h.bits.len().div_ceil(unit) * unit, 0);
+        w(name, &bits);
+    }
     w("offsets", &le(&h.chunk_offsets, u32::to_le_bytes));
     w("lut", &le(&h.decode_lut(), u16::to_le_bytes));
     w("palette", &t.palette);
@@ -393,6 +408,6 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
                 tested += 1;
             }
         }
-    } // Two rmm-eligible cases x (bf16 from tiled sm, tiled exponent, tiled palette).
-    assert_eq!(tested, cases.len() * 3 + 6);
+    } // Two rmm-eligible cases x (bf16 from tiled sm, tiled exponent, tiled palette), per refill.
+    assert_eq!(tested, (cases.len() * 3 + 6) * HuffRefill::ALL.len());
 }

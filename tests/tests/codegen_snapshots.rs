@@ -13,7 +13,12 @@ use unweight_codegen::generate::{render_set, variant_table};
 use unweight_codegen::space::{self, Value, VariantSet};
 
 /// Representative full sources: rmm in both orientations, and the Huffman family.
-const SOURCES: [&str; 3] = ["rmm_palette_n64_s4_nt", "rmm_palette_n64_s4_t", "huff_bf16"];
+const SOURCES: [&str; 4] = [
+    "rmm_palette_n64_s4_nt",
+    "rmm_palette_n64_s4_t",
+    "huff_bf16_word",
+    "huff_bf16_vec4",
+];
 const TABLE: &str = "variant_table";
 const SNAPSHOT_DIR: &str = "snapshots/codegen";
 

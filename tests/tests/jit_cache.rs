@@ -7,7 +7,9 @@ use std::process::Command;
 
 use unweight::gpu::jit::disk::{cache_key, compile_cached, cubin_path, unseal, CacheOutcome};
 use unweight::gpu::jit::nvrtc;
-use unweight_codegen::variant::{GridRule, HuffOutput, HuffVariant, RegistryEntry, Variant};
+use unweight_codegen::variant::{
+    GridRule, HuffOutput, HuffRefill, HuffVariant, RegistryEntry, Variant,
+};
 
 /// Set in the re-executed child; names the cache directory the parent filled.
 const CHILD_ENV: &str = "UNWEIGHT_JIT_TEST_CHILD_DIR";
@@ -25,6 +27,7 @@ fn tiny_entry(tag: &str) -> &'static RegistryEntry {
     Box::leak(Box::new(RegistryEntry {
         variant: Variant::Huff(HuffVariant {
             output: HuffOutput::Bf16,
+            refill: HuffRefill::Vec4,
         }),
         name: "huff_bf16",
         block: [32, 1, 1],

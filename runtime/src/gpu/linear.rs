@@ -10,7 +10,7 @@
 
 use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut};
 use unweight_codegen::abi::{HuffLayout, GROUP};
-use unweight_codegen::variant::{HuffOutput, RegistryEntry, Variant};
+use unweight_codegen::variant::{HuffOutput, HuffRefill, RegistryEntry, Variant};
 
 use crate::codec::Orientation;
 use crate::gpu::device::cublas::gemm_params;
@@ -81,7 +81,7 @@ impl Linear {
             self.decode(
                 stream,
                 h,
-                HuffOutput::Palette,
+                (HuffOutput::Palette, HuffRefill::DEFAULT),
                 HuffLayout::RowMajor,
                 slot.ptr(),
                 slot.capacity(),
@@ -310,7 +310,7 @@ impl Linear {
                     self.decode(
                         stream,
                         h,
-                        output,
+                        (output, HuffRefill::DEFAULT),
                         HuffLayout::RowMajor,
                         slot.ptr(),
                         slot.capacity(),
@@ -336,7 +336,17 @@ impl Linear {
                     HuffLayout::TiledStandard
                 };
                 // SAFETY: as for full decode.
-                unsafe { self.decode(stream, h, output, layout, slot.ptr(), slot.capacity(), 0)? };
+                unsafe {
+                    self.decode(
+                        stream,
+                        h,
+                        (output, HuffRefill::DEFAULT),
+                        layout,
+                        slot.ptr(),
+                        slot.capacity(),
+                        0,
+                    )?
+                };
                 let esc = match pipe {
                     ExecPipeline::PaletteTranscode => {
                         [t.tile_esc.ptr, t.esc_exp.ptr, h.palette.ptr]
@@ -464,6 +474,20 @@ impl Linear {
         ctas: u32,
         out: &mut impl DevicePtrMut<T>,
     ) -> Result<(), GpuError> {
+        self.decode_into_refill(stream, output, HuffRefill::DEFAULT, tiled, ctas, out)
+    }
+
+    /// [`Linear::decode_into_ctas`] with the decoder's `refill` variant chosen (benchmarks and tests
+    /// compare them; everything else runs [`HuffRefill::DEFAULT`]).
+    pub fn decode_into_refill<T>(
+        &self,
+        stream: &CudaStream,
+        output: HuffOutput,
+        refill: HuffRefill,
+        tiled: bool,
+        ctas: u32,
+        out: &mut impl DevicePtrMut<T>,
+    ) -> Result<(), GpuError> {
         let Resident::Huffman(h) = &self.weights.resident else {
             return Err(self.residency_error("huffman decode", Residency::Huffman));
         };
@@ -485,11 +509,11 @@ impl Linear {
         let have = out.len() * std::mem::size_of::<T>();
         let (p, _write) = out.device_ptr_mut(stream);
         // SAFETY: `decode` checks `have` against the output size before launching.
-        unsafe { self.decode(stream, h, output, layout, p, have, ctas) }
+        unsafe { self.decode(stream, h, (output, refill), layout, p, have, ctas) }
     }
 
-    /// Enqueues `huff_<output>` writing `layout` into `out` on `ctas` blocks (0: the natural
-    /// grid). A refusal of the stream lands in the weight's error word.
+    /// Enqueues `huff_<output>_<refill>` writing `layout` into `out` on `ctas` blocks (0: the
+    /// natural grid). A refusal of the stream lands in the weight's error word.
     ///
     /// # Safety
     /// `out` must be a live device buffer of at least `out_bytes` bytes (checked against the
@@ -499,7 +523,7 @@ impl Linear {
         &self,
         stream: &CudaStream,
         h: &HuffmanDev,
-        output: HuffOutput,
+        (output, refill): (HuffOutput, HuffRefill),
         layout: HuffLayout,
         out: u64,
         out_bytes: usize,
@@ -519,7 +543,7 @@ impl Linear {
             .weights
             .device()
             .kernels
-            .get_entry(plan::huff_entry(output)?)?;
+            .get_entry(plan::huff_variant_entry(output, refill)?)?;
         let args = huff_args(h, g, output, layout, out, ctas)
             .map_err(|p| weights_error(&self.weights.name, p))?;
         // SAFETY: every input is this weight's live upload for its geometry; `out` per the contract.

@@ -1,7 +1,8 @@
 // Runs one generated Huffman kernel (KERNEL, included as KERNEL_SOURCE) on the CPU.
 // usage: harness DIR ROWS COLS PADDED_COLS CHUNK_SYMBOLS N_CHUNKS THREADS OUT_BYTES LAYOUT GRID STREAM_BITS
 //                STREAM_BYTES ESC_GROUPS
-// Reads DIR/{bits,offsets,lut,palette,sm,bitmap,prefix,esc_exp}, each into its own allocation of exactly the
+// Reads DIR/{BITS_FILE,offsets,lut,palette,sm,bitmap,prefix,esc_exp} (BITS_FILE: "/bits" or "/bits16", the stream
+// padded to what the kernel's refill reads), each into its own allocation of exactly the
 // file's size (so AddressSanitizer catches a read one byte past any of them), runs GRID blocks of THREADS
 // threads, writes DIR/out (an allocation of exactly OUT_BYTES bytes) and prints the error word: "err R C".
 #include "shim.h"
@@ -43,7 +44,7 @@ int main(int argc, char** argv) {
   const unsigned layout = num(9), grid = num(10);
   const unsigned long long stream_bits = num(11), stream_bytes = num(12);
   const unsigned esc_groups = num(13);
-  unsigned char *bits = load(dir + "/bits"), *offsets = load(dir + "/offsets"), *lut = load(dir + "/lut");
+  unsigned char *bits = load(dir + BITS_FILE), *offsets = load(dir + "/offsets"), *lut = load(dir + "/lut");
   unsigned char *palette = load(dir + "/palette"), *sm = load(dir + "/sm"), *bitmap = load(dir + "/bitmap");
   unsigned char *prefix = load(dir + "/prefix"), *esc_exp = load(dir + "/esc_exp");
   unsigned char* out = exact(out_bytes);

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use cudarc::driver::CudaStream;
-use unweight_codegen::variant::{HuffOutput, Operand, RegistryEntry, RmmVariant, Variant};
+use unweight_codegen::variant::{
+    HuffOutput, HuffRefill, Operand, RegistryEntry, RmmVariant, Variant,
+};
 
 use crate::codec::{self, CompressedTensor, Encoding, HuffmanStream, Indices, Orientation};
 use crate::gpu::device::GpuDevice;
@@ -104,15 +106,28 @@ impl Harness {
         ctas: u32,
         poison: u8,
     ) -> Result<Vec<u8>, GpuError> {
+        self.decode_refill(lin, output, HuffRefill::DEFAULT, tiled, ctas, poison)
+    }
+
+    /// [`Harness::decode_ctas`] with the decoder's refill variant chosen.
+    pub fn decode_refill(
+        &self,
+        lin: &Linear,
+        output: HuffOutput,
+        refill: HuffRefill,
+        tiled: bool,
+        ctas: u32,
+        poison: u8,
+    ) -> Result<Vec<u8>, GpuError> {
         let mut out = self.drv(
             self.stream
                 .clone_htod(&vec![poison; lin.decode_bytes(output)]),
             "poisoning decode output",
         )?;
-        lin.decode_into_ctas(&self.stream, output, tiled, ctas, &mut out)?;
+        lin.decode_into_refill(&self.stream, output, refill, tiled, ctas, &mut out)?;
         self.drv(
             self.stream.synchronize(),
-            &format!("running huff_{}", output.as_str()),
+            &format!("running huff_{}_{}", output.as_str(), refill.as_str()),
         )?;
         lin.weights().take_decode_error(&self.stream)?;
         self.drv(self.stream.clone_dtoh(&out), "downloading decode output")
@@ -135,9 +150,9 @@ pub fn first_diff<T: PartialEq + Copy + std::fmt::Debug>(a: &[T], b: &[T]) -> Op
     })
 }
 
-/// GPU Huffman decode of `t` equals the CPU decoders for all three outputs (twice, with two
-/// poisons, so an unwritten byte cannot match by luck; a third time on one block, which then
-/// loops over every unit of chunks: the grid must not change the output).
+/// GPU Huffman decode of `t` equals the CPU decoders for all three outputs and every refill
+/// variant (twice, with two poisons, so an unwritten byte cannot match by luck; a third time on
+/// one block, which then loops over every unit of chunks: the grid must not change the output).
 pub fn check_decode(
     h: &Harness,
     name: &str,
@@ -169,8 +184,11 @@ pub fn check_decode(
             layouts.push((true, tiled));
         }
         for (tiled, want) in layouts {
-            for (poison, ctas) in [(0xFF, 0), (0x00, 0), (0xFF, 1)] {
-                let got = h.decode_ctas(&lin, output, tiled, ctas, poison)?;
+            for (refill, poison, ctas) in HuffRefill::ALL
+                .into_iter()
+                .flat_map(|r| [(r, 0xFF, 0), (r, 0x00, 0), (r, 0xFF, 1)])
+            {
+                let got = h.decode_refill(&lin, output, refill, tiled, ctas, poison)?;
                 if let Some(d) = first_diff(&got, &want) {
                     let layout = if tiled { "tiled" } else { "row-major" };
                     let grid = if ctas == 0 {
@@ -179,10 +197,11 @@ pub fn check_decode(
                         format!("{ctas} CTA")
                     };
                     failures.push(format!(
-                        "{name} {:?} {} huff_{} {layout} (poison {poison:#04x}, {grid}): {d}",
+                        "{name} {:?} {} huff_{}_{} {layout} (poison {poison:#04x}, {grid}): {d}",
                         t.shape,
                         t.orientation,
-                        output.as_str()
+                        output.as_str(),
+                        refill.as_str()
                     ));
                 }
             }

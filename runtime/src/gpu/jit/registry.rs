@@ -38,12 +38,14 @@ mod tests {
 
     #[test]
     fn every_huffman_kernel_is_registered() {
-        for out in HuffOutput::ALL {
-            let v = Variant::Huff(HuffVariant { output: out });
-            assert!(
-                entry(&v).is_some(),
-                "{v} missing from generated/registry.rs"
-            );
+        for output in HuffOutput::ALL {
+            for refill in HuffRefill::ALL {
+                let v = Variant::Huff(HuffVariant { output, refill });
+                assert!(
+                    entry(&v).is_some(),
+                    "{v} missing from generated/registry.rs"
+                );
+            }
         }
     }
 }

@@ -202,7 +202,9 @@ pub unsafe fn huff(stream: &CudaStream, kernel: &Kernel, a: &HuffArgs) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use unweight_codegen::variant::{HuffOutput, HuffVariant, Operand, RmmVariant, Variant};
+    use unweight_codegen::variant::{
+        HuffOutput, HuffRefill, HuffVariant, Operand, RmmVariant, Variant,
+    };
 
     fn rmm_entry(tile_n: u32) -> RegistryEntry {
         RegistryEntry {
@@ -250,8 +252,9 @@ mod tests {
         let e = RegistryEntry {
             variant: Variant::Huff(HuffVariant {
                 output: HuffOutput::Bf16,
+                refill: HuffRefill::Vec4,
             }),
-            name: "huff_bf16",
+            name: "huff_bf16_vec4",
             block: [256, 1, 1],
             grid: GridRule::HuffChunks {
                 chunks_per_block: 256,

@@ -24,7 +24,10 @@ use std::str::FromStr;
 use unweight_codegen::abi::BK;
 use unweight_codegen::variant::{HuffOutput, Operand, RegistryEntry, Variant};
 
-pub use select::{default_set, default_variant, default_variant_in, huff_entry, rmm_candidates};
+pub use select::{
+    default_set, default_variant, default_variant_in, huff_entry, huff_variant_entry,
+    rmm_candidates,
+};
 pub use stream_k::{choose_ctas, rmm_tiles, split_buffers, split_buffers_bound, Spread};
 
 use crate::gpu::error::GpuError;

@@ -2,7 +2,7 @@
 //! and the ahead-of-time compile set.
 
 use unweight_codegen::variant::{
-    HuffOutput, HuffVariant, Operand, RegistryEntry, RmmVariant, Variant,
+    HuffOutput, HuffRefill, HuffVariant, Operand, RegistryEntry, RmmVariant, Variant,
 };
 
 use super::ExecPipeline;
@@ -95,9 +95,17 @@ pub fn default_set() -> Vec<&'static RegistryEntry> {
     out
 }
 
-/// The Huffman kernel writing `output`.
+/// The Huffman kernel writing `output` that the runtime launches ([`HuffRefill::DEFAULT`]).
 pub fn huff_entry(output: HuffOutput) -> Result<&'static RegistryEntry, GpuError> {
-    let v = Variant::Huff(HuffVariant { output });
+    huff_variant_entry(output, HuffRefill::DEFAULT)
+}
+
+/// The Huffman kernel writing `output` with bitstream refill `refill`.
+pub fn huff_variant_entry(
+    output: HuffOutput,
+    refill: HuffRefill,
+) -> Result<&'static RegistryEntry, GpuError> {
+    let v = Variant::Huff(HuffVariant { output, refill });
     registry::entry(&v).ok_or_else(|| GpuError::UnknownVariant {
         name: v.to_string(),
     })
