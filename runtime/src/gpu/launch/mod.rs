@@ -202,7 +202,9 @@ pub unsafe fn huff(stream: &CudaStream, kernel: &Kernel, a: &HuffArgs) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use unweight_codegen::variant::{HuffOutput, HuffVariant, Operand, RmmVariant, Variant};
+    use unweight_codegen::variant::{
+        ASource, HuffOutput, HuffVariant, Operand, RmmVariant, Variant,
+    };
 
     fn rmm_entry(tile_n: u32) -> RegistryEntry {
         RegistryEntry {
@@ -211,6 +213,7 @@ mod tests {
                 tile_n,
                 stages: 4,
                 transpose: false,
+                a_src: ASource::Smem,
             }),
             name: "rmm_raw_test",
             block: [384, 1, 1],
