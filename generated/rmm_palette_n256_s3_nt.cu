@@ -4,7 +4,9 @@
 //
 // Axes read: pipeline (raw: W bf16 arrives by TMA straight into the A tile; exponent / palette: tiled blocks of
 // sign-mantissa bytes + exponent bytes / 4-bit indices arrive by 1-D bulk copies into a staging ring and consumers
-// rebuild BF16 into a 128B-swizzled A tile), tile_n (WGMMA N = batch tile), stages (ring depth), transpose (weights encoded as
+// rebuild BF16 into a 128B-swizzled A tile), a_regs (RS form: blocks in fragment layout, each consumer thread
+// loads its own 16-byte vectors, rebuilds BF16 in registers and issues register-A wgmmas; raw RS reads
+// pre-shuffled bf16 fragments through the same consumer), tile_n (WGMMA N = batch tile), stages (ring depth), transpose (weights encoded as
 // Wᵀ[k][n_out]: the A tile is M-major, WGMMA's imm-trans-a = 1, TMA boxes swapped).
 // Invariants: n_out % 128 == 0, k % 64 == 0 (the runtime falls back to full decode otherwise); m rows past the end
 // of x are zero-filled by TMA and never stored. Schedule (stream-K, deterministic): the (output tile, k block)
@@ -120,6 +122,7 @@ constexpr u32 TX_BYTES = 45056;           // per stage, without the escape expon
 constexpr u32 ESC_CAP = 16;             // escaped groups per stage staged in smem; more are read from global
 constexpr u32 REC_BYTES = 8192, MAX_KB = 256;  // palette: this CTA's tile_esc records, copied once
 constexpr int ACC = 128;
+constexpr bool IS_RAW = false, IS_PALETTE = true, TRANSPOSE = false, A_REGS = false;
 // ---- the kernel ABI (unweight_codegen::abi; the runtime builds the records and sizes the limits from it) ----
 constexpr u32 SMEM_LIMIT = 232448, GROUP = 64, CONSUMER_THREADS = 256;
 constexpr u32 REC_SIZE = 32, REC_WORDS = 8;  // one tile_esc record
@@ -137,7 +140,7 @@ static_assert(REC_BYTES == 0 || REC_BYTES == REC_SIZE * MAX_KB, "one record per 
 static_assert(OFF_B % 1024 == 0 && B_BYTES % 1024 == 0, "swizzled tiles start on 1024-byte atoms");
 static_assert(OFF_W0 % 128 == 0 && OFF_W1 % 128 == 0 && OFF_ESC % 16 == 0 && OFF_REC % 16 == 0 && OFF_BAR % 8 == 0, "TMA/bulk/mbarrier alignment");
 static_assert(SMEM_BYTES + 1024 <= SMEM_LIMIT, "227 KB per block");
-static_assert(TX_BYTES < (1u << 20) && TX_BYTES == W0_BYTES + W1_BYTES + B_BYTES, "mbarrier tx-count");
+static_assert(TX_BYTES < (1u << 20) && TX_BYTES == (IS_RAW && !A_REGS ? A_BYTES : W0_BYTES + W1_BYTES) + B_BYTES, "mbarrier tx-count");
 static_assert(ACC == BN / 2, "m64nNk16 f32 accumulators per thread");
 static_assert(ESC_BYTES == 64 * ESC_CAP, "staged escape exponents per stage");
 

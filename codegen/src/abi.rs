@@ -34,6 +34,19 @@ pub const EXP_TILE_BYTES: u32 = BM * BK;
 /// Palette-index nibbles of one tiled block.
 pub const NIBBLE_TILE_BYTES: u32 = BM * BK / 2;
 
+/// Fragment layout (docs/CONTRACT.md, "Fragment layout", read by the RS-form rmm): a block holds
+/// the same elements as a tiled block, re-ordered so consumer thread `ct` (0..256) finds its 32
+/// WGMMA A-fragment elements of the k block as 16-byte vectors: vector `v` of thread `ct` at
+/// byte `(v * FRAG_THREADS + ct) * FRAG_VECTOR_BYTES`. A warp's loads of one vector are then 512
+/// contiguous bytes (no bank conflicts).
+pub const FRAG_VECTOR_BYTES: u32 = 16;
+/// Threads that share one fragment block (both consumer warpgroups).
+pub const FRAG_THREADS: u32 = RMM_CONSUMER_THREADS;
+/// Elements of one thread per k block: 4 k16 steps × 4 registers × 2 bf16.
+pub const FRAG_ELEMS: u32 = 32;
+/// BF16 weights of one fragment block (the raw RS twin reads them; 4 vectors per thread).
+pub const BF16_TILE_BYTES: u32 = BM * BK * 2;
+
 /// One `tile_esc` record per (CTA tile, k block): u32 words, little-endian.
 pub const ESC_RECORD_BYTES: u32 = 32;
 /// u32 words per record.
@@ -119,6 +132,14 @@ const _: () = {
         "a tile row holds whole groups"
     );
     assert!(NIBBLE_TILE_BYTES * 2 == SM_TILE_BYTES);
+    assert!(
+        FRAG_THREADS * FRAG_ELEMS == BM * BK,
+        "every element of a block in one thread's fragment"
+    );
+    assert!(
+        NIBBLE_TILE_BYTES == FRAG_THREADS * FRAG_VECTOR_BYTES,
+        "one nibble vector per thread"
+    );
     // templates/huff.cu.tera: a tail of 15 bytes already holds the 16-byte block of the stream's
     // last byte (vec4), 3 bytes its last partial word (word).
     assert!(BITS_TAIL >= 15);

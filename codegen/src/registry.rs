@@ -5,7 +5,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
 use crate::render::Generated;
-use crate::variant::{GridRule, HuffOutput, HuffRefill, Operand, Variant};
+use crate::variant::{ASource, GridRule, HuffOutput, HuffRefill, Operand, Variant};
 
 /// The registry source. The includer brings `unweight_codegen::variant::*` into scope, and each
 /// `include_str!` resolves next to registry.rs in generated/.
@@ -77,8 +77,12 @@ fn variant_tokens(v: &Variant) -> TokenStream {
                 Operand::Palette => quote! { Operand::Palette },
                 Operand::Raw => quote! { Operand::Raw },
             };
+            let a_src = match r.a_src {
+                ASource::Smem => quote! { ASource::Smem },
+                ASource::Regs => quote! { ASource::Regs },
+            };
             let (n, s, t) = (lit(r.tile_n), lit(r.stages), r.transpose);
-            quote! { Variant::Rmm(RmmVariant { operand: #operand, tile_n: #n, stages: #s, transpose: #t }) }
+            quote! { Variant::Rmm(RmmVariant { operand: #operand, tile_n: #n, stages: #s, transpose: #t, a_src: #a_src }) }
         }
         Variant::Huff(h) => {
             let output = match h.output {

@@ -10,7 +10,9 @@ use std::fmt;
 use crate::abi::{
     self, huff_err, BITS_TAIL, BK, BM, ESC_RECORD_BYTES, GROUP, MAX_CODE_LEN, SMEM_LIMIT,
 };
-use crate::variant::{GridRule, HuffOutput, HuffRefill, HuffVariant, Operand, RmmVariant, Variant};
+use crate::variant::{
+    ASource, GridRule, HuffOutput, HuffRefill, HuffVariant, Operand, RmmVariant, Variant,
+};
 /// Shared memory per SM (228 KB); two co-resident CTAs also pay 1 KB of reserved smem each.
 pub const SMEM_PER_SM: u32 = 233_472;
 /// 32-bit registers per SM.
@@ -27,25 +29,37 @@ pub const TILE_N: [u32; 6] = [8, 16, 32, 64, 128, 256];
 pub const STAGES: [u32; 7] = [2, 3, 4, 5, 6, 7, 8];
 /// Transpose axis, `false` first.
 pub const TRANSPOSE: [bool; 2] = [false, true];
+/// Tile widths of the RS form: it is the small-batch kernel (HBM-bound decode); wide tiles stay SS,
+/// where a rebuilt tile in shared memory is shared by more batch columns per weight byte.
+pub const RS_TILE_N: [u32; 4] = [8, 16, 32, 64];
+/// Ring depths of the RS form: a stage is 13-25 KB, so 8 stages fit every RS tile width and
+/// keep ~100-200 KB in flight per SM; 4 is the shallow comparison point.
+pub const RS_STAGES: [u32; 2] = [4, 8];
 
 /// Every combination of the axes, in the one variant order used everywhere (registry, manifest,
-/// snapshots): rmm by pipeline, transpose, tile width, stages; then the Huffman kernels.
-/// Includes combinations that [`check`] prunes.
+/// snapshots): SS rmm by pipeline, transpose, tile width, stages; the same for RS rmm over its
+/// own tile widths and depths; then the Huffman kernels. Includes combinations that [`check`]
+/// prunes.
 pub fn variants() -> impl Iterator<Item = Variant> {
-    let rmm = Operand::ALL.into_iter().flat_map(|operand| {
-        TRANSPOSE.into_iter().flat_map(move |transpose| {
-            TILE_N.into_iter().flat_map(move |tile_n| {
-                STAGES.into_iter().map(move |stages| {
-                    Variant::Rmm(RmmVariant {
-                        operand,
-                        tile_n,
-                        stages,
-                        transpose,
+    let rmm = |a_src: ASource, tiles: &'static [u32], stages: &'static [u32]| {
+        Operand::ALL.into_iter().flat_map(move |operand| {
+            TRANSPOSE.into_iter().flat_map(move |transpose| {
+                tiles.iter().flat_map(move |&tile_n| {
+                    stages.iter().map(move |&stages| {
+                        Variant::Rmm(RmmVariant {
+                            operand,
+                            tile_n,
+                            stages,
+                            transpose,
+                            a_src,
+                        })
                     })
                 })
             })
         })
-    });
+    };
+    let rmm =
+        rmm(ASource::Smem, &TILE_N, &STAGES).chain(rmm(ASource::Regs, &RS_TILE_N, &RS_STAGES));
     let huff = HuffOutput::ALL.into_iter().flat_map(|output| {
         HuffRefill::ALL
             .into_iter()
@@ -201,6 +215,9 @@ pub const RMM_KB_STEP: u32 = 2;
 /// Registers a consumer thread needs besides its accumulators (addresses, loop state, one
 /// 16-byte reconstruction chunk, palette and escape mask).
 pub const RMM_WORKING_REGS: u32 = 72;
+/// RS form: two k blocks of A fragments (16 registers each) live at once, so the rebuild of
+/// step j + 1 overlaps wgmma j.
+pub const RMM_RS_FRAG_REGS: u32 = 32;
 
 impl RmmBudget {
     pub fn new(v: &RmmVariant) -> Result<RmmBudget, Pruned> {
@@ -209,12 +226,36 @@ impl RmmBudget {
                 reason: format!("tile_n {} / stages {} outside the axes", v.tile_n, v.stages),
             });
         }
+        let regs = v.a_src == ASource::Regs;
+        if regs && (!RS_TILE_N.contains(&v.tile_n) || !RS_STAGES.contains(&v.stages)) {
+            return Err(Pruned::Unsupported {
+                reason: format!(
+                    "rs: tile_n {} / stages {} outside the RS axes",
+                    v.tile_n, v.stages
+                ),
+            });
+        }
+        if regs && v.operand == Operand::Exponent {
+            return Err(Pruned::Unsupported {
+                reason: "rs: huff_exponent writes the tiled layout, not fragments".to_string(),
+            });
+        }
         let (bm, bk) = (BM, BK);
         let raw = v.operand == Operand::Raw;
         let a_bytes = bm * bk * 2;
-        // Compressed pipelines rebuild two k blocks per step into alternating pairs of A buffers.
-        let a_bufs = if raw { v.stages } else { 2 * RMM_KB_STEP };
-        let w0_bytes = if raw { 0 } else { abi::SM_TILE_BYTES };
+        // SS: raw has one TMA'd A tile per stage; compressed pipelines rebuild two k blocks per
+        // step into alternating pairs of A buffers. RS: the A operand lives in registers.
+        let a_bufs = match (regs, raw) {
+            (true, _) => 0,
+            (false, true) => v.stages,
+            (false, false) => 2 * RMM_KB_STEP,
+        };
+        // RS raw: pre-shuffled bf16 fragments arrive by bulk copy like the compressed blocks.
+        let w0_bytes = match (regs, raw) {
+            (true, true) => abi::BF16_TILE_BYTES,
+            (false, true) => 0,
+            (_, false) => abi::SM_TILE_BYTES,
+        };
         let w1_bytes = match v.operand {
             Operand::Raw => 0,
             Operand::Exponent => abi::EXP_TILE_BYTES,
@@ -237,7 +278,7 @@ impl RmmBudget {
         let smem_bytes = off_bar + 16 * v.stages + 16;
         let dynamic_smem = smem_bytes + 1024;
         // The staged escape exponents vary per stage; the producer adds them to this at run time.
-        let tx_bytes = if raw {
+        let tx_bytes = if raw && !regs {
             a_bytes + b_bytes
         } else {
             w0_bytes + w1_bytes + b_bytes
@@ -289,10 +330,11 @@ impl RmmBudget {
                 limit: SMEM_LIMIT,
             });
         }
-        if layout.acc_regs + RMM_WORKING_REGS > layout.consumer_regs {
+        let overhead = RMM_WORKING_REGS + if regs { RMM_RS_FRAG_REGS } else { 0 };
+        if layout.acc_regs + overhead > layout.consumer_regs {
             return Err(Pruned::Registers {
                 acc_regs: layout.acc_regs,
-                overhead: RMM_WORKING_REGS,
+                overhead,
                 budget: layout.consumer_regs,
             });
         }
@@ -334,6 +376,7 @@ impl RmmBudget {
             ("is_palette", Value::Bool(v.operand == Operand::Palette)),
             ("is_exponent", Value::Bool(v.operand == Operand::Exponent)),
             ("transpose", Value::Bool(v.transpose)),
+            ("a_regs", Value::Bool(v.a_src == ASource::Regs)),
             ("tile_n", int(v.tile_n)),
             ("stages", int(v.stages)),
             ("bm", int(self.bm)),
@@ -372,6 +415,9 @@ impl RmmBudget {
             ("esc_record_words", int(abi::ESC_RECORD_WORDS)),
             ("esc_first_word", int(abi::ESC_FIRST_WORD)),
             ("esc_count_word", int(abi::ESC_COUNT_WORD)),
+            ("frag_vector_bytes", int(abi::FRAG_VECTOR_BYTES)),
+            ("frag_threads", int(abi::FRAG_THREADS)),
+            ("frag_elems", int(abi::FRAG_ELEMS)),
         ]
     }
 }
@@ -606,7 +652,10 @@ impl VariantSet {
             VariantSet::All => true,
             VariantSet::Smoke => match v {
                 Variant::Huff(_) => true,
-                Variant::Rmm(r) => matches!((r.tile_n, r.stages), (64, 4) | (8, 2) | (256, 2)),
+                Variant::Rmm(r) => match r.a_src {
+                    ASource::Smem => matches!((r.tile_n, r.stages), (64, 4) | (8, 2) | (256, 2)),
+                    ASource::Regs => matches!((r.tile_n, r.stages), (8, 8) | (64, 4)),
+                },
             },
             VariantSet::Globs(globs) => {
                 let name = v.to_string();
@@ -702,6 +751,7 @@ mod tests {
             tile_n: 256,
             stages: 8,
             transpose: false,
+            a_src: ASource::Smem,
         };
         let err = RmmBudget::new(&v).unwrap_err();
         assert_eq!(

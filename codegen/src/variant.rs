@@ -19,6 +19,16 @@ pub enum Operand {
     Raw,
 }
 
+/// Where WGMMA reads the weight (A) operand from: a 128B-swizzled shared-memory tile through a
+/// descriptor (SS form: raw weights by TMA, compressed ones rebuilt and stored by the consumers),
+/// or registers (RS form: weights pre-shuffled at upload into WGMMA's A-fragment order, so each
+/// consumer thread loads its own bytes as 16-byte vectors and rebuilds BF16 in registers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ASource {
+    Smem,
+    Regs,
+}
+
 /// What a Huffman preprocess kernel writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum HuffOutput {
@@ -37,6 +47,8 @@ pub struct RmmVariant {
     pub stages: u32,
     /// Weights encoded as Wᵀ [k, n_out] (groups along n_out).
     pub transpose: bool,
+    /// SS (`Smem`, names without a form) or RS (`Regs`, names `rmm_<pipeline>_rs_...`).
+    pub a_src: ASource,
 }
 
 /// How a Huffman decoder's lanes refill their bit buffers from the stream.
@@ -74,6 +86,17 @@ impl Operand {
     }
 }
 
+impl ASource {
+    pub const ALL: [ASource; 2] = [ASource::Smem, ASource::Regs];
+    /// The form's short name (tables, logs); kernel names spell only `rs` (SS names predate the axis).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ASource::Smem => "ss",
+            ASource::Regs => "rs",
+        }
+    }
+}
+
 impl HuffOutput {
     pub const ALL: [HuffOutput; 3] = [HuffOutput::Bf16, HuffOutput::Exponent, HuffOutput::Palette];
     pub fn as_str(self) -> &'static str {
@@ -102,8 +125,12 @@ impl fmt::Display for Variant {
         match self {
             Variant::Rmm(v) => write!(
                 f,
-                "rmm_{}_n{}_s{}_{}",
+                "rmm_{}{}_n{}_s{}_{}",
                 v.operand.as_str(),
+                match v.a_src {
+                    ASource::Smem => "",
+                    ASource::Regs => "_rs",
+                },
                 v.tile_n,
                 v.stages,
                 if v.transpose { "t" } else { "nt" }
@@ -154,7 +181,12 @@ impl FromStr for Variant {
                     .ok_or_else(err)?;
                 Ok(Variant::Huff(HuffVariant { output, refill }))
             }
-            ["rmm", pipe, n, st, t] => {
+            ["rmm", pipe, rest @ ..] if matches!(rest.len(), 3 | 4) => {
+                let (a_src, n, st, t) = match rest {
+                    [n, st, t] => (ASource::Smem, n, st, t),
+                    ["rs", n, st, t] => (ASource::Regs, n, st, t),
+                    _ => return Err(err()),
+                };
                 let pipeline = Operand::ALL
                     .into_iter()
                     .find(|p| p.as_str() == *pipe)
@@ -177,6 +209,7 @@ impl FromStr for Variant {
                     tile_n,
                     stages,
                     transpose,
+                    a_src,
                 });
                 // Reject non-canonical spellings such as "n064" so the name stays a unique key.
                 if v.to_string() != s {

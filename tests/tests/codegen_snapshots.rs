@@ -13,9 +13,11 @@ use unweight_codegen::generate::{render_set, variant_table};
 use unweight_codegen::space::{self, Value, VariantSet};
 
 /// Representative full sources: rmm in both orientations, and the Huffman family.
-const SOURCES: [&str; 4] = [
+const SOURCES: [&str; 6] = [
     "rmm_palette_n64_s4_nt",
     "rmm_palette_n64_s4_t",
+    "rmm_palette_rs_n8_s8_nt",
+    "rmm_palette_rs_n8_s8_t",
     "huff_bf16_word",
     "huff_bf16_vec4",
 ];

@@ -1,5 +1,6 @@
 //! Every pipeline's y equals its bit-exact reference and cuBLAS to BF16 tolerance, both
-//! orientations, M ∈ {1, 7, 16, 64, 200, 256, 1024}.
+//! orientations, M ∈ {1, 7, 16, 64, 200, 256, 1024}; direct palette both tiled (SS rmm) and in
+//! fragment layout (RS rmm, equal to the raw RS twin, which must equal the SS raw twin).
 
 use unweight::codec::Orientation;
 use unweight::gpu::harness::check::{check_linear, print_outcomes};
@@ -40,4 +41,14 @@ fn gpu_linear_fallback_shapes() {
 #[ignore = "needs an sm_90 GPU"]
 fn gpu_linear_llama_mlp_shapes() {
     run(&[(14336, 4096), (4096, 14336)], &MS, 0.01);
+}
+
+#[test]
+#[ignore = "needs an sm_90 GPU"]
+fn gpu_linear_rs_small_and_escape_heavy_shapes() {
+    // The RS rmm's edges: one k block (a segment of one step, no fragment pair), an odd count
+    // (the unpaired tail step), one CTA tile; and tiles with more escaped groups than a stage
+    // stages in shared memory (the rare path's global reads), in both orientations.
+    run(&[(128, 64), (256, 192), (640, 320)], &[1, 7, 16, 64], 0.01);
+    run(&[(256, 448)], &[1, 16], 0.3);
 }

@@ -10,7 +10,7 @@
 
 use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut};
 use unweight_codegen::abi::{HuffLayout, GROUP};
-use unweight_codegen::variant::{HuffOutput, HuffRefill, RegistryEntry, Variant};
+use unweight_codegen::variant::{ASource, HuffOutput, HuffRefill, RegistryEntry, Variant};
 
 use crate::codec::Orientation;
 use crate::gpu::device::cublas::gemm_params;
@@ -110,11 +110,18 @@ impl Linear {
     /// The default plan of `pipeline` at batch `m` (see [`plan::default_variant`]).
     pub fn plan(&self, pipeline: ExecPipeline, m: usize) -> Result<Plan, GpuError> {
         self.check_residency(pipeline)?;
-        plan::plan(
+        // Fragment-layout palette weights take the RS rmm (their only form); raw weights keep
+        // the SS default even with a fragment copy (the RS twin is picked explicitly).
+        let a_src = match pipeline {
+            ExecPipeline::DirectPalette => self.weights.resident.default_a_src(),
+            _ => ASource::Smem,
+        };
+        plan::plan_for(
             &self.weights.geometry,
             pipeline,
             m,
             None,
+            a_src,
             self.weights.device().info.sm_count,
         )
     }
@@ -217,8 +224,10 @@ impl Linear {
         let x_bytes = (m * k * 2) as u64;
         if let Some(e) = plan.rmm {
             // A plan made for another weight must not launch a kernel of the wrong orientation.
+            // Nor one whose block layout (A-operand form) these buffers do not hold.
             let fits = matches!(e.variant, Variant::Rmm(v)
-                if v.transpose == transpose && Some(v.operand) == plan.pipeline.rmm());
+                if v.transpose == transpose && Some(v.operand) == plan.pipeline.rmm()
+                    && self.weights.resident.feeds(v.a_src));
             if !fits || !g.rmm_ok() {
                 return Err(self.plan_error(
                     plan,
@@ -243,10 +252,24 @@ impl Linear {
         let s = &*slot;
         let r = match (&self.weights.resident, plan.pipeline) {
             (Resident::Raw(r), ExecPipeline::Raw) => {
-                let w =
-                    tma::raw_weight_map(transpose, n_out, k).encode(r.w.ptr, r.w.bytes() as u64)?;
-                // SAFETY: the map describes this weight's live upload; `x`/`y` per the contract.
-                unsafe { self.rmm(stream, s, plan, x, x_bytes, y, Some(w), [0, 0], [0, 0, 0]) }
+                match (plan.rmm.map(|e| e.variant), &r.frags) {
+                    // The RS twin reads its fragment blocks by bulk copy (no weight tensor map).
+                    (Some(Variant::Rmm(v)), Some(f)) if v.a_src == ASource::Regs => {
+                        // SAFETY: `f` is this weight's live fragment upload for its geometry (checked
+                        // by `feeds` above); `x`/`y` per the contract.
+                        unsafe {
+                            self.rmm(stream, s, plan, x, x_bytes, y, None, [f.ptr, 0], [0, 0, 0])
+                        }
+                    }
+                    _ => {
+                        let w = tma::raw_weight_map(transpose, n_out, k)
+                            .encode(r.w.ptr, r.w.bytes() as u64)?;
+                        // SAFETY: the map describes this weight's live upload; `x`/`y` per the contract.
+                        unsafe {
+                            self.rmm(stream, s, plan, x, x_bytes, y, Some(w), [0, 0], [0, 0, 0])
+                        }
+                    }
+                }
             }
             (Resident::Palette(p), ExecPipeline::DirectPalette) => {
                 let (t, w) = (&p.rmm, [p.rmm.sm_tiles.ptr, p.nibble_tiles.ptr]);

@@ -11,7 +11,11 @@ use crate::codec::{CompressedTensor, Orientation};
 
 use crate::gpu::device::GpuDevice;
 use crate::gpu::error::{DriverContext, GpuError};
-use crate::gpu::layout::{Geometry, HuffmanImage, LayoutError, PaletteImage, Residency, RmmTables};
+use crate::gpu::layout::{
+    raw_fragments, BlockLayout, Geometry, HuffmanImage, LayoutError, PaletteImage, Residency,
+    RmmTables,
+};
+use unweight_codegen::variant::ASource;
 
 /// A device buffer and its address, taken once at upload (weights never move).
 pub struct DevBuf<T> {
@@ -121,15 +125,22 @@ impl RmmDev {
 
 /// A palette-resident weight's device buffers (what the direct-palette rmm reads).
 pub struct PaletteDev {
+    /// sm bytes in `layout` (`rmm.sm_tiles`), records and escape exponents.
     pub rmm: RmmDev,
+    /// Nibbles in `layout`.
     pub nibble_tiles: DevBuf<u8>,
     pub palette: DevBuf<u8>,
+    /// Tiled (SS rmm) or fragments (RS rmm), chosen at upload.
+    pub layout: BlockLayout,
 }
 
 /// A raw weight's bf16 buffer.
 pub struct RawDev {
     /// bf16 bits of the encoded matrix (`Wᵀ [k][n_out]` when transposed).
     pub w: DevBuf<u16>,
+    /// The same weights in fragment layout for the raw RS twin, when uploaded
+    /// ([`DeviceWeights::raw_with`] and [`BlockLayout::Fragments`]).
+    pub frags: Option<DevBuf<u16>>,
 }
 
 /// The device buffers of one weight, by residency.
@@ -140,6 +151,27 @@ pub enum Resident {
 }
 
 impl Resident {
+    /// Whether these buffers feed rmm variants of the form `a_src`: tiled weights the SS form,
+    /// fragment-layout palette weights the RS form, raw weights uploaded with fragments both.
+    pub fn feeds(&self, a_src: ASource) -> bool {
+        match (self, a_src) {
+            (Resident::Palette(p), _) => {
+                (p.layout == BlockLayout::Fragments) == (a_src == ASource::Regs)
+            }
+            (Resident::Raw(r), ASource::Regs) => r.frags.is_some(),
+            (Resident::Raw(_), ASource::Smem) => true,
+            (Resident::Huffman(_), a) => a == ASource::Smem,
+        }
+    }
+
+    /// The form of the rmm a default plan launches for these buffers.
+    pub fn default_a_src(&self) -> ASource {
+        match self {
+            Resident::Palette(p) if p.layout == BlockLayout::Fragments => ASource::Regs,
+            _ => ASource::Smem,
+        }
+    }
+
     /// Which residency these buffers are.
     pub fn residency(&self) -> Residency {
         match self {
@@ -222,13 +254,26 @@ impl DeviceWeights {
         name: &str,
         t: &CompressedTensor,
     ) -> Result<Self, GpuError> {
+        Self::palette_with(dev, name, t, BlockLayout::Tiled)
+    }
+
+    /// [`palette`](Self::palette) with the blocks in `layout`: [`BlockLayout::Fragments`] for the
+    /// RS rmm (the small-batch kernel; its default plans then pick RS variants).
+    pub fn palette_with(
+        dev: &Arc<GpuDevice>,
+        name: &str,
+        t: &CompressedTensor,
+        layout: BlockLayout,
+    ) -> Result<Self, GpuError> {
         check_upload(name, t)?;
-        let img = PaletteImage::new(t).map_err(|problem| weights_error(name, problem))?;
+        let img =
+            PaletteImage::with_layout(t, layout).map_err(|problem| weights_error(name, problem))?;
         let s = &dev.stream;
         let p = PaletteDev {
             rmm: RmmDev::upload(s, &img.tables)?,
-            nibble_tiles: upload(s, &img.nibble_tiles, "tiled palette nibbles")?,
+            nibble_tiles: upload(s, &img.nibble_tiles, "palette nibble blocks")?,
             palette: upload(s, &img.palette, "palette")?,
+            layout,
         };
         Self::finish(dev, name, img.geometry, Resident::Palette(Box::new(p)))
     }
@@ -242,6 +287,20 @@ impl DeviceWeights {
         n_out: usize,
         k: usize,
         orientation: Orientation,
+    ) -> Result<Self, GpuError> {
+        Self::raw_with(dev, name, w, n_out, k, orientation, BlockLayout::Tiled)
+    }
+
+    /// [`raw`](Self::raw), plus a fragment-layout copy for the raw RS twin when `layout` is
+    /// [`BlockLayout::Fragments`] (needs an rmm-eligible shape).
+    pub fn raw_with(
+        dev: &Arc<GpuDevice>,
+        name: &str,
+        w: &[u16],
+        n_out: usize,
+        k: usize,
+        orientation: Orientation,
+        layout: BlockLayout,
     ) -> Result<Self, GpuError> {
         if w.len() != n_out * k {
             let problem = LayoutError::Length {
@@ -257,8 +316,16 @@ impl DeviceWeights {
             Orientation::Standard => w.to_vec(),
             Orientation::Transposed => transpose(w, n_out, k),
         };
+        let frags = match layout {
+            BlockLayout::Tiled => None,
+            BlockLayout::Fragments => {
+                let f = raw_fragments(w, n_out, k).map_err(|p| weights_error(name, p))?;
+                Some(upload(&dev.stream, &f, "bf16 fragment blocks")?)
+            }
+        };
         let r = RawDev {
             w: upload(&dev.stream, &stored, "bf16 weights")?,
+            frags,
         };
         Self::finish(dev, name, geometry, Resident::Raw(r))
     }

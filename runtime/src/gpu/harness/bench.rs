@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
 use cudarc::driver::{CudaSlice, CudaStream};
-use unweight_codegen::variant::{HuffOutput, HuffRefill, RegistryEntry, Variant};
+use unweight_codegen::variant::{ASource, HuffOutput, HuffRefill, RegistryEntry, Variant};
 
 use crate::codec::{self, Encoding, Orientation};
 use crate::gpu::device::GpuDevice;
@@ -21,7 +21,7 @@ use crate::gpu::harness::targets;
 use crate::gpu::harness::traffic::{self, Footprint};
 use crate::gpu::jit::registry;
 use crate::gpu::launch;
-use crate::gpu::layout::Residency;
+use crate::gpu::layout::{BlockLayout, Residency};
 use crate::gpu::linear::Linear;
 use crate::gpu::plan::{self, ExecPipeline, Plan};
 use crate::gpu::weights::{DeviceWeights, Resident};
@@ -257,11 +257,20 @@ const PIPELINES: [ExecPipeline; 5] = [
     ExecPipeline::Raw,
 ];
 
-/// The weights of one shape: `sets` copies in each residency.
+/// The RS-form rows benchmarked after [`PIPELINES`] (the same pipelines through the register-A
+/// rmm, on weights uploaded in fragment layout): (row name, pipeline).
+const RS_ROWS: [(&str, ExecPipeline); 2] = [
+    ("direct_palette_rs", ExecPipeline::DirectPalette),
+    ("raw_rs", ExecPipeline::Raw),
+];
+
+/// The weights of one shape: `sets` copies in each residency (raw ones also hold fragment
+/// blocks when the rmm takes the shape), plus palette copies in fragment layout.
 pub(crate) struct ShapeSet {
     raw: Vec<Linear>,
     huffman: Vec<Linear>,
     palette: Vec<Linear>,
+    palette_rs: Vec<Linear>,
 }
 
 impl ShapeSet {
@@ -453,6 +462,38 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
                 );
                 report.rows.push(r);
             }
+            for (row_name, p) in RS_ROWS {
+                let lins = match p {
+                    ExecPipeline::DirectPalette => &set.palette_rs,
+                    _ => &set.raw,
+                };
+                if lins.is_empty() {
+                    continue; // the rmm does not take this shape
+                }
+                let (plan_name, ctas, us) = best_of(
+                    &stream,
+                    lins,
+                    p,
+                    ASource::Regs,
+                    m,
+                    orientation,
+                    &x,
+                    &mut y,
+                    &opts,
+                )?;
+                // Same bytes as the tiled form (a permutation within each block).
+                let mut r = row(p, plan_name, ctas, us);
+                r.pipeline = row_name.to_string();
+                println!(
+                    "[{:>4.0}s] {shape} {orientation} m={m:<5} {row_name:<18} {:<26} {ctas:>4} CTAs {us:>9.1} us  {:.2}x cuBLAS {cublas:.1} us  {:.2} TB/s  {:.2}x floor",
+                    at(),
+                    r.variant,
+                    us / cublas,
+                    r.tb_s,
+                    us / r.floor_us
+                );
+                report.rows.push(r);
+            }
             if let Some(t) = &table {
                 for r in [Residency::Huffman, Residency::Palette, Residency::Raw] {
                     let row = bench_auto(&stream, &set, t, r, m, &x, &mut y, &opts)?;
@@ -558,6 +599,13 @@ pub(crate) fn build_set(
         raw: Vec::new(),
         huffman: Vec::new(),
         palette: Vec::new(),
+        palette_rs: Vec::new(),
+    };
+    let rmm_ok = crate::gpu::layout::Geometry::raw(n_out, k, o).rmm_ok();
+    let raw_layout = if rmm_ok {
+        BlockLayout::Fragments
+    } else {
+        BlockLayout::Tiled
     };
     let spec = WeightSpec {
         escape_groups: opts.escape_groups,
@@ -567,11 +615,15 @@ pub(crate) fn build_set(
         let name = format!("bench {n_out}x{k} {o} #{s}");
         let w = synth::weights(rng, n_out, k, spec);
         let t = codec::compress(&w, &[n_out, k], o, Encoding::Huffman)?;
-        set.raw.push(Linear::new(DeviceWeights::raw(
-            dev, &name, &w, n_out, k, o,
+        set.raw.push(Linear::new(DeviceWeights::raw_with(
+            dev, &name, &w, n_out, k, o, raw_layout,
         )?)?);
         set.palette
             .push(Linear::new(DeviceWeights::palette(dev, &name, &t)?)?);
+        if rmm_ok {
+            let frag = DeviceWeights::palette_with(dev, &name, &t, BlockLayout::Fragments)?;
+            set.palette_rs.push(Linear::new(frag)?);
+        }
         set.huffman
             .push(Linear::new(DeviceWeights::huffman(dev, &name, &t)?)?);
     }
@@ -586,11 +638,23 @@ pub fn candidates(
     tiles: usize,
     stages: usize,
 ) -> Vec<&'static RegistryEntry> {
+    candidates_of(pipeline, transpose, ASource::Smem, m, tiles, stages)
+}
+
+/// [`candidates`] among the variants of one A-operand form.
+pub fn candidates_of(
+    pipeline: ExecPipeline,
+    transpose: bool,
+    a_src: ASource,
+    m: usize,
+    tiles: usize,
+    stages: usize,
+) -> Vec<&'static RegistryEntry> {
     let Some(fam) = pipeline.rmm() else {
         return Vec::new();
     };
-    let all = plan::rmm_candidates(registry::VARIANTS, fam, transpose);
-    let Some(def) = plan::default_variant_in(registry::VARIANTS, fam, transpose, m) else {
+    let all = plan::rmm_candidates_of(registry::VARIANTS, fam, transpose, a_src);
+    let Some(def) = plan::default_variant_of(registry::VARIANTS, fam, transpose, a_src, m) else {
         return Vec::new();
     };
     let Variant::Rmm(dv) = def.variant else {
@@ -629,6 +693,16 @@ fn precompile(dev: &GpuDevice, opts: &BenchOptions, transpose: bool) -> anyhow::
                 opts.stage_candidates,
             ));
         }
+        for (_, p) in RS_ROWS {
+            entries.extend(candidates_of(
+                p,
+                transpose,
+                ASource::Regs,
+                m,
+                opts.tile_candidates,
+                opts.stage_candidates,
+            ));
+        }
     }
     for out in HuffOutput::ALL {
         for refill in HuffRefill::ALL {
@@ -658,10 +732,36 @@ fn best(
     y: &mut CudaSlice<u16>,
     opts: &BenchOptions,
 ) -> anyhow::Result<(String, u32, f64)> {
-    let lins = set.for_pipeline(p);
-    let cands = candidates(
+    best_of(
+        stream,
+        set.for_pipeline(p),
+        p,
+        ASource::Smem,
+        m,
+        o,
+        x,
+        y,
+        opts,
+    )
+}
+
+/// [`best`] over `lins` among the variants of one A-operand form.
+#[allow(clippy::too_many_arguments)]
+fn best_of(
+    stream: &Arc<CudaStream>,
+    lins: &[Linear],
+    p: ExecPipeline,
+    a_src: ASource,
+    m: usize,
+    o: Orientation,
+    x: &CudaSlice<u16>,
+    y: &mut CudaSlice<u16>,
+    opts: &BenchOptions,
+) -> anyhow::Result<(String, u32, f64)> {
+    let cands = candidates_of(
         p,
         o == Orientation::Transposed,
+        a_src,
         m,
         opts.tile_candidates,
         opts.stage_candidates,

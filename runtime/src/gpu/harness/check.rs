@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use cudarc::driver::CudaStream;
 use unweight_codegen::variant::{
-    HuffOutput, HuffRefill, Operand, RegistryEntry, RmmVariant, Variant,
+    ASource, HuffOutput, HuffRefill, Operand, RegistryEntry, RmmVariant, Variant,
 };
 
 use crate::codec::{self, CompressedTensor, Encoding, HuffmanStream, Indices, Orientation};
@@ -17,9 +17,9 @@ use crate::gpu::error::GpuError;
 use crate::gpu::harness::synth::{self, Rng, WeightSpec};
 use crate::gpu::jit::registry;
 use crate::gpu::layout::tiles::{self, Packing};
-use crate::gpu::layout::Residency;
+use crate::gpu::layout::{BlockLayout, Residency};
 use crate::gpu::linear::Linear;
-use crate::gpu::plan::{ExecPipeline, Plan};
+use crate::gpu::plan::{self, ExecPipeline, Plan};
 use crate::gpu::weights::{weights_error, DeviceWeights};
 
 /// The poison written into every output before a launch (a bf16 NaN; 0xFF bytes).
@@ -328,7 +328,7 @@ pub fn raw_twin(e: &'static RegistryEntry) -> Option<&'static RegistryEntry> {
     registry::entry(&same).or_else(|| {
         registry::VARIANTS
             .iter()
-            .filter(|c| matches!(c.variant, Variant::Rmm(r) if r.operand == Operand::Raw && r.tile_n == v.tile_n && r.transpose == v.transpose))
+            .filter(|c| matches!(c.variant, Variant::Rmm(r) if r.operand == Operand::Raw && r.tile_n == v.tile_n && r.transpose == v.transpose && r.a_src == v.a_src))
             .max_by_key(|c| match c.variant {
                 Variant::Rmm(r) => r.stages,
                 _ => 0,
@@ -352,7 +352,33 @@ pub fn twin_plan(raw: &Linear, plan: &Plan) -> Result<Option<Plan>, GpuError> {
     Ok(Some(tp))
 }
 
-/// Every pipeline on an `n_out × k` weight stored in `orientation`, for each batch size in `ms`.
+/// The SS raw variant a raw RS plan must equal bit for bit (same tile, same CTAs: the same
+/// accumulation order through the other A-operand form), or `None` when `tp` is not RS.
+fn ss_twin_plan(raw: &Linear, tp: &Plan) -> Result<Option<Plan>, GpuError> {
+    let Some(Variant::Rmm(v)) = tp.rmm.map(|e| e.variant) else {
+        return Ok(None);
+    };
+    if v.a_src != ASource::Regs {
+        return Ok(None);
+    }
+    let Some(e) = plan::default_variant_of(
+        registry::VARIANTS,
+        Operand::Raw,
+        v.transpose,
+        ASource::Smem,
+        v.tile_n as usize,
+    )
+    .filter(|e| matches!(e.variant, Variant::Rmm(s) if s.tile_n == v.tile_n)) else {
+        return Ok(None);
+    };
+    let mut sp = raw.plan_with(ExecPipeline::Raw, tp.m, e)?;
+    sp.ctas = tp.ctas;
+    Ok(Some(sp))
+}
+
+/// Every pipeline on an `n_out × k` weight stored in `orientation`, for each batch size in `ms`;
+/// direct palette twice where the rmm takes the shape: tiled (SS rmm) and in fragment layout
+/// (RS rmm, bit-identical to the raw RS twin, which in turn must equal the SS raw twin).
 /// Returns the outcomes and the failures.
 pub fn check_linear(
     h: &Harness,
@@ -374,19 +400,34 @@ pub fn check_linear(
         },
     );
     let t = codec::compress(&w, &[n_out, k], orientation, Encoding::Huffman)?;
-    let raw = Linear::new(DeviceWeights::raw(
+    let rmm_ok = crate::gpu::layout::Geometry::raw(n_out, k, orientation).rmm_ok();
+    let frag = if rmm_ok {
+        BlockLayout::Fragments
+    } else {
+        BlockLayout::Tiled
+    };
+    let raw = Linear::new(DeviceWeights::raw_with(
         &h.dev,
         &label,
         &w,
         n_out,
         k,
         orientation,
+        frag,
     )?)?;
     let huff = Linear::new(DeviceWeights::huffman(&h.dev, &label, &t)?)?;
-    let pal = if raw.weights().geometry.rmm_ok() {
-        Some(Linear::new(DeviceWeights::palette(&h.dev, &label, &t)?)?)
+    let (pal, pal_rs) = if rmm_ok {
+        (
+            Some(Linear::new(DeviceWeights::palette(&h.dev, &label, &t)?)?),
+            Some(Linear::new(DeviceWeights::palette_with(
+                &h.dev,
+                &label,
+                &t,
+                BlockLayout::Fragments,
+            )?)?),
+        )
     } else {
-        None
+        (None, None)
     };
     let mut outcomes = Vec::new();
     let mut failures = Vec::new();
@@ -398,14 +439,19 @@ pub fn check_linear(
                 failures.push(format!("{label} m={m} cublas vs CPU: {f}"));
             }
         }
-        for p in ExecPipeline::ALL {
-            let lin = match p.residency() {
-                Residency::Huffman => &huff,
-                Residency::Palette => match &pal {
+        let runs = ExecPipeline::ALL
+            .into_iter()
+            .map(|p| (p, false))
+            .chain(pal_rs.as_ref().map(|_| (ExecPipeline::DirectPalette, true)));
+        for (p, rs) in runs {
+            let lin = match (p.residency(), rs) {
+                (Residency::Palette, true) => pal_rs.as_ref().expect("chained only when present"),
+                (Residency::Huffman, _) => &huff,
+                (Residency::Palette, false) => match &pal {
                     Some(l) => l,
                     None => continue, // palette residency is refused for this shape (documented)
                 },
-                Residency::Raw => &raw,
+                (Residency::Raw, _) => &raw,
             };
             let plan = lin.plan(p, m)?;
             let y = h.run(lin, &plan, &x)?;
@@ -429,6 +475,19 @@ pub fn check_linear(
             if let Some(ye) = &y_exact {
                 if let Some(d) = first_diff(&y, ye) {
                     failures.push(format!("{case} not bit-identical to {reference}: {d}"));
+                }
+            }
+            // RS twin: its raw reference must also equal the SS raw twin (RS and SS wgmma agree).
+            if let Some(tp) = twin_plan(&raw, &plan)? {
+                if let (Some(sp), Some(ye)) = (ss_twin_plan(&raw, &tp)?, &y_exact) {
+                    let ys = h.run(&raw, &sp, &x)?;
+                    if let Some(d) = first_diff(ye, &ys) {
+                        failures.push(format!(
+                            "{case}: raw RS twin not bit-identical to {} ×{} CTAs: {d}",
+                            sp.variant_name(),
+                            sp.ctas
+                        ));
+                    }
                 }
             }
             let (rel, nan) = synth::rel_frobenius(&y, &y_ref);

@@ -203,7 +203,7 @@ pub unsafe fn huff(stream: &CudaStream, kernel: &Kernel, a: &HuffArgs) -> Result
 mod tests {
     use super::*;
     use unweight_codegen::variant::{
-        HuffOutput, HuffRefill, HuffVariant, Operand, RmmVariant, Variant,
+        ASource, HuffOutput, HuffRefill, HuffVariant, Operand, RmmVariant, Variant,
     };
 
     fn rmm_entry(tile_n: u32) -> RegistryEntry {
@@ -213,6 +213,7 @@ mod tests {
                 tile_n,
                 stages: 4,
                 transpose: false,
+                a_src: ASource::Smem,
             }),
             name: "rmm_raw_test",
             block: [384, 1, 1],

@@ -3,9 +3,10 @@
 
 use unweight_codegen::abi;
 
-use crate::codec::{self, CompressedTensor, Encoding, Indices, GROUP};
+use crate::codec::{self, CompressedTensor, Encoding, Indices, Orientation, GROUP};
 
 use super::escapes;
+use super::fragments::{self, FragElem};
 use super::tiles::{self, Packing};
 use super::{Geometry, LayoutError};
 
@@ -39,6 +40,30 @@ impl std::fmt::Display for Residency {
     }
 }
 
+/// How the elements of each (CTA tile, k block) block are ordered on the GPU: tiled rows for the
+/// SS rmm (and the Huffman kernels' tiled outputs), WGMMA A fragments for the RS rmm. Chosen at
+/// upload; a variant reads only its own layout (`BlockLayout::of`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BlockLayout {
+    Tiled,
+    Fragments,
+}
+
+impl BlockLayout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockLayout::Tiled => "tiled",
+            BlockLayout::Fragments => "fragments",
+        }
+    }
+}
+
+impl std::fmt::Display for BlockLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What `huff_*` kernels read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HuffmanImage {
@@ -65,10 +90,11 @@ pub struct HuffmanImage {
     pub rmm: Option<RmmTables>,
 }
 
-/// Tiled sign-mantissa bytes and per-tile escape tables of an rmm-eligible weight.
+/// Sign-mantissa bytes and per-tile escape tables of an rmm-eligible weight.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RmmTables {
-    /// sm bytes in the rmm's tiled layout (`w0_tiles`).
+    /// sm bytes in the rmm's block layout (`w0_tiles`): tiled, except in a palette image whose
+    /// `layout` is [`BlockLayout::Fragments`].
     pub sm_tiles: Vec<u8>,
     pub tile_esc: Vec<u8>,
     /// Escape exponents in tile order.
@@ -76,8 +102,13 @@ pub struct RmmTables {
 }
 
 impl RmmTables {
-    fn new(t: &CompressedTensor, g: &Geometry) -> Result<Self, LayoutError> {
-        let sm_tiles = tiles::tile(&t.sm, t.orientation, g.n_out, g.k, Packing::Byte)?;
+    fn new(t: &CompressedTensor, g: &Geometry, layout: BlockLayout) -> Result<Self, LayoutError> {
+        let sm_tiles = match layout {
+            BlockLayout::Tiled => tiles::tile(&t.sm, t.orientation, g.n_out, g.k, Packing::Byte)?,
+            BlockLayout::Fragments => {
+                fragments::shuffle(&t.sm, t.orientation, g.n_out, g.k, FragElem::Byte)?
+            }
+        };
         let esc = escapes::build(&t.escapes, t.orientation, g.n_out, g.k)?;
         Ok(RmmTables {
             sm_tiles,
@@ -92,9 +123,11 @@ impl RmmTables {
 pub struct PaletteImage {
     pub geometry: Geometry,
     pub tables: RmmTables,
-    /// Palette nibbles in the rmm's tiled layout (`w1_tiles`).
+    /// Palette nibbles in the rmm's block layout (`w1_tiles`).
     pub nibble_tiles: Vec<u8>,
     pub palette: [u8; 16],
+    /// The order of sm bytes and nibbles inside each block (escape tables are the same for both).
+    pub layout: BlockLayout,
 }
 
 impl HuffmanImage {
@@ -136,7 +169,7 @@ impl HuffmanImage {
         let mut bits = h.bits.clone();
         bits.resize((h.bits.len() + BITS_TAIL).div_ceil(16) * 16, 0);
         let rmm = if geometry.rmm_ok() {
-            Some(RmmTables::new(t, &geometry)?)
+            Some(RmmTables::new(t, &geometry, BlockLayout::Tiled)?)
         } else {
             None
         };
@@ -164,8 +197,13 @@ impl HuffmanImage {
 }
 
 impl PaletteImage {
-    /// From a palette- or Huffman-encoded tensor (Huffman is transcoded on the CPU).
+    /// From a palette- or Huffman-encoded tensor (Huffman is transcoded on the CPU), tiled (SS rmm).
     pub fn new(t: &CompressedTensor) -> Result<Self, LayoutError> {
+        Self::with_layout(t, BlockLayout::Tiled)
+    }
+
+    /// The same in `layout` ([`BlockLayout::Fragments`] for the RS rmm).
+    pub fn with_layout(t: &CompressedTensor, layout: BlockLayout) -> Result<Self, LayoutError> {
         let geometry = Geometry::of(t);
         if !geometry.rmm_ok() {
             return Err(LayoutError::PaletteShape {
@@ -176,26 +214,35 @@ impl PaletteImage {
             Indices::Palette(n) => n.clone(),
             _ => codec::decode_palette_indices(t)?,
         };
-        let nibble_tiles = tiles::tile(
-            &nibbles,
-            t.orientation,
-            geometry.n_out,
-            geometry.k,
-            Packing::Nibble,
-        )?;
+        let (o, n, k) = (t.orientation, geometry.n_out, geometry.k);
+        let nibble_tiles = match layout {
+            BlockLayout::Tiled => tiles::tile(&nibbles, o, n, k, Packing::Nibble)?,
+            BlockLayout::Fragments => fragments::shuffle(&nibbles, o, n, k, FragElem::Nibble)?,
+        };
         Ok(PaletteImage {
-            tables: RmmTables::new(t, &geometry)?,
+            tables: RmmTables::new(t, &geometry, layout)?,
             geometry,
             nibble_tiles,
             palette: t.palette,
+            layout,
         })
     }
+}
+
+/// Raw bf16 weights `W [n_out][k]` (row-major, logical) in fragment layout, for the raw RS twin.
+/// The fragment order is logical, so it does not depend on the stored orientation.
+pub fn raw_fragments(w: &[u16], n_out: usize, k: usize) -> Result<Vec<u16>, LayoutError> {
+    let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let f = fragments::shuffle(&bytes, Orientation::Standard, n_out, k, FragElem::Bf16)?;
+    Ok(f.chunks_exact(2)
+        .map(|p| u16::from_le_bytes([p[0], p[1]]))
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{compress, Orientation};
+    use crate::codec::compress;
 
     fn bits(n: usize) -> Vec<u16> {
         (0..n)
@@ -309,6 +356,110 @@ mod tests {
                 sm
             );
         }
+    }
+
+    /// What consumer thread `ct` of the RS palette rmm rebuilds from block `blk`, step by step as
+    /// templates/partials/rmm_rs.cuh.tera does: its sm and nibble vectors, the palette, the
+    /// hot-path escape test on the record (`lane_of`'s word and bits), then the escaped groups'
+    /// real exponents by rank. Element `e` as in [`fragments::logical`].
+    fn rs_thread_view(img: &PaletteImage, blk: usize, ct: usize) -> [u16; 32] {
+        let sm = &img.tables.sm_tiles[blk * 8192..][..8192];
+        let nib = &img.nibble_tiles[blk * 4096..][..4096];
+        let rec: Vec<u32> = img.tables.tile_esc[blk * 32..][..32]
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes(w.try_into().unwrap()))
+            .collect();
+        let transposed = img.geometry.transposed();
+        let (cw, t) = (ct / 128, ct % 128);
+        let (w, l) = (t / 32, t % 32);
+        let (row, col) = (64 * cw + 16 * w + l / 4, 2 * (l % 4));
+        let hit = if transposed {
+            (rec[0] | rec[1] | rec[2] | rec[3]) & ((0x5u32 << (2 * col + cw)) * 0x10001)
+        } else {
+            rec[row >> 5] & (0x101u32 << (row & 31))
+        };
+        let mask = rec[..4]
+            .iter()
+            .rev()
+            .fold(0u128, |m, &w| (m << 32) | w as u128);
+        let mut out = [0u16; 32];
+        for (e, o) in out.iter_mut().enumerate() {
+            let s = sm[(e / 16 * 256 + ct) * 16 + e % 16] as u16;
+            let idx = (nib[ct * 16 + e / 2] >> (4 * (e % 2))) & 0xF;
+            let mut ex = img.palette[idx as usize] as u16;
+            let (kk, reg, half) = (e / 8, (e / 2) % 4, e % 2);
+            let (r, c) = (row + 8 * (reg & 1), 16 * kk + 8 * (reg >> 1) + col + half);
+            let (j, pos) = if transposed {
+                (2 * c + cw, r % 64)
+            } else {
+                (r, c)
+            };
+            if hit != 0 && (mask >> j) & 1 == 1 {
+                let rank = (mask & ((1u128 << j) - 1)).count_ones() as usize;
+                let first = rec[abi::ESC_FIRST_WORD as usize] as usize;
+                ex = img.tables.esc_exp[(first + rank) * GROUP + pos] as u16;
+            }
+            *o = ((s & 0x80) << 8) | (ex << 7) | (s & 0x7F);
+        }
+        out
+    }
+
+    #[test]
+    fn rs_view_of_palette_fragments_is_the_weights() {
+        // Trained-weight-like exponents with an out-of-palette outlier every 977 elements, so
+        // many tiles hold escaped groups (in both orientations the groups differ).
+        let (n_out, k) = (256, 192);
+        let b: Vec<u16> = (0..n_out * k)
+            .map(|i| {
+                let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                let e = if i % 977 == 5 {
+                    10 + (i % 61) as u16
+                } else {
+                    118 + (h % 7).min(h % 5) as u16
+                };
+                (e << 7) | (h as u16 & 0x807f)
+            })
+            .collect();
+        for o in [Orientation::Standard, Orientation::Transposed] {
+            let t = compress(&b, &[n_out, k], o, Encoding::Palette).unwrap();
+            assert!(t.escape_count() > 20, "{o}: {}", t.escape_count());
+            let img = PaletteImage::with_layout(&t, BlockLayout::Fragments).unwrap();
+            assert_eq!(img.layout, BlockLayout::Fragments);
+            assert_eq!(
+                img.tables.tile_esc,
+                PaletteImage::new(&t).unwrap().tables.tile_esc,
+                "{o}: escape tables do not depend on the block layout"
+            );
+            let mut escaped_seen = 0;
+            for i in 0..n_out / 128 {
+                for kb in 0..k / 64 {
+                    let blk = i * (k / 64) + kb;
+                    escaped_seen += img.tables.tile_esc[blk * 32 + 20] as usize;
+                    for ct in 0..256 {
+                        let got = rs_thread_view(&img, blk, ct);
+                        for (e, &g) in got.iter().enumerate() {
+                            let (r, c) = fragments::logical(ct, e);
+                            let want = b[(128 * i + r) * k + 64 * kb + c];
+                            assert_eq!(g, want, "{o} block ({i},{kb}) thread {ct} element {e}");
+                        }
+                    }
+                }
+            }
+            assert_eq!(escaped_seen, t.escape_count(), "{o}");
+        }
+    }
+
+    #[test]
+    fn raw_fragments_hold_every_weight_once() {
+        let (n_out, k) = (128, 128);
+        let w: Vec<u16> = (0..n_out * k).map(|i| i as u16).collect();
+        let f = raw_fragments(&w, n_out, k).unwrap();
+        let mut sorted = f.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, w);
+        // Thread 0's first register of block (0, 1): rows 0, columns 64, 65.
+        let blk = 16384 / 2;
+        assert_eq!((f[blk], f[blk + 1]), (w[64], w[65]));
     }
 
     #[test]

@@ -22,11 +22,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use unweight_codegen::abi::BK;
-use unweight_codegen::variant::{HuffOutput, Operand, RegistryEntry, Variant};
+use unweight_codegen::variant::{ASource, HuffOutput, Operand, RegistryEntry, Variant};
 
 pub use select::{
-    default_set, default_variant, default_variant_in, huff_entry, huff_variant_entry,
-    rmm_candidates,
+    default_set, default_variant, default_variant_for, default_variant_in, default_variant_of,
+    huff_entry, huff_variant_entry, rmm_candidates, rmm_candidates_of,
 };
 pub use stream_k::{choose_ctas, rmm_tiles, split_buffers, split_buffers_bound, Spread};
 
@@ -152,12 +152,25 @@ impl Plan {
 }
 
 /// Plans `pipeline` for a weight of `geometry` at batch `m`, with `rmm` overriding the default
-/// variant (it must be of the pipeline's family and orientation).
+/// variant (it must be of the pipeline's family and orientation). The default is an SS variant.
 pub fn plan(
     geometry: &Geometry,
     pipeline: ExecPipeline,
     m: usize,
     rmm: Option<&'static RegistryEntry>,
+    sm_count: u32,
+) -> Result<Plan, GpuError> {
+    plan_for(geometry, pipeline, m, rmm, ASource::Smem, sm_count)
+}
+
+/// [`plan`] whose default rmm is of the form `a_src` (the weight's block layout decides it:
+/// fragment-layout weights take the RS variants).
+pub fn plan_for(
+    geometry: &Geometry,
+    pipeline: ExecPipeline,
+    m: usize,
+    rmm: Option<&'static RegistryEntry>,
+    a_src: ASource,
     sm_count: u32,
 ) -> Result<Plan, GpuError> {
     let transpose = geometry.transposed();
@@ -174,7 +187,7 @@ pub fn plan(
     }
     let rmm = match (effective.rmm(), rmm) {
         (None, _) => None,
-        (Some(_), None) => default_variant(effective, transpose, m)?,
+        (Some(_), None) => default_variant_for(effective, transpose, a_src, m)?,
         (Some(fam), Some(e)) => match e.variant {
             Variant::Rmm(v) if v.operand == fam && v.transpose == transpose => Some(e),
             _ => {
@@ -227,6 +240,35 @@ pub(crate) mod tests {
     /// rings only for narrow tiles, `max_kb` on palette.
     pub(crate) fn entries() -> &'static [RegistryEntry] {
         let mut v = Vec::new();
+        // The RS form: palette and raw, tiles 8..64, rings 4 and 8.
+        for pipeline in [Operand::Palette, Operand::Raw] {
+            for transpose in [false, true] {
+                for tile_n in [8, 16, 32, 64] {
+                    for stages in [4, 8] {
+                        let variant = Variant::Rmm(RmmVariant {
+                            operand: pipeline,
+                            tile_n,
+                            stages,
+                            transpose,
+                            a_src: ASource::Regs,
+                        });
+                        v.push(RegistryEntry {
+                            variant,
+                            name: Box::leak(variant.to_string().into_boxed_str()),
+                            block: [384, 1, 1],
+                            grid: GridRule::RmmTiles {
+                                rows_per_cta: 128,
+                                tile_n,
+                            },
+                            dynamic_smem: 1000,
+                            max_kb: (pipeline == Operand::Palette).then_some(256),
+                            source_hash: 0,
+                            source: "",
+                        });
+                    }
+                }
+            }
+        }
         for pipeline in Operand::ALL {
             for transpose in [false, true] {
                 for tile_n in [8, 16, 32, 64, 128, 256] {
@@ -238,6 +280,7 @@ pub(crate) mod tests {
                             tile_n,
                             stages,
                             transpose,
+                            a_src: ASource::Smem,
                         });
                         v.push(RegistryEntry {
                             variant,

@@ -2,23 +2,37 @@
 //! and the ahead-of-time compile set.
 
 use unweight_codegen::variant::{
-    HuffOutput, HuffRefill, HuffVariant, Operand, RegistryEntry, RmmVariant, Variant,
+    ASource, HuffOutput, HuffRefill, HuffVariant, Operand, RegistryEntry, RmmVariant, Variant,
 };
 
 use super::ExecPipeline;
 use crate::gpu::error::GpuError;
 use crate::gpu::jit::registry;
 
-/// The rmm variants of `pipeline` and orientation in `entries`.
+/// The SS-form rmm variants of `pipeline` and orientation in `entries` (what tiled weights take).
 pub fn rmm_candidates(
     entries: &'static [RegistryEntry],
     pipeline: Operand,
     transpose: bool,
 ) -> Vec<(&'static RegistryEntry, RmmVariant)> {
+    rmm_candidates_of(entries, pipeline, transpose, ASource::Smem)
+}
+
+/// The rmm variants of `pipeline`, orientation and A-operand form in `entries`.
+pub fn rmm_candidates_of(
+    entries: &'static [RegistryEntry],
+    pipeline: Operand,
+    transpose: bool,
+    a_src: ASource,
+) -> Vec<(&'static RegistryEntry, RmmVariant)> {
     entries
         .iter()
         .filter_map(|e| match e.variant {
-            Variant::Rmm(v) if v.operand == pipeline && v.transpose == transpose => Some((e, v)),
+            Variant::Rmm(v)
+                if v.operand == pipeline && v.transpose == transpose && v.a_src == a_src =>
+            {
+                Some((e, v))
+            }
             _ => None,
         })
         .collect()
@@ -33,7 +47,18 @@ pub fn default_variant_in(
     transpose: bool,
     m: usize,
 ) -> Option<&'static RegistryEntry> {
-    let c = rmm_candidates(entries, pipeline, transpose);
+    default_variant_of(entries, pipeline, transpose, ASource::Smem, m)
+}
+
+/// [`default_variant_in`] among the variants of one A-operand form.
+pub fn default_variant_of(
+    entries: &'static [RegistryEntry],
+    pipeline: Operand,
+    transpose: bool,
+    a_src: ASource,
+    m: usize,
+) -> Option<&'static RegistryEntry> {
+    let c = rmm_candidates_of(entries, pipeline, transpose, a_src);
     let tile = c
         .iter()
         .map(|(_, v)| v.tile_n)
@@ -52,16 +77,28 @@ pub fn default_variant(
     transpose: bool,
     m: usize,
 ) -> Result<Option<&'static RegistryEntry>, GpuError> {
+    default_variant_for(pipeline, transpose, ASource::Smem, m)
+}
+
+/// [`default_variant`] of one A-operand form: [`ASource::Regs`] for weights uploaded in
+/// fragment layout (the RS rmm, the small-batch kernel).
+pub fn default_variant_for(
+    pipeline: ExecPipeline,
+    transpose: bool,
+    a_src: ASource,
+    m: usize,
+) -> Result<Option<&'static RegistryEntry>, GpuError> {
     let Some(p) = pipeline.rmm() else {
         return Ok(None);
     };
-    default_variant_in(registry::VARIANTS, p, transpose, m)
+    default_variant_of(registry::VARIANTS, p, transpose, a_src, m)
         .map(Some)
         .ok_or_else(|| GpuError::NoVariantFits {
             shape: format!("m={m} transpose={transpose}"),
             reason: format!(
-                "the registry has no rmm_{}_*_{} variant",
+                "the registry has no rmm_{}{}_*_{} variant",
                 p.as_str(),
+                if a_src == ASource::Regs { "_rs" } else { "" },
                 if transpose { "t" } else { "nt" }
             ),
         })
@@ -71,19 +108,22 @@ pub fn default_variant(
 /// plus the Huffman kernels: what a process compiles ahead, in parallel, before its first call.
 pub fn default_set() -> Vec<&'static RegistryEntry> {
     let mut out: Vec<&'static RegistryEntry> = Vec::new();
-    for fam in Operand::ALL {
-        for t in [false, true] {
-            let c = rmm_candidates(registry::VARIANTS, fam, t);
-            let mut tiles: Vec<u32> = c.iter().map(|(_, v)| v.tile_n).collect();
-            tiles.sort();
-            tiles.dedup();
-            for tile in tiles {
-                out.extend(default_variant_in(
-                    registry::VARIANTS,
-                    fam,
-                    t,
-                    tile as usize,
-                ));
+    for a_src in ASource::ALL {
+        for fam in Operand::ALL {
+            for t in [false, true] {
+                let c = rmm_candidates_of(registry::VARIANTS, fam, t, a_src);
+                let mut tiles: Vec<u32> = c.iter().map(|(_, v)| v.tile_n).collect();
+                tiles.sort();
+                tiles.dedup();
+                for tile in tiles {
+                    out.extend(default_variant_of(
+                        registry::VARIANTS,
+                        fam,
+                        t,
+                        a_src,
+                        tile as usize,
+                    ));
+                }
             }
         }
     }
@@ -127,5 +167,32 @@ mod tests {
         assert_eq!(name(Operand::Exponent, true, 200), "rmm_exponent_n256_s3_t");
         assert_eq!(name(Operand::Raw, true, 1024), "rmm_raw_n256_s3_t");
         assert!(default_variant_in(&[], Operand::Raw, true, 1).is_none());
+    }
+
+    #[test]
+    fn each_form_picks_only_its_own_variants() {
+        let e = entries();
+        let name = |p, t, a, m| default_variant_of(e, p, t, a, m).unwrap().name;
+        assert_eq!(
+            name(Operand::Palette, false, ASource::Regs, 1),
+            "rmm_palette_rs_n8_s8_nt"
+        );
+        assert_eq!(
+            name(Operand::Palette, true, ASource::Regs, 64),
+            "rmm_palette_rs_n64_s8_t"
+        );
+        // Past the widest RS tile: the widest RS tile, never an SS variant.
+        assert_eq!(
+            name(Operand::Raw, false, ASource::Regs, 1024),
+            "rmm_raw_rs_n64_s8_nt"
+        );
+        assert_eq!(
+            name(Operand::Palette, false, ASource::Smem, 1),
+            "rmm_palette_n8_s6_nt"
+        );
+        assert!(default_variant_of(e, Operand::Exponent, false, ASource::Regs, 1).is_none());
+        assert!(rmm_candidates(e, Operand::Palette, false)
+            .iter()
+            .all(|(_, v)| v.a_src == ASource::Smem));
     }
 }
