@@ -144,7 +144,6 @@ pub fn decompress_file(
         }
     }
     let data_start = out.data_start() as u64;
-    let populated = out.populated();
     let writeback = Writeback::new(out.file());
     for (i, off) in items.iter().zip(&offsets) {
         if matches!(i.source, Source::Plain(_)) {
@@ -170,7 +169,6 @@ pub fn decompress_file(
     let written = |r: &Range<usize>| writeback.start(data_start + r.start as u64, r.len() as u64);
     let out_at = OutputAt {
         data_start: data_start as usize,
-        populated,
         written: &written,
     };
     decode_windows(&src, compressed, &out_at, progress)?;
@@ -213,8 +211,6 @@ type Dest<'a, 'b> = (&'a CompressedEntry, &'b mut [u8], Range<usize>);
 struct OutputAt<'a> {
     /// Byte position of the data section in the file.
     data_start: usize,
-    /// Every page already allocated and mapped ([`MappedOutput::populated`]).
-    populated: bool,
     /// Starts writing back a range of the data section once its bytes are final.
     written: &'a (dyn Fn(&Range<usize>) + Sync),
 }
@@ -265,7 +261,7 @@ impl Prefixes {
 
 /// Decodes the compressed tensors into their destinations, a window of about 64 MB of decoded
 /// values at a time (a larger tensor gets a window of its own), each window's pages faulted in
-/// first unless the output is `populated` already. Writeback of each tensor is started every
+/// first. Writeback of each tensor is started every
 /// [`WRITEBACK_STEP`] decoded bytes and for the rest once its window is decoded, so it
 /// overlaps with decoding what follows.
 fn decode_windows(
@@ -302,9 +298,7 @@ fn decode_windows(
         for ((e, dst, range), (ct, sm)) in window.into_iter().zip(&loaded) {
             // Without this, each fault on a fresh page of the allocated file also zeroes its
             // readahead window: several times the decode's own cost, measured.
-            if !out.populated {
-                prefault(dst);
-            }
+            prefault(dst);
             match as_u16_slots(dst) {
                 Ok(d) => {
                     direct.push((e, ct, Some(*sm)));
@@ -550,7 +544,6 @@ mod tests {
         let written = |r: &Range<usize>| calls.lock().unwrap().push(r.clone());
         let out = OutputAt {
             data_start,
-            populated: false,
             written: &written,
         };
         let p = Prefixes::new(vec![0..5_000, tensor.clone()]);
@@ -579,7 +572,6 @@ mod tests {
         let written = |r: &Range<usize>| calls.lock().unwrap().push(r.clone());
         let out = OutputAt {
             data_start,
-            populated: false,
             written: &written,
         };
         p.finish(&out, 0);

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use tempfile::NamedTempFile;
 
 use super::error::{BundleError, Problem};
-use super::reserve::{self, Reserved};
+use super::reserve;
 use super::writeback::Writeback;
 
 /// One tensor of the header.
@@ -239,7 +239,6 @@ pub struct MappedOutput {
     tmp: NamedTempFile,
     map: Option<memmap2::MmapMut>,
     data_start: usize,
-    reserved: Reserved,
 }
 
 impl MappedOutput {
@@ -256,13 +255,12 @@ impl MappedOutput {
         // decoding; and neither the page faults nor the writeback have to allocate blocks one
         // page at a time (measured: writeback of 117 MB took ~10 ms instead of ~50 ms on the
         // development VM).
-        let (map, reserved) = reserve::reserve(tmp.as_file(), total as u64).map_err(io)?;
+        let map = reserve::reserve(tmp.as_file(), total as u64).map_err(io)?;
         let mut out = Self {
             dest: dest.to_path_buf(),
             tmp,
             map: Some(map),
             data_start,
-            reserved,
         };
         let m = out.map.as_mut().expect("mapped above");
         m[..8].copy_from_slice(&(header.len() as u64).to_le_bytes());
@@ -287,12 +285,6 @@ impl MappedOutput {
     /// Byte position of the data section in the file.
     pub fn data_start(&self) -> usize {
         self.data_start
-    }
-
-    /// Whether every page is already allocated and mapped (else [`reserve::prefault`] the parts
-    /// about to be written).
-    pub fn populated(&self) -> bool {
-        self.reserved == Reserved::Pages
     }
 
     pub fn dest(&self) -> &Path {
