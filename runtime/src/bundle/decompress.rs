@@ -555,8 +555,7 @@ mod tests {
         assert!(during >= 2, "{during} writebacks while decoding");
         p.decoded(&out, 1, 13_000_000);
         p.finish(&out, 1);
-        drop(out);
-        let calls = calls.into_inner().unwrap();
+        let calls = calls.lock().unwrap().clone();
         let mut at = tensor.start;
         for (k, r) in calls.iter().enumerate() {
             assert_eq!(r.start, at, "{calls:?}");

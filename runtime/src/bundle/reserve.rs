@@ -195,9 +195,11 @@ pub fn is_tmpfs(file: &File) -> bool {
             let r = libc::fstatfs(file.as_raw_fd(), &mut st);
             (r, st)
         };
-        const RAMFS_MAGIC: i64 = 0x8584_58f6;
-        let magic = st.f_type as i64;
-        r == 0 && (magic == libc::TMPFS_MAGIC as i64 || magic == RAMFS_MAGIC)
+        // f_type's integer type differs between targets; the magic numbers fit in 32 bits.
+        const TMPFS_MAGIC: u32 = 0x0102_1994;
+        const RAMFS_MAGIC: u32 = 0x8584_58f6;
+        let magic = st.f_type as u32;
+        r == 0 && (magic == TMPFS_MAGIC || magic == RAMFS_MAGIC)
     }
     #[cfg(not(target_os = "linux"))]
     {
