@@ -926,7 +926,13 @@ fn report_markdown(
     for (d, _, results, w) in rows {
         let fl = floor(d, results, w, cores);
         let z = results[results.len() - 1].decompress_gbps;
-        let reach = |g: f64| if g >= z { "within reach" } else { "out of reach" };
+        let reach = |g: f64| {
+            if g >= z {
+                "within reach"
+            } else {
+                "out of reach"
+            }
+        };
         s += &format!(
             "- {}: disk {:.2} GB/s, tmpfs {}; ZipNN decompresses at {z:.2} GB/s, so 1× ZipNN is {} on the disk{}\n",
             d.name,
