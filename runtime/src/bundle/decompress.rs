@@ -14,7 +14,7 @@ use super::copy;
 use super::error::{BundleError, Problem};
 use super::reader::{Bundle, CompressedEntry, PlainTensor};
 use super::reserve::prefault;
-use super::writeback::Writeback;
+use super::writeback::{unmap_final, Writeback};
 use super::writer::{byte_len, header_json, HeaderEntry, MappedOutput};
 use super::{check_output, sort_for_alignment};
 use crate::codec;
@@ -151,6 +151,8 @@ pub fn decompress_file(
         }
     }
 
+    // Where the data section is mapped, to unmap finished ranges before their writeback.
+    let data_addr = out.data_mut().as_mut_ptr() as usize;
     // Each compressed tensor's part of the mapped data section, in item order.
     let mut slots: Vec<Option<&mut [u8]>> = split_at_offsets(out.data_mut(), &offsets)
         .into_iter()
@@ -166,7 +168,12 @@ pub fn decompress_file(
             Source::Plain(_) => None,
         })
         .collect();
-    let written = |r: &Range<usize>| writeback.start(data_start + r.start as u64, r.len() as u64);
+    let written = |r: &Range<usize>| {
+        // SAFETY: `r` lies in the data section of the output's shared file mapping (live until
+        // `out.finish`), and its bytes are final: nothing writes there again.
+        unsafe { unmap_final(data_addr + r.start, r.len()) };
+        writeback.start(data_start + r.start as u64, r.len() as u64)
+    };
     let out_at = OutputAt {
         data_start: data_start as usize,
         written: &written,
