@@ -167,3 +167,45 @@ fn large_tensors_decode_window_by_window() {
     write_safetensors(&dir.path().join("big.safetensors"), &tensors, None);
     exact(dir.path(), "big.safetensors", &[]);
 }
+
+#[test]
+fn restores_byte_identical_on_tmpfs() {
+    // On tmpfs the output's pages are reserved another way (the front half populated on every
+    // core, the back half allocated by `fallocate`); the restore is still exact, and nothing but
+    // the outputs is left beside the input.
+    let shm = std::path::Path::new("/dev/shm");
+    assert!(
+        shm.is_dir(),
+        "this test needs the tmpfs at /dev/shm (Linux)"
+    );
+    let dir = tempfile::tempdir_in(shm).unwrap();
+    let (a, b) = ((2048usize, 4160usize), (1000usize, 3000usize));
+    let tensors = vec![
+        (
+            "model.layers.0.mlp.gate_proj.weight",
+            safetensors::Dtype::BF16,
+            vec![a.0, a.1],
+            le_bytes(&bf16_values(a.0 * a.1, 31)),
+        ),
+        (
+            "model.layers.0.mlp.up_proj.weight",
+            safetensors::Dtype::BF16,
+            vec![b.0, b.1],
+            le_bytes(&bf16_values(b.0 * b.1, 32)),
+        ),
+        (
+            "model.norm.weight",
+            safetensors::Dtype::BF16,
+            vec![77],
+            le_bytes(&bf16_values(77, 33)),
+        ),
+    ];
+    write_safetensors(&dir.path().join("m.safetensors"), &tensors, None);
+    exact(dir.path(), "m.safetensors", &[]);
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["b.safetensors", "back.safetensors", "m.safetensors"]);
+}

@@ -12,6 +12,7 @@ pub mod error;
 pub mod inspect;
 pub mod meta;
 pub mod reader;
+pub mod reserve;
 pub mod select;
 mod verify;
 pub mod writeback;

@@ -82,3 +82,59 @@ pub fn start(file: &File, offset: u64, len: u64) {
     #[cfg(not(target_os = "linux"))]
     let _ = (file, offset, len);
 }
+
+/// Unmaps the whole pages of `addr .. addr + len` (`MADV_DONTNEED`), part of a shared file
+/// mapping whose bytes there are final, before their writeback is started: writeback
+/// write-protects every mapped page it takes, one TLB flush each, which interrupts the threads
+/// still writing elsewhere in the mapping (measured: ~6% of a decompress's CPU in those flushes);
+/// unmapping first flushes once per call. The pages stay in the page cache, dirty; a later
+/// access maps them again. Only a hint.
+///
+/// # Safety
+/// The range must lie inside a live shared mapping of a file (never private or anonymous
+/// memory, whose contents `MADV_DONTNEED` discards).
+pub unsafe fn unmap_final(addr: usize, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let start = addr.next_multiple_of(PAGE);
+        let end = addr.saturating_add(len) / PAGE * PAGE;
+        if end > start {
+            // SAFETY: whole pages inside the caller's range, a shared file mapping (the
+            // caller's contract): dropping their page-table entries keeps their contents.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (addr, len);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unmapped_final_pages_keep_their_bytes() {
+        let f = tempfile::tempfile().unwrap();
+        let len = 64 * 4096 + 100;
+        f.set_len(len as u64).unwrap();
+        // SAFETY: a private temporary file of the test, not resized while mapped.
+        let mut m = unsafe { memmap2::MmapMut::map_mut(&f) }.unwrap();
+        for (i, b) in m.iter_mut().enumerate() {
+            *b = (i * 31 % 251) as u8;
+        }
+        // SAFETY: inside the live shared file mapping `m`; nothing writes there afterwards.
+        unsafe { super::unmap_final(m.as_ptr() as usize + 1000, len - 3000) };
+        super::start(&f, 0, len as u64);
+        assert!(m
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i * 31 % 251) as u8));
+        drop(m);
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut &f, &mut back).unwrap();
+        assert_eq!(back.len(), len);
+        assert!(back
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i * 31 % 251) as u8));
+    }
+}

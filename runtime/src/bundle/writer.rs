@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use tempfile::NamedTempFile;
 
 use super::error::{BundleError, Problem};
+use super::reserve;
 use super::writeback::Writeback;
 
 /// One tensor of the header.
@@ -80,49 +81,6 @@ fn temp_beside(dest: &Path) -> Result<NamedTempFile, BundleError> {
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(|e| BundleError::io(dest, "cannot create the output file", e))
-}
-
-/// Faults in the pages of `dst` (part of a shared file mapping) for writing, in parallel, in
-/// chunks of a few MB: the kernel then zeroes and maps them in bulk instead of taking one page
-/// fault per page while the decoder writes. Only a hint: without `MADV_POPULATE_WRITE` (Linux
-/// 5.14+) the decoder's writes fault the pages in as usual.
-pub fn prefault(dst: &mut [u8]) {
-    #[cfg(target_os = "linux")]
-    {
-        use rayon::prelude::*;
-        const PAGE: usize = 4096;
-        const CHUNK: usize = 4 << 20;
-        let (addr, len) = (dst.as_mut_ptr() as usize, dst.len());
-        let start = addr.next_multiple_of(PAGE);
-        let end = (addr + len) / PAGE * PAGE;
-        if end <= start {
-            return;
-        }
-        (start..end).into_par_iter().step_by(CHUNK).for_each(|a| {
-            let n = CHUNK.min(end - a);
-            // SAFETY: [a, a + n) lies inside `dst`, memory of a live mapping that the caller
-            // borrows exclusively; populating only maps pages (zeroed, or the file's contents)
-            // and changes no byte of them.
-            unsafe { libc::madvise(a as *mut libc::c_void, n, libc::MADV_POPULATE_WRITE) };
-        });
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = dst;
-}
-
-/// Gives `file` `len` bytes, allocated on disk where the file system can (`fallocate`): pages
-/// then fault in without the file system reserving blocks for each one.
-fn allocate(file: &std::fs::File, len: u64) -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: the descriptor is open (borrowed File); the call reads no memory of ours.
-        let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
-        if r == 0 {
-            return Ok(());
-        }
-    }
-    file.set_len(len)
 }
 
 /// Syncs the temporary file to disk and renames it onto `dest`.
@@ -293,17 +251,15 @@ impl MappedOutput {
         let total = data_start
             .checked_add(data_len)
             .ok_or_else(|| BundleError::file(dest, Problem::Overflow("output size".into())))?;
-        // Blocks allocated up front: neither the page faults nor the writeback have to
-        // allocate them one page at a time (measured: writeback of 117 MB took ~10 ms instead
-        // of ~50 ms on the development VM).
-        allocate(tmp.as_file(), total as u64).map_err(io)?;
-        // SAFETY: the file is our own fresh temporary file, sized above and not shared with
-        // anything that could truncate it while it is mapped.
-        let map = Some(unsafe { memmap2::MmapMut::map_mut(tmp.as_file()) }.map_err(io)?);
+        // Space reserved up front, so a full file system is an error here, not SIGBUS while
+        // decoding; and neither the page faults nor the writeback have to allocate blocks one
+        // page at a time (measured: writeback of 117 MB took ~10 ms instead of ~50 ms on the
+        // development VM).
+        let map = reserve::reserve(tmp.as_file(), total as u64).map_err(io)?;
         let mut out = Self {
             dest: dest.to_path_buf(),
             tmp,
-            map,
+            map: Some(map),
             data_start,
         };
         let m = out.map.as_mut().expect("mapped above");

@@ -109,6 +109,21 @@ pub fn decompress_into_parts_sm(
     sms: &[Option<&[u8]>],
     parts: Vec<&mut [MaybeUninit<u16>]>,
 ) -> Result<(), (usize, CodecError)> {
+    decompress_into_parts_notify(ts, sms, parts, &|_, _| {})
+}
+
+/// [`decompress_into_parts_sm`] that also calls `decoded(i, n)` whenever the first `n`
+/// elements of `parts[i]` are final (decoded and hashed; `n` grows, several times per tensor
+/// on the common path, last with the whole length once a non-empty tensor is decoded), so
+/// that a caller writing
+/// into a file can start writing that prefix back while the rest is decoded. A tensor whose
+/// hash then fails still fails as a whole.
+pub fn decompress_into_parts_notify(
+    ts: &[&CompressedTensor],
+    sms: &[Option<&[u8]>],
+    parts: Vec<&mut [MaybeUninit<u16>]>,
+    decoded: &(dyn Fn(usize, usize) + Sync),
+) -> Result<(), (usize, CodecError)> {
     if parts.len() != ts.len() || sms.len() != ts.len() {
         return Err((
             0,
@@ -126,7 +141,7 @@ pub fn decompress_into_parts_sm(
     let results = super::parallel::map_shared(ts.len(), |i| {
         let mut slot = parts[i].lock().unwrap_or_else(|e| e.into_inner());
         match slot.take() {
-            Some(dst) => decompress_into(ts[i], sms[i], dst),
+            Some(dst) => decompress_into(ts[i], sms[i], dst, &|n| decoded(i, n)),
             None => Err(CodecError::Stream {
                 problem: "output part taken twice".into(),
             }),
@@ -143,11 +158,13 @@ pub fn decompress_into_parts_sm(
 }
 
 /// [`decompress`] into `dst` (exactly the tensor's element count), the sign-mantissa plane
-/// read from `sm` when given; on `Ok` every element of `dst` is written.
+/// read from `sm` when given; on `Ok` every element of `dst` is written. `decoded(n)`: see
+/// [`decompress_into_parts_notify`].
 fn decompress_into(
     t: &CompressedTensor,
     sm: Option<&[u8]>,
     dst: &mut [MaybeUninit<u16>],
+    decoded: &(dyn Fn(usize) + Sync),
 ) -> Result<(), CodecError> {
     let total = t.validate_with_sm(sm.map_or(t.sm.len(), <[u8]>::len))?;
     t.check_checksum_with_sm(sm.unwrap_or(&t.sm))?;
@@ -156,8 +173,12 @@ fn decompress_into(
         if let Some(sm) = sm {
             dec.sm = sm;
         }
-        let hash =
-            super::parallel::fill_hashed_into(dst, dec.piece, |at, d, s| dec.fill(at, d, s))?;
+        let hash = super::parallel::fill_hashed_into(
+            dst,
+            dec.piece,
+            |at, d, s| dec.fill(at, d, s),
+            decoded,
+        )?;
         return check_hash(t, (), hash);
     }
     // Transposed or padded: the general path, on a tensor that owns its plane.
@@ -182,6 +203,7 @@ fn decompress_into(
     for (d, &x) in dst.iter_mut().zip(&v) {
         *d = MaybeUninit::new(x);
     }
+    decoded(dst.len());
     Ok(())
 }
 

@@ -25,7 +25,8 @@ pub use buffers::copied_u8;
 pub use code::{build_lut, canonical_codes, code_lengths, LUT_SIZE};
 pub use decode::{
     decode_bf16_encoded, decode_exponents, decode_palette_indices, decompress, decompress_batch,
-    decompress_contiguous, decompress_into_parts, decompress_into_parts_sm,
+    decompress_contiguous, decompress_into_parts, decompress_into_parts_notify,
+    decompress_into_parts_sm,
 };
 pub use encode::{compress, compress_batch, transcode, CompressInput};
 pub use hash::{checksum_description, components_checksum, hash_bits};

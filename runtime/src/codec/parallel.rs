@@ -39,7 +39,7 @@ where
     F: Fn(usize, &mut [MaybeUninit<u16>], &mut Scratch) -> Result<(), CodecError> + Sync,
 {
     let mut out = super::buffers::uninit_u16(total);
-    let hash = fill_hashed_into(&mut out.spare_capacity_mut()[..total], piece, fill)?;
+    let hash = fill_hashed_into(&mut out.spare_capacity_mut()[..total], piece, fill, &|_| {})?;
     // SAFETY: `fill_hashed_into` returned Ok, so every one of the first `total` elements is
     // initialised.
     unsafe { out.set_len(total) };
@@ -51,11 +51,13 @@ where
 /// XXH64 (seed 0) of `out`'s little-endian bytes. On `Ok` every element of `out` is
 /// initialised. `fill` must initialise all of `dst` whenever it returns `Ok`; it must not use
 /// rayon itself (a thread waiting for a piece relies on the piece's owner running to
-/// completion).
+/// completion). `hashed(n)` is called, in order, each time the first `n` elements are decoded
+/// and hashed (after every piece; last with `out.len()`).
 pub(super) fn fill_hashed_into<F>(
     out: &mut [MaybeUninit<u16>],
     piece: usize,
     fill: F,
+    hashed: &(dyn Fn(usize) + Sync),
 ) -> Result<u64, CodecError>
 where
     F: Fn(usize, &mut [MaybeUninit<u16>], &mut Scratch) -> Result<(), CodecError> + Sync,
@@ -125,6 +127,7 @@ where
             });
         }
         let mut scratch = Scratch::new();
+        let mut prefix = 0usize;
         for p in &pieces {
             let mut spins = 0u32;
             loop {
@@ -134,7 +137,9 @@ where
                 if p.done.load(Ordering::SeqCst) {
                     if let State::Done(d) = &*lock(&p.state) {
                         super::hash::update(&mut hasher, d);
+                        prefix += d.len();
                     }
+                    hashed(prefix);
                     break;
                 }
                 if work(&mut scratch) {
