@@ -3716,4 +3716,30 @@ pub static VARIANTS: &[RegistryEntry] = &[
         source_hash: 0x2a96c7223697d1e6,
         source: include_str!("huff_palette.cu"),
     },
+    RegistryEntry {
+        variant: Variant::Act(ActVariant { op: ActOp::SiluMul }),
+        name: "act_silu_mul",
+        block: [256, 1, 1],
+        grid: GridRule::Elementwise {
+            threads: 256,
+            elems_per_thread: 8,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0xe3b7029500389218,
+        source: include_str!("act_silu_mul.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Act(ActVariant { op: ActOp::Gelu }),
+        name: "act_gelu",
+        block: [256, 1, 1],
+        grid: GridRule::Elementwise {
+            threads: 256,
+            elems_per_thread: 8,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0xdf16df28c2bf45f4,
+        source: include_str!("act_gelu.cu"),
+    },
 ];

@@ -10,7 +10,9 @@ use std::fmt;
 use crate::abi::{
     self, huff_err, BITS_TAIL, BK, BM, ESC_RECORD_BYTES, GROUP, MAX_CODE_LEN, SMEM_LIMIT,
 };
-use crate::variant::{GridRule, HuffOutput, HuffVariant, Operand, RmmVariant, Variant};
+use crate::variant::{
+    ActOp, ActVariant, GridRule, HuffOutput, HuffVariant, Operand, RmmVariant, Variant,
+};
 /// Shared memory per SM (228 KB); two co-resident CTAs also pay 1 KB of reserved smem each.
 pub const SMEM_PER_SM: u32 = 233_472;
 /// 32-bit registers per SM.
@@ -29,7 +31,8 @@ pub const STAGES: [u32; 7] = [2, 3, 4, 5, 6, 7, 8];
 pub const TRANSPOSE: [bool; 2] = [false, true];
 
 /// Every combination of the axes, in the one variant order used everywhere (registry, manifest,
-/// snapshots): rmm by pipeline, transpose, tile width, stages; then the Huffman kernels.
+/// snapshots): rmm by pipeline, transpose, tile width, stages; then the Huffman kernels, then
+/// the activations.
 /// Includes combinations that [`check`] prunes.
 pub fn variants() -> impl Iterator<Item = Variant> {
     let rmm = Operand::ALL.into_iter().flat_map(|operand| {
@@ -49,7 +52,10 @@ pub fn variants() -> impl Iterator<Item = Variant> {
     let huff = HuffOutput::ALL
         .into_iter()
         .map(|output| Variant::Huff(HuffVariant { output }));
-    rmm.chain(huff)
+    let act = ActOp::ALL
+        .into_iter()
+        .map(|op| Variant::Act(ActVariant { op }));
+    rmm.chain(huff).chain(act)
 }
 
 /// The variants that pass [`check`], with their budgets, in variant order.
@@ -71,6 +77,7 @@ pub fn pruned() -> Vec<(Variant, Pruned)> {
 pub enum Budget {
     Rmm(RmmBudget),
     Huff(HuffBudget),
+    Act(ActBudget),
 }
 
 /// Why a combination is not generated.
@@ -116,6 +123,7 @@ pub fn check(v: &Variant) -> Result<Budget, Pruned> {
     match v {
         Variant::Rmm(r) => RmmBudget::new(r).map(Budget::Rmm),
         Variant::Huff(h) => Ok(Budget::Huff(HuffBudget::new(h))),
+        Variant::Act(a) => Ok(Budget::Act(ActBudget::new(a))),
     }
 }
 
@@ -504,12 +512,54 @@ impl HuffBudget {
     }
 }
 
+/// Launch geometry of one activation kernel (the Tera context of templates/act.cu.tera).
+///
+/// Memory-bound: each thread moves 16 bytes per input per step (`vec` bf16 values) with one
+/// vector load, and the grid strides over the rest, so any grid of >= 1 blocks covers `n`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActBudget {
+    pub variant: ActVariant,
+    pub threads: u32,
+    /// bf16 values per thread per step (one 16-byte load per input).
+    pub vec: u32,
+}
+
+/// Threads per activation block.
+pub const ACT_THREADS: u32 = 256;
+/// bf16 values per 16-byte vector.
+pub const ACT_VEC: u32 = 8;
+
+impl ActBudget {
+    pub fn new(v: &ActVariant) -> ActBudget {
+        ActBudget {
+            variant: *v,
+            threads: ACT_THREADS,
+            vec: ACT_VEC,
+        }
+    }
+
+    /// Every context key of templates/act.cu.tera, in a fixed order.
+    pub fn constants(&self) -> Vec<(&'static str, Value)> {
+        let v = &self.variant;
+        let int = |x: u32| Value::Int(x as u64);
+        vec![
+            ("name", Value::Str(Variant::Act(*v).to_string())),
+            ("op", Value::Str(v.op.as_str().to_string())),
+            ("is_silu_mul", Value::Bool(v.op == ActOp::SiluMul)),
+            ("is_gelu", Value::Bool(v.op == ActOp::Gelu)),
+            ("threads", int(self.threads)),
+            ("vec", int(self.vec)),
+        ]
+    }
+}
+
 impl Budget {
     /// The template context: every key, every time.
     pub fn constants(&self) -> Vec<(&'static str, Value)> {
         match self {
             Budget::Rmm(l) => l.constants(),
             Budget::Huff(l) => l.constants(),
+            Budget::Act(l) => l.constants(),
         }
     }
 
@@ -518,6 +568,7 @@ impl Budget {
         match self {
             Budget::Rmm(_) => "rmm.cu.tera",
             Budget::Huff(_) => "huff.cu.tera",
+            Budget::Act(_) => "act.cu.tera",
         }
     }
 
@@ -525,6 +576,7 @@ impl Budget {
         match self {
             Budget::Rmm(l) => [l.threads, 1, 1],
             Budget::Huff(l) => [l.threads, 1, 1],
+            Budget::Act(l) => [l.threads, 1, 1],
         }
     }
 
@@ -537,14 +589,19 @@ impl Budget {
             Budget::Huff(l) => GridRule::HuffChunks {
                 chunks_per_block: l.chunks_per_block,
             },
+            Budget::Act(l) => GridRule::Elementwise {
+                threads: l.threads,
+                elems_per_thread: l.vec,
+            },
         }
     }
 
-    /// Dynamic shared memory to request at launch (the Huffman kernels use static smem only).
+    /// Dynamic shared memory to request at launch (the Huffman kernels use static smem only,
+    /// the activations none).
     pub fn dynamic_smem(&self) -> u32 {
         match self {
             Budget::Rmm(l) => l.dynamic_smem,
-            Budget::Huff(_) => 0,
+            Budget::Huff(_) | Budget::Act(_) => 0,
         }
     }
 
@@ -562,6 +619,7 @@ impl Budget {
         match self {
             Budget::Rmm(l) => l.dynamic_smem,
             Budget::Huff(l) => l.smem_bytes,
+            Budget::Act(_) => 0,
         }
     }
 }
@@ -595,7 +653,7 @@ impl VariantSet {
         match self {
             VariantSet::All => true,
             VariantSet::Smoke => match v {
-                Variant::Huff(_) => true,
+                Variant::Huff(_) | Variant::Act(_) => true,
                 Variant::Rmm(r) => matches!((r.tile_n, r.stages), (64, 4) | (8, 2) | (256, 2)),
             },
             VariantSet::Globs(globs) => {

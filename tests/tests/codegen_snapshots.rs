@@ -12,8 +12,15 @@ use insta::internals::Content;
 use unweight_codegen::generate::{render_set, variant_table};
 use unweight_codegen::space::{self, Value, VariantSet};
 
-/// Representative full sources: rmm in both orientations, and the Huffman family.
-const SOURCES: [&str; 3] = ["rmm_palette_n64_s4_nt", "rmm_palette_n64_s4_t", "huff_bf16"];
+/// Representative full sources: rmm in both orientations, the Huffman family, and both
+/// activations (their math differs entirely).
+const SOURCES: [&str; 5] = [
+    "rmm_palette_n64_s4_nt",
+    "rmm_palette_n64_s4_t",
+    "huff_bf16",
+    "act_silu_mul",
+    "act_gelu",
+];
 const TABLE: &str = "variant_table";
 const SNAPSHOT_DIR: &str = "snapshots/codegen";
 

@@ -11,7 +11,7 @@ use crate::gpu::jit::registry;
 pub fn rmm_tiles(e: &RegistryEntry, n_out: usize, m: usize) -> u32 {
     match e.variant {
         Variant::Rmm(v) => tiles_of(v.tile_n, n_out, m),
-        Variant::Huff(_) => 0,
+        Variant::Huff(_) | Variant::Act(_) => 0,
     }
 }
 
