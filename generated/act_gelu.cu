@@ -21,32 +21,30 @@ constexpr u32 THREADS = 256;
 constexpr u32 VEC = 8;  // bf16 values per 16-byte load
 static_assert(VEC * 2 == sizeof(uint4), "one uint4 per vector");
 
+// The f32 constants, as bit patterns from codegen's space::act_math (the CPU reference reads the
+// same ones).
+__device__ __forceinline__ float bits(u32 b) { return __uint_as_float(b); }
+
 // exp: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, degree-7 Taylor polynomial, 2^n applied in
 // two halves so that results down to the smallest subnormal round once.
-constexpr float LOG2E = 1.44269502973556518555f;      // 0x3fb8aa3b
-constexpr float LN2_HI = 0.693145751953125f;          // 0x3f317200: n * LN2_HI exact for |n| < 512
-constexpr float LN2_LO = 1.42860676533018704504e-6f;  // 0x35bfbe8e
-constexpr float ROUND_MAGIC = 12582912.0f;            // 1.5 * 2^23: adding it rounds to an integer
-constexpr float EXP_HI = 88.72283935546875f;          // above: +inf
-constexpr float EXP_LO = -103.972084045410156f;       // below: 0 (under half the smallest subnormal)
-
 __device__ __forceinline__ float pow2i(int e) { return __uint_as_float((u32)(e + 127) << 23); }
 
 __device__ __forceinline__ float uw_exp(float x) {
   if (x != x) return x;
-  if (x > EXP_HI) return __uint_as_float(0x7f800000u);
-  if (x < EXP_LO) return 0.0f;
-  const float n = __fadd_rn(__fmaf_rn(x, LOG2E, ROUND_MAGIC), -ROUND_MAGIC);
-  float r = __fmaf_rn(n, -LN2_HI, x);
-  r = __fmaf_rn(n, -LN2_LO, r);
-  float p = 1.98412698412698412526e-4f;         // 1/7!
-  p = __fmaf_rn(p, r, 1.38888888888888894189e-3f);  // 1/6!
-  p = __fmaf_rn(p, r, 8.33333333333333321769e-3f);  // 1/5!
-  p = __fmaf_rn(p, r, 4.16666666666666643537e-2f);  // 1/4!
-  p = __fmaf_rn(p, r, 1.66666666666666657415e-1f);  // 1/3!
-  p = __fmaf_rn(p, r, 0.5f);
-  p = __fmaf_rn(p, r, 1.0f);
-  p = __fmaf_rn(p, r, 1.0f);
+  if (x > bits(1118925336u)) return __uint_as_float(0x7f800000u);  // overflows to +inf
+  if (x < bits(3268407733u)) return 0.0f;  // under half the smallest subnormal
+  const float magic = bits(1262485504u);  // 1.5 * 2^23: adding it rounds to an integer
+  const float n = __fadd_rn(__fmaf_rn(x, bits(1069066811u), magic), -magic);
+  float r = __fmaf_rn(n, -bits(1060205056u), x);  // exact: n * ln2_hi has 9 spare bits
+  r = __fmaf_rn(n, -bits(901758606u), r);
+  float p = bits(961547521u);  // 1/7!, then Horner down to 1
+  p = __fmaf_rn(p, r, bits(985008993u));
+  p = __fmaf_rn(p, r, bits(1007192201u));
+  p = __fmaf_rn(p, r, bits(1026206379u));
+  p = __fmaf_rn(p, r, bits(1042983595u));
+  p = __fmaf_rn(p, r, bits(1056964608u));
+  p = __fmaf_rn(p, r, bits(1065353216u));
+  p = __fmaf_rn(p, r, bits(1065353216u));
   const int ni = (int)n;  // exact: n is an integer in [-150, 128]
   const int n1 = ni / 2;
   return __fmul_rn(__fmul_rn(p, pow2i(n1)), pow2i(ni - n1));
@@ -57,23 +55,23 @@ __device__ __forceinline__ float uw_exp(float x) {
 __device__ __forceinline__ float uw_erfc(float v) {
   const float z = fabsf(v);
   const float t = __fdiv_rn(1.0f, __fmaf_rn(0.5f, z, 1.0f));
-  float p = 0.17087277f;
-  p = __fmaf_rn(p, t, -0.82215223f);
-  p = __fmaf_rn(p, t, 1.48851587f);
-  p = __fmaf_rn(p, t, -1.13520398f);
-  p = __fmaf_rn(p, t, 0.27886807f);
-  p = __fmaf_rn(p, t, -0.18628806f);
-  p = __fmaf_rn(p, t, 0.09678418f);
-  p = __fmaf_rn(p, t, 0.37409196f);
-  p = __fmaf_rn(p, t, 1.00002368f);
-  p = __fmaf_rn(p, t, -1.26551223f);
+  float p = bits(1043265861u);
+  p = __fmaf_rn(p, t, bits(3209853074u));
+  p = __fmaf_rn(p, t, bits(1069451184u));
+  p = __fmaf_rn(p, t, bits(3213971037u));
+  p = __fmaf_rn(p, t, bits(1049544652u));
+  p = __fmaf_rn(p, t, bits(3191784012u));
+  p = __fmaf_rn(p, t, bits(1036400329u));
+  p = __fmaf_rn(p, t, bits(1052739835u));
+  p = __fmaf_rn(p, t, bits(1065353415u));
+  p = __fmaf_rn(p, t, bits(3215064142u));
   const float ans = __fmul_rn(t, uw_exp(__fmaf_rn(-z, z, p)));
   return v >= 0.0f ? ans : __fadd_rn(2.0f, -ans);
 }
 
 // gelu(x) = x/2 * erfc(-x/sqrt 2), the exact form (no tanh approximation).
 __device__ __forceinline__ float act(float x, float) {
-  const float c = uw_erfc(__fmul_rn(x, -0.707106781186547524401f));
+  const float c = uw_erfc(__fmul_rn(x, -bits(1060439283u)));
   return __fmul_rn(__fmul_rn(0.5f, x), c);
 }
 

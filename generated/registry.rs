@@ -3726,7 +3726,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xe3b7029500389218,
+        source_hash: 0x45fd416681dcf93d,
         source: include_str!("act_silu_mul.cu"),
     },
     RegistryEntry {
@@ -3739,7 +3739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xdf16df28c2bf45f4,
+        source_hash: 0x129b5ba2b13f41bd,
         source: include_str!("act_gelu.cu"),
     },
 ];

@@ -524,6 +524,58 @@ pub struct ActBudget {
     pub vec: u32,
 }
 
+/// The f32 constants of the activation math as bit patterns: templates/act.cu.tera receives them
+/// as context values and the runtime's CPU reference (`gpu::mlp::activation`) reads them here, so
+/// both compute with the very same numbers.
+pub mod act_math {
+    /// log2(e).
+    pub const LOG2E: u32 = 0x3fb8_aa3b;
+    /// ln 2 split for Cody-Waite reduction: HI has 9 trailing zero bits (n·HI exact for |n| < 512).
+    pub const LN2_HI: u32 = 0x3f31_7200;
+    pub const LN2_LO: u32 = 0x35bf_be8e;
+    /// 1.5·2^23: adding it rounds an f32 below 2^22 to an integer.
+    pub const ROUND_MAGIC: u32 = 0x4b40_0000;
+    /// exp overflows above this (88.72283935546875) and is 0 below `EXP_LO` (-103.97208…).
+    pub const EXP_HI: u32 = 0x42b1_7218;
+    pub const EXP_LO: u32 = 0xc2cf_f1b5;
+    /// Taylor coefficients of e^r, highest degree first (1/7!, 1/6!, …, 1, 1), for Horner's rule.
+    pub const EXP_POLY: [u32; 8] = [
+        0x3950_0d01,
+        0x3ab6_0b61,
+        0x3c08_8889,
+        0x3d2a_aaab,
+        0x3e2a_aaab,
+        0x3f00_0000,
+        0x3f80_0000,
+        0x3f80_0000,
+    ];
+    /// The Chebyshev fit erfc(z) = t·exp(-z² + P(t)), t = 1/(1 + z/2) (fractional error < 1.2e-7,
+    /// Numerical Recipes §6.2): P's coefficients, highest degree first.
+    pub const ERFC_POLY: [u32; 10] = [
+        0x3e2e_f945,
+        0xbf52_7892,
+        0x3fbe_87b0,
+        0xbf91_4e5d,
+        0x3e8e_c7cc,
+        0xbe3e_c24c,
+        0x3dc6_36c9,
+        0x3ebf_88fb,
+        0x3f80_00c7,
+        0xbfa1_fc4e,
+    ];
+    /// 1/√2.
+    pub const FRAC_1_SQRT_2: u32 = 0x3f35_04f3;
+}
+
+/// Template keys of [`act_math::EXP_POLY`] and [`act_math::ERFC_POLY`], in the same order.
+const EXP_KEYS: [&str; 8] = [
+    "exp_c7", "exp_c6", "exp_c5", "exp_c4", "exp_c3", "exp_c2", "exp_c1", "exp_c0",
+];
+const ERFC_KEYS: [&str; 10] = [
+    "erfc_c9", "erfc_c8", "erfc_c7", "erfc_c6", "erfc_c5", "erfc_c4", "erfc_c3", "erfc_c2",
+    "erfc_c1", "erfc_c0",
+];
+
 /// Threads per activation block.
 pub const ACT_THREADS: u32 = 256;
 /// bf16 values per 16-byte vector.
@@ -542,14 +594,38 @@ impl ActBudget {
     pub fn constants(&self) -> Vec<(&'static str, Value)> {
         let v = &self.variant;
         let int = |x: u32| Value::Int(x as u64);
-        vec![
+        let mut c = vec![
             ("name", Value::Str(Variant::Act(*v).to_string())),
             ("op", Value::Str(v.op.as_str().to_string())),
             ("is_silu_mul", Value::Bool(v.op == ActOp::SiluMul)),
             ("is_gelu", Value::Bool(v.op == ActOp::Gelu)),
             ("threads", int(self.threads)),
             ("vec", int(self.vec)),
-        ]
+        ];
+        for (key, bits) in [
+            ("log2e", act_math::LOG2E),
+            ("ln2_hi", act_math::LN2_HI),
+            ("ln2_lo", act_math::LN2_LO),
+            ("round_magic", act_math::ROUND_MAGIC),
+            ("exp_hi", act_math::EXP_HI),
+            ("exp_lo", act_math::EXP_LO),
+            ("frac_1_sqrt_2", act_math::FRAC_1_SQRT_2),
+        ] {
+            c.push((key, int(bits)));
+        }
+        c.extend(
+            EXP_KEYS
+                .iter()
+                .zip(act_math::EXP_POLY)
+                .map(|(k, b)| (*k, int(b))),
+        );
+        c.extend(
+            ERFC_KEYS
+                .iter()
+                .zip(act_math::ERFC_POLY)
+                .map(|(k, b)| (*k, int(b))),
+        );
+        c
     }
 }
 

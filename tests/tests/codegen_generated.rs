@@ -63,9 +63,7 @@ fn space_covers_the_acceptance_grid() {
         3
     );
     assert_eq!(
-        kept.iter()
-            .filter(|v| matches!(v, Variant::Act(_)))
-            .count(),
+        kept.iter().filter(|v| matches!(v, Variant::Act(_))).count(),
         2
     );
     // Nothing vanishes silently: every combination is either kept or pruned with a reason.

@@ -23,6 +23,7 @@ pub mod jit;
 pub mod launch;
 pub mod layout;
 pub mod linear;
+pub mod mlp;
 pub mod plan;
 pub mod tuner;
 pub mod weights;
