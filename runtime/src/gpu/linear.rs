@@ -239,7 +239,19 @@ impl Linear {
                 let w = tma::raw_weight_map(g.transposed(), n_out, k)
                     .encode(r.w.ptr, r.w.bytes() as u64)?;
                 // SAFETY: the map describes this weight's upload; the rest per the contract.
-                unsafe { self.rmm(stream, split, plan, x, x_bytes, y, Some(w), [0, 0], [0, 0, 0]) }
+                unsafe {
+                    self.rmm(
+                        stream,
+                        split,
+                        plan,
+                        x,
+                        x_bytes,
+                        y,
+                        Some(w),
+                        [0, 0],
+                        [0, 0, 0],
+                    )
+                }
             }
             (Resident::Palette(p), ExecPipeline::DirectPalette) => {
                 let t = &p.rmm;
@@ -598,10 +610,8 @@ impl Linear {
         };
         let g = &self.weights.geometry;
         let (need_ws, need_flags) = plan::split_buffers(entry, g.n_out, plan.m, plan.ctas);
-        let ((ws, ws_cap), (flags, flags_cap)) = (
-            (split.ws, split.ws_bytes),
-            (split.flags, split.flags_bytes),
-        );
+        let ((ws, ws_cap), (flags, flags_cap)) =
+            ((split.ws, split.ws_bytes), (split.flags, split.flags_bytes));
         for (what, have, need) in [
             ("workspace", ws_cap, need_ws),
             ("flags", flags_cap, need_flags),
