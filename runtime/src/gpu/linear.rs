@@ -304,6 +304,11 @@ impl Linear {
         &self.weights
     }
 
+    /// Gives the weight back (e.g. to change its residency).
+    pub fn into_weights(self) -> DeviceWeights {
+        self.weights
+    }
+
     pub fn n_out(&self) -> usize {
         self.weights.geometry.n_out
     }

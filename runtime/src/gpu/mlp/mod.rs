@@ -10,8 +10,10 @@
 pub mod activation;
 pub mod budget;
 pub mod layer;
+pub mod load;
 pub mod stack;
 
 pub use budget::{BudgetPlan, LayerKind};
 pub use layer::Mlp;
+pub use load::{build_stack, load_stack, LoadReport, Naming, Residencies};
 pub use stack::{MlpStack, PlanOptions, StackPlan};
