@@ -3,14 +3,17 @@
 # .device/ carried (build it here with scripts/gpu-pack.sh). Steps, in order:
 #   tests      the ignored GPU tests, smallest first (--include-ignored --test-threads=1),
 #              tee'd to $OUT/gpu-tests.log
-#   sanitizer  compute-sanitizer memcheck on gpu_sanitizer_small ($OUT/sanitizer.log)
+#   sanitizer  compute-sanitizer memcheck on gpu_sanitizer_small ($OUT/sanitizer.log) and
+#              gpu_mlp_sanitizer_small ($OUT/sanitizer-mlp.log)
 #   bench      `unweight bench` ($OUT/bench/results/<date>-<gpu>.{json,md}, $OUT/bench.log)
 #   tune       `unweight tune --exhaustive` on 2 shapes x 3 buckets: descent vs exhaustive search
 #              ($OUT/bench/results/<date>-tune-exhaustive.log), then `unweight tune` over the
 #              bench's shapes and batches into the same table $OUT/tuning.json ($OUT/tune.log)
 #   bench-auto `unweight bench --table $OUT/tuning.json`: plan_auto beside the default plans
 #              (run after tune on the same machine; $OUT/bench-auto/results/, $OUT/bench-auto.log)
-# Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench] [tune] [bench-auto]
+#   bench-mlp  `unweight bench-mlp` (with --table $OUT/tuning.json when tune ran): the 32-layer
+#              Llama-3.1-8B MLP stack beside cuBLAS ($OUT/bench-mlp/results/, $OUT/bench-mlp.log)
+# Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench] [tune] [bench-auto] [bench-mlp]
 #        (default: the first three)
 # One device command may run 10 minutes: run `tests sanitizer` and `bench` as two commands.
 # Each step has a timeout (a hung kernel must not eat the session): UNWEIGHT_STEP_TIMEOUT (s).
@@ -58,7 +61,7 @@ run_tests() {
   # Smallest first: one CTA, then the decoders, then every pipeline, then the JIT cache.
   # jit_cache is a CPU test and runs in CI against the pinned NVRTC 13.0.88; this image's NVRTC
   # leaves the program log empty under --ptxas-options=-v (seen 2026-11-22), which that test checks.
-  for t in gpu_smoke gpu_huffman gpu_linear gpu_sanitizer gpu_demo gpu_tune; do
+  for t in gpu_smoke gpu_huffman gpu_linear gpu_sanitizer gpu_mlp gpu_demo gpu_tune; do
     local exe="$bin/tests/$t"
     [ -x "$exe" ] || { note "$t: MISSING"; continue; }
     echo "## $t" | tee -a "$log"
@@ -81,6 +84,12 @@ run_sanitizer() {
     "$exe" --ignored --exact gpu_sanitizer_small --test-threads=1 2>&1 | tee "$OUT/sanitizer.log"
   local rc=${PIPESTATUS[0]}
   note "sanitizer: rc=$rc $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1)"
+  local mlp="$bin/tests/gpu_mlp"
+  [ -x "$mlp" ] || { note "sanitizer: gpu_mlp MISSING"; return; }
+  timeout -k 10 "$step_timeout" compute-sanitizer --tool memcheck --error-exitcode 86 \
+    "$mlp" --ignored --exact gpu_mlp_sanitizer_small --test-threads=1 2>&1 | tee "$OUT/sanitizer-mlp.log"
+  rc=${PIPESTATUS[0]}
+  note "sanitizer (mlp): rc=$rc $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer-mlp.log" | tail -1)"
 }
 
 run_bench() {
@@ -107,6 +116,16 @@ run_tune() {
   note "tune: rc=${PIPESTATUS[0]} $OUT/tuning.json"
 }
 
+run_bench_mlp() {
+  mkdir -p "$OUT/bench-mlp/results"
+  # The 32-layer Llama-3.1-8B MLP stack beside cuBLAS (writes bench/results/ under its cwd).
+  local table=()
+  [ -f "$OUT/tuning.json" ] && table=(--table "$OUT/tuning.json")
+  ( cd "$OUT/bench-mlp" && timeout -k 10 "$step_timeout" "$bin/unweight" bench-mlp "${table[@]}" ) \
+    2>&1 | tee "$OUT/bench-mlp.log"
+  note "bench-mlp: rc=${PIPESTATUS[0]} $(ls "$OUT"/bench-mlp/results/*.md 2>/dev/null | tr '\n' ' ')"
+}
+
 run_bench_auto() {
   mkdir -p "$OUT/bench-auto/results"
   ( cd "$OUT/bench-auto" && timeout -k 10 "$step_timeout" "$bin/unweight" bench --table "$OUT/tuning.json" ) \
@@ -121,7 +140,8 @@ for s in "${steps[@]}"; do
     bench) run_bench ;;
     tune) run_tune ;;
     bench-auto) run_bench_auto ;;
-    *) echo "gpu-run: unknown step $s (tests, sanitizer, bench, tune, bench-auto)" >&2; exit 2 ;;
+    bench-mlp) run_bench_mlp ;;
+    *) echo "gpu-run: unknown step $s (tests, sanitizer, bench, tune, bench-auto, bench-mlp)" >&2; exit 2 ;;
   esac
 done
 

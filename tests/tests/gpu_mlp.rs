@@ -49,8 +49,9 @@ fn gpu_mlp_minilm_every_mix_equals_its_raw_twin() {
         vec![E, H, E, H, E, H],
         vec![H, H, E, E, E, H],
     ];
+    let tensors = compress(&case, Encoding::Huffman).unwrap();
     for kinds in mixes {
-        let tensors = compress(&case, Encoding::Huffman).unwrap();
+        let tensors = tensors.clone();
         let (_, f) = check_stack(
             &h,
             &mut rng,
@@ -74,8 +75,9 @@ fn gpu_mlp_llama_8b_every_mix_equals_its_raw_twin() {
     let case = synth_swiglu(&mut rng, 4, 2, 4096, 14336);
     let raw = raw_stack(&h.dev, &case, 1024).unwrap();
     let mut failures = Vec::new();
+    let tensors = compress(&case, Encoding::Huffman).unwrap();
     for kinds in [vec![E; 4], vec![H; 4], vec![E, H, E, H], vec![H, E, E, H]] {
-        let tensors = compress(&case, Encoding::Huffman).unwrap();
+        let tensors = tensors.clone();
         let (_, f) = check_stack(
             &h,
             &mut rng,

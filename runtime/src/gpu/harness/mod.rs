@@ -4,6 +4,7 @@
 //! ([`demo`]).
 
 pub mod bench;
+pub mod bench_mlp;
 pub mod check;
 pub mod demo;
 pub mod minilm;

@@ -126,6 +126,20 @@ pub fn build_stack(
     max_m: usize,
 ) -> Result<(MlpStack, LoadReport), GpuError> {
     let t0 = Instant::now();
+    let (mlps, mut report) = build_layers(dev, act, layers, residencies)?;
+    let stack = MlpStack::new(dev, mlps, max_m)?;
+    report.total_s = t0.elapsed().as_secs_f64();
+    Ok((stack, report))
+}
+
+/// The layers of [`build_stack`], without the stack (to share them among several stacks).
+pub fn build_layers(
+    dev: &Arc<GpuDevice>,
+    act: ActOp,
+    layers: Vec<LayerTensors>,
+    residencies: &Residencies,
+) -> Result<(Vec<Mlp>, LoadReport), GpuError> {
+    let t0 = Instant::now();
     let (kinds, planned_bytes) = match residencies {
         Residencies::Explicit(k) => {
             if k.len() != layers.len() {
@@ -190,9 +204,8 @@ pub fn build_stack(
         });
     }
     drop(check);
-    let stack = MlpStack::new(dev, mlps, max_m)?;
     report.total_s = t0.elapsed().as_secs_f64();
-    Ok((stack, report))
+    Ok((mlps, report))
 }
 
 fn count_error(kind: &str, n: usize) -> GpuError {

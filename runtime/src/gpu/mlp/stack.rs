@@ -99,7 +99,7 @@ pub struct StackPlan {
 /// L MLP layers on one GPU with their preallocated buffers and the scheduler.
 pub struct MlpStack {
     dev: Arc<GpuDevice>,
-    layers: Vec<Mlp>,
+    layers: Vec<Arc<Mlp>>,
     max_m: usize,
     /// Own the memory `ptrs` points to: gate, up, the two hidden buffers, stream-K ws and flags.
     _buffers: Buffers,
@@ -129,6 +129,16 @@ impl MlpStack {
     /// Builds a stack of `layers` (their widths must chain) for batches up to `max_m`: the
     /// intermediate and stream-K buffers and, when a layer is hard, the two preprocess slots.
     pub fn new(dev: &Arc<GpuDevice>, layers: Vec<Mlp>, max_m: usize) -> Result<Self, GpuError> {
+        Self::from_shared(dev, layers.into_iter().map(Arc::new).collect(), max_m)
+    }
+
+    /// [`MlpStack::new`] over layers shared with other stacks (benchmarks compose mixes of the
+    /// same uploaded layers); each stack has its own buffers and slots.
+    pub fn from_shared(
+        dev: &Arc<GpuDevice>,
+        layers: Vec<Arc<Mlp>>,
+        max_m: usize,
+    ) -> Result<Self, GpuError> {
         let err = |reason: String| GpuError::Mlp {
             layer: "stack".into(),
             reason,
@@ -148,7 +158,7 @@ impl MlpStack {
         if max_m == 0 {
             return Err(err("max_m must be at least 1".into()));
         }
-        let inter = layers.iter().map(Mlp::inter).max().unwrap_or(0);
+        let inter = layers.iter().map(|l| l.inter()).max().unwrap_or(0);
         let hard = layers
             .iter()
             .filter(|l| l.residency() == Residency::Huffman)
@@ -210,7 +220,7 @@ impl MlpStack {
         })
     }
 
-    pub fn layers(&self) -> &[Mlp] {
+    pub fn layers(&self) -> &[Arc<Mlp>] {
         &self.layers
     }
 
@@ -240,7 +250,7 @@ impl MlpStack {
 
     /// Device bytes of the weights as resident.
     pub fn weight_bytes(&self) -> usize {
-        self.layers.iter().map(Mlp::resident_bytes).sum()
+        self.layers.iter().map(|l| l.resident_bytes()).sum()
     }
 
     /// Device bytes of the preprocess slots.
@@ -449,6 +459,83 @@ impl MlpStack {
             self.sched
                 .run(stream, &plan.order, plan.overlap && hard, &work)
         }
+    }
+}
+
+impl MlpStack {
+    /// Enqueues layer `layer` alone on `stream` (x, y bf16 `[m][hidden]`), reading a hard layer's
+    /// weights from slot 0 as [`MlpStack::decode_layer_raw`] left them: the per-layer times the
+    /// benchmark adds up.
+    ///
+    /// # Safety
+    /// As [`MlpStack::forward_raw`]; for a hard layer, slot 0 holds its decode, ordered before.
+    pub unsafe fn layer_raw(
+        &self,
+        stream: &CudaStream,
+        layer: usize,
+        x: u64,
+        y: u64,
+        plan: &StackPlan,
+    ) -> Result<(), GpuError> {
+        self.check_layer(layer, plan)?;
+        let slot = (self.layers[layer].residency() == Residency::Huffman).then_some(0);
+        let l = &self.layers[layer];
+        let scratch = Scratch {
+            gate: self.ptrs.gate,
+            up: self.ptrs.up,
+        };
+        let slot_ptr = slot.map_or(0, |i| self.ptrs.slots[i]);
+        // SAFETY: the caller's contract; the scratch and split buffers are the stack's own.
+        unsafe {
+            l.forward(
+                stream,
+                x,
+                y,
+                &plan.layers[layer],
+                scratch,
+                slot_ptr,
+                self.ptrs.split,
+                &mut |_| Ok(()),
+            )
+        }
+    }
+
+    /// Enqueues the decode of hard layer `layer` into slot 0 on `stream`, on `ctas` blocks.
+    ///
+    /// # Safety
+    /// No queued work still reads slot 0.
+    pub unsafe fn decode_layer_raw(
+        &self,
+        stream: &CudaStream,
+        layer: usize,
+        plan: &StackPlan,
+        ctas: u32,
+    ) -> Result<(), GpuError> {
+        self.check_layer(layer, plan)?;
+        let l = &self.layers[layer];
+        let slot = *self.ptrs.slots.first().ok_or_else(|| GpuError::Mlp {
+            layer: format!("layer {layer}"),
+            reason: "the stack has no hard layers".into(),
+        })?;
+        for j in 0..l.matrices().len() {
+            // SAFETY: slot 0 holds the largest hard layer's outputs; the caller keeps it free.
+            unsafe { l.decode(stream, j, &plan.layers[layer][j], slot, ctas)? };
+        }
+        Ok(())
+    }
+
+    fn check_layer(&self, layer: usize, plan: &StackPlan) -> Result<(), GpuError> {
+        self.check_m(plan.m)?;
+        if layer >= self.layers.len() || plan.layers.len() != self.layers.len() {
+            return Err(GpuError::Mlp {
+                layer: format!("layer {layer}"),
+                reason: format!(
+                    "not a layer of this {}-layer stack's plan",
+                    self.layers.len()
+                ),
+            });
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,56 @@
+//! `bench-mlp`: arguments of the MLP stack benchmark (`unweight::gpu::harness::bench_mlp`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::gpu::harness::bench_mlp::{self, MlpBenchOptions};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchMlpArgs {
+    /// Batch sizes M, comma-separated.
+    #[arg(long = "m", value_delimiter = ',', default_value = "1,16,64,256,1024")]
+    pub m: Vec<usize>,
+    /// Layers of the stack (Llama-3.1-8B has 32).
+    #[arg(long, default_value_t = 32)]
+    pub layers: usize,
+    /// Distinct synthetic layers (the others are copies, uploaded separately).
+    #[arg(long, default_value_t = 2)]
+    pub distinct: usize,
+    /// Hidden and intermediate size instead of Llama-3.1-8B's 4096x14336.
+    #[arg(long, value_name = "HIDDENxINTERMEDIATE", value_parser = super::parse_dims)]
+    pub dims: Option<(usize, usize)>,
+    /// Memory budgets between all hard and all easy.
+    #[arg(long, default_value_t = 2)]
+    pub budgets: usize,
+    /// Timed forwards per measurement (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    pub reps: usize,
+    /// A tuning table (`unweight tune`): variants, CTA counts and decode SMs from it.
+    #[arg(long)]
+    pub table: Option<PathBuf>,
+    /// Directory for the results.
+    #[arg(long, default_value = "bench/results")]
+    pub out: PathBuf,
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    pub device: usize,
+}
+
+pub fn run(a: BenchMlpArgs) -> anyhow::Result<ExitCode> {
+    let d = MlpBenchOptions::default();
+    let (hidden, inter) = a.dims.unwrap_or((d.hidden, d.inter));
+    bench_mlp::run(MlpBenchOptions {
+        device: a.device,
+        out_dir: a.out,
+        layers: a.layers,
+        distinct: a.distinct,
+        hidden,
+        inter,
+        ms: a.m,
+        budgets: a.budgets,
+        iters: a.reps,
+        table: a.table,
+        ..d
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
