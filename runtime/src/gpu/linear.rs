@@ -309,10 +309,12 @@ impl Linear {
         self.weights
     }
 
+    /// Output features (rows of W).
     pub fn n_out(&self) -> usize {
         self.weights.geometry.n_out
     }
 
+    /// Input features (columns of W).
     pub fn k(&self) -> usize {
         self.weights.geometry.k
     }

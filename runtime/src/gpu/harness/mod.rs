@@ -1,6 +1,6 @@
 //! What runs the runtime end to end rather than serving an engine: the GPU correctness checks
 //! behind tests/tests/gpu_*.rs ([`check`]), synthetic weights and activations ([`synth`]), the
-//! MiniLM loader ([`minilm`]), MLP stacks and their checks ([`mlp`]), `unweight bench` ([`bench`]) and the GPU half of `unweight demo`
+//! MiniLM loader ([`minilm`]), MLP stacks and their checks ([`mlp`]), `unweight bench` ([`mod@bench`]) and the GPU half of `unweight demo`
 //! ([`demo`]).
 
 pub mod bench;

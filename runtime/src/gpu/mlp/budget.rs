@@ -19,6 +19,7 @@ pub enum LayerKind {
 }
 
 impl LayerKind {
+    /// `easy` / `hard`, as logs and bench rows spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             LayerKind::Easy => "easy",
@@ -60,6 +61,7 @@ impl BudgetPlan {
         self.weights + self.slots
     }
 
+    /// How many layers are hard.
     pub fn hard_layers(&self) -> usize {
         self.kinds.iter().filter(|k| **k == LayerKind::Hard).count()
     }

@@ -64,6 +64,7 @@ impl Mlp {
         Ok(Mlp { act, mats })
     }
 
+    /// The activation between the matrices.
     pub fn act(&self) -> ActOp {
         self.act
     }

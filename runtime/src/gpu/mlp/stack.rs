@@ -220,10 +220,12 @@ impl MlpStack {
         })
     }
 
+    /// The layers, in order.
     pub fn layers(&self) -> &[Arc<Mlp>] {
         &self.layers
     }
 
+    /// The GPU the stack lives on.
     pub fn device(&self) -> &Arc<GpuDevice> {
         &self.dev
     }
@@ -233,6 +235,7 @@ impl MlpStack {
         self.layers[0].hidden()
     }
 
+    /// The largest batch the buffers hold.
     pub fn max_m(&self) -> usize {
         self.max_m
     }

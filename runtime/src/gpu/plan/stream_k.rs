@@ -94,7 +94,7 @@ pub enum Spread {
 }
 
 /// CTAs of a stream-K launch over `tiles × kblocks` units. Whole tiles when they fill the GPU;
-/// otherwise up to one CTA per SM as `spread` says (but at least [`MIN_KBLOCKS_PER_CTA`] k
+/// otherwise up to one CTA per SM as `spread` says (but at least `MIN_KBLOCKS_PER_CTA` k
 /// blocks each). Never fewer CTAs than tiles (a range then spans at most two tiles), never more
 /// than units (none empty), and enough that no range exceeds `max_kb`.
 pub fn choose_ctas(

@@ -63,6 +63,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// The decode stream and the events of one stack, in `ctx`.
     pub fn new(ctx: &Arc<CudaContext>) -> Result<Self, GpuError> {
         let event = || {
             ctx.new_event(None)
