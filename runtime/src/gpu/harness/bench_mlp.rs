@@ -96,7 +96,7 @@ pub struct MlpReport {
 }
 
 /// Median µs of `f` over `iters` event-timed runs after `warmup`.
-fn time(
+pub(crate) fn time(
     stream: &Arc<CudaStream>,
     warmup: usize,
     iters: usize,
@@ -352,6 +352,87 @@ pub fn run(o: MlpBenchOptions) -> anyhow::Result<MlpReport> {
         t0.elapsed().as_secs_f64()
     );
     Ok(report)
+}
+
+/// One line of `unweight demo`'s stack table.
+#[derive(Clone, Debug)]
+pub struct DemoRow {
+    pub layout: String,
+    pub m: usize,
+    pub us: f64,
+    pub cublas_us: f64,
+    pub resident_bytes: usize,
+    pub bf16_bytes: usize,
+}
+
+/// `unweight demo`'s GPU stack part: `case`'s layers all easy, mixed (every other hard) and all
+/// hard, one forward each at every batch in `ms`, beside the cuBLAS stack on the BF16 weights.
+pub fn demo(
+    dev: &Arc<GpuDevice>,
+    case: &crate::gpu::harness::mlp::StackCase,
+    ms: &[usize],
+) -> anyhow::Result<Vec<DemoRow>> {
+    let stream = dev.ctx.new_stream()?;
+    let max_m = ms.iter().copied().max().unwrap_or(1);
+    let n = case.layers.len();
+    let tensors = compress(case, Encoding::Huffman)?;
+    let build = |k: LayerKind| -> anyhow::Result<Vec<Arc<Mlp>>> {
+        let (l, _) = build_layers(
+            dev,
+            case.act,
+            tensors.clone(),
+            &Residencies::Explicit(vec![k; n]),
+        )?;
+        Ok(l.into_iter().map(Arc::new).collect())
+    };
+    let (easy, hard) = (build(LayerKind::Easy)?, build(LayerKind::Hard)?);
+    let raw = raw_stack(dev, case, max_m)?;
+    let mut rng = Rng::new(7);
+    let x = stream.clone_htod(&synth::activations(&mut rng, max_m, raw.hidden()))?;
+    let y = stream.alloc_zeros::<u16>(max_m * raw.hidden())?;
+    let (xp, yp) = (x.device_ptr(&stream).0, y.device_ptr(&stream).0);
+    let mixes: [(&str, fn(usize) -> LayerKind); 3] = [
+        ("all easy", |_| LayerKind::Easy),
+        ("mixed", |l| {
+            if l % 2 == 1 {
+                LayerKind::Hard
+            } else {
+                LayerKind::Easy
+            }
+        }),
+        ("all hard", |_| LayerKind::Hard),
+    ];
+    let mut rows = Vec::new();
+    for &m in ms {
+        let cp = cublas_plan(&raw, m)?;
+        // SAFETY: x and y hold max_m × hidden values until the function returns (synced).
+        let cublas_us = time(&stream, 3, 20, || {
+            unsafe { raw.forward_raw(&stream, xp, yp, &cp) }.map_err(anyhow::Error::from)
+        })?;
+        for (name, kind) in mixes {
+            let layers = (0..n)
+                .map(|l| match kind(l) {
+                    LayerKind::Easy => easy[l].clone(),
+                    LayerKind::Hard => hard[l].clone(),
+                })
+                .collect();
+            let stack = MlpStack::from_shared(dev, layers, max_m)?;
+            let plan = stack.plan(m, &PlanOptions::default())?;
+            // SAFETY: as above.
+            let us = time(&stream, 3, 20, || {
+                unsafe { stack.forward_raw(&stream, xp, yp, &plan) }.map_err(anyhow::Error::from)
+            })?;
+            rows.push(DemoRow {
+                layout: format!("{name} ({})", kinds_text(&stack.kinds())),
+                m,
+                us,
+                cublas_us,
+                resident_bytes: stack.resident_bytes(),
+                bf16_bytes: stack.bf16_bytes(),
+            });
+        }
+    }
+    Ok(rows)
 }
 
 /// The results as a markdown table.
