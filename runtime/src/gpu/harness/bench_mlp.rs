@@ -354,6 +354,9 @@ pub fn run(o: MlpBenchOptions) -> anyhow::Result<MlpReport> {
     Ok(report)
 }
 
+/// A named residency mix: the kind of layer `l`.
+type Mix = (&'static str, fn(usize) -> LayerKind);
+
 /// One line of `unweight demo`'s stack table.
 #[derive(Clone, Debug)]
 pub struct DemoRow {
@@ -391,7 +394,7 @@ pub fn demo(
     let x = stream.clone_htod(&synth::activations(&mut rng, max_m, raw.hidden()))?;
     let y = stream.alloc_zeros::<u16>(max_m * raw.hidden())?;
     let (xp, yp) = (x.device_ptr(&stream).0, y.device_ptr(&stream).0);
-    let mixes: [(&str, fn(usize) -> LayerKind); 3] = [
+    let mixes: [Mix; 3] = [
         ("all easy", |_| LayerKind::Easy),
         ("mixed", |l| {
             if l % 2 == 1 {
