@@ -310,15 +310,29 @@ impl MlpStack {
                     },
                     None => lin.plan(pipe, m)?,
                 };
-                if order.overlaps[l] && decode_sms > 0 {
-                    if let Some(e) = p.rmm {
-                        p.ctas = choose_ctas(
+                if let Some(e) = p.rmm {
+                    let sms = if order.overlaps[l] {
+                        sm_count - decode_sms
+                    } else {
+                        sm_count
+                    };
+                    let resize = |spread| {
+                        choose_ctas(
                             (lin.k() / BK as usize) as u32,
                             rmm_tiles(e, lin.n_out(), m),
-                            sm_count - decode_sms,
+                            sms,
                             e.max_kb,
-                            Spread::Even,
-                        );
+                            spread,
+                        )
+                    };
+                    if order.overlaps[l] && decode_sms > 0 {
+                        p.ctas = resize(Spread::Even);
+                    }
+                    // A tuned CTA count whose partials exceed the stack's buffers (sized for the
+                    // counts `choose_ctas` picks) falls back to the default count.
+                    let (ws, flags) = plan::split_buffers(e, lin.n_out(), m, p.ctas);
+                    if ws > self.ptrs.split.ws_bytes || flags > self.ptrs.split.flags_bytes {
+                        p.ctas = resize(Spread::Even);
                     }
                 }
                 plans.push(p);
