@@ -28,6 +28,12 @@ pub struct BenchMlpArgs {
     /// A tuning table (`unweight tune`): variants, CTA counts and decode SMs from it.
     #[arg(long)]
     pub table: Option<PathBuf>,
+    /// SMs left to overlapped decodes (default: the table's, else a quarter of the GPU).
+    #[arg(long)]
+    pub decode_sms: Option<u32>,
+    /// Layers ahead of its compute a hard layer's decode is issued.
+    #[arg(long, default_value_t = 1)]
+    pub window: usize,
     /// Directory for the results.
     #[arg(long, default_value = "bench/results")]
     pub out: PathBuf,
@@ -50,6 +56,8 @@ pub fn run(a: BenchMlpArgs) -> anyhow::Result<ExitCode> {
         budgets: a.budgets,
         iters: a.reps,
         table: a.table,
+        decode_sms: a.decode_sms,
+        window: a.window,
         ..d
     })?;
     Ok(ExitCode::SUCCESS)

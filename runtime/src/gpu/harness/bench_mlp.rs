@@ -40,6 +40,10 @@ pub struct MlpBenchOptions {
     pub iters: usize,
     pub table: Option<PathBuf>,
     pub seed: u64,
+    /// SMs left to overlapped decodes (None: the table's, else a quarter of the GPU).
+    pub decode_sms: Option<u32>,
+    /// Layers ahead a hard layer's decode is issued.
+    pub window: usize,
 }
 
 impl Default for MlpBenchOptions {
@@ -57,6 +61,8 @@ impl Default for MlpBenchOptions {
             iters: 10,
             table: None,
             seed: 1,
+            decode_sms: None,
+            window: 1,
         }
     }
 }
@@ -148,6 +154,8 @@ fn bench_layout(
         m,
         &PlanOptions {
             table,
+            decode_sms: o.decode_sms,
+            window: o.window,
             ..Default::default()
         },
     )?;
