@@ -227,7 +227,24 @@ pub fn run(o: MlpBenchOptions) -> anyhow::Result<MlpReport> {
     );
     let mut rng = Rng::new(o.seed);
     let case = synth_swiglu(&mut rng, o.layers, o.distinct, o.hidden, o.inter);
-    let tensors = compress(&case, Encoding::Huffman)?;
+    // Compress the distinct layers once; the copies share their tensors (renamed).
+    let distinct = o.distinct.clamp(1, o.layers);
+    let made = compress(
+        &crate::gpu::harness::mlp::StackCase {
+            layers: case.layers[..distinct].to_vec(),
+            ..case.clone()
+        },
+        Encoding::Huffman,
+    )?;
+    let tensors: Vec<_> = (0..o.layers)
+        .map(|l| {
+            made[l % distinct]
+                .iter()
+                .zip(&case.layers[l])
+                .map(|((_, t), m)| (m.name.clone(), t.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
     println!(
         "  weights made and compressed in {:.1}s",
         t0.elapsed().as_secs_f64()
