@@ -67,10 +67,11 @@ fn args() -> anyhow::Result<Args> {
 
 fn main() -> anyhow::Result<()> {
     let a = args()?;
-    // The engine owns the context and the stream; unweight borrows them.
+    // The engine owns the context and the stream (of high priority, so the matmuls' CTAs are
+    // placed before the lower-priority decode stream's blocks); unweight borrows them.
     let ctx = cudarc::driver::CudaContext::new(0)?;
     let dev = GpuDevice::from_context(ctx.clone())?;
-    let stream = ctx.new_stream()?;
+    let stream = unweight::gpu::scheduler::compute_stream(&ctx)?;
 
     let (stack, report) = load_stack(
         &dev,

@@ -28,9 +28,10 @@ pub struct BenchMlpArgs {
     /// A tuning table (`unweight tune`): variants, CTA counts and decode SMs from it.
     #[arg(long)]
     pub table: Option<PathBuf>,
-    /// SMs left to overlapped decodes (default: the table's, else a quarter of the GPU).
-    #[arg(long)]
-    pub decode_sms: Option<u32>,
+    /// SMs left to overlapped decodes, comma-separated, one row each (default: the table's,
+    /// else a quarter and a half of the GPU).
+    #[arg(long, value_delimiter = ',')]
+    pub decode_sms: Vec<u32>,
     /// Layers ahead of its compute a hard layer's decode is issued.
     #[arg(long, default_value_t = 1)]
     pub window: usize,

@@ -19,8 +19,9 @@ use crate::gpu::harness::mlp::{compress, cublas_plan, raw_stack, synth_swiglu};
 use crate::gpu::harness::synth::{self, Rng};
 use crate::gpu::mlp::budget::{self, LayerKind};
 use crate::gpu::mlp::load::{build_layers, layer_bytes, Residencies};
-use crate::gpu::mlp::stack::{kinds_text, MlpStack, PlanOptions, StackPlan};
+use crate::gpu::mlp::stack::{default_decode_sms, kinds_text, MlpStack, PlanOptions, StackPlan};
 use crate::gpu::mlp::Mlp;
+use crate::gpu::scheduler::compute_stream;
 use crate::gpu::tuner::{self, Table};
 
 /// What `bench-mlp` runs.
@@ -40,8 +41,9 @@ pub struct MlpBenchOptions {
     pub iters: usize,
     pub table: Option<PathBuf>,
     pub seed: u64,
-    /// SMs left to overlapped decodes (None: the table's, else a quarter of the GPU).
-    pub decode_sms: Option<u32>,
+    /// SMs left to overlapped decodes, each a row of its own (empty: the table's, else a
+    /// quarter and a half of the GPU).
+    pub decode_sms: Vec<u32>,
     /// Layers ahead a hard layer's decode is issued.
     pub window: usize,
 }
@@ -61,7 +63,7 @@ impl Default for MlpBenchOptions {
             iters: 10,
             table: None,
             seed: 1,
-            decode_sms: None,
+            decode_sms: Vec::new(),
             window: 1,
         }
     }
@@ -143,6 +145,7 @@ fn bench_layout(
     m: usize,
     bufs: &Bufs,
     table: Option<&Table>,
+    decode_sms: Option<u32>,
     o: &MlpBenchOptions,
 ) -> anyhow::Result<(f64, f64, f64, f64, u32)> {
     let (xp, yp, tp) = (
@@ -154,7 +157,7 @@ fn bench_layout(
         m,
         &PlanOptions {
             table,
-            decode_sms: o.decode_sms,
+            decode_sms,
             window: o.window,
             ..Default::default()
         },
@@ -215,7 +218,7 @@ pub fn run(o: MlpBenchOptions) -> anyhow::Result<MlpReport> {
     );
     let t0 = Instant::now();
     let dev = GpuDevice::new(o.device)?;
-    let stream = dev.ctx.new_stream()?;
+    let stream = compute_stream(&dev.ctx)?;
     let table = match &o.table {
         Some(p) => Some(Table::load(p, &tuner::current_stamp(&dev)?)?),
         None => None,
@@ -326,30 +329,42 @@ pub fn run(o: MlpBenchOptions) -> anyhow::Result<MlpReport> {
                 })
                 .collect();
             let stack = MlpStack::from_shared(&dev, layers, max_m)?;
-            let (us, us_one, sum, dec, dsms) =
-                bench_layout(&stream, &stack, m, &bufs, table.as_ref(), &o)?;
-            let hidden = (dec > 0.0).then(|| (1.0 - (us - sum) / dec).clamp(0.0, 1.0));
-            let resident = stack.resident_bytes();
-            println!(
+            let has_hard = kinds.contains(&LayerKind::Hard);
+            let splits: Vec<Option<u32>> = match (has_hard, o.decode_sms.is_empty()) {
+                (false, _) => vec![None],
+                (true, false) => o.decode_sms.iter().map(|&d| Some(d)).collect(),
+                (true, true) if table.is_some() => vec![None],
+                (true, true) => {
+                    let sms = dev.info.sm_count;
+                    vec![Some(default_decode_sms(sms)), Some(sms / 2)]
+                }
+            };
+            for split in splits {
+                let (us, us_one, sum, dec, dsms) =
+                    bench_layout(&stream, &stack, m, &bufs, table.as_ref(), split, &o)?;
+                let hidden = (dec > 0.0).then(|| (1.0 - (us - sum) / dec).clamp(0.0, 1.0));
+                let resident = stack.resident_bytes();
+                println!(
                 "  m={m:<5} {name:<20} {us:>9.1} us ({:.3}x cuBLAS)  one stream {us_one:.1}  layers {sum:.1} + decodes {dec:.1}  hidden {}  {:.2} GB",
                 us / cublas_us,
                 hidden.map_or("-".to_string(), |h| format!("{:.0}%", 100.0 * h)),
                 resident as f64 / 1e9
             );
-            rows.push(MlpRow {
-                m,
-                layout: name.clone(),
-                kinds: kinds_text(kinds),
-                resident_bytes: resident,
-                saving_vs_bf16: 1.0 - resident as f64 / bf16 as f64,
-                us,
-                us_one_stream: us_one,
-                sum_layers_us: sum,
-                decode_us: dec,
-                hidden_fraction: hidden,
-                ratio_to_cublas: us / cublas_us,
-                decode_sms: dsms,
-            });
+                rows.push(MlpRow {
+                    m,
+                    layout: name.clone(),
+                    kinds: kinds_text(kinds),
+                    resident_bytes: resident,
+                    saving_vs_bf16: 1.0 - resident as f64 / bf16 as f64,
+                    us,
+                    us_one_stream: us_one,
+                    sum_layers_us: sum,
+                    decode_us: dec,
+                    hidden_fraction: hidden,
+                    ratio_to_cublas: us / cublas_us,
+                    decode_sms: dsms,
+                });
+            }
         }
     }
     let report = MlpReport {
@@ -400,7 +415,7 @@ pub fn demo(
     case: &crate::gpu::harness::mlp::StackCase,
     ms: &[usize],
 ) -> anyhow::Result<Vec<DemoRow>> {
-    let stream = dev.ctx.new_stream()?;
+    let stream = compute_stream(&dev.ctx)?;
     let max_m = ms.iter().copied().max().unwrap_or(1);
     let n = case.layers.len();
     let tensors = compress(case, Encoding::Huffman)?;

@@ -53,6 +53,17 @@ pub trait Work {
     ) -> Result<(), GpuError>;
 }
 
+/// A stream of the greatest priority for running stacks: the decode stream has the lowest, so
+/// the matmuls' CTAs (one per SM, on the SMs the decode leaves them) are always placed before
+/// pending decode blocks, and decode blocks only take the SMs the matmul does not use. An engine
+/// that brings its own stream should give it a high priority for the same reason.
+pub fn compute_stream(ctx: &Arc<CudaContext>) -> Result<Arc<CudaStream>, GpuError> {
+    let (_, greatest) = cudarc::driver::result::stream::get_priority_range()
+        .ctx(|| "reading the stream priority range".into())?;
+    ctx.new_stream_with_priority(greatest)
+        .ctx(|| "creating a high-priority stream".into())
+}
+
 /// The second stream and the events of the double buffer.
 pub struct Scheduler {
     side: Arc<CudaStream>,
@@ -69,8 +80,12 @@ impl Scheduler {
             ctx.new_event(None)
                 .ctx(|| "creating a scheduler event".into())
         };
+        // The lowest priority: when a matmul's CTAs and decode blocks wait for SMs at once,
+        // the block scheduler places the matmul's first (see [`compute_stream`]).
+        let (least, _) = cudarc::driver::result::stream::get_priority_range()
+            .ctx(|| "reading the stream priority range".into())?;
         let side = ctx
-            .new_stream()
+            .new_stream_with_priority(least)
             .ctx(|| "creating the decode stream".into())?;
         Ok(Scheduler {
             side,
