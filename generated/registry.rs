@@ -4576,4 +4576,30 @@ pub static VARIANTS: &[RegistryEntry] = &[
         source_hash: 0xe6d2387bb847999f,
         source: include_str!("huff_palette_vec4.cu"),
     },
+    RegistryEntry {
+        variant: Variant::Act(ActVariant { op: ActOp::SiluMul }),
+        name: "act_silu_mul",
+        block: [256, 1, 1],
+        grid: GridRule::Elementwise {
+            threads: 256,
+            elems_per_thread: 8,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x45fd416681dcf93d,
+        source: include_str!("act_silu_mul.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Act(ActVariant { op: ActOp::Gelu }),
+        name: "act_gelu",
+        block: [256, 1, 1],
+        grid: GridRule::Elementwise {
+            threads: 256,
+            elems_per_thread: 8,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x129b5ba2b13f41bd,
+        source: include_str!("act_gelu.cu"),
+    },
 ];

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The one script to run on the H100 machine (no cargo there), from the repository root, with
+# The one script to run on the H200 machine (no cargo there), from the repository root, with
 # .device/ carried (build it here with scripts/gpu-pack.sh). Steps, in order:
 #   tests      the ignored GPU tests, smallest first (--include-ignored --test-threads=1),
 #              tee'd to $OUT/gpu-tests.log
-#   sanitizer  compute-sanitizer memcheck on gpu_sanitizer_small ($OUT/sanitizer.log)
+#   sanitizer  compute-sanitizer memcheck on gpu_sanitizer_small ($OUT/sanitizer.log) and
+#              gpu_mlp_sanitizer_small ($OUT/sanitizer-mlp.log)
 #   bench      `unweight bench` on Llama-3.1-8B's MLP shapes, M = 1 ... 2048
 #              ($OUT/bench/results/<date>-<gpu>-8b.{json,md}, $OUT/bench-8b.log)
 #   bench-70b  the same on Llama-3.1-70B's MLP shapes
@@ -14,7 +15,9 @@
 #   bench-auto `unweight bench --table $OUT/tuning.json` on the tuned shapes and buckets: plan_auto
 #              beside the default plans (run after tune on the same machine;
 #              $OUT/bench-auto/results/<date>-<gpu>-auto.{json,md}, $OUT/bench-auto.log)
-# Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench] [bench-70b] [tune] [bench-auto]
+#   bench-mlp  `unweight bench-mlp` (with --table $OUT/tuning.json when tune ran): the 32-layer
+#              Llama-3.1-8B MLP stack beside cuBLAS ($OUT/bench-mlp/results/, $OUT/bench-mlp.log)
+# Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench] [bench-70b] [tune] [bench-auto] [bench-mlp]
 #        (default: tests sanitizer bench)
 # One device command may run 10 minutes: run `tests sanitizer`, `bench` and `bench-70b` as three
 # commands. Each bench step writes its files after every shape, so one cut short keeps the shapes
@@ -64,7 +67,7 @@ run_tests() {
   # Smallest first: one CTA, then the decoders, then every pipeline, then the JIT cache.
   # jit_cache is a CPU test and runs in CI against the pinned NVRTC 13.0.88; this image's NVRTC
   # leaves the program log empty under --ptxas-options=-v (seen 2026-11-22), which that test checks.
-  for t in gpu_smoke gpu_huffman gpu_linear gpu_sanitizer gpu_demo gpu_tune; do
+  for t in gpu_smoke gpu_huffman gpu_linear gpu_sanitizer gpu_mlp gpu_demo gpu_tune; do
     local exe="$bin/tests/$t"
     [ -x "$exe" ] || { note "$t: MISSING"; continue; }
     echo "## $t" | tee -a "$log"
@@ -87,6 +90,12 @@ run_sanitizer() {
     "$exe" --ignored --exact gpu_sanitizer_small --test-threads=1 2>&1 | tee "$OUT/sanitizer.log"
   local rc=${PIPESTATUS[0]}
   note "sanitizer: rc=$rc $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1)"
+  local mlp="$bin/tests/gpu_mlp"
+  [ -x "$mlp" ] || { note "sanitizer: gpu_mlp MISSING"; return; }
+  timeout -k 10 "$step_timeout" compute-sanitizer --tool memcheck --error-exitcode 86 \
+    "$mlp" --ignored --exact gpu_mlp_sanitizer_small --test-threads=1 2>&1 | tee "$OUT/sanitizer-mlp.log"
+  rc=${PIPESTATUS[0]}
+  note "sanitizer (mlp): rc=$rc $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer-mlp.log" | tail -1)"
 }
 
 # The two halves of the default `unweight bench`, one step each (each must fit the step limit).
@@ -120,6 +129,16 @@ run_tune() {
   note "tune: rc=${PIPESTATUS[0]} $OUT/tuning.json"
 }
 
+run_bench_mlp() {
+  mkdir -p "$OUT/bench-mlp/results"
+  # The 32-layer Llama-3.1-8B MLP stack beside cuBLAS (writes bench/results/ under its cwd).
+  local table=()
+  [ -f "$OUT/tuning.json" ] && table=(--table "$OUT/tuning.json")
+  ( cd "$OUT/bench-mlp" && timeout -k 10 "$step_timeout" "$bin/unweight" bench-mlp "${table[@]}" ) \
+    2>&1 | tee "$OUT/bench-mlp.log"
+  note "bench-mlp: rc=${PIPESTATUS[0]} $(ls "$OUT"/bench-mlp/results/*.md 2>/dev/null | tr '\n' ' ')"
+}
+
 run_bench_auto() {
   mkdir -p "$OUT/bench-auto/results"
   # The shapes and buckets `tune` tuned (its defaults).
@@ -136,7 +155,8 @@ for s in "${steps[@]}"; do
     bench-70b) run_bench 70b "$BENCH_70B" ;;
     tune) run_tune ;;
     bench-auto) run_bench_auto ;;
-    *) echo "gpu-run: unknown step $s (tests, sanitizer, bench, bench-70b, tune, bench-auto)" >&2; exit 2 ;;
+    bench-mlp) run_bench_mlp ;;
+    *) echo "gpu-run: unknown step $s (tests, sanitizer, bench, bench-70b, tune, bench-auto, bench-mlp)" >&2; exit 2 ;;
   esac
 done
 

@@ -5,7 +5,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
 use crate::render::Generated;
-use crate::variant::{ASource, GridRule, HuffOutput, HuffRefill, Operand, Variant};
+use crate::variant::{ASource, ActOp, GridRule, HuffOutput, HuffRefill, Operand, Variant};
 
 /// The registry source. The includer brings `unweight_codegen::variant::*` into scope, and each
 /// `include_str!` resolves next to registry.rs in generated/.
@@ -40,6 +40,13 @@ fn entry(g: &Generated) -> TokenStream {
         GridRule::HuffChunks { chunks_per_block } => {
             let c = lit(chunks_per_block);
             quote! { GridRule::HuffChunks { chunks_per_block: #c } }
+        }
+        GridRule::Elementwise {
+            threads,
+            elems_per_thread,
+        } => {
+            let (t, e) = (lit(threads), lit(elems_per_thread));
+            quote! { GridRule::Elementwise { threads: #t, elems_per_thread: #e } }
         }
     };
     let smem = lit(g.budget.dynamic_smem());
@@ -95,6 +102,13 @@ fn variant_tokens(v: &Variant) -> TokenStream {
                 HuffRefill::Vec4 => quote! { HuffRefill::Vec4 },
             };
             quote! { Variant::Huff(HuffVariant { output: #output, refill: #refill }) }
+        }
+        Variant::Act(a) => {
+            let op = match a.op {
+                ActOp::SiluMul => quote! { ActOp::SiluMul },
+                ActOp::Gelu => quote! { ActOp::Gelu },
+            };
+            quote! { Variant::Act(ActVariant { op: #op }) }
         }
     }
 }

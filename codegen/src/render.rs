@@ -192,6 +192,7 @@ fn header(v: &Variant, template: &str) -> String {
             r.transpose
         ),
         Variant::Huff(x) => writeln!(h, "// Variant {v}: output = {}.", x.output.as_str()),
+        Variant::Act(x) => writeln!(h, "// Variant {v}: op = {}.", x.op.as_str()),
     }
     .expect("write to String");
     h

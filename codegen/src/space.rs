@@ -11,7 +11,8 @@ use crate::abi::{
     self, huff_err, BITS_TAIL, BK, BM, ESC_RECORD_BYTES, GROUP, MAX_CODE_LEN, SMEM_LIMIT,
 };
 use crate::variant::{
-    ASource, GridRule, HuffOutput, HuffRefill, HuffVariant, Operand, RmmVariant, Variant,
+    ASource, ActOp, ActVariant, GridRule, HuffOutput, HuffRefill, HuffVariant, Operand, RmmVariant,
+    Variant,
 };
 /// Shared memory per SM (228 KB); two co-resident CTAs also pay 1 KB of reserved smem each.
 pub const SMEM_PER_SM: u32 = 233_472;
@@ -38,8 +39,8 @@ pub const RS_STAGES: [u32; 2] = [4, 8];
 
 /// Every combination of the axes, in the one variant order used everywhere (registry, manifest,
 /// snapshots): SS rmm by pipeline, transpose, tile width, stages; the same for RS rmm over its
-/// own tile widths and depths; then the Huffman kernels. Includes combinations that [`check`]
-/// prunes.
+/// own tile widths and depths; then the Huffman kernels, then the activations. Includes
+/// combinations that [`check`] prunes.
 pub fn variants() -> impl Iterator<Item = Variant> {
     let rmm = |a_src: ASource, tiles: &'static [u32], stages: &'static [u32]| {
         Operand::ALL.into_iter().flat_map(move |operand| {
@@ -65,7 +66,10 @@ pub fn variants() -> impl Iterator<Item = Variant> {
             .into_iter()
             .map(move |refill| Variant::Huff(HuffVariant { output, refill }))
     });
-    rmm.chain(huff)
+    let act = ActOp::ALL
+        .into_iter()
+        .map(|op| Variant::Act(ActVariant { op }));
+    rmm.chain(huff).chain(act)
 }
 
 /// The variants that pass [`check`], with their budgets, in variant order.
@@ -87,6 +91,7 @@ pub fn pruned() -> Vec<(Variant, Pruned)> {
 pub enum Budget {
     Rmm(RmmBudget),
     Huff(HuffBudget),
+    Act(ActBudget),
 }
 
 /// Why a combination is not generated.
@@ -132,6 +137,7 @@ pub fn check(v: &Variant) -> Result<Budget, Pruned> {
     match v {
         Variant::Rmm(r) => RmmBudget::new(r).map(Budget::Rmm),
         Variant::Huff(h) => Ok(Budget::Huff(HuffBudget::new(h))),
+        Variant::Act(a) => Ok(Budget::Act(ActBudget::new(a))),
     }
 }
 
@@ -560,12 +566,130 @@ impl HuffBudget {
     }
 }
 
+/// Launch geometry of one activation kernel (the Tera context of templates/act.cu.tera).
+///
+/// Memory-bound: each thread moves 16 bytes per input per step (`vec` bf16 values) with one
+/// vector load, and the grid strides over the rest, so any grid of >= 1 blocks covers `n`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActBudget {
+    pub variant: ActVariant,
+    pub threads: u32,
+    /// bf16 values per thread per step (one 16-byte load per input).
+    pub vec: u32,
+}
+
+/// The f32 constants of the activation math as bit patterns: templates/act.cu.tera receives them
+/// as context values and the runtime's CPU reference (`gpu::mlp::activation`) reads them here, so
+/// both compute with the very same numbers.
+pub mod act_math {
+    /// log2(e).
+    pub const LOG2E: u32 = 0x3fb8_aa3b;
+    /// ln 2 split for Cody-Waite reduction: HI has 9 trailing zero bits (n·HI exact for |n| < 512).
+    pub const LN2_HI: u32 = 0x3f31_7200;
+    pub const LN2_LO: u32 = 0x35bf_be8e;
+    /// 1.5·2^23: adding it rounds an f32 below 2^22 to an integer.
+    pub const ROUND_MAGIC: u32 = 0x4b40_0000;
+    /// exp overflows above this (88.72283935546875) and is 0 below `EXP_LO` (-103.97208…).
+    pub const EXP_HI: u32 = 0x42b1_7218;
+    pub const EXP_LO: u32 = 0xc2cf_f1b5;
+    /// Taylor coefficients of e^r, highest degree first (1/7!, 1/6!, …, 1, 1), for Horner's rule.
+    pub const EXP_POLY: [u32; 8] = [
+        0x3950_0d01,
+        0x3ab6_0b61,
+        0x3c08_8889,
+        0x3d2a_aaab,
+        0x3e2a_aaab,
+        0x3f00_0000,
+        0x3f80_0000,
+        0x3f80_0000,
+    ];
+    /// The Chebyshev fit erfc(z) = t·exp(-z² + P(t)), t = 1/(1 + z/2) (fractional error < 1.2e-7,
+    /// Numerical Recipes §6.2): P's coefficients, highest degree first.
+    pub const ERFC_POLY: [u32; 10] = [
+        0x3e2e_f945,
+        0xbf52_7892,
+        0x3fbe_87b0,
+        0xbf91_4e5d,
+        0x3e8e_c7cc,
+        0xbe3e_c24c,
+        0x3dc6_36c9,
+        0x3ebf_88fb,
+        0x3f80_00c7,
+        0xbfa1_fc4e,
+    ];
+    /// 1/√2.
+    pub const FRAC_1_SQRT_2: u32 = 0x3f35_04f3;
+}
+
+/// Template keys of [`act_math::EXP_POLY`] and [`act_math::ERFC_POLY`], in the same order.
+const EXP_KEYS: [&str; 8] = [
+    "exp_c7", "exp_c6", "exp_c5", "exp_c4", "exp_c3", "exp_c2", "exp_c1", "exp_c0",
+];
+const ERFC_KEYS: [&str; 10] = [
+    "erfc_c9", "erfc_c8", "erfc_c7", "erfc_c6", "erfc_c5", "erfc_c4", "erfc_c3", "erfc_c2",
+    "erfc_c1", "erfc_c0",
+];
+
+/// Threads per activation block.
+pub const ACT_THREADS: u32 = 256;
+/// bf16 values per 16-byte vector.
+pub const ACT_VEC: u32 = 8;
+
+impl ActBudget {
+    pub fn new(v: &ActVariant) -> ActBudget {
+        ActBudget {
+            variant: *v,
+            threads: ACT_THREADS,
+            vec: ACT_VEC,
+        }
+    }
+
+    /// Every context key of templates/act.cu.tera, in a fixed order.
+    pub fn constants(&self) -> Vec<(&'static str, Value)> {
+        let v = &self.variant;
+        let int = |x: u32| Value::Int(x as u64);
+        let mut c = vec![
+            ("name", Value::Str(Variant::Act(*v).to_string())),
+            ("op", Value::Str(v.op.as_str().to_string())),
+            ("is_silu_mul", Value::Bool(v.op == ActOp::SiluMul)),
+            ("is_gelu", Value::Bool(v.op == ActOp::Gelu)),
+            ("threads", int(self.threads)),
+            ("vec", int(self.vec)),
+        ];
+        for (key, bits) in [
+            ("log2e", act_math::LOG2E),
+            ("ln2_hi", act_math::LN2_HI),
+            ("ln2_lo", act_math::LN2_LO),
+            ("round_magic", act_math::ROUND_MAGIC),
+            ("exp_hi", act_math::EXP_HI),
+            ("exp_lo", act_math::EXP_LO),
+            ("frac_1_sqrt_2", act_math::FRAC_1_SQRT_2),
+        ] {
+            c.push((key, int(bits)));
+        }
+        c.extend(
+            EXP_KEYS
+                .iter()
+                .zip(act_math::EXP_POLY)
+                .map(|(k, b)| (*k, int(b))),
+        );
+        c.extend(
+            ERFC_KEYS
+                .iter()
+                .zip(act_math::ERFC_POLY)
+                .map(|(k, b)| (*k, int(b))),
+        );
+        c
+    }
+}
+
 impl Budget {
     /// The template context: every key, every time.
     pub fn constants(&self) -> Vec<(&'static str, Value)> {
         match self {
             Budget::Rmm(l) => l.constants(),
             Budget::Huff(l) => l.constants(),
+            Budget::Act(l) => l.constants(),
         }
     }
 
@@ -574,6 +698,7 @@ impl Budget {
         match self {
             Budget::Rmm(_) => "rmm.cu.tera",
             Budget::Huff(_) => "huff.cu.tera",
+            Budget::Act(_) => "act.cu.tera",
         }
     }
 
@@ -581,6 +706,7 @@ impl Budget {
         match self {
             Budget::Rmm(l) => [l.threads, 1, 1],
             Budget::Huff(l) => [l.threads, 1, 1],
+            Budget::Act(l) => [l.threads, 1, 1],
         }
     }
 
@@ -593,14 +719,19 @@ impl Budget {
             Budget::Huff(l) => GridRule::HuffChunks {
                 chunks_per_block: l.chunks_per_block,
             },
+            Budget::Act(l) => GridRule::Elementwise {
+                threads: l.threads,
+                elems_per_thread: l.vec,
+            },
         }
     }
 
-    /// Dynamic shared memory to request at launch (the Huffman kernels use static smem only).
+    /// Dynamic shared memory to request at launch (the Huffman kernels use static smem only,
+    /// the activations none).
     pub fn dynamic_smem(&self) -> u32 {
         match self {
             Budget::Rmm(l) => l.dynamic_smem,
-            Budget::Huff(_) => 0,
+            Budget::Huff(_) | Budget::Act(_) => 0,
         }
     }
 
@@ -618,6 +749,7 @@ impl Budget {
         match self {
             Budget::Rmm(l) => l.dynamic_smem,
             Budget::Huff(l) => l.smem_bytes,
+            Budget::Act(_) => 0,
         }
     }
 }
@@ -651,7 +783,7 @@ impl VariantSet {
         match self {
             VariantSet::All => true,
             VariantSet::Smoke => match v {
-                Variant::Huff(_) => true,
+                Variant::Huff(_) | Variant::Act(_) => true,
                 Variant::Rmm(r) => match r.a_src {
                     ASource::Smem => matches!((r.tile_n, r.stages), (64, 4) | (8, 2) | (256, 2)),
                     ASource::Regs => matches!((r.tile_n, r.stages), (8, 8) | (64, 4)),

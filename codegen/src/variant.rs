@@ -37,6 +37,15 @@ pub enum HuffOutput {
     Palette,
 }
 
+/// The elementwise activation between an MLP's matmuls (bf16 in and out, f32 math).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActOp {
+    /// SwiGLU's `silu(gate) * up` (Llama, Mistral, Qwen), `silu(g) = g / (1 + e^-g)`.
+    SiluMul,
+    /// GELU in the exact erf form `x/2 * (1 + erf(x/√2))` (BERT, MiniLM; not the tanh approximation).
+    Gelu,
+}
+
 /// Reconstructive matmul `Y[m, n_out] = X[m, k] · W[n_out, k]ᵀ`, swap-AB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RmmVariant {
@@ -69,10 +78,17 @@ pub struct HuffVariant {
     pub refill: HuffRefill,
 }
 
+/// Elementwise activation `op` over bf16 vectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ActVariant {
+    pub op: ActOp,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Variant {
     Rmm(RmmVariant),
     Huff(HuffVariant),
+    Act(ActVariant),
 }
 
 impl Operand {
@@ -120,6 +136,20 @@ impl HuffRefill {
     }
 }
 
+impl ActOp {
+    pub const ALL: [ActOp; 2] = [ActOp::SiluMul, ActOp::Gelu];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActOp::SiluMul => "silu_mul",
+            ActOp::Gelu => "gelu",
+        }
+    }
+    /// Whether the kernel reads a second input (`up` of SwiGLU).
+    pub fn gated(self) -> bool {
+        self == ActOp::SiluMul
+    }
+}
+
 impl fmt::Display for Variant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -136,6 +166,7 @@ impl fmt::Display for Variant {
                 if v.transpose { "t" } else { "nt" }
             ),
             Variant::Huff(v) => write!(f, "huff_{}_{}", v.output.as_str(), v.refill.as_str()),
+            Variant::Act(v) => write!(f, "act_{}", v.op.as_str()),
         }
     }
 }
@@ -149,6 +180,12 @@ impl fmt::Display for RmmVariant {
 impl fmt::Display for HuffVariant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         Variant::Huff(*self).fmt(f)
+    }
+}
+
+impl fmt::Display for ActVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Variant::Act(*self).fmt(f)
     }
 }
 
@@ -168,6 +205,14 @@ impl FromStr for Variant {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || ParseVariantError(s.to_string());
+        // Activation op names hold underscores themselves (`silu_mul`): match the whole rest.
+        if let Some(op) = s.strip_prefix("act_") {
+            let op = ActOp::ALL
+                .into_iter()
+                .find(|o| o.as_str() == op)
+                .ok_or_else(err)?;
+            return Ok(Variant::Act(ActVariant { op }));
+        }
         let parts: Vec<&str> = s.split('_').collect();
         match parts.as_slice() {
             ["huff", out, refill] => {
@@ -231,6 +276,10 @@ pub enum GridRule {
     RmmTiles { rows_per_cta: u32, tile_n: u32 },
     /// `(ceil(chunks / chunks_per_block), 1, 1)`: Huffman chunks spread over blocks.
     HuffChunks { chunks_per_block: u32 },
+    /// Elementwise over `n` values: `ceil(ceil(n / elems_per_thread) / threads)` blocks of
+    /// `threads`, each thread taking `elems_per_thread` consecutive values (a grid-stride loop, so
+    /// any grid of >= 1 blocks covers all `n`).
+    Elementwise { threads: u32, elems_per_thread: u32 },
 }
 
 /// One generated kernel, as `generated/registry.rs` lists it.

@@ -27,6 +27,9 @@ fn names_round_trip() {
         "rmm_palette_n64_s4",
         "huff_bf16_x",
         "huff_bf16",
+        "act_silu",
+        "act_gelu_",
+        "act_",
         "rmm_Palette_n64_s4_t",
         "",
     ] {
@@ -61,6 +64,10 @@ fn space_covers_the_acceptance_grid() {
         HuffOutput::ALL.len() * HuffRefill::ALL.len(),
         "every Huffman output with every refill"
     );
+    assert_eq!(
+        kept.iter().filter(|v| matches!(v, Variant::Act(_))).count(),
+        2
+    );
     // Nothing vanishes silently: every combination is either kept or pruned with a reason.
     assert_eq!(
         space::kept().len() + space::pruned().len(),
@@ -82,6 +89,8 @@ fn smoke_set_touches_every_branch() {
         "rmm_palette_n256_s2_t",
         "huff_bf16_word",
         "huff_bf16_vec4",
+        "act_silu_mul",
+        "act_gelu",
     ] {
         assert!(names.contains(n), "smoke lacks {n}: {names:?}");
     }
@@ -233,6 +242,7 @@ fn registry_parses_back_and_matches_the_space() {
                 assert!(e.variant.contains(&want), "{name}: {}", e.variant);
             }
             Variant::Huff(_) => assert!(e.grid.contains("HuffChunks"), "{}", e.grid),
+            Variant::Act(_) => assert!(e.grid.contains("Elementwise"), "{}", e.grid),
         }
     }
 }

@@ -70,6 +70,85 @@ fn gpu_demo(layer: &DemoLayer) -> anyhow::Result<()> {
         report.seed,
         report.failures.join("; ")
     );
+    stack_demo(&dev, layer)
+}
+
+/// Layers of the demo's MLP stack: the demo layer repeated (each copy uploaded on its own).
+const STACK_LAYERS: usize = 2;
+
+/// A small stack of the demo layer, all easy / mixed / all hard, timed beside cuBLAS.
+fn stack_demo(dev: &std::sync::Arc<gpu::GpuDevice>, layer: &DemoLayer) -> anyhow::Result<()> {
+    use crate::codec::Orientation;
+    use crate::gpu::harness::mlp::{Matrix, StackCase};
+    let t = &layer.tensors;
+    if let Some(d) = t
+        .iter()
+        .find(|d| d.shape[0] % 128 != 0 || d.shape[1] % 64 != 0)
+    {
+        println!(
+            "MLP stack part skipped: {} is {}x{}; palette residency needs rows % 128 == 0 and columns % 64 == 0",
+            d.name, d.shape[0], d.shape[1]
+        );
+        return Ok(());
+    }
+    let case = StackCase {
+        name: "demo".into(),
+        act: unweight_codegen::variant::ActOp::SiluMul,
+        layers: (0..STACK_LAYERS)
+            .map(|l| {
+                t.iter()
+                    .map(|d| Matrix {
+                        name: format!("layers.{l}.{}", d.name),
+                        bits: d.bits.clone(),
+                        n_out: d.shape[0],
+                        k: d.shape[1],
+                        // The down projection is stored transposed, as DESIGN.md has it.
+                        orientation: if d.name.contains("down") {
+                            Orientation::Transposed
+                        } else {
+                            Orientation::Standard
+                        },
+                    })
+                    .collect()
+            })
+            .collect(),
+    };
+    let rows = gpu::harness::bench_mlp::demo(dev, &case, &[1, 16])?;
+    println!();
+    println!(
+        "MLP stack of {STACK_LAYERS} such layers (SwiGLU), one forward beside a cuBLAS BF16 stack:"
+    );
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.layout.clone(),
+                r.m.to_string(),
+                format!("{:.1}", r.us),
+                format!("{:.1}", r.cublas_us),
+                format!("{:.2}x", r.cublas_us / r.us),
+                format!(
+                    "{} / {}",
+                    table::bytes(r.resident_bytes),
+                    table::bytes(r.bf16_bytes)
+                ),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(
+            &[
+                "layout",
+                "M",
+                "stack µs",
+                "cuBLAS µs",
+                "speed vs cuBLAS",
+                "resident / BF16"
+            ],
+            &rows
+        )
+    );
     Ok(())
 }
 

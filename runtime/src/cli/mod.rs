@@ -1,6 +1,7 @@
 //! The `unweight` command-line tool: argument parsing (clap) and one module per command.
 
 mod bench;
+mod bench_mlp;
 mod compress;
 mod demo;
 mod inspect;
@@ -99,6 +100,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Autotune plans per shape and batch on this GPU and write the tuning table (needs an sm_90 GPU).
     Tune(tune::TuneArgs),
+    /// GPU benchmark of a whole MLP stack (Llama-3.1-8B: 32 SwiGLU layers) against cuBLAS:
+    /// all easy, all hard and memory budgets between (needs an sm_90 GPU).
+    BenchMlp(bench_mlp::BenchMlpArgs),
 }
 
 fn parse_dims(s: &str) -> Result<(usize, usize), String> {
@@ -154,5 +158,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
         Command::Bench(args) => bench::run(args),
         Command::Tune(args) => tune::run(args),
+        Command::BenchMlp(args) => bench_mlp::run(args),
     }
 }

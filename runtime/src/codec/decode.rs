@@ -383,7 +383,7 @@ fn drop_padding(v: Vec<u16>, rows: usize, cols: usize, pc: usize) -> Vec<u16> {
     out
 }
 
-/// Exponent bytes `[rows][padded_cols]` with escapes applied (padding positions: palette[0]).
+/// Exponent bytes `[rows][padded_cols]` with escapes applied (padding positions: `palette[0]`).
 pub fn decode_exponents(t: &CompressedTensor) -> Result<Vec<u8>, CodecError> {
     checked(t)?;
     if let Indices::Exponent(e) = &t.indices {

@@ -241,7 +241,7 @@ impl HuffmanStream {
         Ok(out)
     }
 
-    /// Decode the symbols `c0 * chunk_symbols ..` of up to [`LANES`] consecutive chunks into
+    /// Decode the symbols `c0 * chunk_symbols ..` of up to `LANES` consecutive chunks into
     /// `buf[..n]` as mapped bytes (`buf.len() >= n + SLACK`). Requires
     /// [`HuffmanStream::validate`] to have passed and `n` to end at a chunk end.
     pub fn decode_chunks_mapped(

@@ -113,6 +113,9 @@ pub enum GpuError {
         chunk: Option<u32>,
         reason: String,
     },
+    /// An MLP layer or stack that cannot be built or run as asked.
+    #[error("MLP {layer}: {reason}")]
+    Mlp { layer: String, reason: String },
     #[error("codec: {0}")]
     Codec(#[from] crate::codec::CodecError),
 }

@@ -8,7 +8,7 @@
 //! lin.forward(&stream, &x, &mut y, &plan)?;                // enqueues, does not synchronize
 //! ```
 
-use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 use unweight_codegen::abi::{HuffLayout, GROUP};
 use unweight_codegen::variant::{ASource, HuffOutput, HuffRefill, RegistryEntry, Variant};
 
@@ -28,6 +28,28 @@ const SLOT: usize = 0;
 /// Batch size the stream-K buffers are sized for at registration. A larger batch grows them
 /// once, with a device synchronization, on its first call.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
+
+/// Stream-K buffers of one rmm launch: f32 partials and per-CTA u32 flags (zero between
+/// launches: the kernels reset what they set), as addresses with their sizes in bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SplitBufs {
+    pub ws: u64,
+    pub ws_bytes: usize,
+    pub flags: u64,
+    pub flags_bytes: usize,
+}
+
+impl SplitBufs {
+    fn of(slot: &ScratchSlot) -> Self {
+        let ((ws, ws_bytes), (flags, flags_bytes)) = (slot.ws(), slot.flags());
+        SplitBufs {
+            ws,
+            ws_bytes,
+            flags,
+            flags_bytes,
+        }
+    }
+}
 
 /// One weight matrix as a linear layer: plans and enqueues `y = x·Wᵀ` on it.
 pub struct Linear {
@@ -94,15 +116,205 @@ impl Linear {
         self.weights.take_decode_error(stream)
     }
 
+    /// A layer whose preprocess output and stream-K buffers the caller owns (the MLP scheduler's
+    /// slots): nothing is reserved in the device's scratch pool. A Huffman-resident stream is
+    /// decoded once into `check` (at least [`HuffOutput::Palette`]'s bytes) and checked, as
+    /// [`Linear::new`] does. Run it with [`Linear::preprocess_raw`] and [`Linear::matmul_raw`];
+    /// its [`Linear::forward`] refuses Huffman pipelines and stream-K plans (no pool scratch).
+    pub fn with_own_scratch(
+        weights: DeviceWeights,
+        check: &mut CudaSlice<u8>,
+    ) -> Result<Self, GpuError> {
+        let lin = Linear { weights };
+        let Resident::Huffman(h) = &lin.weights.resident else {
+            return Ok(lin);
+        };
+        if h.n_chunks == 0 {
+            return Ok(lin);
+        }
+        let stream = lin.weights.device().stream.clone();
+        let have = check.len();
+        let (p, _write) = check.device_ptr_mut(&stream);
+        // SAFETY: `decode` checks `have` against the output size; the slice outlives the sync
+        // in `take_decode_error` below.
+        unsafe {
+            lin.decode(
+                &stream,
+                h,
+                (HuffOutput::Palette, HuffRefill::DEFAULT),
+                HuffLayout::RowMajor,
+                p,
+                have,
+                0,
+            )?
+        };
+        lin.weights.take_decode_error(&stream)?;
+        Ok(lin)
+    }
+
+    /// The preprocess a Huffman pipeline `plan` runs before its matmul, enqueued on `stream` into
+    /// `out` on `ctas` blocks (0: the natural grid): tiled exponents / nibbles for the rmm
+    /// pipelines, row-major bf16 for full decode. Refusals land in the weight's error word.
+    ///
+    /// # Safety
+    /// `out` must be a live device buffer of at least `out_bytes` bytes (checked against the
+    /// output size) that stays alive, and is not reused, until the matmul reading it completes.
+    pub unsafe fn preprocess_raw(
+        &self,
+        stream: &CudaStream,
+        plan: &Plan,
+        out: u64,
+        out_bytes: usize,
+        ctas: u32,
+    ) -> Result<(), GpuError> {
+        self.check_residency(plan.pipeline)?;
+        let Resident::Huffman(h) = &self.weights.resident else {
+            return Err(self.plan_error(plan, "it has no preprocess".into()));
+        };
+        let output = match plan.preprocess.map(|e| e.variant) {
+            Some(Variant::Huff(v)) => (v.output, v.refill),
+            _ => return Err(self.plan_error(plan, "it has no preprocess kernel".into())),
+        };
+        let layout = match (plan.pipeline, self.weights.geometry.orientation) {
+            (ExecPipeline::FullDecode, _) => HuffLayout::RowMajor,
+            (_, Orientation::Standard) => HuffLayout::TiledStandard,
+            (_, Orientation::Transposed) => HuffLayout::TiledTransposed,
+        };
+        // SAFETY: `decode` checks the size; the caller vouches for `out` (this fn's contract).
+        unsafe { self.decode(stream, h, output, layout, out, out_bytes, ctas) }
+    }
+
+    /// The matmul of `plan` with caller-owned buffers, enqueued on `stream`: Huffman pipelines
+    /// read `pre`, the output of [`Linear::preprocess_raw`] for the same plan, ordered before
+    /// this call (0 for the other residencies); stream-K partials and flags live in `split`.
+    /// Enqueues only kernels (no allocation, no event, no sync), so it can be graph-captured.
+    ///
+    /// # Safety
+    /// As [`Linear::forward_raw`] for `x` and `y`; `pre` must hold this weight's preprocess output
+    /// for `plan` ([`Linear::decode_bytes`]) and `split` live buffers of the sizes it states,
+    /// flags zero (the kernels leave them zero), none used concurrently by another launch.
+    pub unsafe fn matmul_raw(
+        &self,
+        stream: &CudaStream,
+        x: u64,
+        y: u64,
+        plan: &Plan,
+        pre: u64,
+        split: SplitBufs,
+    ) -> Result<(), GpuError> {
+        self.check_residency(plan.pipeline)?;
+        let g = &self.weights.geometry;
+        let (m, k, n_out) = (plan.m, g.k, g.n_out);
+        if m == 0 {
+            return Ok(());
+        }
+        if let Some(e) = plan.rmm {
+            let fits = matches!(e.variant, Variant::Rmm(v)
+                if v.transpose == g.transposed() && Some(v.operand) == plan.pipeline.rmm());
+            if !fits || !g.rmm_ok() {
+                return Err(self.plan_error(
+                    plan,
+                    format!("it was made for another weight ({})", g.shape_text()),
+                ));
+            }
+        }
+        let blas = &self.weights.device().blas;
+        let x_bytes = (m * k * 2) as u64;
+        let need_pre = plan.pipeline.residency() == Residency::Huffman;
+        if need_pre && pre == 0 {
+            return Err(self.plan_error(plan, "no preprocess output was given".into()));
+        }
+        match (&self.weights.resident, plan.pipeline) {
+            (Resident::Raw(r), ExecPipeline::Cublas) => {
+                let p = gemm_params(g.orientation, m, n_out, k)?;
+                // SAFETY: `r.w` is this weight's upload; `x`/`y` per the contract.
+                unsafe { blas.gemm_bf16(stream, &p, r.w.ptr, x, y) }
+            }
+            (Resident::Huffman(_), ExecPipeline::FullDecode) => {
+                let p = gemm_params(g.orientation, m, n_out, k)?;
+                // SAFETY: `pre` holds this weight's bf16 matrix (the contract).
+                unsafe { blas.gemm_bf16(stream, &p, pre, x, y) }
+            }
+            (Resident::Raw(r), ExecPipeline::Raw) => {
+                let w = tma::raw_weight_map(g.transposed(), n_out, k)
+                    .encode(r.w.ptr, r.w.bytes() as u64)?;
+                // SAFETY: the map describes this weight's upload; the rest per the contract.
+                unsafe {
+                    self.rmm(
+                        stream,
+                        split,
+                        plan,
+                        x,
+                        x_bytes,
+                        y,
+                        Some(w),
+                        [0, 0],
+                        [0, 0, 0],
+                    )
+                }
+            }
+            (Resident::Palette(p), ExecPipeline::DirectPalette) => {
+                let t = &p.rmm;
+                // SAFETY: this weight's uploads for its geometry; the rest per the contract.
+                unsafe {
+                    self.rmm(
+                        stream,
+                        split,
+                        plan,
+                        x,
+                        x_bytes,
+                        y,
+                        None,
+                        [t.sm_tiles.ptr, p.nibble_tiles.ptr],
+                        [t.tile_esc.ptr, t.esc_exp.ptr, p.palette.ptr],
+                    )
+                }
+            }
+            (Resident::Huffman(h), ExecPipeline::Exponent | ExecPipeline::PaletteTranscode) => {
+                let Some(t) = &h.rmm else {
+                    return Err(weights_error(&self.weights.name, LayoutError::NoRmmTables));
+                };
+                let esc = if plan.pipeline == ExecPipeline::PaletteTranscode {
+                    [t.tile_esc.ptr, t.esc_exp.ptr, h.palette.ptr]
+                } else {
+                    [0, 0, 0]
+                };
+                // SAFETY: tiled sm and tables are this weight's uploads, `pre` its tiled
+                // preprocess output (the contract).
+                unsafe {
+                    self.rmm(
+                        stream,
+                        split,
+                        plan,
+                        x,
+                        x_bytes,
+                        y,
+                        None,
+                        [t.sm_tiles.ptr, pre],
+                        esc,
+                    )
+                }
+            }
+            (_, pipe) => Err(self.residency_error(pipe.as_str(), pipe.residency())),
+        }
+    }
+
     /// The uploaded weight.
     pub fn weights(&self) -> &DeviceWeights {
         &self.weights
     }
 
+    /// Gives the weight back (e.g. to change its residency).
+    pub fn into_weights(self) -> DeviceWeights {
+        self.weights
+    }
+
+    /// Output features (rows of W).
     pub fn n_out(&self) -> usize {
         self.weights.geometry.n_out
     }
 
+    /// Input features (columns of W).
     pub fn k(&self) -> usize {
         self.weights.geometry.k
     }
@@ -258,7 +470,17 @@ impl Linear {
                         // SAFETY: `f` is this weight's live fragment upload for its geometry (checked
                         // by `feeds` above); `x`/`y` per the contract.
                         unsafe {
-                            self.rmm(stream, s, plan, x, x_bytes, y, None, [f.ptr, 0], [0, 0, 0])
+                            self.rmm(
+                                stream,
+                                SplitBufs::of(s),
+                                plan,
+                                x,
+                                x_bytes,
+                                y,
+                                None,
+                                [f.ptr, 0],
+                                [0, 0, 0],
+                            )
                         }
                     }
                     _ => {
@@ -266,7 +488,17 @@ impl Linear {
                             .encode(r.w.ptr, r.w.bytes() as u64)?;
                         // SAFETY: the map describes this weight's live upload; `x`/`y` per the contract.
                         unsafe {
-                            self.rmm(stream, s, plan, x, x_bytes, y, Some(w), [0, 0], [0, 0, 0])
+                            self.rmm(
+                                stream,
+                                SplitBufs::of(s),
+                                plan,
+                                x,
+                                x_bytes,
+                                y,
+                                Some(w),
+                                [0, 0],
+                                [0, 0, 0],
+                            )
                         }
                     }
                 }
@@ -278,7 +510,7 @@ impl Linear {
                 unsafe {
                     self.rmm(
                         stream,
-                        s,
+                        SplitBufs::of(s),
                         plan,
                         x,
                         x_bytes,
@@ -381,7 +613,7 @@ impl Linear {
                 unsafe {
                     self.rmm(
                         stream,
-                        slot,
+                        SplitBufs::of(slot),
                         plan,
                         x,
                         x_bytes,
@@ -406,7 +638,7 @@ impl Linear {
     unsafe fn rmm(
         &self,
         stream: &CudaStream,
-        slot: &ScratchSlot,
+        split: SplitBufs,
         plan: &Plan,
         x: u64,
         x_bytes: u64,
@@ -426,7 +658,8 @@ impl Linear {
         };
         let g = &self.weights.geometry;
         let (need_ws, need_flags) = plan::split_buffers(entry, g.n_out, plan.m, plan.ctas);
-        let ((ws, ws_cap), (flags, flags_cap)) = (slot.ws(), slot.flags());
+        let ((ws, ws_cap), (flags, flags_cap)) =
+            ((split.ws, split.ws_bytes), (split.flags, split.flags_bytes));
         for (what, have, need) in [
             ("workspace", ws_cap, need_ws),
             ("flags", flags_cap, need_flags),

@@ -23,7 +23,9 @@ pub mod jit;
 pub mod launch;
 pub mod layout;
 pub mod linear;
+pub mod mlp;
 pub mod plan;
+pub mod scheduler;
 pub mod tuner;
 pub mod weights;
 

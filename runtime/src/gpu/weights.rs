@@ -347,6 +347,49 @@ impl DeviceWeights {
         })
     }
 
+    /// Makes a Huffman-resident weight palette-resident, keeping its tiled sm and escape tables
+    /// (both residencies share them) and taking `nibble_tiles`, the tiled palette indices its
+    /// `huff_palette` decode wrote (`len` bytes), in place of the Huffman stream, which is freed.
+    /// The caller has checked the decode's error word; `palette` is the tensor's palette.
+    pub fn into_palette(
+        mut self,
+        nibble_tiles: CudaSlice<u8>,
+        len: usize,
+        palette: &[u8; 16],
+    ) -> Result<Self, GpuError> {
+        let name = self.name.clone();
+        let Resident::Huffman(h) = &mut self.resident else {
+            return Err(GpuError::Residency {
+                pipeline: "the Huffman → palette transcode".into(),
+                needs: Residency::Huffman,
+                actual: self.resident.residency(),
+                tensor: name,
+            });
+        };
+        let rmm = h
+            .rmm
+            .take()
+            .ok_or_else(|| weights_error(&name, LayoutError::NoRmmTables))?;
+        let s = &self.dev.stream;
+        // Queued decodes still read the Huffman buffers dropped below.
+        s.synchronize()
+            .ctx(|| format!("finishing the transcode of {name}"))?;
+        let ptr = nibble_tiles.device_ptr(s).0;
+        self.resident = Resident::Palette(Box::new(PaletteDev {
+            rmm,
+            nibble_tiles: DevBuf {
+                slice: nibble_tiles,
+                ptr,
+                len,
+            },
+            palette: upload(s, palette, "palette")?,
+            // The Huffman → palette kernel writes the SS rmm's tiled blocks.
+            layout: BlockLayout::Tiled,
+        }));
+        s.synchronize().ctx(|| format!("uploading {name}"))?;
+        Ok(self)
+    }
+
     /// The GPU the weight lives on.
     pub fn device(&self) -> &Arc<GpuDevice> {
         &self.dev

@@ -1,12 +1,15 @@
 //! What runs the runtime end to end rather than serving an engine: the GPU correctness checks
 //! behind tests/tests/gpu_*.rs ([`check`]), synthetic weights and activations ([`synth`]), the
-//! MiniLM loader ([`minilm`]), `unweight bench` ([`bench`]; its byte accounting in [`traffic`],
-//! its done-when checks in [`targets`]) and the GPU half of `unweight demo` ([`demo`]).
+//! MiniLM loader ([`minilm`]), MLP stacks and their checks ([`mlp`]), `unweight bench`
+//! ([`mod@bench`]; its byte accounting in [`traffic`], its done-when checks in [`targets`]) and
+//! the GPU half of `unweight demo` ([`demo`]).
 
 pub mod bench;
+pub mod bench_mlp;
 pub mod check;
 pub mod demo;
 pub mod minilm;
+pub mod mlp;
 pub mod synth;
 pub mod targets;
 pub mod traffic;

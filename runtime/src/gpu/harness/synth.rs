@@ -54,7 +54,7 @@ const BULK: [u8; 16] = [
 ];
 
 /// Row-major bf16 bits `[rows][cols]` with `spec.escape_groups` of the (row, 64-column) groups
-/// escaped. The bulk uses exactly the 16 [`BULK`] exponents, so the palette is `BULK` and
+/// escaped. The bulk uses exactly the 16 `BULK` exponents, so the palette is `BULK` and
 /// escapes are exactly the planted groups (for a large enough matrix).
 pub fn weights(rng: &mut Rng, rows: usize, cols: usize, spec: WeightSpec) -> Vec<u16> {
     // Cumulative weights 16, 15, ..., 1 over BULK.

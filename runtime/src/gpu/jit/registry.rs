@@ -37,6 +37,15 @@ mod tests {
     }
 
     #[test]
+    fn every_activation_kernel_is_registered() {
+        for op in ActOp::ALL {
+            let v = Variant::Act(ActVariant { op });
+            let e = entry(&v).unwrap_or_else(|| panic!("{v} missing from generated/registry.rs"));
+            assert!(matches!(e.grid, GridRule::Elementwise { .. }), "{v}");
+        }
+    }
+
+    #[test]
     fn every_huffman_kernel_is_registered() {
         for output in HuffOutput::ALL {
             for refill in HuffRefill::ALL {

@@ -80,6 +80,26 @@ pub fn huff_grid(
     Ok((blocks, 1, 1))
 }
 
+/// Grid of an activation over `n` values: one thread per `elems_per_thread` values, rounded up
+/// to whole blocks (the kernels stride over the rest, so a smaller grid is also correct).
+pub fn act_grid(entry: &RegistryEntry, n: u64) -> Result<(u32, u32, u32), GpuError> {
+    let GridRule::Elementwise {
+        threads,
+        elems_per_thread,
+    } = entry.grid
+    else {
+        return Err(shape_err(entry, "not an activation kernel".into()));
+    };
+    if n == 0 || threads == 0 || elems_per_thread == 0 {
+        return Err(shape_err(entry, format!("{n} values to activate")));
+    }
+    let blocks = n
+        .div_ceil(elems_per_thread as u64)
+        .div_ceil(threads as u64)
+        .min(i32::MAX as u64) as u32;
+    Ok((blocks, 1, 1))
+}
+
 fn config(entry: &RegistryEntry, grid: (u32, u32, u32)) -> LaunchConfig {
     LaunchConfig {
         grid_dim: grid,
@@ -199,6 +219,34 @@ pub unsafe fn huff(stream: &CudaStream, kernel: &Kernel, a: &HuffArgs) -> Result
     Ok(())
 }
 
+/// Arguments of `act_*` in ABI order: `out[i] = act(a[i], b[i])` for i < n; `b` is 0 for gelu.
+pub struct ActArgs {
+    pub a: u64,
+    pub b: u64,
+    pub out: u64,
+    pub n: u64,
+}
+
+/// # Safety
+/// `a`, `out` (and `b` for a gated activation) must be live, 16-byte aligned device buffers of
+/// `n` bf16 values; `out` may equal `a` or `b`.
+pub unsafe fn act(stream: &CudaStream, kernel: &Kernel, a: &ActArgs) -> Result<(), GpuError> {
+    let grid = act_grid(kernel.entry, a.n)?;
+    if [a.a, a.b, a.out].iter().any(|p| p % 16 != 0) {
+        return Err(shape_err(
+            kernel.entry,
+            "buffers must be 16-byte aligned".into(),
+        ));
+    }
+    let mut b = stream.launch_builder(&kernel.function);
+    b.arg(&a.a).arg(&a.b).arg(&a.out).arg(&a.n);
+    // SAFETY: argument order and types follow the activation ABI; the caller vouches for the
+    // buffers.
+    unsafe { b.launch(config(kernel.entry, grid)) }
+        .ctx(|| format!("launching {}", kernel.entry.name))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +294,30 @@ mod tests {
         assert!(rmm_grid(&rmm_entry(8), 128, 100, 1, 1).is_err());
         assert!(rmm_grid(&rmm_entry(8), 128, 64, 0, 1).is_err());
         assert!(rmm_grid(&rmm_entry(8), 4096, 4096, 1, 0).is_err());
+    }
+
+    #[test]
+    fn act_grid_covers_every_value() {
+        use unweight_codegen::variant::{ActOp, ActVariant};
+        let e = RegistryEntry {
+            variant: Variant::Act(ActVariant { op: ActOp::Gelu }),
+            name: "act_gelu",
+            block: [256, 1, 1],
+            grid: GridRule::Elementwise {
+                threads: 256,
+                elems_per_thread: 8,
+            },
+            dynamic_smem: 0,
+            max_kb: None,
+            source_hash: 0,
+            source: "",
+        };
+        assert_eq!(act_grid(&e, 1).unwrap(), (1, 1, 1));
+        assert_eq!(act_grid(&e, 2048).unwrap(), (1, 1, 1));
+        assert_eq!(act_grid(&e, 2049).unwrap(), (2, 1, 1));
+        assert_eq!(act_grid(&e, 1024 * 14336).unwrap(), (7168, 1, 1));
+        assert!(act_grid(&e, 0).is_err());
+        assert!(huff_grid(&e, 10, 0).is_err());
     }
 
     #[test]

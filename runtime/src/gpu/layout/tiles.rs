@@ -1,7 +1,7 @@
 //! The rmm's tiled weight layout (docs/CONTRACT.md, "Tiled layout"): one contiguous block per
 //! CTA row tile `i` (128 weight rows) and k block `b` (64 columns of k), so a stage is one bulk
 //! copy. Block `t = i * (k/64) + b`; inside it the ENCODED matrix's elements in row-major order:
-//! standard (encoded W [n_out][k]): 128 rows × 64 columns; transposed (encoded Wᵀ [k][n_out]):
+//! standard (encoded `W [n_out][k]`): 128 rows × 64 columns; transposed (encoded `Wᵀ [k][n_out]`):
 //! 64 rows × 128 columns. Bytes (sm, exponents) take one byte per element, nibbles half.
 
 use unweight_codegen::abi::{self, BK, BM};

@@ -11,7 +11,7 @@ use crate::gpu::jit::registry;
 pub fn rmm_tiles(e: &RegistryEntry, n_out: usize, m: usize) -> u32 {
     match e.variant {
         Variant::Rmm(v) => tiles_of(v.tile_n, n_out, m),
-        Variant::Huff(_) => 0,
+        Variant::Huff(_) | Variant::Act(_) => 0,
     }
 }
 
@@ -94,7 +94,7 @@ pub enum Spread {
 }
 
 /// CTAs of a stream-K launch over `tiles × kblocks` units. Whole tiles when they fill the GPU;
-/// otherwise up to one CTA per SM as `spread` says (but at least [`MIN_KBLOCKS_PER_CTA`] k
+/// otherwise up to one CTA per SM as `spread` says (but at least `MIN_KBLOCKS_PER_CTA` k
 /// blocks each). Never fewer CTAs than tiles (a range then spans at most two tiles), never more
 /// than units (none empty), and enough that no range exceeds `max_kb`.
 pub fn choose_ctas(

@@ -1,0 +1,356 @@
+//! MLP stacks on the GPU for the tests (tests/tests/gpu_mlp.rs), the `bench-mlp` benchmark and
+//! the demo: synthetic Llama-like and real MiniLM layers, their raw twins, and the checks (bit
+//! for bit against the raw twin, to tolerance against a cuBLAS stack, graph capture = eager).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
+use unweight_codegen::variant::ActOp;
+
+use crate::codec::{self, Encoding, Orientation};
+use crate::gpu::device::GpuDevice;
+use crate::gpu::error::{DriverContext, GpuError};
+use crate::gpu::harness::check::{first_diff, Harness, POISON, TOLERANCE};
+use crate::gpu::harness::minilm::load_minilm_bf16;
+use crate::gpu::harness::synth::{self, Rng};
+use crate::gpu::launch::{self, ActArgs};
+use crate::gpu::linear::Linear;
+use crate::gpu::mlp::activation;
+use crate::gpu::mlp::budget::LayerKind;
+use crate::gpu::mlp::layer::act_entry;
+use crate::gpu::mlp::load::{build_stack, LayerTensors, LoadReport, Residencies};
+use crate::gpu::mlp::stack::{kinds_text, MlpStack, PlanOptions, StackPlan};
+use crate::gpu::mlp::Mlp;
+use crate::gpu::plan::ExecPipeline;
+use crate::gpu::weights::DeviceWeights;
+
+/// One matrix of a test stack: name, bf16 bits `[n_out][k]`, shape, stored orientation.
+#[derive(Clone)]
+pub struct Matrix {
+    pub name: String,
+    pub bits: Vec<u16>,
+    pub n_out: usize,
+    pub k: usize,
+    pub orientation: Orientation,
+}
+
+/// The layers of a stack as bf16, before compression.
+#[derive(Clone)]
+pub struct StackCase {
+    pub name: String,
+    pub act: ActOp,
+    pub layers: Vec<Vec<Matrix>>,
+}
+
+/// A synthetic SwiGLU stack of `layers` layers with calibrated weight statistics (the demo's
+/// generator, `crate::demo`: ~2.6 bits of exponent entropy and ~1% escape groups, as real
+/// checkpoints have), `distinct` of them generated and the rest copies (uploads are separate
+/// either way; generating and compressing 32 Llama layers costs minutes). gate and up are stored
+/// standard, down transposed (as a bundle compressed with `--transpose down_proj` stores it).
+///
+/// A bare stack has no norms or residuals, and `silu(g)·u` is quadratic in the input, so the
+/// activations' scale changes quickly from layer to layer: a few layers keep them well inside
+/// BF16's range (the tests use 4), 32 do not (the benchmark times data-independent kernels).
+pub fn synth_swiglu(
+    rng: &mut Rng,
+    layers: usize,
+    distinct: usize,
+    hidden: usize,
+    inter: usize,
+) -> StackCase {
+    let distinct = distinct.clamp(1, layers.max(1));
+    let seed = rng.next_u64();
+    let made: Vec<Vec<Matrix>> = (0..distinct)
+        .map(|l| {
+            let layer = crate::demo::DemoLayer::build(seed.wrapping_add(l as u64), hidden, inter);
+            layer
+                .tensors
+                .into_iter()
+                .map(|t| Matrix {
+                    name: format!("model.layers.{l}.{}", t.name),
+                    orientation: if t.name.contains("down") {
+                        Orientation::Transposed
+                    } else {
+                        Orientation::Standard
+                    },
+                    n_out: t.shape[0],
+                    k: t.shape[1],
+                    bits: t.bits,
+                })
+                .collect()
+        })
+        .collect();
+    let layers = (0..layers)
+        .map(|l| {
+            made[l % distinct]
+                .iter()
+                .map(|m| Matrix {
+                    name: m.name.replace(
+                        &format!("layers.{}.", l % distinct),
+                        &format!("layers.{l}."),
+                    ),
+                    ..m.clone()
+                })
+                .collect()
+        })
+        .collect();
+    StackCase {
+        name: format!("swiglu {hidden}->{inter}->{hidden}"),
+        act: ActOp::SiluMul,
+        layers,
+    }
+}
+
+/// MiniLM's 6 GELU MLP layers (384 → 1536 → 384), real weights, stored standard.
+pub fn minilm(path: &Path) -> Result<StackCase, GpuError> {
+    let all = load_minilm_bf16(path)?;
+    let get = |name: &str| {
+        all.iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(n, shape, bits)| Matrix {
+                name: n.clone(),
+                bits: bits.clone(),
+                n_out: shape[0],
+                k: shape[1],
+                orientation: Orientation::Standard,
+            })
+            .ok_or_else(|| GpuError::Checkpoint {
+                path: path.display().to_string(),
+                reason: format!("no tensor {name}"),
+            })
+    };
+    let layers = (0..6)
+        .map(|i| {
+            Ok(vec![
+                get(&format!("encoder.layer.{i}.intermediate.dense.weight"))?,
+                get(&format!("encoder.layer.{i}.output.dense.weight"))?,
+            ])
+        })
+        .collect::<Result<_, GpuError>>()?;
+    Ok(StackCase {
+        name: "minilm gelu 384->1536->384".into(),
+        act: ActOp::Gelu,
+        layers,
+    })
+}
+
+/// The case's matrices compressed in `encoding`.
+pub fn compress(case: &StackCase, encoding: Encoding) -> Result<Vec<LayerTensors>, GpuError> {
+    case.layers
+        .iter()
+        .map(|l| {
+            l.iter()
+                .map(|m| {
+                    let t = codec::compress(&m.bits, &[m.n_out, m.k], m.orientation, encoding)?;
+                    Ok((m.name.clone(), t))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The case as a raw-resident stack (the bit-exact twin and the cuBLAS reference).
+pub fn raw_stack(
+    dev: &Arc<GpuDevice>,
+    case: &StackCase,
+    max_m: usize,
+) -> Result<MlpStack, GpuError> {
+    let mut scratch = dev
+        .stream
+        .alloc_zeros::<u8>(16)
+        .ctx(|| "allocating".into())?;
+    let mut layers = Vec::new();
+    for l in &case.layers {
+        let mut mats = Vec::new();
+        for m in l {
+            let w = DeviceWeights::raw(dev, &m.name, &m.bits, m.n_out, m.k, m.orientation)?;
+            mats.push(Linear::with_own_scratch(w, &mut scratch)?);
+        }
+        let mut it = mats.into_iter();
+        layers.push(match case.act {
+            ActOp::SiluMul => Mlp::swiglu(
+                it.next().expect("3"),
+                it.next().expect("3"),
+                it.next().expect("3"),
+            )?,
+            ActOp::Gelu => Mlp::gelu(it.next().expect("2"), it.next().expect("2"))?,
+        });
+    }
+    MlpStack::new(dev, layers, max_m)
+}
+
+/// The plan of the cuBLAS reference on a raw stack.
+pub fn cublas_plan(raw: &MlpStack, m: usize) -> Result<StackPlan, GpuError> {
+    raw.plan(
+        m,
+        &PlanOptions {
+            overlap: false,
+            raw: ExecPipeline::Cublas,
+            ..Default::default()
+        },
+    )
+}
+
+fn drv<T>(r: Result<T, cudarc::driver::DriverError>, what: &str) -> Result<T, GpuError> {
+    r.ctx(|| what.to_string())
+}
+
+/// Runs one forward into a poisoned `y` and returns it.
+pub fn run(
+    stream: &Arc<CudaStream>,
+    stack: &MlpStack,
+    plan: &StackPlan,
+    x: &CudaSlice<u16>,
+) -> Result<Vec<u16>, GpuError> {
+    let mut y = drv(
+        stream.clone_htod(&vec![POISON; plan.m * stack.hidden()]),
+        "poisoning y",
+    )?;
+    stack.forward(stream, x, &mut y, plan)?;
+    drv(stream.synchronize(), "running the MLP stack")?;
+    drv(stream.clone_dtoh(&y), "downloading y")
+}
+
+/// Captures one forward into a CUDA graph, replays it twice into a poisoned `y` (the second
+/// replay over the first's output) and returns `y`.
+pub fn run_graph(
+    stream: &Arc<CudaStream>,
+    stack: &MlpStack,
+    plan: &StackPlan,
+    x: &CudaSlice<u16>,
+) -> Result<Vec<u16>, GpuError> {
+    let y = drv(
+        stream.clone_htod(&vec![POISON; plan.m * stack.hidden()]),
+        "poisoning y",
+    )?;
+    let (xp, yp) = (x.device_ptr(stream).0, y.device_ptr(stream).0);
+    drv(stream.synchronize(), "before capture")?;
+    drv(
+        stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED),
+        "beginning the capture",
+    )?;
+    // SAFETY: x and y hold m × hidden values and outlive the graph's replays below (synced).
+    let captured = unsafe { stack.forward_raw(stream, xp, yp, plan) };
+    let graph = drv(
+        stream.end_capture(CUgraphInstantiate_flags(0)),
+        "ending the capture",
+    )?;
+    captured?;
+    let graph = graph.ok_or_else(|| GpuError::Mlp {
+        layer: "stack".into(),
+        reason: "the capture produced no graph".into(),
+    })?;
+    drv(stream.synchronize(), "instantiating the graph")?;
+    for _ in 0..2 {
+        drv(graph.launch(), "replaying the graph")?;
+    }
+    drv(stream.synchronize(), "running the graph")?;
+    drv(stream.clone_dtoh(&y), "downloading y")
+}
+
+/// The activation kernels on every bf16 input (plus a tail of 5 values for the scalar path)
+/// against their CPU reference, bit for bit; returns the failures.
+pub fn check_activations(h: &Harness) -> Result<Vec<String>, GpuError> {
+    let a: Vec<u16> = (0..=u16::MAX).chain(0x3f00..0x3f05).collect();
+    let b: Vec<u16> = a.iter().map(|&x| x.rotate_left(5) & 0xbfff).collect();
+    let mut failures = Vec::new();
+    for op in ActOp::ALL {
+        let want = activation::reference(op, &a, &b);
+        let kernel = h.dev.kernels.get_entry(act_entry(op)?)?;
+        let ad = drv(h.stream.clone_htod(&a), "uploading a")?;
+        let bd = drv(h.stream.clone_htod(&b), "uploading b")?;
+        let out = drv(h.stream.clone_htod(&vec![POISON; a.len()]), "poisoning out")?;
+        let args = ActArgs {
+            a: ad.device_ptr(&h.stream).0,
+            b: if op.gated() {
+                bd.device_ptr(&h.stream).0
+            } else {
+                0
+            },
+            out: out.device_ptr(&h.stream).0,
+            n: a.len() as u64,
+        };
+        // SAFETY: all three buffers hold a.len() values and live past the sync below.
+        unsafe { launch::act(&h.stream, &kernel, &args)? };
+        drv(h.stream.synchronize(), "running the activation")?;
+        let got = drv(h.stream.clone_dtoh(&out), "downloading out")?;
+        if let Some(d) = first_diff(&got, &want) {
+            failures.push(format!("act_{}: {d}", op.as_str()));
+        }
+    }
+    Ok(failures)
+}
+
+/// Builds `case` with `kinds` from its Huffman encoding and checks, at each batch in `ms`:
+/// the overlapped and the one-stream forward each bit-identical to the raw twin, relative
+/// Frobenius error ≤ [`TOLERANCE`] against the cuBLAS stack with no NaN where it is finite, and
+/// (with `graph`) a captured, replayed forward equal to the eager one. Returns the load report
+/// and the failures.
+#[allow(clippy::too_many_arguments)]
+pub fn check_stack(
+    h: &Harness,
+    rng: &mut Rng,
+    case: &StackCase,
+    tensors: Vec<LayerTensors>,
+    raw: &MlpStack,
+    kinds: &[LayerKind],
+    ms: &[usize],
+    graph: bool,
+) -> Result<(LoadReport, Vec<String>), GpuError> {
+    let max_m = raw.max_m();
+    let (stack, report) = build_stack(
+        &h.dev,
+        case.act,
+        tensors,
+        &Residencies::Explicit(kinds.to_vec()),
+        max_m,
+    )?;
+    let mut failures = Vec::new();
+    let tag = format!("{} [{}]", case.name, kinds_text(kinds));
+    println!(
+        "{tag}: loaded in {:.2}s (transcode {:.3}s for {} matrices), resident {} MB",
+        report.total_s,
+        report.transcode_s,
+        report.transcoded,
+        stack.resident_bytes() / 1_000_000
+    );
+    for &m in ms {
+        let x = synth::activations(rng, m, stack.hidden());
+        let xd = drv(h.stream.clone_htod(&x), "uploading x")?;
+        let reference = run(&h.stream, raw, &cublas_plan(raw, m)?, &xd)?;
+        for overlap in [true, false] {
+            let plan = stack.plan(
+                m,
+                &PlanOptions {
+                    overlap,
+                    ..Default::default()
+                },
+            )?;
+            let y = run(&h.stream, &stack, &plan, &xd)?;
+            let twin = run(&h.stream, raw, &raw.plan_twin(&plan)?, &xd)?;
+            let case = format!(
+                "{tag} m={m} overlap={overlap} (decode SMs {})",
+                plan.decode_sms
+            );
+            if let Some(d) = first_diff(&y, &twin) {
+                failures.push(format!("{case}: differs from the raw twin: {d}"));
+            }
+            let (err, nan) = synth::rel_frobenius(&y, &reference);
+            println!("  {case}: rel err vs cuBLAS {err:.2e}");
+            if err.is_nan() || err > TOLERANCE || nan {
+                failures.push(format!(
+                    "{case}: relative error {err:.3e} vs the cuBLAS stack (non-finite where it is finite: {nan})"
+                ));
+            }
+            if graph && overlap {
+                let g = run_graph(&h.stream, &stack, &plan, &xd)?;
+                if let Some(d) = first_diff(&g, &y) {
+                    failures.push(format!("{case}: graph replay differs from eager: {d}"));
+                }
+            }
+        }
+    }
+    Ok((report, failures))
+}
