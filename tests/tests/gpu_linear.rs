@@ -69,8 +69,8 @@ fn gpu_linear_every_rs_variant() {
         (4096, 14336, &[1][..], 0.002),
     ] {
         for o in [Orientation::Standard, Orientation::Transposed] {
-            let (outcomes, f) = check_rs_variants(&h, &mut rng, n_out, k, o, ms, esc)
-                .expect("running RS variants");
+            let (outcomes, f) =
+                check_rs_variants(&h, &mut rng, n_out, k, o, ms, esc).expect("running RS variants");
             println!("{n_out}x{k} {o} (escapes {esc}):");
             print_outcomes(&outcomes);
             failures.extend(f);
