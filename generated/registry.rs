@@ -18,7 +18,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: None,
-        source_hash: 0x34aeddd1fa80786d,
+        source_hash: 0x7675c49567c6770e,
         source: include_str!("rmm_exponent_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -37,7 +37,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 118848,
         max_kb: None,
-        source_hash: 0xb170f0f76a42c6ef,
+        source_hash: 0xc52c8f11ec53aae6,
         source: include_str!("rmm_exponent_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -56,7 +56,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: None,
-        source_hash: 0x109f7ba443180c7a,
+        source_hash: 0x94bbda8234da2987,
         source: include_str!("rmm_exponent_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -75,7 +75,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 153696,
         max_kb: None,
-        source_hash: 0x0cca1ab6cf2a0545,
+        source_hash: 0x7aa3c6cdbd160769,
         source: include_str!("rmm_exponent_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -94,7 +94,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 171120,
         max_kb: None,
-        source_hash: 0x7564f9f8d69188ed,
+        source_hash: 0x51d4f8bdc26d8940,
         source: include_str!("rmm_exponent_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -113,7 +113,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 188544,
         max_kb: None,
-        source_hash: 0xbd2d21918dda37de,
+        source_hash: 0x11d224201b2c8c74,
         source: include_str!("rmm_exponent_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -132,7 +132,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 205968,
         max_kb: None,
-        source_hash: 0x6d99b5c2673bf702,
+        source_hash: 0xbadb4cae2a6c7463,
         source: include_str!("rmm_exponent_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -151,7 +151,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: None,
-        source_hash: 0x59c602ca78a0425d,
+        source_hash: 0xa741a00b9366f178,
         source: include_str!("rmm_exponent_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -170,7 +170,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 121920,
         max_kb: None,
-        source_hash: 0x83ea4cd95b69629a,
+        source_hash: 0x029ecf1c7846c3a9,
         source: include_str!("rmm_exponent_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -189,7 +189,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140368,
         max_kb: None,
-        source_hash: 0xc3351d3d972b6e6c,
+        source_hash: 0x8f2763b28dd8c812,
         source: include_str!("rmm_exponent_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -208,7 +208,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 158816,
         max_kb: None,
-        source_hash: 0x6530d86b22c471d4,
+        source_hash: 0x0d4cb73a016676d5,
         source: include_str!("rmm_exponent_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -227,7 +227,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 177264,
         max_kb: None,
-        source_hash: 0xc96c61ae4780d956,
+        source_hash: 0xc83cd5023c776a6f,
         source: include_str!("rmm_exponent_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -246,7 +246,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 195712,
         max_kb: None,
-        source_hash: 0x319f9afb9f26a802,
+        source_hash: 0x39e00d6fca687c0d,
         source: include_str!("rmm_exponent_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -265,7 +265,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: None,
-        source_hash: 0xe92738585218144c,
+        source_hash: 0x3b11c455e506a2fc,
         source: include_str!("rmm_exponent_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -284,7 +284,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 107568,
         max_kb: None,
-        source_hash: 0x9bbb663656ca902c,
+        source_hash: 0xf296100b636a1081,
         source: include_str!("rmm_exponent_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -303,7 +303,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 128064,
         max_kb: None,
-        source_hash: 0x09ad6268a7509c7f,
+        source_hash: 0x2451eff0ee6d82e7,
         source: include_str!("rmm_exponent_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -322,7 +322,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148560,
         max_kb: None,
-        source_hash: 0x4fbb0d8aa2b24703,
+        source_hash: 0x642dd10d62f702b0,
         source: include_str!("rmm_exponent_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -341,7 +341,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 169056,
         max_kb: None,
-        source_hash: 0xb62d11cdc9441bb5,
+        source_hash: 0x1bc0468bcfae02f0,
         source: include_str!("rmm_exponent_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -360,7 +360,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189552,
         max_kb: None,
-        source_hash: 0xa8c2b5ea1f8ec04a,
+        source_hash: 0x1fd31f1d9223a80b,
         source: include_str!("rmm_exponent_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -379,7 +379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210048,
         max_kb: None,
-        source_hash: 0xd3bed26ed1bf29f5,
+        source_hash: 0x25d5595ac94d1c86,
         source: include_str!("rmm_exponent_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -398,7 +398,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230544,
         max_kb: None,
-        source_hash: 0x9690cf91c415fe40,
+        source_hash: 0xbeb911bf4a3b04d5,
         source: include_str!("rmm_exponent_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -417,7 +417,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 115760,
         max_kb: None,
-        source_hash: 0x2b7c66b432a05f05,
+        source_hash: 0x790e7b4abcb8beef,
         source: include_str!("rmm_exponent_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -436,7 +436,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140352,
         max_kb: None,
-        source_hash: 0xb1682b0aeaa75ad3,
+        source_hash: 0xc669fe7f7b26d528,
         source: include_str!("rmm_exponent_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -455,7 +455,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0x8c7bb451dbdfa15b,
+        source_hash: 0x68467027bb72ed29,
         source: include_str!("rmm_exponent_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -474,7 +474,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189536,
         max_kb: None,
-        source_hash: 0x9dd716af478a1536,
+        source_hash: 0x5328e2bc121a16d1,
         source: include_str!("rmm_exponent_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -493,7 +493,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214128,
         max_kb: None,
-        source_hash: 0xe40c86d094ac7ea0,
+        source_hash: 0xf142d96d5db2157b,
         source: include_str!("rmm_exponent_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -512,7 +512,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132144,
         max_kb: None,
-        source_hash: 0x15fe6a3be70f8239,
+        source_hash: 0x57f09c128ee08f89,
         source: include_str!("rmm_exponent_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -531,7 +531,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164928,
         max_kb: None,
-        source_hash: 0x6ba5b87dad1fb904,
+        source_hash: 0x090a71b62f0f7714,
         source: include_str!("rmm_exponent_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -550,7 +550,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197712,
         max_kb: None,
-        source_hash: 0xe78f8a21b51431ba,
+        source_hash: 0x59f3c6489ba73cb8,
         source: include_str!("rmm_exponent_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -569,7 +569,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230496,
         max_kb: None,
-        source_hash: 0xcf765c8c8f0b32cb,
+        source_hash: 0xe975797aa548fd95,
         source: include_str!("rmm_exponent_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -588,7 +588,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164912,
         max_kb: None,
-        source_hash: 0xa54f92b5e5f8f18f,
+        source_hash: 0xa43108eb816f84bb,
         source: include_str!("rmm_exponent_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -607,7 +607,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214080,
         max_kb: None,
-        source_hash: 0x4b2c27339f093029,
+        source_hash: 0xc44df70f608df01d,
         source: include_str!("rmm_exponent_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -626,7 +626,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: None,
-        source_hash: 0x37e472df04122a41,
+        source_hash: 0x6ddc6d27aa3ad425,
         source: include_str!("rmm_exponent_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -645,7 +645,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 118848,
         max_kb: None,
-        source_hash: 0xd7a99563dfaa46fc,
+        source_hash: 0x2f63bf53d72f14d8,
         source: include_str!("rmm_exponent_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -664,7 +664,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: None,
-        source_hash: 0x16be43358903507b,
+        source_hash: 0x6b1d8ada3b663793,
         source: include_str!("rmm_exponent_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -683,7 +683,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 153696,
         max_kb: None,
-        source_hash: 0xfaf5876f53a9aa4d,
+        source_hash: 0xd60f4f1d3dd592af,
         source: include_str!("rmm_exponent_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -702,7 +702,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 171120,
         max_kb: None,
-        source_hash: 0x387f9693ba195199,
+        source_hash: 0x37820033ea35dd0b,
         source: include_str!("rmm_exponent_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -721,7 +721,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 188544,
         max_kb: None,
-        source_hash: 0xc62a3aefc47b55cc,
+        source_hash: 0xb26491150256d330,
         source: include_str!("rmm_exponent_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -740,7 +740,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 205968,
         max_kb: None,
-        source_hash: 0xf6ea4fc7181a5a71,
+        source_hash: 0x4345b1494dce15db,
         source: include_str!("rmm_exponent_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -759,7 +759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: None,
-        source_hash: 0x9e7ec159548bf989,
+        source_hash: 0x87caf9c4c50139ef,
         source: include_str!("rmm_exponent_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -778,7 +778,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 121920,
         max_kb: None,
-        source_hash: 0x85bbd9c842fb10e6,
+        source_hash: 0x9e2e98a9bcf19909,
         source: include_str!("rmm_exponent_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -797,7 +797,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140368,
         max_kb: None,
-        source_hash: 0x9f78a6f426337ade,
+        source_hash: 0xd2d6107cbd88d4aa,
         source: include_str!("rmm_exponent_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -816,7 +816,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 158816,
         max_kb: None,
-        source_hash: 0x06be2ea04cfa0318,
+        source_hash: 0xb4abb79e93ae934a,
         source: include_str!("rmm_exponent_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -835,7 +835,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 177264,
         max_kb: None,
-        source_hash: 0xbad90cc57039dc7f,
+        source_hash: 0xf9d15f2a824bd7dc,
         source: include_str!("rmm_exponent_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -854,7 +854,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 195712,
         max_kb: None,
-        source_hash: 0xfe59effb2a13c7a6,
+        source_hash: 0x9d6bcbcaf74a309d,
         source: include_str!("rmm_exponent_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -873,7 +873,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: None,
-        source_hash: 0x21f02aa2481ac548,
+        source_hash: 0x1bef6d65ee53a1b3,
         source: include_str!("rmm_exponent_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -892,7 +892,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 107568,
         max_kb: None,
-        source_hash: 0xcbd028ab077d4e0c,
+        source_hash: 0xc011a8adc036dd5e,
         source: include_str!("rmm_exponent_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -911,7 +911,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 128064,
         max_kb: None,
-        source_hash: 0xd282d28e88c42456,
+        source_hash: 0x32678f0658e478ba,
         source: include_str!("rmm_exponent_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -930,7 +930,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148560,
         max_kb: None,
-        source_hash: 0x13ac65d59b485a2e,
+        source_hash: 0xf2bbec262206e8de,
         source: include_str!("rmm_exponent_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -949,7 +949,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 169056,
         max_kb: None,
-        source_hash: 0x4736cfcdb22d5e18,
+        source_hash: 0xa0a9241f02aebce0,
         source: include_str!("rmm_exponent_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -968,7 +968,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189552,
         max_kb: None,
-        source_hash: 0x0c94d1f3fde9e16d,
+        source_hash: 0x8a2c2fa47196531c,
         source: include_str!("rmm_exponent_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -987,7 +987,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210048,
         max_kb: None,
-        source_hash: 0xe5a4c6845bb45f63,
+        source_hash: 0xa62cf170bd063df7,
         source: include_str!("rmm_exponent_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -1006,7 +1006,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230544,
         max_kb: None,
-        source_hash: 0xf70613d4f5df30d3,
+        source_hash: 0x3b4a472590a255ce,
         source: include_str!("rmm_exponent_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -1025,7 +1025,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 115760,
         max_kb: None,
-        source_hash: 0x8f728b7ecb45c5d1,
+        source_hash: 0xbaf3343f5550b65f,
         source: include_str!("rmm_exponent_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -1044,7 +1044,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140352,
         max_kb: None,
-        source_hash: 0x2f03af566752a346,
+        source_hash: 0xbfb8de243256581a,
         source: include_str!("rmm_exponent_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -1063,7 +1063,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0xe43af8a87266a180,
+        source_hash: 0xf73b367f9b32c75f,
         source: include_str!("rmm_exponent_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -1082,7 +1082,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189536,
         max_kb: None,
-        source_hash: 0x21e1fecefd3d89ef,
+        source_hash: 0xbd35376a4a2adecf,
         source: include_str!("rmm_exponent_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -1101,7 +1101,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214128,
         max_kb: None,
-        source_hash: 0x5971f881582d0786,
+        source_hash: 0x993d23081364e591,
         source: include_str!("rmm_exponent_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -1120,7 +1120,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132144,
         max_kb: None,
-        source_hash: 0xdce1627cdc3b89e8,
+        source_hash: 0x9d6cb51485717f86,
         source: include_str!("rmm_exponent_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -1139,7 +1139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164928,
         max_kb: None,
-        source_hash: 0x327346b9e072ef48,
+        source_hash: 0xf0378805e0434d2a,
         source: include_str!("rmm_exponent_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -1158,7 +1158,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197712,
         max_kb: None,
-        source_hash: 0x19e1943e381d3ab8,
+        source_hash: 0x911ca2db86a21482,
         source: include_str!("rmm_exponent_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -1177,7 +1177,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230496,
         max_kb: None,
-        source_hash: 0xb1ccf0cb49b6a670,
+        source_hash: 0xc090ccb8898c85fb,
         source: include_str!("rmm_exponent_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -1196,7 +1196,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164912,
         max_kb: None,
-        source_hash: 0xcc63fb393a5b4961,
+        source_hash: 0x656cd405a1d35ee4,
         source: include_str!("rmm_exponent_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -1215,7 +1215,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214080,
         max_kb: None,
-        source_hash: 0x5d7cc1c537fddcc5,
+        source_hash: 0xe9323bd86c9d1b96,
         source: include_str!("rmm_exponent_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -1234,7 +1234,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: Some(256),
-        source_hash: 0x687d3dc54179e557,
+        source_hash: 0x81d2702522bc5a35,
         source: include_str!("rmm_palette_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1253,7 +1253,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117824,
         max_kb: Some(256),
-        source_hash: 0xce929cab01792a0d,
+        source_hash: 0x140e49932e9f657d,
         source: include_str!("rmm_palette_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1272,7 +1272,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: Some(256),
-        source_hash: 0xd86e26b1a778ba8b,
+        source_hash: 0x73b245f609be2550,
         source: include_str!("rmm_palette_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1291,7 +1291,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 146528,
         max_kb: Some(256),
-        source_hash: 0xda5d66520e5b7736,
+        source_hash: 0xa4648afc4c844f4d,
         source: include_str!("rmm_palette_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1310,7 +1310,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160880,
         max_kb: Some(256),
-        source_hash: 0x3105021b165162c1,
+        source_hash: 0x18014033d1f56080,
         source: include_str!("rmm_palette_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1329,7 +1329,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 175232,
         max_kb: Some(256),
-        source_hash: 0xea98ca07bc843b3b,
+        source_hash: 0x3c74fa4bdadfaeb2,
         source: include_str!("rmm_palette_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1348,7 +1348,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189584,
         max_kb: Some(256),
-        source_hash: 0x91fc0fb027616585,
+        source_hash: 0x9fd94a58ca80883b,
         source: include_str!("rmm_palette_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1367,7 +1367,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105520,
         max_kb: Some(256),
-        source_hash: 0xcdf6fb305b6708a1,
+        source_hash: 0xed88161875444eb9,
         source: include_str!("rmm_palette_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1386,7 +1386,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 120896,
         max_kb: Some(256),
-        source_hash: 0xd2e5ae4261702959,
+        source_hash: 0xc6ca561c6f3c2765,
         source: include_str!("rmm_palette_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1405,7 +1405,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: Some(256),
-        source_hash: 0x5d47e601dfb89165,
+        source_hash: 0x4be3d9c84d84e08d,
         source: include_str!("rmm_palette_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1424,7 +1424,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 151648,
         max_kb: Some(256),
-        source_hash: 0xc503ca1616314a61,
+        source_hash: 0xf3c376c511cc7cb4,
         source: include_str!("rmm_palette_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1443,7 +1443,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 167024,
         max_kb: Some(256),
-        source_hash: 0x7c9f5a415a1fd6d7,
+        source_hash: 0x4d0bcabcdfc1796c,
         source: include_str!("rmm_palette_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1462,7 +1462,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182400,
         max_kb: Some(256),
-        source_hash: 0x2a4f5f9598bf520e,
+        source_hash: 0x92d2b14beb9bce1d,
         source: include_str!("rmm_palette_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1481,7 +1481,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: Some(256),
-        source_hash: 0xa0975acef3cac408,
+        source_hash: 0xc5e9d2a1ecfc9896,
         source: include_str!("rmm_palette_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1500,7 +1500,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 109616,
         max_kb: Some(256),
-        source_hash: 0x1946d57bd0915ce7,
+        source_hash: 0x943913f0b96e4783,
         source: include_str!("rmm_palette_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1519,7 +1519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 127040,
         max_kb: Some(256),
-        source_hash: 0x94ea4fcaaba5463a,
+        source_hash: 0xa57ca8f0b508a0c3,
         source: include_str!("rmm_palette_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1538,7 +1538,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144464,
         max_kb: Some(256),
-        source_hash: 0xf8833c45c59c9e27,
+        source_hash: 0xba2d58f6b704b96f,
         source: include_str!("rmm_palette_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1557,7 +1557,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 161888,
         max_kb: Some(256),
-        source_hash: 0x89a250a66e8ddae0,
+        source_hash: 0xb5bba0793ad7cb47,
         source: include_str!("rmm_palette_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1576,7 +1576,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 179312,
         max_kb: Some(256),
-        source_hash: 0xf4194a781e5a5496,
+        source_hash: 0xf71c8f274d79ccd8,
         source: include_str!("rmm_palette_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1595,7 +1595,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 196736,
         max_kb: Some(256),
-        source_hash: 0x573a321cf2a643b5,
+        source_hash: 0x0bdd0e6adba37be6,
         source: include_str!("rmm_palette_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1614,7 +1614,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: Some(256),
-        source_hash: 0x0c11877b4cc05ee6,
+        source_hash: 0x533e83293164f86f,
         source: include_str!("rmm_palette_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1633,7 +1633,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117808,
         max_kb: Some(256),
-        source_hash: 0xd1b168bc36588c37,
+        source_hash: 0x76adcac55c71c829,
         source: include_str!("rmm_palette_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1652,7 +1652,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 139328,
         max_kb: Some(256),
-        source_hash: 0xc92a4b3218711011,
+        source_hash: 0xb3b6110d781e73f4,
         source: include_str!("rmm_palette_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1671,7 +1671,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0xb1b07f9c4f66b6d9,
+        source_hash: 0xd63432a3115da82f,
         source: include_str!("rmm_palette_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1690,7 +1690,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182368,
         max_kb: Some(256),
-        source_hash: 0x0ddae328041254ce,
+        source_hash: 0x2358e0591c831e1f,
         source: include_str!("rmm_palette_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1709,7 +1709,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 203888,
         max_kb: Some(256),
-        source_hash: 0xf81d01f42b9464e6,
+        source_hash: 0x88a9f35538f9cd12,
         source: include_str!("rmm_palette_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1728,7 +1728,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 225408,
         max_kb: Some(256),
-        source_hash: 0x27e4dc2fbf30ead6,
+        source_hash: 0x265c7b6e77824436,
         source: include_str!("rmm_palette_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1747,7 +1747,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 134192,
         max_kb: Some(256),
-        source_hash: 0x6431133eb91af559,
+        source_hash: 0xfc91f85feb1b2b44,
         source: include_str!("rmm_palette_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1766,7 +1766,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 163904,
         max_kb: Some(256),
-        source_hash: 0x9fe3785b8c588202,
+        source_hash: 0x7560c8d00a5cde4b,
         source: include_str!("rmm_palette_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1785,7 +1785,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 193616,
         max_kb: Some(256),
-        source_hash: 0xa3410caacc6e478b,
+        source_hash: 0xde0031a3113f98ee,
         source: include_str!("rmm_palette_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1804,7 +1804,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 223328,
         max_kb: Some(256),
-        source_hash: 0xd352e5c1b5388b4c,
+        source_hash: 0x49069e3a182fe942,
         source: include_str!("rmm_palette_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1823,7 +1823,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 166960,
         max_kb: Some(256),
-        source_hash: 0xe31608a292f7f589,
+        source_hash: 0x61371a79cdf9bc62,
         source: include_str!("rmm_palette_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1842,7 +1842,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 213056,
         max_kb: Some(256),
-        source_hash: 0xf2eba909cbd7f936,
+        source_hash: 0x8d6015ec3a3a272a,
         source: include_str!("rmm_palette_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1861,7 +1861,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: Some(256),
-        source_hash: 0x97d29853620c54ac,
+        source_hash: 0x7236c9459d3195ac,
         source: include_str!("rmm_palette_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -1880,7 +1880,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117824,
         max_kb: Some(256),
-        source_hash: 0x67e7c085051a11a0,
+        source_hash: 0x39356803e0590ea8,
         source: include_str!("rmm_palette_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -1899,7 +1899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: Some(256),
-        source_hash: 0x38fe2fe1e7207216,
+        source_hash: 0x002847c451fa88d8,
         source: include_str!("rmm_palette_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -1918,7 +1918,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 146528,
         max_kb: Some(256),
-        source_hash: 0x85bc69230ee7fe57,
+        source_hash: 0xe952f72d4c40a71a,
         source: include_str!("rmm_palette_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -1937,7 +1937,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160880,
         max_kb: Some(256),
-        source_hash: 0x86557c5d654c6eb8,
+        source_hash: 0xc05060bae88252c3,
         source: include_str!("rmm_palette_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -1956,7 +1956,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 175232,
         max_kb: Some(256),
-        source_hash: 0x81f4d401e58809cf,
+        source_hash: 0x7afbaa438d7af564,
         source: include_str!("rmm_palette_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -1975,7 +1975,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189584,
         max_kb: Some(256),
-        source_hash: 0x3520d0a3602ebed1,
+        source_hash: 0xb7e2abe0321d61d2,
         source: include_str!("rmm_palette_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -1994,7 +1994,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105520,
         max_kb: Some(256),
-        source_hash: 0xe87c1ce45713c1aa,
+        source_hash: 0x54930e669f00b575,
         source: include_str!("rmm_palette_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -2013,7 +2013,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 120896,
         max_kb: Some(256),
-        source_hash: 0x3b4e0d1f45ec521f,
+        source_hash: 0x5de6058447e1915e,
         source: include_str!("rmm_palette_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -2032,7 +2032,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: Some(256),
-        source_hash: 0x6323ffa4bfa019c8,
+        source_hash: 0xcb1698a1a8d6680e,
         source: include_str!("rmm_palette_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -2051,7 +2051,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 151648,
         max_kb: Some(256),
-        source_hash: 0x283c3d240d32b4f4,
+        source_hash: 0x14ecd80d33f6a3e1,
         source: include_str!("rmm_palette_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -2070,7 +2070,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 167024,
         max_kb: Some(256),
-        source_hash: 0x30eec06111399635,
+        source_hash: 0x96045ba7d388abaf,
         source: include_str!("rmm_palette_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -2089,7 +2089,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182400,
         max_kb: Some(256),
-        source_hash: 0x682e6516b3237d5a,
+        source_hash: 0x9f403c14785b777c,
         source: include_str!("rmm_palette_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -2108,7 +2108,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: Some(256),
-        source_hash: 0x1e748a95d6d7a231,
+        source_hash: 0x1b11210933913d40,
         source: include_str!("rmm_palette_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -2127,7 +2127,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 109616,
         max_kb: Some(256),
-        source_hash: 0xa7593eb900aac617,
+        source_hash: 0xb16cfec8be7e6ff7,
         source: include_str!("rmm_palette_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -2146,7 +2146,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 127040,
         max_kb: Some(256),
-        source_hash: 0x7b553c439eabd828,
+        source_hash: 0xb6e61ed998f79a48,
         source: include_str!("rmm_palette_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -2165,7 +2165,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144464,
         max_kb: Some(256),
-        source_hash: 0xba394466a88c454d,
+        source_hash: 0xb0632912ffd77b30,
         source: include_str!("rmm_palette_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -2184,7 +2184,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 161888,
         max_kb: Some(256),
-        source_hash: 0x30015ac1fac76326,
+        source_hash: 0xb5238f1fc38b7355,
         source: include_str!("rmm_palette_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -2203,7 +2203,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 179312,
         max_kb: Some(256),
-        source_hash: 0x7282fd8426ed1b04,
+        source_hash: 0x5b2c386847a54d88,
         source: include_str!("rmm_palette_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -2222,7 +2222,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 196736,
         max_kb: Some(256),
-        source_hash: 0x4deb5de760fef71d,
+        source_hash: 0xab3a3b8d84c4fbde,
         source: include_str!("rmm_palette_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -2241,7 +2241,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: Some(256),
-        source_hash: 0x9e13d4551b1fed70,
+        source_hash: 0x57bfdf2e96722627,
         source: include_str!("rmm_palette_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -2260,7 +2260,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117808,
         max_kb: Some(256),
-        source_hash: 0xd32fbbf98be83713,
+        source_hash: 0x7a3caccc5c1df71e,
         source: include_str!("rmm_palette_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -2279,7 +2279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 139328,
         max_kb: Some(256),
-        source_hash: 0x66b6eec5b4f8d088,
+        source_hash: 0x8288419710119cb9,
         source: include_str!("rmm_palette_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -2298,7 +2298,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0xb007f05674a52eca,
+        source_hash: 0x1e27f0f054ac8f82,
         source: include_str!("rmm_palette_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -2317,7 +2317,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182368,
         max_kb: Some(256),
-        source_hash: 0x6855ef3acce187d2,
+        source_hash: 0x6b01dbd103880457,
         source: include_str!("rmm_palette_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -2336,7 +2336,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 203888,
         max_kb: Some(256),
-        source_hash: 0x15dafc4370f484ca,
+        source_hash: 0xce29cf5afd07187d,
         source: include_str!("rmm_palette_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -2355,7 +2355,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 225408,
         max_kb: Some(256),
-        source_hash: 0x2c85f1993300e0ca,
+        source_hash: 0x10eae08aece6fde6,
         source: include_str!("rmm_palette_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -2374,7 +2374,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 134192,
         max_kb: Some(256),
-        source_hash: 0xb4742ebff4826e36,
+        source_hash: 0xd8b6881958cbe11b,
         source: include_str!("rmm_palette_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -2393,7 +2393,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 163904,
         max_kb: Some(256),
-        source_hash: 0xf65e0460fcf17d44,
+        source_hash: 0xb6dd95804d28f06f,
         source: include_str!("rmm_palette_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -2412,7 +2412,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 193616,
         max_kb: Some(256),
-        source_hash: 0xab269712353705ed,
+        source_hash: 0xd377b941e9414bb6,
         source: include_str!("rmm_palette_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -2431,7 +2431,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 223328,
         max_kb: Some(256),
-        source_hash: 0xc059968b7d07710a,
+        source_hash: 0x13eee825b3147aa2,
         source: include_str!("rmm_palette_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -2450,7 +2450,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 166960,
         max_kb: Some(256),
-        source_hash: 0x8de5eab041ca7ed0,
+        source_hash: 0x3305ed90614c2fbc,
         source: include_str!("rmm_palette_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -2469,7 +2469,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 213056,
         max_kb: Some(256),
-        source_hash: 0x9a2a6ff56554b64c,
+        source_hash: 0x2f0c9a171372dc17,
         source: include_str!("rmm_palette_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -2488,7 +2488,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 35888,
         max_kb: None,
-        source_hash: 0x128e423ca4d5659a,
+        source_hash: 0x65c6b58cb56ae8b9,
         source: include_str!("rmm_raw_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2507,7 +2507,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 53312,
         max_kb: None,
-        source_hash: 0xef92097640e854c7,
+        source_hash: 0x81d08e4a11cdfa67,
         source: include_str!("rmm_raw_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2526,7 +2526,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x333c6c72deff77fc,
+        source_hash: 0xc309b673ac881319,
         source: include_str!("rmm_raw_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2545,7 +2545,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 88160,
         max_kb: None,
-        source_hash: 0x71be16b1d2e2166e,
+        source_hash: 0xee592151d3a94687,
         source: include_str!("rmm_raw_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2564,7 +2564,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0xe6e585fe5c0209a0,
+        source_hash: 0x97526b26297055e5,
         source: include_str!("rmm_raw_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2583,7 +2583,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 123008,
         max_kb: None,
-        source_hash: 0x47ba856f8fd43a31,
+        source_hash: 0x87fef196a5eb602c,
         source: include_str!("rmm_raw_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2602,7 +2602,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0x3ca8dac90a914401,
+        source_hash: 0xd3225160913b46f7,
         source: include_str!("rmm_raw_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2621,7 +2621,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 37936,
         max_kb: None,
-        source_hash: 0xe616ba72fdb681d3,
+        source_hash: 0xee2aa1e775ff188c,
         source: include_str!("rmm_raw_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2640,7 +2640,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 56384,
         max_kb: None,
-        source_hash: 0x2e4d667be9896568,
+        source_hash: 0xfcfe5be23b53f48d,
         source: include_str!("rmm_raw_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2659,7 +2659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x0e75fc824b357e39,
+        source_hash: 0xd142250ebdd0dc07,
         source: include_str!("rmm_raw_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2678,7 +2678,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 93280,
         max_kb: None,
-        source_hash: 0x28585f8734a4f940,
+        source_hash: 0x03a20886105071c5,
         source: include_str!("rmm_raw_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2697,7 +2697,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0xc1b73ef2bcffe2ea,
+        source_hash: 0x5f6bb4d1f98825a8,
         source: include_str!("rmm_raw_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2716,7 +2716,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 130176,
         max_kb: None,
-        source_hash: 0xe517e106a6f2ab67,
+        source_hash: 0x4093f1e19a9dac87,
         source: include_str!("rmm_raw_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2735,7 +2735,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0xe8e4b69c98b11c72,
+        source_hash: 0xcdc514abdb6409e5,
         source: include_str!("rmm_raw_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2754,7 +2754,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 42032,
         max_kb: None,
-        source_hash: 0xb2e0675b56625096,
+        source_hash: 0xa914a9dff644b5f5,
         source: include_str!("rmm_raw_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2773,7 +2773,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 62528,
         max_kb: None,
-        source_hash: 0xb9fb767bf1a13b29,
+        source_hash: 0x696cb533e76e1d2a,
         source: include_str!("rmm_raw_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2792,7 +2792,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x23f37dacfad9817a,
+        source_hash: 0x29c5f4e5313e03b6,
         source: include_str!("rmm_raw_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2811,7 +2811,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103520,
         max_kb: None,
-        source_hash: 0x743dc163a9afb936,
+        source_hash: 0xee522b0ebaaff9c2,
         source: include_str!("rmm_raw_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2830,7 +2830,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124016,
         max_kb: None,
-        source_hash: 0x3bc991cc8200eef6,
+        source_hash: 0x39686a19d73c62ac,
         source: include_str!("rmm_raw_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2849,7 +2849,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144512,
         max_kb: None,
-        source_hash: 0x096b3d0e30686797,
+        source_hash: 0x96b0baf1588e1ca5,
         source: include_str!("rmm_raw_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2868,7 +2868,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0xe6245cfb9583b9aa,
+        source_hash: 0x318564f6c285c682,
         source: include_str!("rmm_raw_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2887,7 +2887,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 50224,
         max_kb: None,
-        source_hash: 0xcef77272c05a8575,
+        source_hash: 0x7be8557504a9130b,
         source: include_str!("rmm_raw_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2906,7 +2906,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74816,
         max_kb: None,
-        source_hash: 0x8d7fa3fbf6223f80,
+        source_hash: 0x62f0ca5039062eac,
         source: include_str!("rmm_raw_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2925,7 +2925,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0xc3276ec8c74f09bf,
+        source_hash: 0xf9fce94e721dfad4,
         source: include_str!("rmm_raw_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2944,7 +2944,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124000,
         max_kb: None,
-        source_hash: 0x4518a97821d4c16d,
+        source_hash: 0x5e92837394c9db95,
         source: include_str!("rmm_raw_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2963,7 +2963,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148592,
         max_kb: None,
-        source_hash: 0x00a3d48e0830c9c2,
+        source_hash: 0x8cb836b7423dae29,
         source: include_str!("rmm_raw_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2982,7 +2982,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 173184,
         max_kb: None,
-        source_hash: 0xcf8786493529f119,
+        source_hash: 0x7138e5e73e14845f,
         source: include_str!("rmm_raw_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3001,7 +3001,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0x709109af0eabca03,
+        source_hash: 0xfa366bbd0d3898d1,
         source: include_str!("rmm_raw_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -3020,7 +3020,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66608,
         max_kb: None,
-        source_hash: 0x7f0924bd88a311b8,
+        source_hash: 0x76a9fa1d11b72b82,
         source: include_str!("rmm_raw_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3039,7 +3039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99392,
         max_kb: None,
-        source_hash: 0xf37bee9c97ae6e0f,
+        source_hash: 0x1522721b0f9aa73d,
         source: include_str!("rmm_raw_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3058,7 +3058,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: None,
-        source_hash: 0x356b78593e15f589,
+        source_hash: 0x8623e1e19e83b375,
         source: include_str!("rmm_raw_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3077,7 +3077,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164960,
         max_kb: None,
-        source_hash: 0xafbe14d150a6555e,
+        source_hash: 0x6e939fb4b333afa9,
         source: include_str!("rmm_raw_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3096,7 +3096,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197744,
         max_kb: None,
-        source_hash: 0xb7a9688e1d768eab,
+        source_hash: 0x24a6fb0c26a559e9,
         source: include_str!("rmm_raw_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3115,7 +3115,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230528,
         max_kb: None,
-        source_hash: 0x7dfd557493bdd9d3,
+        source_hash: 0x8c0b527f26b740b4,
         source: include_str!("rmm_raw_n128_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3134,7 +3134,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0x6849b06e1d88f40e,
+        source_hash: 0x554e87988a6c2082,
         source: include_str!("rmm_raw_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3153,7 +3153,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148544,
         max_kb: None,
-        source_hash: 0x2262ba29f8917112,
+        source_hash: 0xd6829233182ab738,
         source: include_str!("rmm_raw_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3172,7 +3172,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197712,
         max_kb: None,
-        source_hash: 0xe400c446940df563,
+        source_hash: 0x0d6c908035e732af,
         source: include_str!("rmm_raw_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3191,7 +3191,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 35888,
         max_kb: None,
-        source_hash: 0x5ea029aa53799628,
+        source_hash: 0x270a8b32b6651fe7,
         source: include_str!("rmm_raw_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -3210,7 +3210,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 53312,
         max_kb: None,
-        source_hash: 0xc59de34126b1d312,
+        source_hash: 0x951979dbb3177aac,
         source: include_str!("rmm_raw_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -3229,7 +3229,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x706e94522aee4a70,
+        source_hash: 0x623178037a9dacb6,
         source: include_str!("rmm_raw_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -3248,7 +3248,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 88160,
         max_kb: None,
-        source_hash: 0xb1dcabcc79395eac,
+        source_hash: 0x015fa02fb27f9d96,
         source: include_str!("rmm_raw_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -3267,7 +3267,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0xaab4e0295213584d,
+        source_hash: 0x3ac404037da0b672,
         source: include_str!("rmm_raw_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -3286,7 +3286,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 123008,
         max_kb: None,
-        source_hash: 0x0c45a7b8c0019e80,
+        source_hash: 0x93b841542b136a18,
         source: include_str!("rmm_raw_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -3305,7 +3305,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0x3e27fda8f6887210,
+        source_hash: 0x69135c377bf57d5d,
         source: include_str!("rmm_raw_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -3324,7 +3324,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 37936,
         max_kb: None,
-        source_hash: 0xd3e678faf87e6aea,
+        source_hash: 0xef46b6692add4c79,
         source: include_str!("rmm_raw_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -3343,7 +3343,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 56384,
         max_kb: None,
-        source_hash: 0x8f931cc65daf28c9,
+        source_hash: 0x2806a8ae6a8d583c,
         source: include_str!("rmm_raw_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -3362,7 +3362,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x15387c32d7b73f9f,
+        source_hash: 0xc03b7a03e5de6a49,
         source: include_str!("rmm_raw_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -3381,7 +3381,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 93280,
         max_kb: None,
-        source_hash: 0x05bcd1aa3138055d,
+        source_hash: 0xb9fc1a342d04a61b,
         source: include_str!("rmm_raw_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -3400,7 +3400,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0x390c2246ed3823a4,
+        source_hash: 0x76f9c309041fd9fa,
         source: include_str!("rmm_raw_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -3419,7 +3419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 130176,
         max_kb: None,
-        source_hash: 0xb755a84aff127e66,
+        source_hash: 0x020df659051330d5,
         source: include_str!("rmm_raw_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -3438,7 +3438,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0xffd520a031c36720,
+        source_hash: 0xfdc90fc1a6d85be5,
         source: include_str!("rmm_raw_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -3457,7 +3457,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 42032,
         max_kb: None,
-        source_hash: 0x52bb07823183e4ba,
+        source_hash: 0xd547b89f53974e8e,
         source: include_str!("rmm_raw_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -3476,7 +3476,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 62528,
         max_kb: None,
-        source_hash: 0x08ef3df533ec8d9f,
+        source_hash: 0x521c49fc97bff288,
         source: include_str!("rmm_raw_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -3495,7 +3495,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x22be163f5266528a,
+        source_hash: 0xc7d08416dabefe03,
         source: include_str!("rmm_raw_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -3514,7 +3514,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103520,
         max_kb: None,
-        source_hash: 0xfa86b47372014972,
+        source_hash: 0xad5058188e754cdc,
         source: include_str!("rmm_raw_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -3533,7 +3533,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124016,
         max_kb: None,
-        source_hash: 0xb50805497b4fa2f8,
+        source_hash: 0x98e3f97acc6be76c,
         source: include_str!("rmm_raw_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -3552,7 +3552,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144512,
         max_kb: None,
-        source_hash: 0x5ed958b7293f710e,
+        source_hash: 0x0e6cc9f1664a2174,
         source: include_str!("rmm_raw_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -3571,7 +3571,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0x4db420d8a544d03c,
+        source_hash: 0x75f02f0e9c4fe157,
         source: include_str!("rmm_raw_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -3590,7 +3590,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 50224,
         max_kb: None,
-        source_hash: 0x47edf812010465d8,
+        source_hash: 0x497b68999ce6762b,
         source: include_str!("rmm_raw_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -3609,7 +3609,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74816,
         max_kb: None,
-        source_hash: 0x8b3ce0208e3e651f,
+        source_hash: 0x2186fc9627c8d28d,
         source: include_str!("rmm_raw_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -3628,7 +3628,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0x2fd579116d42f505,
+        source_hash: 0xaa00ecd73e253c0f,
         source: include_str!("rmm_raw_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -3647,7 +3647,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124000,
         max_kb: None,
-        source_hash: 0x4f9677965faee5d1,
+        source_hash: 0xdd3446a3c7a9e806,
         source: include_str!("rmm_raw_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -3666,7 +3666,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148592,
         max_kb: None,
-        source_hash: 0xa0fbf4dee53e054b,
+        source_hash: 0xfa9d03a614053cba,
         source: include_str!("rmm_raw_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -3685,7 +3685,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 173184,
         max_kb: None,
-        source_hash: 0xae3b16696f46018f,
+        source_hash: 0xc1e9e98833b0a267,
         source: include_str!("rmm_raw_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -3704,7 +3704,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0x0497b75a1f5cc1a6,
+        source_hash: 0x8761066107b9e7eb,
         source: include_str!("rmm_raw_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -3723,7 +3723,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66608,
         max_kb: None,
-        source_hash: 0x46ea45c360df2db8,
+        source_hash: 0xb40be53bad23f25f,
         source: include_str!("rmm_raw_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -3742,7 +3742,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99392,
         max_kb: None,
-        source_hash: 0x601eaaea51e95435,
+        source_hash: 0x037f25daaf697968,
         source: include_str!("rmm_raw_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -3761,7 +3761,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: None,
-        source_hash: 0xf7b5d1e7bab635f6,
+        source_hash: 0x07a0d0eab9397e7c,
         source: include_str!("rmm_raw_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -3780,7 +3780,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164960,
         max_kb: None,
-        source_hash: 0xeb55db31b7d4f962,
+        source_hash: 0x46ed3a6ce11da4be,
         source: include_str!("rmm_raw_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -3799,7 +3799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197744,
         max_kb: None,
-        source_hash: 0xe6231b3e834e00eb,
+        source_hash: 0xaed07ed112834b22,
         source: include_str!("rmm_raw_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -3818,7 +3818,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230528,
         max_kb: None,
-        source_hash: 0x106a7a480dc9c7a5,
+        source_hash: 0xbe594658d5e7bdd0,
         source: include_str!("rmm_raw_n128_s7_t.cu"),
     },
     RegistryEntry {
@@ -3837,7 +3837,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0x3353fd3d8d69ca8c,
+        source_hash: 0x239739ebd651e371,
         source: include_str!("rmm_raw_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -3856,7 +3856,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148544,
         max_kb: None,
-        source_hash: 0x47cd3a725b7ba35b,
+        source_hash: 0xba7480d8fb546d55,
         source: include_str!("rmm_raw_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -3875,7 +3875,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197712,
         max_kb: None,
-        source_hash: 0x01c7dd31bb81e4c8,
+        source_hash: 0x39f00e19b2384861,
         source: include_str!("rmm_raw_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -3894,7 +3894,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0xced46005d041b02d,
+        source_hash: 0x7b5a2832cda05b4c,
         source: include_str!("rmm_palette_rs_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3913,8 +3913,27 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124048,
         max_kb: Some(256),
-        source_hash: 0x50c8109de28a2739,
+        source_hash: 0x2a4fdbc2ecbb787f,
         source: include_str!("rmm_palette_rs_n8_s8_nt.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Rmm(RmmVariant {
+            operand: Operand::Palette,
+            tile_n: 8,
+            stages: 12,
+            transpose: false,
+            a_src: ASource::Regs,
+        }),
+        name: "rmm_palette_rs_n8_s12_nt",
+        block: [384, 1, 1],
+        grid: GridRule::RmmTiles {
+            rows_per_cta: 128,
+            tile_n: 8,
+        },
+        dynamic_smem: 181456,
+        max_kb: Some(256),
+        source_hash: 0x536e113c05bdd573,
+        source: include_str!("rmm_palette_rs_n8_s12_nt.cu"),
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
@@ -3932,7 +3951,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0xf92e6cc0c2d1b03d,
+        source_hash: 0x10d567e9d4d380c5,
         source: include_str!("rmm_palette_rs_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3951,8 +3970,27 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132240,
         max_kb: Some(256),
-        source_hash: 0xa91e0815577c3eaf,
+        source_hash: 0xa79911116c686049,
         source: include_str!("rmm_palette_rs_n16_s8_nt.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Rmm(RmmVariant {
+            operand: Operand::Palette,
+            tile_n: 16,
+            stages: 12,
+            transpose: false,
+            a_src: ASource::Regs,
+        }),
+        name: "rmm_palette_rs_n16_s12_nt",
+        block: [384, 1, 1],
+        grid: GridRule::RmmTiles {
+            rows_per_cta: 128,
+            tile_n: 16,
+        },
+        dynamic_smem: 193744,
+        max_kb: Some(256),
+        source_hash: 0x7e1d3d6f9d2ae89d,
+        source: include_str!("rmm_palette_rs_n16_s12_nt.cu"),
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
@@ -3970,7 +4008,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 78928,
         max_kb: Some(256),
-        source_hash: 0x9230ddede95877be,
+        source_hash: 0xd604a576db876757,
         source: include_str!("rmm_palette_rs_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3989,8 +4027,27 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: Some(256),
-        source_hash: 0x1c808087c2df3a16,
+        source_hash: 0x12ee433dfe75e975,
         source: include_str!("rmm_palette_rs_n32_s8_nt.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Rmm(RmmVariant {
+            operand: Operand::Palette,
+            tile_n: 32,
+            stages: 12,
+            transpose: false,
+            a_src: ASource::Regs,
+        }),
+        name: "rmm_palette_rs_n32_s12_nt",
+        block: [384, 1, 1],
+        grid: GridRule::RmmTiles {
+            rows_per_cta: 128,
+            tile_n: 32,
+        },
+        dynamic_smem: 218320,
+        max_kb: Some(256),
+        source_hash: 0x101d5f5fbb86a5e2,
+        source: include_str!("rmm_palette_rs_n32_s12_nt.cu"),
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
@@ -4008,7 +4065,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95312,
         max_kb: Some(256),
-        source_hash: 0x580df29852a5ed04,
+        source_hash: 0xc7b974803b486f49,
         source: include_str!("rmm_palette_rs_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4027,7 +4084,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181392,
         max_kb: Some(256),
-        source_hash: 0x8fc389992c84877b,
+        source_hash: 0x7e80278ccbac3686,
         source: include_str!("rmm_palette_rs_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4046,7 +4103,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0x8a3970bfffdc6dd1,
+        source_hash: 0x1368ca0614aade1b,
         source: include_str!("rmm_palette_rs_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -4065,8 +4122,27 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124048,
         max_kb: Some(256),
-        source_hash: 0x47e0dc68df938b5c,
+        source_hash: 0x757ea790857dddbd,
         source: include_str!("rmm_palette_rs_n8_s8_t.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Rmm(RmmVariant {
+            operand: Operand::Palette,
+            tile_n: 8,
+            stages: 12,
+            transpose: true,
+            a_src: ASource::Regs,
+        }),
+        name: "rmm_palette_rs_n8_s12_t",
+        block: [384, 1, 1],
+        grid: GridRule::RmmTiles {
+            rows_per_cta: 128,
+            tile_n: 8,
+        },
+        dynamic_smem: 181456,
+        max_kb: Some(256),
+        source_hash: 0xce728ca038200034,
+        source: include_str!("rmm_palette_rs_n8_s12_t.cu"),
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
@@ -4084,7 +4160,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0x21dc997f6a1453fe,
+        source_hash: 0xd770dda795c86012,
         source: include_str!("rmm_palette_rs_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -4103,8 +4179,27 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132240,
         max_kb: Some(256),
-        source_hash: 0xd1bac3a69b5d95d4,
+        source_hash: 0x0297e7a5657dd42f,
         source: include_str!("rmm_palette_rs_n16_s8_t.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Rmm(RmmVariant {
+            operand: Operand::Palette,
+            tile_n: 16,
+            stages: 12,
+            transpose: true,
+            a_src: ASource::Regs,
+        }),
+        name: "rmm_palette_rs_n16_s12_t",
+        block: [384, 1, 1],
+        grid: GridRule::RmmTiles {
+            rows_per_cta: 128,
+            tile_n: 16,
+        },
+        dynamic_smem: 193744,
+        max_kb: Some(256),
+        source_hash: 0x0978039743d52d02,
+        source: include_str!("rmm_palette_rs_n16_s12_t.cu"),
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
@@ -4122,7 +4217,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 78928,
         max_kb: Some(256),
-        source_hash: 0x8432ca02bdcdccd8,
+        source_hash: 0xd2d71f8aee763259,
         source: include_str!("rmm_palette_rs_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -4141,8 +4236,27 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: Some(256),
-        source_hash: 0xd8a6bafe5a660b24,
+        source_hash: 0x48f2f7df0017327e,
         source: include_str!("rmm_palette_rs_n32_s8_t.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Rmm(RmmVariant {
+            operand: Operand::Palette,
+            tile_n: 32,
+            stages: 12,
+            transpose: true,
+            a_src: ASource::Regs,
+        }),
+        name: "rmm_palette_rs_n32_s12_t",
+        block: [384, 1, 1],
+        grid: GridRule::RmmTiles {
+            rows_per_cta: 128,
+            tile_n: 32,
+        },
+        dynamic_smem: 218320,
+        max_kb: Some(256),
+        source_hash: 0x7881ea1051671cb9,
+        source: include_str!("rmm_palette_rs_n32_s12_t.cu"),
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
@@ -4160,7 +4274,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95312,
         max_kb: Some(256),
-        source_hash: 0x1a6b69ca14eb4405,
+        source_hash: 0x42092d39b38cdab7,
         source: include_str!("rmm_palette_rs_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -4179,7 +4293,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181392,
         max_kb: Some(256),
-        source_hash: 0x654893daa0e3bae4,
+        source_hash: 0xde8811803676ab8f,
         source: include_str!("rmm_palette_rs_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -4198,7 +4312,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0xbd590b2a23d42ac7,
+        source_hash: 0x91993222030e94e5,
         source: include_str!("rmm_raw_rs_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4217,8 +4331,27 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0xd10e9afb61cd4f14,
+        source_hash: 0xfaf0780ae2385e47,
         source: include_str!("rmm_raw_rs_n8_s8_nt.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Rmm(RmmVariant {
+            operand: Operand::Raw,
+            tile_n: 8,
+            stages: 12,
+            transpose: false,
+            a_src: ASource::Regs,
+        }),
+        name: "rmm_raw_rs_n8_s12_nt",
+        block: [384, 1, 1],
+        grid: GridRule::RmmTiles {
+            rows_per_cta: 128,
+            tile_n: 8,
+        },
+        dynamic_smem: 210128,
+        max_kb: None,
+        source_hash: 0x9ac0abb0e0d38c20,
+        source: include_str!("rmm_raw_rs_n8_s12_nt.cu"),
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
@@ -4236,7 +4369,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x7a7a3a5f1316b8bb,
+        source_hash: 0x6ffad0a62e50ff82,
         source: include_str!("rmm_raw_rs_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4255,8 +4388,27 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0x5c8d60707a3fb542,
+        source_hash: 0xf9f5d4d7a8157f46,
         source: include_str!("rmm_raw_rs_n16_s8_nt.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Rmm(RmmVariant {
+            operand: Operand::Raw,
+            tile_n: 16,
+            stages: 12,
+            transpose: false,
+            a_src: ASource::Regs,
+        }),
+        name: "rmm_raw_rs_n16_s12_nt",
+        block: [384, 1, 1],
+        grid: GridRule::RmmTiles {
+            rows_per_cta: 128,
+            tile_n: 16,
+        },
+        dynamic_smem: 222416,
+        max_kb: None,
+        source_hash: 0x6d2e3ac1ed1d52f1,
+        source: include_str!("rmm_raw_rs_n16_s12_nt.cu"),
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
@@ -4274,7 +4426,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x0b8230ef16eb0cc8,
+        source_hash: 0x972d04c3be83f830,
         source: include_str!("rmm_raw_rs_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4293,7 +4445,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0x03f99e6d08323941,
+        source_hash: 0xf3ed8841a537336c,
         source: include_str!("rmm_raw_rs_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4312,7 +4464,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0x541421c8415bfd3e,
+        source_hash: 0x7a5c0264812b42a7,
         source: include_str!("rmm_raw_rs_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4331,7 +4483,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0x48a9a231226f68e1,
+        source_hash: 0x527a5b3a1d1e5bdb,
         source: include_str!("rmm_raw_rs_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4350,7 +4502,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0xea8f2c7cb13c1a15,
+        source_hash: 0x979dbd1b6277bcc7,
         source: include_str!("rmm_raw_rs_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -4369,8 +4521,27 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0x655653741d7d894a,
+        source_hash: 0x46679608b1fb5a87,
         source: include_str!("rmm_raw_rs_n8_s8_t.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Rmm(RmmVariant {
+            operand: Operand::Raw,
+            tile_n: 8,
+            stages: 12,
+            transpose: true,
+            a_src: ASource::Regs,
+        }),
+        name: "rmm_raw_rs_n8_s12_t",
+        block: [384, 1, 1],
+        grid: GridRule::RmmTiles {
+            rows_per_cta: 128,
+            tile_n: 8,
+        },
+        dynamic_smem: 210128,
+        max_kb: None,
+        source_hash: 0xbdca5bbff2e2ae4b,
+        source: include_str!("rmm_raw_rs_n8_s12_t.cu"),
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
@@ -4388,7 +4559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0xa66c95fb87af3dfd,
+        source_hash: 0x1f8e943954ada863,
         source: include_str!("rmm_raw_rs_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -4407,8 +4578,27 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0x681384fad9ee1921,
+        source_hash: 0xfa85aa57a9decf6d,
         source: include_str!("rmm_raw_rs_n16_s8_t.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Rmm(RmmVariant {
+            operand: Operand::Raw,
+            tile_n: 16,
+            stages: 12,
+            transpose: true,
+            a_src: ASource::Regs,
+        }),
+        name: "rmm_raw_rs_n16_s12_t",
+        block: [384, 1, 1],
+        grid: GridRule::RmmTiles {
+            rows_per_cta: 128,
+            tile_n: 16,
+        },
+        dynamic_smem: 222416,
+        max_kb: None,
+        source_hash: 0x6523d1834cd1bacd,
+        source: include_str!("rmm_raw_rs_n16_s12_t.cu"),
     },
     RegistryEntry {
         variant: Variant::Rmm(RmmVariant {
@@ -4426,7 +4616,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0xc187489cee3a9cd3,
+        source_hash: 0x12f1f896be1eaec4,
         source: include_str!("rmm_raw_rs_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -4445,7 +4635,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0x2ab2991e95b6cbe4,
+        source_hash: 0x3add02ce1eb40231,
         source: include_str!("rmm_raw_rs_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -4464,7 +4654,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0x04a4180cb0f4f43a,
+        source_hash: 0xa085ef25dbecd1b3,
         source: include_str!("rmm_raw_rs_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -4483,7 +4673,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0x2e0c29033512c549,
+        source_hash: 0xb39fe9bca157cb34,
         source: include_str!("rmm_raw_rs_n64_s8_t.cu"),
     },
     RegistryEntry {

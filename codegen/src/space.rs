@@ -33,9 +33,11 @@ pub const TRANSPOSE: [bool; 2] = [false, true];
 /// Tile widths of the RS form: it is the small-batch kernel (HBM-bound decode); wide tiles stay SS,
 /// where a rebuilt tile in shared memory is shared by more batch columns per weight byte.
 pub const RS_TILE_N: [u32; 4] = [8, 16, 32, 64];
-/// Ring depths of the RS form: a stage is 13-25 KB, so 8 stages fit every RS tile width and
-/// keep ~100-200 KB in flight per SM; 4 is the shallow comparison point.
-pub const RS_STAGES: [u32; 2] = [4, 8];
+/// Ring depths of the RS form: a stage is 13-25 KB. 4 is the shallow comparison point (one k
+/// block per consumer step); 8 and 12 take two k blocks per step ([`rs_kb_step`]), which holds 4
+/// stages in the consumers, so 12 keeps as many in flight as 8 did with one-block steps (12 is
+/// pruned for SMEM where the x tile is wide).
+pub const RS_STAGES: [u32; 3] = [4, 8, 12];
 
 /// Every combination of the axes, in the one variant order used everywhere (registry, manifest,
 /// snapshots): SS rmm by pipeline, transpose, tile width, stages; the same for RS rmm over its
@@ -199,6 +201,8 @@ pub struct RmmBudget {
     /// expect_tx bytes per stage.
     pub tx_bytes: u32,
     pub acc_regs: u32,
+    /// k blocks per consumer step (SS compressed: [`RMM_KB_STEP`]; RS: [`rs_kb_step`]).
+    pub kb_step: u32,
     /// CTAs per SM (`__launch_bounds__` min blocks): 1 for every variant (a second CTA per SM was
     /// measured and did not help, see `RmmBudget::new`).
     pub ctas_per_sm: u32,
@@ -216,23 +220,41 @@ pub const RMM_ESC_CAP: u32 = 16;
 /// (docs/CONTRACT.md: 256, so k ≤ 16384 — a 14336-wide down projection — fits one CTA; longer
 /// ranges are spread over more CTAs by the runtime).
 pub const RMM_MAX_KB: u32 = 256;
-/// k blocks a compressed consumer rebuilds per step (templates/rmm.cu.tera `KB_STEP`).
+/// k blocks a compressed SS consumer rebuilds per step (templates/rmm.cu.tera `KB_STEP`).
 pub const RMM_KB_STEP: u32 = 2;
+
+/// k blocks an RS consumer takes per step: 2 (more independent loads and rebuild chains per
+/// thread, half the warpgroup-wide wgmma meetings per k block) where the ring holds two steps'
+/// stages and still has stages in flight, else 1.
+pub fn rs_kb_step(stages: u32) -> u32 {
+    if stages >= 8 {
+        2
+    } else {
+        1
+    }
+}
 /// Registers a consumer thread needs besides its accumulators (addresses, loop state, one
 /// 16-byte reconstruction chunk, palette and escape mask).
 pub const RMM_WORKING_REGS: u32 = 72;
-/// RS form: two k blocks of A fragments (16 registers each) live at once, so the rebuild of
-/// step j + 1 overlaps wgmma j.
-pub const RMM_RS_FRAG_REGS: u32 = 32;
+/// RS form: A fragments of one k block (16 registers); two steps' worth live at once, so the
+/// rebuild of step j + 1 overlaps wgmma j.
+pub const RMM_RS_FRAG_REGS: u32 = 16;
 
 impl RmmBudget {
     pub fn new(v: &RmmVariant) -> Result<RmmBudget, Pruned> {
-        if !TILE_N.contains(&v.tile_n) || !STAGES.contains(&v.stages) {
+        if !TILE_N.contains(&v.tile_n)
+            || !(STAGES.contains(&v.stages) || RS_STAGES.contains(&v.stages))
+        {
             return Err(Pruned::Unsupported {
                 reason: format!("tile_n {} / stages {} outside the axes", v.tile_n, v.stages),
             });
         }
         let regs = v.a_src == ASource::Regs;
+        if !regs && !STAGES.contains(&v.stages) {
+            return Err(Pruned::Unsupported {
+                reason: format!("stages {} outside the SS axis", v.stages),
+            });
+        }
         if regs && (!RS_TILE_N.contains(&v.tile_n) || !RS_STAGES.contains(&v.stages)) {
             return Err(Pruned::Unsupported {
                 reason: format!(
@@ -315,6 +337,11 @@ impl RmmBudget {
             dynamic_smem,
             tx_bytes,
             acc_regs: v.tile_n / 2,
+            kb_step: if regs {
+                rs_kb_step(v.stages)
+            } else {
+                RMM_KB_STEP
+            },
             ctas_per_sm: 1,
             regs_per_thread: 0,
             producer_regs: 0,
@@ -336,7 +363,12 @@ impl RmmBudget {
                 limit: SMEM_LIMIT,
             });
         }
-        let overhead = RMM_WORKING_REGS + if regs { RMM_RS_FRAG_REGS } else { 0 };
+        let overhead = RMM_WORKING_REGS
+            + if regs {
+                2 * layout.kb_step * RMM_RS_FRAG_REGS
+            } else {
+                0
+            };
         if layout.acc_regs + overhead > layout.consumer_regs {
             return Err(Pruned::Registers {
                 acc_regs: layout.acc_regs,
@@ -398,7 +430,7 @@ impl RmmBudget {
             ("rec_bytes", int(self.rec_bytes)),
             ("max_kb", int(self.max_kb)),
             ("b_bytes", int(self.b_bytes)),
-            ("kb_step", int(RMM_KB_STEP)),
+            ("kb_step", int(self.kb_step)),
             ("off_a", int(self.off_a)),
             ("off_b", int(self.off_b)),
             ("off_w0", int(self.off_w0)),

@@ -512,6 +512,98 @@ pub fn check_linear(
     Ok((outcomes, failures))
 }
 
+/// Every RS variant of `orientation` in the registry (not only the default the planner picks), on
+/// one weight: each palette RS variant bit-identical to its raw RS twin with the same CTA count,
+/// each raw RS variant bit-identical to the SS raw variant of its tile with the same CTA count,
+/// and every one within tolerance of cuBLAS. The ring depth decides the RS step (one or two k
+/// blocks, `space::rs_kb_step`), so this runs every step schedule and its odd tails.
+pub fn check_rs_variants(
+    h: &Harness,
+    rng: &mut Rng,
+    n_out: usize,
+    k: usize,
+    orientation: Orientation,
+    ms: &[usize],
+    escape_groups: f64,
+) -> Result<(Vec<Outcome>, Vec<String>), GpuError> {
+    let label = format!("{n_out}x{k} {orientation}");
+    let w = synth::weights(
+        rng,
+        n_out,
+        k,
+        WeightSpec {
+            escape_groups,
+            specials: false,
+        },
+    );
+    let t = codec::compress(&w, &[n_out, k], orientation, Encoding::Huffman)?;
+    let frag = BlockLayout::Fragments;
+    let raw = Linear::new(DeviceWeights::raw_with(
+        &h.dev,
+        &label,
+        &w,
+        n_out,
+        k,
+        orientation,
+        frag,
+    )?)?;
+    let pal = Linear::new(DeviceWeights::palette_with(&h.dev, &label, &t, frag)?)?;
+    let transpose = orientation == Orientation::Transposed;
+    let mut outcomes = Vec::new();
+    let mut failures = Vec::new();
+    for &m in ms {
+        let x = synth::activations(rng, m, k);
+        let y_ref = h.run(&raw, &raw.plan(ExecPipeline::Cublas, m)?, &x)?;
+        for (fam, p, lin) in [
+            (Operand::Palette, ExecPipeline::DirectPalette, &pal),
+            (Operand::Raw, ExecPipeline::Raw, &raw),
+        ] {
+            for (e, _) in plan::rmm_candidates_of(registry::VARIANTS, fam, transpose, ASource::Regs)
+            {
+                let plan = lin.plan_with(p, m, e)?;
+                let y = h.run(lin, &plan, &x)?;
+                let case = format!("{label} m={m} {p} ({} ×{} CTAs)", e.name, plan.ctas);
+                let reference = if fam == Operand::Palette {
+                    twin_plan(&raw, &plan)?
+                } else {
+                    ss_twin_plan(&raw, &plan)?
+                };
+                let reference = match reference {
+                    Some(rp) => {
+                        let ye = h.run(&raw, &rp, &x)?;
+                        if let Some(d) = first_diff(&y, &ye) {
+                            failures.push(format!(
+                                "{case} not bit-identical to {} ×{} CTAs: {d}",
+                                rp.variant_name(),
+                                rp.ctas
+                            ));
+                        }
+                        format!("{} ×{} CTAs", rp.variant_name(), rp.ctas)
+                    }
+                    None => {
+                        failures.push(format!("{case}: no bit-exact twin in the registry"));
+                        "none".into()
+                    }
+                };
+                let (rel, nan) = synth::rel_frobenius(&y, &y_ref);
+                if nan || rel.is_nan() || rel > TOLERANCE {
+                    failures.push(format!(
+                        "{case}: relative Frobenius error {rel:.3e} vs cuBLAS (non-finite {nan})"
+                    ));
+                }
+                outcomes.push(Outcome {
+                    pipeline: p,
+                    m,
+                    variant: format!("{} ×{} CTAs", e.name, plan.ctas),
+                    reference,
+                    rel_err: rel,
+                });
+            }
+        }
+    }
+    Ok((outcomes, failures))
+}
+
 /// cuBLAS's result against an f64 CPU product (catches a wrong GEMM orientation).
 fn cpu_check(w: &[u16], x: &[u16], y: &[u16], n_out: usize, k: usize, m: usize) -> Option<String> {
     let f = |b: u16| half::bf16::from_bits(b).to_f64();
