@@ -374,10 +374,11 @@ huff_palette_sub256(const u8* __restrict__ bits, const u32* __restrict__ chunk_o
     Stream s = s_global;
     {
       // The warp's bits: from its first sub-chunk's offset to its last one's end (the same loads in every
-      // lane), as whole 16-byte blocks. They fit the buffer unless the codes are long or the offsets hostile.
+      // lane), as whole 16-byte blocks, and one block more so a peek at the end reads the stream's own bits
+      // (as the global path does). They fit the buffer unless the codes are long or the offsets hostile.
       const u32 lo = sub_offsets[chain0], top = umin(chain0 + 31, n_subs - 1);
       const u64 hi = top + 1 < n_subs ? sub_offsets[top + 1] : stream_bits;
-      const u32 b0 = lo / 128, b1 = hi == 0 ? 0 : (u32)umin((u32)((hi - 1) / 128), last_block);
+      const u32 b0 = lo / 128, b1 = umin((u32)(hi / 128) + 1, last_block);
       const u32 nblk = b1 >= b0 ? b1 - b0 + 1 : 0xFFFFFFFFu;
       if (nblk <= STAGE_IN_BYTES / 16) {
         for (u32 i = lane; i < nblk; i += 32) stage_in[i] = in_blocks[b0 + i];  // coalesced, all in flight

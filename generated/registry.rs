@@ -4528,7 +4528,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xb2b96c72d077764b,
+        source_hash: 0xd513c81177690129,
         source: include_str!("huff_bf16_sub256.cu"),
     },
     RegistryEntry {
@@ -4573,7 +4573,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x22470694e22eed47,
+        source_hash: 0x6e09287bc9f6731a,
         source: include_str!("huff_exponent_sub256.cu"),
     },
     RegistryEntry {
@@ -4618,7 +4618,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x52699c02b9d16968,
+        source_hash: 0xe874fa9e4897a110,
         source: include_str!("huff_palette_sub256.cu"),
     },
 ];
