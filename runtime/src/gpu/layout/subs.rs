@@ -25,6 +25,15 @@ pub fn reference(h: &HuffmanStream, symbols: usize) -> Result<Option<Vec<u32>>, 
     let Some(count) = sub_count(symbols, h.chunk_symbols) else {
         return Ok(None);
     };
+    if h.chunk_offsets.len() != h.chunk_count(symbols) {
+        return Err(CodecError::Stream {
+            problem: format!(
+                "{} chunk offsets for {symbols} symbols in chunks of {}",
+                h.chunk_offsets.len(),
+                h.chunk_symbols
+            ),
+        });
+    }
     let lut = h.decode_lut();
     let peek = |pos: u64| -> u32 {
         // MAX_CODE_LEN bits from `pos`, MSB-first, zeros past the stream.
@@ -143,9 +152,12 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_without_codes_is_refused_and_odd_chunks_have_none() {
+    fn a_stream_without_codes_or_offsets_is_refused_and_odd_chunks_have_none() {
         let (mut h, symbols) = stream(64, 1024, 9);
         h.code_lengths = [0; 16];
+        assert!(reference(&h, symbols).is_err());
+        let (mut h, symbols) = stream(64, 1024, 9);
+        h.chunk_offsets.pop();
         assert!(reference(&h, symbols).is_err());
         let (mut h, symbols) = stream(64, 1024, 9);
         h.chunk_symbols = 192;
