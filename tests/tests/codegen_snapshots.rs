@@ -13,13 +13,14 @@ use unweight_codegen::generate::{render_set, variant_table};
 use unweight_codegen::space::{self, Value, VariantSet};
 
 /// Representative full sources: rmm in both orientations, and the Huffman family.
-const SOURCES: [&str; 6] = [
+const SOURCES: [&str; 7] = [
     "rmm_palette_n64_s4_nt",
     "rmm_palette_n64_s4_t",
     "rmm_palette_rs_n8_s8_nt",
     "rmm_palette_rs_n8_s8_t",
     "huff_bf16_word",
     "huff_bf16_vec4",
+    "huff_palette_sub256",
 ];
 const TABLE: &str = "variant_table";
 const SNAPSHOT_DIR: &str = "snapshots/codegen";
