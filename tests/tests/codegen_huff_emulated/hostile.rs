@@ -202,6 +202,9 @@ fn record_subs(kernels: &[Generated], bins: &[PathBuf], t: &CompressedTensor, di
     std::fs::write(dir.join("subs"), le(&recorded, u32::to_le_bytes)).unwrap();
 }
 
+/// A named way to fill sub-chunk offsets, by index.
+type Fill = (&'static str, Box<dyn Fn(usize) -> u32>);
+
 /// Sub-chunk offsets that are no stream's: the sub256 decoders stay in bounds and refuse.
 #[test]
 fn random_sub_chunk_offsets_stay_in_bounds_and_are_refused() {
@@ -215,7 +218,7 @@ fn random_sub_chunk_offsets_stay_in_bounds_and_are_refused() {
     )
     .unwrap();
     let bits = stream(&t).total_bits as u32;
-    let fills: [(&str, Box<dyn Fn(usize) -> u32>); 4] = [
+    let fills: [Fill; 4] = [
         ("random", Box::new(|i| xorshift(i as u64 + 1)() as u32)),
         (
             "random in the stream",
