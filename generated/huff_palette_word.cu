@@ -9,7 +9,8 @@
 // output for exponent/palette, of the `sm` input for bf16 (so a Huffman-resident weight keeps one copy of its
 // sign-mantissa bytes, the one the rmm reads; bf16 output stays row-major).
 //
-// Roles: every warp decodes units of 32 chunks (one chunk per lane) in lockstep, one group (64 symbols) per
+// Roles: every warp decodes units of 32 chains in lockstep — chunks (refill word / vec4), or sub-chunks of
+//   SUB_SYMBOLS symbols (refill sub256: 4x the chains, from the resident `sub_offsets`) — one group (64 symbols) per
 //   step, stages the 32 groups' indices in shared memory and writes them out cooperatively, so every output
 //   line is written whole by neighbouring lanes. Each block first expands the 4096-entry table into a
 //   multi-symbol table (up to 3 whole codes per 12-bit peek).
@@ -24,7 +25,14 @@
 //   written only inside the shape, whatever the stream holds. err[0] |= reason bits; err[1] = max(~c) over
 //   bad chunks c, i.e. ~(first bad chunk), 0 when no chunk is named. Zero both before the launch.
 // Refill (word): word: one 4-byte load per 32 bits, one refill ahead; vec4: 16-byte block loads, the next
-//   block in flight while the current one is consumed.
+//   block in flight while the current one is consumed; sub256: the warp copies its 32 sub-chunks' bit range into
+//   shared memory with coalesced 16-byte loads, then each lane refills words from there as `word` does from
+//   global memory (a range larger than the buffer: the clamped global word path; correct on both).
+// Sub-chunk offsets (`sub_offsets`, u32 per SUB_SYMBOLS symbols of each chunk, ceil(groups / SUB_GROUPS) of them):
+//   word / vec4 record them when the pointer is not null (the upload's validating decode; chunks must then hold whole
+//   sub-chunks, else nothing is recorded); sub256 reads them and checks each sub-chunk as a chunk is checked: it
+//   decodes to exactly its symbols, ending at the next one's offset, and a chunk's first starts at the chunk's
+//   offset, so what sub256 accepts the CPU decoder accepts. Offsets from a refused stream are never relied on.
 // Alignment: `bits`, lut, palette, sm, esc_exp and out 16 bytes.
 
 // ---- common: header-free types (NVRTC compiles with no include paths) ----
@@ -36,7 +44,9 @@ struct alignas(64) TmaDesc { u64 opaque[16]; };  // CUtensorMap bytes; the drive
 
 // ---- constants (computed by unweight-codegen; checked again here) ----
 constexpr bool IS_BF16 = false, IS_EXPONENT = false, IS_PALETTE = true;
-constexpr bool REFILL_VEC4 = false;
+constexpr bool REFILL_VEC4 = false, REFILL_SUB = false;
+constexpr u32 SUB_SYMBOLS = 256, SUB_GROUPS = 4, STAGE_IN_BYTES = 0;
+constexpr u32 UNITS_PER_WARP = 1;
 constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 128;
 constexpr u32 GROUP = 64, MAX_CODE_LEN = 12, LUT_ENTRIES = 4096;
 constexpr u32 LUT_BYTES = 8192, MULTI_BYTES = 16384, MULTI_SYMS = 3;
@@ -46,7 +56,11 @@ constexpr u32 MISC_BYTES = 4, SMEM_BYTES = 30788;
 constexpr u32 GROUPS_PER_PASS = 32 / LANES_PER_GROUP, PASSES = 32 / GROUPS_PER_PASS;  // write phase
 constexpr u32 NO_SLOT = 0xFFFFFFFFu;                          // a group without escape
 static_assert(IS_BF16 + IS_EXPONENT + IS_PALETTE == 1, "one output");
-static_assert(WARPS * 32 == THREADS && CHUNKS_PER_BLOCK == THREADS, "one chunk per thread and unit");
+static_assert(WARPS * 32 == THREADS && CHUNKS_PER_BLOCK * (REFILL_SUB ? 1024 / SUB_SYMBOLS : 1) == THREADS * UNITS_PER_WARP,
+              "natural grid: one chunk per thread (sub256: UNITS_PER_WARP sub-chunks of 1024-symbol chunks)");
+static_assert(SUB_GROUPS * GROUP == SUB_SYMBOLS && SUB_GROUPS >= 1, "a sub-chunk holds whole groups");
+static_assert(REFILL_SUB == (STAGE_IN_BYTES != 0) && STAGE_IN_BYTES % 16 == 0, "sub256 stages 16-byte blocks per warp");
+static_assert(!(REFILL_SUB && REFILL_VEC4), "one refill");
 static_assert(GROUP == 64, "a group's nibbles are 8 u32 words");
 static_assert(LUT_ENTRIES == (1u << MAX_CODE_LEN) && LUT_BYTES == 2 * LUT_ENTRIES, "peek MAX_CODE_LEN bits");
 static_assert(LUT_BYTES % (16 * THREADS) == 0, "the table is staged with 16-byte loads");
@@ -72,7 +86,8 @@ static_assert((ERR_ARGS | ERR_OFFSET | ERR_NO_CODE | ERR_LENGTH | ERR_ESCAPE) ==
 static_assert(OUT_GROUP_BYTES == GROUP * (IS_BF16 ? 2 : 1) / (IS_PALETTE ? 2 : 1), "output bytes per group");
 static_assert(LANES_PER_GROUP * 16 == OUT_GROUP_BYTES && 32 % LANES_PER_GROUP == 0, "16 bytes per lane and pass");
 static_assert(MISC_BYTES == 4, "s_last");
-static_assert(SMEM_BYTES == LUT_BYTES + MULTI_BYTES + PAL2_BYTES + SYMLEN_BYTES + MISC_BYTES + WARPS * STAGE_BYTES && SMEM_BYTES <= 48 * 1024, "static smem");
+constexpr u32 AREA_BYTES = LUT_BYTES > WARPS * STAGE_IN_BYTES ? LUT_BYTES : WARPS * STAGE_IN_BYTES;  // table, then stage-in
+static_assert(SMEM_BYTES == AREA_BYTES + MULTI_BYTES + PAL2_BYTES + SYMLEN_BYTES + MISC_BYTES + WARPS * STAGE_BYTES && SMEM_BYTES <= 48 * 1024, "static smem");
 static_assert(2 * MAX_CODE_LEN <= 32, "two lookups fit the 33 bits guaranteed after a refill");
 
 struct alignas(16) v4u { u32 x, y, z, w; };
@@ -92,12 +107,15 @@ __device__ __forceinline__ void bf16x4(u32 sm4, u32 ex4, u32& r01, u32& r23) {  
 // so a reader may run past the stream (garbage, never out of bounds); the chunk check then refuses the chunk.
 __device__ __forceinline__ u32 be32(u32 w) { return __byte_perm(w, 0, 0x0123); }  // stream bytes are MSB-first
 __device__ __forceinline__ u32 umin(u32 a, u32 b) { return a < b ? a : b; }
-// refill = word: one 4-byte load per 32 bits, issued one refill early.
+// refill = word (and sub256): one 4-byte load per 32 bits, issued one refill early. `words` is the stream
+// (base 0) or, for sub256, a warp's staged copy of its blocks from stream word `base` on: an index below
+// `base` wraps to a large one, so every load lands in words[0..=last] whatever the offsets say.
 struct Stream {
   const u32* words;
-  u32 last;                                                   // index of the last word
+  u32 base;                                                   // stream word index of words[0]
+  u32 last;                                                   // index into `words` of the last word
 };
-__device__ __forceinline__ u32 load_raw(const Stream& s, u32 i) { return s.words[umin(i, s.last)]; }
+__device__ __forceinline__ u32 load_raw(const Stream& s, u32 i) { return s.words[umin(i - s.base, s.last)]; }
 
 // `buf` holds `nbits` valid bits at its top, `ahead` is word `next - 1` as loaded (bytes not yet swapped:
 // nothing touches it until the next refill, so the load's latency hides behind decoding). `shortest`: the
@@ -131,7 +149,7 @@ __device__ __forceinline__ BitReader reader_idle() { return {0, 64, 0, 0, MAX_CO
 __device__ __forceinline__ void stream_setup(u32*, u64) {}
 __device__ __forceinline__ Stream make_stream(const u8* bits, const u32*, u64 stream_bytes) {
   const u64 last = (stream_bytes - 1) / 4;
-  return {(const u32*)bits, (u32)(last < 0xFFFFFFFFull ? last : 0xFFFFFFFFull)};
+  return {(const u32*)bits, 0, (u32)(last < 0xFFFFFFFFull ? last : 0xFFFFFFFFull)};
 }
 // Length of a one-symbol table entry; anything over MAX_CODE_LEN (not built by the runtime) counts as no code.
 __device__ __forceinline__ u32 lut_len(u32 e) { return (e >> 8) <= MAX_CODE_LEN ? e >> 8 : 0; }
@@ -190,11 +208,16 @@ __device__ __forceinline__ void decode_group(BitReader& r, const Stream& s, cons
 // ---- check: after a chunk's last group. The symbols still pending came from its last lookup (at most
 // MULTI_SYMS - 1, past the chunk's end); their bits are given back, so `pos` is where the chunk's last code
 // ends, which must be the chunk's end — exactly the CPU decoder's rule.
-__device__ __forceinline__ u32 chunk_errors(const BitReader& r, const Pending& pend, const u32* symlen, u64 end) {
+// The bit after the last code decoded into the stage: the reader's position less the pending symbols' codes.
+__device__ __forceinline__ u64 code_end(const BitReader& r, const Pending& pend, const u32* symlen) {
   u64 pos = reader_pos(r);
 #pragma unroll
   for (u32 i = 0; i + 1 < MULTI_SYMS; ++i)
     if (i < pend.n) pos -= symlen[(u32)(pend.bits >> (4 * i)) & 15u];
+  return pos;
+}
+__device__ __forceinline__ u32 chunk_errors(const BitReader& r, const Pending& pend, const u32* symlen, u64 end) {
+  const u64 pos = code_end(r, pend, symlen);
   return (r.shortest == 0 ? ERR_NO_CODE : 0u) | (pos != end ? ERR_LENGTH : 0u);
 }
 
@@ -283,8 +306,9 @@ huff_palette_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_off
     const u8* __restrict__ palette, const u8* __restrict__ sm, const u64* __restrict__ esc_bitmap,
     const u32* __restrict__ esc_prefix, const u8* __restrict__ esc_exp, void* __restrict__ out,
     u64 rows, u64 cols, u64 padded_cols, u32 chunk_symbols, u32 n_chunks, u32 layout,
-    u64 stream_bits, u64 stream_bytes, u32 esc_groups, u32* __restrict__ err) {
-  __shared__ __align__(16) u16 s_lut[LUT_ENTRIES];            // the one-symbol table, to build the next
+    u64 stream_bits, u64 stream_bytes, u32 esc_groups, u32* __restrict__ err, u32* __restrict__ sub_offsets) {
+  __shared__ __align__(16) u8 s_area[AREA_BYTES];             // the one-symbol table, then (sub256) per warp its bits
+  u16* s_lut = (u16*)s_area;                                  // read only to build the multi-symbol table
   __shared__ __align__(16) u32 s_multi[LUT_ENTRIES];          // multi-symbol table, random access per lookup
   __shared__ __align__(16) u16 s_pal2[256];                   // two indices -> two exponent bytes
   __shared__ u32 s_symlen[SYMLEN_BYTES / 4];                  // code length per symbol, 0 = no code
@@ -303,7 +327,8 @@ huff_palette_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_off
   if (chunk_symbols == 0 || chunk_symbols % GROUP != 0 || padded_cols % GROUP != 0 || padded_cols < cols ||
       rows > 0xFFFFFFFFu || padded_cols > 0xFFFFFFFFu || symbols > 0xFFFFFFFFu ||
       n_chunks != (symbols / GROUP + gpc - 1) / gpc || stream_bytes == 0 || stream_bits > 8 * stream_bytes ||
-      stream_bits > (1ull << 32)) {                           // the codec's limit
+      stream_bits > (1ull << 32) ||                           // the codec's limit
+      (REFILL_SUB && (gpc % SUB_GROUPS != 0 || sub_offsets == nullptr))) {  // sub256: whole sub-chunks, recorded
     if (blockIdx.x == 0 && threadIdx.x == 0) report(err, ERR_ARGS, ~0u);
     return;
   }
@@ -323,31 +348,46 @@ huff_palette_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_off
 
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const u32 groups = (u32)(symbols / GROUP), groups_per_row = (u32)(padded_cols / GROUP);
-  const Stream s = make_stream(bits, &s_last, stream_bytes);
+  const Stream s_global = make_stream(bits, &s_last, stream_bytes);
+  // sub256: this warp's stage-in buffer (over the table, which no lane reads any more) and the stream as blocks,
+  // clamped to the one holding its last byte (the upload holds it whole).
+  v4u* stage_in = (v4u*)s_area + warp * (STAGE_IN_BYTES / 16);
+  const v4u* in_blocks = (const v4u*)bits;
+  const u64 last_block64 = (stream_bytes - 1) / 16;
+  const u32 last_block = (u32)(last_block64 < 0xFFFFFFFFull ? last_block64 : 0xFFFFFFFFull);
   u32* stage = s_stage[warp];
   u32* slots = s_slot[warp];
   u32* places = s_place[warp];
-  const u64 units = (n_chunks + 31) / 32;
+  // Chains: chunks, or (sub256) sub-chunks of SUB_GROUPS groups each (a chunk's last may be shorter).
+  const u32 n_subs = (groups + SUB_GROUPS - 1) / SUB_GROUPS, subs_per_chunk = (u32)gpc / SUB_GROUPS;
+  const u32 n_chains = REFILL_SUB ? n_subs : n_chunks, chain_groups = REFILL_SUB ? SUB_GROUPS : (u32)gpc;
+  // word / vec4: record sub-chunk offsets (the upload's validating decode), when chunks hold whole sub-chunks.
+  const bool record = !REFILL_SUB && sub_offsets != nullptr && gpc % SUB_GROUPS == 0;
+  const u64 units = (n_chains + 31) / 32;
   for (u64 unit = (u64)blockIdx.x * WARPS + warp; unit < units; unit += (u64)gridDim.x * WARPS) {
-    const u32 chunk0 = (u32)unit * 32, chunk = chunk0 + lane;
-    const bool active = chunk < n_chunks;
+    const u32 chain0 = (u32)unit * 32, chain = chain0 + lane;
+    const bool active = chain < n_chains;
+    const u32 chunk = REFILL_SUB ? chain / subs_per_chunk : chain;
     BitReader r = reader_idle();
     Pending pend = {0, 0};
     u32 reasons = 0;
+    Stream s = s_global;
     if (active) {
-      const u32 start = chunk_offsets[chunk];
+      const u32 start = REFILL_SUB ? sub_offsets[chain] : chunk_offsets[chain];
       if (start > stream_bits) reasons |= ERR_OFFSET;
+      // A chunk's first sub-chunk starts at the chunk: else the previous chunk's codes end elsewhere.
+      if (REFILL_SUB && chain % subs_per_chunk == 0 && start != chunk_offsets[chunk]) reasons |= ERR_LENGTH;
       reader_init(r, s, start);
     }
-    for (u32 j = 0; j < gpc; ++j) {
-      const u64 g0 = (u64)chunk0 * gpc + j;                    // group j of lane 0's chunk; lane q: g0 + q * gpc
-      const u64 g = g0 + (u64)lane * gpc;
+    for (u32 j = 0; j < chain_groups; ++j) {
+      const u64 g0 = (u64)chain0 * chain_groups + j;          // group j of lane 0's chain; lane q: g0 + q * chain_groups
+      const u64 g = g0 + (u64)lane * chain_groups;
       u64 sm8[PASSES];                                        // bf16: issued now, used after decoding (latency)
       if constexpr (IS_BF16) {
 #pragma unroll
         for (u32 pass = 0; pass < PASSES; ++pass) {
           const u32 q = pass * GROUPS_PER_PASS + lane / LANES_PER_GROUP, part = lane % LANES_PER_GROUP;
-          const u64 gq = g0 + (u64)q * gpc;
+          const u64 gq = g0 + (u64)q * chain_groups;
           sm8[pass] = gq < groups ? *(const u64*)(sm + (u64)out_place((u32)gq, layout, groups_per_row, (u32)rows) * GROUP + part * 8) : 0;
         }
       }
@@ -362,15 +402,17 @@ huff_palette_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_off
           }
           slots[lane] = slot;
         }
+        if (record && j % SUB_GROUPS == 0) sub_offsets[(u32)g / SUB_GROUPS] = (u32)code_end(r, pend, s_symlen);
         decode_group(r, s, s_multi, pend, stage + stage_word(lane, 0));
         if constexpr (!IS_BF16) places[lane] = out_place((u32)g, layout, groups_per_row, (u32)rows);
       }
       __syncwarp();                                           // staged groups visible to the whole warp
-      write_groups(stage, slots, places, s_pal2, esc_exp, out, sm8, g0, (u32)gpc, groups, lane, (u32)cols, groups_per_row);
+      write_groups(stage, slots, places, s_pal2, esc_exp, out, sm8, g0, chain_groups, groups, lane, (u32)cols, groups_per_row);
       __syncwarp();                                           // reads done before the next step overwrites the stage
     }
     if (active) {                                             // read only now: nothing holds it through the decode
-      const u64 end = chunk + 1 < n_chunks ? chunk_offsets[chunk + 1] : stream_bits;
+      const u64 end = REFILL_SUB ? (chain + 1 < n_subs ? sub_offsets[chain + 1] : stream_bits)
+                                 : (chain + 1 < n_chunks ? chunk_offsets[chain + 1] : stream_bits);
       reasons |= chunk_errors(r, pend, s_symlen, end);
     }
     if (reasons != 0) report(err, reasons, chunk);

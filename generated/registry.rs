@@ -4688,7 +4688,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xacda98bff2138588,
+        source_hash: 0xa5c0d846f4795596,
         source: include_str!("huff_bf16_word.cu"),
     },
     RegistryEntry {
@@ -4703,8 +4703,23 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x467789424b6d4d5d,
+        source_hash: 0x6035e79bc146151c,
         source: include_str!("huff_bf16_vec4.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Bf16,
+            refill: HuffRefill::Sub256,
+        }),
+        name: "huff_bf16_sub256",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 96,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0xd513c81177690129,
+        source: include_str!("huff_bf16_sub256.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
@@ -4718,7 +4733,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x9f715fc83f0ff3f6,
+        source_hash: 0xa3b8219448c6f683,
         source: include_str!("huff_exponent_word.cu"),
     },
     RegistryEntry {
@@ -4733,8 +4748,23 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xec84cbc61b068aae,
+        source_hash: 0xaaf3426523c8033b,
         source: include_str!("huff_exponent_vec4.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Exponent,
+            refill: HuffRefill::Sub256,
+        }),
+        name: "huff_exponent_sub256",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 96,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x6e09287bc9f6731a,
+        source: include_str!("huff_exponent_sub256.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
@@ -4748,7 +4778,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x1af482e90fe63890,
+        source_hash: 0x7b8b170ea6448e28,
         source: include_str!("huff_palette_word.cu"),
     },
     RegistryEntry {
@@ -4763,8 +4793,23 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xe6d2387bb847999f,
+        source_hash: 0x93ec64586e1da94d,
         source: include_str!("huff_palette_vec4.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Palette,
+            refill: HuffRefill::Sub256,
+        }),
+        name: "huff_palette_sub256",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 96,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0xe874fa9e4897a110,
+        source: include_str!("huff_palette_sub256.cu"),
     },
     RegistryEntry {
         variant: Variant::Act(ActVariant { op: ActOp::SiluMul }),

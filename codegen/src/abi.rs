@@ -19,6 +19,11 @@ pub const MAX_CODE_LEN: u32 = 12;
 /// every load to the one holding the stream's last byte, so the upload must hold that block whole.
 pub const BITS_TAIL: u32 = 16;
 
+/// Symbols per resident sub-chunk offset of a Huffman weight: the upload's validating decode
+/// (refill `word` / `vec4`) records the bit offset of every `SUB_SYMBOLS`-th symbol of each chunk,
+/// and refill `sub256` decodes one such sub-chunk per lane. Chunks must hold whole sub-chunks.
+pub const SUB_SYMBOLS: u32 = 256;
+
 /// Opt-in dynamic shared memory per block on sm_90 (227 KB).
 pub const SMEM_LIMIT: u32 = 232_448;
 
@@ -143,6 +148,7 @@ const _: () = {
     // templates/huff.cu.tera: a tail of 15 bytes already holds the 16-byte block of the stream's
     // last byte (vec4), 3 bytes its last partial word (word).
     assert!(BITS_TAIL >= 15);
+    assert!(SUB_SYMBOLS % GROUP == 0, "a sub-chunk holds whole groups");
 };
 
 #[cfg(test)]

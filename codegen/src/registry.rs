@@ -100,6 +100,7 @@ fn variant_tokens(v: &Variant) -> TokenStream {
             let refill = match h.refill {
                 HuffRefill::Word => quote! { HuffRefill::Word },
                 HuffRefill::Vec4 => quote! { HuffRefill::Vec4 },
+                HuffRefill::Sub256 => quote! { HuffRefill::Sub256 },
             };
             quote! { Variant::Huff(HuffVariant { output: #output, refill: #refill }) }
         }

@@ -496,6 +496,16 @@ pub struct HuffBudget {
     pub lanes_per_group: u32,
     /// Shared memory: the stream's last block index (one u32, read by every lane's reader).
     pub misc_bytes: u32,
+    /// Symbols between two resident sub-chunk offsets (`abi::SUB_SYMBOLS`), and the groups they hold.
+    pub sub_symbols: u32,
+    pub sub_groups: u32,
+    /// Refill `sub256`: shared memory per warp for its 32 sub-chunks' bits (16-byte blocks; a unit
+    /// whose bits do not fit decodes from global memory instead), 0 otherwise. The one-symbol table
+    /// lives in the same bytes (it is only read before the buffers are).
+    pub stage_in_bytes: u32,
+    /// Refill `sub256`: units of 32 sub-chunks per warp in the natural grid (the table build is
+    /// paid once per block); chunks are then counted at the format's 1024 symbols.
+    pub units_per_warp: u32,
     /// Total static shared memory.
     pub smem_bytes: u32,
 }
@@ -515,6 +525,13 @@ impl HuffBudget {
         let misc_bytes = 4;
         let stage_stride_words = group / 8 + 1;
         let stage_bytes_per_warp = 32 * stage_stride_words * 4 + 2 * 32 * 4;
+        let sub_symbols = abi::SUB_SYMBOLS;
+        let staged = v.refill.sub_symbols().is_some();
+        // 4 KB: a unit of 32 x 256 symbols at up to ~3.9 bits per symbol (weights: ~2.7).
+        let stage_in_bytes = if staged { 4096 } else { 0 };
+        let units_per_warp = if staged { 3 } else { 1 };
+        // Lanes per chunk of the format's 1024 symbols.
+        let lanes_per_chunk = if staged { 1024 / sub_symbols } else { 1 };
         let out_group_bytes = match v.output {
             HuffOutput::Bf16 => group * 2,
             HuffOutput::Exponent => group,
@@ -524,7 +541,7 @@ impl HuffBudget {
             variant: *v,
             threads,
             warps,
-            chunks_per_block: threads,
+            chunks_per_block: threads * units_per_warp / lanes_per_chunk,
             group,
             max_code_len,
             lut_entries,
@@ -538,7 +555,11 @@ impl HuffBudget {
             out_group_bytes,
             lanes_per_group: out_group_bytes / 16,
             misc_bytes,
-            smem_bytes: lut_bytes
+            sub_symbols,
+            sub_groups: sub_symbols / group,
+            stage_in_bytes,
+            units_per_warp,
+            smem_bytes: (warps * stage_in_bytes).max(lut_bytes)
                 + multi_bytes
                 + pal2_bytes
                 + symlen_bytes
@@ -559,6 +580,7 @@ impl HuffBudget {
             ("is_palette", Value::Bool(v.output == HuffOutput::Palette)),
             ("refill", Value::Str(v.refill.as_str().to_string())),
             ("refill_vec4", Value::Bool(v.refill == HuffRefill::Vec4)),
+            ("refill_sub", Value::Bool(v.refill.sub_symbols().is_some())),
             ("threads", int(self.threads)),
             ("warps", int(self.warps)),
             ("chunks_per_block", int(self.chunks_per_block)),
@@ -575,6 +597,10 @@ impl HuffBudget {
             ("out_group_bytes", int(self.out_group_bytes)),
             ("lanes_per_group", int(self.lanes_per_group)),
             ("misc_bytes", int(self.misc_bytes)),
+            ("sub_symbols", int(self.sub_symbols)),
+            ("sub_groups", int(self.sub_groups)),
+            ("stage_in_bytes", int(self.stage_in_bytes)),
+            ("units_per_warp", int(self.units_per_warp)),
             ("smem_bytes", int(self.smem_bytes)),
             ("bits_tail", int(BITS_TAIL)),
             ("bm", int(BM)),

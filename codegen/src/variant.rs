@@ -69,6 +69,11 @@ pub enum HuffRefill {
     /// Two 16-byte blocks per lane in registers; the one used up is reloaded with the block after
     /// the other, so a load has ~128 bits of decoding to arrive in.
     Vec4,
+    /// Each lane decodes one 256-symbol sub-chunk (4x the chains of one chunk per lane), from
+    /// bit offsets the upload's validating decode records; a warp first copies its 32 sub-chunks'
+    /// bits into shared memory with coalesced 16-byte loads (the clamped global word path when they
+    /// do not fit the buffer).
+    Sub256,
 }
 
 /// Huffman index stream → `output`.
@@ -125,13 +130,25 @@ impl HuffOutput {
 }
 
 impl HuffRefill {
-    pub const ALL: [HuffRefill; 2] = [HuffRefill::Word, HuffRefill::Vec4];
-    /// What the runtime launches (decode_into, the pipelines); `unweight bench` times every value.
-    pub const DEFAULT: HuffRefill = HuffRefill::Vec4;
+    pub const ALL: [HuffRefill; 3] = [HuffRefill::Word, HuffRefill::Vec4, HuffRefill::Sub256];
+    /// What the runtime launches (decode_into, the pipelines) on a weight that has sub-chunk
+    /// offsets; `unweight bench` times every value.
+    pub const DEFAULT: HuffRefill = HuffRefill::Sub256;
+    /// What the runtime launches on a weight without them (chunks not a multiple of the
+    /// sub-chunk), and what records them (the upload's validating decode).
+    pub const CHUNKED: HuffRefill = HuffRefill::Vec4;
     pub fn as_str(self) -> &'static str {
         match self {
             HuffRefill::Word => "word",
             HuffRefill::Vec4 => "vec4",
+            HuffRefill::Sub256 => "sub256",
+        }
+    }
+    /// Symbols per lane's chain when the decoder reads sub-chunk offsets, else `None`.
+    pub fn sub_symbols(self) -> Option<u32> {
+        match self {
+            HuffRefill::Sub256 => Some(crate::abi::SUB_SYMBOLS),
+            HuffRefill::Word | HuffRefill::Vec4 => None,
         }
     }
 }

@@ -5,7 +5,10 @@
 //! CI without a GPU; the GPU tests check the same outputs on an H100. The kernels are built with
 //! AddressSanitizer and UBSan, every buffer in its own allocation of exactly the size the kernel may
 //! read, so hostile streams (tests/tests/codegen_huff_emulated/hostile.rs) prove the bounds and the
-//! error flag; every case also runs on several grid sizes (the persistent loop).
+//! error flag; every case also runs on several grid sizes (the persistent loop). The chunk decoders
+//! (refill word / vec4) also record the sub-chunk offsets, checked against the CPU's; the sub256
+//! decoders read them, and run a second time built with a 16-byte stage-in buffer, so their clamped
+//! global fallback decodes every case too.
 //!
 //! Needs a C++20 compiler with the sanitizers (`$CXX`, default `g++`); without one the test fails and
 //! says so.
@@ -18,8 +21,11 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use unweight::codec::{self, CompressedTensor, Encoding, HuffmanStream, Indices, Orientation};
+use unweight::gpu::layout::subs;
 use unweight::gpu::layout::tiles::{self, Packing};
-use unweight_codegen::generate::{render_set, Generated};
+use unweight_codegen::abi::{GROUP, SUB_SYMBOLS};
+use unweight_codegen::generate::{render_set, templates_dir, Generated};
+use unweight_codegen::render::Templates;
 use unweight_codegen::space::{Budget, VariantSet};
 use unweight_codegen::variant::{HuffOutput, HuffRefill, Variant};
 
@@ -29,12 +35,12 @@ fn harness_dir() -> PathBuf {
         .join("codegen_huff_emulated")
 }
 
-/// Builds the host binary for one kernel.
-fn build(k: &Generated, dir: &Path) -> PathBuf {
+/// Builds the host binary for one kernel (`tag` tells apart builds of one variant).
+fn build(k: &Generated, dir: &Path, tag: &str) -> PathBuf {
     let name = k.variant.to_string();
-    let src = dir.join(format!("{name}.cu"));
+    let src = dir.join(format!("{name}{tag}.cu"));
     std::fs::write(&src, &k.source).unwrap();
-    let bin = dir.join(format!("{name}.bin"));
+    let bin = dir.join(format!("{name}{tag}.bin"));
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
     let out = Command::new(&cxx)
         .args([
@@ -70,23 +76,63 @@ fn build(k: &Generated, dir: &Path) -> PathBuf {
     bin
 }
 
-/// Every Huffman kernel (each output x each refill) and their sanitizer builds, made once per test process (in the target's
-/// scratch dir).
+/// Every Huffman kernel (each output x each refill), then each sub256 kernel again with a 16-byte
+/// stage-in buffer (so nearly every unit takes the global fallback), and their sanitizer builds,
+/// made once per test process (in the target's scratch dir).
 struct Built {
     kernels: Vec<Generated>,
     bins: Vec<PathBuf>,
 }
 
+/// Stage-in bytes per warp of the fallback builds: one block, so only a unit whose bits lie in one
+/// 16-byte block is staged.
+const TINY_STAGE_IN: u32 = 16;
+
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let kernels = render_set(&VariantSet::Globs(vec!["huff_*".into()])).unwrap();
+        let mut kernels = render_set(&VariantSet::Globs(vec!["huff_*".into()])).unwrap();
         assert_eq!(kernels.len(), HuffOutput::ALL.len() * HuffRefill::ALL.len());
+        let templates = Templates::load(&templates_dir()).unwrap();
+        let tiny: Vec<Generated> = kernels
+            .iter()
+            .filter_map(|k| match (&k.variant, &k.budget) {
+                (Variant::Huff(h), Budget::Huff(b)) if h.refill.sub_symbols().is_some() => {
+                    let mut b = b.clone();
+                    let area = |stage_in: u32| (b.warps * stage_in).max(b.lut_bytes);
+                    b.smem_bytes = b.smem_bytes - area(b.stage_in_bytes) + area(TINY_STAGE_IN);
+                    b.stage_in_bytes = TINY_STAGE_IN;
+                    let budget = Budget::Huff(b);
+                    let source = templates.render(&k.variant, &budget).unwrap();
+                    assert!(source.contains(&format!("STAGE_IN_BYTES = {TINY_STAGE_IN};")));
+                    Some(Generated {
+                        variant: k.variant,
+                        budget,
+                        source,
+                        hash: 0,
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tiny.len(), HuffOutput::ALL.len());
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("codegen_huff_emulated");
         std::fs::create_dir_all(&dir).unwrap();
-        let bins = kernels.iter().map(|k| build(k, &dir)).collect();
+        let mut bins: Vec<PathBuf> = kernels.iter().map(|k| build(k, &dir, "")).collect();
+        bins.extend(tiny.iter().map(|k| build(k, &dir, "_tiny")));
+        kernels.extend(tiny);
         Built { kernels, bins }
     })
+}
+
+/// Whether a built kernel reads sub-chunk offsets (refill sub256) rather than recording them.
+fn reads_subs(k: &Generated) -> bool {
+    matches!(k.variant, Variant::Huff(h) if h.refill.sub_symbols().is_some())
+}
+
+/// Sub-chunk offsets a tensor's device image keeps.
+fn n_subs(t: &CompressedTensor) -> usize {
+    (t.rows * t.padded_cols() / GROUP as usize).div_ceil((SUB_SYMBOLS / GROUP) as usize)
 }
 
 /// The stream file a kernel reads: padded to what its refill loads (see [`write_inputs`]).
@@ -96,7 +142,7 @@ fn bits_file(k: &Generated) -> &'static str {
     };
     match h.refill {
         HuffRefill::Word => "/bits",
-        HuffRefill::Vec4 => "/bits16",
+        HuffRefill::Vec4 | HuffRefill::Sub256 => "/bits16",
     }
 }
 
@@ -148,6 +194,14 @@ fn write_inputs(t: &CompressedTensor, dir: &Path) {
     w("bitmap", &le(&t.escapes.bitmap, u64::to_le_bytes));
     w("prefix", &le(&t.escapes.prefix, u32::to_le_bytes));
     w("esc_exp", &t.escapes.exponents);
+    // The CPU's sub-chunk offsets where it decodes them, else zeros (hostile.rs then stores what a
+    // validating decode recorded).
+    let offsets = subs::reference(h, t.rows * t.padded_cols())
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| vec![0; n_subs(t)]);
+    assert_eq!(offsets.len(), n_subs(t));
+    w("subs", &le(&offsets, u32::to_le_bytes));
 }
 
 /// The appended `layout` parameter: output layout of `huff_exponent` / `huff_palette`, sm input
@@ -159,10 +213,12 @@ const TILED_TRANSPOSED: u32 = 2;
 /// Exit status of the harness when the kernel trapped (shim.h's `TRAP_EXIT`).
 const TRAP_EXIT: i32 = 5;
 
-/// One launch: the output bytes and the error word `(reasons, !first bad chunk)`.
+/// One launch: the output bytes, the error word `(reasons, !first bad chunk)` and the sub-chunk
+/// offsets recorded (a chunk decoder with `record`).
 struct Launch {
     out: Vec<u8>,
     err: (u32, u32),
+    subs: Option<Vec<u32>>,
 }
 
 /// Launch parameters besides the buffers.
@@ -176,6 +232,8 @@ struct Params {
     n_chunks: Option<u32>,
     /// The `(stream_bits, stream_bytes)` arguments; `None`: the stream's.
     stream: Option<(u64, u64)>,
+    /// Chunk decoders: record the sub-chunk offsets into `subs_out` (else a null pointer).
+    record: bool,
 }
 
 fn harness(
@@ -203,6 +261,7 @@ fn harness(
             [bits.to_string(), bytes.to_string()]
         })
         .arg((t.escapes.exponents.len() / 64).to_string())
+        .arg(if p.record { n_subs(t) } else { 0 }.to_string())
         .output()
         .unwrap()
 }
@@ -225,9 +284,17 @@ fn run(bin: &Path, budget: &Budget, t: &CompressedTensor, dir: &Path, p: Params)
         .split(' ')
         .map(|w| w.parse().unwrap())
         .collect();
+    let subs = p.record.then(|| {
+        std::fs::read(dir.join("subs_out"))
+            .unwrap()
+            .chunks(4)
+            .map(|w| u32::from_le_bytes(w.try_into().unwrap()))
+            .collect()
+    });
     Launch {
         out: std::fs::read(dir.join("out")).unwrap(),
         err: (words[0], words[1]),
+        subs,
     }
 }
 
@@ -392,8 +459,18 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
                         grid,
                         n_chunks: None,
                         stream: None,
+                        record: !reads_subs(k),
                     };
                     let got = run(bin, &k.budget, t, &dir, p);
+                    if let Some(recorded) = &got.subs {
+                        let want = subs::reference(stream(t), t.rows * t.padded_cols());
+                        assert_eq!(
+                            Some(recorded),
+                            want.unwrap().as_ref(),
+                            "{} recorded sub-chunk offsets on {label} (grid {grid:?})",
+                            k.variant
+                        );
+                    }
                     let first = got.out.iter().zip(&expected).position(|(a, b)| a != b);
                     assert!(
                         first.is_none() && got.err == (0, 0),
@@ -408,6 +485,7 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
                 tested += 1;
             }
         }
-    } // Two rmm-eligible cases x (bf16 from tiled sm, tiled exponent, tiled palette), per refill.
-    assert_eq!(tested, (cases.len() * 3 + 6) * HuffRefill::ALL.len());
+    } // Two rmm-eligible cases x (bf16 from tiled sm, tiled exponent, tiled palette), per refill and
+      // for the fallback builds.
+    assert_eq!(tested, (cases.len() * 3 + 6) * (HuffRefill::ALL.len() + 1));
 }

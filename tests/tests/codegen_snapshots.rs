@@ -12,15 +12,16 @@ use insta::internals::Content;
 use unweight_codegen::generate::{render_set, variant_table};
 use unweight_codegen::space::{self, Value, VariantSet};
 
-/// Representative full sources: rmm in both orientations and both A sources, the Huffman family,
-/// and both activations (their math differs entirely).
-const SOURCES: [&str; 8] = [
+/// Representative full sources: rmm in both orientations and both A sources, the Huffman family
+/// (each refill), and both activations (their math differs entirely).
+const SOURCES: [&str; 9] = [
     "rmm_palette_n64_s4_nt",
     "rmm_palette_n64_s4_t",
     "rmm_palette_rs_n8_s8_nt",
     "rmm_palette_rs_n8_s8_t",
     "huff_bf16_word",
     "huff_bf16_vec4",
+    "huff_palette_sub256",
     "act_silu_mul",
     "act_gelu",
 ];

@@ -82,8 +82,9 @@ impl Linear {
     }
 
     /// Decodes a Huffman-resident weight's stream once on the device's stream (`huff_palette`,
-    /// the cheapest output, into the scratch just reserved) and reads its error word
-    /// (synchronizing). So a refused stream never becomes a layer, and [`Linear::forward`] needs
+    /// the cheapest output, one chain per chunk, into the scratch just reserved), recording its
+    /// sub-chunk offsets on the way, and reads its error word (synchronizing). So a refused stream
+    /// never becomes a layer (and its offsets are never read), and [`Linear::forward`] needs
     /// no check and no sync per call: device memory does not change after upload, and any later
     /// refusal still lands in the word ([`DeviceWeights::take_decode_error`]).
     fn check_stream(&self) -> Result<(), GpuError> {
@@ -103,11 +104,12 @@ impl Linear {
             self.decode(
                 stream,
                 h,
-                (HuffOutput::Palette, HuffRefill::DEFAULT),
+                (HuffOutput::Palette, HuffRefill::CHUNKED),
                 HuffLayout::RowMajor,
                 slot.ptr(),
                 slot.capacity(),
                 0,
+                true,
             )
         };
         slot.release_on(stream)?;
@@ -141,11 +143,12 @@ impl Linear {
             lin.decode(
                 &stream,
                 h,
-                (HuffOutput::Palette, HuffRefill::DEFAULT),
+                (HuffOutput::Palette, HuffRefill::CHUNKED),
                 HuffLayout::RowMajor,
                 p,
                 have,
                 0,
+                true,
             )?
         };
         lin.weights.take_decode_error(&stream)?;
@@ -181,7 +184,18 @@ impl Linear {
             (_, Orientation::Transposed) => HuffLayout::TiledTransposed,
         };
         // SAFETY: `decode` checks the size; the caller vouches for `out` (this fn's contract).
-        unsafe { self.decode(stream, h, output, layout, out, out_bytes, ctas) }
+        unsafe {
+            self.decode(
+                stream,
+                h,
+                (output.0, default_refill(h)),
+                layout,
+                out,
+                out_bytes,
+                ctas,
+                false,
+            )
+        }
     }
 
     /// The matmul of `plan` with caller-owned buffers, enqueued on `stream`: Huffman pipelines
@@ -565,11 +579,12 @@ impl Linear {
                     self.decode(
                         stream,
                         h,
-                        (output, HuffRefill::DEFAULT),
+                        (output, default_refill(h)),
                         HuffLayout::RowMajor,
                         slot.ptr(),
                         slot.capacity(),
                         0,
+                        false,
                     )?
                 };
                 let p = gemm_params(g.orientation, m, n_out, k)?;
@@ -595,11 +610,12 @@ impl Linear {
                     self.decode(
                         stream,
                         h,
-                        (output, HuffRefill::DEFAULT),
+                        (output, default_refill(h)),
                         layout,
                         slot.ptr(),
                         slot.capacity(),
                         0,
+                        false,
                     )?
                 };
                 let esc = match pipe {
@@ -730,11 +746,24 @@ impl Linear {
         ctas: u32,
         out: &mut impl DevicePtrMut<T>,
     ) -> Result<(), GpuError> {
-        self.decode_into_refill(stream, output, HuffRefill::DEFAULT, tiled, ctas, out)
+        let Resident::Huffman(h) = &self.weights.resident else {
+            return Err(self.residency_error("huffman decode", Residency::Huffman));
+        };
+        self.decode_into_refill(stream, output, default_refill(h), tiled, ctas, out)
+    }
+
+    /// The refill [`Linear::decode_into`] and the pipelines use for this weight:
+    /// [`HuffRefill::DEFAULT`] when it has sub-chunk offsets, else [`HuffRefill::CHUNKED`].
+    pub fn default_refill(&self) -> Option<HuffRefill> {
+        match &self.weights.resident {
+            Resident::Huffman(h) => Some(default_refill(h)),
+            _ => None,
+        }
     }
 
     /// [`Linear::decode_into_ctas`] with the decoder's `refill` variant chosen (benchmarks and tests
-    /// compare them; everything else runs [`HuffRefill::DEFAULT`]).
+    /// compare them; everything else runs [`Linear::default_refill`]). `sub256` needs a weight
+    /// with sub-chunk offsets.
     pub fn decode_into_refill<T>(
         &self,
         stream: &CudaStream,
@@ -765,11 +794,12 @@ impl Linear {
         let have = out.len() * std::mem::size_of::<T>();
         let (p, _write) = out.device_ptr_mut(stream);
         // SAFETY: `decode` checks `have` against the output size before launching.
-        unsafe { self.decode(stream, h, (output, refill), layout, p, have, ctas) }
+        unsafe { self.decode(stream, h, (output, refill), layout, p, have, ctas, false) }
     }
 
     /// Enqueues `huff_<output>_<refill>` writing `layout` into `out` on `ctas` blocks (0: the
-    /// natural grid). A refusal of the stream lands in the weight's error word.
+    /// natural grid). A refusal of the stream lands in the weight's error word. `record`: a chunk
+    /// decoder (word / vec4) also writes the weight's sub-chunk offsets (the validating pass).
     ///
     /// # Safety
     /// `out` must be a live device buffer of at least `out_bytes` bytes (checked against the
@@ -784,8 +814,21 @@ impl Linear {
         out: u64,
         out_bytes: usize,
         ctas: u32,
+        record: bool,
     ) -> Result<(), GpuError> {
         let need = self.decode_bytes(output);
+        let subs = h.sub_offsets.as_ref().map_or(0, |b| b.ptr);
+        // sub256 reads the offsets; the chunk decoders record them only in the validating pass.
+        let sub_offsets = match (refill.sub_symbols(), record) {
+            (Some(_), _) if subs == 0 => {
+                return Err(weights_error(
+                    &self.weights.name,
+                    LayoutError::NoSubOffsets(h.chunk_symbols),
+                ))
+            }
+            (Some(_), _) | (None, true) => subs,
+            (None, false) => 0,
+        };
         if out_bytes < need || out == 0 {
             let what = format!("huff_{} output for {}", output.as_str(), self.weights.name);
             return Err(GpuError::BufferTooSmall {
@@ -800,15 +843,24 @@ impl Linear {
             .device()
             .kernels
             .get_entry(plan::huff_variant_entry(output, refill)?)?;
-        let args = huff_args(h, g, output, layout, out, ctas)
+        let args = huff_args(h, g, output, layout, out, sub_offsets, ctas)
             .map_err(|p| weights_error(&self.weights.name, p))?;
         // SAFETY: every input is this weight's live upload for its geometry; `out` per the contract.
         unsafe { launch::huff(stream, &kernel, &args) }
     }
 }
 
+/// The refill the runtime decodes `h` with: one chain per sub-chunk when it has the offsets.
+fn default_refill(h: &HuffmanDev) -> HuffRefill {
+    if h.sub_offsets.is_some() {
+        HuffRefill::DEFAULT
+    } else {
+        HuffRefill::CHUNKED
+    }
+}
+
 /// Arguments of `huff_<output>` for the upload `h` of a weight of geometry `g`, writing `out` on
-/// `ctas` blocks (0: the natural grid). `huff_bf16`'s `layout` says where it reads sm (its output
+/// `ctas` blocks (0: the natural grid), with `sub_offsets` (0: none). `huff_bf16`'s `layout` says where it reads sm (its output
 /// is row-major), so it gets the sm copy's; the others' say where they write.
 fn huff_args(
     h: &HuffmanDev,
@@ -816,6 +868,7 @@ fn huff_args(
     output: HuffOutput,
     layout: HuffLayout,
     out: u64,
+    sub_offsets: u64,
     ctas: u32,
 ) -> Result<HuffArgs, LayoutError> {
     let (sm, sm_layout) = h.sm_input(g.orientation)?;
@@ -843,6 +896,7 @@ fn huff_args(
         stream_bytes: h.stream_bytes,
         esc_groups: (h.esc_exp.len / GROUP as usize) as u32,
         err: h.err.ptr,
+        sub_offsets,
         ctas,
     })
 }

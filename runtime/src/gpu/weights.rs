@@ -77,6 +77,11 @@ pub struct HuffmanDev {
     /// This weight's decode error word ([`huff_err::WORDS`] u32, zero at upload): every decode of
     /// it ORs in what it refused, so reading it names this tensor. Sticky: the stream never changes.
     pub err: DevBuf<u32>,
+    /// Bit offset of every `abi::SUB_SYMBOLS`-th symbol of each chunk (zero at upload), written by
+    /// the validating decode in [`Linear::new`](crate::gpu::linear::Linear::new) and read by the
+    /// `sub256` decoders; `None` when chunks do not hold whole sub-chunks (the weight then decodes
+    /// with [`HuffRefill::CHUNKED`](unweight_codegen::variant::HuffRefill::CHUNKED)).
+    pub sub_offsets: Option<DevBuf<u32>>,
     /// Tiled sm and per-tile escape tables for the exponent / palette-transcode rmm (present
     /// when the rmm takes the shape); `huff_bf16` then reads this sm copy too.
     pub rmm: Option<RmmDev>,
@@ -220,6 +225,10 @@ impl DeviceWeights {
             stream_bytes: img.stream_bytes,
             stream_bits: img.stream_bits,
             err: upload(s, &[0u32; huff_err::WORDS as usize], "decode error word")?,
+            sub_offsets: img
+                .sub_count
+                .map(|n| upload(s, &vec![0u32; n], "sub-chunk offsets"))
+                .transpose()?,
             rmm: img.rmm.as_ref().map(|t| RmmDev::upload(s, t)).transpose()?,
         };
         Self::finish(dev, name, img.geometry, Resident::Huffman(Box::new(h)))
@@ -402,6 +411,7 @@ impl DeviceWeights {
             Resident::Huffman(h) => {
                 h.bits.bytes()
                     + h.chunk_offsets.bytes()
+                    + h.sub_offsets.as_ref().map_or(0, DevBuf::bytes)
                     + h.lut.bytes()
                     + 16
                     + h.sm_bytes()

@@ -1,7 +1,8 @@
 //! Hostile streams on the emulated kernels (built with AddressSanitizer and UBSan, every buffer an
 //! exact-size allocation): whatever the stream and its chunk offsets hold, no kernel reads or writes
 //! out of bounds; every stream the codec's decoder refuses raises the error word, and every stream it
-//! accepts decodes bit for bit with the error word 0.
+//! accepts decodes bit for bit with the error word 0. The sub256 decoders get the sub-chunk offsets
+//! a validating chunk decode of the same stream recorded (what a device would hold), and random ones.
 
 use super::*;
 use unweight_codegen::abi::huff_err;
@@ -181,6 +182,76 @@ fn constant() -> CompressedTensor {
     codec::compress(&same, &[70, 130], Orientation::Standard, Encoding::Huffman).unwrap()
 }
 
+/// Replaces `dir/subs` with what huff_palette_vec4's validating decode of `t` records (on a refused
+/// stream, offsets up to where decoding went wrong, and garbage after).
+fn record_subs(kernels: &[Generated], bins: &[PathBuf], t: &CompressedTensor, dir: &Path) {
+    let (k, bin) = kernels
+        .iter()
+        .zip(bins)
+        .find(|(k, _)| k.variant.to_string() == "huff_palette_vec4")
+        .unwrap();
+    let p = Params {
+        out_bytes: out_bytes(t, HuffOutput::Palette),
+        layout: ROW_MAJOR,
+        grid: None,
+        n_chunks: None,
+        stream: None,
+        record: true,
+    };
+    let recorded = run(bin, &k.budget, t, dir, p).subs.unwrap();
+    std::fs::write(dir.join("subs"), le(&recorded, u32::to_le_bytes)).unwrap();
+}
+
+/// A named way to fill sub-chunk offsets, by index.
+type Fill = (&'static str, Box<dyn Fn(usize) -> u32>);
+
+/// Sub-chunk offsets that are no stream's: the sub256 decoders stay in bounds and refuse.
+#[test]
+fn random_sub_chunk_offsets_stay_in_bounds_and_are_refused() {
+    let Built { kernels, bins } = built();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = codec::compress(
+        &tensor(256, 1024, 21),
+        &[256, 1024],
+        Orientation::Standard,
+        Encoding::Huffman,
+    )
+    .unwrap();
+    let bits = stream(&t).total_bits as u32;
+    let fills: [Fill; 4] = [
+        ("random", Box::new(|i| xorshift(i as u64 + 1)() as u32)),
+        (
+            "random in the stream",
+            Box::new(move |i| xorshift(i as u64 + 1)() as u32 % bits),
+        ),
+        ("all at the end", Box::new(move |_| bits)),
+        (
+            "decreasing",
+            Box::new(move |i| bits.saturating_sub(i as u32 * 500)),
+        ),
+    ];
+    for (label, fill) in fills {
+        write_inputs(&t, tmp.path());
+        let offsets: Vec<u32> = (0..n_subs(&t)).map(fill).collect();
+        std::fs::write(tmp.path().join("subs"), le(&offsets, u32::to_le_bytes)).unwrap();
+        for (k, bin) in kernels.iter().zip(bins).filter(|(k, _)| reads_subs(k)) {
+            for grid in [None, Some(1)] {
+                let p = Params {
+                    out_bytes: out_bytes(&t, output(k)),
+                    layout: ROW_MAJOR,
+                    grid,
+                    n_chunks: None,
+                    stream: None,
+                    record: false,
+                };
+                let got = run(bin, &k.budget, &t, tmp.path(), p);
+                assert_ne!(got.err.0, 0, "{} with {label} sub-chunk offsets", k.variant);
+                assert!(got.err.1 != 0, "{} names a chunk: {:?}", k.variant, got.err);
+            }
+        }
+    }
+}
+
 #[test]
 fn hostile_streams_stay_in_bounds_and_raise_the_error_word() {
     let Built { kernels, bins } = built();
@@ -233,6 +304,7 @@ fn hostile_streams_stay_in_bounds_and_raise_the_error_word() {
                 .join(format!("{base_label} {i}").replace([' ', 'x'], "_"));
             std::fs::create_dir_all(&dir).unwrap();
             write_inputs(t, &dir);
+            record_subs(kernels, bins, t, &dir);
             for (k, bin) in kernels.iter().zip(bins) {
                 let out = output(k);
                 // Alternate the grid: the natural one, a single block, three blocks.
@@ -243,6 +315,7 @@ fn hostile_streams_stay_in_bounds_and_raise_the_error_word() {
                     grid,
                     n_chunks: None,
                     stream: None,
+                    record: false,
                 };
                 let got = run(bin, &k.budget, t, &dir, p);
                 let what = format!("{} on {base_label}, {label} (grid {grid:?})", k.variant);
@@ -290,6 +363,7 @@ fn hostile_streams_stay_in_bounds_and_raise_the_error_word() {
     let dir = tmp.path().join("invalid_after_the_end");
     std::fs::create_dir_all(&dir).unwrap();
     write_inputs(&t, &dir);
+    record_subs(kernels, bins, &t, &dir);
     for (k, bin) in kernels.iter().zip(bins) {
         assert!(reference(&t, output(k)).is_err());
         let p = Params {
@@ -298,6 +372,7 @@ fn hostile_streams_stay_in_bounds_and_raise_the_error_word() {
             grid: None,
             n_chunks: None,
             stream: None,
+            record: false,
         };
         let got = run(bin, &k.budget, &t, &dir, p);
         let last = stream(&t).chunk_offsets.len() as u32 - 1;
@@ -337,6 +412,7 @@ fn a_bad_layout_traps() {
                 grid: None,
                 n_chunks: None,
                 stream: None,
+                record: false,
             };
             let status = harness(bin, &k.budget, &t, tmp.path(), p).status;
             assert_eq!(
@@ -371,6 +447,7 @@ fn a_size_that_does_not_match_the_shape_or_stream_is_refused() {
                 grid: Some(2),
                 n_chunks: Some(n_chunks),
                 stream: None,
+                record: false,
             };
             let got = run(bin, &k.budget, &t, tmp.path(), p);
             assert_eq!(
@@ -419,6 +496,7 @@ fn an_escape_slot_past_the_exponents_is_refused() {
                 grid: None,
                 n_chunks: None,
                 stream: None,
+                record: false,
             };
             let got = run(bin, &k.budget, t, &dir, p);
             assert!(

@@ -16,11 +16,12 @@ use crate::gpu::device::GpuDevice;
 use crate::gpu::error::GpuError;
 use crate::gpu::harness::synth::{self, Rng, WeightSpec};
 use crate::gpu::jit::registry;
+use crate::gpu::layout::subs;
 use crate::gpu::layout::tiles::{self, Packing};
 use crate::gpu::layout::{BlockLayout, Residency};
 use crate::gpu::linear::Linear;
 use crate::gpu::plan::{self, ExecPipeline, Plan};
-use crate::gpu::weights::{weights_error, DeviceWeights};
+use crate::gpu::weights::{weights_error, DeviceWeights, Resident};
 
 /// The poison written into every output before a launch (a bf16 NaN; 0xFF bytes).
 pub const POISON: u16 = 0xFFFF;
@@ -150,6 +151,43 @@ pub fn first_diff<T: PartialEq + Copy + std::fmt::Debug>(a: &[T], b: &[T]) -> Op
     })
 }
 
+/// The sub-chunk offsets the validating decode in `Linear::new` left on the device equal the
+/// CPU's ([`subs::reference`]), and the default decode reads them.
+fn check_sub_offsets(
+    h: &Harness,
+    name: &str,
+    lin: &Linear,
+    t: &CompressedTensor,
+) -> Result<Vec<String>, GpuError> {
+    let (Resident::Huffman(dev), Indices::Huffman(stream)) = (&lin.weights().resident, &t.indices)
+    else {
+        return Ok(vec![format!("{name}: not a Huffman-resident weight")]);
+    };
+    let want = subs::reference(stream, t.rows * t.padded_cols())?;
+    let mut failures = Vec::new();
+    match (&dev.sub_offsets, want) {
+        (Some(buf), Some(want)) => {
+            let got = h.drv(
+                h.stream.clone_dtoh(buf.slice()),
+                "downloading sub-chunk offsets",
+            )?;
+            if let Some(d) = first_diff(&got[..buf.len], &want) {
+                failures.push(format!("{name}: recorded sub-chunk offsets: {d}"));
+            }
+            if lin.default_refill() != Some(HuffRefill::DEFAULT) {
+                failures.push(format!("{name}: has sub-chunk offsets but decodes without"));
+            }
+        }
+        (None, None) => {}
+        (have, want) => failures.push(format!(
+            "{name}: sub-chunk offsets uploaded: {}, expected: {}",
+            have.is_some(),
+            want.is_some()
+        )),
+    }
+    Ok(failures)
+}
+
 /// GPU Huffman decode of `t` equals the CPU decoders for all three outputs and every refill
 /// variant (twice, with two poisons, so an unwritten byte cannot match by luck; a third time on
 /// one block, which then loops over every unit of chunks: the grid must not change the output).
@@ -159,6 +197,7 @@ pub fn check_decode(
     t: &CompressedTensor,
 ) -> Result<Vec<String>, GpuError> {
     let lin = Linear::new(DeviceWeights::huffman(&h.dev, name, t)?)?;
+    let mut failures = check_sub_offsets(h, name, &lin, t)?;
     let want_bf16: Vec<u8> = codec::decode_bf16_encoded(t)?
         .iter()
         .flat_map(|v| v.to_le_bytes())
@@ -168,7 +207,6 @@ pub fn check_decode(
         (HuffOutput::Exponent, codec::decode_exponents(t)?),
         (HuffOutput::Palette, codec::decode_palette_indices(t)?),
     ];
-    let mut failures = Vec::new();
     let g = lin.weights().geometry;
     for (output, want) in wants {
         // Row-major always; the rmm's tiled layout too for exponent / palette of eligible shapes.

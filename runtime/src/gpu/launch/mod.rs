@@ -183,6 +183,9 @@ pub struct HuffArgs {
     pub esc_groups: u32,
     /// Two u32 (reasons, !first bad chunk), zero before the first launch; see `abi::huff_err`.
     pub err: u64,
+    /// Sub-chunk offsets (`abi::SUB_SYMBOLS`): refill `sub256` reads them, word / vec4 record them
+    /// when nonzero (the validating decode); 0 = none.
+    pub sub_offsets: u64,
     /// Blocks to run on (0: the natural grid), so the decode can take a share of the SMs.
     pub ctas: u32,
 }
@@ -212,7 +215,8 @@ pub unsafe fn huff(stream: &CudaStream, kernel: &Kernel, a: &HuffArgs) -> Result
     b.arg(&a.stream_bits)
         .arg(&a.stream_bytes)
         .arg(&a.esc_groups)
-        .arg(&a.err);
+        .arg(&a.err)
+        .arg(&a.sub_offsets);
     // SAFETY: argument order and types follow the Huffman ABI; the caller vouches for the buffers.
     unsafe { b.launch(config(kernel.entry, grid)) }
         .ctx(|| format!("launching {}", kernel.entry.name))?;

@@ -2,7 +2,7 @@
 //! knows it (`DeviceWeights`, the checks) wraps it as `GpuError::Weights { tensor, problem }`,
 //! as `BundleError` wraps a `Problem`.
 
-use unweight_codegen::abi::{BK, BM, GROUP};
+use unweight_codegen::abi::{BK, BM, GROUP, SUB_SYMBOLS};
 
 use crate::codec::{CodecError, Encoding};
 
@@ -47,6 +47,8 @@ pub enum LayoutError {
     ChunkSymbols(u32),
     #[error("{0} symbols exceed the GPU decoder's 2^32 limit")]
     TooManySymbols(usize),
+    #[error("no sub-chunk offsets were uploaded (chunks of {0} symbols do not hold whole sub-chunks of {SUB_SYMBOLS}); decode with refill vec4")]
+    NoSubOffsets(u32),
     #[error("no sign-mantissa bytes were uploaded")]
     NoSignMantissa,
     #[error("no tiled rmm tables were uploaded (the shape is not rmm-eligible)")]

@@ -85,6 +85,9 @@ pub struct HuffmanImage {
     /// (every load stays inside) and `stream_bits` (where the last chunk must end).
     pub stream_bytes: u64,
     pub stream_bits: u64,
+    /// Sub-chunk offsets the device keeps ([`subs::sub_count`](super::subs::sub_count)): filled on the
+    /// GPU by the validating decode; `None` when chunks do not hold whole sub-chunks.
+    pub sub_count: Option<usize>,
     /// What the exponent / palette-transcode rmm reads besides the preprocess output (present
     /// when the shape is rmm-eligible).
     pub rmm: Option<RmmTables>,
@@ -191,6 +194,7 @@ impl HuffmanImage {
             n_chunks: n_chunks as u32,
             stream_bytes: h.bits.len() as u64,
             stream_bits: h.total_bits,
+            sub_count: super::subs::sub_count(symbols, h.chunk_symbols),
             rmm,
         })
     }

@@ -9,6 +9,7 @@ pub mod escapes;
 pub mod fragments;
 pub mod geometry;
 pub mod image;
+pub mod subs;
 pub mod tiles;
 
 pub use error::LayoutError;
