@@ -130,13 +130,14 @@ run_tune() {
 }
 
 run_bench_mlp() {
-  mkdir -p "$OUT/bench-mlp/results"
+  mkdir -p "$OUT/bench/results"
   # The 32-layer Llama-3.1-8B MLP stack beside cuBLAS (writes bench/results/ under its cwd).
   local table=()
   [ -f "$OUT/tuning.json" ] && table=(--table "$OUT/tuning.json")
-  ( cd "$OUT/bench-mlp" && timeout -k 10 "$step_timeout" "$bin/unweight" bench-mlp "${table[@]}" ) \
+  # Results beside the other benches' (two levels under $OUT: the device tool returns no deeper files).
+  ( cd "$OUT" && timeout -k 10 "$step_timeout" "$bin/unweight" bench-mlp --out "$OUT/bench/results" "${table[@]}" ) \
     2>&1 | tee "$OUT/bench-mlp.log"
-  note "bench-mlp: rc=${PIPESTATUS[0]} $(ls "$OUT"/bench-mlp/results/*.md 2>/dev/null | tr '\n' ' ')"
+  note "bench-mlp: rc=${PIPESTATUS[0]} $(ls "$OUT"/bench/results/*-mlp.md 2>/dev/null | tr '\n' ' ')"
 }
 
 run_bench_auto() {
