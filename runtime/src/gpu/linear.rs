@@ -175,7 +175,8 @@ impl Linear {
             return Err(self.plan_error(plan, "it has no preprocess".into()));
         };
         let output = match plan.preprocess.map(|e| e.variant) {
-            Some(Variant::Huff(v)) => (v.output, v.refill),
+            // The refill follows the weight (sub256 where it holds sub-chunk offsets), as in forward.
+            Some(Variant::Huff(v)) => v.output,
             _ => return Err(self.plan_error(plan, "it has no preprocess kernel".into())),
         };
         let layout = match (plan.pipeline, self.weights.geometry.orientation) {
@@ -188,7 +189,7 @@ impl Linear {
             self.decode(
                 stream,
                 h,
-                (output.0, default_refill(h)),
+                (output, default_refill(h)),
                 layout,
                 out,
                 out_bytes,
