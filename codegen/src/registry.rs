@@ -88,8 +88,13 @@ fn variant_tokens(v: &Variant) -> TokenStream {
                 ASource::Smem => quote! { ASource::Smem },
                 ASource::Regs => quote! { ASource::Regs },
             };
-            let (n, s, t) = (lit(r.tile_n), lit(r.stages), r.transpose);
-            quote! { Variant::Rmm(RmmVariant { operand: #operand, tile_n: #n, stages: #s, transpose: #t, a_src: #a_src }) }
+            let (n, s, t, c) = (
+                lit(r.tile_n),
+                lit(r.stages),
+                r.transpose,
+                lit(r.ctas_per_sm),
+            );
+            quote! { Variant::Rmm(RmmVariant { operand: #operand, tile_n: #n, stages: #s, transpose: #t, a_src: #a_src, ctas_per_sm: #c }) }
         }
         Variant::Huff(h) => {
             let output = match h.output {

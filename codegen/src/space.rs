@@ -38,13 +38,17 @@ pub const RS_TILE_N: [u32; 4] = [8, 16, 32, 64];
 /// stages in the consumers, so 12 keeps as many in flight as 8 did with one-block steps (12 is
 /// pruned for SMEM where the x tile is wide).
 pub const RS_STAGES: [u32; 3] = [4, 8, 12];
+/// Ring depths of the RS form at two CTAs per SM ([`RmmVariant::ctas_per_sm`] = 2): each CTA gets
+/// half the shared memory (so at most ~110 KB of ring) and 80 registers per thread at launch, so
+/// only one-block steps; 6 keeps ~4 stages per CTA in flight.
+pub const RS_PAIR_STAGES: [u32; 2] = [4, 6];
 
 /// Every combination of the axes, in the one variant order used everywhere (registry, manifest,
 /// snapshots): SS rmm by pipeline, transpose, tile width, stages; the same for RS rmm over its
-/// own tile widths and depths; then the Huffman kernels, then the activations. Includes
+/// own tile widths and depths, at one CTA per SM and then at two; then the Huffman kernels, then the activations. Includes
 /// combinations that [`check`] prunes.
 pub fn variants() -> impl Iterator<Item = Variant> {
-    let rmm = |a_src: ASource, tiles: &'static [u32], stages: &'static [u32]| {
+    let rmm = |a_src: ASource, tiles: &'static [u32], stages: &'static [u32], ctas_per_sm: u32| {
         Operand::ALL.into_iter().flat_map(move |operand| {
             TRANSPOSE.into_iter().flat_map(move |transpose| {
                 tiles.iter().flat_map(move |&tile_n| {
@@ -55,14 +59,16 @@ pub fn variants() -> impl Iterator<Item = Variant> {
                             stages,
                             transpose,
                             a_src,
+                            ctas_per_sm,
                         })
                     })
                 })
             })
         })
     };
-    let rmm =
-        rmm(ASource::Smem, &TILE_N, &STAGES).chain(rmm(ASource::Regs, &RS_TILE_N, &RS_STAGES));
+    let rmm = rmm(ASource::Smem, &TILE_N, &STAGES, 1)
+        .chain(rmm(ASource::Regs, &RS_TILE_N, &RS_STAGES, 1))
+        .chain(rmm(ASource::Regs, &RS_TILE_N, &RS_PAIR_STAGES, 2));
     let huff = HuffOutput::ALL.into_iter().flat_map(|output| {
         HuffRefill::ALL
             .into_iter()
@@ -239,23 +245,40 @@ pub const RMM_WORKING_REGS: u32 = 72;
 /// RS form: A fragments of one k block (16 registers); two steps' worth live at once, so the
 /// rebuild of step j + 1 overlaps wgmma j.
 pub const RMM_RS_FRAG_REGS: u32 = 16;
+/// RS form: registers a consumer needs besides accumulators and fragments (no rebuild chunk or
+/// A-tile addresses; the staged vectors of a block, palette, lane constants). Set from ptxas
+/// (NVRTC 13.0, 2026-12-02): `rmm_palette_rs_n8_s4` under `__launch_bounds__(384, 2)` needs 80
+/// registers with 0 spills, which this estimate (+ 2 x 16 fragments + 4 accumulators = 92) covers.
+pub const RMM_RS_WORKING_REGS: u32 = 56;
 
 impl RmmBudget {
     pub fn new(v: &RmmVariant) -> Result<RmmBudget, Pruned> {
+        let regs = v.a_src == ASource::Regs;
+        let pair = v.ctas_per_sm == 2;
         if !TILE_N.contains(&v.tile_n)
-            || !(STAGES.contains(&v.stages) || RS_STAGES.contains(&v.stages))
+            || !(STAGES.contains(&v.stages)
+                || RS_STAGES.contains(&v.stages)
+                || RS_PAIR_STAGES.contains(&v.stages))
         {
             return Err(Pruned::Unsupported {
                 reason: format!("tile_n {} / stages {} outside the axes", v.tile_n, v.stages),
             });
         }
-        let regs = v.a_src == ASource::Regs;
+        if !matches!(v.ctas_per_sm, 1 | 2) || (pair && !regs) {
+            return Err(Pruned::Unsupported {
+                reason: format!(
+                    "{} CTAs per SM: 1, or 2 for the RS form only",
+                    v.ctas_per_sm
+                ),
+            });
+        }
         if !regs && !STAGES.contains(&v.stages) {
             return Err(Pruned::Unsupported {
                 reason: format!("stages {} outside the SS axis", v.stages),
             });
         }
-        if regs && (!RS_TILE_N.contains(&v.tile_n) || !RS_STAGES.contains(&v.stages)) {
+        let rs_stages: &[u32] = if pair { &RS_PAIR_STAGES } else { &RS_STAGES };
+        if regs && (!RS_TILE_N.contains(&v.tile_n) || !rs_stages.contains(&v.stages)) {
             return Err(Pruned::Unsupported {
                 reason: format!(
                     "rs: tile_n {} / stages {} outside the RS axes",
@@ -347,28 +370,35 @@ impl RmmBudget {
             producer_regs: 0,
             consumer_regs: 0,
         };
-        // One CTA per SM (`__launch_bounds__(threads, 1)`): measured on the H100 (2026-11-22), a second
-        // CTA per SM did not speed up narrow tiles, whose rebuild is bound by the SM's issue rate.
-        layout.ctas_per_sm = 1;
+        // SS: one CTA per SM (`__launch_bounds__(threads, 1)`): measured on the H100 (2026-11-22), a
+        // second CTA per SM did not speed up narrow tiles, whose rebuild is bound by the SM's issue
+        // rate. RS may take two: its consumers issue a third of the time at one CTA (H200 profile,
+        // 2026-12-02) and wait on dependency chains that a second CTA's warps can fill.
+        layout.ctas_per_sm = v.ctas_per_sm;
         layout.regs_per_thread = regs_per_thread(layout.threads, layout.ctas_per_sm);
         // The producer keeps the minimum that still issues copies (CUTLASS: 40); consumers get the
         // rest of the CTA's pool, rounded down to setmaxnreg's multiple of 8.
         layout.producer_regs = 40;
         let pool = layout.regs_per_thread * layout.threads;
         layout.consumer_regs = ((pool - layout.producer_regs * 128) / 256 / 8 * 8).min(256);
-        if dynamic_smem > SMEM_LIMIT {
+        // Co-resident CTAs split the SM's shared memory, each paying 1 KB of reserved smem.
+        let smem_limit = if pair {
+            SMEM_PER_SM / 2 - 1024
+        } else {
+            SMEM_LIMIT
+        };
+        if dynamic_smem > smem_limit {
             return Err(Pruned::Smem {
                 dynamic_smem,
                 breakdown: layout.smem_breakdown(),
-                limit: SMEM_LIMIT,
+                limit: smem_limit,
             });
         }
-        let overhead = RMM_WORKING_REGS
-            + if regs {
-                2 * layout.kb_step * RMM_RS_FRAG_REGS
-            } else {
-                0
-            };
+        let overhead = if regs {
+            RMM_RS_WORKING_REGS + 2 * layout.kb_step * RMM_RS_FRAG_REGS
+        } else {
+            RMM_WORKING_REGS
+        };
         if layout.acc_regs + overhead > layout.consumer_regs {
             return Err(Pruned::Registers {
                 acc_regs: layout.acc_regs,
@@ -942,11 +972,44 @@ mod tests {
             stages: 8,
             transpose: false,
             a_src: ASource::Smem,
+            ctas_per_sm: 1,
         };
         let err = RmmBudget::new(&v).unwrap_err();
         assert_eq!(
             err.to_string(),
             "smem 394,384 B = A 8x16384 + B 8x32768 + barriers 8x16+16 + align 1024 > 232,448 B (227 KB)"
         );
+    }
+
+    #[test]
+    fn two_ctas_per_sm_only_for_narrow_rs_tiles_that_fit_half_an_sm() {
+        let v = |a_src, tile_n, stages, ctas_per_sm| RmmVariant {
+            operand: Operand::Palette,
+            tile_n,
+            stages,
+            transpose: false,
+            a_src,
+            ctas_per_sm,
+        };
+        let b = RmmBudget::new(&v(ASource::Regs, 8, 6, 2)).unwrap();
+        assert_eq!((b.ctas_per_sm, b.kb_step), (2, 1));
+        assert_eq!(b.regs_per_thread, 80);
+        assert!(2 * (b.dynamic_smem + 1024) <= SMEM_PER_SM);
+        // SS at two CTAs, a third CTA, and depths of the one-CTA axis are not generated.
+        for bad in [
+            v(ASource::Smem, 8, 4, 2),
+            v(ASource::Regs, 8, 4, 3),
+            v(ASource::Regs, 8, 12, 2),
+        ] {
+            assert!(matches!(
+                RmmBudget::new(&bad),
+                Err(Pruned::Unsupported { .. })
+            ));
+        }
+        // Wide tiles' accumulators do not fit the pair's registers.
+        assert!(matches!(
+            RmmBudget::new(&v(ASource::Regs, 64, 4, 2)),
+            Err(Pruned::Registers { .. })
+        ));
     }
 }

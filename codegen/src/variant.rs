@@ -58,6 +58,9 @@ pub struct RmmVariant {
     pub transpose: bool,
     /// SS (`Smem`, names without a form) or RS (`Regs`, names `rmm_<pipeline>_rs_...`).
     pub a_src: ASource,
+    /// CTAs resident per SM (`__launch_bounds__` min blocks): 1, or 2 for the RS form, whose
+    /// consumers are latency-bound with one CTA (names `..._s<stages>_c2_...`).
+    pub ctas_per_sm: u32,
 }
 
 /// How a Huffman decoder's lanes refill their bit buffers from the stream.
@@ -172,7 +175,7 @@ impl fmt::Display for Variant {
         match self {
             Variant::Rmm(v) => write!(
                 f,
-                "rmm_{}{}_n{}_s{}_{}",
+                "rmm_{}{}_n{}_s{}{}_{}",
                 v.operand.as_str(),
                 match v.a_src {
                     ASource::Smem => "",
@@ -180,6 +183,11 @@ impl fmt::Display for Variant {
                 },
                 v.tile_n,
                 v.stages,
+                if v.ctas_per_sm > 1 {
+                    format!("_c{}", v.ctas_per_sm)
+                } else {
+                    String::new()
+                },
                 if v.transpose { "t" } else { "nt" }
             ),
             Variant::Huff(v) => write!(f, "huff_{}_{}", v.output.as_str(), v.refill.as_str()),
@@ -243,12 +251,17 @@ impl FromStr for Variant {
                     .ok_or_else(err)?;
                 Ok(Variant::Huff(HuffVariant { output, refill }))
             }
-            ["rmm", pipe, rest @ ..] if matches!(rest.len(), 3 | 4) => {
-                let (a_src, n, st, t) = match rest {
-                    [n, st, t] => (ASource::Smem, n, st, t),
-                    ["rs", n, st, t] => (ASource::Regs, n, st, t),
+            ["rmm", pipe, rest @ ..] if matches!(rest.len(), 3..=5) => {
+                let (a_src, n, st, c, t) = match rest {
+                    [n, st, t] => (ASource::Smem, n, st, &"c1", t),
+                    ["rs", n, st, t] => (ASource::Regs, n, st, &"c1", t),
+                    ["rs", n, st, c, t] => (ASource::Regs, n, st, c, t),
                     _ => return Err(err()),
                 };
+                let ctas_per_sm = c
+                    .strip_prefix('c')
+                    .and_then(|x| x.parse().ok())
+                    .ok_or_else(err)?;
                 let pipeline = Operand::ALL
                     .into_iter()
                     .find(|p| p.as_str() == *pipe)
@@ -272,6 +285,7 @@ impl FromStr for Variant {
                     stages,
                     transpose,
                     a_src,
+                    ctas_per_sm,
                 });
                 // Reject non-canonical spellings such as "n064" so the name stays a unique key.
                 if v.to_string() != s {

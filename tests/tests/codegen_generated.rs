@@ -25,6 +25,9 @@ fn names_round_trip() {
     for bad in [
         "rmm_palette_n064_s4_t",
         "rmm_palette_n64_s4",
+        "rmm_palette_rs_n8_s6_c1_nt",
+        "rmm_palette_rs_n8_s6_c02_nt",
+        "rmm_palette_n8_s6_c2_nt",
         "huff_bf16_x",
         "huff_bf16",
         "act_silu",

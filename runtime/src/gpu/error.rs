@@ -32,6 +32,15 @@ pub enum GpuError {
         variant: String,
         source: DriverError,
     },
+    #[error(
+        "{variant} needs {need} CTAs per SM resident at once (its stream-K CTAs wait on each other), \
+         but the device fits {got}"
+    )]
+    Occupancy {
+        variant: String,
+        need: u32,
+        got: u32,
+    },
     #[error("no kernel variant fits {shape}: {reason}")]
     NoVariantFits { shape: String, reason: String },
     #[error("no variant named `{name}` in the registry (generated/registry.rs)")]

@@ -259,9 +259,13 @@ const PIPELINES: [ExecPipeline; 5] = [
 
 /// The RS-form rows benchmarked after [`PIPELINES`] (the same pipelines through the register-A
 /// rmm, on weights uploaded in fragment layout): (row name, pipeline).
-const RS_ROWS: [(&str, ExecPipeline); 2] = [
-    ("direct_palette_rs", ExecPipeline::DirectPalette),
-    ("raw_rs", ExecPipeline::Raw),
+/// RS rows: name, pipeline, CTAs per SM of the variants searched (the RS pairs get rows of
+/// their own, so one run shows both occupancies).
+const RS_ROWS: [(&str, ExecPipeline, u32); 4] = [
+    ("direct_palette_rs", ExecPipeline::DirectPalette, 1),
+    ("direct_palette_rs2", ExecPipeline::DirectPalette, 2),
+    ("raw_rs", ExecPipeline::Raw, 1),
+    ("raw_rs2", ExecPipeline::Raw, 2),
 ];
 
 /// The weights of one shape: `sets` copies in each residency (raw ones also hold fragment
@@ -462,7 +466,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
                 );
                 report.rows.push(r);
             }
-            for (row_name, p) in RS_ROWS {
+            for (row_name, p, per_sm) in RS_ROWS {
                 let lins = match p {
                     ExecPipeline::DirectPalette => &set.palette_rs,
                     _ => &set.raw,
@@ -470,11 +474,15 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
                 if lins.is_empty() {
                     continue; // the rmm does not take this shape
                 }
+                // The pairs are small-batch kernels (tiles up to 16 fit their registers).
+                if per_sm > 1 && m > 64 {
+                    continue;
+                }
                 let (plan_name, ctas, us) = best_of(
                     &stream,
                     lins,
                     p,
-                    ASource::Regs,
+                    (ASource::Regs, per_sm),
                     m,
                     orientation,
                     &x,
@@ -638,14 +646,14 @@ pub fn candidates(
     tiles: usize,
     stages: usize,
 ) -> Vec<&'static RegistryEntry> {
-    candidates_of(pipeline, transpose, ASource::Smem, m, tiles, stages)
+    candidates_of(pipeline, transpose, (ASource::Smem, 1), m, tiles, stages)
 }
 
-/// [`candidates`] among the variants of one A-operand form.
+/// [`candidates`] among the variants of one A-operand form and CTAs per SM.
 pub fn candidates_of(
     pipeline: ExecPipeline,
     transpose: bool,
-    a_src: ASource,
+    (a_src, per_sm): (ASource, u32),
     m: usize,
     tiles: usize,
     stages: usize,
@@ -653,7 +661,13 @@ pub fn candidates_of(
     let Some(fam) = pipeline.rmm() else {
         return Vec::new();
     };
-    let all = plan::rmm_candidates_of(registry::VARIANTS, fam, transpose, a_src);
+    let all: Vec<_> = plan::rmm_candidates_of(registry::VARIANTS, fam, transpose, a_src)
+        .into_iter()
+        .filter(|(_, v)| v.ctas_per_sm == per_sm)
+        .collect();
+    if all.is_empty() {
+        return Vec::new();
+    }
     let Some(def) = plan::default_variant_of(registry::VARIANTS, fam, transpose, a_src, m) else {
         return Vec::new();
     };
@@ -693,11 +707,11 @@ fn precompile(dev: &GpuDevice, opts: &BenchOptions, transpose: bool) -> anyhow::
                 opts.stage_candidates,
             ));
         }
-        for (_, p) in RS_ROWS {
+        for (_, p, per_sm) in RS_ROWS {
             entries.extend(candidates_of(
                 p,
                 transpose,
-                ASource::Regs,
+                (ASource::Regs, per_sm),
                 m,
                 opts.tile_candidates,
                 opts.stage_candidates,
@@ -736,7 +750,7 @@ fn best(
         stream,
         set.for_pipeline(p),
         p,
-        ASource::Smem,
+        (ASource::Smem, 1),
         m,
         o,
         x,
@@ -751,7 +765,7 @@ fn best_of(
     stream: &Arc<CudaStream>,
     lins: &[Linear],
     p: ExecPipeline,
-    a_src: ASource,
+    form: (ASource, u32),
     m: usize,
     o: Orientation,
     x: &CudaSlice<u16>,
@@ -761,7 +775,7 @@ fn best_of(
     let cands = candidates_of(
         p,
         o == Orientation::Transposed,
-        a_src,
+        form,
         m,
         opts.tile_candidates,
         opts.stage_candidates,

@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use cudarc::driver::sys::CUfunction_attribute;
 use cudarc::driver::{CudaContext, CudaFunction};
 use cudarc::nvrtc::Ptx;
-use unweight_codegen::variant::RegistryEntry;
+use unweight_codegen::variant::{RegistryEntry, Variant};
 
 use crate::gpu::error::GpuError;
 use disk::CacheOutcome;
@@ -132,12 +132,52 @@ impl KernelCache {
                 entry.dynamic_smem as i32,
             )
             .map_err(load_err)?;
+        if let Variant::Rmm(v) = entry.variant {
+            if v.ctas_per_sm > 1 {
+                co_resident(&function, entry, v.ctas_per_sm)?;
+            }
+        }
         Ok(Kernel {
             entry,
             function,
             outcome,
         })
     }
+}
+
+/// Makes room for `need` CTAs of `entry` per SM and checks that they fit: a stream-K CTA waits
+/// for partials of others, so a grid of `need` × SMs CTAs that were not all resident would hang.
+fn co_resident(
+    function: &CudaFunction,
+    entry: &'static RegistryEntry,
+    need: u32,
+) -> Result<(), GpuError> {
+    let load_err = |source| GpuError::Load {
+        variant: entry.name.to_string(),
+        source,
+    };
+    // The carveout is a hint the driver may round; ask for all of L1 as shared memory.
+    function
+        .set_attribute(
+            CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
+            100,
+        )
+        .map_err(load_err)?;
+    let got = function
+        .occupancy_max_active_blocks_per_multiprocessor(
+            entry.block[0] * entry.block[1] * entry.block[2],
+            entry.dynamic_smem as usize,
+            None,
+        )
+        .map_err(load_err)?;
+    if got < need {
+        return Err(GpuError::Occupancy {
+            variant: entry.name.to_string(),
+            need,
+            got,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

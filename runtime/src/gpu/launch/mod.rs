@@ -266,6 +266,7 @@ mod tests {
                 stages: 4,
                 transpose: false,
                 a_src: ASource::Smem,
+                ctas_per_sm: 1,
             }),
             name: "rmm_raw_test",
             block: [384, 1, 1],

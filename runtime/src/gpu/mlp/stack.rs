@@ -321,7 +321,7 @@ impl MlpStack {
                         choose_ctas(
                             (lin.k() / BK as usize) as u32,
                             rmm_tiles(e, lin.n_out(), m),
-                            sms,
+                            plan::cta_slots(e, sms),
                             e.max_kb,
                             spread,
                         )

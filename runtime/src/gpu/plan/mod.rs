@@ -28,7 +28,7 @@ pub use select::{
     default_set, default_variant, default_variant_for, default_variant_in, default_variant_of,
     huff_entry, huff_variant_entry, rmm_candidates, rmm_candidates_of,
 };
-pub use stream_k::{choose_ctas, rmm_tiles, split_buffers, split_buffers_bound, Spread};
+pub use stream_k::{choose_ctas, cta_slots, rmm_tiles, split_buffers, split_buffers_bound, Spread};
 
 use crate::gpu::error::GpuError;
 use crate::gpu::layout::{Geometry, Residency};
@@ -214,7 +214,7 @@ pub fn plan_for(
             choose_ctas(
                 (geometry.k / BK as usize) as u32,
                 tiles,
-                sm_count,
+                cta_slots(e, sm_count),
                 e.max_kb,
                 spread,
             )
@@ -251,6 +251,7 @@ pub(crate) mod tests {
                             stages,
                             transpose,
                             a_src: ASource::Regs,
+                            ctas_per_sm: 1,
                         });
                         v.push(RegistryEntry {
                             variant,
@@ -281,6 +282,7 @@ pub(crate) mod tests {
                             stages,
                             transpose,
                             a_src: ASource::Smem,
+                            ctas_per_sm: 1,
                         });
                         v.push(RegistryEntry {
                             variant,

@@ -59,23 +59,38 @@ pub fn split_buffers_bound_in(
     let mut caps: Vec<Option<u32>> = entries.iter().map(|e| e.max_kb).collect();
     caps.sort();
     caps.dedup();
+    // CTA slots per SM of the registry's variants (two for the RS pairs).
+    let mut per_sm: Vec<u32> = entries.iter().map(|e| cta_slots(e, 1)).collect();
+    per_sm.sort();
+    per_sm.dedup();
     let mut bound = (0, 0);
     for tile_n in TILE_N {
         for m in 1..=max_m {
             let tiles = tiles_of(tile_n, n_out, m);
             for &cap in &caps {
-                for spread in [Spread::Even, Spread::WholeSplits] {
-                    let (w, f) = partial_bytes(
-                        tile_n,
-                        tiles,
-                        choose_ctas(kblocks, tiles, sm_count, cap, spread),
-                    );
-                    bound = (bound.0.max(w), bound.1.max(f));
+                for &slots in &per_sm {
+                    for spread in [Spread::Even, Spread::WholeSplits] {
+                        let (w, f) = partial_bytes(
+                            tile_n,
+                            tiles,
+                            choose_ctas(kblocks, tiles, sm_count * slots, cap, spread),
+                        );
+                        bound = (bound.0.max(w), bound.1.max(f));
+                    }
                 }
             }
         }
     }
     bound
+}
+
+/// CTA slots of `e` on `sm_count` SMs: its co-resident CTAs per SM (two for the RS pairs) times
+/// the SMs, what [`choose_ctas`] spreads a launch over.
+pub fn cta_slots(e: &RegistryEntry, sm_count: u32) -> u32 {
+    match e.variant {
+        Variant::Rmm(v) => sm_count * v.ctas_per_sm.max(1),
+        Variant::Huff(_) | Variant::Act(_) => sm_count,
+    }
 }
 
 /// k blocks a CTA takes at least when the tiles are spread over more CTAs (the ring fill amortized).

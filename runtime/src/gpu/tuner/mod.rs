@@ -19,7 +19,7 @@ use crate::gpu::error::{DriverContext, GpuError};
 use crate::gpu::jit::{nvrtc, registry};
 use crate::gpu::layout::Residency;
 use crate::gpu::linear::Linear;
-use crate::gpu::plan::{choose_ctas, rmm_tiles, ExecPipeline, Plan};
+use crate::gpu::plan::{choose_ctas, cta_slots, rmm_tiles, ExecPipeline, Plan};
 
 /// Where a [`Linear::plan_auto`] plan came from (for logging).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub fn plan_auto(lin: &Linear, table: &Table, m: usize) -> Result<(Plan, Source)
             choose_ctas(
                 (g.k / BK as usize) as u32,
                 rmm_tiles(r, g.n_out, m),
-                w.device().info.sm_count,
+                cta_slots(r, w.device().info.sm_count),
                 r.max_kb,
                 c.spread,
             )

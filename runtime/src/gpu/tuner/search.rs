@@ -19,7 +19,7 @@ use unweight_codegen::abi::BK;
 use unweight_codegen::variant::{RegistryEntry, Variant};
 
 use crate::gpu::layout::{Geometry, Residency};
-use crate::gpu::plan::{self, choose_ctas, rmm_tiles, ExecPipeline, Spread};
+use crate::gpu::plan::{self, choose_ctas, cta_slots, rmm_tiles, ExecPipeline, Spread};
 
 /// A move must gain more than this fraction to be taken.
 pub const MIN_GAIN: f64 = 0.01;
@@ -334,7 +334,7 @@ impl Space {
                 let spread = SPREAD_AXIS[point[4]];
                 let kb = (g.k / BK as usize) as u32;
                 (
-                    choose_ctas(kb, tiles, self.sm_count, e.max_kb, spread),
+                    choose_ctas(kb, tiles, cta_slots(e, self.sm_count), e.max_kb, spread),
                     spread,
                 )
             }
