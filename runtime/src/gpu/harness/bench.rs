@@ -278,13 +278,20 @@ pub(crate) struct ShapeSet {
 }
 
 impl ShapeSet {
+    /// The weights the SS rows time: palette in tiled layout.
     fn for_pipeline(&self, p: ExecPipeline) -> &[Linear] {
-        self.for_residency(p.residency())
+        match p.residency() {
+            Residency::Palette => &self.palette,
+            r => self.for_residency(r),
+        }
     }
 
+    /// The weights as `DeviceWeights`' default upload makes them resident (palette in fragment
+    /// layout where the rmm takes the shape): what the tuner and `plan_auto` rows time.
     pub(crate) fn for_residency(&self, r: Residency) -> &[Linear] {
         match r {
             Residency::Huffman => &self.huffman,
+            Residency::Palette if !self.palette_rs.is_empty() => &self.palette_rs,
             Residency::Palette => &self.palette,
             Residency::Raw => &self.raw,
         }
@@ -626,8 +633,12 @@ pub(crate) fn build_set(
         set.raw.push(Linear::new(DeviceWeights::raw_with(
             dev, &name, &w, n_out, k, o, raw_layout,
         )?)?);
-        set.palette
-            .push(Linear::new(DeviceWeights::palette(dev, &name, &t)?)?);
+        set.palette.push(Linear::new(DeviceWeights::palette_with(
+            dev,
+            &name,
+            &t,
+            BlockLayout::Tiled,
+        )?)?);
         if rmm_ok {
             let frag = DeviceWeights::palette_with(dev, &name, &t, BlockLayout::Fragments)?;
             set.palette_rs.push(Linear::new(frag)?);

@@ -456,7 +456,12 @@ pub fn check_linear(
     let huff = Linear::new(DeviceWeights::huffman(&h.dev, &label, &t)?)?;
     let (pal, pal_rs) = if rmm_ok {
         (
-            Some(Linear::new(DeviceWeights::palette(&h.dev, &label, &t)?)?),
+            Some(Linear::new(DeviceWeights::palette_with(
+                &h.dev,
+                &label,
+                &t,
+                BlockLayout::Tiled,
+            )?)?),
             Some(Linear::new(DeviceWeights::palette_with(
                 &h.dev,
                 &label,

@@ -16,6 +16,7 @@ use crate::gpu::harness::check::{first_diff, Harness, POISON, TOLERANCE};
 use crate::gpu::harness::minilm::load_minilm_bf16;
 use crate::gpu::harness::synth::{self, Rng};
 use crate::gpu::launch::{self, ActArgs};
+use crate::gpu::layout::{BlockLayout, Geometry};
 use crate::gpu::linear::Linear;
 use crate::gpu::mlp::activation;
 use crate::gpu::mlp::budget::LayerKind;
@@ -165,7 +166,22 @@ pub fn raw_stack(
     for l in &case.layers {
         let mut mats = Vec::new();
         for m in l {
-            let w = DeviceWeights::raw(dev, &m.name, &m.bits, m.n_out, m.k, m.orientation)?;
+            // With fragment blocks too where the rmm takes the shape: the raw RS twin of a
+            // palette layer in fragment layout (a palette bundle's easy layers) reads them.
+            let layout = if Geometry::raw(m.n_out, m.k, m.orientation).rmm_ok() {
+                BlockLayout::Fragments
+            } else {
+                BlockLayout::Tiled
+            };
+            let w = DeviceWeights::raw_with(
+                dev,
+                &m.name,
+                &m.bits,
+                m.n_out,
+                m.k,
+                m.orientation,
+                layout,
+            )?;
             mats.push(Linear::with_own_scratch(w, &mut scratch)?);
         }
         let mut it = mats.into_iter();

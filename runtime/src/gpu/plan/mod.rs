@@ -26,11 +26,12 @@ use unweight_codegen::variant::{ASource, HuffOutput, Operand, RegistryEntry, Var
 
 pub use select::{
     default_set, default_variant, default_variant_for, default_variant_in, default_variant_of,
-    huff_entry, huff_variant_entry, rmm_candidates, rmm_candidates_of,
+    default_variant_sized, huff_entry, huff_variant_entry, rmm_candidates, rmm_candidates_of,
 };
 pub use stream_k::{choose_ctas, cta_slots, rmm_tiles, split_buffers, split_buffers_bound, Spread};
 
 use crate::gpu::error::GpuError;
+use crate::gpu::jit::registry;
 use crate::gpu::layout::{Geometry, Residency};
 
 /// How one call computes `y = x·Wᵀ` (the table above).
@@ -187,7 +188,18 @@ pub fn plan_for(
     }
     let rmm = match (effective.rmm(), rmm) {
         (None, _) => None,
-        (Some(_), None) => default_variant_for(effective, transpose, a_src, m)?,
+        (Some(fam), None) => default_variant_for(effective, transpose, a_src, m)?.and_then(|one| {
+            default_variant_sized(
+                registry::VARIANTS,
+                fam,
+                transpose,
+                a_src,
+                m,
+                geometry.n_out,
+                sm_count,
+            )
+            .or(Some(one))
+        }),
         (Some(fam), Some(e)) => match e.variant {
             Variant::Rmm(v) if v.operand == fam && v.transpose == transpose => Some(e),
             _ => {
@@ -240,18 +252,23 @@ pub(crate) mod tests {
     /// rings only for narrow tiles, `max_kb` on palette.
     pub(crate) fn entries() -> &'static [RegistryEntry] {
         let mut v = Vec::new();
-        // The RS form: palette and raw, tiles 8..64, rings 4 and 8.
+        // The RS form: palette and raw, tiles 8..64, rings 4 and 8; pairs (two CTAs per SM) of
+        // tiles 8 and 16, rings 4 and 6.
+        let rs = [8, 16, 32, 64]
+            .into_iter()
+            .flat_map(|n| [(n, 4, 1), (n, 8, 1)])
+            .chain([8, 16].into_iter().flat_map(|n| [(n, 4, 2), (n, 6, 2)]));
         for pipeline in [Operand::Palette, Operand::Raw] {
             for transpose in [false, true] {
-                for tile_n in [8, 16, 32, 64] {
-                    for stages in [4, 8] {
+                for (tile_n, stages, ctas_per_sm) in rs.clone() {
+                    {
                         let variant = Variant::Rmm(RmmVariant {
                             operand: pipeline,
                             tile_n,
                             stages,
                             transpose,
                             a_src: ASource::Regs,
-                            ctas_per_sm: 1,
+                            ctas_per_sm,
                         });
                         v.push(RegistryEntry {
                             variant,

@@ -58,7 +58,10 @@ pub fn default_variant_of(
     a_src: ASource,
     m: usize,
 ) -> Option<&'static RegistryEntry> {
-    let c = rmm_candidates_of(entries, pipeline, transpose, a_src);
+    let c: Vec<_> = rmm_candidates_of(entries, pipeline, transpose, a_src)
+        .into_iter()
+        .filter(|(_, v)| v.ctas_per_sm == 1)
+        .collect();
     let tile = c
         .iter()
         .map(|(_, v)| v.tile_n)
@@ -69,6 +72,35 @@ pub fn default_variant_of(
         .filter(|(_, v)| v.tile_n == tile)
         .max_by_key(|(_, v)| v.stages)
         .map(|(e, _)| e)
+}
+
+/// [`default_variant_of`] for a weight with `n_out` rows on `sm_count` SMs: an RS default whose
+/// output tiles outnumber the SMs (one CTA per SM would run them in two waves: 224 tiles of a
+/// 28672-row weight on 132 SMs) gives way to the RS pair of the same tile, whose two CTAs per SM
+/// take every tile in one wave (H200, 2026-12-02, 28672×8192: M = 1 98.3 → 91.6 µs, M = 16
+/// 101.1 → 93.5 µs; on 112 tiles the pair gained nothing, 31.3 → 32.0 µs).
+pub fn default_variant_sized(
+    entries: &'static [RegistryEntry],
+    pipeline: Operand,
+    transpose: bool,
+    a_src: ASource,
+    m: usize,
+    n_out: usize,
+    sm_count: u32,
+) -> Option<&'static RegistryEntry> {
+    let one = default_variant_of(entries, pipeline, transpose, a_src, m)?;
+    let Variant::Rmm(v) = one.variant else {
+        return Some(one);
+    };
+    if a_src != ASource::Regs || super::rmm_tiles(one, n_out, m) <= sm_count {
+        return Some(one);
+    }
+    let pair = rmm_candidates_of(entries, pipeline, transpose, a_src)
+        .into_iter()
+        .filter(|(_, w)| w.tile_n == v.tile_n && w.ctas_per_sm == 2)
+        .max_by_key(|(_, w)| w.stages)
+        .map(|(e, _)| e);
+    Some(pair.unwrap_or(one))
 }
 
 /// [`default_variant_in`] over the generated registry; `Ok(None)` for pipelines without an rmm.
@@ -123,6 +155,16 @@ pub fn default_set() -> Vec<&'static RegistryEntry> {
                         a_src,
                         tile as usize,
                     ));
+                    // The pair a weight with more tiles than SMs takes instead.
+                    out.extend(default_variant_sized(
+                        registry::VARIANTS,
+                        fam,
+                        t,
+                        a_src,
+                        tile as usize,
+                        usize::MAX / 2,
+                        1,
+                    ));
                 }
             }
         }
@@ -155,6 +197,34 @@ pub fn huff_variant_entry(
 mod tests {
     use super::super::tests::entries;
     use super::*;
+
+    #[test]
+    fn more_rs_tiles_than_sms_take_the_pair_of_the_same_tile() {
+        let e = entries();
+        let sized = |n_out, m| {
+            default_variant_sized(e, Operand::Palette, false, ASource::Regs, m, n_out, 132)
+                .unwrap()
+                .name
+        };
+        // 14336 rows: 112 tiles fit 132 SMs in one wave; 28672 rows: 224 do not.
+        assert_eq!(sized(14336, 1), "rmm_palette_rs_n8_s8_nt");
+        assert_eq!(sized(28672, 1), "rmm_palette_rs_n8_s6_c2_nt");
+        assert_eq!(sized(28672, 16), "rmm_palette_rs_n16_s6_c2_nt");
+        // No pair of the tile (n64): the one-CTA default stays.
+        assert_eq!(sized(28672, 64), "rmm_palette_rs_n64_s8_nt");
+        // The SS form never takes a pair.
+        assert_eq!(
+            default_variant_sized(e, Operand::Palette, false, ASource::Smem, 1, 28672, 132)
+                .unwrap()
+                .name,
+            "rmm_palette_n8_s6_nt"
+        );
+        // The pairs are never the size-blind default.
+        assert!(
+            default_variant_of(e, Operand::Palette, false, ASource::Regs, 1)
+                .is_some_and(|d| matches!(d.variant, Variant::Rmm(v) if v.ctas_per_sm == 1))
+        );
+    }
 
     #[test]
     fn default_picks_the_smallest_covering_tile_and_deepest_ring() {

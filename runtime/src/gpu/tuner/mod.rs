@@ -13,6 +13,7 @@ pub mod table;
 pub use table::{Choice, Key, Stamp, Table, TableError};
 
 use unweight_codegen::abi::BK;
+use unweight_codegen::variant::Variant;
 
 use crate::gpu::device::GpuDevice;
 use crate::gpu::error::{DriverContext, GpuError};
@@ -59,6 +60,13 @@ pub fn plan_auto(lin: &Linear, table: &Table, m: usize) -> Result<(Plan, Source)
     let rmm = registry::find(name).ok_or_else(|| GpuError::UnknownVariant {
         name: name.to_string(),
     })?;
+    // A choice tuned for the other block layout of this residency (tiled vs fragment palette)
+    // cannot run on these buffers: the weight is untuned in its own layout.
+    if let Variant::Rmm(v) = rmm.variant {
+        if !w.resident.feeds(v.a_src) {
+            return Ok((lin.plan(default_pipeline(residency), m)?, Source::Default));
+        }
+    }
     let mut plan = lin.plan_with(c.pipeline, m, rmm)?;
     if let Some(r) = plan.rmm {
         plan.ctas = if e.key.bucket == m && search::ctas_valid(r, g.n_out, g.k, m, c.ctas) {

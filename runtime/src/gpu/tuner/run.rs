@@ -138,6 +138,7 @@ pub fn run(opts: TuneOptions) -> anyhow::Result<Table> {
                 let space = Space::new(
                     lins[0].weights().geometry,
                     residency,
+                    lins[0].weights().resident.default_a_src(),
                     m,
                     dev.info.sm_count,
                     registry::VARIANTS,

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 use unweight_codegen::abi::BK;
-use unweight_codegen::variant::{RegistryEntry, Variant};
+use unweight_codegen::variant::{ASource, RegistryEntry, Variant};
 
 use crate::gpu::layout::{Geometry, Residency};
 use crate::gpu::plan::{self, choose_ctas, cta_slots, rmm_tiles, ExecPipeline, Spread};
@@ -211,6 +211,8 @@ pub struct Space {
     pub m: usize,
     pub sm_count: u32,
     pub entries: &'static [RegistryEntry],
+    /// The rmm form the weights feed (fragment-layout palette: RS; everything else: SS).
+    pub a_src: ASource,
     pipelines: Vec<ExecPipeline>,
     tiles: Vec<u32>,
     max_ranks: usize,
@@ -228,6 +230,7 @@ impl Space {
     pub fn new(
         geometry: Geometry,
         residency: Residency,
+        a_src: ASource,
         m: usize,
         sm_count: u32,
         entries: &'static [RegistryEntry],
@@ -237,7 +240,7 @@ impl Space {
         let mut max_ranks = 1;
         for p in &pipelines {
             let Some(fam) = p.rmm() else { continue };
-            let c = plan::rmm_candidates(entries, fam, geometry.transposed());
+            let c = plan::rmm_candidates_of(entries, fam, geometry.transposed(), a_src);
             for (_, v) in &c {
                 tiles.push(v.tile_n);
                 max_ranks = max_ranks.max(c.iter().filter(|(_, w)| w.tile_n == v.tile_n).count());
@@ -253,6 +256,7 @@ impl Space {
             m,
             sm_count,
             entries,
+            a_src,
             pipelines,
             tiles,
             max_ranks,
@@ -278,11 +282,19 @@ impl Space {
         let (tile, rank) = match effective.rmm() {
             Some(fam) => {
                 let t = self.geometry.transposed();
-                let def = plan::default_variant_in(self.entries, fam, t, self.m)?;
+                let def = plan::default_variant_sized(
+                    self.entries,
+                    fam,
+                    t,
+                    self.a_src,
+                    self.m,
+                    self.geometry.n_out,
+                    self.sm_count,
+                )?;
                 let Variant::Rmm(v) = def.variant else {
                     return None;
                 };
-                let mut same: Vec<u32> = plan::rmm_candidates(self.entries, fam, t)
+                let mut same: Vec<u32> = plan::rmm_candidates_of(self.entries, fam, t, self.a_src)
                     .into_iter()
                     .filter(|(_, w)| w.tile_n == v.tile_n)
                     .map(|(_, w)| w.stages)
@@ -322,10 +334,11 @@ impl Space {
             });
         };
         let tile = *self.tiles.get(point[1])?;
-        let mut same: Vec<_> = plan::rmm_candidates(self.entries, fam, g.transposed())
-            .into_iter()
-            .filter(|(_, v)| v.tile_n == tile)
-            .collect();
+        let mut same: Vec<_> =
+            plan::rmm_candidates_of(self.entries, fam, g.transposed(), self.a_src)
+                .into_iter()
+                .filter(|(_, v)| v.tile_n == tile)
+                .collect();
         same.sort_by_key(|c| std::cmp::Reverse(c.1.stages));
         let (e, _) = *same.get(point[2])?;
         let tiles = rmm_tiles(e, g.n_out, self.m);
@@ -354,6 +367,7 @@ mod tests {
     use super::*;
     use crate::gpu::plan::tests::entries;
     use std::cell::Cell;
+    use unweight_codegen::variant::Operand;
 
     /// A separable cost over 4 axes of 6 values with its optimum at (4, 1, 5, 2).
     fn separable(p: &[usize]) -> f64 {
@@ -442,7 +456,7 @@ mod tests {
     fn the_plan_space_starts_at_the_default_and_resolves_only_runnable_plans() {
         let g = Geometry::raw(14336, 4096, crate::codec::Orientation::Standard);
         let e = entries();
-        let space = Space::new(g, Residency::Huffman, 1, 132, e);
+        let space = Space::new(g, Residency::Huffman, ASource::Smem, 1, 132, e);
         let sizes = space.sizes();
         assert_eq!(sizes[0], 3);
         let start = space.start(ExecPipeline::Exponent).unwrap();
@@ -470,11 +484,42 @@ mod tests {
         .unwrap();
         assert!(ex.timings == seen.len() && ex.timings > 10);
         // Raw residency: raw and cuBLAS; cuBLAS resolves to one candidate whatever the other axes.
-        let space = Space::new(g, Residency::Raw, 64, 132, e);
+        let space = Space::new(g, Residency::Raw, ASource::Smem, 64, 132, e);
         let cublas: Vec<_> = (0..space.sizes()[1])
             .filter_map(|t| space.resolve(&[1, t, 0, 0, 0]))
             .collect();
         assert!(cublas.iter().all(|c| *c == cublas[0] && c.rmm.is_none()));
+    }
+
+    #[test]
+    fn fragment_palette_weights_search_the_rs_variants() {
+        let g = Geometry::raw(14336, 4096, crate::codec::Orientation::Standard);
+        let e = entries();
+        let space = Space::new(g, Residency::Palette, ASource::Regs, 1, 132, e);
+        let start = space.start(ExecPipeline::DirectPalette).unwrap();
+        let c = space.resolve(&start).unwrap();
+        assert_eq!(
+            c.rmm.unwrap().name,
+            plan::default_variant_of(e, Operand::Palette, false, ASource::Regs, 1)
+                .unwrap()
+                .name
+        );
+        let (_, seen) = exhaustive(
+            &space.sizes(),
+            |p| space.resolve(p),
+            |c: &Candidate| {
+                let r = c.rmm.expect("direct palette runs an rmm");
+                assert!(
+                    matches!(r.variant, Variant::Rmm(v) if v.a_src == ASource::Regs),
+                    "{} is not RS",
+                    r.name
+                );
+                Ok::<f64, ()>(1.0)
+            },
+        )
+        .unwrap()
+        .unwrap();
+        assert!(seen.len() > 4);
     }
 
     #[test]
