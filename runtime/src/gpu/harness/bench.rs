@@ -920,7 +920,7 @@ pub fn time_plans(
 }
 
 /// Median of per-iteration event timings, in µs.
-fn time(
+pub(crate) fn time(
     stream: &Arc<CudaStream>,
     warmup: usize,
     iters: usize,

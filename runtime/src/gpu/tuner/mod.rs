@@ -8,6 +8,7 @@
 
 pub mod run;
 pub mod search;
+pub mod split;
 pub mod table;
 
 pub use table::{Choice, Key, Stamp, Table, TableError};

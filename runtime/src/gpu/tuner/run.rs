@@ -20,6 +20,7 @@ use crate::gpu::layout::Residency;
 use crate::gpu::linear::Linear;
 use crate::gpu::plan::{self, ExecPipeline, Plan};
 use crate::gpu::tuner::search::{self, Candidate, Space};
+use crate::gpu::tuner::split;
 use crate::gpu::tuner::table::{self, spread_str, Choice, Key, Table, TableError};
 use crate::gpu::tuner::{current_stamp, default_pipeline};
 
@@ -187,6 +188,41 @@ pub fn run(opts: TuneOptions) -> anyhow::Result<Table> {
                     }
                 }
                 let c = pick.best;
+                // Hard weights: the decode's share of the SMs beside another layer's matmul.
+                let split = if residency == Residency::Huffman {
+                    split::time_shares(
+                        &stream,
+                        lins,
+                        m,
+                        &x,
+                        &mut y,
+                        opts.warmup,
+                        opts.iters,
+                        dev.info.sm_count,
+                    )?
+                    .and_then(|t| {
+                        let best = split::best_share(&t)?;
+                        let line = t
+                            .iter()
+                            .map(|s| {
+                                format!(
+                                    "{} SMs: decode {:.1} us, matmul {:.1} us",
+                                    s.decode_sms, s.decode_us, s.matmul_us
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        bar.suspend(|| {
+                            println!(
+                                "{shape} {orientation} {residency} m={m}: SM split {line} -> {} SMs",
+                                best.decode_sms
+                            )
+                        });
+                        Some(best.decode_sms)
+                    })
+                } else {
+                    None
+                };
                 bar.suspend(|| {
                     println!(
                         "{shape} {orientation} {residency} m={m}: {} {:.1} us ({:.2}x cuBLAS) after {} timings",
@@ -209,7 +245,7 @@ pub fn run(opts: TuneOptions) -> anyhow::Result<Table> {
                         variant: c.variant_name().map(str::to_string),
                         ctas: c.ctas,
                         spread: c.spread,
-                        decode_sms: None,
+                        decode_sms: split,
                         us: pick.us,
                         cublas_us,
                     },
@@ -287,14 +323,14 @@ pub fn markdown(t: &Table) -> String {
     );
     let _ = writeln!(
         s,
-        "| shape | orientation | residency | m | pipeline | variant | CTAs | spread | µs | cuBLAS µs | vs cuBLAS |"
+        "| shape | orientation | residency | m | pipeline | variant | CTAs | spread | decode SMs | µs | cuBLAS µs | t/cuBLAS |"
     );
-    let _ = writeln!(s, "|---|---|---|---:|---|---|---:|---|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---|---:|---|---|---:|---|---:|---:|---:|---:|");
     for e in &t.entries {
         let (k, c) = (&e.key, &e.choice);
         let _ = writeln!(
             s,
-            "| {}x{} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.2}x |",
+            "| {}x{} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.2} |",
             k.n_out,
             k.k,
             k.orientation,
@@ -304,9 +340,10 @@ pub fn markdown(t: &Table) -> String {
             c.variant.as_deref().unwrap_or("-"),
             c.ctas,
             spread_str(c.spread),
+            c.decode_sms.map_or("-".to_string(), |d| d.to_string()),
             c.us,
             c.cublas_us,
-            c.cublas_us / c.us
+            c.us / c.cublas_us
         );
     }
     s
