@@ -72,6 +72,17 @@ pub struct BenchArgs {
     /// A tuning table (`unweight tune`): also time `plan_auto` against the default plans.
     #[arg(long)]
     pub table: Option<PathBuf>,
+    /// Share of the synthetic weights' 64-element groups with an exponent outside the palette
+    /// (escapes; 0 to 1). Trained checkpoints escape ~0.1-0.3% of groups.
+    #[arg(long, default_value_t = 0.002, value_parser = parse_share)]
+    pub escape_groups: f64,
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("`{s}` is not a share between 0 and 1")),
+    }
 }
 
 /// `all` → 0 (the natural grid), else a positive count.
@@ -106,6 +117,7 @@ impl BenchArgs {
             decode_ctas: self.decode_ctas.clone(),
             iters: self.reps,
             table: self.table.clone(),
+            escape_groups: self.escape_groups,
             command: std::env::args().collect::<Vec<_>>().join(" "),
             ..Default::default()
         }
@@ -139,7 +151,17 @@ mod tests {
         assert_eq!(o.shapes[3], (28672, 8192, Orientation::Standard));
         assert_eq!(o.shapes[5], (8192, 28672, Orientation::Transposed));
         assert_eq!(o.decode_ctas, DECODE_CTAS.to_vec());
+        assert_eq!(o.escape_groups, d.escape_groups);
         assert_eq!(parse(&["unweight", "bench"]).batch, BATCHES.to_vec());
+        let o = parse(&["unweight", "bench", "--escape-groups", "0"]);
+        assert_eq!(o.escape_groups, 0.0);
+        for bad in ["1.5", "-0.1", "x"] {
+            assert!(
+                crate::cli::Cli::try_parse_from(["unweight", "bench", "--escape-groups", bad])
+                    .is_err(),
+                "{bad}"
+            );
+        }
         let o = parse(&[
             "unweight",
             "bench",
