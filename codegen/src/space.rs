@@ -325,8 +325,8 @@ impl RmmBudget {
         let off_esc = off_w1 + v.stages * w1_bytes;
         let off_rec = off_esc + v.stages * esc_bytes;
         let off_bar = off_rec + rec_bytes;
-        // full[stages], empty[stages], then one barrier for the records.
-        let smem_bytes = off_bar + 16 * v.stages + 16;
+        // full[stages], empty[stages], esc[stages], then one barrier for the records.
+        let smem_bytes = off_bar + 24 * v.stages + 16;
         let dynamic_smem = smem_bytes + 1024;
         // The staged escape exponents vary per stage; the producer adds them to this at run time.
         let tx_bytes = if raw && !regs {
@@ -428,7 +428,7 @@ impl RmmBudget {
         if self.rec_bytes > 0 {
             parts.push(format!("records {}", self.rec_bytes));
         }
-        parts.push(format!("barriers {s}x16+16"));
+        parts.push(format!("barriers {s}x24+16"));
         parts.push("align 1024".to_string());
         parts.join(" + ")
     }
@@ -977,7 +977,7 @@ mod tests {
         let err = RmmBudget::new(&v).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "smem 394,384 B = A 8x16384 + B 8x32768 + barriers 8x16+16 + align 1024 > 232,448 B (227 KB)"
+            "smem 394,448 B = A 8x16384 + B 8x32768 + barriers 8x24+16 + align 1024 > 232,448 B (227 KB)"
         );
     }
 
