@@ -1,8 +1,9 @@
 //! What runs the runtime end to end rather than serving an engine: the GPU correctness checks
 //! behind tests/tests/gpu_*.rs ([`check`]), synthetic weights and activations ([`synth`]), the
-//! MiniLM loader ([`minilm`]), MLP stacks and their checks ([`mlp`]), `unweight bench`
-//! ([`mod@bench`]; its byte accounting in [`traffic`], its done-when checks in [`targets`]) and
-//! the GPU half of `unweight demo` ([`demo`]).
+//! MiniLM loader ([`minilm`]), MLP stacks and their checks ([`mlp`]; what they compare with,
+//! modelled on the CPU, in [`stack_error`]), `unweight bench` ([`mod@bench`]; its byte
+//! accounting in [`traffic`], its done-when checks in [`targets`]) and the GPU half of
+//! `unweight demo` ([`demo`]).
 
 pub mod bench;
 pub mod bench_mlp;
@@ -10,6 +11,7 @@ pub mod check;
 pub mod demo;
 pub mod minilm;
 pub mod mlp;
+pub mod stack_error;
 pub mod synth;
 pub mod targets;
 pub mod traffic;
