@@ -26,9 +26,7 @@ use unweight_tests::{assert_no_failures, gpu_session};
 use LayerKind::{Easy as E, Hard as H};
 
 fn minilm_path() -> PathBuf {
-    std::env::var_os("UNWEIGHT_MINILM")
-        .expect("set UNWEIGHT_MINILM to all-MiniLM-L6-v2's model.safetensors")
-        .into()
+    unweight::minilm::path_from_env().unwrap()
 }
 
 #[test]

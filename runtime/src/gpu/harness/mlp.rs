@@ -13,7 +13,6 @@ use crate::codec::{self, Encoding, Orientation};
 use crate::gpu::device::GpuDevice;
 use crate::gpu::error::{DriverContext, GpuError};
 use crate::gpu::harness::check::{first_diff, Harness, POISON};
-use crate::gpu::harness::minilm::load_minilm_bf16;
 use crate::gpu::harness::stack_error::{calibrate_down, tolerance_failure};
 use crate::gpu::harness::synth::{self, rel_frobenius, Rng};
 use crate::gpu::launch::{self, ActArgs};
@@ -121,7 +120,10 @@ pub fn synth_swiglu_raw(
 
 /// MiniLM's 6 GELU MLP layers (384 → 1536 → 384), real weights, stored standard.
 pub fn minilm(path: &Path) -> Result<StackCase, GpuError> {
-    let all = load_minilm_bf16(path)?;
+    let all = crate::minilm::load_bf16(path).map_err(|e| GpuError::Checkpoint {
+        path: e.path,
+        reason: e.reason,
+    })?;
     let get = |name: &str| {
         all.iter()
             .find(|(n, _, _)| n == name)
