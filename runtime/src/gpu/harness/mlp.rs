@@ -215,6 +215,18 @@ fn drv<T>(r: Result<T, cudarc::driver::DriverError>, what: &str) -> Result<T, Gp
     r.ctx(|| what.to_string())
 }
 
+/// An output buffer of `m × hidden` values, poisoned (so a value not written shows).
+fn poisoned_y(
+    stream: &Arc<CudaStream>,
+    stack: &MlpStack,
+    m: usize,
+) -> Result<CudaSlice<u16>, GpuError> {
+    drv(
+        stream.clone_htod(&vec![POISON; m * stack.hidden()]),
+        "poisoning y",
+    )
+}
+
 /// Runs one forward into a poisoned `y` and returns it.
 pub fn run(
     stream: &Arc<CudaStream>,
@@ -222,10 +234,7 @@ pub fn run(
     plan: &StackPlan,
     x: &CudaSlice<u16>,
 ) -> Result<Vec<u16>, GpuError> {
-    let mut y = drv(
-        stream.clone_htod(&vec![POISON; plan.m * stack.hidden()]),
-        "poisoning y",
-    )?;
+    let mut y = poisoned_y(stream, stack, plan.m)?;
     stack.forward(stream, x, &mut y, plan)?;
     drv(stream.synchronize(), "running the MLP stack")?;
     drv(stream.clone_dtoh(&y), "downloading y")
@@ -239,10 +248,7 @@ pub fn run_graph(
     plan: &StackPlan,
     x: &CudaSlice<u16>,
 ) -> Result<Vec<u16>, GpuError> {
-    let y = drv(
-        stream.clone_htod(&vec![POISON; plan.m * stack.hidden()]),
-        "poisoning y",
-    )?;
+    let y = poisoned_y(stream, stack, plan.m)?;
     let (xp, yp) = (x.device_ptr(stream).0, y.device_ptr(stream).0);
     drv(stream.synchronize(), "before capture")?;
     drv(
@@ -310,10 +316,7 @@ pub fn run_layer(
     l: usize,
     x: &CudaSlice<u16>,
 ) -> Result<Vec<u16>, GpuError> {
-    let y = drv(
-        stream.clone_htod(&vec![POISON; plan.m * stack.hidden()]),
-        "poisoning y",
-    )?;
+    let y = poisoned_y(stream, stack, plan.m)?;
     let (xp, yp) = (x.device_ptr(stream).0, y.device_ptr(stream).0);
     if stack.kinds()[l] == LayerKind::Hard {
         // SAFETY: nothing else runs on this stack; slot 0 is free (the last forward synced).
