@@ -329,19 +329,19 @@ pub fn run_layer(
     drv(stream.clone_dtoh(&y), "downloading y")
 }
 
-/// The cuBLAS stack run layer by layer on `x`: each layer's input (uploaded) and output.
-fn cublas_chain(
+/// `stack` run layer by layer on `x` ([`run_layer`], each on the previous one's output): each
+/// layer's input (uploaded) and output.
+fn chain(
     h: &Harness,
-    raw: &MlpStack,
-    m: usize,
+    stack: &MlpStack,
+    plan: &StackPlan,
     x: &[u16],
 ) -> Result<Vec<(CudaSlice<u16>, Vec<u16>)>, GpuError> {
-    let plan = cublas_plan(raw, m)?;
     let mut input = x.to_vec();
-    let mut chain = Vec::with_capacity(raw.layers().len());
-    for l in 0..raw.layers().len() {
+    let mut chain = Vec::with_capacity(stack.layers().len());
+    for l in 0..stack.layers().len() {
         let xd = drv(h.stream.clone_htod(&input), "uploading a layer's input")?;
-        let y = run_layer(&h.stream, raw, &plan, l, &xd)?;
+        let y = run_layer(&h.stream, stack, plan, l, &xd)?;
         input = y.clone();
         chain.push((xd, y));
     }
@@ -349,7 +349,8 @@ fn cublas_chain(
 }
 
 /// Builds `case` with `kinds` from its Huffman encoding and checks, at each batch in `ms`:
-/// the overlapped and the one-stream forward each bit-identical to the raw twin; against
+/// the overlapped and the one-stream forward each bit-identical to the raw twin and to the
+/// same layers run one by one (the forward's chaining, which the twin shares); against
 /// cuBLAS ([`tolerance_failure`]: relative Frobenius error ≤ [`TOLERANCE`](crate::gpu::harness::check::TOLERANCE),
 /// nothing non-finite where cuBLAS is finite) each layer given the same input as the cuBLAS
 /// layer (the kernels' error, unamplified) and the whole stack (why both:
@@ -387,7 +388,7 @@ pub fn check_stack(
         let x = synth::activations(rng, m, stack.hidden());
         let xd = drv(h.stream.clone_htod(&x), "uploading x")?;
         let reference = run(&h.stream, raw, &cublas_plan(raw, m)?, &xd)?;
-        let chain = cublas_chain(h, raw, m, &x)?;
+        let cublas = chain(h, raw, &cublas_plan(raw, m)?, &x)?;
         for overlap in [true, false] {
             let plan = stack.plan(
                 m,
@@ -405,8 +406,16 @@ pub fn check_stack(
             if let Some(d) = first_diff(&y, &twin) {
                 failures.push(format!("{case}: differs from the raw twin: {d}"));
             }
-            let mut per_layer = Vec::with_capacity(chain.len());
-            for (l, (input, want)) in chain.iter().enumerate() {
+            // The forward's chaining and scheduling against the layers run one by one.
+            let own = chain(h, &stack, &plan, &x)?;
+            let last = &own.last().expect("a stack has layers").1;
+            if let Some(d) = first_diff(&y, last) {
+                failures.push(format!(
+                    "{case}: differs from its layers run one by one: {d}"
+                ));
+            }
+            let mut per_layer = Vec::with_capacity(cublas.len());
+            for (l, (input, want)) in cublas.iter().enumerate() {
                 let got = run_layer(&h.stream, &stack, &plan, l, input)?;
                 per_layer.push(format!("{:.1e}", rel_frobenius(&got, want).0));
                 let what = format!("{case} layer {l} (the cuBLAS layer's input)");
