@@ -1,16 +1,22 @@
-//! What an MLP stack is compared with, CPU side: the tolerance check both the per-layer and the
+//! What an MLP stack is compared with, CPU side: the tolerance check the per-layer and the
 //! whole-stack comparisons use, a CPU model of one layer (bf16 at the same points as the kernels,
-//! K summed in a chosen number of pieces, as split-K / stream-K launches do), and the scale
-//! calibration of synthetic stacks.
+//! K summed in a chosen number of pieces, as split-K / stream-K launches do), the scale
+//! calibration of synthetic stacks, and how deep the whole-stack criterion is checked.
 //!
-//! Why per layer as well as end to end: a model's MLP sits in a residual stream behind a norm,
-//! so each layer sees unit-RMS input and its rounding is not fed back squared. A bare stack has
-//! neither, and `silu(g)·u` is quadratic in `x`: the 1-ulp bf16 differences that any two K
-//! summation orders give (stream-K on 132 SMs vs on 99 while a decode runs, vs cuBLAS) grow
-//! layer over layer, and the end-to-end error measures the chain's amplification more than the
-//! kernels. So [`crate::gpu::harness::mlp::check_stack`] checks each layer's output against the
-//! cuBLAS layer given the same input (the kernels' error, the 1e-2 bound), and the whole
-//! stack on weights calibrated by [`calibrate_down`] so the activations keep a realistic RMS.
+//! Why per layer as well as the stack. The stack's kernels differ from cuBLAS only in the order
+//! K is summed: a stream-K launch on 132 SMs splits other k blocks than one on the 99 SMs an
+//! overlapped layer leaves a decode (and a launch of whole tiles sums in cuBLAS's order: the
+//! GPU log's exact 0.00e0 cases). That moves some bf16 outputs by one ulp. A model's MLP sits
+//! in a residual stream behind a norm, so such differences are not fed back squared; a bare
+//! stack has neither, and `silu(g)·u` is quadratic in `x`, so they grow layer over layer.
+//! Measured here on the CPU (Llama-3.1-8B shapes, M = 2, one piece against three, f32): the
+//! per-layer error is 0.7–3.2e-4 and the stack's 3.2e-4, 1.1e-3, 3.2e-3, 6.1e-3 after 1–4
+//! layers (×2–3 per layer), calibrated or not; the H200 showed 1e-3–1.9e-2 after 4 layers.
+//! So the 1e-2 criterion checks kernels where it is measured per layer, given the cuBLAS
+//! layer's input; and the stack over as many layers as a bare chain keeps a correct kernel
+//! well inside it ([`checked_depth`]: all of a GELU stack, which is nearly linear; two layers of
+//! a SwiGLU one). Whether the stack chains its layers right is checked bit for bit instead:
+//! the forward equals its layers run one by one, and its raw twin.
 
 use rayon::prelude::*;
 use unweight_codegen::variant::ActOp;
@@ -29,6 +35,20 @@ pub fn tolerance_failure(case: &str, got: &[u16], reference: &[u16]) -> Option<S
             "{case}: relative error {err:.3e} vs cuBLAS (limit {TOLERANCE:e}; non-finite where it is finite: {nan})"
         )
     })
+}
+
+/// Layers of a SwiGLU stack over which the whole-stack criterion is checked: its rounding
+/// grows ×2–3 per layer (module docs), so a correct kernel's 3e-4 stays 10× inside 1e-2 here.
+pub const SWIGLU_DEPTH: usize = 2;
+
+/// How many of a stack's `layers` layers the whole-stack comparison covers: all of a GELU stack
+/// (`fc2(gelu(fc1·x))` is nearly linear, rounding is not amplified), [`SWIGLU_DEPTH`] of a
+/// SwiGLU one.
+pub fn checked_depth(act: ActOp, layers: usize) -> usize {
+    match act {
+        ActOp::Gelu => layers,
+        ActOp::SiluMul => layers.min(SWIGLU_DEPTH),
+    }
 }
 
 fn f32_of(b: u16) -> f32 {
@@ -181,7 +201,9 @@ mod tests {
         }
         for (l, (layer, stack, _)) in errors(&cal, &x, 3).into_iter().enumerate() {
             assert!(layer < TOLERANCE / 10.0, "layer {l}: {layer}");
-            assert!(stack < TOLERANCE, "layer {l}: stack {stack}");
+            if l < checked_depth(cal.act, cal.layers.len()) {
+                assert!(stack < TOLERANCE / 10.0, "layer {l}: stack {stack}");
+            }
         }
     }
 
@@ -216,6 +238,13 @@ mod tests {
         let mut nan = want.clone();
         nan[3] = half::bf16::NAN.to_bits();
         assert!(tolerance_failure("nan", &nan, &want).is_some());
+    }
+
+    #[test]
+    fn gelu_stacks_are_checked_whole_and_swiglu_ones_two_deep() {
+        assert_eq!(checked_depth(ActOp::Gelu, 6), 6);
+        assert_eq!(checked_depth(ActOp::SiluMul, 4), 2);
+        assert_eq!(checked_depth(ActOp::SiluMul, 1), 1);
     }
 
     #[test]
