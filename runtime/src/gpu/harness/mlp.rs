@@ -329,6 +329,9 @@ pub fn run_layer(
     drv(stream.clone_dtoh(&y), "downloading y")
 }
 
+/// One layer's input (uploaded) and output, as [`chain`] runs it.
+type LayerRun = (CudaSlice<u16>, Vec<u16>);
+
 /// `stack` run layer by layer on `x` ([`run_layer`], each on the previous one's output): each
 /// layer's input (uploaded) and output.
 fn chain(
@@ -336,7 +339,7 @@ fn chain(
     stack: &MlpStack,
     plan: &StackPlan,
     x: &[u16],
-) -> Result<Vec<(CudaSlice<u16>, Vec<u16>)>, GpuError> {
+) -> Result<Vec<LayerRun>, GpuError> {
     let mut input = x.to_vec();
     let mut chain = Vec::with_capacity(stack.layers().len());
     for l in 0..stack.layers().len() {
