@@ -128,7 +128,8 @@ pub fn calibrate_down(case: &mut StackCase, probe: &[u16], m: usize) -> Vec<i32>
     let mut x = probe.to_vec();
     let mut shifts = Vec::with_capacity(case.layers.len());
     for layer in &mut case.layers {
-        let rout = rms(&cpu_layer(layer, case.act, &x, m, 1));
+        let mut out = cpu_layer(layer, case.act, &x, m, 1);
+        let rout = rms(&out);
         let shift = if rout > 0.0 && rout.is_finite() {
             -rout.log2().round() as i32
         } else {
@@ -137,7 +138,10 @@ pub fn calibrate_down(case: &mut StackCase, probe: &[u16], m: usize) -> Vec<i32>
         let last = layer.last_mut().expect("a layer has matrices");
         scale_pow2(&mut last.bits, shift);
         shifts.push(shift);
-        x = cpu_layer(layer, case.act, &x, m, 1);
+        // The last matmul's output scales with its weights (powers of two commute with f32
+        // sums and bf16 rounding), so the calibrated layer need not be run again.
+        scale_pow2(&mut out, shift);
+        x = out;
     }
     shifts
 }
