@@ -6,5 +6,6 @@ pub mod cli;
 pub mod codec;
 pub mod demo;
 pub mod gpu;
+pub mod minilm;
 pub mod model;
 pub mod rng;

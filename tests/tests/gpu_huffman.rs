@@ -3,7 +3,6 @@
 
 use unweight::codec::{compress, Encoding, Orientation};
 use unweight::gpu::harness::check::{check_decode, check_hostile, Harness};
-use unweight::gpu::harness::minilm::load_minilm_bf16;
 use unweight::gpu::harness::synth::{self, WeightSpec};
 use unweight_tests::{assert_no_failures, gpu_session};
 
@@ -66,10 +65,9 @@ fn gpu_huffman_synthetic_llama_shapes() {
 #[test]
 #[ignore = "needs an sm_90 GPU"]
 fn gpu_huffman_minilm() {
-    let path = std::env::var_os("UNWEIGHT_MINILM")
-        .expect("set UNWEIGHT_MINILM to all-MiniLM-L6-v2's model.safetensors");
+    let path = unweight::minilm::path_from_env().unwrap();
     let h = Harness::open().expect("opening GPU 0");
-    let tensors = load_minilm_bf16(std::path::Path::new(&path)).expect("reading MiniLM");
+    let tensors = unweight::minilm::load_bf16(&path).unwrap();
     assert!(
         tensors.len() > 50,
         "MiniLM has ~100 tensors, found {}",

@@ -1,7 +1,10 @@
 //! MLP stacks on the GPU: the activation kernels equal their CPU reference bit for bit; stacks
 //! of every residency mix (all easy, all hard, mixed) equal their raw twin (the same kernels on
-//! the raw BF16 weights) bit for bit, overlapped and on one stream, agree with a cuBLAS stack to
-//! BF16 tolerance, and replay from a CUDA graph exactly; on MiniLM's real MLP weights and on a
+//! the raw BF16 weights) bit for bit, overlapped and on one stream, agree with cuBLAS to BF16
+//! tolerance layer by layer (each given the cuBLAS layer's input) and as a stack (all of a GELU
+//! stack, the first two layers of a SwiGLU one, on synthetic weights calibrated to unit RMS;
+//! `unweight::gpu::harness::stack_error` says why), equal their layers run one by one, and
+//! replay from a CUDA graph exactly; on MiniLM's real MLP weights and on a
 //! synthetic Llama-3.1-8B stack (4 of its 32 layers here; `unweight bench-mlp` runs all 32);
 //! loading from Huffman and palette bundles, under a budget; a small stack for memcheck
 //! (`gpu_mlp_sanitizer_small`, run alone by scripts/gpu-run.sh's sanitizer step).
@@ -24,9 +27,7 @@ use unweight_tests::{assert_no_failures, gpu_session};
 use LayerKind::{Easy as E, Hard as H};
 
 fn minilm_path() -> PathBuf {
-    std::env::var_os("UNWEIGHT_MINILM")
-        .expect("set UNWEIGHT_MINILM to all-MiniLM-L6-v2's model.safetensors")
-        .into()
+    unweight::minilm::path_from_env().unwrap()
 }
 
 #[test]

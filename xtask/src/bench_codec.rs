@@ -259,53 +259,13 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// fp32 → BF16, round to nearest even, NaN kept NaN.
-fn bf16_rne(x: f32) -> u16 {
-    let b = x.to_bits();
-    if x.is_nan() {
-        return ((b >> 16) | 0x0040) as u16;
-    }
-    ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) as u16
-}
-
 fn minilm_mlp(path: &Path) -> Result<Dataset> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .with_context(|| format!("parsing {}", path.display()))?;
-    let mut names: Vec<String> = st
-        .names()
+    let mlp = unweight::minilm::load_mlp_bf16(path)?;
+    let names = mlp.iter().map(|(n, _, _)| n.clone()).collect();
+    let tensors = mlp
         .into_iter()
-        .filter(|n| {
-            n.ends_with("intermediate.dense.weight")
-                || (n.ends_with("output.dense.weight") && !n.contains("attention"))
-        })
-        .map(str::to_string)
+        .map(|(_, shape, bits)| (shape, bits))
         .collect();
-    names.sort();
-    let mut tensors = Vec::new();
-    for n in &names {
-        let v = st.tensor(n)?;
-        if v.dtype() != safetensors::Dtype::F32 {
-            bail!(
-                "{}: tensor {n} is {:?}, expected F32",
-                path.display(),
-                v.dtype()
-            );
-        }
-        let bits = v
-            .data()
-            .chunks_exact(4)
-            .map(|c| bf16_rne(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-            .collect();
-        tensors.push((v.shape().to_vec(), bits));
-    }
-    if tensors.len() != 12 {
-        bail!(
-            "{}: found {} MLP weights, expected 12",
-            path.display(),
-            tensors.len()
-        );
-    }
     Ok(Dataset {
         name: "MiniLM-L6 MLP (12 tensors)".into(),
         names,

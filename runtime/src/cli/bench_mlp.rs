@@ -1,9 +1,11 @@
-//! `bench-mlp`: arguments of the MLP stack benchmark (`unweight::gpu::harness::bench_mlp`).
+//! `bench-mlp`: arguments of the MLP stack benchmark (`unweight::gpu::harness::bench_mlp`), and
+//! `plot-mlp`, which redraws its plot from the JSON.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::gpu::harness::bench_mlp::{self, MlpBenchOptions};
+use crate::gpu::harness::bench_mlp_plot;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchMlpArgs {
@@ -61,5 +63,11 @@ pub fn run(a: BenchMlpArgs) -> anyhow::Result<ExitCode> {
         window: a.window,
         ..d
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn plot(json: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let png = bench_mlp_plot::redraw(json, out)?;
+    println!("wrote {}", png.display());
     Ok(ExitCode::SUCCESS)
 }

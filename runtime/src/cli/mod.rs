@@ -103,6 +103,14 @@ pub enum Command {
     /// GPU benchmark of a whole MLP stack (Llama-3.1-8B: 32 SwiGLU layers) against cuBLAS:
     /// all easy, all hard and memory budgets between (needs an sm_90 GPU).
     BenchMlp(bench_mlp::BenchMlpArgs),
+    /// Redraw bench-mlp's PNG plot (speed against resident bytes, one line per M) from its JSON.
+    PlotMlp {
+        /// A `bench-mlp` results JSON.
+        json: PathBuf,
+        /// The PNG to write (default: beside the JSON, same name).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn parse_dims(s: &str) -> Result<(usize, usize), String> {
@@ -159,5 +167,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(args),
         Command::Tune(args) => tune::run(args),
         Command::BenchMlp(args) => bench_mlp::run(args),
+        Command::PlotMlp { json, out } => bench_mlp::plot(&json, out.as_deref()),
     }
 }

@@ -33,9 +33,13 @@ pub const DEFAULT_MAX_BATCH: usize = 1024;
 /// launches: the kernels reset what they set), as addresses with their sizes in bytes.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SplitBufs {
+    /// Device address of the f32 partials (the stream-K workspace).
     pub ws: u64,
+    /// Its size in bytes.
     pub ws_bytes: usize,
+    /// Device address of the per-CTA u32 flags.
     pub flags: u64,
+    /// Their size in bytes.
     pub flags_bytes: usize,
 }
 

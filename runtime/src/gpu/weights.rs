@@ -20,15 +20,18 @@ use unweight_codegen::variant::ASource;
 /// A device buffer and its address, taken once at upload (weights never move).
 pub struct DevBuf<T> {
     slice: CudaSlice<T>,
+    /// Its device address.
     pub ptr: u64,
     /// Elements the caller asked for (the allocation may hold a few more: never zero-sized).
     pub len: usize,
 }
 
 impl<T> DevBuf<T> {
+    /// The bytes of the `len` elements asked for.
     pub fn bytes(&self) -> usize {
         self.len * std::mem::size_of::<T>()
     }
+    /// The buffer, for cudarc calls.
     pub fn slice(&self) -> &CudaSlice<T> {
         &self.slice
     }
@@ -60,19 +63,29 @@ fn upload<T: DeviceRepr + Copy + Default>(
 
 /// A Huffman-resident weight's device buffers (what the `huff_*` kernels read).
 pub struct HuffmanDev {
+    /// The Huffman stream of the exponent symbols, padded for the decoder's refills.
     pub bits: DevBuf<u8>,
+    /// Bit offset of each chunk's first symbol.
     pub chunk_offsets: DevBuf<u32>,
+    /// The decode table (symbol and code length per peeked bit pattern).
     pub lut: DevBuf<u16>,
+    /// The 16 exponents the symbols index.
     pub palette: DevBuf<u8>,
     /// Row-major sm bytes, only when the rmm does not take the shape (else `rmm.sm_tiles`).
     pub sm: Option<DevBuf<u8>>,
+    /// One bit per 64-element group: whether it holds an escape.
     pub esc_bitmap: DevBuf<u64>,
+    /// Escaped groups before each bitmap word (where a group's escape exponent is).
     pub esc_prefix: DevBuf<u32>,
+    /// The escape exponents, one per escaped group, in group order.
     pub esc_exp: DevBuf<u8>,
+    /// Symbols per chunk (the last chunk may hold fewer).
     pub chunk_symbols: u32,
+    /// Chunks of the stream.
     pub n_chunks: u32,
     /// The stream's bytes before the upload's padding (the kernels' `stream_bytes`) and bits.
     pub stream_bytes: u64,
+    /// Bits of the stream that hold symbols.
     pub stream_bits: u64,
     /// This weight's decode error word ([`huff_err::WORDS`] u32, zero at upload): every decode of
     /// it ORs in what it refused, so reading it names this tensor. Sticky: the stream never changes.
@@ -113,8 +126,11 @@ impl HuffmanDev {
 
 /// The rmm's tiled sm bytes, `tile_esc` records and tile-ordered escape exponents.
 pub struct RmmDev {
+    /// Sign and mantissa bytes in the rmm's tile order.
     pub sm_tiles: DevBuf<u8>,
+    /// Per tile: where its escapes are (`abi::ESC_RECORD_BYTES` each).
     pub tile_esc: DevBuf<u8>,
+    /// The escape exponents in tile order.
     pub esc_exp: DevBuf<u8>,
 }
 
@@ -134,6 +150,7 @@ pub struct PaletteDev {
     pub rmm: RmmDev,
     /// Nibbles in `layout`.
     pub nibble_tiles: DevBuf<u8>,
+    /// The 16 exponents the nibbles index.
     pub palette: DevBuf<u8>,
     /// Tiled (SS rmm) or fragments (RS rmm), chosen at upload.
     pub layout: BlockLayout,
@@ -150,8 +167,11 @@ pub struct RawDev {
 
 /// The device buffers of one weight, by residency.
 pub enum Resident {
+    /// Huffman-resident (hard): decoded per call.
     Huffman(Box<HuffmanDev>),
+    /// Palette-resident (easy): read by the direct-palette rmm.
     Palette(Box<PaletteDev>),
+    /// Plain bf16 (the raw twin and the cuBLAS reference).
     Raw(RawDev),
 }
 
@@ -189,8 +209,11 @@ impl Resident {
 
 /// One weight matrix on the GPU, named for errors and logs.
 pub struct DeviceWeights {
+    /// The tensor's name in its checkpoint.
     pub name: String,
+    /// Its shape and encoded matrix.
     pub geometry: Geometry,
+    /// Its device buffers.
     pub resident: Resident,
     dev: Arc<GpuDevice>,
 }

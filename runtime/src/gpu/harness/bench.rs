@@ -240,7 +240,7 @@ pub struct Report {
     pub wall_s: f64,
 }
 
-/// Weight copies to rotate for a weight of `bf16_bytes`: enough to cover [`ROTATION_L2S`] × L2,
+/// Weight copies to rotate for a weight of `bf16_bytes`: enough to cover `ROTATION_L2S` (6) × L2,
 /// at least 2, at most `max_sets`.
 pub fn rotation_sets(bf16_bytes: usize, l2_bytes: usize, max_sets: usize) -> usize {
     (ROTATION_L2S * l2_bytes)

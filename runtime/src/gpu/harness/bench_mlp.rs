@@ -3,7 +3,8 @@
 //! between. Each row: time per forward (overlapped), the same stack on one stream (decodes
 //! not hidden), the sum of its layers timed alone (matmuls + activation, hard layers' weights
 //! pre-decoded) and its decodes alone, the ratio to cuBLAS, resident bytes and the saving
-//! against BF16. JSON and markdown go to `<out>/<date>-<gpu>-mlp.{json,md}`.
+//! against BF16. JSON, markdown and the plot ([`bench_mlp_plot`](crate::gpu::harness::bench_mlp_plot))
+//! go to `<out>/<date>-<gpu>-mlp.{json,md,png}`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,7 +71,7 @@ impl Default for MlpBenchOptions {
 }
 
 /// One layout at one batch size.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct MlpRow {
     pub m: usize,
     pub layout: String,
@@ -92,7 +93,7 @@ pub struct MlpRow {
     pub decode_sms: u32,
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct MlpReport {
     pub device: String,
     pub date: String,
@@ -386,8 +387,9 @@ pub fn run(o: MlpBenchOptions) -> anyhow::Result<MlpReport> {
     )?;
     let md = markdown(&report);
     std::fs::write(stem.with_extension("md"), &md)?;
+    crate::gpu::harness::bench_mlp_plot::draw(&report, &stem.with_extension("png"))?;
     println!(
-        "\n{md}\nwrote {}.{{json,md}} in {:.0}s",
+        "\n{md}\nwrote {}.{{json,md,png}} in {:.0}s",
         stem.display(),
         t0.elapsed().as_secs_f64()
     );
@@ -488,6 +490,14 @@ pub fn markdown(r: &MlpReport) -> String {
         r.date,
         r.command,
         r.bf16_bytes as f64 / 1e9
+    );
+    s.insert_str(
+        s.find("| m |").unwrap_or(s.len()),
+        &format!(
+            "![speed against resident bytes, one line per M]({}-{}-mlp.png)\n\n",
+            r.date,
+            slug(&r.device)
+        ),
     );
     for w in &r.rows {
         s.push_str(&format!(

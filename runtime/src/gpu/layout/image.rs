@@ -25,6 +25,7 @@ pub enum Residency {
 }
 
 impl Residency {
+    /// `huffman` / `palette` / `raw`, as tables, logs and bench rows spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             Residency::Huffman => "huffman",
@@ -45,11 +46,14 @@ impl std::fmt::Display for Residency {
 /// upload; a variant reads only its own layout (`BlockLayout::of`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BlockLayout {
+    /// Tiled rows (SS rmm, Huffman kernels' tiled outputs).
     Tiled,
+    /// WGMMA A fragments (RS rmm).
     Fragments,
 }
 
 impl BlockLayout {
+    /// `tiled` / `fragments`, as logs spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             BlockLayout::Tiled => "tiled",
@@ -67,23 +71,33 @@ impl std::fmt::Display for BlockLayout {
 /// What `huff_*` kernels read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HuffmanImage {
+    /// The weight's shape and encoded matrix.
     pub geometry: Geometry,
     /// Bitstream followed by at least [`BITS_TAIL`] zero bytes, length a multiple of 16.
     pub bits: Vec<u8>,
+    /// Bit offset of each chunk's first symbol.
     pub chunk_offsets: Vec<u32>,
+    /// The decode table (symbol and code length per peeked bit pattern).
     pub lut: Vec<u16>,
+    /// The 16 exponents the symbols index.
     pub palette: [u8; 16],
     /// Row-major sm bytes, only for a shape the rmm does not take: otherwise `huff_bf16` reads
     /// the tiled copy in `rmm` (one byte per weight, not two).
     pub sm: Option<Vec<u8>>,
+    /// One bit per 64-element group: whether it holds an escape.
     pub esc_bitmap: Vec<u64>,
+    /// Escaped groups before each bitmap word.
     pub esc_prefix: Vec<u32>,
+    /// The escape exponents, one per escaped group, in group order.
     pub esc_exp: Vec<u8>,
+    /// Symbols per chunk (the last chunk may hold fewer).
     pub chunk_symbols: u32,
+    /// Chunks of the stream.
     pub n_chunks: u32,
     /// The stream's length before the padding, and its bit count: the kernels' `stream_bytes`
     /// (every load stays inside) and `stream_bits` (where the last chunk must end).
     pub stream_bytes: u64,
+    /// See `stream_bytes`.
     pub stream_bits: u64,
     /// Sub-chunk offsets the device keeps ([`subs::sub_count`](super::subs::sub_count)): filled on the
     /// GPU by the validating decode; `None` when chunks do not hold whole sub-chunks.
@@ -99,6 +113,7 @@ pub struct RmmTables {
     /// sm bytes in the rmm's block layout (`w0_tiles`): tiled, except in a palette image whose
     /// `layout` is [`BlockLayout::Fragments`].
     pub sm_tiles: Vec<u8>,
+    /// Per tile: where its escapes are (`abi::ESC_RECORD_BYTES` each).
     pub tile_esc: Vec<u8>,
     /// Escape exponents in tile order.
     pub esc_exp: Vec<u8>,
@@ -124,16 +139,20 @@ impl RmmTables {
 /// What `rmm_palette_*` reads (direct palette): every array already in the tiled layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaletteImage {
+    /// The weight's shape and encoded matrix.
     pub geometry: Geometry,
+    /// sm bytes and escape tables.
     pub tables: RmmTables,
     /// Palette nibbles in the rmm's block layout (`w1_tiles`).
     pub nibble_tiles: Vec<u8>,
+    /// The 16 exponents the nibbles index.
     pub palette: [u8; 16],
     /// The order of sm bytes and nibbles inside each block (escape tables are the same for both).
     pub layout: BlockLayout,
 }
 
 impl HuffmanImage {
+    /// The image of a Huffman-encoded tensor; any other encoding is refused.
     pub fn new(t: &CompressedTensor) -> Result<Self, LayoutError> {
         let Indices::Huffman(h) = &t.indices else {
             return Err(LayoutError::Encoding {

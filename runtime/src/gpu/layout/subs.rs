@@ -1,7 +1,7 @@
 //! Sub-chunk offsets of a Huffman-resident weight: the bit position of every
 //! [`SUB_SYMBOLS`]-th symbol of each chunk, so a decoder can run one chain per sub-chunk (refill
 //! `sub256`) instead of one per chunk. The GPU records them in the upload's validating decode
-//! (templates/huff.cu.tera); [`reference`] computes the same numbers on the CPU for tests.
+//! (templates/huff.cu.tera); [`reference()`] computes the same numbers on the CPU for tests.
 
 use unweight_codegen::abi::{GROUP, MAX_CODE_LEN, SUB_SYMBOLS};
 

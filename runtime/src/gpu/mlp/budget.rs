@@ -48,6 +48,7 @@ pub struct LayerBytes {
 /// The outcome: each layer's kind and the bytes it takes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BudgetPlan {
+    /// Easy or hard, per layer in stack order.
     pub kinds: Vec<LayerKind>,
     /// Resident weight bytes of all layers.
     pub weights: usize,
@@ -71,7 +72,9 @@ impl BudgetPlan {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("a budget of {budget} bytes does not hold the MLP stack: all hard needs {all_hard} bytes (weights + preprocess slots)")]
 pub struct OverBudget {
+    /// The budget the caller gave (bytes).
     pub budget: usize,
+    /// The smallest the stack can be: every layer hard, plus the slots (bytes).
     pub all_hard: usize,
 }
 

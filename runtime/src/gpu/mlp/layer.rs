@@ -24,7 +24,9 @@ pub struct Mlp {
 /// The intermediate buffers of one layer's forward (bf16 `[m][inter]`; `up` unused by GELU).
 #[derive(Clone, Copy, Debug)]
 pub struct Scratch {
+    /// Device address of the gate (GELU: fc1) output, where the activation is written in place.
     pub gate: u64,
+    /// Device address of the up output (SwiGLU only).
     pub up: u64,
 }
 

@@ -26,6 +26,7 @@ use crate::gpu::weights::DeviceWeights;
 /// The names of one layer's matrices in a checkpoint; `{i}` stands for the layer index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Naming {
+    /// The activation between the matrices (SwiGLU's `silu·mul` or GELU).
     pub act: ActOp,
     /// In the order they are consumed: SwiGLU gate, up, down; GELU fc1, fc2.
     pub matrices: Vec<String>,
@@ -75,6 +76,7 @@ pub enum Residencies {
 /// What a load did and how long it took.
 #[derive(Clone, Debug)]
 pub struct LoadReport {
+    /// Easy or hard, per layer, as loaded (the budget's choice, or the caller's).
     pub kinds: Vec<LayerKind>,
     /// The planner's estimate of weights + slots (bytes).
     pub planned_bytes: usize,
@@ -82,9 +84,11 @@ pub struct LoadReport {
     pub upload_s: f64,
     /// The GPU Huffman → palette transcodes of the easy layers, seconds, and how many matrices.
     pub transcode_s: f64,
+    /// Matrices transcoded Huffman → palette on the GPU.
     pub transcoded: usize,
     /// CPU palette → Huffman re-encodes of hard layers from a palette bundle.
     pub reencoded: usize,
+    /// The whole load, reading the bundle included, seconds.
     pub total_s: f64,
 }
 

@@ -87,9 +87,13 @@ pub fn decode_blocks(sms: u32) -> u32 {
 /// the decode grid.
 #[derive(Clone, Debug)]
 pub struct StackPlan {
+    /// The batch: `x` and `y` are `[m][hidden]`.
     pub m: usize,
+    /// Per layer, one plan per matrix in the order the layer consumes them.
     pub layers: Vec<Vec<Plan>>,
+    /// What the scheduler enqueues, in order: decodes, computes, and which layers overlap one.
     pub order: Order,
+    /// Hard layers decode on the second stream (else on the caller's, right before their layer).
     pub overlap: bool,
     /// Blocks of each overlapped decode (0: the natural grid, when not overlapped).
     pub decode_ctas: u32,

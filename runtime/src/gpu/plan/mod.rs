@@ -37,15 +37,22 @@ use crate::gpu::layout::{Geometry, Residency};
 /// How one call computes `y = x·Wᵀ` (the table above).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ExecPipeline {
+    /// Huffman → bf16 preprocess, then the raw rmm.
     FullDecode,
+    /// Huffman → exponent bytes preprocess, then the exponent rmm.
     Exponent,
+    /// Huffman → palette nibbles preprocess, then the palette rmm (hard layers).
     PaletteTranscode,
+    /// The palette rmm straight on palette-resident weights (easy layers).
     DirectPalette,
+    /// The raw rmm on bf16 weights (the bit-exact twin).
     Raw,
+    /// cuBLAS on bf16 weights (the reference).
     Cublas,
 }
 
 impl ExecPipeline {
+    /// Every pipeline, in table order.
     pub const ALL: [ExecPipeline; 6] = [
         ExecPipeline::FullDecode,
         ExecPipeline::Exponent,
@@ -134,8 +141,11 @@ pub struct Plan {
     pub requested: ExecPipeline,
     /// What runs (differs after a fallback).
     pub pipeline: ExecPipeline,
+    /// The batch: `x` is `[m][k]`.
     pub m: usize,
+    /// The preprocess kernel (Huffman pipelines), if any.
     pub preprocess: Option<&'static RegistryEntry>,
+    /// The matmul kernel (none for cuBLAS).
     pub rmm: Option<&'static RegistryEntry>,
     /// CTAs of the rmm launch (stream-K: they share the output tiles' k blocks evenly).
     pub ctas: u32,

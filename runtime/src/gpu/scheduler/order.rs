@@ -20,15 +20,27 @@ use crate::gpu::mlp::budget::LayerKind;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     /// Decode all matrices of hard layer `layer` into preprocess slot `slot`.
-    Decode { layer: usize, slot: usize },
+    Decode {
+        /// The hard layer.
+        layer: usize,
+        /// The preprocess slot it decodes into.
+        slot: usize,
+    },
     /// The matmuls (and activation) of `layer`; `slot` holds its decoded weights when it is hard.
-    Compute { layer: usize, slot: Option<usize> },
+    Compute {
+        /// The layer.
+        layer: usize,
+        /// The slot holding its decode (hard layers only).
+        slot: Option<usize>,
+    },
 }
 
 /// The enqueue order of a forward over `kinds` and, per layer, whether it overlaps a decode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Order {
+    /// The steps, in enqueue order.
     pub steps: Vec<Step>,
+    /// Per layer: whether a decode runs beside its compute (its matmuls then leave SMs free).
     pub overlaps: Vec<bool>,
 }
 
