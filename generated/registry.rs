@@ -4688,7 +4688,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xa5c0d846f4795596,
+        source_hash: 0xefdb159a34bc3bd4,
         source: include_str!("huff_bf16_word.cu"),
     },
     RegistryEntry {
@@ -4703,7 +4703,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x6035e79bc146151c,
+        source_hash: 0xe5521169668b7424,
         source: include_str!("huff_bf16_vec4.cu"),
     },
     RegistryEntry {
@@ -4718,8 +4718,23 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xd513c81177690129,
+        source_hash: 0x7055a30ffcabaf3f,
         source: include_str!("huff_bf16_sub256.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Bf16,
+            refill: HuffRefill::SubLane,
+        }),
+        name: "huff_bf16_sublane",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 64,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0xb4268c8d697a89d5,
+        source: include_str!("huff_bf16_sublane.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
@@ -4733,7 +4748,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xa3b8219448c6f683,
+        source_hash: 0x94ad4f3e8184dfc8,
         source: include_str!("huff_exponent_word.cu"),
     },
     RegistryEntry {
@@ -4748,7 +4763,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xaaf3426523c8033b,
+        source_hash: 0x9a2c542eb9d1bad3,
         source: include_str!("huff_exponent_vec4.cu"),
     },
     RegistryEntry {
@@ -4763,8 +4778,23 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x6e09287bc9f6731a,
+        source_hash: 0x43cf9b83681e2d77,
         source: include_str!("huff_exponent_sub256.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Exponent,
+            refill: HuffRefill::SubLane,
+        }),
+        name: "huff_exponent_sublane",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 64,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x7a1d24c5540acd01,
+        source: include_str!("huff_exponent_sublane.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
@@ -4778,7 +4808,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x7b8b170ea6448e28,
+        source_hash: 0x21846789093396ea,
         source: include_str!("huff_palette_word.cu"),
     },
     RegistryEntry {
@@ -4793,7 +4823,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x93ec64586e1da94d,
+        source_hash: 0x97ee5bddc7f2283b,
         source: include_str!("huff_palette_vec4.cu"),
     },
     RegistryEntry {
@@ -4808,8 +4838,23 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xe874fa9e4897a110,
+        source_hash: 0xa800a18dbc9b0ed7,
         source: include_str!("huff_palette_sub256.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Palette,
+            refill: HuffRefill::SubLane,
+        }),
+        name: "huff_palette_sublane",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 64,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x0532515df132572c,
+        source: include_str!("huff_palette_sublane.cu"),
     },
     RegistryEntry {
         variant: Variant::Act(ActVariant { op: ActOp::SiluMul }),

@@ -101,6 +101,7 @@ fn variant_tokens(v: &Variant) -> TokenStream {
                 HuffRefill::Word => quote! { HuffRefill::Word },
                 HuffRefill::Vec4 => quote! { HuffRefill::Vec4 },
                 HuffRefill::Sub256 => quote! { HuffRefill::Sub256 },
+                HuffRefill::SubLane => quote! { HuffRefill::SubLane },
             };
             quote! { Variant::Huff(HuffVariant { output: #output, refill: #refill }) }
         }
