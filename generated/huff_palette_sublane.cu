@@ -78,7 +78,9 @@ static_assert(LUT_ENTRIES == (1u << MAX_CODE_LEN) && LUT_BYTES == 2 * LUT_ENTRIE
 static_assert(LUT_BYTES % (16 * THREADS) == 0, "the table is staged with 16-byte loads");
 static_assert(PAL2_BYTES == 256 * 2, "byte of two indices -> two exponent bytes");
 static_assert(SYMLEN_BYTES == 16 * 4, "a u32 code length per symbol");
-static_assert(MULTI_BYTES == 4 * LUT_ENTRIES && MULTI_SYMS * 4 <= 12, "multi entry: symbols in bits 0-11, length 12-15, count 16-17");
+constexpr u32 SYM_BITS = 4 * MULTI_SYMS;                      // multi entry: symbols, then length, then count
+static_assert(MULTI_BYTES == 4 * LUT_ENTRIES && MULTI_SYMS >= 2 && MULTI_SYMS <= 4,
+              "multi entry: symbols in bits 0..SYM_BITS-1, length in the next 4, count in the 3 after");
 static_assert(MAX_CODE_LEN <= 15, "a code length fits the entry's 4-bit length field");
 static_assert(STAGE_STRIDE == GROUP / 8 + 1, "8 words of nibbles per group, +1 so lanes storing the same word hit distinct banks");
 static_assert(STAGE_BYTES == 32 * STAGE_STRIDE * 4 + 2 * 32 * 4, "per warp: 32 groups of nibbles, escape slots, output places");
@@ -171,7 +173,7 @@ __device__ __forceinline__ Stream make_stream(const u8* bits, const u32*, u64 st
 // Length of a one-symbol table entry; anything over MAX_CODE_LEN (not built by the runtime) counts as no code.
 __device__ __forceinline__ u32 lut_len(u32 e) { return (e >> 8) <= MAX_CODE_LEN ? e >> 8 : 0; }
 // Multi-symbol table entry for a peek p: the codes that lie wholly inside p's MAX_CODE_LEN bits, at most
-// MULTI_SYMS: symbols (first in the low nibble), total length << 12, count << 16. An entry whose first code
+// MULTI_SYMS: symbols (first in the low nibble), total length << SYM_BITS, count << SYM_BITS + 4. An entry whose first code
 // is invalid (length 0: only in corrupt streams or past a stream's end) counts one symbol of length 0,
 // so decoding always advances and terminates; the reader's `shortest` records it.
 __device__ __forceinline__ u32 multi_entry(const u16* lut, u32 p) {
@@ -186,7 +188,7 @@ __device__ __forceinline__ u32 multi_entry(const u16* lut, u32 p) {
       ++count;
     }
   }
-  return syms | (total << 12) | (count << 16);
+  return syms | (total << SYM_BITS) | (count << (SYM_BITS + 4));
 }
 
 // Nibbles decoded but not yet stored: `pending` holds `npend` (< 8) symbols, element order = nibble order.
@@ -200,12 +202,12 @@ __device__ __forceinline__ void decode_step(BitReader& r, const u32* multi, Pend
   const u32* m = multi + (u32)(r.buf >> (64 - MAX_CODE_LEN));
   SMEM_PROBE(1, m);
   const u32 e = *m;
-  const u32 len = (e >> 12) & 15u;
+  const u32 len = (e >> SYM_BITS) & 15u;
   r.buf <<= len;
   r.nbits -= (int)len;
   r.shortest = umin(r.shortest, len);
-  pend.bits |= (u64)(e & 0xFFFu) << (4 * pend.n);
-  pend.n += e >> 16;
+  pend.bits |= (u64)(e & ((1u << SYM_BITS) - 1)) << (4 * pend.n);  // pend.n <= 7 before, <= 7 + MULTI_SYMS after
+  pend.n += e >> (SYM_BITS + 4);
   if (pend.n >= 8) {
     row[words++] = (u32)pend.bits;
     pend.bits >>= 32;

@@ -4688,7 +4688,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xefdb159a34bc3bd4,
+        source_hash: 0x7a032b2020bce6d3,
         source: include_str!("huff_bf16_word.cu"),
     },
     RegistryEntry {
@@ -4703,7 +4703,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xe5521169668b7424,
+        source_hash: 0xf52314c1215634f1,
         source: include_str!("huff_bf16_vec4.cu"),
     },
     RegistryEntry {
@@ -4718,7 +4718,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x7055a30ffcabaf3f,
+        source_hash: 0xdd378f12e3339c12,
         source: include_str!("huff_bf16_sub256.cu"),
     },
     RegistryEntry {
@@ -4733,8 +4733,23 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xb4268c8d697a89d5,
+        source_hash: 0x7b5cc599fc325b95,
         source: include_str!("huff_bf16_sublane.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Bf16,
+            refill: HuffRefill::SubLane4,
+        }),
+        name: "huff_bf16_sublane4",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 64,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x46dc4ec9479ea50d,
+        source: include_str!("huff_bf16_sublane4.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
@@ -4748,7 +4763,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x94ad4f3e8184dfc8,
+        source_hash: 0xdcb3fc392d38e26d,
         source: include_str!("huff_exponent_word.cu"),
     },
     RegistryEntry {
@@ -4763,7 +4778,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x9a2c542eb9d1bad3,
+        source_hash: 0x9eb0c35cc20a55b6,
         source: include_str!("huff_exponent_vec4.cu"),
     },
     RegistryEntry {
@@ -4778,7 +4793,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x43cf9b83681e2d77,
+        source_hash: 0x0526d5b86a67b7ba,
         source: include_str!("huff_exponent_sub256.cu"),
     },
     RegistryEntry {
@@ -4793,8 +4808,23 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x7a1d24c5540acd01,
+        source_hash: 0xc24b48988aeb4679,
         source: include_str!("huff_exponent_sublane.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Exponent,
+            refill: HuffRefill::SubLane4,
+        }),
+        name: "huff_exponent_sublane4",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 64,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x5ee18204ed3820a4,
+        source: include_str!("huff_exponent_sublane4.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
@@ -4808,7 +4838,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x21846789093396ea,
+        source_hash: 0xa598e502258031d4,
         source: include_str!("huff_palette_word.cu"),
     },
     RegistryEntry {
@@ -4823,7 +4853,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x97ee5bddc7f2283b,
+        source_hash: 0xe8c7936b3fb1d7a7,
         source: include_str!("huff_palette_vec4.cu"),
     },
     RegistryEntry {
@@ -4838,7 +4868,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xa800a18dbc9b0ed7,
+        source_hash: 0xea1a43c2404bd627,
         source: include_str!("huff_palette_sub256.cu"),
     },
     RegistryEntry {
@@ -4853,8 +4883,23 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x0532515df132572c,
+        source_hash: 0x06f4923a18b240b3,
         source: include_str!("huff_palette_sublane.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Palette,
+            refill: HuffRefill::SubLane4,
+        }),
+        name: "huff_palette_sublane4",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 64,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0xfe2aa7b074b2b1b0,
+        source: include_str!("huff_palette_sublane4.cu"),
     },
     RegistryEntry {
         variant: Variant::Act(ActVariant { op: ActOp::SiluMul }),

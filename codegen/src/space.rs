@@ -523,13 +523,18 @@ impl HuffBudget {
         let pal2_bytes = 256 * 2;
         let symlen_bytes = 16 * 4;
         let multi_bytes = lut_entries * 4;
-        let multi_syms = 3;
+        // sublane4: 4 codes per 12-bit peek (at ~2.6 bits per code, 3 often leave room for a 4th).
+        let multi_syms = if v.refill == HuffRefill::SubLane4 {
+            4
+        } else {
+            3
+        };
         let misc_bytes = 4;
         let stage_stride_words = group / 8 + 1;
         let stage_bytes_per_warp = 32 * stage_stride_words * 4 + 2 * 32 * 4;
         let sub_symbols = abi::SUB_SYMBOLS;
         let staged = v.refill.sub_symbols().is_some();
-        let per_lane = v.refill == HuffRefill::SubLane;
+        let per_lane = matches!(v.refill, HuffRefill::SubLane | HuffRefill::SubLane4);
         // sub256: 4 KB, a unit of 32 x 256 symbols at up to ~3.9 bits per symbol (weights: ~2.7).
         // sublane: 28 words per lane, a sub-chunk up to ~3.2 bits per symbol (its start word to 12
         // bits past its end), so the block takes 36.9 KB and 6 blocks fit an SM's 228 KB.
@@ -599,7 +604,13 @@ impl HuffBudget {
             ("refill", Value::Str(v.refill.as_str().to_string())),
             ("refill_vec4", Value::Bool(v.refill == HuffRefill::Vec4)),
             ("refill_sub", Value::Bool(v.refill.sub_symbols().is_some())),
-            ("refill_lane", Value::Bool(v.refill == HuffRefill::SubLane)),
+            (
+                "refill_lane",
+                Value::Bool(matches!(
+                    v.refill,
+                    HuffRefill::SubLane | HuffRefill::SubLane4
+                )),
+            ),
             ("threads", int(self.threads)),
             ("warps", int(self.warps)),
             ("chunks_per_block", int(self.chunks_per_block)),

@@ -89,7 +89,7 @@ struct Built {
 /// in one word (with MAX_CODE_LEN bits after it) is staged and its warp mixes both paths.
 fn tiny_stage_in(refill: HuffRefill) -> u32 {
     match refill {
-        HuffRefill::SubLane => 128,
+        HuffRefill::SubLane | HuffRefill::SubLane4 => 128,
         _ => 16,
     }
 }
@@ -157,7 +157,9 @@ fn bits_file(k: &Generated) -> &'static str {
     };
     match h.refill {
         HuffRefill::Word => "/bits",
-        HuffRefill::Vec4 | HuffRefill::Sub256 | HuffRefill::SubLane => "/bits16",
+        HuffRefill::Vec4 | HuffRefill::Sub256 | HuffRefill::SubLane | HuffRefill::SubLane4 => {
+            "/bits16"
+        }
     }
 }
 
