@@ -5254,7 +5254,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xa5c0d846f4795596,
+        source_hash: 0x7a032b2020bce6d3,
         source: include_str!("huff_bf16_word.cu"),
     },
     RegistryEntry {
@@ -5269,7 +5269,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x6035e79bc146151c,
+        source_hash: 0xf52314c1215634f1,
         source: include_str!("huff_bf16_vec4.cu"),
     },
     RegistryEntry {
@@ -5284,8 +5284,38 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xd513c81177690129,
+        source_hash: 0xdd378f12e3339c12,
         source: include_str!("huff_bf16_sub256.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Bf16,
+            refill: HuffRefill::SubLane,
+        }),
+        name: "huff_bf16_sublane",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 64,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x7b5cc599fc325b95,
+        source: include_str!("huff_bf16_sublane.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Bf16,
+            refill: HuffRefill::SubLane4,
+        }),
+        name: "huff_bf16_sublane4",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 64,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x46dc4ec9479ea50d,
+        source: include_str!("huff_bf16_sublane4.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
@@ -5299,7 +5329,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xa3b8219448c6f683,
+        source_hash: 0xdcb3fc392d38e26d,
         source: include_str!("huff_exponent_word.cu"),
     },
     RegistryEntry {
@@ -5314,7 +5344,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xaaf3426523c8033b,
+        source_hash: 0x9eb0c35cc20a55b6,
         source: include_str!("huff_exponent_vec4.cu"),
     },
     RegistryEntry {
@@ -5329,8 +5359,38 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x6e09287bc9f6731a,
+        source_hash: 0x0526d5b86a67b7ba,
         source: include_str!("huff_exponent_sub256.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Exponent,
+            refill: HuffRefill::SubLane,
+        }),
+        name: "huff_exponent_sublane",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 64,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0xc24b48988aeb4679,
+        source: include_str!("huff_exponent_sublane.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Exponent,
+            refill: HuffRefill::SubLane4,
+        }),
+        name: "huff_exponent_sublane4",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 64,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x5ee18204ed3820a4,
+        source: include_str!("huff_exponent_sublane4.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
@@ -5344,7 +5404,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x7b8b170ea6448e28,
+        source_hash: 0xa598e502258031d4,
         source: include_str!("huff_palette_word.cu"),
     },
     RegistryEntry {
@@ -5359,7 +5419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x93ec64586e1da94d,
+        source_hash: 0xe8c7936b3fb1d7a7,
         source: include_str!("huff_palette_vec4.cu"),
     },
     RegistryEntry {
@@ -5374,8 +5434,38 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xe874fa9e4897a110,
+        source_hash: 0xea1a43c2404bd627,
         source: include_str!("huff_palette_sub256.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Palette,
+            refill: HuffRefill::SubLane,
+        }),
+        name: "huff_palette_sublane",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 64,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x06f4923a18b240b3,
+        source: include_str!("huff_palette_sublane.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Palette,
+            refill: HuffRefill::SubLane4,
+        }),
+        name: "huff_palette_sublane4",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 64,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0xfe2aa7b074b2b1b0,
+        source: include_str!("huff_palette_sublane4.cu"),
     },
     RegistryEntry {
         variant: Variant::Act(ActVariant { op: ActOp::SiluMul }),
