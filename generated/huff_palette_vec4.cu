@@ -27,10 +27,7 @@
 // Refill (vec4): word: one 4-byte load per 32 bits, one refill ahead; vec4: 16-byte block loads, the next
 //   block in flight while the current one is consumed; sub256: the warp copies its 32 sub-chunks' bit range into
 //   shared memory with coalesced 16-byte loads, then each lane refills words from there as `word` does from
-//   global memory (a range larger than the buffer: the clamped global word path; correct on both); sublane: each
-//   lane copies its own sub-chunk's words (its start word to MAX_CODE_LEN bits past its end) into column `lane`
-//   of the warp's buffer, row j at word 32 j + lane, so a warp's staging stores and refill loads each hit 32
-//   distinct banks whatever the offsets; a lane whose words do not fit its column refills from global memory.
+//   global memory (a range larger than the buffer: the clamped global word path; correct on both).
 // Sub-chunk offsets (`sub_offsets`, u32 per SUB_SYMBOLS symbols of each chunk, ceil(groups / SUB_GROUPS) of them):
 //   word / vec4 record them when the pointer is not null (the upload's validating decode; chunks must then hold whole
 //   sub-chunks, else nothing is recorded); sub256 reads them and checks each sub-chunk as a chunk is checked: it
@@ -45,19 +42,11 @@ typedef unsigned int u32;
 typedef unsigned long long u64;
 struct alignas(64) TmaDesc { u64 opaque[16]; };  // CUtensorMap bytes; the driver needs >= 64-byte alignment
 
-// The host emulation (tests/tests/codegen_huff_emulated) defines this to count the shared-memory banks a
-// warp's loads touch; on the GPU it is nothing.
-#ifndef SMEM_PROBE
-#define SMEM_PROBE(kind, ptr)
-#endif
-
 // ---- constants (computed by unweight-codegen; checked again here) ----
 constexpr bool IS_BF16 = false, IS_EXPONENT = false, IS_PALETTE = true;
-constexpr bool REFILL_VEC4 = true, REFILL_SUB = false, REFILL_LANE = false;
+constexpr bool REFILL_VEC4 = true, REFILL_SUB = false;
 constexpr u32 SUB_SYMBOLS = 256, SUB_GROUPS = 4, STAGE_IN_BYTES = 0;
-constexpr u32 UNITS_PER_WARP = 1, MIN_BLOCKS = 4;
-constexpr u32 STAGE_ROWS = STAGE_IN_BYTES / (32 * 4);           // sublane: words per lane's column
-constexpr u32 STAGE_BLOCKS = (STAGE_ROWS + 3 + 3) / 4;         // sublane: 16-byte blocks holding them
+constexpr u32 UNITS_PER_WARP = 1;
 constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 128;
 constexpr u32 GROUP = 64, MAX_CODE_LEN = 12, LUT_ENTRIES = 4096;
 constexpr u32 LUT_BYTES = 8192, MULTI_BYTES = 16384, MULTI_SYMS = 3;
@@ -72,15 +61,12 @@ static_assert(WARPS * 32 == THREADS && CHUNKS_PER_BLOCK * (REFILL_SUB ? 1024 / S
 static_assert(SUB_GROUPS * GROUP == SUB_SYMBOLS && SUB_GROUPS >= 1, "a sub-chunk holds whole groups");
 static_assert(REFILL_SUB == (STAGE_IN_BYTES != 0) && STAGE_IN_BYTES % 16 == 0, "sub256 stages 16-byte blocks per warp");
 static_assert(!(REFILL_SUB && REFILL_VEC4), "one refill");
-static_assert(!REFILL_LANE || (REFILL_SUB && STAGE_ROWS >= 1 && STAGE_IN_BYTES % 128 == 0), "sublane: whole rows of 32 words");
 static_assert(GROUP == 64, "a group's nibbles are 8 u32 words");
 static_assert(LUT_ENTRIES == (1u << MAX_CODE_LEN) && LUT_BYTES == 2 * LUT_ENTRIES, "peek MAX_CODE_LEN bits");
 static_assert(LUT_BYTES % (16 * THREADS) == 0, "the table is staged with 16-byte loads");
 static_assert(PAL2_BYTES == 256 * 2, "byte of two indices -> two exponent bytes");
 static_assert(SYMLEN_BYTES == 16 * 4, "a u32 code length per symbol");
-constexpr u32 SYM_BITS = 4 * MULTI_SYMS;                      // multi entry: symbols, then length, then count
-static_assert(MULTI_BYTES == 4 * LUT_ENTRIES && MULTI_SYMS >= 2 && MULTI_SYMS <= 4,
-              "multi entry: symbols in bits 0..SYM_BITS-1, length in the next 4, count in the 3 after");
+static_assert(MULTI_BYTES == 4 * LUT_ENTRIES && MULTI_SYMS * 4 <= 12, "multi entry: symbols in bits 0-11, length 12-15, count 16-17");
 static_assert(MAX_CODE_LEN <= 15, "a code length fits the entry's 4-bit length field");
 static_assert(STAGE_STRIDE == GROUP / 8 + 1, "8 words of nibbles per group, +1 so lanes storing the same word hit distinct banks");
 static_assert(STAGE_BYTES == 32 * STAGE_STRIDE * 4 + 2 * 32 * 4, "per warp: 32 groups of nibbles, escape slots, output places");
@@ -185,7 +171,7 @@ __device__ __forceinline__ Stream make_stream(const u8* bits, const u32* slot, u
 // Length of a one-symbol table entry; anything over MAX_CODE_LEN (not built by the runtime) counts as no code.
 __device__ __forceinline__ u32 lut_len(u32 e) { return (e >> 8) <= MAX_CODE_LEN ? e >> 8 : 0; }
 // Multi-symbol table entry for a peek p: the codes that lie wholly inside p's MAX_CODE_LEN bits, at most
-// MULTI_SYMS: symbols (first in the low nibble), total length << SYM_BITS, count << SYM_BITS + 4. An entry whose first code
+// MULTI_SYMS: symbols (first in the low nibble), total length << 12, count << 16. An entry whose first code
 // is invalid (length 0: only in corrupt streams or past a stream's end) counts one symbol of length 0,
 // so decoding always advances and terminates; the reader's `shortest` records it.
 __device__ __forceinline__ u32 multi_entry(const u16* lut, u32 p) {
@@ -200,7 +186,7 @@ __device__ __forceinline__ u32 multi_entry(const u16* lut, u32 p) {
       ++count;
     }
   }
-  return syms | (total << SYM_BITS) | (count << (SYM_BITS + 4));
+  return syms | (total << 12) | (count << 16);
 }
 
 // Nibbles decoded but not yet stored: `pending` holds `npend` (< 8) symbols, element order = nibble order.
@@ -211,15 +197,13 @@ struct Pending {
 
 // One lookup: up to MULTI_SYMS symbols; a completed word of 8 nibbles goes to the stage.
 __device__ __forceinline__ void decode_step(BitReader& r, const u32* multi, Pending& pend, u32* row, u32& words) {
-  const u32* m = multi + (u32)(r.buf >> (64 - MAX_CODE_LEN));
-  SMEM_PROBE(1, m);
-  const u32 e = *m;
-  const u32 len = (e >> SYM_BITS) & 15u;
+  const u32 e = multi[(u32)(r.buf >> (64 - MAX_CODE_LEN))];
+  const u32 len = (e >> 12) & 15u;
   r.buf <<= len;
   r.nbits -= (int)len;
   r.shortest = umin(r.shortest, len);
-  pend.bits |= (u64)(e & ((1u << SYM_BITS) - 1)) << (4 * pend.n);  // pend.n <= 7 before, <= 7 + MULTI_SYMS after
-  pend.n += e >> (SYM_BITS + 4);
+  pend.bits |= (u64)(e & 0xFFFu) << (4 * pend.n);
+  pend.n += e >> 16;
   if (pend.n >= 8) {
     row[words++] = (u32)pend.bits;
     pend.bits >>= 32;
@@ -332,10 +316,9 @@ __device__ __forceinline__ void report(u32* err, u32 reasons, u32 c) {
   atomicMax(err + 1, ~c);
 }
 
-// At least MIN_BLOCKS blocks per SM (4: all 448 blocks of a 14336 x 4096 weight resident on 132 SMs; sublane: the
-// 6 its shared memory allows), so ptxas may use up to 128 (85) registers instead of squeezing into 72 to fit the 7
-// that a smaller block's shared memory allowed (it spilled there).
-extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)
+// At least 4 blocks per SM (all 448 blocks of a 14336 x 4096 weight resident on 132 SMs), so ptxas may use up to
+// 128 registers instead of squeezing into 72 to fit the 7 that shared memory allows (it spilled there).
+extern "C" __global__ void __launch_bounds__(THREADS, 4)
 huff_palette_vec4(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, const u16* __restrict__ lut,
     const u8* __restrict__ palette, const u8* __restrict__ sm, const u64* __restrict__ esc_bitmap,
     const u32* __restrict__ esc_prefix, const u8* __restrict__ esc_exp, void* __restrict__ out,

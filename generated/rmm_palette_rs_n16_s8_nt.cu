@@ -117,7 +117,7 @@ constexpr int KB_STEP = 2;             // k blocks per compressed consumer step
 constexpr u32 A_BYTES = 16384, B_BYTES = 2048;
 constexpr u32 W0_BYTES = 8192, W1_BYTES = 4096, ESC_BYTES = 1024;
 constexpr u32 OFF_A = 0, OFF_B = 0, OFF_W0 = 16384, OFF_W1 = 81920;
-constexpr u32 OFF_ESC = 114688, OFF_REC = 122880, OFF_BAR = 131072, SMEM_BYTES = 131280;
+constexpr u32 OFF_ESC = 114688, OFF_REC = 122880, OFF_BAR = 131072, SMEM_BYTES = 131216;
 constexpr u32 TX_BYTES = 14336;           // per stage, without the escape exponents (palette: counted per stage)
 constexpr u32 ESC_CAP = 16;             // escaped groups per stage staged in smem; more are read from global
 constexpr u32 REC_BYTES = 8192, MAX_KB = 256;  // palette: this CTA's tile_esc records, copied once
@@ -134,10 +134,7 @@ static_assert(A_BYTES == BM * BK * 2 && B_BYTES == BN * BK * 2, "tile sizes");
 static_assert(OFF_B == OFF_A + A_BUFS * A_BYTES && OFF_W0 == OFF_B + STAGES * B_BYTES, "layout");
 static_assert(OFF_W1 == OFF_W0 + STAGES * W0_BYTES && OFF_ESC == OFF_W1 + STAGES * W1_BYTES, "layout");
 static_assert(OFF_REC == OFF_ESC + STAGES * ESC_BYTES && OFF_BAR == OFF_REC + REC_BYTES, "layout");
-// Barriers from OFF_BAR: full[STAGES] (a stage's blocks and x tile), empty[STAGES], esc[STAGES] (palette: the
-// stage's staged escape exponents, a small scattered read kept off the full barrier, so a stage lands when its
-// streamed blocks do and only a thread with an escaped group waits for the rest), then the records' barrier.
-constexpr u32 BAR_ESC = 16 * STAGES, BAR_REC = 24 * STAGES;
+constexpr u32 BAR_REC = 16 * STAGES;                // barriers from OFF_BAR: full[STAGES], empty[STAGES], records
 static_assert(SMEM_BYTES == OFF_BAR + BAR_REC + 16, "barriers");
 static_assert(REC_BYTES == 0 || REC_BYTES == REC_SIZE * MAX_KB, "one record per k block of a split");
 static_assert(OFF_B % 1024 == 0 && B_BYTES % 1024 == 0, "swizzled tiles start on 1024-byte atoms");
@@ -205,25 +202,25 @@ __device__ __forceinline__ Segs segments(const Sched& g) {
 }
 
 // ---- producer: one thread streams x tiles and weight tiles into the ring ----
-// A stage's escape exponents (up to ESC_CAP groups, contiguous in esc_exp) on the stage's esc barrier, which the
-// producer arrives at once per fill (escapes or not), so its phase follows the full barrier's.
-__device__ __forceinline__ void escape_copy(u8* smem, const u32* rec, const u8* esc_exp, u32 esc0, int it) {
+// A stage's escape exponents (up to ESC_CAP groups, contiguous in esc_exp) and the producer's arrival.
+__device__ __forceinline__ void escape_copy(u8* smem, const u32* rec, const u8* esc_exp, u32 full0, int it) {
   const int s = it % STAGES;
-  const u32 esc = esc0 + 8 * s, base = rec[REC_WORDS * it + REC_FIRST], count = rec[REC_WORDS * it + REC_COUNT];
+  const u32 full = full0 + 8 * s, base = rec[REC_WORDS * it + REC_FIRST], count = rec[REC_WORDS * it + REC_COUNT];
   const u32 staged = count < ESC_CAP ? count : ESC_CAP;
   if (staged) {
-    mbar_expect_tx(esc, 64 * staged);
-    bulk_load(smem_addr(smem + OFF_ESC + s * ESC_BYTES), esc_exp + (u64)base * 64, 64 * staged, esc);
+    mbar_expect_tx(full, 64 * staged);
+    bulk_load(smem_addr(smem + OFF_ESC + s * ESC_BYTES), esc_exp + (u64)base * 64, 64 * staged, full);
   }
-  mbar_arrive(esc);
+  mbar_arrive(full);
 }
 __device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, const u8* w0_tiles, const u8* w1_tiles,
                                      const u8* tile_esc, const u8* esc_exp, u8* smem, u32 full0, u32 empty0,
                                      const Sched& g, const Segs& segs) {
   // The CTA's escape records (one per k block, in processing order), copied once: a global load per stage would
   // put a memory round trip on the producer's path (a stage's escape count is needed before its escape copy).
-  // The first ring's worth of stages is issued before the records arrive, then each gets its escape copy.
-  const u32 rec_bar = full0 + BAR_REC, esc0 = full0 + BAR_ESC;
+  // The first ring's worth of stages is issued before the records arrive (expect_tx without arriving, so no
+  // phase can complete early), then each gets its escape copy and its arrival.
+  const u32 rec_bar = full0 + BAR_REC;
   mbar_arrive_tx(rec_bar, REC_SIZE * segs.total);
   for (int i = 0, at = 0; i < segs.n; ++i) {
     const Seg sg = segs.at(i);
@@ -240,10 +237,7 @@ __device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, c
       const int s = it % STAGES;
       const u32 full = full0 + 8 * s;
       mbar_wait(empty0 + 8 * s, ((it / STAGES) & 1) ^ 1);  // first lap passes: the "previous" phase counts as done
-      // Consumers without an escaped group release a stage without waiting for its escape copy: the previous
-      // fill's copy must have landed (long ago, a ring lap) before the area and the barrier are reused.
-      mbar_wait(esc0 + 8 * s, ((it / STAGES) & 1) ^ 1);
-      mbar_arrive_tx(full, TX_BYTES);
+      mbar_expect_tx(full, TX_BYTES);
       tma_load_2d(smem_addr(smem + OFF_B + s * B_BYTES), tm_x, full, kb * BK, m0);
       // One contiguous block per CTA tile and k block in each array (tiled at upload or by the preprocess kernels):
       // narrow strided TMA boxes (32-64 B rows) waste DRAM bursts, whole blocks stream at full bandwidth.
@@ -252,16 +246,12 @@ __device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, c
       bulk_load(smem_addr(smem + OFF_W1 + s * W1_BYTES), w1_tiles + tile * W1_BYTES, W1_BYTES, full);  // nibbles
       if (it + 1 == early) {              // records are needed from here on; the early stages' copies are in flight
         mbar_wait(rec_bar, 0);
-        for (int e = 0; e < early; ++e) escape_copy(smem, rec, esc_exp, esc0, e);
+        for (int e = 0; e < early; ++e) escape_copy(smem, rec, esc_exp, full0, e);
       } else if (it >= early) {
-        escape_copy(smem, rec, esc_exp, esc0, it);
+        escape_copy(smem, rec, esc_exp, full0, it);
       }
     }
   }
-  // The last lap's escape copies may still be landing in stages no consumer waited on: the CTA's shared memory
-  // must not be released under them.
-  for (int j = segs.total > STAGES ? segs.total - STAGES : 0; j < segs.total; ++j)
-    mbar_wait(esc0 + 8 * (j % STAGES), (j / STAGES) & 1);
 }
 
 // ---- RS consumers: the A operand in registers ----
@@ -324,9 +314,8 @@ __device__ __forceinline__ Lane lane_of(int cw, int t) {
 // The 64 real exponents of local group j of k block `it` (staged by the producer, or in global past ESC_CAP).
 __device__ __forceinline__ const u8* escape_row(const u8* smem, const u32* rec, const u8* esc_exp, u32 it, u32 j) {
   const u32 rank = escape_rank(rec[0], rec[1], rec[2], rec[3], j);
-  if (rank >= ESC_CAP) return esc_exp + (u64)(rec[REC_FIRST] + rank) * 64;
-  mbar_wait(smem_addr(smem + OFF_BAR) + BAR_ESC + 8 * stage_of(it), phase_of(it));  // the stage's escape copy
-  return smem + OFF_ESC + stage_of(it) * ESC_BYTES + rank * 64;
+  return rank < ESC_CAP ? smem + OFF_ESC + stage_of(it) * ESC_BYTES + rank * 64
+                        : esc_exp + (u64)(rec[REC_FIRST] + rank) * 64;
 }
 
 // The rare path (~1% of groups): overwrite the palette's exponents of escaped groups with the real ones.
@@ -585,7 +574,6 @@ rmm_palette_rs_n16_s8_nt(const __grid_constant__ TmaDesc tm_x, const __grid_cons
       mbar_init(full0 + 8 * s, 1);       // one arrive.expect_tx per fill
       mbar_init(empty0 + 8 * s, 256);    // every consumer thread arrives
     }
-    for (int s = 0; s < STAGES; ++s) mbar_init(full0 + BAR_ESC + 8 * s, 1);  // one producer arrival per fill
     mbar_init(full0 + BAR_REC, 1);       // the escape records (palette)
     mbar_init_fence();
   }

@@ -117,7 +117,7 @@ constexpr int KB_STEP = 2;             // k blocks per compressed consumer step
 constexpr u32 A_BYTES = 16384, B_BYTES = 8192;
 constexpr u32 W0_BYTES = 0, W1_BYTES = 0, ESC_BYTES = 0;
 constexpr u32 OFF_A = 0, OFF_B = 32768, OFF_W0 = 49152, OFF_W1 = 49152;
-constexpr u32 OFF_ESC = 49152, OFF_REC = 49152, OFF_BAR = 49152, SMEM_BYTES = 49216;
+constexpr u32 OFF_ESC = 49152, OFF_REC = 49152, OFF_BAR = 49152, SMEM_BYTES = 49200;
 constexpr u32 TX_BYTES = 24576;           // per stage, without the escape exponents (palette: counted per stage)
 constexpr u32 ESC_CAP = 0;             // escaped groups per stage staged in smem; more are read from global
 constexpr u32 REC_BYTES = 0, MAX_KB = 0;  // palette: this CTA's tile_esc records, copied once
@@ -134,10 +134,7 @@ static_assert(A_BYTES == BM * BK * 2 && B_BYTES == BN * BK * 2, "tile sizes");
 static_assert(OFF_B == OFF_A + A_BUFS * A_BYTES && OFF_W0 == OFF_B + STAGES * B_BYTES, "layout");
 static_assert(OFF_W1 == OFF_W0 + STAGES * W0_BYTES && OFF_ESC == OFF_W1 + STAGES * W1_BYTES, "layout");
 static_assert(OFF_REC == OFF_ESC + STAGES * ESC_BYTES && OFF_BAR == OFF_REC + REC_BYTES, "layout");
-// Barriers from OFF_BAR: full[STAGES] (a stage's blocks and x tile), empty[STAGES], esc[STAGES] (palette: the
-// stage's staged escape exponents, a small scattered read kept off the full barrier, so a stage lands when its
-// streamed blocks do and only a thread with an escaped group waits for the rest), then the records' barrier.
-constexpr u32 BAR_ESC = 16 * STAGES, BAR_REC = 24 * STAGES;
+constexpr u32 BAR_REC = 16 * STAGES;                // barriers from OFF_BAR: full[STAGES], empty[STAGES], records
 static_assert(SMEM_BYTES == OFF_BAR + BAR_REC + 16, "barriers");
 static_assert(REC_BYTES == 0 || REC_BYTES == REC_SIZE * MAX_KB, "one record per k block of a split");
 static_assert(OFF_B % 1024 == 0 && B_BYTES % 1024 == 0, "swizzled tiles start on 1024-byte atoms");
@@ -340,7 +337,6 @@ rmm_raw_n64_s2_t(const __grid_constant__ TmaDesc tm_x, const __grid_constant__ T
       mbar_init(full0 + 8 * s, 1);       // one arrive.expect_tx per fill
       mbar_init(empty0 + 8 * s, 256);    // every consumer thread arrives
     }
-    for (int s = 0; s < STAGES; ++s) mbar_init(full0 + BAR_ESC + 8 * s, 1);  // one producer arrival per fill
     mbar_init(full0 + BAR_REC, 1);       // the escape records (palette)
     mbar_init_fence();
   }

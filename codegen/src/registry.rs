@@ -106,8 +106,6 @@ fn variant_tokens(v: &Variant) -> TokenStream {
                 HuffRefill::Word => quote! { HuffRefill::Word },
                 HuffRefill::Vec4 => quote! { HuffRefill::Vec4 },
                 HuffRefill::Sub256 => quote! { HuffRefill::Sub256 },
-                HuffRefill::SubLane => quote! { HuffRefill::SubLane },
-                HuffRefill::SubLane4 => quote! { HuffRefill::SubLane4 },
             };
             quote! { Variant::Huff(HuffVariant { output: #output, refill: #refill }) }
         }

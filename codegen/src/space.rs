@@ -325,8 +325,8 @@ impl RmmBudget {
         let off_esc = off_w1 + v.stages * w1_bytes;
         let off_rec = off_esc + v.stages * esc_bytes;
         let off_bar = off_rec + rec_bytes;
-        // full[stages], empty[stages], esc[stages], then one barrier for the records.
-        let smem_bytes = off_bar + 24 * v.stages + 16;
+        // full[stages], empty[stages], then one barrier for the records.
+        let smem_bytes = off_bar + 16 * v.stages + 16;
         let dynamic_smem = smem_bytes + 1024;
         // The staged escape exponents vary per stage; the producer adds them to this at run time.
         let tx_bytes = if raw && !regs {
@@ -428,7 +428,7 @@ impl RmmBudget {
         if self.rec_bytes > 0 {
             parts.push(format!("records {}", self.rec_bytes));
         }
-        parts.push(format!("barriers {s}x24+16"));
+        parts.push(format!("barriers {s}x16+16"));
         parts.push("align 1024".to_string());
         parts.join(" + ")
     }
@@ -536,8 +536,6 @@ pub struct HuffBudget {
     /// Refill `sub256`: units of 32 sub-chunks per warp in the natural grid (the table build is
     /// paid once per block); chunks are then counted at the format's 1024 symbols.
     pub units_per_warp: u32,
-    /// `__launch_bounds__`'s blocks per SM (the occupancy the shared memory allows).
-    pub min_blocks: u32,
     /// Total static shared memory.
     pub smem_bytes: u32,
 }
@@ -553,35 +551,15 @@ impl HuffBudget {
         let pal2_bytes = 256 * 2;
         let symlen_bytes = 16 * 4;
         let multi_bytes = lut_entries * 4;
-        // sublane4: 4 codes per 12-bit peek (at ~2.6 bits per code, 3 often leave room for a 4th).
-        let multi_syms = if v.refill == HuffRefill::SubLane4 {
-            4
-        } else {
-            3
-        };
+        let multi_syms = 3;
         let misc_bytes = 4;
         let stage_stride_words = group / 8 + 1;
         let stage_bytes_per_warp = 32 * stage_stride_words * 4 + 2 * 32 * 4;
         let sub_symbols = abi::SUB_SYMBOLS;
         let staged = v.refill.sub_symbols().is_some();
-        let per_lane = matches!(v.refill, HuffRefill::SubLane | HuffRefill::SubLane4);
-        // sub256: 4 KB, a unit of 32 x 256 symbols at up to ~3.9 bits per symbol (weights: ~2.7).
-        // sublane: 28 words per lane, a sub-chunk up to ~3.2 bits per symbol (its start word to 12
-        // bits past its end), so the block takes 36.9 KB and 6 blocks fit an SM's 228 KB.
-        let stage_in_bytes = match (staged, per_lane) {
-            (false, _) => 0,
-            (true, false) => 4096,
-            (true, true) => 28 * 32 * 4,
-        };
-        // Units per warp: the natural grid of 14336 x 4096 (7168 units) is 598 blocks at 3 (4.5 of
-        // sub256's 5 per SM) and 896 at 2 (6.8 of sublane's 6: the SMs hold 54-56 units each, not 48-60).
-        let units_per_warp = match (staged, per_lane) {
-            (false, _) => 1,
-            (true, false) => 3,
-            (true, true) => 2,
-        };
-        // ptxas's register cap comes from this: 4 blocks allow 128, 6 allow 85 (both above the ~56 used).
-        let min_blocks = if per_lane { 6 } else { 4 };
+        // 4 KB: a unit of 32 x 256 symbols at up to ~3.9 bits per symbol (weights: ~2.7).
+        let stage_in_bytes = if staged { 4096 } else { 0 };
+        let units_per_warp = if staged { 3 } else { 1 };
         // Lanes per chunk of the format's 1024 symbols.
         let lanes_per_chunk = if staged { 1024 / sub_symbols } else { 1 };
         let out_group_bytes = match v.output {
@@ -611,7 +589,6 @@ impl HuffBudget {
             sub_groups: sub_symbols / group,
             stage_in_bytes,
             units_per_warp,
-            min_blocks,
             smem_bytes: (warps * stage_in_bytes).max(lut_bytes)
                 + multi_bytes
                 + pal2_bytes
@@ -634,13 +611,6 @@ impl HuffBudget {
             ("refill", Value::Str(v.refill.as_str().to_string())),
             ("refill_vec4", Value::Bool(v.refill == HuffRefill::Vec4)),
             ("refill_sub", Value::Bool(v.refill.sub_symbols().is_some())),
-            (
-                "refill_lane",
-                Value::Bool(matches!(
-                    v.refill,
-                    HuffRefill::SubLane | HuffRefill::SubLane4
-                )),
-            ),
             ("threads", int(self.threads)),
             ("warps", int(self.warps)),
             ("chunks_per_block", int(self.chunks_per_block)),
@@ -661,7 +631,6 @@ impl HuffBudget {
             ("sub_groups", int(self.sub_groups)),
             ("stage_in_bytes", int(self.stage_in_bytes)),
             ("units_per_warp", int(self.units_per_warp)),
-            ("min_blocks", int(self.min_blocks)),
             ("smem_bytes", int(self.smem_bytes)),
             ("bits_tail", int(BITS_TAIL)),
             ("bm", int(BM)),
@@ -1008,7 +977,7 @@ mod tests {
         let err = RmmBudget::new(&v).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "smem 394,448 B = A 8x16384 + B 8x32768 + barriers 8x24+16 + align 1024 > 232,448 B (227 KB)"
+            "smem 394,384 B = A 8x16384 + B 8x32768 + barriers 8x16+16 + align 1024 > 232,448 B (227 KB)"
         );
     }
 

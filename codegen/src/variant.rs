@@ -77,14 +77,6 @@ pub enum HuffRefill {
     /// bits into shared memory with coalesced 16-byte loads (the clamped global word path when they
     /// do not fit the buffer).
     Sub256,
-    /// As `sub256`, but each lane copies its own sub-chunk's bits into its own column of the warp's
-    /// buffer (row j at word 32 j + lane), so every staging store and every refill load of a warp
-    /// hits 32 distinct banks; a lane whose bits do not fit refills from global memory alone.
-    /// A smaller buffer (28 words per lane), so 6 blocks fit an SM, and 2 units per warp.
-    SubLane,
-    /// As `sublane`, with up to 4 whole codes per 12-bit lookup instead of 3 (fewer lookups per
-    /// symbol: the same table bytes, a wider entry).
-    SubLane4,
 }
 
 /// Huffman index stream → `output`.
@@ -141,13 +133,7 @@ impl HuffOutput {
 }
 
 impl HuffRefill {
-    pub const ALL: [HuffRefill; 5] = [
-        HuffRefill::Word,
-        HuffRefill::Vec4,
-        HuffRefill::Sub256,
-        HuffRefill::SubLane,
-        HuffRefill::SubLane4,
-    ];
+    pub const ALL: [HuffRefill; 3] = [HuffRefill::Word, HuffRefill::Vec4, HuffRefill::Sub256];
     /// What the runtime launches (decode_into, the pipelines) on a weight that has sub-chunk
     /// offsets; `unweight bench` times every value.
     pub const DEFAULT: HuffRefill = HuffRefill::Sub256;
@@ -159,16 +145,12 @@ impl HuffRefill {
             HuffRefill::Word => "word",
             HuffRefill::Vec4 => "vec4",
             HuffRefill::Sub256 => "sub256",
-            HuffRefill::SubLane => "sublane",
-            HuffRefill::SubLane4 => "sublane4",
         }
     }
     /// Symbols per lane's chain when the decoder reads sub-chunk offsets, else `None`.
     pub fn sub_symbols(self) -> Option<u32> {
         match self {
-            HuffRefill::Sub256 | HuffRefill::SubLane | HuffRefill::SubLane4 => {
-                Some(crate::abi::SUB_SYMBOLS)
-            }
+            HuffRefill::Sub256 => Some(crate::abi::SUB_SYMBOLS),
             HuffRefill::Word | HuffRefill::Vec4 => None,
         }
     }

@@ -84,23 +84,9 @@ struct Built {
     bins: Vec<PathBuf>,
 }
 
-/// Stage-in bytes per warp of the fallback builds: sub256, one block, so only a unit whose bits lie
-/// in one 16-byte block is staged; sublane, one word per lane, so only a lane whose sub-chunk lies
-/// in one word (with MAX_CODE_LEN bits after it) is staged and its warp mixes both paths.
-fn tiny_stage_in(refill: HuffRefill) -> u32 {
-    match refill {
-        HuffRefill::SubLane | HuffRefill::SubLane4 => 128,
-        _ => 16,
-    }
-}
-
-/// Refill values that read sub-chunk offsets (each also built with a tiny stage-in buffer).
-fn sub_refills() -> usize {
-    HuffRefill::ALL
-        .iter()
-        .filter(|r| r.sub_symbols().is_some())
-        .count()
-}
+/// Stage-in bytes per warp of the fallback builds: one block, so only a unit whose bits lie in one
+/// 16-byte block is staged.
+const TINY_STAGE_IN: u32 = 16;
 
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
@@ -114,12 +100,11 @@ fn built() -> &'static Built {
                 (Variant::Huff(h), Budget::Huff(b)) if h.refill.sub_symbols().is_some() => {
                     let mut b = b.clone();
                     let area = |stage_in: u32| (b.warps * stage_in).max(b.lut_bytes);
-                    let tiny = tiny_stage_in(h.refill);
-                    b.smem_bytes = b.smem_bytes - area(b.stage_in_bytes) + area(tiny);
-                    b.stage_in_bytes = tiny;
+                    b.smem_bytes = b.smem_bytes - area(b.stage_in_bytes) + area(TINY_STAGE_IN);
+                    b.stage_in_bytes = TINY_STAGE_IN;
                     let budget = Budget::Huff(b);
                     let source = templates.render(&k.variant, &budget).unwrap();
-                    assert!(source.contains(&format!("STAGE_IN_BYTES = {tiny};")));
+                    assert!(source.contains(&format!("STAGE_IN_BYTES = {TINY_STAGE_IN};")));
                     Some(Generated {
                         variant: k.variant,
                         budget,
@@ -130,7 +115,7 @@ fn built() -> &'static Built {
                 _ => None,
             })
             .collect();
-        assert_eq!(tiny.len(), HuffOutput::ALL.len() * sub_refills());
+        assert_eq!(tiny.len(), HuffOutput::ALL.len());
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("codegen_huff_emulated");
         std::fs::create_dir_all(&dir).unwrap();
         let mut bins: Vec<PathBuf> = kernels.iter().map(|k| build(k, &dir, "")).collect();
@@ -157,9 +142,7 @@ fn bits_file(k: &Generated) -> &'static str {
     };
     match h.refill {
         HuffRefill::Word => "/bits",
-        HuffRefill::Vec4 | HuffRefill::Sub256 | HuffRefill::SubLane | HuffRefill::SubLane4 => {
-            "/bits16"
-        }
+        HuffRefill::Vec4 | HuffRefill::Sub256 => "/bits16",
     }
 }
 
@@ -504,221 +487,5 @@ fn huffman_kernels_match_the_codec_on_the_cpu() {
         }
     } // Two rmm-eligible cases x (bf16 from tiled sm, tiled exponent, tiled palette), per refill and
       // for the fallback builds.
-    assert_eq!(
-        tested,
-        (cases.len() * 3 + 6) * (HuffRefill::ALL.len() + sub_refills())
-    );
-}
-
-/// One probe kind's counts from a launch's `banks` file (harness.cpp): lane loads from shared
-/// memory, warp-wide requests, their wavefronts, lane loads from global memory.
-#[derive(Debug, Clone, Copy)]
-struct Banks {
-    loads: u64,
-    requests: u64,
-    wavefronts: u64,
-    global: u64,
-}
-
-fn banks(dir: &Path) -> [Banks; 2] {
-    let text = std::fs::read_to_string(dir.join("banks")).unwrap();
-    let rows: Vec<Banks> = text
-        .lines()
-        .map(|l| {
-            let n: Vec<u64> = l.split(' ').map(|w| w.parse().unwrap()).collect();
-            Banks {
-                loads: n[1],
-                requests: n[2],
-                wavefronts: n[3],
-                global: n[4],
-            }
-        })
-        .collect();
-    [rows[0], rows[1]]
-}
-
-/// Shared-memory bank conflicts of the sub-chunk decoders on calibrated weights (the demo's
-/// generator: ~2.6 bits of exponent entropy, ~1% escape groups, as real checkpoints have),
-/// counted in the emulation per warp-wide load: sublane's refills take one wavefront per request
-/// and none falls back to global memory; sub256's take several. The table lookups (the same code
-/// in both) are printed per 1000 symbols for the record.
-#[test]
-fn sublane_refills_are_free_of_bank_conflicts() {
-    let Built { kernels, bins } = built();
-    let layer = unweight::demo::DemoLayer::build(3, 256, 1024);
-    let d = &layer.tensors[0];
-    let t = codec::compress(&d.bits, &d.shape, Orientation::Standard, Encoding::Huffman).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    write_inputs(&t, tmp.path());
-    let symbols = (t.rows * t.padded_cols()) as f64;
-    let bits_per_symbol = stream(&t).total_bits as f64 / symbols;
-    let mut seen = std::collections::BTreeMap::new();
-    for refill in [HuffRefill::Sub256, HuffRefill::SubLane] {
-        let name = format!("huff_palette_{}", refill.as_str());
-        // The first build of the name: the full stage-in buffer (the tiny builds follow).
-        let (k, bin) = kernels
-            .iter()
-            .zip(bins)
-            .find(|(k, _)| k.variant.to_string() == name)
-            .unwrap();
-        let expected = reference(&t, HuffOutput::Palette).unwrap();
-        let p = Params {
-            out_bytes: expected.len(),
-            layout: ROW_MAJOR,
-            grid: None,
-            n_chunks: None,
-            stream: None,
-            record: false,
-        };
-        let got = run(bin, &k.budget, &t, tmp.path(), p);
-        assert!(got.out == expected && got.err == (0, 0), "{name}");
-        let b = banks(tmp.path());
-        for (what, c) in [("refill", b[0]), ("lookup", b[1])] {
-            println!(
-                "{name} {what} at {bits_per_symbol:.2} bits/symbol: per 1000 symbols {:.1} lane loads, \
-                 {:.1} requests, {:.1} wavefronts ({:.2} per request, {:.1} conflicts), {:.2} global lane loads",
-                c.loads as f64 * 1000.0 / symbols,
-                c.requests as f64 * 1000.0 / symbols,
-                c.wavefronts as f64 * 1000.0 / symbols,
-                c.wavefronts as f64 / c.requests.max(1) as f64,
-                (c.wavefronts - c.requests) as f64 * 1000.0 / symbols,
-                c.global as f64 * 1000.0 / symbols,
-            );
-        }
-        seen.insert(refill.as_str(), b);
-    }
-    let (old, new) = (seen["sub256"][0], seen["sublane"][0]);
-    assert!(
-        new.requests > 0 && new.wavefronts == new.requests && new.global == 0,
-        "sublane refills: {new:?}"
-    );
-    assert!(
-        old.global == 0 && old.wavefronts >= 2 * old.requests,
-        "sub256 refills: {old:?}"
-    );
-    // The lookups: the same table and the same code in both.
-    assert_eq!(seen["sub256"][1].loads, seen["sublane"][1].loads);
-}
-
-/// The table lookups of the sub-chunk decoders, modelled from the codec's symbols: per lane (one
-/// sub-chunk), greedy lookups of up to `multi` whole codes within a `peek`-bit window (a first code
-/// longer than the window: one lookup in a second-level table), grouped as the kernels run them: a
-/// warp (32 consecutive sub-chunks) issues its lanes' k-th lookups of group j together (group j
-/// runs while fewer than 64 (j + 1) symbols of the lane are decoded). Returns (lane lookups,
-/// warp requests, wavefronts when entry p sits at word p of a 2^peek-word table, second-level
-/// lane lookups).
-fn model_lookups(t: &CompressedTensor, peek: u32, multi: u32) -> (u64, u64, u64, u64) {
-    let h = stream(t);
-    let symbols_total = t.rows * t.padded_cols();
-    let nibbles = codec::decode_palette_indices(t).unwrap();
-    let symbols: Vec<u8> = (0..symbols_total)
-        .map(|i| (nibbles[i / 2] >> (4 * (i % 2))) & 15)
-        .collect();
-    let offsets = subs::reference(h, symbols_total).unwrap().unwrap();
-    let bit = |p: u64| -> u32 {
-        let byte = (p / 8) as usize;
-        if byte < h.bits.len() {
-            ((h.bits[byte] >> (7 - p % 8)) & 1) as u32
-        } else {
-            0
-        }
-    };
-    let window = |p: u64| (0..peek as u64).fold(0u32, |acc, i| (acc << 1) | bit(p + i));
-    let (mut loads, mut requests, mut wavefronts, mut long) = (0u64, 0u64, 0u64, 0u64);
-    let sub = SUB_SYMBOLS as usize;
-    for (u, starts) in offsets.chunks(32).enumerate() {
-        // per lane: (group, k-th lookup in it) -> window value
-        let mut steps: std::collections::BTreeMap<(usize, usize), Vec<u32>> = Default::default();
-        for (lane, &start) in starts.iter().enumerate() {
-            let first = (u * 32 + lane) * sub;
-            let n = sub.min(symbols_total - first);
-            let (mut pos, mut done, mut k, mut group) = (start as u64, 0usize, 0usize, 0usize);
-            while done < n {
-                if done / 64 != group {
-                    group = done / 64;
-                    k = 0;
-                }
-                steps.entry((group, k)).or_default().push(window(pos));
-                k += 1;
-                loads += 1;
-                let (mut total, mut count) = (0u32, 0u32);
-                while count < multi && first + done < symbols_total {
-                    let len = h.code_lengths[symbols[first + done] as usize] as u32;
-                    if total + len > peek {
-                        break;
-                    }
-                    total += len;
-                    count += 1;
-                    done += 1;
-                }
-                if count == 0 {
-                    long += 1;
-                    pos += h.code_lengths[symbols[first + done] as usize] as u64;
-                    done += 1;
-                } else {
-                    pos += total as u64;
-                }
-            }
-        }
-        for peeks in steps.values() {
-            let mut per_bank: [std::collections::BTreeSet<u32>; 32] = Default::default();
-            for &p in peeks {
-                per_bank[(p % 32) as usize].insert(p);
-            }
-            requests += 1;
-            wavefronts += per_bank.iter().map(|b| b.len()).max().unwrap() as u64;
-        }
-    }
-    (loads, requests, wavefronts, long)
-}
-
-/// The lookup model reproduces the emulated kernels' counts (huff_palette_sublane, the 12-bit
-/// table of up to 3 codes, on calibrated weights) exactly, then prints what other first-level
-/// tables would cost per 1000 symbols: a table replicated per lane (entry p of lane l at word
-/// 32 p + l) takes one wavefront per request; the second-level lookups are its price.
-#[test]
-fn the_lookup_model_matches_the_emulation_and_prices_other_tables() {
-    let Built { kernels, bins } = built();
-    let layer = unweight::demo::DemoLayer::build(3, 256, 1024);
-    let d = &layer.tensors[0];
-    let t = codec::compress(&d.bits, &d.shape, Orientation::Standard, Encoding::Huffman).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    write_inputs(&t, tmp.path());
-    let (k, bin) = kernels
-        .iter()
-        .zip(bins)
-        .find(|(k, _)| k.variant.to_string() == "huff_palette_sublane")
-        .unwrap();
-    let expected = reference(&t, HuffOutput::Palette).unwrap();
-    let p = Params {
-        out_bytes: expected.len(),
-        layout: ROW_MAJOR,
-        grid: None,
-        n_chunks: None,
-        stream: None,
-        record: false,
-    };
-    let got = run(bin, &k.budget, &t, tmp.path(), p);
-    assert!(got.out == expected && got.err == (0, 0));
-    let emulated = banks(tmp.path())[1];
-    let (loads, requests, wavefronts, long) = model_lookups(&t, 12, 3);
-    assert_eq!(
-        (loads, requests, wavefronts, long),
-        (emulated.loads, emulated.requests, emulated.wavefronts, 0),
-        "model vs emulation"
-    );
-    let per = 1000.0 / (t.rows * t.padded_cols()) as f64;
-    for (peek, multi) in [(12, 3), (12, 4), (10, 3), (8, 3), (8, 2), (7, 3), (7, 2)] {
-        let (loads, requests, wavefronts, long) = model_lookups(&t, peek, multi);
-        println!(
-            "{peek}-bit table, up to {multi} codes: per 1000 symbols {:.1} lane lookups, {:.1} requests, \
-             {:.1} wavefronts shared ({:.2} per request), {:.1} if replicated per lane, {:.2} second-level lookups",
-            loads as f64 * per,
-            requests as f64 * per,
-            wavefronts as f64 * per,
-            wavefronts as f64 / requests as f64,
-            requests as f64 * per,
-            long as f64 * per,
-        );
-    }
+    assert_eq!(tested, (cases.len() * 3 + 6) * (HuffRefill::ALL.len() + 1));
 }

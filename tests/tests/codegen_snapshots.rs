@@ -14,7 +14,7 @@ use unweight_codegen::space::{self, Value, VariantSet};
 
 /// Representative full sources: rmm in both orientations and both A sources, the Huffman family
 /// (each refill), and both activations (their math differs entirely).
-const SOURCES: [&str; 10] = [
+const SOURCES: [&str; 9] = [
     "rmm_palette_n64_s4_nt",
     "rmm_palette_n64_s4_t",
     "rmm_palette_rs_n8_s8_nt",
@@ -22,7 +22,6 @@ const SOURCES: [&str; 10] = [
     "huff_bf16_word",
     "huff_bf16_vec4",
     "huff_palette_sub256",
-    "huff_palette_sublane",
     "act_silu_mul",
     "act_gelu",
 ];

@@ -7,9 +7,6 @@
 // threads, writes DIR/out (an allocation of exactly OUT_BYTES bytes) and prints the error word: "err R C".
 // Sub-chunk offsets: a sub256 kernel reads DIR/subs (its own exact allocation); a chunk kernel given N_SUBS > 0
 // records them into an exact allocation of N_SUBS u32, written to DIR/subs_out; N_SUBS = 0: a null pointer.
-// DIR/banks: per probe kind (shim.h), "KIND LOADS REQUESTS WAVEFRONTS GLOBAL": lane loads from shared memory,
-// warp-wide requests, the wavefronts they take (per request: the most distinct 4-byte words in one of the 32
-// banks) and lane loads from the stream in global memory (not counted in the others).
 #include "shim.h"
 #include KERNEL_SOURCE
 
@@ -18,10 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
-#include <map>
 #include <memory>
-#include <set>
-#include <tuple>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,11 +25,6 @@ static unsigned char* exact(size_t n) {
   void* p = nullptr;
   if (posix_memalign(&p, 16, n) != 0) std::exit(2);
   return static_cast<unsigned char*>(p);
-}
-
-static size_t stream_bytes_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary | std::ios::ate);
-  return f ? (size_t)f.tellg() : 0;
 }
 
 static unsigned char* load(const std::string& path) {
@@ -72,9 +61,6 @@ int main(int argc, char** argv) {
   std::memset(out, 0xCD, out_bytes);
   auto* err = reinterpret_cast<unsigned*>(exact(2 * sizeof(unsigned)));
   err[0] = err[1] = 0;
-  // Bank counts per probe kind: lane loads, requests, wavefronts, global lane loads.
-  unsigned long long banks[2][4] = {};
-  const unsigned char* bits_end = bits + stream_bytes_file(dir + BITS_FILE);
   gridDim = {grid, 1, 1};
   blockDim = {threads, 1, 1};
   for (unsigned b = 0; b < grid; ++b) {
@@ -86,7 +72,6 @@ int main(int argc, char** argv) {
       g_warp_barrier[w] = warps.back().get();
     }
     std::vector<std::thread> pool;
-    std::vector<std::vector<Probe>> probes(threads);
     for (unsigned t = 0; t < threads; ++t)
       pool.emplace_back([&, t] {
         threadIdx = {t, 0, 0};
@@ -94,39 +79,8 @@ int main(int argc, char** argv) {
         KERNEL(bits, (const u32*)offsets, (const u16*)lut, palette, sm, (const u64*)bitmap, (const u32*)prefix, esc_exp,
                out, rows, cols, padded, chunk_symbols, n_chunks, layout, stream_bits, stream_bytes, esc_groups, err,
                (u32*)subs);
-        probes[t] = std::move(t_probes);
       });
     for (auto& t : pool) t.join();
-    for (unsigned w = 0; w < threads / 32; ++w) {
-      // (kind, epoch, k) -> the lanes' addresses of that warp-wide load
-      std::map<std::tuple<unsigned, unsigned, unsigned>, std::vector<uintptr_t>> loads;
-      for (unsigned t = 32 * w; t < 32 * w + 32; ++t) {
-        std::map<std::pair<unsigned, unsigned>, unsigned> k;
-        for (const Probe& p : probes[t]) {
-          const auto* a = (const unsigned char*)p.addr;
-          if (a >= bits && a < bits_end) {
-            ++banks[p.kind][3];
-            continue;
-          }
-          ++banks[p.kind][0];
-          loads[{p.kind, p.epoch, k[{p.kind, p.epoch}]++}].push_back((uintptr_t)a / 4);
-        }
-      }
-      for (const auto& [key, words] : loads) {
-        std::set<uintptr_t> per_bank[32];
-        for (uintptr_t word : words) per_bank[word % 32].insert(word);
-        size_t most = 0;
-        for (const auto& bank : per_bank) most = bank.size() > most ? bank.size() : most;
-        ++banks[std::get<0>(key)][1];
-        banks[std::get<0>(key)][2] += most;
-      }
-    }
-  }
-  {
-    std::ofstream f(dir + "/banks");
-    for (unsigned kind = 0; kind < 2; ++kind)
-      f << kind << ' ' << banks[kind][0] << ' ' << banks[kind][1] << ' ' << banks[kind][2] << ' ' << banks[kind][3]
-        << '\n';
   }
   std::ofstream(dir + "/out", std::ios::binary).write((const char*)out, out_bytes);
   if (!REFILL_SUB && n_subs > 0) std::ofstream(dir + "/subs_out", std::ios::binary).write((const char*)subs, 4 * n_subs);

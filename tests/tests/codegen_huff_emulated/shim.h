@@ -6,7 +6,6 @@
 #include <barrier>
 #include <cstdint>
 #include <cstdlib>
-#include <vector>
 
 #define __device__
 #define __forceinline__ inline
@@ -25,21 +24,8 @@ inline std::barrier<>* g_warp_barrier[32];
 // A trapped launch: the harness exits with this status, which the test tells apart from a crash.
 constexpr int TRAP_EXIT = 5;
 [[noreturn]] inline void __trap() { std::_Exit(TRAP_EXIT); }
-// Bank counting: every probed load (SMEM_PROBE in huff.cu.tera: kind 0 = a refill word, 1 = a table lookup)
-// is logged with the number of __syncwarp its thread has passed; harness.cpp takes a warp's k-th probes of one
-// kind between two __syncwarp as one warp-wide load (the lanes run that code in lockstep on the GPU).
-struct Probe {
-  unsigned kind, epoch;
-  const void* addr;
-};
-inline thread_local std::vector<Probe> t_probes;
-inline thread_local unsigned t_epoch;
-#define SMEM_PROBE(kind, ptr) t_probes.push_back({(kind), t_epoch, (const void*)(ptr)})
 inline void __syncthreads() { g_block_barrier->arrive_and_wait(); }
-inline void __syncwarp() {
-  ++t_epoch;
-  g_warp_barrier[threadIdx.x / 32]->arrive_and_wait();
-}
+inline void __syncwarp() { g_warp_barrier[threadIdx.x / 32]->arrive_and_wait(); }
 // Bytes of {y, x} picked by the low 3 bits of each selector nibble (CUDA's __byte_perm).
 inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
   const unsigned long long v = ((unsigned long long)y << 32) | x;
