@@ -346,11 +346,11 @@ pub fn run_layer(
 }
 
 /// One layer's input (uploaded) and output, as [`chain`] runs it.
-type LayerRun = (CudaSlice<u16>, Vec<u16>);
+pub type LayerRun = (CudaSlice<u16>, Vec<u16>);
 
 /// `stack` run layer by layer on `x` ([`run_layer`], each on the previous one's output): each
 /// layer's input (uploaded) and output.
-fn chain(
+pub fn chain(
     h: &Harness,
     stack: &MlpStack,
     plan: &StackPlan,
@@ -365,6 +365,57 @@ fn chain(
         chain.push((xd, y));
     }
     Ok(chain)
+}
+
+/// The tolerance failures of `stack`'s forward `y` (run as `own`, layer by layer) against the
+/// cuBLAS stack (`reference`, run as `cublas` layer by layer): each layer given the cuBLAS layer's
+/// input, the stack over its first [`checked_depth`] layers, nothing non-finite at full depth;
+/// the errors per layer and per depth are printed.
+#[allow(clippy::too_many_arguments)]
+pub fn cublas_failures(
+    h: &Harness,
+    stack: &MlpStack,
+    plan: &StackPlan,
+    own: &[LayerRun],
+    cublas: &[LayerRun],
+    y: &[u16],
+    reference: &[u16],
+    act: ActOp,
+    case: &str,
+) -> Result<Vec<String>, GpuError> {
+    let mut failures = Vec::new();
+    let mut per_layer = Vec::with_capacity(cublas.len());
+    for (l, (input, want)) in cublas.iter().enumerate() {
+        let got = run_layer(&h.stream, stack, plan, l, input)?;
+        per_layer.push(format!("{:.1e}", rel_frobenius(&got, want).0));
+        let what = format!("{case} layer {l} (the cuBLAS layer's input)");
+        failures.extend(tolerance_failure(&what, &got, want));
+    }
+    let by_depth: Vec<String> = own
+        .iter()
+        .zip(cublas)
+        .map(|(o, c)| format!("{:.1e}", rel_frobenius(&o.1, &c.1).0))
+        .collect();
+    println!(
+        "  {case}: rel err vs cuBLAS: per layer [{}], stack after each layer [{}]",
+        per_layer.join(", "),
+        by_depth.join(", ")
+    );
+    // The whole stack's criterion over the layers where a bare chain does not amplify rounding
+    // past meaning (stack_error::checked_depth); nothing non-finite at any depth.
+    let depth = checked_depth(act, cublas.len());
+    let what = format!("{case} stack of its first {depth} layers");
+    failures.extend(tolerance_failure(
+        &what,
+        &own[depth - 1].1,
+        &cublas[depth - 1].1,
+    ));
+    if rel_frobenius(y, reference).1 {
+        failures.push(format!(
+            "{case}: non-finite where the cuBLAS stack is finite"
+        ));
+    }
+    Ok(failures)
 }
 
 /// Builds `case` with `kinds` from its Huffman encoding and checks, at each batch in `ms`:
@@ -435,37 +486,9 @@ pub fn check_stack(
                     "{case}: differs from its layers run one by one: {d}"
                 ));
             }
-            let mut per_layer = Vec::with_capacity(cublas.len());
-            for (l, (input, want)) in cublas.iter().enumerate() {
-                let got = run_layer(&h.stream, &stack, &plan, l, input)?;
-                per_layer.push(format!("{:.1e}", rel_frobenius(&got, want).0));
-                let what = format!("{case} layer {l} (the cuBLAS layer's input)");
-                failures.extend(tolerance_failure(&what, &got, want));
-            }
-            let by_depth: Vec<String> = own
-                .iter()
-                .zip(&cublas)
-                .map(|(o, c)| format!("{:.1e}", rel_frobenius(&o.1, &c.1).0))
-                .collect();
-            println!(
-                "  {case}: rel err vs cuBLAS: per layer [{}], stack after each layer [{}]",
-                per_layer.join(", "),
-                by_depth.join(", ")
-            );
-            // The whole stack's criterion over the layers where a bare chain does not amplify
-            // rounding past meaning (stack_error::checked_depth); nothing non-finite at any depth.
-            let depth = checked_depth(case_act, cublas.len());
-            let what = format!("{case} stack of its first {depth} layers");
-            failures.extend(tolerance_failure(
-                &what,
-                &own[depth - 1].1,
-                &cublas[depth - 1].1,
-            ));
-            if rel_frobenius(&y, &reference).1 {
-                failures.push(format!(
-                    "{case}: non-finite where the cuBLAS stack is finite"
-                ));
-            }
+            failures.extend(cublas_failures(
+                h, &stack, &plan, &own, &cublas, &y, &reference, case_act, &case,
+            )?);
             if graph && overlap {
                 let g = run_graph(&h.stream, &stack, &plan, &xd)?;
                 if let Some(d) = first_diff(&g, &y) {

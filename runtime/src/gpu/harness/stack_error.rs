@@ -14,8 +14,8 @@
 //! layers (×2–3 per layer), calibrated or not; the H200 showed 1e-3–1.9e-2 after 4 layers.
 //! So the 1e-2 criterion checks kernels where it is measured per layer, given the cuBLAS
 //! layer's input; and the stack over as many layers as a bare chain keeps a correct kernel
-//! well inside it ([`checked_depth`]: all of a GELU stack, which is nearly linear; two layers of
-//! a SwiGLU one). Whether the stack chains its layers right is checked bit for bit instead:
+//! well inside it ([`checked_depth`]: two layers of either activation; a GELU chain amplifies
+//! less than a SwiGLU one, but not nothing). Whether the stack chains its layers right is checked bit for bit instead:
 //! the forward equals its layers run one by one, and its raw twin.
 
 use rayon::prelude::*;
@@ -41,13 +41,13 @@ pub fn tolerance_failure(case: &str, got: &[u16], reference: &[u16]) -> Option<S
 /// grows ×2–3 per layer (module docs), so a correct kernel's 3e-4 stays 10× inside 1e-2 here.
 pub const SWIGLU_DEPTH: usize = 2;
 
-/// How many of a stack's `layers` layers the whole-stack comparison covers: all of a GELU stack
-/// (`fc2(gelu(fc1·x))` is nearly linear, rounding is not amplified), [`SWIGLU_DEPTH`] of a
-/// SwiGLU one.
+/// How many of a stack's `layers` layers the whole-stack comparison covers: [`SWIGLU_DEPTH`]
+/// for either activation. A bare GELU chain amplifies too: MiniLM's six real MLPs, chained
+/// without their residual and norm, were 1.35e-2 from the cuBLAS chain at M = 1 on the H200
+/// (2026-12-02) with every kernel bit-identical to its raw twin.
 pub fn checked_depth(act: ActOp, layers: usize) -> usize {
     match act {
-        ActOp::Gelu => layers,
-        ActOp::SiluMul => layers.min(SWIGLU_DEPTH),
+        ActOp::Gelu | ActOp::SiluMul => layers.min(SWIGLU_DEPTH),
     }
 }
 
@@ -246,7 +246,7 @@ mod tests {
 
     #[test]
     fn gelu_stacks_are_checked_whole_and_swiglu_ones_two_deep() {
-        assert_eq!(checked_depth(ActOp::Gelu, 6), 6);
+        assert_eq!(checked_depth(ActOp::Gelu, 6), 2);
         assert_eq!(checked_depth(ActOp::SiluMul, 4), 2);
         assert_eq!(checked_depth(ActOp::SiluMul, 1), 1);
     }
