@@ -17,6 +17,7 @@ use unweight_codegen::variant::HuffOutput;
 use crate::gpu::error::DriverContext;
 use crate::gpu::harness::bench;
 use crate::gpu::linear::{Linear, SplitBufs};
+use crate::gpu::mlp::stack::decode_blocks;
 use crate::gpu::plan::{self, choose_ctas, cta_slots, rmm_tiles, ExecPipeline, Spread};
 
 /// Decode shares tried, as fractions of the SMs (16, 33 and 66 of the H200's 132).
@@ -91,12 +92,14 @@ pub fn time_shares(
     let mut out = Vec::with_capacity(SHARES.len());
     for (num, den) in SHARES {
         let sms = (sm_count * num / den).max(1);
+        // As the MLP scheduler launches it: as many blocks as fill `sms` SMs.
+        let blocks = decode_blocks(sms);
         let decode_us = bench::time(stream, warmup, iters, |i| {
             let j = i % lins.len();
             let (ptr, _sync) = pre[j].device_ptr_mut(stream);
             // SAFETY: as above; the matmul timings below read these buffers only after this
             // loop's decodes are ordered before them on the same stream.
-            unsafe { lins[j].preprocess_raw(stream, &plans[j], ptr, bytes, sms)? };
+            unsafe { lins[j].preprocess_raw(stream, &plans[j], ptr, bytes, blocks)? };
             Ok(())
         })?;
         let ctas = choose_ctas(
