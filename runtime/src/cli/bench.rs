@@ -53,8 +53,15 @@ pub struct BenchArgs {
         default_value = "1,4,16,64,128,256,512,1024,2048"
     )]
     pub m: Vec<usize>,
-    /// CTA counts of the Huffman decode rows, comma-separated; `all` = the kernel's natural grid.
-    #[arg(long, value_delimiter = ',', default_value = "all,66,33,16", value_parser = parse_ctas)]
+    /// SMs the Huffman decode rows run on (S: as many blocks as fill S SMs, as the MLP scheduler
+    /// launches them), comma-separated; `all` = the kernel's natural grid.
+    #[arg(
+        long = "decode-sms",
+        alias = "decode-ctas",
+        value_delimiter = ',',
+        default_value = "all,66,33,16",
+        value_parser = parse_ctas
+    )]
     pub decode_ctas: Vec<u32>,
     /// Directory for the results.
     #[arg(long, default_value = "bench/results")]
@@ -85,13 +92,13 @@ fn parse_share(s: &str) -> Result<f64, String> {
     }
 }
 
-/// `all` → 0 (the natural grid), else a positive count.
+/// `all` → 0 (the natural grid), else a positive SM count.
 fn parse_ctas(s: &str) -> Result<u32, String> {
     if s.trim() == "all" {
         return Ok(0);
     }
     match s.trim().parse::<u32>() {
-        Ok(0) | Err(_) => Err(format!("`{s}` is not `all` or a positive CTA count")),
+        Ok(0) | Err(_) => Err(format!("`{s}` is not `all` or a positive SM count")),
         Ok(n) => Ok(n),
     }
 }

@@ -12,7 +12,9 @@ use std::time::Instant;
 use anyhow::Context as _;
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
 use cudarc::driver::{CudaSlice, CudaStream};
-use unweight_codegen::variant::{ASource, HuffOutput, HuffRefill, RegistryEntry, Variant};
+use unweight_codegen::variant::{
+    ASource, HuffOutput, HuffRefill, HuffVariant, RegistryEntry, Variant,
+};
 
 use crate::codec::{self, Encoding, Orientation};
 use crate::gpu::device::GpuDevice;
@@ -23,6 +25,7 @@ use crate::gpu::jit::registry;
 use crate::gpu::launch;
 use crate::gpu::layout::{BlockLayout, Residency};
 use crate::gpu::linear::Linear;
+use crate::gpu::mlp::stack::decode_blocks_of;
 use crate::gpu::plan::{self, ExecPipeline, Plan};
 use crate::gpu::weights::{DeviceWeights, Resident};
 
@@ -63,7 +66,8 @@ pub struct BenchOptions {
     /// `(n_out, k, orientation)` of each weight.
     pub shapes: Vec<(usize, usize, Orientation)>,
     pub batch: Vec<usize>,
-    /// CTA counts of the Huffman decode rows (0: all, the natural grid).
+    /// SM shares of the Huffman decode rows (0: all, the natural grid; S: the blocks that fill S
+    /// SMs).
     pub decode_ctas: Vec<u32>,
     /// Timed iterations per measurement (median reported); at least 50.
     pub iters: usize,
@@ -948,7 +952,7 @@ pub(crate) fn time(
     Ok(us[us.len() / 2])
 }
 
-/// Decode rows: every Huffman output on each of `opts.decode_ctas` CTA counts, in the layout
+/// Decode rows: every Huffman output on each of `opts.decode_ctas` SM shares, in the layout
 /// the pipelines use (tiled for exponent / palette when the rmm takes the shape).
 #[allow(clippy::too_many_arguments)]
 fn bench_decode(
@@ -981,8 +985,16 @@ fn bench_decode(
     });
     for (output, refill, asked) in runs {
         let kernel = format!("huff_{}_{}", output.as_str(), refill.as_str());
-        let (ctas, _, _) =
-            launch::huff_grid(plan::huff_variant_entry(output, refill)?, h.n_chunks, asked)?;
+        // A share of S SMs launches as many blocks as fill S SMs, as the MLP scheduler does.
+        let blocks = match asked {
+            0 => 0,
+            sms => decode_blocks_of(&HuffVariant { output, refill }, sms),
+        };
+        let (ctas, _, _) = launch::huff_grid(
+            plan::huff_variant_entry(output, refill)?,
+            h.n_chunks,
+            blocks,
+        )?;
         let us = time(stream, opts.warmup, opts.iters, |i| {
             // The layout the pipelines use: tiled for exponent / palette when the rmm takes the shape.
             lin[i % lin.len()].decode_into_refill(
@@ -990,7 +1002,7 @@ fn bench_decode(
                 output,
                 refill,
                 g.rmm_ok(),
-                asked,
+                blocks,
                 &mut out,
             )?;
             Ok(())

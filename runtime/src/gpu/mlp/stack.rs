@@ -71,12 +71,21 @@ pub fn default_decode_sms(sm_count: u32) -> u32 {
     (sm_count / 4).max(1)
 }
 
-/// Blocks of a Huffman decode that fill `sms` SMs (as many per SM as shared memory allows).
+/// Blocks of the stack's Huffman decode (palette output, default refill) that fill `sms` SMs.
 pub fn decode_blocks(sms: u32) -> u32 {
-    let b = HuffBudget::new(&HuffVariant {
-        output: HuffOutput::Palette,
-        refill: HuffRefill::DEFAULT,
-    });
+    decode_blocks_of(
+        &HuffVariant {
+            output: HuffOutput::Palette,
+            refill: HuffRefill::DEFAULT,
+        },
+        sms,
+    )
+}
+
+/// Blocks of the Huffman kernel `v` that fill `sms` SMs (as many per SM as shared memory and
+/// the thread limit allow): what "decode on S SMs" launches.
+pub fn decode_blocks_of(v: &HuffVariant, sms: u32) -> u32 {
+    let b = HuffBudget::new(v);
     let per_sm = (SMEM_PER_SM / (b.smem_bytes + 1024))
         .min(2048 / b.threads)
         .max(1);
@@ -649,4 +658,35 @@ pub fn kinds_text(kinds: &[LayerKind]) -> String {
             LayerKind::Hard => 'H',
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decode_on_s_sms_fills_them_with_blocks() {
+        for output in HuffOutput::ALL {
+            let v = HuffVariant {
+                output,
+                refill: HuffRefill::DEFAULT,
+            };
+            let per_sm = decode_blocks_of(&v, 1);
+            // Several 128-thread blocks fit an SM: one per SM would leave most of it idle.
+            assert!(per_sm >= 4, "{output:?}: {per_sm} blocks per SM");
+            assert_eq!(decode_blocks_of(&v, 66), 66 * per_sm);
+            let b = HuffBudget::new(&v);
+            assert!(per_sm * (b.smem_bytes + 1024) <= SMEM_PER_SM);
+        }
+        assert_eq!(
+            decode_blocks(33),
+            decode_blocks_of(
+                &HuffVariant {
+                    output: HuffOutput::Palette,
+                    refill: HuffRefill::DEFAULT
+                },
+                33
+            )
+        );
+    }
 }
