@@ -327,6 +327,24 @@ impl DeviceWeights {
         Self::raw_with(dev, name, w, n_out, k, orientation, BlockLayout::Tiled)
     }
 
+    /// [`raw`](Self::raw) that also holds fragment blocks where the rmm takes the shape, so it
+    /// feeds the raw twin of every compressed plan, SS or RS (the bit-exact references).
+    pub fn raw_twin(
+        dev: &Arc<GpuDevice>,
+        name: &str,
+        w: &[u16],
+        n_out: usize,
+        k: usize,
+        orientation: Orientation,
+    ) -> Result<Self, GpuError> {
+        let layout = if Geometry::raw(n_out, k, orientation).rmm_ok() {
+            BlockLayout::Fragments
+        } else {
+            BlockLayout::Tiled
+        };
+        Self::raw_with(dev, name, w, n_out, k, orientation, layout)
+    }
+
     /// [`raw`](Self::raw), plus a fragment-layout copy for the raw RS twin when `layout` is
     /// [`BlockLayout::Fragments`] (needs an rmm-eligible shape).
     pub fn raw_with(

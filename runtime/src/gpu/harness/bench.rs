@@ -621,11 +621,6 @@ pub(crate) fn build_set(
         palette_rs: Vec::new(),
     };
     let rmm_ok = crate::gpu::layout::Geometry::raw(n_out, k, o).rmm_ok();
-    let raw_layout = if rmm_ok {
-        BlockLayout::Fragments
-    } else {
-        BlockLayout::Tiled
-    };
     let spec = WeightSpec {
         escape_groups: opts.escape_groups,
         specials: false,
@@ -634,8 +629,8 @@ pub(crate) fn build_set(
         let name = format!("bench {n_out}x{k} {o} #{s}");
         let w = synth::weights(rng, n_out, k, spec);
         let t = codec::compress(&w, &[n_out, k], o, Encoding::Huffman)?;
-        set.raw.push(Linear::new(DeviceWeights::raw_with(
-            dev, &name, &w, n_out, k, o, raw_layout,
+        set.raw.push(Linear::new(DeviceWeights::raw_twin(
+            dev, &name, &w, n_out, k, o,
         )?)?);
         set.palette.push(Linear::new(DeviceWeights::palette_with(
             dev,

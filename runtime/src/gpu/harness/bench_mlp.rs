@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 
 use crate::codec::Encoding;
@@ -104,33 +103,14 @@ pub struct MlpReport {
     pub rows: Vec<MlpRow>,
 }
 
-/// Median µs of `f` over `iters` event-timed runs after `warmup`.
+/// Median µs of `f` over `iters` event-timed runs after `warmup` ([`bench::time`]).
 pub(crate) fn time(
     stream: &Arc<CudaStream>,
     warmup: usize,
     iters: usize,
     mut f: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<f64> {
-    for _ in 0..warmup {
-        f()?;
-    }
-    let ctx = stream.context();
-    let mut pairs = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        let a = ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
-        let b = ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
-        a.record(stream)?;
-        f()?;
-        b.record(stream)?;
-        pairs.push((a, b));
-    }
-    stream.synchronize()?;
-    let mut us: Vec<f64> = pairs
-        .iter()
-        .map(|(a, b)| a.elapsed_ms(b).map(|ms| ms as f64 * 1e3))
-        .collect::<Result<_, _>>()?;
-    us.sort_by(f64::total_cmp);
-    Ok(us[us.len() / 2])
+    crate::gpu::harness::bench::time(stream, warmup, iters, |_| f())
 }
 
 struct Bufs {

@@ -439,19 +439,13 @@ pub fn check_linear(
     );
     let t = codec::compress(&w, &[n_out, k], orientation, Encoding::Huffman)?;
     let rmm_ok = crate::gpu::layout::Geometry::raw(n_out, k, orientation).rmm_ok();
-    let frag = if rmm_ok {
-        BlockLayout::Fragments
-    } else {
-        BlockLayout::Tiled
-    };
-    let raw = Linear::new(DeviceWeights::raw_with(
+    let raw = Linear::new(DeviceWeights::raw_twin(
         &h.dev,
         &label,
         &w,
         n_out,
         k,
         orientation,
-        frag,
     )?)?;
     let huff = Linear::new(DeviceWeights::huffman(&h.dev, &label, &t)?)?;
     let (pal, pal_rs) = if rmm_ok {

@@ -19,7 +19,7 @@ use crate::gpu::error::{driver_text, GpuError};
 use crate::gpu::harness::bench::time_plans;
 use crate::gpu::harness::check::{first_diff, raw_twin, twin_plan, Harness, TOLERANCE};
 use crate::gpu::harness::synth::{self, Rng};
-use crate::gpu::layout::{BlockLayout, Geometry};
+use crate::gpu::layout::Geometry;
 use crate::gpu::linear::Linear;
 use crate::gpu::plan::{default_variant, ExecPipeline};
 use crate::gpu::weights::DeviceWeights;
@@ -247,16 +247,9 @@ fn measure(
     let ct = codec::compress(&t.bits, &t.shape, o, Encoding::Palette)
         .with_context(|| format!("compressing {label}"))?;
     let pal = Linear::new(DeviceWeights::palette(&h.dev, &label, &ct)?)?;
-    // With fragment blocks too: the default palette upload is in fragment layout, so its raw
-    // twin (same tiling, same accumulation order) is the raw RS rmm.
-    let raw = Linear::new(DeviceWeights::raw_with(
-        &h.dev,
-        &label,
-        &t.bits,
-        n_out,
-        k,
-        o,
-        BlockLayout::Fragments,
+    // The default palette upload is in fragment layout: its raw twin is the raw RS rmm.
+    let raw = Linear::new(DeviceWeights::raw_twin(
+        &h.dev, &label, &t.bits, n_out, k, o,
     )?)?;
     for &m in &opts.ms {
         let case = format!("{label} m={m}");

@@ -16,7 +16,6 @@ use crate::gpu::harness::check::{first_diff, Harness, POISON};
 use crate::gpu::harness::stack_error::{calibrate_down, checked_depth, tolerance_failure};
 use crate::gpu::harness::synth::{self, rel_frobenius, Rng};
 use crate::gpu::launch::{self, ActArgs};
-use crate::gpu::layout::{BlockLayout, Geometry};
 use crate::gpu::linear::Linear;
 use crate::gpu::mlp::activation;
 use crate::gpu::mlp::budget::LayerKind;
@@ -184,22 +183,9 @@ pub fn raw_stack(
     for l in &case.layers {
         let mut mats = Vec::new();
         for m in l {
-            // With fragment blocks too where the rmm takes the shape: the raw RS twin of a
-            // palette layer in fragment layout (a palette bundle's easy layers) reads them.
-            let layout = if Geometry::raw(m.n_out, m.k, m.orientation).rmm_ok() {
-                BlockLayout::Fragments
-            } else {
-                BlockLayout::Tiled
-            };
-            let w = DeviceWeights::raw_with(
-                dev,
-                &m.name,
-                &m.bits,
-                m.n_out,
-                m.k,
-                m.orientation,
-                layout,
-            )?;
+            // Fragment blocks too: the raw RS twin of a palette layer in fragment layout (a
+            // palette bundle's easy layers) reads them.
+            let w = DeviceWeights::raw_twin(dev, &m.name, &m.bits, m.n_out, m.k, m.orientation)?;
             mats.push(Linear::with_own_scratch(w, &mut scratch)?);
         }
         let mut it = mats.into_iter();

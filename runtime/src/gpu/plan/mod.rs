@@ -27,6 +27,7 @@ use unweight_codegen::variant::{ASource, HuffOutput, Operand, RegistryEntry, Var
 pub use select::{
     default_set, default_variant, default_variant_for, default_variant_in, default_variant_of,
     default_variant_sized, huff_entry, huff_variant_entry, rmm_candidates, rmm_candidates_of,
+    sized_for,
 };
 pub use stream_k::{choose_ctas, cta_slots, rmm_tiles, split_buffers, split_buffers_bound, Spread};
 
@@ -198,18 +199,8 @@ pub fn plan_for(
     }
     let rmm = match (effective.rmm(), rmm) {
         (None, _) => None,
-        (Some(fam), None) => default_variant_for(effective, transpose, a_src, m)?.and_then(|one| {
-            default_variant_sized(
-                registry::VARIANTS,
-                fam,
-                transpose,
-                a_src,
-                m,
-                geometry.n_out,
-                sm_count,
-            )
-            .or(Some(one))
-        }),
+        (Some(_), None) => default_variant_for(effective, transpose, a_src, m)?
+            .map(|one| sized_for(registry::VARIANTS, one, m, geometry.n_out, sm_count)),
         (Some(fam), Some(e)) => match e.variant {
             Variant::Rmm(v) if v.operand == fam && v.transpose == transpose => Some(e),
             _ => {

@@ -89,18 +89,39 @@ pub fn default_variant_sized(
     sm_count: u32,
 ) -> Option<&'static RegistryEntry> {
     let one = default_variant_of(entries, pipeline, transpose, a_src, m)?;
+    Some(sized_for(entries, one, m, n_out, sm_count))
+}
+
+/// `one` (a size-blind default), or the RS pair of its tile where its tiles outnumber the SMs
+/// ([`default_variant_sized`]).
+pub fn sized_for(
+    entries: &'static [RegistryEntry],
+    one: &'static RegistryEntry,
+    m: usize,
+    n_out: usize,
+    sm_count: u32,
+) -> &'static RegistryEntry {
     let Variant::Rmm(v) = one.variant else {
-        return Some(one);
+        return one;
     };
-    if a_src != ASource::Regs || super::rmm_tiles(one, n_out, m) <= sm_count {
-        return Some(one);
+    if v.a_src != ASource::Regs || super::rmm_tiles(one, n_out, m) <= sm_count {
+        return one;
     }
-    let pair = rmm_candidates_of(entries, pipeline, transpose, a_src)
+    deepest_pair(entries, v.operand, v.transpose, v.tile_n).unwrap_or(one)
+}
+
+/// The deepest-ring RS pair (two CTAs per SM) of a tile width, if the registry has one.
+fn deepest_pair(
+    entries: &'static [RegistryEntry],
+    pipeline: Operand,
+    transpose: bool,
+    tile_n: u32,
+) -> Option<&'static RegistryEntry> {
+    rmm_candidates_of(entries, pipeline, transpose, ASource::Regs)
         .into_iter()
-        .filter(|(_, w)| w.tile_n == v.tile_n && w.ctas_per_sm == 2)
+        .filter(|(_, w)| w.tile_n == tile_n && w.ctas_per_sm == 2)
         .max_by_key(|(_, w)| w.stages)
-        .map(|(e, _)| e);
-    Some(pair.unwrap_or(one))
+        .map(|(e, _)| e)
 }
 
 /// [`default_variant_in`] over the generated registry; `Ok(None)` for pipelines without an rmm.
@@ -156,15 +177,9 @@ pub fn default_set() -> Vec<&'static RegistryEntry> {
                         tile as usize,
                     ));
                     // The pair a weight with more tiles than SMs takes instead.
-                    out.extend(default_variant_sized(
-                        registry::VARIANTS,
-                        fam,
-                        t,
-                        a_src,
-                        tile as usize,
-                        usize::MAX / 2,
-                        1,
-                    ));
+                    if a_src == ASource::Regs {
+                        out.extend(deepest_pair(registry::VARIANTS, fam, t, tile));
+                    }
                 }
             }
         }
