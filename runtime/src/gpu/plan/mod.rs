@@ -29,7 +29,9 @@ pub use select::{
     default_variant_sized, huff_entry, huff_variant_entry, rmm_candidates, rmm_candidates_of,
     sized_for,
 };
-pub use stream_k::{choose_ctas, cta_slots, rmm_tiles, split_buffers, split_buffers_bound, Spread};
+pub use stream_k::{
+    choose_ctas, cta_slots, rmm_tiles, split_buffers, split_buffers_bound, Spread, MAX_CTAS_PER_SM,
+};
 
 use crate::gpu::error::GpuError;
 use crate::gpu::jit::registry;

@@ -79,10 +79,22 @@ pub fn split_buffers_bound_in(
                     }
                 }
             }
+            // The largest fixed count a tuned plan may launch (several waves per SM).
+            let units = tiles as u64 * kblocks as u64;
+            let most = (sm_count as u64 * MAX_CTAS_PER_SM as u64).min(units) as u32;
+            if most > tiles {
+                let (w, f) = partial_bytes(tile_n, tiles, most);
+                bound = (bound.0.max(w), bound.1.max(f));
+            }
         }
     }
     bound
 }
+
+/// The most CTAs per SM a plan launches: the tuner's largest fixed count. Beyond one wave the
+/// hardware hands each SM its next CTA as one finishes, which evens out SMs that stream at
+/// different speeds (a range still waits only for lower-numbered CTAs, which start first).
+pub const MAX_CTAS_PER_SM: u32 = 4;
 
 /// CTA slots of `e` on `sm_count` SMs: its co-resident CTAs per SM (two for the RS pairs) times
 /// the SMs, what [`choose_ctas`] spreads a launch over.
@@ -214,6 +226,11 @@ mod tests {
                     );
                     let (w, f) = split_buffers(v, n_out, m, ctas);
                     assert!(w <= wb && f <= fb, "{} {n_out} m={m}", v.name);
+                    // The tuner's largest fixed count (waves of CTAs per SM) fits too.
+                    let units = rmm_tiles(v, n_out, m) as u64 * (k / 64) as u64;
+                    let most = (132 * MAX_CTAS_PER_SM as u64).min(units) as u32;
+                    let (w, f) = split_buffers(v, n_out, m, most);
+                    assert!(w <= wb && f <= fb, "{} {n_out} m={m} {most} CTAs", v.name);
                 }
             }
         }

@@ -225,10 +225,10 @@ pub fn run(opts: TuneOptions) -> anyhow::Result<Table> {
                 };
                 bar.suspend(|| {
                     println!(
-                        "{shape} {orientation} {residency} m={m}: {} {:.1} us ({:.2}x cuBLAS) after {} timings",
+                        "{shape} {orientation} {residency} m={m}: {} {:.1} us (t/cuBLAS {:.2}) after {} timings",
                         describe(&c),
                         pick.us,
-                        cublas_us / pick.us,
+                        pick.us / cublas_us,
                         pick.timings
                     )
                 });

@@ -200,9 +200,17 @@ pub fn ctas_valid(e: &RegistryEntry, n_out: usize, k: usize, m: usize, ctas: u32
     c >= tiles.max(1) && c <= units.max(1) && cap_ok
 }
 
-/// The CTA-count axis: stream-K sizing, then fixed counts in SMs (½, 1, 1½, 2 per SM).
-const CTA_AXIS: [Option<(u32, u32)>; 5] =
-    [None, Some((1, 2)), Some((1, 1)), Some((3, 2)), Some((2, 1))];
+/// The CTA-count axis: stream-K sizing, then fixed counts in SMs (½, 1, 1½, 2, 3, 4 per SM;
+/// counts past the co-resident slots run in waves, which the hardware balances across SMs).
+const CTA_AXIS: [Option<(u32, u32)>; 7] = [
+    None,
+    Some((1, 2)),
+    Some((1, 1)),
+    Some((3, 2)),
+    Some((2, 1)),
+    Some((3, 1)),
+    Some((plan::MAX_CTAS_PER_SM, 1)),
+];
 const SPREAD_AXIS: [Spread; 2] = [Spread::Even, Spread::WholeSplits];
 
 /// The search space of one weight: its geometry, residency, batch and the GPU's SM count.
