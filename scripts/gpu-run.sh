@@ -12,12 +12,16 @@
 #   tune       `unweight tune --exhaustive` on 2 shapes x 3 buckets: descent vs exhaustive search
 #              ($OUT/bench/results/<date>-tune-exhaustive.log), then `unweight tune` over the
 #              bench's shapes and batches into the same table $OUT/tuning.json ($OUT/tune.log)
+#   tune-table `unweight tune` alone (the table, no exhaustive comparison)
 #   bench-auto `unweight bench --table $OUT/tuning.json` on the tuned shapes and buckets: plan_auto
 #              beside the default plans (run after tune on the same machine;
 #              $OUT/bench-auto/results/<date>-<gpu>-auto.{json,md}, $OUT/bench-auto.log)
 #   bench-mlp  `unweight bench-mlp` (with --table $OUT/tuning.json when tune ran): the 32-layer
 #              Llama-3.1-8B MLP stack beside cuBLAS ($OUT/bench-mlp/results/, $OUT/bench-mlp.log)
-# Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench] [bench-70b] [tune] [bench-auto] [bench-mlp]
+#   ncu        Nsight Compute on one launch of UNWEIGHT_NCU_KERNEL (regex, default huff_palette_sub256)
+#              in `unweight bench` on 14336x4096, M = 1 ($OUT/ncu/)
+# Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench] [bench-70b] [tune] [tune-table] [bench-auto]
+#        [bench-mlp] [ncu]
 #        (default: tests sanitizer bench)
 # One device command may run 10 minutes: run `tests sanitizer`, `bench` and `bench-70b` as three
 # commands. Each bench step writes its files after every shape, so one cut short keeps the shapes
@@ -125,8 +129,27 @@ run_tune() {
   timeout -k 10 "$step_timeout" "$bin/unweight" tune --shapes 14336x4096,4096x14336 --m 1,16,256 \
     --exhaustive --out "$OUT/tuning.json" 2>&1 | tee "$log"
   note "tune --exhaustive: rc=${PIPESTATUS[0]} $log"
+  run_tune_table
+}
+
+run_tune_table() {
   timeout -k 10 "$step_timeout" "$bin/unweight" tune --out "$OUT/tuning.json" 2>&1 | tee "$OUT/tune.log"
   note "tune: rc=${PIPESTATUS[0]} $OUT/tuning.json"
+}
+
+# Nsight Compute on one launch of a kernel (UNWEIGHT_NCU_KERNEL, a regex; default the default palette
+# decoder) inside `unweight bench` on 14336x4096 at M = 1: report, details page and per-SASS source page.
+run_ncu() {
+  local k="${UNWEIGHT_NCU_KERNEL:-huff_palette_sub256}"
+  command -v ncu >/dev/null || { note "ncu: not on PATH"; return; }
+  mkdir -p "$OUT/ncu" /tmp/unweight-ncu-bench
+  ( cd /tmp/unweight-ncu-bench && timeout -k 10 "$step_timeout" ncu --clock-control none --set full \
+      -k "regex:$k" -c 1 -f -o "$OUT/ncu/$k" "$bin/unweight" bench --shapes 14336x4096 --m 1 --reps 3 \
+      --decode-sms all --out /tmp/unweight-ncu-bench/results ) > "$OUT/ncu/$k.run.log" 2>&1
+  local rc=$?
+  ncu --import "$OUT/ncu/$k.ncu-rep" --page details > "$OUT/ncu/$k.details.txt" 2>&1
+  ncu --import "$OUT/ncu/$k.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu/$k.sass.csv" 2>&1
+  note "ncu $k: rc=$rc $(grep -E '^ +Duration' "$OUT/ncu/$k.details.txt" | head -1)"
 }
 
 run_bench_mlp() {
@@ -155,9 +178,11 @@ for s in "${steps[@]}"; do
     bench) run_bench 8b "$BENCH_8B" ;;
     bench-70b) run_bench 70b "$BENCH_70B" ;;
     tune) run_tune ;;
+    tune-table) run_tune_table ;;
+    ncu) run_ncu ;;
     bench-auto) run_bench_auto ;;
     bench-mlp) run_bench_mlp ;;
-    *) echo "gpu-run: unknown step $s (tests, sanitizer, bench, bench-70b, tune, bench-auto, bench-mlp)" >&2; exit 2 ;;
+    *) echo "gpu-run: unknown step $s (tests, sanitizer, bench, bench-70b, tune, tune-table, bench-auto, bench-mlp, ncu)" >&2; exit 2 ;;
   esac
 done
 
