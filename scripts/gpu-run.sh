@@ -144,7 +144,7 @@ run_ncu() {
   command -v ncu >/dev/null || { note "ncu: not on PATH"; return; }
   mkdir -p "$OUT/ncu" /tmp/unweight-ncu-bench
   ( cd /tmp/unweight-ncu-bench && timeout -k 10 "$step_timeout" ncu --clock-control none --set full \
-      -k "regex:$k" -c 1 -f -o "$OUT/ncu/$k" "$bin/unweight" bench --shapes 14336x4096 --m 1 --reps 3 \
+      -k "regex:$k" -c 1 -f -o "$OUT/ncu/$k" "$bin/unweight" bench --shapes 14336x4096 --m 1 --reps 50 \
       --decode-sms all --out /tmp/unweight-ncu-bench/results ) > "$OUT/ncu/$k.run.log" 2>&1
   local rc=$?
   ncu --import "$OUT/ncu/$k.ncu-rep" --page details > "$OUT/ncu/$k.details.txt" 2>&1
@@ -167,7 +167,7 @@ run_bench_auto() {
   mkdir -p "$OUT/bench-auto/results"
   # The shapes and buckets `tune` tuned (its defaults).
   ( cd "$OUT/bench-auto" && timeout -k 10 "$step_timeout" "$bin/unweight" bench --table "$OUT/tuning.json" \
-      --shapes "$BENCH_8B" --m 1,16,64,256,1024 --tag auto ) 2>&1 | tee "$OUT/bench-auto.log"
+      --shapes "$BENCH_8B" --m 1,16,64,256,1024 --tag auto --out "$OUT/bench-auto/results" ) 2>&1 | tee "$OUT/bench-auto.log"
   note "bench-auto: rc=${PIPESTATUS[0]} $(ls "$OUT"/bench-auto/results/*.md 2>/dev/null | tr '\n' ' ')"
 }
 
