@@ -93,7 +93,11 @@ pub fn default_variant_sized(
 }
 
 /// `one` (a size-blind default), or the RS pair of its tile where its tiles outnumber the SMs
-/// ([`default_variant_sized`]).
+/// ([`default_variant_sized`]), or where the weight is a transposed palette one: there the pair
+/// won at every tile it has (H200, 2026-12-02, M ≤ 16: 8192×28672ᵀ 97.8 → 92.5 µs, 4096×14336ᵀ
+/// 35.6 → 35.1 µs), while raw transposed lost with it (34.3 → 37.2 µs) and standard weights with
+/// fewer tiles than SMs lost a little (30.9 → 31.4 µs). The raw twin of a palette plan follows
+/// the palette plan, not this rule.
 pub fn sized_for(
     entries: &'static [RegistryEntry],
     one: &'static RegistryEntry,
@@ -104,7 +108,9 @@ pub fn sized_for(
     let Variant::Rmm(v) = one.variant else {
         return one;
     };
-    if v.a_src != ASource::Regs || super::rmm_tiles(one, n_out, m) <= sm_count {
+    let two_waves = super::rmm_tiles(one, n_out, m) > sm_count;
+    let transposed_palette = v.transpose && v.operand == Operand::Palette;
+    if v.a_src != ASource::Regs || !(two_waves || transposed_palette) {
         return one;
     }
     deepest_pair(entries, v.operand, v.transpose, v.tile_n).unwrap_or(one)
@@ -176,7 +182,8 @@ pub fn default_set() -> Vec<&'static RegistryEntry> {
                         a_src,
                         tile as usize,
                     ));
-                    // The pair a weight with more tiles than SMs takes instead.
+                    // The pair a weight with more tiles than SMs, or a transposed palette one,
+                    // takes instead.
                     if a_src == ASource::Regs {
                         out.extend(deepest_pair(registry::VARIANTS, fam, t, tile));
                     }
@@ -227,6 +234,26 @@ mod tests {
         assert_eq!(sized(28672, 16), "rmm_palette_rs_n16_s6_c2_nt");
         // No pair of the tile (n64): the one-CTA default stays.
         assert_eq!(sized(28672, 64), "rmm_palette_rs_n64_s8_nt");
+        // Transposed palette weights take the pair of their tile whatever their tile count; raw
+        // transposed ones do not (measured slower).
+        let sized_t = |op, n_out, m| {
+            default_variant_sized(e, op, true, ASource::Regs, m, n_out, 132)
+                .unwrap()
+                .name
+        };
+        assert_eq!(
+            sized_t(Operand::Palette, 4096, 1),
+            "rmm_palette_rs_n8_s6_c2_t"
+        );
+        assert_eq!(
+            sized_t(Operand::Palette, 8192, 16),
+            "rmm_palette_rs_n16_s6_c2_t"
+        );
+        assert_eq!(
+            sized_t(Operand::Palette, 8192, 64),
+            "rmm_palette_rs_n64_s8_t"
+        );
+        assert!(!sized_t(Operand::Raw, 4096, 1).contains("_c2_"));
         // The SS form never takes a pair.
         assert_eq!(
             default_variant_sized(e, Operand::Palette, false, ASource::Smem, 1, 28672, 132)
