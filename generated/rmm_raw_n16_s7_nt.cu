@@ -2,19 +2,25 @@
 // Variant rmm_raw_n16_s7_nt: pipeline = raw, tile_n = 16, stages = 7, transpose = false.
 // Reconstructive matmul, swap-AB:  y[m][n_out] = x[m][k] · W[n_out][k]ᵀ   (bf16 in/out, f32 accumulate)
 //
-// Axes read: pipeline (raw: W bf16 arrives by TMA straight into the A tile; exponent / palette: tiled blocks of
-// sign-mantissa bytes + exponent bytes / 4-bit indices arrive by 1-D bulk copies into a staging ring and consumers
-// rebuild BF16 into a 128B-swizzled A tile), a_regs (RS form: blocks in fragment layout, each consumer thread
-// loads its own 16-byte vectors, rebuilds BF16 in registers and issues register-A wgmmas; raw RS reads
-// pre-shuffled bf16 fragments through the same consumer), tile_n (WGMMA N = batch tile), stages (ring depth), transpose (weights encoded as
-// Wᵀ[k][n_out]: the A tile is M-major, WGMMA's imm-trans-a = 1, TMA boxes swapped).
+// Axes (Tera substitutes values; the code branches on them with `if constexpr`):
+// - pipeline: raw (W bf16 by TMA straight into the A tile), exponent / palette (tiled blocks of sign-mantissa
+//   bytes + exponent bytes / 4-bit indices by 1-D bulk copies into a staging ring; consumers rebuild BF16);
+// - a_regs: RS form (blocks in fragment layout; each consumer thread loads its own 16-byte vectors, rebuilds BF16 in
+//   registers and issues register-A wgmmas; raw RS reads pre-shuffled bf16 fragments the same way), else SS (a
+//   128B-swizzled A tile in shared memory);
+// - tile_n (WGMMA N = batch tile), stages (ring depth), ctas_per_sm (RS pairs: two co-resident CTAs);
+// - transpose: weights encoded as Wᵀ[k][n_out] (SS: the A tile is M-major, WGMMA's imm-trans-a = 1, TMA boxes
+//   swapped; RS: the same logical fragment, only the escape lookup differs).
+// Roles:
+// - warpgroup 0, thread 0: producer (x tiles by TMA, weight blocks by bulk copy, palette escape records and
+//   escape exponents), the rest of warpgroup 0 idles with few registers (setmaxnreg);
+// - warpgroups 1 and 2: consumers, each owning 64 of the CTA's 128 weight rows (rebuild, wgmma, epilogue).
+// Schedule: stream-K, deterministic. The (output tile, k block) units are dealt out in equal contiguous ranges to
+//   gridDim.x CTAs; a range spans at most two tiles, and a tile's last range adds the others' partials in a fixed
+//   order. Lower-numbered CTAs start first, so a wait on them always ends.
 // Invariants: n_out % 128 == 0, k % 64 == 0 (the runtime falls back to full decode otherwise); m rows past the end
-// of x are zero-filled by TMA and never stored. Schedule (stream-K, deterministic): the (output tile, k block)
-// units are dealt out in equal contiguous ranges to gridDim.x CTAs (one per SM at most), so no SM idles when the
-// tiles do not divide evenly; a range spans at most two tiles, and a tile's last range adds the others' partials
-// in a fixed order. Palette: at most MAX_KB k blocks per CTA. Roles: warpgroup 0 = producer (one thread issues
-// copies), warpgroups 1 and 2 = consumers, each owning 64 of the CTA's 128 weight rows.
-// Same wgmma sequence and epilogue for every pipeline, so compressed and raw weights give bit-identical y.
+//   of x are zero-filled by TMA and never stored; palette: at most MAX_KB k blocks per CTA (trapped). Same wgmma
+//   sequence and epilogue for every pipeline, so compressed and raw weights give bit-identical y.
 
 // ---- common: header-free types (NVRTC compiles with no include paths) ----
 typedef unsigned char u8;
@@ -143,6 +149,43 @@ static_assert(SMEM_BYTES + 1024 <= SMEM_LIMIT, "227 KB per block");
 static_assert(TX_BYTES < (1u << 20) && TX_BYTES == (IS_RAW && !A_REGS ? A_BYTES : W0_BYTES + W1_BYTES) + B_BYTES, "mbarrier tx-count");
 static_assert(ACC == BN / 2, "m64nNk16 f32 accumulators per thread");
 static_assert(ESC_BYTES == 64 * ESC_CAP, "staged escape exponents per stage");
+// ---- roles, barrier ids and forms, named ----
+constexpr u32 WG_THREADS = 128;                     // a warpgroup: the producer's, and each consumer's
+constexpr u32 BAR_ID_WARPGROUP = 1;                 // + consumer warpgroup (1, 2): its 128 threads (SS rebuild)
+constexpr u32 BAR_ID_CONSUMERS = 3;                 // both consumer warpgroups (stream-K hand-off); 0 = __syncthreads
+constexpr bool TMA_A = IS_RAW && !A_REGS;           // raw SS: the weight tile arrives by 2-D TMA, not by bulk copy
+static_assert(CONSUMER_THREADS == 2 * WG_THREADS, "two consumer warpgroups");
+
+// One tile_esc record (docs/CONTRACT.md): which of the block's 128 groups escape, where their exponents start in
+// esc_exp, how many there are.
+struct EscRecord {
+  u32 mask[4];                                      // bit j of word j / 32: local group j escapes
+  u32 first, count;                                 // index of its first escaped group in esc_exp; escaped groups
+  u32 unused[REC_WORDS - 6];
+};
+static_assert(sizeof(EscRecord) == REC_SIZE && REC_FIRST == 4 && REC_COUNT == 5, "EscRecord matches the ABI");
+
+// The ring's mbarriers (shared-window addresses from OFF_BAR): full[s] (producer -> consumers; the palette escape
+// copy arrives on it too), empty[s] (all consumer threads -> producer), then the escape records' barrier.
+struct Ring {
+  u32 full0;
+  template <class I> __device__ __forceinline__ u32 full(I s) const { return full0 + 8 * s; }
+  template <class I> __device__ __forceinline__ u32 empty(I s) const { return full0 + 8 * STAGES + 8 * s; }
+  __device__ __forceinline__ u32 records() const { return full0 + BAR_REC; }
+};
+
+// The kernel's arguments past the TMA descriptors, as the consumers and the producer read them.
+struct Globals {
+  const u8* w0_tiles;                               // raw: bf16 blocks (RS fragments); else sign-mantissa blocks
+  const u8* w1_tiles;                               // palette: nibble blocks; exponent: exponent blocks
+  const EscRecord* tile_esc;                        // palette: one record per (row tile, k block)
+  const u8* esc_exp;                                // palette: 64 exponents per escaped group
+  const u8* palette;                                // palette: 16 exponent bytes
+  u16* y;                                           // [m][n_out]
+  float* ws;                                        // stream-K partials, [cta][ACC][CONSUMER_THREADS]
+  u32* flags;                                       // stream-K: one per CTA, 1 = its partial is ready
+  int n_out, k, m;
+};
 
 // K-major (standard) or M-major (transposed) bf16 tile with 128-byte swizzle; SBO = 1024 (next 8-row group).
 __device__ __forceinline__ u64 desc_sw128(u32 addr) {
@@ -150,15 +193,16 @@ __device__ __forceinline__ u64 desc_sw128(u32 addr) {
 }
 
 // D[64 x 16] += A(desc) · B(desc); accumulators stay "+f" operands so the compiler keeps them live.
+// Immediates: scale-d 1 (accumulate), scale-a / scale-b 1 (no negation), trans-a (transposed weights), trans-b 0.
 __device__ __forceinline__ void wgmma_m64k16(float (&d)[ACC], u64 da, u64 db) {
   asm volatile(
       "{\n"
       "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 "
       "{ %0, %1, %2, %3, %4, %5, %6, %7 }, "
-      "%8, %9, 1, 1, 1, 0, 0;\n"
+      "%8, %9, 1, 1, 1, %10, 0;\n"
       "}\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
-      : "l"(da), "l"(db));
+      : "l"(da), "l"(db), "n"(TRANSPOSE ? 1 : 0));
 }
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
@@ -202,21 +246,69 @@ __device__ __forceinline__ Segs segments(const Sched& g) {
 }
 
 // ---- producer: one thread streams x tiles and weight tiles into the ring ----
-__device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, const u8* w0_tiles, const u8* w1_tiles,
-                                     const u8* tile_esc, const u8* esc_exp, u8* smem, u32 full0, u32 empty0,
-                                     const Sched& g, const Segs& segs) {
-  (void)tile_esc; (void)esc_exp;
+// Palette: a stage's escape exponents (up to ESC_CAP groups, contiguous in esc_exp) and the producer's arrival.
+__device__ __forceinline__ void escape_copy(u8* smem, const EscRecord* recs, const u8* esc_exp, const Ring& ring, int it) {
+  const int s = it % STAGES;
+  const u32 full = ring.full(s), base = recs[it].first, count = recs[it].count;
+  const u32 staged = count < ESC_CAP ? count : ESC_CAP;
+  if (staged) {
+    mbar_expect_tx(full, 64 * staged);
+    bulk_load(smem_addr(smem + OFF_ESC + s * ESC_BYTES), esc_exp + (u64)base * 64, 64 * staged, full);
+  }
+  mbar_arrive(full);
+}
+__device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, const Globals& gl, u8* smem,
+                                     const Ring& ring, const Sched& g, const Segs& segs) {
+  // Palette: the CTA's escape records (one per k block, in processing order), copied once: a global load per stage
+  // would put a memory round trip on the producer's path (a stage's escape count is needed before its escape
+  // copy). The first ring's worth of stages is issued before the records arrive (expect_tx without arriving, so
+  // no phase can complete early), then each gets its escape copy and its arrival.
+  const EscRecord* recs = (const EscRecord*)(smem + OFF_REC);
+  const int early = segs.total < STAGES ? segs.total : STAGES;
+  if constexpr (IS_PALETTE) {
+    mbar_arrive_tx(ring.records(), REC_SIZE * segs.total);
+    for (int i = 0, at = 0; i < segs.n; ++i) {
+      const Seg sg = segs.at(i);
+      const u64 first = (u64)(sg.tile % g.gx) * g.kblocks + sg.kb0;
+      bulk_load(smem_addr(smem + OFF_REC + REC_SIZE * at), gl.tile_esc + first, REC_SIZE * (sg.kb1 - sg.kb0),
+                ring.records());
+      at += sg.kb1 - sg.kb0;
+    }
+  }
   for (int i = 0, it = 0; i < segs.n; ++i) {
     const Seg sg = segs.at(i);
-    const int tx = sg.tile % g.gx, m0 = sg.tile / g.gx * BN;
-    const int n0 = tx * BM;
+    const int tx = sg.tile % g.gx, m0 = sg.tile / g.gx * BN, n0 = tx * BM;
     for (int kb = sg.kb0; kb < sg.kb1; ++kb, ++it) {
       const int s = it % STAGES;
-      const u32 full = full0 + 8 * s;
-      mbar_wait(empty0 + 8 * s, ((it / STAGES) & 1) ^ 1);  // first lap passes: the "previous" phase counts as done
-      mbar_arrive_tx(full, TX_BYTES);
+      const u32 full = ring.full(s);
+      mbar_wait(ring.empty(s), ((it / STAGES) & 1) ^ 1);  // first lap passes: the "previous" phase counts as done
+      if constexpr (IS_PALETTE) mbar_expect_tx(full, TX_BYTES);  // the escape copy arrives
+      else mbar_arrive_tx(full, TX_BYTES);
       tma_load_2d(smem_addr(smem + OFF_B + s * B_BYTES), tm_x, full, kb * BK, m0);
-      tma_load_2d(smem_addr(smem + OFF_A + s * A_BYTES), tm_w, full, kb * BK, n0);  // [128 rows][128 B] K-major
+      if constexpr (TMA_A) {
+        if constexpr (TRANSPOSE) {
+          // Wᵀ[k][n_out]: two 64(n) x 64(k) boxes, one per consumer warpgroup, each [64 k rows][128 B] M-major.
+          tma_load_2d(smem_addr(smem + OFF_A + s * A_BYTES), tm_w, full, n0, kb * BK);
+          tma_load_2d(smem_addr(smem + OFF_A + s * A_BYTES + A_BYTES / 2), tm_w, full, n0 + 64, kb * BK);
+        } else {
+          tma_load_2d(smem_addr(smem + OFF_A + s * A_BYTES), tm_w, full, kb * BK, n0);  // [128 rows][128 B] K-major
+        }
+      } else {
+        // One contiguous block per CTA tile and k block in each array (tiled at upload or by the preprocess
+        // kernels): narrow strided TMA boxes (32-64 B rows) waste DRAM bursts, whole blocks stream at full bandwidth.
+        const u64 tile = (u64)tx * g.kblocks + kb;
+        bulk_load(smem_addr(smem + OFF_W0 + s * W0_BYTES), gl.w0_tiles + tile * W0_BYTES, W0_BYTES, full);
+        if constexpr (!IS_RAW)
+          bulk_load(smem_addr(smem + OFF_W1 + s * W1_BYTES), gl.w1_tiles + tile * W1_BYTES, W1_BYTES, full);
+        if constexpr (IS_PALETTE) {
+          if (it + 1 == early) {            // records are needed from here on; the early stages' copies are in flight
+            mbar_wait(ring.records(), 0);
+            for (int e = 0; e < early; ++e) escape_copy(smem, recs, gl.esc_exp, ring, e);
+          } else if (it >= early) {
+            escape_copy(smem, recs, gl.esc_exp, ring, it);
+          }
+        }
+      }
     }
   }
 }
@@ -226,31 +318,39 @@ __device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, c
 __device__ __forceinline__ void mma_kblock(float (&acc)[ACC], const u8* a_tile, const u8* b_tile) {
   const u64 da = desc_sw128(smem_addr(a_tile));
   const u64 db = desc_sw128(smem_addr(b_tile));
+  // A step of 16 k: M-major (transposed) 16 rows of 128 B, K-major 32 B within the swizzle atom; x is K-major.
+  constexpr u32 A_K16 = TRANSPOSE ? 16 * 128 : 32;
 #pragma unroll
-  for (int kk = 0; kk < BK / 16; ++kk)
-    wgmma_m64k16(acc, da + (u64)(kk * 32 >> 4), db + (u64)(kk * 32 >> 4));        // K-major: 16 k = 32 B in the atom
+  for (int kk = 0; kk < BK / 16; ++kk) wgmma_m64k16(acc, da + (u64)(kk * A_K16 >> 4), db + (u64)(kk * 32 >> 4));
 }
 
 // One segment's k blocks; `it` counts this CTA's k blocks across segments (ring stage and phase).
-__device__ __forceinline__ void compute_segment(u8* smem, u32 full0, u32 empty0, int it, int n, int cw,
-                                                float (&acc)[ACC]) {
+__device__ __forceinline__ void compute_segment(u8* smem, const Ring& ring, int it, int n, int cw, float (&acc)[ACC]) {
 #pragma unroll
   for (int i = 0; i < ACC; ++i) acc[i] = 0.f;
   for (int j = 0; j < n; ++j, ++it) {
     const int s = it % STAGES;
-    mbar_wait(full0 + 8 * s, (it / STAGES) & 1);
+    mbar_wait(ring.full(s), (it / STAGES) & 1);
     wgmma_fence();
     keep_live(acc);
     mma_kblock(acc, smem + OFF_A + s * A_BYTES + cw * (A_BYTES / 2), smem + OFF_B + s * B_BYTES);
     wgmma_commit();
     wgmma_wait<1>();                   // wgmma(it - 1) done: its stage may be refilled
     keep_live(acc);
-    if (j > 0) mbar_arrive(empty0 + 8 * ((it - 1) % STAGES));  // every reading thread arrives (racecheck-clean)
+    if (j > 0) mbar_arrive(ring.empty((it - 1) % STAGES));  // every reading thread arrives (racecheck-clean)
   }
   wgmma_wait<0>();
   keep_live(acc);
-  mbar_arrive(empty0 + 8 * ((it - 1) % STAGES));  // the next segment's stages may reuse it
+  mbar_arrive(ring.empty((it - 1) % STAGES));  // the next segment's stages may reuse it
 }
+struct SegmentRunner {                 // SS raw: the weight tile is the A operand as TMA left it
+  int cw;
+  __device__ __forceinline__ SegmentRunner(int cw_, int) : cw(cw_) {}
+  __device__ __forceinline__ void segment(u8* smem, const Ring& ring, int it, int n, const u32 (&)[4], const u8*,
+                                          float (&acc)[ACC]) {
+    compute_segment(smem, ring, it, n, cw, acc);
+  }
+};
 
 // ---- epilogue: accumulators -> y[m][n_out] (swap-AB: accumulator row = weight row, column = batch row) ----
 __device__ __forceinline__ void store_y(const float (&acc)[ACC], u16* y, int tx, int ty, int n_out, int m, int cw, int t) {
@@ -276,44 +376,50 @@ __device__ __forceinline__ void st_release(u32* p, u32 v) {
 // CTAs that share its tile, nearest first — a fixed order, so y is deterministic and equal for every pipeline —
 // resets their flags for the next launch and stores y. Lower CTAs are launched first, so a wait never depends on
 // a CTA that cannot start.
-__device__ __forceinline__ void finish_segment(float (&acc)[ACC], const Sched& g, const Seg& sg, u16* y, float* ws,
-                                               u32* flags, int n_out, int m, int cw, int t) {
-  const int ct = 128 * cw + t;
+__device__ __forceinline__ void finish_segment(float (&acc)[ACC], const Sched& g, const Seg& sg, const Globals& gl,
+                                               int cw, int t) {
+  const int ct = WG_THREADS * cw + t;
   if (sg.kb1 < g.kblocks) {
-    float* part = ws + (u64)blockIdx.x * ACC * CONSUMER_THREADS + ct;  // [cta][ACC][consumer thread]: coalesced per register
+    float* part = gl.ws + (u64)blockIdx.x * ACC * CONSUMER_THREADS + ct;  // [cta][ACC][consumer thread]: coalesced per register
 #pragma unroll
     for (int i = 0; i < ACC; ++i) __stcg(part + i * CONSUMER_THREADS, acc[i]);
     // No fence per thread (a fence.sc.gpu in each of 256 threads cost ~5% of the consumers' time): the
     // barrier orders every thread's partial before thread 0's release, and a release is cumulative, so it
     // publishes them at GPU scope (CUTLASS's generic barrier: __syncthreads, then one releasing thread).
-    named_barrier(3, 256);
-    if (ct == 0) st_release(flags + blockIdx.x, 1u);
+    named_barrier(BAR_ID_CONSUMERS, CONSUMER_THREADS);
+    if (ct == 0) st_release(gl.flags + blockIdx.x, 1u);
     return;
   }
   const u64 tile_begin = (u64)sg.tile * g.kblocks;
   for (int c = (int)blockIdx.x - 1; sg.kb0 > 0 && c >= 0 && range_begin(c + 1, g) > tile_begin; --c) {
     if (ct == 0) {
-      while (ld_acquire(flags + c) != 1u) __nanosleep(64);
-      flags[c] = 0u;                   // ready for the next launch; nobody else waits on it
+      while (ld_acquire(gl.flags + c) != 1u) __nanosleep(64);
+      gl.flags[c] = 0u;                // ready for the next launch; nobody else waits on it
     }
-    named_barrier(3, 256);
-    const float* part = ws + (u64)c * ACC * CONSUMER_THREADS + ct;
+    named_barrier(BAR_ID_CONSUMERS, CONSUMER_THREADS);
+    const float* part = gl.ws + (u64)c * ACC * CONSUMER_THREADS + ct;
 #pragma unroll
     for (int i = 0; i < ACC; ++i) acc[i] += __ldcg(part + i * CONSUMER_THREADS);  // L2 only: written by another SM
   }
-  store_y(acc, y, sg.tile % g.gx, sg.tile / g.gx, n_out, m, cw, t);
+  store_y(acc, gl.y, sg.tile % g.gx, sg.tile / g.gx, gl.n_out, gl.m, cw, t);
 }
 
-// ---- consumers: every segment in processing order, each finished (stored or handed on) before the next ----
-__device__ __forceinline__ void consumer(u8* smem, u32 full0, u32 empty0, const Sched& g, const Segs& segs,
-                                         int cw, int t, const u8* palette, const u8* esc_exp, u16* y, float* ws,
-                                         u32* flags, int n_out, int m) {
-  (void)palette; (void)esc_exp;
+// ---- consumers: every segment in processing order, each finished (stored or handed on) before the next.
+// The form's SegmentRunner (RS, SS raw or SS rebuild, above) runs a segment's k blocks. ----
+__device__ __forceinline__ void consumer(u8* smem, const Ring& ring, const Sched& g, const Segs& segs, int cw, int t,
+                                         const Globals& gl) {
+  u32 pal[4] = {0, 0, 0, 0};
+  if constexpr (IS_PALETTE) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) pal[i] = __ldg((const u32*)gl.palette + i);
+    mbar_wait(ring.records(), 0);      // escape records in smem
+  }
+  SegmentRunner run(cw, t);
   float acc[ACC];
   for (int i = 0, it = 0; i < segs.n; ++i) {
     const Seg sg = segs.at(i);
-    compute_segment(smem, full0, empty0, it, sg.kb1 - sg.kb0, cw, acc);
-    finish_segment(acc, g, sg, y, ws, flags, n_out, m, cw, t);
+    run.segment(smem, ring, it, sg.kb1 - sg.kb0, pal, gl.esc_exp, acc);
+    finish_segment(acc, g, sg, gl, cw, t);
     it += sg.kb1 - sg.kb0;
   }
 }
@@ -327,28 +433,32 @@ rmm_raw_n16_s7_nt(const __grid_constant__ TmaDesc tm_x, const __grid_constant__ 
   // The window is not guaranteed 1024-aligned; offset the pointer (not an integer cast) so the compiler keeps
   // knowing it is shared memory and emits LDS rather than generic loads.
   u8* smem = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
-  const u32 full0 = smem_addr(smem + OFF_BAR), empty0 = full0 + 8 * STAGES;
+  const Ring ring{smem_addr(smem + OFF_BAR)};
+  const Globals gl{w0_tiles, w1_tiles, (const EscRecord*)tile_esc, esc_exp, palette, y, ws, flags, n_out, k, m};
   const Sched g{k / BK, n_out / BM, n_out / BM * ((m + BN - 1) / BN)};
   const Segs segs = segments(g);
+  if constexpr (IS_PALETTE) {
+    if (segs.total > MAX_KB) __trap();      // the runtime picks enough CTAs for a range's records to fit in smem
+  }
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
-      mbar_init(full0 + 8 * s, 1);       // one arrive.expect_tx per fill
-      mbar_init(empty0 + 8 * s, 256);    // every consumer thread arrives
+      mbar_init(ring.full(s), 1);                   // one arrive.expect_tx per fill
+      mbar_init(ring.empty(s), CONSUMER_THREADS);   // every consumer thread arrives
     }
-    mbar_init(full0 + BAR_REC, 1);       // the escape records (palette)
+    mbar_init(ring.records(), 1);                   // the escape records (palette)
     mbar_init_fence();
   }
   __syncthreads();
-  const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
+  const int wg = threadIdx.x / WG_THREADS, t = threadIdx.x % WG_THREADS;
   if (wg == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");   // hand registers to the consumers
     if (t == 0) {
       tma_prefetch_desc(&tm_x);
-      tma_prefetch_desc(&tm_w);
-      load(&tm_x, &tm_w, w0_tiles, w1_tiles, tile_esc, esc_exp, smem, full0, empty0, g, segs);
+      if constexpr (TMA_A) tma_prefetch_desc(&tm_w);
+      load(&tm_x, &tm_w, gl, smem, ring, g, segs);
     }
   } else {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
-    consumer(smem, full0, empty0, g, segs, wg - 1, t, palette, esc_exp, y, ws, flags, n_out, m);
+    consumer(smem, ring, g, segs, wg - 1, t, gl);
   }
 }
