@@ -118,12 +118,12 @@ __device__ __forceinline__ u32 escape_rank(u32 m0, u32 m1, u32 m2, u32 m3, u32 j
 }
 
 // ---- constants (computed by unweight-codegen; checked again here) ----
-constexpr int BM = 128, BK = 64, BN = 128, STAGES = 2, A_BUFS = 4;
-constexpr int KB_STEP = 2;             // k blocks per compressed consumer step
+constexpr int BM = 128, BK = 64, BN = 128, STAGES = 2, A_BUFS = 2;
+constexpr int KB_STEP = 1;             // k blocks per compressed consumer step
 constexpr u32 A_BYTES = 16384, B_BYTES = 16384;
 constexpr u32 W0_BYTES = 8192, W1_BYTES = 4096, ESC_BYTES = 1024;
-constexpr u32 OFF_A = 0, OFF_B = 65536, OFF_W0 = 98304, OFF_W1 = 114688;
-constexpr u32 OFF_ESC = 122880, OFF_REC = 124928, OFF_BAR = 133120, SMEM_BYTES = 133168;
+constexpr u32 OFF_A = 0, OFF_B = 32768, OFF_W0 = 65536, OFF_W1 = 81920;
+constexpr u32 OFF_ESC = 90112, OFF_REC = 92160, OFF_BAR = 100352, SMEM_BYTES = 100400;
 constexpr u32 TX_BYTES = 28672;           // per stage, without the escape exponents (palette: counted per stage)
 constexpr u32 ESC_CAP = 16;             // escaped groups per stage staged in smem; more are read from global
 constexpr u32 REC_BYTES = 8192, MAX_KB = 256;  // palette: this CTA's tile_esc records, copied once

@@ -119,7 +119,7 @@ __device__ __forceinline__ u32 escape_rank(u32 m0, u32 m1, u32 m2, u32 m3, u32 j
 
 // ---- constants (computed by unweight-codegen; checked again here) ----
 constexpr int BM = 128, BK = 64, BN = 128, STAGES = 2, A_BUFS = 2;
-constexpr int KB_STEP = 2;             // k blocks per compressed consumer step
+constexpr int KB_STEP = 1;             // k blocks per compressed consumer step
 constexpr u32 A_BYTES = 16384, B_BYTES = 16384;
 constexpr u32 W0_BYTES = 0, W1_BYTES = 0, ESC_BYTES = 0;
 constexpr u32 OFF_A = 0, OFF_B = 32768, OFF_W0 = 65536, OFF_W1 = 65536;

@@ -207,7 +207,7 @@ pub struct RmmBudget {
     /// expect_tx bytes per stage.
     pub tx_bytes: u32,
     pub acc_regs: u32,
-    /// k blocks per consumer step (SS compressed: [`RMM_KB_STEP`]; RS: [`rs_kb_step`]).
+    /// k blocks per consumer step (SS compressed: [`ss_kb_step`]; RS: [`rs_kb_step`]).
     pub kb_step: u32,
     /// CTAs per SM (`__launch_bounds__` min blocks): 1 for every variant (a second CTA per SM was
     /// measured and did not help, see `RmmBudget::new`).
@@ -226,8 +226,19 @@ pub const RMM_ESC_CAP: u32 = 16;
 /// (docs/CONTRACT.md: 256, so k ≤ 16384 — a 14336-wide down projection — fits one CTA; longer
 /// ranges are spread over more CTAs by the runtime).
 pub const RMM_MAX_KB: u32 = 256;
-/// k blocks a compressed SS consumer rebuilds per step (templates/rmm.cu.tera `KB_STEP`).
-pub const RMM_KB_STEP: u32 = 2;
+/// k blocks a compressed SS consumer rebuilds per step (templates/rmm.cu.tera `KB_STEP`): 2 for
+/// narrow batch tiles (more independent chunks per thread, half the fences and warpgroup barriers
+/// per k block); 1 from `tile_n` 128 on, where one k block's wgmmas are long enough to hide the next
+/// block's rebuild. Two A buffers instead of four leave room for a deeper ring (n256: 3 -> 4
+/// stages), and with a ring of 2 or 3 stages only 1-block steps overlap rebuild and wgmma
+/// (`OVERLAP`: stages >= 2 steps); 2-block steps there waited for each step's wgmmas.
+pub fn ss_kb_step(tile_n: u32) -> u32 {
+    if tile_n >= 128 {
+        1
+    } else {
+        2
+    }
+}
 
 /// k blocks an RS consumer takes per step: 2 (more independent loads and rebuild chains per
 /// thread, half the warpgroup-wide wgmma meetings per k block) where the ring holds two steps'
@@ -294,12 +305,12 @@ impl RmmBudget {
         let (bm, bk) = (BM, BK);
         let raw = v.operand == Operand::Raw;
         let a_bytes = bm * bk * 2;
-        // SS: raw has one TMA'd A tile per stage; compressed pipelines rebuild two k blocks per
-        // step into alternating pairs of A buffers. RS: the A operand lives in registers.
+        // SS: raw has one TMA'd A tile per stage; compressed pipelines rebuild a step's k blocks
+        // into alternating sets of A buffers. RS: the A operand lives in registers.
         let a_bufs = match (regs, raw) {
             (true, _) => 0,
             (false, true) => v.stages,
-            (false, false) => 2 * RMM_KB_STEP,
+            (false, false) => 2 * ss_kb_step(v.tile_n),
         };
         // RS raw: pre-shuffled bf16 fragments arrive by bulk copy like the compressed blocks.
         let w0_bytes = match (regs, raw) {
@@ -363,7 +374,7 @@ impl RmmBudget {
             kb_step: if regs {
                 rs_kb_step(v.stages)
             } else {
-                RMM_KB_STEP
+                ss_kb_step(v.tile_n)
             },
             ctas_per_sm: 1,
             regs_per_thread: 0,

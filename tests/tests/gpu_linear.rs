@@ -1,12 +1,13 @@
 //! Every pipeline's y equals its bit-exact reference and cuBLAS to BF16 tolerance, both
-//! orientations, M ∈ {1, 7, 16, 64, 200, 256, 1024}; direct palette both tiled (SS rmm) and in
+//! orientations, M ∈ {1, 7, 16, 64, 128, 200, 256, 1024} (128: the n128 tile; from 128 on the SS
+//! consumers rebuild one k block per step); direct palette both tiled (SS rmm) and in
 //! fragment layout (RS rmm, equal to the raw RS twin, which must equal the SS raw twin).
 
 use unweight::codec::Orientation;
 use unweight::gpu::harness::check::{check_linear, check_rs_variants, print_outcomes};
 use unweight_tests::{assert_no_failures, gpu_session};
 
-const MS: [usize; 7] = [1, 7, 16, 64, 200, 256, 1024];
+const MS: [usize; 8] = [1, 7, 16, 64, 128, 200, 256, 1024];
 
 fn run(shapes: &[(usize, usize)], ms: &[usize], escape_groups: f64) {
     let (h, mut rng) = gpu_session();
