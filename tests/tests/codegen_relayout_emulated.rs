@@ -149,7 +149,12 @@ fn relayout_equals_the_host_fragment_layout() {
             let transposed = u32::from(o == Orientation::Transposed);
             let nibbles = decode_palette_indices(&t).unwrap();
             let cases = [
-                (RelayoutElem::Nibble, Packing::Nibble, FragElem::Nibble, &nibbles),
+                (
+                    RelayoutElem::Nibble,
+                    Packing::Nibble,
+                    FragElem::Nibble,
+                    &nibbles,
+                ),
                 (RelayoutElem::Byte, Packing::Byte, FragElem::Byte, &t.sm),
             ];
             for (elem, packing, frag, src) in cases {
@@ -158,10 +163,16 @@ fn relayout_equals_the_host_fragment_layout() {
                 let blocks = (n_out / 128 * (k / 64)) as u32;
                 for grid in [1, 2, blocks] {
                     let got = run(elem, &tiled, transposed, grid).unwrap_or_else(|s| {
-                        panic!("relayout_{} {n_out}x{k} {o} grid {grid}: exit {s}", elem.as_str())
+                        panic!(
+                            "relayout_{} {n_out}x{k} {o} grid {grid}: exit {s}",
+                            elem.as_str()
+                        )
                     });
                     if let Some(d) = first_diff(&got, &want) {
-                        panic!("relayout_{} {n_out}x{k} {o} grid {grid}: {d}", elem.as_str());
+                        panic!(
+                            "relayout_{} {n_out}x{k} {o} grid {grid}: {d}",
+                            elem.as_str()
+                        );
                     }
                 }
             }
