@@ -25,7 +25,7 @@ use unweight::gpu::layout::BlockLayout;
 use unweight::gpu::linear::Linear;
 use unweight::gpu::mlp::budget::{self, LayerKind};
 use unweight::gpu::mlp::load::{
-    layer_bytes, load_stack, transcode_to_palette, Naming, Residencies,
+    layer_bytes, load_stack, transcode_to_palette, transcode_to_palette_with, Naming, Residencies,
 };
 use unweight::gpu::mlp::PlanOptions;
 use unweight::gpu::plan::ExecPipeline;
@@ -194,10 +194,38 @@ fn download(w: &DeviceWeights, b: &DevBuf<u8>) -> Vec<u8> {
     v
 }
 
+/// Where two palette-resident uploads of one tensor differ: block layout, geometry, bytes of
+/// every device buffer.
+fn same_buffers(label: &str, a: &DeviceWeights, b: &DeviceWeights) -> Vec<String> {
+    let (Resident::Palette(pa), Resident::Palette(pb)) = (&a.resident, &b.resident) else {
+        return vec![format!("{label}: both must be palette-resident")];
+    };
+    let mut failures = Vec::new();
+    if pa.layout != pb.layout || a.geometry != b.geometry {
+        failures.push(format!(
+            "{label}: layout {} vs {}, geometry {:?} vs {:?}",
+            pa.layout, pb.layout, a.geometry, b.geometry
+        ));
+    }
+    for (what, x, y) in [
+        ("sm bytes", &pa.rmm.sm_tiles, &pb.rmm.sm_tiles),
+        ("nibbles", &pa.nibble_tiles, &pb.nibble_tiles),
+        ("tile_esc", &pa.rmm.tile_esc, &pb.rmm.tile_esc),
+        ("esc_exp", &pa.rmm.esc_exp, &pb.rmm.esc_exp),
+        ("palette", &pa.palette, &pb.palette),
+    ] {
+        if let Some(d) = first_diff(&download(a, x), &download(b, y)) {
+            failures.push(format!("{label}: {what} differ: {d}"));
+        }
+    }
+    failures
+}
+
 /// Issue 12's load path: the same tensor (a) uploaded from a palette bundle
 /// (`DeviceWeights::palette`, fragment blocks built on the host) and (b) uploaded Huffman and
 /// transcoded on the GPU (`huff_palette`, then `relayout_*`) holds the same device bytes in every
 /// buffer, plans the RS rmm, and gives bit-identical y at M = 1 and 16, equal to the raw RS twin's.
+/// Transcoded into the tiled layout (`transcode_to_palette_with`), it equals the host's tiled upload.
 #[test]
 #[ignore = "needs an sm_90 GPU"]
 fn gpu_mlp_transcode_equals_the_palette_upload() {
@@ -219,29 +247,20 @@ fn gpu_mlp_transcode_equals_the_palette_upload() {
         let th = unweight::codec::compress(&w, &[n_out, k], o, Encoding::Huffman).unwrap();
         let tp = unweight::codec::compress(&w, &[n_out, k], o, Encoding::Palette).unwrap();
         assert!(th.escape_count() > 0, "{label}: escapes present");
+        // The SS form too (no re-layout): the same bytes as the host's tiled upload.
+        let tiled = DeviceWeights::palette_with(&h.dev, &label, &tp, BlockLayout::Tiled).unwrap();
+        let huff = DeviceWeights::huffman(&h.dev, &label, &th).unwrap();
+        let tiled_b = transcode_to_palette_with(huff, &th.palette, BlockLayout::Tiled).unwrap();
+        failures.extend(same_buffers(&format!("{label} tiled"), &tiled, &tiled_b));
+        drop((tiled, tiled_b));
         let a = DeviceWeights::palette(&h.dev, &label, &tp).unwrap();
         let huff = DeviceWeights::huffman(&h.dev, &label, &th).unwrap();
         let b = transcode_to_palette(huff, &th.palette).unwrap();
-        let (Resident::Palette(pa), Resident::Palette(pb)) = (&a.resident, &b.resident) else {
-            panic!("{label}: both must be palette-resident");
-        };
-        assert_eq!(
-            (pa.layout, pb.layout),
-            (BlockLayout::Fragments, BlockLayout::Fragments)
+        failures.extend(same_buffers(&label, &a, &b));
+        assert!(
+            matches!(&b.resident, Resident::Palette(p) if p.layout == BlockLayout::Fragments),
+            "{label}: the transcode ends in fragment layout"
         );
-        assert_eq!(a.geometry, b.geometry, "{label}");
-        assert_eq!(a.resident_bytes(), b.resident_bytes(), "{label}");
-        for (what, x, y) in [
-            ("sm bytes", &pa.rmm.sm_tiles, &pb.rmm.sm_tiles),
-            ("nibbles", &pa.nibble_tiles, &pb.nibble_tiles),
-            ("tile_esc", &pa.rmm.tile_esc, &pb.rmm.tile_esc),
-            ("esc_exp", &pa.rmm.esc_exp, &pb.rmm.esc_exp),
-            ("palette", &pa.palette, &pb.palette),
-        ] {
-            if let Some(d) = first_diff(&download(&a, x), &download(&b, y)) {
-                failures.push(format!("{label}: {what} differ: {d}"));
-            }
-        }
         let (la, lb) = (Linear::new(a).unwrap(), Linear::new(b).unwrap());
         let raw =
             Linear::new(DeviceWeights::raw_twin(&h.dev, &label, &w, n_out, k, o).unwrap()).unwrap();
@@ -251,8 +270,9 @@ fn gpu_mlp_transcode_equals_the_palette_upload() {
                 la.plan(ExecPipeline::DirectPalette, m).unwrap(),
                 lb.plan(ExecPipeline::DirectPalette, m).unwrap(),
             );
-            let rs = |p: &unweight::gpu::plan::Plan| matches!(p.rmm.map(|e| e.variant), Some(Variant::Rmm(v)) if v.a_src == ASource::Regs);
-            assert!(rs(&plan_b), "{label} m={m}: {}", plan_b.variant_name());
+            let rs = matches!(plan_b.rmm.map(|e| e.variant),
+                Some(Variant::Rmm(v)) if v.a_src == ASource::Regs);
+            assert!(rs, "{label} m={m}: {}", plan_b.variant_name());
             assert_eq!(
                 plan_a.variant_name(),
                 plan_b.variant_name(),
