@@ -5563,4 +5563,34 @@ pub static VARIANTS: &[RegistryEntry] = &[
         source_hash: 0x129b5ba2b13f41bd,
         source: include_str!("act_gelu.cu"),
     },
+    RegistryEntry {
+        variant: Variant::Relayout(RelayoutVariant {
+            elem: RelayoutElem::Nibble,
+        }),
+        name: "relayout_nibble",
+        block: [256, 1, 1],
+        grid: GridRule::PerBlock {
+            threads: 256,
+            bytes_per_block: 4096,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x4101b41587bb7d69,
+        source: include_str!("relayout_nibble.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Relayout(RelayoutVariant {
+            elem: RelayoutElem::Byte,
+        }),
+        name: "relayout_byte",
+        block: [256, 1, 1],
+        grid: GridRule::PerBlock {
+            threads: 256,
+            bytes_per_block: 8192,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x27b22bb47097a274,
+        source: include_str!("relayout_byte.cu"),
+    },
 ];

@@ -5,7 +5,9 @@ use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
 use crate::render::Generated;
-use crate::variant::{ASource, ActOp, GridRule, HuffOutput, HuffRefill, Operand, Variant};
+use crate::variant::{
+    ASource, ActOp, GridRule, HuffOutput, HuffRefill, Operand, RelayoutElem, Variant,
+};
 
 /// The registry source. The includer brings `unweight_codegen::variant::*` into scope, and each
 /// `include_str!` resolves next to registry.rs in generated/.
@@ -47,6 +49,13 @@ fn entry(g: &Generated) -> TokenStream {
         } => {
             let (t, e) = (lit(threads), lit(elems_per_thread));
             quote! { GridRule::Elementwise { threads: #t, elems_per_thread: #e } }
+        }
+        GridRule::PerBlock {
+            threads,
+            bytes_per_block,
+        } => {
+            let (t, b) = (lit(threads), lit(bytes_per_block));
+            quote! { GridRule::PerBlock { threads: #t, bytes_per_block: #b } }
         }
     };
     let smem = lit(g.budget.dynamic_smem());
@@ -115,6 +124,13 @@ fn variant_tokens(v: &Variant) -> TokenStream {
                 ActOp::Gelu => quote! { ActOp::Gelu },
             };
             quote! { Variant::Act(ActVariant { op: #op }) }
+        }
+        Variant::Relayout(r) => {
+            let elem = match r.elem {
+                RelayoutElem::Nibble => quote! { RelayoutElem::Nibble },
+                RelayoutElem::Byte => quote! { RelayoutElem::Byte },
+            };
+            quote! { Variant::Relayout(RelayoutVariant { elem: #elem }) }
         }
     }
 }

@@ -193,6 +193,7 @@ fn header(v: &Variant, template: &str) -> String {
         ),
         Variant::Huff(x) => writeln!(h, "// Variant {v}: output = {}.", x.output.as_str()),
         Variant::Act(x) => writeln!(h, "// Variant {v}: op = {}.", x.op.as_str()),
+        Variant::Relayout(x) => writeln!(h, "// Variant {v}: elem = {}.", x.elem.as_str()),
     }
     .expect("write to String");
     h

@@ -11,8 +11,8 @@ use crate::abi::{
     self, huff_err, BITS_TAIL, BK, BM, ESC_RECORD_BYTES, GROUP, MAX_CODE_LEN, SMEM_LIMIT,
 };
 use crate::variant::{
-    ASource, ActOp, ActVariant, GridRule, HuffOutput, HuffRefill, HuffVariant, Operand, RmmVariant,
-    Variant,
+    ASource, ActOp, ActVariant, GridRule, HuffOutput, HuffRefill, HuffVariant, Operand,
+    RelayoutElem, RelayoutVariant, RmmVariant, Variant,
 };
 /// Shared memory per SM (228 KB); two co-resident CTAs also pay 1 KB of reserved smem each.
 pub const SMEM_PER_SM: u32 = 233_472;
@@ -45,7 +45,8 @@ pub const RS_PAIR_STAGES: [u32; 2] = [4, 6];
 
 /// Every combination of the axes, in the one variant order used everywhere (registry, manifest,
 /// snapshots): SS rmm by pipeline, transpose, tile width, stages; the same for RS rmm over its
-/// own tile widths and depths, at one CTA per SM and then at two; then the Huffman kernels, then the activations. Includes
+/// own tile widths and depths, at one CTA per SM and then at two; then the Huffman kernels, then the activations, then
+/// the re-layouts. Includes
 /// combinations that [`check`] prunes.
 pub fn variants() -> impl Iterator<Item = Variant> {
     let rmm = |a_src: ASource, tiles: &'static [u32], stages: &'static [u32], ctas_per_sm: u32| {
@@ -77,7 +78,10 @@ pub fn variants() -> impl Iterator<Item = Variant> {
     let act = ActOp::ALL
         .into_iter()
         .map(|op| Variant::Act(ActVariant { op }));
-    rmm.chain(huff).chain(act)
+    let relayout = RelayoutElem::ALL
+        .into_iter()
+        .map(|elem| Variant::Relayout(RelayoutVariant { elem }));
+    rmm.chain(huff).chain(act).chain(relayout)
 }
 
 /// The variants that pass [`check`], with their budgets, in variant order.
@@ -100,6 +104,7 @@ pub enum Budget {
     Rmm(RmmBudget),
     Huff(HuffBudget),
     Act(ActBudget),
+    Relayout(RelayoutBudget),
 }
 
 /// Why a combination is not generated.
@@ -146,6 +151,7 @@ pub fn check(v: &Variant) -> Result<Budget, Pruned> {
         Variant::Rmm(r) => RmmBudget::new(r).map(Budget::Rmm),
         Variant::Huff(h) => Ok(Budget::Huff(HuffBudget::new(h))),
         Variant::Act(a) => Ok(Budget::Act(ActBudget::new(a))),
+        Variant::Relayout(r) => Ok(Budget::Relayout(RelayoutBudget::new(r))),
     }
 }
 
@@ -782,6 +788,60 @@ impl ActBudget {
     }
 }
 
+/// Launch geometry of one re-layout kernel (the Tera context of templates/relayout.cu.tera): one
+/// block of [`abi::FRAG_THREADS`] threads per fragment block, the tiled block staged in static
+/// shared memory, each thread writing its own 16-byte vectors (so consecutive threads write
+/// consecutive vectors: coalesced stores).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayoutBudget {
+    pub variant: RelayoutVariant,
+    pub threads: u32,
+    /// Bytes of one block of the component (tiled and fragment blocks are the same size).
+    pub block_bytes: u32,
+    /// Fragment vectors each thread writes per block (`block_bytes / 16 / threads`).
+    pub vectors: u32,
+    /// Elements per vector.
+    pub elems_per_vector: u32,
+}
+
+impl RelayoutBudget {
+    pub fn new(v: &RelayoutVariant) -> RelayoutBudget {
+        let threads = abi::FRAG_THREADS;
+        let block_bytes = match v.elem {
+            RelayoutElem::Nibble => abi::NIBBLE_TILE_BYTES,
+            RelayoutElem::Byte => abi::SM_TILE_BYTES,
+        };
+        RelayoutBudget {
+            variant: *v,
+            threads,
+            block_bytes,
+            vectors: block_bytes / abi::FRAG_VECTOR_BYTES / threads,
+            elems_per_vector: abi::FRAG_VECTOR_BYTES * 8 / v.elem.bits(),
+        }
+    }
+
+    /// Every context key of templates/relayout.cu.tera, in a fixed order.
+    pub fn constants(&self) -> Vec<(&'static str, Value)> {
+        let v = &self.variant;
+        let int = |x: u32| Value::Int(x as u64);
+        vec![
+            ("name", Value::Str(Variant::Relayout(*v).to_string())),
+            ("elem", Value::Str(v.elem.as_str().to_string())),
+            ("is_nibble", Value::Bool(v.elem == RelayoutElem::Nibble)),
+            ("elem_bits", int(v.elem.bits())),
+            ("threads", int(self.threads)),
+            ("block_bytes", int(self.block_bytes)),
+            ("vectors", int(self.vectors)),
+            ("elems_per_vector", int(self.elems_per_vector)),
+            ("bm", int(BM)),
+            ("bk", int(BK)),
+            ("frag_threads", int(abi::FRAG_THREADS)),
+            ("frag_elems", int(abi::FRAG_ELEMS)),
+            ("frag_vector_bytes", int(abi::FRAG_VECTOR_BYTES)),
+        ]
+    }
+}
+
 impl Budget {
     /// The template context: every key, every time.
     pub fn constants(&self) -> Vec<(&'static str, Value)> {
@@ -789,6 +849,7 @@ impl Budget {
             Budget::Rmm(l) => l.constants(),
             Budget::Huff(l) => l.constants(),
             Budget::Act(l) => l.constants(),
+            Budget::Relayout(l) => l.constants(),
         }
     }
 
@@ -798,6 +859,7 @@ impl Budget {
             Budget::Rmm(_) => "rmm.cu.tera",
             Budget::Huff(_) => "huff.cu.tera",
             Budget::Act(_) => "act.cu.tera",
+            Budget::Relayout(_) => "relayout.cu.tera",
         }
     }
 
@@ -806,6 +868,7 @@ impl Budget {
             Budget::Rmm(l) => [l.threads, 1, 1],
             Budget::Huff(l) => [l.threads, 1, 1],
             Budget::Act(l) => [l.threads, 1, 1],
+            Budget::Relayout(l) => [l.threads, 1, 1],
         }
     }
 
@@ -822,15 +885,19 @@ impl Budget {
                 threads: l.threads,
                 elems_per_thread: l.vec,
             },
+            Budget::Relayout(l) => GridRule::PerBlock {
+                threads: l.threads,
+                bytes_per_block: l.block_bytes,
+            },
         }
     }
 
-    /// Dynamic shared memory to request at launch (the Huffman kernels use static smem only,
-    /// the activations none).
+    /// Dynamic shared memory to request at launch (the Huffman and re-layout kernels use static
+    /// smem only, the activations none).
     pub fn dynamic_smem(&self) -> u32 {
         match self {
             Budget::Rmm(l) => l.dynamic_smem,
-            Budget::Huff(_) | Budget::Act(_) => 0,
+            Budget::Huff(_) | Budget::Act(_) | Budget::Relayout(_) => 0,
         }
     }
 
@@ -849,6 +916,7 @@ impl Budget {
             Budget::Rmm(l) => l.dynamic_smem,
             Budget::Huff(l) => l.smem_bytes,
             Budget::Act(_) => 0,
+            Budget::Relayout(l) => l.block_bytes,
         }
     }
 }
@@ -882,7 +950,7 @@ impl VariantSet {
         match self {
             VariantSet::All => true,
             VariantSet::Smoke => match v {
-                Variant::Huff(_) | Variant::Act(_) => true,
+                Variant::Huff(_) | Variant::Act(_) | Variant::Relayout(_) => true,
                 Variant::Rmm(r) => match r.a_src {
                     ASource::Smem => matches!((r.tile_n, r.stages), (64, 4) | (8, 2) | (256, 2)),
                     ASource::Regs => matches!((r.tile_n, r.stages), (8, 8) | (64, 4)),

@@ -92,11 +92,28 @@ pub struct ActVariant {
     pub op: ActOp,
 }
 
+/// Element width of a weight component the re-layout kernels move (the family's one axis).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RelayoutElem {
+    /// Palette indices, two per byte (low nibble first).
+    Nibble,
+    /// Sign-mantissa bytes.
+    Byte,
+}
+
+/// The rmm's tiled blocks of one component → its fragment blocks (docs/CONTRACT.md, "Fragment
+/// layout"), on the GPU at load: what turns a Huffman → palette transcode into RS-rmm input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RelayoutVariant {
+    pub elem: RelayoutElem,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Variant {
     Rmm(RmmVariant),
     Huff(HuffVariant),
     Act(ActVariant),
+    Relayout(RelayoutVariant),
 }
 
 impl Operand {
@@ -170,6 +187,23 @@ impl ActOp {
     }
 }
 
+impl RelayoutElem {
+    pub const ALL: [RelayoutElem; 2] = [RelayoutElem::Nibble, RelayoutElem::Byte];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayoutElem::Nibble => "nibble",
+            RelayoutElem::Byte => "byte",
+        }
+    }
+    /// Bits per element.
+    pub fn bits(self) -> u32 {
+        match self {
+            RelayoutElem::Nibble => 4,
+            RelayoutElem::Byte => 8,
+        }
+    }
+}
+
 impl fmt::Display for Variant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -192,6 +226,7 @@ impl fmt::Display for Variant {
             ),
             Variant::Huff(v) => write!(f, "huff_{}_{}", v.output.as_str(), v.refill.as_str()),
             Variant::Act(v) => write!(f, "act_{}", v.op.as_str()),
+            Variant::Relayout(v) => write!(f, "relayout_{}", v.elem.as_str()),
         }
     }
 }
@@ -211,6 +246,12 @@ impl fmt::Display for HuffVariant {
 impl fmt::Display for ActVariant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         Variant::Act(*self).fmt(f)
+    }
+}
+
+impl fmt::Display for RelayoutVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Variant::Relayout(*self).fmt(f)
     }
 }
 
@@ -240,6 +281,13 @@ impl FromStr for Variant {
         }
         let parts: Vec<&str> = s.split('_').collect();
         match parts.as_slice() {
+            ["relayout", elem] => {
+                let elem = RelayoutElem::ALL
+                    .into_iter()
+                    .find(|e| e.as_str() == *elem)
+                    .ok_or_else(err)?;
+                Ok(Variant::Relayout(RelayoutVariant { elem }))
+            }
             ["huff", out, refill] => {
                 let output = HuffOutput::ALL
                     .into_iter()
@@ -311,6 +359,10 @@ pub enum GridRule {
     /// `threads`, each thread taking `elems_per_thread` consecutive values (a grid-stride loop, so
     /// any grid of >= 1 blocks covers all `n`).
     Elementwise { threads: u32, elems_per_thread: u32 },
+    /// One block of `threads` per `bytes_per_block` bytes of output (the re-layout kernels: one
+    /// fragment block each), `ceil(bytes / bytes_per_block)` blocks; a block-stride loop, so any
+    /// grid of >= 1 blocks covers every block.
+    PerBlock { threads: u32, bytes_per_block: u32 },
 }
 
 /// One generated kernel, as `generated/registry.rs` lists it.

@@ -71,6 +71,13 @@ fn space_covers_the_acceptance_grid() {
         kept.iter().filter(|v| matches!(v, Variant::Act(_))).count(),
         2
     );
+    assert_eq!(
+        kept.iter()
+            .filter(|v| matches!(v, Variant::Relayout(_)))
+            .count(),
+        2,
+        "a re-layout per element width (nibble, byte)"
+    );
     // Nothing vanishes silently: every combination is either kept or pruned with a reason.
     assert_eq!(
         space::kept().len() + space::pruned().len(),
@@ -94,6 +101,8 @@ fn smoke_set_touches_every_branch() {
         "huff_bf16_vec4",
         "act_silu_mul",
         "act_gelu",
+        "relayout_nibble",
+        "relayout_byte",
     ] {
         assert!(names.contains(n), "smoke lacks {n}: {names:?}");
     }
@@ -246,6 +255,7 @@ fn registry_parses_back_and_matches_the_space() {
             }
             Variant::Huff(_) => assert!(e.grid.contains("HuffChunks"), "{}", e.grid),
             Variant::Act(_) => assert!(e.grid.contains("Elementwise"), "{}", e.grid),
+            Variant::Relayout(_) => assert!(e.grid.contains("PerBlock"), "{}", e.grid),
         }
     }
 }

@@ -13,8 +13,9 @@ use unweight_codegen::generate::{render_set, variant_table};
 use unweight_codegen::space::{self, Value, VariantSet};
 
 /// Representative full sources: rmm in both orientations and both A sources, the Huffman family
-/// (each refill), and both activations (their math differs entirely).
-const SOURCES: [&str; 9] = [
+/// (each refill), both activations (their math differs entirely) and both re-layouts (nibble
+/// and byte element reads differ).
+const SOURCES: [&str; 11] = [
     "rmm_palette_n64_s4_nt",
     "rmm_palette_n64_s4_t",
     "rmm_palette_rs_n8_s8_nt",
@@ -24,6 +25,8 @@ const SOURCES: [&str; 9] = [
     "huff_palette_sub256",
     "act_silu_mul",
     "act_gelu",
+    "relayout_nibble",
+    "relayout_byte",
 ];
 const TABLE: &str = "variant_table";
 const SNAPSHOT_DIR: &str = "snapshots/codegen";

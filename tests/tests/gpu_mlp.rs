@@ -6,23 +6,31 @@
 //! `unweight::gpu::harness::stack_error` says why), equal their layers run one by one, and
 //! replay from a CUDA graph exactly; on MiniLM's real MLP weights and on a
 //! synthetic Llama-3.1-8B stack (4 of its 32 layers here; `unweight bench-mlp` runs all 32);
-//! loading from Huffman and palette bundles, under a budget; a small stack for memcheck
+//! loading from Huffman and palette bundles, under a budget; an easy layer transcoded from Huffman
+//! on the GPU holds exactly the device buffers of the same tensor uploaded from a palette bundle
+//! (fragment layout, RS rmm) and computes the same y; a small stack for memcheck
 //! (`gpu_mlp_sanitizer_small`, run alone by scripts/gpu-run.sh's sanitizer step).
 
 use std::path::PathBuf;
 
 use unweight::bundle::{compress_file, CompressOptions, Selection};
-use unweight::codec::Encoding;
-use unweight::gpu::harness::check::first_diff;
+use unweight::codec::{Encoding, Orientation};
+use unweight::gpu::harness::check::{first_diff, twin_plan};
 use unweight::gpu::harness::mlp::{
     chain, check_activations, check_stack, compress, cublas_failures, cublas_plan, minilm,
     raw_stack, run, synth_swiglu,
 };
-use unweight::gpu::harness::synth;
+use unweight::gpu::harness::synth::{self, WeightSpec};
+use unweight::gpu::layout::BlockLayout;
+use unweight::gpu::linear::Linear;
 use unweight::gpu::mlp::budget::{self, LayerKind};
-use unweight::gpu::mlp::load::{layer_bytes, load_stack, Naming, Residencies};
+use unweight::gpu::mlp::load::{
+    layer_bytes, load_stack, transcode_to_palette, transcode_to_palette_with, Naming, Residencies,
+};
 use unweight::gpu::mlp::PlanOptions;
-use unweight_codegen::variant::ActOp;
+use unweight::gpu::plan::ExecPipeline;
+use unweight::gpu::weights::{DevBuf, DeviceWeights, Resident};
+use unweight_codegen::variant::{ASource, ActOp, Variant};
 use unweight_tests::{assert_no_failures, gpu_session};
 
 use LayerKind::{Easy as E, Hard as H};
@@ -175,6 +183,116 @@ fn gpu_mlp_minilm_bundles_load_both_encodings() {
             )
             .unwrap(),
         );
+    }
+    assert_no_failures(&failures);
+}
+
+/// The first `len` bytes of a device buffer (the allocation of an empty table is padded).
+fn download(w: &DeviceWeights, b: &DevBuf<u8>) -> Vec<u8> {
+    let mut v = w.device().stream.clone_dtoh(b.slice()).unwrap();
+    v.truncate(b.len);
+    v
+}
+
+/// Where two palette-resident uploads of one tensor differ: block layout, geometry, bytes of
+/// every device buffer.
+fn same_buffers(label: &str, a: &DeviceWeights, b: &DeviceWeights) -> Vec<String> {
+    let (Resident::Palette(pa), Resident::Palette(pb)) = (&a.resident, &b.resident) else {
+        return vec![format!("{label}: both must be palette-resident")];
+    };
+    let mut failures = Vec::new();
+    if pa.layout != pb.layout || a.geometry != b.geometry {
+        failures.push(format!(
+            "{label}: layout {} vs {}, geometry {:?} vs {:?}",
+            pa.layout, pb.layout, a.geometry, b.geometry
+        ));
+    }
+    for (what, x, y) in [
+        ("sm bytes", &pa.rmm.sm_tiles, &pb.rmm.sm_tiles),
+        ("nibbles", &pa.nibble_tiles, &pb.nibble_tiles),
+        ("tile_esc", &pa.rmm.tile_esc, &pb.rmm.tile_esc),
+        ("esc_exp", &pa.rmm.esc_exp, &pb.rmm.esc_exp),
+        ("palette", &pa.palette, &pb.palette),
+    ] {
+        if let Some(d) = first_diff(&download(a, x), &download(b, y)) {
+            failures.push(format!("{label}: {what} differ: {d}"));
+        }
+    }
+    failures
+}
+
+/// Issue 12's load path: the same tensor (a) uploaded from a palette bundle
+/// (`DeviceWeights::palette`, fragment blocks built on the host) and (b) uploaded Huffman and
+/// transcoded on the GPU (`huff_palette`, then `relayout_*`) holds the same device bytes in every
+/// buffer, plans the RS rmm, and gives bit-identical y at M = 1 and 16, equal to the raw RS twin's.
+/// Transcoded into the tiled layout (`transcode_to_palette_with`), it equals the host's tiled upload.
+#[test]
+#[ignore = "needs an sm_90 GPU"]
+fn gpu_mlp_transcode_equals_the_palette_upload() {
+    let (h, mut rng) = gpu_session();
+    let mut failures = Vec::new();
+    for (n_out, k, o) in [
+        (256, 192, Orientation::Standard),
+        (256, 192, Orientation::Transposed),
+        (384, 1536, Orientation::Transposed),
+        (14336, 4096, Orientation::Standard),
+        (4096, 14336, Orientation::Transposed),
+    ] {
+        let label = format!("{n_out}x{k} {o}");
+        let spec = WeightSpec {
+            escape_groups: 0.02,
+            specials: false,
+        };
+        let w = synth::weights(&mut rng, n_out, k, spec);
+        let th = unweight::codec::compress(&w, &[n_out, k], o, Encoding::Huffman).unwrap();
+        let tp = unweight::codec::compress(&w, &[n_out, k], o, Encoding::Palette).unwrap();
+        assert!(th.escape_count() > 0, "{label}: escapes present");
+        // The SS form too (no re-layout): the same bytes as the host's tiled upload.
+        let tiled = DeviceWeights::palette_with(&h.dev, &label, &tp, BlockLayout::Tiled).unwrap();
+        let huff = DeviceWeights::huffman(&h.dev, &label, &th).unwrap();
+        let tiled_b = transcode_to_palette_with(huff, &th.palette, BlockLayout::Tiled).unwrap();
+        failures.extend(same_buffers(&format!("{label} tiled"), &tiled, &tiled_b));
+        drop((tiled, tiled_b));
+        let a = DeviceWeights::palette(&h.dev, &label, &tp).unwrap();
+        let huff = DeviceWeights::huffman(&h.dev, &label, &th).unwrap();
+        let b = transcode_to_palette(huff, &th.palette).unwrap();
+        failures.extend(same_buffers(&label, &a, &b));
+        assert!(
+            matches!(&b.resident, Resident::Palette(p) if p.layout == BlockLayout::Fragments),
+            "{label}: the transcode ends in fragment layout"
+        );
+        let (la, lb) = (Linear::new(a).unwrap(), Linear::new(b).unwrap());
+        let raw =
+            Linear::new(DeviceWeights::raw_twin(&h.dev, &label, &w, n_out, k, o).unwrap()).unwrap();
+        for m in [1, 16] {
+            let x = synth::activations(&mut rng, m, k);
+            let (plan_a, plan_b) = (
+                la.plan(ExecPipeline::DirectPalette, m).unwrap(),
+                lb.plan(ExecPipeline::DirectPalette, m).unwrap(),
+            );
+            let rs = matches!(plan_b.rmm.map(|e| e.variant),
+                Some(Variant::Rmm(v)) if v.a_src == ASource::Regs);
+            assert!(rs, "{label} m={m}: {}", plan_b.variant_name());
+            assert_eq!(
+                plan_a.variant_name(),
+                plan_b.variant_name(),
+                "{label} m={m}"
+            );
+            assert_eq!(plan_a.ctas, plan_b.ctas, "{label} m={m}");
+            let ya = h.run(&la, &plan_a, &x).unwrap();
+            let yb = h.run(&lb, &plan_b, &x).unwrap();
+            if let Some(d) = first_diff(&ya, &yb) {
+                failures.push(format!("{label} m={m}: transcoded vs palette upload: {d}"));
+            }
+            let tp = twin_plan(&raw, &plan_b).unwrap().expect("a raw RS twin");
+            let yr = h.run(&raw, &tp, &x).unwrap();
+            if let Some(d) = first_diff(&yb, &yr) {
+                failures.push(format!(
+                    "{label} m={m}: transcoded vs raw twin {}: {d}",
+                    tp.variant_name()
+                ));
+            }
+        }
     }
     assert_no_failures(&failures);
 }

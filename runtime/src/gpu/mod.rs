@@ -25,6 +25,7 @@ pub mod layout;
 pub mod linear;
 pub mod mlp;
 pub mod plan;
+pub mod relayout;
 pub mod scheduler;
 pub mod tuner;
 pub mod weights;

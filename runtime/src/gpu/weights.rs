@@ -15,7 +15,8 @@ use crate::gpu::layout::{
     raw_fragments, BlockLayout, Geometry, HuffmanImage, LayoutError, PaletteImage, Residency,
     RmmTables,
 };
-use unweight_codegen::variant::ASource;
+use crate::gpu::relayout;
+use unweight_codegen::variant::{ASource, RelayoutElem};
 
 /// A device buffer and its address, taken once at upload (weights never move).
 pub struct DevBuf<T> {
@@ -180,9 +181,7 @@ impl Resident {
     /// fragment-layout palette weights the RS form, raw weights uploaded with fragments both.
     pub fn feeds(&self, a_src: ASource) -> bool {
         match (self, a_src) {
-            (Resident::Palette(p), _) => {
-                (p.layout == BlockLayout::Fragments) == (a_src == ASource::Regs)
-            }
+            (Resident::Palette(p), _) => p.layout.a_src() == a_src,
             (Resident::Raw(r), ASource::Regs) => r.frags.is_some(),
             (Resident::Raw(_), ASource::Smem) => true,
             (Resident::Huffman(_), a) => a == ASource::Smem,
@@ -192,7 +191,7 @@ impl Resident {
     /// The form of the rmm a default plan launches for these buffers.
     pub fn default_a_src(&self) -> ASource {
         match self {
-            Resident::Palette(p) if p.layout == BlockLayout::Fragments => ASource::Regs,
+            Resident::Palette(p) => p.layout.a_src(),
             _ => ASource::Smem,
         }
     }
@@ -401,15 +400,19 @@ impl DeviceWeights {
         })
     }
 
-    /// Makes a Huffman-resident weight palette-resident, keeping its tiled sm and escape tables
-    /// (both residencies share them) and taking `nibble_tiles`, the tiled palette indices its
-    /// `huff_palette` decode wrote (`len` bytes), in place of the Huffman stream, which is freed.
+    /// Makes a Huffman-resident weight palette-resident in `layout`, keeping its escape tables
+    /// (both residencies and both block layouts share them) and its sm bytes, and taking
+    /// `nibble_tiles`, the tiled palette indices its `huff_palette` decode wrote (`len` bytes), in
+    /// place of the Huffman stream, which is freed. [`BlockLayout::Fragments`] (the RS rmm's)
+    /// re-lays nibbles and sm bytes on the GPU ([`relayout::to_fragments`]) and frees the tiled
+    /// copies: the buffers then equal [`palette`](Self::palette)'s upload byte for byte.
     /// The caller has checked the decode's error word; `palette` is the tensor's palette.
     pub fn into_palette(
         mut self,
         nibble_tiles: CudaSlice<u8>,
         len: usize,
         palette: &[u8; 16],
+        layout: BlockLayout,
     ) -> Result<Self, GpuError> {
         let name = self.name.clone();
         let Resident::Huffman(h) = &mut self.resident else {
@@ -420,25 +423,58 @@ impl DeviceWeights {
                 tensor: name,
             });
         };
-        let rmm = h
+        let mut rmm = h
             .rmm
             .take()
             .ok_or_else(|| weights_error(&name, LayoutError::NoRmmTables))?;
-        let s = &self.dev.stream;
+        let dev = self.dev.clone();
+        let s = &dev.stream;
+        let nibbles = match layout {
+            BlockLayout::Tiled => nibble_tiles,
+            BlockLayout::Fragments => {
+                let g = &self.geometry;
+                let sm_len = rmm.sm_tiles.len;
+                let sm = relayout::to_fragments(
+                    &dev,
+                    &name,
+                    g,
+                    RelayoutElem::Byte,
+                    &rmm.sm_tiles.slice,
+                    sm_len,
+                )?;
+                let nib = relayout::to_fragments(
+                    &dev,
+                    &name,
+                    g,
+                    RelayoutElem::Nibble,
+                    &nibble_tiles,
+                    len,
+                )?;
+                // The tiled copies are freed once the re-layouts that read them have run.
+                s.synchronize()
+                    .ctx(|| format!("re-laying out the blocks of {name}"))?;
+                let ptr = sm.device_ptr(s).0;
+                rmm.sm_tiles = DevBuf {
+                    slice: sm,
+                    ptr,
+                    len: sm_len,
+                };
+                nib
+            }
+        };
         // Queued decodes still read the Huffman buffers dropped below.
         s.synchronize()
             .ctx(|| format!("finishing the transcode of {name}"))?;
-        let ptr = nibble_tiles.device_ptr(s).0;
+        let ptr = nibbles.device_ptr(s).0;
         self.resident = Resident::Palette(Box::new(PaletteDev {
             rmm,
             nibble_tiles: DevBuf {
-                slice: nibble_tiles,
+                slice: nibbles,
                 ptr,
                 len,
             },
             palette: upload(s, palette, "palette")?,
-            // The Huffman → palette kernel writes the SS rmm's tiled blocks.
-            layout: BlockLayout::Tiled,
+            layout,
         }));
         s.synchronize().ctx(|| format!("uploading {name}"))?;
         Ok(self)

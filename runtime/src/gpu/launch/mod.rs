@@ -100,6 +100,26 @@ pub fn act_grid(entry: &RegistryEntry, n: u64) -> Result<(u32, u32, u32), GpuErr
     Ok((blocks, 1, 1))
 }
 
+/// Grid of a re-layout over `bytes` bytes of blocks: one block per `bytes_per_block` (the
+/// kernels loop over the rest, so a smaller grid is also correct). `bytes` must be a positive
+/// multiple of the block.
+pub fn relayout_grid(entry: &RegistryEntry, bytes: u64) -> Result<(u32, u32, u32), GpuError> {
+    let GridRule::PerBlock {
+        bytes_per_block, ..
+    } = entry.grid
+    else {
+        return Err(shape_err(entry, "not a re-layout kernel".into()));
+    };
+    let per = bytes_per_block as u64;
+    if bytes == 0 || per == 0 || bytes % per != 0 {
+        return Err(shape_err(
+            entry,
+            format!("{bytes} bytes are not whole blocks of {bytes_per_block}"),
+        ));
+    }
+    Ok(((bytes / per).min(i32::MAX as u64) as u32, 1, 1))
+}
+
 fn config(entry: &RegistryEntry, grid: (u32, u32, u32)) -> LaunchConfig {
     LaunchConfig {
         grid_dim: grid,
@@ -251,6 +271,46 @@ pub unsafe fn act(stream: &CudaStream, kernel: &Kernel, a: &ActArgs) -> Result<(
     Ok(())
 }
 
+/// Arguments of `relayout_*` in ABI order: `bytes` of tiled blocks at `tiled` re-laid into
+/// fragment blocks at `frags`.
+pub struct RelayoutArgs {
+    pub tiled: u64,
+    pub frags: u64,
+    /// Bytes of each buffer (whole blocks).
+    pub bytes: u64,
+    /// The weight's encoded orientation: Wᵀ when true.
+    pub transposed: bool,
+}
+
+/// # Safety
+/// `tiled` and `frags` must be live, non-overlapping device buffers of `bytes` bytes each.
+pub unsafe fn relayout(
+    stream: &CudaStream,
+    kernel: &Kernel,
+    a: &RelayoutArgs,
+) -> Result<(), GpuError> {
+    let grid = relayout_grid(kernel.entry, a.bytes)?;
+    if a.tiled % 16 != 0 || a.frags % 16 != 0 {
+        return Err(shape_err(
+            kernel.entry,
+            "buffers must be 16-byte aligned".into(),
+        ));
+    }
+    let (lo, hi) = (a.tiled.min(a.frags), a.tiled.max(a.frags));
+    if lo + a.bytes > hi {
+        return Err(shape_err(kernel.entry, "the buffers overlap".into()));
+    }
+    let blocks = grid.0 as u64;
+    let transposed = u32::from(a.transposed);
+    let mut b = stream.launch_builder(&kernel.function);
+    b.arg(&a.tiled).arg(&a.frags).arg(&blocks).arg(&transposed);
+    // SAFETY: argument order and types follow the re-layout ABI; the caller vouches for the
+    // buffers.
+    unsafe { b.launch(config(kernel.entry, grid)) }
+        .ctx(|| format!("launching {}", kernel.entry.name))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +383,31 @@ mod tests {
         assert_eq!(act_grid(&e, 1024 * 14336).unwrap(), (7168, 1, 1));
         assert!(act_grid(&e, 0).is_err());
         assert!(huff_grid(&e, 10, 0).is_err());
+    }
+
+    #[test]
+    fn relayout_grid_is_one_block_per_fragment_block() {
+        use unweight_codegen::variant::{RelayoutElem, RelayoutVariant};
+        let e = RegistryEntry {
+            variant: Variant::Relayout(RelayoutVariant {
+                elem: RelayoutElem::Nibble,
+            }),
+            name: "relayout_nibble",
+            block: [256, 1, 1],
+            grid: GridRule::PerBlock {
+                threads: 256,
+                bytes_per_block: 4096,
+            },
+            dynamic_smem: 0,
+            max_kb: None,
+            source_hash: 0,
+            source: "",
+        };
+        assert_eq!(relayout_grid(&e, 4096).unwrap(), (1, 1, 1));
+        assert_eq!(relayout_grid(&e, 14336 * 4096 / 2).unwrap(), (7168, 1, 1));
+        assert!(relayout_grid(&e, 0).is_err());
+        assert!(relayout_grid(&e, 4097).is_err());
+        assert!(act_grid(&e, 10).is_err());
     }
 
     #[test]

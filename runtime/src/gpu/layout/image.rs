@@ -2,6 +2,7 @@
 //! CPU from a codec [`CompressedTensor`] so the layout rules are unit-tested without a GPU.
 
 use unweight_codegen::abi;
+use unweight_codegen::variant::ASource;
 
 use crate::codec::{self, CompressedTensor, Encoding, Indices, Orientation, GROUP};
 
@@ -53,6 +54,22 @@ pub enum BlockLayout {
 }
 
 impl BlockLayout {
+    /// The rmm form that reads blocks in this layout: tiled the SS form, fragments the RS form.
+    pub fn a_src(self) -> ASource {
+        match self {
+            BlockLayout::Tiled => ASource::Smem,
+            BlockLayout::Fragments => ASource::Regs,
+        }
+    }
+
+    /// The layout a palette-resident weight of geometry `g` takes by default, from the host
+    /// ([`DeviceWeights::palette`](crate::gpu::weights::DeviceWeights::palette)) or from a GPU
+    /// transcode (`mlp::load::transcode_to_palette`): fragments (the RS rmm, the faster form at
+    /// decode batches) wherever the rmm takes the shape.
+    pub fn palette_default(g: &Geometry) -> Option<BlockLayout> {
+        g.rmm_ok().then_some(BlockLayout::Fragments)
+    }
+
     /// `tiled` / `fragments`, as logs spell it.
     pub fn as_str(self) -> &'static str {
         match self {

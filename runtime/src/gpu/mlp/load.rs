@@ -2,7 +2,9 @@
 //!
 //! A bundle in the distribution encoding (Huffman) loads as is for hard layers; easy layers are
 //! uploaded Huffman-resident and transcoded to palette residency on the GPU (`huff_palette` into
-//! the rmm's tiled layout, checked by the decode's error word), then the Huffman stream is freed.
+//! the rmm's tiled layout, checked by the decode's error word, then re-laid into the RS rmm's
+//! fragment blocks by `relayout_*`, sm bytes included), then the Huffman stream and the tiled
+//! copies are freed: the same buffers a palette bundle's easy layers upload.
 //! A palette-encoded bundle loads too: easy layers upload directly, hard ones are re-encoded to
 //! Huffman on the CPU first. The time of each step is reported.
 
@@ -17,11 +19,12 @@ use crate::bundle::Bundle;
 use crate::codec::{self, CompressedTensor, Encoding};
 use crate::gpu::device::GpuDevice;
 use crate::gpu::error::{DriverContext, GpuError};
+use crate::gpu::layout::{BlockLayout, LayoutError};
 use crate::gpu::linear::Linear;
 use crate::gpu::mlp::budget::{self, LayerBytes, LayerKind};
 use crate::gpu::mlp::layer::{slot_layout, Mlp};
 use crate::gpu::mlp::stack::MlpStack;
-use crate::gpu::weights::DeviceWeights;
+use crate::gpu::weights::{weights_error, DeviceWeights};
 
 /// The names of one layer's matrices in a checkpoint; `{i}` stands for the layer index.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,7 +85,8 @@ pub struct LoadReport {
     pub planned_bytes: usize,
     /// Uploading the Huffman / palette images (host work included), seconds.
     pub upload_s: f64,
-    /// The GPU Huffman → palette transcodes of the easy layers, seconds, and how many matrices.
+    /// The GPU Huffman → palette transcodes of the easy layers (decode, check, re-layout into
+    /// fragment blocks), seconds.
     pub transcode_s: f64,
     /// Matrices transcoded Huffman → palette on the GPU.
     pub transcoded: usize,
@@ -265,11 +269,33 @@ fn matrix(
     }
 }
 
-/// Huffman-resident → palette-resident on the GPU: `huff_palette` writes the tiled nibbles the
-/// direct-palette rmm reads, the error word is checked, the Huffman stream freed.
+/// Huffman-resident → palette-resident on the GPU, in the layout [`DeviceWeights::palette`] gives
+/// a palette tensor ([`BlockLayout::palette_default`]: fragments, so the default plans take the RS
+/// rmm): `huff_palette` writes the rmm's tiled nibbles, the error word is checked, the nibbles and
+/// the tiled sm bytes are re-laid into fragment blocks on the GPU, and the Huffman stream and the
+/// tiled copies are freed. The device buffers then equal `DeviceWeights::palette`'s byte for byte.
+/// A shape the rmm does not take has no palette residency (the error names the tensor).
 pub fn transcode_to_palette(
     w: DeviceWeights,
     palette: &[u8; 16],
+) -> Result<DeviceWeights, GpuError> {
+    let layout = BlockLayout::palette_default(&w.geometry).ok_or_else(|| {
+        weights_error(
+            &w.name,
+            LayoutError::PaletteShape {
+                shape: w.geometry.shape_text(),
+            },
+        )
+    })?;
+    transcode_to_palette_with(w, palette, layout)
+}
+
+/// [`transcode_to_palette`] into `layout` ([`BlockLayout::Tiled`]: the SS rmm's blocks, as
+/// `huff_palette` writes them, with no re-layout).
+pub fn transcode_to_palette_with(
+    w: DeviceWeights,
+    palette: &[u8; 16],
+    layout: BlockLayout,
 ) -> Result<DeviceWeights, GpuError> {
     let dev = w.device().clone();
     let bytes = w.geometry.scratch_bytes().2;
@@ -281,7 +307,8 @@ pub fn transcode_to_palette(
     let lin = Linear::with_own_scratch(w, &mut nibbles)?;
     lin.decode_into(&dev.stream, HuffOutput::Palette, true, &mut nibbles)?;
     lin.weights().take_decode_error(&dev.stream)?;
-    lin.into_weights().into_palette(nibbles, bytes, palette)
+    lin.into_weights()
+        .into_palette(nibbles, bytes, palette, layout)
 }
 
 /// Reads layers `0..layers` named by `naming` from the bundle at `path` and builds the stack.
@@ -328,4 +355,53 @@ pub fn load_stack(
         all.push(tensors);
     }
     build_stack(dev, naming.act, all, residencies, max_m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Orientation;
+    use crate::gpu::layout::Geometry;
+    use crate::gpu::plan::{plan_for, ExecPipeline};
+    use unweight_codegen::variant::{ASource, Variant};
+
+    /// An easy layer transcoded from Huffman takes the block layout a palette tensor uploads
+    /// with, and its default plan (`Linear::plan` asks for the layout's form) is an RS variant at
+    /// decode batches, for the Llama-3.1-8B and MiniLM shapes in the orientations the stacks use.
+    #[test]
+    fn transcoded_easy_layers_plan_the_rs_rmm() {
+        for (n_out, k, o) in [
+            (14336, 4096, Orientation::Standard),
+            (4096, 14336, Orientation::Transposed),
+            (4096, 14336, Orientation::Standard),
+            (1536, 384, Orientation::Standard),
+            (384, 1536, Orientation::Standard),
+        ] {
+            let g = Geometry::raw(n_out, k, o);
+            let layout = BlockLayout::palette_default(&g).unwrap();
+            assert_eq!(layout, BlockLayout::Fragments, "{n_out}x{k} {o}");
+            for m in [1, 16, 64] {
+                let p = plan_for(
+                    &g,
+                    ExecPipeline::DirectPalette,
+                    m,
+                    None,
+                    layout.a_src(),
+                    132,
+                )
+                .unwrap();
+                let rmm = p.rmm.expect("an rmm plan");
+                assert!(
+                    matches!(rmm.variant, Variant::Rmm(v) if v.a_src == ASource::Regs),
+                    "{n_out}x{k} {o} m={m}: {}",
+                    rmm.name
+                );
+            }
+        }
+        // No palette residency where the rmm does not take the shape (it stays Huffman).
+        assert_eq!(
+            BlockLayout::palette_default(&Geometry::raw(100, 64, Orientation::Standard)),
+            None
+        );
+    }
 }

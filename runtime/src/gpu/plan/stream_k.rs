@@ -11,7 +11,7 @@ use crate::gpu::jit::registry;
 pub fn rmm_tiles(e: &RegistryEntry, n_out: usize, m: usize) -> u32 {
     match e.variant {
         Variant::Rmm(v) => tiles_of(v.tile_n, n_out, m),
-        Variant::Huff(_) | Variant::Act(_) => 0,
+        Variant::Huff(_) | Variant::Act(_) | Variant::Relayout(_) => 0,
     }
 }
 
@@ -101,7 +101,7 @@ pub const MAX_CTAS_PER_SM: u32 = 4;
 pub fn cta_slots(e: &RegistryEntry, sm_count: u32) -> u32 {
     match e.variant {
         Variant::Rmm(v) => sm_count * v.ctas_per_sm.max(1),
-        Variant::Huff(_) | Variant::Act(_) => sm_count,
+        Variant::Huff(_) | Variant::Act(_) | Variant::Relayout(_) => sm_count,
     }
 }
 
