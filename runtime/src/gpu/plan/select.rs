@@ -2,7 +2,8 @@
 //! and the ahead-of-time compile set.
 
 use unweight_codegen::variant::{
-    ASource, HuffOutput, HuffRefill, HuffVariant, Operand, RegistryEntry, RmmVariant, Variant,
+    ASource, HuffOutput, HuffRefill, HuffVariant, Operand, RegistryEntry, RelayoutElem,
+    RelayoutVariant, RmmVariant, Variant,
 };
 
 use super::ExecPipeline;
@@ -195,6 +196,13 @@ pub fn default_set() -> Vec<&'static RegistryEntry> {
         HuffOutput::ALL
             .into_iter()
             .filter_map(|o| huff_entry(o).ok()),
+    );
+    // The re-layout an easy layer transcoded from Huffman runs at load (its load time then
+    // measures the transcode, not a compile).
+    out.extend(
+        RelayoutElem::ALL
+            .into_iter()
+            .filter_map(|elem| registry::entry(&Variant::Relayout(RelayoutVariant { elem }))),
     );
     out
 }
