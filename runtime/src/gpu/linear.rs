@@ -20,7 +20,7 @@ use crate::gpu::launch::{self, tma, HuffArgs, RmmArgs};
 use crate::gpu::layout::{Geometry, LayoutError, Residency};
 use crate::gpu::plan::{self, ExecPipeline, Plan};
 use crate::gpu::tuner::{self, Source, Table};
-use crate::gpu::weights::{weights_error, DeviceWeights, HuffmanDev, Resident};
+use crate::gpu::weights::{weights_error, DeviceWeights, HuffmanDev, RawDev, Resident};
 
 /// The scratch slot the linear API uses (the MLP scheduler alternates both).
 const SLOT: usize = 0;
@@ -255,22 +255,10 @@ impl Linear {
                 unsafe { blas.gemm_bf16(stream, &p, pre, x, y) }
             }
             (Resident::Raw(r), ExecPipeline::Raw) => {
-                let w = tma::raw_weight_map(g.transposed(), n_out, k)
-                    .encode(r.w.ptr, r.w.bytes() as u64)?;
-                // SAFETY: the map describes this weight's upload; the rest per the contract.
-                unsafe {
-                    self.rmm(
-                        stream,
-                        split,
-                        plan,
-                        x,
-                        x_bytes,
-                        y,
-                        Some(w),
-                        [0, 0],
-                        [0, 0, 0],
-                    )
-                }
+                let (map, w) = self.raw_rmm_operand(r, plan)?;
+                // SAFETY: `map` / `w` describe this weight's upload (its fragment blocks for the
+                // RS twin); the rest per the contract.
+                unsafe { self.rmm(stream, split, plan, x, x_bytes, y, map, w, [0, 0, 0]) }
             }
             (Resident::Palette(p), ExecPipeline::DirectPalette) => {
                 let t = &p.rmm;
@@ -396,6 +384,32 @@ impl Linear {
         }
     }
 
+    /// What the raw rmm reads of a raw-resident weight: the RS twin its fragment blocks by bulk
+    /// copy (no weight tensor map), the SS kernel the bf16 matrix through a TMA map. The Linear's
+    /// own forward and the stack's `matmul_raw` both go through here, so they cannot disagree.
+    fn raw_rmm_operand(
+        &self,
+        r: &RawDev,
+        plan: &Plan,
+    ) -> Result<(Option<tma::TmaDesc>, [u64; 2]), GpuError> {
+        let g = &self.weights.geometry;
+        let rs = matches!(plan.rmm.map(|e| e.variant), Some(Variant::Rmm(v)) if v.a_src == ASource::Regs);
+        match (rs, &r.frags) {
+            (true, Some(f)) => Ok((None, [f.ptr, 0])),
+            (true, None) => Err(self.plan_error(
+                plan,
+                "the RS raw rmm reads fragment blocks, which this upload lacks \
+                 (DeviceWeights::raw_with(.., BlockLayout::Fragments))"
+                    .into(),
+            )),
+            (false, _) => {
+                let w = tma::raw_weight_map(g.transposed(), g.n_out, g.k)
+                    .encode(r.w.ptr, r.w.bytes() as u64)?;
+                Ok((Some(w), [0, 0]))
+            }
+        }
+    }
+
     fn plan_error(&self, plan: &Plan, reason: String) -> GpuError {
         GpuError::PlanMismatch {
             plan: format!("{} ({})", plan.pipeline, plan.variant_name()),
@@ -483,43 +497,21 @@ impl Linear {
         let s = &*slot;
         let r = match (&self.weights.resident, plan.pipeline) {
             (Resident::Raw(r), ExecPipeline::Raw) => {
-                match (plan.rmm.map(|e| e.variant), &r.frags) {
-                    // The RS twin reads its fragment blocks by bulk copy (no weight tensor map).
-                    (Some(Variant::Rmm(v)), Some(f)) if v.a_src == ASource::Regs => {
-                        // SAFETY: `f` is this weight's live fragment upload for its geometry (checked
-                        // by `feeds` above); `x`/`y` per the contract.
-                        unsafe {
-                            self.rmm(
-                                stream,
-                                SplitBufs::of(s),
-                                plan,
-                                x,
-                                x_bytes,
-                                y,
-                                None,
-                                [f.ptr, 0],
-                                [0, 0, 0],
-                            )
-                        }
-                    }
-                    _ => {
-                        let w = tma::raw_weight_map(transpose, n_out, k)
-                            .encode(r.w.ptr, r.w.bytes() as u64)?;
-                        // SAFETY: the map describes this weight's live upload; `x`/`y` per the contract.
-                        unsafe {
-                            self.rmm(
-                                stream,
-                                SplitBufs::of(s),
-                                plan,
-                                x,
-                                x_bytes,
-                                y,
-                                Some(w),
-                                [0, 0],
-                                [0, 0, 0],
-                            )
-                        }
-                    }
+                let (map, w) = self.raw_rmm_operand(r, plan)?;
+                // SAFETY: `map` / `w` describe this weight's live upload (its fragment blocks for
+                // the RS twin, checked by `feeds` above); `x`/`y` per the contract.
+                unsafe {
+                    self.rmm(
+                        stream,
+                        SplitBufs::of(s),
+                        plan,
+                        x,
+                        x_bytes,
+                        y,
+                        map,
+                        w,
+                        [0, 0, 0],
+                    )
                 }
             }
             (Resident::Palette(p), ExecPipeline::DirectPalette) => {
