@@ -189,46 +189,51 @@ __device__ __forceinline__ u32 multi_entry(const u16* lut, u32 p) {
 }
 
 // Nibbles decoded but not yet stored: `bits` holds `nb` / 4 (< 8) symbols, element order = nibble order.
-// 32 bits suffice: a lookup's <= 16 new bits that pass the word's end come back from a funnel shift.
+// 32 bits suffice: a pair's <= 32 new bits that pass the word's end come back from a funnel shift.
 struct Pending {
   u32 bits;
-  u32 nb;                                                      // 4 x pending symbols
+  u32 nb;                                                      // 4 x pending symbols (in a group: fill % 32)
 };
 __device__ __forceinline__ u32 pend_count(const Pending& p) { return p.nb / 4; }
 __device__ __forceinline__ u32 pend_sym(const Pending& p, u32 i) { return (p.bits >> (4 * i)) & 15u; }
 
-// One lookup: up to 4 symbols; a completed word of 8 nibbles goes to `row[words++]`. Fields
-// by byte (PRMT, SHR), nibbles placed with 32-bit shifts (a 64-bit shift costs two), no branch. `live`
-// false: the group is complete, the lookup takes no bits and gives no symbols.
-__device__ __forceinline__ void decode_step(BitReader& r, const u32* multi, Pending& pend, u32* row, u32& words, bool live) {
-  const u32 looked = multi[r.hi >> (32 - MAX_CODE_LEN)];
-  const u32 e = live ? looked : 0u;
-  const u32 len = __byte_perm(e, 0, 0x4442);
+// Two lookups (up to 4 symbols each), then their symbols go into the pending word at once: at most one word
+// completes (< 8 pending + 8 new nibbles < 16) and goes to the row. `fill`: 4 x the group's symbols so far
+// (with those pending; < 256 on entry), so word fill / 32 is the next to store and fill % 32 the pending
+// bits. Fields by byte (PRMT, SHR), 32-bit shifts (a 64-bit shift costs two), no branch; the second peek
+// needs <= 24 bits of the >= 33. The second lookup counts only if the first left the group short, so what
+// stays pending came from one lookup that completed the group (valid codes, at most MULTI_SYMS - 1).
+__device__ __forceinline__ void decode_pair(BitReader& r, const u32* multi, Pending& pend, u32* row, u32& fill) {
+  const u32 e1 = multi[r.hi >> (32 - MAX_CODE_LEN)];
+  const u32 len1 = __byte_perm(e1, 0, 0x4442);
+  const u32 e2_looked = multi[__funnelshift_l(r.lo, r.hi, len1) >> (32 - MAX_CODE_LEN)];
+  const u32 n1 = e1 >> 24;                                    // <= 16
+  const u32 e2 = fill + n1 < GROUP * 4 ? e2_looked : 0u;      // entry 0: no bits, no symbols
+  const u32 len = len1 + __byte_perm(e2, 0, 0x4442);         // <= 2 * MAX_CODE_LEN < 32
   r.hi = __funnelshift_l(r.lo, r.hi, len);
   r.lo <<= len;
   r.nbits -= (int)len;
-  r.bad |= e;
-  const u32 syms = e & 0xFFFFu;
-  const u32 over = __funnelshift_l(syms, 0, pend.nb);         // the nibbles past bit 31 (0 if none)
-  pend.bits |= syms << pend.nb;
-  pend.nb += e >> 24;                                         // < 48
-  const bool full = pend.nb >= 32;
-  if (full) row[words] = pend.bits;
-  words += pend.nb >> 5;
+  r.bad |= e1 | e2;
+  const u32 nb = fill & 31, n = n1 + (e2 >> 24);
+  const u32 syms = (e1 & 0xFFFFu) | ((e2 & 0xFFFFu) << n1);
+  const u32 over = __funnelshift_l(syms, 0, nb);              // the nibbles past bit 31 (0 if none)
+  pend.bits |= syms << nb;
+  const bool full = nb + n >= 32;
+  if (full) row[fill >> 5] = pend.bits;
   pend.bits = full ? over : pend.bits;
-  pend.nb &= 31;
+  fill += n;
 }
 // ---- decode: the next group (64 symbols) of this lane's chunk -> its row of 8 nibble words in the stage.
 // Symbols decoded past the group stay pending for the next one (past the chunk's end: see chunk_errors).
-// Each step stores at most one word (7 pending + 4 new symbols < 16), so `words` stops exactly at 8. A valid
-// lookup gives >= 1 symbol and an invalid one counts 5 nibbles: every lane's loop ends.
+// A valid lookup gives >= 1 symbol and an invalid one counts 5 nibble bits: every lane's loop ends, with
+// fill in [256, 272): the group's 8 words stored, fill - 256 bits pending.
 __device__ __forceinline__ void decode_group(BitReader& r, const Stream& s, const u32* multi, Pending& pend, u32* row) {
-  u32 words = 0;
-  while (words < GROUP / 8) {
+  u32 fill = pend.nb;
+  while (fill < GROUP * 4) {
     reader_refill(r, s);                     // >= 33 bits: two lookups need no further check
-    decode_step(r, multi, pend, row, words, true);
-    decode_step(r, multi, pend, row, words, words < GROUP / 8);
+    decode_pair(r, multi, pend, row, fill);
   }
+  pend.nb = fill - GROUP * 4;
 }
 
 // ---- check: after a chunk's last group. The symbols still pending came from its last lookup (at most

@@ -5299,7 +5299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x6b3b2a89bf37ad0b,
+        source_hash: 0xad50a014d1fc0f91,
         source: include_str!("huff_bf16_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5359,7 +5359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xca8660b116769c85,
+        source_hash: 0x5af6e6f0b8b46489,
         source: include_str!("huff_exponent_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5419,7 +5419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xa8e36754768b0554,
+        source_hash: 0x73c4d5cfdd6fd5dc,
         source: include_str!("huff_palette_sub256m4.cu"),
     },
     RegistryEntry {
