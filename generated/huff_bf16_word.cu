@@ -44,7 +44,7 @@ struct alignas(64) TmaDesc { u64 opaque[16]; };  // CUtensorMap bytes; the drive
 
 // ---- constants (computed by unweight-codegen; checked again here) ----
 constexpr bool IS_BF16 = true, IS_EXPONENT = false, IS_PALETTE = false;
-constexpr bool REFILL_VEC4 = false, REFILL_SUB = false;
+constexpr bool REFILL_VEC4 = false, REFILL_SUB = false, REFILL_M4 = false;
 constexpr u32 SUB_SYMBOLS = 256, SUB_GROUPS = 4, STAGE_IN_BYTES = 0;
 constexpr u32 UNITS_PER_WARP = 1;
 constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 128;
@@ -66,7 +66,9 @@ static_assert(LUT_ENTRIES == (1u << MAX_CODE_LEN) && LUT_BYTES == 2 * LUT_ENTRIE
 static_assert(LUT_BYTES % (16 * THREADS) == 0, "the table is staged with 16-byte loads");
 static_assert(PAL2_BYTES == 256 * 2, "byte of two indices -> two exponent bytes");
 static_assert(SYMLEN_BYTES == 16 * 4, "a u32 code length per symbol");
-static_assert(MULTI_BYTES == 4 * LUT_ENTRIES && MULTI_SYMS * 4 <= 12, "multi entry: symbols in bits 0-11, length 12-15, count 16-17");
+static_assert(MULTI_BYTES == 4 * LUT_ENTRIES && (REFILL_M4 ? MULTI_SYMS == 4 : MULTI_SYMS * 4 <= 12),
+              "multi entry: symbols in bits 0-11, length 12-15, count 16-17 (sub256m4: symbols 0-15, length byte 2, 4 x count byte 3)");
+static_assert(!REFILL_M4 || REFILL_SUB, "sub256m4 stages like sub256");
 static_assert(MAX_CODE_LEN <= 15, "a code length fits the entry's 4-bit length field");
 static_assert(STAGE_STRIDE == GROUP / 8 + 1, "8 words of nibbles per group, +1 so lanes storing the same word hit distinct banks");
 static_assert(STAGE_BYTES == 32 * STAGE_STRIDE * 4 + 2 * 32 * 4, "per warp: 32 groups of nibbles, escape slots, output places");
@@ -144,9 +146,14 @@ __device__ __forceinline__ void reader_refill(BitReader& r, const Stream& s) {  
   }
 }
 __device__ __forceinline__ BitReader reader_idle() { return {0, 64, 0, 0, MAX_CODE_LEN}; }
+__device__ __forceinline__ bool reader_no_code(const BitReader& r) { return r.shortest == 0; }
 // `stream_bytes` >= 1 (checked): words are clamped to the one holding its last byte (positions stay below
 // 2^32 + a chunk's codes).
-__device__ __forceinline__ void stream_setup(u32*, u64) {}
+// sub256m4: the slot holds 0, added to the table and stage addresses: ptxas then keeps them in registers
+// instead of recomputing each from the CTA's shared window at every lookup and store (5 instructions a store).
+__device__ __forceinline__ void stream_setup(u32* slot, u64) {
+  if (REFILL_M4 && threadIdx.x == 0) *slot = 0;
+}
 __device__ __forceinline__ Stream make_stream(const u8* bits, const u32*, u64 stream_bytes) {
   const u64 last = (stream_bytes - 1) / 4;
   return {(const u32*)bits, 0, (u32)(last < 0xFFFFFFFFull ? last : 0xFFFFFFFFull)};
@@ -154,9 +161,11 @@ __device__ __forceinline__ Stream make_stream(const u8* bits, const u32*, u64 st
 // Length of a one-symbol table entry; anything over MAX_CODE_LEN (not built by the runtime) counts as no code.
 __device__ __forceinline__ u32 lut_len(u32 e) { return (e >> 8) <= MAX_CODE_LEN ? e >> 8 : 0; }
 // Multi-symbol table entry for a peek p: the codes that lie wholly inside p's MAX_CODE_LEN bits, at most
-// MULTI_SYMS: symbols (first in the low nibble), total length << 12, count << 16. An entry whose first code
+// MULTI_SYMS: symbols (first in the low nibble), total length << 12, count << 16 (sub256m4: symbols in bits
+// 0-15, total length in byte 2, 4 x count in byte 3: each field comes out in one instruction). An entry whose first code
 // is invalid (length 0: only in corrupt streams or past a stream's end) counts one symbol of length 0,
-// so decoding always advances and terminates; the reader's `shortest` records it.
+// so decoding always advances and terminates; the reader's `shortest` records it (sub256m4: 4 x count is 5,
+// NO_CODE_FLAG, and the reader's `bad` records it).
 __device__ __forceinline__ u32 multi_entry(const u16* lut, u32 p) {
   const u32 e = lut[p];
   u32 syms = e & 15u, total = lut_len(e), count = 1;
@@ -177,6 +186,8 @@ struct Pending {
   u64 bits;
   u32 n;
 };
+__device__ __forceinline__ u32 pend_count(const Pending& p) { return p.n; }
+__device__ __forceinline__ u32 pend_sym(const Pending& p, u32 i) { return (u32)(p.bits >> (4 * i)) & 15u; }
 
 // One lookup: up to MULTI_SYMS symbols; a completed word of 8 nibbles goes to the stage.
 __device__ __forceinline__ void decode_step(BitReader& r, const u32* multi, Pending& pend, u32* row, u32& words) {
@@ -213,12 +224,12 @@ __device__ __forceinline__ u64 code_end(const BitReader& r, const Pending& pend,
   u64 pos = reader_pos(r);
 #pragma unroll
   for (u32 i = 0; i + 1 < MULTI_SYMS; ++i)
-    if (i < pend.n) pos -= symlen[(u32)(pend.bits >> (4 * i)) & 15u];
+    if (i < pend_count(pend)) pos -= symlen[pend_sym(pend, i)];
   return pos;
 }
 __device__ __forceinline__ u32 chunk_errors(const BitReader& r, const Pending& pend, const u32* symlen, u64 end) {
   const u64 pos = code_end(r, pend, symlen);
-  return (r.shortest == 0 ? ERR_NO_CODE : 0u) | (pos != end ? ERR_LENGTH : 0u);
+  return (reader_no_code(r) ? ERR_NO_CODE : 0u) | (pos != end ? ERR_LENGTH : 0u);
 }
 
 // Stage layout: lane q's group at words [q * STAGE_STRIDE, + 8).
@@ -315,7 +326,7 @@ huff_bf16_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_offset
   __shared__ __align__(16) u32 s_stage[WARPS][32 * STAGE_STRIDE]; // per warp: 32 groups of nibbles
   __shared__ u32 s_slot[WARPS][32];                           // per warp: escape slot of each lane's group, or NO_SLOT
   __shared__ u32 s_place[WARPS][32];                          // per warp: output place of each lane's group
-  __shared__ u32 s_last;                                      // vec4: index of the stream's last block
+  __shared__ u32 s_last;                                      // vec4: index of the stream's last block; sub256m4: 0
   if (layout != LAYOUT_ROW_MAJOR && layout != LAYOUT_TILED_STANDARD && layout != LAYOUT_TILED_TRANSPOSED)
     __trap();                                                 // not a layout: a runtime bug
   if (layout != LAYOUT_ROW_MAJOR &&
@@ -355,7 +366,9 @@ huff_bf16_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_offset
   const v4u* in_blocks = (const v4u*)bits;
   const u64 last_block64 = (stream_bytes - 1) / 16;
   const u32 last_block = (u32)(last_block64 < 0xFFFFFFFFull ? last_block64 : 0xFFFFFFFFull);
-  u32* stage = s_stage[warp];
+  const u32 opaque_zero = REFILL_M4 ? s_last : 0u;           // see stream_setup
+  u32* stage = s_stage[warp] + opaque_zero;
+  const u32* multi = s_multi + opaque_zero;
   u32* slots = s_slot[warp];
   u32* places = s_place[warp];
   // Chains: chunks, or (sub256) sub-chunks of SUB_GROUPS groups each (a chunk's last may be shorter).
@@ -403,7 +416,7 @@ huff_bf16_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_offset
           slots[lane] = slot;
         }
         if (record && j % SUB_GROUPS == 0) sub_offsets[(u32)g / SUB_GROUPS] = (u32)code_end(r, pend, s_symlen);
-        decode_group(r, s, s_multi, pend, stage + stage_word(lane, 0));
+        decode_group(r, s, multi, pend, stage + stage_word(lane, 0));
         if constexpr (!IS_BF16) places[lane] = out_place((u32)g, layout, groups_per_row, (u32)rows);
       }
       __syncwarp();                                           // staged groups visible to the whole warp

@@ -5414,7 +5414,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xa5c0d846f4795596,
+        source_hash: 0x7c7d17ca5cbd8b3a,
         source: include_str!("huff_bf16_word.cu"),
     },
     RegistryEntry {
@@ -5429,7 +5429,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x6035e79bc146151c,
+        source_hash: 0x06346ac474b228ec,
         source: include_str!("huff_bf16_vec4.cu"),
     },
     RegistryEntry {
@@ -5444,8 +5444,23 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xd513c81177690129,
+        source_hash: 0xcfe2267e5145fa3f,
         source: include_str!("huff_bf16_sub256.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Bf16,
+            refill: HuffRefill::Sub256M4,
+        }),
+        name: "huff_bf16_sub256m4",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 96,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0xad50a014d1fc0f91,
+        source: include_str!("huff_bf16_sub256m4.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
@@ -5459,7 +5474,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xa3b8219448c6f683,
+        source_hash: 0x344581c3ef0f4152,
         source: include_str!("huff_exponent_word.cu"),
     },
     RegistryEntry {
@@ -5474,7 +5489,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xaaf3426523c8033b,
+        source_hash: 0x6f5491f5ff357525,
         source: include_str!("huff_exponent_vec4.cu"),
     },
     RegistryEntry {
@@ -5489,8 +5504,23 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x6e09287bc9f6731a,
+        source_hash: 0x7c51ac9d1aae213a,
         source: include_str!("huff_exponent_sub256.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Exponent,
+            refill: HuffRefill::Sub256M4,
+        }),
+        name: "huff_exponent_sub256m4",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 96,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x5af6e6f0b8b46489,
+        source: include_str!("huff_exponent_sub256m4.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
@@ -5504,7 +5534,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x7b8b170ea6448e28,
+        source_hash: 0xd2d6e82087ea88cd,
         source: include_str!("huff_palette_word.cu"),
     },
     RegistryEntry {
@@ -5519,7 +5549,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x93ec64586e1da94d,
+        source_hash: 0x36dec02a7e710ccc,
         source: include_str!("huff_palette_vec4.cu"),
     },
     RegistryEntry {
@@ -5534,8 +5564,23 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xe874fa9e4897a110,
+        source_hash: 0xa4ae449a7dcb0322,
         source: include_str!("huff_palette_sub256.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Palette,
+            refill: HuffRefill::Sub256M4,
+        }),
+        name: "huff_palette_sub256m4",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 96,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x73c4d5cfdd6fd5dc,
+        source: include_str!("huff_palette_sub256m4.cu"),
     },
     RegistryEntry {
         variant: Variant::Act(ActVariant { op: ActOp::SiluMul }),

@@ -115,6 +115,7 @@ fn variant_tokens(v: &Variant) -> TokenStream {
                 HuffRefill::Word => quote! { HuffRefill::Word },
                 HuffRefill::Vec4 => quote! { HuffRefill::Vec4 },
                 HuffRefill::Sub256 => quote! { HuffRefill::Sub256 },
+                HuffRefill::Sub256M4 => quote! { HuffRefill::Sub256M4 },
             };
             quote! { Variant::Huff(HuffVariant { output: #output, refill: #refill }) }
         }

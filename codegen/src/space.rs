@@ -568,7 +568,7 @@ impl HuffBudget {
         let pal2_bytes = 256 * 2;
         let symlen_bytes = 16 * 4;
         let multi_bytes = lut_entries * 4;
-        let multi_syms = 3;
+        let multi_syms = v.refill.multi_syms();
         let misc_bytes = 4;
         let stage_stride_words = group / 8 + 1;
         let stage_bytes_per_warp = 32 * stage_stride_words * 4 + 2 * 32 * 4;
@@ -628,6 +628,7 @@ impl HuffBudget {
             ("refill", Value::Str(v.refill.as_str().to_string())),
             ("refill_vec4", Value::Bool(v.refill == HuffRefill::Vec4)),
             ("refill_sub", Value::Bool(v.refill.sub_symbols().is_some())),
+            ("refill_m4", Value::Bool(v.refill == HuffRefill::Sub256M4)),
             ("threads", int(self.threads)),
             ("warps", int(self.warps)),
             ("chunks_per_block", int(self.chunks_per_block)),

@@ -77,6 +77,10 @@ pub enum HuffRefill {
     /// bits into shared memory with coalesced 16-byte loads (the clamped global word path when they
     /// do not fit the buffer).
     Sub256,
+    /// `sub256`'s staging with a leaner decode loop: up to 4 symbols per lookup (16 bits of nibbles),
+    /// 32-bit pending nibbles (funnel shifts), and the shared and global refill paths as separate
+    /// loops, so the staged one reads shared memory with LDS instead of generic loads.
+    Sub256M4,
 }
 
 /// Huffman index stream → `output`.
@@ -150,7 +154,12 @@ impl HuffOutput {
 }
 
 impl HuffRefill {
-    pub const ALL: [HuffRefill; 3] = [HuffRefill::Word, HuffRefill::Vec4, HuffRefill::Sub256];
+    pub const ALL: [HuffRefill; 4] = [
+        HuffRefill::Word,
+        HuffRefill::Vec4,
+        HuffRefill::Sub256,
+        HuffRefill::Sub256M4,
+    ];
     /// What the runtime launches (decode_into, the pipelines) on a weight that has sub-chunk
     /// offsets; `unweight bench` times every value.
     pub const DEFAULT: HuffRefill = HuffRefill::Sub256;
@@ -162,13 +171,21 @@ impl HuffRefill {
             HuffRefill::Word => "word",
             HuffRefill::Vec4 => "vec4",
             HuffRefill::Sub256 => "sub256",
+            HuffRefill::Sub256M4 => "sub256m4",
         }
     }
     /// Symbols per lane's chain when the decoder reads sub-chunk offsets, else `None`.
     pub fn sub_symbols(self) -> Option<u32> {
         match self {
-            HuffRefill::Sub256 => Some(crate::abi::SUB_SYMBOLS),
+            HuffRefill::Sub256 | HuffRefill::Sub256M4 => Some(crate::abi::SUB_SYMBOLS),
             HuffRefill::Word | HuffRefill::Vec4 => None,
+        }
+    }
+    /// Whole codes per multi-symbol table lookup.
+    pub fn multi_syms(self) -> u32 {
+        match self {
+            HuffRefill::Sub256M4 => 4,
+            HuffRefill::Word | HuffRefill::Vec4 | HuffRefill::Sub256 => 3,
         }
     }
 }

@@ -33,6 +33,16 @@ inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
   for (int i = 0; i < 4; ++i) r |= (unsigned)((v >> (8 * ((s >> (4 * i)) & 7))) & 0xFF) << (8 * i);
   return r;
 }
+// High word of {hi, lo} << (s mod 32) (CUDA's __funnelshift_l).
+inline unsigned __funnelshift_l(unsigned lo, unsigned hi, unsigned s) {
+  s &= 31;
+  return s ? (hi << s) | (lo >> (32 - s)) : hi;
+}
+// Low word of {hi, lo} >> min(s, 32) (CUDA's __funnelshift_rc).
+inline unsigned __funnelshift_rc(unsigned lo, unsigned hi, unsigned s) {
+  const unsigned long long v = ((unsigned long long)hi << 32) | lo;
+  return s >= 32 ? hi : (unsigned)(v >> s);
+}
 inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline unsigned atomicOr(unsigned* p, unsigned v) { return std::atomic_ref<unsigned>(*p).fetch_or(v); }
