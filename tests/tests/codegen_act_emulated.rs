@@ -17,6 +17,7 @@ use unweight::gpu::mlp::activation;
 use unweight_codegen::generate::render_set;
 use unweight_codegen::space::VariantSet;
 use unweight_codegen::variant::{ActOp, Variant};
+use unweight_tests::{build_host_kernel, HostKernel};
 
 fn harness_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -43,36 +44,14 @@ fn binary(op: ActOp) -> PathBuf {
                     unreachable!("act_* matched {}", k.variant)
                 };
                 let name = k.variant.to_string();
-                let src = scratch().join(format!("{name}.cu"));
-                std::fs::write(&src, &k.source).unwrap();
-                let bin = scratch().join(format!("{name}.bin"));
-                let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
-                let out = Command::new(&cxx)
-                    .args([
-                        "-std=c++17",
-                        "-O1",
-                        "-g",
-                        "-ffp-contract=off",
-                        "-fsanitize=address,undefined",
-                        "-fno-sanitize-recover=all",
-                        "-w",
-                        "-x",
-                        "c++",
-                    ])
-                    .arg(format!("-DKERNEL={name}"))
-                    .arg(format!("-DKERNEL_SOURCE=\"{}\"", src.display()))
-                    .arg(harness_dir().join("harness.cpp"))
-                    .arg("-o")
-                    .arg(&bin)
-                    .output()
-                    .unwrap_or_else(|e| {
-                        panic!("`{cxx}`: {e}; this test needs a C++17 compiler (set CXX or install g++)")
-                    });
-                assert!(
-                    out.status.success(),
-                    "{cxx} failed for {name}:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                let host = HostKernel {
+                    std: "c++17",
+                    flags: &["-ffp-contract=off"],
+                    defines: &[],
+                    includes: &[],
+                    harness: harness_dir().join("harness.cpp"),
+                };
+                let bin = build_host_kernel(&scratch(), &name, &name, &k.source, &host);
                 (a.op, bin)
             })
             .collect()

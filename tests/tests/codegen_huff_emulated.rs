@@ -28,6 +28,7 @@ use unweight_codegen::generate::{render_set, templates_dir, Generated};
 use unweight_codegen::render::Templates;
 use unweight_codegen::space::{Budget, VariantSet};
 use unweight_codegen::variant::{HuffOutput, HuffRefill, Variant};
+use unweight_tests::{build_host_kernel, HostKernel};
 
 fn harness_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -38,42 +39,18 @@ fn harness_dir() -> PathBuf {
 /// Builds the host binary for one kernel (`tag` tells apart builds of one variant).
 fn build(k: &Generated, dir: &Path, tag: &str) -> PathBuf {
     let name = k.variant.to_string();
-    let src = dir.join(format!("{name}{tag}.cu"));
-    std::fs::write(&src, &k.source).unwrap();
-    let bin = dir.join(format!("{name}{tag}.bin"));
-    let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
-    let out = Command::new(&cxx)
-        .args([
-            "-std=c++20",
-            "-O1",
-            "-g",
+    let host = HostKernel {
+        std: "c++20",
+        flags: &[
             "-fno-strict-aliasing",
-            "-fsanitize=address,undefined",
-            "-fno-sanitize-recover=all",
             "-fno-omit-frame-pointer",
-            "-w",
             "-pthread",
-            "-x",
-            "c++",
-        ])
-        .arg(format!("-DKERNEL={name}"))
-        .arg(format!("-DBITS_FILE=\"{}\"", bits_file(k)))
-        .arg(format!("-DKERNEL_SOURCE=\"{}\"", src.display()))
-        .arg("-I")
-        .arg(harness_dir())
-        .arg(harness_dir().join("harness.cpp"))
-        .arg("-o")
-        .arg(&bin)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("`{cxx}`: {e}; this test needs a C++20 compiler (set CXX or install g++)")
-        });
-    assert!(
-        out.status.success(),
-        "{cxx} failed for {name}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
+        ],
+        defines: &[format!("BITS_FILE=\"{}\"", bits_file(k))],
+        includes: &[harness_dir()],
+        harness: harness_dir().join("harness.cpp"),
+    };
+    build_host_kernel(dir, &format!("{name}{tag}"), &name, &k.source, &host)
 }
 
 /// Every Huffman kernel (each output x each refill), then each sub256 kernel again with a 16-byte

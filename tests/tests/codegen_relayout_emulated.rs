@@ -20,6 +20,7 @@ use unweight::gpu::layout::{BlockLayout, PaletteImage};
 use unweight_codegen::generate::render_set;
 use unweight_codegen::space::VariantSet;
 use unweight_codegen::variant::{RelayoutElem, Variant};
+use unweight_tests::{build_host_kernel, HostKernel};
 
 /// Exit status of a trapped launch (shim.h's `TRAP_EXIT`).
 const TRAP_EXIT: i32 = 5;
@@ -44,39 +45,14 @@ fn binary(elem: RelayoutElem) -> PathBuf {
                     unreachable!("relayout_* matched {}", k.variant)
                 };
                 let name = k.variant.to_string();
-                let src = scratch().join(format!("{name}.cu"));
-                std::fs::write(&src, &k.source).unwrap();
-                let bin = scratch().join(format!("{name}.bin"));
-                let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
-                let out = Command::new(&cxx)
-                    .args([
-                        "-std=c++20",
-                        "-O1",
-                        "-g",
-                        "-fno-strict-aliasing",
-                        "-fsanitize=address,undefined",
-                        "-fno-sanitize-recover=all",
-                        "-w",
-                        "-pthread",
-                        "-x",
-                        "c++",
-                    ])
-                    .arg(format!("-DKERNEL={name}"))
-                    .arg(format!("-DKERNEL_SOURCE=\"{}\"", src.display()))
-                    .arg("-I")
-                    .arg(tests.join("codegen_huff_emulated"))
-                    .arg(tests.join("codegen_relayout_emulated").join("harness.cpp"))
-                    .arg("-o")
-                    .arg(&bin)
-                    .output()
-                    .unwrap_or_else(|e| {
-                        panic!("`{cxx}`: {e}; this test needs a C++20 compiler (set CXX or install g++)")
-                    });
-                assert!(
-                    out.status.success(),
-                    "{cxx} failed for {name}:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                let host = HostKernel {
+                    std: "c++20",
+                    flags: &["-fno-strict-aliasing", "-pthread"],
+                    defines: &[],
+                    includes: &[tests.join("codegen_huff_emulated")],
+                    harness: tests.join("codegen_relayout_emulated").join("harness.cpp"),
+                };
+                let bin = build_host_kernel(&scratch(), &name, &name, &k.source, &host);
                 (r.elem, bin)
             })
             .collect()
