@@ -159,6 +159,10 @@ pub struct Table {
     pub format: String,
     pub schema: u32,
     pub stamp: Stamp,
+    /// UTC date (`YYYY-MM-DD`) of the last tune that wrote the table, so a committed table says
+    /// when its figures were measured (the stamp says on what). Not part of staleness.
+    #[serde(default)]
+    pub tuned_on: Option<String>,
     pub entries: Vec<Entry>,
 }
 
@@ -168,6 +172,7 @@ impl Table {
             format: FORMAT.to_string(),
             schema: SCHEMA,
             stamp,
+            tuned_on: None,
             entries: Vec::new(),
         }
     }
@@ -414,7 +419,8 @@ mod tests {
     fn round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub").join("t.json");
-        let t = table();
+        let mut t = table();
+        t.tuned_on = Some("2026-12-02".into());
         t.save(&path).unwrap();
         assert_eq!(Table::load(&path, &stamp()).unwrap(), t);
         // Saving again replaces the file whole and leaves no temp file behind.
