@@ -64,3 +64,34 @@ fn gpu_tiny_tune_feeds_plan_auto() {
     assert_eq!(source, Source::Default);
     assert_eq!(plan.ctas, other.plan(plan.requested, 1).unwrap().ctas);
 }
+
+#[test]
+#[ignore = "needs an sm_90 GPU"]
+fn gpu_tune_records_the_split_of_hard_weights_or_serial() {
+    use unweight::gpu::tuner::split::SHARES;
+    let dir = tempfile::tempdir().unwrap();
+    let table = run(TuneOptions {
+        shapes: vec![(1536, 384, Orientation::Standard)],
+        batch: vec![1],
+        residencies: vec![Residency::Huffman],
+        out: Some(dir.path().join("table.json")),
+        budget_s: 600.0,
+        iters: 5,
+        ..TuneOptions::default()
+    })
+    .expect("tune");
+    let dev = GpuDevice::new(0).unwrap();
+    let sms = dev.info.sm_count;
+    let shares: Vec<u32> = SHARES
+        .iter()
+        .map(|&(n, d)| (sms * n / d).clamp(1, sms - 1))
+        .collect();
+    let e = table
+        .nearest(1536, 384, Orientation::Standard, Residency::Huffman, 1)
+        .expect("a Huffman entry");
+    let split = e.choice.decode_sms.expect("hard weights record a split");
+    assert!(
+        split == 0 || shares.contains(&split),
+        "{split} is neither serial nor a share of {shares:?}"
+    );
+}

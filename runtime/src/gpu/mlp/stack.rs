@@ -36,6 +36,8 @@ pub struct PlanOptions<'a> {
     pub overlap: bool,
     /// SMs a concurrent decode keeps: the matmuls of layers that overlap a decode launch on the
     /// rest. `None`: the table's `decode_sms` for the hard matrices, else [`default_decode_sms`].
+    /// 0 (given, or what every hard matrix's table entry says where overlap measured slower
+    /// than serial): no overlap, as with `overlap: false`.
     pub decode_sms: Option<u32>,
     /// Layers ahead of its compute a hard layer's decode is issued ([`order::overlapped`]).
     pub window: usize,
@@ -69,6 +71,19 @@ impl<'a> PlanOptions<'a> {
 /// SMs a decode keeps by default while matmuls run beside it: a quarter of the GPU.
 pub fn default_decode_sms(sm_count: u32) -> u32 {
     (sm_count / 4).max(1)
+}
+
+/// SMs the decodes of an overlapped forward keep, 0 for a serial one: the caller's `requested`
+/// share, else the tuning table's (`tabled`, 0 where overlap measured slower than serial), else
+/// [`default_decode_sms`]; at most all SMs but one.
+pub fn decode_split(overlap: bool, requested: Option<u32>, tabled: Option<u32>, sm_count: u32) -> u32 {
+    if !overlap {
+        return 0;
+    }
+    requested
+        .or(tabled)
+        .unwrap_or_else(|| default_decode_sms(sm_count))
+        .min(sm_count - 1)
 }
 
 /// Blocks of the stack's Huffman decode (palette output, default refill) that fill `sms` SMs.
@@ -293,21 +308,21 @@ impl MlpStack {
     pub fn plan(&self, m: usize, opts: &PlanOptions) -> Result<StackPlan, GpuError> {
         self.check_m(m)?;
         let kinds = self.kinds();
-        let order = if opts.overlap {
+        let sm_count = self.dev.info.sm_count;
+        let split = decode_split(
+            opts.overlap,
+            opts.decode_sms,
+            self.table_decode_sms(opts.table, m),
+            sm_count,
+        );
+        let overlap = split > 0;
+        let order = if overlap {
             order::overlapped(&kinds, opts.window)
         } else {
             order::serial(&kinds)
         };
-        let sm_count = self.dev.info.sm_count;
         let overlapping = order.overlaps.iter().any(|&o| o);
-        let decode_sms = if overlapping {
-            opts.decode_sms
-                .or_else(|| self.table_decode_sms(opts.table, m))
-                .unwrap_or_else(|| default_decode_sms(sm_count))
-                .min(sm_count - 1)
-        } else {
-            0
-        };
+        let decode_sms = if overlapping { split } else { 0 };
         let mut layers = Vec::with_capacity(self.layers.len());
         for (l, layer) in self.layers.iter().enumerate() {
             let pipe = match layer.residency() {
@@ -357,7 +372,7 @@ impl MlpStack {
             m,
             layers,
             order,
-            overlap: opts.overlap,
+            overlap,
             decode_ctas: if overlapping {
                 decode_blocks(decode_sms)
             } else {
@@ -367,7 +382,8 @@ impl MlpStack {
         })
     }
 
-    /// The largest `decode_sms` the table records for this stack's hard matrices at `m`.
+    /// The largest `decode_sms` the table records for this stack's hard matrices at `m` (so 0,
+    /// serial, only when every one measured serial faster).
     fn table_decode_sms(&self, table: Option<&Table>, m: usize) -> Option<u32> {
         let t = table?;
         self.layers
@@ -688,5 +704,17 @@ mod tests {
                 33
             )
         );
+    }
+
+    #[test]
+    fn the_split_follows_the_caller_then_the_table_and_zero_means_serial() {
+        assert_eq!(decode_split(true, None, None, 132), 33);
+        assert_eq!(decode_split(true, None, Some(66), 132), 66);
+        assert_eq!(decode_split(true, Some(16), Some(66), 132), 16);
+        // The table measured serial faster: no overlap unless the caller asks for a share.
+        assert_eq!(decode_split(true, None, Some(0), 132), 0);
+        assert_eq!(decode_split(true, Some(33), Some(0), 132), 33);
+        assert_eq!(decode_split(false, Some(33), Some(66), 132), 0);
+        assert_eq!(decode_split(true, Some(500), None, 132), 131);
     }
 }

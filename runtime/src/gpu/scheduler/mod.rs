@@ -64,6 +64,16 @@ pub fn compute_stream(ctx: &Arc<CudaContext>) -> Result<Arc<CudaStream>, GpuErro
         .ctx(|| "creating a high-priority stream".into())
 }
 
+/// A stream of the lowest priority, for decodes beside matmuls: when a matmul's CTAs and decode
+/// blocks wait for SMs at once, the block scheduler places the matmul's first (see
+/// [`compute_stream`]).
+pub fn decode_stream(ctx: &Arc<CudaContext>) -> Result<Arc<CudaStream>, GpuError> {
+    let (least, _) = cudarc::driver::result::stream::get_priority_range()
+        .ctx(|| "reading the stream priority range".into())?;
+    ctx.new_stream_with_priority(least)
+        .ctx(|| "creating the decode stream".into())
+}
+
 /// The second stream and the events of the double buffer.
 pub struct Scheduler {
     side: Arc<CudaStream>,
@@ -80,15 +90,8 @@ impl Scheduler {
             ctx.new_event(None)
                 .ctx(|| "creating a scheduler event".into())
         };
-        // The lowest priority: when a matmul's CTAs and decode blocks wait for SMs at once,
-        // the block scheduler places the matmul's first (see [`compute_stream`]).
-        let (least, _) = cudarc::driver::result::stream::get_priority_range()
-            .ctx(|| "reading the stream priority range".into())?;
-        let side = ctx
-            .new_stream_with_priority(least)
-            .ctx(|| "creating the decode stream".into())?;
         Ok(Scheduler {
-            side,
+            side: decode_stream(ctx)?,
             fork: event()?,
             join: event()?,
             free: (0..SLOTS).map(|_| event()).collect::<Result<_, _>>()?,

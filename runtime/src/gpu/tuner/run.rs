@@ -190,7 +190,7 @@ pub fn run(opts: TuneOptions) -> anyhow::Result<Table> {
                 let c = pick.best;
                 // Hard weights: the decode's share of the SMs beside another layer's matmul.
                 let split = if residency == Residency::Huffman {
-                    split::time_shares(
+                    split::time_split(
                         &stream,
                         lins,
                         m,
@@ -200,25 +200,22 @@ pub fn run(opts: TuneOptions) -> anyhow::Result<Table> {
                         opts.iters,
                         dev.info.sm_count,
                     )?
-                    .and_then(|t| {
-                        let best = split::best_share(&t)?;
+                    .map(|t| {
+                        let best = split::best_split(&t);
                         let line = t
+                            .shares
                             .iter()
-                            .map(|s| {
-                                format!(
-                                    "{} SMs: decode {:.1} us, matmul {:.1} us",
-                                    s.decode_sms, s.decode_us, s.matmul_us
-                                )
-                            })
+                            .map(|s| format!("{} SMs {:.1} us", s.decode_sms, s.pair_us))
                             .collect::<Vec<_>>()
                             .join("; ");
                         bar.suspend(|| {
                             println!(
-                                "{shape} {orientation} {residency} m={m}: SM split {line} -> {} SMs",
-                                best.decode_sms
+                                "{shape} {orientation} {residency} m={m}: decode + matmul serial {:.1} us; overlapped {line} -> {}",
+                                t.serial_us,
+                                if best == 0 { "serial".to_string() } else { format!("{best} SMs") }
                             )
                         });
-                        Some(best.decode_sms)
+                        best
                     })
                 } else {
                     None

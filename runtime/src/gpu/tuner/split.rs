@@ -1,12 +1,15 @@
 //! The SM-split axis of Huffman-resident ("hard") weights: how many SMs the MLP scheduler gives a
-//! hard layer's decode while another layer's matmul runs on the rest.
+//! hard layer's decode while another layer's matmul runs on the rest, or none (serial).
 //!
-//! In the overlapped stack a hard layer's preprocess (Huffman → palette nibbles) runs on S CTAs
-//! beside the previous layer's matmul on the other SMs, so the pair takes about
-//! `max(decode(S), matmul(SMs − S))`. The tuner times both halves on this weight for each share
-//! in [`SHARES`] (the matmul is this weight's own palette-transcode rmm on the preprocessed
-//! nibbles, the layer the decode hides behind being of the same shape in an MLP) and keeps the
-//! share with the smallest maximum ([`best_share`]).
+//! In the overlapped stack a hard layer's preprocess (Huffman → palette nibbles) runs on S CTAs'
+//! worth of SMs on a low-priority stream beside the previous layer's matmul on the rest. The tuner
+//! times exactly that pair, both launched at once on two streams (the matmul is this weight's own
+//! palette-transcode rmm on preprocessed nibbles, the layer the decode hides behind being of the
+//! same shape in an MLP), for each share in [`SHARES`], and the same two kernels one after the
+//! other on the whole GPU. Timing the halves apart and taking the longer one predicted overlap to
+//! win at decode batch, where the H200 measured it losing (the two contend for the SMs' issue
+//! slots and the memory system), so the pair is timed as it runs. [`best_split`] keeps the
+//! fastest: a share, or 0 when serial wins, which the stack then schedules serially.
 
 use std::sync::Arc;
 
@@ -18,40 +21,47 @@ use crate::gpu::error::DriverContext;
 use crate::gpu::harness::bench;
 use crate::gpu::linear::{Linear, SplitBufs};
 use crate::gpu::mlp::stack::decode_blocks;
-use crate::gpu::plan::{self, choose_ctas, cta_slots, rmm_tiles, ExecPipeline, Spread};
+use crate::gpu::plan::{self, choose_ctas, cta_slots, rmm_tiles, ExecPipeline, Plan, Spread};
+use crate::gpu::scheduler;
 
-/// Decode shares tried, as fractions of the SMs (16, 33 and 66 of the H200's 132).
-pub const SHARES: [(u32, u32); 3] = [(1, 8), (1, 4), (1, 2)];
+/// Decode shares tried, as fractions of the SMs (16, 33, 66 and 99 of the H200's 132).
+pub const SHARES: [(u32, u32); 4] = [(1, 8), (1, 4), (1, 2), (3, 4)];
 
-/// One share's two halves.
+/// One share: the decode on `decode_sms` SMs' worth of blocks beside the matmul on the rest,
+/// launched together; `pair_us` is until both are done.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ShareTiming {
     pub decode_sms: u32,
-    pub decode_us: f64,
-    pub matmul_us: f64,
+    pub pair_us: f64,
 }
 
-impl ShareTiming {
-    /// The overlapped pair's time: the longer half.
-    pub fn cost(&self) -> f64 {
-        self.decode_us.max(self.matmul_us)
+/// Every share, and the decode then the matmul on the whole GPU.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SplitTiming {
+    pub serial_us: f64,
+    pub shares: Vec<ShareTiming>,
+}
+
+/// The decode SMs to schedule: the fastest share (the fewer SMs on a tie), or 0 when no share
+/// beats serial.
+pub fn best_split(t: &SplitTiming) -> u32 {
+    let best = t.shares.iter().copied().min_by(|a, b| {
+        a.pair_us
+            .total_cmp(&b.pair_us)
+            .then(a.decode_sms.cmp(&b.decode_sms))
+    });
+    match best {
+        Some(s) if s.pair_us < t.serial_us => s.decode_sms,
+        _ => 0,
     }
 }
 
-/// The share with the smallest [`ShareTiming::cost`] (the fewer SMs on a tie), if any.
-pub fn best_share(t: &[ShareTiming]) -> Option<ShareTiming> {
-    t.iter().copied().min_by(|a, b| {
-        a.cost()
-            .total_cmp(&b.cost())
-            .then(a.decode_sms.cmp(&b.decode_sms))
-    })
-}
-
-/// Times each share of [`SHARES`] for the palette-transcode plan of the Huffman-resident `lins`
-/// (rotated, so L2 does not flatter either half) at batch `m`. `None` when the weight has no
-/// palette-transcode rmm (a shape the rmm does not take).
+/// Times the split axis for the palette-transcode plan of the Huffman-resident `lins` (rotated,
+/// so L2 does not flatter either kernel) at batch `m`: each share of [`SHARES`] as a concurrent
+/// pair, and serial. `None` when the weight has no palette-transcode rmm (a shape the rmm does
+/// not take).
 #[allow(clippy::too_many_arguments)]
-pub fn time_shares(
+pub fn time_split(
     stream: &Arc<CudaStream>,
     lins: &[Linear],
     m: usize,
@@ -60,8 +70,8 @@ pub fn time_shares(
     warmup: usize,
     iters: usize,
     sm_count: u32,
-) -> anyhow::Result<Option<Vec<ShareTiming>>> {
-    let plans: Vec<_> = lins
+) -> anyhow::Result<Option<SplitTiming>> {
+    let plans: Vec<Plan> = lins
         .iter()
         .map(|l| l.plan(ExecPipeline::PaletteTranscode, m))
         .collect::<Result<_, _>>()?;
@@ -73,7 +83,7 @@ pub fn time_shares(
     };
     let g = lins[0].weights().geometry;
     let bytes = lins[0].decode_bytes(HuffOutput::Palette);
-    // One preprocess output per rotated weight, filled once for the matmul timings.
+    // One preprocess output per rotated weight, filled once so every matmul reads real nibbles.
     let mut pre: Vec<CudaSlice<u8>> = Vec::with_capacity(lins.len());
     for (l, p) in lins.iter().zip(&plans) {
         let mut buf = stream
@@ -89,19 +99,58 @@ pub fn time_shares(
     for l in lins {
         l.weights().take_decode_error(stream)?;
     }
-    let mut out = Vec::with_capacity(SHARES.len());
+    let (ws_bytes, flags_bytes) = plan::split_buffers_bound(g.n_out, g.k, m, sm_count);
+    let mut ws = stream
+        .alloc_zeros::<u8>(ws_bytes.max(4))
+        .ctx(|| "allocating stream-K partials".into())?;
+    let mut flags = stream
+        .alloc_zeros::<u8>(flags_bytes.max(4))
+        .ctx(|| "allocating stream-K flags".into())?;
+    // Raw addresses, taken once: the pair runs on two streams the buffers' own tracking does
+    // not know; the events below order everything.
+    let pre_ptrs: Vec<u64> = pre.iter_mut().map(|b| b.device_ptr_mut(stream).0).collect();
+    let split = SplitBufs {
+        ws: ws.device_ptr_mut(stream).0,
+        ws_bytes,
+        flags: flags.device_ptr_mut(stream).0,
+        flags_bytes,
+    };
+    let (xp, yp) = (x.device_ptr(stream).0, y.device_ptr_mut(stream).0);
+    stream.synchronize().ctx(|| "filling the preprocess outputs".into())?;
+    // As the stack runs them: matmuls on a high-priority stream, decodes on a low one.
+    let ctx = stream.context();
+    let main = scheduler::compute_stream(ctx)?;
+    let side = scheduler::decode_stream(ctx)?;
+    let (fork, join) = (
+        ctx.new_event(None).ctx(|| "creating the fork event".into())?,
+        ctx.new_event(None).ctx(|| "creating the join event".into())?,
+    );
+    let n = lins.len();
+    // SAFETY (both closures): x holds ≥ m × k and y ≥ m × n_out bf16 (the tuner sizes them for
+    // its largest batch); pre[j] holds `bytes` bytes, weight j's preprocess output; the partials
+    // and flags are sized for any CTA count on this GPU, flags start zero and the kernels leave
+    // them zero, and one matmul at a time (on `main`) uses them.
+    let matmul = |s: &CudaStream, j: usize, ctas: u32| -> anyhow::Result<()> {
+        let mut p = plans[j];
+        p.ctas = ctas;
+        unsafe { lins[j].matmul_raw(s, xp, yp, &p, pre_ptrs[j], split)? };
+        Ok(())
+    };
+    let decode = |s: &CudaStream, j: usize, blocks: u32| -> anyhow::Result<()> {
+        unsafe { lins[j].preprocess_raw(s, &plans[j], pre_ptrs[j], bytes, blocks)? };
+        Ok(())
+    };
+    let serial_us = bench::time(&main, warmup, iters, |i| {
+        let j = i % n;
+        decode(&main, j, 0)?;
+        matmul(&main, j, plans[j].ctas)
+    })?;
+    let mut shares = Vec::with_capacity(SHARES.len());
     for (num, den) in SHARES {
-        let sms = (sm_count * num / den).max(1);
-        // As the MLP scheduler launches it: as many blocks as fill `sms` SMs.
+        let sms = (sm_count * num / den).clamp(1, sm_count - 1);
+        // As the MLP scheduler launches them: as many decode blocks as fill `sms` SMs, the
+        // matmul sized for the rest.
         let blocks = decode_blocks(sms);
-        let decode_us = bench::time(stream, warmup, iters, |i| {
-            let j = i % lins.len();
-            let (ptr, _sync) = pre[j].device_ptr_mut(stream);
-            // SAFETY: as above; the matmul timings below read these buffers only after this
-            // loop's decodes are ordered before them on the same stream.
-            unsafe { lins[j].preprocess_raw(stream, &plans[j], ptr, bytes, blocks)? };
-            Ok(())
-        })?;
         let ctas = choose_ctas(
             (g.k / BK as usize) as u32,
             rmm_tiles(rmm, g.n_out, m),
@@ -109,66 +158,55 @@ pub fn time_shares(
             rmm.max_kb,
             Spread::Even,
         );
-        let (ws_bytes, flags_bytes) = plan::split_buffers(rmm, g.n_out, m, ctas);
-        let mut ws = stream
-            .alloc_zeros::<u8>(ws_bytes.max(4))
-            .ctx(|| "allocating stream-K partials".into())?;
-        let mut flags = stream
-            .alloc_zeros::<u8>(flags_bytes.max(4))
-            .ctx(|| "allocating stream-K flags".into())?;
-        let matmul_us = bench::time(stream, warmup, iters, |i| {
-            let j = i % lins.len();
-            let mut p = plans[j];
-            p.ctas = ctas;
-            let (xp, _a) = x.device_ptr(stream);
-            let (yp, _b) = y.device_ptr_mut(stream);
-            let (pp, _c) = pre[j].device_ptr(stream);
-            let (wp, _d) = ws.device_ptr_mut(stream);
-            let (fp, _e) = flags.device_ptr_mut(stream);
-            let split = SplitBufs {
-                ws: wp,
-                ws_bytes,
-                flags: fp,
-                flags_bytes,
-            };
-            // SAFETY: x holds ≥ m × k and y ≥ m × n_out bf16 (the tuner sizes them for its
-            // largest batch); `pre` holds this weight's preprocess output for the plan; the
-            // partials and flags are sized for `ctas` CTAs, flags start zero and the kernels
-            // leave them zero; one launch at a time on this stream uses them.
-            unsafe { lins[j].matmul_raw(stream, xp, yp, &p, pp, split)? };
+        let pair_us = bench::time(&main, warmup, iters, |i| {
+            // The decode rewrites weight j's nibbles while the matmul reads weight j + 1's
+            // (one weight: the same bytes it already holds, so the race changes nothing).
+            let (j, k) = (i % n, (i + 1) % n);
+            fork.record(&main).ctx(|| "forking the decode stream".into())?;
+            side.wait(&fork).ctx(|| "forking the decode stream".into())?;
+            decode(&side, j, blocks)?;
+            matmul(&main, k, ctas)?;
+            join.record(&side).ctx(|| "joining the decode stream".into())?;
+            main.wait(&join).ctx(|| "joining the decode stream".into())?;
             Ok(())
         })?;
-        out.push(ShareTiming {
+        shares.push(ShareTiming {
             decode_sms: sms,
-            decode_us,
-            matmul_us,
+            pair_us,
         });
     }
-    Ok(Some(out))
+    main.synchronize().ctx(|| "finishing the split timings".into())?;
+    for l in lins {
+        l.weights().take_decode_error(stream)?;
+    }
+    Ok(Some(SplitTiming { serial_us, shares }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn t(decode_sms: u32, decode_us: f64, matmul_us: f64) -> ShareTiming {
-        ShareTiming {
-            decode_sms,
-            decode_us,
-            matmul_us,
+    fn t(serial_us: f64, shares: &[(u32, f64)]) -> SplitTiming {
+        SplitTiming {
+            serial_us,
+            shares: shares
+                .iter()
+                .map(|&(decode_sms, pair_us)| ShareTiming {
+                    decode_sms,
+                    pair_us,
+                })
+                .collect(),
         }
     }
 
     #[test]
-    fn the_share_with_the_shorter_longest_half_wins() {
-        // Few SMs: the decode is the long half; many: the matmul is.
-        let shares = [t(16, 300.0, 40.0), t(33, 150.0, 45.0), t(66, 80.0, 70.0)];
-        assert_eq!(best_share(&shares).unwrap().decode_sms, 66);
-        let shares = [t(16, 30.0, 40.0), t(33, 20.0, 45.0), t(66, 10.0, 70.0)];
-        assert_eq!(best_share(&shares).unwrap().decode_sms, 16);
+    fn the_fastest_pair_wins_unless_serial_is_faster() {
+        assert_eq!(best_split(&t(100.0, &[(16, 90.0), (33, 80.0), (66, 85.0)])), 33);
         // A tie goes to the fewer SMs (more left to the matmul of the other layers).
-        let shares = [t(33, 50.0, 50.0), t(16, 50.0, 50.0)];
-        assert_eq!(best_share(&shares).unwrap().decode_sms, 16);
-        assert!(best_share(&[]).is_none());
+        assert_eq!(best_split(&t(100.0, &[(33, 80.0), (16, 80.0)])), 16);
+        // Overlap that loses to serial (as at decode batch on the H200): no split.
+        assert_eq!(best_split(&t(100.0, &[(16, 130.0), (66, 110.0)])), 0);
+        assert_eq!(best_split(&t(100.0, &[(66, 100.0)])), 0);
+        assert_eq!(best_split(&t(100.0, &[])), 0);
     }
 }

@@ -138,7 +138,9 @@ pub struct Choice {
     pub ctas: u32,
     #[serde(with = "spread_name")]
     pub spread: Spread,
-    /// SMs given to the Huffman decode of hard layers; `None`: the kernels take no SM split.
+    /// SMs given to the Huffman decode of hard layers beside another layer's matmul; `Some(0)`:
+    /// overlap measured slower than decode then matmul, so the stack runs them serially;
+    /// `None`: the kernels take no SM split.
     pub decode_sms: Option<u32>,
     pub us: f64,
     pub cublas_us: f64,
