@@ -137,19 +137,26 @@ run_tune_table() {
   note "tune: rc=${PIPESTATUS[0]} $OUT/tuning.json"
 }
 
-# Nsight Compute on one launch of a kernel (UNWEIGHT_NCU_KERNEL, a regex; default the default palette
-# decoder) inside `unweight bench` on 14336x4096 at M = 1: report, details page and per-SASS source page.
+# Nsight Compute on one launch of each kernel in UNWEIGHT_NCU_KERNEL (comma-separated regexes; default the
+# default palette decoder) inside `unweight bench` on 14336x4096 at M = UNWEIGHT_NCU_M (default 1): report,
+# details page and per-SASS source page, named after the regex's letters.
 run_ncu() {
-  local k="${UNWEIGHT_NCU_KERNEL:-huff_palette_sub256}"
+  local ks="${UNWEIGHT_NCU_KERNEL:-huff_palette_sub256}" m="${UNWEIGHT_NCU_M:-1}"
   command -v ncu >/dev/null || { note "ncu: not on PATH"; return; }
   mkdir -p "$OUT/ncu" /tmp/unweight-ncu-bench
-  ( cd /tmp/unweight-ncu-bench && timeout -k 10 "$step_timeout" ncu --clock-control none --set full \
-      -k "regex:$k" -c 1 -f -o "$OUT/ncu/$k" "$bin/unweight" bench --shapes 14336x4096 --m 1 --reps 50 \
-      --decode-sms all --out /tmp/unweight-ncu-bench/results ) > "$OUT/ncu/$k.run.log" 2>&1
-  local rc=$?
-  ncu --import "$OUT/ncu/$k.ncu-rep" --page details > "$OUT/ncu/$k.details.txt" 2>&1
-  ncu --import "$OUT/ncu/$k.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu/$k.sass.csv" 2>&1
-  note "ncu $k: rc=$rc $(grep -E '^ +Duration' "$OUT/ncu/$k.details.txt" | head -1)"
+  local k
+  IFS=, read -ra kl <<< "$ks"
+  for k in "${kl[@]}"; do
+    local n
+    n=$(echo "$k" | tr -c 'A-Za-z0-9_\n' '_')
+    ( cd /tmp/unweight-ncu-bench && timeout -k 10 "$step_timeout" ncu --clock-control none --set full \
+        -k "regex:$k" -c 1 -f -o "$OUT/ncu/$n" "$bin/unweight" bench --shapes 14336x4096 --m "$m" --reps 50 \
+        --decode-sms all --out /tmp/unweight-ncu-bench/results ) > "$OUT/ncu/$n.run.log" 2>&1
+    local rc=$?
+    ncu --import "$OUT/ncu/$n.ncu-rep" --page details > "$OUT/ncu/$n.details.txt" 2>&1
+    ncu --import "$OUT/ncu/$n.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu/$n.sass.csv" 2>&1
+    note "ncu $k: rc=$rc $(grep -E '^ +Duration' "$OUT/ncu/$n.details.txt" | head -1)"
+  done
 }
 
 run_bench_mlp() {
