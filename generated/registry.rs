@@ -19,7 +19,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: None,
-        source_hash: 0xe8193d63de1d4862,
+        source_hash: 0x6b93f04b12918b79,
         source: include_str!("rmm_exponent_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -39,7 +39,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 118848,
         max_kb: None,
-        source_hash: 0xf415e54540ddbd16,
+        source_hash: 0x28b1db90f736a2d7,
         source: include_str!("rmm_exponent_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -59,7 +59,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: None,
-        source_hash: 0xeb5eab56ddb86a68,
+        source_hash: 0xf6c73ae5812f3a63,
         source: include_str!("rmm_exponent_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -79,7 +79,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 153696,
         max_kb: None,
-        source_hash: 0xb6073a246e149a4b,
+        source_hash: 0xdcde01287bdb0af8,
         source: include_str!("rmm_exponent_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -99,7 +99,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 171120,
         max_kb: None,
-        source_hash: 0x9cc5d3c76ed80a4c,
+        source_hash: 0xe7c9dd95510f24c8,
         source: include_str!("rmm_exponent_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -119,7 +119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 188544,
         max_kb: None,
-        source_hash: 0xefead91ec0d39469,
+        source_hash: 0x32b16a6e95cba8b7,
         source: include_str!("rmm_exponent_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -139,7 +139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 205968,
         max_kb: None,
-        source_hash: 0xa5346c8c550653e6,
+        source_hash: 0xc7f70650287bd3b1,
         source: include_str!("rmm_exponent_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -159,7 +159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: None,
-        source_hash: 0x2e3b7aae21d2accf,
+        source_hash: 0x43d28263bf7b97c9,
         source: include_str!("rmm_exponent_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -179,7 +179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 121920,
         max_kb: None,
-        source_hash: 0x4d9d8c0e61cb9bec,
+        source_hash: 0x75032d966ae680f4,
         source: include_str!("rmm_exponent_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -199,7 +199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140368,
         max_kb: None,
-        source_hash: 0x58ce19833a5a2bec,
+        source_hash: 0xfa0b6669c7191232,
         source: include_str!("rmm_exponent_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -219,7 +219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 158816,
         max_kb: None,
-        source_hash: 0xceaf3bf6a64d6893,
+        source_hash: 0x23ab31b251f26a0d,
         source: include_str!("rmm_exponent_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -239,7 +239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 177264,
         max_kb: None,
-        source_hash: 0x225eceda470ee527,
+        source_hash: 0x13cfa8afd7067c0b,
         source: include_str!("rmm_exponent_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -259,7 +259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 195712,
         max_kb: None,
-        source_hash: 0x00247665c38215f4,
+        source_hash: 0x544a6045e2af0570,
         source: include_str!("rmm_exponent_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -279,7 +279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: None,
-        source_hash: 0x7f2bb00aa4aa66f1,
+        source_hash: 0x85715397153308d6,
         source: include_str!("rmm_exponent_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -299,7 +299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 107568,
         max_kb: None,
-        source_hash: 0xec1737210b9d77b8,
+        source_hash: 0x119e462c0ceecb91,
         source: include_str!("rmm_exponent_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -319,7 +319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 128064,
         max_kb: None,
-        source_hash: 0x86c3ea98c044a1cc,
+        source_hash: 0x02507bd0aad9debd,
         source: include_str!("rmm_exponent_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -339,7 +339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148560,
         max_kb: None,
-        source_hash: 0x7687e95df2b2bba3,
+        source_hash: 0xaaff4d2cc897f28c,
         source: include_str!("rmm_exponent_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -359,7 +359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 169056,
         max_kb: None,
-        source_hash: 0xa0c4d4956ccec435,
+        source_hash: 0x2ccb497128e0450d,
         source: include_str!("rmm_exponent_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -379,7 +379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189552,
         max_kb: None,
-        source_hash: 0xe1b5306e3e4b25f2,
+        source_hash: 0x1cc625eef5236985,
         source: include_str!("rmm_exponent_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -399,7 +399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210048,
         max_kb: None,
-        source_hash: 0x041248c01b62255b,
+        source_hash: 0x714856eb8ffe9402,
         source: include_str!("rmm_exponent_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -419,7 +419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230544,
         max_kb: None,
-        source_hash: 0x04c10939c2b62207,
+        source_hash: 0xe7255a3f4e5534d1,
         source: include_str!("rmm_exponent_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -439,7 +439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 115760,
         max_kb: None,
-        source_hash: 0x39046073a32bd42f,
+        source_hash: 0xd24c4adb8e6ed6dc,
         source: include_str!("rmm_exponent_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -459,7 +459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140352,
         max_kb: None,
-        source_hash: 0xa99655cf83b71c53,
+        source_hash: 0x6e661a87d43cf710,
         source: include_str!("rmm_exponent_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -479,7 +479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0xe2f33ff2f622c228,
+        source_hash: 0x4f6b91f2b610aff0,
         source: include_str!("rmm_exponent_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -499,7 +499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189536,
         max_kb: None,
-        source_hash: 0x85766819d72a127d,
+        source_hash: 0x2f67f8597b6c82ec,
         source: include_str!("rmm_exponent_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -519,7 +519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214128,
         max_kb: None,
-        source_hash: 0xd0473ac7b909a029,
+        source_hash: 0x8cfb3e415e402c90,
         source: include_str!("rmm_exponent_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -539,7 +539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0xfaf43ca61e5484f0,
+        source_hash: 0x369c7471133bacf3,
         source: include_str!("rmm_exponent_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -559,7 +559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132160,
         max_kb: None,
-        source_hash: 0x1f1a724e083c6cd6,
+        source_hash: 0x4bc4d38dceaeb255,
         source: include_str!("rmm_exponent_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -579,7 +579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0x1bd717bcb7c303de,
+        source_hash: 0x74c66302e817b974,
         source: include_str!("rmm_exponent_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -599,7 +599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197728,
         max_kb: None,
-        source_hash: 0xf9487e8f07541e10,
+        source_hash: 0x84da50118ea7204b,
         source: include_str!("rmm_exponent_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -619,7 +619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230512,
         max_kb: None,
-        source_hash: 0x3fa4169d1391a685,
+        source_hash: 0x335640a24f2bf08e,
         source: include_str!("rmm_exponent_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -639,7 +639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132144,
         max_kb: None,
-        source_hash: 0x9d50d9c5b4cf8d4c,
+        source_hash: 0x88f9542f0bc17377,
         source: include_str!("rmm_exponent_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -659,7 +659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181312,
         max_kb: None,
-        source_hash: 0xb8a9b2325bec5626,
+        source_hash: 0xb1c069b93a5d7e85,
         source: include_str!("rmm_exponent_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -679,7 +679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230480,
         max_kb: None,
-        source_hash: 0x3fb61d33fa809c27,
+        source_hash: 0x98d5142a24384eee,
         source: include_str!("rmm_exponent_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -699,7 +699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: None,
-        source_hash: 0x7e957b8e162999f0,
+        source_hash: 0x016bbdf50fdeb94e,
         source: include_str!("rmm_exponent_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -719,7 +719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 118848,
         max_kb: None,
-        source_hash: 0xa10b4d9099d7b260,
+        source_hash: 0x449962129eea79b8,
         source: include_str!("rmm_exponent_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -739,7 +739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: None,
-        source_hash: 0x0bea0024d78cb24c,
+        source_hash: 0x6baac023f78d2a67,
         source: include_str!("rmm_exponent_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -759,7 +759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 153696,
         max_kb: None,
-        source_hash: 0xfbac256442b407f2,
+        source_hash: 0xe236d3fb06d9144b,
         source: include_str!("rmm_exponent_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -779,7 +779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 171120,
         max_kb: None,
-        source_hash: 0x11a1a143c0e4ba43,
+        source_hash: 0x91ba5125cd9667e3,
         source: include_str!("rmm_exponent_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -799,7 +799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 188544,
         max_kb: None,
-        source_hash: 0x51183125fbaf216f,
+        source_hash: 0x42d1fffee2b47b9b,
         source: include_str!("rmm_exponent_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -819,7 +819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 205968,
         max_kb: None,
-        source_hash: 0x3da202b1db1f38a9,
+        source_hash: 0x075560a42be0898b,
         source: include_str!("rmm_exponent_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -839,7 +839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: None,
-        source_hash: 0xdf0607e69a119fc8,
+        source_hash: 0xef9e29a0543523fb,
         source: include_str!("rmm_exponent_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -859,7 +859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 121920,
         max_kb: None,
-        source_hash: 0xe2a3601a22f18fe0,
+        source_hash: 0x1bbc3933da3594bf,
         source: include_str!("rmm_exponent_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -879,7 +879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140368,
         max_kb: None,
-        source_hash: 0xe190f9e1d6505a4a,
+        source_hash: 0xa5d85a82f32dd45b,
         source: include_str!("rmm_exponent_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -899,7 +899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 158816,
         max_kb: None,
-        source_hash: 0x9ec19595e3ffd794,
+        source_hash: 0xcade0d297bfdd411,
         source: include_str!("rmm_exponent_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -919,7 +919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 177264,
         max_kb: None,
-        source_hash: 0x5d4a2902b2fe11bf,
+        source_hash: 0x62ba2164041379d1,
         source: include_str!("rmm_exponent_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -939,7 +939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 195712,
         max_kb: None,
-        source_hash: 0xbee875e9668d9523,
+        source_hash: 0x8d0b2b66f389cdbc,
         source: include_str!("rmm_exponent_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -959,7 +959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: None,
-        source_hash: 0xe6617a058332f888,
+        source_hash: 0x32ab880b36e8fd49,
         source: include_str!("rmm_exponent_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -979,7 +979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 107568,
         max_kb: None,
-        source_hash: 0x8d9d1f135439c040,
+        source_hash: 0xc264a94b0bc5eae1,
         source: include_str!("rmm_exponent_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -999,7 +999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 128064,
         max_kb: None,
-        source_hash: 0x23e6e5d705e3a3d1,
+        source_hash: 0x7c3125f381f547f8,
         source: include_str!("rmm_exponent_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -1019,7 +1019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148560,
         max_kb: None,
-        source_hash: 0x0cfae1b3fa071df5,
+        source_hash: 0xc86a16e56f5667f9,
         source: include_str!("rmm_exponent_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -1039,7 +1039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 169056,
         max_kb: None,
-        source_hash: 0x9a1d2c0412e851b5,
+        source_hash: 0x0497ef8b11eec75b,
         source: include_str!("rmm_exponent_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -1059,7 +1059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189552,
         max_kb: None,
-        source_hash: 0x0f657c6c92048b3b,
+        source_hash: 0xa61d4db3c607e7e0,
         source: include_str!("rmm_exponent_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -1079,7 +1079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210048,
         max_kb: None,
-        source_hash: 0xe3d93384c249ddc6,
+        source_hash: 0xdf2f5454579cdff3,
         source: include_str!("rmm_exponent_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -1099,7 +1099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230544,
         max_kb: None,
-        source_hash: 0x60df6671fcd209fb,
+        source_hash: 0x54a4eab865bd2f24,
         source: include_str!("rmm_exponent_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -1119,7 +1119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 115760,
         max_kb: None,
-        source_hash: 0x7e25263af227a87b,
+        source_hash: 0xa1c127a316ec668f,
         source: include_str!("rmm_exponent_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -1139,7 +1139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140352,
         max_kb: None,
-        source_hash: 0x34eda939e44a7abe,
+        source_hash: 0x1044cfd003d12645,
         source: include_str!("rmm_exponent_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -1159,7 +1159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0x4267c3dabb81c643,
+        source_hash: 0x67f210d0bab3a572,
         source: include_str!("rmm_exponent_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -1179,7 +1179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189536,
         max_kb: None,
-        source_hash: 0x81631985b61ce9c5,
+        source_hash: 0x1bcb2e3ab115a6bc,
         source: include_str!("rmm_exponent_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -1199,7 +1199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214128,
         max_kb: None,
-        source_hash: 0xe928330b78a83636,
+        source_hash: 0x450289196759e8f6,
         source: include_str!("rmm_exponent_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -1219,7 +1219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0xe3bdc16b8987fa20,
+        source_hash: 0x686aa04aee6b3b36,
         source: include_str!("rmm_exponent_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -1239,7 +1239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132160,
         max_kb: None,
-        source_hash: 0x54bb7f27091c637b,
+        source_hash: 0xa035e8bcb4ed4234,
         source: include_str!("rmm_exponent_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -1259,7 +1259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0x0953ccd277734daf,
+        source_hash: 0xd666f483b934481f,
         source: include_str!("rmm_exponent_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -1279,7 +1279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197728,
         max_kb: None,
-        source_hash: 0x00d730d3991d874f,
+        source_hash: 0x869f955107ed2c03,
         source: include_str!("rmm_exponent_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -1299,7 +1299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230512,
         max_kb: None,
-        source_hash: 0x18d7963ff0de85bb,
+        source_hash: 0x999c42fd7bec0b25,
         source: include_str!("rmm_exponent_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -1319,7 +1319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132144,
         max_kb: None,
-        source_hash: 0x330bb04d856d4df3,
+        source_hash: 0x7c1d2ffdc2bccb3c,
         source: include_str!("rmm_exponent_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -1339,7 +1339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181312,
         max_kb: None,
-        source_hash: 0x714ab52cace1734e,
+        source_hash: 0x7d7e58f0b06fdea3,
         source: include_str!("rmm_exponent_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -1359,7 +1359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230480,
         max_kb: None,
-        source_hash: 0xb14cbbdc866de806,
+        source_hash: 0xb7c2e1f8376f467f,
         source: include_str!("rmm_exponent_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -1379,7 +1379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: Some(256),
-        source_hash: 0x2374bcda013142de,
+        source_hash: 0x0324e328e1d28939,
         source: include_str!("rmm_palette_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1399,7 +1399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117824,
         max_kb: Some(256),
-        source_hash: 0xe08c43cfe9de0899,
+        source_hash: 0xd43a049a26af021c,
         source: include_str!("rmm_palette_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1419,7 +1419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: Some(256),
-        source_hash: 0xeafc2f26833bac3c,
+        source_hash: 0x24fea14a3dfa1512,
         source: include_str!("rmm_palette_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1439,7 +1439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 146528,
         max_kb: Some(256),
-        source_hash: 0x5ca0b2c7c852a5eb,
+        source_hash: 0x3332a7dd87306259,
         source: include_str!("rmm_palette_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1459,7 +1459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160880,
         max_kb: Some(256),
-        source_hash: 0x74f791ddf3aac08e,
+        source_hash: 0xc50b1ed470e6b926,
         source: include_str!("rmm_palette_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1479,7 +1479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 175232,
         max_kb: Some(256),
-        source_hash: 0xaa134358cb8f41ae,
+        source_hash: 0x0b60c348efad294b,
         source: include_str!("rmm_palette_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1499,7 +1499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189584,
         max_kb: Some(256),
-        source_hash: 0xfedfb78ffdcf04da,
+        source_hash: 0x42237677982ade14,
         source: include_str!("rmm_palette_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1519,7 +1519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105520,
         max_kb: Some(256),
-        source_hash: 0x02177b1f4ada89ff,
+        source_hash: 0x2727aa9db759ec9f,
         source: include_str!("rmm_palette_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1539,7 +1539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 120896,
         max_kb: Some(256),
-        source_hash: 0x9e3a2b8a52209c3b,
+        source_hash: 0xa6b7d714077db0f4,
         source: include_str!("rmm_palette_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1559,7 +1559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: Some(256),
-        source_hash: 0x111e12a7dc1cb4f1,
+        source_hash: 0x6ba32c9b939a372b,
         source: include_str!("rmm_palette_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1579,7 +1579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 151648,
         max_kb: Some(256),
-        source_hash: 0xa56e661a93d43059,
+        source_hash: 0xb81d62e844971b74,
         source: include_str!("rmm_palette_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1599,7 +1599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 167024,
         max_kb: Some(256),
-        source_hash: 0xecbce1326369aea9,
+        source_hash: 0x5a3da134ec2c66a4,
         source: include_str!("rmm_palette_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1619,7 +1619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182400,
         max_kb: Some(256),
-        source_hash: 0xa843a23d033a5347,
+        source_hash: 0x674fa4df9f181133,
         source: include_str!("rmm_palette_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1639,7 +1639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: Some(256),
-        source_hash: 0xd4a57bf94afe78a3,
+        source_hash: 0xbc7d3f71d7b26201,
         source: include_str!("rmm_palette_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1659,7 +1659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 109616,
         max_kb: Some(256),
-        source_hash: 0x4f6b117c9d381ea2,
+        source_hash: 0x24af59e1182b5ec7,
         source: include_str!("rmm_palette_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1679,7 +1679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 127040,
         max_kb: Some(256),
-        source_hash: 0xbe96215a4abc7023,
+        source_hash: 0xca7ddeb490b0cfeb,
         source: include_str!("rmm_palette_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1699,7 +1699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144464,
         max_kb: Some(256),
-        source_hash: 0x29b4281edb22ec0a,
+        source_hash: 0x7b6cb7d9335a9af0,
         source: include_str!("rmm_palette_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1719,7 +1719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 161888,
         max_kb: Some(256),
-        source_hash: 0xc5cfda919ccc260c,
+        source_hash: 0x52ccb1b6aa9973b3,
         source: include_str!("rmm_palette_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1739,7 +1739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 179312,
         max_kb: Some(256),
-        source_hash: 0x93fa820637443e39,
+        source_hash: 0xf01bf480e8a9d296,
         source: include_str!("rmm_palette_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1759,7 +1759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 196736,
         max_kb: Some(256),
-        source_hash: 0xb946879a3f6a4ed1,
+        source_hash: 0xdf4a67fb2905eea6,
         source: include_str!("rmm_palette_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1779,7 +1779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: Some(256),
-        source_hash: 0xdee2fa863e720ccd,
+        source_hash: 0x1eab02b114293008,
         source: include_str!("rmm_palette_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1799,7 +1799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117808,
         max_kb: Some(256),
-        source_hash: 0x6223f0dd30fa219b,
+        source_hash: 0x474cbb9c71bb3b87,
         source: include_str!("rmm_palette_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1819,7 +1819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 139328,
         max_kb: Some(256),
-        source_hash: 0x1e9e6ad1e797a47d,
+        source_hash: 0x134220615bc5b5dc,
         source: include_str!("rmm_palette_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1839,7 +1839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0x8d94fba8b4047cd6,
+        source_hash: 0x23aa53c72aa91ca1,
         source: include_str!("rmm_palette_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1859,7 +1859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182368,
         max_kb: Some(256),
-        source_hash: 0x9cbeae3ab2b9098a,
+        source_hash: 0x132f0b84f2d456e3,
         source: include_str!("rmm_palette_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1879,7 +1879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 203888,
         max_kb: Some(256),
-        source_hash: 0x5cd8bf8f19c28708,
+        source_hash: 0x79260b7db0ff942a,
         source: include_str!("rmm_palette_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1899,7 +1899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 225408,
         max_kb: Some(256),
-        source_hash: 0x2345a00840ce829e,
+        source_hash: 0x53ec3e1f05039205,
         source: include_str!("rmm_palette_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1919,7 +1919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: Some(256),
-        source_hash: 0xe4be320bab880530,
+        source_hash: 0xacdfc58239fa20ba,
         source: include_str!("rmm_palette_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1939,7 +1939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 131136,
         max_kb: Some(256),
-        source_hash: 0x2350ad9b32212c16,
+        source_hash: 0xf729e3708b1ff7a5,
         source: include_str!("rmm_palette_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1959,7 +1959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0x618628e6d4831ac3,
+        source_hash: 0xdd2060f4444b49e7,
         source: include_str!("rmm_palette_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1979,7 +1979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 190560,
         max_kb: Some(256),
-        source_hash: 0xe952812cda4e4152,
+        source_hash: 0x3a4869c7f0d19ebd,
         source: include_str!("rmm_palette_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1999,7 +1999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 220272,
         max_kb: Some(256),
-        source_hash: 0x2a7dfc692794e192,
+        source_hash: 0x4960be17cfaf8a4c,
         source: include_str!("rmm_palette_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2019,7 +2019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 134192,
         max_kb: Some(256),
-        source_hash: 0xaeac5ebd56008061,
+        source_hash: 0x7c05ce3c1f9042a5,
         source: include_str!("rmm_palette_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2039,7 +2039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 180288,
         max_kb: Some(256),
-        source_hash: 0x410cfa36f7368491,
+        source_hash: 0x1e4604240dc46589,
         source: include_str!("rmm_palette_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2059,7 +2059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 226384,
         max_kb: Some(256),
-        source_hash: 0xf7a43981f77f9e0d,
+        source_hash: 0xb5028d9d65eff21e,
         source: include_str!("rmm_palette_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2079,7 +2079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: Some(256),
-        source_hash: 0xd4814fb7f8bbe39f,
+        source_hash: 0xc0f1540c86971db1,
         source: include_str!("rmm_palette_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -2099,7 +2099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117824,
         max_kb: Some(256),
-        source_hash: 0xb977183bb5e7c595,
+        source_hash: 0x33719729a1acb1c8,
         source: include_str!("rmm_palette_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -2119,7 +2119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: Some(256),
-        source_hash: 0xa0d1cd8459024c7b,
+        source_hash: 0x1380aecefa26f4b2,
         source: include_str!("rmm_palette_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -2139,7 +2139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 146528,
         max_kb: Some(256),
-        source_hash: 0x1f6f2ec3f6323133,
+        source_hash: 0xd643cc140e6acd58,
         source: include_str!("rmm_palette_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -2159,7 +2159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160880,
         max_kb: Some(256),
-        source_hash: 0x56154157125795cd,
+        source_hash: 0xe6595d80f448ee58,
         source: include_str!("rmm_palette_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -2179,7 +2179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 175232,
         max_kb: Some(256),
-        source_hash: 0xa198dcf2e93a2f50,
+        source_hash: 0x33ca61b8d1cca60c,
         source: include_str!("rmm_palette_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -2199,7 +2199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189584,
         max_kb: Some(256),
-        source_hash: 0x260b5a0f7e8fd3f3,
+        source_hash: 0xe3872dbe0084c894,
         source: include_str!("rmm_palette_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -2219,7 +2219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105520,
         max_kb: Some(256),
-        source_hash: 0x5ce7599a6b3b146c,
+        source_hash: 0x6e83d252d28d353b,
         source: include_str!("rmm_palette_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -2239,7 +2239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 120896,
         max_kb: Some(256),
-        source_hash: 0x0331a349e47fbaa4,
+        source_hash: 0x98bc660a09d6c4a8,
         source: include_str!("rmm_palette_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -2259,7 +2259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: Some(256),
-        source_hash: 0x5f25af21d4c27800,
+        source_hash: 0xc12ec337389baef3,
         source: include_str!("rmm_palette_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -2279,7 +2279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 151648,
         max_kb: Some(256),
-        source_hash: 0x3807e5721dcd0594,
+        source_hash: 0x106388fccf903dcc,
         source: include_str!("rmm_palette_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -2299,7 +2299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 167024,
         max_kb: Some(256),
-        source_hash: 0x2d581fe75fa5462c,
+        source_hash: 0xc90609c41871c2ca,
         source: include_str!("rmm_palette_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -2319,7 +2319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182400,
         max_kb: Some(256),
-        source_hash: 0xb8a9de8d3c716756,
+        source_hash: 0x99eeca61cd88d5c3,
         source: include_str!("rmm_palette_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -2339,7 +2339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: Some(256),
-        source_hash: 0x660a1eb7f50cadc6,
+        source_hash: 0x827affa0974ca062,
         source: include_str!("rmm_palette_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -2359,7 +2359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 109616,
         max_kb: Some(256),
-        source_hash: 0xca69d1c692a4f1e1,
+        source_hash: 0xd342f9d5ca992698,
         source: include_str!("rmm_palette_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -2379,7 +2379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 127040,
         max_kb: Some(256),
-        source_hash: 0xab458816911d75b7,
+        source_hash: 0xe8cc517c59121e37,
         source: include_str!("rmm_palette_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -2399,7 +2399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144464,
         max_kb: Some(256),
-        source_hash: 0xe1778b466b1b782e,
+        source_hash: 0xc7b8a6e0b1d6e733,
         source: include_str!("rmm_palette_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -2419,7 +2419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 161888,
         max_kb: Some(256),
-        source_hash: 0x3cf8fdb0d350a65d,
+        source_hash: 0xb14d366a8872a045,
         source: include_str!("rmm_palette_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -2439,7 +2439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 179312,
         max_kb: Some(256),
-        source_hash: 0xd882461bdbd9a7cb,
+        source_hash: 0x0ee3052b5856e9f4,
         source: include_str!("rmm_palette_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -2459,7 +2459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 196736,
         max_kb: Some(256),
-        source_hash: 0x4260f7fcbbddbd3e,
+        source_hash: 0xfa62a126730355ed,
         source: include_str!("rmm_palette_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -2479,7 +2479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: Some(256),
-        source_hash: 0x290750e41be2c1ee,
+        source_hash: 0xd16a087be5f8b4b1,
         source: include_str!("rmm_palette_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -2499,7 +2499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117808,
         max_kb: Some(256),
-        source_hash: 0x3229c06e948b9bec,
+        source_hash: 0xfd5358ab2cd442e1,
         source: include_str!("rmm_palette_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -2519,7 +2519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 139328,
         max_kb: Some(256),
-        source_hash: 0xcc361764a2aa667c,
+        source_hash: 0x1f509e22a75c0483,
         source: include_str!("rmm_palette_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -2539,7 +2539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0xe1d90d124946815b,
+        source_hash: 0xa2510588d4693fe7,
         source: include_str!("rmm_palette_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -2559,7 +2559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182368,
         max_kb: Some(256),
-        source_hash: 0x8aac5ba0f6184fd1,
+        source_hash: 0xc401e2f009686276,
         source: include_str!("rmm_palette_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -2579,7 +2579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 203888,
         max_kb: Some(256),
-        source_hash: 0x104962348ede42c1,
+        source_hash: 0x2420ba07b41f01ce,
         source: include_str!("rmm_palette_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -2599,7 +2599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 225408,
         max_kb: Some(256),
-        source_hash: 0xa6b521685116d41c,
+        source_hash: 0xd25bc9ce57615ec1,
         source: include_str!("rmm_palette_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -2619,7 +2619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: Some(256),
-        source_hash: 0x0c6aac67c0a0187b,
+        source_hash: 0x0f5c579c36916430,
         source: include_str!("rmm_palette_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -2639,7 +2639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 131136,
         max_kb: Some(256),
-        source_hash: 0xe5c61f343f083f9e,
+        source_hash: 0xd3b7cf0337278ee5,
         source: include_str!("rmm_palette_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -2659,7 +2659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0x3e3d8a8a91ecd145,
+        source_hash: 0x2a8ad10cbfb45bb2,
         source: include_str!("rmm_palette_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -2679,7 +2679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 190560,
         max_kb: Some(256),
-        source_hash: 0xcb91c4441ad7037c,
+        source_hash: 0xd7e9a003c4c17b50,
         source: include_str!("rmm_palette_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -2699,7 +2699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 220272,
         max_kb: Some(256),
-        source_hash: 0xd3d27138d7e8e873,
+        source_hash: 0x50983f867931fb18,
         source: include_str!("rmm_palette_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -2719,7 +2719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 134192,
         max_kb: Some(256),
-        source_hash: 0xa7007d68a7fac89e,
+        source_hash: 0x2d36d7d401246607,
         source: include_str!("rmm_palette_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -2739,7 +2739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 180288,
         max_kb: Some(256),
-        source_hash: 0xf179f514dc3e66d5,
+        source_hash: 0x257ac6ab791feae2,
         source: include_str!("rmm_palette_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -2759,7 +2759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 226384,
         max_kb: Some(256),
-        source_hash: 0x7005bdb2fd5261cf,
+        source_hash: 0xdc1a26ae75c4cfa6,
         source: include_str!("rmm_palette_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -2779,7 +2779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 35888,
         max_kb: None,
-        source_hash: 0x85300e05bbb5ffc7,
+        source_hash: 0x45b0bfc1015db55c,
         source: include_str!("rmm_raw_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2799,7 +2799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 53312,
         max_kb: None,
-        source_hash: 0x2dce851becee81c8,
+        source_hash: 0x88edc3b4010481af,
         source: include_str!("rmm_raw_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2819,7 +2819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0xb5bfdfecdc95dbb8,
+        source_hash: 0x2ca16d866b668ce4,
         source: include_str!("rmm_raw_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2839,7 +2839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 88160,
         max_kb: None,
-        source_hash: 0x48e33a3364abf5f2,
+        source_hash: 0x4e703f4eaecbb441,
         source: include_str!("rmm_raw_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2859,7 +2859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0x3d7d9c093e88b02a,
+        source_hash: 0xcff6d48674580168,
         source: include_str!("rmm_raw_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2879,7 +2879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 123008,
         max_kb: None,
-        source_hash: 0xd92b797ca64b07e9,
+        source_hash: 0x0a6176c1eb7e5b5a,
         source: include_str!("rmm_raw_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2899,7 +2899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0xc190f08866f270c2,
+        source_hash: 0xcd185c250ed01079,
         source: include_str!("rmm_raw_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2919,7 +2919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 37936,
         max_kb: None,
-        source_hash: 0x50911b7ece925fdf,
+        source_hash: 0xa20c93d579dd82e8,
         source: include_str!("rmm_raw_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2939,7 +2939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 56384,
         max_kb: None,
-        source_hash: 0x161a0980a851592c,
+        source_hash: 0x9ed6c7abad188429,
         source: include_str!("rmm_raw_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2959,7 +2959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x71a7a183abb33e30,
+        source_hash: 0x896b8ee628959f8c,
         source: include_str!("rmm_raw_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2979,7 +2979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 93280,
         max_kb: None,
-        source_hash: 0xef734e441f0c6aaf,
+        source_hash: 0x5d0f2d6802e8c310,
         source: include_str!("rmm_raw_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2999,7 +2999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0xcd00b839cb56a253,
+        source_hash: 0xbabf668ecac7e904,
         source: include_str!("rmm_raw_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3019,7 +3019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 130176,
         max_kb: None,
-        source_hash: 0x39f9b0b7e7762e79,
+        source_hash: 0x48050111676c3cd2,
         source: include_str!("rmm_raw_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3039,7 +3039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0x3de150e98f945312,
+        source_hash: 0xd33d311a7ef7635d,
         source: include_str!("rmm_raw_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -3059,7 +3059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 42032,
         max_kb: None,
-        source_hash: 0x48d06587bd4bb97b,
+        source_hash: 0x8e1c094d906e2e42,
         source: include_str!("rmm_raw_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3079,7 +3079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 62528,
         max_kb: None,
-        source_hash: 0xb91bc56e748012e0,
+        source_hash: 0x489b562ff4e58c97,
         source: include_str!("rmm_raw_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3099,7 +3099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x56c100c7f57612ed,
+        source_hash: 0xa15644b5064fb530,
         source: include_str!("rmm_raw_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3119,7 +3119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103520,
         max_kb: None,
-        source_hash: 0x0de015b8158fac6c,
+        source_hash: 0xb404bfa189afc232,
         source: include_str!("rmm_raw_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3139,7 +3139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124016,
         max_kb: None,
-        source_hash: 0x9b81fe8f7dc7174c,
+        source_hash: 0x4366d1006ae75731,
         source: include_str!("rmm_raw_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3159,7 +3159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144512,
         max_kb: None,
-        source_hash: 0xc6bf5aeb342a4526,
+        source_hash: 0x79291c9f5b54bec4,
         source: include_str!("rmm_raw_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3179,7 +3179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0x7cdee66feb7213a1,
+        source_hash: 0xdf378f29ca3623d1,
         source: include_str!("rmm_raw_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -3199,7 +3199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 50224,
         max_kb: None,
-        source_hash: 0xb92598416154b735,
+        source_hash: 0x9290a44b4eb6c0f5,
         source: include_str!("rmm_raw_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3219,7 +3219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74816,
         max_kb: None,
-        source_hash: 0xdfa181900ea733e4,
+        source_hash: 0x161d75a067b4c1ff,
         source: include_str!("rmm_raw_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3239,7 +3239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0xa5573aac76c78c4a,
+        source_hash: 0x364f75a316e5f961,
         source: include_str!("rmm_raw_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3259,7 +3259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124000,
         max_kb: None,
-        source_hash: 0x16461d7b2d0557b0,
+        source_hash: 0xbb8257d115e74461,
         source: include_str!("rmm_raw_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3279,7 +3279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148592,
         max_kb: None,
-        source_hash: 0x996abde0cccc4ef7,
+        source_hash: 0x5c6d8e04544ea358,
         source: include_str!("rmm_raw_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3299,7 +3299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 173184,
         max_kb: None,
-        source_hash: 0xa63f7f2b7b572a5d,
+        source_hash: 0x15e34f4be761b1c5,
         source: include_str!("rmm_raw_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3319,7 +3319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0x144c1517ed102533,
+        source_hash: 0x55c7e99eec6dd1ed,
         source: include_str!("rmm_raw_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -3339,7 +3339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66608,
         max_kb: None,
-        source_hash: 0x940d1de95a37ee5b,
+        source_hash: 0x25df4f8cf845dbec,
         source: include_str!("rmm_raw_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3359,7 +3359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99392,
         max_kb: None,
-        source_hash: 0xf1bec5c17f01d830,
+        source_hash: 0x80e2a81b39690f35,
         source: include_str!("rmm_raw_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3379,7 +3379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: None,
-        source_hash: 0x1245f026337fdc72,
+        source_hash: 0xb3a9438db7df8f48,
         source: include_str!("rmm_raw_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3399,7 +3399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164960,
         max_kb: None,
-        source_hash: 0x93d8963a7dbb8404,
+        source_hash: 0x2fc39eab30550837,
         source: include_str!("rmm_raw_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3419,7 +3419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197744,
         max_kb: None,
-        source_hash: 0xc84dd48f0370faae,
+        source_hash: 0x383b2d700a5f73e1,
         source: include_str!("rmm_raw_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3439,7 +3439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230528,
         max_kb: None,
-        source_hash: 0x6daa0405be578288,
+        source_hash: 0x4e6675acae42d886,
         source: include_str!("rmm_raw_n128_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3459,7 +3459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0x5f07c54c0f4981f8,
+        source_hash: 0x79817d00c2f34a89,
         source: include_str!("rmm_raw_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3479,7 +3479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148544,
         max_kb: None,
-        source_hash: 0x4ce5cb0e067c54bd,
+        source_hash: 0x1dd73557eaddfa02,
         source: include_str!("rmm_raw_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3499,7 +3499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197712,
         max_kb: None,
-        source_hash: 0x84f6ae91f6584cf0,
+        source_hash: 0x4a4f1842f9233ee8,
         source: include_str!("rmm_raw_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3519,7 +3519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 35888,
         max_kb: None,
-        source_hash: 0x5bfd7db4911c786c,
+        source_hash: 0x03decb91a016940d,
         source: include_str!("rmm_raw_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -3539,7 +3539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 53312,
         max_kb: None,
-        source_hash: 0x55cc819587518968,
+        source_hash: 0xfed15919bffda789,
         source: include_str!("rmm_raw_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -3559,7 +3559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x687369c0022bba58,
+        source_hash: 0x414a358de6c356d5,
         source: include_str!("rmm_raw_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -3579,7 +3579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 88160,
         max_kb: None,
-        source_hash: 0x8a5d558ed7d00a7f,
+        source_hash: 0x1e025891c82c6d84,
         source: include_str!("rmm_raw_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -3599,7 +3599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0x41fdad39abbd88af,
+        source_hash: 0x6dde386ad3045bc0,
         source: include_str!("rmm_raw_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -3619,7 +3619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 123008,
         max_kb: None,
-        source_hash: 0x6516cab2e7da8010,
+        source_hash: 0x876862be4a4fe799,
         source: include_str!("rmm_raw_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -3639,7 +3639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0xe1d5e3757f58c17c,
+        source_hash: 0x6c436566320a17a0,
         source: include_str!("rmm_raw_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -3659,7 +3659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 37936,
         max_kb: None,
-        source_hash: 0x505b7b46762ffee7,
+        source_hash: 0x6720b1ace7e84bf9,
         source: include_str!("rmm_raw_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -3679,7 +3679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 56384,
         max_kb: None,
-        source_hash: 0x8d706db123443e1e,
+        source_hash: 0xe14e0c5858e9b520,
         source: include_str!("rmm_raw_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -3699,7 +3699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x77bb2d36d49986df,
+        source_hash: 0x57d0daa168723b2d,
         source: include_str!("rmm_raw_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -3719,7 +3719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 93280,
         max_kb: None,
-        source_hash: 0x50bad29616efc72d,
+        source_hash: 0x2f145235c4637030,
         source: include_str!("rmm_raw_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -3739,7 +3739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0x3ec2b957f8f3bd65,
+        source_hash: 0x4072765f7c74c85a,
         source: include_str!("rmm_raw_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -3759,7 +3759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 130176,
         max_kb: None,
-        source_hash: 0x58a60d04826cb716,
+        source_hash: 0x270b1ef216a1af2e,
         source: include_str!("rmm_raw_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -3779,7 +3779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0xb5c0793184f2e281,
+        source_hash: 0x7c1b32cc31136a9b,
         source: include_str!("rmm_raw_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -3799,7 +3799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 42032,
         max_kb: None,
-        source_hash: 0x91e2ce8d3b052406,
+        source_hash: 0x8052a290608ae704,
         source: include_str!("rmm_raw_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -3819,7 +3819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 62528,
         max_kb: None,
-        source_hash: 0xa2a98754da700c08,
+        source_hash: 0x4b147eba6b299706,
         source: include_str!("rmm_raw_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -3839,7 +3839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0xec3162fe3c45c317,
+        source_hash: 0x1cba4b08fc5a5013,
         source: include_str!("rmm_raw_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -3859,7 +3859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103520,
         max_kb: None,
-        source_hash: 0xbe1387a15121bd2b,
+        source_hash: 0x473b5f43e9b784e2,
         source: include_str!("rmm_raw_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -3879,7 +3879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124016,
         max_kb: None,
-        source_hash: 0x2c53ef2c17703121,
+        source_hash: 0xdadfa7a6a3158081,
         source: include_str!("rmm_raw_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -3899,7 +3899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144512,
         max_kb: None,
-        source_hash: 0x0bb6962804063aab,
+        source_hash: 0x14e2436deae5b0d3,
         source: include_str!("rmm_raw_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -3919,7 +3919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0x3857a040fff32f6a,
+        source_hash: 0x9512282ac8357c81,
         source: include_str!("rmm_raw_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -3939,7 +3939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 50224,
         max_kb: None,
-        source_hash: 0xfc831c8e2443d168,
+        source_hash: 0xccd717e16bcc3c80,
         source: include_str!("rmm_raw_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -3959,7 +3959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74816,
         max_kb: None,
-        source_hash: 0x99d66bcddd25afb1,
+        source_hash: 0x9e163180aa9956ef,
         source: include_str!("rmm_raw_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -3979,7 +3979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0x32921e22797a1a01,
+        source_hash: 0x89dbe43aea624f64,
         source: include_str!("rmm_raw_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -3999,7 +3999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124000,
         max_kb: None,
-        source_hash: 0xafd1496ec31bbef5,
+        source_hash: 0x7a8bf5d04e7f7fd9,
         source: include_str!("rmm_raw_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -4019,7 +4019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148592,
         max_kb: None,
-        source_hash: 0xde90e6d137e27a75,
+        source_hash: 0x9d9aafadcb337114,
         source: include_str!("rmm_raw_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -4039,7 +4039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 173184,
         max_kb: None,
-        source_hash: 0x44d4b2c6b1c53b32,
+        source_hash: 0x5b78da47f36c2d25,
         source: include_str!("rmm_raw_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -4059,7 +4059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0xf5bb8e5600cca2ab,
+        source_hash: 0x7e2e745066fd20e4,
         source: include_str!("rmm_raw_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -4079,7 +4079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66608,
         max_kb: None,
-        source_hash: 0xe4e6c3500799ca66,
+        source_hash: 0x3b1aeb6479892903,
         source: include_str!("rmm_raw_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -4099,7 +4099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99392,
         max_kb: None,
-        source_hash: 0xe491c5e95d14c713,
+        source_hash: 0x1920d9a6b0314ba7,
         source: include_str!("rmm_raw_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -4119,7 +4119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: None,
-        source_hash: 0x8399c5a04fc6c401,
+        source_hash: 0x70999c1b2b27d081,
         source: include_str!("rmm_raw_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -4139,7 +4139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164960,
         max_kb: None,
-        source_hash: 0x0f7595aba143c241,
+        source_hash: 0x59402b1d641ee579,
         source: include_str!("rmm_raw_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -4159,7 +4159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197744,
         max_kb: None,
-        source_hash: 0x763b8f5166df4a6d,
+        source_hash: 0xaadd71598f9e57b2,
         source: include_str!("rmm_raw_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -4179,7 +4179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230528,
         max_kb: None,
-        source_hash: 0xcf525b173fe9c5b3,
+        source_hash: 0x02d53f7f792322e8,
         source: include_str!("rmm_raw_n128_s7_t.cu"),
     },
     RegistryEntry {
@@ -4199,7 +4199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0xdf83cf0819ec7d0d,
+        source_hash: 0x43360a606c320320,
         source: include_str!("rmm_raw_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -4219,7 +4219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148544,
         max_kb: None,
-        source_hash: 0x7e437790ba523752,
+        source_hash: 0x26fe6a18ec530bcd,
         source: include_str!("rmm_raw_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -4239,7 +4239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197712,
         max_kb: None,
-        source_hash: 0xdc879b819b16fbb1,
+        source_hash: 0x8855cc1444cec01f,
         source: include_str!("rmm_raw_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -4259,7 +4259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0x72f6c31657737f08,
+        source_hash: 0x1b676fda9a3748e7,
         source: include_str!("rmm_palette_rs_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4279,7 +4279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124048,
         max_kb: Some(256),
-        source_hash: 0x8bb230e93b32bfaa,
+        source_hash: 0xb2ad85ca96a9e242,
         source: include_str!("rmm_palette_rs_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4299,7 +4299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181456,
         max_kb: Some(256),
-        source_hash: 0xd4281a5fb33d9127,
+        source_hash: 0xd76721c2b27a7376,
         source: include_str!("rmm_palette_rs_n8_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4319,7 +4319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0xc1ef63e6aae58699,
+        source_hash: 0x77dce8d00868d080,
         source: include_str!("rmm_palette_rs_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4339,7 +4339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132240,
         max_kb: Some(256),
-        source_hash: 0x66365ce598ce50e9,
+        source_hash: 0xd2a497c3076a3284,
         source: include_str!("rmm_palette_rs_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4359,7 +4359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 193744,
         max_kb: Some(256),
-        source_hash: 0x99168a593b4e560c,
+        source_hash: 0x94ec7d546e973312,
         source: include_str!("rmm_palette_rs_n16_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4379,7 +4379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 78928,
         max_kb: Some(256),
-        source_hash: 0x5d790200ba7495ad,
+        source_hash: 0xeb51d7126122fc53,
         source: include_str!("rmm_palette_rs_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4399,7 +4399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: Some(256),
-        source_hash: 0x09528d2e8215d940,
+        source_hash: 0x0b535d82c9ded229,
         source: include_str!("rmm_palette_rs_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4419,7 +4419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 218320,
         max_kb: Some(256),
-        source_hash: 0x88f2ef3d0cc7c04b,
+        source_hash: 0x003d2492c1b93274,
         source: include_str!("rmm_palette_rs_n32_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4439,7 +4439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95312,
         max_kb: Some(256),
-        source_hash: 0x881d93569291a3c8,
+        source_hash: 0xa28dcd7cf0412390,
         source: include_str!("rmm_palette_rs_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4459,7 +4459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181392,
         max_kb: Some(256),
-        source_hash: 0x52526531b4d0f917,
+        source_hash: 0xfe201c865454f101,
         source: include_str!("rmm_palette_rs_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4479,7 +4479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0xaf73b8e176131721,
+        source_hash: 0xd765dbf0de87df55,
         source: include_str!("rmm_palette_rs_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -4499,7 +4499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124048,
         max_kb: Some(256),
-        source_hash: 0x6dcbf886a81ec388,
+        source_hash: 0x6219ee67c738b361,
         source: include_str!("rmm_palette_rs_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -4519,7 +4519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181456,
         max_kb: Some(256),
-        source_hash: 0xcbfdb24d053bae71,
+        source_hash: 0xba5b70aa1cec39c5,
         source: include_str!("rmm_palette_rs_n8_s12_t.cu"),
     },
     RegistryEntry {
@@ -4539,7 +4539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0xee62f73d35a2fcdd,
+        source_hash: 0x0d6884c6ecd26600,
         source: include_str!("rmm_palette_rs_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -4559,7 +4559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132240,
         max_kb: Some(256),
-        source_hash: 0xf42929582c57d133,
+        source_hash: 0xa3dc8743280c127d,
         source: include_str!("rmm_palette_rs_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -4579,7 +4579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 193744,
         max_kb: Some(256),
-        source_hash: 0x2e0e83f59078dcb7,
+        source_hash: 0x19592cd093439ec1,
         source: include_str!("rmm_palette_rs_n16_s12_t.cu"),
     },
     RegistryEntry {
@@ -4599,7 +4599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 78928,
         max_kb: Some(256),
-        source_hash: 0x7f79681fd511344f,
+        source_hash: 0x0661f9300be21c15,
         source: include_str!("rmm_palette_rs_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -4619,7 +4619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: Some(256),
-        source_hash: 0x3d86aa5047b460c6,
+        source_hash: 0x3e57aefdff4b5c80,
         source: include_str!("rmm_palette_rs_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -4639,7 +4639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 218320,
         max_kb: Some(256),
-        source_hash: 0xe9624cc94a846938,
+        source_hash: 0xba528a54f426cc1a,
         source: include_str!("rmm_palette_rs_n32_s12_t.cu"),
     },
     RegistryEntry {
@@ -4659,7 +4659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95312,
         max_kb: Some(256),
-        source_hash: 0x94f7856126e054a2,
+        source_hash: 0x6cc066803d77a511,
         source: include_str!("rmm_palette_rs_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -4679,7 +4679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181392,
         max_kb: Some(256),
-        source_hash: 0x46c7758a0ecbddbe,
+        source_hash: 0xd51839748530de96,
         source: include_str!("rmm_palette_rs_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -4699,7 +4699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x23adf0b0ac84e2f4,
+        source_hash: 0x08eee2b037d135ee,
         source: include_str!("rmm_raw_rs_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4719,7 +4719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0x2273fc6c49220518,
+        source_hash: 0xb9004e790313c4cc,
         source: include_str!("rmm_raw_rs_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4739,7 +4739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210128,
         max_kb: None,
-        source_hash: 0x26f14b2bebc072e4,
+        source_hash: 0xbb11b79ee41a2e3a,
         source: include_str!("rmm_raw_rs_n8_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4759,7 +4759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0xa4411598d0bda574,
+        source_hash: 0x025ab000ca626bc7,
         source: include_str!("rmm_raw_rs_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4779,7 +4779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0x43abec1e06486018,
+        source_hash: 0xe85fe10be9dee249,
         source: include_str!("rmm_raw_rs_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4799,7 +4799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 222416,
         max_kb: None,
-        source_hash: 0x4e019da7b37452ae,
+        source_hash: 0xcdb6909a9cec3d2c,
         source: include_str!("rmm_raw_rs_n16_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4819,7 +4819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x68ed655f663ab3dd,
+        source_hash: 0x66dab8bdfa68d70e,
         source: include_str!("rmm_raw_rs_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4839,7 +4839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0x68109561cce3f6a3,
+        source_hash: 0xa77d7a2d41e4b668,
         source: include_str!("rmm_raw_rs_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4859,7 +4859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0x396dfa297e571256,
+        source_hash: 0x7e126a05a4074a55,
         source: include_str!("rmm_raw_rs_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4879,7 +4879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0xbbdf0fad2f966e56,
+        source_hash: 0xbbbd5385734788fd,
         source: include_str!("rmm_raw_rs_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4899,7 +4899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0xefafb4c964514dea,
+        source_hash: 0xf17c92fe7b09f0c5,
         source: include_str!("rmm_raw_rs_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -4919,7 +4919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0x6ed9450576dc20e2,
+        source_hash: 0x850a9bddb47f915d,
         source: include_str!("rmm_raw_rs_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -4939,7 +4939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210128,
         max_kb: None,
-        source_hash: 0x865e66d82638ca1e,
+        source_hash: 0xee667a2c3a2a7ba8,
         source: include_str!("rmm_raw_rs_n8_s12_t.cu"),
     },
     RegistryEntry {
@@ -4959,7 +4959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x8e7b8e239bd9aa4b,
+        source_hash: 0x81b1799690ab6030,
         source: include_str!("rmm_raw_rs_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -4979,7 +4979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0xb95b38e41f42a02c,
+        source_hash: 0xe4f02417f18abea6,
         source: include_str!("rmm_raw_rs_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -4999,7 +4999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 222416,
         max_kb: None,
-        source_hash: 0xca800126ae095a8f,
+        source_hash: 0x391884780dc5ed2b,
         source: include_str!("rmm_raw_rs_n16_s12_t.cu"),
     },
     RegistryEntry {
@@ -5019,7 +5019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x9a04deec700f2fc5,
+        source_hash: 0x5707833f031be5e9,
         source: include_str!("rmm_raw_rs_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -5039,7 +5039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0x8b78c251d3498c7d,
+        source_hash: 0xd93ba568bd40cfd4,
         source: include_str!("rmm_raw_rs_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -5059,7 +5059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0x1559c0d0f923ed93,
+        source_hash: 0x698a02e4ffce7c91,
         source: include_str!("rmm_raw_rs_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -5079,7 +5079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0xd7222b29e0ef0a94,
+        source_hash: 0x707fe557944d3c88,
         source: include_str!("rmm_raw_rs_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -5099,7 +5099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0x27acc7082c5e8ff9,
+        source_hash: 0x5cf4bb77214d54e7,
         source: include_str!("rmm_palette_rs_n8_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5119,7 +5119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95344,
         max_kb: Some(256),
-        source_hash: 0x2c35463280127198,
+        source_hash: 0x389eb0679f840570,
         source: include_str!("rmm_palette_rs_n8_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5139,7 +5139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0xbeaf8c5453223858,
+        source_hash: 0x96ce6f5049b4f06c,
         source: include_str!("rmm_palette_rs_n16_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5159,7 +5159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101488,
         max_kb: Some(256),
-        source_hash: 0xcc51461c7aec6fe7,
+        source_hash: 0x548d4be18d7b8894,
         source: include_str!("rmm_palette_rs_n16_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5179,7 +5179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0xf6ff4d6896c7baf8,
+        source_hash: 0x3d41d0fd494e5f45,
         source: include_str!("rmm_palette_rs_n8_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5199,7 +5199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95344,
         max_kb: Some(256),
-        source_hash: 0x3a8c92f689b67842,
+        source_hash: 0x0039a07ffcafddb3,
         source: include_str!("rmm_palette_rs_n8_s6_c2_t.cu"),
     },
     RegistryEntry {
@@ -5219,7 +5219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0x082d3b8621253bcd,
+        source_hash: 0x934d583d23f849fe,
         source: include_str!("rmm_palette_rs_n16_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5239,7 +5239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101488,
         max_kb: Some(256),
-        source_hash: 0xa7e853a9694e0607,
+        source_hash: 0xb223c2fa0bfd9634,
         source: include_str!("rmm_palette_rs_n16_s6_c2_t.cu"),
     },
     RegistryEntry {
@@ -5259,7 +5259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x4131f5417865f798,
+        source_hash: 0xd800a9f067e24ffd,
         source: include_str!("rmm_raw_rs_n8_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5279,7 +5279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0x4433603f6713821a,
+        source_hash: 0x7969697631d1829d,
         source: include_str!("rmm_raw_rs_n8_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5299,7 +5299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0xc39b259ba1585acc,
+        source_hash: 0x3b05aab713bb3cac,
         source: include_str!("rmm_raw_rs_n16_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5319,7 +5319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0xdf457a0cb828e985,
+        source_hash: 0x1d4ad4bb9e3eb89c,
         source: include_str!("rmm_raw_rs_n16_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5339,7 +5339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0xbac4b05b44b5dc5a,
+        source_hash: 0xc40e2cdbb94fe1a4,
         source: include_str!("rmm_raw_rs_n8_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5359,7 +5359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0x3124f0305ad7fc5a,
+        source_hash: 0xab3fed82d497af58,
         source: include_str!("rmm_raw_rs_n8_s6_c2_t.cu"),
     },
     RegistryEntry {
@@ -5379,7 +5379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0xf22a5aef0e37773a,
+        source_hash: 0xd1e011558d66e1a7,
         source: include_str!("rmm_raw_rs_n16_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5399,7 +5399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0x8e868390a10ed509,
+        source_hash: 0x713bffcefb2c87c7,
         source: include_str!("rmm_raw_rs_n16_s6_c2_t.cu"),
     },
     RegistryEntry {

@@ -100,6 +100,17 @@ __device__ __forceinline__ void bf16x4(u32 sm4, u32 ex4, u32& r01, u32& r23) {
   r01 = prmt(lo, hi, 0x5140);
   r23 = prmt(lo, hi, 0x7362);
 }
+// Palette pipelines hold each exponent byte rotated right by one, r = e >> 1 | (e & 1) << 7 (the consumer
+// rotates the palette once, escape exponents as it patches them in): then the gathers above need no shifts,
+// r's bits 6..0 go to the high byte and its bit 7 to the low one as they stand (4 ops for 4 elements).
+__device__ __forceinline__ u32 rot_exp4(u32 e4) { return lop3<0xE4>(e4 << 7, e4 >> 1, 0x80808080u); }
+__device__ __forceinline__ void bf16x4_rot(u32 sm4, u32 rot4, u32& r01, u32& r23) {
+  constexpr u32 BIT7 = 0x80808080u;
+  const u32 lo = lop3<0xE4>(rot4, sm4, BIT7);       // exponent bit 0 (r's bit 7), mantissa
+  const u32 hi = lop3<0xD8>(rot4, sm4, BIT7);       // exponent bits 7..1 (r's bits 6..0), sign
+  r01 = prmt(lo, hi, 0x5140);
+  r23 = prmt(lo, hi, 0x7362);
+}
 // Eight 4-bit indices (nibble k = element k) -> eight exponent bytes, palette held in registers p[0..3].
 // prmt only sees 8 bytes (and the low 16 selector bits), so look up entries 0-7 and 8-15 separately and
 // pick by index bit 3; the selector arithmetic is shared by both halves.
@@ -372,15 +383,15 @@ __device__ __forceinline__ void reconstruct(const u8* smem, int kb, u8* a_first,
           const u32 rank = escape_rank(m0[b], m1[b], m2[b], m3[b], group);
           const u8* e = (rank < ESC_CAP ? smem + OFF_ESC + ((kb + b) % STAGES) * ESC_BYTES + rank * 64
                                         : esc_exp + (u64)(esc_base[b] + rank) * 64) + q * 8;
-          ex_lo = *(const u32*)e;
-          ex_hi = *(const u32*)(e + 4);
+          ex_lo = rot_exp4(*(const u32*)e);
+          ex_hi = rot_exp4(*(const u32*)(e + 4));
         }
+        bf16x4_rot((u32)sm8[b][p], ex_lo, v[b][p][0], v[b][p][1]);
+        bf16x4_rot((u32)(sm8[b][p] >> 32), ex_hi, v[b][p][2], v[b][p][3]);
       } else {
-        ex_lo = (u32)ex8[b][p];
-        ex_hi = (u32)(ex8[b][p] >> 32);
+        bf16x4((u32)sm8[b][p], (u32)ex8[b][p], v[b][p][0], v[b][p][1]);
+        bf16x4((u32)(sm8[b][p] >> 32), (u32)(ex8[b][p] >> 32), v[b][p][2], v[b][p][3]);
       }
-      bf16x4((u32)sm8[b][p], ex_lo, v[b][p][0], v[b][p][1]);
-      bf16x4((u32)(sm8[b][p] >> 32), ex_hi, v[b][p][2], v[b][p][3]);
     }
   }
 #pragma unroll
@@ -529,7 +540,7 @@ __device__ __forceinline__ void consumer(u8* smem, const Ring& ring, const Sched
   u32 pal[4] = {0, 0, 0, 0};
   if constexpr (IS_PALETTE) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) pal[i] = __ldg((const u32*)gl.palette + i);
+    for (int i = 0; i < 4; ++i) pal[i] = rot_exp4(__ldg((const u32*)gl.palette + i));  // see bf16x4_rot
     mbar_wait(ring.records(), 0);      // escape records in smem
   }
   SegmentRunner run(cw, t);

@@ -100,6 +100,17 @@ __device__ __forceinline__ void bf16x4(u32 sm4, u32 ex4, u32& r01, u32& r23) {
   r01 = prmt(lo, hi, 0x5140);
   r23 = prmt(lo, hi, 0x7362);
 }
+// Palette pipelines hold each exponent byte rotated right by one, r = e >> 1 | (e & 1) << 7 (the consumer
+// rotates the palette once, escape exponents as it patches them in): then the gathers above need no shifts,
+// r's bits 6..0 go to the high byte and its bit 7 to the low one as they stand (4 ops for 4 elements).
+__device__ __forceinline__ u32 rot_exp4(u32 e4) { return lop3<0xE4>(e4 << 7, e4 >> 1, 0x80808080u); }
+__device__ __forceinline__ void bf16x4_rot(u32 sm4, u32 rot4, u32& r01, u32& r23) {
+  constexpr u32 BIT7 = 0x80808080u;
+  const u32 lo = lop3<0xE4>(rot4, sm4, BIT7);       // exponent bit 0 (r's bit 7), mantissa
+  const u32 hi = lop3<0xD8>(rot4, sm4, BIT7);       // exponent bits 7..1 (r's bits 6..0), sign
+  r01 = prmt(lo, hi, 0x5140);
+  r23 = prmt(lo, hi, 0x7362);
+}
 // Eight 4-bit indices (nibble k = element k) -> eight exponent bytes, palette held in registers p[0..3].
 // prmt only sees 8 bytes (and the low 16 selector bits), so look up entries 0-7 and 8-15 separately and
 // pick by index bit 3; the selector arithmetic is shared by both halves.
@@ -411,7 +422,7 @@ __device__ __forceinline__ void consumer(u8* smem, const Ring& ring, const Sched
   u32 pal[4] = {0, 0, 0, 0};
   if constexpr (IS_PALETTE) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) pal[i] = __ldg((const u32*)gl.palette + i);
+    for (int i = 0; i < 4; ++i) pal[i] = rot_exp4(__ldg((const u32*)gl.palette + i));  // see bf16x4_rot
     mbar_wait(ring.records(), 0);      // escape records in smem
   }
   SegmentRunner run(cw, t);

@@ -100,6 +100,17 @@ __device__ __forceinline__ void bf16x4(u32 sm4, u32 ex4, u32& r01, u32& r23) {
   r01 = prmt(lo, hi, 0x5140);
   r23 = prmt(lo, hi, 0x7362);
 }
+// Palette pipelines hold each exponent byte rotated right by one, r = e >> 1 | (e & 1) << 7 (the consumer
+// rotates the palette once, escape exponents as it patches them in): then the gathers above need no shifts,
+// r's bits 6..0 go to the high byte and its bit 7 to the low one as they stand (4 ops for 4 elements).
+__device__ __forceinline__ u32 rot_exp4(u32 e4) { return lop3<0xE4>(e4 << 7, e4 >> 1, 0x80808080u); }
+__device__ __forceinline__ void bf16x4_rot(u32 sm4, u32 rot4, u32& r01, u32& r23) {
+  constexpr u32 BIT7 = 0x80808080u;
+  const u32 lo = lop3<0xE4>(rot4, sm4, BIT7);       // exponent bit 0 (r's bit 7), mantissa
+  const u32 hi = lop3<0xD8>(rot4, sm4, BIT7);       // exponent bits 7..1 (r's bits 6..0), sign
+  r01 = prmt(lo, hi, 0x5140);
+  r23 = prmt(lo, hi, 0x7362);
+}
 // Eight 4-bit indices (nibble k = element k) -> eight exponent bytes, palette held in registers p[0..3].
 // prmt only sees 8 bytes (and the low 16 selector bits), so look up entries 0-7 and 8-15 separately and
 // pick by index bit 3; the selector arithmetic is shared by both halves.
@@ -377,7 +388,8 @@ __device__ __forceinline__ const u8* escape_row(const u8* smem, const EscRecord&
                         : esc_exp + (u64)(rec.first + rank) * 64;
 }
 
-// The rare path (~1% of groups): overwrite the palette's exponents of escaped groups with the real ones.
+// The rare path (~1% of groups): overwrite the palette's exponents of escaped groups with the real ones
+// (rotated as the palette is, see bf16x4_rot).
 // ex[wi] holds elements 4 wi..4 wi + 3: bytes 0, 1 = row `row`, columns c0, c0 + 1; bytes 2, 3 = row + 8,
 // same columns; c0 = 16 (wi / 2) + 8 (wi % 2) + col.
 __device__ __forceinline__ void fix_escapes(const u8* smem, const EscRecord& rec, const u8* esc_exp, u32 it,
@@ -395,7 +407,7 @@ __device__ __forceinline__ void fix_escapes(const u8* smem, const EscRecord& rec
         const u8* e = escape_row(smem, rec, esc_exp, it, 32 * kk + bit);
         const u32 sh = 8 * (delta & 1u);
         const u32 keep = ~((0xFFu << sh) | (0xFFu << (16 + sh)));
-        const u32 val = ((u32)e[at] << sh) | ((u32)e[at + 8] << (16 + sh));
+        const u32 val = rot_exp4(((u32)e[at] << sh) | ((u32)e[at + 8] << (16 + sh)));  // rotated, as the palette
         if (delta & 8u) ex[2 * kk + 1] = (ex[2 * kk + 1] & keep) | val;
         else ex[2 * kk] = (ex[2 * kk] & keep) | val;
       }
@@ -408,7 +420,7 @@ __device__ __forceinline__ void fix_escapes(const u8* smem, const EscRecord& rec
       const u8* e = escape_row(smem, rec, esc_exp, it, j);
 #pragma unroll
       for (int wi = 0; wi < 8; ++wi) {
-        const u32 v = *(const u16*)(e + 16 * (wi / 2) + 8 * (wi % 2) + ln.col);
+        const u32 v = rot_exp4(*(const u16*)(e + 16 * (wi / 2) + 8 * (wi % 2) + ln.col));  // rotated, as the palette
         ex[wi] = h ? (ex[wi] & 0xFFFFu) | (v << 16) : (ex[wi] & 0xFFFF0000u) | v;
       }
     }
@@ -456,7 +468,7 @@ __device__ __forceinline__ void build_block(const u8* smem, u32 it, const Lane& 
       fix_escapes(smem, ((const EscRecord*)(smem + OFF_REC))[it], esc_exp, it, ln, ex);
     const u32 sm[8] = {d.v[0].x, d.v[0].y, d.v[0].z, d.v[0].w, d.v[1].x, d.v[1].y, d.v[1].z, d.v[1].w};
 #pragma unroll
-    for (int wi = 0; wi < 8; ++wi) bf16x4(sm[wi], ex[wi], f.a[wi / 2][2 * (wi % 2)], f.a[wi / 2][2 * (wi % 2) + 1]);
+    for (int wi = 0; wi < 8; ++wi) bf16x4_rot(sm[wi], ex[wi], f.a[wi / 2][2 * (wi % 2)], f.a[wi / 2][2 * (wi % 2) + 1]);
   }
 }
 
@@ -611,7 +623,7 @@ __device__ __forceinline__ void consumer(u8* smem, const Ring& ring, const Sched
   u32 pal[4] = {0, 0, 0, 0};
   if constexpr (IS_PALETTE) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) pal[i] = __ldg((const u32*)gl.palette + i);
+    for (int i = 0; i < 4; ++i) pal[i] = rot_exp4(__ldg((const u32*)gl.palette + i));  // see bf16x4_rot
     mbar_wait(ring.records(), 0);      // escape records in smem
   }
   SegmentRunner run(cw, t);
