@@ -12,8 +12,10 @@
 // Roles: every warp decodes units of 32 chains in lockstep — chunks (refill word / vec4), or sub-chunks of
 //   SUB_SYMBOLS symbols (refill sub256: 4x the chains, from the resident `sub_offsets`) — one group (64 symbols) per
 //   step, stages the 32 groups' indices in shared memory and writes them out cooperatively, so every output
-//   line is written whole by neighbouring lanes. Each block first expands the 4096-entry table into a
-//   multi-symbol table (up to 3 whole codes per 12-bit peek).
+//   line is written whole by neighbouring lanes. Each block first copies the multi-symbol table (up to
+//   3 whole codes per 12-bit peek) and the code length per symbol into shared memory:
+//   the runtime builds both on the host from the weight's decode table at upload (gpu/layout/multi.rs, the
+//   refill's entry format), once per weight instead of once per block.
 // Schedule: persistent: warp w of block b takes units b * WARPS + w, then every gridDim.x * WARPS-th, so any
 //   grid of >= 1 blocks writes the same output (the caller picks how many SMs the decode takes).
 // Invariants, trapped: `layout` is 0, 1 or 2, and tiled layouts get an rmm-eligible shape (the runtime's
@@ -33,7 +35,7 @@
 //   sub-chunks, else nothing is recorded); sub256 reads them and checks each sub-chunk as a chunk is checked: it
 //   decodes to exactly its symbols, ending at the next one's offset, and a chunk's first starts at the chunk's
 //   offset, so what sub256 accepts the CPU decoder accepts. Offsets from a refused stream are never relied on.
-// Alignment: `bits`, lut, palette, sm, esc_exp and out 16 bytes.
+// Alignment: `bits`, tables, palette, sm, esc_exp and out 16 bytes.
 
 // ---- common: header-free types (NVRTC compiles with no include paths) ----
 typedef unsigned char u8;
@@ -49,7 +51,7 @@ constexpr u32 SUB_SYMBOLS = 256, SUB_GROUPS = 4, STAGE_IN_BYTES = 4096;
 constexpr u32 UNITS_PER_WARP = 3;
 constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 96;
 constexpr u32 GROUP = 64, MAX_CODE_LEN = 12, LUT_ENTRIES = 4096;
-constexpr u32 LUT_BYTES = 8192, MULTI_BYTES = 16384, MULTI_SYMS = 3;
+constexpr u32 MULTI_BYTES = 16384, MULTI_SYMS = 3;
 constexpr u32 PAL2_BYTES = 512, SYMLEN_BYTES = 64, STAGE_STRIDE = 9, STAGE_BYTES = 1408;
 constexpr u32 OUT_GROUP_BYTES = 128, LANES_PER_GROUP = 8;
 constexpr u32 MISC_BYTES = 4, SMEM_BYTES = 38980;
@@ -62,10 +64,11 @@ static_assert(SUB_GROUPS * GROUP == SUB_SYMBOLS && SUB_GROUPS >= 1, "a sub-chunk
 static_assert(REFILL_SUB == (STAGE_IN_BYTES != 0) && STAGE_IN_BYTES % 16 == 0, "sub256 stages 16-byte blocks per warp");
 static_assert(!(REFILL_SUB && REFILL_VEC4), "one refill");
 static_assert(GROUP == 64, "a group's nibbles are 8 u32 words");
-static_assert(LUT_ENTRIES == (1u << MAX_CODE_LEN) && LUT_BYTES == 2 * LUT_ENTRIES, "peek MAX_CODE_LEN bits");
-static_assert(LUT_BYTES % (16 * THREADS) == 0, "the table is staged with 16-byte loads");
+static_assert(LUT_ENTRIES == (1u << MAX_CODE_LEN), "peek MAX_CODE_LEN bits");
 static_assert(PAL2_BYTES == 256 * 2, "byte of two indices -> two exponent bytes");
 static_assert(SYMLEN_BYTES == 16 * 4, "a u32 code length per symbol");
+constexpr u32 TABLES_BYTES = MULTI_BYTES + SYMLEN_BYTES;     // `tables`: the multi entries, then the lengths
+static_assert(TABLES_BYTES % 16 == 0, "the tables are copied with 16-byte loads");
 static_assert(MULTI_BYTES == 4 * LUT_ENTRIES && (REFILL_M4 ? MULTI_SYMS == 4 : MULTI_SYMS * 4 <= 12),
               "multi entry: symbols in bits 0-11, length 12-15, count 16-17 (sub256m4: symbols 0-15, length byte 2, 4 x count byte 3)");
 static_assert(!REFILL_M4 || REFILL_SUB, "sub256m4 stages like sub256");
@@ -88,8 +91,8 @@ static_assert((ERR_ARGS | ERR_OFFSET | ERR_NO_CODE | ERR_LENGTH | ERR_ESCAPE) ==
 static_assert(OUT_GROUP_BYTES == GROUP * (IS_BF16 ? 2 : 1) / (IS_PALETTE ? 2 : 1), "output bytes per group");
 static_assert(LANES_PER_GROUP * 16 == OUT_GROUP_BYTES && 32 % LANES_PER_GROUP == 0, "16 bytes per lane and pass");
 static_assert(MISC_BYTES == 4, "s_last");
-constexpr u32 AREA_BYTES = LUT_BYTES > WARPS * STAGE_IN_BYTES ? LUT_BYTES : WARPS * STAGE_IN_BYTES;  // table, then stage-in
-static_assert(SMEM_BYTES == AREA_BYTES + MULTI_BYTES + PAL2_BYTES + SYMLEN_BYTES + MISC_BYTES + WARPS * STAGE_BYTES && SMEM_BYTES <= 48 * 1024, "static smem");
+constexpr u32 AREA_BYTES = WARPS * STAGE_IN_BYTES > 16 ? WARPS * STAGE_IN_BYTES : 16;  // sub256: stage-in
+static_assert(SMEM_BYTES == AREA_BYTES + TABLES_BYTES + PAL2_BYTES + MISC_BYTES + WARPS * STAGE_BYTES && SMEM_BYTES <= 48 * 1024, "static smem");
 static_assert(2 * MAX_CODE_LEN <= 32, "two lookups fit the 33 bits guaranteed after a refill");
 
 struct alignas(16) v4u { u32 x, y, z, w; };
@@ -158,28 +161,12 @@ __device__ __forceinline__ Stream make_stream(const u8* bits, const u32*, u64 st
   const u64 last = (stream_bytes - 1) / 4;
   return {(const u32*)bits, 0, (u32)(last < 0xFFFFFFFFull ? last : 0xFFFFFFFFull)};
 }
-// Length of a one-symbol table entry; anything over MAX_CODE_LEN (not built by the runtime) counts as no code.
-__device__ __forceinline__ u32 lut_len(u32 e) { return (e >> 8) <= MAX_CODE_LEN ? e >> 8 : 0; }
-// Multi-symbol table entry for a peek p: the codes that lie wholly inside p's MAX_CODE_LEN bits, at most
-// MULTI_SYMS: symbols (first in the low nibble), total length << 12, count << 16 (sub256m4: symbols in bits
-// 0-15, total length in byte 2, 4 x count in byte 3: each field comes out in one instruction). An entry whose first code
-// is invalid (length 0: only in corrupt streams or past a stream's end) counts one symbol of length 0,
-// so decoding always advances and terminates; the reader's `shortest` records it (sub256m4: 4 x count is 5,
-// NO_CODE_FLAG, and the reader's `bad` records it).
-__device__ __forceinline__ u32 multi_entry(const u16* lut, u32 p) {
-  const u32 e = lut[p];
-  u32 syms = e & 15u, total = lut_len(e), count = 1;
-#pragma unroll
-  for (u32 i = 1; i < MULTI_SYMS; ++i) {
-    const u32 e2 = lut[(p << total) & (LUT_ENTRIES - 1)], len2 = lut_len(e2);
-    if (count == i && total != 0 && len2 != 0 && total + len2 <= MAX_CODE_LEN) {
-      syms |= (e2 & 15u) << (4 * i);
-      total += len2;
-      ++count;
-    }
-  }
-  return syms | (total << 12) | (count << 16);
-}
+// Multi-symbol table entry for a peek p (built on the host, gpu/layout/multi.rs): the codes that lie wholly
+// inside p's MAX_CODE_LEN bits, at most MULTI_SYMS: symbols (first in the low nibble), total length << 12, count
+// << 16 (sub256m4: symbols in bits 0-15, total length in byte 2, 4 x count in byte 3: each field comes out in one
+// instruction). An entry whose first code is invalid (only in corrupt streams or past a stream's end) counts one
+// symbol of length 0, so decoding always advances and terminates; the reader's `shortest` records it (sub256m4:
+// 4 x count is 5, NO_CODE_FLAG, and the reader's `bad` records it).
 
 // Nibbles decoded but not yet stored: `pending` holds `npend` (< 8) symbols, element order = nibble order.
 struct Pending {
@@ -313,16 +300,16 @@ __device__ __forceinline__ void report(u32* err, u32 reasons, u32 c) {
 // At least 4 blocks per SM (all 448 blocks of a 14336 x 4096 weight resident on 132 SMs), so ptxas may use up to
 // 128 registers instead of squeezing into 72 to fit the 7 that shared memory allows (it spilled there).
 extern "C" __global__ void __launch_bounds__(THREADS, 4)
-huff_bf16_sub256(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, const u16* __restrict__ lut,
+huff_bf16_sub256(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, const u32* __restrict__ tables,
     const u8* __restrict__ palette, const u8* __restrict__ sm, const u64* __restrict__ esc_bitmap,
     const u32* __restrict__ esc_prefix, const u8* __restrict__ esc_exp, void* __restrict__ out,
     u64 rows, u64 cols, u64 padded_cols, u32 chunk_symbols, u32 n_chunks, u32 layout,
     u64 stream_bits, u64 stream_bytes, u32 esc_groups, u32* __restrict__ err, u32* __restrict__ sub_offsets) {
-  __shared__ __align__(16) u8 s_area[AREA_BYTES];             // the one-symbol table, then (sub256) per warp its bits
-  u16* s_lut = (u16*)s_area;                                  // read only to build the multi-symbol table
-  __shared__ __align__(16) u32 s_multi[LUT_ENTRIES];          // multi-symbol table, random access per lookup
+  __shared__ __align__(16) u8 s_area[AREA_BYTES];             // sub256: per warp its bits
+  __shared__ __align__(16) u32 s_tables[TABLES_BYTES / 4];    // multi-symbol table (random access per lookup), lengths
+  u32* s_multi = s_tables;
+  u32* s_symlen = s_tables + LUT_ENTRIES;                     // code length per symbol, 0 = no code
   __shared__ __align__(16) u16 s_pal2[256];                   // two indices -> two exponent bytes
-  __shared__ u32 s_symlen[SYMLEN_BYTES / 4];                  // code length per symbol, 0 = no code
   __shared__ __align__(16) u32 s_stage[WARPS][32 * STAGE_STRIDE]; // per warp: 32 groups of nibbles
   __shared__ u32 s_slot[WARPS][32];                           // per warp: escape slot of each lane's group, or NO_SLOT
   __shared__ u32 s_place[WARPS][32];                          // per warp: output place of each lane's group
@@ -343,24 +330,16 @@ huff_bf16_sub256(const u8* __restrict__ bits, const u32* __restrict__ chunk_offs
     if (blockIdx.x == 0 && threadIdx.x == 0) report(err, ERR_ARGS, ~0u);
     return;
   }
-#pragma unroll
-  for (u32 i = threadIdx.x; i < LUT_BYTES / 16; i += THREADS) ((v4u*)s_lut)[i] = ((const v4u*)lut)[i];
-  for (u32 i = threadIdx.x; i < 256; i += THREADS) s_pal2[i] = palette[i & 15] | ((u16)palette[i >> 4] << 8);
-  if (threadIdx.x < 16) s_symlen[threadIdx.x] = 0;
-  stream_setup(&s_last, stream_bytes);
-  __syncthreads();
 #pragma unroll 4
-  for (u32 p = threadIdx.x; p < LUT_ENTRIES; p += THREADS) {
-    s_multi[p] = multi_entry(s_lut, p);
-    const u32 e = s_lut[p], len = lut_len(e);               // a code's first entry names its length
-    if (len != 0 && (p & ((LUT_ENTRIES >> len) - 1)) == 0) s_symlen[e & 15] = len;
-  }
+  for (u32 i = threadIdx.x; i < TABLES_BYTES / 16; i += THREADS) ((v4u*)s_tables)[i] = ((const v4u*)tables)[i];
+  for (u32 i = threadIdx.x; i < 256; i += THREADS) s_pal2[i] = palette[i & 15] | ((u16)palette[i >> 4] << 8);
+  stream_setup(&s_last, stream_bytes);
   __syncthreads();                                            // the last block-wide barrier: warps run freely after it
 
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const u32 groups = (u32)(symbols / GROUP), groups_per_row = (u32)(padded_cols / GROUP);
   const Stream s_global = make_stream(bits, &s_last, stream_bytes);
-  // sub256: this warp's stage-in buffer (over the table, which no lane reads any more) and the stream as blocks,
+  // sub256: this warp's stage-in buffer and the stream as blocks,
   // clamped to the one holding its last byte (the upload holds it whole).
   v4u* stage_in = (v4u*)s_area + warp * (STAGE_IN_BYTES / 16);
   const v4u* in_blocks = (const v4u*)bits;

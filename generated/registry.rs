@@ -5414,7 +5414,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x7c7d17ca5cbd8b3a,
+        source_hash: 0x2c0fa6c236df45fd,
         source: include_str!("huff_bf16_word.cu"),
     },
     RegistryEntry {
@@ -5429,7 +5429,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x06346ac474b228ec,
+        source_hash: 0x0db20b15b6ab4636,
         source: include_str!("huff_bf16_vec4.cu"),
     },
     RegistryEntry {
@@ -5444,7 +5444,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xcfe2267e5145fa3f,
+        source_hash: 0x4f26cfccd8a7722b,
         source: include_str!("huff_bf16_sub256.cu"),
     },
     RegistryEntry {
@@ -5459,7 +5459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xad50a014d1fc0f91,
+        source_hash: 0xd88e4ed6c5becbdd,
         source: include_str!("huff_bf16_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5474,7 +5474,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x344581c3ef0f4152,
+        source_hash: 0xce62450008f33c3f,
         source: include_str!("huff_exponent_word.cu"),
     },
     RegistryEntry {
@@ -5489,7 +5489,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x6f5491f5ff357525,
+        source_hash: 0x022a15b13e60f13c,
         source: include_str!("huff_exponent_vec4.cu"),
     },
     RegistryEntry {
@@ -5504,7 +5504,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x7c51ac9d1aae213a,
+        source_hash: 0xb0d614a36ae089dd,
         source: include_str!("huff_exponent_sub256.cu"),
     },
     RegistryEntry {
@@ -5519,7 +5519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x5af6e6f0b8b46489,
+        source_hash: 0x00e26e59fe2241ca,
         source: include_str!("huff_exponent_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5534,7 +5534,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xd2d6e82087ea88cd,
+        source_hash: 0xd9580b3e153f26fc,
         source: include_str!("huff_palette_word.cu"),
     },
     RegistryEntry {
@@ -5549,7 +5549,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x36dec02a7e710ccc,
+        source_hash: 0x73633fd7c929fd80,
         source: include_str!("huff_palette_vec4.cu"),
     },
     RegistryEntry {
@@ -5564,7 +5564,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xa4ae449a7dcb0322,
+        source_hash: 0x82cdaee3ab434a73,
         source: include_str!("huff_palette_sub256.cu"),
     },
     RegistryEntry {
@@ -5579,7 +5579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x73c4d5cfdd6fd5dc,
+        source_hash: 0xaebc76fa28c68307,
         source: include_str!("huff_palette_sub256m4.cu"),
     },
     RegistryEntry {

@@ -524,10 +524,9 @@ pub struct HuffBudget {
     /// Longest code and the decode table it implies.
     pub max_code_len: u32,
     pub lut_entries: u32,
-    /// Shared memory: decode table (u16 per entry).
-    pub lut_bytes: u32,
-    /// Shared memory: the multi-symbol table (u32 per entry) built from the decode table per block,
-    /// with up to `multi_syms` whole codes per peek.
+    /// Shared memory: the multi-symbol table (u32 per entry), built on the host from the decode
+    /// table at upload (`gpu::layout::multi`) and copied in by each block, with up to
+    /// `multi_syms` whole codes per peek.
     pub multi_bytes: u32,
     pub multi_syms: u32,
     /// Shared memory: byte → two exponent bytes (palette of two nibbles), u16 per entry.
@@ -547,8 +546,7 @@ pub struct HuffBudget {
     pub sub_symbols: u32,
     pub sub_groups: u32,
     /// Refill `sub256`: shared memory per warp for its 32 sub-chunks' bits (16-byte blocks; a unit
-    /// whose bits do not fit decodes from global memory instead), 0 otherwise. The one-symbol table
-    /// lives in the same bytes (it is only read before the buffers are).
+    /// whose bits do not fit decodes from global memory instead), 0 otherwise.
     pub stage_in_bytes: u32,
     /// Refill `sub256`: units of 32 sub-chunks per warp in the natural grid (the table build is
     /// paid once per block); chunks are then counted at the format's 1024 symbols.
@@ -564,7 +562,6 @@ impl HuffBudget {
         let group = GROUP;
         let max_code_len = MAX_CODE_LEN;
         let lut_entries = 1 << max_code_len;
-        let lut_bytes = lut_entries * 2;
         let pal2_bytes = 256 * 2;
         let symlen_bytes = 16 * 4;
         let multi_bytes = lut_entries * 4;
@@ -592,7 +589,6 @@ impl HuffBudget {
             group,
             max_code_len,
             lut_entries,
-            lut_bytes,
             multi_bytes,
             multi_syms,
             pal2_bytes,
@@ -606,7 +602,7 @@ impl HuffBudget {
             sub_groups: sub_symbols / group,
             stage_in_bytes,
             units_per_warp,
-            smem_bytes: (warps * stage_in_bytes).max(lut_bytes)
+            smem_bytes: (warps * stage_in_bytes).max(16)
                 + multi_bytes
                 + pal2_bytes
                 + symlen_bytes
@@ -635,7 +631,6 @@ impl HuffBudget {
             ("group", int(self.group)),
             ("max_code_len", int(self.max_code_len)),
             ("lut_entries", int(self.lut_entries)),
-            ("lut_bytes", int(self.lut_bytes)),
             ("multi_bytes", int(self.multi_bytes)),
             ("multi_syms", int(self.multi_syms)),
             ("pal2_bytes", int(self.pal2_bytes)),

@@ -21,7 +21,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use unweight::codec::{self, CompressedTensor, Encoding, HuffmanStream, Indices, Orientation};
-use unweight::gpu::layout::subs;
+use unweight::gpu::layout::{multi, subs};
 use unweight::gpu::layout::tiles::{self, Packing};
 use unweight_codegen::abi::{GROUP, SUB_SYMBOLS};
 use unweight_codegen::generate::{render_set, templates_dir, Generated};
@@ -76,7 +76,7 @@ fn built() -> &'static Built {
             .filter_map(|k| match (&k.variant, &k.budget) {
                 (Variant::Huff(h), Budget::Huff(b)) if h.refill.sub_symbols().is_some() => {
                     let mut b = b.clone();
-                    let area = |stage_in: u32| (b.warps * stage_in).max(b.lut_bytes);
+                    let area = |stage_in: u32| (b.warps * stage_in).max(16);
                     b.smem_bytes = b.smem_bytes - area(b.stage_in_bytes) + area(TINY_STAGE_IN);
                     b.stage_in_bytes = TINY_STAGE_IN;
                     let budget = Budget::Huff(b);
@@ -173,7 +173,10 @@ fn write_inputs(t: &CompressedTensor, dir: &Path) {
         w(name, &bits);
     }
     w("offsets", &le(&h.chunk_offsets, u32::to_le_bytes));
-    w("lut", &le(&h.decode_lut(), u16::to_le_bytes));
+    // The decode tables as the upload builds them (gpu::layout::multi), in both entry formats.
+    let lut = h.decode_lut();
+    w("tables", &le(&multi::tables(&lut, HuffRefill::Word), u32::to_le_bytes));
+    w("tables_m4", &le(&multi::tables(&lut, HuffRefill::Sub256M4), u32::to_le_bytes));
     w("palette", &t.palette);
     w("sm", &t.sm);
     w("bitmap", &le(&t.escapes.bitmap, u64::to_le_bytes));

@@ -840,7 +840,7 @@ impl Linear {
             .device()
             .kernels
             .get_entry(plan::huff_variant_entry(output, refill)?)?;
-        let args = huff_args(h, g, output, layout, out, sub_offsets, ctas)
+        let args = huff_args(h, g, (output, refill), layout, out, sub_offsets, ctas)
             .map_err(|p| weights_error(&self.weights.name, p))?;
         // SAFETY: every input is this weight's live upload for its geometry; `out` per the contract.
         unsafe { launch::huff(stream, &kernel, &args) }
@@ -862,7 +862,7 @@ fn default_refill(h: &HuffmanDev) -> HuffRefill {
 fn huff_args(
     h: &HuffmanDev,
     g: &Geometry,
-    output: HuffOutput,
+    (output, refill): (HuffOutput, HuffRefill),
     layout: HuffLayout,
     out: u64,
     sub_offsets: u64,
@@ -872,7 +872,7 @@ fn huff_args(
     Ok(HuffArgs {
         bits: h.bits.ptr,
         chunk_offsets: h.chunk_offsets.ptr,
-        lut: h.lut.ptr,
+        tables: h.tables_for(refill),
         palette: h.palette.ptr,
         sm,
         esc_bitmap: h.esc_bitmap.ptr,

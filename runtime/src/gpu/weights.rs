@@ -16,7 +16,7 @@ use crate::gpu::layout::{
     RmmTables,
 };
 use crate::gpu::relayout;
-use unweight_codegen::variant::{ASource, RelayoutElem};
+use unweight_codegen::variant::{ASource, HuffRefill, RelayoutElem};
 
 /// A device buffer and its address, taken once at upload (weights never move).
 pub struct DevBuf<T> {
@@ -68,8 +68,11 @@ pub struct HuffmanDev {
     pub bits: DevBuf<u8>,
     /// Bit offset of each chunk's first symbol.
     pub chunk_offsets: DevBuf<u32>,
-    /// The decode table (symbol and code length per peeked bit pattern).
-    pub lut: DevBuf<u16>,
+    /// The kernels' decode tables (`layout::multi`): for refills word / vec4 / sub256, and for
+    /// sub256m4 ([`HuffmanDev::tables_for`]).
+    pub tables: DevBuf<u32>,
+    /// See `tables`.
+    pub tables_m4: DevBuf<u32>,
     /// The 16 exponents the symbols index.
     pub palette: DevBuf<u8>,
     /// Row-major sm bytes, only when the rmm does not take the shape (else `rmm.sm_tiles`).
@@ -102,6 +105,14 @@ pub struct HuffmanDev {
 }
 
 impl HuffmanDev {
+    /// Device address of the decode tables in `refill`'s entry format.
+    pub fn tables_for(&self, refill: HuffRefill) -> u64 {
+        match refill {
+            HuffRefill::Sub256M4 => self.tables_m4.ptr,
+            HuffRefill::Word | HuffRefill::Vec4 | HuffRefill::Sub256 => self.tables.ptr,
+        }
+    }
+
     /// The sm bytes `huff_bf16` reads and their layout (its `layout` argument).
     pub fn sm_input(&self, orientation: Orientation) -> Result<(u64, HuffLayout), LayoutError> {
         match (&self.sm, &self.rmm, orientation) {
@@ -232,7 +243,8 @@ impl DeviceWeights {
         let h = HuffmanDev {
             bits: upload(s, &img.bits, "huffman bits")?,
             chunk_offsets: upload(s, &img.chunk_offsets, "chunk offsets")?,
-            lut: upload(s, &img.lut, "decode table")?,
+            tables: upload(s, &img.tables, "decode tables")?,
+            tables_m4: upload(s, &img.tables_m4, "decode tables")?,
             palette: upload(s, &img.palette, "palette")?,
             sm: img
                 .sm
@@ -493,7 +505,8 @@ impl DeviceWeights {
                 h.bits.bytes()
                     + h.chunk_offsets.bytes()
                     + h.sub_offsets.as_ref().map_or(0, DevBuf::bytes)
-                    + h.lut.bytes()
+                    + h.tables.bytes()
+                    + h.tables_m4.bytes()
                     + 16
                     + h.sm_bytes()
                     + h.esc_bitmap.bytes()

@@ -1,8 +1,8 @@
 // Runs one generated Huffman kernel (KERNEL, included as KERNEL_SOURCE) on the CPU.
 // usage: harness DIR ROWS COLS PADDED_COLS CHUNK_SYMBOLS N_CHUNKS THREADS OUT_BYTES LAYOUT GRID STREAM_BITS
 //                STREAM_BYTES ESC_GROUPS N_SUBS
-// Reads DIR/{BITS_FILE,offsets,lut,palette,sm,bitmap,prefix,esc_exp} (BITS_FILE: "/bits" or "/bits16", the stream
-// padded to what the kernel's refill reads), each into its own allocation of exactly the
+// Reads DIR/{BITS_FILE,offsets,tables or tables_m4,palette,sm,bitmap,prefix,esc_exp} (BITS_FILE: "/bits" or "/bits16",
+// the stream padded to what the kernel's refill reads; tables_m4 for refill sub256m4, the host-built decode tables), each into its own allocation of exactly the
 // file's size (so AddressSanitizer catches a read one byte past any of them), runs GRID blocks of THREADS
 // threads, writes DIR/out (an allocation of exactly OUT_BYTES bytes) and prints the error word: "err R C".
 // Sub-chunk offsets: a sub256 kernel reads DIR/subs (its own exact allocation); a chunk kernel given N_SUBS > 0
@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   const unsigned long long stream_bits = num(11), stream_bytes = num(12);
   const unsigned esc_groups = num(13);
   const size_t n_subs = num(14);
-  unsigned char *bits = load(dir + BITS_FILE), *offsets = load(dir + "/offsets"), *lut = load(dir + "/lut");
+  unsigned char *bits = load(dir + BITS_FILE), *offsets = load(dir + "/offsets"), *tables = load(dir + (REFILL_M4 ? "/tables_m4" : "/tables"));
   unsigned char *palette = load(dir + "/palette"), *sm = load(dir + "/sm"), *bitmap = load(dir + "/bitmap");
   unsigned char *prefix = load(dir + "/prefix"), *esc_exp = load(dir + "/esc_exp");
   unsigned char* subs = nullptr;
@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
       pool.emplace_back([&, t] {
         threadIdx = {t, 0, 0};
         blockIdx = {b, 0, 0};
-        KERNEL(bits, (const u32*)offsets, (const u16*)lut, palette, sm, (const u64*)bitmap, (const u32*)prefix, esc_exp,
+        KERNEL(bits, (const u32*)offsets, (const u32*)tables, palette, sm, (const u64*)bitmap, (const u32*)prefix, esc_exp,
                out, rows, cols, padded, chunk_symbols, n_chunks, layout, stream_bits, stream_bytes, esc_groups, err,
                (u32*)subs);
       });
@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
   std::ofstream(dir + "/out", std::ios::binary).write((const char*)out, out_bytes);
   if (!REFILL_SUB && n_subs > 0) std::ofstream(dir + "/subs_out", std::ios::binary).write((const char*)subs, 4 * n_subs);
   std::printf("err %u %u\n", err[0], err[1]);
-  for (void* p : {(void*)bits, (void*)offsets, (void*)lut, (void*)palette, (void*)sm, (void*)bitmap, (void*)prefix,
+  for (void* p : {(void*)bits, (void*)offsets, (void*)tables, (void*)palette, (void*)sm, (void*)bitmap, (void*)prefix,
                   (void*)esc_exp, (void*)out, (void*)err, (void*)subs})
     std::free(p);
   return 0;

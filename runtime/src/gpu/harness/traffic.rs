@@ -26,10 +26,10 @@ pub struct Footprint {
     /// The 16-byte exponent palette.
     pub palette: u64,
     /// Huffman: the bitstream without its upload padding (no load passes `stream_bytes`), the
-    /// chunk offsets and the decode table.
+    /// chunk offsets and the decode tables (both entry formats; a decode reads one).
     pub stream: u64,
     pub chunk_offsets: u64,
-    pub lut: u64,
+    pub tables: u64,
     /// Huffman: the codec's escape bitmap, its prefix counts and the escape exponents.
     pub esc_bitmap: u64,
     pub esc_prefix: u64,
@@ -74,7 +74,7 @@ impl Footprint {
             palette: len(&h.palette),
             stream: h.stream_bytes,
             chunk_offsets: len(&h.chunk_offsets),
-            lut: len(&h.lut),
+            tables: len(&h.tables) + len(&h.tables_m4),
             esc_bitmap: len(&h.esc_bitmap),
             esc_prefix: len(&h.esc_prefix),
             esc_exp: len(&h.esc_exp),
@@ -109,7 +109,7 @@ impl Footprint {
                 palette: b(h.palette.bytes()),
                 stream: h.stream_bytes,
                 chunk_offsets: b(h.chunk_offsets.bytes()),
-                lut: b(h.lut.bytes()),
+                tables: b(h.tables.bytes() + h.tables_m4.bytes()),
                 esc_bitmap: b(h.esc_bitmap.bytes()),
                 esc_prefix: b(h.esc_prefix.bytes()),
                 esc_exp: b(h.esc_exp.bytes()),
@@ -128,7 +128,7 @@ impl Footprint {
             + self.palette
             + self.stream
             + self.chunk_offsets
-            + self.lut
+            + self.tables
             + self.esc_bitmap
             + self.esc_prefix
             + self.esc_exp
@@ -163,7 +163,7 @@ impl std::ops::Add for Traffic {
 /// bf16 also the codec's escapes (the palette output leaves escaped groups' indices don't-care)
 /// and the palette; bf16 also the sm bytes. Writes the preprocess output.
 pub fn decode(fp: &Footprint, g: &Geometry, output: HuffOutput) -> Traffic {
-    let stream = fp.stream + fp.chunk_offsets + fp.lut;
+    let stream = fp.stream + fp.chunk_offsets + fp.tables / 2;
     let escapes = fp.palette + fp.esc_bitmap + fp.esc_prefix + fp.esc_exp;
     let (bf16, exponents, nibbles) = g.scratch_bytes();
     let (read, written) = match output {
@@ -297,7 +297,8 @@ mod tests {
         let img = HuffmanImage::new(&t).unwrap();
         let fp = Footprint::of_huffman(&img);
         // 512 groups: 8 bitmap words (64 bytes), 8 prefix counts (32 bytes), 2 escaped groups
-        // (128 exponent bytes, again in tile order); a 4096-entry u16 table; one sm copy (tiled).
+        // (128 exponent bytes, again in tile order); two decode tables of 4096 + 16 u32 (a decode
+        // reads one); one sm copy (tiled).
         let want = Footprint {
             sm: 32_768,
             tile_esc: 128,
@@ -305,7 +306,7 @@ mod tests {
             palette: 16,
             stream,
             chunk_offsets: 4 * chunks,
-            lut: 8192,
+            tables: 2 * 16_448,
             esc_bitmap: 64,
             esc_prefix: 32,
             esc_exp: 128,
@@ -313,7 +314,7 @@ mod tests {
         };
         assert_eq!(fp, want);
         let g = img.geometry;
-        let table = stream + 4 * chunks + 8192;
+        let table = stream + 4 * chunks + 16_448;
         let escapes = 16 + 64 + 32 + 128;
         assert_eq!(
             decode(&fp, &g, HuffOutput::Palette),

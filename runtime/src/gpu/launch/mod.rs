@@ -182,7 +182,8 @@ pub unsafe fn rmm(stream: &CudaStream, kernel: &Kernel, a: &RmmArgs) -> Result<(
 pub struct HuffArgs {
     pub bits: u64,
     pub chunk_offsets: u64,
-    pub lut: u64,
+    /// The decode tables in the kernel's refill format (`layout::multi::tables`).
+    pub tables: u64,
     pub palette: u64,
     pub sm: u64,
     pub esc_bitmap: u64,
@@ -218,7 +219,7 @@ pub unsafe fn huff(stream: &CudaStream, kernel: &Kernel, a: &HuffArgs) -> Result
     let mut b = stream.launch_builder(&kernel.function);
     b.arg(&a.bits)
         .arg(&a.chunk_offsets)
-        .arg(&a.lut)
+        .arg(&a.tables)
         .arg(&a.palette)
         .arg(&a.sm);
     b.arg(&a.esc_bitmap)

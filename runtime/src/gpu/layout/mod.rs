@@ -9,6 +9,7 @@ pub mod escapes;
 pub mod fragments;
 pub mod geometry;
 pub mod image;
+pub mod multi;
 pub mod subs;
 pub mod tiles;
 
