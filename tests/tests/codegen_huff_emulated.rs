@@ -21,8 +21,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use unweight::codec::{self, CompressedTensor, Encoding, HuffmanStream, Indices, Orientation};
-use unweight::gpu::layout::{multi, subs};
 use unweight::gpu::layout::tiles::{self, Packing};
+use unweight::gpu::layout::{multi, subs};
 use unweight_codegen::abi::{GROUP, SUB_SYMBOLS};
 use unweight_codegen::generate::{render_set, templates_dir, Generated};
 use unweight_codegen::render::Templates;
@@ -175,8 +175,14 @@ fn write_inputs(t: &CompressedTensor, dir: &Path) {
     w("offsets", &le(&h.chunk_offsets, u32::to_le_bytes));
     // The decode tables as the upload builds them (gpu::layout::multi), in both entry formats.
     let lut = h.decode_lut();
-    w("tables", &le(&multi::tables(&lut, HuffRefill::Word), u32::to_le_bytes));
-    w("tables_m4", &le(&multi::tables(&lut, HuffRefill::Sub256M4), u32::to_le_bytes));
+    w(
+        "tables",
+        &le(&multi::tables(&lut, HuffRefill::Word), u32::to_le_bytes),
+    );
+    w(
+        "tables_m4",
+        &le(&multi::tables(&lut, HuffRefill::Sub256M4), u32::to_le_bytes),
+    );
     w("palette", &t.palette);
     w("sm", &t.sm);
     w("bitmap", &le(&t.escapes.bitmap, u64::to_le_bytes));

@@ -8,7 +8,7 @@ use unweight::codec::{self, Encoding, Orientation};
 use unweight::gpu::harness::synth::{self, Rng, WeightSpec};
 use unweight::gpu::layout::Residency;
 use unweight::gpu::tuner::run::{run, TuneOptions};
-use unweight::gpu::tuner::{current_stamp, Source, Table};
+use unweight::gpu::tuner::{best_stack_split, current_stamp, Source, Table};
 use unweight::gpu::{DeviceWeights, GpuDevice, Linear};
 
 fn palette_linear(dev: &Arc<GpuDevice>, rng: &mut Rng, n_out: usize, k: usize) -> Linear {
@@ -94,4 +94,13 @@ fn gpu_tune_records_the_split_of_hard_weights_or_serial() {
         split == 0 || shares.contains(&split),
         "{split} is neither serial nor a share of {shares:?}"
     );
+    // The pair times behind it, serial first: a one-matrix stack picks the same split.
+    let points = &e.choice.split_us;
+    assert_eq!(points.len(), SHARES.len() + 1, "{points:?}");
+    assert_eq!(points[0].0, 0);
+    assert!(
+        points.iter().all(|p| p.1 > 0.0 && p.1.is_finite()),
+        "{points:?}"
+    );
+    assert_eq!(best_stack_split(&[&points[..]]), Some(split));
 }

@@ -7,8 +7,8 @@ use unweight_codegen::variant::{ASource, HuffRefill};
 use crate::codec::{self, CompressedTensor, Encoding, Indices, Orientation, GROUP};
 
 use super::escapes;
-use super::multi;
 use super::fragments::{self, FragElem};
+use super::multi;
 use super::tiles::{self, Packing};
 use super::{Geometry, LayoutError};
 

@@ -23,7 +23,7 @@ use crate::gpu::mlp::budget::LayerKind;
 use crate::gpu::mlp::layer::{Mlp, Scratch};
 use crate::gpu::plan::{self, choose_ctas, rmm_tiles, ExecPipeline, Plan, Spread};
 use crate::gpu::scheduler::{order, Order, Scheduler, Work};
-use crate::gpu::tuner::Table;
+use crate::gpu::tuner::{best_stack_split, Table};
 
 /// How [`MlpStack::plan`] chooses.
 #[derive(Clone, Copy, Debug)]
@@ -76,7 +76,12 @@ pub fn default_decode_sms(sm_count: u32) -> u32 {
 /// SMs the decodes of an overlapped forward keep, 0 for a serial one: the caller's `requested`
 /// share, else the tuning table's (`tabled`, 0 where overlap measured slower than serial), else
 /// [`default_decode_sms`]; at most all SMs but one.
-pub fn decode_split(overlap: bool, requested: Option<u32>, tabled: Option<u32>, sm_count: u32) -> u32 {
+pub fn decode_split(
+    overlap: bool,
+    requested: Option<u32>,
+    tabled: Option<u32>,
+    sm_count: u32,
+) -> u32 {
     if !overlap {
         return 0;
     }
@@ -382,20 +387,24 @@ impl MlpStack {
         })
     }
 
-    /// The largest `decode_sms` the table records for this stack's hard matrices at `m` (so 0,
-    /// serial, only when every one measured serial faster).
+    /// The decode share the table gives this stack's hard matrices at `m`: the one with the least
+    /// summed decode + matmul pair time over them ([`best_stack_split`]; 0, serial, where that
+    /// is least), else (a table without pair times) the largest `decode_sms` they record.
     fn table_decode_sms(&self, table: Option<&Table>, m: usize) -> Option<u32> {
         let t = table?;
-        self.layers
+        let entries: Vec<_> = self
+            .layers
             .iter()
             .filter(|l| l.residency() == Residency::Huffman)
             .flat_map(|l| l.matrices())
             .filter_map(|lin| {
                 let g = lin.weights().geometry;
                 t.nearest(g.n_out, g.k, g.orientation, Residency::Huffman, m)
-                    .and_then(|e| e.choice.decode_sms)
             })
-            .max()
+            .collect();
+        let points: Vec<&[(u32, f64)]> = entries.iter().map(|e| &e.choice.split_us[..]).collect();
+        best_stack_split(&points)
+            .or_else(|| entries.iter().filter_map(|e| e.choice.decode_sms).max())
     }
 
     /// The plan of this stack (raw-resident, the same matrices) whose forward must equal

@@ -215,7 +215,9 @@ pub fn run(opts: TuneOptions) -> anyhow::Result<Table> {
                                 if best == 0 { "serial".to_string() } else { format!("{best} SMs") }
                             )
                         });
-                        best
+                        let mut points = vec![(0, t.serial_us)];
+                        points.extend(t.shares.iter().map(|s| (s.decode_sms, s.pair_us)));
+                        (best, points)
                     })
                 } else {
                     None
@@ -242,7 +244,8 @@ pub fn run(opts: TuneOptions) -> anyhow::Result<Table> {
                         variant: c.variant_name().map(str::to_string),
                         ctas: c.ctas,
                         spread: c.spread,
-                        decode_sms: split,
+                        decode_sms: split.as_ref().map(|s| s.0),
+                        split_us: split.map(|s| s.1).unwrap_or_default(),
                         us: pick.us,
                         cublas_us,
                     },

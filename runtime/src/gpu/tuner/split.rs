@@ -116,14 +116,18 @@ pub fn time_split(
         flags_bytes,
     };
     let (xp, yp) = (x.device_ptr(stream).0, y.device_ptr_mut(stream).0);
-    stream.synchronize().ctx(|| "filling the preprocess outputs".into())?;
+    stream
+        .synchronize()
+        .ctx(|| "filling the preprocess outputs".into())?;
     // As the stack runs them: matmuls on a high-priority stream, decodes on a low one.
     let ctx = stream.context();
     let main = scheduler::compute_stream(ctx)?;
     let side = scheduler::decode_stream(ctx)?;
     let (fork, join) = (
-        ctx.new_event(None).ctx(|| "creating the fork event".into())?,
-        ctx.new_event(None).ctx(|| "creating the join event".into())?,
+        ctx.new_event(None)
+            .ctx(|| "creating the fork event".into())?,
+        ctx.new_event(None)
+            .ctx(|| "creating the join event".into())?,
     );
     let n = lins.len();
     // SAFETY (both closures): x holds ≥ m × k and y ≥ m × n_out bf16 (the tuner sizes them for
@@ -162,12 +166,16 @@ pub fn time_split(
             // The decode rewrites weight j's nibbles while the matmul reads weight j + 1's
             // (one weight: the same bytes it already holds, so the race changes nothing).
             let (j, k) = (i % n, (i + 1) % n);
-            fork.record(&main).ctx(|| "forking the decode stream".into())?;
-            side.wait(&fork).ctx(|| "forking the decode stream".into())?;
+            fork.record(&main)
+                .ctx(|| "forking the decode stream".into())?;
+            side.wait(&fork)
+                .ctx(|| "forking the decode stream".into())?;
             decode(&side, j, blocks)?;
             matmul(&main, k, ctas)?;
-            join.record(&side).ctx(|| "joining the decode stream".into())?;
-            main.wait(&join).ctx(|| "joining the decode stream".into())?;
+            join.record(&side)
+                .ctx(|| "joining the decode stream".into())?;
+            main.wait(&join)
+                .ctx(|| "joining the decode stream".into())?;
             Ok(())
         })?;
         shares.push(ShareTiming {
@@ -175,7 +183,8 @@ pub fn time_split(
             pair_us,
         });
     }
-    main.synchronize().ctx(|| "finishing the split timings".into())?;
+    main.synchronize()
+        .ctx(|| "finishing the split timings".into())?;
     for l in lins {
         l.weights().take_decode_error(stream)?;
     }
@@ -201,7 +210,10 @@ mod tests {
 
     #[test]
     fn the_fastest_pair_wins_unless_serial_is_faster() {
-        assert_eq!(best_split(&t(100.0, &[(16, 90.0), (33, 80.0), (66, 85.0)])), 33);
+        assert_eq!(
+            best_split(&t(100.0, &[(16, 90.0), (33, 80.0), (66, 85.0)])),
+            33
+        );
         // A tie goes to the fewer SMs (more left to the matmul of the other layers).
         assert_eq!(best_split(&t(100.0, &[(33, 80.0), (16, 80.0)])), 16);
         // Overlap that loses to serial (as at decode batch on the H200): no split.
