@@ -22,7 +22,7 @@ use crate::gpu::mlp::load::{build_layers, layer_bytes, Residencies};
 use crate::gpu::mlp::stack::{default_decode_sms, kinds_text, MlpStack, PlanOptions, StackPlan};
 use crate::gpu::mlp::Mlp;
 use crate::gpu::scheduler::compute_stream;
-use crate::gpu::tuner::{self, Table};
+use crate::gpu::tuner::{self, split, Table};
 
 /// What `bench-mlp` runs.
 #[derive(Clone, Debug)]
@@ -41,8 +41,9 @@ pub struct MlpBenchOptions {
     pub iters: usize,
     pub table: Option<PathBuf>,
     pub seed: u64,
-    /// SMs left to overlapped decodes, each a row of its own (empty: the table's, else a
-    /// quarter and a half of the GPU).
+    /// SMs left to overlapped decodes, each a row of its own (empty: with a table, the share
+    /// measured fastest on each stack, `tuner::split::tune_stack_split`; without, a quarter and
+    /// a half of the GPU).
     pub decode_sms: Vec<u32>,
     /// Layers ahead a hard layer's decode is issued.
     pub window: usize,
@@ -314,7 +315,29 @@ pub fn run(o: MlpBenchOptions) -> anyhow::Result<MlpReport> {
             let splits: Vec<Option<u32>> = match (has_hard, o.decode_sms.is_empty()) {
                 (false, _) => vec![None],
                 (true, false) => o.decode_sms.iter().map(|&d| Some(d)).collect(),
-                (true, true) if table.is_some() => vec![None],
+                (true, true) if table.is_some() => {
+                    // The tuned stack: its decode share measured on the stack itself.
+                    // SAFETY: x and y hold max_m × hidden values for the whole benchmark.
+                    let (best, timed) = unsafe {
+                        split::tune_stack_split(
+                            &stream,
+                            &stack,
+                            m,
+                            (xp, yp),
+                            table.as_ref(),
+                            o.window,
+                            &split::stack_candidates(dev.info.sm_count),
+                            (1, o.iters.div_ceil(2).max(3)),
+                        )?
+                    };
+                    let line = timed
+                        .iter()
+                        .map(|(s, us)| format!("{s}: {us:.1}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    println!("  m={m:<5} {name:<20} decode SMs tried (us) {line} -> {best}");
+                    vec![Some(best)]
+                }
                 (true, true) => {
                     let sms = dev.info.sm_count;
                     vec![Some(default_decode_sms(sms)), Some(sms / 2)]

@@ -20,9 +20,10 @@ use unweight_codegen::variant::HuffOutput;
 use crate::gpu::error::DriverContext;
 use crate::gpu::harness::bench;
 use crate::gpu::linear::{Linear, SplitBufs};
-use crate::gpu::mlp::stack::decode_blocks;
+use crate::gpu::mlp::stack::{decode_blocks, MlpStack, PlanOptions};
 use crate::gpu::plan::{self, choose_ctas, cta_slots, rmm_tiles, ExecPipeline, Plan, Spread};
 use crate::gpu::scheduler;
+use crate::gpu::tuner::Table;
 
 /// Decode shares tried, as fractions of the SMs (16, 33, 66 and 99 of the H200's 132).
 pub const SHARES: [(u32, u32); 4] = [(1, 8), (1, 4), (1, 2), (3, 4)];
@@ -191,6 +192,64 @@ pub fn time_split(
     Ok(Some(SplitTiming { serial_us, shares }))
 }
 
+/// The decode shares [`tune_stack_split`] tries on a GPU of `sm_count` SMs: serial (0), then
+/// [`SHARES`].
+pub fn stack_candidates(sm_count: u32) -> Vec<u32> {
+    let mut c = vec![0];
+    c.extend(
+        SHARES
+            .iter()
+            .map(|&(n, d)| (sm_count * n / d).clamp(1, sm_count - 1)),
+    );
+    c.dedup();
+    c
+}
+
+/// Times one forward of `stack` at batch `m` (plans from `table`, decodes `window` layers ahead)
+/// for each decode share of `candidates` (0: serial) and returns the fastest (the fewer SMs on a
+/// tie) with every timing. The per-weight pair times in the table only approximate a stack,
+/// whose decode stream runs ahead across layers and matrices; this measures the stack itself,
+/// for an engine that can afford a few forwards at load.
+///
+/// # Safety
+/// `x` and `y` must address `m × hidden` bf16 values each, 16-byte aligned, live for the call
+/// and not overlapping each other or the stack's buffers (as [`MlpStack::forward_raw`]).
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn tune_stack_split(
+    stream: &Arc<CudaStream>,
+    stack: &MlpStack,
+    m: usize,
+    (x, y): (u64, u64),
+    table: Option<&Table>,
+    window: usize,
+    candidates: &[u32],
+    (warmup, iters): (usize, usize),
+) -> anyhow::Result<(u32, Vec<(u32, f64)>)> {
+    let mut timed = Vec::with_capacity(candidates.len());
+    for &sms in candidates {
+        let plan = stack.plan(
+            m,
+            &PlanOptions {
+                table,
+                decode_sms: Some(sms),
+                window,
+                ..Default::default()
+            },
+        )?;
+        let us = bench::time(stream, warmup, iters, |_| {
+            // SAFETY: the caller's contract for x and y; the stack's own buffers otherwise.
+            unsafe { stack.forward_raw(stream, x, y, &plan) }.map_err(anyhow::Error::from)
+        })?;
+        timed.push((sms, us));
+    }
+    let best = timed
+        .iter()
+        .copied()
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+        .map_or(0, |(sms, _)| sms);
+    Ok((best, timed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +265,12 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_stack_tries_serial_then_every_share() {
+        assert_eq!(stack_candidates(132), vec![0, 16, 33, 66, 99]);
+        assert_eq!(stack_candidates(2), vec![0, 1]);
     }
 
     #[test]
