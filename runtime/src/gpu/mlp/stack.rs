@@ -36,8 +36,9 @@ pub struct PlanOptions<'a> {
     pub overlap: bool,
     /// SMs a concurrent decode keeps: the matmuls of layers that overlap a decode launch on the
     /// rest. `None`: the table's `decode_sms` for the hard matrices, else [`default_decode_sms`].
-    /// 0 (given, or what every hard matrix's table entry says where overlap measured slower
-    /// than serial): no overlap, as with `overlap: false`.
+    /// 0 (given, or where the table's pair times sum least for serial): no overlap, as with
+    /// `overlap: false`. To measure the share on the stack itself, pass what
+    /// [`tune_stack_split`](crate::gpu::tuner::split::tune_stack_split) returns.
     pub decode_sms: Option<u32>,
     /// Layers ahead of its compute a hard layer's decode is issued ([`order::overlapped`]).
     pub window: usize,
