@@ -255,7 +255,8 @@ pub fn run(opts: TuneOptions) -> anyhow::Result<Table> {
         }
     }
     bar.finish_and_clear();
-    table.tuned_on = Some(crate::gpu::harness::bench::today());
+    table.device = Some(dev.info.name.clone());
+    table.date = Some(crate::gpu::harness::bench::today());
     table.save(&out)?;
     if opts.exhaustive {
         println!("\n## descent vs exhaustive search\n");

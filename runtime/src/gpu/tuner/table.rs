@@ -165,11 +165,14 @@ pub struct Entry {
 pub struct Table {
     pub format: String,
     pub schema: u32,
-    pub stamp: Stamp,
-    /// UTC date (`YYYY-MM-DD`) of the last tune that wrote the table, so a committed table says
-    /// when its figures were measured (the stamp says on what). Not part of staleness.
+    /// The GPU and UTC date (`YYYY-MM-DD`) of the last tune that wrote the table, as every
+    /// results file names them, so a committed table says where and when its figures were
+    /// measured. Not part of staleness (the stamp is). `date` was `tuned_on` before.
     #[serde(default)]
-    pub tuned_on: Option<String>,
+    pub device: Option<String>,
+    #[serde(default, alias = "tuned_on")]
+    pub date: Option<String>,
+    pub stamp: Stamp,
     pub entries: Vec<Entry>,
 }
 
@@ -178,8 +181,9 @@ impl Table {
         Table {
             format: FORMAT.to_string(),
             schema: SCHEMA,
+            device: None,
+            date: None,
             stamp,
-            tuned_on: None,
             entries: Vec::new(),
         }
     }
@@ -468,7 +472,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub").join("t.json");
         let mut t = table();
-        t.tuned_on = Some("2026-12-02".into());
+        t.device = Some("NVIDIA H200".into());
+        t.date = Some("2026-12-02".into());
         t.save(&path).unwrap();
         assert_eq!(Table::load(&path, &stamp()).unwrap(), t);
         // Saving again replaces the file whole and leaves no temp file behind.
@@ -478,6 +483,38 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["t.json"]);
+    }
+
+    #[test]
+    fn committed_tables_name_their_device_and_date() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !(name.contains("tuning") && name.ends_with(".json")) {
+                continue;
+            }
+            let t: Table = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(t.device.as_deref(), Some(t.stamp.gpu.as_str()), "{name}");
+            assert!(
+                t.date.as_deref().is_some_and(|d| name.starts_with(d)),
+                "{name}"
+            );
+            n += 1;
+        }
+        assert!(n > 0, "no tuning tables under {}", dir.display());
+    }
+
+    #[test]
+    fn an_older_table_names_its_date_tuned_on() {
+        let t = table();
+        let json = serde_json::to_string(&t)
+            .unwrap()
+            .replace("\"date\":null", "\"tuned_on\":\"2026-12-02\"");
+        let back: Table = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.date.as_deref(), Some("2026-12-02"));
     }
 
     #[test]
