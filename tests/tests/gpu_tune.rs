@@ -68,7 +68,7 @@ fn gpu_tiny_tune_feeds_plan_auto() {
 #[test]
 #[ignore = "needs an sm_90 GPU"]
 fn gpu_tune_records_the_split_of_hard_weights_or_serial() {
-    use unweight::gpu::tuner::split::SHARES;
+    use unweight::gpu::tuner::split::{share_sms, SHARES};
     let dir = tempfile::tempdir().unwrap();
     let table = run(TuneOptions {
         shapes: vec![(1536, 384, Orientation::Standard)],
@@ -82,10 +82,7 @@ fn gpu_tune_records_the_split_of_hard_weights_or_serial() {
     .expect("tune");
     let dev = GpuDevice::new(0).unwrap();
     let sms = dev.info.sm_count;
-    let shares: Vec<u32> = SHARES
-        .iter()
-        .map(|&(n, d)| (sms * n / d).clamp(1, sms - 1))
-        .collect();
+    let shares = share_sms(sms);
     let e = table
         .nearest(1536, 384, Orientation::Standard, Residency::Huffman, 1)
         .expect("a Huffman entry");

@@ -11,7 +11,8 @@ pub mod search;
 pub mod split;
 pub mod table;
 
-pub use table::{best_stack_split, Choice, Key, Stamp, Table, TableError};
+pub use split::best_stack_split;
+pub use table::{Choice, Key, Stamp, Table, TableError};
 
 use unweight_codegen::abi::BK;
 use unweight_codegen::variant::Variant;

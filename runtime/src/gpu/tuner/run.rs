@@ -215,9 +215,7 @@ pub fn run(opts: TuneOptions) -> anyhow::Result<Table> {
                                 if best == 0 { "serial".to_string() } else { format!("{best} SMs") }
                             )
                         });
-                        let mut points = vec![(0, t.serial_us)];
-                        points.extend(t.shares.iter().map(|s| (s.decode_sms, s.pair_us)));
-                        (best, points)
+                        (best, t.points())
                     })
                 } else {
                     None

@@ -43,18 +43,50 @@ pub struct SplitTiming {
     pub shares: Vec<ShareTiming>,
 }
 
+impl SplitTiming {
+    /// `(decode SMs, µs)` per share, serial first as 0: what the table keeps
+    /// ([`Choice::split_us`](crate::gpu::tuner::Choice::split_us)).
+    pub fn points(&self) -> Vec<(u32, f64)> {
+        let mut p = vec![(0, self.serial_us)];
+        p.extend(self.shares.iter().map(|s| (s.decode_sms, s.pair_us)));
+        p
+    }
+}
+
 /// The decode SMs to schedule: the fastest share (the fewer SMs on a tie), or 0 when no share
 /// beats serial.
 pub fn best_split(t: &SplitTiming) -> u32 {
-    let best = t.shares.iter().copied().min_by(|a, b| {
-        a.pair_us
-            .total_cmp(&b.pair_us)
-            .then(a.decode_sms.cmp(&b.decode_sms))
-    });
-    match best {
-        Some(s) if s.pair_us < t.serial_us => s.decode_sms,
-        _ => 0,
+    best_stack_split(&[&t.points()]).unwrap_or(0)
+}
+
+/// The decode share (0: serial) with the least summed pair time over hard matrices, each given
+/// as its [`Choice::split_us`](crate::gpu::tuner::Choice::split_us), ties going to the fewer
+/// SMs; `None` when some matrix has no timings (a table from before they were recorded) or no
+/// share is timed for all of them.
+pub fn best_stack_split(per_matrix: &[&[(u32, f64)]]) -> Option<u32> {
+    let first = per_matrix.first()?;
+    if per_matrix.iter().any(|t| t.is_empty()) {
+        return None;
     }
+    first
+        .iter()
+        .filter_map(|&(sms, _)| {
+            let total: Option<f64> = per_matrix
+                .iter()
+                .map(|t| t.iter().find(|p| p.0 == sms).map(|p| p.1))
+                .sum();
+            total.map(|us| (sms, us))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+        .map(|(sms, _)| sms)
+}
+
+/// SMs of each share of [`SHARES`] on a GPU of `sm_count` SMs (at least one, and one left over).
+pub fn share_sms(sm_count: u32) -> Vec<u32> {
+    SHARES
+        .iter()
+        .map(|&(n, d)| (sm_count * n / d).clamp(1, sm_count - 1))
+        .collect()
 }
 
 /// Times the split axis for the palette-transcode plan of the Huffman-resident `lins` (rotated,
@@ -151,8 +183,7 @@ pub fn time_split(
         matmul(&main, j, plans[j].ctas)
     })?;
     let mut shares = Vec::with_capacity(SHARES.len());
-    for (num, den) in SHARES {
-        let sms = (sm_count * num / den).clamp(1, sm_count - 1);
+    for sms in share_sms(sm_count) {
         // As the MLP scheduler launches them: as many decode blocks as fill `sms` SMs, the
         // matmul sized for the rest.
         let blocks = decode_blocks(sms);
@@ -196,11 +227,7 @@ pub fn time_split(
 /// [`SHARES`].
 pub fn stack_candidates(sm_count: u32) -> Vec<u32> {
     let mut c = vec![0];
-    c.extend(
-        SHARES
-            .iter()
-            .map(|&(n, d)| (sm_count * n / d).clamp(1, sm_count - 1)),
-    );
+    c.extend(share_sms(sm_count));
     c.dedup();
     c
 }
@@ -242,11 +269,7 @@ pub unsafe fn tune_stack_split(
         })?;
         timed.push((sms, us));
     }
-    let best = timed
-        .iter()
-        .copied()
-        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
-        .map_or(0, |(sms, _)| sms);
+    let best = best_stack_split(&[&timed]).unwrap_or(0);
     Ok((best, timed))
 }
 
@@ -265,6 +288,24 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn the_stack_split_minimises_the_summed_pairs() {
+        // Gate and up lose with overlap, down gains less than they lose: serial.
+        let gate: &[(u32, f64)] = &[(0, 88.0), (66, 127.0), (99, 101.0)];
+        let down: &[(u32, f64)] = &[(0, 89.0), (66, 88.5), (99, 131.0)];
+        assert_eq!(best_stack_split(&[gate, gate, down]), Some(0));
+        // At large batch overlap wins on the sum.
+        let gate: &[(u32, f64)] = &[(0, 291.0), (66, 270.0), (99, 291.0)];
+        let down: &[(u32, f64)] = &[(0, 252.0), (66, 262.0), (99, 262.0)];
+        assert_eq!(best_stack_split(&[gate, gate, down]), Some(66));
+        assert_eq!(best_stack_split(&[down]), Some(0));
+        // Ties go to the fewer SMs; a matrix without timings (an older table) decides nothing.
+        let a: &[(u32, f64)] = &[(0, 1.0), (16, 1.0)];
+        assert_eq!(best_stack_split(&[a]), Some(0));
+        assert_eq!(best_stack_split(&[a, &[]]), None);
+        assert_eq!(best_stack_split(&[]), None);
     }
 
     #[test]

@@ -144,7 +144,7 @@ pub struct Choice {
     pub decode_sms: Option<u32>,
     /// Hard weights: the decode + matmul pair's µs per decode share tried, `(decode SMs, µs)`,
     /// `(0, µs)` the serial pair; the stack picks one share for all its hard matrices by their
-    /// sum ([`best_stack_split`]). Empty in tables tuned before it was recorded.
+    /// sum ([`best_stack_split`](super::split::best_stack_split)). Empty in tables tuned before it was recorded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub split_us: Vec<(u32, f64)>,
     pub us: f64,
@@ -367,27 +367,6 @@ pub fn spread_str(s: Spread) -> &'static str {
     }
 }
 
-/// The decode share (0: serial) with the least summed pair time over hard matrices whose
-/// [`Choice::split_us`] list it, ties going to the fewer SMs; `None` when some matrix has no
-/// timings (a table from before they were recorded) or no share is timed for all of them.
-pub fn best_stack_split(per_matrix: &[&[(u32, f64)]]) -> Option<u32> {
-    let first = per_matrix.first()?;
-    if per_matrix.iter().any(|t| t.is_empty()) {
-        return None;
-    }
-    first
-        .iter()
-        .filter_map(|&(sms, _)| {
-            let total: Option<f64> = per_matrix
-                .iter()
-                .map(|t| t.iter().find(|p| p.0 == sms).map(|p| p.1))
-                .sum();
-            total.map(|us| (sms, us))
-        })
-        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
-        .map(|(sms, _)| sms)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,24 +413,6 @@ mod tests {
             residency: Residency::Palette,
             bucket,
         }
-    }
-
-    #[test]
-    fn the_stack_split_minimises_the_summed_pairs() {
-        // Gate and up lose with overlap, down gains less than they lose: serial.
-        let gate: &[(u32, f64)] = &[(0, 88.0), (66, 127.0), (99, 101.0)];
-        let down: &[(u32, f64)] = &[(0, 89.0), (66, 88.5), (99, 131.0)];
-        assert_eq!(best_stack_split(&[gate, gate, down]), Some(0));
-        // At large batch overlap wins on the sum.
-        let gate: &[(u32, f64)] = &[(0, 291.0), (66, 270.0), (99, 291.0)];
-        let down: &[(u32, f64)] = &[(0, 252.0), (66, 262.0), (99, 262.0)];
-        assert_eq!(best_stack_split(&[gate, gate, down]), Some(66));
-        assert_eq!(best_stack_split(&[down]), Some(0));
-        // Ties go to the fewer SMs; a matrix without timings (an older table) decides nothing.
-        let a: &[(u32, f64)] = &[(0, 1.0), (16, 1.0)];
-        assert_eq!(best_stack_split(&[a]), Some(0));
-        assert_eq!(best_stack_split(&[a, &[]]), None);
-        assert_eq!(best_stack_split(&[]), None);
     }
 
     fn choice() -> Choice {
