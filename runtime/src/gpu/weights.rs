@@ -12,8 +12,8 @@ use crate::codec::{CompressedTensor, Orientation};
 use crate::gpu::device::GpuDevice;
 use crate::gpu::error::{DriverContext, GpuError};
 use crate::gpu::layout::{
-    raw_fragments, BlockLayout, Geometry, HuffmanImage, LayoutError, PaletteImage, Residency,
-    RmmTables,
+    multi, raw_fragments, BlockLayout, Geometry, HuffmanImage, LayoutError, PaletteImage,
+    Residency, RmmTables,
 };
 use crate::gpu::relayout;
 use unweight_codegen::variant::{ASource, HuffRefill, RelayoutElem};
@@ -107,9 +107,10 @@ pub struct HuffmanDev {
 impl HuffmanDev {
     /// Device address of the decode tables in `refill`'s entry format.
     pub fn tables_for(&self, refill: HuffRefill) -> u64 {
-        match refill {
-            HuffRefill::Sub256M4 => self.tables_m4.ptr,
-            HuffRefill::Word | HuffRefill::Vec4 | HuffRefill::Sub256 => self.tables.ptr,
+        if multi::byte_fields(refill) {
+            self.tables_m4.ptr
+        } else {
+            self.tables.ptr
         }
     }
 

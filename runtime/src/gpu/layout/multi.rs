@@ -22,6 +22,12 @@ pub const SYMBOLS: usize = 16;
 /// sub256m4: bit 0 of byte 3, never set by 4 × count of a valid entry.
 pub const NO_CODE_FLAG: u32 = 1 << 24;
 
+/// Whether `refill`'s kernels read the byte-field entry format (sub256m4) rather than the packed
+/// one: the one rule both [`tables`] and the upload's choice of buffer follow.
+pub fn byte_fields(refill: HuffRefill) -> bool {
+    refill == HuffRefill::Sub256M4
+}
+
 /// Length of a one-symbol table entry; anything over `MAX_CODE_LEN` counts as no code.
 fn lut_len(e: u16) -> u32 {
     let len = (e >> 8) as u32;
@@ -38,7 +44,7 @@ fn lut_len(e: u16) -> u32 {
 pub fn tables(lut: &[u16], refill: HuffRefill) -> Vec<u32> {
     assert_eq!(lut.len(), ENTRIES, "a decode table peeks MAX_CODE_LEN bits");
     let max_syms = refill.multi_syms();
-    let m4 = refill == HuffRefill::Sub256M4;
+    let m4 = byte_fields(refill);
     let mut out = Vec::with_capacity(ENTRIES + SYMBOLS);
     for p in 0..ENTRIES {
         let e = lut[p];
