@@ -19,7 +19,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: None,
-        source_hash: 0x6b93f04b12918b79,
+        source_hash: 0x44f2bc8c163ce212,
         source: include_str!("rmm_exponent_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -39,7 +39,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 118848,
         max_kb: None,
-        source_hash: 0x28b1db90f736a2d7,
+        source_hash: 0x3204bf74e291b486,
         source: include_str!("rmm_exponent_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -59,7 +59,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: None,
-        source_hash: 0xf6c73ae5812f3a63,
+        source_hash: 0xff2d8f50151693c7,
         source: include_str!("rmm_exponent_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -79,7 +79,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 153696,
         max_kb: None,
-        source_hash: 0xdcde01287bdb0af8,
+        source_hash: 0x86b6d3fbe65d654b,
         source: include_str!("rmm_exponent_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -99,7 +99,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 171120,
         max_kb: None,
-        source_hash: 0xe7c9dd95510f24c8,
+        source_hash: 0xdd7ff9ee886689a8,
         source: include_str!("rmm_exponent_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -119,7 +119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 188544,
         max_kb: None,
-        source_hash: 0x32b16a6e95cba8b7,
+        source_hash: 0xbce34d4875aa7e7b,
         source: include_str!("rmm_exponent_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -139,7 +139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 205968,
         max_kb: None,
-        source_hash: 0xc7f70650287bd3b1,
+        source_hash: 0xad3c1b332f552f71,
         source: include_str!("rmm_exponent_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -159,7 +159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: None,
-        source_hash: 0x43d28263bf7b97c9,
+        source_hash: 0xd6e727503006c7c8,
         source: include_str!("rmm_exponent_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -179,7 +179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 121920,
         max_kb: None,
-        source_hash: 0x75032d966ae680f4,
+        source_hash: 0xbee9cf5ba03d0cb9,
         source: include_str!("rmm_exponent_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -199,7 +199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140368,
         max_kb: None,
-        source_hash: 0xfa0b6669c7191232,
+        source_hash: 0x304ad7d860add42c,
         source: include_str!("rmm_exponent_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -219,7 +219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 158816,
         max_kb: None,
-        source_hash: 0x23ab31b251f26a0d,
+        source_hash: 0x35cc54ea03f58762,
         source: include_str!("rmm_exponent_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -239,7 +239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 177264,
         max_kb: None,
-        source_hash: 0x13cfa8afd7067c0b,
+        source_hash: 0x69b13a089af4d58a,
         source: include_str!("rmm_exponent_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -259,7 +259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 195712,
         max_kb: None,
-        source_hash: 0x544a6045e2af0570,
+        source_hash: 0x537f82c4eca5a628,
         source: include_str!("rmm_exponent_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -279,7 +279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: None,
-        source_hash: 0x85715397153308d6,
+        source_hash: 0x26d2572a22af0e2a,
         source: include_str!("rmm_exponent_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -299,7 +299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 107568,
         max_kb: None,
-        source_hash: 0x119e462c0ceecb91,
+        source_hash: 0x424222ce6e5a660a,
         source: include_str!("rmm_exponent_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -319,7 +319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 128064,
         max_kb: None,
-        source_hash: 0x02507bd0aad9debd,
+        source_hash: 0x4c1caad7bd59ad79,
         source: include_str!("rmm_exponent_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -339,7 +339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148560,
         max_kb: None,
-        source_hash: 0xaaff4d2cc897f28c,
+        source_hash: 0x9057661dda89eb90,
         source: include_str!("rmm_exponent_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -359,7 +359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 169056,
         max_kb: None,
-        source_hash: 0x2ccb497128e0450d,
+        source_hash: 0x0c3f09d91fa49bc2,
         source: include_str!("rmm_exponent_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -379,7 +379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189552,
         max_kb: None,
-        source_hash: 0x1cc625eef5236985,
+        source_hash: 0x30f7ce0fdf46e16c,
         source: include_str!("rmm_exponent_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -399,7 +399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210048,
         max_kb: None,
-        source_hash: 0x714856eb8ffe9402,
+        source_hash: 0x397b79ee52c22449,
         source: include_str!("rmm_exponent_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -419,7 +419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230544,
         max_kb: None,
-        source_hash: 0xe7255a3f4e5534d1,
+        source_hash: 0x6b08a1f9fc622ae6,
         source: include_str!("rmm_exponent_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -439,7 +439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 115760,
         max_kb: None,
-        source_hash: 0xd24c4adb8e6ed6dc,
+        source_hash: 0xd4bc1df8a7bad506,
         source: include_str!("rmm_exponent_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -459,7 +459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140352,
         max_kb: None,
-        source_hash: 0x6e661a87d43cf710,
+        source_hash: 0x5f6d8f6c6b9bef71,
         source: include_str!("rmm_exponent_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -479,7 +479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0x4f6b91f2b610aff0,
+        source_hash: 0x629c09bc8b4d3f36,
         source: include_str!("rmm_exponent_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -499,7 +499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189536,
         max_kb: None,
-        source_hash: 0x2f67f8597b6c82ec,
+        source_hash: 0x9b0996970d32a83d,
         source: include_str!("rmm_exponent_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -519,7 +519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214128,
         max_kb: None,
-        source_hash: 0x8cfb3e415e402c90,
+        source_hash: 0xee965102253a64ef,
         source: include_str!("rmm_exponent_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -539,7 +539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0x369c7471133bacf3,
+        source_hash: 0x57e922f3ff4f810d,
         source: include_str!("rmm_exponent_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -559,7 +559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132160,
         max_kb: None,
-        source_hash: 0x4bc4d38dceaeb255,
+        source_hash: 0xc8d96af5e2c1c085,
         source: include_str!("rmm_exponent_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -579,7 +579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0x74c66302e817b974,
+        source_hash: 0x50f82a47316b2622,
         source: include_str!("rmm_exponent_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -599,7 +599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197728,
         max_kb: None,
-        source_hash: 0x84da50118ea7204b,
+        source_hash: 0x67ab267edb219a7f,
         source: include_str!("rmm_exponent_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -619,7 +619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230512,
         max_kb: None,
-        source_hash: 0x335640a24f2bf08e,
+        source_hash: 0x01ab30989191aec3,
         source: include_str!("rmm_exponent_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -639,7 +639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132144,
         max_kb: None,
-        source_hash: 0x88f9542f0bc17377,
+        source_hash: 0x685a94dba3c0f9ec,
         source: include_str!("rmm_exponent_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -659,7 +659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181312,
         max_kb: None,
-        source_hash: 0xb1c069b93a5d7e85,
+        source_hash: 0x8cd79afd984363bc,
         source: include_str!("rmm_exponent_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -679,7 +679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230480,
         max_kb: None,
-        source_hash: 0x98d5142a24384eee,
+        source_hash: 0x525d935ee590d653,
         source: include_str!("rmm_exponent_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -699,7 +699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: None,
-        source_hash: 0x016bbdf50fdeb94e,
+        source_hash: 0x4c3fd419ff2aca19,
         source: include_str!("rmm_exponent_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -719,7 +719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 118848,
         max_kb: None,
-        source_hash: 0x449962129eea79b8,
+        source_hash: 0x17c2621ba0f24bd3,
         source: include_str!("rmm_exponent_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -739,7 +739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: None,
-        source_hash: 0x6baac023f78d2a67,
+        source_hash: 0xa58eede51e9580b1,
         source: include_str!("rmm_exponent_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -759,7 +759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 153696,
         max_kb: None,
-        source_hash: 0xe236d3fb06d9144b,
+        source_hash: 0xbedb468ff3c0fc4e,
         source: include_str!("rmm_exponent_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -779,7 +779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 171120,
         max_kb: None,
-        source_hash: 0x91ba5125cd9667e3,
+        source_hash: 0x706da4c110ca48d2,
         source: include_str!("rmm_exponent_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -799,7 +799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 188544,
         max_kb: None,
-        source_hash: 0x42d1fffee2b47b9b,
+        source_hash: 0x199f680657077daf,
         source: include_str!("rmm_exponent_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -819,7 +819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 205968,
         max_kb: None,
-        source_hash: 0x075560a42be0898b,
+        source_hash: 0x980538a5479b2b44,
         source: include_str!("rmm_exponent_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -839,7 +839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: None,
-        source_hash: 0xef9e29a0543523fb,
+        source_hash: 0xe7f3898fc0f5df59,
         source: include_str!("rmm_exponent_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -859,7 +859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 121920,
         max_kb: None,
-        source_hash: 0x1bbc3933da3594bf,
+        source_hash: 0x69ff4b8136fd73c3,
         source: include_str!("rmm_exponent_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -879,7 +879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140368,
         max_kb: None,
-        source_hash: 0xa5d85a82f32dd45b,
+        source_hash: 0x14f436b1e50497bf,
         source: include_str!("rmm_exponent_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -899,7 +899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 158816,
         max_kb: None,
-        source_hash: 0xcade0d297bfdd411,
+        source_hash: 0xadb62d42ad7addc2,
         source: include_str!("rmm_exponent_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -919,7 +919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 177264,
         max_kb: None,
-        source_hash: 0x62ba2164041379d1,
+        source_hash: 0xc4d09bda78bc2f1a,
         source: include_str!("rmm_exponent_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -939,7 +939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 195712,
         max_kb: None,
-        source_hash: 0x8d0b2b66f389cdbc,
+        source_hash: 0x9e1bc8045f2fd30a,
         source: include_str!("rmm_exponent_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -959,7 +959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: None,
-        source_hash: 0x32ab880b36e8fd49,
+        source_hash: 0x142b1f8b00751b90,
         source: include_str!("rmm_exponent_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -979,7 +979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 107568,
         max_kb: None,
-        source_hash: 0xc264a94b0bc5eae1,
+        source_hash: 0xc4266b76a0881bc8,
         source: include_str!("rmm_exponent_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -999,7 +999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 128064,
         max_kb: None,
-        source_hash: 0x7c3125f381f547f8,
+        source_hash: 0xe0333bd4fe88b789,
         source: include_str!("rmm_exponent_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -1019,7 +1019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148560,
         max_kb: None,
-        source_hash: 0xc86a16e56f5667f9,
+        source_hash: 0x45c12e221eddd741,
         source: include_str!("rmm_exponent_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -1039,7 +1039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 169056,
         max_kb: None,
-        source_hash: 0x0497ef8b11eec75b,
+        source_hash: 0x86474ba956c79742,
         source: include_str!("rmm_exponent_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -1059,7 +1059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189552,
         max_kb: None,
-        source_hash: 0xa61d4db3c607e7e0,
+        source_hash: 0x188d31868c9f984e,
         source: include_str!("rmm_exponent_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -1079,7 +1079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210048,
         max_kb: None,
-        source_hash: 0xdf2f5454579cdff3,
+        source_hash: 0x9f433a2fad3b788d,
         source: include_str!("rmm_exponent_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -1099,7 +1099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230544,
         max_kb: None,
-        source_hash: 0x54a4eab865bd2f24,
+        source_hash: 0x8ba1c1771c84f418,
         source: include_str!("rmm_exponent_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -1119,7 +1119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 115760,
         max_kb: None,
-        source_hash: 0xa1c127a316ec668f,
+        source_hash: 0x90d8d3b698f182b6,
         source: include_str!("rmm_exponent_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -1139,7 +1139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140352,
         max_kb: None,
-        source_hash: 0x1044cfd003d12645,
+        source_hash: 0xa4647afc9bb8ffe6,
         source: include_str!("rmm_exponent_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -1159,7 +1159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0x67f210d0bab3a572,
+        source_hash: 0x3a5c3057ec727634,
         source: include_str!("rmm_exponent_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -1179,7 +1179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189536,
         max_kb: None,
-        source_hash: 0x1bcb2e3ab115a6bc,
+        source_hash: 0x617f1166b52a6ed2,
         source: include_str!("rmm_exponent_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -1199,7 +1199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214128,
         max_kb: None,
-        source_hash: 0x450289196759e8f6,
+        source_hash: 0xe7897ef31b2927f4,
         source: include_str!("rmm_exponent_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -1219,7 +1219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0x686aa04aee6b3b36,
+        source_hash: 0xb1b49e7cbf902244,
         source: include_str!("rmm_exponent_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -1239,7 +1239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132160,
         max_kb: None,
-        source_hash: 0xa035e8bcb4ed4234,
+        source_hash: 0x3e66196092427471,
         source: include_str!("rmm_exponent_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -1259,7 +1259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0xd666f483b934481f,
+        source_hash: 0x923f08d44ce2d049,
         source: include_str!("rmm_exponent_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -1279,7 +1279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197728,
         max_kb: None,
-        source_hash: 0x869f955107ed2c03,
+        source_hash: 0xffc2c7dc42234d47,
         source: include_str!("rmm_exponent_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -1299,7 +1299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230512,
         max_kb: None,
-        source_hash: 0x999c42fd7bec0b25,
+        source_hash: 0xd39bca4d5fe04992,
         source: include_str!("rmm_exponent_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -1319,7 +1319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132144,
         max_kb: None,
-        source_hash: 0x7c1d2ffdc2bccb3c,
+        source_hash: 0x9af26343f7e216ba,
         source: include_str!("rmm_exponent_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -1339,7 +1339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181312,
         max_kb: None,
-        source_hash: 0x7d7e58f0b06fdea3,
+        source_hash: 0x8ed35390de31a40d,
         source: include_str!("rmm_exponent_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -1359,7 +1359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230480,
         max_kb: None,
-        source_hash: 0xb7c2e1f8376f467f,
+        source_hash: 0xaa798e9a055adf09,
         source: include_str!("rmm_exponent_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -1379,7 +1379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: Some(256),
-        source_hash: 0x0324e328e1d28939,
+        source_hash: 0x47270b0843071fb7,
         source: include_str!("rmm_palette_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1399,7 +1399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117824,
         max_kb: Some(256),
-        source_hash: 0xd43a049a26af021c,
+        source_hash: 0x7287da4e0f59ee43,
         source: include_str!("rmm_palette_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1419,7 +1419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: Some(256),
-        source_hash: 0x24fea14a3dfa1512,
+        source_hash: 0xe138dd0f9f9f8900,
         source: include_str!("rmm_palette_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1439,7 +1439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 146528,
         max_kb: Some(256),
-        source_hash: 0x3332a7dd87306259,
+        source_hash: 0x3d1643b97b8e99e5,
         source: include_str!("rmm_palette_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1459,7 +1459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160880,
         max_kb: Some(256),
-        source_hash: 0xc50b1ed470e6b926,
+        source_hash: 0xc55992022d74730d,
         source: include_str!("rmm_palette_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1479,7 +1479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 175232,
         max_kb: Some(256),
-        source_hash: 0x0b60c348efad294b,
+        source_hash: 0xfa280e14b0908585,
         source: include_str!("rmm_palette_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1499,7 +1499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189584,
         max_kb: Some(256),
-        source_hash: 0x42237677982ade14,
+        source_hash: 0xf5935ebdf1e913ec,
         source: include_str!("rmm_palette_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1519,7 +1519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105520,
         max_kb: Some(256),
-        source_hash: 0x2727aa9db759ec9f,
+        source_hash: 0xf820f081d884005c,
         source: include_str!("rmm_palette_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1539,7 +1539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 120896,
         max_kb: Some(256),
-        source_hash: 0xa6b7d714077db0f4,
+        source_hash: 0x22259a0341aa8dc0,
         source: include_str!("rmm_palette_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1559,7 +1559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: Some(256),
-        source_hash: 0x6ba32c9b939a372b,
+        source_hash: 0x249a38b06eeb35cf,
         source: include_str!("rmm_palette_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1579,7 +1579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 151648,
         max_kb: Some(256),
-        source_hash: 0xb81d62e844971b74,
+        source_hash: 0x8263dc91583ae543,
         source: include_str!("rmm_palette_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1599,7 +1599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 167024,
         max_kb: Some(256),
-        source_hash: 0x5a3da134ec2c66a4,
+        source_hash: 0x239af02d853972eb,
         source: include_str!("rmm_palette_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1619,7 +1619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182400,
         max_kb: Some(256),
-        source_hash: 0x674fa4df9f181133,
+        source_hash: 0x967fa0ea18d92561,
         source: include_str!("rmm_palette_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1639,7 +1639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: Some(256),
-        source_hash: 0xbc7d3f71d7b26201,
+        source_hash: 0x363f377b4794e929,
         source: include_str!("rmm_palette_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1659,7 +1659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 109616,
         max_kb: Some(256),
-        source_hash: 0x24af59e1182b5ec7,
+        source_hash: 0xeb9bc80fecea2a86,
         source: include_str!("rmm_palette_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1679,7 +1679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 127040,
         max_kb: Some(256),
-        source_hash: 0xca7ddeb490b0cfeb,
+        source_hash: 0x74b0b7f82bf55472,
         source: include_str!("rmm_palette_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1699,7 +1699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144464,
         max_kb: Some(256),
-        source_hash: 0x7b6cb7d9335a9af0,
+        source_hash: 0xaeb41dd6053ea2b9,
         source: include_str!("rmm_palette_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1719,7 +1719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 161888,
         max_kb: Some(256),
-        source_hash: 0x52ccb1b6aa9973b3,
+        source_hash: 0x0095aeff3c79021b,
         source: include_str!("rmm_palette_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1739,7 +1739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 179312,
         max_kb: Some(256),
-        source_hash: 0xf01bf480e8a9d296,
+        source_hash: 0xa2b68ab3cbedabfb,
         source: include_str!("rmm_palette_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1759,7 +1759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 196736,
         max_kb: Some(256),
-        source_hash: 0xdf4a67fb2905eea6,
+        source_hash: 0x9c11ba5276bcab59,
         source: include_str!("rmm_palette_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1779,7 +1779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: Some(256),
-        source_hash: 0x1eab02b114293008,
+        source_hash: 0x1933974e874b4412,
         source: include_str!("rmm_palette_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1799,7 +1799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117808,
         max_kb: Some(256),
-        source_hash: 0x474cbb9c71bb3b87,
+        source_hash: 0x8cffd4bc1d145aa0,
         source: include_str!("rmm_palette_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1819,7 +1819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 139328,
         max_kb: Some(256),
-        source_hash: 0x134220615bc5b5dc,
+        source_hash: 0xe584a079a696f87e,
         source: include_str!("rmm_palette_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1839,7 +1839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0x23aa53c72aa91ca1,
+        source_hash: 0x9d9e1d4d415601ab,
         source: include_str!("rmm_palette_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1859,7 +1859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182368,
         max_kb: Some(256),
-        source_hash: 0x132f0b84f2d456e3,
+        source_hash: 0x7e466cc1ccb05058,
         source: include_str!("rmm_palette_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1879,7 +1879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 203888,
         max_kb: Some(256),
-        source_hash: 0x79260b7db0ff942a,
+        source_hash: 0x648ec07a8eeed490,
         source: include_str!("rmm_palette_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1899,7 +1899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 225408,
         max_kb: Some(256),
-        source_hash: 0x53ec3e1f05039205,
+        source_hash: 0x703b42f6ae55c04d,
         source: include_str!("rmm_palette_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1919,7 +1919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: Some(256),
-        source_hash: 0xacdfc58239fa20ba,
+        source_hash: 0x5decef32ebe1498e,
         source: include_str!("rmm_palette_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1939,7 +1939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 131136,
         max_kb: Some(256),
-        source_hash: 0xf729e3708b1ff7a5,
+        source_hash: 0x9531f21c98c09c60,
         source: include_str!("rmm_palette_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1959,7 +1959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0xdd2060f4444b49e7,
+        source_hash: 0xbdd1bfa2d3a3e85a,
         source: include_str!("rmm_palette_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1979,7 +1979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 190560,
         max_kb: Some(256),
-        source_hash: 0x3a4869c7f0d19ebd,
+        source_hash: 0xbf7a8b575f9f6a8d,
         source: include_str!("rmm_palette_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1999,7 +1999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 220272,
         max_kb: Some(256),
-        source_hash: 0x4960be17cfaf8a4c,
+        source_hash: 0x1bef2085eff801e1,
         source: include_str!("rmm_palette_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2019,7 +2019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 134192,
         max_kb: Some(256),
-        source_hash: 0x7c05ce3c1f9042a5,
+        source_hash: 0x2c7b0975b7d85f32,
         source: include_str!("rmm_palette_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2039,7 +2039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 180288,
         max_kb: Some(256),
-        source_hash: 0x1e4604240dc46589,
+        source_hash: 0x1d64558ba7610fc8,
         source: include_str!("rmm_palette_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2059,7 +2059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 226384,
         max_kb: Some(256),
-        source_hash: 0xb5028d9d65eff21e,
+        source_hash: 0xa70ad0a0cbe83f04,
         source: include_str!("rmm_palette_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2079,7 +2079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: Some(256),
-        source_hash: 0xc0f1540c86971db1,
+        source_hash: 0xbd8d6da8b2589025,
         source: include_str!("rmm_palette_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -2099,7 +2099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117824,
         max_kb: Some(256),
-        source_hash: 0x33719729a1acb1c8,
+        source_hash: 0xe2bfb0b4306143c2,
         source: include_str!("rmm_palette_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -2119,7 +2119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: Some(256),
-        source_hash: 0x1380aecefa26f4b2,
+        source_hash: 0x6582cd8094d87a9d,
         source: include_str!("rmm_palette_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -2139,7 +2139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 146528,
         max_kb: Some(256),
-        source_hash: 0xd643cc140e6acd58,
+        source_hash: 0xa3028e9af72ea1de,
         source: include_str!("rmm_palette_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -2159,7 +2159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160880,
         max_kb: Some(256),
-        source_hash: 0xe6595d80f448ee58,
+        source_hash: 0x29a748691485280b,
         source: include_str!("rmm_palette_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -2179,7 +2179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 175232,
         max_kb: Some(256),
-        source_hash: 0x33ca61b8d1cca60c,
+        source_hash: 0x3ab06abcf674a00d,
         source: include_str!("rmm_palette_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -2199,7 +2199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189584,
         max_kb: Some(256),
-        source_hash: 0xe3872dbe0084c894,
+        source_hash: 0x9098a6c9568864f7,
         source: include_str!("rmm_palette_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -2219,7 +2219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105520,
         max_kb: Some(256),
-        source_hash: 0x6e83d252d28d353b,
+        source_hash: 0x5113a8a71cc0126f,
         source: include_str!("rmm_palette_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -2239,7 +2239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 120896,
         max_kb: Some(256),
-        source_hash: 0x98bc660a09d6c4a8,
+        source_hash: 0x65041e1b649d8f89,
         source: include_str!("rmm_palette_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -2259,7 +2259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: Some(256),
-        source_hash: 0xc12ec337389baef3,
+        source_hash: 0x51d6c3f35c50af77,
         source: include_str!("rmm_palette_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -2279,7 +2279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 151648,
         max_kb: Some(256),
-        source_hash: 0x106388fccf903dcc,
+        source_hash: 0x56f3a7e59fb64717,
         source: include_str!("rmm_palette_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -2299,7 +2299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 167024,
         max_kb: Some(256),
-        source_hash: 0xc90609c41871c2ca,
+        source_hash: 0xcdec8de8bda27ee5,
         source: include_str!("rmm_palette_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -2319,7 +2319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182400,
         max_kb: Some(256),
-        source_hash: 0x99eeca61cd88d5c3,
+        source_hash: 0xa89b8c5424628e83,
         source: include_str!("rmm_palette_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -2339,7 +2339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: Some(256),
-        source_hash: 0x827affa0974ca062,
+        source_hash: 0x3ce9468293f85300,
         source: include_str!("rmm_palette_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -2359,7 +2359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 109616,
         max_kb: Some(256),
-        source_hash: 0xd342f9d5ca992698,
+        source_hash: 0x82d6b1c99529d0ab,
         source: include_str!("rmm_palette_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -2379,7 +2379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 127040,
         max_kb: Some(256),
-        source_hash: 0xe8cc517c59121e37,
+        source_hash: 0xafdc2b57abf37a5e,
         source: include_str!("rmm_palette_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -2399,7 +2399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144464,
         max_kb: Some(256),
-        source_hash: 0xc7b8a6e0b1d6e733,
+        source_hash: 0xfe2e16612fc7e4e5,
         source: include_str!("rmm_palette_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -2419,7 +2419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 161888,
         max_kb: Some(256),
-        source_hash: 0xb14d366a8872a045,
+        source_hash: 0x1d9c124e94820223,
         source: include_str!("rmm_palette_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -2439,7 +2439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 179312,
         max_kb: Some(256),
-        source_hash: 0x0ee3052b5856e9f4,
+        source_hash: 0xc90456dbbe959386,
         source: include_str!("rmm_palette_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -2459,7 +2459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 196736,
         max_kb: Some(256),
-        source_hash: 0xfa62a126730355ed,
+        source_hash: 0x2935b058902119aa,
         source: include_str!("rmm_palette_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -2479,7 +2479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: Some(256),
-        source_hash: 0xd16a087be5f8b4b1,
+        source_hash: 0x87aa1f0918776cf7,
         source: include_str!("rmm_palette_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -2499,7 +2499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117808,
         max_kb: Some(256),
-        source_hash: 0xfd5358ab2cd442e1,
+        source_hash: 0x9bed36807ce42e64,
         source: include_str!("rmm_palette_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -2519,7 +2519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 139328,
         max_kb: Some(256),
-        source_hash: 0x1f509e22a75c0483,
+        source_hash: 0x6f58b22cb07c0d07,
         source: include_str!("rmm_palette_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -2539,7 +2539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0xa2510588d4693fe7,
+        source_hash: 0x1b336c225dccbf80,
         source: include_str!("rmm_palette_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -2559,7 +2559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182368,
         max_kb: Some(256),
-        source_hash: 0xc401e2f009686276,
+        source_hash: 0xdedb1ae2cbc3b8b0,
         source: include_str!("rmm_palette_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -2579,7 +2579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 203888,
         max_kb: Some(256),
-        source_hash: 0x2420ba07b41f01ce,
+        source_hash: 0xdcc00a0ea660704f,
         source: include_str!("rmm_palette_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -2599,7 +2599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 225408,
         max_kb: Some(256),
-        source_hash: 0xd25bc9ce57615ec1,
+        source_hash: 0x456a10d90f73213c,
         source: include_str!("rmm_palette_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -2619,7 +2619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: Some(256),
-        source_hash: 0x0f5c579c36916430,
+        source_hash: 0x059b2f5f00472014,
         source: include_str!("rmm_palette_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -2639,7 +2639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 131136,
         max_kb: Some(256),
-        source_hash: 0xd3b7cf0337278ee5,
+        source_hash: 0x1f76bd025b797e3c,
         source: include_str!("rmm_palette_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -2659,7 +2659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0x2a8ad10cbfb45bb2,
+        source_hash: 0x8780a9e9e58df179,
         source: include_str!("rmm_palette_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -2679,7 +2679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 190560,
         max_kb: Some(256),
-        source_hash: 0xd7e9a003c4c17b50,
+        source_hash: 0x7c8847e3d5ac460e,
         source: include_str!("rmm_palette_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -2699,7 +2699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 220272,
         max_kb: Some(256),
-        source_hash: 0x50983f867931fb18,
+        source_hash: 0xee692ba86244ec99,
         source: include_str!("rmm_palette_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -2719,7 +2719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 134192,
         max_kb: Some(256),
-        source_hash: 0x2d36d7d401246607,
+        source_hash: 0x4aa35dcd51a96457,
         source: include_str!("rmm_palette_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -2739,7 +2739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 180288,
         max_kb: Some(256),
-        source_hash: 0x257ac6ab791feae2,
+        source_hash: 0xaddcca35c460ab05,
         source: include_str!("rmm_palette_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -2759,7 +2759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 226384,
         max_kb: Some(256),
-        source_hash: 0xdc1a26ae75c4cfa6,
+        source_hash: 0xad071e05478f82b5,
         source: include_str!("rmm_palette_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -2779,7 +2779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 35888,
         max_kb: None,
-        source_hash: 0x45b0bfc1015db55c,
+        source_hash: 0xaf8dc90b55b298cf,
         source: include_str!("rmm_raw_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2799,7 +2799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 53312,
         max_kb: None,
-        source_hash: 0x88edc3b4010481af,
+        source_hash: 0x04b3205b81c1d12e,
         source: include_str!("rmm_raw_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2819,7 +2819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x2ca16d866b668ce4,
+        source_hash: 0x0c88594fcede5d03,
         source: include_str!("rmm_raw_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2839,7 +2839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 88160,
         max_kb: None,
-        source_hash: 0x4e703f4eaecbb441,
+        source_hash: 0x50067505c15f52c8,
         source: include_str!("rmm_raw_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2859,7 +2859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0xcff6d48674580168,
+        source_hash: 0xb74c6c3474ddf3c6,
         source: include_str!("rmm_raw_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2879,7 +2879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 123008,
         max_kb: None,
-        source_hash: 0x0a6176c1eb7e5b5a,
+        source_hash: 0x2f0d9f00f0dcace0,
         source: include_str!("rmm_raw_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2899,7 +2899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0xcd185c250ed01079,
+        source_hash: 0x3e2a28a565144b2c,
         source: include_str!("rmm_raw_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2919,7 +2919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 37936,
         max_kb: None,
-        source_hash: 0xa20c93d579dd82e8,
+        source_hash: 0x3e3e67bab9e6ce61,
         source: include_str!("rmm_raw_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2939,7 +2939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 56384,
         max_kb: None,
-        source_hash: 0x9ed6c7abad188429,
+        source_hash: 0x4028a4a7f0bf5f23,
         source: include_str!("rmm_raw_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2959,7 +2959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x896b8ee628959f8c,
+        source_hash: 0xefc06b0281c40b45,
         source: include_str!("rmm_raw_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2979,7 +2979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 93280,
         max_kb: None,
-        source_hash: 0x5d0f2d6802e8c310,
+        source_hash: 0x50deeecad1bbe5d3,
         source: include_str!("rmm_raw_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2999,7 +2999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0xbabf668ecac7e904,
+        source_hash: 0xae94c66694d7fc01,
         source: include_str!("rmm_raw_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3019,7 +3019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 130176,
         max_kb: None,
-        source_hash: 0x48050111676c3cd2,
+        source_hash: 0x078038cad8cee131,
         source: include_str!("rmm_raw_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3039,7 +3039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0xd33d311a7ef7635d,
+        source_hash: 0x79d74468784ea693,
         source: include_str!("rmm_raw_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -3059,7 +3059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 42032,
         max_kb: None,
-        source_hash: 0x8e1c094d906e2e42,
+        source_hash: 0xffd755dfbc843047,
         source: include_str!("rmm_raw_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3079,7 +3079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 62528,
         max_kb: None,
-        source_hash: 0x489b562ff4e58c97,
+        source_hash: 0x519cf6035c473428,
         source: include_str!("rmm_raw_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3099,7 +3099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0xa15644b5064fb530,
+        source_hash: 0xf407fceef23e4960,
         source: include_str!("rmm_raw_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3119,7 +3119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103520,
         max_kb: None,
-        source_hash: 0xb404bfa189afc232,
+        source_hash: 0x1055c0cc2de4a9ed,
         source: include_str!("rmm_raw_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3139,7 +3139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124016,
         max_kb: None,
-        source_hash: 0x4366d1006ae75731,
+        source_hash: 0x725bced74e1c04c5,
         source: include_str!("rmm_raw_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3159,7 +3159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144512,
         max_kb: None,
-        source_hash: 0x79291c9f5b54bec4,
+        source_hash: 0x3f7e4685dbeadd25,
         source: include_str!("rmm_raw_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3179,7 +3179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0xdf378f29ca3623d1,
+        source_hash: 0x1b0b7724546c0a73,
         source: include_str!("rmm_raw_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -3199,7 +3199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 50224,
         max_kb: None,
-        source_hash: 0x9290a44b4eb6c0f5,
+        source_hash: 0x3e3830ad49d05fd6,
         source: include_str!("rmm_raw_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3219,7 +3219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74816,
         max_kb: None,
-        source_hash: 0x161d75a067b4c1ff,
+        source_hash: 0x0050e1a065bfc3b5,
         source: include_str!("rmm_raw_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3239,7 +3239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0x364f75a316e5f961,
+        source_hash: 0x3e5bd3826ba03a63,
         source: include_str!("rmm_raw_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3259,7 +3259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124000,
         max_kb: None,
-        source_hash: 0xbb8257d115e74461,
+        source_hash: 0xbc077d3a624651a0,
         source: include_str!("rmm_raw_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3279,7 +3279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148592,
         max_kb: None,
-        source_hash: 0x5c6d8e04544ea358,
+        source_hash: 0x3ec5cab1dfac8221,
         source: include_str!("rmm_raw_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3299,7 +3299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 173184,
         max_kb: None,
-        source_hash: 0x15e34f4be761b1c5,
+        source_hash: 0x67ed8c80e3777ebc,
         source: include_str!("rmm_raw_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3319,7 +3319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0x55c7e99eec6dd1ed,
+        source_hash: 0xea9d51b67f182230,
         source: include_str!("rmm_raw_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -3339,7 +3339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66608,
         max_kb: None,
-        source_hash: 0x25df4f8cf845dbec,
+        source_hash: 0xa58a0650b2bc56ea,
         source: include_str!("rmm_raw_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3359,7 +3359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99392,
         max_kb: None,
-        source_hash: 0x80e2a81b39690f35,
+        source_hash: 0x20395a9561465d40,
         source: include_str!("rmm_raw_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3379,7 +3379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: None,
-        source_hash: 0xb3a9438db7df8f48,
+        source_hash: 0x4a0fcebcc564551a,
         source: include_str!("rmm_raw_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3399,7 +3399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164960,
         max_kb: None,
-        source_hash: 0x2fc39eab30550837,
+        source_hash: 0xe2820c08a1e170e2,
         source: include_str!("rmm_raw_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3419,7 +3419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197744,
         max_kb: None,
-        source_hash: 0x383b2d700a5f73e1,
+        source_hash: 0x44bbb28d9d0521dd,
         source: include_str!("rmm_raw_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3439,7 +3439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230528,
         max_kb: None,
-        source_hash: 0x4e6675acae42d886,
+        source_hash: 0x02d40a5d65ae0d98,
         source: include_str!("rmm_raw_n128_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3459,7 +3459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0x79817d00c2f34a89,
+        source_hash: 0xcb43b7653c8e4034,
         source: include_str!("rmm_raw_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3479,7 +3479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148544,
         max_kb: None,
-        source_hash: 0x1dd73557eaddfa02,
+        source_hash: 0xf0f9123e5dbe7535,
         source: include_str!("rmm_raw_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3499,7 +3499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197712,
         max_kb: None,
-        source_hash: 0x4a4f1842f9233ee8,
+        source_hash: 0x24332a3cf2fdbff6,
         source: include_str!("rmm_raw_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3519,7 +3519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 35888,
         max_kb: None,
-        source_hash: 0x03decb91a016940d,
+        source_hash: 0xf3a80cd48a6f67ee,
         source: include_str!("rmm_raw_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -3539,7 +3539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 53312,
         max_kb: None,
-        source_hash: 0xfed15919bffda789,
+        source_hash: 0x2811d6eda8304d26,
         source: include_str!("rmm_raw_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -3559,7 +3559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x414a358de6c356d5,
+        source_hash: 0x6076839997ae0614,
         source: include_str!("rmm_raw_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -3579,7 +3579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 88160,
         max_kb: None,
-        source_hash: 0x1e025891c82c6d84,
+        source_hash: 0xbcb554f7c313c93a,
         source: include_str!("rmm_raw_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -3599,7 +3599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0x6dde386ad3045bc0,
+        source_hash: 0x3b874513ea95519a,
         source: include_str!("rmm_raw_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -3619,7 +3619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 123008,
         max_kb: None,
-        source_hash: 0x876862be4a4fe799,
+        source_hash: 0x29a93f9d6608c1a5,
         source: include_str!("rmm_raw_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -3639,7 +3639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0x6c436566320a17a0,
+        source_hash: 0x1a38f54643e126cb,
         source: include_str!("rmm_raw_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -3659,7 +3659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 37936,
         max_kb: None,
-        source_hash: 0x6720b1ace7e84bf9,
+        source_hash: 0x760a8be60fca2002,
         source: include_str!("rmm_raw_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -3679,7 +3679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 56384,
         max_kb: None,
-        source_hash: 0xe14e0c5858e9b520,
+        source_hash: 0x7369bc6b49937069,
         source: include_str!("rmm_raw_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -3699,7 +3699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x57d0daa168723b2d,
+        source_hash: 0xc1f85267d2a96728,
         source: include_str!("rmm_raw_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -3719,7 +3719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 93280,
         max_kb: None,
-        source_hash: 0x2f145235c4637030,
+        source_hash: 0x040192b7f1ba597a,
         source: include_str!("rmm_raw_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -3739,7 +3739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0x4072765f7c74c85a,
+        source_hash: 0x16e2bf1992d07813,
         source: include_str!("rmm_raw_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -3759,7 +3759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 130176,
         max_kb: None,
-        source_hash: 0x270b1ef216a1af2e,
+        source_hash: 0xe33d17c6b6e46207,
         source: include_str!("rmm_raw_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -3779,7 +3779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0x7c1b32cc31136a9b,
+        source_hash: 0xc16065bc365788ff,
         source: include_str!("rmm_raw_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -3799,7 +3799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 42032,
         max_kb: None,
-        source_hash: 0x8052a290608ae704,
+        source_hash: 0x5c19a8e0af138860,
         source: include_str!("rmm_raw_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -3819,7 +3819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 62528,
         max_kb: None,
-        source_hash: 0x4b147eba6b299706,
+        source_hash: 0xea218b1375f269dd,
         source: include_str!("rmm_raw_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -3839,7 +3839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x1cba4b08fc5a5013,
+        source_hash: 0x0ae1c9a24964662d,
         source: include_str!("rmm_raw_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -3859,7 +3859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103520,
         max_kb: None,
-        source_hash: 0x473b5f43e9b784e2,
+        source_hash: 0xdaf8d6a8723d1c22,
         source: include_str!("rmm_raw_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -3879,7 +3879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124016,
         max_kb: None,
-        source_hash: 0xdadfa7a6a3158081,
+        source_hash: 0x08febf948cf40ac3,
         source: include_str!("rmm_raw_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -3899,7 +3899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144512,
         max_kb: None,
-        source_hash: 0x14e2436deae5b0d3,
+        source_hash: 0x23082e6ed4503c72,
         source: include_str!("rmm_raw_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -3919,7 +3919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0x9512282ac8357c81,
+        source_hash: 0x335a954bbd05979e,
         source: include_str!("rmm_raw_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -3939,7 +3939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 50224,
         max_kb: None,
-        source_hash: 0xccd717e16bcc3c80,
+        source_hash: 0xab2ded9593110d96,
         source: include_str!("rmm_raw_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -3959,7 +3959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74816,
         max_kb: None,
-        source_hash: 0x9e163180aa9956ef,
+        source_hash: 0x532505aea583aac1,
         source: include_str!("rmm_raw_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -3979,7 +3979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0x89dbe43aea624f64,
+        source_hash: 0x0b47801d13a34e8a,
         source: include_str!("rmm_raw_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -3999,7 +3999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124000,
         max_kb: None,
-        source_hash: 0x7a8bf5d04e7f7fd9,
+        source_hash: 0x1649ecb73aec1e7a,
         source: include_str!("rmm_raw_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -4019,7 +4019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148592,
         max_kb: None,
-        source_hash: 0x9d9aafadcb337114,
+        source_hash: 0xf377bde24c43cc26,
         source: include_str!("rmm_raw_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -4039,7 +4039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 173184,
         max_kb: None,
-        source_hash: 0x5b78da47f36c2d25,
+        source_hash: 0x308b85933a9d6d72,
         source: include_str!("rmm_raw_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -4059,7 +4059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0x7e2e745066fd20e4,
+        source_hash: 0xd13452d64e84f23a,
         source: include_str!("rmm_raw_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -4079,7 +4079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66608,
         max_kb: None,
-        source_hash: 0x3b1aeb6479892903,
+        source_hash: 0x77d19b007870cc67,
         source: include_str!("rmm_raw_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -4099,7 +4099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99392,
         max_kb: None,
-        source_hash: 0x1920d9a6b0314ba7,
+        source_hash: 0xb2c6d4267e3a49db,
         source: include_str!("rmm_raw_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -4119,7 +4119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: None,
-        source_hash: 0x70999c1b2b27d081,
+        source_hash: 0x3ab411496e95f73f,
         source: include_str!("rmm_raw_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -4139,7 +4139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164960,
         max_kb: None,
-        source_hash: 0x59402b1d641ee579,
+        source_hash: 0x1ddd98286529e04e,
         source: include_str!("rmm_raw_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -4159,7 +4159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197744,
         max_kb: None,
-        source_hash: 0xaadd71598f9e57b2,
+        source_hash: 0x718e25cb62a46dc0,
         source: include_str!("rmm_raw_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -4179,7 +4179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230528,
         max_kb: None,
-        source_hash: 0x02d53f7f792322e8,
+        source_hash: 0x7e4692f3727d0cb5,
         source: include_str!("rmm_raw_n128_s7_t.cu"),
     },
     RegistryEntry {
@@ -4199,7 +4199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0x43360a606c320320,
+        source_hash: 0xf4bf620dfc2dea5b,
         source: include_str!("rmm_raw_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -4219,7 +4219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148544,
         max_kb: None,
-        source_hash: 0x26fe6a18ec530bcd,
+        source_hash: 0x756a54a6fdd480eb,
         source: include_str!("rmm_raw_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -4239,7 +4239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197712,
         max_kb: None,
-        source_hash: 0x8855cc1444cec01f,
+        source_hash: 0x336c4d0b560498e4,
         source: include_str!("rmm_raw_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -4259,7 +4259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0x1b676fda9a3748e7,
+        source_hash: 0xa54b8913b9021a21,
         source: include_str!("rmm_palette_rs_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4279,7 +4279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124048,
         max_kb: Some(256),
-        source_hash: 0xb2ad85ca96a9e242,
+        source_hash: 0x8b87fcb707eae2e6,
         source: include_str!("rmm_palette_rs_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4299,7 +4299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181456,
         max_kb: Some(256),
-        source_hash: 0xd76721c2b27a7376,
+        source_hash: 0x383f67f83680ce94,
         source: include_str!("rmm_palette_rs_n8_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4319,7 +4319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0x77dce8d00868d080,
+        source_hash: 0x1e5cbdc52538e41f,
         source: include_str!("rmm_palette_rs_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4339,7 +4339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132240,
         max_kb: Some(256),
-        source_hash: 0xd2a497c3076a3284,
+        source_hash: 0x4897a2b23227bbb5,
         source: include_str!("rmm_palette_rs_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4359,7 +4359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 193744,
         max_kb: Some(256),
-        source_hash: 0x94ec7d546e973312,
+        source_hash: 0x45434ae3aad95dcf,
         source: include_str!("rmm_palette_rs_n16_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4379,7 +4379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 78928,
         max_kb: Some(256),
-        source_hash: 0xeb51d7126122fc53,
+        source_hash: 0x18728ce29ac53146,
         source: include_str!("rmm_palette_rs_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4399,7 +4399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: Some(256),
-        source_hash: 0x0b535d82c9ded229,
+        source_hash: 0x6b579033d0c1a156,
         source: include_str!("rmm_palette_rs_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4419,7 +4419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 218320,
         max_kb: Some(256),
-        source_hash: 0x003d2492c1b93274,
+        source_hash: 0x38c04ad194596d1b,
         source: include_str!("rmm_palette_rs_n32_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4439,7 +4439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95312,
         max_kb: Some(256),
-        source_hash: 0xa28dcd7cf0412390,
+        source_hash: 0x1706d0d2edb7e683,
         source: include_str!("rmm_palette_rs_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4459,7 +4459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181392,
         max_kb: Some(256),
-        source_hash: 0xfe201c865454f101,
+        source_hash: 0xde040dde690c3913,
         source: include_str!("rmm_palette_rs_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4479,7 +4479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0xd765dbf0de87df55,
+        source_hash: 0x8e51c887c602bed0,
         source: include_str!("rmm_palette_rs_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -4499,7 +4499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124048,
         max_kb: Some(256),
-        source_hash: 0x6219ee67c738b361,
+        source_hash: 0x17ea9cbdb5b0e03b,
         source: include_str!("rmm_palette_rs_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -4519,7 +4519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181456,
         max_kb: Some(256),
-        source_hash: 0xba5b70aa1cec39c5,
+        source_hash: 0x20015e1d6bb939d2,
         source: include_str!("rmm_palette_rs_n8_s12_t.cu"),
     },
     RegistryEntry {
@@ -4539,7 +4539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0x0d6884c6ecd26600,
+        source_hash: 0x30abd72e69d80fc6,
         source: include_str!("rmm_palette_rs_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -4559,7 +4559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132240,
         max_kb: Some(256),
-        source_hash: 0xa3dc8743280c127d,
+        source_hash: 0xbafdee77545380b0,
         source: include_str!("rmm_palette_rs_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -4579,7 +4579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 193744,
         max_kb: Some(256),
-        source_hash: 0x19592cd093439ec1,
+        source_hash: 0x63b73a324bd09daf,
         source: include_str!("rmm_palette_rs_n16_s12_t.cu"),
     },
     RegistryEntry {
@@ -4599,7 +4599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 78928,
         max_kb: Some(256),
-        source_hash: 0x0661f9300be21c15,
+        source_hash: 0x019db793161753ed,
         source: include_str!("rmm_palette_rs_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -4619,7 +4619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: Some(256),
-        source_hash: 0x3e57aefdff4b5c80,
+        source_hash: 0xfa4ec72267912e3a,
         source: include_str!("rmm_palette_rs_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -4639,7 +4639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 218320,
         max_kb: Some(256),
-        source_hash: 0xba528a54f426cc1a,
+        source_hash: 0x0ceb1451f6bafe4d,
         source: include_str!("rmm_palette_rs_n32_s12_t.cu"),
     },
     RegistryEntry {
@@ -4659,7 +4659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95312,
         max_kb: Some(256),
-        source_hash: 0x6cc066803d77a511,
+        source_hash: 0xfdefaa60f1a2d8bc,
         source: include_str!("rmm_palette_rs_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -4679,7 +4679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181392,
         max_kb: Some(256),
-        source_hash: 0xd51839748530de96,
+        source_hash: 0x7cc555780370dff8,
         source: include_str!("rmm_palette_rs_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -4699,7 +4699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x08eee2b037d135ee,
+        source_hash: 0x64b9adc3cac6b83e,
         source: include_str!("rmm_raw_rs_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4719,7 +4719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0xb9004e790313c4cc,
+        source_hash: 0xe8b35a0a17b138fd,
         source: include_str!("rmm_raw_rs_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4739,7 +4739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210128,
         max_kb: None,
-        source_hash: 0xbb11b79ee41a2e3a,
+        source_hash: 0x314d7813d0dd29c4,
         source: include_str!("rmm_raw_rs_n8_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4759,7 +4759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x025ab000ca626bc7,
+        source_hash: 0xfb1e4052ee102d62,
         source: include_str!("rmm_raw_rs_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4779,7 +4779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0xe85fe10be9dee249,
+        source_hash: 0x3f17cc265cb051fd,
         source: include_str!("rmm_raw_rs_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4799,7 +4799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 222416,
         max_kb: None,
-        source_hash: 0xcdb6909a9cec3d2c,
+        source_hash: 0x1c9dedd3e5b56477,
         source: include_str!("rmm_raw_rs_n16_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4819,7 +4819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x66dab8bdfa68d70e,
+        source_hash: 0xc7bcaedb9779ff4a,
         source: include_str!("rmm_raw_rs_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4839,7 +4839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0xa77d7a2d41e4b668,
+        source_hash: 0xb63e17e1a3bb7ea9,
         source: include_str!("rmm_raw_rs_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4859,7 +4859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0x7e126a05a4074a55,
+        source_hash: 0x4226d1cdffaf5d13,
         source: include_str!("rmm_raw_rs_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4879,7 +4879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0xbbbd5385734788fd,
+        source_hash: 0x9824e9bd824a3494,
         source: include_str!("rmm_raw_rs_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4899,7 +4899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0xf17c92fe7b09f0c5,
+        source_hash: 0x2a25033428ca8c69,
         source: include_str!("rmm_raw_rs_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -4919,7 +4919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0x850a9bddb47f915d,
+        source_hash: 0x226c345a270a4d0c,
         source: include_str!("rmm_raw_rs_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -4939,7 +4939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210128,
         max_kb: None,
-        source_hash: 0xee667a2c3a2a7ba8,
+        source_hash: 0xfaf2e9b50f8abcd5,
         source: include_str!("rmm_raw_rs_n8_s12_t.cu"),
     },
     RegistryEntry {
@@ -4959,7 +4959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x81b1799690ab6030,
+        source_hash: 0x8fac192b03aed119,
         source: include_str!("rmm_raw_rs_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -4979,7 +4979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0xe4f02417f18abea6,
+        source_hash: 0x5009c92c2dedaee9,
         source: include_str!("rmm_raw_rs_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -4999,7 +4999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 222416,
         max_kb: None,
-        source_hash: 0x391884780dc5ed2b,
+        source_hash: 0xe67c577d073a6a72,
         source: include_str!("rmm_raw_rs_n16_s12_t.cu"),
     },
     RegistryEntry {
@@ -5019,7 +5019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x5707833f031be5e9,
+        source_hash: 0x53c50c05daaae417,
         source: include_str!("rmm_raw_rs_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -5039,7 +5039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0xd93ba568bd40cfd4,
+        source_hash: 0x92bc60f9bb32d09d,
         source: include_str!("rmm_raw_rs_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -5059,7 +5059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0x698a02e4ffce7c91,
+        source_hash: 0xdbd0138eee238fcd,
         source: include_str!("rmm_raw_rs_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -5079,7 +5079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0x707fe557944d3c88,
+        source_hash: 0x308770ff218d3680,
         source: include_str!("rmm_raw_rs_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -5099,7 +5099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0x5cf4bb77214d54e7,
+        source_hash: 0xd9a26def68017047,
         source: include_str!("rmm_palette_rs_n8_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5119,7 +5119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95344,
         max_kb: Some(256),
-        source_hash: 0x389eb0679f840570,
+        source_hash: 0xbb0c61f00ca915f8,
         source: include_str!("rmm_palette_rs_n8_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5139,7 +5139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0x96ce6f5049b4f06c,
+        source_hash: 0x696411535b37b93a,
         source: include_str!("rmm_palette_rs_n16_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5159,7 +5159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101488,
         max_kb: Some(256),
-        source_hash: 0x548d4be18d7b8894,
+        source_hash: 0x7ccc8fbd6909629c,
         source: include_str!("rmm_palette_rs_n16_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5179,7 +5179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0x3d41d0fd494e5f45,
+        source_hash: 0x188fdc3fa2164c2e,
         source: include_str!("rmm_palette_rs_n8_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5199,7 +5199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95344,
         max_kb: Some(256),
-        source_hash: 0x0039a07ffcafddb3,
+        source_hash: 0xd8d99692d4ca46fc,
         source: include_str!("rmm_palette_rs_n8_s6_c2_t.cu"),
     },
     RegistryEntry {
@@ -5219,7 +5219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0x934d583d23f849fe,
+        source_hash: 0x5c2a4ec3220585e2,
         source: include_str!("rmm_palette_rs_n16_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5239,7 +5239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101488,
         max_kb: Some(256),
-        source_hash: 0xb223c2fa0bfd9634,
+        source_hash: 0xec65295fa9cf818c,
         source: include_str!("rmm_palette_rs_n16_s6_c2_t.cu"),
     },
     RegistryEntry {
@@ -5259,7 +5259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0xd800a9f067e24ffd,
+        source_hash: 0xe1044204a2574dbf,
         source: include_str!("rmm_raw_rs_n8_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5279,7 +5279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0x7969697631d1829d,
+        source_hash: 0x12c3534fb7094bcb,
         source: include_str!("rmm_raw_rs_n8_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5299,7 +5299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x3b05aab713bb3cac,
+        source_hash: 0xfd62ef4e4089e3de,
         source: include_str!("rmm_raw_rs_n16_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5319,7 +5319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0x1d4ad4bb9e3eb89c,
+        source_hash: 0xaaec9bbf8403a55b,
         source: include_str!("rmm_raw_rs_n16_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5339,7 +5339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0xc40e2cdbb94fe1a4,
+        source_hash: 0xfbd61b29002668b0,
         source: include_str!("rmm_raw_rs_n8_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5359,7 +5359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0xab3fed82d497af58,
+        source_hash: 0xcf5264657f10298b,
         source: include_str!("rmm_raw_rs_n8_s6_c2_t.cu"),
     },
     RegistryEntry {
@@ -5379,7 +5379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0xd1e011558d66e1a7,
+        source_hash: 0x517474806ff8cbfe,
         source: include_str!("rmm_raw_rs_n16_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5399,7 +5399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0x713bffcefb2c87c7,
+        source_hash: 0x93ae401a20482563,
         source: include_str!("rmm_raw_rs_n16_s6_c2_t.cu"),
     },
     RegistryEntry {

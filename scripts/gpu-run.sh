@@ -139,7 +139,7 @@ run_tune_table() {
 
 # Nsight Compute on one launch of each kernel in UNWEIGHT_NCU_KERNEL (comma-separated regexes; default the
 # default palette decoder) inside `unweight bench` on 14336x4096 at M = UNWEIGHT_NCU_M (default 1): report,
-# details page, per-SASS source page and raw metrics (PM sampling's timeline among them), named after the regex's letters.
+# details page, per-SASS source page, raw metrics and every metric instance (PM sampling's timeline), named after the regex's letters.
 run_ncu() {
   local ks="${UNWEIGHT_NCU_KERNEL:-huff_palette_sub256}" m="${UNWEIGHT_NCU_M:-1}"
   command -v ncu >/dev/null || { note "ncu: not on PATH"; return; }
@@ -156,6 +156,8 @@ run_ncu() {
     ncu --import "$OUT/ncu/$n.ncu-rep" --page details > "$OUT/ncu/$n.details.txt" 2>&1
     ncu --import "$OUT/ncu/$n.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu/$n.sass.csv" 2>&1
     ncu --import "$OUT/ncu/$n.ncu-rep" --page raw --csv > "$OUT/ncu/$n.raw.csv" 2>&1
+    # Every instance of each metric (PM sampling's samples over the launch: where it ramps and drains).
+    ncu --import "$OUT/ncu/$n.ncu-rep" --page raw --csv --print-metric-instances values > "$OUT/ncu/$n.inst.csv" 2>&1
     note "ncu $k: rc=$rc $(grep -E '^ +Duration' "$OUT/ncu/$n.details.txt" | head -1)"
   done
 }
