@@ -29,8 +29,7 @@
 // Refill (vec4): word: one 4-byte load per 32 bits, one refill ahead; vec4: 16-byte block loads, the next
 //   block in flight while the current one is consumed; sub256: the warp copies its 32 sub-chunks' bit range into
 //   shared memory with coalesced 16-byte loads, then each lane refills words from there as `word` does from
-//   global memory (a range larger than the buffer: the clamped global word path; correct on both); pair: sub256's
-//   staging, exactly two symbols per lookup (abi::pair_entry), a two-word window per lane (see its reader).
+//   global memory (a range larger than the buffer: the clamped global word path; correct on both).
 // Sub-chunk offsets (`sub_offsets`, u32 per SUB_SYMBOLS symbols of each chunk, ceil(groups / SUB_GROUPS) of them):
 //   word / vec4 record them when the pointer is not null (the upload's validating decode; chunks must then hold whole
 //   sub-chunks, else nothing is recorded); sub256 reads them and checks each sub-chunk as a chunk is checked: it
@@ -48,11 +47,6 @@ struct alignas(64) TmaDesc { u64 opaque[16]; };  // CUtensorMap bytes; the drive
 // ---- constants (computed by unweight-codegen; checked again here) ----
 constexpr bool IS_BF16 = false, IS_EXPONENT = true, IS_PALETTE = false;
 constexpr bool REFILL_VEC4 = true, REFILL_SUB = false, REFILL_M4 = false;
-constexpr bool REFILL_PAIR = false;
-// sub256m4 / pair: the unit's decode in two copies, one per source (staged bits by LDS, or global), and the table
-// and stage addresses through an opaque zero (see stream_setup).
-constexpr bool TWO_COPIES = REFILL_M4 || REFILL_PAIR;
-constexpr u32 PAIR_SLOW = 16777216, PAIR_NO_CODE = 33554432;  // refill pair's entry flags (byte 3)
 constexpr u32 SUB_SYMBOLS = 256, SUB_GROUPS = 4, STAGE_IN_BYTES = 0;
 constexpr u32 UNITS_PER_WARP = 1;
 constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 128;
@@ -78,8 +72,6 @@ static_assert(TABLES_BYTES % 16 == 0, "the tables are copied with 16-byte loads"
 static_assert(MULTI_BYTES == 4 * LUT_ENTRIES && (REFILL_M4 ? MULTI_SYMS == 4 : MULTI_SYMS * 4 <= 12),
               "multi entry: symbols in bits 0-11, length 12-15, count 16-17 (sub256m4: symbols 0-15, length byte 2, 4 x count byte 3)");
 static_assert(!REFILL_M4 || REFILL_SUB, "sub256m4 stages like sub256");
-static_assert(!REFILL_PAIR || (REFILL_SUB && MULTI_SYMS == 2 && PAIR_SLOW == 1u << 24 && PAIR_NO_CODE == 1u << 25),
-              "pair stages like sub256; two codes per entry, flags in byte 3 (a fast entry is < PAIR_SLOW)");
 static_assert(MAX_CODE_LEN <= 15, "a code length fits the entry's 4-bit length field");
 static_assert(STAGE_STRIDE == GROUP / 8 + 1, "8 words of nibbles per group, +1 so lanes storing the same word hit distinct banks");
 static_assert(STAGE_BYTES == 32 * STAGE_STRIDE * 4 + 2 * 32 * 4, "per warp: 32 groups of nibbles, escape slots, output places");
@@ -366,7 +358,7 @@ huff_exponent_vec4(const u8* __restrict__ bits, const u32* __restrict__ chunk_of
   const v4u* in_blocks = (const v4u*)bits;
   const u64 last_block64 = (stream_bytes - 1) / 16;
   const u32 last_block = (u32)(last_block64 < 0xFFFFFFFFull ? last_block64 : 0xFFFFFFFFull);
-  const u32 opaque_zero = TWO_COPIES ? s_last : 0u;          // see stream_setup
+  const u32 opaque_zero = REFILL_M4 ? s_last : 0u;           // see stream_setup
   u32* stage = s_stage[warp] + opaque_zero;
   const u32* multi = s_multi + opaque_zero;
   u32* slots = s_slot[warp];

@@ -5414,7 +5414,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x617f538f021e002a,
+        source_hash: 0x2c0fa6c236df45fd,
         source: include_str!("huff_bf16_word.cu"),
     },
     RegistryEntry {
@@ -5429,7 +5429,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x8f61272a4bbd760a,
+        source_hash: 0x0db20b15b6ab4636,
         source: include_str!("huff_bf16_vec4.cu"),
     },
     RegistryEntry {
@@ -5444,7 +5444,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xa0ea237aeaf18dc8,
+        source_hash: 0x4f26cfccd8a7722b,
         source: include_str!("huff_bf16_sub256.cu"),
     },
     RegistryEntry {
@@ -5459,23 +5459,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x8ac3af3a87ba4dfb,
+        source_hash: 0xd88e4ed6c5becbdd,
         source: include_str!("huff_bf16_sub256m4.cu"),
-    },
-    RegistryEntry {
-        variant: Variant::Huff(HuffVariant {
-            output: HuffOutput::Bf16,
-            refill: HuffRefill::Pair,
-        }),
-        name: "huff_bf16_pair",
-        block: [192, 1, 1],
-        grid: GridRule::HuffChunks {
-            chunks_per_block: 96,
-        },
-        dynamic_smem: 0,
-        max_kb: None,
-        source_hash: 0x067528e5c0b50252,
-        source: include_str!("huff_bf16_pair.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
@@ -5489,7 +5474,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xb433c3eaf5fe635b,
+        source_hash: 0xce62450008f33c3f,
         source: include_str!("huff_exponent_word.cu"),
     },
     RegistryEntry {
@@ -5504,7 +5489,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x71479b7dc204a710,
+        source_hash: 0x022a15b13e60f13c,
         source: include_str!("huff_exponent_vec4.cu"),
     },
     RegistryEntry {
@@ -5519,7 +5504,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xb0e5fed54a24557e,
+        source_hash: 0xb0d614a36ae089dd,
         source: include_str!("huff_exponent_sub256.cu"),
     },
     RegistryEntry {
@@ -5534,23 +5519,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xcfaa62685d1f93d0,
+        source_hash: 0x00e26e59fe2241ca,
         source: include_str!("huff_exponent_sub256m4.cu"),
-    },
-    RegistryEntry {
-        variant: Variant::Huff(HuffVariant {
-            output: HuffOutput::Exponent,
-            refill: HuffRefill::Pair,
-        }),
-        name: "huff_exponent_pair",
-        block: [192, 1, 1],
-        grid: GridRule::HuffChunks {
-            chunks_per_block: 96,
-        },
-        dynamic_smem: 0,
-        max_kb: None,
-        source_hash: 0x79a3c58181f413b8,
-        source: include_str!("huff_exponent_pair.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
@@ -5564,7 +5534,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xd54cf60c3b798de3,
+        source_hash: 0xd9580b3e153f26fc,
         source: include_str!("huff_palette_word.cu"),
     },
     RegistryEntry {
@@ -5579,7 +5549,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xd0883a2c8134a0b8,
+        source_hash: 0x73633fd7c929fd80,
         source: include_str!("huff_palette_vec4.cu"),
     },
     RegistryEntry {
@@ -5594,7 +5564,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xb6cffa2b0395aaa2,
+        source_hash: 0x82cdaee3ab434a73,
         source: include_str!("huff_palette_sub256.cu"),
     },
     RegistryEntry {
@@ -5609,23 +5579,8 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x1ee3cb0b0347331b,
+        source_hash: 0xaebc76fa28c68307,
         source: include_str!("huff_palette_sub256m4.cu"),
-    },
-    RegistryEntry {
-        variant: Variant::Huff(HuffVariant {
-            output: HuffOutput::Palette,
-            refill: HuffRefill::Pair,
-        }),
-        name: "huff_palette_pair",
-        block: [192, 1, 1],
-        grid: GridRule::HuffChunks {
-            chunks_per_block: 96,
-        },
-        dynamic_smem: 0,
-        max_kb: None,
-        source_hash: 0xb3eb00350a99d12b,
-        source: include_str!("huff_palette_pair.cu"),
     },
     RegistryEntry {
         variant: Variant::Act(ActVariant { op: ActOp::SiluMul }),

@@ -92,19 +92,6 @@ impl HuffLayout {
 /// The error buffer of a `huff_*` kernel (its last parameter, `u32* err`): [`huff_err::WORDS`]
 /// words, zero before the first launch. `err[0] |= reason bits`; `err[1] = max(!c)` over the
 /// refused chunks `c`, so `!err[1]` is the first refused chunk and `err[1] == 0` names none.
-/// Refill `pair`'s decode-table entries (`gpu::layout::multi`, built on the host): per
-/// `MAX_CODE_LEN`-bit peek, byte 0 = the first two codes' symbols (first in the low nibble),
-/// byte 1 = their total length, byte 2 = the first code's length, byte 3 = flags. An entry without
-/// flags is a *fast* one: its two codes lie wholly inside the peek, so one lookup gives one output
-/// byte; byte 3 is 0 for it, so `entry < SLOW` is the whole test.
-pub mod pair_entry {
-    /// The second code does not lie wholly inside the peek (or the first is invalid): the kernel
-    /// looks the second code up separately.
-    pub const SLOW: u32 = 1 << 24;
-    /// The peek's first bits match no code (corrupt streams, or past a stream's end).
-    pub const NO_CODE: u32 = 1 << 25;
-}
-
 pub mod huff_err {
     /// Words of the buffer: reasons, `!first refused chunk`.
     pub const WORDS: u32 = 2;

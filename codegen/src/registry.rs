@@ -116,7 +116,6 @@ fn variant_tokens(v: &Variant) -> TokenStream {
                 HuffRefill::Vec4 => quote! { HuffRefill::Vec4 },
                 HuffRefill::Sub256 => quote! { HuffRefill::Sub256 },
                 HuffRefill::Sub256M4 => quote! { HuffRefill::Sub256M4 },
-                HuffRefill::Pair => quote! { HuffRefill::Pair },
             };
             quote! { Variant::Huff(HuffVariant { output: #output, refill: #refill }) }
         }

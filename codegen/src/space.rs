@@ -557,11 +557,7 @@ pub struct HuffBudget {
 
 impl HuffBudget {
     pub fn new(v: &HuffVariant) -> HuffBudget {
-        // pair is latency-bound where sub256m4 is ALU-bound (Nsight, H200, 2026-12-02): 6 warps per
-        // block on a smaller stage-in buffer make 5 blocks = 30 warps per SM fit the shared memory
-        // (4 warps with 4 KB: 20).
-        let pair = v.refill == HuffRefill::Pair;
-        let threads = if pair { 192 } else { 128 };
+        let threads = 128;
         let warps = threads / 32;
         let group = GROUP;
         let max_code_len = MAX_CODE_LEN;
@@ -575,19 +571,9 @@ impl HuffBudget {
         let stage_bytes_per_warp = 32 * stage_stride_words * 4 + 2 * 32 * 4;
         let sub_symbols = abi::SUB_SYMBOLS;
         let staged = v.refill.sub_symbols().is_some();
-        // 4 KB: a unit of 32 x 256 symbols at up to ~3.9 bits per symbol (weights: ~2.7); pair
-        // 3.25 KB: up to ~3.2 bits. A unit whose bits do not fit decodes from global memory.
-        let stage_in_bytes = match (staged, pair) {
-            (false, _) => 0,
-            (true, false) => 4096,
-            (true, true) => 3328,
-        };
-        // Units per warp in the natural grid: pair's 2 keep ~4.5 blocks per SM on the 8B shapes.
-        let units_per_warp = match (staged, pair) {
-            (false, _) => 1,
-            (true, false) => 3,
-            (true, true) => 2,
-        };
+        // 4 KB: a unit of 32 x 256 symbols at up to ~3.9 bits per symbol (weights: ~2.7).
+        let stage_in_bytes = if staged { 4096 } else { 0 };
+        let units_per_warp = if staged { 3 } else { 1 };
         // Lanes per chunk of the format's 1024 symbols.
         let lanes_per_chunk = if staged { 1024 / sub_symbols } else { 1 };
         let out_group_bytes = match v.output {
@@ -639,7 +625,6 @@ impl HuffBudget {
             ("refill_vec4", Value::Bool(v.refill == HuffRefill::Vec4)),
             ("refill_sub", Value::Bool(v.refill.sub_symbols().is_some())),
             ("refill_m4", Value::Bool(v.refill == HuffRefill::Sub256M4)),
-            ("refill_pair", Value::Bool(v.refill == HuffRefill::Pair)),
             ("threads", int(self.threads)),
             ("warps", int(self.warps)),
             ("chunks_per_block", int(self.chunks_per_block)),
@@ -678,8 +663,6 @@ impl HuffBudget {
             ("err_no_code", int(huff_err::NO_CODE)),
             ("err_length", int(huff_err::LENGTH)),
             ("err_escape", int(huff_err::ESCAPE)),
-            ("pair_slow", int(abi::pair_entry::SLOW)),
-            ("pair_no_code", int(abi::pair_entry::NO_CODE)),
         ]
     }
 }

@@ -81,13 +81,6 @@ pub enum HuffRefill {
     /// 32-bit pending nibbles (funnel shifts), and the shared and global refill paths as separate
     /// loops, so the staged one reads shared memory with LDS instead of generic loads.
     Sub256M4,
-    /// `sub256`'s staging with exactly two symbols (one output byte) per lookup: entries hold the
-    /// first two codes of a peek when both fit (`abi::pair_entry`), the rare peek where they do not
-    /// takes a second lookup on a branch. Every lane then does the same 32 lookups per group, so the
-    /// lanes of a warp never wait on each other within a group, the symbols go into the output with
-    /// byte permutes instead of variable shifts, and the reader is a two-word window with a bit
-    /// position (one funnel shift per pair of lookups) instead of a shifted 64-bit buffer.
-    Pair,
 }
 
 /// Huffman index stream → `output`.
@@ -161,19 +154,17 @@ impl HuffOutput {
 }
 
 impl HuffRefill {
-    pub const ALL: [HuffRefill; 5] = [
+    pub const ALL: [HuffRefill; 4] = [
         HuffRefill::Word,
         HuffRefill::Vec4,
         HuffRefill::Sub256,
         HuffRefill::Sub256M4,
-        HuffRefill::Pair,
     ];
     /// What the runtime launches (decode_into, the pipelines) on a weight that has sub-chunk
     /// offsets; `unweight bench` times every value. sub256m4 since the H200 measured it beside
     /// sub256 (2026-12-02, 14336×4096, `bench/results/2026-12-02-nvidia-h200-8b-s4.md`): palette
-    /// 71.5 → 63.1 µs, exponent 84.1 → 77.7 µs, bf16 117.4 → 107.1 µs; pair since it was read
-    /// from the SASS (~35% fewer ALU-pipe instructions per symbol, the pipe sub256m4 saturates).
-    pub const DEFAULT: HuffRefill = HuffRefill::Pair;
+    /// 71.5 → 63.1 µs, exponent 84.1 → 77.7 µs, bf16 117.4 → 107.1 µs.
+    pub const DEFAULT: HuffRefill = HuffRefill::Sub256M4;
     /// What the runtime launches on a weight without them (chunks not a multiple of the
     /// sub-chunk), and what records them (the upload's validating decode).
     pub const CHUNKED: HuffRefill = HuffRefill::Vec4;
@@ -183,15 +174,12 @@ impl HuffRefill {
             HuffRefill::Vec4 => "vec4",
             HuffRefill::Sub256 => "sub256",
             HuffRefill::Sub256M4 => "sub256m4",
-            HuffRefill::Pair => "pair",
         }
     }
     /// Symbols per lane's chain when the decoder reads sub-chunk offsets, else `None`.
     pub fn sub_symbols(self) -> Option<u32> {
         match self {
-            HuffRefill::Sub256 | HuffRefill::Sub256M4 | HuffRefill::Pair => {
-                Some(crate::abi::SUB_SYMBOLS)
-            }
+            HuffRefill::Sub256 | HuffRefill::Sub256M4 => Some(crate::abi::SUB_SYMBOLS),
             HuffRefill::Word | HuffRefill::Vec4 => None,
         }
     }
@@ -200,7 +188,6 @@ impl HuffRefill {
         match self {
             HuffRefill::Sub256M4 => 4,
             HuffRefill::Word | HuffRefill::Vec4 | HuffRefill::Sub256 => 3,
-            HuffRefill::Pair => 2,
         }
     }
 }

@@ -127,9 +127,7 @@ fn bits_file(k: &Generated) -> &'static str {
     };
     match h.refill {
         HuffRefill::Word => "/bits",
-        HuffRefill::Vec4 | HuffRefill::Sub256 | HuffRefill::Sub256M4 | HuffRefill::Pair => {
-            "/bits16"
-        }
+        HuffRefill::Vec4 | HuffRefill::Sub256 | HuffRefill::Sub256M4 => "/bits16",
     }
 }
 
@@ -175,16 +173,16 @@ fn write_inputs(t: &CompressedTensor, dir: &Path) {
         w(name, &bits);
     }
     w("offsets", &le(&h.chunk_offsets, u32::to_le_bytes));
-    // The decode tables as the upload builds them (gpu::layout::multi), one file per entry format
-    // (each its own exact-size allocation in the harness).
+    // The decode tables as the upload builds them (gpu::layout::multi), in both entry formats.
     let lut = h.decode_lut();
-    for (name, refill) in [
-        ("tables", HuffRefill::Word),
-        ("tables_m4", HuffRefill::Sub256M4),
-        ("tables_pair", HuffRefill::Pair),
-    ] {
-        w(name, &le(&multi::tables(&lut, refill), u32::to_le_bytes));
-    }
+    w(
+        "tables",
+        &le(&multi::tables(&lut, HuffRefill::Word), u32::to_le_bytes),
+    );
+    w(
+        "tables_m4",
+        &le(&multi::tables(&lut, HuffRefill::Sub256M4), u32::to_le_bytes),
+    );
     w("palette", &t.palette);
     w("sm", &t.sm);
     w("bitmap", &le(&t.escapes.bitmap, u64::to_le_bytes));

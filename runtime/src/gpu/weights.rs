@@ -68,9 +68,11 @@ pub struct HuffmanDev {
     pub bits: DevBuf<u8>,
     /// Bit offset of each chunk's first symbol.
     pub chunk_offsets: DevBuf<u32>,
-    /// The kernels' decode tables (`layout::multi`) in every entry format, back to back: a
-    /// refill's at [`HuffmanDev::tables_for`].
+    /// The kernels' decode tables (`layout::multi`): for refills word / vec4 / sub256, and for
+    /// sub256m4 ([`HuffmanDev::tables_for`]).
     pub tables: DevBuf<u32>,
+    /// See `tables`.
+    pub tables_m4: DevBuf<u32>,
     /// The 16 exponents the symbols index.
     pub palette: DevBuf<u8>,
     /// Row-major sm bytes, only when the rmm does not take the shape (else `rmm.sm_tiles`).
@@ -105,7 +107,11 @@ pub struct HuffmanDev {
 impl HuffmanDev {
     /// Device address of the decode tables in `refill`'s entry format.
     pub fn tables_for(&self, refill: HuffRefill) -> u64 {
-        self.tables.ptr + 4 * multi::Format::of(refill).offset() as u64
+        if multi::byte_fields(refill) {
+            self.tables_m4.ptr
+        } else {
+            self.tables.ptr
+        }
     }
 
     /// The sm bytes `huff_bf16` reads and their layout (its `layout` argument).
@@ -239,6 +245,7 @@ impl DeviceWeights {
             bits: upload(s, &img.bits, "huffman bits")?,
             chunk_offsets: upload(s, &img.chunk_offsets, "chunk offsets")?,
             tables: upload(s, &img.tables, "decode tables")?,
+            tables_m4: upload(s, &img.tables_m4, "decode tables")?,
             palette: upload(s, &img.palette, "palette")?,
             sm: img
                 .sm
@@ -500,6 +507,7 @@ impl DeviceWeights {
                     + h.chunk_offsets.bytes()
                     + h.sub_offsets.as_ref().map_or(0, DevBuf::bytes)
                     + h.tables.bytes()
+                    + h.tables_m4.bytes()
                     + 16
                     + h.sm_bytes()
                     + h.esc_bitmap.bytes()

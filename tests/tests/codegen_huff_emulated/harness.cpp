@@ -2,7 +2,7 @@
 // usage: harness DIR ROWS COLS PADDED_COLS CHUNK_SYMBOLS N_CHUNKS THREADS OUT_BYTES LAYOUT GRID STREAM_BITS
 //                STREAM_BYTES ESC_GROUPS N_SUBS
 // Reads DIR/{BITS_FILE,offsets,tables or tables_m4,palette,sm,bitmap,prefix,esc_exp} (BITS_FILE: "/bits" or "/bits16",
-// the stream padded to what the kernel's refill reads; tables_m4 for refill sub256m4, tables_pair for pair: the host-built decode tables), each into its own allocation of exactly the
+// the stream padded to what the kernel's refill reads; tables_m4 for refill sub256m4, the host-built decode tables), each into its own allocation of exactly the
 // file's size (so AddressSanitizer catches a read one byte past any of them), runs GRID blocks of THREADS
 // threads, writes DIR/out (an allocation of exactly OUT_BYTES bytes) and prints the error word: "err R C".
 // Sub-chunk offsets: a sub256 kernel reads DIR/subs (its own exact allocation); a chunk kernel given N_SUBS > 0
@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   const unsigned long long stream_bits = num(11), stream_bytes = num(12);
   const unsigned esc_groups = num(13);
   const size_t n_subs = num(14);
-  unsigned char *bits = load(dir + BITS_FILE), *offsets = load(dir + "/offsets"), *tables = load(dir + (REFILL_PAIR ? "/tables_pair" : REFILL_M4 ? "/tables_m4" : "/tables"));
+  unsigned char *bits = load(dir + BITS_FILE), *offsets = load(dir + "/offsets"), *tables = load(dir + (REFILL_M4 ? "/tables_m4" : "/tables"));
   unsigned char *palette = load(dir + "/palette"), *sm = load(dir + "/sm"), *bitmap = load(dir + "/bitmap");
   unsigned char *prefix = load(dir + "/prefix"), *esc_exp = load(dir + "/esc_exp");
   unsigned char* subs = nullptr;

@@ -2,7 +2,7 @@
 //! CPU from a codec [`CompressedTensor`] so the layout rules are unit-tested without a GPU.
 
 use unweight_codegen::abi;
-use unweight_codegen::variant::ASource;
+use unweight_codegen::variant::{ASource, HuffRefill};
 
 use crate::codec::{self, CompressedTensor, Encoding, Indices, Orientation, GROUP};
 
@@ -95,9 +95,11 @@ pub struct HuffmanImage {
     pub bits: Vec<u8>,
     /// Bit offset of each chunk's first symbol.
     pub chunk_offsets: Vec<u32>,
-    /// The kernels' decode tables ([`multi::tables`]) in every entry format, back to back
-    /// ([`multi::all_tables`]; a refill's starts at [`multi::Format::offset`]).
+    /// The kernels' decode tables ([`multi::tables`]), in the entry format of refills word /
+    /// vec4 / sub256 and of sub256m4.
     pub tables: Vec<u32>,
+    /// See `tables`.
+    pub tables_m4: Vec<u32>,
     /// The 16 exponents the symbols index.
     pub palette: [u8; 16],
     /// Row-major sm bytes, only for a shape the rmm does not take: otherwise `huff_bf16` reads
@@ -219,7 +221,8 @@ impl HuffmanImage {
             geometry,
             bits,
             chunk_offsets: h.chunk_offsets.clone(),
-            tables: multi::all_tables(&lut),
+            tables: multi::tables(&lut, HuffRefill::Word),
+            tables_m4: multi::tables(&lut, HuffRefill::Sub256M4),
             palette: t.palette,
             sm: if rmm.is_none() {
                 Some(t.sm.clone())
@@ -309,10 +312,8 @@ mod tests {
             (img.stream_bytes, img.stream_bits),
             (h.bits.len() as u64, h.total_bits)
         );
-        assert_eq!(
-            img.tables.len(),
-            multi::Format::ALL.len() * (multi::ENTRIES + multi::SYMBOLS)
-        );
+        assert_eq!(img.tables.len(), multi::ENTRIES + multi::SYMBOLS);
+        assert_eq!(img.tables_m4.len(), multi::ENTRIES + multi::SYMBOLS);
         assert_eq!(img.geometry.padded_cols, 128);
         assert_eq!(
             img.n_chunks as usize,
@@ -351,7 +352,7 @@ mod tests {
             let r = h.rmm.as_ref().unwrap();
             let bytes = h.bits.len()
                 + 4 * h.chunk_offsets.len()
-                + 4 * h.tables.len()
+                + 4 * (h.tables.len() + h.tables_m4.len())
                 + 16
                 + r.sm_tiles.len()
                 + r.tile_esc.len()

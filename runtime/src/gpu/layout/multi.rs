@@ -5,16 +5,14 @@
 //! lookups, ~19% of a decode's instructions (Nsight, H200, `huff_palette_sub256m4`); now it copies
 //! 16 KB.
 //!
-//! Entry formats ([`Format`]; templates/huff.cu.tera reads them): word / vec4 / sub256 hold up to 3
-//! symbols in bits 0-11 (first in the low nibble), the total length in bits 12-15 and the count in
-//! bits 16-17; sub256m4 holds up to 4 symbols in bits 0-15, the total length in byte 2 and 4 × count
-//! in byte 3, so each field is one byte extract. A peek whose first code is invalid (only in corrupt
-//! streams or past a stream's end) counts one symbol of length 0, so decoding advances and
-//! terminates; sub256m4 then also sets [`NO_CODE_FLAG`], which no valid entry has. Refill pair reads
-//! `abi::pair_entry`: exactly the first two codes (byte 0), their length (byte 1), the first code's
-//! length (byte 2) and flags (byte 3: the second code does not fit the peek, or no code at all).
+//! Entry formats (templates/huff.cu.tera reads them): word / vec4 / sub256 hold up to 3 symbols in
+//! bits 0-11 (first in the low nibble), the total length in bits 12-15 and the count in bits 16-17;
+//! sub256m4 holds up to 4 symbols in bits 0-15, the total length in byte 2 and 4 × count in byte 3,
+//! so each field is one byte extract. A peek whose first code is invalid (only in corrupt streams or
+//! past a stream's end) counts one symbol of length 0, so decoding advances and terminates; sub256m4
+//! then also sets [`NO_CODE_FLAG`], which no valid entry has.
 
-use unweight_codegen::abi::{pair_entry, MAX_CODE_LEN};
+use unweight_codegen::abi::MAX_CODE_LEN;
 use unweight_codegen::variant::HuffRefill;
 
 /// Entries of the multi-symbol table (one per peek).
@@ -24,69 +22,10 @@ pub const SYMBOLS: usize = 16;
 /// sub256m4: bit 0 of byte 3, never set by 4 × count of a valid entry.
 pub const NO_CODE_FLAG: u32 = 1 << 24;
 
-/// A multi-symbol table's entry format; the upload keeps one table of each, back to back in
-/// [`Format::ALL`] order ([`Format::offset`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// Up to 3 codes, packed fields (word, vec4, sub256).
-    Packed,
-    /// Up to 4 codes, one field per byte (sub256m4).
-    Bytes,
-    /// Exactly the first two codes, or a flag (pair).
-    Pair,
-}
-
-impl Format {
-    pub const ALL: [Format; 3] = [Format::Packed, Format::Bytes, Format::Pair];
-
-    /// The format `refill`'s kernels read: the one rule both [`tables`] and the upload's choice of
-    /// table follow.
-    pub fn of(refill: HuffRefill) -> Format {
-        match refill {
-            HuffRefill::Word | HuffRefill::Vec4 | HuffRefill::Sub256 => Format::Packed,
-            HuffRefill::Sub256M4 => Format::Bytes,
-            HuffRefill::Pair => Format::Pair,
-        }
-    }
-
-    /// A refill that reads this format (what [`tables`] builds it for).
-    fn refill(self) -> HuffRefill {
-        match self {
-            Format::Packed => HuffRefill::Word,
-            Format::Bytes => HuffRefill::Sub256M4,
-            Format::Pair => HuffRefill::Pair,
-        }
-    }
-
-    /// Where this format's table starts in [`all_tables`], in u32.
-    pub fn offset(self) -> usize {
-        Format::ALL.iter().position(|&f| f == self).unwrap() * (ENTRIES + SYMBOLS)
-    }
-}
-
-/// Every format's `tables`, back to back in [`Format::ALL`] order: what the upload keeps.
-pub fn all_tables(lut: &[u16]) -> Vec<u32> {
-    Format::ALL
-        .iter()
-        .flat_map(|f| tables(lut, f.refill()))
-        .collect()
-}
-
-/// Refill pair's entry for the peek `p`: its first two codes when both lie inside it.
-fn pair_entry(lut: &[u16], p: usize) -> u32 {
-    let e = lut[p];
-    let len = lut_len(e);
-    if len == 0 {
-        return pair_entry::SLOW | pair_entry::NO_CODE;
-    }
-    let e2 = lut[(p << len) & (ENTRIES - 1)];
-    let len2 = lut_len(e2);
-    let first = (e & 15) as u32 | len << 16;
-    if len2 == 0 || len + len2 > MAX_CODE_LEN {
-        first | len << 8 | pair_entry::SLOW
-    } else {
-        first | ((e2 & 15) as u32) << 4 | (len + len2) << 8
-    }
+/// Whether `refill`'s kernels read the byte-field entry format (sub256m4) rather than the packed
+/// one: the one rule both [`tables`] and the upload's choice of buffer follow.
+pub fn byte_fields(refill: HuffRefill) -> bool {
+    refill == HuffRefill::Sub256M4
 }
 
 /// Length of a one-symbol table entry; anything over `MAX_CODE_LEN` counts as no code.
@@ -105,14 +44,9 @@ fn lut_len(e: u16) -> u32 {
 pub fn tables(lut: &[u16], refill: HuffRefill) -> Vec<u32> {
     assert_eq!(lut.len(), ENTRIES, "a decode table peeks MAX_CODE_LEN bits");
     let max_syms = refill.multi_syms();
-    let format = Format::of(refill);
-    let m4 = format == Format::Bytes;
+    let m4 = byte_fields(refill);
     let mut out = Vec::with_capacity(ENTRIES + SYMBOLS);
     for p in 0..ENTRIES {
-        if format == Format::Pair {
-            out.push(pair_entry(lut, p));
-            continue;
-        }
         let e = lut[p];
         let (mut syms, mut total, mut count) = ((e & 15) as u32, lut_len(e), 1u32);
         while count < max_syms && total != 0 {
@@ -183,19 +117,12 @@ mod tests {
                         .enumerate()
                         .fold(0u32, |a, (i, c)| a | c.0 << (4 * i));
                     let count = codes.len().max(1) as u32;
-                    let want = match Format::of(refill) {
-                        Format::Bytes => {
-                            syms | total << 16
-                                | (4 * count) << 24
-                                | if codes.is_empty() { NO_CODE_FLAG } else { 0 }
-                        }
-                        Format::Packed => syms | total << 12 | count << 16,
-                        Format::Pair => match codes[..] {
-                            [] => pair_entry::SLOW | pair_entry::NO_CODE,
-                            [(s0, l0)] => s0 | l0 << 8 | l0 << 16 | pair_entry::SLOW,
-                            [(s0, l0), (s1, l1)] => s0 | s1 << 4 | (l0 + l1) << 8 | l0 << 16,
-                            _ => unreachable!("pair takes two codes"),
-                        },
+                    let want = if refill == HuffRefill::Sub256M4 {
+                        syms | total << 16
+                            | (4 * count) << 24
+                            | if codes.is_empty() { NO_CODE_FLAG } else { 0 }
+                    } else {
+                        syms | total << 12 | count << 16
                     };
                     assert_eq!(entry, want, "{refill:?} peek {p:#x}");
                 }
@@ -207,30 +134,11 @@ mod tests {
     }
 
     #[test]
-    fn the_upload_keeps_every_format_at_its_offset() {
-        let lut = build_lut(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 12, 0, 0, 0]).unwrap();
-        let all = all_tables(&lut);
-        assert_eq!(all.len(), Format::ALL.len() * (ENTRIES + SYMBOLS));
-        for refill in HuffRefill::ALL {
-            let at = Format::of(refill).offset();
-            assert_eq!(
-                &all[at..at + ENTRIES + SYMBOLS],
-                &tables(&lut, refill)[..],
-                "{refill:?}"
-            );
-        }
-    }
-
-    #[test]
     fn a_table_without_codes_gives_no_code_entries() {
         let t = tables(&vec![0u16; ENTRIES], HuffRefill::Sub256M4);
         assert!(t[..ENTRIES].iter().all(|&e| e == 4 << 24 | NO_CODE_FLAG));
         assert!(t[ENTRIES..].iter().all(|&l| l == 0));
         let t = tables(&vec![0u16; ENTRIES], HuffRefill::Word);
         assert!(t[..ENTRIES].iter().all(|&e| e == 1 << 16));
-        let t = tables(&vec![0u16; ENTRIES], HuffRefill::Pair);
-        assert!(t[..ENTRIES]
-            .iter()
-            .all(|&e| e == pair_entry::SLOW | pair_entry::NO_CODE));
     }
 }
