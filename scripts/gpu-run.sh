@@ -18,8 +18,10 @@
 #              $OUT/bench-auto/results/<date>-<gpu>-auto.{json,md}, $OUT/bench-auto.log)
 #   bench-mlp  `unweight bench-mlp` (with --table $OUT/tuning.json when tune ran): the 32-layer
 #              Llama-3.1-8B MLP stack beside cuBLAS ($OUT/bench-mlp/results/, $OUT/bench-mlp.log)
-#   ncu        Nsight Compute on one launch of UNWEIGHT_NCU_KERNEL (regex, default huff_palette_sub256)
-#              in `unweight bench` on 14336x4096, M = 1 ($OUT/ncu/)
+#   ncu        Nsight Compute on one launch of each UNWEIGHT_NCU_KERNEL (comma-separated regexes, default
+#              huff_palette_sub256) in `unweight bench` on 14336x4096, M = UNWEIGHT_NCU_M (default 1)
+#              ($OUT/ncu/: report, details, SASS source page, raw metrics, and <kernel>.timeline.txt,
+#              the PM-sampling timeline from scripts/ncu_timeline.py)
 # Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench] [bench-70b] [tune] [tune-table] [bench-auto]
 #        [bench-mlp] [ncu]
 #        (default: tests sanitizer bench)
@@ -158,6 +160,7 @@ run_ncu() {
     ncu --import "$OUT/ncu/$n.ncu-rep" --page raw --csv > "$OUT/ncu/$n.raw.csv" 2>&1
     # Every instance of each metric (PM sampling's samples over the launch: where it ramps and drains).
     ncu --import "$OUT/ncu/$n.ncu-rep" --page raw --csv --print-metric-instances values > "$OUT/ncu/$n.inst.csv" 2>&1
+    python3 "$root/scripts/ncu_timeline.py" "$OUT/ncu/$n.inst.csv" > "$OUT/ncu/$n.timeline.txt" 2>&1
     note "ncu $k: rc=$rc $(grep -E '^ +Duration' "$OUT/ncu/$n.details.txt" | head -1)"
   done
 }
