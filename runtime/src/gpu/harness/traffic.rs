@@ -7,7 +7,7 @@
 
 use unweight_codegen::variant::HuffOutput;
 
-use crate::gpu::layout::{Geometry, HuffmanImage, PaletteImage};
+use crate::gpu::layout::{multi, Geometry, HuffmanImage, PaletteImage};
 use crate::gpu::plan::ExecPipeline;
 use crate::gpu::weights::{DeviceWeights, Resident};
 
@@ -163,7 +163,8 @@ impl std::ops::Add for Traffic {
 /// bf16 also the codec's escapes (the palette output leaves escaped groups' indices don't-care)
 /// and the palette; bf16 also the sm bytes. Writes the preprocess output.
 pub fn decode(fp: &Footprint, g: &Geometry, output: HuffOutput) -> Traffic {
-    let stream = fp.stream + fp.chunk_offsets + fp.tables / 2;
+    // A decode reads the table of its own entry format, one of those `tables` counts.
+    let stream = fp.stream + fp.chunk_offsets + 4 * multi::TABLE_WORDS as u64;
     let escapes = fp.palette + fp.esc_bitmap + fp.esc_prefix + fp.esc_exp;
     let (bf16, exponents, nibbles) = g.scratch_bytes();
     let (read, written) = match output {

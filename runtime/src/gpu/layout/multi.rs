@@ -19,6 +19,8 @@ use unweight_codegen::variant::HuffRefill;
 pub const ENTRIES: usize = 1 << MAX_CODE_LEN;
 /// Symbols (code lengths) the table ends with.
 pub const SYMBOLS: usize = 16;
+/// u32 words of one [`tables`] result: what one decode reads.
+pub const TABLE_WORDS: usize = ENTRIES + SYMBOLS;
 /// sub256m4: bit 0 of byte 3, never set by 4 × count of a valid entry.
 pub const NO_CODE_FLAG: u32 = 1 << 24;
 
@@ -45,7 +47,7 @@ pub fn tables(lut: &[u16], refill: HuffRefill) -> Vec<u32> {
     assert_eq!(lut.len(), ENTRIES, "a decode table peeks MAX_CODE_LEN bits");
     let max_syms = refill.multi_syms();
     let m4 = byte_fields(refill);
-    let mut out = Vec::with_capacity(ENTRIES + SYMBOLS);
+    let mut out = Vec::with_capacity(TABLE_WORDS);
     for p in 0..ENTRIES {
         let e = lut[p];
         let (mut syms, mut total, mut count) = ((e & 15) as u32, lut_len(e), 1u32);
