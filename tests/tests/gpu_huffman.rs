@@ -20,6 +20,7 @@ fn gpu_huffman_small_and_odd_shapes() {
             WeightSpec {
                 escape_groups: 0.05,
                 specials: true,
+                bulk: synth::Bulk::Trained,
             },
         );
         for o in [Orientation::Standard, Orientation::Transposed] {
@@ -37,26 +38,31 @@ fn gpu_huffman_small_and_odd_shapes() {
 fn gpu_huffman_synthetic_llama_shapes() {
     let (h, mut rng) = gpu_session();
     let mut failures = Vec::new();
-    for (rows, cols) in [(14336, 4096), (4096, 14336)] {
-        let w = synth::weights(
-            &mut rng,
-            rows,
-            cols,
-            WeightSpec {
-                escape_groups: 0.01,
-                specials: true,
-            },
-        );
-        for o in [Orientation::Standard, Orientation::Transposed] {
-            let t = compress(&w, &[rows, cols], o, Encoding::Huffman).unwrap();
-            println!(
-                "{rows}x{cols} {o}: {} escape groups of {}",
-                t.escape_count(),
-                t.groups()
+    // Both bulk histograms: trained weights' long codes (up to 12 bits), the flat one's longer streams.
+    for bulk in [synth::Bulk::Trained, synth::Bulk::Flat] {
+        for (rows, cols) in [(14336, 4096), (4096, 14336)] {
+            let w = synth::weights(
+                &mut rng,
+                rows,
+                cols,
+                WeightSpec {
+                    escape_groups: 0.01,
+                    specials: true,
+                    bulk,
+                },
             );
-            failures.extend(
-                check_decode(&h, &format!("synthetic {rows}x{cols}"), &t).expect("decoding"),
-            );
+            for o in [Orientation::Standard, Orientation::Transposed] {
+                let t = compress(&w, &[rows, cols], o, Encoding::Huffman).unwrap();
+                println!(
+                    "{rows}x{cols} {o} {bulk:?}: {} escape groups of {}",
+                    t.escape_count(),
+                    t.groups()
+                );
+                failures.extend(
+                    check_decode(&h, &format!("synthetic {rows}x{cols} {bulk:?}"), &t)
+                        .expect("decoding"),
+                );
+            }
         }
     }
     assert_no_failures(&failures);
@@ -103,6 +109,7 @@ fn gpu_huffman_refuses_hostile_streams_and_keeps_working() {
             WeightSpec {
                 escape_groups: 0.01,
                 specials: true,
+                bulk: synth::Bulk::Trained,
             },
         );
         let t = compress(&w, &[rows, cols], Orientation::Standard, Encoding::Huffman).unwrap();

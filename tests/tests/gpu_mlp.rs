@@ -242,6 +242,7 @@ fn gpu_mlp_transcode_equals_the_palette_upload() {
         let spec = WeightSpec {
             escape_groups: 0.02,
             specials: false,
+            bulk: synth::Bulk::Trained,
         };
         let w = synth::weights(&mut rng, n_out, k, spec);
         let th = unweight::codec::compress(&w, &[n_out, k], o, Encoding::Huffman).unwrap();

@@ -27,6 +27,7 @@ fn gpu_sanitizer_small() {
             WeightSpec {
                 escape_groups: 0.05,
                 specials: true,
+                bulk: synth::Bulk::Trained,
             },
         );
         let t = compress(&w, &[130, 70], o, Encoding::Huffman).unwrap();

@@ -15,6 +15,7 @@ fn palette_linear(dev: &Arc<GpuDevice>, rng: &mut Rng, n_out: usize, k: usize) -
     let spec = WeightSpec {
         escape_groups: 0.01,
         specials: false,
+        bulk: synth::Bulk::Trained,
     };
     let w = synth::weights(rng, n_out, k, spec);
     let t = codec::compress(&w, &[n_out, k], Orientation::Standard, Encoding::Huffman).unwrap();

@@ -83,6 +83,10 @@ pub struct BenchArgs {
     /// (escapes; 0 to 1). Trained checkpoints escape ~0.1-0.3% of groups.
     #[arg(long, default_value_t = 0.002, value_parser = parse_share)]
     pub escape_groups: f64,
+    /// The synthetic weights' bulk exponent histogram: `trained` (all-MiniLM-L6-v2's, ~2.66 bits
+    /// per symbol of Huffman) or `flat` (~3.79, what the figures before 2026-12-02 s7 used).
+    #[arg(long, value_enum, default_value = "trained")]
+    pub weights: crate::gpu::harness::synth::Bulk,
 }
 
 fn parse_share(s: &str) -> Result<f64, String> {
@@ -125,6 +129,7 @@ impl BenchArgs {
             iters: self.reps,
             table: self.table.clone(),
             escape_groups: self.escape_groups,
+            bulk: self.weights,
             command: std::env::args().collect::<Vec<_>>().join(" "),
             ..Default::default()
         }
@@ -162,6 +167,9 @@ mod tests {
         assert_eq!(parse(&["unweight", "bench"]).batch, BATCHES.to_vec());
         let o = parse(&["unweight", "bench", "--escape-groups", "0"]);
         assert_eq!(o.escape_groups, 0.0);
+        assert_eq!(o.bulk, d.bulk);
+        let o = parse(&["unweight", "bench", "--weights", "flat"]);
+        assert_eq!(o.bulk, crate::gpu::harness::synth::Bulk::Flat);
         for bad in ["1.5", "-0.1", "x"] {
             assert!(
                 crate::cli::Cli::try_parse_from(["unweight", "bench", "--escape-groups", bad])

@@ -18,7 +18,7 @@ use unweight_codegen::variant::{
 
 use crate::codec::{self, Encoding, Orientation};
 use crate::gpu::device::GpuDevice;
-use crate::gpu::harness::synth::{self, Rng, WeightSpec};
+use crate::gpu::harness::synth::{self, Bulk, Rng, WeightSpec};
 use crate::gpu::harness::targets;
 use crate::gpu::harness::traffic::{self, Footprint};
 use crate::gpu::jit::registry;
@@ -83,6 +83,8 @@ pub struct BenchOptions {
     pub stage_candidates: usize,
     /// Fraction of escaped groups in the synthetic weights.
     pub escape_groups: f64,
+    /// The synthetic weights' bulk exponent histogram.
+    pub bulk: Bulk,
     /// Recorded in the JSON as the command that produced it.
     pub command: String,
     pub seed: u64,
@@ -110,6 +112,7 @@ impl Default for BenchOptions {
             tile_candidates: 3,
             stage_candidates: 3,
             escape_groups: 0.002,
+            bulk: Bulk::Trained,
             command: "unweight bench".to_string(),
             seed: 0x5eed,
             table: None,
@@ -242,6 +245,12 @@ pub struct Report {
     /// Seconds from start to this report.
     #[serde(default)]
     pub wall_s: f64,
+    /// The synthetic weights: bulk histogram (absent in files before 2026-12-02 s7, which used
+    /// `flat`) and share of escaped groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<Bulk>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escape_groups: Option<f64>,
 }
 
 /// Weight copies to rotate for a weight of `bf16_bytes`: enough to cover `ROTATION_L2S` (6) × L2,
@@ -376,6 +385,8 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
         decode: Vec::new(),
         auto: Vec::new(),
         wall_s: 0.0,
+        bulk: Some(opts.bulk),
+        escape_groups: Some(opts.escape_groups),
     };
     let copy_tb_s = report.copy_tb_s;
     let table = match &opts.table {
@@ -624,6 +635,7 @@ pub(crate) fn build_set(
     let spec = WeightSpec {
         escape_groups: opts.escape_groups,
         specials: false,
+        bulk: opts.bulk,
     };
     for s in 0..opts.weight_sets {
         let name = format!("bench {n_out}x{k} {o} #{s}");
@@ -1093,6 +1105,16 @@ pub fn markdown(r: &Report) -> String {
         }
         None => {}
     }
+    if let Some(bulk) = r.bulk {
+        let _ = writeln!(
+            s,
+            "Synthetic weights: `{}` bulk exponent histogram ({}), {:.2}% of 64-element groups \
+             escaped.\n",
+            bulk.name(),
+            bulk.summary(),
+            100.0 * r.escape_groups.unwrap_or(0.0)
+        );
+    }
     let _ = writeln!(
         s,
         "t/cuBLAS = time / cuBLAS's time in the same run (lower is better). MB = bytes the call \
@@ -1276,6 +1298,8 @@ mod tests {
             decode,
             auto: vec![],
             wall_s: 1.0,
+            bulk: Some(Bulk::Trained),
+            escape_groups: Some(0.002),
         }
     }
 

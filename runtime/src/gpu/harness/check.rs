@@ -435,6 +435,7 @@ pub fn check_linear(
         WeightSpec {
             escape_groups,
             specials: false,
+            bulk: synth::Bulk::Trained,
         },
     );
     let t = codec::compress(&w, &[n_out, k], orientation, Encoding::Huffman)?;
@@ -571,6 +572,7 @@ pub fn check_rs_variants(
         WeightSpec {
             escape_groups,
             specials: false,
+            bulk: synth::Bulk::Trained,
         },
     );
     let t = codec::compress(&w, &[n_out, k], orientation, Encoding::Huffman)?;

@@ -37,6 +37,90 @@ impl Rng {
     }
 }
 
+/// The bulk's exponent histogram: which 16 exponents the non-escaped elements take, and how often.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Bulk {
+    /// all-MiniLM-L6-v2's 16 most frequent exponents (2^-17 … 2^-2) at their frequencies in that
+    /// checkpoint, rounded to BF16 (every 2-D tensor of ≥ 10⁵ elements: 99.986% of its elements):
+    /// 2.66 bits of entropy, Huffman code lengths 1–12, as trained weights have.
+    Trained,
+    /// 2^-20 … 2^-5 with weights 16, 15, …, 1: flatter than trained weights' histograms (3.79 bits
+    /// per symbol of Huffman, lengths 3–7), so its streams are ~40% longer than a trained model's.
+    /// Every benchmark figure before 2026-12-02 s7 used it.
+    Flat,
+}
+
+impl Bulk {
+    /// As the command line spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bulk::Trained => "trained",
+            Bulk::Flat => "flat",
+        }
+    }
+
+    /// One line for reports.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Bulk::Trained => "all-MiniLM-L6-v2's 16 most frequent exponents at its frequencies: ~2.66 bits per symbol of Huffman",
+            Bulk::Flat => "16 exponents at weights 16..1: ~3.79 bits per symbol of Huffman, the figures before 2026-12-02 s7",
+        }
+    }
+
+    /// Exponents, most frequent first, and their weights.
+    fn table(self) -> &'static [(u8, u32); 16] {
+        match self {
+            // Counts per million of all-MiniLM-L6-v2's top 16 (python: safetensors read, f32 rounded
+            // to nearest-even BF16, exponent field histogram over the 2-D tensors).
+            Bulk::Trained => &[
+                (122, 288562),
+                (121, 211782),
+                (123, 211572),
+                (120, 121188),
+                (119, 63393),
+                (124, 38235),
+                (118, 32177),
+                (117, 16132),
+                (116, 8075),
+                (115, 4034),
+                (114, 2034),
+                (113, 1024),
+                (125, 902),
+                (112, 511),
+                (111, 253),
+                (110, 127),
+            ],
+            Bulk::Flat => &[
+                (121, 16),
+                (120, 15),
+                (122, 14),
+                (119, 13),
+                (118, 12),
+                (123, 11),
+                (117, 10),
+                (116, 9),
+                (115, 8),
+                (114, 7),
+                (113, 6),
+                (112, 5),
+                (111, 4),
+                (110, 3),
+                (109, 2),
+                (108, 1),
+            ],
+        }
+    }
+
+    /// Finite exponents outside the bulk (tiny and large), for planted escapes.
+    fn finite_escapes(self) -> &'static [u16] {
+        match self {
+            Bulk::Trained => &[100, 104, 106, 107, 108, 126, 127],
+            Bulk::Flat => &[100, 104, 106, 107, 124, 125, 126],
+        }
+    }
+}
+
 /// Options of [`weights`].
 #[derive(Clone, Copy, Debug)]
 pub struct WeightSpec {
@@ -45,39 +129,32 @@ pub struct WeightSpec {
     /// Whether escapes may be specials (exponent 0: zeros/subnormals, 255: Inf/NaN). Matmul
     /// tests keep them finite so the cuBLAS comparison stays meaningful.
     pub specials: bool,
+    /// The bulk's exponent histogram.
+    pub bulk: Bulk,
 }
 
-/// Exponents of the bulk, most frequent first: `|w| ≈ 2^-5 … 2^-20`, drawn with weights 16, 15,
-/// …, 1: flatter than trained weights' histograms, so their Huffman code takes ~3.79 bits per
-/// symbol (lengths 3–7) where all-MiniLM-L6-v2's tensors take 2.6–2.8 (lengths 2–12): the
-/// bench's Huffman streams are ~40% longer than a trained model's, and its decode figures
-/// pessimistic for one.
-const BULK: [u8; 16] = [
-    121, 120, 122, 119, 118, 123, 117, 116, 115, 114, 113, 112, 111, 110, 109, 108,
-];
-
 /// Row-major bf16 bits `[rows][cols]` with `spec.escape_groups` of the (row, 64-column) groups
-/// escaped. The bulk uses exactly the 16 `BULK` exponents, so the palette is `BULK` and
-/// escapes are exactly the planted groups (for a large enough matrix).
+/// escaped. The bulk uses exactly the 16 exponents of `spec.bulk`, so for a large enough matrix
+/// the palette is the bulk and the escapes are the planted groups.
 pub fn weights(rng: &mut Rng, rows: usize, cols: usize, spec: WeightSpec) -> Vec<u16> {
-    // Cumulative weights 16, 15, ..., 1 over BULK.
-    let total: u64 = (1..=16).sum();
+    let table = spec.bulk.table();
+    let total: u64 = table.iter().map(|&(_, w)| w as u64).sum();
     let mut w = Vec::with_capacity(rows * cols);
     for _ in 0..rows * cols {
         let r = rng.next_u64();
         let mut pick = (r >> 40) % total;
-        let mut e = BULK[15];
-        for (i, &b) in BULK.iter().enumerate() {
-            let weight = 16 - i as u64;
-            if pick < weight {
+        let mut e = table[15].0;
+        for &(b, weight) in table {
+            if pick < weight as u64 {
                 e = b;
                 break;
             }
-            pick -= weight;
+            pick -= weight as u64;
         }
         let sign = ((r >> 8) & 1) as u16;
         w.push((sign << 15) | ((e as u16) << 7) | (r & 0x7F) as u16);
     }
+    let escapes = spec.bulk.finite_escapes();
     let groups_per_row = cols.div_ceil(GROUP);
     for row in 0..rows {
         for gcol in 0..groups_per_row {
@@ -89,8 +166,7 @@ pub fn weights(rng: &mut Rng, rows: usize, cols: usize, spec: WeightSpec) -> Vec
             let e: u16 = if spec.specials {
                 [0u16, 255, 1, 90, 130, 200][rng.below(6) as usize]
             } else {
-                // Finite, outside BULK: tiny (2^-27..2^-21) or large (2^-4..2^-1).
-                [100u16, 104, 106, 107, 124, 125, 126][rng.below(7) as usize]
+                escapes[rng.below(escapes.len() as u64) as usize]
             };
             let v = &mut w[row * cols + c];
             *v = (*v & 0x807F) | (e << 7);
@@ -144,25 +220,47 @@ mod tests {
 
     #[test]
     fn planted_escape_fraction_is_what_the_codec_sees() {
-        let mut rng = Rng::new(7);
-        let (rows, cols) = (256, 1024);
-        let w = weights(
-            &mut rng,
-            rows,
-            cols,
-            WeightSpec {
+        for bulk in [Bulk::Trained, Bulk::Flat] {
+            let mut rng = Rng::new(7);
+            let (rows, cols) = (256, 1024);
+            let spec = WeightSpec {
                 escape_groups: 0.01,
                 specials: true,
-            },
-        );
-        let t = compress(&w, &[rows, cols], Orientation::Standard, Encoding::Palette).unwrap();
-        let mut palette = t.palette;
-        palette.sort();
-        let mut bulk = BULK;
-        bulk.sort();
-        assert_eq!(palette, bulk);
-        let frac = t.escape_count() as f64 / t.groups() as f64;
-        assert!((0.005..0.02).contains(&frac), "escape fraction {frac}");
+                bulk,
+            };
+            let w = weights(&mut rng, rows, cols, spec);
+            let t = compress(&w, &[rows, cols], Orientation::Standard, Encoding::Palette).unwrap();
+            let mut palette = t.palette;
+            palette.sort();
+            let mut want: Vec<u8> = bulk.table().iter().map(|&(e, _)| e).collect();
+            want.sort();
+            assert_eq!(palette.to_vec(), want, "{bulk:?}");
+            let frac = t.escape_count() as f64 / t.groups() as f64;
+            assert!((0.005..0.02).contains(&frac), "{bulk:?}: escape fraction {frac}");
+        }
+    }
+
+    /// The two histograms give the Huffman streams their docs state: trained ~2.66 bits per
+    /// symbol with codes longer than 7 bits, flat ~3.79 with none.
+    #[test]
+    fn bulk_histograms_give_their_stated_code_lengths() {
+        for (bulk, lo, hi, longest) in [(Bulk::Trained, 2.62, 2.75, 8..=15), (Bulk::Flat, 3.75, 3.83, 7..=7)] {
+            let (rows, cols) = (512, 1024);
+            let spec = WeightSpec {
+                escape_groups: 0.0,
+                specials: false,
+                bulk,
+            };
+            let w = weights(&mut Rng::new(11), rows, cols, spec);
+            let t = compress(&w, &[rows, cols], Orientation::Standard, Encoding::Huffman).unwrap();
+            let crate::codec::Indices::Huffman(h) = &t.indices else {
+                panic!("{bulk:?}: not a Huffman tensor")
+            };
+            let per = h.total_bits as f64 / (rows * cols) as f64;
+            assert!((lo..hi).contains(&per), "{bulk:?}: {per} bits per symbol");
+            let max = *h.code_lengths.iter().max().unwrap();
+            assert!(longest.contains(&max), "{bulk:?}: longest code {max}");
+        }
     }
 
     #[test]
@@ -183,6 +281,7 @@ mod tests {
             WeightSpec {
                 escape_groups: 0.5,
                 specials: false,
+                bulk: Bulk::Trained,
             },
         );
         let b = weights(
@@ -192,6 +291,7 @@ mod tests {
             WeightSpec {
                 escape_groups: 0.5,
                 specials: false,
+                bulk: Bulk::Trained,
             },
         );
         assert_eq!(a, b);
@@ -203,7 +303,8 @@ mod tests {
                 100,
                 WeightSpec {
                     escape_groups: 0.5,
-                    specials: false
+                    specials: false,
+                    bulk: Bulk::Trained,
                 }
             )
         );
