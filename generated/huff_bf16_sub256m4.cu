@@ -47,6 +47,7 @@ struct alignas(64) TmaDesc { u64 opaque[16]; };  // CUtensorMap bytes; the drive
 // ---- constants (computed by unweight-codegen; checked again here) ----
 constexpr bool IS_BF16 = true, IS_EXPONENT = false, IS_PALETTE = false;
 constexpr bool REFILL_VEC4 = false, REFILL_SUB = true, REFILL_M4 = true;
+constexpr bool REFILL_WIN = false;                // sub256win: sub256m4's decode, a bit position for reader
 constexpr u32 SUB_SYMBOLS = 256, SUB_GROUPS = 4, STAGE_IN_BYTES = 4096;
 constexpr u32 UNITS_PER_WARP = 3;
 constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 96;
@@ -72,6 +73,7 @@ static_assert(TABLES_BYTES % 16 == 0, "the tables are copied with 16-byte loads"
 static_assert(MULTI_BYTES == 4 * LUT_ENTRIES && (REFILL_M4 ? MULTI_SYMS == 4 : MULTI_SYMS * 4 <= 12),
               "multi entry: symbols in bits 0-11, length 12-15, count 16-17 (sub256m4: symbols 0-15, length byte 2, 4 x count byte 3)");
 static_assert(!REFILL_M4 || REFILL_SUB, "sub256m4 stages like sub256");
+static_assert(!REFILL_WIN || REFILL_M4, "sub256win decodes as sub256m4 does");
 static_assert(MAX_CODE_LEN <= 15, "a code length fits the entry's 4-bit length field");
 static_assert(STAGE_STRIDE == GROUP / 8 + 1, "8 words of nibbles per group, +1 so lanes storing the same word hit distinct banks");
 static_assert(STAGE_BYTES == 32 * STAGE_STRIDE * 4 + 2 * 32 * 4, "per warp: 32 groups of nibbles, escape slots, output places");
@@ -156,6 +158,11 @@ __device__ __forceinline__ void reader_refill(BitReader& r, const Stream& s) {
   if (need) r.ahead = load_raw(s, r.next);
   r.next += need ? 1 : 0;
 }
+__device__ __forceinline__ void reader_advance(BitReader& r, u32 len) {  // len <= 2 * MAX_CODE_LEN < nbits
+  r.hi = __funnelshift_l(r.lo, r.hi, len);
+  r.lo <<= len;
+  r.nbits -= (int)len;
+}
 __device__ __forceinline__ BitReader reader_idle() { return {0, 0, 64, 0, 0, 0}; }
 // `stream_bytes` >= 1 (checked): words are clamped to the one holding its last byte (positions stay below
 // 2^32 + a chunk's codes).
@@ -184,53 +191,58 @@ struct Pending {
 __device__ __forceinline__ u32 pend_count(const Pending& p) { return p.nb / 4; }
 __device__ __forceinline__ u32 pend_sym(const Pending& p, u32 i) { return (p.bits >> (4 * i)) & 15u; }
 
-// Two lookups (up to 4 symbols each), then their symbols go into the pending word at once: at most one word
-// completes (< 8 pending + 8 new nibbles < 16) and goes to the row. `fill`: 4 x the group's symbols so far
-// (with those pending; < 256 on entry), so word fill / 32 is the next to store and fill % 32 the pending
-// bits. Fields by byte (PRMT, SHR), 32-bit shifts (a 64-bit shift costs two), no branch; the second peek
-// needs <= 24 bits of the >= 33. The second lookup counts only if the first left the group short, so what
-// stays pending came from one lookup that completed the group (valid codes, at most MULTI_SYMS - 1).
-__device__ __forceinline__ void decode_pair(BitReader& r, const u32* multi, Pending& pend, u32* row, u32& fill) {
-  const u32 e1 = multi[r.hi >> (32 - MAX_CODE_LEN)];
+// Two lookups (up to 4 symbols each) from the 32 bits `win` at the reader, then their symbols go into the
+// pending word at once: at most one word completes (< 8 pending + 8 new nibbles < 16) and goes to the row.
+// `fill`: 4 x the group's symbols so far (with those pending; < 256 on entry), so word fill / 32 is the next to
+// store and fill % 32 the pending bits. Fields by byte (PRMT, SHR), 32-bit shifts (a 64-bit shift costs two), no
+// branch; the second peek needs <= 2 * MAX_CODE_LEN bits of the 32. sub256m4: the second lookup counts only if
+// the first left the group short, so what stays pending came from one lookup that completed the group (valid
+// codes, at most MULTI_SYMS - 1). sub256win: both always count (the chain's codes run on into its next group),
+// so up to 2 * MULTI_SYMS - 1 stay pending, which still fit the word: no add, compare and select.
+// Returns the bits the reader must advance by.
+__device__ __forceinline__ u32 decode_pair(u32 win, const u32* multi, Pending& pend, u32* row, u32& fill, u32& bad) {
+  const u32 e1 = multi[win >> (32 - MAX_CODE_LEN)];
   const u32 len1 = __byte_perm(e1, 0, 0x4442);
-  const u32 e2_looked = multi[__funnelshift_l(r.lo, r.hi, len1) >> (32 - MAX_CODE_LEN)];
+  const u32 e2_looked = multi[(win << len1) >> (32 - MAX_CODE_LEN)];
   const u32 n1 = e1 >> 24;                                    // <= 16
-  const u32 e2 = fill + n1 < GROUP * 4 ? e2_looked : 0u;      // entry 0: no bits, no symbols
-  const u32 len = len1 + __byte_perm(e2, 0, 0x4442);         // <= 2 * MAX_CODE_LEN < 32
-  r.hi = __funnelshift_l(r.lo, r.hi, len);
-  r.lo <<= len;
-  r.nbits -= (int)len;
-  r.bad |= e1 | e2;
+  const u32 e2 = (REFILL_WIN || fill + n1 < GROUP * 4) ? e2_looked : 0u;  // entry 0: no bits, no symbols
+  const u32 len = len1 + __byte_perm(e2, 0, 0x4442);         // <= 2 * MAX_CODE_LEN <= 32
+  bad |= e1 | e2;
   const u32 nb = fill & 31, n = n1 + (e2 >> 24);
   const u32 syms = (e1 & 0xFFFFu) | ((e2 & 0xFFFFu) << n1);
   const u32 over = __funnelshift_l(syms, 0, nb);              // the nibbles past bit 31 (0 if none)
   pend.bits |= syms << nb;
   const bool full = nb + n >= 32;
-  if (full) row[fill >> 5] = pend.bits;
+  // sub256win: every pair stores the word it fills, complete or not (a later store completes it): no branch,
+  // which ptxas otherwise makes of the store, rebuilding the stage's address inside it.
+  if (REFILL_WIN || full) row[fill >> 5] = pend.bits;
   pend.bits = full ? over : pend.bits;
   fill += n;
+  return len;
 }
 // ---- decode: the next group (64 symbols) of this lane's chunk -> its row of 8 nibble words in the stage.
 // Symbols decoded past the group stay pending for the next one (past the chunk's end: see chunk_errors).
 // A valid lookup gives >= 1 symbol and an invalid one counts 5 nibble bits: every lane's loop ends, with
-// fill in [256, 272): the group's 8 words stored, fill - 256 bits pending.
+// fill in [256, 272) (sub256win: [256, 288)): the group's 8 words stored, fill - 256 bits pending.
 __device__ __forceinline__ void decode_group(BitReader& r, const Stream& s, const u32* multi, Pending& pend, u32* row) {
   u32 fill = pend.nb;
   while (fill < GROUP * 4) {
     reader_refill(r, s);                     // >= 33 bits: two lookups need no further check
-    decode_pair(r, multi, pend, row, fill);
+    reader_advance(r, decode_pair(r.hi, multi, pend, row, fill, r.bad));
   }
   pend.nb = fill - GROUP * 4;
 }
 
 // ---- check: after a chunk's last group. The symbols still pending came from its last lookup (at most
-// MULTI_SYMS - 1, past the chunk's end); their bits are given back, so `pos` is where the chunk's last code
-// ends, which must be the chunk's end — exactly the CPU decoder's rule.
+// MULTI_SYMS - 1; sub256win: its last two, at most 2 * MULTI_SYMS - 1), past the chunk's end; their bits are
+// given back, so `pos` is where the chunk's last code ends, which must be the chunk's end — exactly the CPU
+// decoder's rule.
+constexpr u32 MAX_PENDING = REFILL_WIN ? 2 * MULTI_SYMS - 1 : MULTI_SYMS - 1;
 // The bit after the last code decoded into the stage: the reader's position less the pending symbols' codes.
 __device__ __forceinline__ u64 code_end(const BitReader& r, const Pending& pend, const u32* symlen) {
   u64 pos = reader_pos(r);
 #pragma unroll
-  for (u32 i = 0; i + 1 < MULTI_SYMS; ++i)
+  for (u32 i = 0; i < MAX_PENDING; ++i)
     if (i < pend_count(pend)) pos -= symlen[pend_sym(pend, i)];
   return pos;
 }
@@ -319,7 +331,12 @@ __device__ __forceinline__ void report(u32* err, u32 reasons, u32 c) {
 
 // At least 4 blocks per SM (all 448 blocks of a 14336 x 4096 weight resident on 132 SMs), so ptxas may use up to
 // 128 registers instead of squeezing into 72 to fit the 7 that shared memory allows (it spilled there).
-extern "C" __global__ void __launch_bounds__(THREADS, 4)
+// sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's registers
+// never cost a block (bf16 took 126 registers at 4, 96 without spills at 5).
+constexpr u32 SMEM_PER_SM = 233472;
+constexpr u32 MIN_BLOCKS = REFILL_WIN ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
+static_assert(MIN_BLOCKS >= 4, "the registers of 4 blocks");
+extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)
 huff_bf16_sub256m4(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, const u32* __restrict__ tables,
     const u8* __restrict__ palette, const u8* __restrict__ sm, const u64* __restrict__ esc_bitmap,
     const u32* __restrict__ esc_prefix, const u8* __restrict__ esc_exp, void* __restrict__ out,
@@ -376,7 +393,8 @@ huff_bf16_sub256m4(const u8* __restrict__ bits, const u32* __restrict__ chunk_of
   // word / vec4: record sub-chunk offsets (the upload's validating decode), when chunks hold whole sub-chunks.
   const bool record = !REFILL_SUB && sub_offsets != nullptr && gpc % SUB_GROUPS == 0;
   const u64 units = (n_chains + 31) / 32;
-  for (u64 unit = (u64)blockIdx.x * WARPS + warp; unit < units; unit += (u64)gridDim.x * WARPS) {
+  const u64 unit_stride = (u64)gridDim.x * WARPS;
+  for (u64 unit = (u64)blockIdx.x * WARPS + warp; unit < units; unit += unit_stride) {
     const u32 chain0 = (u32)unit * 32, chain = chain0 + lane;
     const bool active = chain < n_chains;
     const u32 chunk = REFILL_SUB ? chain / subs_per_chunk : chain;
@@ -402,8 +420,9 @@ huff_bf16_sub256m4(const u8* __restrict__ bits, const u32* __restrict__ chunk_of
       __syncwarp();                                           // staged bits visible to the whole warp
     }
     // The unit's decode, from `s`, in two copies, one per source, so the staged one reads with LDS (one copy
-    // from either source reads through generic loads).
-    auto decode_unit = [&](const Stream& s) {
+    // from either source reads through generic loads; sub256win: one lambda per source type, as NVRTC takes no
+    // generic lambda).
+    auto decode_unit1 = [&](const Stream& s) {
     if (active) {
       const u32 start = REFILL_SUB ? sub_offsets[chain] : chunk_offsets[chain];
       if (start > stream_bits) reasons |= ERR_OFFSET;
@@ -449,9 +468,9 @@ huff_bf16_sub256m4(const u8* __restrict__ bits, const u32* __restrict__ chunk_of
     }
     };
     if (staged) {
-      decode_unit(Stream{(const u32*)stage_in, staged_base, staged_last});
+      decode_unit1(Stream{(const u32*)stage_in, staged_base, staged_last});
     } else {
-      decode_unit(s_global);
+      decode_unit1(s_global);
     }
     if (reasons != 0) report(err, reasons, chunk);
   }

@@ -47,6 +47,7 @@ struct alignas(64) TmaDesc { u64 opaque[16]; };  // CUtensorMap bytes; the drive
 // ---- constants (computed by unweight-codegen; checked again here) ----
 constexpr bool IS_BF16 = false, IS_EXPONENT = false, IS_PALETTE = true;
 constexpr bool REFILL_VEC4 = true, REFILL_SUB = false, REFILL_M4 = false;
+constexpr bool REFILL_WIN = false;                // sub256win: sub256m4's decode, a bit position for reader
 constexpr u32 SUB_SYMBOLS = 256, SUB_GROUPS = 4, STAGE_IN_BYTES = 0;
 constexpr u32 UNITS_PER_WARP = 1;
 constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 128;
@@ -72,6 +73,7 @@ static_assert(TABLES_BYTES % 16 == 0, "the tables are copied with 16-byte loads"
 static_assert(MULTI_BYTES == 4 * LUT_ENTRIES && (REFILL_M4 ? MULTI_SYMS == 4 : MULTI_SYMS * 4 <= 12),
               "multi entry: symbols in bits 0-11, length 12-15, count 16-17 (sub256m4: symbols 0-15, length byte 2, 4 x count byte 3)");
 static_assert(!REFILL_M4 || REFILL_SUB, "sub256m4 stages like sub256");
+static_assert(!REFILL_WIN || REFILL_M4, "sub256win decodes as sub256m4 does");
 static_assert(MAX_CODE_LEN <= 15, "a code length fits the entry's 4-bit length field");
 static_assert(STAGE_STRIDE == GROUP / 8 + 1, "8 words of nibbles per group, +1 so lanes storing the same word hit distinct banks");
 static_assert(STAGE_BYTES == 32 * STAGE_STRIDE * 4 + 2 * 32 * 4, "per warp: 32 groups of nibbles, escape slots, output places");
@@ -217,13 +219,15 @@ __device__ __forceinline__ void decode_group(BitReader& r, const Stream& s, cons
 }
 
 // ---- check: after a chunk's last group. The symbols still pending came from its last lookup (at most
-// MULTI_SYMS - 1, past the chunk's end); their bits are given back, so `pos` is where the chunk's last code
-// ends, which must be the chunk's end — exactly the CPU decoder's rule.
+// MULTI_SYMS - 1; sub256win: its last two, at most 2 * MULTI_SYMS - 1), past the chunk's end; their bits are
+// given back, so `pos` is where the chunk's last code ends, which must be the chunk's end — exactly the CPU
+// decoder's rule.
+constexpr u32 MAX_PENDING = REFILL_WIN ? 2 * MULTI_SYMS - 1 : MULTI_SYMS - 1;
 // The bit after the last code decoded into the stage: the reader's position less the pending symbols' codes.
 __device__ __forceinline__ u64 code_end(const BitReader& r, const Pending& pend, const u32* symlen) {
   u64 pos = reader_pos(r);
 #pragma unroll
-  for (u32 i = 0; i + 1 < MULTI_SYMS; ++i)
+  for (u32 i = 0; i < MAX_PENDING; ++i)
     if (i < pend_count(pend)) pos -= symlen[pend_sym(pend, i)];
   return pos;
 }
@@ -312,7 +316,12 @@ __device__ __forceinline__ void report(u32* err, u32 reasons, u32 c) {
 
 // At least 4 blocks per SM (all 448 blocks of a 14336 x 4096 weight resident on 132 SMs), so ptxas may use up to
 // 128 registers instead of squeezing into 72 to fit the 7 that shared memory allows (it spilled there).
-extern "C" __global__ void __launch_bounds__(THREADS, 4)
+// sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's registers
+// never cost a block (bf16 took 126 registers at 4, 96 without spills at 5).
+constexpr u32 SMEM_PER_SM = 233472;
+constexpr u32 MIN_BLOCKS = REFILL_WIN ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
+static_assert(MIN_BLOCKS >= 4, "the registers of 4 blocks");
+extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)
 huff_palette_vec4(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, const u32* __restrict__ tables,
     const u8* __restrict__ palette, const u8* __restrict__ sm, const u64* __restrict__ esc_bitmap,
     const u32* __restrict__ esc_prefix, const u8* __restrict__ esc_exp, void* __restrict__ out,
@@ -369,7 +378,8 @@ huff_palette_vec4(const u8* __restrict__ bits, const u32* __restrict__ chunk_off
   // word / vec4: record sub-chunk offsets (the upload's validating decode), when chunks hold whole sub-chunks.
   const bool record = !REFILL_SUB && sub_offsets != nullptr && gpc % SUB_GROUPS == 0;
   const u64 units = (n_chains + 31) / 32;
-  for (u64 unit = (u64)blockIdx.x * WARPS + warp; unit < units; unit += (u64)gridDim.x * WARPS) {
+  const u64 unit_stride = (u64)gridDim.x * WARPS;
+  for (u64 unit = (u64)blockIdx.x * WARPS + warp; unit < units; unit += unit_stride) {
     const u32 chain0 = (u32)unit * 32, chain = chain0 + lane;
     const bool active = chain < n_chains;
     const u32 chunk = REFILL_SUB ? chain / subs_per_chunk : chain;

@@ -5414,7 +5414,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x2c0fa6c236df45fd,
+        source_hash: 0x187972213910fab1,
         source: include_str!("huff_bf16_word.cu"),
     },
     RegistryEntry {
@@ -5429,7 +5429,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x0db20b15b6ab4636,
+        source_hash: 0x85b032a35410d08b,
         source: include_str!("huff_bf16_vec4.cu"),
     },
     RegistryEntry {
@@ -5444,7 +5444,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x4f26cfccd8a7722b,
+        source_hash: 0xaa64192d27454103,
         source: include_str!("huff_bf16_sub256.cu"),
     },
     RegistryEntry {
@@ -5459,8 +5459,23 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xd88e4ed6c5becbdd,
+        source_hash: 0x9a6936af5dc566b5,
         source: include_str!("huff_bf16_sub256m4.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Bf16,
+            refill: HuffRefill::Sub256Win,
+        }),
+        name: "huff_bf16_sub256win",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 96,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0xb14ed8fbccdc827b,
+        source: include_str!("huff_bf16_sub256win.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
@@ -5474,7 +5489,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xce62450008f33c3f,
+        source_hash: 0xda809c30ff7ee340,
         source: include_str!("huff_exponent_word.cu"),
     },
     RegistryEntry {
@@ -5489,7 +5504,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x022a15b13e60f13c,
+        source_hash: 0x0e207599a4618de9,
         source: include_str!("huff_exponent_vec4.cu"),
     },
     RegistryEntry {
@@ -5504,7 +5519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xb0d614a36ae089dd,
+        source_hash: 0xb97be810e8d7bde6,
         source: include_str!("huff_exponent_sub256.cu"),
     },
     RegistryEntry {
@@ -5519,8 +5534,23 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x00e26e59fe2241ca,
+        source_hash: 0x4be71ae9a263d964,
         source: include_str!("huff_exponent_sub256m4.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Exponent,
+            refill: HuffRefill::Sub256Win,
+        }),
+        name: "huff_exponent_sub256win",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 96,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0x348643a85573b33e,
+        source: include_str!("huff_exponent_sub256win.cu"),
     },
     RegistryEntry {
         variant: Variant::Huff(HuffVariant {
@@ -5534,7 +5564,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xd9580b3e153f26fc,
+        source_hash: 0xf8e9376d113a8a0a,
         source: include_str!("huff_palette_word.cu"),
     },
     RegistryEntry {
@@ -5549,7 +5579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x73633fd7c929fd80,
+        source_hash: 0x4f026c71c13a370f,
         source: include_str!("huff_palette_vec4.cu"),
     },
     RegistryEntry {
@@ -5564,7 +5594,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x82cdaee3ab434a73,
+        source_hash: 0x08d507f2f5e87d20,
         source: include_str!("huff_palette_sub256.cu"),
     },
     RegistryEntry {
@@ -5579,8 +5609,23 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xaebc76fa28c68307,
+        source_hash: 0xa105659ba9f0b163,
         source: include_str!("huff_palette_sub256m4.cu"),
+    },
+    RegistryEntry {
+        variant: Variant::Huff(HuffVariant {
+            output: HuffOutput::Palette,
+            refill: HuffRefill::Sub256Win,
+        }),
+        name: "huff_palette_sub256win",
+        block: [128, 1, 1],
+        grid: GridRule::HuffChunks {
+            chunks_per_block: 96,
+        },
+        dynamic_smem: 0,
+        max_kb: None,
+        source_hash: 0xb4e4284b1f0896ac,
+        source: include_str!("huff_palette_sub256win.cu"),
     },
     RegistryEntry {
         variant: Variant::Act(ActVariant { op: ActOp::SiluMul }),

@@ -116,6 +116,7 @@ fn variant_tokens(v: &Variant) -> TokenStream {
                 HuffRefill::Vec4 => quote! { HuffRefill::Vec4 },
                 HuffRefill::Sub256 => quote! { HuffRefill::Sub256 },
                 HuffRefill::Sub256M4 => quote! { HuffRefill::Sub256M4 },
+                HuffRefill::Sub256Win => quote! { HuffRefill::Sub256Win },
             };
             quote! { Variant::Huff(HuffVariant { output: #output, refill: #refill }) }
         }

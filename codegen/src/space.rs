@@ -624,7 +624,14 @@ impl HuffBudget {
             ("refill", Value::Str(v.refill.as_str().to_string())),
             ("refill_vec4", Value::Bool(v.refill == HuffRefill::Vec4)),
             ("refill_sub", Value::Bool(v.refill.sub_symbols().is_some())),
-            ("refill_m4", Value::Bool(v.refill == HuffRefill::Sub256M4)),
+            (
+                "refill_m4",
+                Value::Bool(matches!(
+                    v.refill,
+                    HuffRefill::Sub256M4 | HuffRefill::Sub256Win
+                )),
+            ),
+            ("refill_win", Value::Bool(v.refill == HuffRefill::Sub256Win)),
             ("threads", int(self.threads)),
             ("warps", int(self.warps)),
             ("chunks_per_block", int(self.chunks_per_block)),
@@ -645,6 +652,7 @@ impl HuffBudget {
             ("stage_in_bytes", int(self.stage_in_bytes)),
             ("units_per_warp", int(self.units_per_warp)),
             ("smem_bytes", int(self.smem_bytes)),
+            ("smem_per_sm", int(SMEM_PER_SM)),
             ("bits_tail", int(BITS_TAIL)),
             ("bm", int(BM)),
             ("bk", int(BK)),

@@ -81,6 +81,10 @@ pub enum HuffRefill {
     /// 32-bit pending nibbles (funnel shifts), and the shared and global refill paths as separate
     /// loops, so the staged one reads shared memory with LDS instead of generic loads.
     Sub256M4,
+    /// `sub256m4`'s decode without a bit buffer: the reader is a bit position, and every pair of
+    /// lookups reads the two words holding the next 32 bits (byte-swapped once as they are
+    /// staged) and funnel-shifts them into one window: no refill test, selects or shifts.
+    Sub256Win,
 }
 
 /// Huffman index stream → `output`.
@@ -154,11 +158,12 @@ impl HuffOutput {
 }
 
 impl HuffRefill {
-    pub const ALL: [HuffRefill; 4] = [
+    pub const ALL: [HuffRefill; 5] = [
         HuffRefill::Word,
         HuffRefill::Vec4,
         HuffRefill::Sub256,
         HuffRefill::Sub256M4,
+        HuffRefill::Sub256Win,
     ];
     /// What the runtime launches (decode_into, the pipelines) on a weight that has sub-chunk
     /// offsets; `unweight bench` times every value. sub256m4 since the H200 measured it beside
@@ -174,19 +179,22 @@ impl HuffRefill {
             HuffRefill::Vec4 => "vec4",
             HuffRefill::Sub256 => "sub256",
             HuffRefill::Sub256M4 => "sub256m4",
+            HuffRefill::Sub256Win => "sub256win",
         }
     }
     /// Symbols per lane's chain when the decoder reads sub-chunk offsets, else `None`.
     pub fn sub_symbols(self) -> Option<u32> {
         match self {
-            HuffRefill::Sub256 | HuffRefill::Sub256M4 => Some(crate::abi::SUB_SYMBOLS),
+            HuffRefill::Sub256 | HuffRefill::Sub256M4 | HuffRefill::Sub256Win => {
+                Some(crate::abi::SUB_SYMBOLS)
+            }
             HuffRefill::Word | HuffRefill::Vec4 => None,
         }
     }
     /// Whole codes per multi-symbol table lookup.
     pub fn multi_syms(self) -> u32 {
         match self {
-            HuffRefill::Sub256M4 => 4,
+            HuffRefill::Sub256M4 | HuffRefill::Sub256Win => 4,
             HuffRefill::Word | HuffRefill::Vec4 | HuffRefill::Sub256 => 3,
         }
     }

@@ -127,7 +127,9 @@ fn bits_file(k: &Generated) -> &'static str {
     };
     match h.refill {
         HuffRefill::Word => "/bits",
-        HuffRefill::Vec4 | HuffRefill::Sub256 | HuffRefill::Sub256M4 => "/bits16",
+        HuffRefill::Vec4 | HuffRefill::Sub256 | HuffRefill::Sub256M4 | HuffRefill::Sub256Win => {
+            "/bits16"
+        }
     }
 }
 

@@ -38,7 +38,9 @@ impl Rng {
 }
 
 /// The bulk's exponent histogram: which 16 exponents the non-escaped elements take, and how often.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Bulk {
     /// all-MiniLM-L6-v2's 16 most frequent exponents (2^-17 … 2^-2) at their frequencies in that
@@ -236,7 +238,10 @@ mod tests {
             want.sort();
             assert_eq!(palette.to_vec(), want, "{bulk:?}");
             let frac = t.escape_count() as f64 / t.groups() as f64;
-            assert!((0.005..0.02).contains(&frac), "{bulk:?}: escape fraction {frac}");
+            assert!(
+                (0.005..0.02).contains(&frac),
+                "{bulk:?}: escape fraction {frac}"
+            );
         }
     }
 
@@ -244,7 +249,10 @@ mod tests {
     /// symbol with codes longer than 7 bits, flat ~3.79 with none.
     #[test]
     fn bulk_histograms_give_their_stated_code_lengths() {
-        for (bulk, lo, hi, longest) in [(Bulk::Trained, 2.62, 2.75, 8..=15), (Bulk::Flat, 3.75, 3.83, 7..=7)] {
+        for (bulk, lo, hi, longest) in [
+            (Bulk::Trained, 2.62, 2.75, 8..=15),
+            (Bulk::Flat, 3.75, 3.83, 7..=7),
+        ] {
             let (rows, cols) = (512, 1024);
             let spec = WeightSpec {
                 escape_groups: 0.0,

@@ -27,7 +27,7 @@ pub const NO_CODE_FLAG: u32 = 1 << 24;
 /// Whether `refill`'s kernels read the byte-field entry format (sub256m4) rather than the packed
 /// one: the one rule both [`tables`] and the upload's choice of buffer follow.
 pub fn byte_fields(refill: HuffRefill) -> bool {
-    refill == HuffRefill::Sub256M4
+    matches!(refill, HuffRefill::Sub256M4 | HuffRefill::Sub256Win)
 }
 
 /// Length of a one-symbol table entry; anything over `MAX_CODE_LEN` counts as no code.
