@@ -246,9 +246,11 @@ __device__ __forceinline__ u64 code_end(const BitReader& r, const Pending& pend,
     if (i < pend_count(pend)) pos -= symlen[pend_sym(pend, i)];
   return pos;
 }
+// A lookup that matched no code advances by nothing and counts garbage symbols, so after one the position says
+// nothing: the chunk is refused for the code alone.
 __device__ __forceinline__ u32 chunk_errors(const BitReader& r, const Pending& pend, const u32* symlen, u64 end) {
-  const u64 pos = code_end(r, pend, symlen);
-  return (reader_no_code(r) ? ERR_NO_CODE : 0u) | (pos != end ? ERR_LENGTH : 0u);
+  if (reader_no_code(r)) return ERR_NO_CODE;
+  return code_end(r, pend, symlen) != end ? ERR_LENGTH : 0u;
 }
 
 // Stage layout: lane q's group at words [q * STAGE_STRIDE, + 8).
@@ -329,12 +331,51 @@ __device__ __forceinline__ void report(u32* err, u32 reasons, u32 c) {
   atomicMax(err + 1, ~c);
 }
 
+// sub256m4 / sub256win: a warp's next unit's bits come into registers while it decodes the current one (the unit's
+// two offsets at its first group, its blocks at its second), and go to the stage-in when the current one is done,
+// so the copy's latency hides behind decoding instead of stalling every warp between units (the first unit's are
+// loaded before the table copy, which they overlap). PREFETCH blocks per lane.
+constexpr u32 PREFETCH = (STAGE_IN_BYTES / 16 + 31) / 32;
+static_assert(!REFILL_M4 || SUB_GROUPS >= 2, "offsets at the first group, blocks at the second");
+// The blocks [b0, b0 + nblk) holding a unit's bits (every sub256 refill stages them with coalesced 16-byte loads),
+// from its first sub-chunk's offset `lo` to its last one's end `hi` and one block more (so a peek at the end reads
+// the stream's own bits, as the global path does); nblk is above the capacity when they do not fit (long codes or
+// hostile offsets).
+struct StageRange {
+  u32 b0, nblk;
+};
+// Unit u's bits: from its first sub-chunk's offset `lo` to its last one's end `hi`.
+__device__ __forceinline__ void unit_bits(const u32* sub_offsets, u64 u, u32 n_subs, u64 stream_bits, u32& lo, u64& hi) {
+  const u32 c0 = (u32)u * 32, top = umin(c0 + 31, n_subs - 1);
+  lo = sub_offsets[c0];
+  hi = top + 1 < n_subs ? sub_offsets[top + 1] : stream_bits;
+}
+__device__ __forceinline__ StageRange stage_range(u32 lo, u64 hi, u32 last_block) {
+  const u32 b0 = lo / 128, b1 = umin((u32)(hi / 128) + 1, last_block);
+  return {b0, b1 >= b0 ? b1 - b0 + 1 : 0xFFFFFFFFu};
+}
+__device__ __forceinline__ bool stage_fits(const StageRange& r) { return r.nblk <= STAGE_IN_BYTES / 16; }
+// Lane `lane`'s blocks lane, lane + 32, ... of the range (all in flight; nothing reads them until stage_store).
+__device__ __forceinline__ void stage_load(v4u (&v)[PREFETCH], const StageRange& r, const v4u* blocks, u32 lane) {
+#pragma unroll
+  for (u32 p = 0; p < PREFETCH; ++p)
+    if (stage_fits(r) && lane + 32 * p < r.nblk) v[p] = blocks[r.b0 + lane + 32 * p];
+}
+// The loaded blocks into the warp's stage-in; sub256win byte-swaps each word once here (its reader takes them as is).
+__device__ __forceinline__ u32 staged_word(u32 w) { return REFILL_WIN ? be32(w) : w; }
+__device__ __forceinline__ void stage_store(const v4u (&v)[PREFETCH], const StageRange& r, v4u* stage_in, u32 lane) {
+#pragma unroll
+  for (u32 p = 0; p < PREFETCH; ++p)
+    if (stage_fits(r) && lane + 32 * p < r.nblk)
+      stage_in[lane + 32 * p] = {staged_word(v[p].x), staged_word(v[p].y), staged_word(v[p].z), staged_word(v[p].w)};
+}
+
 // At least 4 blocks per SM (all 448 blocks of a 14336 x 4096 weight resident on 132 SMs), so ptxas may use up to
 // 128 registers instead of squeezing into 72 to fit the 7 that shared memory allows (it spilled there).
-// sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's registers
-// never cost a block (bf16 took 126 registers at 4, 96 without spills at 5).
+// sub256m4 / sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's
+// registers never cost a block (sub256win's bf16 took 126 registers at 4, 96 without spills at 5).
 constexpr u32 SMEM_PER_SM = 233472;
-constexpr u32 MIN_BLOCKS = REFILL_WIN ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
+constexpr u32 MIN_BLOCKS = REFILL_M4 ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
 static_assert(MIN_BLOCKS >= 4, "the registers of 4 blocks");
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)
 huff_bf16_sub256m4(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, const u32* __restrict__ tables,
@@ -367,6 +408,20 @@ huff_bf16_sub256m4(const u8* __restrict__ bits, const u32* __restrict__ chunk_of
     if (blockIdx.x == 0 && threadIdx.x == 0) report(err, ERR_ARGS, ~0u);
     return;
   }
+  const u64 last_block64 = (stream_bytes - 1) / 16;
+  const u32 last_block = (u32)(last_block64 < 0xFFFFFFFFull ? last_block64 : 0xFFFFFFFFull);
+  const u32 n_subs = (u32)((symbols / GROUP + SUB_GROUPS - 1) / SUB_GROUPS);
+  // The unit ahead: its range, then its blocks (the first unit's loaded here, before the table copy, which it
+  // overlaps; each later one during the one before).
+  v4u ahead[PREFETCH];
+  StageRange ahead_range = {0, 0xFFFFFFFFu};
+  if ((u64)blockIdx.x * WARPS + threadIdx.x / 32 < (n_subs + 31) / 32) {
+    u32 lo;
+    u64 hi;
+    unit_bits(sub_offsets, (u64)blockIdx.x * WARPS + threadIdx.x / 32, n_subs, stream_bits, lo, hi);
+    ahead_range = stage_range(lo, hi, last_block);
+    stage_load(ahead, ahead_range, (const v4u*)bits, threadIdx.x % 32);
+  }
 #pragma unroll 4
   for (u32 i = threadIdx.x; i < TABLES_BYTES / 16; i += THREADS) ((v4u*)s_tables)[i] = ((const v4u*)tables)[i];
   for (u32 i = threadIdx.x; i < 256; i += THREADS) s_pal2[i] = palette[i & 15] | ((u16)palette[i >> 4] << 8);
@@ -380,15 +435,13 @@ huff_bf16_sub256m4(const u8* __restrict__ bits, const u32* __restrict__ chunk_of
   // clamped to the one holding its last byte (the upload holds it whole).
   v4u* stage_in = (v4u*)s_area + warp * (STAGE_IN_BYTES / 16);
   const v4u* in_blocks = (const v4u*)bits;
-  const u64 last_block64 = (stream_bytes - 1) / 16;
-  const u32 last_block = (u32)(last_block64 < 0xFFFFFFFFull ? last_block64 : 0xFFFFFFFFull);
   const u32 opaque_zero = REFILL_M4 ? s_last : 0u;           // see stream_setup
   u32* stage = s_stage[warp] + opaque_zero;
   const u32* multi = s_multi + opaque_zero;
   u32* slots = s_slot[warp];
   u32* places = s_place[warp];
   // Chains: chunks, or (sub256) sub-chunks of SUB_GROUPS groups each (a chunk's last may be shorter).
-  const u32 n_subs = (groups + SUB_GROUPS - 1) / SUB_GROUPS, subs_per_chunk = (u32)gpc / SUB_GROUPS;
+  const u32 subs_per_chunk = (u32)gpc / SUB_GROUPS;
   const u32 n_chains = REFILL_SUB ? n_subs : n_chunks, chain_groups = REFILL_SUB ? SUB_GROUPS : (u32)gpc;
   // word / vec4: record sub-chunk offsets (the upload's validating decode), when chunks hold whole sub-chunks.
   const bool record = !REFILL_SUB && sub_offsets != nullptr && gpc % SUB_GROUPS == 0;
@@ -403,22 +456,18 @@ huff_bf16_sub256m4(const u8* __restrict__ bits, const u32* __restrict__ chunk_of
     u32 reasons = 0;
     bool staged = false;                                      // the warp's bits sit in stage_in
     u32 staged_base = 0, staged_last = 0;
-    {
-      // The warp's bits: from its first sub-chunk's offset to its last one's end (the same loads in every
-      // lane), as whole 16-byte blocks, and one block more so a peek at the end reads the stream's own bits
-      // (as the global path does). They fit the buffer unless the codes are long or the offsets hostile.
-      const u32 lo = sub_offsets[chain0], top = umin(chain0 + 31, n_subs - 1);
-      const u64 hi = top + 1 < n_subs ? sub_offsets[top + 1] : stream_bits;
-      const u32 b0 = lo / 128, b1 = umin((u32)(hi / 128) + 1, last_block);
-      const u32 nblk = b1 >= b0 ? b1 - b0 + 1 : 0xFFFFFFFFu;
-      if (nblk <= STAGE_IN_BYTES / 16) {
-        for (u32 i = lane; i < nblk; i += 32) stage_in[i] = in_blocks[b0 + i];  // coalesced, all in flight
-        staged = true;
-        staged_base = b0 * 4;
-        staged_last = nblk * 4 - 1;
-      }
-      __syncwarp();                                           // staged bits visible to the whole warp
+    const StageRange range = ahead_range;                     // this unit's, loaded during the one before
+    if (stage_fits(range)) {
+      stage_store(ahead, range, stage_in, lane);
+      staged = true;
+      staged_base = range.b0 * 4;
+      staged_last = range.nblk * 4 - 1;
     }
+    __syncwarp();                                             // staged bits visible to the whole warp
+    u32 next_lo = 0;                                          // the next unit's first offset and end
+    u64 next_hi = 0;
+    const u64 next_unit = unit + unit_stride;
+    ahead_range = {0, 0xFFFFFFFFu};
     // The unit's decode, from `s`, in two copies, one per source, so the staged one reads with LDS (one copy
     // from either source reads through generic loads; sub256win: one lambda per source type, as NVRTC takes no
     // generic lambda).
@@ -431,6 +480,12 @@ huff_bf16_sub256m4(const u8* __restrict__ bits, const u32* __restrict__ chunk_of
       reader_init(r, s, start);
     }
     for (u32 j = 0; j < chain_groups; ++j) {
+      if (next_unit < units && j == 0)                         // the next unit's offsets: in flight through group 0
+        unit_bits(sub_offsets, next_unit, n_subs, stream_bits, next_lo, next_hi);
+      if (next_unit < units && j == 1) {                      // its blocks: in flight through the rest
+        ahead_range = stage_range(next_lo, next_hi, last_block);
+        stage_load(ahead, ahead_range, in_blocks, lane);
+      }
       const u64 g0 = (u64)chain0 * chain_groups + j;          // group j of lane 0's chain; lane q: g0 + q * chain_groups
       const u64 g = g0 + (u64)lane * chain_groups;
       u64 sm8[PASSES];                                        // bf16: issued now, used after decoding (latency)

@@ -218,9 +218,11 @@ __device__ __forceinline__ u64 code_end(const BitReader& r, const Pending& pend,
     if (i < pend_count(pend)) pos -= symlen[pend_sym(pend, i)];
   return pos;
 }
+// A lookup that matched no code advances by nothing and counts garbage symbols, so after one the position says
+// nothing: the chunk is refused for the code alone.
 __device__ __forceinline__ u32 chunk_errors(const BitReader& r, const Pending& pend, const u32* symlen, u64 end) {
-  const u64 pos = code_end(r, pend, symlen);
-  return (reader_no_code(r) ? ERR_NO_CODE : 0u) | (pos != end ? ERR_LENGTH : 0u);
+  if (reader_no_code(r)) return ERR_NO_CODE;
+  return code_end(r, pend, symlen) != end ? ERR_LENGTH : 0u;
 }
 
 // Stage layout: lane q's group at words [q * STAGE_STRIDE, + 8).
@@ -303,10 +305,10 @@ __device__ __forceinline__ void report(u32* err, u32 reasons, u32 c) {
 
 // At least 4 blocks per SM (all 448 blocks of a 14336 x 4096 weight resident on 132 SMs), so ptxas may use up to
 // 128 registers instead of squeezing into 72 to fit the 7 that shared memory allows (it spilled there).
-// sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's registers
-// never cost a block (bf16 took 126 registers at 4, 96 without spills at 5).
+// sub256m4 / sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's
+// registers never cost a block (sub256win's bf16 took 126 registers at 4, 96 without spills at 5).
 constexpr u32 SMEM_PER_SM = 233472;
-constexpr u32 MIN_BLOCKS = REFILL_WIN ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
+constexpr u32 MIN_BLOCKS = REFILL_M4 ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
 static_assert(MIN_BLOCKS >= 4, "the registers of 4 blocks");
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)
 huff_bf16_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, const u32* __restrict__ tables,
@@ -339,6 +341,9 @@ huff_bf16_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_offset
     if (blockIdx.x == 0 && threadIdx.x == 0) report(err, ERR_ARGS, ~0u);
     return;
   }
+  const u64 last_block64 = (stream_bytes - 1) / 16;
+  const u32 last_block = (u32)(last_block64 < 0xFFFFFFFFull ? last_block64 : 0xFFFFFFFFull);
+  const u32 n_subs = (u32)((symbols / GROUP + SUB_GROUPS - 1) / SUB_GROUPS);
 #pragma unroll 4
   for (u32 i = threadIdx.x; i < TABLES_BYTES / 16; i += THREADS) ((v4u*)s_tables)[i] = ((const v4u*)tables)[i];
   for (u32 i = threadIdx.x; i < 256; i += THREADS) s_pal2[i] = palette[i & 15] | ((u16)palette[i >> 4] << 8);
@@ -352,15 +357,13 @@ huff_bf16_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_offset
   // clamped to the one holding its last byte (the upload holds it whole).
   v4u* stage_in = (v4u*)s_area + warp * (STAGE_IN_BYTES / 16);
   const v4u* in_blocks = (const v4u*)bits;
-  const u64 last_block64 = (stream_bytes - 1) / 16;
-  const u32 last_block = (u32)(last_block64 < 0xFFFFFFFFull ? last_block64 : 0xFFFFFFFFull);
   const u32 opaque_zero = REFILL_M4 ? s_last : 0u;           // see stream_setup
   u32* stage = s_stage[warp] + opaque_zero;
   const u32* multi = s_multi + opaque_zero;
   u32* slots = s_slot[warp];
   u32* places = s_place[warp];
   // Chains: chunks, or (sub256) sub-chunks of SUB_GROUPS groups each (a chunk's last may be shorter).
-  const u32 n_subs = (groups + SUB_GROUPS - 1) / SUB_GROUPS, subs_per_chunk = (u32)gpc / SUB_GROUPS;
+  const u32 subs_per_chunk = (u32)gpc / SUB_GROUPS;
   const u32 n_chains = REFILL_SUB ? n_subs : n_chunks, chain_groups = REFILL_SUB ? SUB_GROUPS : (u32)gpc;
   // word / vec4: record sub-chunk offsets (the upload's validating decode), when chunks hold whole sub-chunks.
   const bool record = !REFILL_SUB && sub_offsets != nullptr && gpc % SUB_GROUPS == 0;

@@ -124,45 +124,56 @@ struct Stream {
 };
 __device__ __forceinline__ u32 load_raw(const Stream& s, u32 i) { return s.words[umin(i - s.base, s.last)]; }
 
-// No bit buffer: the reader is a bit position, and each pair of lookups reads the two words that hold the 32 bits
-// from it and funnel-shifts them into one window (a pair needs <= 2 * MAX_CODE_LEN bits). That drops the refill
-// (its test, selects, shifts and load address: ~12 instructions of sub256m4's 53 per pair) for one more shared load.
-// `pos` counts bits from word `origin` of the stream. Two sources: `Staged`, the warp's copy in shared memory, its
-// words byte-swapped once as they are staged; `Global`, the fallback, swapping at every load. Both clamp every
-// index to their last word, so a reader past its bits reads garbage, never out of bounds; the check refuses it.
+// No bit buffer to shift: three stream words in registers (w0 holds the bit at `pos` < 32, w1 and w2 the next two),
+// and each pair of lookups funnel-shifts w1:w0 by pos into one 32-bit window (a pair needs <= 2 * MAX_CODE_LEN
+// bits). After a pair, pos either stays in w0 or crosses into w1 (a pair takes <= 24 bits); on a crossing the
+// words move down by selects and w2 is loaded, which the next crossing, a pair later at the earliest, reads: so the
+// load is off the lookup chain, as sub256m4's `ahead` word is, for ~6 instructions where its refill and shifts
+// take ~15. (A position alone, both words loaded at every pair, put a third shared load on the chain: measured
+// latency-bound, no faster than sub256m4, 2026-12-02 s7.) Two sources: `Staged`, the warp's copy in shared memory,
+// its words byte-swapped once as they are staged; `Global`, the fallback, swapping at every load. Both clamp
+// every index to their last word, so a reader past its bits reads garbage, never out of bounds; the check
+// refuses it.
 struct BitReader {
-  u32 pos, origin, bad;                                       // `bad` ORs every entry, as sub256m4's does
+  u32 w0, w1, w2, pos, next, base, bad;                       // next: source index of the word after w2
 };
 constexpr u32 NO_CODE_FLAG = 1u << 24;                        // byte 3's bit 0: 4 x count never sets it
 struct Staged {
   const u32* words;                                           // swapped; stream word `base` first
-  u32 base, last;                                             // last >= 3: a stage-in holds whole blocks
+  u32 base, last;                                             // index of the last staged word
 };
 struct Global {
   const u32* words;                                           // the stream as loaded
   u32 last;                                                   // index of the word holding its last byte
 };
-__device__ __forceinline__ void reader_init(BitReader& r, const Staged& s, u32 bit_offset) {
-  r.origin = s.base;
-  r.pos = bit_offset - s.base * 32;                           // an offset below the stage wraps: clamped below
-  r.bad = 0;
-}
-__device__ __forceinline__ void reader_init(BitReader& r, const Global&, u32 bit_offset) {
-  r.origin = bit_offset >> 5;
+__device__ __forceinline__ u32 source_word(const Staged& s, u32 i) { return s.words[umin(i, s.last)]; }
+__device__ __forceinline__ u32 source_word(const Global& s, u32 i) { return be32(s.words[umin(i, s.last)]); }
+__device__ __forceinline__ u32 source_base(const Staged& s) { return s.base; }
+__device__ __forceinline__ u32 source_base(const Global&) { return 0; }
+template <class S> __device__ __forceinline__ void reader_init(BitReader& r, const S& s, u32 bit_offset) {
+  const u32 i = (bit_offset >> 5) - source_base(s);           // an offset below the stage wraps: clamped
+  r.w0 = source_word(s, i);
+  r.w1 = source_word(s, i + 1);
+  r.w2 = source_word(s, i + 2);
+  r.next = i + 3;
   r.pos = bit_offset & 31;
+  r.base = source_base(s);
   r.bad = 0;
 }
-__device__ __forceinline__ u32 reader_window(const BitReader& r, const Staged& s) {
-  const u32* w = s.words + umin(r.pos >> 5, s.last - 1);      // one address for both loads
-  return __funnelshift_l(w[1], w[0], r.pos);                  // shifts by pos % 32
+__device__ __forceinline__ u32 reader_window(const BitReader& r) { return __funnelshift_l(r.w1, r.w0, r.pos); }
+template <class S> __device__ __forceinline__ void reader_advance(BitReader& r, const S& s, u32 len) {
+  r.pos += len;                                               // < 32 + 2 * MAX_CODE_LEN <= 64: one word at most
+  const bool cross = r.pos >= 32;
+  r.pos &= 31;
+  r.w0 = cross ? r.w1 : r.w0;
+  r.w1 = cross ? r.w2 : r.w1;
+  const u32 w = source_word(s, r.next);                       // every pair (a select, not a branch: ptxas made the
+  r.w2 = cross ? w : r.w2;                                    // conditional load a branch that rebuilds addresses)
+  r.next += cross ? 1 : 0;
 }
-__device__ __forceinline__ u32 reader_window(const BitReader& r, const Global& s) {
-  const u32 i = umin(r.origin + (r.pos >> 5), s.last), j = umin(i + 1, s.last);
-  return __funnelshift_l(be32(s.words[j]), be32(s.words[i]), r.pos);
-}
-__device__ __forceinline__ u64 reader_pos(const BitReader& r) { return (u64)r.origin * 32 + r.pos; }
+__device__ __forceinline__ u64 reader_pos(const BitReader& r) { return (u64)(r.base + r.next - 3) * 32 + r.pos; }
 __device__ __forceinline__ bool reader_no_code(const BitReader& r) { return (r.bad & NO_CODE_FLAG) != 0; }
-__device__ __forceinline__ BitReader reader_idle() { return {0, 0, 0}; }
+__device__ __forceinline__ BitReader reader_idle() { return {0, 0, 0, 0, 3, 0, 0}; }
 // `stream_bytes` >= 1 (checked): words are clamped to the one holding its last byte (positions stay below
 // 2^32 + a chunk's codes).
 // sub256m4: the slot holds 0, added to the table and stage addresses: ptxas then keeps them in registers
@@ -226,7 +237,7 @@ __device__ __forceinline__ u32 decode_pair(u32 win, const u32* multi, Pending& p
 template <class S>
 __device__ __forceinline__ void decode_group(BitReader& r, const S& s, const u32* multi, Pending& pend, u32* row) {
   u32 fill = pend.nb;
-  while (fill < GROUP * 4) r.pos += decode_pair(reader_window(r, s), multi, pend, row, fill, r.bad);
+  while (fill < GROUP * 4) reader_advance(r, s, decode_pair(reader_window(r), multi, pend, row, fill, r.bad));
   pend.nb = fill - GROUP * 4;
 }
 
@@ -243,9 +254,11 @@ __device__ __forceinline__ u64 code_end(const BitReader& r, const Pending& pend,
     if (i < pend_count(pend)) pos -= symlen[pend_sym(pend, i)];
   return pos;
 }
+// A lookup that matched no code advances by nothing and counts garbage symbols, so after one the position says
+// nothing: the chunk is refused for the code alone.
 __device__ __forceinline__ u32 chunk_errors(const BitReader& r, const Pending& pend, const u32* symlen, u64 end) {
-  const u64 pos = code_end(r, pend, symlen);
-  return (reader_no_code(r) ? ERR_NO_CODE : 0u) | (pos != end ? ERR_LENGTH : 0u);
+  if (reader_no_code(r)) return ERR_NO_CODE;
+  return code_end(r, pend, symlen) != end ? ERR_LENGTH : 0u;
 }
 
 // Stage layout: lane q's group at words [q * STAGE_STRIDE, + 8).
@@ -326,14 +339,16 @@ __device__ __forceinline__ void report(u32* err, u32 reasons, u32 c) {
   atomicMax(err + 1, ~c);
 }
 
-// sub256win: a warp's next unit's bits come into registers while it decodes the current one (the unit's two
-// offsets at its first group, its blocks at its second), and go to the stage-in when the current one is done, so
-// the copy's latency hides behind decoding instead of stalling every warp between units. PREFETCH blocks per lane.
+// sub256m4 / sub256win: a warp's next unit's bits come into registers while it decodes the current one (the unit's
+// two offsets at its first group, its blocks at its second), and go to the stage-in when the current one is done,
+// so the copy's latency hides behind decoding instead of stalling every warp between units (the first unit's are
+// loaded before the table copy, which they overlap). PREFETCH blocks per lane.
 constexpr u32 PREFETCH = (STAGE_IN_BYTES / 16 + 31) / 32;
-static_assert(SUB_GROUPS >= 2, "offsets at the first group, blocks at the second");
-// The blocks [b0, b0 + nblk) holding a unit's bits, from its first sub-chunk's offset `lo` to its last one's end
-// `hi` and one block more (so a peek at the end reads the stream's own bits, as the global path does); nblk is
-// above the capacity when they do not fit (long codes or hostile offsets).
+static_assert(!REFILL_M4 || SUB_GROUPS >= 2, "offsets at the first group, blocks at the second");
+// The blocks [b0, b0 + nblk) holding a unit's bits (every sub256 refill stages them with coalesced 16-byte loads),
+// from its first sub-chunk's offset `lo` to its last one's end `hi` and one block more (so a peek at the end reads
+// the stream's own bits, as the global path does); nblk is above the capacity when they do not fit (long codes or
+// hostile offsets).
 struct StageRange {
   u32 b0, nblk;
 };
@@ -354,19 +369,21 @@ __device__ __forceinline__ void stage_load(v4u (&v)[PREFETCH], const StageRange&
   for (u32 p = 0; p < PREFETCH; ++p)
     if (stage_fits(r) && lane + 32 * p < r.nblk) v[p] = blocks[r.b0 + lane + 32 * p];
 }
-// The loaded blocks into the warp's stage-in, each word byte-swapped once here (the reader takes them as is).
+// The loaded blocks into the warp's stage-in; sub256win byte-swaps each word once here (its reader takes them as is).
+__device__ __forceinline__ u32 staged_word(u32 w) { return REFILL_WIN ? be32(w) : w; }
 __device__ __forceinline__ void stage_store(const v4u (&v)[PREFETCH], const StageRange& r, v4u* stage_in, u32 lane) {
 #pragma unroll
   for (u32 p = 0; p < PREFETCH; ++p)
-    if (stage_fits(r) && lane + 32 * p < r.nblk) stage_in[lane + 32 * p] = {be32(v[p].x), be32(v[p].y), be32(v[p].z), be32(v[p].w)};
+    if (stage_fits(r) && lane + 32 * p < r.nblk)
+      stage_in[lane + 32 * p] = {staged_word(v[p].x), staged_word(v[p].y), staged_word(v[p].z), staged_word(v[p].w)};
 }
 
 // At least 4 blocks per SM (all 448 blocks of a 14336 x 4096 weight resident on 132 SMs), so ptxas may use up to
 // 128 registers instead of squeezing into 72 to fit the 7 that shared memory allows (it spilled there).
-// sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's registers
-// never cost a block (bf16 took 126 registers at 4, 96 without spills at 5).
+// sub256m4 / sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's
+// registers never cost a block (sub256win's bf16 took 126 registers at 4, 96 without spills at 5).
 constexpr u32 SMEM_PER_SM = 233472;
-constexpr u32 MIN_BLOCKS = REFILL_WIN ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
+constexpr u32 MIN_BLOCKS = REFILL_M4 ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
 static_assert(MIN_BLOCKS >= 4, "the registers of 4 blocks");
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)
 huff_palette_sub256win(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, const u32* __restrict__ tables,
@@ -399,6 +416,20 @@ huff_palette_sub256win(const u8* __restrict__ bits, const u32* __restrict__ chun
     if (blockIdx.x == 0 && threadIdx.x == 0) report(err, ERR_ARGS, ~0u);
     return;
   }
+  const u64 last_block64 = (stream_bytes - 1) / 16;
+  const u32 last_block = (u32)(last_block64 < 0xFFFFFFFFull ? last_block64 : 0xFFFFFFFFull);
+  const u32 n_subs = (u32)((symbols / GROUP + SUB_GROUPS - 1) / SUB_GROUPS);
+  // The unit ahead: its range, then its blocks (the first unit's loaded here, before the table copy, which it
+  // overlaps; each later one during the one before).
+  v4u ahead[PREFETCH];
+  StageRange ahead_range = {0, 0xFFFFFFFFu};
+  if ((u64)blockIdx.x * WARPS + threadIdx.x / 32 < (n_subs + 31) / 32) {
+    u32 lo;
+    u64 hi;
+    unit_bits(sub_offsets, (u64)blockIdx.x * WARPS + threadIdx.x / 32, n_subs, stream_bits, lo, hi);
+    ahead_range = stage_range(lo, hi, last_block);
+    stage_load(ahead, ahead_range, (const v4u*)bits, threadIdx.x % 32);
+  }
 #pragma unroll 4
   for (u32 i = threadIdx.x; i < TABLES_BYTES / 16; i += THREADS) ((v4u*)s_tables)[i] = ((const v4u*)tables)[i];
   for (u32 i = threadIdx.x; i < 256; i += THREADS) s_pal2[i] = palette[i & 15] | ((u16)palette[i >> 4] << 8);
@@ -412,30 +443,18 @@ huff_palette_sub256win(const u8* __restrict__ bits, const u32* __restrict__ chun
   // clamped to the one holding its last byte (the upload holds it whole).
   v4u* stage_in = (v4u*)s_area + warp * (STAGE_IN_BYTES / 16);
   const v4u* in_blocks = (const v4u*)bits;
-  const u64 last_block64 = (stream_bytes - 1) / 16;
-  const u32 last_block = (u32)(last_block64 < 0xFFFFFFFFull ? last_block64 : 0xFFFFFFFFull);
   const u32 opaque_zero = REFILL_M4 ? s_last : 0u;           // see stream_setup
   u32* stage = s_stage[warp] + opaque_zero;
   const u32* multi = s_multi + opaque_zero;
   u32* slots = s_slot[warp];
   u32* places = s_place[warp];
   // Chains: chunks, or (sub256) sub-chunks of SUB_GROUPS groups each (a chunk's last may be shorter).
-  const u32 n_subs = (groups + SUB_GROUPS - 1) / SUB_GROUPS, subs_per_chunk = (u32)gpc / SUB_GROUPS;
+  const u32 subs_per_chunk = (u32)gpc / SUB_GROUPS;
   const u32 n_chains = REFILL_SUB ? n_subs : n_chunks, chain_groups = REFILL_SUB ? SUB_GROUPS : (u32)gpc;
   // word / vec4: record sub-chunk offsets (the upload's validating decode), when chunks hold whole sub-chunks.
   const bool record = !REFILL_SUB && sub_offsets != nullptr && gpc % SUB_GROUPS == 0;
   const u64 units = (n_chains + 31) / 32;
   const u64 unit_stride = (u64)gridDim.x * WARPS;
-  // The unit ahead: its range, then its blocks (the first unit's loaded here, each later one during the one before).
-  v4u ahead[PREFETCH];
-  StageRange ahead_range = {0, 0xFFFFFFFFu};
-  if ((u64)blockIdx.x * WARPS + warp < units) {
-    u32 lo;
-    u64 hi;
-    unit_bits(sub_offsets, (u64)blockIdx.x * WARPS + warp, n_subs, stream_bits, lo, hi);
-    ahead_range = stage_range(lo, hi, last_block);
-    stage_load(ahead, ahead_range, in_blocks, lane);
-  }
   for (u64 unit = (u64)blockIdx.x * WARPS + warp; unit < units; unit += unit_stride) {
     const u32 chain0 = (u32)unit * 32, chain = chain0 + lane;
     const bool active = chain < n_chains;

@@ -5414,7 +5414,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x187972213910fab1,
+        source_hash: 0x8434077c3378af17,
         source: include_str!("huff_bf16_word.cu"),
     },
     RegistryEntry {
@@ -5429,7 +5429,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x85b032a35410d08b,
+        source_hash: 0xa5bb101d78770f0c,
         source: include_str!("huff_bf16_vec4.cu"),
     },
     RegistryEntry {
@@ -5444,7 +5444,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xaa64192d27454103,
+        source_hash: 0x599aebebd9cc5f54,
         source: include_str!("huff_bf16_sub256.cu"),
     },
     RegistryEntry {
@@ -5459,7 +5459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x9a6936af5dc566b5,
+        source_hash: 0xe93e732b4034d546,
         source: include_str!("huff_bf16_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5474,7 +5474,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xb14ed8fbccdc827b,
+        source_hash: 0xbbace597ede6c93f,
         source: include_str!("huff_bf16_sub256win.cu"),
     },
     RegistryEntry {
@@ -5489,7 +5489,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xda809c30ff7ee340,
+        source_hash: 0x16bc4ec596a4f42b,
         source: include_str!("huff_exponent_word.cu"),
     },
     RegistryEntry {
@@ -5504,7 +5504,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x0e207599a4618de9,
+        source_hash: 0x9427d0a48316cd0b,
         source: include_str!("huff_exponent_vec4.cu"),
     },
     RegistryEntry {
@@ -5519,7 +5519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xb97be810e8d7bde6,
+        source_hash: 0x2484f5c9ad814858,
         source: include_str!("huff_exponent_sub256.cu"),
     },
     RegistryEntry {
@@ -5534,7 +5534,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x4be71ae9a263d964,
+        source_hash: 0xc470f90c4acd4309,
         source: include_str!("huff_exponent_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5549,7 +5549,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x348643a85573b33e,
+        source_hash: 0x834f2f00922a0197,
         source: include_str!("huff_exponent_sub256win.cu"),
     },
     RegistryEntry {
@@ -5564,7 +5564,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xf8e9376d113a8a0a,
+        source_hash: 0x9ecd27ca2210e7e4,
         source: include_str!("huff_palette_word.cu"),
     },
     RegistryEntry {
@@ -5579,7 +5579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x4f026c71c13a370f,
+        source_hash: 0x84773d6a1808320b,
         source: include_str!("huff_palette_vec4.cu"),
     },
     RegistryEntry {
@@ -5594,7 +5594,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x08d507f2f5e87d20,
+        source_hash: 0x8ce9ae3b8714cdc1,
         source: include_str!("huff_palette_sub256.cu"),
     },
     RegistryEntry {
@@ -5609,7 +5609,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xa105659ba9f0b163,
+        source_hash: 0x4a145e03fa7a1ae8,
         source: include_str!("huff_palette_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5624,7 +5624,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xb4e4284b1f0896ac,
+        source_hash: 0xc858ef3f8dec1fe4,
         source: include_str!("huff_palette_sub256win.cu"),
     },
     RegistryEntry {

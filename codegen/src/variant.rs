@@ -166,10 +166,10 @@ impl HuffRefill {
         HuffRefill::Sub256Win,
     ];
     /// What the runtime launches (decode_into, the pipelines) on a weight that has sub-chunk
-    /// offsets; `unweight bench` times every value. sub256m4 since the H200 measured it beside
-    /// sub256 (2026-12-02, 14336×4096, `bench/results/2026-12-02-nvidia-h200-8b-s4.md`): palette
-    /// 71.5 → 63.1 µs, exponent 84.1 → 77.7 µs, bf16 117.4 → 107.1 µs.
-    pub const DEFAULT: HuffRefill = HuffRefill::Sub256M4;
+    /// offsets; `unweight bench` times every value. sub256m4 from 2026-12-02 s4 (beside sub256,
+    /// `bench/results/2026-12-02-nvidia-h200-8b-s4.md`: palette 71.5 → 63.1 µs), sub256win from
+    /// s7 (beside sub256m4 in the same runs, `…-8b-s7.md`; ARCHITECTURE.md has the figures).
+    pub const DEFAULT: HuffRefill = HuffRefill::Sub256Win;
     /// What the runtime launches on a weight without them (chunks not a multiple of the
     /// sub-chunk), and what records them (the upload's validating decode).
     pub const CHUNKED: HuffRefill = HuffRefill::Vec4;

@@ -69,7 +69,7 @@ pub struct HuffmanDev {
     /// Bit offset of each chunk's first symbol.
     pub chunk_offsets: DevBuf<u32>,
     /// The kernels' decode tables (`layout::multi`): for refills word / vec4 / sub256, and for
-    /// sub256m4 ([`HuffmanDev::tables_for`]).
+    /// sub256m4 and sub256win ([`HuffmanDev::tables_for`]).
     pub tables: DevBuf<u32>,
     /// See `tables`.
     pub tables_m4: DevBuf<u32>,

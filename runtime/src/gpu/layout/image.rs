@@ -96,7 +96,7 @@ pub struct HuffmanImage {
     /// Bit offset of each chunk's first symbol.
     pub chunk_offsets: Vec<u32>,
     /// The kernels' decode tables ([`multi::tables`]), in the entry format of refills word /
-    /// vec4 / sub256 and of sub256m4.
+    /// vec4 / sub256 and of sub256m4 / sub256win.
     pub tables: Vec<u32>,
     /// See `tables`.
     pub tables_m4: Vec<u32>,

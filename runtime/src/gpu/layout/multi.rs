@@ -24,7 +24,7 @@ pub const TABLE_WORDS: usize = ENTRIES + SYMBOLS;
 /// sub256m4: bit 0 of byte 3, never set by 4 × count of a valid entry.
 pub const NO_CODE_FLAG: u32 = 1 << 24;
 
-/// Whether `refill`'s kernels read the byte-field entry format (sub256m4) rather than the packed
+/// Whether `refill`'s kernels read the byte-field entry format (sub256m4, sub256win) rather than the packed
 /// one: the one rule both [`tables`] and the upload's choice of buffer follow.
 pub fn byte_fields(refill: HuffRefill) -> bool {
     matches!(refill, HuffRefill::Sub256M4 | HuffRefill::Sub256Win)
@@ -119,7 +119,7 @@ mod tests {
                         .enumerate()
                         .fold(0u32, |a, (i, c)| a | c.0 << (4 * i));
                     let count = codes.len().max(1) as u32;
-                    let want = if refill == HuffRefill::Sub256M4 {
+                    let want = if matches!(refill, HuffRefill::Sub256M4 | HuffRefill::Sub256Win) {
                         syms | total << 16
                             | (4 * count) << 24
                             | if codes.is_empty() { NO_CODE_FLAG } else { 0 }
