@@ -47,7 +47,7 @@ struct alignas(64) TmaDesc { u64 opaque[16]; };  // CUtensorMap bytes; the drive
 // ---- constants (computed by unweight-codegen; checked again here) ----
 constexpr bool IS_BF16 = true, IS_EXPONENT = false, IS_PALETTE = false;
 constexpr bool REFILL_VEC4 = false, REFILL_SUB = false, REFILL_M4 = false;
-constexpr bool REFILL_WIN = false;                // sub256win: sub256m4's decode, a bit position for reader
+constexpr bool REFILL_WIN = false;                // sub256win: sub256m4's decode, a three-word reader
 constexpr u32 SUB_SYMBOLS = 256, SUB_GROUPS = 4, STAGE_IN_BYTES = 0;
 constexpr u32 UNITS_PER_WARP = 1;
 constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 128;
@@ -305,10 +305,10 @@ __device__ __forceinline__ void report(u32* err, u32 reasons, u32 c) {
 
 // At least 4 blocks per SM (all 448 blocks of a 14336 x 4096 weight resident on 132 SMs), so ptxas may use up to
 // 128 registers instead of squeezing into 72 to fit the 7 that shared memory allows (it spilled there).
-// sub256m4 / sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's
-// registers never cost a block (sub256win's bf16 took 126 registers at 4, 96 without spills at 5).
+// sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's registers
+// never cost a block (its bf16 took 126 registers at 4, 96 without spills at 5).
 constexpr u32 SMEM_PER_SM = 233472;
-constexpr u32 MIN_BLOCKS = REFILL_M4 ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
+constexpr u32 MIN_BLOCKS = REFILL_WIN ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
 static_assert(MIN_BLOCKS >= 4, "the registers of 4 blocks");
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)
 huff_bf16_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, const u32* __restrict__ tables,

@@ -47,7 +47,7 @@ struct alignas(64) TmaDesc { u64 opaque[16]; };  // CUtensorMap bytes; the drive
 // ---- constants (computed by unweight-codegen; checked again here) ----
 constexpr bool IS_BF16 = false, IS_EXPONENT = true, IS_PALETTE = false;
 constexpr bool REFILL_VEC4 = false, REFILL_SUB = true, REFILL_M4 = false;
-constexpr bool REFILL_WIN = false;                // sub256win: sub256m4's decode, a bit position for reader
+constexpr bool REFILL_WIN = false;                // sub256win: sub256m4's decode, a three-word reader
 constexpr u32 SUB_SYMBOLS = 256, SUB_GROUPS = 4, STAGE_IN_BYTES = 4096;
 constexpr u32 UNITS_PER_WARP = 3;
 constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 96;
@@ -303,12 +303,14 @@ __device__ __forceinline__ void report(u32* err, u32 reasons, u32 c) {
   atomicMax(err + 1, ~c);
 }
 
-// sub256m4 / sub256win: a warp's next unit's bits come into registers while it decodes the current one (the unit's
-// two offsets at its first group, its blocks at its second), and go to the stage-in when the current one is done,
-// so the copy's latency hides behind decoding instead of stalling every warp between units (the first unit's are
-// loaded before the table copy, which they overlap). PREFETCH blocks per lane.
+// sub256win: a warp's next unit's bits come into registers while it decodes the current one (the unit's two offsets
+// at its first group, its blocks at its second), and go to the stage-in when the current one is done, so the copy's
+// latency hides behind decoding instead of stalling every warp between units (the first unit's are loaded before
+// the table copy, which they overlap). PREFETCH blocks per lane. (sub256m4 with the same prefetch measured slower,
+// 42.8 -> 46.2 us for palette, 2026-12-02 s7: its registers made ptxas turn the refill's load into a branch, 65
+// instructions per pair instead of 53.)
 constexpr u32 PREFETCH = (STAGE_IN_BYTES / 16 + 31) / 32;
-static_assert(!REFILL_M4 || SUB_GROUPS >= 2, "offsets at the first group, blocks at the second");
+static_assert(!REFILL_WIN || SUB_GROUPS >= 2, "offsets at the first group, blocks at the second");
 // The blocks [b0, b0 + nblk) holding a unit's bits (every sub256 refill stages them with coalesced 16-byte loads),
 // from its first sub-chunk's offset `lo` to its last one's end `hi` and one block more (so a peek at the end reads
 // the stream's own bits, as the global path does); nblk is above the capacity when they do not fit (long codes or
@@ -344,10 +346,10 @@ __device__ __forceinline__ void stage_store(const v4u (&v)[PREFETCH], const Stag
 
 // At least 4 blocks per SM (all 448 blocks of a 14336 x 4096 weight resident on 132 SMs), so ptxas may use up to
 // 128 registers instead of squeezing into 72 to fit the 7 that shared memory allows (it spilled there).
-// sub256m4 / sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's
-// registers never cost a block (sub256win's bf16 took 126 registers at 4, 96 without spills at 5).
+// sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's registers
+// never cost a block (its bf16 took 126 registers at 4, 96 without spills at 5).
 constexpr u32 SMEM_PER_SM = 233472;
-constexpr u32 MIN_BLOCKS = REFILL_M4 ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
+constexpr u32 MIN_BLOCKS = REFILL_WIN ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
 static_assert(MIN_BLOCKS >= 4, "the registers of 4 blocks");
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)
 huff_exponent_sub256(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, const u32* __restrict__ tables,

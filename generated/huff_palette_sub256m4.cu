@@ -47,7 +47,7 @@ struct alignas(64) TmaDesc { u64 opaque[16]; };  // CUtensorMap bytes; the drive
 // ---- constants (computed by unweight-codegen; checked again here) ----
 constexpr bool IS_BF16 = false, IS_EXPONENT = false, IS_PALETTE = true;
 constexpr bool REFILL_VEC4 = false, REFILL_SUB = true, REFILL_M4 = true;
-constexpr bool REFILL_WIN = false;                // sub256win: sub256m4's decode, a bit position for reader
+constexpr bool REFILL_WIN = false;                // sub256win: sub256m4's decode, a three-word reader
 constexpr u32 SUB_SYMBOLS = 256, SUB_GROUPS = 4, STAGE_IN_BYTES = 4096;
 constexpr u32 UNITS_PER_WARP = 3;
 constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 96;
@@ -331,12 +331,14 @@ __device__ __forceinline__ void report(u32* err, u32 reasons, u32 c) {
   atomicMax(err + 1, ~c);
 }
 
-// sub256m4 / sub256win: a warp's next unit's bits come into registers while it decodes the current one (the unit's
-// two offsets at its first group, its blocks at its second), and go to the stage-in when the current one is done,
-// so the copy's latency hides behind decoding instead of stalling every warp between units (the first unit's are
-// loaded before the table copy, which they overlap). PREFETCH blocks per lane.
+// sub256win: a warp's next unit's bits come into registers while it decodes the current one (the unit's two offsets
+// at its first group, its blocks at its second), and go to the stage-in when the current one is done, so the copy's
+// latency hides behind decoding instead of stalling every warp between units (the first unit's are loaded before
+// the table copy, which they overlap). PREFETCH blocks per lane. (sub256m4 with the same prefetch measured slower,
+// 42.8 -> 46.2 us for palette, 2026-12-02 s7: its registers made ptxas turn the refill's load into a branch, 65
+// instructions per pair instead of 53.)
 constexpr u32 PREFETCH = (STAGE_IN_BYTES / 16 + 31) / 32;
-static_assert(!REFILL_M4 || SUB_GROUPS >= 2, "offsets at the first group, blocks at the second");
+static_assert(!REFILL_WIN || SUB_GROUPS >= 2, "offsets at the first group, blocks at the second");
 // The blocks [b0, b0 + nblk) holding a unit's bits (every sub256 refill stages them with coalesced 16-byte loads),
 // from its first sub-chunk's offset `lo` to its last one's end `hi` and one block more (so a peek at the end reads
 // the stream's own bits, as the global path does); nblk is above the capacity when they do not fit (long codes or
@@ -372,10 +374,10 @@ __device__ __forceinline__ void stage_store(const v4u (&v)[PREFETCH], const Stag
 
 // At least 4 blocks per SM (all 448 blocks of a 14336 x 4096 weight resident on 132 SMs), so ptxas may use up to
 // 128 registers instead of squeezing into 72 to fit the 7 that shared memory allows (it spilled there).
-// sub256m4 / sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's
-// registers never cost a block (sub256win's bf16 took 126 registers at 4, 96 without spills at 5).
+// sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's registers
+// never cost a block (its bf16 took 126 registers at 4, 96 without spills at 5).
 constexpr u32 SMEM_PER_SM = 233472;
-constexpr u32 MIN_BLOCKS = REFILL_M4 ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
+constexpr u32 MIN_BLOCKS = REFILL_WIN ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
 static_assert(MIN_BLOCKS >= 4, "the registers of 4 blocks");
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)
 huff_palette_sub256m4(const u8* __restrict__ bits, const u32* __restrict__ chunk_offsets, const u32* __restrict__ tables,
@@ -411,17 +413,6 @@ huff_palette_sub256m4(const u8* __restrict__ bits, const u32* __restrict__ chunk
   const u64 last_block64 = (stream_bytes - 1) / 16;
   const u32 last_block = (u32)(last_block64 < 0xFFFFFFFFull ? last_block64 : 0xFFFFFFFFull);
   const u32 n_subs = (u32)((symbols / GROUP + SUB_GROUPS - 1) / SUB_GROUPS);
-  // The unit ahead: its range, then its blocks (the first unit's loaded here, before the table copy, which it
-  // overlaps; each later one during the one before).
-  v4u ahead[PREFETCH];
-  StageRange ahead_range = {0, 0xFFFFFFFFu};
-  if ((u64)blockIdx.x * WARPS + threadIdx.x / 32 < (n_subs + 31) / 32) {
-    u32 lo;
-    u64 hi;
-    unit_bits(sub_offsets, (u64)blockIdx.x * WARPS + threadIdx.x / 32, n_subs, stream_bits, lo, hi);
-    ahead_range = stage_range(lo, hi, last_block);
-    stage_load(ahead, ahead_range, (const v4u*)bits, threadIdx.x % 32);
-  }
 #pragma unroll 4
   for (u32 i = threadIdx.x; i < TABLES_BYTES / 16; i += THREADS) ((v4u*)s_tables)[i] = ((const v4u*)tables)[i];
   for (u32 i = threadIdx.x; i < 256; i += THREADS) s_pal2[i] = palette[i & 15] | ((u16)palette[i >> 4] << 8);
@@ -456,18 +447,19 @@ huff_palette_sub256m4(const u8* __restrict__ bits, const u32* __restrict__ chunk
     u32 reasons = 0;
     bool staged = false;                                      // the warp's bits sit in stage_in
     u32 staged_base = 0, staged_last = 0;
-    const StageRange range = ahead_range;                     // this unit's, loaded during the one before
-    if (stage_fits(range)) {
-      stage_store(ahead, range, stage_in, lane);
-      staged = true;
-      staged_base = range.b0 * 4;
-      staged_last = range.nblk * 4 - 1;
+    {
+      u32 lo;                                                 // the same loads in every lane
+      u64 hi;
+      unit_bits(sub_offsets, unit, n_subs, stream_bits, lo, hi);
+      const StageRange range = stage_range(lo, hi, last_block);
+      if (stage_fits(range)) {
+        for (u32 i = lane; i < range.nblk; i += 32) stage_in[i] = in_blocks[range.b0 + i];  // coalesced, all in flight
+        staged = true;
+        staged_base = range.b0 * 4;
+        staged_last = range.nblk * 4 - 1;
+      }
+      __syncwarp();                                           // staged bits visible to the whole warp
     }
-    __syncwarp();                                             // staged bits visible to the whole warp
-    u32 next_lo = 0;                                          // the next unit's first offset and end
-    u64 next_hi = 0;
-    const u64 next_unit = unit + unit_stride;
-    ahead_range = {0, 0xFFFFFFFFu};
     // The unit's decode, from `s`, in two copies, one per source, so the staged one reads with LDS (one copy
     // from either source reads through generic loads; sub256win: one lambda per source type, as NVRTC takes no
     // generic lambda).
@@ -480,12 +472,6 @@ huff_palette_sub256m4(const u8* __restrict__ bits, const u32* __restrict__ chunk
       reader_init(r, s, start);
     }
     for (u32 j = 0; j < chain_groups; ++j) {
-      if (next_unit < units && j == 0)                         // the next unit's offsets: in flight through group 0
-        unit_bits(sub_offsets, next_unit, n_subs, stream_bits, next_lo, next_hi);
-      if (next_unit < units && j == 1) {                      // its blocks: in flight through the rest
-        ahead_range = stage_range(next_lo, next_hi, last_block);
-        stage_load(ahead, ahead_range, in_blocks, lane);
-      }
       const u64 g0 = (u64)chain0 * chain_groups + j;          // group j of lane 0's chain; lane q: g0 + q * chain_groups
       const u64 g = g0 + (u64)lane * chain_groups;
       u64 sm8[PASSES];                                        // bf16: issued now, used after decoding (latency)

@@ -5414,7 +5414,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x8434077c3378af17,
+        source_hash: 0x9b59c1b5ff7374ae,
         source: include_str!("huff_bf16_word.cu"),
     },
     RegistryEntry {
@@ -5429,7 +5429,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xa5bb101d78770f0c,
+        source_hash: 0x5154ef3062fc01c0,
         source: include_str!("huff_bf16_vec4.cu"),
     },
     RegistryEntry {
@@ -5444,7 +5444,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x599aebebd9cc5f54,
+        source_hash: 0x668e8049a4bd74f0,
         source: include_str!("huff_bf16_sub256.cu"),
     },
     RegistryEntry {
@@ -5459,7 +5459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xe93e732b4034d546,
+        source_hash: 0x766b670e190b524b,
         source: include_str!("huff_bf16_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5474,7 +5474,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xbbace597ede6c93f,
+        source_hash: 0x563876ba5970a25f,
         source: include_str!("huff_bf16_sub256win.cu"),
     },
     RegistryEntry {
@@ -5489,7 +5489,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x16bc4ec596a4f42b,
+        source_hash: 0x9bcbddf2477944c0,
         source: include_str!("huff_exponent_word.cu"),
     },
     RegistryEntry {
@@ -5504,7 +5504,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x9427d0a48316cd0b,
+        source_hash: 0x05556a22076e7aff,
         source: include_str!("huff_exponent_vec4.cu"),
     },
     RegistryEntry {
@@ -5519,7 +5519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x2484f5c9ad814858,
+        source_hash: 0x866667c45aa6fddf,
         source: include_str!("huff_exponent_sub256.cu"),
     },
     RegistryEntry {
@@ -5534,7 +5534,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xc470f90c4acd4309,
+        source_hash: 0x41dcb02dc3b50e90,
         source: include_str!("huff_exponent_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5549,7 +5549,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x834f2f00922a0197,
+        source_hash: 0xb87bdbf4f553e0ae,
         source: include_str!("huff_exponent_sub256win.cu"),
     },
     RegistryEntry {
@@ -5564,7 +5564,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x9ecd27ca2210e7e4,
+        source_hash: 0x578a00a102d509e1,
         source: include_str!("huff_palette_word.cu"),
     },
     RegistryEntry {
@@ -5579,7 +5579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x84773d6a1808320b,
+        source_hash: 0x0d25d60e5b48856f,
         source: include_str!("huff_palette_vec4.cu"),
     },
     RegistryEntry {
@@ -5594,7 +5594,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x8ce9ae3b8714cdc1,
+        source_hash: 0xaf18ab9c0a0dd0fd,
         source: include_str!("huff_palette_sub256.cu"),
     },
     RegistryEntry {
@@ -5609,7 +5609,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x4a145e03fa7a1ae8,
+        source_hash: 0xa49e04a100ea9191,
         source: include_str!("huff_palette_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5624,7 +5624,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xc858ef3f8dec1fe4,
+        source_hash: 0xf31666274a3c0041,
         source: include_str!("huff_palette_sub256win.cu"),
     },
     RegistryEntry {
