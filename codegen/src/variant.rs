@@ -81,9 +81,11 @@ pub enum HuffRefill {
     /// 32-bit pending nibbles (funnel shifts), and the shared and global refill paths as separate
     /// loops, so the staged one reads shared memory with LDS instead of generic loads.
     Sub256M4,
-    /// `sub256m4`'s decode without a bit buffer: the reader is a bit position, and every pair of
-    /// lookups reads the two words holding the next 32 bits (byte-swapped once as they are
-    /// staged) and funnel-shifts them into one window: no refill test, selects or shifts.
+    /// `sub256m4`'s decode without a shifted bit buffer: three stream words in registers (byte-swapped
+    /// once as they are staged), one funnel shift per pair of lookups gives a 32-bit window, a
+    /// crossing moves the words down by selects and loads the next a pair ahead (40 instructions per
+    /// pair, 27 ALU, against 53 / 35); both lookups of a pair always count; and the next unit's
+    /// bits are loaded into registers while the current one decodes.
     Sub256Win,
 }
 
@@ -168,7 +170,8 @@ impl HuffRefill {
     /// What the runtime launches (decode_into, the pipelines) on a weight that has sub-chunk
     /// offsets; `unweight bench` times every value. sub256m4 from 2026-12-02 s4 (beside sub256,
     /// `bench/results/2026-12-02-nvidia-h200-8b-s4.md`: palette 71.5 → 63.1 µs), sub256win from
-    /// s7 (beside sub256m4 in the same runs, `…-8b-s7.md`; ARCHITECTURE.md has the figures).
+    /// s7 (beside sub256m4 in the same run, trained-weight histogram, 14336×4096,
+    /// `…-8b-s7c.md`: palette 43.5 → 39.8 µs, exponent 56.0 → 55.5, bf16 89.3 → 88.8).
     pub const DEFAULT: HuffRefill = HuffRefill::Sub256Win;
     /// What the runtime launches on a weight without them (chunks not a multiple of the
     /// sub-chunk), and what records them (the upload's validating decode).
