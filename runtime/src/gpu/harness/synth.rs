@@ -45,7 +45,7 @@ impl Rng {
 pub enum Bulk {
     /// all-MiniLM-L6-v2's 16 most frequent exponents (2^-17 … 2^-2) at their frequencies in that
     /// checkpoint, rounded to BF16 (every 2-D tensor of ≥ 10⁵ elements: 99.986% of its elements):
-    /// 2.66 bits of entropy, Huffman code lengths 1–12, as trained weights have.
+    /// 2.66 bits of entropy, Huffman code lengths 2–12, as trained weights have.
     Trained,
     /// 2^-20 … 2^-5 with weights 16, 15, …, 1: flatter than trained weights' histograms (3.79 bits
     /// per symbol of Huffman, lengths 3–7), so its streams are ~40% longer than a trained model's.
@@ -54,12 +54,12 @@ pub enum Bulk {
 }
 
 impl Bulk {
-    /// As the command line spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Bulk::Trained => "trained",
-            Bulk::Flat => "flat",
-        }
+    /// As the command line spells it (clap's name for the value).
+    pub fn name(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
     }
 
     /// One line for reports.
