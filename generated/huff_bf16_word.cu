@@ -55,7 +55,7 @@ constexpr u32 GROUP = 64, MAX_CODE_LEN = 12, LUT_ENTRIES = 4096;
 constexpr u32 MULTI_BYTES = 16384, MULTI_SYMS = 3;
 constexpr u32 PAL2_BYTES = 512, SYMLEN_BYTES = 64, STAGE_STRIDE = 9, STAGE_BYTES = 1408;
 constexpr u32 OUT_GROUP_BYTES = 128, LANES_PER_GROUP = 8;
-constexpr u32 MISC_BYTES = 4, SMEM_BYTES = 22612;
+constexpr u32 MISC_BYTES = 16, SMEM_BYTES = 22624;
 constexpr u32 GROUPS_PER_PASS = 32 / LANES_PER_GROUP, PASSES = 32 / GROUPS_PER_PASS;  // write phase
 constexpr u32 NO_SLOT = 0xFFFFFFFFu;                          // a group without escape
 static_assert(IS_BF16 + IS_EXPONENT + IS_PALETTE == 1, "one output");
@@ -92,7 +92,7 @@ static_assert(ERR_WORDS == 2, "err[0]: reason bits, err[1]: ~(first bad chunk)")
 static_assert((ERR_ARGS | ERR_OFFSET | ERR_NO_CODE | ERR_LENGTH | ERR_ESCAPE) == 31, "five distinct reason bits");
 static_assert(OUT_GROUP_BYTES == GROUP * (IS_BF16 ? 2 : 1) / (IS_PALETTE ? 2 : 1), "output bytes per group");
 static_assert(LANES_PER_GROUP * 16 == OUT_GROUP_BYTES && 32 % LANES_PER_GROUP == 0, "16 bytes per lane and pass");
-static_assert(MISC_BYTES == 4, "s_last");
+static_assert(MISC_BYTES == 4 + 12, "s_last, s_div");
 constexpr u32 AREA_BYTES = WARPS * STAGE_IN_BYTES > 16 ? WARPS * STAGE_IN_BYTES : 16;  // sub256: stage-in
 static_assert(SMEM_BYTES == AREA_BYTES + TABLES_BYTES + PAL2_BYTES + MISC_BYTES + WARPS * STAGE_BYTES && SMEM_BYTES <= 48 * 1024, "static smem");
 static_assert(2 * MAX_CODE_LEN <= 32, "two lookups fit the 33 bits guaranteed after a refill");
@@ -100,14 +100,18 @@ static_assert(2 * MAX_CODE_LEN <= 32, "two lookups fit the 33 bits guaranteed af
 struct alignas(16) v4u { u32 x, y, z, w; };
 
 // No inline PTX in this family: the kernels are plain CUDA C++, so a host build with a small shim
-// can run them on the CPU (tests/tests/codegen_huff_emulated.rs). Same formula as partials/reconstruct.cuh.tera:
-// bf16 = (sm & 0x80) << 8 | e << 7 | (sm & 0x7F), from interleaved {sm, e} byte pairs.
-__device__ __forceinline__ u32 bf16x2_from_pairs(u32 v) {
-  return ((v >> 1) & 0x7F807F80u) | (v & 0x007F007Fu) | ((v & 0x00800080u) << 8);
-}
-__device__ __forceinline__ void bf16x4(u32 sm4, u32 ex4, u32& r01, u32& r23) {  // lower element in the low half
-  r01 = bf16x2_from_pairs(__byte_perm(sm4, ex4, 0x5140));
-  r23 = bf16x2_from_pairs(__byte_perm(sm4, ex4, 0x7362));
+// can run them on the CPU (tests/tests/codegen_huff_emulated.rs). bf16 = (sm & 0x80) << 8 | e << 7 | (sm & 0x7F),
+// as partials/reconstruct.cuh.tera's bf16x4_rot builds it: from exponent bytes rotated right by one
+// (r = e >> 1 | (e & 1) << 7, how the bf16 output's palette table holds them), each result byte takes bit 7
+// from one word and bits 6..0 from the other (one lop3 per word, ptxas folds the mask and its complement), then
+// two byte permutes interleave them: 4 ops for 4 elements.
+constexpr u32 BIT7 = 0x80808080u;
+__device__ __forceinline__ u32 rot_exp4(u32 e4) { return ((e4 << 7) & BIT7) | ((e4 >> 1) & ~BIT7); }
+__device__ __forceinline__ void bf16x4_rot(u32 sm4, u32 rot4, u32& r01, u32& r23) {  // lower element low
+  const u32 lo = (rot4 & BIT7) | (sm4 & ~BIT7);               // exponent bit 0, mantissa
+  const u32 hi = (rot4 & ~BIT7) | (sm4 & BIT7);               // exponent bits 7..1, sign
+  r01 = __byte_perm(lo, hi, 0x5140);
+  r23 = __byte_perm(lo, hi, 0x7362);
 }
 
 // ---- reader: MSB-first bits over the stream's 32-bit words. Every load clamps its index to the last word,
@@ -228,23 +232,35 @@ __device__ __forceinline__ u32 chunk_errors(const BitReader& r, const Pending& p
 // Stage layout: lane q's group at words [q * STAGE_STRIDE, + 8).
 __device__ __forceinline__ u32 stage_word(u32 q, u32 w) { return q * STAGE_STRIDE + w; }
 
-// Where group g (encoded row r, column block c) lives, in units of a group's bytes. Every layout keeps a group's
-// elements contiguous. Tiled standard: block (i = r / 128, b = c), row r % 128 of it; tiled
-// transposed: block (i = c / 2, b = r / 64), row r % 64, half c % 2 of the block's 128 columns.
-__device__ __forceinline__ u32 out_place(u32 g, u32 layout, u32 groups_per_row, u32 rows) {
+// Where the group at encoded row r, column block c lives, in units of a group's bytes. Every layout keeps a
+// group's elements contiguous. Tiled standard: block (i = r / 128, b = c), row r % 128 of it; tiled
+// transposed: block (i = c / 2, b = r / 64), row r % 64, half c % 2 of the block's 128 columns. `row_blocks`:
+// rows / BK. The row comes from a multiply by the groups per row's reciprocal, not a division (~35 instructions,
+// once per group per lane, eight times per step for bf16's sm bytes before they went through `places`).
+// Granlund-Montgomery with a 33-bit multiplier: n / d = (umulhi(n, m) + n) >> l, l = ceil(log2 d), exact for
+// n < 2^31 (group indices are < 2^26), the sum then never overflows.
+struct Divider {
+  u32 d, m, l;
+};
+__device__ __forceinline__ Divider make_divider(u32 d) {     // d >= 1
+  const u32 l = 32 - __clz(d - 1);
+  return {d, (u32)(((1ull << 32) * ((1ull << l) - d)) / d + 1), l};
+}
+__device__ __forceinline__ u32 quotient(u32 n, const Divider& v) { return (__umulhi(n, v.m) + n) >> v.l; }
+__device__ __forceinline__ u32 out_place(u32 g, u32 layout, const Divider& per_row, u32 row_blocks) {
   if (layout == LAYOUT_ROW_MAJOR) return g;
-  const u32 r = g / groups_per_row, c = g % groups_per_row;
-  if (layout == LAYOUT_TILED_STANDARD) return ((r / BM) * groups_per_row + c) * BM + r % BM;
+  const u32 r = quotient(g, per_row), c = g - r * per_row.d;
+  if (layout == LAYOUT_TILED_STANDARD) return ((r / BM) * per_row.d + c) * BM + r % BM;
   constexpr u32 H = BM / GROUP;  // groups per row of a transposed block
-  return (((c / H) * (rows / BK) + r / BK) * BK + r % BK) * H + c % H;
+  return (((c / H) * row_blocks + r / BK) * BK + r % BK) * H + c % H;
 }
 
-// Four exponent bytes of the four indices in the low and high byte of a staged word's half.
+// Four exponent bytes (bf16: rotated) of the four indices in the low and high byte of a staged word's half.
 __device__ __forceinline__ u32 exps4(const u16* pal2, u32 n) { return pal2[n & 0xFF] | ((u32)pal2[(n >> 8) & 0xFF] << 16); }
 
 // ---- write: the warp's 32 staged groups, LANES_PER_GROUP lanes x 16 B per group. Palette: the nibbles
 // (escaped groups already hold index 0); exponent: through the palette, escaped groups from `esc_exp`;
-// bf16: the same exponents merged with the sm bytes loaded before decoding, padding dropped.
+// bf16: the same exponents (rotated) merged with the sm bytes loaded before decoding, padding dropped.
 __device__ __forceinline__ void write_groups(const u32* stage, const u32* slots, const u32* places, const u16* pal2,
                                              const u8* esc_exp, void* out, const u64 (&sm8)[PASSES], u64 g0, u32 gpc,
                                              u64 groups, u32 lane, u32 cols, u32 groups_per_row) {
@@ -269,19 +285,19 @@ __device__ __forceinline__ void write_groups(const u32* stage, const u32* slots,
       *(v4u*)((u8*)out + (u64)places[q] * OUT_GROUP_BYTES + part * 16) = v;
     } else {
       const u32 slot = slots[q];
-      u32 ex_lo, ex_hi;
+      u32 ex_lo, ex_hi;                        // rotated exponent bytes
       if (slot != NO_SLOT) {                   // escape group (rare): its real exponents
         const u8* e = esc_exp + (u64)slot * GROUP + part * 8;
-        ex_lo = *(const u32*)e;
-        ex_hi = *(const u32*)(e + 4);
+        ex_lo = rot_exp4(*(const u32*)e);
+        ex_hi = rot_exp4(*(const u32*)(e + 4));
       } else {
         const u32 n = stage[stage_word(q, part)];
         ex_lo = exps4(pal2, n);
         ex_hi = exps4(pal2, n >> 16);
       }
       v4u v;
-      bf16x4((u32)sm8[pass], ex_lo, v.x, v.y);
-      bf16x4((u32)(sm8[pass] >> 32), ex_hi, v.z, v.w);
+      bf16x4_rot((u32)sm8[pass], ex_lo, v.x, v.y);
+      bf16x4_rot((u32)(sm8[pass] >> 32), ex_hi, v.z, v.w);
       u16* dst16 = (u16*)out;
       if (cols == groups_per_row * GROUP) {    // no padding: the group is 128 contiguous bytes
         *(v4u*)(dst16 + g * GROUP + part * 8) = v;
@@ -320,11 +336,12 @@ huff_bf16_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_offset
   __shared__ __align__(16) u32 s_tables[TABLES_BYTES / 4];    // multi-symbol table (random access per lookup), lengths
   u32* s_multi = s_tables;
   u32* s_symlen = s_tables + LUT_ENTRIES;                     // code length per symbol, 0 = no code
-  __shared__ __align__(16) u16 s_pal2[256];                   // two indices -> two exponent bytes
+  __shared__ __align__(16) u16 s_pal2[256];                   // two indices -> two exponent bytes (bf16: rotated)
   __shared__ __align__(16) u32 s_stage[WARPS][32 * STAGE_STRIDE]; // per warp: 32 groups of nibbles
   __shared__ u32 s_slot[WARPS][32];                           // per warp: escape slot of each lane's group, or NO_SLOT
-  __shared__ u32 s_place[WARPS][32];                          // per warp: output place of each lane's group
+  __shared__ u32 s_place[WARPS][32];                          // per warp: output place of each lane's group (bf16: of its sm bytes)
   __shared__ u32 s_last;                                      // vec4: index of the stream's last block; sub256m4: 0
+  __shared__ Divider s_div;                                   // by groups per row (read where used: no registers held)
   if (layout != LAYOUT_ROW_MAJOR && layout != LAYOUT_TILED_STANDARD && layout != LAYOUT_TILED_TRANSPOSED)
     __trap();                                                 // not a layout: a runtime bug
   if (layout != LAYOUT_ROW_MAJOR &&
@@ -346,12 +363,17 @@ huff_bf16_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_offset
   const u32 n_subs = (u32)((symbols / GROUP + SUB_GROUPS - 1) / SUB_GROUPS);
 #pragma unroll 4
   for (u32 i = threadIdx.x; i < TABLES_BYTES / 16; i += THREADS) ((v4u*)s_tables)[i] = ((const v4u*)tables)[i];
-  for (u32 i = threadIdx.x; i < 256; i += THREADS) s_pal2[i] = palette[i & 15] | ((u16)palette[i >> 4] << 8);
+  for (u32 i = threadIdx.x; i < 256; i += THREADS) {
+    const u32 two = palette[i & 15] | ((u32)palette[i >> 4] << 8);
+    s_pal2[i] = (u16)(IS_BF16 ? rot_exp4(two) : two);
+  }
   stream_setup(&s_last, stream_bytes);
+  if (threadIdx.x == 0) s_div = make_divider(padded_cols >= GROUP ? (u32)(padded_cols / GROUP) : 1);  // 0: no groups
   __syncthreads();                                            // the last block-wide barrier: warps run freely after it
 
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const u32 groups = (u32)(symbols / GROUP), groups_per_row = (u32)(padded_cols / GROUP);
+  const u32 groups = (u32)(symbols / GROUP), groups_per_row = (u32)(padded_cols / GROUP), row_blocks = (u32)rows / BK;
+  const Divider& per_row = s_div;
   const Stream s_global = make_stream(bits, &s_last, stream_bytes);
   // sub256: this warp's stage-in buffer and the stream as blocks,
   // clamped to the one holding its last byte (the upload holds it whole).
@@ -372,28 +394,32 @@ huff_bf16_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_offset
   for (u64 unit = (u64)blockIdx.x * WARPS + warp; unit < units; unit += unit_stride) {
     const u32 chain0 = (u32)unit * 32, chain = chain0 + lane;
     const bool active = chain < n_chains;
-    const u32 chunk = REFILL_SUB ? chain / subs_per_chunk : chain;
     BitReader r = reader_idle();
     Pending pend = {0, 0};
-    u32 reasons = 0;
+    // A refusal is reported where it is found (bad streams only), so no reason word stays live through the decode
+    // (bf16 sub256win spilled it at 96 registers).
+    auto refuse = [&](u32 reasons) { report(err, reasons, REFILL_SUB ? chain / subs_per_chunk : chain); };
     Stream s = s_global;
     if (active) {
       const u32 start = REFILL_SUB ? sub_offsets[chain] : chunk_offsets[chain];
-      if (start > stream_bits) reasons |= ERR_OFFSET;
+      if (start > stream_bits) refuse(ERR_OFFSET);
       // A chunk's first sub-chunk starts at the chunk: else the previous chunk's codes end elsewhere.
-      if (REFILL_SUB && chain % subs_per_chunk == 0 && start != chunk_offsets[chunk]) reasons |= ERR_LENGTH;
+      if (REFILL_SUB && chain % subs_per_chunk == 0 && start != chunk_offsets[chain / subs_per_chunk]) refuse(ERR_LENGTH);
       reader_init(r, s, start);
     }
     for (u32 j = 0; j < chain_groups; ++j) {
       const u64 g0 = (u64)chain0 * chain_groups + j;          // group j of lane 0's chain; lane q: g0 + q * chain_groups
       const u64 g = g0 + (u64)lane * chain_groups;
+      const u32 place = out_place((u32)g, layout, per_row, row_blocks);  // past the shape: unused
       u64 sm8[PASSES];                                        // bf16: issued now, used after decoding (latency)
-      if constexpr (IS_BF16) {
+      if constexpr (IS_BF16) {                                // the sm bytes' places, from each group's lane
+        places[lane] = place;                                 // (the last step's reads of them are done)
+        __syncwarp();
 #pragma unroll
         for (u32 pass = 0; pass < PASSES; ++pass) {
           const u32 q = pass * GROUPS_PER_PASS + lane / LANES_PER_GROUP, part = lane % LANES_PER_GROUP;
           const u64 gq = g0 + (u64)q * chain_groups;
-          sm8[pass] = gq < groups ? *(const u64*)(sm + (u64)out_place((u32)gq, layout, groups_per_row, (u32)rows) * GROUP + part * 8) : 0;
+          sm8[pass] = gq < groups ? *(const u64*)(sm + (u64)places[q] * GROUP + part * 8) : 0;
         }
       }
       if (g < groups) {
@@ -402,14 +428,14 @@ huff_bf16_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_offset
           const u32 bit = (u32)(g % 64);
           u32 slot = ((word >> bit) & 1) ? esc_prefix[g / 64] + (u32)__popcll(word & ((1ull << bit) - 1)) : NO_SLOT;
           if (slot != NO_SLOT && slot >= esc_groups) {
-            reasons |= ERR_ESCAPE;
+            refuse(ERR_ESCAPE);
             slot = NO_SLOT;
           }
           slots[lane] = slot;
         }
         if (record && j % SUB_GROUPS == 0) sub_offsets[(u32)g / SUB_GROUPS] = (u32)code_end(r, pend, s_symlen);
         decode_group(r, s, multi, pend, stage + stage_word(lane, 0));
-        if constexpr (!IS_BF16) places[lane] = out_place((u32)g, layout, groups_per_row, (u32)rows);
+        if constexpr (!IS_BF16) places[lane] = place;
       }
       __syncwarp();                                           // staged groups visible to the whole warp
       write_groups(stage, slots, places, s_pal2, esc_exp, out, sm8, g0, chain_groups, groups, lane, (u32)cols, groups_per_row);
@@ -418,8 +444,8 @@ huff_bf16_word(const u8* __restrict__ bits, const u32* __restrict__ chunk_offset
     if (active) {                                             // read only now: nothing holds it through the decode
       const u64 end = REFILL_SUB ? (chain + 1 < n_subs ? sub_offsets[chain + 1] : stream_bits)
                                  : (chain + 1 < n_chunks ? chunk_offsets[chain + 1] : stream_bits);
-      reasons |= chunk_errors(r, pend, s_symlen, end);
+      const u32 reasons = chunk_errors(r, pend, s_symlen, end);
+      if (reasons != 0) refuse(reasons);
     }
-    if (reasons != 0) report(err, reasons, chunk);
   }
 }

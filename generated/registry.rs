@@ -5414,7 +5414,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x9b59c1b5ff7374ae,
+        source_hash: 0x489264f47edec6d1,
         source: include_str!("huff_bf16_word.cu"),
     },
     RegistryEntry {
@@ -5429,7 +5429,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x5154ef3062fc01c0,
+        source_hash: 0xaa53198d959450e7,
         source: include_str!("huff_bf16_vec4.cu"),
     },
     RegistryEntry {
@@ -5444,7 +5444,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x668e8049a4bd74f0,
+        source_hash: 0x0cf7b14f7d89d8e2,
         source: include_str!("huff_bf16_sub256.cu"),
     },
     RegistryEntry {
@@ -5459,7 +5459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x766b670e190b524b,
+        source_hash: 0x03510e33a3d71651,
         source: include_str!("huff_bf16_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5474,7 +5474,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x563876ba5970a25f,
+        source_hash: 0x3ed8fe612cd18e99,
         source: include_str!("huff_bf16_sub256win.cu"),
     },
     RegistryEntry {
@@ -5489,7 +5489,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x9bcbddf2477944c0,
+        source_hash: 0x28717a43ba3ca7a6,
         source: include_str!("huff_exponent_word.cu"),
     },
     RegistryEntry {
@@ -5504,7 +5504,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x05556a22076e7aff,
+        source_hash: 0xc54651c843c7192f,
         source: include_str!("huff_exponent_vec4.cu"),
     },
     RegistryEntry {
@@ -5519,7 +5519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x866667c45aa6fddf,
+        source_hash: 0xaa4a072bda4c3823,
         source: include_str!("huff_exponent_sub256.cu"),
     },
     RegistryEntry {
@@ -5534,7 +5534,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x41dcb02dc3b50e90,
+        source_hash: 0x016820342fa369cc,
         source: include_str!("huff_exponent_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5549,7 +5549,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xb87bdbf4f553e0ae,
+        source_hash: 0x7571c40b3ec3b425,
         source: include_str!("huff_exponent_sub256win.cu"),
     },
     RegistryEntry {
@@ -5564,7 +5564,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x578a00a102d509e1,
+        source_hash: 0x40c7f7be07d38d87,
         source: include_str!("huff_palette_word.cu"),
     },
     RegistryEntry {
@@ -5579,7 +5579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x0d25d60e5b48856f,
+        source_hash: 0x5c1851fc13b17f4d,
         source: include_str!("huff_palette_vec4.cu"),
     },
     RegistryEntry {
@@ -5594,7 +5594,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xaf18ab9c0a0dd0fd,
+        source_hash: 0xf558a8a89b5ccd56,
         source: include_str!("huff_palette_sub256.cu"),
     },
     RegistryEntry {
@@ -5609,7 +5609,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xa49e04a100ea9191,
+        source_hash: 0x4969bb59513e4d8c,
         source: include_str!("huff_palette_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5624,7 +5624,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xf31666274a3c0041,
+        source_hash: 0xb9f94d2198dbc7e3,
         source: include_str!("huff_palette_sub256win.cu"),
     },
     RegistryEntry {

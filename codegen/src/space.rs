@@ -540,7 +540,8 @@ pub struct HuffBudget {
     /// Output bytes per group, and the bytes each lane stores per write (16).
     pub out_group_bytes: u32,
     pub lanes_per_group: u32,
-    /// Shared memory: the stream's last block index (one u32, read by every lane's reader).
+    /// Shared memory: the stream's last block index (one u32, read by every lane's reader) and the
+    /// divider by the groups per row (three u32, read where a group is placed).
     pub misc_bytes: u32,
     /// Symbols between two resident sub-chunk offsets (`abi::SUB_SYMBOLS`), and the groups they hold.
     pub sub_symbols: u32,
@@ -566,7 +567,7 @@ impl HuffBudget {
         let symlen_bytes = 16 * 4;
         let multi_bytes = lut_entries * 4;
         let multi_syms = v.refill.multi_syms();
-        let misc_bytes = 4;
+        let misc_bytes = 4 + 12;
         let stage_stride_words = group / 8 + 1;
         let stage_bytes_per_warp = 32 * stage_stride_words * 4 + 2 * 32 * 4;
         let sub_symbols = abi::SUB_SYMBOLS;
