@@ -49,8 +49,8 @@ constexpr bool IS_BF16 = false, IS_EXPONENT = true, IS_PALETTE = false;
 constexpr bool REFILL_VEC4 = false, REFILL_SUB = true, REFILL_M4 = true;
 constexpr bool REFILL_WIN = true;                // sub256win: sub256m4's decode, a three-word reader
 constexpr u32 SUB_SYMBOLS = 256, SUB_GROUPS = 4, STAGE_IN_BYTES = 4096;
-constexpr u32 UNITS_PER_WARP = 3;
-constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 96;
+constexpr u32 UNITS_PER_WARP = 1;
+constexpr u32 THREADS = 128, WARPS = 4, CHUNKS_PER_BLOCK = 32;
 constexpr u32 GROUP = 64, MAX_CODE_LEN = 12, LUT_ENTRIES = 4096;
 constexpr u32 MULTI_BYTES = 16384, MULTI_SYMS = 4;
 constexpr u32 PAL2_BYTES = 512, SYMLEN_BYTES = 64, STAGE_STRIDE = 9, STAGE_BYTES = 1408;

@@ -5440,11 +5440,11 @@ pub static VARIANTS: &[RegistryEntry] = &[
         name: "huff_bf16_sub256",
         block: [128, 1, 1],
         grid: GridRule::HuffChunks {
-            chunks_per_block: 96,
+            chunks_per_block: 32,
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x0cf7b14f7d89d8e2,
+        source_hash: 0x7bf158607038bba6,
         source: include_str!("huff_bf16_sub256.cu"),
     },
     RegistryEntry {
@@ -5455,11 +5455,11 @@ pub static VARIANTS: &[RegistryEntry] = &[
         name: "huff_bf16_sub256m4",
         block: [128, 1, 1],
         grid: GridRule::HuffChunks {
-            chunks_per_block: 96,
+            chunks_per_block: 32,
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x03510e33a3d71651,
+        source_hash: 0xaf29ed40068c11fd,
         source: include_str!("huff_bf16_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5470,11 +5470,11 @@ pub static VARIANTS: &[RegistryEntry] = &[
         name: "huff_bf16_sub256win",
         block: [128, 1, 1],
         grid: GridRule::HuffChunks {
-            chunks_per_block: 96,
+            chunks_per_block: 32,
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x3ed8fe612cd18e99,
+        source_hash: 0x8e8d57a6a15241a6,
         source: include_str!("huff_bf16_sub256win.cu"),
     },
     RegistryEntry {
@@ -5515,11 +5515,11 @@ pub static VARIANTS: &[RegistryEntry] = &[
         name: "huff_exponent_sub256",
         block: [128, 1, 1],
         grid: GridRule::HuffChunks {
-            chunks_per_block: 96,
+            chunks_per_block: 32,
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xaa4a072bda4c3823,
+        source_hash: 0xd6b673e44eea8915,
         source: include_str!("huff_exponent_sub256.cu"),
     },
     RegistryEntry {
@@ -5530,11 +5530,11 @@ pub static VARIANTS: &[RegistryEntry] = &[
         name: "huff_exponent_sub256m4",
         block: [128, 1, 1],
         grid: GridRule::HuffChunks {
-            chunks_per_block: 96,
+            chunks_per_block: 32,
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x016820342fa369cc,
+        source_hash: 0x190501657baadaff,
         source: include_str!("huff_exponent_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5545,11 +5545,11 @@ pub static VARIANTS: &[RegistryEntry] = &[
         name: "huff_exponent_sub256win",
         block: [128, 1, 1],
         grid: GridRule::HuffChunks {
-            chunks_per_block: 96,
+            chunks_per_block: 32,
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x7571c40b3ec3b425,
+        source_hash: 0x52f736c66cf25249,
         source: include_str!("huff_exponent_sub256win.cu"),
     },
     RegistryEntry {
@@ -5590,11 +5590,11 @@ pub static VARIANTS: &[RegistryEntry] = &[
         name: "huff_palette_sub256",
         block: [128, 1, 1],
         grid: GridRule::HuffChunks {
-            chunks_per_block: 96,
+            chunks_per_block: 32,
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xf558a8a89b5ccd56,
+        source_hash: 0xbcc6bda0015869aa,
         source: include_str!("huff_palette_sub256.cu"),
     },
     RegistryEntry {
@@ -5605,11 +5605,11 @@ pub static VARIANTS: &[RegistryEntry] = &[
         name: "huff_palette_sub256m4",
         block: [128, 1, 1],
         grid: GridRule::HuffChunks {
-            chunks_per_block: 96,
+            chunks_per_block: 32,
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x4969bb59513e4d8c,
+        source_hash: 0xf97d4a854a1cdac7,
         source: include_str!("huff_palette_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5620,11 +5620,11 @@ pub static VARIANTS: &[RegistryEntry] = &[
         name: "huff_palette_sub256win",
         block: [128, 1, 1],
         grid: GridRule::HuffChunks {
-            chunks_per_block: 96,
+            chunks_per_block: 32,
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xb9f94d2198dbc7e3,
+        source_hash: 0xc6b00ce7c2c3e4d2,
         source: include_str!("huff_palette_sub256win.cu"),
     },
     RegistryEntry {

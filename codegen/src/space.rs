@@ -549,8 +549,10 @@ pub struct HuffBudget {
     /// Refill `sub256`: shared memory per warp for its 32 sub-chunks' bits (16-byte blocks; a unit
     /// whose bits do not fit decodes from global memory instead), 0 otherwise.
     pub stage_in_bytes: u32,
-    /// Refill `sub256`: units of 32 sub-chunks per warp in the natural grid (the table build is
-    /// paid once per block); chunks are then counted at the format's 1024 symbols.
+    /// Refill `sub256`: units of 32 sub-chunks per warp in the natural grid (chunks are then counted
+    /// at the format's 1024 symbols): 1, as the runtime launches the sub-chunk decoders on a grid
+    /// that fills each SM once (`decode_blocks_of`) when the natural one is larger. (3, the natural
+    /// grid of 598 blocks for 14336 x 4096, loaded SMs of 4 and 5 blocks unevenly.)
     pub units_per_warp: u32,
     /// Total static shared memory.
     pub smem_bytes: u32,
@@ -574,7 +576,7 @@ impl HuffBudget {
         let staged = v.refill.sub_symbols().is_some();
         // 4 KB: a unit of 32 x 256 symbols at up to ~3.9 bits per symbol (weights: ~2.7).
         let stage_in_bytes = if staged { 4096 } else { 0 };
-        let units_per_warp = if staged { 3 } else { 1 };
+        let units_per_warp = 1;
         // Lanes per chunk of the format's 1024 symbols.
         let lanes_per_chunk = if staged { 1024 / sub_symbols } else { 1 };
         let out_group_bytes = match v.output {

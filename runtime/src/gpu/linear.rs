@@ -10,7 +10,9 @@
 
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 use unweight_codegen::abi::{HuffLayout, GROUP};
-use unweight_codegen::variant::{ASource, HuffOutput, HuffRefill, RegistryEntry, Variant};
+use unweight_codegen::variant::{
+    ASource, HuffOutput, HuffRefill, HuffVariant, RegistryEntry, Variant,
+};
 
 use crate::codec::Orientation;
 use crate::gpu::device::cublas::gemm_params;
@@ -794,8 +796,25 @@ impl Linear {
         unsafe { self.decode(stream, h, (output, refill), layout, p, have, ctas, false) }
     }
 
+    /// Blocks a decode with `v` on `ctas` blocks launches: `ctas` (at most the natural grid), or for
+    /// 0 the runtime's default: the natural grid, except that sub-chunk decoders fill every SM once
+    /// when their natural grid (one unit per warp) is larger. Persistent warps then share the last
+    /// units over all SMs, where a natural grid of 3 units per warp left the SMs holding 4 or 5
+    /// blocks unevenly loaded (60 units on some, 48 on others, for 14336 x 4096).
+    pub fn decode_ctas(&self, v: HuffVariant, ctas: u32) -> Result<u32, GpuError> {
+        let Resident::Huffman(h) = &self.weights.resident else {
+            return Err(self.residency_error("huffman decode", Residency::Huffman));
+        };
+        let asked = match (ctas, v.refill.sub_symbols()) {
+            (0, Some(_)) => launch::decode_blocks_of(&v, self.weights.device().info.sm_count),
+            _ => ctas,
+        };
+        let entry = plan::huff_variant_entry(v.output, v.refill)?;
+        Ok(launch::huff_grid(entry, h.n_chunks, asked)?.0)
+    }
+
     /// Enqueues `huff_<output>_<refill>` writing `layout` into `out` on `ctas` blocks (0: the
-    /// natural grid). A refusal of the stream lands in the weight's error word. `record`: a chunk
+    /// runtime's default, [`Linear::decode_ctas`]). A refusal of the stream lands in the weight's error word. `record`: a chunk
     /// decoder (word / vec4) also writes the weight's sub-chunk offsets (the validating pass).
     ///
     /// # Safety
@@ -840,6 +859,7 @@ impl Linear {
             .device()
             .kernels
             .get_entry(plan::huff_variant_entry(output, refill)?)?;
+        let ctas = self.decode_ctas(HuffVariant { output, refill }, ctas)?;
         let args = huff_args(h, g, (output, refill), layout, out, sub_offsets, ctas)
             .map_err(|p| weights_error(&self.weights.name, p))?;
         // SAFETY: every input is this weight's live upload for its geometry; `out` per the contract.

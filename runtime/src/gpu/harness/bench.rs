@@ -22,7 +22,6 @@ use crate::gpu::harness::synth::{self, Bulk, Rng, WeightSpec};
 use crate::gpu::harness::targets;
 use crate::gpu::harness::traffic::{self, Footprint};
 use crate::gpu::jit::registry;
-use crate::gpu::launch;
 use crate::gpu::layout::{BlockLayout, Residency};
 use crate::gpu::linear::Linear;
 use crate::gpu::mlp::stack::decode_blocks_of;
@@ -974,7 +973,7 @@ fn bench_decode(
     let lin = &set.huffman;
     let w = lin[0].weights();
     let g = w.geometry;
-    let Resident::Huffman(h) = &w.resident else {
+    let Resident::Huffman(_) = &w.resident else {
         anyhow::bail!("{}: the decode rows need a Huffman-resident weight", w.name);
     };
     let mut out = stream.alloc_zeros::<u8>(lin[0].decode_bytes(HuffOutput::Bf16))?;
@@ -997,11 +996,7 @@ fn bench_decode(
             0 => 0,
             sms => decode_blocks_of(&HuffVariant { output, refill }, sms),
         };
-        let (ctas, _, _) = launch::huff_grid(
-            plan::huff_variant_entry(output, refill)?,
-            h.n_chunks,
-            blocks,
-        )?;
+        let ctas = lin[0].decode_ctas(HuffVariant { output, refill }, blocks)?;
         let us = time(stream, opts.warmup, opts.iters, |i| {
             // The layout the pipelines use: tiled for exponent / palette when the rmm takes the shape.
             lin[i % lin.len()].decode_into_refill(

@@ -7,7 +7,8 @@ pub mod tma;
 use cudarc::driver::{CudaStream, LaunchConfig, PushKernelArg};
 pub use unweight_codegen::abi::HuffLayout;
 use unweight_codegen::abi::BK;
-use unweight_codegen::variant::{GridRule, RegistryEntry};
+use unweight_codegen::space::{HuffBudget, SMEM_PER_SM};
+use unweight_codegen::variant::{GridRule, HuffVariant, RegistryEntry};
 
 use crate::gpu::error::{DriverContext, GpuError};
 use crate::gpu::jit::Kernel;
@@ -78,6 +79,17 @@ pub fn huff_grid(
         ctas.min(natural)
     };
     Ok((blocks, 1, 1))
+}
+
+/// Blocks of the Huffman kernel `v` that fill `sms` SMs (as many per SM as shared memory and
+/// the thread limit allow): what "decode on S SMs" launches, and (all SMs) the runtime's default
+/// grid for the sub-chunk decoders.
+pub fn decode_blocks_of(v: &HuffVariant, sms: u32) -> u32 {
+    let b = HuffBudget::new(v);
+    let per_sm = (SMEM_PER_SM / (b.smem_bytes + 1024))
+        .min(2048 / b.threads)
+        .max(1);
+    sms * per_sm
 }
 
 /// Grid of an activation over `n` values: one thread per `elems_per_thread` values, rounded up

@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
+pub use crate::gpu::launch::decode_blocks_of;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 use unweight_codegen::abi::BK;
-use unweight_codegen::space::{HuffBudget, SMEM_PER_SM};
 use unweight_codegen::variant::{HuffOutput, HuffRefill, HuffVariant};
 
 use crate::gpu::device::GpuDevice;
@@ -101,16 +101,6 @@ pub fn decode_blocks(sms: u32) -> u32 {
         },
         sms,
     )
-}
-
-/// Blocks of the Huffman kernel `v` that fill `sms` SMs (as many per SM as shared memory and
-/// the thread limit allow): what "decode on S SMs" launches.
-pub fn decode_blocks_of(v: &HuffVariant, sms: u32) -> u32 {
-    let b = HuffBudget::new(v);
-    let per_sm = (SMEM_PER_SM / (b.smem_bytes + 1024))
-        .min(2048 / b.threads)
-        .max(1);
-    sms * per_sm
 }
 
 /// What one forward at batch `m` runs: per layer one plan per matrix, the enqueue order, and
@@ -689,6 +679,7 @@ pub fn kinds_text(kinds: &[LayerKind]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use unweight_codegen::space::{HuffBudget, SMEM_PER_SM};
 
     #[test]
     fn a_decode_on_s_sms_fills_them_with_blocks() {
