@@ -2,8 +2,9 @@
 //! calls into the crates.
 //!
 //! - `gen-kernels [--check] [--filter SET]`: render templates/ into generated/ (or check it is fresh).
-//! - `check-kernels [--filter SET] [--jobs N] [--verbose]`: compile kernels with NVRTC for sm_90a and
-//!   print ptxas/SASS facts per variant (needs `source $(scripts/setup-tools.sh)`).
+//! - `check-kernels [--filter SET] [--jobs N] [--verbose] [--keep DIR]`: compile kernels with NVRTC for
+//!   sm_90a and print ptxas/SASS facts per variant (needs `source $(scripts/setup-tools.sh)`); `--keep`
+//!   leaves each variant's CUBIN and SASS text (`<name>.cubin`, `<name>.sass`) in DIR for reading.
 //!
 //! - `bench-codec [--runs N] [--out DIR] [--minilm PATH] [--keep DIR] [--baseline BIN]`: CPU codec throughput (xtask/src/bench_codec.rs).
 //!
@@ -18,7 +19,7 @@ use unweight_codegen::generate::{self, Mode};
 use unweight_codegen::space::VariantSet;
 
 const USAGE: &str = "usage: cargo xtask gen-kernels [--check] [--filter SET]\n\
-                     \x20      cargo xtask check-kernels [--filter SET] [--jobs N] [--verbose]\n\
+                     \x20      cargo xtask check-kernels [--filter SET] [--jobs N] [--verbose] [--keep DIR]\n\
                      \x20      cargo xtask bench-codec [--runs N] [--out DIR] [--minilm PATH] [--keep DIR] [--baseline BIN]\n\
                      SET: all (default) | smoke | comma-separated globs, e.g. 'rmm_palette_*_t,huff_*'";
 
@@ -46,6 +47,7 @@ struct Flags {
     verbose: bool,
     set: VariantSet,
     jobs: usize,
+    keep: Option<std::path::PathBuf>,
 }
 
 fn flags(args: &[String], allowed: &[&str]) -> Result<Flags, String> {
@@ -54,6 +56,7 @@ fn flags(args: &[String], allowed: &[&str]) -> Result<Flags, String> {
         verbose: false,
         set: VariantSet::All,
         jobs: 2,
+        keep: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -74,6 +77,10 @@ fn flags(args: &[String], allowed: &[&str]) -> Result<Flags, String> {
                 f.jobs = v
                     .parse()
                     .map_err(|_| format!("--jobs {v:?}: not a number"))?;
+            }
+            "--keep" => {
+                let v = it.next().ok_or(format!("--keep needs a directory\n{USAGE}"))?;
+                f.keep = Some(v.into());
             }
             _ => unreachable!("checked against `allowed`"),
         }
@@ -107,12 +114,20 @@ fn gen_kernels(args: &[String]) -> Result<(), String> {
 }
 
 fn check_kernels(args: &[String]) -> Result<(), String> {
-    let f = flags(args, &["--filter", "--jobs", "--verbose"])?;
+    let f = flags(args, &["--filter", "--jobs", "--verbose", "--keep"])?;
     compile::tools_available()?;
     let kernels = generate::render_set(&f.set).map_err(|e| e.to_string())?;
-    let dir = compile::scratch_dir("check-kernels")?;
+    let dir = match &f.keep {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| format!("--keep {}: {e}", d.display()))?;
+            d.clone()
+        }
+        None => compile::scratch_dir("check-kernels")?,
+    };
     let results = compile::check_all(&kernels, f.jobs, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
+    if f.keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     print!("{}", compile::summary_table(&results));
     let mut failed = 0;
     for c in &results {
