@@ -79,7 +79,9 @@ fn flags(args: &[String], allowed: &[&str]) -> Result<Flags, String> {
                     .map_err(|_| format!("--jobs {v:?}: not a number"))?;
             }
             "--keep" => {
-                let v = it.next().ok_or(format!("--keep needs a directory\n{USAGE}"))?;
+                let v = it
+                    .next()
+                    .ok_or(format!("--keep needs a directory\n{USAGE}"))?;
                 f.keep = Some(v.into());
             }
             _ => unreachable!("checked against `allowed`"),
