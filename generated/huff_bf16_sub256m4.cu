@@ -16,8 +16,9 @@
 //   4 whole codes per 12-bit peek) and the code length per symbol into shared memory:
 //   the runtime builds both on the host from the weight's decode table at upload (gpu/layout/multi.rs, the
 //   refill's entry format), once per weight instead of once per block.
-// Schedule: persistent: warp w of block b takes units b * WARPS + w, then every gridDim.x * WARPS-th, so any
-//   grid of >= 1 blocks writes the same output (the caller picks how many SMs the decode takes).
+// Schedule: persistent: warp w of block b takes units w * gridDim.x + b, then every gridDim.x * WARPS-th (warp-major:
+//   a partial last round lands on every block alike), so any grid of >= 1 blocks writes the same output (the caller
+//   picks how many SMs the decode takes).
 // Invariants, trapped: `layout` is 0, 1 or 2, and tiled layouts get an rmm-eligible shape (the runtime's
 //   choice, never the file's). Checked, reported in `err` (any stream, any chunk offsets): every load of the
 //   stream is clamped to its `stream_bytes`, rounded up to whole words (word) or 16-byte blocks (vec4): the
@@ -401,6 +402,11 @@ __device__ __forceinline__ void stage_store(const v4u (&v)[PREFETCH], const Stag
 // 128 registers instead of squeezing into 72 to fit the 7 that shared memory allows (it spilled there).
 // sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's registers
 // never cost a block (its bf16 took 126 registers at 4, 96 without spills at 5).
+// Warp w of block b takes units w * gridDim.x + b, then every (gridDim.x * WARPS)-th: warp-major, so a last round
+// that not every warp gets is spread over every block (so every SM) instead of filling the low blocks' SMs, which
+// then finish a whole unit after the others (ALU-bound SMs: a unit takes as long as the SM's busy warps make it).
+__device__ __forceinline__ u64 first_unit(u32 warp) { return (u64)warp * gridDim.x + blockIdx.x; }
+
 constexpr u32 SMEM_PER_SM = 233472;
 constexpr u32 MIN_BLOCKS = REFILL_WIN ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
 static_assert(MIN_BLOCKS >= 4, "the registers of 4 blocks");
@@ -469,7 +475,7 @@ huff_bf16_sub256m4(const u8* __restrict__ bits, const u32* __restrict__ chunk_of
   const bool record = !REFILL_SUB && sub_offsets != nullptr && gpc % SUB_GROUPS == 0;
   const u64 units = (n_chains + 31) / 32;
   const u64 unit_stride = (u64)gridDim.x * WARPS;
-  for (u64 unit = (u64)blockIdx.x * WARPS + warp; unit < units; unit += unit_stride) {
+  for (u64 unit = first_unit(warp); unit < units; unit += unit_stride) {
     const u32 chain0 = (u32)unit * 32, chain = chain0 + lane;
     const bool active = chain < n_chains;
     BitReader r = reader_idle();
