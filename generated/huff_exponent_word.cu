@@ -16,9 +16,9 @@
 //   3 whole codes per 12-bit peek) and the code length per symbol into shared memory:
 //   the runtime builds both on the host from the weight's decode table at upload (gpu/layout/multi.rs, the
 //   refill's entry format), once per weight instead of once per block.
-// Schedule: persistent: warp w of block b takes units w * gridDim.x + b, then every gridDim.x * WARPS-th (warp-major:
-//   a partial last round lands on every block alike), so any grid of >= 1 blocks writes the same output (the caller
-//   picks how many SMs the decode takes).
+// Schedule: persistent: warp w of block b takes units w * gridDim.x + b (bf16: b * WARPS + w), then every
+//   gridDim.x * WARPS-th (warp-major: a partial last round lands on every block alike; see first_unit), so any grid
+//   of >= 1 blocks writes the same output (the caller picks how many SMs the decode takes).
 // Invariants, trapped: `layout` is 0, 1 or 2, and tiled layouts get an rmm-eligible shape (the runtime's
 //   choice, never the file's). Checked, reported in `err` (any stream, any chunk offsets): every load of the
 //   stream is clamped to its `stream_bytes`, rounded up to whole words (word) or 16-byte blocks (vec4): the
@@ -324,10 +324,15 @@ __device__ __forceinline__ void report(u32* err, u32 reasons, u32 c) {
 // 128 registers instead of squeezing into 72 to fit the 7 that shared memory allows (it spilled there).
 // sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's registers
 // never cost a block (its bf16 took 126 registers at 4, 96 without spills at 5).
-// Warp w of block b takes units w * gridDim.x + b, then every (gridDim.x * WARPS)-th: warp-major, so a last round
+// Warp w of block b starts at unit w * gridDim.x + b (warp-major), then every (gridDim.x * WARPS)-th: a last round
 // that not every warp gets is spread over every block (so every SM) instead of filling the low blocks' SMs, which
-// then finish a whole unit after the others (ALU-bound SMs: a unit takes as long as the SM's busy warps make it).
-__device__ __forceinline__ u64 first_unit(u32 warp) { return (u64)warp * gridDim.x + blockIdx.x; }
+// then finish a unit after the others (ALU-bound SMs: a unit takes as long as the SM's busy warps make it). bf16
+// keeps block-major (b * WARPS + w): measured on the H200 (2026-12-03, 14336x4096), warp-major took palette 39.9 ->
+// 38.7 us and exponent 55.4 -> 54.8, but bf16, which is partly bound by its sm-byte reads and output, 76.7 -> 78.9.
+constexpr bool WARP_MAJOR = !IS_BF16;
+__device__ __forceinline__ u64 first_unit(u32 warp) {
+  return WARP_MAJOR ? (u64)warp * gridDim.x + blockIdx.x : (u64)blockIdx.x * WARPS + warp;
+}
 
 constexpr u32 SMEM_PER_SM = 233472;
 constexpr u32 MIN_BLOCKS = REFILL_WIN ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
