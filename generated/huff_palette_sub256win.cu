@@ -535,6 +535,10 @@ huff_palette_sub256win(const u8* __restrict__ bits, const u32* __restrict__ chun
     for (u32 j = 0; j < chain_groups; ++j) {
       if (next_unit < units && j == 0)                         // the next unit's offsets: in flight through group 0
         unit_bits(sub_offsets, next_unit, n_subs, stream_bits, next_lo, next_hi);
+      if (next_unit < units && j == 1) {                      // its blocks: in flight through the rest
+        ahead_range = stage_range(next_lo, next_hi, last_block);
+        stage_load(ahead, ahead_range, in_blocks, lane);
+      }
       const u64 g0 = (u64)chain0 * chain_groups + j;          // group j of lane 0's chain; lane q: g0 + q * chain_groups
       const u64 g = g0 + (u64)lane * chain_groups;
       const u32 place = out_place((u32)g, layout, per_row, row_blocks);  // past the shape: unused
@@ -548,13 +552,6 @@ huff_palette_sub256win(const u8* __restrict__ bits, const u32* __restrict__ chun
           const u64 gq = g0 + (u64)q * chain_groups;
           sm8[pass] = gq < groups ? *(const u64*)(sm + (u64)places[q] * GROUP + part * 8) : 0;
         }
-      }
-      // The next unit's blocks, in flight through the rest of this unit. Issued after this step's sm loads: every warp
-      // reaches its first unit's group 1 at about the same time, and bf16's sm loads queued behind the ~8.7 MB of
-      // prefetches stalled the whole GPU for ~3 us (Nsight, 2026-12-03-ncu-s9c.txt, samples 8-9).
-      if (next_unit < units && j == 1) {
-        ahead_range = stage_range(next_lo, next_hi, last_block);
-        stage_load(ahead, ahead_range, in_blocks, lane);
       }
       if (g < groups) {
         if constexpr (!IS_PALETTE) {
@@ -596,6 +593,10 @@ huff_palette_sub256win(const u8* __restrict__ bits, const u32* __restrict__ chun
     for (u32 j = 0; j < chain_groups; ++j) {
       if (next_unit < units && j == 0)                         // the next unit's offsets: in flight through group 0
         unit_bits(sub_offsets, next_unit, n_subs, stream_bits, next_lo, next_hi);
+      if (next_unit < units && j == 1) {                      // its blocks: in flight through the rest
+        ahead_range = stage_range(next_lo, next_hi, last_block);
+        stage_load(ahead, ahead_range, in_blocks, lane);
+      }
       const u64 g0 = (u64)chain0 * chain_groups + j;          // group j of lane 0's chain; lane q: g0 + q * chain_groups
       const u64 g = g0 + (u64)lane * chain_groups;
       const u32 place = out_place((u32)g, layout, per_row, row_blocks);  // past the shape: unused
@@ -609,13 +610,6 @@ huff_palette_sub256win(const u8* __restrict__ bits, const u32* __restrict__ chun
           const u64 gq = g0 + (u64)q * chain_groups;
           sm8[pass] = gq < groups ? *(const u64*)(sm + (u64)places[q] * GROUP + part * 8) : 0;
         }
-      }
-      // The next unit's blocks, in flight through the rest of this unit. Issued after this step's sm loads: every warp
-      // reaches its first unit's group 1 at about the same time, and bf16's sm loads queued behind the ~8.7 MB of
-      // prefetches stalled the whole GPU for ~3 us (Nsight, 2026-12-03-ncu-s9c.txt, samples 8-9).
-      if (next_unit < units && j == 1) {
-        ahead_range = stage_range(next_lo, next_hi, last_block);
-        stage_load(ahead, ahead_range, in_blocks, lane);
       }
       if (g < groups) {
         if constexpr (!IS_PALETTE) {

@@ -5474,7 +5474,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x6c24a16a4a0acfb5,
+        source_hash: 0x845bf16c00740fa7,
         source: include_str!("huff_bf16_sub256win.cu"),
     },
     RegistryEntry {
@@ -5549,7 +5549,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x0c11ad274d82ad5c,
+        source_hash: 0x903a030283478290,
         source: include_str!("huff_exponent_sub256win.cu"),
     },
     RegistryEntry {
@@ -5624,7 +5624,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x0d98f53d185e847a,
+        source_hash: 0x169f7f3dbe6c399f,
         source: include_str!("huff_palette_sub256win.cu"),
     },
     RegistryEntry {
