@@ -370,10 +370,6 @@ __device__ __forceinline__ void stage_store(const v4u (&v)[PREFETCH], const Stag
   for (u32 i = lane + 32 * PREFETCH; i < r.nblk; i += 32) stage_in[i] = staged_block(blocks[r.b0 + i]);
 }
 
-// At least 4 blocks per SM (all 448 blocks of a 14336 x 4096 weight resident on 132 SMs), so ptxas may use up to
-// 128 registers instead of squeezing into 72 to fit the 7 that shared memory allows (it spilled there).
-// sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's registers
-// never cost a block (its bf16 took 126 registers at 4, 96 without spills at 5).
 // Warp w of block b starts at unit w * gridDim.x + b (warp-major), then every (gridDim.x * WARPS)-th: a last round
 // that not every warp gets is spread over every block (so every SM) instead of filling the low blocks' SMs, which
 // then finish a unit after the others (ALU-bound SMs: a unit takes as long as the SM's busy warps make it). bf16
@@ -384,6 +380,10 @@ __device__ __forceinline__ u64 first_unit(u32 warp) {
   return WARP_MAJOR ? (u64)warp * gridDim.x + blockIdx.x : (u64)blockIdx.x * WARPS + warp;
 }
 
+// At least 4 blocks per SM (all 448 blocks of a 14336 x 4096 weight resident on 132 SMs), so ptxas may use up to
+// 128 registers instead of squeezing into 72 to fit the 7 that shared memory allows (it spilled there).
+// sub256win: as many as shared memory allows (5: 1 KB of each block's is reserved), so the prefetch's registers
+// never cost a block (its bf16 took 126 registers at 4, 96 without spills at 5).
 constexpr u32 SMEM_PER_SM = 233472;
 constexpr u32 MIN_BLOCKS = REFILL_WIN ? SMEM_PER_SM / (SMEM_BYTES + 1024) : 4;
 static_assert(MIN_BLOCKS >= 4, "the registers of 4 blocks");

@@ -5414,7 +5414,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x7a26b0fd09593c8d,
+        source_hash: 0xd14cc78fab01b5b3,
         source: include_str!("huff_bf16_word.cu"),
     },
     RegistryEntry {
@@ -5429,7 +5429,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x75b73344f98b436b,
+        source_hash: 0x75defd4e2096bc68,
         source: include_str!("huff_bf16_vec4.cu"),
     },
     RegistryEntry {
@@ -5444,7 +5444,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x059b468de603d0f4,
+        source_hash: 0x335308ab569edbf7,
         source: include_str!("huff_bf16_sub256.cu"),
     },
     RegistryEntry {
@@ -5459,7 +5459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xd1a040b4470d36d6,
+        source_hash: 0x8f1e0fadeee6dc62,
         source: include_str!("huff_bf16_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5474,7 +5474,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x845bf16c00740fa7,
+        source_hash: 0xd4ab7d57086ebe6f,
         source: include_str!("huff_bf16_sub256win.cu"),
     },
     RegistryEntry {
@@ -5489,7 +5489,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x6d2a2609cc04c7af,
+        source_hash: 0x8d2c2337cba8f91d,
         source: include_str!("huff_exponent_word.cu"),
     },
     RegistryEntry {
@@ -5504,7 +5504,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x2122be2f3b102750,
+        source_hash: 0x30b67966ca840c0a,
         source: include_str!("huff_exponent_vec4.cu"),
     },
     RegistryEntry {
@@ -5519,7 +5519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xc077b5f54d8bf412,
+        source_hash: 0x6b522dd2e6e0a9c9,
         source: include_str!("huff_exponent_sub256.cu"),
     },
     RegistryEntry {
@@ -5534,7 +5534,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x37f3fc4f05274e0b,
+        source_hash: 0xae7c60fd0ca819b0,
         source: include_str!("huff_exponent_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5549,7 +5549,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x903a030283478290,
+        source_hash: 0xad28df8369c70b7d,
         source: include_str!("huff_exponent_sub256win.cu"),
     },
     RegistryEntry {
@@ -5564,7 +5564,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xa2486c0dd3233ce3,
+        source_hash: 0x789be7098de9534f,
         source: include_str!("huff_palette_word.cu"),
     },
     RegistryEntry {
@@ -5579,7 +5579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x24cc0bee9afa67db,
+        source_hash: 0x7d658c5e28d5653a,
         source: include_str!("huff_palette_vec4.cu"),
     },
     RegistryEntry {
@@ -5594,7 +5594,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x4d43cab1620e9862,
+        source_hash: 0xe6edb27f0a900a93,
         source: include_str!("huff_palette_sub256.cu"),
     },
     RegistryEntry {
@@ -5609,7 +5609,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x27a013deb5896d2e,
+        source_hash: 0x83670c891ffa8ac7,
         source: include_str!("huff_palette_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5624,7 +5624,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x169f7f3dbe6c399f,
+        source_hash: 0x6bde9c8e0f19ded1,
         source: include_str!("huff_palette_sub256win.cu"),
     },
     RegistryEntry {

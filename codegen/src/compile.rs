@@ -124,8 +124,7 @@ pub struct SassStats {
     pub instructions: usize,
 }
 
-/// Disassembles a CUBIN with `cuobjdump --dump-sass` (the CUBIN goes through a file in `dir`, and the
-/// SASS text is left beside it).
+/// Disassembles a CUBIN with `cuobjdump --dump-sass` (the CUBIN goes through a file in `dir`).
 pub fn sass(name: &str, cubin: &[u8], dir: &Path) -> Result<String, String> {
     let path = dir.join(format!("{name}.cubin"));
     std::fs::write(&path, cubin).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -141,11 +140,7 @@ pub fn sass(name: &str, cubin: &[u8], dir: &Path) -> Result<String, String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    // Beside the CUBIN, for `cargo xtask check-kernels --keep DIR` (a scratch dir is removed after).
-    let sass_path = dir.join(format!("{name}.sass"));
-    std::fs::write(&sass_path, &text).map_err(|e| format!("{}: {e}", sass_path.display()))?;
-    Ok(text)
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 pub fn sass_stats(sass: &str) -> SassStats {

@@ -127,7 +127,18 @@ fn check_kernels(args: &[String]) -> Result<(), String> {
         None => compile::scratch_dir("check-kernels")?,
     };
     let results = compile::check_all(&kernels, f.jobs, &dir);
-    if f.keep.is_none() {
+    if f.keep.is_some() {
+        // The CUBINs stay where check_all wrote them; disassemble each once more beside it for reading.
+        for c in &results {
+            let name = c.variant.to_string();
+            let Ok(cubin) = std::fs::read(dir.join(format!("{name}.cubin"))) else {
+                continue; // it did not compile: its problem is printed below
+            };
+            let text = compile::sass(&name, &cubin, &dir)?;
+            let path = dir.join(format!("{name}.sass"));
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    } else {
         let _ = std::fs::remove_dir_all(&dir);
     }
     print!("{}", compile::summary_table(&results));
