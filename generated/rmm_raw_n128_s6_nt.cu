@@ -16,8 +16,9 @@
 //   escape exponents), the rest of warpgroup 0 idles with few registers (setmaxnreg);
 // - warpgroups 1 and 2: consumers, each owning 64 of the CTA's 128 weight rows (rebuild, wgmma, epilogue).
 // Schedule: stream-K, deterministic. The (output tile, k block) units are dealt out in equal contiguous ranges to
-//   gridDim.x CTAs; a range spans at most two tiles, and a tile's last range adds the others' partials in a fixed
-//   order. Lower-numbered CTAs start first, so a wait on them always ends.
+//   gridDim.x CTAs; a range may span any number of tiles (persistent CTAs when the tiles fill the GPU), and a
+//   tile's last range adds the others' partials in a fixed order. Lower-numbered CTAs start first, so a wait on
+//   them always ends.
 // Invariants: n_out % 128 == 0, k % 64 == 0 (the runtime falls back to full decode otherwise); m rows past the end
 //   of x are zero-filled by TMA and never stored; palette: at most MAX_KB k blocks per CTA (trapped). Same wgmma
 //   sequence and epilogue for every pipeline, so compressed and raw weights give bit-identical y.
@@ -234,29 +235,30 @@ __device__ __forceinline__ u16 f32_to_bf16(float f) {
 }
 
 // ---- stream-K schedule: units u = tile * kblocks + k block (tile = ty * gx + tx); CTA c takes units
-// [c * U / C, (c + 1) * U / C). The runtime picks C with U / C <= kblocks, so a range spans at most two tiles. ----
+// [c * U / C, (c + 1) * U / C), whole tiles in its middle, part of one at either end. ----
 struct Seg { int tile, kb0, kb1; };  // one tile's k blocks [kb0, kb1) within this CTA's range
 struct Sched { int kblocks, gx, tiles; };
-// A CTA's segments in processing order. Two named members, not an array: a dynamically indexed array of
-// structs ends up in local memory.
+// A CTA's range as segments in processing order: its last tile first, then down to its first. The segment
+// that reaches its tile's last k block owns the tile and stores y; only the first segment can stop short of
+// it (a hand-off), and only the last can start past the tile's first k block (an owner that waits). So a CTA
+// hands its partial on before anything else and waits, last, only for lower-numbered CTAs' first segments.
+// Computed per index, not kept in an array: a dynamically indexed array of structs ends up in local memory.
 struct Segs {
-  Seg first, second;
-  int n, total;                        // segment count, k blocks in all
-  __device__ __forceinline__ Seg at(int i) const { return i == 0 ? first : second; }
+  int t0, t1, kb_first, kb_end;        // first and last tile; k block the range starts at in t0, ends before in t1
+  int kblocks, n, total;               // k blocks per tile, segment count, k blocks in all
+  __device__ __forceinline__ Seg at(int i) const {
+    const int tile = t1 - i;
+    return Seg{tile, tile == t0 ? kb_first : 0, tile == t1 ? kb_end : kblocks};
+  }
 };
 __device__ __forceinline__ u64 range_begin(u32 c, const Sched& g) {
   return (u64)g.tiles * (u64)g.kblocks * c / gridDim.x;
 }
-// This CTA's segments in processing order: the later tile first. The segment that reaches its tile's last k
-// block (the owner) is then the last thing its CTA does, and it only waits for lower-numbered CTAs, which
-// finished their part of the tile first (a head segment) or run to the end alongside it (a middle one).
 __device__ __forceinline__ Segs segments(const Sched& g) {
   const u64 a = range_begin(blockIdx.x, g), b = range_begin(blockIdx.x + 1, g), kb = (u64)g.kblocks;
+  if (b <= a) __trap();                // the runtime keeps every range non-empty
   const int t0 = (int)(a / kb), t1 = (int)((b - 1) / kb);
-  if (b <= a || t1 > t0 + 1) __trap();  // the runtime keeps every range non-empty and at most one tile long
-  const int total = (int)(b - a);
-  if (t0 == t1) return Segs{Seg{t0, (int)(a - t0 * kb), (int)(b - t0 * kb)}, Seg{0, 0, 0}, 1, total};
-  return Segs{Seg{t1, 0, (int)(b - t1 * kb)}, Seg{t0, (int)(a - t0 * kb), g.kblocks}, 2, total};
+  return Segs{t0, t1, (int)(a - t0 * kb), (int)(b - t1 * kb), g.kblocks, t1 - t0 + 1, (int)(b - a)};
 }
 
 // ---- producer: one thread streams x tiles and weight tiles into the ring ----

@@ -2,7 +2,7 @@
 //! shows up small. `cargo test -p unweight-tests --test gpu_smoke -- --ignored`.
 
 use unweight::codec::Orientation;
-use unweight::gpu::harness::check::{check_linear, print_outcomes};
+use unweight::gpu::harness::check::{check_linear, check_linear_on, print_outcomes};
 use unweight_tests::{assert_no_failures, gpu_session};
 
 #[test]
@@ -32,6 +32,28 @@ fn gpu_01_few_ctas_all_pipelines() {
         for (n_out, k) in [(256, 192), (128, 512), (384, 832)] {
             let (outcomes, f) = check_linear(&h, &mut rng, n_out, k, o, &[1, 7, 9], 0.05)
                 .expect("running a few CTAs");
+            print_outcomes(&outcomes);
+            failures.extend(f);
+        }
+    }
+    assert_no_failures(&failures);
+}
+
+#[test]
+#[ignore = "needs an sm_90 GPU"]
+fn gpu_02_ranges_over_several_tiles() {
+    // Persistent stream-K: fewer CTAs than tiles. 8 row tiles × 5 k blocks (× 2 batch tiles at
+    // m = 9 with the 8-wide tile) on 1, 3 and 7 CTAs: ranges of whole tiles between a hand-off
+    // at one end and a waiting owner at the other, every pipeline against its raw twin on the
+    // same count.
+    let (h, mut rng) = gpu_session();
+    let mut failures = Vec::new();
+    for o in [Orientation::Standard, Orientation::Transposed] {
+        for ctas in [1, 3, 7] {
+            let (outcomes, f) =
+                check_linear_on(&h, &mut rng, 1024, 320, o, &[1, 9], 0.05, Some(ctas))
+                    .expect("running ranges over several tiles");
+            println!("1024x320 {o} on {ctas} CTAs:");
             print_outcomes(&outcomes);
             failures.extend(f);
         }

@@ -481,6 +481,13 @@ impl Linear {
                     format!("it was made for another weight ({})", g.shape_text()),
                 ));
             }
+            // A CTA count the kernel would trap on (an empty range, one past `max_kb`) would
+            // lose the context; refuse it here.
+            if !plan::ctas_valid(e, n_out, k, m, plan.ctas) {
+                return Err(
+                    self.plan_error(plan, format!("{} CTAs cannot share its units", plan.ctas))
+                );
+            }
             let (ws, flags) = plan::split_buffers(e, n_out, m, plan.ctas);
             dev.scratch.reserve_split(ws, flags)?; // no-op unless m exceeds DEFAULT_MAX_BATCH
         }

@@ -427,6 +427,22 @@ pub fn check_linear(
     ms: &[usize],
     escape_groups: f64,
 ) -> Result<(Vec<Outcome>, Vec<String>), GpuError> {
+    check_linear_on(h, rng, n_out, k, orientation, ms, escape_groups, None)
+}
+
+/// [`check_linear`] with every rmm launched on `ctas` CTAs where that count is valid for it
+/// (`None`: the planner's count), e.g. fewer CTAs than tiles, so ranges span several tiles.
+#[allow(clippy::too_many_arguments)]
+pub fn check_linear_on(
+    h: &Harness,
+    rng: &mut Rng,
+    n_out: usize,
+    k: usize,
+    orientation: Orientation,
+    ms: &[usize],
+    escape_groups: f64,
+    ctas: Option<u32>,
+) -> Result<(Vec<Outcome>, Vec<String>), GpuError> {
     let label = format!("{n_out}x{k} {orientation}");
     let w = synth::weights(
         rng,
@@ -491,7 +507,12 @@ pub fn check_linear(
                 },
                 (Residency::Raw, _) => &raw,
             };
-            let plan = lin.plan(p, m)?;
+            let mut plan = lin.plan(p, m)?;
+            if let (Some(c), Some(e)) = (ctas, plan.rmm) {
+                if plan::ctas_valid(e, n_out, k, m, c) {
+                    plan.ctas = c;
+                }
+            }
             let y = h.run(lin, &plan, &x)?;
             let case = format!("{label} m={m} {p} ({})", plan.variant_name());
             // Bit-exact reference: cuBLAS for full decode, the raw rmm twin for rmm pipelines.

@@ -30,7 +30,8 @@ pub use select::{
     sized_for,
 };
 pub use stream_k::{
-    choose_ctas, cta_slots, rmm_tiles, split_buffers, split_buffers_bound, Spread, MAX_CTAS_PER_SM,
+    choose_ctas, cta_slots, ctas_valid, rmm_tiles, split_buffers, split_buffers_bound, Spread,
+    MAX_CTAS_PER_SM,
 };
 
 use crate::gpu::error::GpuError;
@@ -177,6 +178,16 @@ pub fn plan(
     plan_for(geometry, pipeline, m, rmm, ASource::Smem, sm_count)
 }
 
+/// How a default plan spreads `e`'s units over CTAs. Raw with tiles up to 64 wide (decode batch,
+/// bound by its 2-D TMA boxes' DRAM traffic) keeps whole splits per tile; wider tiles are bound by
+/// the tensor cores, where every SM's share counts.
+pub fn default_spread(pipeline: ExecPipeline, e: &RegistryEntry) -> Spread {
+    match e.variant {
+        Variant::Rmm(v) if pipeline == ExecPipeline::Raw && v.tile_n <= 64 => Spread::WholeSplits,
+        _ => Spread::Even,
+    }
+}
+
 /// [`plan`] whose default rmm is of the form `a_src` (the weight's block layout decides it:
 /// fragment-layout weights take the RS variants).
 pub fn plan_for(
@@ -221,17 +232,12 @@ pub fn plan_for(
     let ctas = match rmm {
         Some(e) => {
             let tiles = rmm_tiles(e, geometry.n_out, m);
-            let spread = if effective == ExecPipeline::Raw {
-                Spread::WholeSplits
-            } else {
-                Spread::Even
-            };
             choose_ctas(
                 (geometry.k / BK as usize) as u32,
                 tiles,
                 cta_slots(e, sm_count),
                 e.max_kb,
-                spread,
+                default_spread(effective, e),
             )
         }
         None => 1,

@@ -108,26 +108,31 @@ pub fn cta_slots(e: &RegistryEntry, sm_count: u32) -> u32 {
 /// k blocks a CTA takes at least when the tiles are spread over more CTAs (the ring fill amortized).
 const MIN_KBLOCKS_PER_CTA: u64 = 4;
 
-/// How [`choose_ctas`] spreads tiles that do not fill the GPU.
+/// How [`choose_ctas`] spreads the units over CTAs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Spread {
-    /// One CTA per SM, ranges starting mid-tile: the compressed pipelines, bound by their
-    /// consumers' rebuild, gain from every SM (14336×4096, m = 1: 112 → 132 CTAs, palette
-    /// 47.0 → 45.8 µs on the H100).
+    /// Tiles that do not fill the GPU: one CTA per SM, ranges starting mid-tile (the compressed
+    /// pipelines, bound by their consumers' rebuild, gain from every SM: 14336×4096, m = 1,
+    /// 112 → 132 CTAs, palette 47.0 → 45.8 µs on the H100). Tiles that fill it: whole waves of
+    /// persistent CTAs sharing the units evenly, so the last wave is never a partial one
+    /// (448 tiles on 132 SMs ran 4 waves of whole tiles, the last 39% full).
     Even,
-    /// Each tile split into the same whole number of ranges: raw, bound by its 2-D TMA boxes'
-    /// DRAM traffic, lost from more concurrent streams (same case: 44.8 → 48.3 µs).
+    /// Each tile split into the same whole number of ranges, or whole tiles one per CTA when
+    /// they fill the GPU: raw at small batch, bound by its 2-D TMA boxes' DRAM traffic, lost
+    /// from more concurrent streams (same case: 44.8 → 48.3 µs).
     WholeSplits,
 }
 
-/// CTAs of a stream-K launch over `tiles × kblocks` units. Whole tiles when they fill the GPU;
-/// otherwise up to one CTA per SM as `spread` says (but at least `MIN_KBLOCKS_PER_CTA` k
-/// blocks each). Never fewer CTAs than tiles (a range then spans at most two tiles), never more
-/// than units (none empty), and enough that no range exceeds `max_kb`.
+/// CTAs of a stream-K launch over `tiles × kblocks` units on `slots` co-resident CTA slots.
+///
+/// Tiles that fill the slots: `Even` takes the fewest whole waves of `slots` CTAs whose ranges
+/// fit `max_kb`, `WholeSplits` one CTA per tile. Fewer tiles: up to one CTA per slot as `spread`
+/// says (but at least `MIN_KBLOCKS_PER_CTA` k blocks each), never fewer CTAs than tiles. Never
+/// more than units (none empty), and enough that no range exceeds `max_kb`.
 pub fn choose_ctas(
     kblocks: u32,
     tiles: u32,
-    sm_count: u32,
+    slots: u32,
     max_kb: Option<u32>,
     spread: Spread,
 ) -> u32 {
@@ -135,18 +140,35 @@ pub fn choose_ctas(
     if units == 0 {
         return tiles.max(1);
     }
-    let mut ctas = tiles as u64;
-    if tiles < sm_count {
-        let fill = (sm_count as u64).min(units / MIN_KBLOCKS_PER_CTA);
-        ctas = ctas.max(match spread {
-            Spread::Even => fill,
-            Spread::WholeSplits => fill / tiles as u64 * tiles as u64,
-        });
-    }
-    if let Some(cap) = max_kb {
-        ctas = ctas.max(units.div_ceil(cap.max(1) as u64));
-    }
+    let (tiles, slots) = (tiles as u64, slots.max(1) as u64);
+    let cap = max_kb.map(|c| c.max(1) as u64);
+    let ctas = match spread {
+        Spread::Even if tiles >= slots => slots * cap.map_or(1, |c| units.div_ceil(c * slots)),
+        _ => {
+            let mut ctas = tiles;
+            if tiles < slots {
+                let fill = slots.min(units / MIN_KBLOCKS_PER_CTA);
+                ctas = ctas.max(match spread {
+                    Spread::Even => fill,
+                    Spread::WholeSplits => fill / tiles * tiles,
+                });
+            }
+            cap.map_or(ctas, |c| ctas.max(units.div_ceil(c)))
+        }
+    };
     ctas.min(units) as u32
+}
+
+/// Whether `ctas` CTAs can run `e` on `n_out × k` at batch `m`: at least one, at most one per k
+/// block of work (none empty), and no range over the variant's `max_kb` (the kernel traps
+/// otherwise). Any count in between is correct: a range may span any number of tiles.
+pub fn ctas_valid(e: &RegistryEntry, n_out: usize, k: usize, m: usize, ctas: u32) -> bool {
+    let units = rmm_tiles(e, n_out, m) as u64 * (k / BK as usize) as u64;
+    let c = ctas as u64;
+    let cap_ok = e
+        .max_kb
+        .is_none_or(|cap| units.div_ceil(c.max(1)) <= cap as u64);
+    c >= 1 && c <= units.max(1) && cap_ok
 }
 
 #[cfg(test)]
@@ -163,6 +185,74 @@ mod tests {
         )
     }
 
+    /// The kernel's segments of CTA `c` in processing order, `(tile, kb0, kb1)`
+    /// (templates/rmm.cu.tera `segments`, `Segs::at`): its last tile first, down to its first.
+    fn segments(c: u32, kb: u64, units: u64, ctas: u32) -> Vec<(u64, u64, u64)> {
+        let (a, b) = range(c, units, ctas);
+        let (t0, t1) = (a / kb, (b - 1) / kb);
+        (t0..=t1)
+            .rev()
+            .map(|t| {
+                let kb0 = if t == t0 { a - t0 * kb } else { 0 };
+                let kb1 = if t == t1 { b - t1 * kb } else { kb };
+                (t, kb0, kb1)
+            })
+            .collect()
+    }
+
+    /// The schedule's invariants for `ctas` CTAs (what the kernel's hand-off relies on): every
+    /// unit in exactly one segment; at most one hand-off per CTA (one `ws` slot), its first
+    /// segment; each tile stored by exactly one owner, whose waits (the lower CTAs sharing the
+    /// tile) are all hand-offs of that tile.
+    fn check_schedule(kb: u64, tiles: u64, ctas: u32) {
+        let units = tiles * kb;
+        let mut covered = vec![0u32; units as usize];
+        let mut owners = vec![0u32; tiles as usize];
+        let mut handoffs = std::collections::HashMap::new();
+        for c in 0..ctas {
+            let segs = segments(c, kb, units, ctas);
+            for (i, &(t, kb0, kb1)) in segs.iter().enumerate() {
+                assert!(kb0 < kb1 && kb1 <= kb, "CTA {c}: segment {t} {kb0}..{kb1}");
+                for u in t * kb + kb0..t * kb + kb1 {
+                    covered[u as usize] += 1;
+                }
+                if kb1 < kb {
+                    assert_eq!(
+                        i, 0,
+                        "kb {kb} tiles {tiles} CTAs {ctas}: CTA {c} hands off late"
+                    );
+                    handoffs.insert(c, t);
+                } else {
+                    owners[t as usize] += 1;
+                    if kb0 > 0 {
+                        assert_eq!(i, segs.len() - 1, "CTA {c}: an owner that waits is last");
+                    }
+                }
+            }
+        }
+        assert!(
+            covered.iter().all(|&n| n == 1),
+            "kb {kb} tiles {tiles} CTAs {ctas}"
+        );
+        assert!(
+            owners.iter().all(|&n| n == 1),
+            "kb {kb} tiles {tiles} CTAs {ctas}"
+        );
+        // The owner's wait loop: lower CTAs whose range ends inside the tile, nearest first.
+        for c in 0..ctas {
+            let segs = segments(c, kb, units, ctas);
+            let &(t, kb0, kb1) = segs.last().unwrap();
+            if kb0 == 0 || kb1 < kb {
+                continue;
+            }
+            let mut p = c;
+            while p > 0 && range(p - 1, units, ctas).1 > t * kb {
+                p -= 1;
+                assert_eq!(handoffs.get(&p), Some(&t), "CTA {c} waits on {p}");
+            }
+        }
+    }
+
     #[test]
     fn ctas_fill_the_gpu_and_respect_limits() {
         // 14336 x 4096 at m = 1: 112 tiles of 64 k blocks spread over all 132 SMs.
@@ -171,40 +261,61 @@ mod tests {
         // 4096 x 14336: 32 tiles of 224 k blocks.
         assert_eq!(choose_ctas(224, 32, 132, None, Spread::Even), 132);
         assert_eq!(choose_ctas(224, 32, 132, None, Spread::WholeSplits), 128);
-        // Tiles that fill the GPU run whole, one per CTA.
-        assert_eq!(choose_ctas(64, 448, 132, None, Spread::Even), 448);
+        // Tiles that fill the GPU: one wave of persistent CTAs (m = 1024, 448 tiles), or one CTA
+        // per tile when whole splits are asked for.
+        assert_eq!(choose_ctas(64, 448, 132, Some(256), Spread::Even), 132);
+        assert_eq!(choose_ctas(64, 448, 132, None, Spread::WholeSplits), 448);
+        // m = 2048 (896 tiles): 434 k blocks per CTA exceed the cap of 256, so two whole waves.
+        assert_eq!(choose_ctas(64, 896, 132, Some(256), Spread::Even), 264);
         // One tile, one k block: one CTA.
         assert_eq!(choose_ctas(1, 1, 132, None, Spread::Even), 1);
         // Small k: at least 4 k blocks per CTA.
         assert_eq!(choose_ctas(8, 1, 132, None, Spread::Even), 2);
-        // A MAX_KB cap forces more CTAs even when tiles fill the GPU.
-        assert_eq!(choose_ctas(224, 448, 132, Some(64), Spread::Even), 1568);
-        // The kernel's preconditions (it traps otherwise): every range non-empty, within one tile's
-        // length (so it spans at most two tiles), within the cap.
+        // A MAX_KB cap forces more CTAs even when tiles fill the GPU: whole waves when spread
+        // evenly (100352 units / (64 × 132) = 11.9 waves), else the cap alone.
+        assert_eq!(choose_ctas(224, 448, 132, Some(64), Spread::Even), 12 * 132);
+        assert_eq!(
+            choose_ctas(224, 448, 132, Some(64), Spread::WholeSplits),
+            1568
+        );
+        // The kernel's preconditions (it traps otherwise): every range non-empty and within the
+        // cap; and the hand-off's invariants for the counts chosen.
         for kb in 1..300u32 {
-            for tiles in [1u32, 3, 32, 112, 131, 132, 200] {
+            for tiles in [1u32, 3, 32, 112, 131, 132, 200, 450] {
                 for (cap, spread) in [None, Some(16), Some(64)]
                     .into_iter()
                     .flat_map(|c| [(c, Spread::Even), (c, Spread::WholeSplits)])
                 {
                     let ctas = choose_ctas(kb, tiles, 132, cap, spread);
                     let units = tiles as u64 * kb as u64;
-                    assert!(ctas >= tiles, "kb {kb} tiles {tiles}: {ctas} CTAs");
+                    if tiles < 132 || spread == Spread::WholeSplits {
+                        assert!(ctas >= tiles, "kb {kb} tiles {tiles}: {ctas} CTAs");
+                    } else {
+                        assert_eq!(ctas as u64 % 132, 0, "kb {kb} tiles {tiles}: waves");
+                    }
                     for c in 0..ctas {
                         let (a, b) = range(c, units, ctas);
                         assert!(b > a, "kb {kb} tiles {tiles}: CTA {c} empty");
-                        assert!(
-                            b - a <= kb as u64,
-                            "kb {kb} tiles {tiles}: CTA {c} longer than a tile"
-                        );
-                        assert!(
-                            (b - 1) / kb as u64 <= a / kb as u64 + 1,
-                            "kb {kb} tiles {tiles}: CTA {c} spans 3 tiles"
-                        );
                         if let Some(cap) = cap {
                             assert!(b - a <= cap as u64, "kb {kb}: {} > MAX_KB {cap}", b - a);
                         }
                     }
+                    if kb % 37 == 1 || kb == 64 {
+                        check_schedule(kb as u64, tiles as u64, ctas);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn any_cta_count_keeps_the_hand_off_invariants() {
+        // Counts the tuner may fix: fewer CTAs than tiles (ranges over many tiles, mid-tile at
+        // both ends), as many, more, one per unit.
+        for (kb, tiles) in [(5u64, 8u64), (64, 448), (3, 7), (1, 9), (13, 3)] {
+            for ctas in [1, 2, 3, 5, 7, 8, 9, 17, 131, 132, 133] {
+                if (ctas as u64) <= kb * tiles {
+                    check_schedule(kb, tiles, ctas);
                 }
             }
         }

@@ -187,18 +187,7 @@ impl Hash for Candidate {
     }
 }
 
-/// Whether `ctas` CTAs can run `e` on `n_out × k` at batch `m`: at least one per output tile (a
-/// range then spans at most two tiles), at most one per k block of work (none empty), and no
-/// range over the variant's `max_kb` (the kernel traps otherwise).
-pub fn ctas_valid(e: &RegistryEntry, n_out: usize, k: usize, m: usize, ctas: u32) -> bool {
-    let tiles = rmm_tiles(e, n_out, m) as u64;
-    let units = tiles * (k / BK as usize) as u64;
-    let c = ctas as u64;
-    let cap_ok = e
-        .max_kb
-        .is_none_or(|cap| units.div_ceil(c.max(1)) <= cap as u64);
-    c >= tiles.max(1) && c <= units.max(1) && cap_ok
-}
+pub use crate::gpu::plan::ctas_valid;
 
 /// The CTA-count axis: stream-K sizing, then fixed counts in SMs (½, 1, 1½, 2, 3, 4 per SM;
 /// counts past the co-resident slots run in waves, which the hardware balances across SMs).
@@ -536,14 +525,13 @@ mod tests {
             .iter()
             .find(|e| e.name == "rmm_palette_n8_s6_nt")
             .unwrap();
-        // 14336 x 4096 at m = 1: 112 tiles of 64 k blocks, max_kb 256.
+        // 14336 x 4096 at m = 1: 112 tiles of 64 k blocks = 7168 units, max_kb 256: the cap
+        // needs 28 CTAs; fewer CTAs than tiles is fine (ranges span several tiles).
         assert!(ctas_valid(e, 14336, 4096, 1, 112));
         assert!(ctas_valid(e, 14336, 4096, 1, 264));
-        assert!(!ctas_valid(e, 14336, 4096, 1, 111));
+        assert!(ctas_valid(e, 14336, 4096, 1, 28));
+        assert!(!ctas_valid(e, 14336, 4096, 1, 27));
+        assert!(!ctas_valid(e, 14336, 4096, 1, 0));
         assert!(!ctas_valid(e, 14336, 4096, 1, 112 * 64 + 1));
-        // 4096 x 14336 at m = 1: 32 tiles × 224 k blocks = 7168 units; the cap needs 28 CTAs,
-        // the tiles 32.
-        assert!(!ctas_valid(e, 4096, 14336, 1, 31));
-        assert!(ctas_valid(e, 4096, 14336, 1, 32));
     }
 }
