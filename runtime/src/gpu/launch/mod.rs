@@ -22,7 +22,8 @@ fn shape_err(entry: &RegistryEntry, reason: String) -> GpuError {
 }
 
 /// Grid of an rmm launch: `(ctas, 1, 1)` over `(n_out / 128) × ceil(m / tile_n)` output tiles of
-/// `k / 64` k blocks (stream-K). The kernel traps unless `tiles <= ctas <= tiles × k blocks`.
+/// `k / 64` k blocks (stream-K). The kernel traps unless `1 <= ctas <= tiles × k blocks` and, for
+/// a variant with `max_kb`, no CTA's range is longer (a range may span any number of tiles).
 pub fn rmm_grid(
     entry: &RegistryEntry,
     n_out: usize,
@@ -46,8 +47,12 @@ pub fn rmm_grid(
     }
     let tiles = (n_out / rows_per_cta as usize) as u64 * m.div_ceil(tile_n as usize) as u64;
     let units = tiles * (k / kb) as u64;
-    if (ctas as u64) < tiles
+    let over_cap = entry
+        .max_kb
+        .is_some_and(|cap| units.div_ceil(ctas.max(1) as u64) > cap as u64);
+    if ctas == 0
         || ctas as u64 > units
+        || over_cap
         || ctas > i32::MAX as u32
         || units > i32::MAX as u64
     {
@@ -365,13 +370,58 @@ mod tests {
             rmm_grid(&rmm_entry(64), 4096, 4096, 200, 128).unwrap(),
             (128, 1, 1)
         );
-        // Fewer CTAs than tiles, more than units, bad shapes.
-        assert!(rmm_grid(&rmm_entry(64), 4096, 4096, 200, 127).is_err());
+        // Fewer CTAs than tiles is fine (persistent stream-K); none, more than units, bad shapes.
+        assert_eq!(
+            rmm_grid(&rmm_entry(64), 4096, 4096, 200, 7).unwrap(),
+            (7, 1, 1)
+        );
         assert!(rmm_grid(&rmm_entry(8), 128, 128, 1, 3).is_err());
         assert!(rmm_grid(&rmm_entry(8), 100, 64, 1, 1).is_err());
         assert!(rmm_grid(&rmm_entry(8), 128, 100, 1, 1).is_err());
         assert!(rmm_grid(&rmm_entry(8), 128, 64, 0, 1).is_err());
         assert!(rmm_grid(&rmm_entry(8), 4096, 4096, 1, 0).is_err());
+        // A range past max_kb: 32 row tiles × 64 k blocks on 8 CTAs is 256 k blocks each.
+        let capped = RegistryEntry {
+            max_kb: Some(256),
+            ..rmm_entry(8)
+        };
+        assert!(rmm_grid(&capped, 4096, 4096, 1, 8).is_ok());
+        assert!(rmm_grid(&capped, 4096, 4096, 1, 7).is_err());
+    }
+
+    #[test]
+    fn every_default_plan_launches() {
+        // The planner's CTA count must pass the launch's checks for the real registry, on the
+        // Llama shapes at every bench batch and in both rmm forms (a plan the launch refuses
+        // fails the whole forward).
+        use crate::codec::Orientation;
+        use crate::gpu::layout::Geometry;
+        use crate::gpu::plan::{plan_for, ExecPipeline};
+        for (n_out, k) in [
+            (14336, 4096),
+            (4096, 14336),
+            (28672, 8192),
+            (8192, 28672),
+            (256, 320),
+        ] {
+            for o in [Orientation::Standard, Orientation::Transposed] {
+                let g = Geometry::raw(n_out, k, o);
+                for m in [1, 4, 16, 64, 256, 512, 1024, 2048, 4096] {
+                    for p in ExecPipeline::ALL {
+                        for a_src in [ASource::Smem, ASource::Regs] {
+                            let Ok(plan) = plan_for(&g, p, m, None, a_src, 132) else {
+                                continue;
+                            };
+                            if let Some(e) = plan.rmm {
+                                rmm_grid(e, n_out, k, m, plan.ctas).unwrap_or_else(|err| {
+                                    panic!("{n_out}x{k} {o} m={m} {p} {a_src:?}: {err}")
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
