@@ -19,7 +19,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: None,
-        source_hash: 0x138a795ac32c1411,
+        source_hash: 0x0d4ee73dd6c61eb7,
         source: include_str!("rmm_exponent_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -39,7 +39,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 118848,
         max_kb: None,
-        source_hash: 0xd08244210a9f7d49,
+        source_hash: 0xda21080880bdb61f,
         source: include_str!("rmm_exponent_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -59,7 +59,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: None,
-        source_hash: 0x56b478d88afcd442,
+        source_hash: 0xe39e21cfaae0134d,
         source: include_str!("rmm_exponent_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -79,7 +79,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 153696,
         max_kb: None,
-        source_hash: 0x08acd576e9724335,
+        source_hash: 0x2a1bb887fb5f552d,
         source: include_str!("rmm_exponent_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -99,7 +99,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 171120,
         max_kb: None,
-        source_hash: 0x64bb5fe0d3a1eb3f,
+        source_hash: 0x17bdf20e14085d89,
         source: include_str!("rmm_exponent_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -119,7 +119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 188544,
         max_kb: None,
-        source_hash: 0x522f42284eb8f84a,
+        source_hash: 0x49da786cdfa3fe2b,
         source: include_str!("rmm_exponent_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -139,7 +139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 205968,
         max_kb: None,
-        source_hash: 0x10ec665ae24cd93c,
+        source_hash: 0x705b803a17bfe33a,
         source: include_str!("rmm_exponent_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -159,7 +159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: None,
-        source_hash: 0x55e939e3ecf5bfe0,
+        source_hash: 0x6085449c6e495daa,
         source: include_str!("rmm_exponent_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -179,7 +179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 121920,
         max_kb: None,
-        source_hash: 0x11c00ab03f99ee0e,
+        source_hash: 0x648482b2b2b97644,
         source: include_str!("rmm_exponent_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -199,7 +199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140368,
         max_kb: None,
-        source_hash: 0x49e9bcf0573ec780,
+        source_hash: 0x3335ac48b979c245,
         source: include_str!("rmm_exponent_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -219,7 +219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 158816,
         max_kb: None,
-        source_hash: 0x9ead11469668aca2,
+        source_hash: 0xf1465a1b5af7d09b,
         source: include_str!("rmm_exponent_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -239,7 +239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 177264,
         max_kb: None,
-        source_hash: 0xc3df8ed76367da81,
+        source_hash: 0x5e4809efe82bbf77,
         source: include_str!("rmm_exponent_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -259,7 +259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 195712,
         max_kb: None,
-        source_hash: 0xf7082fd5deaf1035,
+        source_hash: 0xaa29ced9bb2b5cc3,
         source: include_str!("rmm_exponent_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -279,7 +279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: None,
-        source_hash: 0xfe0668fa8a0133e8,
+        source_hash: 0x89d6e453389b2ce3,
         source: include_str!("rmm_exponent_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -299,7 +299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 107568,
         max_kb: None,
-        source_hash: 0xe5e5e63884040478,
+        source_hash: 0x7f24aba83adb04c1,
         source: include_str!("rmm_exponent_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -319,7 +319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 128064,
         max_kb: None,
-        source_hash: 0x71581f7f767a63ad,
+        source_hash: 0x88ace088b4b49ea7,
         source: include_str!("rmm_exponent_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -339,7 +339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148560,
         max_kb: None,
-        source_hash: 0x8dcd9a8223641ea3,
+        source_hash: 0xd49a4d21b8860520,
         source: include_str!("rmm_exponent_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -359,7 +359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 169056,
         max_kb: None,
-        source_hash: 0x83be139c4df56c23,
+        source_hash: 0xc475686fa166ee09,
         source: include_str!("rmm_exponent_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -379,7 +379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189552,
         max_kb: None,
-        source_hash: 0x0c60be2a1c2eec2b,
+        source_hash: 0xf1656481c6a746c8,
         source: include_str!("rmm_exponent_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -399,7 +399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210048,
         max_kb: None,
-        source_hash: 0x340c44ee359a07e0,
+        source_hash: 0xe87bf6ed9b2f44bd,
         source: include_str!("rmm_exponent_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -419,7 +419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230544,
         max_kb: None,
-        source_hash: 0xeae9f6a74a659e87,
+        source_hash: 0xe63d4db6bc1a54bf,
         source: include_str!("rmm_exponent_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -439,7 +439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 115760,
         max_kb: None,
-        source_hash: 0xd3b6c29069a77a59,
+        source_hash: 0x997e89e876efd164,
         source: include_str!("rmm_exponent_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -459,7 +459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140352,
         max_kb: None,
-        source_hash: 0x9ae77b28904c47f6,
+        source_hash: 0x28384475bc35c1b8,
         source: include_str!("rmm_exponent_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -479,7 +479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0xa0ac4749fd3a99bd,
+        source_hash: 0x5c29f1bb6054560d,
         source: include_str!("rmm_exponent_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -499,7 +499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189536,
         max_kb: None,
-        source_hash: 0xf2217d2efd28208d,
+        source_hash: 0x28282b073738b3c6,
         source: include_str!("rmm_exponent_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -519,7 +519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214128,
         max_kb: None,
-        source_hash: 0x374517cfc3c68a70,
+        source_hash: 0xa99d6a3c412b3e72,
         source: include_str!("rmm_exponent_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -539,7 +539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0x1837f83b3d1f23ab,
+        source_hash: 0x7f94ed661f1a5600,
         source: include_str!("rmm_exponent_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -559,7 +559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132160,
         max_kb: None,
-        source_hash: 0xc9e061ff1d901b17,
+        source_hash: 0x49f4cf1b3a18d175,
         source: include_str!("rmm_exponent_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -579,7 +579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0x370cfeb7885e8905,
+        source_hash: 0x495a81bdd8b24e03,
         source: include_str!("rmm_exponent_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -599,7 +599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197728,
         max_kb: None,
-        source_hash: 0xec78142661624e1e,
+        source_hash: 0x559efe9a74bcd623,
         source: include_str!("rmm_exponent_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -619,7 +619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230512,
         max_kb: None,
-        source_hash: 0xf9a121e6563f883d,
+        source_hash: 0x9593af4d46292568,
         source: include_str!("rmm_exponent_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -639,7 +639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132144,
         max_kb: None,
-        source_hash: 0xac3e9d01fe623cd1,
+        source_hash: 0x80b55913157cc675,
         source: include_str!("rmm_exponent_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -659,7 +659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181312,
         max_kb: None,
-        source_hash: 0x1e5faba789e163f6,
+        source_hash: 0x5d0d6d89eb484a61,
         source: include_str!("rmm_exponent_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -679,7 +679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230480,
         max_kb: None,
-        source_hash: 0xf0dd245402ac22b0,
+        source_hash: 0x957bde1c8ceac094,
         source: include_str!("rmm_exponent_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -699,7 +699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: None,
-        source_hash: 0x7307e5c9c78a34c7,
+        source_hash: 0x786ef5732beaa0d6,
         source: include_str!("rmm_exponent_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -719,7 +719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 118848,
         max_kb: None,
-        source_hash: 0x007b1c897d8fe0a1,
+        source_hash: 0x27f61e03a1f95cc4,
         source: include_str!("rmm_exponent_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -739,7 +739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: None,
-        source_hash: 0xeb7a2f4365efbe55,
+        source_hash: 0xe847124dac181ad6,
         source: include_str!("rmm_exponent_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -759,7 +759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 153696,
         max_kb: None,
-        source_hash: 0xf150190b78ae1256,
+        source_hash: 0xfe8c8ad1e3679b62,
         source: include_str!("rmm_exponent_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -779,7 +779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 171120,
         max_kb: None,
-        source_hash: 0x930c067605fef006,
+        source_hash: 0xadb1b8a7c7c4e730,
         source: include_str!("rmm_exponent_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -799,7 +799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 188544,
         max_kb: None,
-        source_hash: 0x96f414773ecb88cf,
+        source_hash: 0x80946e3dc0ac5d96,
         source: include_str!("rmm_exponent_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -819,7 +819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 205968,
         max_kb: None,
-        source_hash: 0xaacfb00e08e3b2cf,
+        source_hash: 0x7cd120a722543cc5,
         source: include_str!("rmm_exponent_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -839,7 +839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: None,
-        source_hash: 0x918cc58cda28e469,
+        source_hash: 0xe70da52b7a12e04b,
         source: include_str!("rmm_exponent_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -859,7 +859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 121920,
         max_kb: None,
-        source_hash: 0x4ef2c916c912c778,
+        source_hash: 0xc139014b7f6b2b3f,
         source: include_str!("rmm_exponent_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -879,7 +879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140368,
         max_kb: None,
-        source_hash: 0x14f404eb2be03a77,
+        source_hash: 0xe9fc32c27c1fc5ea,
         source: include_str!("rmm_exponent_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -899,7 +899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 158816,
         max_kb: None,
-        source_hash: 0xd5d8d524a451efd8,
+        source_hash: 0x63a728f5c3ebedf9,
         source: include_str!("rmm_exponent_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -919,7 +919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 177264,
         max_kb: None,
-        source_hash: 0xa0b7a96747f17acc,
+        source_hash: 0xabf3295dac83608f,
         source: include_str!("rmm_exponent_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -939,7 +939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 195712,
         max_kb: None,
-        source_hash: 0x77441060c4def4b1,
+        source_hash: 0x72679fd85b7bd44b,
         source: include_str!("rmm_exponent_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -959,7 +959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: None,
-        source_hash: 0xdaf98588e2af96dc,
+        source_hash: 0xc11a1a246a80cd19,
         source: include_str!("rmm_exponent_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -979,7 +979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 107568,
         max_kb: None,
-        source_hash: 0x10bf9b6e94912827,
+        source_hash: 0x2ef33e0507b6255b,
         source: include_str!("rmm_exponent_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -999,7 +999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 128064,
         max_kb: None,
-        source_hash: 0xce6ce8195ad15b4c,
+        source_hash: 0x20af9de54ba3b1e3,
         source: include_str!("rmm_exponent_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -1019,7 +1019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148560,
         max_kb: None,
-        source_hash: 0xcccbe5251f0c8758,
+        source_hash: 0x3c236268c4f077d8,
         source: include_str!("rmm_exponent_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -1039,7 +1039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 169056,
         max_kb: None,
-        source_hash: 0xb6ac9a5f35a151d0,
+        source_hash: 0xd132c4e458f5a520,
         source: include_str!("rmm_exponent_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -1059,7 +1059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189552,
         max_kb: None,
-        source_hash: 0x5718591cf2a8cdb0,
+        source_hash: 0x31bfd25d564528af,
         source: include_str!("rmm_exponent_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -1079,7 +1079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210048,
         max_kb: None,
-        source_hash: 0x7a86f12eba0f0077,
+        source_hash: 0x4917293ef5865df7,
         source: include_str!("rmm_exponent_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -1099,7 +1099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230544,
         max_kb: None,
-        source_hash: 0xec787694052ce3f8,
+        source_hash: 0xea2ac22120ea043f,
         source: include_str!("rmm_exponent_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -1119,7 +1119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 115760,
         max_kb: None,
-        source_hash: 0x0890abf6ffe81175,
+        source_hash: 0x04e59705b8bf3c81,
         source: include_str!("rmm_exponent_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -1139,7 +1139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140352,
         max_kb: None,
-        source_hash: 0x3d63b52046a1c0e3,
+        source_hash: 0xfd394404f273a876,
         source: include_str!("rmm_exponent_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -1159,7 +1159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0x4348e2e0b4a412b6,
+        source_hash: 0x4c8ab14987f2d022,
         source: include_str!("rmm_exponent_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -1179,7 +1179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189536,
         max_kb: None,
-        source_hash: 0xd75128d8c1dbd896,
+        source_hash: 0x3e78600da64fe076,
         source: include_str!("rmm_exponent_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -1199,7 +1199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214128,
         max_kb: None,
-        source_hash: 0x943b3a37dfddd9fb,
+        source_hash: 0x661ce05a950fd3c1,
         source: include_str!("rmm_exponent_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -1219,7 +1219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0xcf64759899f8bf8b,
+        source_hash: 0xe1e6c0b23ae615b8,
         source: include_str!("rmm_exponent_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -1239,7 +1239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132160,
         max_kb: None,
-        source_hash: 0x3ce6f366d6b62554,
+        source_hash: 0x89e9470400cf450f,
         source: include_str!("rmm_exponent_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -1259,7 +1259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0x7a67da8f69487362,
+        source_hash: 0x7a956e7e49259dcf,
         source: include_str!("rmm_exponent_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -1279,7 +1279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197728,
         max_kb: None,
-        source_hash: 0x88efd3e9a56652bb,
+        source_hash: 0x13b4a3696f29b6ca,
         source: include_str!("rmm_exponent_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -1299,7 +1299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230512,
         max_kb: None,
-        source_hash: 0x6341187a637b3bb0,
+        source_hash: 0xc9c24127bf74537e,
         source: include_str!("rmm_exponent_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -1319,7 +1319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132144,
         max_kb: None,
-        source_hash: 0x2b3effb35afbc7e5,
+        source_hash: 0x817d037f46062111,
         source: include_str!("rmm_exponent_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -1339,7 +1339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181312,
         max_kb: None,
-        source_hash: 0x75f2668dcef87b28,
+        source_hash: 0xd83ba22e4bd772cb,
         source: include_str!("rmm_exponent_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -1359,7 +1359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230480,
         max_kb: None,
-        source_hash: 0x1b789387d2bf2af0,
+        source_hash: 0x0e70d291c336d680,
         source: include_str!("rmm_exponent_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -1379,7 +1379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: Some(256),
-        source_hash: 0x521ddc05ea97f29e,
+        source_hash: 0x7297baa68abdcc5e,
         source: include_str!("rmm_palette_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1399,7 +1399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117824,
         max_kb: Some(256),
-        source_hash: 0x6734f14da1e475c7,
+        source_hash: 0xb0b04b2d2bc99a18,
         source: include_str!("rmm_palette_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1419,7 +1419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: Some(256),
-        source_hash: 0x8308e13e6865fece,
+        source_hash: 0x70b82a406a0073d6,
         source: include_str!("rmm_palette_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1439,7 +1439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 146528,
         max_kb: Some(256),
-        source_hash: 0x14a3186df6c07d24,
+        source_hash: 0x8030debb606610ae,
         source: include_str!("rmm_palette_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1459,7 +1459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160880,
         max_kb: Some(256),
-        source_hash: 0x7a225be4099709cd,
+        source_hash: 0x9b3830051815ce63,
         source: include_str!("rmm_palette_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1479,7 +1479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 175232,
         max_kb: Some(256),
-        source_hash: 0xe00e9e54329cbdf3,
+        source_hash: 0x46280f753a461d6e,
         source: include_str!("rmm_palette_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1499,7 +1499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189584,
         max_kb: Some(256),
-        source_hash: 0xa96a085e32a1f2a6,
+        source_hash: 0xff602ea773703e1d,
         source: include_str!("rmm_palette_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1519,7 +1519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105520,
         max_kb: Some(256),
-        source_hash: 0x3fa2358e26cbedc6,
+        source_hash: 0x07e472ab011a9fef,
         source: include_str!("rmm_palette_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1539,7 +1539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 120896,
         max_kb: Some(256),
-        source_hash: 0xc1e079a123ae061f,
+        source_hash: 0x9c71813b7eec19bd,
         source: include_str!("rmm_palette_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1559,7 +1559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: Some(256),
-        source_hash: 0xedf5f77a437f9999,
+        source_hash: 0xbc6d10d91458e57b,
         source: include_str!("rmm_palette_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1579,7 +1579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 151648,
         max_kb: Some(256),
-        source_hash: 0x39f5324d4fdf455c,
+        source_hash: 0x0ed07e49ec011f1f,
         source: include_str!("rmm_palette_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1599,7 +1599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 167024,
         max_kb: Some(256),
-        source_hash: 0x41d817e60a46868f,
+        source_hash: 0x106f3932ef07c7d4,
         source: include_str!("rmm_palette_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1619,7 +1619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182400,
         max_kb: Some(256),
-        source_hash: 0x1f14465935f716b1,
+        source_hash: 0x02bf2ad5a7943776,
         source: include_str!("rmm_palette_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1639,7 +1639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: Some(256),
-        source_hash: 0x2e079f0f48f5beb0,
+        source_hash: 0x340e4351eca6d50c,
         source: include_str!("rmm_palette_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1659,7 +1659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 109616,
         max_kb: Some(256),
-        source_hash: 0x80a72de77aa1bdab,
+        source_hash: 0x5bb4ca3e53676afb,
         source: include_str!("rmm_palette_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1679,7 +1679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 127040,
         max_kb: Some(256),
-        source_hash: 0x818dff6dabb2ee68,
+        source_hash: 0x9322e90104de0037,
         source: include_str!("rmm_palette_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1699,7 +1699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144464,
         max_kb: Some(256),
-        source_hash: 0x30d125a84f61e463,
+        source_hash: 0xb27f5a9b819298f9,
         source: include_str!("rmm_palette_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1719,7 +1719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 161888,
         max_kb: Some(256),
-        source_hash: 0xf064c5d53458bf09,
+        source_hash: 0x762d1db58f341aa8,
         source: include_str!("rmm_palette_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1739,7 +1739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 179312,
         max_kb: Some(256),
-        source_hash: 0x12c929768f1daac3,
+        source_hash: 0x2620d2d591a6ab77,
         source: include_str!("rmm_palette_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1759,7 +1759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 196736,
         max_kb: Some(256),
-        source_hash: 0xa5359e78d8925abe,
+        source_hash: 0x649b73e7cb2e7822,
         source: include_str!("rmm_palette_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1779,7 +1779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: Some(256),
-        source_hash: 0x37653392058d4bfe,
+        source_hash: 0x20d80fc9a23ed66c,
         source: include_str!("rmm_palette_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1799,7 +1799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117808,
         max_kb: Some(256),
-        source_hash: 0x2e92a023b69f31a8,
+        source_hash: 0xc573e92f361fd5fa,
         source: include_str!("rmm_palette_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1819,7 +1819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 139328,
         max_kb: Some(256),
-        source_hash: 0x5a7252b9739e2204,
+        source_hash: 0xcb0e6eea26648858,
         source: include_str!("rmm_palette_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1839,7 +1839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0xf97582eedbe4af0d,
+        source_hash: 0x0929a3ec73105e4d,
         source: include_str!("rmm_palette_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1859,7 +1859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182368,
         max_kb: Some(256),
-        source_hash: 0x5bb35c132a918efa,
+        source_hash: 0x840ac7a9673074ba,
         source: include_str!("rmm_palette_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1879,7 +1879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 203888,
         max_kb: Some(256),
-        source_hash: 0xf410c92302d2a0bf,
+        source_hash: 0x2082ab16d6f753cd,
         source: include_str!("rmm_palette_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1899,7 +1899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 225408,
         max_kb: Some(256),
-        source_hash: 0xa65d3e78792c231b,
+        source_hash: 0x3934322bb4a51a11,
         source: include_str!("rmm_palette_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1919,7 +1919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: Some(256),
-        source_hash: 0xe33a2d26c4a1ee4b,
+        source_hash: 0x447db540dc14c8a4,
         source: include_str!("rmm_palette_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1939,7 +1939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 131136,
         max_kb: Some(256),
-        source_hash: 0xc45815d7bec32b5d,
+        source_hash: 0xea487ea80ac8827c,
         source: include_str!("rmm_palette_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1959,7 +1959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0xfbbc8e13622c634d,
+        source_hash: 0xf579b6b2504a4cf9,
         source: include_str!("rmm_palette_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1979,7 +1979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 190560,
         max_kb: Some(256),
-        source_hash: 0xf3f1f51e645744c6,
+        source_hash: 0xc474e45f383d9601,
         source: include_str!("rmm_palette_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1999,7 +1999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 220272,
         max_kb: Some(256),
-        source_hash: 0xa34b5e3b87f9f0dd,
+        source_hash: 0xbdc2802df8ef4ab0,
         source: include_str!("rmm_palette_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2019,7 +2019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 134192,
         max_kb: Some(256),
-        source_hash: 0x04bf60c44cb2ee4e,
+        source_hash: 0x06bd839de5e4ffcb,
         source: include_str!("rmm_palette_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2039,7 +2039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 180288,
         max_kb: Some(256),
-        source_hash: 0xfe1e9e04bd61b7df,
+        source_hash: 0x40e3f1ee654c1ff5,
         source: include_str!("rmm_palette_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2059,7 +2059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 226384,
         max_kb: Some(256),
-        source_hash: 0x716900493e272f75,
+        source_hash: 0x00de811ab66c860a,
         source: include_str!("rmm_palette_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2079,7 +2079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: Some(256),
-        source_hash: 0xf5bcb75251b2e536,
+        source_hash: 0x67725684d64c9465,
         source: include_str!("rmm_palette_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -2099,7 +2099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117824,
         max_kb: Some(256),
-        source_hash: 0x6bd7e83d1f7983af,
+        source_hash: 0x64abf2c79d7eecbf,
         source: include_str!("rmm_palette_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -2119,7 +2119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: Some(256),
-        source_hash: 0xd03a80a37ca91108,
+        source_hash: 0x48156a353faa83d7,
         source: include_str!("rmm_palette_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -2139,7 +2139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 146528,
         max_kb: Some(256),
-        source_hash: 0x180854763f177144,
+        source_hash: 0xe50e80663012e122,
         source: include_str!("rmm_palette_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -2159,7 +2159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160880,
         max_kb: Some(256),
-        source_hash: 0xcf224d26e77461cb,
+        source_hash: 0xefac6bcca9ef1f2b,
         source: include_str!("rmm_palette_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -2179,7 +2179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 175232,
         max_kb: Some(256),
-        source_hash: 0x2ff8eff6c8847f9f,
+        source_hash: 0x44156fbdc413b949,
         source: include_str!("rmm_palette_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -2199,7 +2199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189584,
         max_kb: Some(256),
-        source_hash: 0x9456b26914070d82,
+        source_hash: 0x152cc9a39aae5fac,
         source: include_str!("rmm_palette_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -2219,7 +2219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105520,
         max_kb: Some(256),
-        source_hash: 0xe93dab28c612a62a,
+        source_hash: 0xa00ecabc5a25770e,
         source: include_str!("rmm_palette_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -2239,7 +2239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 120896,
         max_kb: Some(256),
-        source_hash: 0x4c76f894f4e76461,
+        source_hash: 0xe913566bf64f8f01,
         source: include_str!("rmm_palette_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -2259,7 +2259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: Some(256),
-        source_hash: 0x970be1ce12a021e2,
+        source_hash: 0xd5fc8589f2bbbea6,
         source: include_str!("rmm_palette_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -2279,7 +2279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 151648,
         max_kb: Some(256),
-        source_hash: 0x0d2c944865973045,
+        source_hash: 0x7a7526e632bebef3,
         source: include_str!("rmm_palette_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -2299,7 +2299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 167024,
         max_kb: Some(256),
-        source_hash: 0x4575cd99e9de951d,
+        source_hash: 0x0cf6e05e5301b6f4,
         source: include_str!("rmm_palette_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -2319,7 +2319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182400,
         max_kb: Some(256),
-        source_hash: 0xd42ef1a2beca8656,
+        source_hash: 0xeb7b3ff1c959cf01,
         source: include_str!("rmm_palette_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -2339,7 +2339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: Some(256),
-        source_hash: 0x42b2f2c90fa18fea,
+        source_hash: 0x5ec92f80891a3432,
         source: include_str!("rmm_palette_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -2359,7 +2359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 109616,
         max_kb: Some(256),
-        source_hash: 0x6b4b0e0ff34b0e89,
+        source_hash: 0x847831b6716ed7c5,
         source: include_str!("rmm_palette_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -2379,7 +2379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 127040,
         max_kb: Some(256),
-        source_hash: 0x58444491648ba43e,
+        source_hash: 0xce0755aeaede8345,
         source: include_str!("rmm_palette_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -2399,7 +2399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144464,
         max_kb: Some(256),
-        source_hash: 0xf4b1230d1bf12fca,
+        source_hash: 0x911092e5dcc7b501,
         source: include_str!("rmm_palette_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -2419,7 +2419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 161888,
         max_kb: Some(256),
-        source_hash: 0xf94bb5004605711f,
+        source_hash: 0x852d32ae47316d07,
         source: include_str!("rmm_palette_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -2439,7 +2439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 179312,
         max_kb: Some(256),
-        source_hash: 0x0c54454e17256009,
+        source_hash: 0x309514642b4decd5,
         source: include_str!("rmm_palette_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -2459,7 +2459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 196736,
         max_kb: Some(256),
-        source_hash: 0x67ecbe9e3bfc6948,
+        source_hash: 0x24d251db548fd6f2,
         source: include_str!("rmm_palette_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -2479,7 +2479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: Some(256),
-        source_hash: 0x4611539d34ace0ad,
+        source_hash: 0x719a883c6a82ed72,
         source: include_str!("rmm_palette_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -2499,7 +2499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117808,
         max_kb: Some(256),
-        source_hash: 0xee0ad3f4af39eeb5,
+        source_hash: 0xd1053d8ab6ee0a3b,
         source: include_str!("rmm_palette_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -2519,7 +2519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 139328,
         max_kb: Some(256),
-        source_hash: 0x06fa2abb9d584e02,
+        source_hash: 0x7c52669523534843,
         source: include_str!("rmm_palette_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -2539,7 +2539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0xaea99cafc708b8e0,
+        source_hash: 0x32a746d6b0ba65b0,
         source: include_str!("rmm_palette_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -2559,7 +2559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182368,
         max_kb: Some(256),
-        source_hash: 0xb2294284dc1b70d5,
+        source_hash: 0xe37c788f080bc01a,
         source: include_str!("rmm_palette_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -2579,7 +2579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 203888,
         max_kb: Some(256),
-        source_hash: 0x8cf0d5dac7d99927,
+        source_hash: 0x57d202264350ab45,
         source: include_str!("rmm_palette_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -2599,7 +2599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 225408,
         max_kb: Some(256),
-        source_hash: 0x9fb3eb0e20bcd7e2,
+        source_hash: 0x4224ca9c65400c29,
         source: include_str!("rmm_palette_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -2619,7 +2619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: Some(256),
-        source_hash: 0xeb796740f2fa4296,
+        source_hash: 0xfe282d8a34a06e59,
         source: include_str!("rmm_palette_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -2639,7 +2639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 131136,
         max_kb: Some(256),
-        source_hash: 0xd5d4399e1ba05e5c,
+        source_hash: 0xf00951ae6e7ef61e,
         source: include_str!("rmm_palette_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -2659,7 +2659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0x0bd4a41e5d7156ff,
+        source_hash: 0x5aeb3265c2326568,
         source: include_str!("rmm_palette_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -2679,7 +2679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 190560,
         max_kb: Some(256),
-        source_hash: 0x25a00576d4024e7f,
+        source_hash: 0x4916b371622ecc21,
         source: include_str!("rmm_palette_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -2699,7 +2699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 220272,
         max_kb: Some(256),
-        source_hash: 0x0b94826633caad27,
+        source_hash: 0xa5e38d021e44d8fe,
         source: include_str!("rmm_palette_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -2719,7 +2719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 134192,
         max_kb: Some(256),
-        source_hash: 0xb4bb1ea4a06f70af,
+        source_hash: 0x7918030e59fd4e80,
         source: include_str!("rmm_palette_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -2739,7 +2739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 180288,
         max_kb: Some(256),
-        source_hash: 0x9902b5c8eadb173c,
+        source_hash: 0x84f6b8146551c92d,
         source: include_str!("rmm_palette_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -2759,7 +2759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 226384,
         max_kb: Some(256),
-        source_hash: 0x1395dc777d6273c2,
+        source_hash: 0xf25764c549c584a2,
         source: include_str!("rmm_palette_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -2779,7 +2779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 35888,
         max_kb: None,
-        source_hash: 0x6ffc41df3bca6b28,
+        source_hash: 0xa3c6786053b9a1fb,
         source: include_str!("rmm_raw_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2799,7 +2799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 53312,
         max_kb: None,
-        source_hash: 0x0dc1b34423b77db4,
+        source_hash: 0xd36858a5ead06342,
         source: include_str!("rmm_raw_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2819,7 +2819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x05b29188a75d8ff6,
+        source_hash: 0xca285bc6be4cc96f,
         source: include_str!("rmm_raw_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2839,7 +2839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 88160,
         max_kb: None,
-        source_hash: 0xf82c761637dfcaf9,
+        source_hash: 0x1944f7151fb2cb55,
         source: include_str!("rmm_raw_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2859,7 +2859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0xa2d5e4807c8bc3f1,
+        source_hash: 0xd6d7ceb5eeb9ec28,
         source: include_str!("rmm_raw_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2879,7 +2879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 123008,
         max_kb: None,
-        source_hash: 0x94bee1cdbf0e3bb0,
+        source_hash: 0xb8934d41a19026f4,
         source: include_str!("rmm_raw_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2899,7 +2899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0x62750246b2b28511,
+        source_hash: 0x928f0a2b4d06ba58,
         source: include_str!("rmm_raw_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2919,7 +2919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 37936,
         max_kb: None,
-        source_hash: 0x561daf22b9072a65,
+        source_hash: 0xfcfb7b56d61bc0f0,
         source: include_str!("rmm_raw_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2939,7 +2939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 56384,
         max_kb: None,
-        source_hash: 0x6b180d026948b170,
+        source_hash: 0xdac25d36fa7b126c,
         source: include_str!("rmm_raw_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2959,7 +2959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x54c83d19bfe42dd3,
+        source_hash: 0xa1829750b89d72f7,
         source: include_str!("rmm_raw_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2979,7 +2979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 93280,
         max_kb: None,
-        source_hash: 0x8fe0812d09cbb62e,
+        source_hash: 0x3ffa8ab59286b97b,
         source: include_str!("rmm_raw_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2999,7 +2999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0x3ef2028af21efbc8,
+        source_hash: 0xdde31c0800baaf65,
         source: include_str!("rmm_raw_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3019,7 +3019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 130176,
         max_kb: None,
-        source_hash: 0xb543124bf1b093a5,
+        source_hash: 0x67c99360caa69476,
         source: include_str!("rmm_raw_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3039,7 +3039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0x24914a67f14ac177,
+        source_hash: 0x7a179aee8787134c,
         source: include_str!("rmm_raw_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -3059,7 +3059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 42032,
         max_kb: None,
-        source_hash: 0x06894853a77c709e,
+        source_hash: 0xe41c7352e91d4edf,
         source: include_str!("rmm_raw_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3079,7 +3079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 62528,
         max_kb: None,
-        source_hash: 0x460d6021cecfee50,
+        source_hash: 0xce23b494486fb34b,
         source: include_str!("rmm_raw_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3099,7 +3099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x425d4ae1115b53d4,
+        source_hash: 0xad0d9abc084bc5ea,
         source: include_str!("rmm_raw_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3119,7 +3119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103520,
         max_kb: None,
-        source_hash: 0xe3d3be56ed60f3f2,
+        source_hash: 0x03702ad7ed85976d,
         source: include_str!("rmm_raw_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3139,7 +3139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124016,
         max_kb: None,
-        source_hash: 0xb36709ebf4df7672,
+        source_hash: 0x1cb9b918d91786b8,
         source: include_str!("rmm_raw_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3159,7 +3159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144512,
         max_kb: None,
-        source_hash: 0xcc80ee029698ac41,
+        source_hash: 0x1ffe4fe3426b94b1,
         source: include_str!("rmm_raw_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3179,7 +3179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0xfeff113dd76c8241,
+        source_hash: 0xe512fa139fc8f928,
         source: include_str!("rmm_raw_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -3199,7 +3199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 50224,
         max_kb: None,
-        source_hash: 0xa04986bb5dfcc8dc,
+        source_hash: 0x6d415da5e934720f,
         source: include_str!("rmm_raw_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3219,7 +3219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74816,
         max_kb: None,
-        source_hash: 0xb6e76e604827c054,
+        source_hash: 0x35e4e4f5b9938339,
         source: include_str!("rmm_raw_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3239,7 +3239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0xa84522d3cb548743,
+        source_hash: 0x8eb13283bd208cb0,
         source: include_str!("rmm_raw_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3259,7 +3259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124000,
         max_kb: None,
-        source_hash: 0xcadd1954a56adc46,
+        source_hash: 0x5037692606f07076,
         source: include_str!("rmm_raw_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3279,7 +3279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148592,
         max_kb: None,
-        source_hash: 0x3633c2312133dcfd,
+        source_hash: 0xfa4884d8e638276b,
         source: include_str!("rmm_raw_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3299,7 +3299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 173184,
         max_kb: None,
-        source_hash: 0x55eacdbf3042f6b4,
+        source_hash: 0x365f91506be7c43d,
         source: include_str!("rmm_raw_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3319,7 +3319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0x3a4c3d1e4a6d4191,
+        source_hash: 0x8b93cfbc1e94b2df,
         source: include_str!("rmm_raw_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -3339,7 +3339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66608,
         max_kb: None,
-        source_hash: 0x62d9fb9da577175a,
+        source_hash: 0x792b961c35e47b90,
         source: include_str!("rmm_raw_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3359,7 +3359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99392,
         max_kb: None,
-        source_hash: 0x0b099127a3999d18,
+        source_hash: 0xe7f7bf23331f8647,
         source: include_str!("rmm_raw_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3379,7 +3379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: None,
-        source_hash: 0xf64eba6eea1a827f,
+        source_hash: 0x3c209851604f605b,
         source: include_str!("rmm_raw_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3399,7 +3399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164960,
         max_kb: None,
-        source_hash: 0x13e7548017a38cbd,
+        source_hash: 0xf7e4d1208f98f572,
         source: include_str!("rmm_raw_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3419,7 +3419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197744,
         max_kb: None,
-        source_hash: 0x43ce15d21022571c,
+        source_hash: 0xbc9482db4eab0a81,
         source: include_str!("rmm_raw_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3439,7 +3439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230528,
         max_kb: None,
-        source_hash: 0xdff293e516e11afc,
+        source_hash: 0xb173ba01511524cc,
         source: include_str!("rmm_raw_n128_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3459,7 +3459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0x3724698b87f66342,
+        source_hash: 0x1158c73d93d114b2,
         source: include_str!("rmm_raw_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3479,7 +3479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148544,
         max_kb: None,
-        source_hash: 0x166c827114011184,
+        source_hash: 0x581051592c7accca,
         source: include_str!("rmm_raw_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3499,7 +3499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197712,
         max_kb: None,
-        source_hash: 0x1a3e08db7b666851,
+        source_hash: 0x66413f7c7750eb7c,
         source: include_str!("rmm_raw_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3519,7 +3519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 35888,
         max_kb: None,
-        source_hash: 0x5eef0b510a409869,
+        source_hash: 0xc7e15f3be22a6cac,
         source: include_str!("rmm_raw_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -3539,7 +3539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 53312,
         max_kb: None,
-        source_hash: 0x37f0ad6c83df8fa9,
+        source_hash: 0xab1787c37b963468,
         source: include_str!("rmm_raw_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -3559,7 +3559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0xfd9c96920dd8a365,
+        source_hash: 0xed624c321cd733f3,
         source: include_str!("rmm_raw_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -3579,7 +3579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 88160,
         max_kb: None,
-        source_hash: 0x5b609f64a07013ab,
+        source_hash: 0xcea3084ada43c046,
         source: include_str!("rmm_raw_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -3599,7 +3599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0xa95adf4c5cfd53ca,
+        source_hash: 0xd55f28fa4dfa4c87,
         source: include_str!("rmm_raw_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -3619,7 +3619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 123008,
         max_kb: None,
-        source_hash: 0x0e35a5f26be4999b,
+        source_hash: 0xcafc6fc1ac75a6e8,
         source: include_str!("rmm_raw_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -3639,7 +3639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0x3537f4891e40ff17,
+        source_hash: 0x8e1a8437c20c6fa6,
         source: include_str!("rmm_raw_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -3659,7 +3659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 37936,
         max_kb: None,
-        source_hash: 0xe89b79070fa3cbe0,
+        source_hash: 0xb3d9b1ad518bdba4,
         source: include_str!("rmm_raw_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -3679,7 +3679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 56384,
         max_kb: None,
-        source_hash: 0x3cdb7af59b104b0f,
+        source_hash: 0x26592d48901b773f,
         source: include_str!("rmm_raw_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -3699,7 +3699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x7ebf97d2c9fe6c72,
+        source_hash: 0xeb1fbe99489bf367,
         source: include_str!("rmm_raw_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -3719,7 +3719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 93280,
         max_kb: None,
-        source_hash: 0x1ffae327d0300156,
+        source_hash: 0x44314d6be34425dd,
         source: include_str!("rmm_raw_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -3739,7 +3739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0xd145301c71d478ec,
+        source_hash: 0x55fd05ae29ecbf80,
         source: include_str!("rmm_raw_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -3759,7 +3759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 130176,
         max_kb: None,
-        source_hash: 0x246d647e4d60f62f,
+        source_hash: 0x97f8266e2e0b4b67,
         source: include_str!("rmm_raw_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -3779,7 +3779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0x741d712e81a0a647,
+        source_hash: 0xdaf1b26dc885c1f0,
         source: include_str!("rmm_raw_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -3799,7 +3799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 42032,
         max_kb: None,
-        source_hash: 0x96f6d385803da7ee,
+        source_hash: 0x95656ef3b1e90ae2,
         source: include_str!("rmm_raw_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -3819,7 +3819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 62528,
         max_kb: None,
-        source_hash: 0x59fb39ded5cf77a5,
+        source_hash: 0xaf2a293ed7d3ab10,
         source: include_str!("rmm_raw_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -3839,7 +3839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x545b835b93341557,
+        source_hash: 0x4bf7b9f8a2b96a0b,
         source: include_str!("rmm_raw_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -3859,7 +3859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103520,
         max_kb: None,
-        source_hash: 0xb7c9c27fd4641d45,
+        source_hash: 0xaa801daefbfc4dee,
         source: include_str!("rmm_raw_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -3879,7 +3879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124016,
         max_kb: None,
-        source_hash: 0x765a72f92dce582c,
+        source_hash: 0x2df35488efc4aab8,
         source: include_str!("rmm_raw_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -3899,7 +3899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144512,
         max_kb: None,
-        source_hash: 0x3f036387544007ab,
+        source_hash: 0x489c34a49849fe36,
         source: include_str!("rmm_raw_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -3919,7 +3919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0x7f7f3efd1e086606,
+        source_hash: 0x3ae896e1b2e7731c,
         source: include_str!("rmm_raw_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -3939,7 +3939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 50224,
         max_kb: None,
-        source_hash: 0x022d7eb026a91aa5,
+        source_hash: 0x115485c67d5f1d3d,
         source: include_str!("rmm_raw_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -3959,7 +3959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74816,
         max_kb: None,
-        source_hash: 0x1299fdae16d88d22,
+        source_hash: 0xfe52716dd68569c2,
         source: include_str!("rmm_raw_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -3979,7 +3979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0x505761918980414f,
+        source_hash: 0xbe74c4a9dae018fe,
         source: include_str!("rmm_raw_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -3999,7 +3999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124000,
         max_kb: None,
-        source_hash: 0x112bd72c49b65cf9,
+        source_hash: 0x55725c50fddea042,
         source: include_str!("rmm_raw_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -4019,7 +4019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148592,
         max_kb: None,
-        source_hash: 0xa1651f1bfb057c0d,
+        source_hash: 0x21acf9f13a47fea9,
         source: include_str!("rmm_raw_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -4039,7 +4039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 173184,
         max_kb: None,
-        source_hash: 0x2ba91b9256317885,
+        source_hash: 0xd71f1908904fed69,
         source: include_str!("rmm_raw_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -4059,7 +4059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0x13c6943acd6b45a1,
+        source_hash: 0x586bf914d24674dc,
         source: include_str!("rmm_raw_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -4079,7 +4079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66608,
         max_kb: None,
-        source_hash: 0x1b83b77a381f3daf,
+        source_hash: 0x6c4f4cd2da2e4d89,
         source: include_str!("rmm_raw_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -4099,7 +4099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99392,
         max_kb: None,
-        source_hash: 0xa56cbeb81a687895,
+        source_hash: 0xa282bb203640e738,
         source: include_str!("rmm_raw_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -4119,7 +4119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: None,
-        source_hash: 0x5d442d59455d9c40,
+        source_hash: 0x5095259066a9330d,
         source: include_str!("rmm_raw_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -4139,7 +4139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164960,
         max_kb: None,
-        source_hash: 0xccde18f1d1291086,
+        source_hash: 0x9c6df65a69ca4a8a,
         source: include_str!("rmm_raw_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -4159,7 +4159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197744,
         max_kb: None,
-        source_hash: 0x4b5ee21f048f85e8,
+        source_hash: 0x07073ea805f96045,
         source: include_str!("rmm_raw_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -4179,7 +4179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230528,
         max_kb: None,
-        source_hash: 0xcf73e0d7e3e44324,
+        source_hash: 0xc85257ce995c66de,
         source: include_str!("rmm_raw_n128_s7_t.cu"),
     },
     RegistryEntry {
@@ -4199,7 +4199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0x3decdaab1bc28110,
+        source_hash: 0xa26151558d3d9c51,
         source: include_str!("rmm_raw_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -4219,7 +4219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148544,
         max_kb: None,
-        source_hash: 0xeaca6f3f09986033,
+        source_hash: 0x8593c7d7b3762ffd,
         source: include_str!("rmm_raw_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -4239,7 +4239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197712,
         max_kb: None,
-        source_hash: 0x5f21a5e3906c7cdc,
+        source_hash: 0x1e0c179190de14a8,
         source: include_str!("rmm_raw_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -4259,7 +4259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0xe02a8238001ba82d,
+        source_hash: 0xe79592a5f06c0df4,
         source: include_str!("rmm_palette_rs_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4279,7 +4279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124048,
         max_kb: Some(256),
-        source_hash: 0x89a5f8ab161afa64,
+        source_hash: 0x0b569a45bf0d56bb,
         source: include_str!("rmm_palette_rs_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4299,7 +4299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181456,
         max_kb: Some(256),
-        source_hash: 0xa914a44f20be0840,
+        source_hash: 0x61be0fb2b738c843,
         source: include_str!("rmm_palette_rs_n8_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4319,7 +4319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0x150959afa84f117f,
+        source_hash: 0xf02958944718dfce,
         source: include_str!("rmm_palette_rs_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4339,7 +4339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132240,
         max_kb: Some(256),
-        source_hash: 0xe120d1ba0c13442b,
+        source_hash: 0xab8d363b1809965a,
         source: include_str!("rmm_palette_rs_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4359,7 +4359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 193744,
         max_kb: Some(256),
-        source_hash: 0x1c26f8f9eabc8e62,
+        source_hash: 0xd0e7b0fe582b2ccc,
         source: include_str!("rmm_palette_rs_n16_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4379,7 +4379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 78928,
         max_kb: Some(256),
-        source_hash: 0x2826246b611941ae,
+        source_hash: 0x324dce6160abbb25,
         source: include_str!("rmm_palette_rs_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4399,7 +4399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: Some(256),
-        source_hash: 0x75fc5bc14d47767b,
+        source_hash: 0xb8b39051b8e6eb91,
         source: include_str!("rmm_palette_rs_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4419,7 +4419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 218320,
         max_kb: Some(256),
-        source_hash: 0xf04b33b62cf5d24a,
+        source_hash: 0x885024fe0aaceb8e,
         source: include_str!("rmm_palette_rs_n32_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4439,7 +4439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95312,
         max_kb: Some(256),
-        source_hash: 0x663a5a847c845e32,
+        source_hash: 0x56ddbe7fc2a4f0a1,
         source: include_str!("rmm_palette_rs_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4459,7 +4459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181392,
         max_kb: Some(256),
-        source_hash: 0xe71abe3b9305a110,
+        source_hash: 0xec89005586c883f7,
         source: include_str!("rmm_palette_rs_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4479,7 +4479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0xc06d826ba9458e6e,
+        source_hash: 0xd3302fa1522cd8c1,
         source: include_str!("rmm_palette_rs_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -4499,7 +4499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124048,
         max_kb: Some(256),
-        source_hash: 0x15335123296f98b8,
+        source_hash: 0x74935c8e3da7d265,
         source: include_str!("rmm_palette_rs_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -4519,7 +4519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181456,
         max_kb: Some(256),
-        source_hash: 0x73b7d2f6280b06f0,
+        source_hash: 0xd2c0c7d897089fd3,
         source: include_str!("rmm_palette_rs_n8_s12_t.cu"),
     },
     RegistryEntry {
@@ -4539,7 +4539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0x0f0ed4c2bad1af23,
+        source_hash: 0x1acdaf7a15dd8ea9,
         source: include_str!("rmm_palette_rs_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -4559,7 +4559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132240,
         max_kb: Some(256),
-        source_hash: 0xa55a9fbadb8eb6c9,
+        source_hash: 0xad4c42f0230571d8,
         source: include_str!("rmm_palette_rs_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -4579,7 +4579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 193744,
         max_kb: Some(256),
-        source_hash: 0x90d9d9564a3d6ea4,
+        source_hash: 0xf85ab794bb7d9f0e,
         source: include_str!("rmm_palette_rs_n16_s12_t.cu"),
     },
     RegistryEntry {
@@ -4599,7 +4599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 78928,
         max_kb: Some(256),
-        source_hash: 0xa36a5dd38bc43861,
+        source_hash: 0x080ea2b0c4f9369c,
         source: include_str!("rmm_palette_rs_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -4619,7 +4619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: Some(256),
-        source_hash: 0x64d7a88ebebababf,
+        source_hash: 0x6e659720e49d0d4c,
         source: include_str!("rmm_palette_rs_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -4639,7 +4639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 218320,
         max_kb: Some(256),
-        source_hash: 0xc9ede50bdbd9dcf9,
+        source_hash: 0x05ad89c7b069965b,
         source: include_str!("rmm_palette_rs_n32_s12_t.cu"),
     },
     RegistryEntry {
@@ -4659,7 +4659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95312,
         max_kb: Some(256),
-        source_hash: 0x69f9c78d84b21e78,
+        source_hash: 0x888e773771be4c8a,
         source: include_str!("rmm_palette_rs_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -4679,7 +4679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181392,
         max_kb: Some(256),
-        source_hash: 0xb04e3a7e42edf4f5,
+        source_hash: 0x46cb0b1bc76e482c,
         source: include_str!("rmm_palette_rs_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -4699,7 +4699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x5f136434253d5423,
+        source_hash: 0xdcee8fbbe3a6156c,
         source: include_str!("rmm_raw_rs_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4719,7 +4719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0xc84c8ee8cc725d04,
+        source_hash: 0x2018aa960ece9c54,
         source: include_str!("rmm_raw_rs_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4739,7 +4739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210128,
         max_kb: None,
-        source_hash: 0xd2047a1e8e2a2faf,
+        source_hash: 0xe6172986cf2edfd6,
         source: include_str!("rmm_raw_rs_n8_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4759,7 +4759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x7089c99c2653712c,
+        source_hash: 0xf155792358259827,
         source: include_str!("rmm_raw_rs_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4779,7 +4779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0x3d17879cfe773b02,
+        source_hash: 0x7920fedac7d504ca,
         source: include_str!("rmm_raw_rs_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4799,7 +4799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 222416,
         max_kb: None,
-        source_hash: 0x57ec6f9cb87c7312,
+        source_hash: 0xc7223e00e2e29067,
         source: include_str!("rmm_raw_rs_n16_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4819,7 +4819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x230889785bf18a67,
+        source_hash: 0x197ecd0b3a4db6af,
         source: include_str!("rmm_raw_rs_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4839,7 +4839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0x0a3e7ad86c0a38e8,
+        source_hash: 0x61101ba6dacbb9c4,
         source: include_str!("rmm_raw_rs_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4859,7 +4859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0x665fb4d60c8b47b0,
+        source_hash: 0xfc5e32a093fe0efb,
         source: include_str!("rmm_raw_rs_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4879,7 +4879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0xb374a0790e9f6dd2,
+        source_hash: 0x5c6a27e9751543d2,
         source: include_str!("rmm_raw_rs_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4899,7 +4899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x2025258a8ceff9be,
+        source_hash: 0x9406a4388e412dd1,
         source: include_str!("rmm_raw_rs_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -4919,7 +4919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0xcc78153b9c2df57d,
+        source_hash: 0xcbb8d9d7c13440d8,
         source: include_str!("rmm_raw_rs_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -4939,7 +4939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210128,
         max_kb: None,
-        source_hash: 0xdf3fb229d07a5861,
+        source_hash: 0xd26aad6219ac8664,
         source: include_str!("rmm_raw_rs_n8_s12_t.cu"),
     },
     RegistryEntry {
@@ -4959,7 +4959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0xf765b1f06c4a7119,
+        source_hash: 0xbb44a492167ef828,
         source: include_str!("rmm_raw_rs_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -4979,7 +4979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0x474ca96191404be0,
+        source_hash: 0x260d2d409f4a79bc,
         source: include_str!("rmm_raw_rs_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -4999,7 +4999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 222416,
         max_kb: None,
-        source_hash: 0x6806491614efd4a1,
+        source_hash: 0xd0b716086a5fa532,
         source: include_str!("rmm_raw_rs_n16_s12_t.cu"),
     },
     RegistryEntry {
@@ -5019,7 +5019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0xd190102f29f0b54b,
+        source_hash: 0x446afc3106f38d47,
         source: include_str!("rmm_raw_rs_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -5039,7 +5039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0x4c25bcbdb18dd441,
+        source_hash: 0xc25e5caa1bd1e265,
         source: include_str!("rmm_raw_rs_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -5059,7 +5059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0x7b537caa62e34e95,
+        source_hash: 0xc37055dc5ce1f723,
         source: include_str!("rmm_raw_rs_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -5079,7 +5079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0xd79ad5b1f0b03e6e,
+        source_hash: 0x0fe369da117ce268,
         source: include_str!("rmm_raw_rs_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -5099,7 +5099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0xd566bbf00f71cc40,
+        source_hash: 0x9fd5ba2af824667a,
         source: include_str!("rmm_palette_rs_n8_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5119,7 +5119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95344,
         max_kb: Some(256),
-        source_hash: 0xa1ebc34bf810699d,
+        source_hash: 0x062c039177a086d5,
         source: include_str!("rmm_palette_rs_n8_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5139,7 +5139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0x292c9a47fbb8460f,
+        source_hash: 0x6d7c298edb9147c2,
         source: include_str!("rmm_palette_rs_n16_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5159,7 +5159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101488,
         max_kb: Some(256),
-        source_hash: 0xb67995e0ac93f9cf,
+        source_hash: 0x1caf5202b7f24b09,
         source: include_str!("rmm_palette_rs_n16_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5179,7 +5179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0x1e04c7270c3cc558,
+        source_hash: 0xa33f3cf60d30ab1a,
         source: include_str!("rmm_palette_rs_n8_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5199,7 +5199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95344,
         max_kb: Some(256),
-        source_hash: 0x557faba13fbd8fa4,
+        source_hash: 0x76eb43fee59dfd3f,
         source: include_str!("rmm_palette_rs_n8_s6_c2_t.cu"),
     },
     RegistryEntry {
@@ -5219,7 +5219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0x23ecfe57473b256e,
+        source_hash: 0x8731ea3fd7710775,
         source: include_str!("rmm_palette_rs_n16_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5239,7 +5239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101488,
         max_kb: Some(256),
-        source_hash: 0x9fce0a40e5461938,
+        source_hash: 0xd2bb9d236a51b5d5,
         source: include_str!("rmm_palette_rs_n16_s6_c2_t.cu"),
     },
     RegistryEntry {
@@ -5259,7 +5259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0xbe4c804e7eac1d89,
+        source_hash: 0xd6929e7ff2655fe4,
         source: include_str!("rmm_raw_rs_n8_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5279,7 +5279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0x0aea362aa7cf37f2,
+        source_hash: 0xef7f8690a123d9c6,
         source: include_str!("rmm_raw_rs_n8_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5299,7 +5299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x17014008fd2ffedd,
+        source_hash: 0x2574edc99b12524a,
         source: include_str!("rmm_raw_rs_n16_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5319,7 +5319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0xd0b67605c1e6c06e,
+        source_hash: 0xc03c96851e21582c,
         source: include_str!("rmm_raw_rs_n16_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5339,7 +5339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x0cce722c07422452,
+        source_hash: 0x722a2f674c9744e2,
         source: include_str!("rmm_raw_rs_n8_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5359,7 +5359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0xbfa85b592b5f9df4,
+        source_hash: 0x023540802b5a9fce,
         source: include_str!("rmm_raw_rs_n8_s6_c2_t.cu"),
     },
     RegistryEntry {
@@ -5379,7 +5379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x500a8a0e7875d2d6,
+        source_hash: 0x877c59d84eddb9d7,
         source: include_str!("rmm_raw_rs_n16_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5399,7 +5399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0x0257e44aebe86fed,
+        source_hash: 0x2b3b389eae5fca74,
         source: include_str!("rmm_raw_rs_n16_s6_c2_t.cu"),
     },
     RegistryEntry {

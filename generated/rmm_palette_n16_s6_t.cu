@@ -15,10 +15,10 @@
 // - warpgroup 0, thread 0: producer (x tiles by TMA, weight blocks by bulk copy, palette escape records and
 //   escape exponents), the rest of warpgroup 0 idles with few registers (setmaxnreg);
 // - warpgroups 1 and 2: consumers, each owning 64 of the CTA's 128 weight rows (rebuild, wgmma, epilogue).
-// Schedule: stream-K, deterministic. The (output tile, k block) units are dealt out in equal contiguous ranges to
-//   gridDim.x CTAs; a range may span any number of tiles (persistent CTAs when the tiles fill the GPU), and a
-//   tile's last range adds the others' partials in a fixed order. Lower-numbered CTAs start first, so a wait on
-//   them always ends.
+// Schedule: persistent, deterministic. Where the tiles outnumber the gridDim.x CTAs, whole waves of them are
+//   data-parallel (each CTA a whole tile per wave); the tail's (output tile, k block) units are dealt out in equal
+//   contiguous ranges (stream-K), a range spanning any number of tiles, and a tile's last range adds the others'
+//   partials in a fixed order. Lower-numbered CTAs start first, so a wait on them always ends.
 // Invariants: n_out % 128 == 0, k % 64 == 0 (the runtime falls back to full decode otherwise); m rows past the end
 //   of x are zero-filled by TMA and never stored; palette: at most MAX_KB k blocks per CTA (trapped). Same wgmma
 //   sequence and epilogue for every pipeline, so compressed and raw weights give bit-identical y.
@@ -234,31 +234,42 @@ __device__ __forceinline__ u16 f32_to_bf16(float f) {
   return r;
 }
 
-// ---- stream-K schedule: units u = tile * kblocks + k block (tile = ty * gx + tx); CTA c takes units
-// [c * U / C, (c + 1) * U / C), whole tiles in its middle, part of one at either end. ----
-struct Seg { int tile, kb0, kb1; };  // one tile's k blocks [kb0, kb1) within this CTA's range
+// ---- schedule: units u = tile * kblocks + k block (tile = ty * gx + tx). With C = gridDim.x CTAs, the first
+// D = tiles / C waves are data-parallel: CTA c takes whole tiles c, c + C, ..., c + (D - 1) C, every CTA at the
+// same tile's same k block at once (the x and weight slices they share stay in L2). The tail tiles [D C, tiles)
+// are stream-K: CTA c takes their units [D C kblocks + c * U / C, D C kblocks + (c + 1) * U / C), U the tail's
+// units; whole tiles in its middle, part of one at either end, empty when the tail has fewer units than CTAs. ----
+struct Seg { int tile, kb0, kb1; };  // one tile's k blocks [kb0, kb1) within this CTA's work
 struct Sched { int kblocks, gx, tiles; };
-// A CTA's range as segments in processing order: its last tile first, then down to its first. The segment
-// that reaches its tile's last k block owns the tile and stores y; only the first segment can stop short of
-// it (a hand-off), and only the last can start past the tile's first k block (an owner that waits). So a CTA
-// hands its partial on before anything else and waits, last, only for lower-numbered CTAs' first segments.
+// A CTA's work as segments in processing order: its data-parallel tiles, then its stream-K range from its last
+// tile down to its first. The segment that reaches its tile's last k block owns the tile and stores y; only the
+// first stream-K segment can stop short of it (a hand-off), and only the last can start past the tile's first k
+// block (an owner that waits). So a CTA hands its partial on before it waits, and waits, last, only for lower-
+// numbered CTAs' first stream-K segments.
 // Computed per index, not kept in an array: a dynamically indexed array of structs ends up in local memory.
 struct Segs {
-  int t0, t1, kb_first, kb_end;        // first and last tile; k block the range starts at in t0, ends before in t1
+  int dp;                              // data-parallel tiles of this CTA
+  int t0, t1, kb_first, kb_end;        // stream-K range: first and last tile; k block it starts at in t0, ends before in t1
   int kblocks, n, total;               // k blocks per tile, segment count, k blocks in all
   __device__ __forceinline__ Seg at(int i) const {
-    const int tile = t1 - i;
+    if (i < dp) return Seg{(int)blockIdx.x + i * (int)gridDim.x, 0, kblocks};
+    const int tile = t1 - (i - dp);
     return Seg{tile, tile == t0 ? kb_first : 0, tile == t1 ? kb_end : kblocks};
   }
 };
+// Where CTA c's stream-K range begins (CTA C: where the last one ends), in units.
 __device__ __forceinline__ u64 range_begin(u32 c, const Sched& g) {
-  return (u64)g.tiles * (u64)g.kblocks * c / gridDim.x;
+  const u64 dp_tiles = (u64)(g.tiles / gridDim.x) * gridDim.x, kb = (u64)g.kblocks;
+  return dp_tiles * kb + ((u64)g.tiles - dp_tiles) * kb * c / gridDim.x;
 }
 __device__ __forceinline__ Segs segments(const Sched& g) {
   const u64 a = range_begin(blockIdx.x, g), b = range_begin(blockIdx.x + 1, g), kb = (u64)g.kblocks;
-  if (b <= a) __trap();                // the runtime keeps every range non-empty
+  const int dp = g.tiles / (int)gridDim.x;
+  if (dp == 0 && b <= a) __trap();     // the runtime keeps every CTA's work non-empty
+  if (b <= a) return Segs{dp, 0, -1, 0, 0, g.kblocks, dp, dp * g.kblocks};
   const int t0 = (int)(a / kb), t1 = (int)((b - 1) / kb);
-  return Segs{t0, t1, (int)(a - t0 * kb), (int)(b - t1 * kb), g.kblocks, t1 - t0 + 1, (int)(b - a)};
+  return Segs{dp, t0, t1, (int)(a - t0 * kb), (int)(b - t1 * kb), g.kblocks, dp + t1 - t0 + 1,
+              dp * g.kblocks + (int)(b - a)};
 }
 
 // ---- producer: one thread streams x tiles and weight tiles into the ring ----
@@ -530,6 +541,7 @@ __device__ __forceinline__ void finish_segment(float (&acc)[ACC], const Sched& g
   }
   const u64 tile_begin = (u64)sg.tile * g.kblocks;
   for (int c = (int)blockIdx.x - 1; sg.kb0 > 0 && c >= 0 && range_begin(c + 1, g) > tile_begin; --c) {
+    if (range_begin(c, g) == range_begin(c + 1, g)) continue;  // an empty stream-K range hands nothing on
     if (ct == 0) {
       while (ld_acquire(gl.flags + c) != 1u) __nanosleep(64);
       gl.flags[c] = 0u;                // ready for the next launch; nobody else waits on it

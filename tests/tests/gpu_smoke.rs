@@ -42,10 +42,10 @@ fn gpu_01_few_ctas_all_pipelines() {
 #[test]
 #[ignore = "needs an sm_90 GPU"]
 fn gpu_02_ranges_over_several_tiles() {
-    // Persistent stream-K: fewer CTAs than tiles. 8 row tiles × 5 k blocks (× 2 batch tiles at
-    // m = 9 with the 8-wide tile) on 1, 3 and 7 CTAs: ranges of whole tiles between a hand-off
-    // at one end and a waiting owner at the other, every pipeline against its raw twin on the
-    // same count.
+    // Persistent CTAs: fewer than tiles. 8 row tiles × 5 k blocks (× 2 batch tiles at m = 9
+    // with the 8-wide tile) on 1, 3 and 7 CTAs: data-parallel waves, then a stream-K tail whose
+    // ranges run over whole tiles between a hand-off and a waiting owner, or are empty (7 CTAs
+    // for 5 tail units at m = 1); every pipeline against its raw twin on the same count.
     let (h, mut rng) = gpu_session();
     let mut failures = Vec::new();
     for o in [Orientation::Standard, Orientation::Transposed] {

@@ -13,6 +13,7 @@ use unweight_codegen::variant::{GridRule, HuffVariant, RegistryEntry};
 use crate::gpu::error::{DriverContext, GpuError};
 use crate::gpu::jit::Kernel;
 use crate::gpu::launch::tma::TmaDesc;
+use crate::gpu::plan::Schedule;
 
 fn shape_err(entry: &RegistryEntry, reason: String) -> GpuError {
     GpuError::Shape {
@@ -22,8 +23,8 @@ fn shape_err(entry: &RegistryEntry, reason: String) -> GpuError {
 }
 
 /// Grid of an rmm launch: `(ctas, 1, 1)` over `(n_out / 128) × ceil(m / tile_n)` output tiles of
-/// `k / 64` k blocks (stream-K). The kernel traps unless `1 <= ctas <= tiles × k blocks` and, for
-/// a variant with `max_kb`, no CTA's range is longer (a range may span any number of tiles).
+/// `k / 64` k blocks (data-parallel waves and a stream-K tail, [`Schedule`]). The kernel traps
+/// unless `1 <= ctas <= tiles × k blocks` and, for a variant with `max_kb`, no CTA's work is longer.
 pub fn rmm_grid(
     entry: &RegistryEntry,
     n_out: usize,
@@ -47,15 +48,12 @@ pub fn rmm_grid(
     }
     let tiles = (n_out / rows_per_cta as usize) as u64 * m.div_ceil(tile_n as usize) as u64;
     let units = tiles * (k / kb) as u64;
-    let over_cap = entry
-        .max_kb
-        .is_some_and(|cap| units.div_ceil(ctas.max(1) as u64) > cap as u64);
-    if ctas == 0
-        || ctas as u64 > units
-        || over_cap
-        || ctas > i32::MAX as u32
-        || units > i32::MAX as u64
-    {
+    let schedule = Schedule {
+        kblocks: (k / kb) as u64,
+        tiles,
+        ctas: ctas as u64,
+    };
+    if !schedule.valid(entry.max_kb) || ctas > i32::MAX as u32 || units > i32::MAX as u64 {
         return Err(shape_err(
             entry,
             format!("{ctas} CTAs for {tiles} tiles of {} k blocks", k / kb),

@@ -108,14 +108,61 @@ pub fn cta_slots(e: &RegistryEntry, sm_count: u32) -> u32 {
 /// k blocks a CTA takes at least when the tiles are spread over more CTAs (the ring fill amortized).
 const MIN_KBLOCKS_PER_CTA: u64 = 4;
 
+/// The kernel's schedule of `tiles × kblocks` units on `ctas` CTAs (templates/rmm.cu.tera
+/// `range_begin`, `segments`): `tiles / ctas` data-parallel waves, CTA `c` taking whole tiles
+/// `c, c + ctas, …`, then the tail's units dealt out to every CTA in contiguous stream-K ranges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    /// k blocks per tile.
+    pub kblocks: u64,
+    /// Output tiles ([`rmm_tiles`]).
+    pub tiles: u64,
+    /// CTAs of the launch (`gridDim.x`).
+    pub ctas: u64,
+}
+
+impl Schedule {
+    /// Whole tiles each CTA takes before its stream-K range.
+    pub fn dp_waves(&self) -> u64 {
+        self.tiles / self.ctas.max(1)
+    }
+
+    /// Units of the stream-K tail.
+    fn tail_units(&self) -> u64 {
+        (self.tiles - self.dp_waves() * self.ctas) * self.kblocks
+    }
+
+    /// CTA `c`'s stream-K range `[begin, end)` in units.
+    pub fn range(&self, c: u64) -> (u64, u64) {
+        let base = self.dp_waves() * self.ctas * self.kblocks;
+        let at = |c: u64| base + self.tail_units() * c / self.ctas;
+        (at(c), at(c + 1))
+    }
+
+    /// The most k blocks one CTA runs (data-parallel tiles and its stream-K range).
+    pub fn max_kblocks(&self) -> u64 {
+        self.dp_waves() * self.kblocks + self.tail_units().div_ceil(self.ctas.max(1))
+    }
+
+    /// Whether the kernel accepts it: at least one CTA, none without work (a CTA with no
+    /// data-parallel tile needs a unit of the tail), none over `max_kb` k blocks.
+    pub fn valid(&self, max_kb: Option<u32>) -> bool {
+        let units = self.tiles * self.kblocks;
+        self.ctas >= 1
+            && self.ctas <= units.max(1)
+            && max_kb.is_none_or(|cap| self.max_kblocks() <= cap as u64)
+    }
+}
+
 /// How [`choose_ctas`] spreads the units over CTAs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Spread {
     /// Tiles that do not fill the GPU: one CTA per SM, ranges starting mid-tile (the compressed
     /// pipelines, bound by their consumers' rebuild, gain from every SM: 14336×4096, m = 1,
-    /// 112 → 132 CTAs, palette 47.0 → 45.8 µs on the H100). Tiles that fill it: whole waves of
-    /// persistent CTAs sharing the units evenly, so the last wave is never a partial one
-    /// (448 tiles on 132 SMs ran 4 waves of whole tiles, the last 39% full).
+    /// 112 → 132 CTAs, palette 47.0 → 45.8 µs on the H100). Tiles that fill it: one wave of
+    /// persistent CTAs (more where `max_kb` needs them), data-parallel waves and a stream-K tail,
+    /// so no wave is a partial one (448 tiles on 132 SMs ran 4 waves of whole tiles, the last
+    /// 39% full).
     Even,
     /// Each tile split into the same whole number of ranges, or whole tiles one per CTA when
     /// they fill the GPU: raw at small batch, bound by its 2-D TMA boxes' DRAM traffic, lost
@@ -123,12 +170,12 @@ pub enum Spread {
     WholeSplits,
 }
 
-/// CTAs of a stream-K launch over `tiles × kblocks` units on `slots` co-resident CTA slots.
+/// CTAs of an rmm launch over `tiles × kblocks` units on `slots` co-resident CTA slots.
 ///
-/// Tiles that fill the slots: `Even` takes the fewest whole waves of `slots` CTAs whose ranges
-/// fit `max_kb`, `WholeSplits` one CTA per tile. Fewer tiles: up to one CTA per slot as `spread`
-/// says (but at least `MIN_KBLOCKS_PER_CTA` k blocks each), never fewer CTAs than tiles. Never
-/// more than units (none empty), and enough that no range exceeds `max_kb`.
+/// Tiles that fill the slots: `Even` takes the fewest whole waves of `slots` persistent CTAs
+/// whose work fits `max_kb`, `WholeSplits` one CTA per tile. Fewer tiles: up to one CTA per slot
+/// as `spread` says (but at least `MIN_KBLOCKS_PER_CTA` k blocks each), never fewer CTAs than
+/// tiles. Never more than units (none empty), and enough that no CTA exceeds `max_kb`.
 pub fn choose_ctas(
     kblocks: u32,
     tiles: u32,
@@ -143,7 +190,21 @@ pub fn choose_ctas(
     let (tiles, slots) = (tiles as u64, slots.max(1) as u64);
     let cap = max_kb.map(|c| c.max(1) as u64);
     let ctas = match spread {
-        Spread::Even if tiles >= slots => slots * cap.map_or(1, |c| units.div_ceil(c * slots)),
+        Spread::Even if tiles >= slots => {
+            let fits = |ctas| {
+                Schedule {
+                    kblocks: kblocks as u64,
+                    tiles,
+                    ctas,
+                }
+                .valid(max_kb)
+            };
+            let mut ctas = slots;
+            while ctas < units && !fits(ctas) {
+                ctas += slots;
+            }
+            ctas
+        }
         _ => {
             let mut ctas = tiles;
             if tiles < slots {
@@ -159,16 +220,16 @@ pub fn choose_ctas(
     ctas.min(units) as u32
 }
 
-/// Whether `ctas` CTAs can run `e` on `n_out × k` at batch `m`: at least one, at most one per k
-/// block of work (none empty), and no range over the variant's `max_kb` (the kernel traps
-/// otherwise). Any count in between is correct: a range may span any number of tiles.
+/// Whether `ctas` CTAs can run `e` on `n_out × k` at batch `m` ([`Schedule::valid`]): any count
+/// from one to one per unit is correct, within the variant's `max_kb` (the kernel traps
+/// otherwise).
 pub fn ctas_valid(e: &RegistryEntry, n_out: usize, k: usize, m: usize, ctas: u32) -> bool {
-    let units = rmm_tiles(e, n_out, m) as u64 * (k / BK as usize) as u64;
-    let c = ctas as u64;
-    let cap_ok = e
-        .max_kb
-        .is_none_or(|cap| units.div_ceil(c.max(1)) <= cap as u64);
-    c >= 1 && c <= units.max(1) && cap_ok
+    Schedule {
+        kblocks: (k / BK as usize) as u64,
+        tiles: rmm_tiles(e, n_out, m) as u64,
+        ctas: ctas as u64,
+    }
+    .valid(e.max_kb)
 }
 
 #[cfg(test)]
@@ -177,80 +238,101 @@ mod tests {
     use super::*;
     use unweight_codegen::variant::Operand;
 
-    /// The kernel's range of CTA `c` (templates/rmm.cu.tera `range_begin`).
-    fn range(c: u32, units: u64, ctas: u32) -> (u64, u64) {
-        (
-            units * c as u64 / ctas as u64,
-            units * (c as u64 + 1) / ctas as u64,
-        )
-    }
-
     /// The kernel's segments of CTA `c` in processing order, `(tile, kb0, kb1)`
-    /// (templates/rmm.cu.tera `segments`, `Segs::at`): its last tile first, down to its first.
-    fn segments(c: u32, kb: u64, units: u64, ctas: u32) -> Vec<(u64, u64, u64)> {
-        let (a, b) = range(c, units, ctas);
-        let (t0, t1) = (a / kb, (b - 1) / kb);
-        (t0..=t1)
-            .rev()
-            .map(|t| {
+    /// (templates/rmm.cu.tera `segments`, `Segs::at`): its data-parallel tiles, then its
+    /// stream-K range from its last tile down to its first.
+    fn segments(s: &Schedule, c: u64) -> Vec<(u64, u64, u64)> {
+        let kb = s.kblocks;
+        let mut segs: Vec<_> = (0..s.dp_waves()).map(|i| (c + i * s.ctas, 0, kb)).collect();
+        let (a, b) = s.range(c);
+        if b > a {
+            let (t0, t1) = (a / kb, (b - 1) / kb);
+            segs.extend((t0..=t1).rev().map(|t| {
                 let kb0 = if t == t0 { a - t0 * kb } else { 0 };
                 let kb1 = if t == t1 { b - t1 * kb } else { kb };
                 (t, kb0, kb1)
-            })
-            .collect()
+            }));
+        }
+        segs
     }
 
     /// The schedule's invariants for `ctas` CTAs (what the kernel's hand-off relies on): every
-    /// unit in exactly one segment; at most one hand-off per CTA (one `ws` slot), its first
-    /// segment; each tile stored by exactly one owner, whose waits (the lower CTAs sharing the
-    /// tile) are all hand-offs of that tile.
+    /// CTA has work; every unit in exactly one segment; at most one hand-off per CTA (one `ws`
+    /// slot), its first stream-K segment, before any wait; each tile stored by exactly one owner,
+    /// whose waits (the lower CTAs whose non-empty range ends inside the tile, the kernel's wait
+    /// loop) are all hand-offs of that tile; data-parallel waves in lockstep (wave i of CTA c is
+    /// tile i·C + c).
     fn check_schedule(kb: u64, tiles: u64, ctas: u32) {
+        let s = Schedule {
+            kblocks: kb,
+            tiles,
+            ctas: ctas as u64,
+        };
         let units = tiles * kb;
+        let what = format!("kb {kb} tiles {tiles} CTAs {ctas}");
         let mut covered = vec![0u32; units as usize];
         let mut owners = vec![0u32; tiles as usize];
         let mut handoffs = std::collections::HashMap::new();
-        for c in 0..ctas {
-            let segs = segments(c, kb, units, ctas);
+        let dp = s.dp_waves() as usize;
+        for c in 0..s.ctas {
+            let segs = segments(&s, c);
+            assert!(!segs.is_empty(), "{what}: CTA {c} has no work");
+            let total: u64 = segs.iter().map(|&(_, a, b)| b - a).sum();
+            assert!(total <= s.max_kblocks(), "{what}: CTA {c} over max_kblocks");
             for (i, &(t, kb0, kb1)) in segs.iter().enumerate() {
-                assert!(kb0 < kb1 && kb1 <= kb, "CTA {c}: segment {t} {kb0}..{kb1}");
+                assert!(
+                    kb0 < kb1 && kb1 <= kb,
+                    "{what}: CTA {c}: segment {t} {kb0}..{kb1}"
+                );
+                if i < dp {
+                    assert_eq!(t, i as u64 * s.ctas + c, "{what}: wave {i} of CTA {c}");
+                }
                 for u in t * kb + kb0..t * kb + kb1 {
                     covered[u as usize] += 1;
                 }
                 if kb1 < kb {
-                    assert_eq!(
-                        i, 0,
-                        "kb {kb} tiles {tiles} CTAs {ctas}: CTA {c} hands off late"
-                    );
+                    assert_eq!(i, dp, "{what}: CTA {c} hands off late");
                     handoffs.insert(c, t);
                 } else {
                     owners[t as usize] += 1;
                     if kb0 > 0 {
-                        assert_eq!(i, segs.len() - 1, "CTA {c}: an owner that waits is last");
+                        assert_eq!(
+                            i,
+                            segs.len() - 1,
+                            "{what}: CTA {c}: an owner that waits is last"
+                        );
                     }
                 }
             }
         }
-        assert!(
-            covered.iter().all(|&n| n == 1),
-            "kb {kb} tiles {tiles} CTAs {ctas}"
-        );
-        assert!(
-            owners.iter().all(|&n| n == 1),
-            "kb {kb} tiles {tiles} CTAs {ctas}"
-        );
-        // The owner's wait loop: lower CTAs whose range ends inside the tile, nearest first.
-        for c in 0..ctas {
-            let segs = segments(c, kb, units, ctas);
+        assert!(covered.iter().all(|&n| n == 1), "{what}: coverage");
+        assert!(owners.iter().all(|&n| n == 1), "{what}: owners");
+        // The owner's wait loop: lower CTAs whose range ends inside the tile, nearest first,
+        // skipping empty ranges; each one it waits on hands off that tile, and every hand-off
+        // of the tile is waited on.
+        let mut waited = std::collections::HashSet::new();
+        for c in 0..s.ctas {
+            let segs = segments(&s, c);
             let &(t, kb0, kb1) = segs.last().unwrap();
             if kb0 == 0 || kb1 < kb {
                 continue;
             }
             let mut p = c;
-            while p > 0 && range(p - 1, units, ctas).1 > t * kb {
+            while p > 0 && s.range(p - 1).1 > t * kb {
                 p -= 1;
-                assert_eq!(handoffs.get(&p), Some(&t), "CTA {c} waits on {p}");
+                let (a, b) = s.range(p);
+                if a == b {
+                    continue;
+                }
+                assert_eq!(handoffs.get(&p), Some(&t), "{what}: CTA {c} waits on {p}");
+                waited.insert(p);
             }
         }
+        assert_eq!(
+            waited.len(),
+            handoffs.len(),
+            "{what}: a hand-off nobody adds"
+        );
     }
 
     #[test]
@@ -261,11 +343,13 @@ mod tests {
         // 4096 x 14336: 32 tiles of 224 k blocks.
         assert_eq!(choose_ctas(224, 32, 132, None, Spread::Even), 132);
         assert_eq!(choose_ctas(224, 32, 132, None, Spread::WholeSplits), 128);
-        // Tiles that fill the GPU: one wave of persistent CTAs (m = 1024, 448 tiles), or one CTA
-        // per tile when whole splits are asked for.
+        // Tiles that fill the GPU: one wave of persistent CTAs (m = 1024, 448 tiles: 3
+        // data-parallel waves and a 52-tile stream-K tail), or one CTA per tile when whole splits
+        // are asked for.
         assert_eq!(choose_ctas(64, 448, 132, Some(256), Spread::Even), 132);
         assert_eq!(choose_ctas(64, 448, 132, None, Spread::WholeSplits), 448);
-        // m = 2048 (896 tiles): 434 k blocks per CTA exceed the cap of 256, so two whole waves.
+        // m = 2048 (896 tiles): 6 tiles per CTA exceed the cap of 256 k blocks, so two waves of
+        // CTAs (3 tiles and 26 tail k blocks each).
         assert_eq!(choose_ctas(64, 896, 132, Some(256), Spread::Even), 264);
         // One tile, one k block: one CTA.
         assert_eq!(choose_ctas(1, 1, 132, None, Spread::Even), 1);
@@ -287,19 +371,17 @@ mod tests {
                     .flat_map(|c| [(c, Spread::Even), (c, Spread::WholeSplits)])
                 {
                     let ctas = choose_ctas(kb, tiles, 132, cap, spread);
-                    let units = tiles as u64 * kb as u64;
                     if tiles < 132 || spread == Spread::WholeSplits {
                         assert!(ctas >= tiles, "kb {kb} tiles {tiles}: {ctas} CTAs");
                     } else {
                         assert_eq!(ctas as u64 % 132, 0, "kb {kb} tiles {tiles}: waves");
                     }
-                    for c in 0..ctas {
-                        let (a, b) = range(c, units, ctas);
-                        assert!(b > a, "kb {kb} tiles {tiles}: CTA {c} empty");
-                        if let Some(cap) = cap {
-                            assert!(b - a <= cap as u64, "kb {kb}: {} > MAX_KB {cap}", b - a);
-                        }
-                    }
+                    let s = Schedule {
+                        kblocks: kb as u64,
+                        tiles: tiles as u64,
+                        ctas: ctas as u64,
+                    };
+                    assert!(s.valid(cap), "kb {kb} tiles {tiles}: {ctas} CTAs");
                     if kb % 37 == 1 || kb == 64 {
                         check_schedule(kb as u64, tiles as u64, ctas);
                     }
