@@ -154,15 +154,25 @@ impl Schedule {
     }
 }
 
+/// Tiles that fill the GPU run one CTA per tile (whole waves of data-parallel CTAs) unless the
+/// last wave would be less than this many tenths full; then one wave of persistent CTAs takes
+/// the data-parallel waves and shares the tail. H200, 2026-12-04 (`…-8b-s10b.md`, `…-70b-s10b.md`
+/// against s9c and s4, µs one CTA per tile → persistent): last wave 39% full (14336×4096,
+/// m = 1024, 448 tiles) raw 225.5 → 197.4, palette 255.0 → 238.4; 58% (28672×8192, m = 2048)
+/// raw 1730.8 → 1615.4; but 70% (224 tiles) raw 101.6 → 102.9 and 191.4 → 202.8, 79% (896)
+/// raw 765.9 → 803.0, 94% (256) 714.8 → 843.3: a wave that is mostly full costs less than the
+/// tail's hand-offs and the persistent CTAs' lost overlap.
+const LAST_WAVE_TENTHS: u64 = 6;
+
 /// How [`choose_ctas`] spreads the units over CTAs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Spread {
     /// Tiles that do not fill the GPU: one CTA per SM, ranges starting mid-tile (the compressed
     /// pipelines, bound by their consumers' rebuild, gain from every SM: 14336×4096, m = 1,
-    /// 112 → 132 CTAs, palette 47.0 → 45.8 µs on the H100). Tiles that fill it: one wave of
-    /// persistent CTAs (more where `max_kb` needs them), data-parallel waves and a stream-K tail,
-    /// so no wave is a partial one (448 tiles on 132 SMs ran 4 waves of whole tiles, the last
-    /// 39% full).
+    /// 112 → 132 CTAs, palette 47.0 → 45.8 µs on the H100). Tiles that fill it: one CTA per
+    /// tile, or, where the last wave would be mostly empty ([`LAST_WAVE_TENTHS`]), one wave of
+    /// persistent CTAs (more where `max_kb` needs them) that run the data-parallel waves and
+    /// share the tail.
     Even,
     /// Each tile split into the same whole number of ranges, or whole tiles one per CTA when
     /// they fill the GPU: raw at small batch, bound by its 2-D TMA boxes' DRAM traffic, lost
@@ -172,8 +182,9 @@ pub enum Spread {
 
 /// CTAs of an rmm launch over `tiles × kblocks` units on `slots` co-resident CTA slots.
 ///
-/// Tiles that fill the slots: `Even` takes the fewest whole waves of `slots` persistent CTAs
-/// whose work fits `max_kb`, `WholeSplits` one CTA per tile. Fewer tiles: up to one CTA per slot
+/// Tiles that fill the slots: `WholeSplits` takes one CTA per tile, `Even` too unless the last
+/// wave would be less than [`LAST_WAVE_TENTHS`] full, else the fewest whole waves of `slots`
+/// persistent CTAs whose work fits `max_kb`. Fewer tiles: up to one CTA per slot
 /// as `spread` says (but at least `MIN_KBLOCKS_PER_CTA` k blocks each), never fewer CTAs than
 /// tiles. Never more than units (none empty), and enough that no CTA exceeds `max_kb`.
 pub fn choose_ctas(
@@ -199,11 +210,16 @@ pub fn choose_ctas(
                 }
                 .valid(max_kb)
             };
-            let mut ctas = slots;
-            while ctas < units && !fits(ctas) {
-                ctas += slots;
+            let last_wave = tiles % slots;
+            if (last_wave == 0 || last_wave * 10 >= slots * LAST_WAVE_TENTHS) && fits(tiles) {
+                tiles
+            } else {
+                let mut ctas = slots;
+                while ctas < units && !fits(ctas) {
+                    ctas += slots;
+                }
+                ctas
             }
-            ctas
         }
         _ => {
             let mut ctas = tiles;
@@ -343,14 +359,20 @@ mod tests {
         // 4096 x 14336: 32 tiles of 224 k blocks.
         assert_eq!(choose_ctas(224, 32, 132, None, Spread::Even), 132);
         assert_eq!(choose_ctas(224, 32, 132, None, Spread::WholeSplits), 128);
-        // Tiles that fill the GPU: one wave of persistent CTAs (m = 1024, 448 tiles: 3
-        // data-parallel waves and a 52-tile stream-K tail), or one CTA per tile when whole splits
-        // are asked for.
+        // Tiles that fill the GPU with a mostly empty last wave (m = 1024, 448 tiles: 3.4
+        // waves): one wave of persistent CTAs, 3 data-parallel tiles each and a 52-tile stream-K
+        // tail; one CTA per tile when whole splits are asked for.
         assert_eq!(choose_ctas(64, 448, 132, Some(256), Spread::Even), 132);
         assert_eq!(choose_ctas(64, 448, 132, None, Spread::WholeSplits), 448);
-        // m = 2048 (896 tiles): 6 tiles per CTA exceed the cap of 256 k blocks, so two waves of
-        // CTAs (3 tiles and 26 tail k blocks each).
-        assert_eq!(choose_ctas(64, 896, 132, Some(256), Spread::Even), 264);
+        // A mostly full last wave (m = 2048, 896 tiles: 6.8 waves, 224 tiles: 1.7): one CTA per
+        // tile.
+        assert_eq!(choose_ctas(64, 896, 132, Some(256), Spread::Even), 896);
+        assert_eq!(choose_ctas(64, 224, 132, Some(256), Spread::Even), 224);
+        // 1792 tiles (13.6 waves) under a cap of 256 k blocks: 13 tiles per CTA exceed it, so
+        // four waves of CTAs (3 tiles and 26 tail k blocks each).
+        assert_eq!(choose_ctas(64, 1792, 132, Some(256), Spread::Even), 528);
+        // One CTA per tile over the cap (448 k blocks a tile): persistent waves instead.
+        assert_eq!(choose_ctas(448, 256, 132, Some(256), Spread::Even), 528);
         // One tile, one k block: one CTA.
         assert_eq!(choose_ctas(1, 1, 132, None, Spread::Even), 1);
         // Small k: at least 4 k blocks per CTA.
@@ -374,7 +396,10 @@ mod tests {
                     if tiles < 132 || spread == Spread::WholeSplits {
                         assert!(ctas >= tiles, "kb {kb} tiles {tiles}: {ctas} CTAs");
                     } else {
-                        assert_eq!(ctas as u64 % 132, 0, "kb {kb} tiles {tiles}: waves");
+                        assert!(
+                            ctas == tiles || ctas % 132 == 0,
+                            "kb {kb} tiles {tiles}: waves"
+                        );
                     }
                     let s = Schedule {
                         kblocks: kb as u64,
