@@ -9,6 +9,10 @@
 #              ($OUT/bench/results/<date>-<gpu>-8b.{json,md}, $OUT/bench-8b.log)
 #   bench-70b  the same on Llama-3.1-70B's MLP shapes
 #              ($OUT/bench/results/<date>-<gpu>-70b.{json,md}, $OUT/bench-70b.log)
+#   bench-spread  the large-batch rows of both models' gate/up and down shapes, M = 256 ... 2048, three
+#              times in one run with every rmm's CTA count sized by `--spread even`, `whole-splits` and
+#              `persistent` (the default rule, one CTA per tile, persistent CTAs)
+#              ($OUT/bench/results/<date>-<gpu>-spread-<spread>.{json,md}, $OUT/bench-spread-*.log)
 #   tune       `unweight tune --exhaustive` on 2 shapes x 3 buckets: descent vs exhaustive search
 #              ($OUT/bench/results/<date>-tune-exhaustive.log), then `unweight tune` over the
 #              bench's shapes and batches into the same table $OUT/tuning.json ($OUT/tune.log)
@@ -22,7 +26,7 @@
 #              huff_palette_sub256) in `unweight bench` on 14336x4096, M = UNWEIGHT_NCU_M (default 1)
 #              ($OUT/ncu/: report, details, SASS source page, raw metrics, and <kernel>.timeline.txt,
 #              the PM-sampling timeline from scripts/ncu_timeline.py)
-# Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench] [bench-70b] [tune] [tune-table] [bench-auto]
+# Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench] [bench-70b] [bench-spread] [tune] [tune-table] [bench-auto]
 #        [bench-mlp] [ncu]
 #        (default: tests sanitizer bench)
 # One device command may run 10 minutes: run `tests sanitizer`, `bench` and `bench-70b` as three
@@ -108,12 +112,13 @@ run_sanitizer() {
 BENCH_8B=14336x4096,4096x14336,4096x14336t
 BENCH_70B=28672x8192,8192x28672,8192x28672t
 
-# run_bench TAG SHAPES: `unweight bench --shapes SHAPES --tag TAG`.
+# run_bench TAG SHAPES [ARGS...]: `unweight bench --shapes SHAPES --tag TAG ARGS...`.
 run_bench() {
   local tag=$1 shapes=$2 log="$OUT/bench-$1.log"
+  shift 2
   mkdir -p "$OUT/bench/results"
   # `unweight bench` writes bench/results/ under its working directory: run it inside $OUT.
-  ( cd "$OUT" && timeout -k 10 "$step_timeout" "$bin/unweight" bench --shapes "$shapes" --tag "$tag" ) 2>&1 | tee "$log"
+  ( cd "$OUT" && timeout -k 10 "$step_timeout" "$bin/unweight" bench --shapes "$shapes" --tag "$tag" "$@" ) 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   if [ "$rc" -ne 0 ] && [ "$tag" = 8b ] && grep -qiE "unrecognized subcommand|not built yet|not linked into this build" "$log"; then
     echo "gpu-run: this unweight has no bench subcommand; running the gpu_bench test instead" | tee -a "$log"
@@ -190,12 +195,17 @@ for s in "${steps[@]}"; do
     sanitizer) run_sanitizer ;;
     bench) run_bench 8b "$BENCH_8B" ;;
     bench-70b) run_bench 70b "$BENCH_70B" ;;
+    bench-spread)
+      for sp in even whole-splits persistent; do
+        run_bench "spread-$sp" 14336x4096,4096x14336,28672x8192,8192x28672 --m 256,512,1024,2048 \
+          --decode-sms all --spread "$sp"
+      done ;;
     tune) run_tune ;;
     tune-table) run_tune_table ;;
     ncu) run_ncu ;;
     bench-auto) run_bench_auto ;;
     bench-mlp) run_bench_mlp ;;
-    *) echo "gpu-run: unknown step $s (tests, sanitizer, bench, bench-70b, tune, tune-table, bench-auto, bench-mlp, ncu)" >&2; exit 2 ;;
+    *) echo "gpu-run: unknown step $s (tests, sanitizer, bench, bench-70b, bench-spread, tune, tune-table, bench-auto, bench-mlp, ncu)" >&2; exit 2 ;;
   esac
 done
 

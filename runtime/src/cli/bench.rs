@@ -76,6 +76,11 @@ pub struct BenchArgs {
     /// CUDA device ordinal.
     #[arg(long, default_value_t = 0)]
     pub device: usize,
+    /// Size every rmm plan's CTA count with this spread instead of the plan's own
+    /// (`even`: the default rule, `whole-splits`: one CTA per tile where the tiles fill the GPU,
+    /// `persistent`: persistent CTAs wherever they fill it), to compare schedules in one run.
+    #[arg(long, value_parser = parse_spread)]
+    pub spread: Option<crate::gpu::plan::Spread>,
     /// A tuning table (`unweight tune`): also time `plan_auto` against the default plans.
     #[arg(long)]
     pub table: Option<PathBuf>,
@@ -107,6 +112,16 @@ fn parse_ctas(s: &str) -> Result<u32, String> {
     }
 }
 
+fn parse_spread(s: &str) -> Result<crate::gpu::plan::Spread, String> {
+    use crate::gpu::plan::Spread;
+    match s.trim() {
+        "even" => Ok(Spread::Even),
+        "whole-splits" | "whole_splits" => Ok(Spread::WholeSplits),
+        "persistent" => Ok(Spread::Persistent),
+        _ => Err(format!("`{s}` is not even, whole-splits or persistent")),
+    }
+}
+
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     crate::gpu::harness::bench::run(args.options())?;
     Ok(ExitCode::SUCCESS)
@@ -128,6 +143,7 @@ impl BenchArgs {
             decode_ctas: self.decode_ctas.clone(),
             iters: self.reps,
             table: self.table.clone(),
+            spread: self.spread,
             escape_groups: self.escape_groups,
             bulk: self.weights,
             command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -168,6 +184,10 @@ mod tests {
         let o = parse(&["unweight", "bench", "--escape-groups", "0"]);
         assert_eq!(o.escape_groups, 0.0);
         assert_eq!(o.bulk, d.bulk);
+        let o = parse(&["unweight", "bench", "--spread", "persistent"]);
+        assert_eq!(o.spread, Some(crate::gpu::plan::Spread::Persistent));
+        assert_eq!(parse(&["unweight", "bench"]).spread, None);
+        assert!(crate::cli::Cli::try_parse_from(["unweight", "bench", "--spread", "odd"]).is_err());
         let o = parse(&["unweight", "bench", "--weights", "flat"]);
         assert_eq!(o.bulk, crate::gpu::harness::synth::Bulk::Flat);
         for bad in ["1.5", "-0.1", "x"] {

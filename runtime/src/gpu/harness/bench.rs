@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
 use cudarc::driver::{CudaSlice, CudaStream};
+use unweight_codegen::abi::BK;
 use unweight_codegen::variant::{
     ASource, HuffOutput, HuffRefill, HuffVariant, RegistryEntry, Variant,
 };
@@ -25,7 +26,7 @@ use crate::gpu::jit::registry;
 use crate::gpu::layout::{BlockLayout, Residency};
 use crate::gpu::linear::Linear;
 use crate::gpu::mlp::stack::decode_blocks_of;
-use crate::gpu::plan::{self, ExecPipeline, Plan};
+use crate::gpu::plan::{self, choose_ctas, cta_slots, rmm_tiles, ExecPipeline, Plan, Spread};
 use crate::gpu::weights::{DeviceWeights, Resident};
 
 /// Llama-3.1-8B's MLP projections: gate/up, down, and down encoded transposed.
@@ -89,6 +90,9 @@ pub struct BenchOptions {
     pub seed: u64,
     /// A tuning table: also time `Linear::plan_auto` against each residency's default plan.
     pub table: Option<PathBuf>,
+    /// Size every rmm plan's CTA count with this spread instead of the plan's own (same-run
+    /// comparisons of schedules: one CTA per tile against persistent CTAs).
+    pub spread: Option<Spread>,
 }
 
 impl Default for BenchOptions {
@@ -115,6 +119,7 @@ impl Default for BenchOptions {
             command: "unweight bench".to_string(),
             seed: 0x5eed,
             table: None,
+            spread: None,
         }
     }
 }
@@ -801,12 +806,15 @@ fn best_of(
         opts.tile_candidates,
         opts.stage_candidates,
     );
+    let spread = |l: &Linear, plan: Result<Plan, crate::gpu::GpuError>| {
+        plan.map(|plan| respread(l, plan, opts.spread))
+    };
     if cands.is_empty() {
-        let plan = lins[0].plan(p, m)?;
+        let plan = spread(&lins[0], lins[0].plan(p, m))?;
         let us = time_plans(
             stream,
             lins,
-            |l| l.plan(p, m),
+            |l| spread(l, l.plan(p, m)),
             x,
             y,
             opts.warmup,
@@ -819,7 +827,7 @@ fn best_of(
         let us = time_plans(
             stream,
             lins,
-            |l| l.plan_with(p, m, e),
+            |l| spread(l, l.plan_with(p, m, e)),
             x,
             y,
             3,
@@ -832,14 +840,28 @@ fn best_of(
     let us = time_plans(
         stream,
         lins,
-        |l| l.plan_with(p, m, winner),
+        |l| spread(l, l.plan_with(p, m, winner)),
         x,
         y,
         opts.warmup,
         opts.iters,
     )?;
-    let plan = lins[0].plan_with(p, m, winner)?;
+    let plan = spread(&lins[0], lins[0].plan_with(p, m, winner))?;
     Ok((plan.variant_name(), plan.ctas, us))
+}
+
+/// `plan` with its rmm's CTA count sized by `spread` (unchanged for `None` or without an rmm).
+fn respread(l: &Linear, mut plan: Plan, spread: Option<Spread>) -> Plan {
+    if let (Some(spread), Some(e)) = (spread, plan.rmm) {
+        plan.ctas = choose_ctas(
+            (l.k() / BK as usize) as u32,
+            rmm_tiles(e, l.n_out(), plan.m),
+            cta_slots(e, l.weights().device().info.sm_count),
+            e.max_kb,
+            spread,
+        );
+    }
+    plan
 }
 
 /// Rounds of alternating timings in [`bench_auto`].

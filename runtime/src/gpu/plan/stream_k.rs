@@ -69,7 +69,7 @@ pub fn split_buffers_bound_in(
             let tiles = tiles_of(tile_n, n_out, m);
             for &cap in &caps {
                 for &slots in &per_sm {
-                    for spread in [Spread::Even, Spread::WholeSplits] {
+                    for spread in [Spread::Even, Spread::WholeSplits, Spread::Persistent] {
                         let (w, f) = partial_bytes(
                             tile_n,
                             tiles,
@@ -178,6 +178,9 @@ pub enum Spread {
     /// they fill the GPU: raw at small batch, bound by its 2-D TMA boxes' DRAM traffic, lost
     /// from more concurrent streams (same case: 44.8 → 48.3 µs).
     WholeSplits,
+    /// As `Even`, but tiles that fill the GPU always run on persistent CTAs, however full the
+    /// last wave of one CTA per tile would be (for the tuner and same-run comparisons).
+    Persistent,
 }
 
 /// CTAs of an rmm launch over `tiles × kblocks` units on `slots` co-resident CTA slots.
@@ -201,7 +204,7 @@ pub fn choose_ctas(
     let (tiles, slots) = (tiles as u64, slots.max(1) as u64);
     let cap = max_kb.map(|c| c.max(1) as u64);
     let ctas = match spread {
-        Spread::Even if tiles >= slots => {
+        Spread::Even | Spread::Persistent if tiles >= slots => {
             let fits = |ctas| {
                 Schedule {
                     kblocks: kblocks as u64,
@@ -211,7 +214,8 @@ pub fn choose_ctas(
                 .valid(max_kb)
             };
             let last_wave = tiles % slots;
-            if (last_wave == 0 || last_wave * 10 >= slots * LAST_WAVE_TENTHS) && fits(tiles) {
+            let mostly_full = last_wave == 0 || last_wave * 10 >= slots * LAST_WAVE_TENTHS;
+            if spread == Spread::Even && mostly_full && fits(tiles) {
                 tiles
             } else {
                 let mut ctas = slots;
@@ -226,7 +230,7 @@ pub fn choose_ctas(
             if tiles < slots {
                 let fill = slots.min(units / MIN_KBLOCKS_PER_CTA);
                 ctas = ctas.max(match spread {
-                    Spread::Even => fill,
+                    Spread::Even | Spread::Persistent => fill,
                     Spread::WholeSplits => fill / tiles * tiles,
                 });
             }
@@ -368,6 +372,16 @@ mod tests {
         // tile.
         assert_eq!(choose_ctas(64, 896, 132, Some(256), Spread::Even), 896);
         assert_eq!(choose_ctas(64, 224, 132, Some(256), Spread::Even), 224);
+        // Persistent CTAs whatever the last wave: one wave where the cap allows.
+        assert_eq!(choose_ctas(64, 896, 132, None, Spread::Persistent), 132);
+        assert_eq!(
+            choose_ctas(64, 224, 132, Some(256), Spread::Persistent),
+            132
+        );
+        assert_eq!(
+            choose_ctas(64, 112, 132, Some(256), Spread::Persistent),
+            132
+        );
         // 1792 tiles (13.6 waves) under a cap of 256 k blocks: 13 tiles per CTA exceed it, so
         // four waves of CTAs (3 tiles and 26 tail k blocks each).
         assert_eq!(choose_ctas(64, 1792, 132, Some(256), Spread::Even), 528);
@@ -388,10 +402,9 @@ mod tests {
         // cap; and the hand-off's invariants for the counts chosen.
         for kb in 1..300u32 {
             for tiles in [1u32, 3, 32, 112, 131, 132, 200, 450] {
-                for (cap, spread) in [None, Some(16), Some(64)]
-                    .into_iter()
-                    .flat_map(|c| [(c, Spread::Even), (c, Spread::WholeSplits)])
-                {
+                for (cap, spread) in [None, Some(16), Some(64)].into_iter().flat_map(|c| {
+                    [Spread::Even, Spread::WholeSplits, Spread::Persistent].map(|s| (c, s))
+                }) {
                     let ctas = choose_ctas(kb, tiles, 132, cap, spread);
                     if tiles < 132 || spread == Spread::WholeSplits {
                         assert!(ctas >= tiles, "kb {kb} tiles {tiles}: {ctas} CTAs");

@@ -200,7 +200,7 @@ const CTA_AXIS: [Option<(u32, u32)>; 7] = [
     Some((3, 1)),
     Some((plan::MAX_CTAS_PER_SM, 1)),
 ];
-const SPREAD_AXIS: [Spread; 2] = [Spread::Even, Spread::WholeSplits];
+const SPREAD_AXIS: [Spread; 3] = [Spread::Even, Spread::WholeSplits, Spread::Persistent];
 
 /// The search space of one weight: its geometry, residency, batch and the GPU's SM count.
 pub struct Space {
@@ -276,7 +276,7 @@ impl Space {
     pub fn start(&self, pipeline: ExecPipeline) -> Option<Vec<usize>> {
         let p = self.pipelines.iter().position(|&q| q == pipeline)?;
         let effective = self.effective(pipeline);
-        let (tile, rank) = match effective.rmm() {
+        let (tile, rank, spread) = match effective.rmm() {
             Some(fam) => {
                 let t = self.geometry.transposed();
                 let def = plan::default_variant_sized(
@@ -297,14 +297,16 @@ impl Space {
                     .map(|(_, w)| w.stages)
                     .collect();
                 same.sort_by(|a, b| b.cmp(a));
+                let tiles = rmm_tiles(def, self.geometry.n_out, self.m);
+                let spread = plan::default_spread(effective, tiles, cta_slots(def, self.sm_count));
                 (
                     self.tiles.iter().position(|&t| t == v.tile_n)?,
                     same.iter().position(|&s| s == v.stages)?,
+                    SPREAD_AXIS.iter().position(|&s| s == spread)?,
                 )
             }
-            None => (0, 0),
+            None => (0, 0, 0),
         };
-        let spread = if effective == ExecPipeline::Raw { 1 } else { 0 };
         Some(vec![p, tile, rank, 0, spread])
     }
 

@@ -356,6 +356,7 @@ by_name!(
 by_name!(spread_name, Spread, spread_str, |s: &str| match s {
     "even" => Some(Spread::Even),
     "whole_splits" => Some(Spread::WholeSplits),
+    "persistent" => Some(Spread::Persistent),
     _ => None,
 });
 
@@ -364,6 +365,7 @@ pub fn spread_str(s: Spread) -> &'static str {
     match s {
         Spread::Even => "even",
         Spread::WholeSplits => "whole_splits",
+        Spread::Persistent => "persistent",
     }
 }
 
