@@ -178,17 +178,24 @@ pub fn plan(
     plan_for(geometry, pipeline, m, rmm, ASource::Smem, sm_count)
 }
 
-/// How a default plan spreads `tiles` output tiles over `slots` CTA slots. Raw on tiles that do
-/// not fill the GPU keeps whole splits per tile (H200, 14336×4096: m = 1 on 112 CTAs 32.8 µs;
-/// m = 256, 112 tiles of 256, 51.9 µs on 112 CTAs, 57.9 µs on 132); everything else spreads
-/// evenly (raw m = 1024, 448 tiles: 225.5 µs one CTA per tile, 193.2 µs persistent on 132).
-pub fn default_spread(pipeline: ExecPipeline, tiles: u32, slots: u32) -> Spread {
-    if pipeline == ExecPipeline::Raw && tiles < slots {
+/// How a default plan spreads `e`'s `tiles` output tiles over `slots` CTA slots. Below one wave,
+/// raw at any width and every pipeline on tiles 256 wide keep whole splits per tile; narrower
+/// compressed tiles, bound by their rebuild, spread evenly over every SM. H200, same run
+/// (`2026-12-04-nvidia-h200-spread-*.md`, µs even → whole splits): 14336×4096 m = 256 (112 tiles
+/// of 256) raw 57.5 → 52.2, direct palette 67.7 → 64.9, exponent 116.6 → 114.0; 4096×14336
+/// m = 256…1024 direct palette 3–5% and exponent / palette transcode 0–3% faster. Tiles that fill
+/// the GPU: `Even`, whose rule picks one CTA per tile or persistent CTAs.
+pub fn default_spread(pipeline: ExecPipeline, e: &RegistryEntry, tiles: u32, slots: u32) -> Spread {
+    let wide = matches!(e.variant, Variant::Rmm(v) if v.tile_n >= WHOLE_SPLITS_TILE_N);
+    if tiles < slots && (pipeline == ExecPipeline::Raw || wide) {
         Spread::WholeSplits
     } else {
         Spread::Even
     }
 }
+
+/// Tile width from which every pipeline keeps whole splits below one wave ([`default_spread`]).
+const WHOLE_SPLITS_TILE_N: u32 = 256;
 
 /// [`plan`] whose default rmm is of the form `a_src` (the weight's block layout decides it:
 /// fragment-layout weights take the RS variants).
@@ -239,7 +246,7 @@ pub fn plan_for(
                 tiles,
                 slots,
                 e.max_kb,
-                default_spread(effective, tiles, slots),
+                default_spread(effective, e, tiles, slots),
             )
         }
         None => 1,
@@ -330,6 +337,23 @@ pub(crate) mod tests {
             }
         }
         Box::leak(v.into_boxed_slice())
+    }
+
+    #[test]
+    fn default_spread_keeps_whole_splits_below_a_wave_for_raw_and_wide_tiles() {
+        let find = |name: &str| entries().iter().find(|e| e.name == name).unwrap();
+        let (narrow, wide) = (find("rmm_palette_n8_s6_nt"), find("rmm_palette_n256_s3_nt"));
+        let raw = find("rmm_raw_n8_s6_nt");
+        use ExecPipeline::*;
+        assert_eq!(default_spread(DirectPalette, narrow, 112, 132), Spread::Even);
+        assert_eq!(default_spread(Exponent, wide, 112, 132), Spread::WholeSplits);
+        assert_eq!(default_spread(DirectPalette, wide, 112, 132), Spread::WholeSplits);
+        assert_eq!(default_spread(Raw, raw, 112, 132), Spread::WholeSplits);
+        // Tiles that fill the GPU: the even rule (one CTA per tile or persistent CTAs).
+        for e in [narrow, wide, raw] {
+            assert_eq!(default_spread(Raw, e, 448, 132), Spread::Even);
+            assert_eq!(default_spread(DirectPalette, e, 132, 132), Spread::Even);
+        }
     }
 
     #[test]

@@ -161,7 +161,10 @@ impl Schedule {
 /// m = 1024, 448 tiles) raw 225.5 → 197.4, palette 255.0 → 238.4; 58% (28672×8192, m = 2048)
 /// raw 1730.8 → 1615.4; but 70% (224 tiles) raw 101.6 → 102.9 and 191.4 → 202.8, 79% (896)
 /// raw 765.9 → 803.0, 94% (256) 714.8 → 843.3: a wave that is mostly full costs less than the
-/// tail's hand-offs and the persistent CTAs' lost overlap.
+/// tail's hand-offs and the persistent CTAs' lost overlap. Same run (`…-spread-*.md`, persistent
+/// / one CTA per tile): 39% full, 14336×4096 m = 1024 palette 0.92, raw 0.92, 28672×8192 m = 512
+/// palette 0.92; 58%, 28672×8192 m = 2048 palette 0.95, raw 0.99; 70% (224 tiles) palette
+/// 0.91–0.99, raw 1.02–1.07; 79% (896) 0.96–1.04; 88% (8192×28672 raw, 512 tiles of 128) 1.10.
 const LAST_WAVE_TENTHS: u64 = 6;
 
 /// How [`choose_ctas`] spreads the units over CTAs.

@@ -298,7 +298,8 @@ impl Space {
                     .collect();
                 same.sort_by(|a, b| b.cmp(a));
                 let tiles = rmm_tiles(def, self.geometry.n_out, self.m);
-                let spread = plan::default_spread(effective, tiles, cta_slots(def, self.sm_count));
+                let spread =
+                    plan::default_spread(effective, def, tiles, cta_slots(def, self.sm_count));
                 (
                     self.tiles.iter().position(|&t| t == v.tile_n)?,
                     same.iter().position(|&s| s == v.stages)?,
