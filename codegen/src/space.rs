@@ -215,8 +215,8 @@ pub struct RmmBudget {
     pub acc_regs: u32,
     /// k blocks per consumer step (SS compressed: [`ss_kb_step`]; RS: [`rs_kb_step`]).
     pub kb_step: u32,
-    /// CTAs per SM (`__launch_bounds__` min blocks): 1 for every variant (a second CTA per SM was
-    /// measured and did not help, see `RmmBudget::new`).
+    /// CTAs per SM (`__launch_bounds__` min blocks): 1 for SS; 1 or 2 for RS (the `_c2` pairs,
+    /// see `RmmBudget::new`).
     pub ctas_per_sm: u32,
     /// Registers per thread at launch (ptxas), and the `setmaxnreg` split of that pool.
     pub regs_per_thread: u32,

@@ -379,9 +379,10 @@ impl FromStr for Variant {
 /// How the runtime sizes the grid of a variant's launch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GridRule {
-    /// Stream-K: `(ctas, 1, 1)`, where `tiles = (n_out / rows_per_cta) × ceil(m / tile_n)` output
-    /// tiles of `k / 64` k blocks each are shared out in equal contiguous ranges, and
-    /// `tiles <= ctas <= tiles × k blocks` (the runtime picks `ctas`).
+    /// `(ctas, 1, 1)` over `tiles = (n_out / rows_per_cta) × ceil(m / tile_n)` output tiles of
+    /// `k / 64` k blocks each: `tiles / ctas` data-parallel waves of whole tiles, then the tail's
+    /// units shared out in equal contiguous ranges (stream-K); `1 <= ctas <= tiles × k blocks`,
+    /// and for a variant with `max_kb` no CTA over it (the runtime picks `ctas`, `plan::Schedule`).
     RmmTiles { rows_per_cta: u32, tile_n: u32 },
     /// `(ceil(chunks / chunks_per_block), 1, 1)`: Huffman chunks spread over blocks.
     HuffChunks { chunks_per_block: u32 },

@@ -14,7 +14,7 @@
 //!
 //! Everything that can be checked without a GPU (cache keys, the disk cache, tensor-map rules,
 //! tile escape tables, host images, grids, GEMM orientation, variant defaults) is unit-tested
-//! here; the GPU tests live in tests/tests/gpu_*.rs and run on the H100 (scripts/gpu-run.sh).
+//! here; the GPU tests live in tests/tests/gpu_*.rs and run on the H200 (scripts/gpu-run.sh).
 
 pub mod device;
 pub mod error;

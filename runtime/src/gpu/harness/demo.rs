@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use cudarc::driver::CudaContext;
+use unweight_codegen::abi::{BK, BM};
 use unweight_codegen::variant::RegistryEntry;
 
 use crate::codec::{self, Encoding, Orientation};
@@ -196,7 +197,7 @@ pub fn run_on(
         for o in orientations(t) {
             if !Geometry::raw(n_out, k, o).rmm_ok() {
                 report.skipped.push(format!(
-                    "{} {n_out}×{k} {o}: the fused kernels need n_out % 128 == 0 and k % 64 == 0",
+                    "{} {n_out}×{k} {o}: the fused kernels need n_out % {BM} == 0 and k % {BK} == 0",
                     t.name
                 ));
                 continue;

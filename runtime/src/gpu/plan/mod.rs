@@ -21,7 +21,7 @@ pub mod stream_k;
 use std::fmt;
 use std::str::FromStr;
 
-use unweight_codegen::abi::BK;
+use unweight_codegen::abi::{BK, BM};
 use unweight_codegen::variant::{ASource, HuffOutput, Operand, RegistryEntry, Variant};
 
 pub use select::{
@@ -216,7 +216,7 @@ pub fn plan_for(
     if effective.rmm().is_some() && !geometry.rmm_ok() {
         return Err(GpuError::NoVariantFits {
             shape: geometry.shape_text(),
-            reason: format!("{pipeline} needs n_out % 128 == 0 and k % 64 == 0"),
+            reason: format!("{pipeline} needs n_out % {BM} == 0 and k % {BK} == 0"),
         });
     }
     let rmm = match (effective.rmm(), rmm) {
@@ -345,9 +345,18 @@ pub(crate) mod tests {
         let (narrow, wide) = (find("rmm_palette_n8_s6_nt"), find("rmm_palette_n256_s3_nt"));
         let raw = find("rmm_raw_n8_s6_nt");
         use ExecPipeline::*;
-        assert_eq!(default_spread(DirectPalette, narrow, 112, 132), Spread::Even);
-        assert_eq!(default_spread(Exponent, wide, 112, 132), Spread::WholeSplits);
-        assert_eq!(default_spread(DirectPalette, wide, 112, 132), Spread::WholeSplits);
+        assert_eq!(
+            default_spread(DirectPalette, narrow, 112, 132),
+            Spread::Even
+        );
+        assert_eq!(
+            default_spread(Exponent, wide, 112, 132),
+            Spread::WholeSplits
+        );
+        assert_eq!(
+            default_spread(DirectPalette, wide, 112, 132),
+            Spread::WholeSplits
+        );
         assert_eq!(default_spread(Raw, raw, 112, 132), Spread::WholeSplits);
         // Tiles that fill the GPU: the even rule (one CTA per tile or persistent CTAs).
         for e in [narrow, wide, raw] {
