@@ -171,3 +171,11 @@ impl<T> CublasContext<T> for Result<T, CublasError> {
         })
     }
 }
+
+/// A layout problem of the weight `tensor`.
+pub fn weights_error(tensor: &str, problem: LayoutError) -> GpuError {
+    GpuError::Weights {
+        tensor: tensor.to_string(),
+        problem,
+    }
+}

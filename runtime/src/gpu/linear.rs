@@ -17,12 +17,12 @@ use unweight_codegen::variant::{
 use crate::codec::Orientation;
 use crate::gpu::device::cublas::gemm_params;
 use crate::gpu::device::scratch::ScratchSlot;
-use crate::gpu::error::GpuError;
+use crate::gpu::error::{weights_error, GpuError};
 use crate::gpu::launch::{self, tma, HuffArgs, RmmArgs};
 use crate::gpu::layout::{Geometry, LayoutError, Residency};
 use crate::gpu::plan::{self, ExecPipeline, Plan};
 use crate::gpu::tuner::{self, Source, Table};
-use crate::gpu::weights::{weights_error, DeviceWeights, HuffmanDev, RawDev, Resident};
+use crate::gpu::weights::{DeviceWeights, HuffmanDev, RawDev, Resident};
 
 /// The scratch slot the linear API uses (the MLP scheduler alternates both).
 const SLOT: usize = 0;

@@ -14,11 +14,10 @@ use unweight_codegen::variant::{RelayoutElem, RelayoutVariant, Variant};
 
 use crate::codec::Orientation;
 use crate::gpu::device::GpuDevice;
-use crate::gpu::error::{DriverContext, GpuError};
+use crate::gpu::error::{weights_error, DriverContext, GpuError};
 use crate::gpu::jit::registry;
 use crate::gpu::launch::{self, RelayoutArgs};
 use crate::gpu::layout::{Geometry, LayoutError};
-use crate::gpu::weights::weights_error;
 
 /// Enqueues the re-layout of `tiled` (the first `bytes` bytes: `elem`'s component of the weight
 /// `name` of geometry `g`, in tiled blocks) into a new buffer of fragment blocks, on the device's

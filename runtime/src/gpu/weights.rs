@@ -10,7 +10,7 @@ use unweight_codegen::abi::{huff_err, HuffLayout};
 use crate::codec::{CompressedTensor, Orientation};
 
 use crate::gpu::device::GpuDevice;
-use crate::gpu::error::{DriverContext, GpuError};
+use crate::gpu::error::{weights_error, DriverContext, GpuError};
 use crate::gpu::layout::{
     multi, raw_fragments, BlockLayout, Geometry, HuffmanImage, LayoutError, PaletteImage,
     Residency, RmmTables,
@@ -542,14 +542,6 @@ pub fn check_upload(name: &str, t: &CompressedTensor) -> Result<(), GpuError> {
         tensor: name.to_string(),
         source,
     })
-}
-
-/// A layout problem of the weight `tensor`.
-pub fn weights_error(tensor: &str, problem: LayoutError) -> GpuError {
-    GpuError::Weights {
-        tensor: tensor.to_string(),
-        problem,
-    }
 }
 
 /// Row-major `[rows][cols]` → `[cols][rows]`, in 64×64 blocks so both sides stay in cache

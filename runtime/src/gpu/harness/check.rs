@@ -13,7 +13,7 @@ use unweight_codegen::variant::{
 
 use crate::codec::{self, CompressedTensor, Encoding, HuffmanStream, Indices, Orientation};
 use crate::gpu::device::GpuDevice;
-use crate::gpu::error::GpuError;
+use crate::gpu::error::{weights_error, GpuError};
 use crate::gpu::harness::synth::{self, Rng, WeightSpec};
 use crate::gpu::jit::registry;
 use crate::gpu::layout::subs;
@@ -21,7 +21,7 @@ use crate::gpu::layout::tiles::{self, Packing};
 use crate::gpu::layout::{BlockLayout, Residency};
 use crate::gpu::linear::Linear;
 use crate::gpu::plan::{self, ExecPipeline, Plan};
-use crate::gpu::weights::{weights_error, DeviceWeights, Resident};
+use crate::gpu::weights::{DeviceWeights, Resident};
 
 /// The poison written into every output before a launch (a bf16 NaN; 0xFF bytes).
 pub const POISON: u16 = 0xFFFF;

@@ -18,13 +18,13 @@ use unweight_codegen::variant::{ActOp, HuffOutput};
 use crate::bundle::Bundle;
 use crate::codec::{self, CompressedTensor, Encoding};
 use crate::gpu::device::GpuDevice;
-use crate::gpu::error::{DriverContext, GpuError};
+use crate::gpu::error::{weights_error, DriverContext, GpuError};
 use crate::gpu::layout::{BlockLayout, LayoutError};
 use crate::gpu::linear::Linear;
 use crate::gpu::mlp::budget::{self, LayerBytes, LayerKind};
 use crate::gpu::mlp::layer::{slot_layout, Mlp};
 use crate::gpu::mlp::stack::MlpStack;
-use crate::gpu::weights::{weights_error, DeviceWeights};
+use crate::gpu::weights::DeviceWeights;
 
 /// The names of one layer's matrices in a checkpoint; `{i}` stands for the layer index.
 #[derive(Clone, Debug, PartialEq, Eq)]
