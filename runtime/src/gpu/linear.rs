@@ -481,8 +481,8 @@ impl Linear {
                     format!("it was made for another weight ({})", g.shape_text()),
                 ));
             }
-            // A CTA count the kernel would trap on (an empty range, one past `max_kb`) would
-            // lose the context; refuse it here.
+            // A CTA count the kernel would trap on (an empty range, one past `max_kb`) is refused
+            // here, before the split buffers are sized from it (the launch checks it again).
             if !plan::ctas_valid(e, n_out, k, m, plan.ctas) {
                 return Err(
                     self.plan_error(plan, format!("{} CTAs cannot share its units", plan.ctas))

@@ -12,7 +12,6 @@ use std::time::Instant;
 use anyhow::Context as _;
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
 use cudarc::driver::{CudaSlice, CudaStream};
-use unweight_codegen::abi::BK;
 use unweight_codegen::variant::{
     ASource, HuffOutput, HuffRefill, HuffVariant, RegistryEntry, Variant,
 };
@@ -26,7 +25,7 @@ use crate::gpu::jit::registry;
 use crate::gpu::layout::{BlockLayout, Residency};
 use crate::gpu::linear::Linear;
 use crate::gpu::mlp::stack::decode_blocks_of;
-use crate::gpu::plan::{self, choose_ctas, cta_slots, rmm_tiles, ExecPipeline, Plan, Spread};
+use crate::gpu::plan::{self, ctas_for, ExecPipeline, Plan, Spread};
 use crate::gpu::weights::{DeviceWeights, Resident};
 
 /// Llama-3.1-8B's MLP projections: gate/up, down, and down encoded transposed.
@@ -853,13 +852,8 @@ fn best_of(
 /// `plan` with its rmm's CTA count sized by `spread` (unchanged for `None` or without an rmm).
 fn respread(l: &Linear, mut plan: Plan, spread: Option<Spread>) -> Plan {
     if let (Some(spread), Some(e)) = (spread, plan.rmm) {
-        plan.ctas = choose_ctas(
-            (l.k() / BK as usize) as u32,
-            rmm_tiles(e, l.n_out(), plan.m),
-            cta_slots(e, l.weights().device().info.sm_count),
-            e.max_kb,
-            spread,
-        );
+        let sm_count = l.weights().device().info.sm_count;
+        plan.ctas = ctas_for(e, l.n_out(), l.k(), plan.m, sm_count, spread);
     }
     plan
 }

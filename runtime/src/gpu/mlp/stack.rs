@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 pub use crate::gpu::launch::decode_blocks_of;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
-use unweight_codegen::abi::BK;
 use unweight_codegen::variant::{HuffOutput, HuffRefill, HuffVariant};
 
 use crate::gpu::device::GpuDevice;
@@ -21,7 +20,7 @@ use crate::gpu::layout::Residency;
 use crate::gpu::linear::SplitBufs;
 use crate::gpu::mlp::budget::LayerKind;
 use crate::gpu::mlp::layer::{Mlp, Scratch};
-use crate::gpu::plan::{self, choose_ctas, rmm_tiles, ExecPipeline, Plan, Spread};
+use crate::gpu::plan::{self, ExecPipeline, Plan, Spread};
 use crate::gpu::scheduler::{order, Order, Scheduler, Work};
 use crate::gpu::tuner::{best_stack_split, Table};
 
@@ -341,15 +340,7 @@ impl MlpStack {
                     } else {
                         sm_count
                     };
-                    let resize = |spread| {
-                        choose_ctas(
-                            (lin.k() / BK as usize) as u32,
-                            rmm_tiles(e, lin.n_out(), m),
-                            plan::cta_slots(e, sms),
-                            e.max_kb,
-                            spread,
-                        )
-                    };
+                    let resize = |spread| plan::ctas_for(e, lin.n_out(), lin.k(), m, sms, spread);
                     if order.overlaps[l] && decode_sms > 0 {
                         p.ctas = resize(Spread::Even);
                     }

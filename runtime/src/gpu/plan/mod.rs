@@ -30,8 +30,8 @@ pub use select::{
     sized_for,
 };
 pub use stream_k::{
-    choose_ctas, cta_slots, ctas_valid, rmm_tiles, split_buffers, split_buffers_bound, Schedule,
-    Spread, MAX_CTAS_PER_SM,
+    choose_ctas, cta_slots, ctas_for, ctas_valid, rmm_tiles, split_buffers, split_buffers_bound,
+    Schedule, Spread, MAX_CTAS_PER_SM,
 };
 
 use crate::gpu::error::GpuError;

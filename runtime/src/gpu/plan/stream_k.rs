@@ -243,6 +243,24 @@ pub fn choose_ctas(
     ctas.min(units) as u32
 }
 
+/// [`choose_ctas`] for `e` on `n_out × k` at batch `m` on `sm_count` SMs.
+pub fn ctas_for(
+    e: &RegistryEntry,
+    n_out: usize,
+    k: usize,
+    m: usize,
+    sm_count: u32,
+    spread: Spread,
+) -> u32 {
+    choose_ctas(
+        (k / BK as usize) as u32,
+        rmm_tiles(e, n_out, m),
+        cta_slots(e, sm_count),
+        e.max_kb,
+        spread,
+    )
+}
+
 /// Whether `ctas` CTAs can run `e` on `n_out × k` at batch `m` ([`Schedule::valid`]): any count
 /// from one to one per unit is correct, within the variant's `max_kb` (the kernel traps
 /// otherwise).

@@ -14,7 +14,6 @@ pub mod table;
 pub use split::best_stack_split;
 pub use table::{Choice, Key, Stamp, Table, TableError};
 
-use unweight_codegen::abi::BK;
 use unweight_codegen::variant::Variant;
 
 use crate::gpu::device::GpuDevice;
@@ -22,7 +21,7 @@ use crate::gpu::error::{DriverContext, GpuError};
 use crate::gpu::jit::{nvrtc, registry};
 use crate::gpu::layout::Residency;
 use crate::gpu::linear::Linear;
-use crate::gpu::plan::{choose_ctas, cta_slots, rmm_tiles, ExecPipeline, Plan};
+use crate::gpu::plan::{self, ctas_for, ExecPipeline, Plan};
 
 /// Where a [`Linear::plan_auto`] plan came from (for logging).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,16 +70,10 @@ pub fn plan_auto(lin: &Linear, table: &Table, m: usize) -> Result<(Plan, Source)
     }
     let mut plan = lin.plan_with(c.pipeline, m, rmm)?;
     if let Some(r) = plan.rmm {
-        plan.ctas = if e.key.bucket == m && search::ctas_valid(r, g.n_out, g.k, m, c.ctas) {
+        plan.ctas = if e.key.bucket == m && plan::ctas_valid(r, g.n_out, g.k, m, c.ctas) {
             c.ctas
         } else {
-            choose_ctas(
-                (g.k / BK as usize) as u32,
-                rmm_tiles(r, g.n_out, m),
-                cta_slots(r, w.device().info.sm_count),
-                r.max_kb,
-                c.spread,
-            )
+            ctas_for(r, g.n_out, g.k, m, w.device().info.sm_count, c.spread)
         };
     }
     Ok((plan, source))

@@ -15,11 +15,10 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use unweight_codegen::abi::BK;
 use unweight_codegen::variant::{ASource, RegistryEntry, Variant};
 
 use crate::gpu::layout::{Geometry, Residency};
-use crate::gpu::plan::{self, choose_ctas, cta_slots, rmm_tiles, ExecPipeline, Spread};
+use crate::gpu::plan::{self, cta_slots, ctas_valid, rmm_tiles, ExecPipeline, Spread};
 
 /// A move must gain more than this fraction to be taken.
 pub const MIN_GAIN: f64 = 0.01;
@@ -187,8 +186,6 @@ impl Hash for Candidate {
     }
 }
 
-pub use crate::gpu::plan::ctas_valid;
-
 /// The CTA-count axis: stream-K sizing, then fixed counts in SMs (½, 1, 1½, 2, 3, 4 per SM;
 /// counts past the co-resident slots run in waves, which the hardware balances across SMs).
 const CTA_AXIS: [Option<(u32, u32)>; 7] = [
@@ -341,13 +338,11 @@ impl Space {
                 .collect();
         same.sort_by_key(|c| std::cmp::Reverse(c.1.stages));
         let (e, _) = *same.get(point[2])?;
-        let tiles = rmm_tiles(e, g.n_out, self.m);
         let (ctas, spread) = match CTA_AXIS[point[3]] {
             None => {
                 let spread = SPREAD_AXIS[point[4]];
-                let kb = (g.k / BK as usize) as u32;
                 (
-                    choose_ctas(kb, tiles, cta_slots(e, self.sm_count), e.max_kb, spread),
+                    plan::ctas_for(e, g.n_out, g.k, self.m, self.sm_count, spread),
                     spread,
                 )
             }

@@ -14,14 +14,13 @@
 use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
-use unweight_codegen::abi::BK;
 use unweight_codegen::variant::HuffOutput;
 
 use crate::gpu::error::DriverContext;
 use crate::gpu::harness::bench;
 use crate::gpu::linear::{Linear, SplitBufs};
 use crate::gpu::mlp::stack::{decode_blocks, MlpStack, PlanOptions};
-use crate::gpu::plan::{self, choose_ctas, cta_slots, rmm_tiles, ExecPipeline, Plan, Spread};
+use crate::gpu::plan::{self, ExecPipeline, Plan, Spread};
 use crate::gpu::scheduler;
 use crate::gpu::tuner::Table;
 
@@ -187,13 +186,7 @@ pub fn time_split(
         // As the MLP scheduler launches them: as many decode blocks as fill `sms` SMs, the
         // matmul sized for the rest.
         let blocks = decode_blocks(sms);
-        let ctas = choose_ctas(
-            (g.k / BK as usize) as u32,
-            rmm_tiles(rmm, g.n_out, m),
-            cta_slots(rmm, sm_count - sms),
-            rmm.max_kb,
-            Spread::Even,
-        );
+        let ctas = plan::ctas_for(rmm, g.n_out, g.k, m, sm_count - sms, Spread::Even);
         let pair_us = bench::time(&main, warmup, iters, |i| {
             // The decode rewrites weight j's nibbles while the matmul reads weight j + 1's
             // (one weight: the same bytes it already holds, so the race changes nothing).
