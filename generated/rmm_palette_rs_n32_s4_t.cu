@@ -139,7 +139,7 @@ constexpr u32 OFF_ESC = 65536, OFF_REC = 69632, OFF_BAR = 77824, SMEM_BYTES = 77
 constexpr u32 TX_BYTES = 16384;           // per stage, without the escape exponents (palette: counted per stage)
 constexpr u32 ESC_CAP = 16;             // escaped groups per stage staged in smem; more are read from global
 constexpr u32 REC_BYTES = 8192, MAX_KB = 256;  // palette: this CTA's tile_esc records, copied once
-constexpr int ACC = 16;
+constexpr int ACC = 16, CTAS_PER_SM = 1;
 constexpr bool IS_RAW = false, IS_PALETTE = true, TRANSPOSE = true, A_REGS = true;
 // ---- the kernel ABI (unweight_codegen::abi; the runtime builds the records and sizes the limits from it) ----
 constexpr u32 SMEM_LIMIT = 232448, GROUP = 64, CONSUMER_THREADS = 256;
@@ -608,11 +608,23 @@ __device__ __forceinline__ void st_release(u32* p, u32 v) {
 // CTAs that share its tile, nearest first — a fixed order, so y is deterministic and equal for every pipeline —
 // resets their flags for the next launch and stores y. Lower CTAs are launched first, so a wait never depends on
 // a CTA that cannot start.
+// The nearest CTA at or below `c` that handed on part of the tile starting at unit `tile_begin`, else -1. The
+// CTAs sharing a tile are contiguous; an empty stream-K range hands nothing on.
+__device__ __forceinline__ int next_sharer(int c, const Sched& g, u64 tile_begin) {
+  for (; c >= 0 && range_begin(c + 1, g) > tile_begin; --c)
+    if (range_begin(c, g) != range_begin(c + 1, g)) return c;
+  return -1;
+}
+__device__ __forceinline__ void load_partial(float (&p)[ACC], const float* ws, int c, int ct) {
+  const float* part = ws + (u64)c * ACC * CONSUMER_THREADS + ct;  // [cta][ACC][consumer thread]: coalesced per register
+#pragma unroll
+  for (int i = 0; i < ACC; ++i) p[i] = __ldcg(part + i * CONSUMER_THREADS);  // L2 only: written by another SM
+}
 __device__ __forceinline__ void finish_segment(float (&acc)[ACC], const Sched& g, const Seg& sg, const Globals& gl,
                                                int cw, int t) {
   const int ct = WG_THREADS * cw + t;
   if (sg.kb1 < g.kblocks) {
-    float* part = gl.ws + (u64)blockIdx.x * ACC * CONSUMER_THREADS + ct;  // [cta][ACC][consumer thread]: coalesced per register
+    float* part = gl.ws + (u64)blockIdx.x * ACC * CONSUMER_THREADS + ct;
 #pragma unroll
     for (int i = 0; i < ACC; ++i) __stcg(part + i * CONSUMER_THREADS, acc[i]);
     // No fence per thread (a fence.sc.gpu in each of 256 threads cost ~5% of the consumers' time): the
@@ -622,17 +634,48 @@ __device__ __forceinline__ void finish_segment(float (&acc)[ACC], const Sched& g
     if (ct == 0) st_release(gl.flags + blockIdx.x, 1u);
     return;
   }
-  const u64 tile_begin = (u64)sg.tile * g.kblocks;
-  for (int c = (int)blockIdx.x - 1; sg.kb0 > 0 && c >= 0 && range_begin(c + 1, g) > tile_begin; --c) {
-    if (range_begin(c, g) == range_begin(c + 1, g)) continue;  // an empty stream-K range hands nothing on
-    if (ct == 0) {
-      while (ld_acquire(gl.flags + c) != 1u) __nanosleep(64);
-      gl.flags[c] = 0u;                // ready for the next launch; nobody else waits on it
+  if (sg.kb0 > 0) {
+    const u64 tile_begin = (u64)sg.tile * g.kblocks;
+    if constexpr (CTAS_PER_SM == 1) {
+      // Every flag at once: consumer thread j waits for CTA blockIdx.x - 1 - j (and every 256th below), so the
+      // owner pays one flag round trip, not one per sharer (4096 x 14336 at m = 1 has four CTAs per tile, all
+      // finishing together). The barrier then orders the acquires before every thread's partial loads.
+      for (int c = (int)blockIdx.x - 1 - ct; c >= 0 && range_begin(c + 1, g) > tile_begin; c -= (int)CONSUMER_THREADS) {
+        if (range_begin(c, g) == range_begin(c + 1, g)) continue;  // an empty stream-K range hands nothing on
+        while (ld_acquire(gl.flags + c) != 1u) __nanosleep(64);
+        gl.flags[c] = 0u;              // ready for the next launch; nobody else waits on it
+      }
+      named_barrier(BAR_ID_CONSUMERS, CONSUMER_THREADS);
     }
-    named_barrier(BAR_ID_CONSUMERS, CONSUMER_THREADS);
-    const float* part = gl.ws + (u64)c * ACC * CONSUMER_THREADS + ct;
+    float cur[ACC], nxt[ACC];
+    int c = next_sharer((int)blockIdx.x - 1, g, tile_begin);
+    // Narrow tiles, one CTA per SM: the next sharer's partial is in flight while this one's is added (2 ACC more
+    // registers; wider tiles and RS pairs spilled with them). RS pairs (80 registers) also wait one flag at a time,
+    // thread 0 polling: the parallel waits spilled there.
+    constexpr bool AHEAD = ACC <= 16 && CTAS_PER_SM == 1;
+    if (AHEAD && c >= 0) load_partial(cur, gl.ws, c, ct);
+    while (c >= 0) {
+      const int n = next_sharer(c - 1, g, tile_begin);
+      if constexpr (AHEAD) {
+        if (n >= 0) load_partial(nxt, gl.ws, n, ct);
+      } else {
+        if (CTAS_PER_SM > 1) {
+          if (ct == 0) {
+            while (ld_acquire(gl.flags + c) != 1u) __nanosleep(64);
+            gl.flags[c] = 0u;
+          }
+          named_barrier(BAR_ID_CONSUMERS, CONSUMER_THREADS);
+        }
+        load_partial(cur, gl.ws, c, ct);
+      }
 #pragma unroll
-    for (int i = 0; i < ACC; ++i) acc[i] += __ldcg(part + i * CONSUMER_THREADS);  // L2 only: written by another SM
+      for (int i = 0; i < ACC; ++i) acc[i] += cur[i];
+      if (AHEAD && n >= 0) {
+#pragma unroll
+        for (int i = 0; i < ACC; ++i) cur[i] = nxt[i];
+      }
+      c = n;
+    }
   }
   store_y(acc, gl.y, sg.tile % g.gx, sg.tile / g.gx, gl.n_out, gl.m, cw, t);
 }

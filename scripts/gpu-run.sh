@@ -12,7 +12,8 @@
 #   bench-spread  the large-batch rows of both models' gate/up and down shapes, M = 256 ... 2048, three
 #              times in one run with every rmm's CTA count sized by `--spread even`, `whole-splits` and
 #              `persistent` (the default rule, one CTA per tile, persistent CTAs)
-#              ($OUT/bench/results/<date>-<gpu>-spread-<spread>.{json,md}, $OUT/bench-spread-*.log)
+#              ($OUT/bench/results/<date>-<gpu>-spread-<spread>.{json,md}, $OUT/bench-spread-*.log);
+#              UNWEIGHT_SPREAD_SHAPES and UNWEIGHT_SPREAD_M replace the shapes and batches
 #   tune       `unweight tune --exhaustive` on 2 shapes x 3 buckets: descent vs exhaustive search
 #              ($OUT/bench/results/<date>-tune-exhaustive.log), then `unweight tune` over the
 #              bench's shapes and batches into the same table $OUT/tuning.json ($OUT/tune.log)
@@ -25,7 +26,8 @@
 #   ncu        Nsight Compute on one launch of each UNWEIGHT_NCU_KERNEL (comma-separated regexes, default
 #              huff_palette_sub256) in `unweight bench` on 14336x4096, M = UNWEIGHT_NCU_M (default 1)
 #              ($OUT/ncu/: report, details, SASS source page, raw metrics, and <kernel>.timeline.txt,
-#              the PM-sampling timeline from scripts/ncu_timeline.py)
+#              the PM-sampling timeline from scripts/ncu_timeline.py); UNWEIGHT_NCU_ARGS: more bench
+#              arguments (e.g. --spread whole-splits), UNWEIGHT_NCU_TAG: a suffix for the files' names
 # Usage: bash scripts/gpu-run.sh [tests] [sanitizer] [bench] [bench-70b] [bench-spread] [tune] [tune-table] [bench-auto]
 #        [bench-mlp] [ncu]
 #        (default: tests sanitizer bench)
@@ -148,17 +150,19 @@ run_tune_table() {
 # default palette decoder) inside `unweight bench` on 14336x4096 at M = UNWEIGHT_NCU_M (default 1): report,
 # details page, per-SASS source page, raw metrics and every metric instance (PM sampling's timeline), named after the regex's letters.
 run_ncu() {
-  local ks="${UNWEIGHT_NCU_KERNEL:-huff_palette_sub256}" m="${UNWEIGHT_NCU_M:-1}"
+  local ks="${UNWEIGHT_NCU_KERNEL:-huff_palette_sub256}" m="${UNWEIGHT_NCU_M:-1}" tag="${UNWEIGHT_NCU_TAG:-}"
+  local extra=()
+  read -ra extra <<< "${UNWEIGHT_NCU_ARGS:-}"
   command -v ncu >/dev/null || { note "ncu: not on PATH"; return; }
   mkdir -p "$OUT/ncu" /tmp/unweight-ncu-bench
   local k
   IFS=, read -ra kl <<< "$ks"
   for k in "${kl[@]}"; do
     local n
-    n=$(echo "$k" | tr -c 'A-Za-z0-9_\n' '_')
+    n=$(echo "$k$tag" | tr -c 'A-Za-z0-9_\n' '_')
     ( cd /tmp/unweight-ncu-bench && timeout -k 10 "$step_timeout" ncu --clock-control none --set full \
         -k "regex:$k" -c 1 -f -o "$OUT/ncu/$n" "$bin/unweight" bench --shapes 14336x4096 --m "$m" --reps 50 \
-        --decode-sms all --out /tmp/unweight-ncu-bench/results ) > "$OUT/ncu/$n.run.log" 2>&1
+        --decode-sms all --out /tmp/unweight-ncu-bench/results "${extra[@]}" ) > "$OUT/ncu/$n.run.log" 2>&1
     local rc=$?
     ncu --import "$OUT/ncu/$n.ncu-rep" --page details > "$OUT/ncu/$n.details.txt" 2>&1
     ncu --import "$OUT/ncu/$n.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu/$n.sass.csv" 2>&1
@@ -197,8 +201,8 @@ for s in "${steps[@]}"; do
     bench-70b) run_bench 70b "$BENCH_70B" ;;
     bench-spread)
       for sp in even whole-splits persistent; do
-        run_bench "spread-$sp" 14336x4096,4096x14336,28672x8192,8192x28672 --m 256,512,1024,2048 \
-          --decode-sms all --spread "$sp"
+        run_bench "spread-$sp" "${UNWEIGHT_SPREAD_SHAPES:-14336x4096,4096x14336,28672x8192,8192x28672}" \
+          --m "${UNWEIGHT_SPREAD_M:-256,512,1024,2048}" --decode-sms all --spread "$sp"
       done ;;
     tune) run_tune ;;
     tune-table) run_tune_table ;;

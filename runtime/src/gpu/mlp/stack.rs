@@ -20,7 +20,7 @@ use crate::gpu::layout::Residency;
 use crate::gpu::linear::SplitBufs;
 use crate::gpu::mlp::budget::LayerKind;
 use crate::gpu::mlp::layer::{Mlp, Scratch};
-use crate::gpu::plan::{self, ExecPipeline, Plan, Spread};
+use crate::gpu::plan::{self, ExecPipeline, Plan};
 use crate::gpu::scheduler::{order, Order, Scheduler, Work};
 use crate::gpu::tuner::{best_stack_split, Table};
 
@@ -340,15 +340,16 @@ impl MlpStack {
                     } else {
                         sm_count
                     };
-                    let resize = |spread| plan::ctas_for(e, lin.n_out(), lin.k(), m, sms, spread);
+                    let pipeline = p.pipeline;
+                    let resize = || plan::default_ctas(pipeline, e, lin.n_out(), lin.k(), m, sms);
                     if order.overlaps[l] && decode_sms > 0 {
-                        p.ctas = resize(Spread::Even);
+                        p.ctas = resize();
                     }
                     // A tuned CTA count whose partials exceed the stack's buffers (sized for the
                     // counts `choose_ctas` picks) falls back to the default count.
                     let (ws, flags) = plan::split_buffers(e, lin.n_out(), m, p.ctas);
                     if ws > self.ptrs.split.ws_bytes || flags > self.ptrs.split.flags_bytes {
-                        p.ctas = resize(Spread::Even);
+                        p.ctas = resize();
                     }
                 }
                 plans.push(p);

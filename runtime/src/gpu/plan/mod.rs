@@ -179,19 +179,42 @@ pub fn plan(
 }
 
 /// How a default plan spreads `e`'s `tiles` output tiles over `slots` CTA slots. Below one wave,
-/// raw at any width and every pipeline on tiles 256 wide keep whole splits per tile; narrower
-/// compressed tiles, bound by their rebuild, spread evenly over every SM. H200, same run
-/// (`2026-12-04-nvidia-h200-spread-*.md`, µs even → whole splits): 14336×4096 m = 256 (112 tiles
-/// of 256) raw 57.5 → 52.2, direct palette 67.7 → 64.9, exponent 116.6 → 114.0; 4096×14336
-/// m = 256…1024 direct palette 3–5% and exponent / palette transcode 0–3% faster. Tiles that fill
-/// the GPU: `Even`, whose rule picks one CTA per tile or persistent CTAs.
+/// raw at any width, every RS form and every pipeline on tiles 256 wide keep whole splits per
+/// tile; narrower SS compressed tiles, bound by their rebuild, spread evenly over every SM. H200,
+/// same run (`2026-12-04-nvidia-h200-spread-*.md`, µs even → whole splits): 14336×4096 m = 256
+/// (112 tiles of 256) raw 57.5 → 52.2, direct palette 67.7 → 64.9, exponent 116.6 → 114.0;
+/// 4096×14336 m = 256…1024 direct palette 3–5% and exponent / palette transcode 0–3% faster.
+/// RS, memory-bound (`2026-12-04-nvidia-h200-small-*.md`, s11a): direct palette RS 14336×4096
+/// m = 1 30.9 → 27.8 µs on 112 CTAs (cuBLAS 33.0 / 32.6), m = 64 35.4 → 33.2; 4096×14336 m = 1
+/// 32.9 → 30.7 on 128. An even range that spans two tiles hands a partial on mid-run, and the
+/// release stalls its warpgroup while every SM does the same (a DRAM dip in the PM timeline);
+/// 112 of 132 SMs still fill the memory. SS direct palette, rebuild-bound, lost with whole splits
+/// there (37.9 → 39.7 µs). Tiles that fill the GPU: `Even`, whose rule picks one CTA per tile or
+/// persistent CTAs.
 pub fn default_spread(pipeline: ExecPipeline, e: &RegistryEntry, tiles: u32, slots: u32) -> Spread {
-    let wide = matches!(e.variant, Variant::Rmm(v) if v.tile_n >= WHOLE_SPLITS_TILE_N);
-    if tiles < slots && (pipeline == ExecPipeline::Raw || wide) {
+    let (wide, rs) = match e.variant {
+        Variant::Rmm(v) => (v.tile_n >= WHOLE_SPLITS_TILE_N, v.a_src == ASource::Regs),
+        _ => (false, false),
+    };
+    if tiles < slots && (pipeline == ExecPipeline::Raw || wide || rs) {
         Spread::WholeSplits
     } else {
         Spread::Even
     }
+}
+
+/// The CTA count a default plan gives `e` running `pipeline` on `n_out × k` at batch `m` on
+/// `sm_count` SMs: [`ctas_for`] under [`default_spread`].
+pub fn default_ctas(
+    pipeline: ExecPipeline,
+    e: &RegistryEntry,
+    n_out: usize,
+    k: usize,
+    m: usize,
+    sm_count: u32,
+) -> u32 {
+    let spread = default_spread(pipeline, e, rmm_tiles(e, n_out, m), cta_slots(e, sm_count));
+    ctas_for(e, n_out, k, m, sm_count, spread)
 }
 
 /// Tile width from which every pipeline keeps whole splits below one wave ([`default_spread`]).
@@ -239,16 +262,7 @@ pub fn plan_for(
     };
     let preprocess = effective.preprocess().map(huff_entry).transpose()?;
     let ctas = match rmm {
-        Some(e) => {
-            let (tiles, slots) = (rmm_tiles(e, geometry.n_out, m), cta_slots(e, sm_count));
-            choose_ctas(
-                (geometry.k / BK as usize) as u32,
-                tiles,
-                slots,
-                e.max_kb,
-                default_spread(effective, e, tiles, slots),
-            )
-        }
+        Some(e) => default_ctas(effective, e, geometry.n_out, geometry.k, m, sm_count),
         None => 1,
     };
     Ok(Plan {
@@ -340,15 +354,21 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn default_spread_keeps_whole_splits_below_a_wave_for_raw_and_wide_tiles() {
+    fn default_spread_keeps_whole_splits_below_a_wave_for_raw_rs_and_wide_tiles() {
         let find = |name: &str| entries().iter().find(|e| e.name == name).unwrap();
         let (narrow, wide) = (find("rmm_palette_n8_s6_nt"), find("rmm_palette_n256_s3_nt"));
         let raw = find("rmm_raw_n8_s6_nt");
+        let rs = find("rmm_palette_rs_n8_s4_nt");
         use ExecPipeline::*;
         assert_eq!(
             default_spread(DirectPalette, narrow, 112, 132),
             Spread::Even
         );
+        assert_eq!(
+            default_spread(DirectPalette, rs, 112, 132),
+            Spread::WholeSplits
+        );
+        assert_eq!(default_spread(DirectPalette, rs, 224, 132), Spread::Even);
         assert_eq!(
             default_spread(Exponent, wide, 112, 132),
             Spread::WholeSplits
