@@ -13,7 +13,8 @@
 //   swapped; RS: the same logical fragment, only the escape lookup differs).
 // Roles:
 // - warpgroup 0, thread 0: producer (x tiles by TMA, weight blocks by bulk copy, palette escape records and
-//   escape exponents), the rest of warpgroup 0 idles with few registers (setmaxnreg);
+//   escape exponents); warp 1: the flag warp (waits for the partials of the CTAs that share the tile this CTA
+//   finishes, see wait_sharers); the rest of warpgroup 0 idles; all with few registers (setmaxnreg);
 // - warpgroups 1 and 2: consumers, each owning 64 of the CTA's 128 weight rows (rebuild, wgmma, epilogue).
 // Schedule: persistent, deterministic. Where the tiles outnumber the gridDim.x CTAs, whole waves of them are
 //   data-parallel (each CTA a whole tile per wave); the tail's (output tile, k block) units are dealt out in equal
@@ -75,6 +76,9 @@ __device__ __forceinline__ void fence_proxy_async_smem() {  // generic-proxy sme
 }
 __device__ __forceinline__ void named_barrier(u32 id, u32 threads) {
   asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_barrier_arrive(u32 id, u32 threads) {  // signal, do not wait
+  asm volatile("bar.arrive %0, %1;" :: "r"(id), "r"(threads) : "memory");
 }
 __device__ __forceinline__ u32 prmt(u32 a, u32 b, u32 sel) {  // bytes of {b, a} picked by sel's nibbles
   u32 r;
@@ -165,11 +169,41 @@ static_assert(ESC_BYTES == 64 * ESC_CAP, "staged escape exponents per stage");
 constexpr u32 WG_THREADS = 128;                     // a warpgroup: the producer's, and each consumer's
 constexpr u32 BAR_ID_WARPGROUP = 1;                 // + consumer warpgroup (1, 2): its 128 threads (SS rebuild)
 constexpr u32 BAR_ID_CONSUMERS = 3;                 // both consumer warpgroups (stream-K hand-off); 0 = __syncthreads
+constexpr u32 BAR_ID_SHARERS = 4;                   // both consumer warpgroups + the flag warp: partials ready
+constexpr u32 FLAG_WARP = 1;                        // warp of the producer warpgroup that waits for the partials
 constexpr bool TMA_A = IS_RAW && !A_REGS;           // raw SS: the weight tile arrives by 2-D TMA, not by bulk copy
 // Palette: stages issued before the escape records land (see load()): about one memory round trip of the GPU's
 // bandwidth (4 x 12 KB x 132 SMs ~ 6 MB ~ 1.4 µs on the H200), so the memory neither idles nor queues far ahead.
 constexpr int RECORDS_LEAD = 4;
 static_assert(CONSUMER_THREADS == 2 * WG_THREADS, "two consumer warpgroups");
+
+// Timeline probe, in a diagnostic build only (`UNWEIGHT_PROBE=1` adds -DUNWEIGHT_PROBE to NVRTC's options; `unweight
+// bench` then reads `unweight_probe` back after each rmm row): %globaltimer per CTA at the points below, each written
+// by the one thread that passes it. Without the define `probe` is empty and the kernel is unchanged.
+enum ProbePoint : int {
+  P_ENTRY,           // thread 0 at kernel entry
+  P_FIRST_ISSUE,     // producer: the first stage's copies issued
+  P_RECORDS,         // producer: palette escape records landed (others: = first issue)
+  P_FIRST_LANDED,    // flag warp: the first stage landed
+  P_LAST_ISSUE,      // producer: the last stage's copies issued
+  P_LAST_LANDED,     // producer: the last stage landed
+  P_COMPUTED,        // consumer thread 0: the last segment's wgmmas retired
+  P_END,             // consumer thread 0: its last segment stored or handed on
+  PROBE_POINTS
+};
+#ifdef UNWEIGHT_PROBE
+constexpr bool PROBING = true;
+constexpr u32 PROBE_CTAS = 4096;                    // CTAs past this record nothing
+__device__ unsigned long long unweight_probe[PROBE_CTAS * PROBE_POINTS];
+__device__ __forceinline__ void probe(ProbePoint p) {
+  unsigned long long now;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+  if (blockIdx.x < PROBE_CTAS) unweight_probe[blockIdx.x * PROBE_POINTS + p] = now;
+}
+#else
+constexpr bool PROBING = false;
+__device__ __forceinline__ void probe(ProbePoint) {}
+#endif
 
 // One tile_esc record (docs/CONTRACT.md): which of the block's 128 groups escape, where their exponents start in
 // esc_exp, how many there are.
@@ -334,13 +368,23 @@ __device__ __forceinline__ void load(const TmaDesc* tm_x, const TmaDesc* tm_w, c
         if constexpr (IS_PALETTE) {
           if (it + 1 == early) {            // records are needed from here on; the early stages' copies are in flight
             mbar_wait(ring.records(), 0);
+            probe(P_RECORDS);
             for (int e = 0; e < early; ++e) escape_copy(smem, recs, gl.esc_exp, ring, e);
           } else if (it >= early) {
             escape_copy(smem, recs, gl.esc_exp, ring, it);
           }
         }
       }
+      if (it == 0) {
+        probe(P_FIRST_ISSUE);
+        if constexpr (!IS_PALETTE) probe(P_RECORDS);
+      }
     }
+  }
+  if (PROBING && segs.total > 0) {     // the diagnostic build: when the last stage lands
+    probe(P_LAST_ISSUE);
+    mbar_wait(ring.full((segs.total - 1) % STAGES), ((segs.total - 1) / STAGES) & 1);
+    probe(P_LAST_LANDED);
   }
 }
 
@@ -523,7 +567,7 @@ __device__ __forceinline__ void st_release(u32* p, u32 v) {
 // A segment that stops short of its tile's last k block hands its partial to the tile's owner through this
 // CTA's `ws` slot (a CTA has at most one such segment) and its flag. The owner adds the partials of the lower
 // CTAs that share its tile, nearest first — a fixed order, so y is deterministic and equal for every pipeline —
-// resets their flags for the next launch and stores y. Lower CTAs are launched first, so a wait never depends on
+// once the flag warp has seen their flags (and reset them for the next launch), and stores y. Lower CTAs are launched first, so a wait never depends on
 // a CTA that cannot start.
 // The nearest CTA at or below `c` that handed on part of the tile starting at unit `tile_begin`, else -1. The
 // CTAs sharing a tile are contiguous; an empty stream-K range hands nothing on.
@@ -551,24 +595,13 @@ __device__ __forceinline__ void finish_segment(float (&acc)[ACC], const Sched& g
     if (ct == 0) st_release(gl.flags + blockIdx.x, 1u);
     return;
   }
-  if (sg.kb0 > 0) {
+  if (sg.kb0 > 0) {                  // the CTA's last segment (Segs): the flag warp waited for its sharers
+    named_barrier(BAR_ID_SHARERS, CONSUMER_THREADS + 32);
     const u64 tile_begin = (u64)sg.tile * g.kblocks;
-    if constexpr (CTAS_PER_SM == 1) {
-      // Every flag at once: consumer thread j waits for CTA blockIdx.x - 1 - j (and every 256th below), so the
-      // owner pays one flag round trip, not one per sharer (4096 x 14336 at m = 1 has four CTAs per tile, all
-      // finishing together). The barrier then orders the acquires before every thread's partial loads.
-      for (int c = (int)blockIdx.x - 1 - ct; c >= 0 && range_begin(c + 1, g) > tile_begin; c -= (int)CONSUMER_THREADS) {
-        if (range_begin(c, g) == range_begin(c + 1, g)) continue;  // an empty stream-K range hands nothing on
-        while (ld_acquire(gl.flags + c) != 1u) __nanosleep(64);
-        gl.flags[c] = 0u;              // ready for the next launch; nobody else waits on it
-      }
-      named_barrier(BAR_ID_CONSUMERS, CONSUMER_THREADS);
-    }
     float cur[ACC], nxt[ACC];
     int c = next_sharer((int)blockIdx.x - 1, g, tile_begin);
     // Narrow tiles, one CTA per SM: the next sharer's partial is in flight while this one's is added (2 ACC more
-    // registers; wider tiles and RS pairs spilled with them). RS pairs (80 registers) also wait one flag at a time,
-    // thread 0 polling: the parallel waits spilled there.
+    // registers; wider tiles and RS pairs spilled with them).
     constexpr bool AHEAD = ACC <= 16 && CTAS_PER_SM == 1;
     if (AHEAD && c >= 0) load_partial(cur, gl.ws, c, ct);
     while (c >= 0) {
@@ -576,13 +609,6 @@ __device__ __forceinline__ void finish_segment(float (&acc)[ACC], const Sched& g
       if constexpr (AHEAD) {
         if (n >= 0) load_partial(nxt, gl.ws, n, ct);
       } else {
-        if (CTAS_PER_SM > 1) {
-          if (ct == 0) {
-            while (ld_acquire(gl.flags + c) != 1u) __nanosleep(64);
-            gl.flags[c] = 0u;
-          }
-          named_barrier(BAR_ID_CONSUMERS, CONSUMER_THREADS);
-        }
         load_partial(cur, gl.ws, c, ct);
       }
 #pragma unroll
@@ -595,6 +621,27 @@ __device__ __forceinline__ void finish_segment(float (&acc)[ACC], const Sched& g
     }
   }
   store_y(acc, gl.y, sg.tile % g.gx, sg.tile / g.gx, gl.n_out, gl.m, cw, t);
+}
+
+// The flag warp (FLAG_WARP of the producer warpgroup, otherwise idle): when this CTA's last segment owns a tile that
+// lower CTAs share (only the last can start past its tile's first k block, see Segs), its lanes wait for those CTAs'
+// flags, one lane per sharer, while the consumers work, reset them for the next launch, and release the consumers
+// through BAR_ID_SHARERS. So the owner pays no flag round trip at the end (4096 x 14336 at m = 1: four CTAs per
+// tile finish together, and the owner's thread 0 used to wait for each flag in turn), and the consumers' code holds
+// no lane-dependent loop (one made ptxas move the hot loop's descriptor arithmetic off the uniform datapath).
+// The acquires, __syncwarp and the barrier order the partials before the consumers' loads.
+__device__ __forceinline__ void wait_sharers(const Sched& g, const Segs& segs, u32* flags, u32 lane) {
+  if (segs.n == 0) return;
+  const Seg sg = segs.at(segs.n - 1);
+  if (sg.kb0 == 0 || sg.kb1 < g.kblocks) return;  // no owner past its tile's start: the consumers do not wait
+  const u64 tile_begin = (u64)sg.tile * g.kblocks;
+  for (int c = (int)blockIdx.x - 1 - (int)lane; c >= 0 && range_begin(c + 1, g) > tile_begin; c -= 32) {
+    if (range_begin(c, g) == range_begin(c + 1, g)) continue;  // an empty stream-K range hands nothing on
+    while (ld_acquire(flags + c) != 1u) __nanosleep(256);
+    flags[c] = 0u;                     // ready for the next launch; nobody else waits on it
+  }
+  __syncwarp();
+  named_barrier_arrive(BAR_ID_SHARERS, CONSUMER_THREADS + 32);
 }
 
 // ---- consumers: every segment in processing order, each finished (stored or handed on) before the next.
@@ -612,9 +659,11 @@ __device__ __forceinline__ void consumer(u8* smem, const Ring& ring, const Sched
   for (int i = 0, it = 0; i < segs.n; ++i) {
     const Seg sg = segs.at(i);
     run.segment(smem, ring, it, sg.kb1 - sg.kb0, pal, gl.esc_exp, acc);
+    if (PROBING && cw == 0 && t == 0 && i + 1 == segs.n) probe(P_COMPUTED);
     finish_segment(acc, g, sg, gl, cw, t);
     it += sg.kb1 - sg.kb0;
   }
+  if (PROBING && cw == 0 && t == 0) probe(P_END);
 }
 
 extern "C" __global__ void __launch_bounds__(384, 1)
@@ -634,6 +683,7 @@ rmm_palette_n16_s7_t(const __grid_constant__ TmaDesc tm_x, const __grid_constant
     if (segs.total > MAX_KB) __trap();      // the runtime picks enough CTAs for a range's records to fit in smem
   }
   if (threadIdx.x == 0) {
+    probe(P_ENTRY);
     for (int s = 0; s < STAGES; ++s) {
       mbar_init(ring.full(s), 1);                   // one arrive.expect_tx per fill
       mbar_init(ring.empty(s), CONSUMER_THREADS);   // every consumer thread arrives
@@ -649,6 +699,12 @@ rmm_palette_n16_s7_t(const __grid_constant__ TmaDesc tm_x, const __grid_constant
       tma_prefetch_desc(&tm_x);
       if constexpr (TMA_A) tma_prefetch_desc(&tm_w);
       load(&tm_x, &tm_w, gl, smem, ring, g, segs);
+    } else if (t / 32 == FLAG_WARP) {
+      if (PROBING && segs.total > 0) {   // the diagnostic build: when the first stage lands (long before it refills)
+        mbar_wait(ring.full(0), 0);
+        if (t % 32 == 0) probe(P_FIRST_LANDED);
+      }
+      wait_sharers(g, segs, flags, t % 32);
     }
   } else {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");

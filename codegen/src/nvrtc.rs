@@ -19,13 +19,27 @@ pub const ARCH: &str = "sm_90a";
 /// Options of every compile. Part of the runtime's disk cache key, so a change here recompiles.
 /// `--ptxas-options=-v` puts registers/spills into the log (the compile check parses them);
 /// `-lineinfo` lets compute-sanitizer name source lines and does not change the generated SASS.
+/// With [`PROBE_ENV`] = `1` the rmm kernels are built with their timeline probe (`-DUNWEIGHT_PROBE`).
 pub fn options() -> Vec<String> {
-    vec![
+    let mut o = vec![
         format!("--gpu-architecture={ARCH}"),
         "-std=c++17".to_string(),
         "-lineinfo".to_string(),
         "--ptxas-options=-v".to_string(),
-    ]
+    ];
+    if probing() {
+        o.push("-DUNWEIGHT_PROBE=1".to_string());
+    }
+    o
+}
+
+/// Set to `1` for a diagnostic build whose rmm kernels record a per-CTA timeline
+/// (templates/rmm.cu.tera, `ProbePoint`), read back by `unweight bench`.
+pub const PROBE_ENV: &str = "UNWEIGHT_PROBE";
+
+/// Whether this process builds the probed kernels ([`PROBE_ENV`]).
+pub fn probing() -> bool {
+    std::env::var_os(PROBE_ENV).is_some_and(|v| v == "1")
 }
 
 /// Why a compile produced no CUBIN.

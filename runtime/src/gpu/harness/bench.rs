@@ -19,8 +19,8 @@ use unweight_codegen::variant::{
 use crate::codec::{self, Encoding, Orientation};
 use crate::gpu::device::GpuDevice;
 use crate::gpu::harness::synth::{self, Bulk, Rng, WeightSpec};
-use crate::gpu::harness::targets;
 use crate::gpu::harness::traffic::{self, Footprint};
+use crate::gpu::harness::{probe, targets};
 use crate::gpu::jit::registry;
 use crate::gpu::layout::{BlockLayout, Residency};
 use crate::gpu::linear::Linear;
@@ -254,6 +254,9 @@ pub struct Report {
     pub bulk: Option<Bulk>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escape_groups: Option<f64>,
+    /// Per-CTA timelines of the rmm rows (a diagnostic build, `UNWEIGHT_PROBE=1`; [`probe`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<probe::ProbeRow>,
 }
 
 /// Weight copies to rotate for a weight of `bf16_bytes`: enough to cover `ROTATION_L2S` (6) × L2,
@@ -390,6 +393,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
         wall_s: 0.0,
         bulk: Some(opts.bulk),
         escape_groups: Some(opts.escape_groups),
+        probes: Vec::new(),
     };
     let copy_tb_s = report.copy_tb_s;
     let table = match &opts.table {
@@ -489,6 +493,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
                     r.tb_s,
                     us / r.floor_us
                 );
+                push_probe(&dev, &stream, &mut report, &r)?;
                 report.rows.push(r);
             }
             for (row_name, p, per_sm) in RS_ROWS {
@@ -525,6 +530,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<()> {
                     r.tb_s,
                     us / r.floor_us
                 );
+                push_probe(&dev, &stream, &mut report, &r)?;
                 report.rows.push(r);
             }
             if let Some(t) = &table {
@@ -565,6 +571,40 @@ pub fn file_stem(r: &Report, tag: Option<&str>) -> String {
         Some(t) if !t.is_empty() => format!("{}-{}-{}", r.date, slug(&r.device), slug(t)),
         _ => format!("{}-{}", r.date, slug(&r.device)),
     }
+}
+
+/// With the probe built in ([`probe::enabled`]): `r`'s rmm timeline from its last timed launch,
+/// printed as one line and kept in the report.
+fn push_probe(
+    dev: &GpuDevice,
+    stream: &Arc<CudaStream>,
+    report: &mut Report,
+    r: &Row,
+) -> anyhow::Result<()> {
+    if !probe::enabled() {
+        return Ok(());
+    }
+    if let Some((ns, summary)) = probe::read(dev, stream, &r.variant, r.ctas)? {
+        println!(
+            "  probe {} {} m={} {} (µs median/max from the first entry): {}",
+            r.shape,
+            r.orientation,
+            r.m,
+            r.variant,
+            probe::summary_line(&summary)
+        );
+        report.probes.push(probe::ProbeRow {
+            shape: r.shape.clone(),
+            orientation: r.orientation.clone(),
+            m: r.m,
+            pipeline: r.pipeline.clone(),
+            variant: r.variant.clone(),
+            ctas: r.ctas,
+            summary,
+            ns,
+        });
+    }
+    Ok(())
 }
 
 /// Writes the JSON and the markdown of `r`; returns their paths.
@@ -1311,6 +1351,7 @@ mod tests {
             wall_s: 1.0,
             bulk: Some(Bulk::Trained),
             escape_groups: Some(0.002),
+            probes: vec![],
         }
     }
 

@@ -12,6 +12,7 @@ pub mod bench_mlp_plot;
 pub mod check;
 pub mod demo;
 pub mod mlp;
+pub mod probe;
 pub mod stack_error;
 pub mod synth;
 pub mod targets;

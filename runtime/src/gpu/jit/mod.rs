@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use cudarc::driver::sys::CUfunction_attribute;
-use cudarc::driver::{CudaContext, CudaFunction};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 use cudarc::nvrtc::Ptx;
 use unweight_codegen::variant::{RegistryEntry, Variant};
 
@@ -28,6 +28,28 @@ pub struct Kernel {
     pub function: CudaFunction,
     /// How this process got the CUBIN (for logs and tests).
     pub outcome: CacheOutcome,
+    /// The loaded module (its globals: the timeline probe of a diagnostic build).
+    pub module: Arc<CudaModule>,
+}
+
+impl Kernel {
+    /// The module's `unweight_probe` words (a build with `UNWEIGHT_PROBE=1`, see
+    /// `unweight_codegen::nvrtc::PROBE_ENV`), `None` when the kernel has no probe.
+    pub fn read_probe(&self, stream: &Arc<CudaStream>) -> Result<Option<Vec<u64>>, GpuError> {
+        let Ok(view) = self.module.get_global("unweight_probe", stream) else {
+            return Ok(None);
+        };
+        let bytes: Vec<u8> = stream.clone_dtoh(&view).map_err(|source| GpuError::Load {
+            variant: self.entry.name.to_string(),
+            source,
+        })?;
+        Ok(Some(
+            bytes
+                .chunks_exact(8)
+                .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
+                .collect(),
+        ))
+    }
 }
 
 /// A name → value map filled at most once per name: looked up under the read lock, and again
@@ -141,6 +163,7 @@ impl KernelCache {
             entry,
             function,
             outcome,
+            module,
         })
     }
 }
