@@ -584,7 +584,7 @@ fn push_probe(
     if !probe::enabled() {
         return Ok(());
     }
-    if let Some((ns, summary)) = probe::read(dev, stream, &r.variant, r.ctas)? {
+    if let Some(probe::Timeline { ns, summary }) = probe::read(dev, stream, &r.variant, r.ctas)? {
         println!(
             "  probe {} {} m={} {} (µs median/max from the first entry): {}",
             r.shape,

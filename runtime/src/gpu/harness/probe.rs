@@ -56,6 +56,12 @@ pub struct PointSummary {
     pub max: i64,
 }
 
+/// One launch's per-CTA times ([`ProbeRow::ns`]) and their summary.
+pub struct Timeline {
+    pub ns: Vec<Vec<i64>>,
+    pub summary: Vec<PointSummary>,
+}
+
 /// The timeline `variant`'s kernel left from its last launch on `ctas` CTAs; `None` for a row
 /// without an rmm or a kernel built without the probe.
 pub fn read(
@@ -63,7 +69,7 @@ pub fn read(
     stream: &Arc<CudaStream>,
     variant: &str,
     ctas: u32,
-) -> anyhow::Result<Option<(Vec<Vec<i64>>, Vec<PointSummary>)>> {
+) -> anyhow::Result<Option<Timeline>> {
     let Some(e) = registry::find(variant) else {
         return Ok(None);
     };
@@ -82,7 +88,8 @@ pub fn read(
         .iter()
         .map(|r| r.iter().map(|&t| t as i64 - t0 as i64).collect())
         .collect();
-    Ok(Some((ns.clone(), summarize(&ns))))
+    let summary = summarize(&ns);
+    Ok(Some(Timeline { ns, summary }))
 }
 
 /// Min, median and max of each point over the CTAs.
