@@ -19,7 +19,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: None,
-        source_hash: 0xdbb5fe3b09ee1b8f,
+        source_hash: 0xa83e7d62ed41786a,
         source: include_str!("rmm_exponent_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -39,7 +39,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 118848,
         max_kb: None,
-        source_hash: 0x3e6e13d1c0e83be0,
+        source_hash: 0xc3a38a315c0e1c91,
         source: include_str!("rmm_exponent_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -59,7 +59,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: None,
-        source_hash: 0x42db5b9896e0445c,
+        source_hash: 0x99e0fa98e613f2bc,
         source: include_str!("rmm_exponent_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -79,7 +79,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 153696,
         max_kb: None,
-        source_hash: 0x0e824224ccd10769,
+        source_hash: 0x517caa1b714c1d64,
         source: include_str!("rmm_exponent_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -99,7 +99,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 171120,
         max_kb: None,
-        source_hash: 0x8a04cdf3c08b4143,
+        source_hash: 0xdb0a0b77eb34ec09,
         source: include_str!("rmm_exponent_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -119,7 +119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 188544,
         max_kb: None,
-        source_hash: 0xfb64ca7b4c9a113f,
+        source_hash: 0xb6947e1e95d068a3,
         source: include_str!("rmm_exponent_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -139,7 +139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 205968,
         max_kb: None,
-        source_hash: 0x964010e130c45114,
+        source_hash: 0x77bbea7c1bc1e038,
         source: include_str!("rmm_exponent_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -159,7 +159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: None,
-        source_hash: 0xaec77a3dfa801673,
+        source_hash: 0x7c5eb14fdef9e326,
         source: include_str!("rmm_exponent_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -179,7 +179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 121920,
         max_kb: None,
-        source_hash: 0x3dde57d66b82304b,
+        source_hash: 0x6f0b614342190e2e,
         source: include_str!("rmm_exponent_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -199,7 +199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140368,
         max_kb: None,
-        source_hash: 0x96cb9d3248b7b771,
+        source_hash: 0x06f6774be2431caf,
         source: include_str!("rmm_exponent_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -219,7 +219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 158816,
         max_kb: None,
-        source_hash: 0x5ccb0c4c14975a08,
+        source_hash: 0xeeceea43b6548214,
         source: include_str!("rmm_exponent_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -239,7 +239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 177264,
         max_kb: None,
-        source_hash: 0x4a936389983128cf,
+        source_hash: 0xc7959001186b4cfc,
         source: include_str!("rmm_exponent_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -259,7 +259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 195712,
         max_kb: None,
-        source_hash: 0x7ba988f274cb0ba6,
+        source_hash: 0xe32045893bc06481,
         source: include_str!("rmm_exponent_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -279,7 +279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: None,
-        source_hash: 0x60be11a08d558efe,
+        source_hash: 0xd9fe431ec18d822c,
         source: include_str!("rmm_exponent_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -299,7 +299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 107568,
         max_kb: None,
-        source_hash: 0xd20cd2d28dfae2dc,
+        source_hash: 0xf48a03b10130ebd6,
         source: include_str!("rmm_exponent_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -319,7 +319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 128064,
         max_kb: None,
-        source_hash: 0x92d159333ea3d9a7,
+        source_hash: 0x774e08727317e2c2,
         source: include_str!("rmm_exponent_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -339,7 +339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148560,
         max_kb: None,
-        source_hash: 0xb5c7d1f240801432,
+        source_hash: 0x9088fd525ffb0c22,
         source: include_str!("rmm_exponent_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -359,7 +359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 169056,
         max_kb: None,
-        source_hash: 0xab6b7f7bd92973ad,
+        source_hash: 0x6f59d64f2cf9f221,
         source: include_str!("rmm_exponent_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -379,7 +379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189552,
         max_kb: None,
-        source_hash: 0x0f7861875ded18eb,
+        source_hash: 0xabf5dfcdef4d720a,
         source: include_str!("rmm_exponent_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -399,7 +399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210048,
         max_kb: None,
-        source_hash: 0x8046ae75d93c6e34,
+        source_hash: 0x2a56aad1adee8456,
         source: include_str!("rmm_exponent_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -419,7 +419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230544,
         max_kb: None,
-        source_hash: 0x526875310c51eae8,
+        source_hash: 0xa9766c92c9560729,
         source: include_str!("rmm_exponent_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -439,7 +439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 115760,
         max_kb: None,
-        source_hash: 0xef75c1323e9151bd,
+        source_hash: 0xe1c2939e7703a5ec,
         source: include_str!("rmm_exponent_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -459,7 +459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140352,
         max_kb: None,
-        source_hash: 0x250ea563d7cdc7e5,
+        source_hash: 0xc392ada5a3b02fde,
         source: include_str!("rmm_exponent_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -479,7 +479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0xc91d1abb6b6252e1,
+        source_hash: 0x055fb69a39cb48a6,
         source: include_str!("rmm_exponent_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -499,7 +499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189536,
         max_kb: None,
-        source_hash: 0x797bb52cce72f3d8,
+        source_hash: 0x17c31e378916cd4a,
         source: include_str!("rmm_exponent_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -519,7 +519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214128,
         max_kb: None,
-        source_hash: 0x07e9abd8dfdd3702,
+        source_hash: 0xa36dbb65803d957c,
         source: include_str!("rmm_exponent_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -539,7 +539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0xbaa1deea05b6dc75,
+        source_hash: 0x6dc7aabdc31fd16b,
         source: include_str!("rmm_exponent_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -559,7 +559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132160,
         max_kb: None,
-        source_hash: 0x238e2576e54a15e7,
+        source_hash: 0x8cfbf08c5f05d522,
         source: include_str!("rmm_exponent_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -579,7 +579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0x8c7a787d6650f6a2,
+        source_hash: 0x013ef08ecc1aefd7,
         source: include_str!("rmm_exponent_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -599,7 +599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197728,
         max_kb: None,
-        source_hash: 0x99da984c8dd87ba8,
+        source_hash: 0x6e09781878d192d2,
         source: include_str!("rmm_exponent_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -619,7 +619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230512,
         max_kb: None,
-        source_hash: 0x1fb77a2a5e01e7ed,
+        source_hash: 0x1b3e61815ba8702a,
         source: include_str!("rmm_exponent_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -639,7 +639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132144,
         max_kb: None,
-        source_hash: 0x787f9afb4df2e902,
+        source_hash: 0x92dc21cabe48fc4f,
         source: include_str!("rmm_exponent_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -659,7 +659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181312,
         max_kb: None,
-        source_hash: 0x7c9038cada25ba46,
+        source_hash: 0x932f22f095a761db,
         source: include_str!("rmm_exponent_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -679,7 +679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230480,
         max_kb: None,
-        source_hash: 0x6494d82297300d49,
+        source_hash: 0xa3bbb8c1e8ed897a,
         source: include_str!("rmm_exponent_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -699,7 +699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: None,
-        source_hash: 0xa343329d6f4cfee5,
+        source_hash: 0x3bfc042cf039cfe1,
         source: include_str!("rmm_exponent_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -719,7 +719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 118848,
         max_kb: None,
-        source_hash: 0x9a8722b17ab5f4aa,
+        source_hash: 0x0900bf420fc1c7d3,
         source: include_str!("rmm_exponent_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -739,7 +739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: None,
-        source_hash: 0x389cccf2eceb9083,
+        source_hash: 0x09fbf4f3396064ca,
         source: include_str!("rmm_exponent_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -759,7 +759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 153696,
         max_kb: None,
-        source_hash: 0x3945204c2bfc4622,
+        source_hash: 0x099fd937830c31f1,
         source: include_str!("rmm_exponent_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -779,7 +779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 171120,
         max_kb: None,
-        source_hash: 0x75d46cb0c0572abc,
+        source_hash: 0x6ebb895fa1d9ef5e,
         source: include_str!("rmm_exponent_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -799,7 +799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 188544,
         max_kb: None,
-        source_hash: 0xdda6c9c3233d77e9,
+        source_hash: 0x837de824d51d1af0,
         source: include_str!("rmm_exponent_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -819,7 +819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 205968,
         max_kb: None,
-        source_hash: 0x5a36a93fdbec8aef,
+        source_hash: 0x3a60adb1a9d289ed,
         source: include_str!("rmm_exponent_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -839,7 +839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: None,
-        source_hash: 0x25e8418e91c22651,
+        source_hash: 0xd1705380e0f5d45a,
         source: include_str!("rmm_exponent_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -859,7 +859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 121920,
         max_kb: None,
-        source_hash: 0xb05c84093b88bff6,
+        source_hash: 0xed0ffe0dd8067fac,
         source: include_str!("rmm_exponent_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -879,7 +879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140368,
         max_kb: None,
-        source_hash: 0x9be49b74002f1105,
+        source_hash: 0x9ea013570a882b77,
         source: include_str!("rmm_exponent_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -899,7 +899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 158816,
         max_kb: None,
-        source_hash: 0x78bd356b303be7aa,
+        source_hash: 0xa42e5d9fb26495d9,
         source: include_str!("rmm_exponent_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -919,7 +919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 177264,
         max_kb: None,
-        source_hash: 0xea4f6f9d29a5c8cb,
+        source_hash: 0x27dda08cf38f267a,
         source: include_str!("rmm_exponent_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -939,7 +939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 195712,
         max_kb: None,
-        source_hash: 0xb20107b4801ea6f0,
+        source_hash: 0xf69d2d18383c499e,
         source: include_str!("rmm_exponent_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -959,7 +959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: None,
-        source_hash: 0x5a0eeb30f55a954d,
+        source_hash: 0xe6ddaa1043e3b2f3,
         source: include_str!("rmm_exponent_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -979,7 +979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 107568,
         max_kb: None,
-        source_hash: 0xc11dfc75aa2c5e1d,
+        source_hash: 0x1c74410ced711e8f,
         source: include_str!("rmm_exponent_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -999,7 +999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 128064,
         max_kb: None,
-        source_hash: 0xb2ded647e0b8de57,
+        source_hash: 0x2c90108a4d8d12ee,
         source: include_str!("rmm_exponent_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -1019,7 +1019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148560,
         max_kb: None,
-        source_hash: 0x672bdaa963daecd1,
+        source_hash: 0x14190ab46b5db29b,
         source: include_str!("rmm_exponent_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -1039,7 +1039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 169056,
         max_kb: None,
-        source_hash: 0x4260cddf4b71eaaa,
+        source_hash: 0x41a88558c74d3e8c,
         source: include_str!("rmm_exponent_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -1059,7 +1059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189552,
         max_kb: None,
-        source_hash: 0xd6bf511a3e21bfe8,
+        source_hash: 0xb252e3f4dbbb393e,
         source: include_str!("rmm_exponent_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -1079,7 +1079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210048,
         max_kb: None,
-        source_hash: 0x1824056d3c20f4a9,
+        source_hash: 0xbfa12774dd9394ae,
         source: include_str!("rmm_exponent_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -1099,7 +1099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230544,
         max_kb: None,
-        source_hash: 0x08f25f83eef355fc,
+        source_hash: 0xa362ca4e26906da1,
         source: include_str!("rmm_exponent_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -1119,7 +1119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 115760,
         max_kb: None,
-        source_hash: 0xbc9f6e92f17adbe1,
+        source_hash: 0xe3678a66ee62c028,
         source: include_str!("rmm_exponent_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -1139,7 +1139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140352,
         max_kb: None,
-        source_hash: 0x78a68393c2fbf645,
+        source_hash: 0xce67de51ab8b8498,
         source: include_str!("rmm_exponent_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -1159,7 +1159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0xded533c73b0b3819,
+        source_hash: 0x50cda2aaac734f0c,
         source: include_str!("rmm_exponent_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -1179,7 +1179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189536,
         max_kb: None,
-        source_hash: 0x5c5a4ee087a1bd48,
+        source_hash: 0xd9a7a79a176d181b,
         source: include_str!("rmm_exponent_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -1199,7 +1199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214128,
         max_kb: None,
-        source_hash: 0x6925796761d5bf4f,
+        source_hash: 0x3c87503f22f26ede,
         source: include_str!("rmm_exponent_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -1219,7 +1219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0xf3905d2e95ea4154,
+        source_hash: 0x978caabcf03beabd,
         source: include_str!("rmm_exponent_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -1239,7 +1239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132160,
         max_kb: None,
-        source_hash: 0xbfc30454c307eeff,
+        source_hash: 0xb065208589972550,
         source: include_str!("rmm_exponent_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -1259,7 +1259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0x029efd379d97d9c3,
+        source_hash: 0x2942942701920554,
         source: include_str!("rmm_exponent_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -1279,7 +1279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197728,
         max_kb: None,
-        source_hash: 0x10f9a1b1e2e91718,
+        source_hash: 0x5b738e39f9f8f9d8,
         source: include_str!("rmm_exponent_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -1299,7 +1299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230512,
         max_kb: None,
-        source_hash: 0x84f8ae4037a7f22a,
+        source_hash: 0x883beb23f11047d9,
         source: include_str!("rmm_exponent_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -1319,7 +1319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132144,
         max_kb: None,
-        source_hash: 0x10312b566289f6c1,
+        source_hash: 0x191b05a699fd4acc,
         source: include_str!("rmm_exponent_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -1339,7 +1339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181312,
         max_kb: None,
-        source_hash: 0x74af864dd18bf2a3,
+        source_hash: 0x339c501574182bed,
         source: include_str!("rmm_exponent_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -1359,7 +1359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230480,
         max_kb: None,
-        source_hash: 0x63bee7f734b14f14,
+        source_hash: 0x7cca3e8d02b5e780,
         source: include_str!("rmm_exponent_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -1379,7 +1379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: Some(256),
-        source_hash: 0x213250f2108fd68c,
+        source_hash: 0x7fe7c964b3180dd3,
         source: include_str!("rmm_palette_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1399,7 +1399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117824,
         max_kb: Some(256),
-        source_hash: 0x80012a4e4d88ee53,
+        source_hash: 0x2b90404a26d6e515,
         source: include_str!("rmm_palette_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1419,7 +1419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: Some(256),
-        source_hash: 0x388a48d8b56e8034,
+        source_hash: 0xfce9965f30006df9,
         source: include_str!("rmm_palette_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1439,7 +1439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 146528,
         max_kb: Some(256),
-        source_hash: 0xbb383aa88be52fd0,
+        source_hash: 0xadef1f59784d30a5,
         source: include_str!("rmm_palette_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1459,7 +1459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160880,
         max_kb: Some(256),
-        source_hash: 0x614157e303e33059,
+        source_hash: 0x25af2ef181057512,
         source: include_str!("rmm_palette_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1479,7 +1479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 175232,
         max_kb: Some(256),
-        source_hash: 0x8d08148bf886d481,
+        source_hash: 0x90a47689841990b3,
         source: include_str!("rmm_palette_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1499,7 +1499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189584,
         max_kb: Some(256),
-        source_hash: 0x50f61a00bad8a347,
+        source_hash: 0x5e68fca64c762146,
         source: include_str!("rmm_palette_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1519,7 +1519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105520,
         max_kb: Some(256),
-        source_hash: 0x111d4a45d0b24f36,
+        source_hash: 0x598935d718ac4da9,
         source: include_str!("rmm_palette_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1539,7 +1539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 120896,
         max_kb: Some(256),
-        source_hash: 0x738d749b93f6d82d,
+        source_hash: 0xcb39e33cd785387f,
         source: include_str!("rmm_palette_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1559,7 +1559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: Some(256),
-        source_hash: 0x2ef17716c0f24993,
+        source_hash: 0xf8c6699eee3b3684,
         source: include_str!("rmm_palette_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1579,7 +1579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 151648,
         max_kb: Some(256),
-        source_hash: 0x10be629593eeaf9d,
+        source_hash: 0xcefde0244b49b60e,
         source: include_str!("rmm_palette_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1599,7 +1599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 167024,
         max_kb: Some(256),
-        source_hash: 0x1e14a8c083bcf0fe,
+        source_hash: 0xb753fb566135e1fb,
         source: include_str!("rmm_palette_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1619,7 +1619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182400,
         max_kb: Some(256),
-        source_hash: 0x57dc95e053e7cefc,
+        source_hash: 0x4446295d28c2a68b,
         source: include_str!("rmm_palette_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1639,7 +1639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: Some(256),
-        source_hash: 0x8eb2d1c30dec1d84,
+        source_hash: 0x815038db771bf4a4,
         source: include_str!("rmm_palette_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1659,7 +1659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 109616,
         max_kb: Some(256),
-        source_hash: 0x69b43e4edbafc211,
+        source_hash: 0x77a8f7c34507850d,
         source: include_str!("rmm_palette_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1679,7 +1679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 127040,
         max_kb: Some(256),
-        source_hash: 0xf08864fde0e93843,
+        source_hash: 0x3e4410848d62bd13,
         source: include_str!("rmm_palette_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1699,7 +1699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144464,
         max_kb: Some(256),
-        source_hash: 0xf3f2be34058ed009,
+        source_hash: 0xb08f8fb7b8066c33,
         source: include_str!("rmm_palette_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1719,7 +1719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 161888,
         max_kb: Some(256),
-        source_hash: 0x9f45ed65b8dfe08d,
+        source_hash: 0x28e297ec31e96d2f,
         source: include_str!("rmm_palette_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1739,7 +1739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 179312,
         max_kb: Some(256),
-        source_hash: 0xa375af96f8977512,
+        source_hash: 0x7d8ddf1979ec88a4,
         source: include_str!("rmm_palette_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1759,7 +1759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 196736,
         max_kb: Some(256),
-        source_hash: 0xdf48c688fb60585d,
+        source_hash: 0xe51109893ff7d43f,
         source: include_str!("rmm_palette_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1779,7 +1779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: Some(256),
-        source_hash: 0x9c2b871c1a80497d,
+        source_hash: 0x8e99f39b60d417d0,
         source: include_str!("rmm_palette_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1799,7 +1799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117808,
         max_kb: Some(256),
-        source_hash: 0x9d5e0b26fe595cdd,
+        source_hash: 0xf40f013be97ee02a,
         source: include_str!("rmm_palette_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1819,7 +1819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 139328,
         max_kb: Some(256),
-        source_hash: 0xa1911df3e9c0d836,
+        source_hash: 0x1d0d153209b46a46,
         source: include_str!("rmm_palette_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1839,7 +1839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0x3f52c8f9634d66de,
+        source_hash: 0x0de73f374a3cda24,
         source: include_str!("rmm_palette_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1859,7 +1859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182368,
         max_kb: Some(256),
-        source_hash: 0x4633d7a1ba15edfa,
+        source_hash: 0xf2e57fe1d83ee3c7,
         source: include_str!("rmm_palette_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1879,7 +1879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 203888,
         max_kb: Some(256),
-        source_hash: 0x17ee2f88ce92909c,
+        source_hash: 0xfb316677b13c4d1f,
         source: include_str!("rmm_palette_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1899,7 +1899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 225408,
         max_kb: Some(256),
-        source_hash: 0x560f517a1dd05ba9,
+        source_hash: 0xeb7753a93df81de5,
         source: include_str!("rmm_palette_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1919,7 +1919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: Some(256),
-        source_hash: 0xddb82ab389a6485f,
+        source_hash: 0xd1689973ed86bd0b,
         source: include_str!("rmm_palette_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1939,7 +1939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 131136,
         max_kb: Some(256),
-        source_hash: 0x4ac3f545a7325979,
+        source_hash: 0xfb7d8f0150b51cd8,
         source: include_str!("rmm_palette_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1959,7 +1959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0xb6b018c14bce3f11,
+        source_hash: 0xfc4a882fc2c70a58,
         source: include_str!("rmm_palette_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1979,7 +1979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 190560,
         max_kb: Some(256),
-        source_hash: 0x6b2152129b1ae351,
+        source_hash: 0x7ae01613097c0c6d,
         source: include_str!("rmm_palette_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1999,7 +1999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 220272,
         max_kb: Some(256),
-        source_hash: 0x86d0bc15aa786881,
+        source_hash: 0x2dd6c4389d3e23b5,
         source: include_str!("rmm_palette_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2019,7 +2019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 134192,
         max_kb: Some(256),
-        source_hash: 0x055db28a643e8b72,
+        source_hash: 0x87e6ed551e21f310,
         source: include_str!("rmm_palette_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2039,7 +2039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 180288,
         max_kb: Some(256),
-        source_hash: 0xe8426d96ce369c30,
+        source_hash: 0xd4c7ddc94819a5c3,
         source: include_str!("rmm_palette_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2059,7 +2059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 226384,
         max_kb: Some(256),
-        source_hash: 0xe9091816971f0faf,
+        source_hash: 0xff8acf3d5c37c2d6,
         source: include_str!("rmm_palette_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2079,7 +2079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: Some(256),
-        source_hash: 0xda9dc1092da1160a,
+        source_hash: 0x69d9d329cfb24f14,
         source: include_str!("rmm_palette_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -2099,7 +2099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117824,
         max_kb: Some(256),
-        source_hash: 0x7dba795cb4a97e50,
+        source_hash: 0x09fa0f04c35266bc,
         source: include_str!("rmm_palette_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -2119,7 +2119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: Some(256),
-        source_hash: 0x4c698c9c64ceeea4,
+        source_hash: 0x13dd348b1a3a19d2,
         source: include_str!("rmm_palette_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -2139,7 +2139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 146528,
         max_kb: Some(256),
-        source_hash: 0x63d03565fb58f57f,
+        source_hash: 0xfb7f2bdd8c76c647,
         source: include_str!("rmm_palette_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -2159,7 +2159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160880,
         max_kb: Some(256),
-        source_hash: 0x604d63c8afb4f44b,
+        source_hash: 0x69d5eb677f14ceb0,
         source: include_str!("rmm_palette_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -2179,7 +2179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 175232,
         max_kb: Some(256),
-        source_hash: 0xd0f9e2be81609ac6,
+        source_hash: 0xe69b098980ba49e0,
         source: include_str!("rmm_palette_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -2199,7 +2199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189584,
         max_kb: Some(256),
-        source_hash: 0x3df910e306abbb09,
+        source_hash: 0x82fa6ae38fabbfa7,
         source: include_str!("rmm_palette_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -2219,7 +2219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105520,
         max_kb: Some(256),
-        source_hash: 0xbe9216d79cc3abad,
+        source_hash: 0xdd3dcc478ce3b962,
         source: include_str!("rmm_palette_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -2239,7 +2239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 120896,
         max_kb: Some(256),
-        source_hash: 0xee19d5525233e16e,
+        source_hash: 0x3eb440326e473cee,
         source: include_str!("rmm_palette_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -2259,7 +2259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: Some(256),
-        source_hash: 0xd29b84eac01f4b58,
+        source_hash: 0xa9409edf94f02cf4,
         source: include_str!("rmm_palette_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -2279,7 +2279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 151648,
         max_kb: Some(256),
-        source_hash: 0xdd20e0a6b16405cf,
+        source_hash: 0x917ddd9e5322e56d,
         source: include_str!("rmm_palette_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -2299,7 +2299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 167024,
         max_kb: Some(256),
-        source_hash: 0xa70621b6a1c85329,
+        source_hash: 0xc3f779730153376f,
         source: include_str!("rmm_palette_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -2319,7 +2319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182400,
         max_kb: Some(256),
-        source_hash: 0x96126e463f2027a7,
+        source_hash: 0x1317e3c4329bcb2c,
         source: include_str!("rmm_palette_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -2339,7 +2339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: Some(256),
-        source_hash: 0x6a09e58ae1d445d5,
+        source_hash: 0x7964db805b503a18,
         source: include_str!("rmm_palette_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -2359,7 +2359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 109616,
         max_kb: Some(256),
-        source_hash: 0x5ec652b1174536ca,
+        source_hash: 0x034a0ff535faffdb,
         source: include_str!("rmm_palette_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -2379,7 +2379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 127040,
         max_kb: Some(256),
-        source_hash: 0x66bd2a1363ef21cd,
+        source_hash: 0x6fc873634b57cd6a,
         source: include_str!("rmm_palette_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -2399,7 +2399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144464,
         max_kb: Some(256),
-        source_hash: 0x17217b75e78e40c9,
+        source_hash: 0x28177a2ae8edbefe,
         source: include_str!("rmm_palette_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -2419,7 +2419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 161888,
         max_kb: Some(256),
-        source_hash: 0xe888e99fbdc00b30,
+        source_hash: 0xe3a3e74678a5a9e9,
         source: include_str!("rmm_palette_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -2439,7 +2439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 179312,
         max_kb: Some(256),
-        source_hash: 0x8cdedea85890207c,
+        source_hash: 0x697c4d2fa3315906,
         source: include_str!("rmm_palette_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -2459,7 +2459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 196736,
         max_kb: Some(256),
-        source_hash: 0x3a9dccd3a91579d5,
+        source_hash: 0xc8a30a0a3c8dbf2f,
         source: include_str!("rmm_palette_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -2479,7 +2479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: Some(256),
-        source_hash: 0x6ecac2ec5b0762d8,
+        source_hash: 0x508f91a7c588ab09,
         source: include_str!("rmm_palette_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -2499,7 +2499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117808,
         max_kb: Some(256),
-        source_hash: 0x2975c226568eb971,
+        source_hash: 0x6adee352cf6d4fef,
         source: include_str!("rmm_palette_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -2519,7 +2519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 139328,
         max_kb: Some(256),
-        source_hash: 0x3936199bb9a9a835,
+        source_hash: 0xa35096495a8a3817,
         source: include_str!("rmm_palette_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -2539,7 +2539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0x3856226da0e6fcc6,
+        source_hash: 0xe87f3c2e7a56d53b,
         source: include_str!("rmm_palette_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -2559,7 +2559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182368,
         max_kb: Some(256),
-        source_hash: 0x69ce8c98bc285860,
+        source_hash: 0xfa8a9f4d68a3c92c,
         source: include_str!("rmm_palette_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -2579,7 +2579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 203888,
         max_kb: Some(256),
-        source_hash: 0xcb3ea8ba48fe4e26,
+        source_hash: 0x831577acfa493fb3,
         source: include_str!("rmm_palette_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -2599,7 +2599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 225408,
         max_kb: Some(256),
-        source_hash: 0x018d9027f3b977a9,
+        source_hash: 0x144dbd96b161d9f4,
         source: include_str!("rmm_palette_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -2619,7 +2619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: Some(256),
-        source_hash: 0x9476b2276275f36d,
+        source_hash: 0x754307f851f9ee73,
         source: include_str!("rmm_palette_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -2639,7 +2639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 131136,
         max_kb: Some(256),
-        source_hash: 0xecd63c039c15697e,
+        source_hash: 0xa63d81d70527b5d7,
         source: include_str!("rmm_palette_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -2659,7 +2659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0x02dc97f0dc64bbd5,
+        source_hash: 0xf842c822faef76cb,
         source: include_str!("rmm_palette_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -2679,7 +2679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 190560,
         max_kb: Some(256),
-        source_hash: 0xb403f2fe3136c3a7,
+        source_hash: 0x6066c76e660d2309,
         source: include_str!("rmm_palette_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -2699,7 +2699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 220272,
         max_kb: Some(256),
-        source_hash: 0x8074e056228d1129,
+        source_hash: 0xeac9b5447a89f636,
         source: include_str!("rmm_palette_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -2719,7 +2719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 134192,
         max_kb: Some(256),
-        source_hash: 0x5568e2f112cbf2ce,
+        source_hash: 0xeae37393de5c61ee,
         source: include_str!("rmm_palette_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -2739,7 +2739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 180288,
         max_kb: Some(256),
-        source_hash: 0x29c6eb188c2d1496,
+        source_hash: 0x79f8e4edbd848098,
         source: include_str!("rmm_palette_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -2759,7 +2759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 226384,
         max_kb: Some(256),
-        source_hash: 0x6477192161e08ad3,
+        source_hash: 0x9099f7578602ac76,
         source: include_str!("rmm_palette_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -2779,7 +2779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 35888,
         max_kb: None,
-        source_hash: 0x6a5d607ca8ea02cf,
+        source_hash: 0x52f63344dba2e8e1,
         source: include_str!("rmm_raw_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2799,7 +2799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 53312,
         max_kb: None,
-        source_hash: 0x633438d447d156f4,
+        source_hash: 0xb3b2bff9db7d70a6,
         source: include_str!("rmm_raw_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2819,7 +2819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0xefd417e261159356,
+        source_hash: 0x252e48a6a1f55076,
         source: include_str!("rmm_raw_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2839,7 +2839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 88160,
         max_kb: None,
-        source_hash: 0x03026c103fd605ac,
+        source_hash: 0xf35680e3f08f61f3,
         source: include_str!("rmm_raw_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2859,7 +2859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0xd5fb8c741d1f30aa,
+        source_hash: 0x275ed98f0e823fca,
         source: include_str!("rmm_raw_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2879,7 +2879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 123008,
         max_kb: None,
-        source_hash: 0x612a3129d0f54a8d,
+        source_hash: 0xafd6f3835b9de31e,
         source: include_str!("rmm_raw_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2899,7 +2899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0x199c704cd3ab4fe9,
+        source_hash: 0x2d8dcc430dcb203a,
         source: include_str!("rmm_raw_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2919,7 +2919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 37936,
         max_kb: None,
-        source_hash: 0x8b3c7cbc04efb802,
+        source_hash: 0x9978f8ca7674a0dd,
         source: include_str!("rmm_raw_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2939,7 +2939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 56384,
         max_kb: None,
-        source_hash: 0x56e6ac79bf623955,
+        source_hash: 0xe254412e2607c24b,
         source: include_str!("rmm_raw_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2959,7 +2959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x0d36299a7428f005,
+        source_hash: 0x3234dfc46e2a8ac0,
         source: include_str!("rmm_raw_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2979,7 +2979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 93280,
         max_kb: None,
-        source_hash: 0x079a7205ca2eab38,
+        source_hash: 0xd8756c98e9efbc55,
         source: include_str!("rmm_raw_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2999,7 +2999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0xf97bfdc31d662972,
+        source_hash: 0x62bf6bb147a46dca,
         source: include_str!("rmm_raw_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3019,7 +3019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 130176,
         max_kb: None,
-        source_hash: 0x122a6f554bcf4d25,
+        source_hash: 0x3bc4932ac5bc5dfa,
         source: include_str!("rmm_raw_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3039,7 +3039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0x0bd497f9cd89c3b3,
+        source_hash: 0xfe02c6d57ffe1d10,
         source: include_str!("rmm_raw_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -3059,7 +3059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 42032,
         max_kb: None,
-        source_hash: 0xf071b74612769c01,
+        source_hash: 0x41a2bbffc6e5c820,
         source: include_str!("rmm_raw_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3079,7 +3079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 62528,
         max_kb: None,
-        source_hash: 0x2a84d980861fb6e6,
+        source_hash: 0xc5d654c6c8b3f4ad,
         source: include_str!("rmm_raw_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3099,7 +3099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0xb705aa64149b3766,
+        source_hash: 0xa6f28cb51458ee19,
         source: include_str!("rmm_raw_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3119,7 +3119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103520,
         max_kb: None,
-        source_hash: 0x16757bbff1a15db0,
+        source_hash: 0x6548a68b3852ba48,
         source: include_str!("rmm_raw_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3139,7 +3139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124016,
         max_kb: None,
-        source_hash: 0x3576dd0bbc2157ea,
+        source_hash: 0x4407bb010e849bfb,
         source: include_str!("rmm_raw_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3159,7 +3159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144512,
         max_kb: None,
-        source_hash: 0x34d8bf24879e7948,
+        source_hash: 0x0ab03cc46d92ba05,
         source: include_str!("rmm_raw_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3179,7 +3179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0xcc72d7238edbbc2c,
+        source_hash: 0xcdf3d337e89dd534,
         source: include_str!("rmm_raw_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -3199,7 +3199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 50224,
         max_kb: None,
-        source_hash: 0xb4aa1a8e5c0d691b,
+        source_hash: 0xdc01113923a181de,
         source: include_str!("rmm_raw_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3219,7 +3219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74816,
         max_kb: None,
-        source_hash: 0x29021084f1dab477,
+        source_hash: 0xbffd8d9590f2e5d0,
         source: include_str!("rmm_raw_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3239,7 +3239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0xc190bf9c9d30a5a4,
+        source_hash: 0x76fd389cbcf7c2a8,
         source: include_str!("rmm_raw_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3259,7 +3259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124000,
         max_kb: None,
-        source_hash: 0x550c98a578e2d09e,
+        source_hash: 0x662e3077233d93d1,
         source: include_str!("rmm_raw_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3279,7 +3279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148592,
         max_kb: None,
-        source_hash: 0x3d51cdc7397c277e,
+        source_hash: 0xd9e83fde04bff2c6,
         source: include_str!("rmm_raw_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3299,7 +3299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 173184,
         max_kb: None,
-        source_hash: 0xa6969f1dd24f7084,
+        source_hash: 0xf9497e1065624bf0,
         source: include_str!("rmm_raw_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3319,7 +3319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0x4be3a32226bfa758,
+        source_hash: 0x6e542265088bb5fa,
         source: include_str!("rmm_raw_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -3339,7 +3339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66608,
         max_kb: None,
-        source_hash: 0x3480ffab2bdb44f5,
+        source_hash: 0x504272f8796affab,
         source: include_str!("rmm_raw_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3359,7 +3359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99392,
         max_kb: None,
-        source_hash: 0x6b554ae39313bed6,
+        source_hash: 0xde5ce30ad719aa7e,
         source: include_str!("rmm_raw_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3379,7 +3379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: None,
-        source_hash: 0xf9e5e3d87d6f243a,
+        source_hash: 0x6159447a1128b5c4,
         source: include_str!("rmm_raw_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3399,7 +3399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164960,
         max_kb: None,
-        source_hash: 0x1779dc13c80d9823,
+        source_hash: 0xf2ca89820f34a4b2,
         source: include_str!("rmm_raw_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3419,7 +3419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197744,
         max_kb: None,
-        source_hash: 0xafac492fd02e8430,
+        source_hash: 0xfab4c1f9f0ca2dec,
         source: include_str!("rmm_raw_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3439,7 +3439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230528,
         max_kb: None,
-        source_hash: 0x43fd05115d69f6fe,
+        source_hash: 0xf824026c16e7d6d8,
         source: include_str!("rmm_raw_n128_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3459,7 +3459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0xd1be72bbafba7e8d,
+        source_hash: 0xb5207c62caac3a22,
         source: include_str!("rmm_raw_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3479,7 +3479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148544,
         max_kb: None,
-        source_hash: 0xf290a3f57e12bdbd,
+        source_hash: 0xa0f8e046732dc99e,
         source: include_str!("rmm_raw_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3499,7 +3499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197712,
         max_kb: None,
-        source_hash: 0xcd71522e82cfadf6,
+        source_hash: 0xcbe88666d82a2fda,
         source: include_str!("rmm_raw_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3519,7 +3519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 35888,
         max_kb: None,
-        source_hash: 0x9a59c5e0c607fb51,
+        source_hash: 0xa234311287621645,
         source: include_str!("rmm_raw_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -3539,7 +3539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 53312,
         max_kb: None,
-        source_hash: 0x28e6bd589e9df10d,
+        source_hash: 0x84dfd09faecb90fa,
         source: include_str!("rmm_raw_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -3559,7 +3559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x689ff24ad567132b,
+        source_hash: 0x1df138e16751ec16,
         source: include_str!("rmm_raw_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -3579,7 +3579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 88160,
         max_kb: None,
-        source_hash: 0x3a436b35ff5038ed,
+        source_hash: 0xebc48f8dcbf2b2f4,
         source: include_str!("rmm_raw_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -3599,7 +3599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0xe63cdd0b44628686,
+        source_hash: 0x8b7b8a846f78591d,
         source: include_str!("rmm_raw_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -3619,7 +3619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 123008,
         max_kb: None,
-        source_hash: 0xb532df12a12cb5b7,
+        source_hash: 0x72a924b3483d1634,
         source: include_str!("rmm_raw_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -3639,7 +3639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0xcd13b751cd8bbb44,
+        source_hash: 0x024128d37e093d1f,
         source: include_str!("rmm_raw_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -3659,7 +3659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 37936,
         max_kb: None,
-        source_hash: 0x4424e1c7db903bb4,
+        source_hash: 0x7947ffcfe546d75b,
         source: include_str!("rmm_raw_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -3679,7 +3679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 56384,
         max_kb: None,
-        source_hash: 0xa26e6d714cb5f53c,
+        source_hash: 0xdf3e7483ffe0dfb1,
         source: include_str!("rmm_raw_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -3699,7 +3699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x1cdef832a46ddd34,
+        source_hash: 0xf54a984ecd94b02d,
         source: include_str!("rmm_raw_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -3719,7 +3719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 93280,
         max_kb: None,
-        source_hash: 0x1837491556c5d940,
+        source_hash: 0xfc0cbb9bf578142c,
         source: include_str!("rmm_raw_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -3739,7 +3739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0x2c786a4e77394029,
+        source_hash: 0xee7429681b13004d,
         source: include_str!("rmm_raw_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -3759,7 +3759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 130176,
         max_kb: None,
-        source_hash: 0x5ff0afc9d3419c25,
+        source_hash: 0x0526408281229486,
         source: include_str!("rmm_raw_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -3779,7 +3779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0x03d2142a943c3774,
+        source_hash: 0x3e4e6956759b128a,
         source: include_str!("rmm_raw_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -3799,7 +3799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 42032,
         max_kb: None,
-        source_hash: 0x4344a5983a0eeda2,
+        source_hash: 0x7db4add96773502f,
         source: include_str!("rmm_raw_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -3819,7 +3819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 62528,
         max_kb: None,
-        source_hash: 0x96b05e1c29b2cc20,
+        source_hash: 0x720e1c81ba298d7f,
         source: include_str!("rmm_raw_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -3839,7 +3839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x9c6cc7c6a274ce2c,
+        source_hash: 0xbcf97cb33ac0428a,
         source: include_str!("rmm_raw_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -3859,7 +3859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103520,
         max_kb: None,
-        source_hash: 0x9c174e0c5ffff5ca,
+        source_hash: 0x4746ccb76775da3b,
         source: include_str!("rmm_raw_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -3879,7 +3879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124016,
         max_kb: None,
-        source_hash: 0xe4540432f5748d3a,
+        source_hash: 0x82679a91b70b4092,
         source: include_str!("rmm_raw_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -3899,7 +3899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144512,
         max_kb: None,
-        source_hash: 0xdacc152c9afff29b,
+        source_hash: 0xddc05013cac73b6e,
         source: include_str!("rmm_raw_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -3919,7 +3919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0x0457517edb97d4f7,
+        source_hash: 0xe6207777f47fb393,
         source: include_str!("rmm_raw_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -3939,7 +3939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 50224,
         max_kb: None,
-        source_hash: 0x00d990aee643ac31,
+        source_hash: 0x0b9fc7d00e30a85a,
         source: include_str!("rmm_raw_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -3959,7 +3959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74816,
         max_kb: None,
-        source_hash: 0xb1c7bff752b1d945,
+        source_hash: 0x43f2d1dfc42c7dd8,
         source: include_str!("rmm_raw_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -3979,7 +3979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0xa2936b473ff4b011,
+        source_hash: 0x5163f0556e80c5cf,
         source: include_str!("rmm_raw_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -3999,7 +3999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124000,
         max_kb: None,
-        source_hash: 0x7532880d4a303821,
+        source_hash: 0x782ae7acf135f90a,
         source: include_str!("rmm_raw_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -4019,7 +4019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148592,
         max_kb: None,
-        source_hash: 0x241770baae7910c8,
+        source_hash: 0xf4341b64dacb9c30,
         source: include_str!("rmm_raw_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -4039,7 +4039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 173184,
         max_kb: None,
-        source_hash: 0x54d213bfcadce0e8,
+        source_hash: 0xafba2a1dddf679fe,
         source: include_str!("rmm_raw_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -4059,7 +4059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0x7f5abfcc8a946e62,
+        source_hash: 0x7fbbf1014cc5d2f9,
         source: include_str!("rmm_raw_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -4079,7 +4079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66608,
         max_kb: None,
-        source_hash: 0x54fe4a3724b9acf8,
+        source_hash: 0x38328da7901859d4,
         source: include_str!("rmm_raw_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -4099,7 +4099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99392,
         max_kb: None,
-        source_hash: 0x4c870165a8d92fea,
+        source_hash: 0x409b73a7f28476d4,
         source: include_str!("rmm_raw_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -4119,7 +4119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: None,
-        source_hash: 0x8be82662dc41fdf4,
+        source_hash: 0x8e71bb3fb342c2df,
         source: include_str!("rmm_raw_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -4139,7 +4139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164960,
         max_kb: None,
-        source_hash: 0x6f95479b6b51d36b,
+        source_hash: 0x8788fc41f036a185,
         source: include_str!("rmm_raw_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -4159,7 +4159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197744,
         max_kb: None,
-        source_hash: 0x3abc5211349055b5,
+        source_hash: 0x284c445aad0b00f9,
         source: include_str!("rmm_raw_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -4179,7 +4179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230528,
         max_kb: None,
-        source_hash: 0xfc68ac2ce0c4d346,
+        source_hash: 0x9d699d7a9eac5a34,
         source: include_str!("rmm_raw_n128_s7_t.cu"),
     },
     RegistryEntry {
@@ -4199,7 +4199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0x49b6f4f82aa44abd,
+        source_hash: 0x44e4964ef897ac46,
         source: include_str!("rmm_raw_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -4219,7 +4219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148544,
         max_kb: None,
-        source_hash: 0x167b270ba7d31da9,
+        source_hash: 0x9eba041e74205ecc,
         source: include_str!("rmm_raw_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -4239,7 +4239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197712,
         max_kb: None,
-        source_hash: 0x7a0eb96bb7fd93a6,
+        source_hash: 0x0ca37e9c4e363b1d,
         source: include_str!("rmm_raw_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -4259,7 +4259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0x05bfbc16ea9bb258,
+        source_hash: 0x69963744aca72e06,
         source: include_str!("rmm_palette_rs_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4279,7 +4279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124048,
         max_kb: Some(256),
-        source_hash: 0x36b3e4837c6c5f9f,
+        source_hash: 0xeb5603da05b73163,
         source: include_str!("rmm_palette_rs_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4299,7 +4299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181456,
         max_kb: Some(256),
-        source_hash: 0x5467917e132b46db,
+        source_hash: 0x95bac40638806228,
         source: include_str!("rmm_palette_rs_n8_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4319,7 +4319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0x4d82d2f639710285,
+        source_hash: 0xcee4b81589decb4e,
         source: include_str!("rmm_palette_rs_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4339,7 +4339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132240,
         max_kb: Some(256),
-        source_hash: 0xc67e971db7ffbcbe,
+        source_hash: 0xa9f1c0ecdd3258fb,
         source: include_str!("rmm_palette_rs_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4359,7 +4359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 193744,
         max_kb: Some(256),
-        source_hash: 0xf75574588788b5cf,
+        source_hash: 0xdf432b5fcf5322fd,
         source: include_str!("rmm_palette_rs_n16_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4379,7 +4379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 78928,
         max_kb: Some(256),
-        source_hash: 0xd82048fd1e39b226,
+        source_hash: 0x9e7c23b4fe5fde05,
         source: include_str!("rmm_palette_rs_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4399,7 +4399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: Some(256),
-        source_hash: 0x2fa158511048140b,
+        source_hash: 0x7c33c44641a7277a,
         source: include_str!("rmm_palette_rs_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4419,7 +4419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 218320,
         max_kb: Some(256),
-        source_hash: 0x6a244be54ad84a0b,
+        source_hash: 0xb5be518628807e81,
         source: include_str!("rmm_palette_rs_n32_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4439,7 +4439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95312,
         max_kb: Some(256),
-        source_hash: 0x71630a2b35c67823,
+        source_hash: 0x907778d31c7ddedf,
         source: include_str!("rmm_palette_rs_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4459,7 +4459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181392,
         max_kb: Some(256),
-        source_hash: 0xccfabf7d0909d66c,
+        source_hash: 0xf1248e241156b73c,
         source: include_str!("rmm_palette_rs_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4479,7 +4479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0x799682fb88bf01f0,
+        source_hash: 0xbca25a28aa1e85ff,
         source: include_str!("rmm_palette_rs_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -4499,7 +4499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124048,
         max_kb: Some(256),
-        source_hash: 0x0d23dd267a328aa2,
+        source_hash: 0x6122b6eeacd456cf,
         source: include_str!("rmm_palette_rs_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -4519,7 +4519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181456,
         max_kb: Some(256),
-        source_hash: 0xec97cd6e1caea296,
+        source_hash: 0x8aab7459e2e9e84f,
         source: include_str!("rmm_palette_rs_n8_s12_t.cu"),
     },
     RegistryEntry {
@@ -4539,7 +4539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0xa8ae04a9f9832105,
+        source_hash: 0xdb28775140a3fce8,
         source: include_str!("rmm_palette_rs_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -4559,7 +4559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132240,
         max_kb: Some(256),
-        source_hash: 0x353dbefbb9dbbc7f,
+        source_hash: 0x803346a928dc170e,
         source: include_str!("rmm_palette_rs_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -4579,7 +4579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 193744,
         max_kb: Some(256),
-        source_hash: 0x023110a6b7934df9,
+        source_hash: 0x7dd8abf630538821,
         source: include_str!("rmm_palette_rs_n16_s12_t.cu"),
     },
     RegistryEntry {
@@ -4599,7 +4599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 78928,
         max_kb: Some(256),
-        source_hash: 0xdbdca81098ee9026,
+        source_hash: 0xa7a3015c90b89d44,
         source: include_str!("rmm_palette_rs_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -4619,7 +4619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: Some(256),
-        source_hash: 0xa8e102be4c652811,
+        source_hash: 0x3e4271d11b172795,
         source: include_str!("rmm_palette_rs_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -4639,7 +4639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 218320,
         max_kb: Some(256),
-        source_hash: 0x72b988487700ba89,
+        source_hash: 0xc487f8529f742f52,
         source: include_str!("rmm_palette_rs_n32_s12_t.cu"),
     },
     RegistryEntry {
@@ -4659,7 +4659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95312,
         max_kb: Some(256),
-        source_hash: 0x713d4b8f9162815e,
+        source_hash: 0xce3b921851175e06,
         source: include_str!("rmm_palette_rs_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -4679,7 +4679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181392,
         max_kb: Some(256),
-        source_hash: 0xb0eb87af87882496,
+        source_hash: 0xcce3f37b40b92f66,
         source: include_str!("rmm_palette_rs_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -4699,7 +4699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x06d8993daa459492,
+        source_hash: 0x75145b0635c90f55,
         source: include_str!("rmm_raw_rs_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4719,7 +4719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0x3cc65c92d5975928,
+        source_hash: 0x6e636d6f020dd960,
         source: include_str!("rmm_raw_rs_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4739,7 +4739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210128,
         max_kb: None,
-        source_hash: 0xb2b3c94a716fb871,
+        source_hash: 0xc4986ea3ccac3bd4,
         source: include_str!("rmm_raw_rs_n8_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4759,7 +4759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0xa088c8a21fded304,
+        source_hash: 0xe0b70de27bff352d,
         source: include_str!("rmm_raw_rs_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4779,7 +4779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0x2b185a787ac344aa,
+        source_hash: 0xda051f0bcdb66a9a,
         source: include_str!("rmm_raw_rs_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4799,7 +4799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 222416,
         max_kb: None,
-        source_hash: 0xea906388e2ce78bd,
+        source_hash: 0xa03212bf9c4b6bc4,
         source: include_str!("rmm_raw_rs_n16_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4819,7 +4819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x644a053ea3d5e27b,
+        source_hash: 0x47848cb9d5a32c3a,
         source: include_str!("rmm_raw_rs_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4839,7 +4839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0xe68844ea1b8a1a53,
+        source_hash: 0xd8770343d339cdf9,
         source: include_str!("rmm_raw_rs_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4859,7 +4859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0xbae46b4a3e838450,
+        source_hash: 0xca84ecc2bf70e4f0,
         source: include_str!("rmm_raw_rs_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4879,7 +4879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0x4b133cf64405d450,
+        source_hash: 0x7c50f93dd09771cc,
         source: include_str!("rmm_raw_rs_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4899,7 +4899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0xbfd56a0cfe34e071,
+        source_hash: 0x06b253c261e3dee7,
         source: include_str!("rmm_raw_rs_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -4919,7 +4919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0xc9fdb883ca4a6bdc,
+        source_hash: 0x31dba8889b550aa2,
         source: include_str!("rmm_raw_rs_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -4939,7 +4939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210128,
         max_kb: None,
-        source_hash: 0x95184db42db5d25a,
+        source_hash: 0xcd19d22d7e6520a5,
         source: include_str!("rmm_raw_rs_n8_s12_t.cu"),
     },
     RegistryEntry {
@@ -4959,7 +4959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0xf33c2ace95ed3ec6,
+        source_hash: 0x25bd9fd7647f2c0c,
         source: include_str!("rmm_raw_rs_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -4979,7 +4979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0xe632a8c8be8d6065,
+        source_hash: 0x664f7e51620034ce,
         source: include_str!("rmm_raw_rs_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -4999,7 +4999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 222416,
         max_kb: None,
-        source_hash: 0xaaa10e09a6f3171a,
+        source_hash: 0x13b01325642aee5a,
         source: include_str!("rmm_raw_rs_n16_s12_t.cu"),
     },
     RegistryEntry {
@@ -5019,7 +5019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x6c2227887e2fbf97,
+        source_hash: 0xc529f344382fc773,
         source: include_str!("rmm_raw_rs_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -5039,7 +5039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0x01e8cedefc244965,
+        source_hash: 0x304576864ce10508,
         source: include_str!("rmm_raw_rs_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -5059,7 +5059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0xb1f35b124d64cea0,
+        source_hash: 0x2388522217b7e129,
         source: include_str!("rmm_raw_rs_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -5079,7 +5079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0x97c5648e06de029c,
+        source_hash: 0xda8b522d2f4b915d,
         source: include_str!("rmm_raw_rs_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -5099,7 +5099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0xaf1bfc86df34c54a,
+        source_hash: 0x3ee96cda74d18687,
         source: include_str!("rmm_palette_rs_n8_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5119,7 +5119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95344,
         max_kb: Some(256),
-        source_hash: 0xaabfefdc14dd7888,
+        source_hash: 0x131825cd458220b7,
         source: include_str!("rmm_palette_rs_n8_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5139,7 +5139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0x49909f1420888379,
+        source_hash: 0x44420891e3fead25,
         source: include_str!("rmm_palette_rs_n16_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5159,7 +5159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101488,
         max_kb: Some(256),
-        source_hash: 0x111cad89f0125c12,
+        source_hash: 0x5258ceb89f52e2c8,
         source: include_str!("rmm_palette_rs_n16_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5179,7 +5179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0x3faa26e9515d32e1,
+        source_hash: 0x868fc23a3820c02c,
         source: include_str!("rmm_palette_rs_n8_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5199,7 +5199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95344,
         max_kb: Some(256),
-        source_hash: 0xbe394a35f8d14a02,
+        source_hash: 0x11d4bc0b37106a64,
         source: include_str!("rmm_palette_rs_n8_s6_c2_t.cu"),
     },
     RegistryEntry {
@@ -5219,7 +5219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0xaad004178cf91624,
+        source_hash: 0xcf21328c37c5e6f4,
         source: include_str!("rmm_palette_rs_n16_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5239,7 +5239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101488,
         max_kb: Some(256),
-        source_hash: 0x4bfd8ecd1c321e59,
+        source_hash: 0xa1f4128bff3204e0,
         source: include_str!("rmm_palette_rs_n16_s6_c2_t.cu"),
     },
     RegistryEntry {
@@ -5259,7 +5259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0xe1bf475b085c5e9c,
+        source_hash: 0xe2023d5c43c4914e,
         source: include_str!("rmm_raw_rs_n8_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5279,7 +5279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0x8102dde655e3bcf7,
+        source_hash: 0x1e173ab34f66fdae,
         source: include_str!("rmm_raw_rs_n8_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5299,7 +5299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x934123ab9d30be1e,
+        source_hash: 0x02b955336c399294,
         source: include_str!("rmm_raw_rs_n16_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5319,7 +5319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0x340ba6a3ee28c6a9,
+        source_hash: 0xd350fc65e3182af5,
         source: include_str!("rmm_raw_rs_n16_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5339,7 +5339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0xbcb5b3a2c15b879b,
+        source_hash: 0xcc36b5c77b5b533c,
         source: include_str!("rmm_raw_rs_n8_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5359,7 +5359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0x71dfdb155f5613d1,
+        source_hash: 0x424d9f64c07c9fa7,
         source: include_str!("rmm_raw_rs_n8_s6_c2_t.cu"),
     },
     RegistryEntry {
@@ -5379,7 +5379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x7613846b838c4371,
+        source_hash: 0x6fd63cefde04af21,
         source: include_str!("rmm_raw_rs_n16_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5399,7 +5399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0x71095ccafa1efc72,
+        source_hash: 0xf2d5bb56291b4437,
         source: include_str!("rmm_raw_rs_n16_s6_c2_t.cu"),
     },
     RegistryEntry {

@@ -13,8 +13,9 @@
 //   swapped; RS: the same logical fragment, only the escape lookup differs).
 // Roles:
 // - warpgroup 0, thread 0: producer (x tiles by TMA, weight blocks by bulk copy, palette escape records and
-//   escape exponents); warp 1: the flag warp (waits for the partials of the CTAs that share the tile this CTA
-//   finishes, see wait_sharers); the rest of warpgroup 0 idles; all with few registers (setmaxnreg);
+//   escape exponents); warp 1: the flag warp (publishes this CTA's stream-K partial and waits for those of the
+//   CTAs that share the tile it finishes, see flag_warp); the rest of warpgroup 0 idles; all with few registers
+//   (setmaxnreg);
 // - warpgroups 1 and 2: consumers, each owning 64 of the CTA's 128 weight rows (rebuild, wgmma, epilogue).
 // Schedule: persistent, deterministic. Where the tiles outnumber the gridDim.x CTAs, whole waves of them are
 //   data-parallel (each CTA a whole tile per wave); the tail's (output tile, k block) units are dealt out in equal
@@ -168,9 +169,10 @@ static_assert(ESC_BYTES == 64 * ESC_CAP, "staged escape exponents per stage");
 // ---- roles, barrier ids and forms, named ----
 constexpr u32 WG_THREADS = 128;                     // a warpgroup: the producer's, and each consumer's
 constexpr u32 BAR_ID_WARPGROUP = 1;                 // + consumer warpgroup (1, 2): its 128 threads (SS rebuild)
-constexpr u32 BAR_ID_CONSUMERS = 3;                 // both consumer warpgroups (stream-K hand-off); 0 = __syncthreads
-constexpr u32 BAR_ID_SHARERS = 4;                   // both consumer warpgroups + the flag warp: partials ready
-constexpr u32 FLAG_WARP = 1;                        // warp of the producer warpgroup that waits for the partials
+constexpr u32 BAR_ID_HANDOFF = 3;                   // both consumer warpgroups + the flag warp: this CTA's partial
+constexpr u32 BAR_ID_SHARERS = 4;                   //   written (consumers arrive); the sharers' partials ready
+constexpr u32 FLAG_WARP = 1;                        // warp of the producer warpgroup that publishes and waits for
+constexpr u32 FLAG_BAR_THREADS = CONSUMER_THREADS + 32;  // partials; 0 = __syncthreads
 constexpr bool TMA_A = IS_RAW && !A_REGS;           // raw SS: the weight tile arrives by 2-D TMA, not by bulk copy
 // Palette: stages issued before the escape records land (see load()): about one memory round trip of the GPU's
 // bandwidth (4 x 12 KB x 132 SMs ~ 6 MB ~ 1.4 µs on the H200), so the memory neither idles nor queues far ahead.
@@ -589,14 +591,15 @@ __device__ __forceinline__ void finish_segment(float (&acc)[ACC], const Sched& g
 #pragma unroll
     for (int i = 0; i < ACC; ++i) __stcg(part + i * CONSUMER_THREADS, acc[i]);
     // No fence per thread (a fence.sc.gpu in each of 256 threads cost ~5% of the consumers' time): the
-    // barrier orders every thread's partial before thread 0's release, and a release is cumulative, so it
-    // publishes them at GPU scope (CUTLASS's generic barrier: __syncthreads, then one releasing thread).
-    named_barrier(BAR_ID_CONSUMERS, CONSUMER_THREADS);
-    if (ct == 0) st_release(gl.flags + blockIdx.x, 1u);
+    // barrier orders every thread's partial before the flag warp's release, and a release is cumulative, so it
+    // publishes them at GPU scope (CUTLASS's generic barrier: a CTA barrier, then one releasing thread). The
+    // consumers only arrive: a release by one of them stalled its warpgroup's next wgmma for a memory round trip
+    // (every CTA at once, mid-run: a DRAM dip in the PM timeline, 2026-12-04-ncu-s11a.txt).
+    named_barrier_arrive(BAR_ID_HANDOFF, FLAG_BAR_THREADS);
     return;
   }
   if (sg.kb0 > 0) {                  // the CTA's last segment (Segs): the flag warp waited for its sharers
-    named_barrier(BAR_ID_SHARERS, CONSUMER_THREADS + 32);
+    named_barrier(BAR_ID_SHARERS, FLAG_BAR_THREADS);
     const u64 tile_begin = (u64)sg.tile * g.kblocks;
     float cur[ACC], nxt[ACC];
     int c = next_sharer((int)blockIdx.x - 1, g, tile_begin);
@@ -623,14 +626,23 @@ __device__ __forceinline__ void finish_segment(float (&acc)[ACC], const Sched& g
   store_y(acc, gl.y, sg.tile % g.gx, sg.tile / g.gx, gl.n_out, gl.m, cw, t);
 }
 
-// The flag warp (FLAG_WARP of the producer warpgroup, otherwise idle): when this CTA's last segment owns a tile that
-// lower CTAs share (only the last can start past its tile's first k block, see Segs), its lanes wait for those CTAs'
-// flags, one lane per sharer, while the consumers work, reset them for the next launch, and release the consumers
-// through BAR_ID_SHARERS. So the owner pays no flag round trip at the end (4096 x 14336 at m = 1: four CTAs per
-// tile finish together, and the owner's thread 0 used to wait for each flag in turn), and the consumers' code holds
-// no lane-dependent loop (one made ptxas move the hot loop's descriptor arithmetic off the uniform datapath).
-// The acquires, __syncwarp and the barrier order the partials before the consumers' loads.
-__device__ __forceinline__ void wait_sharers(const Sched& g, const Segs& segs, u32* flags, u32 lane) {
+// The flag warp (FLAG_WARP of the producer warpgroup, otherwise idle) does the stream-K signalling, so the consumers
+// never wait on memory for it:
+// 1. when this CTA's first stream-K segment stops short of its tile's end (the only one that can, see Segs), it
+//    waits for the consumers' arrival on BAR_ID_HANDOFF (their partial written) and publishes the CTA's flag;
+// 2. when its last segment owns a tile that lower CTAs share (only the last can start past its tile's first k
+//    block), its lanes wait for those CTAs' flags, one lane per sharer, while the consumers work, reset them for
+//    the next launch, and release the consumers through BAR_ID_SHARERS. So the owner pays no flag round trip at the
+//    end (4096 x 14336 at m = 1: four CTAs per tile finish together, and the owner's thread 0 used to wait for each
+//    flag in turn), and the consumers' code holds no lane-dependent loop (one made ptxas move the hot loop's
+//    descriptor arithmetic off the uniform datapath). The acquires, __syncwarp and the barrier order the partials
+//    before the consumers' loads.
+// A lower CTA's flag never waits on a higher one (1 comes first, and depends only on this CTA's consumers).
+__device__ __forceinline__ void flag_warp(const Sched& g, const Segs& segs, u32* flags, u32 lane) {
+  if (segs.n > segs.dp && segs.at(segs.dp).kb1 < g.kblocks) {
+    named_barrier(BAR_ID_HANDOFF, FLAG_BAR_THREADS);
+    if (lane == 0) st_release(flags + blockIdx.x, 1u);
+  }
   if (segs.n == 0) return;
   const Seg sg = segs.at(segs.n - 1);
   if (sg.kb0 == 0 || sg.kb1 < g.kblocks) return;  // no owner past its tile's start: the consumers do not wait
@@ -641,7 +653,7 @@ __device__ __forceinline__ void wait_sharers(const Sched& g, const Segs& segs, u
     flags[c] = 0u;                     // ready for the next launch; nobody else waits on it
   }
   __syncwarp();
-  named_barrier_arrive(BAR_ID_SHARERS, CONSUMER_THREADS + 32);
+  named_barrier_arrive(BAR_ID_SHARERS, FLAG_BAR_THREADS);
 }
 
 // ---- consumers: every segment in processing order, each finished (stored or handed on) before the next.
@@ -704,7 +716,7 @@ rmm_palette_n32_s8_t(const __grid_constant__ TmaDesc tm_x, const __grid_constant
         mbar_wait(ring.full(0), 0);
         if (t % 32 == 0) probe(P_FIRST_LANDED);
       }
-      wait_sharers(g, segs, flags, t % 32);
+      flag_warp(g, segs, flags, t % 32);
     }
   } else {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
