@@ -65,3 +65,24 @@ fn every_variant_compiles_for_sm90a_without_spills() {
     );
     assert_eq!(results.len(), kernels.len());
 }
+
+/// The diagnostic build (`UNWEIGHT_PROBE=1`: `-DUNWEIGHT_PROBE`) compiles and exports the
+/// timeline `unweight bench` reads back; the normal build carries none of it.
+#[test]
+fn probe_build_compiles_and_exports_its_timeline() {
+    if let Err(e) = compile::tools_available() {
+        panic!("{e}");
+    }
+    let has = |image: &[u8]| image.windows(14).any(|w| w == b"unweight_probe");
+    for name in ["rmm_palette_rs_n8_s12_nt", "rmm_raw_n8_s6_nt"] {
+        let e = unweight::gpu::jit::registry::find(name).unwrap();
+        let mut options = unweight_codegen::nvrtc::options();
+        options.retain(|o| !o.starts_with("-DUNWEIGHT_PROBE"));
+        let plain = unweight_codegen::nvrtc::compile(name, e.source, &options).unwrap();
+        options.push("-DUNWEIGHT_PROBE=1".to_string());
+        let probed = unweight_codegen::nvrtc::compile(name, e.source, &options)
+            .unwrap_or_else(|f| panic!("{name} with the probe: {f}"));
+        assert!(!has(&plain.image), "{name}: the normal build exports a probe");
+        assert!(has(&probed.image), "{name}: the probe build lacks unweight_probe");
+    }
+}
