@@ -569,8 +569,8 @@ __device__ __forceinline__ void st_release(u32* p, u32 v) {
 // A segment that stops short of its tile's last k block hands its partial to the tile's owner through this
 // CTA's `ws` slot (a CTA has at most one such segment) and its flag. The owner adds the partials of the lower
 // CTAs that share its tile, nearest first — a fixed order, so y is deterministic and equal for every pipeline —
-// once the flag warp has seen their flags (and reset them for the next launch), and stores y. Lower CTAs are launched first, so a wait never depends on
-// a CTA that cannot start.
+// once the flag warp has seen their flags (and reset them for the next launch), and stores y. Lower CTAs are
+// launched first, so a wait never depends on a CTA that cannot start.
 // The nearest CTA at or below `c` that handed on part of the tile starting at unit `tile_begin`, else -1. The
 // CTAs sharing a tile are contiguous; an empty stream-K range hands nothing on.
 __device__ __forceinline__ int next_sharer(int c, const Sched& g, u64 tile_begin) {
@@ -593,8 +593,7 @@ __device__ __forceinline__ void finish_segment(float (&acc)[ACC], const Sched& g
     // No fence per thread (a fence.sc.gpu in each of 256 threads cost ~5% of the consumers' time): the
     // barrier orders every thread's partial before the flag warp's release, and a release is cumulative, so it
     // publishes them at GPU scope (CUTLASS's generic barrier: a CTA barrier, then one releasing thread). The
-    // consumers only arrive: a release by one of them stalled its warpgroup's next wgmma for a memory round trip
-    // (every CTA at once, mid-run: a DRAM dip in the PM timeline, 2026-12-04-ncu-s11a.txt).
+    // consumers only arrive, so none of them waits on memory for the release (measured neutral, 2026-12-04 s11d).
     named_barrier_arrive(BAR_ID_HANDOFF, FLAG_BAR_THREADS);
     return;
   }

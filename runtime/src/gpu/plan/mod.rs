@@ -186,10 +186,10 @@ pub fn plan(
 /// 4096×14336 m = 256…1024 direct palette 3–5% and exponent / palette transcode 0–3% faster.
 /// RS, memory-bound (`2026-12-04-nvidia-h200-small-*.md`, s11a): direct palette RS 14336×4096
 /// m = 1 30.9 → 27.8 µs on 112 CTAs (cuBLAS 33.0 / 32.6), m = 64 35.4 → 33.2; 4096×14336 m = 1
-/// 32.9 → 30.7 on 128. An even range that spans two tiles hands a partial on mid-run, and the
-/// release stalls its warpgroup while every SM does the same (a DRAM dip in the PM timeline);
-/// 112 of 132 SMs still fill the memory. SS direct palette, rebuild-bound, lost with whole splits
-/// there (37.9 → 39.7 µs). Tiles that fill the GPU: `Even`, whose rule picks one CTA per tile or
+/// 32.9 → 30.7 on 128; 112 of 132 SMs still fill the memory. Why the even spread, whose ranges
+/// span two tiles, loses is not settled (Nsight shows a DRAM dip mid-run; taking the hand-off's
+/// release off the consumers did not change it, s11d). SS direct palette, rebuild-bound, lost
+/// with whole splits there (37.9 → 39.7 µs). Tiles that fill the GPU: `Even`, whose rule picks one CTA per tile or
 /// persistent CTAs.
 pub fn default_spread(pipeline: ExecPipeline, e: &RegistryEntry, tiles: u32, slots: u32) -> Spread {
     let (wide, rs) = match e.variant {
