@@ -82,7 +82,13 @@ fn probe_build_compiles_and_exports_its_timeline() {
         options.push("-DUNWEIGHT_PROBE=1".to_string());
         let probed = unweight_codegen::nvrtc::compile(name, e.source, &options)
             .unwrap_or_else(|f| panic!("{name} with the probe: {f}"));
-        assert!(!has(&plain.image), "{name}: the normal build exports a probe");
-        assert!(has(&probed.image), "{name}: the probe build lacks unweight_probe");
+        assert!(
+            !has(&plain.image),
+            "{name}: the normal build exports a probe"
+        );
+        assert!(
+            has(&probed.image),
+            "{name}: the probe build lacks unweight_probe"
+        );
     }
 }
