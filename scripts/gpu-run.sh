@@ -35,6 +35,8 @@
 # commands. Each bench step writes its files after every shape, so one cut short keeps the shapes
 # it finished.
 # Each step has a timeout (a hung kernel must not eat the session): UNWEIGHT_STEP_TIMEOUT (s).
+# At the end every file under $OUT goes into one archive, $OUT/gpu-run-<UTC time>.tgz (the device tool returns at
+# most 8 files); several gpu-run.sh calls in one command leave one archive each.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -224,3 +226,18 @@ for md in "$OUT"/bench/results/*.md "$OUT"/bench-auto/results/*.md; do
   grep -E "^Copy bandwidth" "$md"
   awk '/^Done-when/ {on=1; next} on && /^\|/ {print; seen=1; next} seen && !/^\|/ {exit}' "$md"
 done
+
+# The device tool brings back at most 8 files from $OUT (16 MiB each): every file this run left there goes into
+# one archive, $OUT/gpu-run-<UTC time>.tgz (unpack it with tar xzf), except Nsight reports (*.ncu-rep, too large to
+# come back; delete or keep them yourself) and archives of earlier runs in the same command. UNWEIGHT_LOOSE_OUT=1
+# leaves the files as they are.
+if [ "${UNWEIGHT_LOOSE_OUT:-0}" != 1 ]; then
+  bundle="gpu-run-$(date -u +%H%M%S).tgz"
+  ( cd "$OUT" && find . -type f ! -name 'gpu-run-*.tgz' ! -name '*.ncu-rep' | sort > /tmp/gpu-run-bundle.list
+    if [ -s /tmp/gpu-run-bundle.list ]; then
+      tar czf "$bundle" -T /tmp/gpu-run-bundle.list && xargs rm -f < /tmp/gpu-run-bundle.list \
+        && find . -mindepth 1 -type d -empty -delete
+      echo
+      echo "== $OUT/$bundle: $(wc -l < /tmp/gpu-run-bundle.list) files (tar xzf it)"
+    fi )
+fi
