@@ -338,6 +338,7 @@ static_assert(!REFILL_WIN || SUB_GROUPS >= 2, "offsets at the first group, block
 struct StageRange {
   u32 b0, nblk;
 };
+constexpr u32 NO_FIT = 0xFFFFFFFFu;                           // nblk of a range that is not staged (or of no unit)
 // Unit u's bits: from its first sub-chunk's offset `lo` to its last one's end `hi`.
 __device__ __forceinline__ void unit_bits(const u32* sub_offsets, u64 u, u32 n_subs, u64 stream_bits, u32& lo, u64& hi) {
   const u32 c0 = (u32)u * 32, top = umin(c0 + 31, n_subs - 1);
@@ -346,7 +347,7 @@ __device__ __forceinline__ void unit_bits(const u32* sub_offsets, u64 u, u32 n_s
 }
 __device__ __forceinline__ StageRange stage_range(u32 lo, u64 hi, u32 last_block) {
   const u32 b0 = lo / 128, b1 = umin((u32)(hi / 128) + 1, last_block);
-  return {b0, b1 >= b0 ? b1 - b0 + 1 : 0xFFFFFFFFu};
+  return {b0, b1 >= b0 ? b1 - b0 + 1 : NO_FIT};
 }
 __device__ __forceinline__ bool stage_fits(const StageRange& r) { return r.nblk <= STAGE_IN_BYTES / 16; }
 // Lane `lane`'s blocks lane, lane + 32, ... of the range (all in flight; nothing reads them until stage_store).

@@ -374,6 +374,7 @@ static_assert(!REFILL_WIN || SUB_GROUPS >= 2, "offsets at the first group, block
 struct StageRange {
   u32 b0, nblk;
 };
+constexpr u32 NO_FIT = 0xFFFFFFFFu;                           // nblk of a range that is not staged (or of no unit)
 // Unit u's bits: from its first sub-chunk's offset `lo` to its last one's end `hi`.
 __device__ __forceinline__ void unit_bits(const u32* sub_offsets, u64 u, u32 n_subs, u64 stream_bits, u32& lo, u64& hi) {
   const u32 c0 = (u32)u * 32, top = umin(c0 + 31, n_subs - 1);
@@ -382,7 +383,7 @@ __device__ __forceinline__ void unit_bits(const u32* sub_offsets, u64 u, u32 n_s
 }
 __device__ __forceinline__ StageRange stage_range(u32 lo, u64 hi, u32 last_block) {
   const u32 b0 = lo / 128, b1 = umin((u32)(hi / 128) + 1, last_block);
-  return {b0, b1 >= b0 ? b1 - b0 + 1 : 0xFFFFFFFFu};
+  return {b0, b1 >= b0 ? b1 - b0 + 1 : NO_FIT};
 }
 __device__ __forceinline__ bool stage_fits(const StageRange& r) { return r.nblk <= STAGE_IN_BYTES / 16; }
 // Lane `lane`'s blocks lane, lane + 32, ... of the range (all in flight; nothing reads them until stage_store).
@@ -461,7 +462,7 @@ huff_palette_sub256win(const u8* __restrict__ bits, const u32* __restrict__ chun
   // The unit ahead: its range, then its blocks (the first unit's loaded here, before the table copy, which it
   // overlaps; each later one during the one before).
   v4u ahead[PREFETCH];
-  StageRange ahead_range = {0, 0xFFFFFFFFu};
+  StageRange ahead_range = {0, NO_FIT};
   const u64 unit0 = first_unit(threadIdx.x / 32);
   if (unit0 < (n_subs + 31) / 32) {
     u32 lo;
@@ -521,7 +522,7 @@ huff_palette_sub256win(const u8* __restrict__ bits, const u32* __restrict__ chun
     u32 next_lo = 0;                                          // the next unit's first offset and end
     u64 next_hi = 0;
     const u64 next_unit = unit + unit_stride;
-    ahead_range = {0, 0xFFFFFFFFu};
+    ahead_range = {0, NO_FIT};
     // The unit's decode, from `s`, in two copies, one per source, so the staged one reads with LDS (one copy
     // from either source reads through generic loads; sub256win: one lambda per source type, as NVRTC takes no
     // generic lambda).

@@ -5444,7 +5444,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x335308ab569edbf7,
+        source_hash: 0x9ddd068790c766f2,
         source: include_str!("huff_bf16_sub256.cu"),
     },
     RegistryEntry {
@@ -5459,7 +5459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x8f1e0fadeee6dc62,
+        source_hash: 0xe139dfd245964824,
         source: include_str!("huff_bf16_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5474,7 +5474,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xd4ab7d57086ebe6f,
+        source_hash: 0x87b95508d6f128cc,
         source: include_str!("huff_bf16_sub256win.cu"),
     },
     RegistryEntry {
@@ -5519,7 +5519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x6b522dd2e6e0a9c9,
+        source_hash: 0x477826c12a9a2e78,
         source: include_str!("huff_exponent_sub256.cu"),
     },
     RegistryEntry {
@@ -5534,7 +5534,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xae7c60fd0ca819b0,
+        source_hash: 0x422cb928fd29c1c0,
         source: include_str!("huff_exponent_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5549,7 +5549,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xad28df8369c70b7d,
+        source_hash: 0xbae901eb37adc848,
         source: include_str!("huff_exponent_sub256win.cu"),
     },
     RegistryEntry {
@@ -5594,7 +5594,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0xe6edb27f0a900a93,
+        source_hash: 0xa963d0142d1adffc,
         source: include_str!("huff_palette_sub256.cu"),
     },
     RegistryEntry {
@@ -5609,7 +5609,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x83670c891ffa8ac7,
+        source_hash: 0xcd4772e8551be13b,
         source: include_str!("huff_palette_sub256m4.cu"),
     },
     RegistryEntry {
@@ -5624,7 +5624,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 0,
         max_kb: None,
-        source_hash: 0x6bde9c8e0f19ded1,
+        source_hash: 0xe36eec02fd03c1eb,
         source: include_str!("huff_palette_sub256win.cu"),
     },
     RegistryEntry {
