@@ -19,7 +19,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: None,
-        source_hash: 0x18bb47deacbe00d3,
+        source_hash: 0x52be48c56055f986,
         source: include_str!("rmm_exponent_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -39,7 +39,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 118848,
         max_kb: None,
-        source_hash: 0x5b8c94bce31ef2f7,
+        source_hash: 0x23f9370b028a504e,
         source: include_str!("rmm_exponent_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -59,7 +59,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: None,
-        source_hash: 0xc6daa70b7fce5f10,
+        source_hash: 0xf89061c0fb8ed8b3,
         source: include_str!("rmm_exponent_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -79,7 +79,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 153696,
         max_kb: None,
-        source_hash: 0x88b13ffd857a46a7,
+        source_hash: 0x263dafeb6866c13c,
         source: include_str!("rmm_exponent_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -99,7 +99,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 171120,
         max_kb: None,
-        source_hash: 0xfa794811275d2852,
+        source_hash: 0x1b639790776efb1a,
         source: include_str!("rmm_exponent_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -119,7 +119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 188544,
         max_kb: None,
-        source_hash: 0xae1e655c8e758f87,
+        source_hash: 0x1701b3dffff269fc,
         source: include_str!("rmm_exponent_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -139,7 +139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 205968,
         max_kb: None,
-        source_hash: 0x744477ed495b1bc0,
+        source_hash: 0xea5ab8ece3d8717b,
         source: include_str!("rmm_exponent_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -159,7 +159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: None,
-        source_hash: 0x9bbf608d8e18f000,
+        source_hash: 0xe563387725d654b5,
         source: include_str!("rmm_exponent_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -179,7 +179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 121920,
         max_kb: None,
-        source_hash: 0x6f4447363fe2540c,
+        source_hash: 0x86b9060b53cfdb0e,
         source: include_str!("rmm_exponent_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -199,7 +199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140368,
         max_kb: None,
-        source_hash: 0x57cab3a299c12761,
+        source_hash: 0x287d85563e27b82c,
         source: include_str!("rmm_exponent_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -219,7 +219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 158816,
         max_kb: None,
-        source_hash: 0xd401e65ef77cb524,
+        source_hash: 0x213e123a1f42548e,
         source: include_str!("rmm_exponent_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -239,7 +239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 177264,
         max_kb: None,
-        source_hash: 0x89e6592921ed7f33,
+        source_hash: 0x38b731037a470c73,
         source: include_str!("rmm_exponent_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -259,7 +259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 195712,
         max_kb: None,
-        source_hash: 0xd2e6db2e0e8bcf23,
+        source_hash: 0x5f0b0d6fd366d54b,
         source: include_str!("rmm_exponent_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -279,7 +279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: None,
-        source_hash: 0xbc61ff013d54fd78,
+        source_hash: 0x9ec56fd18db769bf,
         source: include_str!("rmm_exponent_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -299,7 +299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 107568,
         max_kb: None,
-        source_hash: 0xff16f45d9681bcf1,
+        source_hash: 0x31ac44bbdebeb2be,
         source: include_str!("rmm_exponent_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -319,7 +319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 128064,
         max_kb: None,
-        source_hash: 0xb73a294658810d9f,
+        source_hash: 0xc87d87f6490fec6e,
         source: include_str!("rmm_exponent_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -339,7 +339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148560,
         max_kb: None,
-        source_hash: 0x0d9492fc99aa5911,
+        source_hash: 0xaef6a4a398b0b0d8,
         source: include_str!("rmm_exponent_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -359,7 +359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 169056,
         max_kb: None,
-        source_hash: 0xf7fb1837ef38111c,
+        source_hash: 0x5273824e42678652,
         source: include_str!("rmm_exponent_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -379,7 +379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189552,
         max_kb: None,
-        source_hash: 0xeff0f73dfdbd09c8,
+        source_hash: 0x5dfdd8b769ef9f6f,
         source: include_str!("rmm_exponent_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -399,7 +399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210048,
         max_kb: None,
-        source_hash: 0x95fdf3af8d0af622,
+        source_hash: 0x80d71f553c9545a3,
         source: include_str!("rmm_exponent_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -419,7 +419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230544,
         max_kb: None,
-        source_hash: 0x1e92a8635fa790ca,
+        source_hash: 0x179e538d2d14d079,
         source: include_str!("rmm_exponent_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -439,7 +439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 115760,
         max_kb: None,
-        source_hash: 0x89722d5dc7cb5bd1,
+        source_hash: 0x5fb0aef478ae74e7,
         source: include_str!("rmm_exponent_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -459,7 +459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140352,
         max_kb: None,
-        source_hash: 0xac165ec475abebef,
+        source_hash: 0x2cd8e63dbb1a9493,
         source: include_str!("rmm_exponent_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -479,7 +479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0xa85cfe4a5d57fd20,
+        source_hash: 0x7861fa2682e54b33,
         source: include_str!("rmm_exponent_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -499,7 +499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189536,
         max_kb: None,
-        source_hash: 0xe50906ba266ea1a5,
+        source_hash: 0xdbc50df04c9fed55,
         source: include_str!("rmm_exponent_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -519,7 +519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214128,
         max_kb: None,
-        source_hash: 0xe7c9c86184db745f,
+        source_hash: 0x87488c1984f04584,
         source: include_str!("rmm_exponent_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -539,7 +539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0xc982034d1cebefa4,
+        source_hash: 0x05a3d159f632b8fb,
         source: include_str!("rmm_exponent_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -559,7 +559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132160,
         max_kb: None,
-        source_hash: 0xc662f6d35540fe68,
+        source_hash: 0x79dd499ab681fc0c,
         source: include_str!("rmm_exponent_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -579,7 +579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0xf20b3f7ad7e92ffd,
+        source_hash: 0xd8231b094d7b8d7a,
         source: include_str!("rmm_exponent_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -599,7 +599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197728,
         max_kb: None,
-        source_hash: 0xf9b96e66d16e8466,
+        source_hash: 0x025b5d420bb55922,
         source: include_str!("rmm_exponent_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -619,7 +619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230512,
         max_kb: None,
-        source_hash: 0xde305ff8850d12e8,
+        source_hash: 0x6fb83edf13cf2ee2,
         source: include_str!("rmm_exponent_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -639,7 +639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132144,
         max_kb: None,
-        source_hash: 0x1a411d0afb6fc5cc,
+        source_hash: 0x722adc4da49d7e4c,
         source: include_str!("rmm_exponent_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -659,7 +659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181312,
         max_kb: None,
-        source_hash: 0x36e3d8d464c9b839,
+        source_hash: 0xcb3bb5cb54073c91,
         source: include_str!("rmm_exponent_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -679,7 +679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230480,
         max_kb: None,
-        source_hash: 0xa863576cc54831f5,
+        source_hash: 0x180cc1894aa88282,
         source: include_str!("rmm_exponent_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -699,7 +699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: None,
-        source_hash: 0x64c153146cae23bf,
+        source_hash: 0x053ef241e8a8107e,
         source: include_str!("rmm_exponent_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -719,7 +719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 118848,
         max_kb: None,
-        source_hash: 0xb7b7180fbfe30de4,
+        source_hash: 0xc2971d78be2f6c70,
         source: include_str!("rmm_exponent_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -739,7 +739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: None,
-        source_hash: 0xd2ae1135646382f9,
+        source_hash: 0xa242f5283476d1fb,
         source: include_str!("rmm_exponent_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -759,7 +759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 153696,
         max_kb: None,
-        source_hash: 0xe02c6dd2e0b74790,
+        source_hash: 0x2abc3b7798aae5d9,
         source: include_str!("rmm_exponent_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -779,7 +779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 171120,
         max_kb: None,
-        source_hash: 0xaadbc88e15c7be3f,
+        source_hash: 0x57caecd58b2dc8c8,
         source: include_str!("rmm_exponent_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -799,7 +799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 188544,
         max_kb: None,
-        source_hash: 0x5bb7294dcabe31f9,
+        source_hash: 0x6d993d647dd61fb0,
         source: include_str!("rmm_exponent_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -819,7 +819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 205968,
         max_kb: None,
-        source_hash: 0x637ca88309b41354,
+        source_hash: 0x2c30df3bb2c8b8c8,
         source: include_str!("rmm_exponent_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -839,7 +839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: None,
-        source_hash: 0x3c6ee33820fa87ad,
+        source_hash: 0x8dfbc47f3a417d81,
         source: include_str!("rmm_exponent_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -859,7 +859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 121920,
         max_kb: None,
-        source_hash: 0x760d541a47c73213,
+        source_hash: 0xc794700180ed07f2,
         source: include_str!("rmm_exponent_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -879,7 +879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140368,
         max_kb: None,
-        source_hash: 0xfee84eefb03cb52f,
+        source_hash: 0x0d0f3547be2e1f7a,
         source: include_str!("rmm_exponent_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -899,7 +899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 158816,
         max_kb: None,
-        source_hash: 0x763f958eecfdea47,
+        source_hash: 0x21bb01970fb1254d,
         source: include_str!("rmm_exponent_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -919,7 +919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 177264,
         max_kb: None,
-        source_hash: 0x2fa40821d7a6ec05,
+        source_hash: 0x7ec099b7a207c82e,
         source: include_str!("rmm_exponent_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -939,7 +939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 195712,
         max_kb: None,
-        source_hash: 0x8a346bf33890c832,
+        source_hash: 0x18df27ea7d3e0f77,
         source: include_str!("rmm_exponent_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -959,7 +959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: None,
-        source_hash: 0xd4996ab66739e38b,
+        source_hash: 0x905de38d79dd4328,
         source: include_str!("rmm_exponent_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -979,7 +979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 107568,
         max_kb: None,
-        source_hash: 0x7b3e7007f9cb249d,
+        source_hash: 0x9887b901f70e5c77,
         source: include_str!("rmm_exponent_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -999,7 +999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 128064,
         max_kb: None,
-        source_hash: 0x63d9e6acb2e26204,
+        source_hash: 0x57829c35e4fa6b31,
         source: include_str!("rmm_exponent_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -1019,7 +1019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148560,
         max_kb: None,
-        source_hash: 0x20251e082a3df933,
+        source_hash: 0x889d38e9df4ef19f,
         source: include_str!("rmm_exponent_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -1039,7 +1039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 169056,
         max_kb: None,
-        source_hash: 0x29259f56ac8b2101,
+        source_hash: 0xf23a6eeac87633b1,
         source: include_str!("rmm_exponent_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -1059,7 +1059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189552,
         max_kb: None,
-        source_hash: 0xa8187ad1018bf24b,
+        source_hash: 0x0be3ed5bb319047f,
         source: include_str!("rmm_exponent_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -1079,7 +1079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210048,
         max_kb: None,
-        source_hash: 0xc7cc3cdad5ddc981,
+        source_hash: 0x91efc0880577a3da,
         source: include_str!("rmm_exponent_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -1099,7 +1099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230544,
         max_kb: None,
-        source_hash: 0x1bc0fdafffaa84a0,
+        source_hash: 0xbdec7c4549c1b9bb,
         source: include_str!("rmm_exponent_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -1119,7 +1119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 115760,
         max_kb: None,
-        source_hash: 0xad4b76e5f3533db2,
+        source_hash: 0x152879eef37aee49,
         source: include_str!("rmm_exponent_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -1139,7 +1139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140352,
         max_kb: None,
-        source_hash: 0x73da3e5f1d5f2de1,
+        source_hash: 0xc6bda4edd83c9e0d,
         source: include_str!("rmm_exponent_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -1159,7 +1159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0x9bd2bf606fbd627d,
+        source_hash: 0x94af039c948f8ad1,
         source: include_str!("rmm_exponent_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -1179,7 +1179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189536,
         max_kb: None,
-        source_hash: 0x92fc06f3ab513d61,
+        source_hash: 0x0d39d8c47f2ccede,
         source: include_str!("rmm_exponent_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -1199,7 +1199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214128,
         max_kb: None,
-        source_hash: 0x741a6f989a6d6ab7,
+        source_hash: 0xbb6a2da172ede1af,
         source: include_str!("rmm_exponent_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -1219,7 +1219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0x2369b0eb301422f5,
+        source_hash: 0xdcfa389b59edebdd,
         source: include_str!("rmm_exponent_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -1239,7 +1239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132160,
         max_kb: None,
-        source_hash: 0x13160e32b24fbd2d,
+        source_hash: 0x8e12cd512971690a,
         source: include_str!("rmm_exponent_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -1259,7 +1259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164944,
         max_kb: None,
-        source_hash: 0xf4db3c162e70613d,
+        source_hash: 0x1363b81ed56162e6,
         source: include_str!("rmm_exponent_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -1279,7 +1279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197728,
         max_kb: None,
-        source_hash: 0x3bcbcb2f17461f20,
+        source_hash: 0xcf1c5003c05d257d,
         source: include_str!("rmm_exponent_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -1299,7 +1299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230512,
         max_kb: None,
-        source_hash: 0x9330cd10535e5ee0,
+        source_hash: 0xe9fcc614417ed414,
         source: include_str!("rmm_exponent_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -1319,7 +1319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132144,
         max_kb: None,
-        source_hash: 0x323eb10fb396c063,
+        source_hash: 0x820087d71761c125,
         source: include_str!("rmm_exponent_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -1339,7 +1339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181312,
         max_kb: None,
-        source_hash: 0x37b2e37dc550ae35,
+        source_hash: 0xf4b96a797a95fb4f,
         source: include_str!("rmm_exponent_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -1359,7 +1359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230480,
         max_kb: None,
-        source_hash: 0x9719f1fd8582ad79,
+        source_hash: 0xca9afceb7c76efd2,
         source: include_str!("rmm_exponent_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -1379,7 +1379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: Some(256),
-        source_hash: 0x26aaf61eb599bde7,
+        source_hash: 0x2ddd0bd35af43489,
         source: include_str!("rmm_palette_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1399,7 +1399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117824,
         max_kb: Some(256),
-        source_hash: 0x26e6a2c65229f7e2,
+        source_hash: 0xb05e269064e92cfb,
         source: include_str!("rmm_palette_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1419,7 +1419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: Some(256),
-        source_hash: 0x09a81a048f08eaa6,
+        source_hash: 0x071391666b8683c5,
         source: include_str!("rmm_palette_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1439,7 +1439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 146528,
         max_kb: Some(256),
-        source_hash: 0x1093edcbec4bcf74,
+        source_hash: 0x62540e4133cc0cd5,
         source: include_str!("rmm_palette_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1459,7 +1459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160880,
         max_kb: Some(256),
-        source_hash: 0x1c4b0374d4448234,
+        source_hash: 0x49f5433fecd8d742,
         source: include_str!("rmm_palette_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1479,7 +1479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 175232,
         max_kb: Some(256),
-        source_hash: 0x6f70da90662c9e31,
+        source_hash: 0xa6bc66697f92c890,
         source: include_str!("rmm_palette_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1499,7 +1499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189584,
         max_kb: Some(256),
-        source_hash: 0x8c59d4c107b8e5e7,
+        source_hash: 0x40eb6cd4b93262c7,
         source: include_str!("rmm_palette_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1519,7 +1519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105520,
         max_kb: Some(256),
-        source_hash: 0x4ebd06c326f74dfd,
+        source_hash: 0x0881b3a9f9e8f6db,
         source: include_str!("rmm_palette_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1539,7 +1539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 120896,
         max_kb: Some(256),
-        source_hash: 0x3b7347591746effe,
+        source_hash: 0x274e1d7ed4c3c55d,
         source: include_str!("rmm_palette_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1559,7 +1559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: Some(256),
-        source_hash: 0xebaa8d50c9400653,
+        source_hash: 0xdce09c413e1609a4,
         source: include_str!("rmm_palette_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1579,7 +1579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 151648,
         max_kb: Some(256),
-        source_hash: 0xee386e1e9186b246,
+        source_hash: 0x79497de93d9b495e,
         source: include_str!("rmm_palette_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1599,7 +1599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 167024,
         max_kb: Some(256),
-        source_hash: 0x2eeca9537d39bb4c,
+        source_hash: 0x6c5ab7cf0f82b130,
         source: include_str!("rmm_palette_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1619,7 +1619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182400,
         max_kb: Some(256),
-        source_hash: 0xf73efe8e939f11ed,
+        source_hash: 0x537c602398b5527a,
         source: include_str!("rmm_palette_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1639,7 +1639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: Some(256),
-        source_hash: 0xeab3e1769876a725,
+        source_hash: 0x8235ecf742bef181,
         source: include_str!("rmm_palette_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1659,7 +1659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 109616,
         max_kb: Some(256),
-        source_hash: 0xc6b370603bdc09d0,
+        source_hash: 0x8f341b03220d278a,
         source: include_str!("rmm_palette_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1679,7 +1679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 127040,
         max_kb: Some(256),
-        source_hash: 0x043c92564e6a8b46,
+        source_hash: 0x3ebfc8acb64b0dba,
         source: include_str!("rmm_palette_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1699,7 +1699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144464,
         max_kb: Some(256),
-        source_hash: 0xb3b0eb907f8d8b2b,
+        source_hash: 0xd42536064437dbeb,
         source: include_str!("rmm_palette_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1719,7 +1719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 161888,
         max_kb: Some(256),
-        source_hash: 0x3e5fed0a9ccaa51a,
+        source_hash: 0x6eb989194f569203,
         source: include_str!("rmm_palette_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1739,7 +1739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 179312,
         max_kb: Some(256),
-        source_hash: 0x23760950c941c018,
+        source_hash: 0x9f25e9b0dcad0998,
         source: include_str!("rmm_palette_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1759,7 +1759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 196736,
         max_kb: Some(256),
-        source_hash: 0x75538df4386c49f4,
+        source_hash: 0x6fba087ffcd2c223,
         source: include_str!("rmm_palette_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1779,7 +1779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: Some(256),
-        source_hash: 0x68c711879636f350,
+        source_hash: 0xf1e14031c47f9a42,
         source: include_str!("rmm_palette_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -1799,7 +1799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117808,
         max_kb: Some(256),
-        source_hash: 0x060910f78c2fe061,
+        source_hash: 0xa95b8c28596bc7cc,
         source: include_str!("rmm_palette_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1819,7 +1819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 139328,
         max_kb: Some(256),
-        source_hash: 0x13eafb9d4629d33a,
+        source_hash: 0xfa615f651449cbe6,
         source: include_str!("rmm_palette_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1839,7 +1839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0x6d310547c32e91d2,
+        source_hash: 0x8298aa8f81a309b4,
         source: include_str!("rmm_palette_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1859,7 +1859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182368,
         max_kb: Some(256),
-        source_hash: 0xb4eb3560b0fcf5c7,
+        source_hash: 0x88e7afb0c8934c61,
         source: include_str!("rmm_palette_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1879,7 +1879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 203888,
         max_kb: Some(256),
-        source_hash: 0xcd9beed4bef4317b,
+        source_hash: 0x93a5e65c0ad2c70b,
         source: include_str!("rmm_palette_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -1899,7 +1899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 225408,
         max_kb: Some(256),
-        source_hash: 0xb763139449e9563e,
+        source_hash: 0x574acad755a466fe,
         source: include_str!("rmm_palette_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -1919,7 +1919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: Some(256),
-        source_hash: 0xe315bfaf70f4f07b,
+        source_hash: 0xeade9e6a18feaa43,
         source: include_str!("rmm_palette_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -1939,7 +1939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 131136,
         max_kb: Some(256),
-        source_hash: 0x881c72f9a19c897f,
+        source_hash: 0x861ad0c596161429,
         source: include_str!("rmm_palette_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -1959,7 +1959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0xa0e792288afc9158,
+        source_hash: 0xbdeb058857f4217a,
         source: include_str!("rmm_palette_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -1979,7 +1979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 190560,
         max_kb: Some(256),
-        source_hash: 0xdeae18df86cc081d,
+        source_hash: 0x6005b7b29549d43d,
         source: include_str!("rmm_palette_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -1999,7 +1999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 220272,
         max_kb: Some(256),
-        source_hash: 0x0da587427acdb070,
+        source_hash: 0xb929bc39598251af,
         source: include_str!("rmm_palette_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2019,7 +2019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 134192,
         max_kb: Some(256),
-        source_hash: 0x6e47d0311def8d3d,
+        source_hash: 0xe653817ca12075de,
         source: include_str!("rmm_palette_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2039,7 +2039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 180288,
         max_kb: Some(256),
-        source_hash: 0xe0173aef4bf71f4a,
+        source_hash: 0xdad227ee7a573a40,
         source: include_str!("rmm_palette_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2059,7 +2059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 226384,
         max_kb: Some(256),
-        source_hash: 0x12a6e0952c402482,
+        source_hash: 0x014d44b837f4ded1,
         source: include_str!("rmm_palette_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2079,7 +2079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103472,
         max_kb: Some(256),
-        source_hash: 0x5518b591327b26a0,
+        source_hash: 0xe18c78e9d4b031e2,
         source: include_str!("rmm_palette_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -2099,7 +2099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117824,
         max_kb: Some(256),
-        source_hash: 0xe52869ba68ac5c16,
+        source_hash: 0xe51d8a706e957b5e,
         source: include_str!("rmm_palette_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -2119,7 +2119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: Some(256),
-        source_hash: 0x2082a69ca8cb1bf8,
+        source_hash: 0xd1d1a74e43d101ee,
         source: include_str!("rmm_palette_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -2139,7 +2139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 146528,
         max_kb: Some(256),
-        source_hash: 0xd63546b2faca9f77,
+        source_hash: 0x145df7daae727a1a,
         source: include_str!("rmm_palette_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -2159,7 +2159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160880,
         max_kb: Some(256),
-        source_hash: 0x8c97918cd068a061,
+        source_hash: 0xd3b1f5f2ebaf09ee,
         source: include_str!("rmm_palette_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -2179,7 +2179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 175232,
         max_kb: Some(256),
-        source_hash: 0x4535c37d0d3baac5,
+        source_hash: 0xe7589d978531ad7d,
         source: include_str!("rmm_palette_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -2199,7 +2199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 189584,
         max_kb: Some(256),
-        source_hash: 0xae720d820fecaefe,
+        source_hash: 0xcb267c168cddb49c,
         source: include_str!("rmm_palette_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -2219,7 +2219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105520,
         max_kb: Some(256),
-        source_hash: 0xe0205046f84c9341,
+        source_hash: 0x27974c595fdae7ef,
         source: include_str!("rmm_palette_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -2239,7 +2239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 120896,
         max_kb: Some(256),
-        source_hash: 0x2232752e315f2783,
+        source_hash: 0x85dcf440b531d972,
         source: include_str!("rmm_palette_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -2259,7 +2259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 136272,
         max_kb: Some(256),
-        source_hash: 0x98e30411fa8c6f6e,
+        source_hash: 0xadc0eebd9601492a,
         source: include_str!("rmm_palette_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -2279,7 +2279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 151648,
         max_kb: Some(256),
-        source_hash: 0x418e22fe52f1d10d,
+        source_hash: 0x50a61865b231df50,
         source: include_str!("rmm_palette_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -2299,7 +2299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 167024,
         max_kb: Some(256),
-        source_hash: 0x41266b6a40ae036c,
+        source_hash: 0xb72354f415bacd90,
         source: include_str!("rmm_palette_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -2319,7 +2319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182400,
         max_kb: Some(256),
-        source_hash: 0x9266e404fa73d30a,
+        source_hash: 0xb30047a54d63e343,
         source: include_str!("rmm_palette_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -2339,7 +2339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: Some(256),
-        source_hash: 0x90230f4cc3d2e0b2,
+        source_hash: 0x950a8a60671ca03f,
         source: include_str!("rmm_palette_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -2359,7 +2359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 109616,
         max_kb: Some(256),
-        source_hash: 0xc4437eb4f37d6c4b,
+        source_hash: 0xe50fbe245affd99e,
         source: include_str!("rmm_palette_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -2379,7 +2379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 127040,
         max_kb: Some(256),
-        source_hash: 0xc2237f2d9590b05d,
+        source_hash: 0xb0c20ded90f2bc5c,
         source: include_str!("rmm_palette_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -2399,7 +2399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144464,
         max_kb: Some(256),
-        source_hash: 0xbcbe5bfed16321c8,
+        source_hash: 0xfda7410a255ff1f3,
         source: include_str!("rmm_palette_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -2419,7 +2419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 161888,
         max_kb: Some(256),
-        source_hash: 0x79e28cac55432fd3,
+        source_hash: 0xd21c612427b06a0c,
         source: include_str!("rmm_palette_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -2439,7 +2439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 179312,
         max_kb: Some(256),
-        source_hash: 0x20f92c66ce84091a,
+        source_hash: 0xd22fddd7faae6a34,
         source: include_str!("rmm_palette_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -2459,7 +2459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 196736,
         max_kb: Some(256),
-        source_hash: 0xcca3e82981a5d293,
+        source_hash: 0x66d6a3f218a15954,
         source: include_str!("rmm_palette_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -2479,7 +2479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 214160,
         max_kb: Some(256),
-        source_hash: 0x1ff47072dd4c1c15,
+        source_hash: 0xdb03cf5e1eb0fcba,
         source: include_str!("rmm_palette_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -2499,7 +2499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 117808,
         max_kb: Some(256),
-        source_hash: 0x6432f2f7f155d436,
+        source_hash: 0x6613db36adc02de6,
         source: include_str!("rmm_palette_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -2519,7 +2519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 139328,
         max_kb: Some(256),
-        source_hash: 0x76da89c00c345623,
+        source_hash: 0x350b30bc1310d4fe,
         source: include_str!("rmm_palette_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -2539,7 +2539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0x50c1f33778209fad,
+        source_hash: 0x27cbba189358b7c9,
         source: include_str!("rmm_palette_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -2559,7 +2559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 182368,
         max_kb: Some(256),
-        source_hash: 0xa6bf24b74fb60fd6,
+        source_hash: 0x27cc64e1bbf210e7,
         source: include_str!("rmm_palette_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -2579,7 +2579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 203888,
         max_kb: Some(256),
-        source_hash: 0x4609e80039468d58,
+        source_hash: 0x94575d4efe2e8593,
         source: include_str!("rmm_palette_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -2599,7 +2599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 225408,
         max_kb: Some(256),
-        source_hash: 0x8a984194fb73707d,
+        source_hash: 0x44bdcc9c4463f441,
         source: include_str!("rmm_palette_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -2619,7 +2619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101424,
         max_kb: Some(256),
-        source_hash: 0x4230e8c8254b7c8e,
+        source_hash: 0xc59ec109091fbbaa,
         source: include_str!("rmm_palette_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -2639,7 +2639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 131136,
         max_kb: Some(256),
-        source_hash: 0xcd940e6284864fae,
+        source_hash: 0x5e1da5980477fb93,
         source: include_str!("rmm_palette_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -2659,7 +2659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 160848,
         max_kb: Some(256),
-        source_hash: 0x5b32b7c9a69c857a,
+        source_hash: 0x8137190b2506124b,
         source: include_str!("rmm_palette_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -2679,7 +2679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 190560,
         max_kb: Some(256),
-        source_hash: 0xb999aafe9e68e8d1,
+        source_hash: 0xcd942c7b98166a08,
         source: include_str!("rmm_palette_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -2699,7 +2699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 220272,
         max_kb: Some(256),
-        source_hash: 0x9e9f43ff3bc249c8,
+        source_hash: 0x1c5866b507be78c8,
         source: include_str!("rmm_palette_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -2719,7 +2719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 134192,
         max_kb: Some(256),
-        source_hash: 0xd493b725d033ac68,
+        source_hash: 0xb7b77d0ce862ef80,
         source: include_str!("rmm_palette_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -2739,7 +2739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 180288,
         max_kb: Some(256),
-        source_hash: 0x1a8aa771b266ed80,
+        source_hash: 0x5eee9745e9560b11,
         source: include_str!("rmm_palette_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -2759,7 +2759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 226384,
         max_kb: Some(256),
-        source_hash: 0xecc29046d4b5ae15,
+        source_hash: 0x65e25e6dbbd96397,
         source: include_str!("rmm_palette_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -2779,7 +2779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 35888,
         max_kb: None,
-        source_hash: 0x3106376e0833ad17,
+        source_hash: 0xb855aaee7f9ca6bf,
         source: include_str!("rmm_raw_n8_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2799,7 +2799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 53312,
         max_kb: None,
-        source_hash: 0xce4a4a623d7daf4f,
+        source_hash: 0x50a87e8003e2f6cc,
         source: include_str!("rmm_raw_n8_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2819,7 +2819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x2e3cd530d25e077f,
+        source_hash: 0x43798d32078763bd,
         source: include_str!("rmm_raw_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2839,7 +2839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 88160,
         max_kb: None,
-        source_hash: 0x1feaf585c9da3d21,
+        source_hash: 0xed27a566130140e0,
         source: include_str!("rmm_raw_n8_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2859,7 +2859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0x995d899459ac5734,
+        source_hash: 0xf28c105b4ec87c97,
         source: include_str!("rmm_raw_n8_s6_nt.cu"),
     },
     RegistryEntry {
@@ -2879,7 +2879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 123008,
         max_kb: None,
-        source_hash: 0x773326acc9146bd5,
+        source_hash: 0x594e2bc2e61fc4bc,
         source: include_str!("rmm_raw_n8_s7_nt.cu"),
     },
     RegistryEntry {
@@ -2899,7 +2899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0x461e672e9707dbe6,
+        source_hash: 0x8998055491352f63,
         source: include_str!("rmm_raw_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -2919,7 +2919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 37936,
         max_kb: None,
-        source_hash: 0x55f4ee8762b228c1,
+        source_hash: 0xd056cb50808d8243,
         source: include_str!("rmm_raw_n16_s2_nt.cu"),
     },
     RegistryEntry {
@@ -2939,7 +2939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 56384,
         max_kb: None,
-        source_hash: 0x55556895a63cff90,
+        source_hash: 0x459215758fa7be60,
         source: include_str!("rmm_raw_n16_s3_nt.cu"),
     },
     RegistryEntry {
@@ -2959,7 +2959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x0c6a4d732eeda52d,
+        source_hash: 0x172e1cade161155e,
         source: include_str!("rmm_raw_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -2979,7 +2979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 93280,
         max_kb: None,
-        source_hash: 0x1988ab2d55b29377,
+        source_hash: 0xe23dafd897706141,
         source: include_str!("rmm_raw_n16_s5_nt.cu"),
     },
     RegistryEntry {
@@ -2999,7 +2999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0x1139151c2869058f,
+        source_hash: 0x6c264d06a260b9e0,
         source: include_str!("rmm_raw_n16_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3019,7 +3019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 130176,
         max_kb: None,
-        source_hash: 0xda2d305fc664494b,
+        source_hash: 0x57a9a0f01e8992d8,
         source: include_str!("rmm_raw_n16_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3039,7 +3039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0x02be0ade51079bf9,
+        source_hash: 0xaf704d20fcc8959b,
         source: include_str!("rmm_raw_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -3059,7 +3059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 42032,
         max_kb: None,
-        source_hash: 0x02c9581d38ead661,
+        source_hash: 0xee958fb364b2f102,
         source: include_str!("rmm_raw_n32_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3079,7 +3079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 62528,
         max_kb: None,
-        source_hash: 0xe229c7f7b946ce50,
+        source_hash: 0x92d528d3ddc0f118,
         source: include_str!("rmm_raw_n32_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3099,7 +3099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0xcf2108a29cb693a9,
+        source_hash: 0xa5335486739539f4,
         source: include_str!("rmm_raw_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3119,7 +3119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103520,
         max_kb: None,
-        source_hash: 0x1fbb8645f7906b66,
+        source_hash: 0x2c39d078d00549dd,
         source: include_str!("rmm_raw_n32_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3139,7 +3139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124016,
         max_kb: None,
-        source_hash: 0x39a940892cb45879,
+        source_hash: 0x364e88c1b89c550d,
         source: include_str!("rmm_raw_n32_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3159,7 +3159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144512,
         max_kb: None,
-        source_hash: 0x130b1992eba7143a,
+        source_hash: 0xc54e8b4092547f85,
         source: include_str!("rmm_raw_n32_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3179,7 +3179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0xc670d0a345bef47a,
+        source_hash: 0x5f724600a7cad9e7,
         source: include_str!("rmm_raw_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -3199,7 +3199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 50224,
         max_kb: None,
-        source_hash: 0xd1dea2851d3e6c56,
+        source_hash: 0x4812e4bb4543e9f0,
         source: include_str!("rmm_raw_n64_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3219,7 +3219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74816,
         max_kb: None,
-        source_hash: 0xc5078244d9e18303,
+        source_hash: 0x2474db1297eb6fdb,
         source: include_str!("rmm_raw_n64_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3239,7 +3239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0xca4e1b17978dc6b9,
+        source_hash: 0x7f0ebd290b47e187,
         source: include_str!("rmm_raw_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3259,7 +3259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124000,
         max_kb: None,
-        source_hash: 0x2b18ec78a4c312e9,
+        source_hash: 0x95655edf309db2ab,
         source: include_str!("rmm_raw_n64_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3279,7 +3279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148592,
         max_kb: None,
-        source_hash: 0x4f869453a448966e,
+        source_hash: 0x13b7b37db72e6aa1,
         source: include_str!("rmm_raw_n64_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3299,7 +3299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 173184,
         max_kb: None,
-        source_hash: 0x66a6b4c401755f4c,
+        source_hash: 0xdfa796f76eb8763f,
         source: include_str!("rmm_raw_n64_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3319,7 +3319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0xfe90655a54f74225,
+        source_hash: 0x107937e983a2d162,
         source: include_str!("rmm_raw_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -3339,7 +3339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66608,
         max_kb: None,
-        source_hash: 0xae85896f82d93318,
+        source_hash: 0x925f2807b38b03c4,
         source: include_str!("rmm_raw_n128_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3359,7 +3359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99392,
         max_kb: None,
-        source_hash: 0xbdda3ed0d68e2250,
+        source_hash: 0x8f75ce4d62592a86,
         source: include_str!("rmm_raw_n128_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3379,7 +3379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: None,
-        source_hash: 0x13fcab806f62bb43,
+        source_hash: 0x2d0dbd782ee207f2,
         source: include_str!("rmm_raw_n128_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3399,7 +3399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164960,
         max_kb: None,
-        source_hash: 0x744796bb581c90b2,
+        source_hash: 0x8577d9c1e84a8888,
         source: include_str!("rmm_raw_n128_s5_nt.cu"),
     },
     RegistryEntry {
@@ -3419,7 +3419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197744,
         max_kb: None,
-        source_hash: 0xaf498ee37eab5c73,
+        source_hash: 0x693005b7dfb7493e,
         source: include_str!("rmm_raw_n128_s6_nt.cu"),
     },
     RegistryEntry {
@@ -3439,7 +3439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230528,
         max_kb: None,
-        source_hash: 0x051376b1866f7464,
+        source_hash: 0x348809982d4d35ed,
         source: include_str!("rmm_raw_n128_s7_nt.cu"),
     },
     RegistryEntry {
@@ -3459,7 +3459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0xe9f0afc3ad0a9da4,
+        source_hash: 0x0eec5e4d094ca8f1,
         source: include_str!("rmm_raw_n256_s2_nt.cu"),
     },
     RegistryEntry {
@@ -3479,7 +3479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148544,
         max_kb: None,
-        source_hash: 0xabb2f11f704831ce,
+        source_hash: 0x5288e2d38e94482a,
         source: include_str!("rmm_raw_n256_s3_nt.cu"),
     },
     RegistryEntry {
@@ -3499,7 +3499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197712,
         max_kb: None,
-        source_hash: 0xbee07af8e963400f,
+        source_hash: 0xf07fd1672788fa8a,
         source: include_str!("rmm_raw_n256_s4_nt.cu"),
     },
     RegistryEntry {
@@ -3519,7 +3519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 35888,
         max_kb: None,
-        source_hash: 0x74d5930436ea9e0f,
+        source_hash: 0xa0e325b8228e5298,
         source: include_str!("rmm_raw_n8_s2_t.cu"),
     },
     RegistryEntry {
@@ -3539,7 +3539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 53312,
         max_kb: None,
-        source_hash: 0x3ce18304e5c94799,
+        source_hash: 0x11d6ac9c3a348ea3,
         source: include_str!("rmm_raw_n8_s3_t.cu"),
     },
     RegistryEntry {
@@ -3559,7 +3559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x232f9ee9f06f798f,
+        source_hash: 0x5a0a7109ef21dab3,
         source: include_str!("rmm_raw_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -3579,7 +3579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 88160,
         max_kb: None,
-        source_hash: 0x333fa97d95009684,
+        source_hash: 0xe14cf7d02c1d575c,
         source: include_str!("rmm_raw_n8_s5_t.cu"),
     },
     RegistryEntry {
@@ -3599,7 +3599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0xa9fd0fac9a2a02d7,
+        source_hash: 0x3e7531d234a289c3,
         source: include_str!("rmm_raw_n8_s6_t.cu"),
     },
     RegistryEntry {
@@ -3619,7 +3619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 123008,
         max_kb: None,
-        source_hash: 0x458a2e157b5c78fe,
+        source_hash: 0x7f55a9fb66023ecf,
         source: include_str!("rmm_raw_n8_s7_t.cu"),
     },
     RegistryEntry {
@@ -3639,7 +3639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0x2155cfff766eb97c,
+        source_hash: 0x4db5096513e6836e,
         source: include_str!("rmm_raw_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -3659,7 +3659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 37936,
         max_kb: None,
-        source_hash: 0x8641cac86ec61b6a,
+        source_hash: 0x8e037ffa0d27a995,
         source: include_str!("rmm_raw_n16_s2_t.cu"),
     },
     RegistryEntry {
@@ -3679,7 +3679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 56384,
         max_kb: None,
-        source_hash: 0x812ac111d1e595b1,
+        source_hash: 0xb6302807d1c38d82,
         source: include_str!("rmm_raw_n16_s3_t.cu"),
     },
     RegistryEntry {
@@ -3699,7 +3699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0xaccbd6543171f7b7,
+        source_hash: 0x2718640e8baf67b9,
         source: include_str!("rmm_raw_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -3719,7 +3719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 93280,
         max_kb: None,
-        source_hash: 0x42d71caa63b96f49,
+        source_hash: 0x5e82fd2a1998cfcc,
         source: include_str!("rmm_raw_n16_s5_t.cu"),
     },
     RegistryEntry {
@@ -3739,7 +3739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0x07d9af4561c753a0,
+        source_hash: 0xb86246abd82233e3,
         source: include_str!("rmm_raw_n16_s6_t.cu"),
     },
     RegistryEntry {
@@ -3759,7 +3759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 130176,
         max_kb: None,
-        source_hash: 0x58f79f54d6ed565e,
+        source_hash: 0x4e7e42469984062a,
         source: include_str!("rmm_raw_n16_s7_t.cu"),
     },
     RegistryEntry {
@@ -3779,7 +3779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0xa5c34a4d64c10884,
+        source_hash: 0x728e0116f0361612,
         source: include_str!("rmm_raw_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -3799,7 +3799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 42032,
         max_kb: None,
-        source_hash: 0xbc0a89ae96e9f9b9,
+        source_hash: 0x2b4f15cbe096df28,
         source: include_str!("rmm_raw_n32_s2_t.cu"),
     },
     RegistryEntry {
@@ -3819,7 +3819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 62528,
         max_kb: None,
-        source_hash: 0x3b13858af990fcbc,
+        source_hash: 0x61fbb23cbcb2f65e,
         source: include_str!("rmm_raw_n32_s3_t.cu"),
     },
     RegistryEntry {
@@ -3839,7 +3839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x202780c91d9aa4a2,
+        source_hash: 0x072c6e3cb46f312d,
         source: include_str!("rmm_raw_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -3859,7 +3859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 103520,
         max_kb: None,
-        source_hash: 0x5922ed0cf98a983c,
+        source_hash: 0x2008467ba01b31d3,
         source: include_str!("rmm_raw_n32_s5_t.cu"),
     },
     RegistryEntry {
@@ -3879,7 +3879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124016,
         max_kb: None,
-        source_hash: 0x65d659deeac990e6,
+        source_hash: 0x2d3c81fded26b750,
         source: include_str!("rmm_raw_n32_s6_t.cu"),
     },
     RegistryEntry {
@@ -3899,7 +3899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 144512,
         max_kb: None,
-        source_hash: 0xf7fa231e93628a83,
+        source_hash: 0x436ef27f27f02207,
         source: include_str!("rmm_raw_n32_s7_t.cu"),
     },
     RegistryEntry {
@@ -3919,7 +3919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0x1bd5526b4c3e1931,
+        source_hash: 0x59ba1e77c0c9ac2c,
         source: include_str!("rmm_raw_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -3939,7 +3939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 50224,
         max_kb: None,
-        source_hash: 0xb696e4ee30c7c198,
+        source_hash: 0xc764959b57b8d718,
         source: include_str!("rmm_raw_n64_s2_t.cu"),
     },
     RegistryEntry {
@@ -3959,7 +3959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74816,
         max_kb: None,
-        source_hash: 0xa12a4cf69e655a4b,
+        source_hash: 0x11f41356a3a1ffa9,
         source: include_str!("rmm_raw_n64_s3_t.cu"),
     },
     RegistryEntry {
@@ -3979,7 +3979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0x6d84282366ea4fd8,
+        source_hash: 0x3b1dd445c72f3173,
         source: include_str!("rmm_raw_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -3999,7 +3999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124000,
         max_kb: None,
-        source_hash: 0xcb77f321fa8bc207,
+        source_hash: 0x450160d43f6f9516,
         source: include_str!("rmm_raw_n64_s5_t.cu"),
     },
     RegistryEntry {
@@ -4019,7 +4019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148592,
         max_kb: None,
-        source_hash: 0x00e3e6f9f2c7aaf4,
+        source_hash: 0x3061bfd4ba757657,
         source: include_str!("rmm_raw_n64_s6_t.cu"),
     },
     RegistryEntry {
@@ -4039,7 +4039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 173184,
         max_kb: None,
-        source_hash: 0x162cebba81617844,
+        source_hash: 0xd55eb8f62885cc6a,
         source: include_str!("rmm_raw_n64_s7_t.cu"),
     },
     RegistryEntry {
@@ -4059,7 +4059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0xb405b032579e728b,
+        source_hash: 0x12b02a4bf952b3ad,
         source: include_str!("rmm_raw_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -4079,7 +4079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66608,
         max_kb: None,
-        source_hash: 0x4acf7513d2347db4,
+        source_hash: 0xc01f023d97f8c734,
         source: include_str!("rmm_raw_n128_s2_t.cu"),
     },
     RegistryEntry {
@@ -4099,7 +4099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99392,
         max_kb: None,
-        source_hash: 0xd63644022998b131,
+        source_hash: 0x8c39e1d5ebf498d6,
         source: include_str!("rmm_raw_n128_s3_t.cu"),
     },
     RegistryEntry {
@@ -4119,7 +4119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132176,
         max_kb: None,
-        source_hash: 0x38e65def3f158138,
+        source_hash: 0x17dcb16f737a24aa,
         source: include_str!("rmm_raw_n128_s4_t.cu"),
     },
     RegistryEntry {
@@ -4139,7 +4139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 164960,
         max_kb: None,
-        source_hash: 0x8942d33272cca0f9,
+        source_hash: 0x6cdc1b073121b9ae,
         source: include_str!("rmm_raw_n128_s5_t.cu"),
     },
     RegistryEntry {
@@ -4159,7 +4159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197744,
         max_kb: None,
-        source_hash: 0x1d645ddb8616841c,
+        source_hash: 0x1dc1ee319c8e631c,
         source: include_str!("rmm_raw_n128_s6_t.cu"),
     },
     RegistryEntry {
@@ -4179,7 +4179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 230528,
         max_kb: None,
-        source_hash: 0xedaf292cf14f3cdf,
+        source_hash: 0xde44654d4c270ecb,
         source: include_str!("rmm_raw_n128_s7_t.cu"),
     },
     RegistryEntry {
@@ -4199,7 +4199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99376,
         max_kb: None,
-        source_hash: 0x6f6f11cd24c46a08,
+        source_hash: 0x7712ca8cc96e0b56,
         source: include_str!("rmm_raw_n256_s2_t.cu"),
     },
     RegistryEntry {
@@ -4219,7 +4219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148544,
         max_kb: None,
-        source_hash: 0xa934a325033ef1f7,
+        source_hash: 0xdfa01eea45d79f08,
         source: include_str!("rmm_raw_n256_s3_t.cu"),
     },
     RegistryEntry {
@@ -4239,7 +4239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197712,
         max_kb: None,
-        source_hash: 0x400c01a154245bf9,
+        source_hash: 0x0a210e1bdada211f,
         source: include_str!("rmm_raw_n256_s4_t.cu"),
     },
     RegistryEntry {
@@ -4259,7 +4259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0x4d1ee8909bc478f6,
+        source_hash: 0xbc3b8e293a26dc26,
         source: include_str!("rmm_palette_rs_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4279,7 +4279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124048,
         max_kb: Some(256),
-        source_hash: 0x5f8f53efbab449c2,
+        source_hash: 0x8c1548ae4e9f359f,
         source: include_str!("rmm_palette_rs_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4299,7 +4299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181456,
         max_kb: Some(256),
-        source_hash: 0xf3c9ef744a1b5fcf,
+        source_hash: 0x809416e404a33761,
         source: include_str!("rmm_palette_rs_n8_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4319,7 +4319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0x3f83534a809fca54,
+        source_hash: 0x3aff3274df53ed5c,
         source: include_str!("rmm_palette_rs_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4339,7 +4339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132240,
         max_kb: Some(256),
-        source_hash: 0x74e0cbb2187e420b,
+        source_hash: 0x591cd67e02f096da,
         source: include_str!("rmm_palette_rs_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4359,7 +4359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 193744,
         max_kb: Some(256),
-        source_hash: 0xe1b3458bf6b04bee,
+        source_hash: 0x665b7b8f90e840ef,
         source: include_str!("rmm_palette_rs_n16_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4379,7 +4379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 78928,
         max_kb: Some(256),
-        source_hash: 0x464d9197ce7d74ac,
+        source_hash: 0x6942d08b50dc6ab1,
         source: include_str!("rmm_palette_rs_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4399,7 +4399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: Some(256),
-        source_hash: 0x9bb6ed4ad0fe7148,
+        source_hash: 0x9fe3ddd74a6c8e66,
         source: include_str!("rmm_palette_rs_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4419,7 +4419,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 218320,
         max_kb: Some(256),
-        source_hash: 0x961072d0a2e8efd8,
+        source_hash: 0x7d229d827a2b592c,
         source: include_str!("rmm_palette_rs_n32_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4439,7 +4439,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95312,
         max_kb: Some(256),
-        source_hash: 0x5a802bf6ab2e0eac,
+        source_hash: 0x39519fd568029d3e,
         source: include_str!("rmm_palette_rs_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4459,7 +4459,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181392,
         max_kb: Some(256),
-        source_hash: 0xb5513045f3b22a98,
+        source_hash: 0x36ab20c5b56ace65,
         source: include_str!("rmm_palette_rs_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4479,7 +4479,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0x2cd18543089eb539,
+        source_hash: 0xa3061e2d02dd05ee,
         source: include_str!("rmm_palette_rs_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -4499,7 +4499,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 124048,
         max_kb: Some(256),
-        source_hash: 0xd829a669d3cbc10b,
+        source_hash: 0xf7e5c98fb056f4cc,
         source: include_str!("rmm_palette_rs_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -4519,7 +4519,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181456,
         max_kb: Some(256),
-        source_hash: 0x7677afb4d0d03e5c,
+        source_hash: 0xea8dddaeedd54c4b,
         source: include_str!("rmm_palette_rs_n8_s12_t.cu"),
     },
     RegistryEntry {
@@ -4539,7 +4539,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0x0c107f45cd0e7763,
+        source_hash: 0x5316e920ad3cfb40,
         source: include_str!("rmm_palette_rs_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -4559,7 +4559,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 132240,
         max_kb: Some(256),
-        source_hash: 0x62c81aecff66f1e2,
+        source_hash: 0x433382438ff06e98,
         source: include_str!("rmm_palette_rs_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -4579,7 +4579,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 193744,
         max_kb: Some(256),
-        source_hash: 0x0a7fbfd745257910,
+        source_hash: 0xcb0ca0d6f2c1704b,
         source: include_str!("rmm_palette_rs_n16_s12_t.cu"),
     },
     RegistryEntry {
@@ -4599,7 +4599,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 78928,
         max_kb: Some(256),
-        source_hash: 0xf59e98c77de3bfb3,
+        source_hash: 0x8dec19d29e723836,
         source: include_str!("rmm_palette_rs_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -4619,7 +4619,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: Some(256),
-        source_hash: 0x674e352459b8a5c7,
+        source_hash: 0xb784ab9c7acd8374,
         source: include_str!("rmm_palette_rs_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -4639,7 +4639,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 218320,
         max_kb: Some(256),
-        source_hash: 0x689a89913c05694c,
+        source_hash: 0x1cd5c6c1bd806f93,
         source: include_str!("rmm_palette_rs_n32_s12_t.cu"),
     },
     RegistryEntry {
@@ -4659,7 +4659,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95312,
         max_kb: Some(256),
-        source_hash: 0xab8d47ac782316c5,
+        source_hash: 0xb3270990a121035a,
         source: include_str!("rmm_palette_rs_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -4679,7 +4679,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 181392,
         max_kb: Some(256),
-        source_hash: 0x42d93e20ce05c6fc,
+        source_hash: 0x02b29a387b143b9e,
         source: include_str!("rmm_palette_rs_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -4699,7 +4699,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0xe21dbd9dc35eb0c3,
+        source_hash: 0xde6a20fe8b25ebeb,
         source: include_str!("rmm_raw_rs_n8_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4719,7 +4719,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0xe4f78d25b30db1d3,
+        source_hash: 0x6ed852556a181416,
         source: include_str!("rmm_raw_rs_n8_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4739,7 +4739,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210128,
         max_kb: None,
-        source_hash: 0x83811ed580eada4e,
+        source_hash: 0xcf8e20fc9a00bcf9,
         source: include_str!("rmm_raw_rs_n8_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4759,7 +4759,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x18affffc64992526,
+        source_hash: 0x2b9322163022fdd4,
         source: include_str!("rmm_raw_rs_n16_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4779,7 +4779,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0x7ad119e4b050f568,
+        source_hash: 0x146fc1fe8793a524,
         source: include_str!("rmm_raw_rs_n16_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4799,7 +4799,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 222416,
         max_kb: None,
-        source_hash: 0xe6baa6829af70922,
+        source_hash: 0x0588449b9bc64fcb,
         source: include_str!("rmm_raw_rs_n16_s12_nt.cu"),
     },
     RegistryEntry {
@@ -4819,7 +4819,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0x5b3c3e63e75d007e,
+        source_hash: 0xe7b8b73cd3a000ae,
         source: include_str!("rmm_raw_rs_n32_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4839,7 +4839,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0xa09407d24ebbfc6c,
+        source_hash: 0x1b39078fcc080a29,
         source: include_str!("rmm_raw_rs_n32_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4859,7 +4859,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0x0480263dee6fd558,
+        source_hash: 0x362afddb88d2ac37,
         source: include_str!("rmm_raw_rs_n64_s4_nt.cu"),
     },
     RegistryEntry {
@@ -4879,7 +4879,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0x81a29fd7356c8c57,
+        source_hash: 0xa101bfbc66dab4ef,
         source: include_str!("rmm_raw_rs_n64_s8_nt.cu"),
     },
     RegistryEntry {
@@ -4899,7 +4899,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0xdfa7bc8dbadbd54b,
+        source_hash: 0xb5c88f379ea6efe8,
         source: include_str!("rmm_raw_rs_n8_s4_t.cu"),
     },
     RegistryEntry {
@@ -4919,7 +4919,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 140432,
         max_kb: None,
-        source_hash: 0x1df4b44fe6e09be4,
+        source_hash: 0x0ca56bc37d1624b9,
         source: include_str!("rmm_raw_rs_n8_s8_t.cu"),
     },
     RegistryEntry {
@@ -4939,7 +4939,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 210128,
         max_kb: None,
-        source_hash: 0x3a6dcf2c3462b8ad,
+        source_hash: 0x17f5e768a4544bc3,
         source: include_str!("rmm_raw_rs_n8_s12_t.cu"),
     },
     RegistryEntry {
@@ -4959,7 +4959,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0xe8bda6948fa457f4,
+        source_hash: 0x396d4e7ff0964de8,
         source: include_str!("rmm_raw_rs_n16_s4_t.cu"),
     },
     RegistryEntry {
@@ -4979,7 +4979,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 148624,
         max_kb: None,
-        source_hash: 0xc7b6fed1fed6b3db,
+        source_hash: 0x7fd6b5ad308c4f04,
         source: include_str!("rmm_raw_rs_n16_s8_t.cu"),
     },
     RegistryEntry {
@@ -4999,7 +4999,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 222416,
         max_kb: None,
-        source_hash: 0xd5f37367d68d1ea4,
+        source_hash: 0xe7ee896ce0c66ed5,
         source: include_str!("rmm_raw_rs_n16_s12_t.cu"),
     },
     RegistryEntry {
@@ -5019,7 +5019,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 83024,
         max_kb: None,
-        source_hash: 0xfa8536cba0b566e8,
+        source_hash: 0x09479eb51b44082d,
         source: include_str!("rmm_raw_rs_n32_s4_t.cu"),
     },
     RegistryEntry {
@@ -5039,7 +5039,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 165008,
         max_kb: None,
-        source_hash: 0xc70179a6c9ccea51,
+        source_hash: 0x75520aab5a295d95,
         source: include_str!("rmm_raw_rs_n32_s8_t.cu"),
     },
     RegistryEntry {
@@ -5059,7 +5059,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 99408,
         max_kb: None,
-        source_hash: 0x612ed0eb800b2fe9,
+        source_hash: 0x8a8a6f435c2204d2,
         source: include_str!("rmm_raw_rs_n64_s4_t.cu"),
     },
     RegistryEntry {
@@ -5079,7 +5079,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 197776,
         max_kb: None,
-        source_hash: 0x5abb89425bd80c84,
+        source_hash: 0xb14b89eaedf0636c,
         source: include_str!("rmm_raw_rs_n64_s8_t.cu"),
     },
     RegistryEntry {
@@ -5099,7 +5099,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0xd076cf27e981e7fe,
+        source_hash: 0xd57fd8ae979d8341,
         source: include_str!("rmm_palette_rs_n8_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5119,7 +5119,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95344,
         max_kb: Some(256),
-        source_hash: 0xe650f65c4bd5a406,
+        source_hash: 0x14e3650f0691e0d8,
         source: include_str!("rmm_palette_rs_n8_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5139,7 +5139,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0x3a18db641686082a,
+        source_hash: 0x8833803a59886363,
         source: include_str!("rmm_palette_rs_n16_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5159,7 +5159,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101488,
         max_kb: Some(256),
-        source_hash: 0xdf71aaf14bda15dd,
+        source_hash: 0xc892ded7165bb736,
         source: include_str!("rmm_palette_rs_n16_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5179,7 +5179,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 66640,
         max_kb: Some(256),
-        source_hash: 0x116418feb465abb0,
+        source_hash: 0x8de05f361c6549e3,
         source: include_str!("rmm_palette_rs_n8_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5199,7 +5199,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 95344,
         max_kb: Some(256),
-        source_hash: 0x621199e6c7556b51,
+        source_hash: 0x942853f0e74f8856,
         source: include_str!("rmm_palette_rs_n8_s6_c2_t.cu"),
     },
     RegistryEntry {
@@ -5219,7 +5219,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: Some(256),
-        source_hash: 0x4dee1b3229016f9d,
+        source_hash: 0xb035c25847110196,
         source: include_str!("rmm_palette_rs_n16_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5239,7 +5239,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 101488,
         max_kb: Some(256),
-        source_hash: 0xcad218c7ef44ccec,
+        source_hash: 0x786a9ee02f90cb0a,
         source: include_str!("rmm_palette_rs_n16_s6_c2_t.cu"),
     },
     RegistryEntry {
@@ -5259,7 +5259,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x1baf7ce232be4447,
+        source_hash: 0xb54c3df1dd8aef6f,
         source: include_str!("rmm_raw_rs_n8_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5279,7 +5279,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0x35d98409dad18bc8,
+        source_hash: 0x4d36d3ec33a25ab6,
         source: include_str!("rmm_raw_rs_n8_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5299,7 +5299,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x797cca34c713b0ee,
+        source_hash: 0x5b9f9b0ad687772d,
         source: include_str!("rmm_raw_rs_n16_s4_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5319,7 +5319,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0x81a8dab3400915d7,
+        source_hash: 0x8a41f8123b0e4501,
         source: include_str!("rmm_raw_rs_n16_s6_c2_nt.cu"),
     },
     RegistryEntry {
@@ -5339,7 +5339,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 70736,
         max_kb: None,
-        source_hash: 0x2c3462e1082f35c7,
+        source_hash: 0x87198095053078f8,
         source: include_str!("rmm_raw_rs_n8_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5359,7 +5359,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 105584,
         max_kb: None,
-        source_hash: 0xf945a283bad32c36,
+        source_hash: 0xd9c574f697b04591,
         source: include_str!("rmm_raw_rs_n8_s6_c2_t.cu"),
     },
     RegistryEntry {
@@ -5379,7 +5379,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 74832,
         max_kb: None,
-        source_hash: 0x904b616f56017223,
+        source_hash: 0x3a6bedc1a98564d7,
         source: include_str!("rmm_raw_rs_n16_s4_c2_t.cu"),
     },
     RegistryEntry {
@@ -5399,7 +5399,7 @@ pub static VARIANTS: &[RegistryEntry] = &[
         },
         dynamic_smem: 111728,
         max_kb: None,
-        source_hash: 0x82c06b1fcaac36ec,
+        source_hash: 0xde9203df614ea5fd,
         source: include_str!("rmm_raw_rs_n16_s6_c2_t.cu"),
     },
     RegistryEntry {

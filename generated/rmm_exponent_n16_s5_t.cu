@@ -181,7 +181,8 @@ static_assert(CONSUMER_THREADS == 2 * WG_THREADS, "two consumer warpgroups");
 
 // Timeline probe, in a diagnostic build only (`UNWEIGHT_PROBE=1` adds -DUNWEIGHT_PROBE to NVRTC's options; `unweight
 // bench` then reads `unweight_probe` back after each rmm row): %globaltimer per CTA at the points below, each written
-// by the one thread that passes it. Without the define `probe` is empty and the kernel is unchanged.
+// by the one thread that passes it, and the SM the CTA ran on. Without the define `probe` is empty and the kernel is
+// unchanged.
 enum ProbePoint : int {
   P_ENTRY,           // thread 0 at kernel entry
   P_FIRST_ISSUE,     // producer: the first stage's copies issued
@@ -196,11 +197,18 @@ enum ProbePoint : int {
 #ifdef UNWEIGHT_PROBE
 constexpr bool PROBING = true;
 constexpr u32 PROBE_CTAS = 4096;                    // CTAs past this record nothing
-__device__ unsigned long long unweight_probe[PROBE_CTAS * PROBE_POINTS];
+constexpr u32 PROBE_WORDS = PROBE_POINTS + 1;       // per CTA: the points, then the SM it ran on (at entry)
+__device__ unsigned long long unweight_probe[PROBE_CTAS * PROBE_WORDS];
 __device__ __forceinline__ void probe(ProbePoint p) {
   unsigned long long now;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
-  if (blockIdx.x < PROBE_CTAS) unweight_probe[blockIdx.x * PROBE_POINTS + p] = now;
+  if (blockIdx.x >= PROBE_CTAS) return;
+  unweight_probe[blockIdx.x * PROBE_WORDS + p] = now;
+  if (p == P_ENTRY) {
+    u32 sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    unweight_probe[blockIdx.x * PROBE_WORDS + PROBE_POINTS] = sm;
+  }
 }
 #else
 constexpr bool PROBING = false;

@@ -584,7 +584,8 @@ fn push_probe(
     if !probe::enabled() {
         return Ok(());
     }
-    if let Some(probe::Timeline { ns, summary }) = probe::read(dev, stream, &r.variant, r.ctas)? {
+    if let Some(probe::Timeline { ns, sm, summary }) = probe::read(dev, stream, &r.variant, r.ctas)?
+    {
         println!(
             "  probe {} {} m={} {} (µs median/max from the first entry): {}",
             r.shape,
@@ -602,6 +603,7 @@ fn push_probe(
             ctas: r.ctas,
             summary,
             ns,
+            sm,
         });
     }
     Ok(())

@@ -27,6 +27,8 @@ pub const POINTS: [&str; 8] = [
 
 /// CTAs the template records (`PROBE_CTAS`); later ones record nothing.
 const PROBE_CTAS: usize = 4096;
+/// Words per CTA (`PROBE_WORDS`): the points, then the SM id.
+const PROBE_WORDS: usize = POINTS.len() + 1;
 
 /// Whether this process builds and reads the probe.
 pub fn enabled() -> bool {
@@ -46,6 +48,9 @@ pub struct ProbeRow {
     pub summary: Vec<PointSummary>,
     /// `ns[cta][point]`.
     pub ns: Vec<Vec<i64>>,
+    /// The SM each CTA ran on (`%smid` at entry).
+    #[serde(default)]
+    pub sm: Vec<u32>,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -56,9 +61,10 @@ pub struct PointSummary {
     pub max: i64,
 }
 
-/// One launch's per-CTA times ([`ProbeRow::ns`]) and their summary.
+/// One launch's per-CTA times ([`ProbeRow::ns`]), SMs and their summary.
 pub struct Timeline {
     pub ns: Vec<Vec<i64>>,
+    pub sm: Vec<u32>,
     pub summary: Vec<PointSummary>,
 }
 
@@ -80,16 +86,22 @@ pub fn read(
         return Ok(None);
     };
     let n = (ctas as usize).min(PROBE_CTAS);
-    let raw: Vec<&[u64]> = words.chunks_exact(POINTS.len()).take(n).collect();
+    let raw: Vec<&[u64]> = words.chunks_exact(PROBE_WORDS).take(n).collect();
     let Some(t0) = raw.iter().map(|r| r[0]).min() else {
         return Ok(None);
     };
     let ns: Vec<Vec<i64>> = raw
         .iter()
-        .map(|r| r.iter().map(|&t| t as i64 - t0 as i64).collect())
+        .map(|r| {
+            r[..POINTS.len()]
+                .iter()
+                .map(|&t| t as i64 - t0 as i64)
+                .collect()
+        })
         .collect();
+    let sm = raw.iter().map(|r| r[POINTS.len()] as u32).collect();
     let summary = summarize(&ns);
-    Ok(Some(Timeline { ns, summary }))
+    Ok(Some(Timeline { ns, sm, summary }))
 }
 
 /// Min, median and max of each point over the CTAs.
